@@ -1,0 +1,305 @@
+/**
+ * Entry point of the operator console (`/`): login, the Socket.IO link to the
+ * `/console` namespace, and the wiring of roster, video wall and patrol.
+ *
+ * Test hook (read by the Playwright tests):
+ *   window.dispatchConsole = {
+ *     tiles: Map(unitId -> VideoTile {pc, video, state, ...}),
+ *     roster: Map(unitId -> unit),
+ *     patrol: Patrol {current: unitId | null, active: boolean, paused: boolean, ...},
+ *     async stats(unitId) -> {framesDecoded, bytesReceived, ...},
+ *     connection: "idle" | "connecting" | "connected" | "disconnected" | "error",
+ *   }
+ */
+import { ApiClient, ApiError } from './api.js';
+import { Backoff } from './backoff.js';
+import { Patrol } from './patrol.js';
+import { RosterTable, parseUnit } from './roster.js';
+import { VideoWall } from './video-wall.js';
+
+const ROLE_LABELS = {
+  operator: '值班员 operator',
+  supervisor: '指挥长 supervisor',
+  auditor: '审计员 auditor',
+  admin: '管理员 admin',
+};
+
+/** Connect-time refusals after which the token is no good: back to the login form. */
+const SESSION_ERRORS = new Set(['unauthorized', 'session_expired', 'invalid_token']);
+const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
+const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+
+class ConsoleApp {
+  constructor() {
+    this.api = new ApiClient((message) => this.showLogin(message));
+    /** @type {{patrol_interval_s: number, ice_servers: RTCIceServer[]}} */
+    this.config = { patrol_interval_s: 10, ice_servers: [] };
+    this.socket = null;
+    this.socketBackoff = new Backoff({ baseMs: 1000, capMs: 20000 });
+    this.socketRetryTimer = null;
+    this.connection = 'idle';
+    this.ticker = null;
+    this.expiryTimer = null;
+    this.running = false;
+
+    this.roster = new RosterTable({
+      body: /** @type {HTMLTableSectionElement} */ (byId('roster-body')),
+      summary: byId('roster-summary'),
+      filter: /** @type {HTMLInputElement} */ (byId('roster-filter')),
+      empty: byId('roster-empty'),
+    }, (unitId) => this.wall.focus(unitId));
+    this.wall = new VideoWall({
+      grid: byId('video-wall'),
+      empty: byId('wall-empty'),
+      count: byId('wall-count'),
+    }, {
+      getToken: () => this.api.token,
+      getIceServers: () => this.config.ice_servers,
+      onUnauthorized: (message) => this.api.unauthorized(message),
+    });
+    this.patrol = new Patrol({
+      panel: byId('patrol-panel'),
+      video: /** @type {HTMLVideoElement} */ (byId('patrol-video')),
+      name: byId('patrol-name'),
+      kind: byId('patrol-kind'),
+      position: byId('patrol-position'),
+      countdown: byId('patrol-countdown'),
+      overlay: byId('patrol-overlay'),
+      toggle: /** @type {HTMLButtonElement} */ (byId('patrol-toggle')),
+      prev: /** @type {HTMLButtonElement} */ (byId('patrol-prev')),
+      pause: /** @type {HTMLButtonElement} */ (byId('patrol-pause')),
+      next: /** @type {HTMLButtonElement} */ (byId('patrol-next')),
+    }, this.wall, this.roster.units);
+
+    const app = this;
+    window.dispatchConsole = {
+      tiles: this.wall.tiles,
+      roster: this.roster.units,
+      patrol: this.patrol,
+      stats: (unitId) => this.wall.stats(unitId),
+      get connection() {
+        return app.connection;
+      },
+    };
+
+    byId('login-form').addEventListener('submit', (event) => {
+      event.preventDefault();
+      this.login();
+    });
+    byId('logout-btn').addEventListener('click', () => this.logout());
+    byId('wall-clear').addEventListener('click', () => this.wall.removeOffline());
+    window.addEventListener('pagehide', () => this.wall.closeForUnload());
+    document.addEventListener('keydown', (event) => {
+      if (!this.patrol.active || event.target instanceof HTMLInputElement) return;
+      if (event.key === 'ArrowRight') this.patrol.next();
+      if (event.key === 'ArrowLeft') this.patrol.prev();
+    });
+  }
+
+  /** Resume a stored session if the server still accepts it, else show the login form. */
+  async boot() {
+    if (!this.api.session) {
+      this.showLogin('');
+      return;
+    }
+    try {
+      const me = await this.api.me();
+      Object.assign(this.api.session, me);
+      await this.start();
+    } catch (exc) {
+      // A 401 has already brought up the login form with the server's message.
+      if (!(exc instanceof ApiError && exc.status === 401)) this.showLogin(exc.message);
+    }
+  }
+
+  async login() {
+    const username = /** @type {HTMLInputElement} */ (byId('login-username')).value.trim();
+    const password = /** @type {HTMLInputElement} */ (byId('login-password')).value;
+    const submit = /** @type {HTMLButtonElement} */ (byId('login-submit'));
+    submit.disabled = true;
+    this.setLoginError('');
+    try {
+      await this.api.login(username, password);
+      /** @type {HTMLInputElement} */ (byId('login-password')).value = '';
+      await this.start();
+    } catch (exc) {
+      this.setLoginError(exc.message || String(exc));
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  async logout() {
+    this.stop();
+    await this.api.logout();
+    this.showLogin('');
+  }
+
+  async start() {
+    this.config = { ...this.config, ...(await this.api.consoleConfig()) };
+    if (!Array.isArray(this.config.ice_servers)) this.config.ice_servers = [];
+    this.patrol.setInterval(this.config.patrol_interval_s);
+    const session = this.api.session;
+    byId('user-name').textContent = session.username;
+    byId('user-role').textContent = ROLE_LABELS[session.role] || session.role;
+    byId('user-role').dataset.role = session.role;
+    byId('login-view').hidden = true;
+    byId('app').hidden = false;
+    this.running = true;
+    this.connectSocket();
+    this.ticker = setInterval(() => this.tick(), 1000);
+    this.tick();
+    this.armExpiry();
+  }
+
+  /** Tear down everything that belongs to a logged-in session. Idempotent. */
+  stop() {
+    this.running = false;
+    clearInterval(this.ticker);
+    this.ticker = null;
+    clearTimeout(this.expiryTimer);
+    clearTimeout(this.socketRetryTimer);
+    if (this.socket) {
+      this.socket.removeAllListeners();
+      this.socket.io.removeAllListeners();
+      this.socket.disconnect();
+      this.socket = null;
+    }
+    this.setConnection('idle', '');
+    this.patrol.stop();
+    this.wall.clear();
+    this.roster.clear();
+  }
+
+  /** @param {string} message shown above the form (why the operator is here) */
+  showLogin(message) {
+    this.stop();
+    byId('app').hidden = true;
+    byId('login-view').hidden = false;
+    this.setLoginError(message);
+    /** @type {HTMLInputElement} */ (byId('login-username')).focus();
+  }
+
+  setLoginError(message) {
+    const el = byId('login-error');
+    el.textContent = message;
+    el.hidden = !message;
+  }
+
+  connectSocket() {
+    if (typeof window.io !== 'function') {
+      this.setConnection('error', 'Socket.IO 客户端未加载 client script missing (/vendor/socket.io.min.js)');
+      return;
+    }
+    const socket = window.io('/console', {
+      auth: { token: this.api.token },
+      transports: ['websocket'],
+    });
+    this.socket = socket;
+    this.setConnection('connecting', '');
+
+    let everConnected = false;
+    socket.on('connect', () => {
+      this.socketBackoff.reset();
+      this.setConnection('connected', '');
+      if (everConnected) this.wall.revalidate();
+      everConnected = true;
+    });
+    socket.on('disconnect', (reason) => {
+      this.setConnection('disconnected', reason);
+      // A server-side disconnect is not retried by the client library itself.
+      if (reason === 'io server disconnect') this.retrySocket();
+    });
+    socket.on('connect_error', (error) => this.onConnectError(error));
+    socket.io.on('reconnect_attempt', () => this.setConnection('connecting', ''));
+
+    socket.on('roster', (payload) => {
+      const units = (payload && Array.isArray(payload.units) ? payload.units : [])
+        .map(parseUnit).filter(Boolean);
+      this.roster.replace(units);
+      this.wall.replace(units);
+      this.patrol.refresh();
+    });
+    socket.on('unit_status', (payload) => {
+      const unit = parseUnit(payload);
+      if (!unit) return;
+      this.roster.update(unit);
+      this.wall.sync(unit);
+      this.patrol.refresh();
+    });
+    socket.on('viewer_closed', (payload) => {
+      if (payload && typeof payload.unit_id === 'string') this.wall.viewerClosed(payload);
+    });
+  }
+
+  /** @param {Error & {data?: {code?: string, message?: string}}} error */
+  onConnectError(error) {
+    const data = error && error.data && typeof error.data === 'object' ? error.data : {};
+    const message = data.message || error.message || String(error);
+    if (data.code && SESSION_ERRORS.has(data.code)) {
+      this.api.unauthorized(message);
+      return;
+    }
+    if (data.code === 'forbidden') {
+      this.setConnection('error', message);
+      return;
+    }
+    this.setConnection('disconnected', message);
+    // The library retries transport failures itself; a refusal by the server it does not.
+    if (this.socket && !this.socket.active) this.retrySocket();
+  }
+
+  retrySocket() {
+    clearTimeout(this.socketRetryTimer);
+    this.socketRetryTimer = setTimeout(() => {
+      if (this.running && this.socket && !this.socket.connected) this.socket.connect();
+    }, this.socketBackoff.next());
+  }
+
+  /** @param {'idle' | 'connecting' | 'connected' | 'disconnected' | 'error'} state */
+  setConnection(state, detail) {
+    this.connection = state;
+    const el = byId('conn-state');
+    el.dataset.state = state;
+    const labels = {
+      idle: ['未连接', 'idle'],
+      connecting: ['连接中', 'connecting'],
+      connected: ['已连接', 'connected'],
+      disconnected: ['已断开，重连中', 'reconnecting'],
+      error: ['连接被拒绝', 'refused'],
+    };
+    const [zh, en] = labels[state];
+    el.querySelector('.conn-label').textContent = zh;
+    el.querySelector('small').textContent = en;
+    el.title = detail || '';
+    byId('roster-area').dataset.stale = String(state !== 'connected');
+  }
+
+  /** Once a second: relative times, the wall's stats and the clock. */
+  tick() {
+    this.roster.tick();
+    this.wall.tick();
+    byId('clock').textContent = new Date().toLocaleTimeString('zh-CN', { hour12: false });
+  }
+
+  /** Check the session when it is due to expire, so an idle console returns to the login form. */
+  armExpiry() {
+    clearTimeout(this.expiryTimer);
+    const expires = Date.parse(this.api.session?.expires_at || '');
+    if (Number.isNaN(expires)) return;
+    const delay = Math.min(LONGEST_TIMER_MS, Math.max(1000, expires - Date.now() + 1000));
+    this.expiryTimer = setTimeout(async () => {
+      try {
+        const me = await this.api.me();
+        if (this.api.session) Object.assign(this.api.session, me);
+        this.armExpiry();
+      } catch (exc) {
+        // A 401 has already ended the session; anything else: ask again later.
+        if (this.running) this.expiryTimer = setTimeout(() => this.armExpiry(), 30000);
+      }
+    }, delay);
+  }
+}
+
+new ConsoleApp().boot();

@@ -1,0 +1,472 @@
+/**
+ * One tile of the video wall: a WHEP viewer for one unit, its <video>, and the
+ * state shown to the operator and to tests (`data-state`):
+ *
+ * - "offline"    the unit is not publishing (the roster says so). The viewer
+ *                stays attached: the server resumes frames on the same peer
+ *                connection when the unit publishes again.
+ * - "connecting" the unit is publishing but no frame has been decoded since it
+ *                (re)started, the viewer is being (re)negotiated, or frames
+ *                stopped arriving for STALL_MS (the tile then also carries
+ *                `data-stalled="true"`).
+ * - "live"       frames are being decoded.
+ *
+ * When the peer connection fails, the server sends `viewer_closed`, or the
+ * WHEP POST is answered 409 not_publishing, the tile opens a new viewer by
+ * itself: at once when the unit next starts publishing, or after a capped,
+ * jittered backoff while it is publishing.
+ */
+import { Backoff } from './backoff.js';
+import { kindLabel, bilingual, formatPosition } from './roster.js';
+import {
+  SdpExchangeError, deleteSession, postOffer, sessionIdOf, waitForIceGathering,
+} from './sdp-exchange.js';
+
+/** No frame for this long while live: the picture froze, the tile is no longer live. */
+const STALL_MS = 4000;
+/** A peer connection that has not connected this long after the answer is abandoned. */
+const CONNECT_TIMEOUT_MS = 15000;
+/** "disconnected" this long is treated as "failed" (Chromium may take ~30 s to say failed). */
+const DISCONNECTED_GRACE_MS = 6000;
+/**
+ * A viewer that shows no frame this long while the unit publishes is replaced
+ * (after the answer, after the unit starts publishing again, or after the last
+ * frame). The server holds a new viewer until a keyframe, asked for every few
+ * seconds, so a healthy viewer never waits this long.
+ */
+const NO_VIDEO_MS = 10000;
+
+/** Errors after which retrying without a change (a new publish) is pointless. */
+const BLOCKING_STATUSES = new Set([400, 403, 404, 413, 415]);
+
+/**
+ * @typedef {object} TileContext
+ * @property {() => string | null} getToken person token
+ * @property {() => RTCIceServer[]} getIceServers from /api/console-config
+ * @property {() => Promise<() => void>} acquireSlot limits concurrent negotiations; resolves to a release function
+ * @property {(tile: VideoTile) => void} onChange state, stream or unit changed
+ * @property {(tile: VideoTile) => void} onActivate the operator clicked the tile
+ * @property {(tile: VideoTile) => void} onCloseFull the operator clicked the tile's close button
+ * @property {(message: string) => void} onUnauthorized the token was refused (HTTP 401)
+ */
+
+export class VideoTile {
+  /**
+   * @param {import('./roster.js').Unit} unit
+   * @param {TileContext} context
+   */
+  constructor(unit, context) {
+    this.unitId = unit.id;
+    this.unit = unit;
+    this.ctx = context;
+    this.publishing = false;
+    /** @type {RTCPeerConnection | null} */
+    this.pc = null;
+    /** @type {MediaStream | null} */
+    this.stream = null;
+    this.location = null;
+    this.sessionId = null;
+    this.live = false;
+    this.stalled = false;
+    this.error = null;
+    this.blocked = false;
+    this.closed = false;
+    this.opening = false;
+    this.generation = 0;
+    this.backoff = new Backoff({ baseMs: 1000, capMs: 15000 });
+    this.retryTimer = null;
+    this.retryAt = 0;
+    this.connectTimer = null;
+    this.disconnectTimer = null;
+    this.lastFrames = 0;
+    this.lastBytes = 0;
+    this.lastStatsAt = 0;
+    this.lastFrameAt = 0;
+    this.waitingSince = 0;
+    this.fps = 0;
+    this.kbps = 0;
+    this.buildDom();
+    this.watchFrames();
+    this.setUnit(unit);
+  }
+
+  /** "connecting" | "live" | "offline", as in `data-state`. */
+  get state() {
+    if (!this.publishing) return 'offline';
+    return this.live ? 'live' : 'connecting';
+  }
+
+  buildDom() {
+    const el = document.createElement('div');
+    el.className = 'tile';
+    el.dataset.unitId = this.unitId;
+    el.tabIndex = 0;
+    el.innerHTML = `
+      <video muted autoplay playsinline disablepictureinpicture></video>
+      <div class="tile-overlay"><span class="tile-overlay-main"></span><small class="tile-overlay-detail"></small></div>
+      <div class="tile-bar tile-bar--top">
+        <span class="tile-id"></span><span class="tile-kind"></span>
+        <span class="tile-state"></span>
+      </div>
+      <div class="tile-bar tile-bar--bottom">
+        <span class="tile-stats"></span><span class="tile-pos"></span>
+        <button type="button" class="tile-unmute" title="声音 sound"></button>
+      </div>
+      <button type="button" class="tile-close">✕ 关闭 <small>close</small></button>`;
+    this.element = el;
+    /** @type {HTMLVideoElement} */
+    this.video = el.querySelector('video');
+    this.video.muted = true;
+    this.dom = {
+      overlayMain: el.querySelector('.tile-overlay-main'),
+      overlayDetail: el.querySelector('.tile-overlay-detail'),
+      id: el.querySelector('.tile-id'),
+      kind: el.querySelector('.tile-kind'),
+      state: el.querySelector('.tile-state'),
+      stats: el.querySelector('.tile-stats'),
+      pos: el.querySelector('.tile-pos'),
+      unmute: el.querySelector('.tile-unmute'),
+      close: el.querySelector('.tile-close'),
+    };
+    this.dom.unmute.addEventListener('click', (event) => {
+      event.stopPropagation();
+      this.setMuted(!this.video.muted);
+    });
+    this.dom.close.addEventListener('click', (event) => {
+      event.stopPropagation();
+      this.ctx.onCloseFull(this);
+    });
+    el.addEventListener('click', () => this.ctx.onActivate(this));
+    el.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter') this.ctx.onActivate(this);
+    });
+    this.render();
+  }
+
+  /** Unmuting is a user gesture, so the browser lets the audio play. */
+  setMuted(muted) {
+    this.video.muted = muted;
+    if (!muted) this.video.play().catch(() => {});
+    this.render();
+  }
+
+  /**
+   * Take a new unit object from the roster. A start of publishing opens a
+   * viewer if none is attached; a stop leaves the attached viewer in place.
+   * @param {import('./roster.js').Unit} unit
+   */
+  setUnit(unit) {
+    const wasPublishing = this.publishing;
+    this.unit = unit;
+    this.publishing = Boolean(unit.publishing);
+    if (this.publishing !== wasPublishing) {
+      // Frames from before the change say nothing about the stream after it.
+      this.live = false;
+      this.stalled = false;
+      if (this.publishing) {
+        this.waitingSince = performance.now();
+        this.blocked = false;
+        this.clearRetry();
+        if (!this.pc && !this.opening) this.open();
+      } else {
+        this.clearRetry();
+      }
+    }
+    this.render();
+  }
+
+  /** Open a WHEP viewer. Does nothing while one is attached or being negotiated. */
+  async open() {
+    if (this.closed || this.pc || this.opening) return;
+    this.clearRetry();
+    this.opening = true;
+    this.error = null;
+    const generation = ++this.generation;
+    this.render();
+    const release = await this.ctx.acquireSlot();
+    try {
+      if (generation !== this.generation) return;
+      await this.negotiate(generation);
+    } catch (exc) {
+      if (generation === this.generation) this.handleOpenError(exc);
+    } finally {
+      release();
+      if (generation === this.generation) this.opening = false;
+      this.render();
+    }
+  }
+
+  /** @param {number} generation */
+  async negotiate(generation) {
+    const pc = new RTCPeerConnection({ iceServers: this.ctx.getIceServers() });
+    this.pc = pc;
+    this.lastFrames = 0;
+    this.lastBytes = 0;
+    this.lastStatsAt = 0;
+    const stream = new MediaStream();
+    this.stream = stream;
+    this.video.srcObject = stream;
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.addEventListener('track', (event) => {
+      stream.addTrack(event.track);
+      this.video.play().catch(() => {});
+    });
+    pc.addEventListener('connectionstatechange', () => this.onConnectionState(pc));
+    this.ctx.onChange(this);
+
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForIceGathering(pc);
+    if (generation !== this.generation) return;
+    const token = this.ctx.getToken();
+    const { answer, location } = await postOffer(
+      `/whep/${encodeURIComponent(this.unitId)}`, pc.localDescription.sdp, token,
+    );
+    if (generation !== this.generation) {
+      deleteSession(location, token);
+      return;
+    }
+    this.location = location;
+    this.sessionId = sessionIdOf(location);
+    await pc.setRemoteDescription({ type: 'answer', sdp: answer });
+    this.waitingSince = performance.now();
+    this.connectTimer = setTimeout(() => {
+      if (this.pc === pc && pc.connectionState !== 'connected') {
+        this.fail('连接超时 connection timed out', true);
+      }
+    }, CONNECT_TIMEOUT_MS);
+    this.element.dataset.sessionId = this.sessionId || '';
+  }
+
+  handleOpenError(exc) {
+    const status = exc instanceof SdpExchangeError ? exc.status : 0;
+    if (status === 401) {
+      this.teardown(false);
+      this.ctx.onUnauthorized(exc.message);
+      return;
+    }
+    const message = exc instanceof SdpExchangeError ? exc.message : `WebRTC: ${exc.message || exc}`;
+    if (BLOCKING_STATUSES.has(status)) {
+      this.teardown(false);
+      this.blocked = true;
+      this.error = message;
+      return;
+    }
+    this.fail(status === 409 ? '等待推流 waiting for the unit to publish' : message, false);
+  }
+
+  /** @param {RTCPeerConnection} pc */
+  onConnectionState(pc) {
+    if (pc !== this.pc) return;
+    const state = pc.connectionState;
+    if (state === 'connected') {
+      clearTimeout(this.connectTimer);
+      clearTimeout(this.disconnectTimer);
+      this.disconnectTimer = null;
+      this.error = null;
+    } else if (state === 'disconnected') {
+      if (!this.disconnectTimer) {
+        this.disconnectTimer = setTimeout(() => {
+          if (this.pc === pc) this.fail('连接中断 connection lost', true);
+        }, DISCONNECTED_GRACE_MS);
+      }
+    } else if (state === 'failed') {
+      this.fail('连接失败 connection failed', true);
+    }
+    this.render();
+  }
+
+  /**
+   * The console's Socket.IO link came back, maybe to a restarted server that
+   * knows nothing of our viewer: replace a viewer whose transport is not up
+   * now instead of waiting for the browser to declare it failed.
+   */
+  revalidate() {
+    if (this.pc && !this.opening && this.pc.connectionState !== 'connected') {
+      this.fail('服务器重连 server reconnected', true);
+    }
+  }
+
+  /** The server ended our viewing session (`viewer_closed`). */
+  serverClosed(reason) {
+    this.fail(`服务器关闭了观看 viewer closed by server${reason ? `: ${reason}` : ''}`, false);
+  }
+
+  /**
+   * Drop the viewer and try again: after a backoff while the unit publishes,
+   * or as soon as it publishes again.
+   * @param {string} message shown on the tile meanwhile
+   * @param {boolean} deleteRemote whether the server may still hold the session
+   */
+  fail(message, deleteRemote) {
+    this.teardown(deleteRemote);
+    this.error = message;
+    this.scheduleRetry();
+    this.render();
+  }
+
+  scheduleRetry() {
+    this.clearRetry();
+    if (this.closed || this.blocked || !this.publishing) return;
+    const delay = this.backoff.next();
+    this.retryAt = Date.now() + delay;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.open();
+    }, delay);
+  }
+
+  clearRetry() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.retryAt = 0;
+  }
+
+  /** Close the peer connection; `deleteRemote` also DELETEs the WHEP resource. */
+  teardown(deleteRemote) {
+    this.generation += 1;
+    this.opening = false;
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.disconnectTimer);
+    this.disconnectTimer = null;
+    if (this.pc) {
+      this.pc.close();
+      this.pc = null;
+    }
+    if (deleteRemote) deleteSession(this.location, this.ctx.getToken());
+    this.location = null;
+    this.sessionId = null;
+    this.live = false;
+    this.stalled = false;
+    this.fps = 0;
+    this.kbps = 0;
+    if (this.stream) {
+      this.stream = null;
+      this.video.srcObject = null;
+      this.ctx.onChange(this);
+    }
+    delete this.element.dataset.sessionId;
+  }
+
+  /** End the viewer for good (tile removed, logout, page closing). Idempotent. */
+  close() {
+    if (this.closed) return;
+    this.clearRetry();
+    this.teardown(true);
+    this.closed = true;
+    this.element.remove();
+  }
+
+  /** A decoded frame was seen (video frame callback or a rising framesDecoded). */
+  onFrame() {
+    this.lastFrameAt = performance.now();
+    this.waitingSince = this.lastFrameAt;
+    if (!this.pc || !this.publishing) return;
+    if (!this.live) {
+      this.live = true;
+      this.stalled = false;
+      this.error = null;
+      this.backoff.reset();
+      this.render();
+    }
+  }
+
+  watchFrames() {
+    if (!('requestVideoFrameCallback' in HTMLVideoElement.prototype)) return;
+    const onVideoFrame = () => {
+      if (this.closed) return;
+      this.onFrame();
+      this.video.requestVideoFrameCallback(onVideoFrame);
+    };
+    this.video.requestVideoFrameCallback(onVideoFrame);
+  }
+
+  /**
+   * Inbound video counters of the current peer connection (zeros without one).
+   * @returns {Promise<{framesDecoded: number, bytesReceived: number, framesPerSecond: number,
+   *   packetsLost: number}>}
+   */
+  async stats() {
+    const result = { framesDecoded: 0, bytesReceived: 0, framesPerSecond: 0, packetsLost: 0 };
+    const pc = this.pc;
+    if (!pc) return result;
+    const report = await pc.getStats();
+    report.forEach((entry) => {
+      if (entry.type === 'inbound-rtp' && (entry.kind || entry.mediaType) === 'video') {
+        result.framesDecoded = entry.framesDecoded || 0;
+        result.bytesReceived = entry.bytesReceived || 0;
+        result.framesPerSecond = entry.framesPerSecond || 0;
+        result.packetsLost = entry.packetsLost || 0;
+      }
+    });
+    return result;
+  }
+
+  /** Called about once a second by the wall: rates, live and stall detection. */
+  async poll() {
+    if (!this.pc) {
+      this.render();
+      return;
+    }
+    const pc = this.pc;
+    const now = performance.now();
+    const stats = await this.stats();
+    if (pc !== this.pc) return;
+    if (this.lastStatsAt) {
+      const seconds = (now - this.lastStatsAt) / 1000;
+      this.kbps = Math.max(0, ((stats.bytesReceived - this.lastBytes) * 8) / 1000 / seconds);
+      this.fps = stats.framesPerSecond || Math.max(0, (stats.framesDecoded - this.lastFrames) / seconds);
+    }
+    const advanced = stats.framesDecoded > this.lastFrames;
+    this.lastFrames = stats.framesDecoded;
+    this.lastBytes = stats.bytesReceived;
+    this.lastStatsAt = now;
+    if (advanced) this.onFrame();
+    if (this.live && now - this.lastFrameAt > STALL_MS) {
+      this.live = false;
+      this.stalled = true;
+    }
+    if (this.publishing && !this.live && !this.opening && now - this.waitingSince > NO_VIDEO_MS) {
+      this.fail('无画面 no video arriving', true);
+      return;
+    }
+    this.render();
+  }
+
+  render() {
+    const el = this.element;
+    const state = this.state;
+    const changed = el.dataset.state !== state;
+    el.dataset.state = state;
+    el.dataset.stalled = String(this.stalled);
+    this.dom.id.textContent = this.unitId;
+    bilingual(this.dom.kind, kindLabel(this.unit.kind));
+    this.dom.state.textContent = { live: '● 直播', connecting: '◌ 连接中', offline: '○ 离线' }[state];
+    this.dom.state.dataset.state = state;
+    this.dom.pos.textContent = this.unit.position ? formatPosition(this.unit.position) : '';
+
+    const codec = this.unit.video_codec || '';
+    this.dom.stats.textContent = this.live
+      ? `${codec} ${Math.round(this.fps)} fps · ${Math.round(this.kbps)} kbps`.trim()
+      : codec;
+
+    let main = '';
+    let detail = '';
+    if (state === 'offline') {
+      main = '离线';
+      detail = 'offline — 设备未推流 unit not publishing';
+    } else if (state === 'connecting') {
+      main = this.blocked ? '无法观看' : this.stalled ? '画面中断' : '连接中…';
+      detail = this.error || (this.stalled ? 'video interrupted — waiting for frames' : 'connecting');
+      if (this.retryAt) detail += ` · 重试 retry in ${Math.max(0, Math.ceil((this.retryAt - Date.now()) / 1000))} s`;
+    }
+    this.dom.overlayMain.textContent = main;
+    this.dom.overlayDetail.textContent = detail;
+    el.classList.toggle('tile--overlay', Boolean(main));
+
+    bilingual(this.dom.unmute, this.video.muted ? ['开声', 'unmute'] : ['静音', 'mute']);
+    this.dom.unmute.setAttribute('aria-pressed', String(!this.video.muted));
+    this.dom.unmute.title = this.video.muted ? '打开声音 unmute' : '静音 mute';
+    if (changed && this.ctx) this.ctx.onChange(this);
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * The video wall: one VideoTile per unit that publishes (or published while
+ * this console watched), kept in unit-id order, with full-screen viewing.
+ *
+ * Dispatches `tilechange` (detail: {unitId}) whenever a tile's state or
+ * stream changes, which the patrol view listens to.
+ */
+import { VideoTile } from './video-tile.js';
+
+/** How many WHEP negotiations may run at once, so a full roster does not open 80 at the same moment. */
+const MAX_CONCURRENT_OPENS = 4;
+
+export class VideoWall extends EventTarget {
+  /**
+   * @param {{grid: HTMLElement, empty: HTMLElement, count: HTMLElement}} elements
+   * @param {{getToken: () => string | null, getIceServers: () => RTCIceServer[],
+   *   onUnauthorized: (message: string) => void}} context
+   */
+  constructor(elements, context) {
+    super();
+    this.el = elements;
+    this.ctx = context;
+    /** @type {Map<string, VideoTile>} the test hook `dispatchConsole.tiles` */
+    this.tiles = new Map();
+    /** @type {VideoTile | null} */
+    this.fullTile = null;
+    this.openSlots = MAX_CONCURRENT_OPENS;
+    /** @type {Array<() => void>} */
+    this.slotWaiters = [];
+    document.addEventListener('fullscreenchange', () => {
+      if (!document.fullscreenElement && this.fullTile) this.exitFull();
+    });
+    this.render();
+  }
+
+  /** Apply a whole `roster`: tiles for publishing units; known tiles take the new unit state. */
+  replace(units) {
+    const seen = new Set();
+    for (const unit of units) {
+      seen.add(unit.id);
+      this.sync(unit);
+    }
+    // A unit missing from a fresh roster is no longer publishing anywhere.
+    for (const [id, tile] of this.tiles) {
+      if (!seen.has(id) && tile.publishing) tile.setUnit({ ...tile.unit, publishing: false, online: false });
+    }
+  }
+
+  /** Apply one unit update: creates the tile when the unit starts publishing. */
+  sync(unit) {
+    let tile = this.tiles.get(unit.id);
+    if (!tile) {
+      if (!unit.publishing) return;
+      tile = new VideoTile(unit, this.tileContext());
+      this.tiles.set(unit.id, tile);
+      this.insertSorted(tile);
+    } else {
+      tile.setUnit(unit);
+    }
+    this.render();
+    this.changed(tile);
+  }
+
+  /** A `viewer_closed` event: the tile that held that session reopens by itself. */
+  viewerClosed({ session_id: sessionId, unit_id: unitId, reason }) {
+    const tile = this.tiles.get(unitId);
+    if (tile && (!sessionId || tile.sessionId === sessionId)) tile.serverClosed(reason);
+  }
+
+  /** The Socket.IO link came back (maybe to a restarted server): check every viewer. */
+  revalidate() {
+    for (const tile of this.tiles.values()) tile.revalidate();
+  }
+
+  /** Remove the tiles of units that are not publishing (toolbar button). */
+  removeOffline() {
+    for (const [id, tile] of [...this.tiles]) {
+      if (!tile.publishing) {
+        if (this.fullTile === tile) this.exitFull();
+        tile.close();
+        this.tiles.delete(id);
+        this.changed(tile);
+      }
+    }
+    this.render();
+  }
+
+  /** Close every viewer (logout, page unload). */
+  clear() {
+    if (this.fullTile) this.exitFull();
+    for (const tile of this.tiles.values()) tile.close();
+    this.tiles.clear();
+    this.render();
+  }
+
+  /** Scroll a unit's tile into view and flash it (roster row click). */
+  focus(unitId) {
+    const tile = this.tiles.get(unitId);
+    if (!tile) return;
+    tile.element.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+    tile.element.classList.remove('tile--flash');
+    void tile.element.offsetWidth; // restart the CSS animation
+    tile.element.classList.add('tile--flash');
+  }
+
+  /** @param {VideoTile} tile */
+  async enterFull(tile) {
+    if (this.fullTile === tile) return;
+    if (this.fullTile) this.exitFull();
+    this.fullTile = tile;
+    // The CSS class alone already fills the window; the Fullscreen API, when
+    // the browser grants it, also hides the browser's own chrome.
+    tile.element.classList.add('tile--full');
+    try {
+      await tile.element.requestFullscreen({ navigationUI: 'hide' });
+    } catch {
+      // Refused (no user gesture, iframe policy): the CSS overlay stays.
+    }
+  }
+
+  exitFull() {
+    const tile = this.fullTile;
+    this.fullTile = null;
+    if (tile) tile.element.classList.remove('tile--full');
+    if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+  }
+
+  /** @returns {Promise<{framesDecoded: number, bytesReceived: number}>} */
+  async stats(unitId) {
+    const tile = this.tiles.get(unitId);
+    if (!tile) return { framesDecoded: 0, bytesReceived: 0 };
+    return tile.stats();
+  }
+
+  /** Once a second: rates, live/stall detection, retry countdowns. */
+  tick() {
+    for (const tile of this.tiles.values()) tile.poll().catch(() => {});
+  }
+
+  /** Close viewers with keepalive DELETEs when the page goes away. */
+  closeForUnload() {
+    for (const tile of this.tiles.values()) tile.close();
+  }
+
+  tileContext() {
+    return {
+      getToken: this.ctx.getToken,
+      getIceServers: this.ctx.getIceServers,
+      onUnauthorized: this.ctx.onUnauthorized,
+      acquireSlot: () => this.acquireSlot(),
+      onChange: (tile) => this.changed(tile),
+      onActivate: (tile) => this.enterFull(tile),
+      onCloseFull: () => this.exitFull(),
+    };
+  }
+
+  /** @returns {Promise<() => void>} resolves when a negotiation slot is free; call the result to free it */
+  acquireSlot() {
+    return new Promise((resolve) => {
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        const next = this.slotWaiters.shift();
+        if (next) next();
+        else this.openSlots += 1;
+      };
+      const grant = () => resolve(release);
+      if (this.openSlots > 0) {
+        this.openSlots -= 1;
+        grant();
+      } else {
+        this.slotWaiters.push(grant);
+      }
+    });
+  }
+
+  /** @param {VideoTile} tile */
+  insertSorted(tile) {
+    const after = [...this.tiles.values()]
+      .filter((other) => other !== tile && other.unitId.localeCompare(tile.unitId, 'en', { numeric: true }) > 0)
+      .sort((a, b) => a.unitId.localeCompare(b.unitId, 'en', { numeric: true }))[0];
+    this.el.grid.insertBefore(tile.element, after ? after.element : null);
+  }
+
+  /** @param {VideoTile} tile */
+  changed(tile) {
+    this.render();
+    this.dispatchEvent(new CustomEvent('tilechange', { detail: { unitId: tile.unitId } }));
+  }
+
+  render() {
+    let live = 0;
+    for (const tile of this.tiles.values()) if (tile.state === 'live') live += 1;
+    this.el.count.textContent = `${live} / ${this.tiles.size}`;
+    this.el.empty.hidden = this.tiles.size > 0;
+    this.el.grid.dataset.count = String(this.tiles.size);
+  }
+}

@@ -1,0 +1,1 @@
+"""Field-operations and video dispatch server for a court enforcement command centre."""

@@ -1,0 +1,138 @@
+"""Who is calling: per-unit tokens (stored as SHA-256), people with argon2id passwords and
+expiring sessions, and the role each action needs.
+
+Unit and session tokens are 256-bit random values, so a plain SHA-256 is a safe way to store
+them (nothing to brute-force); people's passwords are low-entropy and get argon2id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from .errors import BadRequest, Forbidden, NotFound, Unauthorized
+from .store import SessionRecord, Store, UnitRecord
+
+ROLES = ("operator", "supervisor", "auditor", "admin")
+UNIT_KINDS = ("body", "vehicle")
+UNIT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+# Which roles may do what. Every route and event names one of these.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "live.watch": frozenset({"operator", "supervisor", "admin"}),
+    "units.read": frozenset({"operator", "supervisor", "auditor", "admin"}),
+    "session.self": frozenset(ROLES),
+}
+
+
+@dataclass(frozen=True)
+class Person:
+    username: str
+    role: str
+    expires_at: float
+    token_hash: str
+
+    def require(self, permission: str) -> None:
+        if self.role not in PERMISSIONS[permission]:
+            raise Forbidden(f"role {self.role!r} may not {permission}")
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def check_unit_id(unit_id: str) -> str:
+    if not isinstance(unit_id, str) or not UNIT_ID_RE.match(unit_id):
+        raise BadRequest(
+            f"unit id {unit_id!r} is not valid: use 1-64 letters, digits, '.', '_' or '-'", code="bad_unit_id"
+        )
+    return unit_id
+
+
+class Authenticator:
+    """Verifies unit tokens and person sessions against the store. ``clock`` is injectable."""
+
+    def __init__(self, store: Store, session_ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._ttl = session_ttl_s
+        self._clock = clock
+        self._hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+        self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+
+    # units ---------------------------------------------------------------------------------
+    async def unit(self, unit_id: str, token: str | None) -> UnitRecord:
+        """The unit that ``token`` proves to be ``unit_id``; raises 401/404 errors naming the problem."""
+        check_unit_id(unit_id)
+        if not token:
+            raise Unauthorized("missing unit token: send Authorization: Bearer <unit token>")
+        rec = await self._store.run(self._store.get_unit, unit_id)
+        if rec is None:
+            raise NotFound(f"unknown unit {unit_id!r}", code="unknown_unit")
+        if rec.disabled:
+            raise Forbidden(f"unit {unit_id!r} is disabled", code="unit_disabled")
+        if not hmac.compare_digest(rec.token_hash, hash_token(token)):
+            raise Unauthorized(f"wrong token for unit {unit_id!r}", code="bad_token")
+        return rec
+
+    # people --------------------------------------------------------------------------------
+    def hash_password(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    async def login(self, username: str, password: str) -> tuple[str, Person]:
+        """A new session token for valid credentials; the same 401 for unknown user and bad password."""
+        user = await self._store.run(self._store.get_user, username)
+        # Verify against a dummy hash for unknown users so timing does not reveal who exists.
+        ok = await self._store.run(self._verify, user.password_hash if user else self._dummy_hash, password)
+        if user is None or not ok or user.disabled:
+            raise Unauthorized("wrong username or password", code="bad_credentials")
+        token = new_token()
+        now = self._clock()
+        rec = SessionRecord(hash_token(token), user.username, user.role, now, now + self._ttl)
+        await self._store.run(self._store.add_session, rec)
+        return token, Person(rec.username, rec.role, rec.expires_at, rec.token_hash)
+
+    async def person(self, token: str | None) -> Person:
+        if not token:
+            raise Unauthorized("not logged in: send Authorization: Bearer <token> from POST /api/login")
+        return await self.person_by_hash(hash_token(token))
+
+    async def person_by_hash(self, token_hash: str) -> Person:
+        """The session's person if it still exists and has not expired."""
+        rec = await self._store.run(self._store.get_session, token_hash)
+        if rec is None:
+            raise Unauthorized("unknown or revoked session token", code="bad_token")
+        if rec.expires_at <= self._clock():
+            raise Unauthorized("session expired: log in again", code="session_expired")
+        return Person(rec.username, rec.role, rec.expires_at, rec.token_hash)
+
+    async def logout(self, person: Person) -> None:
+        await self._store.run(self._store.delete_session, person.token_hash)
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, or None."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()

@@ -1,0 +1,267 @@
+"""Typed, frozen configuration: defaults, then ``config.toml``, then ``DISPATCH_*`` environment.
+
+Order of precedence (later wins): the dataclass defaults below, the TOML file, environment
+variables named ``DISPATCH_<SECTION>__<KEY>`` (for example ``DISPATCH_SERVER__PORT=0``).
+Unknown sections or keys are rejected; every error names the offending key. Secrets (the Redis
+URL's password, TURN credentials) print as ``***``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+ENV_PREFIX = "DISPATCH_"
+
+
+def redact_url(url: str) -> str:
+    """``redis://user:secret@host`` → ``redis://user:***@host``."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class IceServer:
+    """One STUN/TURN server handed to publishers and viewers (RTCIceServer)."""
+
+    urls: tuple[str, ...]
+    username: str = ""
+    credential: str = field(default="", repr=False)
+
+    def as_rtc_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"urls": list(self.urls)}
+        if self.username:
+            out["username"] = self.username
+            out["credential"] = self.credential
+        return out
+
+    def __repr__(self) -> str:
+        cred = ", credential='***'" if self.credential else ""
+        return f"IceServer(urls={self.urls!r}, username={self.username!r}{cred})"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    node_id: str = ""  # empty: "<hostname>-<pid>"
+    max_message_bytes: int = 64 * 1024  # largest Socket.IO message or HTTP JSON body
+    max_sdp_bytes: int = 32 * 1024  # largest SDP offer accepted by WHIP/WHEP
+    shutdown_grace_s: float = 5.0  # first signal drains for this long, a second one forces
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    data_dir: str = "data"  # relative paths are resolved against the config file's folder
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    session_ttl_s: float = 12 * 3600.0
+    min_password_length: int = 8
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    publisher_timeout_s: float = 3.0  # a publisher silent this long is offline and may be replaced
+    pli_min_interval_s: float = 0.3  # keyframe requests to a publisher are coalesced to this rate
+    keyframe_interval_s: float = 4.0  # periodic keyframe request to every publisher; 0 disables
+    viewer_queue_frames: int = 90  # frames buffered per viewer before it is dropped to the next keyframe
+    ice_servers: tuple[IceServer, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    patrol_interval_s: float = 8.0
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = field(default="", repr=False)  # empty: single node, in-memory presence
+
+    def __repr__(self) -> str:
+        return f"RedisConfig(url={redact_url(self.url)!r})"
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    simulated_units: int = 0  # units run inside the server process (make run starts 3)
+    unit_prefix: str = "sim"
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    auth: AuthConfig = AuthConfig()
+    media: MediaConfig = MediaConfig()
+    console: ConsoleConfig = ConsoleConfig()
+    redis: RedisConfig = RedisConfig()
+    demo: DemoConfig = DemoConfig()
+    base_dir: str = "."  # folder of the config file; not settable from the file
+
+    @property
+    def data_dir(self) -> Path:
+        p = Path(self.storage.data_dir).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+
+def _coerce(key: str, value: Any, typ: Any) -> Any:
+    origin = typing.get_origin(typ)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if typ is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+    if typ is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(typ)
+        if isinstance(value, str):
+            raise ConfigError(f"{key}: expected a list, got a string")
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return tuple(_coerce(f"{key}[{i}]", v, item_type) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a table, got {value!r}")
+        return _build(typ, value, key)
+    raise ConfigError(f"{key}: unsupported type {typ!r}")  # pragma: no cover - programming error
+
+
+def _build(cls: Any, raw: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "base_dir"}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name == "urls" and isinstance(value, str):
+            value = [value]  # RTCIceServer allows a single URL string
+        kwargs[name] = _coerce(key, value, hints[name])
+    return cls(**kwargs)
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :]
+        if "__" not in rest:
+            continue  # DISPATCH_CONFIG and similar are not overrides
+        section, key = rest.lower().split("__", 1)
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(merged.get(k), Mapping):
+            merged[k] = _merge(merged[k], v)
+        else:
+            merged[k] = v
+    return merged
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build validated settings.
+
+    ``path`` None means ``$DISPATCH_CONFIG``, else ``./config.toml`` when it exists, else
+    defaults only. ``overrides`` (from command-line flags) win over everything.
+    """
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is None:
+        path = env.get("DISPATCH_CONFIG") or ("config.toml" if Path("config.toml").is_file() else None)
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {p}: not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {p}: {exc}") from None
+        base_dir = p.resolve().parent
+    raw = _merge(raw, _env_overrides(env))
+    if overrides:
+        raw = _merge(raw, {k: dict(v) for k, v in overrides.items()})
+    settings = _build(Settings, raw, "")
+    settings = dataclasses.replace(settings, base_dir=str(base_dir))
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    """Range checks that types alone cannot express; each error names its key."""
+    if not 0 <= s.server.port <= 65535:
+        raise ConfigError(f"server.port: must be 0-65535, got {s.server.port}")
+    checks: list[tuple[str, float, float]] = [
+        ("server.max_message_bytes", s.server.max_message_bytes, 1024),
+        ("server.max_sdp_bytes", s.server.max_sdp_bytes, 1024),
+        ("auth.session_ttl_s", s.auth.session_ttl_s, 1),
+        ("auth.min_password_length", s.auth.min_password_length, 1),
+        ("media.publisher_timeout_s", s.media.publisher_timeout_s, 0.5),
+        ("media.pli_min_interval_s", s.media.pli_min_interval_s, 0.0),
+        ("media.keyframe_interval_s", s.media.keyframe_interval_s, 0.0),
+        ("media.viewer_queue_frames", s.media.viewer_queue_frames, 2),
+        ("console.patrol_interval_s", s.console.patrol_interval_s, 1.0),
+        ("demo.simulated_units", s.demo.simulated_units, 0),
+    ]
+    for key, value, minimum in checks:
+        if value < minimum:
+            raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+    for i, ice in enumerate(s.media.ice_servers):
+        for url in ice.urls:
+            if not re.match(r"^(stun|stuns|turn|turns):", url):
+                raise ConfigError(f"media.ice_servers[{i}].urls: {url!r} is not a stun:/turn: URL")
+        if any(u.startswith("turn") for u in ice.urls) and not (ice.username and ice.credential):
+            raise ConfigError(f"media.ice_servers[{i}]: TURN servers need username and credential")
+    if s.redis.url and not re.match(r"^(redis|rediss|unix)://", s.redis.url):
+        raise ConfigError(f"redis.url: {redact_url(s.redis.url)!r} is not a redis:// URL")
+
+
+def describe(s: Settings) -> str:
+    """One line per section for the start-up log, secrets redacted."""
+    parts = []
+    for f in dataclasses.fields(s):
+        if f.name == "base_dir":
+            continue
+        parts.append(f"{f.name}: {getattr(s, f.name)!r}")
+    return "\n".join(parts)
+

@@ -1,0 +1,187 @@
+"""Live path domain: who publishes which unit on this node, who watches, and the rules between them.
+
+Rules:
+- One live publisher per unit. A second one gets ``409 already_publishing``, unless the current
+  one has been silent for ``media.publisher_timeout_s`` (a unit that lost its link and came back
+  before the server noticed): then the new one replaces it.
+- Viewers attach to the unit's relay channel and stay attached when the publisher leaves; frames
+  resume on the same peer connection when it returns. A viewer can only start while the unit
+  publishes (``409 not_publishing`` otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+from media.errors import CodecMismatch, SdpError
+from media.relay import Relay
+from media.session import PublisherSession, ViewerSession
+
+from .auth import Person
+from .config import MediaConfig
+from .errors import BadSdp, Conflict, Forbidden, NotFound, Unavailable
+from .roster import Roster
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+ViewerClosed = Callable[[dict[str, Any]], Awaitable[None]]
+TOUCH_INTERVAL_S = 5.0
+
+
+class LiveService:
+    def __init__(self, store: Store, relay: Relay, roster: Roster, config: MediaConfig, node_id: str,
+                 on_viewer_closed: ViewerClosed) -> None:
+        self._store = store
+        self.relay = relay
+        self.roster = roster
+        self._config = config
+        self.node_id = node_id
+        self._on_viewer_closed = on_viewer_closed
+        self.publishers: dict[str, PublisherSession] = {}
+        self.viewers: dict[str, ViewerSession] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._toucher: asyncio.Task[None] | None = None
+        self.accepting = True
+
+    @property
+    def ice_servers(self) -> list[dict[str, Any]]:
+        return [s.as_rtc_dict() for s in self._config.ice_servers]
+
+    def start(self) -> None:
+        self.relay.start()
+        self._toucher = asyncio.get_running_loop().create_task(self._touch_loop(), name="live-touch")
+
+    async def _touch_loop(self) -> None:
+        """Keep ``last_seen`` of publishing units fresh without flooding consoles with events."""
+        while True:
+            await asyncio.sleep(TOUCH_INTERVAL_S)
+            for unit_id in list(self.publishers):
+                try:
+                    await self.roster.mark(unit_id, emit=False)
+                except Exception as exc:
+                    logger.warning("unit %s: last-seen update failed: %s", unit_id, exc)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _require_unit(self, unit_id: str) -> None:
+        if await self._store.run(self._store.get_unit, unit_id) is None:
+            raise NotFound(f"unknown unit {unit_id!r}", code="unknown_unit")
+
+    # publishing --------------------------------------------------------------------------
+    async def publish(self, unit_id: str, offer_sdp: str, via: str) -> tuple[str, str]:
+        """Accept an offer from an authenticated unit; answer ``(session_id, answer_sdp)``."""
+        if not self.accepting:
+            raise Unavailable("server is shutting down; retry on another node or later", code="shutting_down")
+        lock = self._locks.setdefault(unit_id, asyncio.Lock())
+        async with lock:
+            current = self.publishers.get(unit_id)
+            if current is not None and current.ended_reason is None:
+                silent = current.media_silence_s()
+                if silent < self._config.publisher_timeout_s:
+                    raise Conflict(
+                        f"unit {unit_id!r} is already publishing (session {current.id}); "
+                        f"a publisher silent for {self._config.publisher_timeout_s:g} s is replaced",
+                        code="already_publishing",
+                    )
+                await current.close(f"replaced by a new publisher after {silent:.1f} s of silence")
+            try:
+                session, answer = await PublisherSession.accept(
+                    unit_id=unit_id,
+                    offer_sdp=offer_sdp,
+                    channel=self.relay.channel(unit_id),
+                    ice_servers=self.ice_servers,
+                    timeout_s=self._config.publisher_timeout_s,
+                    on_end=self._publisher_ended,
+                )
+            except SdpError as exc:
+                raise BadSdp(str(exc)) from exc
+            self.publishers[unit_id] = session
+        logger.info("unit %s: publishing via %s, session %s", unit_id, via, session.id)
+        await self.roster.mark(
+            unit_id,
+            publishing=True,
+            video_codec=_codec_name(session.codecs.get("video")),
+            audio_codec=_codec_name(session.codecs.get("audio")),
+        )
+        return session.id, answer
+
+    def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
+        if self.publishers.get(session.unit_id) is session:
+            del self.publishers[session.unit_id]
+            self._spawn(self.roster.mark(session.unit_id, publishing=False))
+
+    async def unpublish(self, unit_id: str, session_id: str) -> None:
+        session = self.publishers.get(unit_id)
+        if session is None or session.id != session_id:
+            raise NotFound(f"no publishing session {session_id!r} for unit {unit_id!r}", code="unknown_session")
+        await session.close("ended by the publisher")
+
+    # viewing -----------------------------------------------------------------------------
+    async def watch(self, unit_id: str, offer_sdp: str, person: Person) -> tuple[str, str]:
+        person.require("live.watch")
+        if not self.accepting:
+            raise Unavailable("server is shutting down", code="shutting_down")
+        await self._require_unit(unit_id)
+        if unit_id not in self.publishers:
+            presence = await self.roster.presence.get(unit_id)
+            if presence is not None and presence.publishing and presence.node != self.node_id:
+                raise Conflict(
+                    f"unit {unit_id!r} publishes on node {presence.node!r}; watch it there",
+                    code="publishing_elsewhere",
+                )
+            raise Conflict(f"unit {unit_id!r} is not publishing", code="not_publishing")
+        try:
+            session, answer = await ViewerSession.accept(
+                unit_id=unit_id,
+                offer_sdp=offer_sdp,
+                channel=self.relay.channel(unit_id),
+                ice_servers=self.ice_servers,
+                on_end=self._viewer_ended,
+                viewer=person.username,
+            )
+        except (SdpError, CodecMismatch) as exc:
+            raise BadSdp(str(exc)) from exc
+        self.viewers[session.id] = session
+        return session.id, answer
+
+    def _viewer_ended(self, session: ViewerSession, reason: str) -> None:
+        if self.viewers.pop(session.id, None) is not None:
+            self._spawn(
+                self._on_viewer_closed({"session_id": session.id, "unit_id": session.unit_id, "reason": reason})
+            )
+
+    async def unwatch(self, unit_id: str | None, session_id: str, person: Person) -> None:
+        session = self.viewers.get(session_id)
+        if session is None or (unit_id is not None and session.unit_id != unit_id):
+            raise NotFound(f"no viewing session {session_id!r}", code="unknown_session")
+        if session.viewer != person.username and person.role != "admin":
+            raise Forbidden("that viewing session belongs to someone else")
+        await session.close("ended by the viewer")
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def close(self) -> None:
+        """Drain: refuse new sessions, end every session, stop the relay. Idempotent."""
+        self.accepting = False
+        if self._toucher is not None:
+            self._toucher.cancel()
+            await asyncio.gather(self._toucher, return_exceptions=True)
+            self._toucher = None
+        sessions: list[Any] = [*self.viewers.values(), *self.publishers.values()]
+        await asyncio.gather(*(s.close("server shutting down") for s in sessions), return_exceptions=True)
+        await self.relay.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _codec_name(mime: str | None) -> str | None:
+    return mime.split("/", 1)[1] if mime else None
+

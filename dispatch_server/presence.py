@@ -1,0 +1,135 @@
+"""Where each unit is right now (connected, publishing, codecs, position, which node), behind a
+small interface with an in-memory and a Redis implementation chosen in ``create_app``.
+
+With Redis every node writes its own units into one hash and refreshes a heartbeat key; entries
+of a node whose heartbeat expired read as offline, so a crashed node does not leave ghosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+logger = logging.getLogger(__name__)
+
+HASH_KEY = "dispatch:presence"
+NODE_KEY = "dispatch:node:{}"
+HEARTBEAT_S = 2.0
+NODE_TTL_S = 8
+
+
+@dataclass(frozen=True)
+class Presence:
+    unit_id: str
+    connected: bool = False  # has a live /unit Socket.IO connection
+    publishing: bool = False
+    last_seen: float | None = None  # epoch seconds
+    video_codec: str | None = None
+    audio_codec: str | None = None
+    position: dict[str, Any] | None = None
+    node: str = ""
+
+    @property
+    def online(self) -> bool:
+        return self.connected or self.publishing
+
+
+class PresenceStore(Protocol):
+    async def update(self, unit_id: str, **changes: Any) -> Presence: ...
+    async def get(self, unit_id: str) -> Presence | None: ...
+    async def all(self) -> dict[str, Presence]: ...
+    async def close(self) -> None: ...
+
+
+class MemoryPresence:
+    """Single-node presence."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self._items: dict[str, Presence] = {}
+
+    async def update(self, unit_id: str, **changes: Any) -> Presence:
+        cur = self._items.get(unit_id) or Presence(unit_id)
+        new = dataclasses.replace(cur, node=self.node, **changes)
+        self._items[unit_id] = new
+        return new
+
+    async def get(self, unit_id: str) -> Presence | None:
+        return self._items.get(unit_id)
+
+    async def all(self) -> dict[str, Presence]:
+        return dict(self._items)
+
+    async def close(self) -> None:
+        self._items.clear()
+
+
+class RedisPresence:
+    """Presence shared by every node through one Redis hash."""
+
+    def __init__(self, url: str, node: str) -> None:
+        import redis.asyncio as aioredis
+
+        self.node = node
+        self._redis = aioredis.from_url(url, decode_responses=True)
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._redis.set(NODE_KEY.format(self.node), str(time.time()), ex=NODE_TTL_S)
+        self._heartbeat = asyncio.get_running_loop().create_task(self._beat(), name="presence-heartbeat")
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await self._redis.set(NODE_KEY.format(self.node), str(time.time()), ex=NODE_TTL_S)
+            except Exception as exc:  # Redis down: keep serving, presence goes stale elsewhere
+                logger.warning("node %s: presence heartbeat failed: %s", self.node, exc)
+
+    @staticmethod
+    def _decode(raw: str) -> Presence:
+        return Presence(**json.loads(raw))
+
+    async def update(self, unit_id: str, **changes: Any) -> Presence:
+        raw = await self._redis.hget(HASH_KEY, unit_id)
+        cur = self._decode(raw) if raw else Presence(unit_id)
+        new = dataclasses.replace(cur, node=self.node, **changes)
+        await self._redis.hset(HASH_KEY, unit_id, json.dumps(dataclasses.asdict(new)))
+        return new
+
+    async def get(self, unit_id: str) -> Presence | None:
+        raw = await self._redis.hget(HASH_KEY, unit_id)
+        if not raw:
+            return None
+        return (await self._alive({unit_id: self._decode(raw)}))[unit_id]
+
+    async def all(self) -> dict[str, Presence]:
+        raw = await self._redis.hgetall(HASH_KEY)
+        return await self._alive({k: self._decode(v) for k, v in raw.items()})
+
+    async def _alive(self, items: dict[str, Presence]) -> dict[str, Presence]:
+        nodes = sorted({p.node for p in items.values() if p.node})
+        alive = set()
+        if nodes:
+            beats = await self._redis.mget([NODE_KEY.format(n) for n in nodes])
+            alive = {n for n, b in zip(nodes, beats) if b is not None}
+        return {
+            k: p if p.node in alive else dataclasses.replace(p, connected=False, publishing=False)
+            for k, p in items.items()
+        }
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+            self._heartbeat = None
+            try:
+                await self._redis.delete(NODE_KEY.format(self.node))
+            except Exception:
+                pass
+        await self._redis.aclose()

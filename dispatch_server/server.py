@@ -1,0 +1,97 @@
+"""Running the app: bind, announce the address, drain on the first signal, force on the second."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from .app import create_app
+from .appkeys import AUTH, STORE
+from .config import Settings, describe
+
+logger = logging.getLogger(__name__)
+
+INITIAL_PASSWORD_FILE = "initial-admin-password"
+
+
+def ensure_admin(app: web.Application, settings: Settings) -> str | None:
+    """On a fresh data directory create ``admin`` with a random password kept in a 0600 file.
+
+    Returns the password while that file exists (so ``make run`` can say how to log in).
+    """
+    store = app[STORE]
+    path = settings.data_dir / INITIAL_PASSWORD_FILE
+    if store.count_users() == 0:
+        password = secrets.token_urlsafe(12)
+        store.add_user("admin", "admin", app[AUTH].hash_password(password), time.time())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+        return password
+    if path.is_file():
+        return path.read_text().strip()
+    return None
+
+
+async def serve(settings: Settings) -> int:
+    """Run until SIGINT/SIGTERM. The first signal drains for ``server.shutdown_grace_s``, a second one forces."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
+    await site.start()
+    sockets = site._server.sockets if site._server is not None else []  # aiohttp has no public getter
+    port = sockets[0].getsockname()[1] if sockets else settings.server.port
+    url = f"http://{settings.server.host}:{port}"
+    logger.info("configuration:\n%s", describe(settings))
+    password = ensure_admin(app, settings)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            logger.info("shutting down: draining sessions (send the signal again to force)")
+            stop.set()
+        else:
+            logger.warning("second signal: forcing exit")
+            os._exit(1)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+    demo_task: asyncio.Task[None] | None = None
+    if settings.demo.simulated_units > 0:
+        from .demo import run_demo_units
+
+        demo_task = loop.create_task(run_demo_units(app, settings, url, stop), name="demo-units")
+
+    print(f"dispatch-server listening on {url}", flush=True)
+    print(f"  operator console: {url}/   field page: {url}/field", flush=True)
+    if password:
+        print(f"  log in as 'admin' with password '{password}' "
+              f"(kept in {Path(settings.data_dir) / INITIAL_PASSWORD_FILE} until you delete it)", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        if demo_task is not None:
+            demo_task.cancel()
+            await asyncio.gather(demo_task, return_exceptions=True)
+        try:
+            await asyncio.wait_for(runner.cleanup(), timeout=settings.server.shutdown_grace_s)
+        except asyncio.TimeoutError:
+            logger.warning("drain took longer than %.1f s; exiting anyway", settings.server.shutdown_grace_s)
+    logger.info("stopped")
+    sys.stdout.flush()
+    return 0

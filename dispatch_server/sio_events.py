@@ -1,0 +1,46 @@
+"""Shared edge behaviour of Socket.IO handlers: size limit, error mapping, refusal at connect."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Awaitable, Callable
+
+from socketio.exceptions import ConnectionRefusedError
+
+from .errors import DispatchError, sio_error
+from .messages import check_size
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def refuse(exc: DispatchError) -> ConnectionRefusedError:
+    """The connect_error a client sees: ``message`` plus ``data={"code", "message"}``."""
+    return ConnectionRefusedError(exc.message, {"code": exc.code, "message": exc.message})
+
+
+def event(limit_attr: str = "max_message_bytes") -> Callable[[Handler], Handler]:
+    """Wrap ``on_<event>(self, sid, data)``: check size, map errors to ``{"ok": false, ...}`` acks."""
+
+    def wrap(fn: Handler) -> Handler:
+        name = fn.__name__.removeprefix("on_")
+
+        @functools.wraps(fn)
+        async def handler(self: Any, sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
+            try:
+                if extra:
+                    raise DispatchError(f"{name}: expected one argument, got {1 + len(extra)}", code="bad_message")
+                check_size(data, getattr(self.limits, limit_attr), name)
+                return await fn(self, sid, data)
+            except DispatchError as exc:
+                logger.info("%s %s: %s refused: %s", self.namespace, sid, name, exc.message)
+                return sio_error(exc)
+            except Exception:
+                logger.exception("%s %s: %s failed", self.namespace, sid, name)
+                return {"ok": False, "error": {"code": "internal", "message": f"{name} failed on the server"}}
+
+        return handler
+
+    return wrap

@@ -1,0 +1,79 @@
+"""Socket.IO ``/unit`` namespace: field units connect with their token, publish, report positions."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+import socketio
+
+from .auth import Authenticator
+from .config import ServerConfig
+from .errors import DispatchError, Unauthorized
+from .live import LiveService
+from .messages import parse_position, parse_publish, parse_session_ref
+from .roster import Roster
+from .sio_events import event, refuse
+
+logger = logging.getLogger(__name__)
+
+
+class UnitNamespace(socketio.AsyncNamespace):
+    def __init__(self, auth: Authenticator, roster: Roster, live: LiveService, limits: ServerConfig,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__("/unit")
+        self.auth = auth
+        self.roster = roster
+        self.live = live
+        self.limits = limits
+        self._clock = clock
+        self.connections: dict[str, set[str]] = {}  # unit id -> Socket.IO sids on this node
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            if not isinstance(auth, dict) or not isinstance(auth.get("unit_id"), str):
+                raise Unauthorized("connect with auth={'unit_id': ..., 'token': ...}")
+            token = auth.get("token")
+            unit = await self.auth.unit(auth["unit_id"], token if isinstance(token, str) else None)
+        except DispatchError as exc:
+            raise refuse(exc) from None
+        await self.save_session(sid, {"unit_id": unit.id})
+        await self.enter_room(sid, f"unit:{unit.id}")
+        self.connections.setdefault(unit.id, set()).add(sid)
+        logger.info("unit %s: connected (sid %s)", unit.id, sid)
+        await self.roster.mark(unit.id, connected=True)
+
+    async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        unit_id = (await self.get_session(sid)).get("unit_id")
+        if unit_id is None:
+            return
+        sids = self.connections.get(unit_id, set())
+        sids.discard(sid)
+        logger.info("unit %s: disconnected (sid %s, %s)", unit_id, sid, reason)
+        if not sids:
+            self.connections.pop(unit_id, None)
+            await self.roster.mark(unit_id, connected=False)
+
+    async def _unit(self, sid: str) -> str:
+        return str((await self.get_session(sid))["unit_id"])
+
+    @event("max_message_bytes")
+    async def on_publish(self, sid: str, data: Any) -> dict[str, Any]:
+        unit_id = await self._unit(sid)
+        offer = parse_publish(data, self.limits.max_sdp_bytes)
+        session_id, answer = await self.live.publish(unit_id, offer.sdp, via="socket.io")
+        return {"ok": True, "sdp": answer, "session_id": session_id}
+
+    @event()
+    async def on_unpublish(self, sid: str, data: Any) -> dict[str, Any]:
+        unit_id = await self._unit(sid)
+        await self.live.unpublish(unit_id, parse_session_ref(data, "unpublish").session_id)
+        return {"ok": True}
+
+    @event()
+    async def on_position(self, sid: str, data: Any) -> dict[str, Any]:
+        unit_id = await self._unit(sid)
+        fix = parse_position(data, self._clock())
+        await self.roster.mark(unit_id, position=fix.as_dict())
+        return {"ok": True}

@@ -1,0 +1,173 @@
+"""Durable state in SQLite under the data directory: units, people and sessions.
+
+The same file is used by the CLI (``add-unit``, ``add-user``) and by the running server, so WAL
+mode is on and every write is its own short transaction. Methods are blocking; the server calls
+them through :meth:`Store.run` on a dedicated thread so the event loop never waits on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS units (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    token_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL REFERENCES users(username),
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions(expires_at);
+"""
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    id: str
+    kind: str
+    token_hash: str
+    created_at: float
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    username: str
+    role: str
+    password_hash: str
+    created_at: float
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    token_hash: str
+    username: str
+    role: str
+    created_at: float
+    expires_at: float
+
+
+class Store:
+    """SQLite-backed store. ``close()`` is idempotent."""
+
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / "dispatch.sqlite3"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking store method on the store's own thread."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        self._db.close()
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self._db.execute(sql, args)
+
+    # units ---------------------------------------------------------------------------------
+    def add_unit(self, unit_id: str, kind: str, token_hash: str, now: float) -> None:
+        """Create a unit; raises ``KeyError`` if it exists."""
+        try:
+            self._exec(
+                "INSERT INTO units(id, kind, token_hash, created_at) VALUES (?,?,?,?)",
+                (unit_id, kind, token_hash, now),
+            )
+        except sqlite3.IntegrityError:
+            raise KeyError(unit_id) from None
+
+    def set_unit_token(self, unit_id: str, token_hash: str) -> bool:
+        cur = self._exec("UPDATE units SET token_hash=? WHERE id=?", (token_hash, unit_id))
+        return cur.rowcount == 1
+
+    def get_unit(self, unit_id: str) -> UnitRecord | None:
+        row = self._exec(
+            "SELECT id, kind, token_hash, created_at, disabled FROM units WHERE id=?", (unit_id,)
+        ).fetchone()
+        return UnitRecord(*row[:4], bool(row[4])) if row else None
+
+    def list_units(self) -> list[UnitRecord]:
+        rows = self._exec("SELECT id, kind, token_hash, created_at, disabled FROM units ORDER BY id").fetchall()
+        return [UnitRecord(*r[:4], bool(r[4])) for r in rows]
+
+    # users ---------------------------------------------------------------------------------
+    def add_user(self, username: str, role: str, password_hash: str, now: float) -> None:
+        try:
+            self._exec(
+                "INSERT INTO users(username, role, password_hash, created_at) VALUES (?,?,?,?)",
+                (username, role, password_hash, now),
+            )
+        except sqlite3.IntegrityError:
+            raise KeyError(username) from None
+
+    def set_user_password(self, username: str, password_hash: str) -> bool:
+        cur = self._exec("UPDATE users SET password_hash=? WHERE username=?", (password_hash, username))
+        return cur.rowcount == 1
+
+    def get_user(self, username: str) -> UserRecord | None:
+        row = self._exec(
+            "SELECT username, role, password_hash, created_at, disabled FROM users WHERE username=?",
+            (username,),
+        ).fetchone()
+        return UserRecord(*row[:4], bool(row[4])) if row else None
+
+    def count_users(self) -> int:
+        return int(self._exec("SELECT COUNT(*) FROM users").fetchone()[0])
+
+    # sessions ------------------------------------------------------------------------------
+    def add_session(self, rec: SessionRecord) -> None:
+        self._exec(
+            "INSERT INTO sessions(token_hash, username, role, created_at, expires_at) VALUES (?,?,?,?,?)",
+            (rec.token_hash, rec.username, rec.role, rec.created_at, rec.expires_at),
+        )
+
+    def get_session(self, token_hash: str) -> SessionRecord | None:
+        row = self._exec(
+            "SELECT token_hash, username, role, created_at, expires_at FROM sessions WHERE token_hash=?",
+            (token_hash,),
+        ).fetchone()
+        return SessionRecord(*row) if row else None
+
+    def delete_session(self, token_hash: str) -> None:
+        self._exec("DELETE FROM sessions WHERE token_hash=?", (token_hash,))
+
+    def purge_sessions(self, now: float) -> int:
+        return self._exec("DELETE FROM sessions WHERE expires_at < ?", (now,)).rowcount

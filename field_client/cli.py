@@ -1,0 +1,185 @@
+"""``field-client``: command line of the field unit simulator and publisher.
+
+First SIGINT/SIGTERM: stop every unit cleanly (unpublish, WHIP ``DELETE``, close peers) and exit
+0. A second signal cancels whatever is still closing and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Callable, Sequence, TypeVar
+
+from .config import SIGNALLING, UnitConfig
+from .fleet import fleet_configs, read_token_file, run_fleet
+from .gps import parse_gps_spec
+from .sources import parse_audio_source, parse_video_source
+from .unit import run_unit
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from exc
+    return w, h
+
+
+def _typed(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse ``type`` that reports the parser's ValueError as a usage error."""
+
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="field-client",
+        description="Publish a field unit's video, audio and GPS to the dispatch server.",
+    )
+    p.add_argument("--server", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--unit", help="unit id (with --fleet: ignored, ids come from --token-file)")
+    p.add_argument("--token", help="unit token")
+    p.add_argument("--token-file", type=Path,
+                   help="file of 'unit_id token' lines: the fleet's units, or the token of --unit")
+    p.add_argument("--video", type=_typed(parse_video_source), default="test-pattern",
+                   help="test-pattern | file:PATH | device:/dev/video0 | none (default test-pattern)")
+    p.add_argument("--audio", type=_typed(parse_audio_source), default="tone",
+                   help="tone | file:PATH | device:NAME (ALSA) | none (default tone)")
+    p.add_argument("--codec", choices=["vp8", "h264"], default="vp8", help="video codec (default vp8)")
+    p.add_argument("--gps", type=_typed(parse_gps_spec), default="sim",
+                   help="sim[:LAT,LON[,RADIUS_M]] | nmea:PATH | none (default sim)")
+    p.add_argument("--signalling", choices=SIGNALLING, default="sio",
+                   help="publish over Socket.IO (default) or WHIP")
+    p.add_argument("--applied-log", type=Path,
+                   help="append applied instructions as JSON lines; ids already there are not "
+                        "applied again (with --fleet: one file per unit, NAME.<unit>.EXT)")
+    p.add_argument("--fleet", type=int, metavar="N", help="run the first N units of --token-file")
+    p.add_argument("--size", type=_size, default=(640, 480), help="test-pattern size (default 640x480)")
+    p.add_argument("--fps", type=int, default=30, help="test-pattern frame rate (default 30)")
+    p.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                   help="STUN/TURN URL (repeatable; default none)")
+    p.add_argument("--position-interval", type=float, default=1.0, metavar="S",
+                   help="seconds between position reports (default 1)")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help="-v: debug logs of the client, -vv: of every library too")
+    return p
+
+
+def configs_from_args(args: argparse.Namespace) -> list[UnitConfig]:
+    """The unit configs the arguments describe; ValueError names the offending option."""
+    # argparse applies `type` to string defaults too, so these are parsed specs already.
+    common = dict(
+        server=args.server, video=args.video, audio=args.audio, codec=args.codec, gps=args.gps,
+        signalling=args.signalling, applied_log=args.applied_log, width=args.size[0],
+        height=args.size[1], fps=args.fps, ice_servers=tuple(args.ice_server),
+        position_interval_s=args.position_interval,
+    )
+    if args.fleet is not None:
+        if args.fleet < 1:
+            raise ValueError("--fleet must be at least 1")
+        if args.token_file is None:
+            raise ValueError("--fleet needs --token-file with 'unit_id token' lines")
+        try:
+            units = read_token_file(args.token_file, args.fleet)
+        except OSError as exc:
+            raise ValueError(f"--token-file: {exc}") from exc
+        return fleet_configs(UnitConfig(unit_id=units[0][0], token=units[0][1], **common), units)
+    if not args.unit:
+        raise ValueError("--unit is required (or --fleet N with --token-file)")
+    token = args.token
+    if token is None and args.token_file is not None:
+        try:
+            tokens = _all_tokens(args.token_file)
+        except OSError as exc:
+            raise ValueError(f"--token-file: {exc}") from exc
+        token = tokens.get(args.unit)
+        if token is None:
+            raise ValueError(f"--token-file {args.token_file} has no line for unit {args.unit}")
+    if not token:
+        raise ValueError("--token is required (or --token-file holding a line for --unit)")
+    return [UnitConfig(unit_id=args.unit, token=token, **common)]
+
+
+def _all_tokens(path: Path) -> dict[str, str]:
+    tokens: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and not parts[0].startswith("#"):
+            tokens[parts[0]] = parts[1]
+    return tokens
+
+
+def configure_logging(verbosity: int) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbosity >= 2 else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if verbosity == 1:
+        for name in ("field_client", "media"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+    if verbosity < 2:
+        # aiortc/aioice/socketio log every packet or ping at INFO/DEBUG; keep them to warnings.
+        for name in ("aiortc", "aioice", "socketio", "engineio"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+async def run(configs: Sequence[UnitConfig]) -> int:
+    """Run the units until SIGINT/SIGTERM; 0 after a clean stop, 1 when a second signal forced it."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    forced = False
+
+    def on_signal(signum: int) -> None:
+        nonlocal forced
+        if not stop.is_set():
+            logger.info("%s: stopping (send again to force)", signal.Signals(signum).name)
+            stop.set()
+        else:
+            logger.warning("%s again: forcing shutdown", signal.Signals(signum).name)
+            forced = True
+            main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        if len(configs) == 1:
+            await run_unit(configs[0], stop)
+        else:
+            await run_fleet(configs, stop)
+    except asyncio.CancelledError:
+        if not forced:
+            raise
+        return 1
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        configs = configs_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    configure_logging(args.verbose)
+    return asyncio.run(run(configs))

@@ -1,0 +1,72 @@
+"""One unit's settings, typed and frozen; built by the CLI, the fleet runner or the server's demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from media.pattern import normalize_codec
+
+from .gps import GpsSpec
+from .sources import SourceSpec
+
+SIGNALLING = ("sio", "whip")
+
+
+@dataclass(frozen=True)
+class UnitConfig:
+    """Everything :func:`field_client.run_unit` needs for one unit. Times are in seconds.
+
+    ``server`` is the base URL (``http://host:port``); Socket.IO lives at ``/socket.io`` and
+    WHIP at ``/whip/{unit_id}`` under it. ``token`` never appears in ``repr``.
+    """
+
+    server: str
+    unit_id: str
+    token: str = field(repr=False)
+    video: SourceSpec = SourceSpec("test-pattern")
+    audio: SourceSpec = SourceSpec("tone")
+    codec: str = "vp8"
+    gps: GpsSpec = GpsSpec()
+    signalling: str = "sio"
+    applied_log: Path | None = None
+    # Test-pattern look; units with equal values share one pre-encoded loop.
+    width: int = 640
+    height: int = 480
+    fps: int = 30
+    pattern_label: str | None = None  # None: the unit id
+    position_interval_s: float = 1.0
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 10.0
+    connect_timeout_s: float = 10.0  # Socket.IO connect, WHIP request
+    ack_timeout_s: float = 10.0  # Socket.IO acknowledgements
+    ice_connect_timeout_s: float = 20.0  # publish answered but media never flows: retry
+    ice_servers: tuple[str, ...] = ()  # none by default: aiortc would otherwise try Google STUN
+
+    def __post_init__(self) -> None:
+        url = urlsplit(self.server)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ValueError(f"server must be an http(s) URL like http://host:8080, got {self.server!r}")
+        if not self.unit_id or "/" in self.unit_id:
+            raise ValueError(f"unit_id must be non-empty and contain no '/', got {self.unit_id!r}")
+        if not self.token:
+            raise ValueError(f"unit {self.unit_id}: token must not be empty")
+        object.__setattr__(self, "codec", normalize_codec(self.codec))
+        object.__setattr__(self, "server", self.server.rstrip("/"))
+        if self.signalling not in SIGNALLING:
+            raise ValueError(f"signalling must be one of {', '.join(SIGNALLING)}, got {self.signalling!r}")
+        for name in ("position_interval_s", "backoff_base_s", "connect_timeout_s", "ack_timeout_s",
+                     "ice_connect_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError("backoff_cap_s must not be below backoff_base_s")
+
+    @property
+    def publishes_media(self) -> bool:
+        return self.video.kind != "none" or self.audio.kind != "none"
+
+    @property
+    def label(self) -> str:
+        return self.pattern_label if self.pattern_label is not None else self.unit_id

@@ -1,0 +1,138 @@
+"""The unit's Socket.IO link (namespace ``/unit``): publish offers, positions, instructions.
+
+One :class:`UnitLink` is one connection; the unit builds a new one for every attempt rather than
+using python-socketio's own reconnection, so that a reconnect also re-publishes media and the
+retry timing follows the unit's backoff. ``lost`` is set when the link drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Awaitable, Callable
+
+import socketio
+import socketio.exceptions
+
+from .errors import LinkError, rejection
+from .gps import Position
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "/unit"
+
+InstructionHandler = Callable[[Any], Awaitable[dict[str, Any]]]
+
+
+def _error_of(ack: Any) -> tuple[str, str]:
+    if isinstance(ack, dict) and isinstance(ack.get("error"), dict):
+        err = ack["error"]
+        return str(err.get("code") or "unknown"), str(err.get("message") or "no message")
+    return "bad_ack", f"unexpected acknowledgement {ack!r:.200}"
+
+
+class UnitLink:
+    """A Socket.IO connection to ``{server}/socket.io`` as ``unit_id``."""
+
+    def __init__(
+        self,
+        server: str,
+        unit_id: str,
+        token: str,
+        on_instruction: InstructionHandler,
+        *,
+        connect_timeout_s: float = 10.0,
+        ack_timeout_s: float = 10.0,
+    ) -> None:
+        self.server = server
+        self.unit_id = unit_id
+        self._token = token
+        self._on_instruction = on_instruction
+        self._connect_timeout_s = connect_timeout_s
+        self._ack_timeout_s = ack_timeout_s
+        self.lost = asyncio.Event()
+        self._refusal: tuple[str, str] | None = None
+        self._closed = False
+        # The unit runs its own backoff and signal handling; the client must do neither.
+        self._sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
+        self._sio.on("connect_error", self._handle_connect_error, namespace=NAMESPACE)
+        self._sio.on("disconnect", self._handle_disconnect, namespace=NAMESPACE)
+        self._sio.on("instruction", self._handle_instruction, namespace=NAMESPACE)
+
+    async def _handle_connect_error(self, data: Any = None) -> None:
+        if isinstance(data, dict):
+            self._refusal = (str(data.get("code") or "refused"), str(data.get("message") or data))
+        else:
+            self._refusal = ("refused", str(data))
+
+    async def _handle_disconnect(self, reason: Any = None) -> None:
+        if not self._closed:
+            logger.info("unit %s: Socket.IO link lost (%s)", self.unit_id, reason)
+        self.lost.set()
+
+    async def _handle_instruction(self, data: Any = None) -> dict[str, Any]:
+        # The return value is the Socket.IO acknowledgement the server waits for.
+        return await self._on_instruction(data)
+
+    async def connect(self) -> None:
+        """Connect and join ``/unit``; :class:`LinkError` carries the server's refusal code."""
+        try:
+            await asyncio.wait_for(
+                self._sio.connect(
+                    self.server,
+                    auth={"token": self._token, "unit_id": self.unit_id},
+                    namespaces=[NAMESPACE],
+                    transports=["websocket"],
+                    socketio_path="socket.io",
+                    wait_timeout=self._connect_timeout_s,
+                ),
+                timeout=self._connect_timeout_s + 1,
+            )
+        except (socketio.exceptions.ConnectionError, TimeoutError, OSError) as exc:
+            await self.close()
+            if self._refusal is not None:
+                code, message = self._refusal
+                raise LinkError(f"server refused the connection: {code}: {message}", code) from exc
+            raise LinkError(f"cannot connect to {self.server}: {exc or type(exc).__name__}") from exc
+
+    async def _call(self, event: str, data: dict[str, Any]) -> Any:
+        try:
+            return await self._sio.call(event, data, namespace=NAMESPACE, timeout=self._ack_timeout_s)
+        except socketio.exceptions.TimeoutError as exc:
+            raise LinkError(f"no acknowledgement for {event!r} within {self._ack_timeout_s:g} s") from exc
+        except socketio.exceptions.SocketIOError as exc:
+            raise LinkError(f"{event!r} failed: {exc}") from exc
+
+    async def publish(self, offer_sdp: str) -> tuple[str, str]:
+        """Send the offer; returns ``(answer_sdp, session_id)`` or raises ``PublishRejected``."""
+        ack = await self._call("publish", {"sdp": offer_sdp})
+        if isinstance(ack, dict) and ack.get("ok") is True and isinstance(ack.get("sdp"), str):
+            return ack["sdp"], str(ack.get("session_id", ""))
+        raise rejection(*_error_of(ack))
+
+    async def unpublish(self, session_id: str) -> None:
+        """Tell the server the session ends; failures are logged, not raised."""
+        try:
+            ack = await self._call("unpublish", {"session_id": session_id})
+        except LinkError as exc:
+            logger.info("unit %s: unpublish of %s not acknowledged: %s", self.unit_id, session_id, exc)
+            return
+        if not (isinstance(ack, dict) and ack.get("ok") is True):
+            logger.info("unit %s: unpublish of %s refused: %s", self.unit_id, session_id, _error_of(ack))
+
+    async def send_position(self, position: Position) -> bool:
+        """Report a fix; True when the server acknowledged it as accepted."""
+        ack = await self._call("position", position.to_message())
+        if isinstance(ack, dict) and ack.get("ok") is True:
+            return True
+        logger.warning("unit %s: position refused: %s: %s", self.unit_id, *_error_of(ack))
+        return False
+
+    async def close(self) -> None:
+        """Disconnect; idempotent."""
+        self._closed = True
+        try:
+            await self._sio.disconnect()
+        except Exception:  # a half-open transport may fail to say goodbye; we are leaving anyway
+            logger.debug("unit %s: error while disconnecting", self.unit_id, exc_info=True)
+        self.lost.set()

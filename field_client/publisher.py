@@ -1,0 +1,103 @@
+"""One publishing peer connection: send-only transceivers, codec choice, state watching.
+
+A :class:`MediaPublisher` lives for one publish attempt. ``ended`` is set when the connection
+goes ``failed`` or ``closed``, or does not reach ``connected`` within the ICE timeout; the unit
+then closes it and publishes again on a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+from media.pattern import EncodedVideoTrack, attach_keyframe_requests
+
+from .sources import MediaSources
+
+logger = logging.getLogger(__name__)
+
+_VIDEO_MIME = {"vp8": "video/VP8", "h264": "video/H264"}
+
+
+def preferred_codecs(kind: str, codec: str | None = None) -> list[RTCRtpCodecCapability]:
+    """aiortc's capabilities narrowed to ``codec`` (video, with its RTX) or Opus (audio)."""
+    wanted = _VIDEO_MIME[codec or "vp8"] if kind == "video" else "audio/opus"
+    caps = RTCRtpSender.getCapabilities(kind).codecs
+    chosen = [c for c in caps if c.mimeType.lower() == wanted.lower()]
+    if not chosen:
+        raise ValueError(f"aiortc offers no {wanted}")
+    return chosen + [c for c in caps if c.mimeType.lower() == f"{kind}/rtx"]
+
+
+class MediaPublisher:
+    """Publishes ``sources`` on a new ``RTCPeerConnection``; negotiate, watch, :meth:`close`."""
+
+    def __init__(self, unit_id: str, sources: MediaSources, codec: str,
+                 ice_servers: tuple[str, ...] = (), ice_connect_timeout_s: float = 20.0) -> None:
+        self.unit_id = unit_id
+        self.sources = sources
+        self.codec = codec
+        self.ended = asyncio.Event()
+        self.connected = asyncio.Event()
+        self._ice_connect_timeout_s = ice_connect_timeout_s
+        self._watchdog: asyncio.Task[None] | None = None
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(u) for u in ice_servers]))
+        self._pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def state(self) -> str:
+        return self._pc.connectionState
+
+    async def _on_state(self) -> None:
+        state = self._pc.connectionState
+        logger.info("unit %s: peer connection %s", self.unit_id, state)
+        if state == "connected":
+            self.connected.set()
+        elif state in ("failed", "closed"):
+            self.ended.set()
+
+    async def create_offer(self) -> str:
+        """A complete offer: aiortc gathers every candidate before ``localDescription``."""
+        if self.sources.video is not None:
+            transceiver = self._pc.addTransceiver(self.sources.video, direction="sendonly")
+            transceiver.setCodecPreferences(preferred_codecs("video", self.codec))
+            if isinstance(self.sources.video, EncodedVideoTrack):
+                # Pre-encoded frames bypass aiortc's encoder, so its keyframe flag would be lost.
+                attach_keyframe_requests(transceiver.sender, self.sources.video)
+        if self.sources.audio is not None:
+            transceiver = self._pc.addTransceiver(self.sources.audio, direction="sendonly")
+            transceiver.setCodecPreferences(preferred_codecs("audio"))
+        await self._pc.setLocalDescription(await self._pc.createOffer())
+        return self._pc.localDescription.sdp
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        """Apply the server's answer and start the ICE watchdog."""
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        self._watchdog = asyncio.create_task(self._watch_ice(), name=f"ice-watchdog-{self.unit_id}")
+
+    async def _watch_ice(self) -> None:
+        try:
+            await asyncio.wait_for(self.connected.wait(), self._ice_connect_timeout_s)
+        except TimeoutError:
+            logger.warning("unit %s: peer connection not connected after %.0f s",
+                           self.unit_id, self._ice_connect_timeout_s)
+            self.ended.set()
+
+    async def close(self) -> None:
+        """Idempotent: stops the watchdog, closes the connection and the sources."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+            self._watchdog = None
+        await self._pc.close()
+        await self.sources.close()
+        self.ended.set()

@@ -1,0 +1,302 @@
+"""One field unit's lifecycle: connect, publish, report positions, acknowledge instructions.
+
+Every attempt runs until the stop event, a dropped Socket.IO link, or a failed/closed peer
+connection, then cleans up everything it opened and, unless stopping, waits a capped
+exponential backoff with full jitter before the next attempt. Setting up (connecting,
+negotiating) is abandoned as soon as the stop event is set; an established session is ended
+politely (``unpublish`` or WHIP ``DELETE``).
+
+With Socket.IO signalling one attempt holds the link and the publish made over it, so a link
+drop re-publishes. With WHIP the link (positions, instructions) and the WHIP session are
+independent and each is retried on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+import aiohttp
+
+from media.pattern import LoopCache
+
+from .applied_log import AppliedLog
+from .backoff import Backoff, wait_or_stop
+from .config import UnitConfig
+from .errors import AlreadyPublishing, FieldClientError, LinkError, PublishRejected
+from .gps import PositionSource, open_position_source
+from .link import UnitLink
+from .publisher import MediaPublisher
+from .sources import PatternOptions, open_sources
+from .whip import WhipClient, WhipResource
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Attempt = Callable[[asyncio.Event], Awaitable[bool]]
+
+
+class Stopped(Exception):
+    """The stop event was set while an attempt was still setting up."""
+
+
+async def wait_first(*events: asyncio.Event) -> None:
+    """Return as soon as any of ``events`` is set; the helper tasks never outlive the call."""
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def until_stopped(stop: asyncio.Event, aw: Awaitable[T]) -> T:
+    """Await ``aw`` unless ``stop`` is set first, in which case ``aw`` is cancelled and
+    :class:`Stopped` raised."""
+    task = asyncio.ensure_future(aw)
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(stopper, task, return_exceptions=True)
+    if task.cancelled():
+        raise Stopped
+    return task.result()
+
+
+@dataclass
+class _Session:
+    """What one attempt opened, so its ``finally`` can close exactly that."""
+
+    link: UnitLink | None = None
+    publisher: MediaPublisher | None = None
+    session_id: str | None = None
+    whip: WhipResource | None = None
+    positions: asyncio.Task[None] | None = None
+
+
+class FieldUnit:
+    """Runs one unit described by a :class:`UnitConfig` until its stop event is set."""
+
+    def __init__(self, cfg: UnitConfig, *, loops: LoopCache | None = None,
+                 rng: random.Random | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.loops = loops or LoopCache()
+        self._rng = rng or random.Random()
+        self._clock = clock
+        self._applied: AppliedLog | None = None
+        self._positions: PositionSource | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self.instructions_received = 0
+
+    def _log(self, level: int, message: str, *args: Any) -> None:
+        logger.log(level, "unit %s: " + message, self.cfg.unit_id, *args)
+
+    @property
+    def pattern(self) -> PatternOptions:
+        c = self.cfg
+        return PatternOptions(codec=c.codec, width=c.width, height=c.height, fps=c.fps, label=c.label)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set; returns after closing every connection it opened."""
+        cfg = self.cfg
+        if cfg.applied_log is not None:
+            self._applied = await AppliedLog.open(cfg.applied_log)
+            self._log(logging.INFO, "%d applied instructions loaded from %s",
+                      len(self._applied), cfg.applied_log)
+        self._positions = await asyncio.to_thread(open_position_source, cfg.gps, self._rng)
+        supervisors: list[tuple[str, Attempt]] = []
+        if cfg.signalling == "sio":
+            supervisors.append(("link", self._sio_attempt))
+        else:
+            self._http = aiohttp.ClientSession()
+            supervisors.append(("link", self._link_attempt))
+            if cfg.publishes_media:
+                supervisors.append(("whip", self._whip_attempt))
+        tasks = [asyncio.create_task(self._supervise(name, attempt, stop), name=f"{cfg.unit_id}-{name}")
+                 for name, attempt in supervisors]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._http is not None:
+                await self._http.close()
+                self._http = None
+            self._log(logging.INFO, "stopped")
+
+    async def _supervise(self, name: str, attempt: Attempt, stop: asyncio.Event) -> None:
+        backoff = Backoff(self.cfg.backoff_base_s, self.cfg.backoff_cap_s, self._rng)
+        while not stop.is_set():
+            established = False
+            try:
+                established = await attempt(stop)
+            except Stopped:
+                break
+            except AlreadyPublishing:
+                self._log(logging.INFO, "%s: server says another publisher holds the unit", name)
+            except PublishRejected as exc:
+                self._log(logging.WARNING, "%s: publish refused: %s", name, exc)
+            except FieldClientError as exc:
+                self._log(logging.WARNING, "%s: %s", name, exc)
+            except Exception:
+                logger.exception("unit %s: %s: attempt failed unexpectedly", self.cfg.unit_id, name)
+            if stop.is_set():
+                break
+            if established:
+                backoff.reset()
+            delay = backoff.next_delay()
+            self._log(logging.INFO, "%s: reconnecting in %.1f s (attempt %d)", name, delay, backoff.attempt)
+            if await wait_or_stop(stop, delay):
+                break
+
+    # -- attempts -----------------------------------------------------------------------------
+
+    async def _connect_link(self, s: _Session) -> None:
+        c = self.cfg
+        s.link = UnitLink(c.server, c.unit_id, c.token, self._on_instruction,
+                          connect_timeout_s=c.connect_timeout_s, ack_timeout_s=c.ack_timeout_s)
+        self._log(logging.INFO, "connecting to %s", c.server)
+        await s.link.connect()
+        self._log(logging.INFO, "link connected")
+        if self._positions is not None:
+            s.positions = asyncio.create_task(self._send_positions(s.link, self._positions),
+                                              name=f"{c.unit_id}-positions")
+
+    async def _open_publisher(self, s: _Session) -> str:
+        c = self.cfg
+        sources = await open_sources(c.video, c.audio, self.pattern, self.loops, rng=self._rng)
+        s.publisher = MediaPublisher(c.unit_id, sources, c.codec, c.ice_servers, c.ice_connect_timeout_s)
+        return await s.publisher.create_offer()
+
+    async def _sio_setup(self, s: _Session) -> None:
+        await self._connect_link(s)
+        if not self.cfg.publishes_media:
+            return
+        offer = await self._open_publisher(s)
+        assert s.link is not None and s.publisher is not None
+        answer, s.session_id = await s.link.publish(offer)
+        await s.publisher.accept_answer(answer)
+        self._log(logging.INFO, "publishing (session %s, %s)", s.session_id, self.cfg.codec)
+
+    async def _sio_attempt(self, stop: asyncio.Event) -> bool:
+        """Link, a publish over it and positions, until any of them ends."""
+        s = _Session()
+        try:
+            await until_stopped(stop, self._sio_setup(s))
+            assert s.link is not None
+            await wait_first(stop, s.link.lost, *([s.publisher.ended] if s.publisher else []))
+            if not stop.is_set():
+                cause = "link lost" if s.link.lost.is_set() else "peer connection ended"
+                self._log(logging.INFO, "session ended: %s", cause)
+            return True
+        finally:
+            await self._cancel(s.positions)
+            if stop.is_set() and s.session_id and s.link is not None and not s.link.lost.is_set():
+                await s.link.unpublish(s.session_id)
+                self._log(logging.INFO, "unpublished session %s", s.session_id)
+            if s.publisher is not None:
+                await s.publisher.close()
+            if s.link is not None:
+                await s.link.close()
+
+    async def _link_attempt(self, stop: asyncio.Event) -> bool:
+        """WHIP mode's control link: positions and instructions only."""
+        s = _Session()
+        try:
+            await until_stopped(stop, self._connect_link(s))
+            assert s.link is not None
+            await wait_first(stop, s.link.lost)
+            return True
+        finally:
+            await self._cancel(s.positions)
+            if s.link is not None:
+                await s.link.close()
+
+    async def _whip_setup(self, s: _Session, whip: WhipClient) -> None:
+        offer = await self._open_publisher(s)
+        assert s.publisher is not None
+        self._log(logging.INFO, "WHIP POST %s", whip.endpoint)
+        s.whip = await whip.publish(offer)
+        await s.publisher.accept_answer(s.whip.answer_sdp)
+        self._log(logging.INFO, "publishing via WHIP (session %s, %s)", s.whip.session_id, self.cfg.codec)
+
+    async def _whip_attempt(self, stop: asyncio.Event) -> bool:
+        """One WHIP session, until its peer connection ends; ``DELETE`` on the way out."""
+        assert self._http is not None
+        c = self.cfg
+        whip = WhipClient(self._http, c.server, c.unit_id, c.token, c.connect_timeout_s)
+        s = _Session()
+        try:
+            await until_stopped(stop, self._whip_setup(s, whip))
+            assert s.publisher is not None
+            await wait_first(stop, s.publisher.ended)
+            if not stop.is_set():
+                self._log(logging.INFO, "WHIP session ended: peer connection %s", s.publisher.state)
+            return True
+        finally:
+            if s.whip is not None:
+                await whip.delete(s.whip)
+                self._log(logging.INFO, "WHIP session %s deleted", s.whip.session_id)
+            if s.publisher is not None:
+                await s.publisher.close()
+
+    # -- positions and instructions -----------------------------------------------------------
+
+    async def _send_positions(self, link: UnitLink, source: PositionSource) -> None:
+        loop = asyncio.get_running_loop()
+        interval = self.cfg.position_interval_s
+        due = loop.time()
+        while True:
+            position = source.position(self._clock())
+            if position is not None:
+                try:
+                    await link.send_position(position)
+                except LinkError as exc:
+                    self._log(logging.DEBUG, "position not acknowledged: %s", exc)
+            due += interval
+            now = loop.time()
+            if due < now:  # a slow acknowledgement: skip the missed ticks rather than burst
+                due = now + interval
+            await asyncio.sleep(due - now)
+
+    @staticmethod
+    async def _cancel(task: asyncio.Task[None] | None) -> None:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _on_instruction(self, data: Any) -> dict[str, Any]:
+        """Log, record (deduplicated by id) and acknowledge one ``instruction`` event."""
+        if not isinstance(data, dict) or data.get("id") is None or not isinstance(data.get("type"), str):
+            self._log(logging.WARNING, "malformed instruction ignored: %.200r", data)
+            return {"ok": False, "error": {"code": "bad_message",
+                                           "message": "instruction needs an 'id' and a string 'type'"}}
+        self.instructions_received += 1
+        instruction_id, kind = data["id"], data["type"]
+        self._log(logging.INFO, "instruction %s received (%s)", instruction_id, kind)
+        if self._applied is not None:
+            if await self._applied.record(instruction_id, kind):
+                self._log(logging.INFO, "instruction %s applied", instruction_id)
+            else:
+                self._log(logging.INFO, "instruction %s already applied; acknowledging again", instruction_id)
+        return {"ok": True}
+
+
+async def run_unit(cfg: UnitConfig, stop: asyncio.Event, *, loops: LoopCache | None = None,
+                   rng: random.Random | None = None) -> None:
+    """Run one unit until ``stop`` is set, reconnecting with backoff; returns after cleanup.
+
+    ``loops`` shares pre-encoded test-pattern loops between units of one process (a fleet or
+    the server's demo mode); by default the unit builds its own.
+    """
+    await FieldUnit(cfg, loops=loops, rng=rng).run(stop)

@@ -1,0 +1,1 @@
+"""Positions of field units: GPS fixes, validation, and (later) tracks, geofences and nearest-unit search."""

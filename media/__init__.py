@@ -1,0 +1,1 @@
+"""Media plumbing: zero-transcode relay of encoded WebRTC frames, SDP checks, synthetic sources."""

@@ -1,0 +1,80 @@
+"""The one place that relies on aiortc internals (pinned by tests/media/test_passthrough.py).
+
+Three hooks make aiortc forward encoded media instead of decoding and re-encoding it:
+
+1. Receiving: ``aiortc.rtcrtpreceiver.decoder_worker`` looks up ``get_decoder`` in its module on
+   every codec change. :func:`install` replaces it with :class:`PassthroughDecoder`, which turns each
+   complete encoded frame from the jitter buffer into an ``av.Packet`` (pts = RTP timestamp, already
+   unwrapped by aiortc's ``TimestampMapper``). Remote tracks then yield packets, not frames. This is
+   process-wide: a process that installs it never decodes received media.
+2. Sending: ``RTCRtpSender._next_encoded_frame`` packs an ``av.Packet`` without encoding (public
+   behaviour of aiortc ≥ 1.10, relied on as is).
+3. Keyframes: a viewer's PLI/FIR ends in ``RTCRtpSender._send_keyframe``, which only sets a flag the
+   pack path ignores; :func:`on_keyframe_request` replaces it per sender instance. Asking a publisher
+   for a keyframe uses ``RTCRtpReceiver._send_rtcp_pli(ssrc)`` (:func:`send_pli`).
+"""
+
+from __future__ import annotations
+
+import fractions
+import logging
+from typing import Any, Callable
+
+import av
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc import rtcrtpreceiver as _receiver_module
+from aiortc.codecs.base import Decoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_MIME_TYPES = frozenset({"video/vp8", "video/h264", "audio/opus"})
+
+
+class PassthroughDecoder(Decoder):
+    """Hands each encoded frame on as an ``av.Packet`` on the codec's RTP clock."""
+
+    def __init__(self, codec: RTCRtpCodecParameters) -> None:
+        self.mime_type = codec.mimeType.lower()
+        self.time_base = fractions.Fraction(1, codec.clockRate)
+
+    def decode(self, encoded_frame: Any) -> list[Any]:
+        packet = av.Packet(encoded_frame.data)
+        packet.pts = encoded_frame.timestamp
+        packet.dts = encoded_frame.timestamp
+        packet.time_base = self.time_base
+        return [packet]
+
+
+def _passthrough_get_decoder(codec: RTCRtpCodecParameters) -> Decoder:
+    if codec.mimeType.lower() not in SUPPORTED_MIME_TYPES:
+        raise ValueError(f"No pass-through for MIME type `{codec.mimeType}`")
+    return PassthroughDecoder(codec)
+
+
+def install() -> None:
+    """Make every ``RTCRtpReceiver`` in this process yield encoded packets. Idempotent."""
+    if getattr(_receiver_module, "get_decoder", None) is not _passthrough_get_decoder:
+        if not callable(getattr(_receiver_module, "get_decoder", None)):
+            raise RuntimeError("aiortc.rtcrtpreceiver.get_decoder is gone: media/passthrough.py needs updating")
+        _receiver_module.get_decoder = _passthrough_get_decoder
+        logger.info("aiortc receivers now forward encoded frames (pass-through decoder installed)")
+
+
+def installed() -> bool:
+    return getattr(_receiver_module, "get_decoder", None) is _passthrough_get_decoder
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the remote viewer of ``sender`` sends PLI or FIR."""
+    if not callable(getattr(sender, "_send_keyframe", None)):
+        raise RuntimeError("RTCRtpSender._send_keyframe is gone: media/passthrough.py needs updating")
+    sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+async def send_pli(receiver: RTCRtpReceiver) -> bool:
+    """Ask the remote publisher of ``receiver`` for a keyframe. False if no SSRC is known yet."""
+    sources = receiver.getSynchronizationSources()
+    for source in sources:
+        await receiver._send_rtcp_pli(source.source)
+    return bool(sources)

@@ -1,0 +1,412 @@
+"""Pre-encoded synthetic media: test-pattern video and a tone, encoded once, replayed forever.
+
+Publishers and load generators must not encode in real time (see DESIGN.md: encoding costs ~10%
+of a core per stream, forwarding ~2%). An :class:`EncodedLoop` renders a few seconds of a test
+pattern and encodes it twice: once as the normal stream (a keyframe at frame 0, deltas after)
+and once with every frame forced to a keyframe, so a keyframe can be sent at any position when
+a receiver asks for one. A keyframe at ``i`` followed by the normal delta ``i+1`` decodes with a
+small drift (the delta predicts from a slightly different picture) which disappears at the next
+loop start; VP8 is encoded in error-resilient mode so that delta frames do not depend on entropy
+state carried over from earlier deltas, which a foreign keyframe would not reproduce.
+
+:class:`EncodedVideoTrack` and :class:`EncodedAudioTrack` replay loops as ``av.Packet`` objects,
+which aiortc's ``RTCRtpSender`` packetizes without encoding. Many tracks share one loop per
+spec through a :class:`LoopCache`; building a 640x480 loop takes about 1.5 s of CPU, so callers
+in async code go through :meth:`LoopCache.video`, which builds in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import av
+import cv2
+import numpy as np
+from aiortc import RTCRtpSender
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.video.frame import PictureType
+
+from .keyframes import is_h264_keyframe, is_vp8_keyframe
+
+logger = logging.getLogger(__name__)
+
+VIDEO_CLOCK_RATE = 90_000
+AUDIO_CLOCK_RATE = 48_000
+VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
+AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_CLOCK_RATE)
+OPUS_FRAME_SAMPLES = 960  # 20 ms at 48 kHz
+
+# A track that falls further behind its schedule than this (event loop stalled, machine
+# suspended) restarts its schedule from now instead of sending a burst to catch up.
+MAX_LAG_S = 1.0
+
+PacketCallback = Callable[[bytes, bool], None]
+
+_ENCODERS = {"vp8": "libvpx", "h264": "libx264"}
+
+
+def normalize_codec(name: str) -> str:
+    """``"vp8"`` or ``"h264"`` for names like ``VP8``, ``video/H264``, ``h.264``; else ValueError."""
+    key = name.lower().removeprefix("video/").replace(".", "")
+    if key not in _ENCODERS:
+        raise ValueError(f"unsupported video codec {name!r}: expected vp8 or h264")
+    return key
+
+
+def is_keyframe(codec_name: str, data: bytes) -> bool:
+    """Whether an encoded frame is a keyframe, from the bitstream alone.
+
+    VP8: bit 0 of the first byte is 0. H.264 (Annex B): the access unit holds an IDR slice
+    (NAL type 5) or an SPS (7).
+    """
+    if normalize_codec(codec_name) == "vp8":
+        return is_vp8_keyframe(data)
+    return is_h264_keyframe(data)
+
+
+@dataclass(frozen=True)
+class VideoLoopSpec:
+    """What a video loop looks like; loops are shared between tracks with equal specs."""
+
+    codec: str = "vp8"
+    width: int = 640
+    height: int = 480
+    fps: int = 30
+    frame_count: int = 90
+    bitrate: int = 1_000_000  # bits per second the encoder aims at
+    label: str = "FIELD TEST"
+    # A patch of fresh noise per frame (a fifth of each side) so the encoder actually spends
+    # ~1 Mbit/s, like a real camera; without it the pattern compresses to ~0.2 Mbit/s.
+    noise: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "codec", normalize_codec(self.codec))
+        if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
+            raise ValueError(f"video size must be positive and even, got {self.width}x{self.height}")
+        if not 1 <= self.fps <= 120:
+            raise ValueError(f"fps must be within 1..120, got {self.fps}")
+        if self.frame_count < 1:
+            raise ValueError(f"frame_count must be at least 1, got {self.frame_count}")
+
+
+@dataclass(frozen=True)
+class AudioLoopSpec:
+    """A sine tone encoded as 20 ms Opus packets; ``duration_s`` should hold whole cycles."""
+
+    frequency_hz: float = 440.0
+    duration_s: float = 1.0
+    amplitude: float = 0.2  # of full scale
+    bitrate: int = 32_000
+
+
+def render_pattern(spec: VideoLoopSpec, index: int, rng: np.random.Generator) -> np.ndarray:
+    """One BGR test-pattern frame: colour bars, a bar moving once per loop, label and counter."""
+    w, h = spec.width, spec.height
+    img = np.zeros((h, w, 3), np.uint8)
+    bars = [(255, 255, 255), (0, 255, 255), (255, 255, 0), (0, 255, 0),
+            (255, 0, 255), (0, 0, 255), (255, 0, 0)]  # BGR: white, yellow, cyan, green, ...
+    bar_w = max(1, w // len(bars))
+    top = h * 2 // 3
+    for k, colour in enumerate(bars):
+        img[:top, k * bar_w:(k + 1) * bar_w] = colour
+    x = int(index * w / spec.frame_count)
+    half = max(2, w // 32)
+    img[top:, max(0, x - half):x + half] = (255, 255, 255)
+    if spec.noise:
+        nh, nw = h // 5, w // 5
+        img[h - nh:, w - nw:] = rng.integers(0, 256, (nh, nw, 1), dtype=np.uint8)
+    scale = h / 400
+    thickness = max(1, round(h / 240))
+    cv2.rectangle(img, (0, 0), (w, int(48 * scale)), (0, 0, 0), -1)
+    cv2.putText(img, spec.label, (int(10 * scale), int(34 * scale)),
+                cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness)
+    counter = f"{spec.codec.upper()} {index:04d}/{spec.frame_count}"
+    (text_w, _), _ = cv2.getTextSize(counter, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    cv2.putText(img, counter, (w - text_w - int(10 * scale), int(34 * scale)),
+                cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness)
+    return img
+
+
+def _video_encoder(spec: VideoLoopSpec, keyframes_only: bool) -> Any:
+    ctx = av.CodecContext.create(_ENCODERS[spec.codec], "w")
+    ctx.width = spec.width
+    ctx.height = spec.height
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = fractions.Fraction(1, spec.fps)
+    ctx.framerate = fractions.Fraction(spec.fps, 1)
+    # Intra-only encoding gets more bits per frame so its keyframes look like the real one.
+    ctx.bit_rate = spec.bitrate * (3 if keyframes_only else 1)
+    ctx.gop_size = 1 if keyframes_only else spec.frame_count + 1
+    if spec.codec == "vp8":
+        ctx.options = {
+            "deadline": "realtime",
+            "cpu-used": "8",
+            "lag-in-frames": "0",
+            "auto-alt-ref": "0",
+            # Deltas must not depend on entropy state of earlier deltas: a keyframe spliced in
+            # at position i comes from the other encoder (see the module docstring).
+            "error-resilient": "1",
+        }
+    else:
+        ctx.options = {
+            "preset": "veryfast",
+            "tune": "zerolatency",
+            "profile": "baseline",  # constrained baseline, the profile aiortc offers
+            "bf": "0",
+            "scenecut": "0",
+            "forced-idr": "1",
+        }
+    return ctx
+
+
+class EncodedLoop:
+    """A video loop encoded once: ``frames[i] == (delta_bytes, key_bytes)``.
+
+    ``frames[0][0]`` is itself a keyframe; ``frames[i][1]`` is always a keyframe showing frame
+    ``i``. Immutable after construction and safe to share between tracks.
+    """
+
+    def __init__(self, spec: VideoLoopSpec, frames: list[tuple[bytes, bytes]]) -> None:
+        if not frames:
+            raise ValueError("an encoded loop needs at least one frame")
+        self.spec = spec
+        self.frames = frames
+        self.delta_is_keyframe = [is_keyframe(spec.codec, delta) for delta, _ in frames]
+
+    @classmethod
+    def build(cls, spec: VideoLoopSpec = VideoLoopSpec()) -> EncodedLoop:
+        """Render and encode ``spec.frame_count`` frames (CPU-bound: ~1.5 s for 90 at 640x480).
+
+        Blocking; from async code use :meth:`LoopCache.video` or ``asyncio.to_thread``.
+        """
+        rng = np.random.default_rng(0)
+        normal = _video_encoder(spec, keyframes_only=False)
+        intra = _video_encoder(spec, keyframes_only=True)
+        deltas: list[bytes] = []
+        keys: list[bytes] = []
+        for index in range(spec.frame_count):
+            yuv = av.VideoFrame.from_ndarray(
+                render_pattern(spec, index, rng), format="bgr24"
+            ).reformat(format="yuv420p")
+            plane = yuv.to_ndarray()
+            for encoder, out, forced in ((normal, deltas, False), (intra, keys, True)):
+                frame = av.VideoFrame.from_ndarray(plane, format="yuv420p")
+                frame.pts = index
+                if forced:
+                    frame.pict_type = PictureType.I
+                out.extend(bytes(p) for p in encoder.encode(frame))
+        deltas.extend(bytes(p) for p in normal.encode(None))
+        keys.extend(bytes(p) for p in intra.encode(None))
+        if len(deltas) != spec.frame_count or len(keys) != spec.frame_count:
+            raise RuntimeError(
+                f"{spec.codec} encoder returned {len(deltas)}/{len(keys)} packets "
+                f"for {spec.frame_count} frames"
+            )
+        loop = cls(spec, list(zip(deltas, keys)))
+        if not loop.delta_is_keyframe[0] or not all(is_keyframe(spec.codec, k) for k in keys):
+            raise RuntimeError(f"{spec.codec} encoder did not produce the forced keyframes")
+        logger.info(
+            "built %s loop %dx%d, %d frames, %.0f kbit/s",
+            spec.codec, spec.width, spec.height, spec.frame_count, loop.bitrate / 1000,
+        )
+        return loop
+
+    @property
+    def bitrate(self) -> float:
+        """Average bit rate of the delta stream in bits per second."""
+        total = sum(len(delta) for delta, _ in self.frames)
+        return total * 8 * self.spec.fps / len(self.frames)
+
+
+class EncodedAudioLoop:
+    """A tone encoded once as Opus packets of 20 ms (960 samples at 48 kHz)."""
+
+    def __init__(self, spec: AudioLoopSpec, packets: list[bytes]) -> None:
+        if not packets:
+            raise ValueError("an encoded audio loop needs at least one packet")
+        self.spec = spec
+        self.packets = packets
+
+    @classmethod
+    def build(cls, spec: AudioLoopSpec = AudioLoopSpec()) -> EncodedAudioLoop:
+        """Encode the tone with libopus (stereo, 48 kHz). Blocking but fast (~20 ms per second)."""
+        encoder = av.CodecContext.create("libopus", "w")
+        encoder.sample_rate = AUDIO_CLOCK_RATE
+        encoder.layout = "stereo"
+        encoder.format = "s16"
+        encoder.bit_rate = spec.bitrate
+        encoder.time_base = AUDIO_TIME_BASE
+        frames = max(1, round(spec.duration_s * AUDIO_CLOCK_RATE / OPUS_FRAME_SAMPLES))
+        t = np.arange(frames * OPUS_FRAME_SAMPLES) / AUDIO_CLOCK_RATE
+        mono = (np.sin(2 * math.pi * spec.frequency_hz * t) * spec.amplitude * 32767).astype(np.int16)
+        stereo = np.repeat(mono, 2)  # interleaved L R
+        packets: list[bytes] = []
+        for k in range(frames):
+            chunk = stereo[k * OPUS_FRAME_SAMPLES * 2:(k + 1) * OPUS_FRAME_SAMPLES * 2]
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="stereo")
+            frame.sample_rate = AUDIO_CLOCK_RATE
+            frame.pts = k * OPUS_FRAME_SAMPLES
+            packets.extend(bytes(p) for p in encoder.encode(frame))
+        packets.extend(bytes(p) for p in encoder.encode(None))
+        return cls(spec, packets)
+
+
+class LoopCache:
+    """Builds each loop once per spec and hands the same object to every caller.
+
+    Owned by whoever runs the tracks (one per field-client process or per fleet), never global.
+    Builds run one at a time in a worker thread, so concurrent callers wait for the first build.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._video: dict[VideoLoopSpec, EncodedLoop] = {}
+        self._audio: dict[AudioLoopSpec, EncodedAudioLoop] = {}
+
+    async def video(self, spec: VideoLoopSpec = VideoLoopSpec()) -> EncodedLoop:
+        async with self._lock:
+            loop = self._video.get(spec)
+            if loop is None:
+                loop = await asyncio.to_thread(EncodedLoop.build, spec)
+                self._video[spec] = loop
+            return loop
+
+    async def audio(self, spec: AudioLoopSpec = AudioLoopSpec()) -> EncodedAudioLoop:
+        async with self._lock:
+            loop = self._audio.get(spec)
+            if loop is None:
+                loop = await asyncio.to_thread(EncodedAudioLoop.build, spec)
+                self._audio[spec] = loop
+            return loop
+
+
+class _Pacer:
+    """Schedules item ``n`` at ``start + n * interval`` on the event loop clock (no drift)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._start: float | None = None
+
+    async def wait(self, n: int) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._start is None:
+            self._start = now - n * self.interval_s
+        delay = self._start + n * self.interval_s - now
+        if delay > 0:
+            await asyncio.sleep(delay)
+        elif delay < -MAX_LAG_S:
+            self._start = now - n * self.interval_s
+
+
+class EncodedVideoTrack(MediaStreamTrack):
+    """Replays an :class:`EncodedLoop` as ``av.Packet`` objects at the loop's frame rate.
+
+    ``pts`` counts 90 kHz ticks from 0 and keeps increasing across loop wraps. The first packet
+    is a keyframe at ``start_index`` (random by default, so a fleet does not send keyframes in
+    lockstep); afterwards keyframes come at each loop start and after :meth:`request_keyframe`.
+    ``on_packet(data, is_keyframe)`` sees exactly the bytes handed to the sender.
+    """
+
+    kind = "video"
+
+    def __init__(
+        self,
+        loop: EncodedLoop,
+        *,
+        start_index: int | None = None,
+        rng: random.Random | None = None,
+        on_packet: PacketCallback | None = None,
+    ) -> None:
+        super().__init__()
+        self.loop = loop
+        count = len(loop.frames)
+        if start_index is None:
+            start_index = (rng or random.Random()).randrange(count)
+        self._offset = start_index % count
+        self._sent = 0
+        self._force_keyframe = True
+        self._pacer = _Pacer(1 / loop.spec.fps)
+        self.on_packet = on_packet
+        self.keyframe_requests = 0
+
+    def request_keyframe(self) -> None:
+        """Make the next returned packet a keyframe (called for a receiver's PLI or FIR)."""
+        self.keyframe_requests += 1
+        self._force_keyframe = True
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._pacer.wait(self._sent)
+        if self.readyState != "live":
+            raise MediaStreamError
+        index = (self._offset + self._sent) % len(self.loop.frames)
+        delta, key = self.loop.frames[index]
+        if self._force_keyframe:
+            self._force_keyframe = False
+            data, keyframe = key, True
+        else:
+            data, keyframe = delta, self.loop.delta_is_keyframe[index]
+        packet = av.Packet(data)
+        packet.pts = self._sent * VIDEO_CLOCK_RATE // self.loop.spec.fps
+        packet.dts = packet.pts
+        packet.time_base = VIDEO_TIME_BASE
+        self._sent += 1
+        if self.on_packet is not None:
+            self.on_packet(data, keyframe)
+        return packet
+
+
+class EncodedAudioTrack(MediaStreamTrack):
+    """Replays an :class:`EncodedAudioLoop`: one Opus packet per 20 ms, ``pts`` on 1/48000."""
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        loop: EncodedAudioLoop,
+        *,
+        start_index: int | None = None,
+        rng: random.Random | None = None,
+        on_packet: PacketCallback | None = None,
+    ) -> None:
+        super().__init__()
+        self.loop = loop
+        count = len(loop.packets)
+        if start_index is None:
+            start_index = (rng or random.Random()).randrange(count)
+        self._offset = start_index % count
+        self._sent = 0
+        self._pacer = _Pacer(OPUS_FRAME_SAMPLES / AUDIO_CLOCK_RATE)
+        self.on_packet = on_packet
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        await self._pacer.wait(self._sent)
+        if self.readyState != "live":
+            raise MediaStreamError
+        data = self.loop.packets[(self._offset + self._sent) % len(self.loop.packets)]
+        packet = av.Packet(data)
+        packet.pts = self._sent * OPUS_FRAME_SAMPLES
+        packet.dts = packet.pts
+        packet.time_base = AUDIO_TIME_BASE
+        self._sent += 1
+        if self.on_packet is not None:
+            self.on_packet(data, True)
+        return packet
+
+
+def attach_keyframe_requests(sender: RTCRtpSender, track: EncodedVideoTrack) -> None:
+    """Route the receiver's PLI/FIR for ``sender`` to ``track.request_keyframe``.
+
+    aiortc's ``RTCRtpSender`` answers PLI/FIR by calling ``self._send_keyframe()``, which only
+    sets a flag its ``pack()`` path ignores; this overrides it on this sender instance only.
+    """
+    sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]

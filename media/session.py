@@ -1,0 +1,256 @@
+"""Peer connections for one publisher or one viewer, wired to a relay :class:`Channel`.
+
+A session answers an offer (no trickle ICE: aiortc puts every candidate in the answer), then
+watches itself: a publisher whose media stops for ``timeout_s`` or whose connection fails ends,
+and so does a viewer whose connection fails. ``close(reason)`` is idempotent and calls
+``on_end(session, reason)`` exactly once.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any, Callable
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.exceptions import InvalidStateError, OperationError
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription
+
+from . import passthrough
+from .errors import CodecMismatch, SdpError
+from .relay import Channel, Fanout
+from .sdp import check_offer
+
+logger = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 0.25
+
+
+def _rtc_config(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
+    return RTCConfiguration(iceServers=[RTCIceServer(**s) for s in ice_servers])
+
+
+def _negotiated_codecs(sdp: str) -> dict[str, Any]:
+    """First (chosen) codec per kind in our own answer."""
+    out: dict[str, Any] = {}
+    for media in SessionDescription.parse(sdp).media:
+        if media.kind in ("audio", "video") and media.rtp.codecs and media.kind not in out:
+            out[media.kind] = media.rtp.codecs[0]
+    return out
+
+
+class _Session(abc.ABC):
+    role = "session"
+
+    def __init__(self, unit_id: str, pc: RTCPeerConnection, on_end: Callable[[Any, str], None]) -> None:
+        self.id = secrets.token_hex(8)
+        self.unit_id = unit_id
+        self.pc = pc
+        self.started_at = time.time()
+        self.ended_reason: str | None = None
+        self._on_end = on_end
+        self._watch: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+
+    def _start_watch(self) -> None:
+        self._watch = asyncio.get_running_loop().create_task(self._watchdog(), name=f"{self.role}-{self.id}")
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            reason = self._check()
+            if reason:
+                self._schedule_close(reason)
+                return
+
+    def _check(self) -> str | None:
+        if self.pc.connectionState in ("failed", "closed"):
+            return f"connection {self.pc.connectionState}"
+        return None
+
+    def _schedule_close(self, reason: str) -> None:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self.close(reason))
+
+    async def close(self, reason: str = "closed") -> None:
+        if self.ended_reason is not None:
+            return
+        self.ended_reason = reason
+        logger.info("unit %s: %s %s ended: %s", self.unit_id, self.role, self.id, reason)
+        current = asyncio.current_task()
+        if self._watch is not None and self._watch is not current:
+            self._watch.cancel()
+            await asyncio.gather(self._watch, return_exceptions=True)
+        self._release()
+        try:
+            await self.pc.close()
+        except Exception:  # closing a half-negotiated aiortc peer can raise; it is gone either way
+            logger.debug("unit %s: error closing %s %s", self.unit_id, self.role, self.id, exc_info=True)
+        self._on_end(self, reason)
+
+    @abc.abstractmethod
+    def _release(self) -> None:
+        """Give back what the session holds in the relay (sources or subscriptions)."""
+
+
+class PublisherSession(_Session):
+    """One unit publishing into its channel."""
+
+    role = "publisher"
+
+    def __init__(self, unit_id: str, pc: RTCPeerConnection, channel: Channel, timeout_s: float,
+                 on_end: Callable[[Any, str], None]) -> None:
+        super().__init__(unit_id, pc, on_end)
+        self.channel = channel
+        self.timeout_s = timeout_s
+        self.codecs: dict[str, str] = {}  # kind -> mime type
+
+    @classmethod
+    async def accept(
+        cls,
+        *,
+        unit_id: str,
+        offer_sdp: str,
+        channel: Channel,
+        ice_servers: list[dict[str, Any]],
+        timeout_s: float,
+        on_end: Callable[[Any, str], None],
+    ) -> tuple["PublisherSession", str]:
+        check_offer(offer_sdp, "publish")
+        pc = RTCPeerConnection(_rtc_config(ice_servers))
+        session = cls(unit_id, pc, channel, timeout_s, on_end)
+        remote: list[MediaStreamTrack] = []
+        pc.on("track", remote.append)  # must be registered before setRemoteDescription
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except (ValueError, OperationError, InvalidStateError) as exc:
+            await pc.close()
+            raise SdpError(f"offer rejected: {exc}") from exc
+        codecs = _negotiated_codecs(pc.localDescription.sdp)
+        for track in remote:
+            receiver = next(r for r in pc.getReceivers() if r.track is track)
+            codec = codecs.get(track.kind)
+            if codec is None or codec.mimeType.lower() not in passthrough.SUPPORTED_MIME_TYPES:
+                # Nobody forwards it, but a remote track nobody reads grows without bound (aiortc#554).
+                session._drain(track)
+                continue
+            session.codecs[track.kind] = codec.mimeType
+            channel.fanout(track.kind).attach_source(
+                session.id, track, codec, lambda r=receiver: passthrough.send_pli(r)
+            )
+        if not session.codecs:
+            await pc.close()
+            raise SdpError("offer has no audio or video the relay can forward")
+        session._start_watch()
+        logger.info("unit %s: publisher %s accepted (%s)", unit_id, session.id, session.codecs)
+        return session, pc.localDescription.sdp
+
+    def _drain(self, track: MediaStreamTrack) -> None:
+        async def drain() -> None:
+            try:
+                while True:
+                    await track.recv()
+            except Exception:
+                return
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self.pc.on("connectionstatechange", lambda: task.cancel() if self.pc.connectionState == "closed" else None)
+
+    def _check(self) -> str | None:
+        reason = super()._check()
+        if reason:
+            return reason
+        if self.channel.silence_s() > self.timeout_s:
+            return f"no media for {self.timeout_s:g} s"
+        return None
+
+    def media_silence_s(self) -> float:
+        return self.channel.silence_s()
+
+    def _release(self) -> None:
+        for fanout in self.channel.fanouts:
+            fanout.detach_source(self.id)
+
+
+class ViewerSession(_Session):
+    """One viewer (console tile, WHEP client) attached to a channel across publisher reconnects."""
+
+    role = "viewer"
+
+    def __init__(self, unit_id: str, pc: RTCPeerConnection, on_end: Callable[[Any, str], None],
+                 viewer: str) -> None:
+        super().__init__(unit_id, pc, on_end)
+        self.viewer = viewer
+        self.tracks: list[MediaStreamTrack] = []
+
+    @classmethod
+    async def accept(
+        cls,
+        *,
+        unit_id: str,
+        offer_sdp: str,
+        channel: Channel,
+        ice_servers: list[dict[str, Any]],
+        on_end: Callable[[Any, str], None],
+        viewer: str = "",
+    ) -> tuple["ViewerSession", str]:
+        summary = check_offer(offer_sdp, "view")
+        pc = RTCPeerConnection(_rtc_config(ice_servers))
+        session = cls(unit_id, pc, on_end, viewer)
+        try:
+            for media in summary.media:
+                fanout = channel.fanout(media.kind)
+                if fanout.codec is None or media.direction not in ("recvonly", "sendrecv"):
+                    pc.addTransceiver(media.kind, direction="inactive")
+                    continue
+                track = fanout.subscribe()
+                session.tracks.append(track)
+                transceiver = pc.addTransceiver(track, direction="sendonly")
+                transceiver.setCodecPreferences(_preferences_for(fanout))
+                passthrough.on_keyframe_request(
+                    transceiver.sender, lambda f=fanout: f.request_keyframe("viewer PLI/FIR")
+                )
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except OperationError as exc:
+            session._release()
+            await pc.close()
+            mimes = ", ".join(f.mime_type for f in channel.fanouts if f.mime_type)
+            raise CodecMismatch(f"viewer cannot receive what unit {unit_id} sends ({mimes}): {exc}") from exc
+        except (ValueError, InvalidStateError) as exc:
+            session._release()
+            await pc.close()
+            raise SdpError(f"offer rejected: {exc}") from exc
+        session._start_watch()
+        logger.info("unit %s: viewer %s (%s) attached", unit_id, session.id, viewer or "anonymous")
+        return session, pc.localDescription.sdp
+
+    def _release(self) -> None:
+        for track in self.tracks:
+            track.stop()
+
+
+def _preferences_for(fanout: Fanout) -> list[Any]:
+    """Our sender capabilities that match the publisher's codec exactly, plus RTX for video."""
+    caps = RTCRtpSender.getCapabilities(fanout.kind).codecs
+    want = fanout.codec
+    chosen = [
+        c for c in caps
+        if c.mimeType.lower() == want.mimeType.lower()
+        and all(c.parameters.get(k) == want.parameters.get(k) for k in ("packetization-mode", "profile-level-id")
+                if k in want.parameters)
+    ]
+    if fanout.kind == "video":
+        chosen += [c for c in caps if c.mimeType.lower() == "video/rtx"]
+    return chosen

@@ -1,0 +1,93 @@
+"""Fixtures shared by the whole suite: a real server on 127.0.0.1:0 with a registered unit and
+operator, and pre-encoded media loops built once per session."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from dispatch_server.app import create_app
+from dispatch_server.appkeys import AUTH, STORE
+from dispatch_server.auth import hash_token, new_token
+from dispatch_server.config import Settings, load_settings
+from media import passthrough
+from media.pattern import EncodedAudioLoop, EncodedLoop, VideoLoopSpec
+
+OPERATOR_PASSWORD = "operator-pass-1"
+
+
+@dataclass
+class LiveServer:
+    """A running in-process server and handles to register and log in."""
+
+    app: web.Application
+    url: str
+    settings: Settings
+
+    def add_unit(self, unit_id: str, kind: str = "body") -> str:
+        token = new_token()
+        self.app[STORE].add_unit(unit_id, kind, hash_token(token), time.time())
+        return token
+
+    def add_user(self, name: str, role: str, password: str = OPERATOR_PASSWORD) -> None:
+        self.app[STORE].add_user(name, role, self.app[AUTH].hash_password(password), time.time())
+
+    async def login(self, name: str, password: str = OPERATOR_PASSWORD) -> str:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{self.url}/api/login", json={"username": name, "password": password}) as r:
+                assert r.status == 200, await r.text()
+                return str((await r.json())["token"])
+
+
+def settings_for(tmp: Path, **sections: dict[str, Any]) -> Settings:
+    overrides: dict[str, dict[str, Any]] = {"storage": {"data_dir": str(tmp / "data")}, "server": {"port": 0}}
+    for name, values in sections.items():
+        overrides.setdefault(name, {}).update(values)
+    return load_settings(None, env={}, overrides=overrides)
+
+
+@pytest.fixture
+def make_live(aiohttp_server: Any, tmp_path: Path) -> Callable[..., Any]:
+    """``await make_live(media={...})`` → a :class:`LiveServer` on a free port."""
+
+    async def make(clock: Callable[[], float] = time.time, **sections: dict[str, Any]) -> LiveServer:
+        settings = settings_for(tmp_path, **sections)
+        app = create_app(settings, clock=clock)
+        server = await aiohttp_server(app)
+        return LiveServer(app, str(server.make_url("")).rstrip("/"), settings)
+
+    return make
+
+
+@pytest.fixture
+async def live(make_live: Callable[..., Any]) -> LiveServer:
+    server: LiveServer = await make_live()
+    return server
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def vp8_loop() -> EncodedLoop:
+    passthrough.install()
+    return EncodedLoop.build(VideoLoopSpec(codec="vp8", frame_count=60))
+
+
+@pytest.fixture(scope="session")
+def h264_loop() -> EncodedLoop:
+    return EncodedLoop.build(VideoLoopSpec(codec="h264", frame_count=60))
+
+
+@pytest.fixture(scope="session")
+def opus_loop() -> EncodedAudioLoop:
+    return EncodedAudioLoop.build()

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dispatch_server.config import ConfigError, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_config_toml_equals_the_embedded_defaults() -> None:
+    shipped = load_settings(REPO / "config.toml", env={})
+    defaults = load_settings(None, env={})
+    assert shipped.server == defaults.server
+    assert shipped.media == defaults.media
+    assert shipped.data_dir == REPO / "data"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[server]\nport = 9000\n[media]\npublisher_timeout_s = 2.5\n")
+    s = load_settings(cfg, env={"DISPATCH_SERVER__PORT": "9100", "DISPATCH_CONSOLE__PATROL_INTERVAL_S": "3"})
+    assert s.server.port == 9100
+    assert s.media.publisher_timeout_s == 2.5
+    assert s.console.patrol_interval_s == 3.0
+    assert s.data_dir == tmp_path / "data"
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "key"),
+    [
+        ("[server]\nprot = 1\n", {}, "server.prot"),
+        ("[sever]\nport = 1\n", {}, "sever"),
+        ("[server]\nport = 'x'\n", {}, "server.port"),
+        ("[server]\nport = 70000\n", {}, "server.port"),
+        ("", {"DISPATCH_MEDIA__VIEWER_QUEUE_FRAMES": "zero"}, "media.viewer_queue_frames"),
+        ("[[media.ice_servers]]\nurls = ['http://x']\n", {}, "media.ice_servers[0].urls"),
+        ("[[media.ice_servers]]\nurls = ['turn:t.example:3478']\n", {}, "media.ice_servers[0]"),
+        ("[redis]\nurl = 'http://x'\n", {}, "redis.url"),
+        ("[server\n", {}, "config file"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg, env=env)
+    assert str(err.value).startswith(key)
+
+
+def test_secrets_print_as_stars(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "[redis]\nurl = 'redis://u:hunter2@127.0.0.1:6379/0'\n"
+        "[[media.ice_servers]]\nurls = ['turn:t.example:3478']\nusername = 'u'\ncredential = 's3cret'\n"
+    )
+    s = load_settings(cfg, env={})
+    text = repr(s)
+    assert "hunter2" not in text and "s3cret" not in text
+    assert "***" in text
+    assert s.media.ice_servers[0].as_rtc_dict()["credential"] == "s3cret"

@@ -1,0 +1,58 @@
+"""Pins the aiortc internals media/passthrough.py relies on: an aiortc upgrade that changes any
+of them fails here, loudly, before the relay silently starts decoding or losing keyframes."""
+
+from __future__ import annotations
+
+import fractions
+import inspect
+
+import aiortc
+import av
+from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpreceiver
+from aiortc.codecs import get_encoder
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media import passthrough
+
+
+def test_aiortc_version_is_the_one_the_relay_was_verified_with() -> None:
+    assert aiortc.__version__ == "1.16.0", "re-verify media/passthrough.py, then update this pin and pyproject"
+
+
+def test_decoder_worker_looks_up_get_decoder_in_its_module() -> None:
+    src = inspect.getsource(rtcrtpreceiver.decoder_worker)
+    assert "get_decoder(codec)" in src and "decoder.decode(encoded_frame)" in src
+    assert "output_q.put(frame)" in src
+
+
+def test_install_swaps_the_receivers_decoder_for_pass_through() -> None:
+    passthrough.install()
+    passthrough.install()  # idempotent
+    assert passthrough.installed()
+    codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    dec = rtcrtpreceiver.get_decoder(codec)
+    [packet] = dec.decode(JitterFrame(data=b"\x10\x02\x00abc", timestamp=123456))
+    assert isinstance(packet, av.Packet)
+    assert bytes(packet) == b"\x10\x02\x00abc"
+    assert packet.pts == 123456 and packet.time_base == fractions.Fraction(1, 90000)
+    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
+    assert rtcrtpreceiver.get_decoder(opus).decode(JitterFrame(data=b"x", timestamp=960))[0].time_base == fractions.Fraction(1, 48000)
+
+
+def test_sender_packs_av_packets_without_encoding() -> None:
+    src = inspect.getsource(RTCRtpSender._next_encoded_frame)
+    assert "isinstance(data, Frame)" in src and ".pack(data)" in src
+    codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+    packet = av.Packet(b"\x10\x02\x00" + b"x" * 3000)
+    packet.pts = 9000
+    packet.time_base = fractions.Fraction(1, 90000)
+    payloads, timestamp = get_encoder(codec).pack(packet)
+    assert timestamp == 9000 and len(payloads) >= 3
+
+
+def test_keyframe_hooks_exist() -> None:
+    src = inspect.getsource(RTCRtpSender._handle_rtcp_packet)
+    assert "self._send_keyframe()" in src, "viewer PLI/FIR no longer reaches _send_keyframe"
+    assert callable(getattr(RTCRtpReceiver, "_send_rtcp_pli", None))
+    assert "getSynchronizationSources" in dir(RTCRtpReceiver)

@@ -1,0 +1,120 @@
+"""Starting real servers for tests: in-process on port 0, or as a ``dispatch-server`` subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+def write_config(path: Path, data_dir: Path, extra: str = "") -> Path:
+    path.write_text(
+        f'[storage]\ndata_dir = "{data_dir}"\n'
+        "[server]\nhost = \"127.0.0.1\"\nport = 0\nshutdown_grace_s = 3.0\n"
+        + extra,
+        encoding="utf-8",
+    )
+    return path
+
+
+def cli(config: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "dispatch_server", "--config", str(config), *args],
+        input=stdin, capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")},
+    )
+
+
+def add_unit(config: Path, unit_id: str, kind: str = "body") -> str:
+    out = cli(config, "add-unit", unit_id, "--kind", kind)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def add_user(config: Path, name: str, role: str, password: str) -> None:
+    out = cli(config, "add-user", name, "--role", role, stdin=password + "\n")
+    assert out.returncode == 0, out.stderr
+
+
+async def login(base: str, name: str, password: str) -> str:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/api/login", json={"username": name, "password": password}) as resp:
+            assert resp.status == 200, await resp.text()
+            return str((await resp.json())["token"])
+
+
+@dataclass
+class ServerProcess:
+    """``dispatch-server serve`` in a subprocess; ``url`` once it said where it listens."""
+
+    config: Path
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[str] | None = None
+    url: str = ""
+    log: list[str] = field(default_factory=list)
+
+    def start(self, timeout: float = 30.0) -> "ServerProcess":
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")}
+        env.update(self.env)
+        self.proc = subprocess.Popen(
+            [PYTHON, "-m", "dispatch_server", "--config", str(self.config), "serve", *self.args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env,
+        )
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.log.append(line.rstrip("\n"))
+                if "listening on " in line and not self.url:
+                    self.url = line.split("listening on ", 1)[1].strip()
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not ready.wait(timeout) or not self.url:
+            self.stop()
+            raise RuntimeError("server did not start:\n" + "\n".join(self.log[-40:]))
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def output(self) -> str:
+        return "\n".join(self.log)
+
+
+def wait_until(pred: Any, timeout: float, interval: float = 0.05) -> bool:
+    """Poll a cheap condition from synchronous code (subprocess state, files)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(interval)
+    return bool(pred())
