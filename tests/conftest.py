@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
@@ -17,6 +17,7 @@ from dispatch_server.appkeys import AUTH, STORE
 from dispatch_server.auth import hash_token, new_token
 from dispatch_server.config import Settings, load_settings
 from media import passthrough
+from tests.support.redis_server import RedisServer
 from media.pattern import EncodedAudioLoop, EncodedLoop, VideoLoopSpec
 
 OPERATOR_PASSWORD = "operator-pass-1"
@@ -50,6 +51,27 @@ def settings_for(tmp: Path, **sections: dict[str, Any]) -> Settings:
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
     return load_settings(None, env={}, overrides=overrides)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture(params=["memory", "redis"])
+def mode(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Run a live-path test on one node in memory and on a node in Redis mode."""
+    if request.param == "memory":
+        return {}
+    return {"redis": {"url": request.getfixturevalue("redis_url")}}
 
 
 @pytest.fixture

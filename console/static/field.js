@@ -25,7 +25,7 @@ const STORE_UNIT = 'dispatch.field.unit';
 const STORE_TOKEN = 'dispatch.field.token';
 const STORE_ICE = 'dispatch.field.iceServers';
 const CONNECT_TIMEOUT_MS = 15000;
-const DISCONNECTED_GRACE_MS = 5000;
+const DISCONNECTED_GRACE_MS = 3000;
 /** About 1 Mbit/s for 640x480: enough for evidence, gentle on 4G uplinks. */
 const MAX_VIDEO_BITRATE = 1_200_000;
 

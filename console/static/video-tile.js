@@ -252,7 +252,8 @@ export class VideoTile {
       this.error = message;
       return;
     }
-    this.fail(status === 409 ? '等待推流 waiting for the unit to publish' : message, false);
+    const waiting = status === 409 && exc.code === 'not_publishing';
+    this.fail(waiting ? '等待推流 waiting for the unit to publish' : message, false);
   }
 
   /** @param {RTCPeerConnection} pc */

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import aiohttp
 import pytest
@@ -30,8 +31,10 @@ def assert_forwarded_unchanged(sent: list[tuple[str, bool]], received: list[tupl
 
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
 async def test_two_viewers_get_the_publishers_encoded_frames_unchanged(
-    live: LiveServer, http: aiohttp.ClientSession, codec: str, request: pytest.FixtureRequest, opus_loop: object
+    make_live: Any, mode: dict[str, Any], http: aiohttp.ClientSession, codec: str, request: pytest.FixtureRequest,
+    opus_loop: object,
 ) -> None:
+    live: LiveServer = await make_live(**mode)
     loop = request.getfixturevalue(f"{codec}_loop")
     token = live.add_unit("bc-01")
     live.add_user("op", "operator")

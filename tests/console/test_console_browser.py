@@ -1,0 +1,70 @@
+"""The operator console and the field page in headless Chromium against a real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import OPERATOR_PASSWORD, LiveServer
+from tests.support.browser import chromium, console_login, tile_frames, wait_tile_frames
+
+
+async def test_field_page_publishes_and_console_shows_the_tile(live: LiveServer) -> None:
+    token = live.add_unit("bc-07")
+    live.add_user("op", "operator")
+    async with chromium() as browser:
+        field_ctx = await browser.new_context()
+        field = await field_ctx.new_page()
+        await field.goto(f"{live.url}/field")
+        await field.fill("#unit-id", "bc-07")
+        await field.fill("#unit-token", token)
+        await field.click("#start-btn")
+        await field.wait_for_selector("#field-state[data-state='live']", timeout=20_000)
+
+        console_ctx = await browser.new_context()
+        console = await console_ctx.new_page()
+        await console_login(console, live.url, "op", OPERATOR_PASSWORD)
+        await console.wait_for_selector("[data-unit-id='bc-07']", timeout=10_000)
+        frames = await wait_tile_frames(console, "bc-07", 10, timeout_s=20)
+        assert frames > 10
+        await console.wait_for_selector(".tile[data-unit-id='bc-07'][data-state='live'], [data-unit-id='bc-07'][data-state='live']", timeout=10_000)
+        shot = Path(live.settings.data_dir) / "console.png"  # for people debugging a failure
+        await console.screenshot(path=str(shot))
+
+        # The field page stops: the console shows the tile offline, in place.
+        await field.click("#stop-btn")
+        await field.wait_for_selector("#field-state[data-state='idle']", timeout=10_000)
+        await console.wait_for_selector("[data-unit-id='bc-07'][data-state='offline']", timeout=15_000)
+        await field_ctx.close()
+        await console_ctx.close()
+
+
+async def test_wrong_token_on_field_page_shows_the_servers_reason(live: LiveServer) -> None:
+    live.add_unit("bc-08")
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(f"{live.url}/field")
+        await page.fill("#unit-id", "bc-08")
+        await page.fill("#unit-token", "not-the-token")
+        await page.click("#start-btn")
+        await page.wait_for_selector("#field-state[data-state='error']", timeout=15_000)
+        assert "wrong token" in (await page.inner_text("#field-message"))
+
+
+async def test_console_login_rejects_bad_password_and_serves_no_external_assets(live: LiveServer) -> None:
+    live.add_user("op", "operator")
+    async with chromium() as browser:
+        page = await browser.new_page()
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        await page.goto(f"{live.url}/")
+        await page.fill("#login-username", "op")
+        await page.fill("#login-password", "wrong-password")
+        await page.click("#login-submit")
+        await page.wait_for_selector("#login-error:not([hidden])", timeout=10_000)
+        assert "wrong username or password" in await page.inner_text("#login-error")
+        await console_login(page, live.url, "op", OPERATOR_PASSWORD)
+        external = [u for u in requests if not u.startswith(live.url) and not u.startswith(("data:", "blob:"))]
+        assert not external, f"the console must work offline; it requested {external}"
+        assert await tile_frames(page, "nobody") == 0

@@ -1,0 +1,72 @@
+"""Headless Debian Chromium driven by Playwright (never a downloaded browser)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
+
+from playwright.async_api import Browser, Page, async_playwright
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required",
+]
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    if not os.path.exists(CHROMIUM):
+        raise RuntimeError("Debian chromium is missing: run 'make test' (it installs it) or apt-get install chromium")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def console_login(page: Page, base: str, username: str, password: str) -> None:
+    await page.goto(f"{base}/")
+    await page.fill("#login-username", username)
+    await page.fill("#login-password", password)
+    await page.click("#login-submit")
+    await page.wait_for_selector("#app:not([hidden])", timeout=10_000)
+    await page.wait_for_function("window.dispatchConsole && window.dispatchConsole.roster", timeout=10_000)
+
+
+async def tile_frames(page: Page, unit_id: str) -> int:
+    stats: Any = await page.evaluate(
+        "async (u) => window.dispatchConsole.tiles.has(u) ? await window.dispatchConsole.stats(u) : null", unit_id
+    )
+    return int(stats["framesDecoded"]) if stats else 0
+
+
+async def wait_tile_frames(page: Page, unit_id: str, more_than: int, timeout_s: float) -> int:
+    """Wait until the console's tile for ``unit_id`` has decoded more than ``more_than`` frames.
+
+    The polling runs inside the page (getStats is only observable by asking), so the test
+    itself awaits one promise under a deadline.
+    """
+    frames = await page.evaluate(
+        """async ([u, n, ms]) => {
+            const c = window.dispatchConsole;
+            const end = performance.now() + ms;
+            let last = 0;
+            while (performance.now() < end) {
+                if (c.tiles.has(u)) {
+                    const s = await c.stats(u);
+                    last = s ? s.framesDecoded : 0;
+                    if (last > n) return last;
+                }
+                await new Promise((r) => setTimeout(r, 100));
+            }
+            return -last - 1;
+        }""",
+        [unit_id, more_than, int(timeout_s * 1000)],
+    )
+    if frames < 0:
+        raise AssertionError(f"tile {unit_id}: {-frames - 1} frames decoded after {timeout_s} s, wanted > {more_than}")
+    return int(frames)
