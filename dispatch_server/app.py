@@ -20,17 +20,22 @@ from aiohttp import web
 from media import passthrough
 from media.relay import Relay, RelayConfig
 
-from . import http_api, whip
-from .appkeys import AUTH, LIVE, ROSTER, SETTINGS, SIO, STORE
+from . import api_dispatch, http_api, openapi, whip
+from .actions import Action, ActionService
+from .alerts import AlertService
+from .appkeys import ACTIONS, ALERTS, AUDIT, AUTH, INSTRUCTIONS, LIVE, ROSTER, SETTINGS, SIO, STORE, TALK
+from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
 from .errors import DispatchError
+from .instructions import InstructionService
 from .live import LiveService
-from .presence import MemoryPresence, PresenceStore, RedisPresence
+from .presence import MemoryPresence, Presence, PresenceStore, RedisPresence
 from .roster import Roster
 from .sio_console import OPERATORS_ROOM, ConsoleNamespace
 from .sio_unit import UnitNamespace
 from .store import Store
+from .talk import TalkService
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +164,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     unit_ns = UnitNamespace(app[AUTH], roster, live, settings.server, clock)
     sio.register_namespace(unit_ns)
     sio.register_namespace(ConsoleNamespace(app[AUTH], roster, live, settings.server))
+    _wire_dispatch(app, settings, sio, roster, relay, live, unit_ns, clock)
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -178,7 +184,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
     async def live_ctx(app: web.Application) -> AsyncIterator[None]:
         live.start()
+        app[INSTRUCTIONS].start(settings.alerts.sweep_interval_s)
+        app[ALERTS].start(settings.alerts.sweep_interval_s)
         yield
+        await app[INSTRUCTIONS].close()
+        await app[ALERTS].close()
+        await app[TALK].close()
         await live.close()
 
     async def sio_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -197,6 +208,75 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
     app.router.add_routes(http_api.routes)
     app.router.add_routes(whip.routes)
+    app.router.add_routes(api_dispatch.routes)
+    app.router.add_routes(openapi.routes)
     _static_routes(app)
     logger.info("node %s configured (redis: %s)", node, "on" if settings.redis.url else "off")
     return app
+
+
+def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.AsyncServer, roster: Roster,
+                   relay: Relay, live: LiveService, unit_ns: UnitNamespace, clock: Callable[[], float]) -> None:
+    """Actions, instructions, alerts and talk-back, and the events they push."""
+    store = app[STORE]
+    audit = AuditTrail(store, clock)
+    app[AUDIT] = audit
+
+    async def to_operators(event: str, data: dict[str, Any]) -> None:
+        await sio.emit(event, data, room=OPERATORS_ROOM, namespace="/console")
+
+    async def to_unit(unit_id: str, event: str, data: dict[str, Any]) -> None:
+        await sio.emit(event, data, room=f"unit:{unit_id}", namespace="/unit")
+
+    async def action_changed(action: Action) -> None:
+        await to_operators("action_update", action.view())
+        for unit_id in action.units:
+            await roster.announce(unit_id)
+
+    actions = ActionService(store, audit, action_changed, clock)
+    app[ACTIONS] = actions
+    alerts = AlertService(store, audit, to_operators, settings.alerts.escalate_after_s, clock)
+    app[ALERTS] = alerts
+
+    async def unit_actions() -> dict[str, tuple[str, str]]:
+        return {u: (a.id, a.case_number) for a in await actions.list("running") for u in a.units}
+
+    roster.unit_actions = unit_actions
+
+    async def online_units() -> list[str]:
+        return [u for u, p in (await roster.presence.all()).items() if p.online]
+
+    async def notify(unit_id: str, seq: int) -> None:
+        await to_unit(unit_id, "instructions_pending", {"max_seq": seq})
+
+    async def instruction_update(view: dict[str, Any]) -> None:
+        await to_operators("instruction_update", view)
+
+    instructions = InstructionService(store, audit, actions, alerts, notify, instruction_update, online_units, clock)
+    app[INSTRUCTIONS] = instructions
+    talk = TalkService(relay, actions, audit, to_unit, lambda: live.ice_servers, settings.media.publisher_timeout_s,
+                       lambda unit_id: unit_id in unit_ns.connections, clock)
+    app[TALK] = talk
+    unit_ns.instructions, unit_ns.alerts, unit_ns.actions, unit_ns.talk = instructions, alerts, actions, talk
+
+    async def watch_unit(before: Presence | None, after: Presence) -> None:
+        """流程预警: a unit of a running action drops out or stops its video."""
+        if before is None:
+            return
+        lost = before.online and not after.online
+        stopped = before.publishing and not after.publishing and after.connected
+        if not (lost or stopped):
+            return
+        action = await actions.running_for_unit(after.unit_id)
+        if action is None:
+            return
+        if lost:
+            await alerts.raise_alert("unit_offline", after.unit_id,
+                                     f"unit {after.unit_id} of action {action.case_number} went offline",
+                                     action_id=action.id, case_number=action.case_number, position=after.position)
+        else:
+            await alerts.raise_alert("stopped_publishing", after.unit_id,
+                                     f"unit {after.unit_id} of action {action.case_number} stopped sending video",
+                                     action_id=action.id, case_number=action.case_number, position=after.position)
+
+    roster.watchers.append(watch_unit)

@@ -5,11 +5,16 @@ from __future__ import annotations
 import socketio
 from aiohttp import web
 
+from .actions import ActionService
+from .alerts import AlertService
+from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
+from .instructions import InstructionService
 from .live import LiveService
 from .roster import Roster
 from .store import Store
+from .talk import TalkService
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
@@ -17,3 +22,8 @@ AUTH = web.AppKey("auth", Authenticator)
 ROSTER = web.AppKey("roster", Roster)
 LIVE = web.AppKey("live", LiveService)
 SIO = web.AppKey("sio", socketio.AsyncServer)
+AUDIT = web.AppKey("audit", AuditTrail)
+ACTIONS = web.AppKey("actions", ActionService)
+ALERTS = web.AppKey("alerts", AlertService)
+INSTRUCTIONS = web.AppKey("instructions", InstructionService)
+TALK = web.AppKey("talk", TalkService)

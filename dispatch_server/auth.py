@@ -31,6 +31,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "live.watch": frozenset({"operator", "supervisor", "admin"}),
     "units.read": frozenset({"operator", "supervisor", "auditor", "admin"}),
     "session.self": frozenset(ROLES),
+    "dispatch.read": frozenset(ROLES),
+    "dispatch.write": frozenset({"operator", "supervisor", "admin"}),
+    "alerts.ack": frozenset({"operator", "supervisor", "admin"}),
+    "audit.read": frozenset({"supervisor", "auditor", "admin"}),
 }
 
 

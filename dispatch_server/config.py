@@ -85,6 +85,12 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    escalate_after_s: float = 60.0  # an alert nobody acknowledged this long is escalated
+    sweep_interval_s: float = 0.5  # how often TTLs, acknowledgement deadlines and escalations are checked
+
+
+@dataclass(frozen=True)
 class RedisConfig:
     url: str = field(default="", repr=False)  # empty: single node, in-memory presence
 
@@ -105,6 +111,7 @@ class Settings:
     auth: AuthConfig = AuthConfig()
     media: MediaConfig = MediaConfig()
     console: ConsoleConfig = ConsoleConfig()
+    alerts: AlertsConfig = AlertsConfig()
     redis: RedisConfig = RedisConfig()
     demo: DemoConfig = DemoConfig()
     base_dir: str = "."  # folder of the config file; not settable from the file
@@ -241,6 +248,8 @@ def validate(s: Settings) -> None:
         ("media.keyframe_interval_s", s.media.keyframe_interval_s, 0.0),
         ("media.viewer_queue_frames", s.media.viewer_queue_frames, 2),
         ("console.patrol_interval_s", s.console.patrol_interval_s, 1.0),
+        ("alerts.escalate_after_s", s.alerts.escalate_after_s, 1.0),
+        ("alerts.sweep_interval_s", s.alerts.sweep_interval_s, 0.05),
         ("demo.simulated_units", s.demo.simulated_units, 0),
     ]
     for key, value, minimum in checks:

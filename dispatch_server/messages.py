@@ -90,3 +90,55 @@ def parse_position(data: Any, now: float) -> Fix:
         return parse_fix(data, now)
     except FixError as exc:
         raise _bad(f"position: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Sync:
+    after_seq: int
+
+
+def parse_sync(data: Any) -> Sync:
+    d = _obj(data, "sync")
+    after = d.get("after_seq", 0)
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise _bad("sync: after_seq must be a whole number >= 0")
+    return Sync(after)
+
+
+@dataclass(frozen=True)
+class Received:
+    ids: tuple[str, ...]
+
+
+def parse_received(data: Any) -> Received:
+    d = _obj(data, "received")
+    ids = d.get("ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= 500 or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+        raise _bad("received: ids must be a list of 1..500 instruction ids")
+    return Received(tuple(ids))
+
+
+@dataclass(frozen=True)
+class InstructionState:
+    id: str
+    state: str
+    reason: str | None
+
+
+def parse_instruction_state(data: Any) -> InstructionState:
+    d = _obj(data, "instruction_state")
+    reason = d.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise _bad("instruction_state: reason must be text")
+    return InstructionState(_str(d, "id", "instruction_state", 64), _str(d, "state", "instruction_state", 32), reason)
+
+
+@dataclass(frozen=True)
+class TalkJoin:
+    talk_id: str
+    sdp: str
+
+
+def parse_talk_join(data: Any, max_sdp: int) -> TalkJoin:
+    d = _obj(data, "talk_join")
+    return TalkJoin(_str(d, "talk_id", "talk_join", 64), _str(d, "sdp", "talk_join", max_sdp))

@@ -17,6 +17,8 @@ from .store import Store, UnitRecord
 logger = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
+Watcher = Callable[[Presence | None, Presence], Awaitable[None]]
+UnitActions = Callable[[], Awaitable[dict[str, tuple[str, str]]]]
 
 
 def iso(ts: float | None) -> str | None:
@@ -25,9 +27,11 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def unit_view(rec: UnitRecord, p: Presence | None) -> dict[str, Any]:
+def unit_view(rec: UnitRecord, p: Presence | None, action: tuple[str, str] | None = None) -> dict[str, Any]:
     p = p or Presence(rec.id)
     return {
+        "action_id": action[0] if action else None,
+        "case_number": action[1] if action else None,
         "id": rec.id,
         "kind": rec.kind,
         "online": p.online,
@@ -47,27 +51,45 @@ class Roster:
         self.presence = presence
         self._emit = emit
         self._clock = clock
+        self.watchers: list[Watcher] = []
+        self.unit_actions: UnitActions | None = None  # running action (id, case number) per unit
+
+    async def _actions(self) -> dict[str, tuple[str, str]]:
+        return await self.unit_actions() if self.unit_actions is not None else {}
 
     async def units(self) -> list[dict[str, Any]]:
         recs = await self._store.run(self._store.list_units)
         pres = await self.presence.all()
-        return [unit_view(r, pres.get(r.id)) for r in recs]
+        actions = await self._actions()
+        return [unit_view(r, pres.get(r.id), actions.get(r.id)) for r in recs]
 
     async def unit(self, unit_id: str) -> dict[str, Any] | None:
         rec = await self._store.run(self._store.get_unit, unit_id)
         if rec is None:
             return None
-        return unit_view(rec, await self.presence.get(unit_id))
+        return unit_view(rec, await self.presence.get(unit_id), (await self._actions()).get(unit_id))
+
+    async def announce(self, unit_id: str) -> None:
+        """Push the unit's current view to operators (e.g. after its action started)."""
+        view = await self.unit(unit_id)
+        if view is not None:
+            await self._emit(view)
 
     async def mark(self, unit_id: str, *, emit: bool = True, **changes: Any) -> None:
         """Record a change (``last_seen`` is set to now) and tell operators."""
         changes.setdefault("last_seen", self._clock())
+        before = await self.presence.get(unit_id) if self.watchers else None
         p = await self.presence.update(unit_id, **changes)
+        for watcher in self.watchers:
+            try:
+                await watcher(before, p)
+            except Exception:
+                logger.exception("unit %s: state watcher failed", unit_id)
         if not emit:
             return
         rec = await self._store.run(self._store.get_unit, unit_id)
         if rec is not None:
             try:
-                await self._emit(unit_view(rec, p))
+                await self._emit(unit_view(rec, p, (await self._actions()).get(unit_id)))
             except Exception as exc:  # a Redis hiccup must not break the unit's own request
                 logger.warning("unit %s: could not broadcast status: %s", unit_id, exc)

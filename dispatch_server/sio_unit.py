@@ -8,13 +8,26 @@ from typing import Any, Callable
 
 import socketio
 
+from .actions import ActionService
+from .alerts import AlertService
 from .auth import Authenticator
 from .config import ServerConfig
 from .errors import DispatchError, Unauthorized
+from .instructions import InstructionService
 from .live import LiveService
-from .messages import parse_position, parse_publish, parse_session_ref
+from .messages import (
+    parse_instruction_state,
+    parse_position,
+    parse_publish,
+    parse_received,
+    parse_session_ref,
+    parse_sync,
+    parse_talk_join,
+)
 from .roster import Roster
 from .sio_events import event, refuse
+from .sos import raise_sos
+from .talk import TalkService
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +39,11 @@ class UnitNamespace(socketio.AsyncNamespace):
         self.auth = auth
         self.roster = roster
         self.live = live
+        # Dispatch services, set by create_app once they exist.
+        self.instructions: InstructionService | None = None
+        self.alerts: AlertService | None = None
+        self.actions: ActionService | None = None
+        self.talk: TalkService | None = None
         self.limits = limits
         self._clock = clock
         self.connections: dict[str, set[str]] = {}  # unit id -> Socket.IO sids on this node
@@ -77,3 +95,40 @@ class UnitNamespace(socketio.AsyncNamespace):
         fix = parse_position(data, self._clock())
         await self.roster.mark(unit_id, position=fix.as_dict())
         return {"ok": True}
+
+    # dispatch ----------------------------------------------------------------------------
+    @event()
+    async def on_sync(self, sid: str, data: Any) -> dict[str, Any]:
+        unit_id = await self._unit(sid)
+        assert self.instructions is not None
+        found = await self.instructions.sync(unit_id, parse_sync(data).after_seq)
+        return {"ok": True, "instructions": [i.wire() for i in found]}
+
+    @event()
+    async def on_received(self, sid: str, data: Any) -> dict[str, Any]:
+        unit_id = await self._unit(sid)
+        assert self.instructions is not None
+        delivered, expired = await self.instructions.received(unit_id, parse_received(data).ids)
+        return {"ok": True, "delivered": delivered, "expired": expired}
+
+    @event()
+    async def on_instruction_state(self, sid: str, data: Any) -> dict[str, Any]:
+        unit_id = await self._unit(sid)
+        assert self.instructions is not None
+        msg = parse_instruction_state(data)
+        ins = await self.instructions.set_state(unit_id, msg.id, msg.state, msg.reason)
+        return {"ok": True, "state": ins.state}
+
+    @event()
+    async def on_sos(self, sid: str, data: Any) -> dict[str, Any]:
+        unit_id = await self._unit(sid)
+        assert self.alerts is not None and self.actions is not None
+        alert = await raise_sos(self.alerts, self.actions, self.roster, unit_id, data)
+        return {"ok": True, "alert_id": alert["id"]}
+
+    @event("max_message_bytes")
+    async def on_talk_join(self, sid: str, data: Any) -> dict[str, Any]:
+        unit_id = await self._unit(sid)
+        assert self.talk is not None
+        msg = parse_talk_join(data, self.limits.max_sdp_bytes)
+        return {"ok": True, "sdp": await self.talk.join(unit_id, msg.talk_id, msg.sdp)}

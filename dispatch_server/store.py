@@ -40,6 +40,48 @@ CREATE TABLE IF NOT EXISTS sessions (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions(expires_at);
+CREATE TABLE IF NOT EXISTS actions (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,              -- JSON of the action (see actions.py)
+    state TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS instructions (
+    id TEXT PRIMARY KEY,
+    unit_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,           -- per-unit, monotonic, never reused
+    type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    state TEXT NOT NULL,
+    action_id TEXT,
+    case_number TEXT,
+    created_by TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    ack_deadline_s REAL NOT NULL,
+    delivered_at REAL, acknowledged_at REAL, done_at REAL, refused_at REAL, expired_at REAL,
+    reason TEXT,
+    overdue_alerted INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (unit_id, seq)
+);
+CREATE INDEX IF NOT EXISTS instructions_pending ON instructions(unit_id, state, seq);
+CREATE INDEX IF NOT EXISTS instructions_expiry ON instructions(state, expires_at);
+CREATE TABLE IF NOT EXISTS unit_seq (unit_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    actor TEXT NOT NULL,            -- username, "unit:<id>" or "system"
+    verb TEXT NOT NULL,             -- e.g. instruction.delivered
+    subject TEXT NOT NULL,          -- e.g. instruction id
+    detail TEXT NOT NULL            -- JSON
+);
 """
 
 
@@ -102,6 +144,23 @@ class Store:
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with self._lock:
             return self._db.execute(sql, args)
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one statement (used by the domain modules that own their tables)."""
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` in one immediate transaction, committed durably (synchronous=FULL)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
 
     # units ---------------------------------------------------------------------------------
     def add_unit(self, unit_id: str, kind: str, token_hash: str, now: float) -> None:

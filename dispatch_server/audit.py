@@ -1,0 +1,41 @@
+"""The audit trail of dispatch: who did what to which instruction, action, alert or talk session.
+
+Rows are only ever appended. (The tamper-evident evidence ledger of the archive is separate.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+from .store import Store
+
+
+class AuditTrail:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clock = clock
+
+    def append_sync(self, conn: Any, actor: str, verb: str, subject: str, **detail: Any) -> None:
+        """Append inside a caller's transaction (``conn`` from :meth:`Store.transaction`)."""
+        conn.execute(
+            "INSERT INTO audit(ts, actor, verb, subject, detail) VALUES (?,?,?,?,?)",
+            (self._clock(), actor, verb, subject, json.dumps(detail, ensure_ascii=False, default=str)),
+        )
+
+    async def append(self, actor: str, verb: str, subject: str, **detail: Any) -> None:
+        await self._store.run(self._store.transaction, lambda c: self.append_sync(c, actor, verb, subject, **detail))
+
+    async def entries(self, subject: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        sql = "SELECT n, ts, actor, verb, subject, detail FROM audit"
+        args: tuple[Any, ...] = ()
+        if subject is not None:
+            sql += " WHERE subject=?"
+            args = (subject,)
+        sql += " ORDER BY n DESC LIMIT ?"
+        rows = await self._store.run(self._store.query, sql, (*args, limit))
+        return [
+            {"n": n, "ts": ts, "actor": a, "verb": v, "subject": s, "detail": json.loads(d)}
+            for n, ts, a, v, s, d in rows
+        ]

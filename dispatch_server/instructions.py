@@ -1,0 +1,401 @@
+"""Instructions to field units, delivered exactly once through a durable per-unit outbox.
+
+Each instruction gets the next ``seq`` of its unit in the same SQLite transaction that stores it
+(synchronous=FULL), so an acknowledged ``POST /api/instructions`` survives ``kill -9``. Delivery is
+pulled by the unit (see docs/api.md): ``instructions_pending`` → ``sync`` → ``received`` → apply →
+``instruction_state``. ``received`` is the commit point: the server answers which ids are now
+delivered and which expired first, and the client applies only the delivered ones. An instruction
+still queued when its TTL passes is expired by the sweeper (or at ``received``) and never delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterable
+
+from .actions import ActionService
+from .alerts import AlertService
+from .audit import AuditTrail
+from .auth import Person, check_unit_id
+from .errors import BadRequest, Conflict, NotFound
+from .roster import iso
+from .store import Store
+
+logger = logging.getLogger(__name__)
+
+TYPES = ("text", "goto", "record_start", "record_stop", "snapshot", "callback", "end_action")
+PRIORITIES = ("low", "normal", "high", "urgent")
+STATES = ("queued", "delivered", "acknowledged", "done", "refused", "expired")
+UNIT_STATES = ("acknowledged", "done", "refused")
+RANK = {"queued": 0, "delivered": 1, "acknowledged": 2, "done": 3, "refused": 3, "expired": 3}
+MAX_TEXT = 2000
+MAX_TTL_S = 7 * 86400
+DEFAULT_TTL_S = 3600
+DEFAULT_ACK_DEADLINE_S = 300
+SYNC_LIMIT = 200
+COLUMNS = ("id, unit_id, seq, type, payload, priority, state, action_id, case_number, created_by, created_at, "
+           "expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, expired_at, reason")
+
+Notify = Callable[[str, int], Awaitable[None]]
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+OnlineUnits = Callable[[], Awaitable[list[str]]]
+
+
+@dataclass(frozen=True)
+class Instruction:
+    id: str
+    unit_id: str
+    seq: int
+    type: str
+    payload: dict[str, Any]
+    priority: str
+    state: str
+    action_id: str | None
+    case_number: str | None
+    created_by: str
+    created_at: float
+    expires_at: float
+    ack_deadline_s: float
+    delivered_at: float | None
+    acknowledged_at: float | None
+    done_at: float | None
+    refused_at: float | None
+    expired_at: float | None
+    reason: str | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> "Instruction":
+        values = list(row)
+        values[4] = json.loads(values[4])
+        return cls(*values)
+
+    def view(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        for k in ("created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at"):
+            out[k] = iso(out[k])
+        return out
+
+    def wire(self) -> dict[str, Any]:
+        """What the unit receives."""
+        return {"id": self.id, "seq": self.seq, "type": self.type, "payload": self.payload,
+                "priority": self.priority, "expires_at": iso(self.expires_at), "action_id": self.action_id,
+                "case_number": self.case_number}
+
+
+@dataclass(frozen=True)
+class NewInstruction:
+    unit: str | None
+    action: str | None
+    all_units: bool
+    type: str
+    payload: dict[str, Any]
+    priority: str
+    ttl_s: float
+    ack_deadline_s: float
+
+
+def _bad(message: str, code: str = "bad_instruction") -> BadRequest:
+    return BadRequest(message, code=code)
+
+
+def _number(d: dict[str, Any], key: str, lo: float, hi: float) -> float:
+    v = d.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _bad(f"{key} must be a number")
+    if not lo <= v <= hi:
+        raise _bad(f"{key}={v} is outside {lo:g}..{hi:g}")
+    return float(v)
+
+
+def parse_new(data: Any, now: float) -> NewInstruction:
+    if not isinstance(data, dict):
+        raise _bad("expected a JSON object")
+    targets = [k for k in ("unit", "action", "all") if data.get(k) not in (None, False)]
+    if len(targets) != 1:
+        raise _bad("give exactly one target: 'unit', 'action' or 'all': true", "bad_target")
+    unit = data.get("unit")
+    if unit is not None:
+        check_unit_id(unit)
+    action = data.get("action")
+    if action is not None and (not isinstance(action, str) or len(action) > 64):
+        raise _bad("action must be an action id", "bad_target")
+    if "all" in data and data["all"] not in (True, False, None):
+        raise _bad("all must be true", "bad_target")
+    kind = data.get("type")
+    if kind not in TYPES:
+        raise _bad(f"type must be one of {', '.join(TYPES)}")
+    payload: dict[str, Any] = {}
+    text = data.get("text")
+    if text is not None:
+        if not isinstance(text, str):
+            raise _bad("text must be a string")
+        if len(text) > MAX_TEXT:
+            raise _bad(f"text is {len(text)} characters; the limit is {MAX_TEXT}", "too_long")
+        payload["text"] = text
+    if kind == "text" and not (text or "").strip():
+        raise _bad("a text instruction needs a non-empty 'text'")
+    if kind == "goto":
+        payload["lat"] = _number(data, "lat", -90, 90)
+        payload["lon"] = _number(data, "lon", -180, 180)
+        note = data.get("note", "")
+        if not isinstance(note, str) or len(note) > MAX_TEXT:
+            raise _bad(f"note must be text of at most {MAX_TEXT} characters")
+        payload["note"] = note
+    priority = data.get("priority", "normal")
+    if priority not in PRIORITIES:
+        raise _bad(f"priority must be one of {', '.join(PRIORITIES)}")
+    if "expires_at" in data:
+        from geo.fix import FixError, parse_time
+
+        try:
+            ttl = parse_time(data["expires_at"]) - now
+        except FixError as exc:
+            raise _bad(f"expires_at: {exc}", "bad_ttl") from None
+        if ttl <= 0:
+            raise _bad(f"expires_at is {-ttl:.0f} s in the past", "bad_ttl")
+    else:
+        raw = data.get("ttl_s", DEFAULT_TTL_S)
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+            raise _bad("ttl_s must be a number of seconds", "bad_ttl")
+        if raw <= 0:
+            raise _bad(f"ttl_s={raw}: the instruction would expire before it is sent (TTL in the past)", "bad_ttl")
+        ttl = float(raw)
+    if ttl > MAX_TTL_S:
+        raise _bad(f"TTL of {ttl:.0f} s is over the limit of {MAX_TTL_S} s", "bad_ttl")
+    ack_deadline = data.get("ack_deadline_s", DEFAULT_ACK_DEADLINE_S)
+    if isinstance(ack_deadline, bool) or not isinstance(ack_deadline, (int, float)) or not 1 <= ack_deadline <= 86400:
+        raise _bad("ack_deadline_s must be 1..86400 seconds")
+    return NewInstruction(unit, action, bool(data.get("all")), kind, payload, priority, ttl, float(ack_deadline))
+
+
+class InstructionService:
+    def __init__(self, store: Store, audit: AuditTrail, actions: ActionService, alerts: AlertService,
+                 notify_unit: Notify, emit_update: Emit, online_units: OnlineUnits,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._audit = audit
+        self._actions = actions
+        self._alerts = alerts
+        self._notify = notify_unit
+        self._emit = emit_update
+        self._online = online_units
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    # operator side -------------------------------------------------------------------------
+    async def create(self, data: Any, person: Person) -> list[Instruction]:
+        req = parse_new(data, self._clock())
+        if req.unit is not None:
+            if await self._store.run(self._store.get_unit, req.unit) is None:
+                raise NotFound(f"unknown unit {req.unit!r}", code="unknown_unit")
+            units = [req.unit]
+        elif req.action is not None:
+            action = await self._actions.get(req.action)
+            if action.state == "ended":
+                raise Conflict(f"action {action.id} has ended", code="action_ended")
+            if not action.units:
+                raise Conflict(f"action {action.id} has no units in its team", code="empty_team")
+            units = list(action.units)
+        else:
+            units = sorted(await self._online())
+            if not units:
+                raise Conflict("no unit is online", code="no_online_units")
+        links: dict[str, tuple[str | None, str | None]] = {}
+        for unit_id in units:
+            running = await self._actions.running_for_unit(unit_id)
+            links[unit_id] = (running.id, running.case_number) if running else (None, None)
+        now = self._clock()
+        created = await self._store.run(self._store.transaction,
+                                        lambda c: self._insert(c, req, units, links, person.username, now))
+        for ins in created:
+            await self._notify(ins.unit_id, ins.seq)
+            await self._emit(ins.view())
+        logger.info("%s queued %d %s instruction(s): %s", person.username, len(created), req.type,
+                    ", ".join(f"{i.id}->{i.unit_id}" for i in created[:5]))
+        return created
+
+    def _insert(self, conn: Any, req: NewInstruction, units: list[str],
+                links: dict[str, tuple[str | None, str | None]], actor: str, now: float) -> list[Instruction]:
+        out = []
+        for unit_id in units:
+            row = conn.execute("SELECT last_seq FROM unit_seq WHERE unit_id=?", (unit_id,)).fetchone()
+            seq = (row[0] if row else 0) + 1
+            conn.execute("INSERT INTO unit_seq(unit_id, last_seq) VALUES (?,?) "
+                         "ON CONFLICT(unit_id) DO UPDATE SET last_seq=excluded.last_seq", (unit_id, seq))
+            action_id, case_number = links[unit_id]
+            ins = Instruction(f"ins-{secrets.token_hex(8)}", unit_id, seq, req.type, req.payload, req.priority,
+                              "queued", action_id, case_number, actor, now, now + req.ttl_s, req.ack_deadline_s,
+                              None, None, None, None, None, None)
+            conn.execute(
+                f"INSERT INTO instructions({COLUMNS}) VALUES ({','.join('?' * 19)})",
+                (ins.id, ins.unit_id, ins.seq, ins.type, json.dumps(ins.payload, ensure_ascii=False), ins.priority,
+                 ins.state, ins.action_id, ins.case_number, ins.created_by, ins.created_at, ins.expires_at,
+                 ins.ack_deadline_s, None, None, None, None, None, None),
+            )
+            self._audit.append_sync(conn, actor, "instruction.queued", ins.id, unit_id=unit_id, seq=seq,
+                                    type=req.type, action_id=action_id, case_number=case_number,
+                                    ttl_s=req.ttl_s, priority=req.priority)
+            out.append(ins)
+        return out
+
+    def _get(self, instruction_id: str) -> Instruction | None:
+        rows = self._store.query(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (instruction_id,))
+        return Instruction.from_row(rows[0]) if rows else None
+
+    async def get(self, instruction_id: str) -> Instruction:
+        ins = await self._store.run(self._get, instruction_id)
+        if ins is None:
+            raise NotFound(f"unknown instruction {instruction_id!r}", code="unknown_instruction")
+        return ins
+
+    async def list(self, *, unit: str | None = None, action: str | None = None, state: str | None = None,
+                   limit: int = 200) -> list[Instruction]:
+        where, args = [], []
+        for col, val in (("unit_id", unit), ("action_id", action), ("state", state)):
+            if val is not None:
+                where.append(f"{col}=?")
+                args.append(val)
+        sql = f"SELECT {COLUMNS} FROM instructions"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
+        rows = await self._store.run(self._store.query, sql, (*args, max(1, min(limit, 1000))))
+        return [Instruction.from_row(r) for r in rows]
+
+    # unit side -----------------------------------------------------------------------------
+    async def sync(self, unit_id: str, after_seq: int) -> list[Instruction]:
+        """Undelivered (and delivered but maybe unapplied) instructions after ``after_seq``, in order."""
+        now = self._clock()
+        rows = await self._store.run(
+            self._store.query,
+            f"SELECT {COLUMNS} FROM instructions WHERE unit_id=? AND seq>? AND "
+            "((state='queued' AND expires_at>?) OR state='delivered') ORDER BY seq LIMIT ?",
+            (unit_id, after_seq, now, SYNC_LIMIT),
+        )
+        return [Instruction.from_row(r) for r in rows]
+
+    async def received(self, unit_id: str, ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Mark the unit's receipt; answer ``(delivered_ids, expired_ids)``. Apply only the first."""
+        ids = list(dict.fromkeys(ids))
+        now = self._clock()
+
+        def apply(conn: Any) -> tuple[list[Instruction], list[str], list[str]]:
+            changed, delivered, expired = [], [], []
+            found = {}
+            for iid in ids:
+                row = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (iid,)).fetchone()
+                if row is None or row[1] != unit_id:
+                    raise NotFound(f"instruction {iid!r} was never sent to unit {unit_id!r}",
+                                   code="unknown_instruction")
+                found[iid] = Instruction.from_row(row)
+            for iid, ins in found.items():
+                if ins.state == "queued" and ins.expires_at <= now:
+                    self._transition(conn, ins, "expired", now, f"unit:{unit_id}", reason="TTL passed before delivery")
+                    changed.append(iid)
+                    expired.append(iid)
+                elif ins.state == "queued":
+                    self._transition(conn, ins, "delivered", now, f"unit:{unit_id}")
+                    changed.append(iid)
+                    delivered.append(iid)
+                elif ins.state == "expired":
+                    expired.append(iid)
+                else:
+                    delivered.append(iid)  # already delivered: the unit re-syncs after a restart
+            return [self._get_in(conn, i) for i in changed], delivered, expired
+
+        changed, delivered, expired = await self._store.run(self._store.transaction, apply)
+        for ins in changed:
+            await self._emit(ins.view())
+        return delivered, expired
+
+    def _get_in(self, conn: Any, iid: str) -> Instruction:
+        return Instruction.from_row(conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (iid,)).fetchone())
+
+    def _transition(self, conn: Any, ins: Instruction, state: str, now: float, actor: str,
+                    reason: str | None = None) -> None:
+        conn.execute(f"UPDATE instructions SET state=?, {state}_at=?, reason=COALESCE(?, reason) WHERE id=?",
+                     (state, now, reason, ins.id))
+        self._audit.append_sync(conn, actor, f"instruction.{state}", ins.id, unit_id=ins.unit_id, seq=ins.seq,
+                                action_id=ins.action_id, case_number=ins.case_number, reason=reason)
+
+    async def set_state(self, unit_id: str, instruction_id: str, state: str, reason: str | None) -> Instruction:
+        if state not in UNIT_STATES:
+            raise _bad(f"state must be one of {', '.join(UNIT_STATES)}", "bad_state")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_TEXT):
+            raise _bad(f"reason must be text of at most {MAX_TEXT} characters")
+        now = self._clock()
+
+        def apply(conn: Any) -> Instruction:
+            row = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (instruction_id,)).fetchone()
+            if row is None or row[1] != unit_id:
+                raise NotFound(f"instruction {instruction_id!r} was never sent to unit {unit_id!r}",
+                               code="unknown_instruction")
+            ins = Instruction.from_row(row)
+            if ins.state == state:
+                raise Conflict(f"instruction {ins.id} is already {state}; nothing changed", code="already_in_state")
+            if ins.state in ("queued", "expired"):
+                raise Conflict(f"instruction {ins.id} was never delivered to this unit ({ins.state})",
+                               code="not_delivered")
+            if RANK[state] <= RANK[ins.state] or ins.state in ("done", "refused"):
+                raise Conflict(f"instruction {ins.id} is {ins.state}; it cannot become {state}", code="bad_transition")
+            self._transition(conn, ins, state, now, f"unit:{unit_id}", reason=reason)
+            return self._get_in(conn, ins.id)
+
+        ins = await self._store.run(self._store.transaction, apply)
+        await self._emit(ins.view())
+        return ins
+
+    # housekeeping --------------------------------------------------------------------------
+    def start(self, interval_s: float = 0.5) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop(interval_s), name="instruction-sweeper")
+
+    async def _loop(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("instruction sweep failed")
+
+    async def sweep(self) -> None:
+        """Expire queued instructions past their TTL; alert on delivered ones nobody acknowledged in time."""
+        now = self._clock()
+
+        def expire(conn: Any) -> list[Instruction]:
+            rows = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE state='queued' AND expires_at<=?",
+                                (now,)).fetchall()
+            out = []
+            for row in rows:
+                ins = Instruction.from_row(row)
+                self._transition(conn, ins, "expired", now, "system", reason="TTL passed before delivery")
+                out.append(self._get_in(conn, ins.id))
+            return out
+
+        for ins in await self._store.run(self._store.transaction, expire):
+            await self._emit(ins.view())
+        overdue = await self._store.run(
+            self._store.query,
+            f"SELECT {COLUMNS} FROM instructions WHERE state='delivered' AND overdue_alerted=0 "
+            "AND delivered_at + ack_deadline_s <= ?", (now,),
+        )
+        for row in overdue:
+            ins = Instruction.from_row(row)
+            await self._store.run(self._store.query, "UPDATE instructions SET overdue_alerted=1 WHERE id=?", (ins.id,))
+            await self._alerts.raise_alert(
+                "ack_overdue", ins.unit_id,
+                f"instruction {ins.id} ({ins.type}) delivered {now - (ins.delivered_at or now):.0f} s ago "
+                "and not acknowledged by the officer",
+                action_id=ins.action_id, case_number=ins.case_number, instruction_id=ins.id,
+            )
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

@@ -1,0 +1,160 @@
+"""OpenAPI 3.1 description of the HTTP interface, served at ``/api/openapi.json``.
+
+Written by hand next to the handlers; ``tests/dispatch_server/test_openapi.py`` fails when a
+route exists that the document does not describe, or the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+routes = web.RouteTableDef()
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+BEARER = [{"bearer": []}]
+
+
+def _op(summary: str, *, body: dict[str, Any] | None = None, sdp: bool = False, ok: int = 200,
+        result: dict[str, Any] | None = None, errors: tuple[int, ...] = (400, 401, 403), public: bool = False,
+        params: tuple[str, ...] = ()) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": {}}
+    if not public:
+        op["security"] = BEARER
+    if params:
+        op["parameters"] = [{"name": p, "in": "query", "required": False, "schema": {"type": "string"}} for p in params]
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if sdp:
+        op["requestBody"] = {"required": True, "content": {"application/sdp": {"schema": {"type": "string"}}}}
+        op["responses"]["201"] = {
+            "description": "SDP answer; Location names the session resource",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+            "content": {"application/sdp": {"schema": {"type": "string"}}},
+        }
+    elif ok == 204 or ok == 200 and result is None:
+        op["responses"][str(ok)] = {"description": "done"}
+    else:
+        op["responses"][str(ok)] = {"description": "ok", "content": {"application/json": {"schema": result or {"type": "object"}}}}
+    for status in errors:
+        op["responses"][str(status)] = {"description": "error", "content": {"application/json": {"schema": ERROR}}}
+    return op
+
+
+def _path_params(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names]
+
+
+OBJ = {"type": "object"}
+UNIT = {"$ref": "#/components/schemas/Unit"}
+ACTION = {"$ref": "#/components/schemas/Action"}
+INSTRUCTION = {"$ref": "#/components/schemas/Instruction"}
+ALERT = {"$ref": "#/components/schemas/Alert"}
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/api/login": {"post": _op("Log in; the token is accepted as Authorization: Bearer", public=True, errors=(400, 401, 413),
+                                   body={"type": "object", "required": ["username", "password"],
+                                         "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
+                                   result={"type": "object", "properties": {"token": {"type": "string"}, "role": {"type": "string"},
+                                                                            "expires_at": {"type": "string"}}})},
+        "/api/logout": {"post": _op("End this session", ok=204, errors=(401,))},
+        "/api/me": {"get": _op("Who am I", result=OBJ, errors=(401,))},
+        "/api/units": {"get": _op("Roster of units with live state", result={"type": "object", "properties": {"units": {"type": "array", "items": UNIT}}})},
+        "/api/console-config": {"get": _op("Patrol interval and ICE servers for the console", result=OBJ)},
+        "/api/actions": {
+            "get": _op("List enforcement actions", params=("state",), result={"type": "object", "properties": {"actions": {"type": "array", "items": ACTION}}}),
+            "post": _op("Create an enforcement action", ok=201, body=ACTION, result=ACTION, errors=(400, 401, 403, 404)),
+        },
+        "/api/actions/{id}": {
+            "parameters": _path_params("id"),
+            "get": _op("One action", result=ACTION, errors=(401, 403, 404)),
+            "patch": _op("Edit an action (not once ended)", body=OBJ, result=ACTION, errors=(400, 401, 403, 404, 409)),
+        },
+        "/api/actions/{id}/start": {"parameters": _path_params("id"),
+                                    "post": _op("Start a planned action", result=ACTION, errors=(401, 403, 404, 409))},
+        "/api/actions/{id}/end": {"parameters": _path_params("id"),
+                                  "post": _op("End a running action", result=ACTION, errors=(401, 403, 404, 409))},
+        "/api/instructions": {
+            "get": _op("List instructions, newest first", params=("unit", "action", "state", "limit"),
+                       result={"type": "object", "properties": {"instructions": {"type": "array", "items": INSTRUCTION}}}),
+            "post": _op("Queue an instruction to a unit, an action's team or all online units", ok=201,
+                        body={"$ref": "#/components/schemas/NewInstruction"},
+                        result={"type": "object", "properties": {"id": {"type": "string"}, "ids": {"type": "array", "items": {"type": "string"}},
+                                                                 "state": {"type": "string"}}},
+                        errors=(400, 401, 403, 404, 409, 413)),
+        },
+        "/api/instructions/{id}": {"parameters": _path_params("id"),
+                                   "get": _op("An instruction with the time of each state", result=INSTRUCTION, errors=(401, 403, 404))},
+        "/api/alerts": {"get": _op("Alerts, newest first", params=("state",),
+                                   result={"type": "object", "properties": {"alerts": {"type": "array", "items": ALERT}}})},
+        "/api/alerts/{id}/ack": {"parameters": _path_params("id"),
+                                 "post": _op("Acknowledge an alert", result=ALERT, errors=(401, 403, 404, 409))},
+        "/api/units/{unit_id}/sos": {"parameters": _path_params("unit_id"),
+                                     "post": _op("SOS from a unit (unit token)", ok=201, body=OBJ, result=ALERT, errors=(400, 401, 404))},
+        "/api/talk/{unit_id}": {"parameters": _path_params("unit_id"),
+                                "post": _op("Start talking to a unit (SDP offer, sendonly Opus)", sdp=True, errors=(400, 401, 403, 409, 415))},
+        "/api/talk/{unit_id}/{talk_id}": {"parameters": _path_params("unit_id", "talk_id"),
+                                          "delete": _op("Stop talking", errors=(401, 403, 404))},
+        "/api/audit": {"get": _op("Audit trail of dispatch", params=("subject", "limit"), result=OBJ)},
+        "/api/openapi.json": {"get": _op("This document", public=True, result=OBJ, errors=())},
+        "/whip/{unit_id}": {"parameters": _path_params("unit_id"),
+                            "post": _op("WHIP ingest (RFC 9725); Bearer unit token", sdp=True, errors=(400, 401, 403, 404, 409, 413, 415))},
+        "/whip/{unit_id}/{session_id}": {
+            "parameters": _path_params("unit_id", "session_id"),
+            "delete": _op("End the publishing session", errors=(401, 404)),
+            "patch": _op("Trickle ICE: not supported", errors=(405,)),
+        },
+        "/whep/{unit_id}": {"parameters": _path_params("unit_id"),
+                            "post": _op("WHEP playback; Bearer person token", sdp=True, errors=(400, 401, 403, 404, 409, 413, 415))},
+        "/whep/{unit_id}/{session_id}": {
+            "parameters": _path_params("unit_id", "session_id"),
+            "delete": _op("End the viewing session", errors=(401, 403, 404)),
+            "patch": _op("Trickle ICE: not supported", errors=(405,)),
+        },
+    }
+    schemas = {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+        "Unit": {"type": "object", "properties": {k: {} for k in (
+            "id", "kind", "online", "publishing", "last_seen", "video_codec", "audio_codec", "position", "node",
+            "action_id", "case_number")}},
+        "Action": {"type": "object", "properties": {
+            "case_number": {"type": "string", "example": "（2026）冀0916执123号"},
+            "title": {"type": "string"}, "type": {"enum": ["seizure", "search", "eviction", "service", "other"]},
+            "address": {"type": "string"}, "area": {"type": ["object", "null"]},
+            "planned_at": {"type": ["string", "null"], "format": "date-time"},
+            "units": {"type": "array", "items": {"type": "string"}},
+            "officers": {"type": "array", "items": {"type": "string"}}, "judge": {"type": "string"},
+            "state": {"enum": ["planned", "running", "ended"], "readOnly": True}}},
+        "NewInstruction": {"type": "object", "required": ["type"], "properties": {
+            "unit": {"type": "string"}, "action": {"type": "string"}, "all": {"type": "boolean"},
+            "type": {"enum": ["text", "goto", "record_start", "record_stop", "snapshot", "callback", "end_action"]},
+            "text": {"type": "string", "maxLength": 2000}, "lat": {"type": "number"}, "lon": {"type": "number"},
+            "note": {"type": "string"}, "priority": {"enum": ["low", "normal", "high", "urgent"]},
+            "ttl_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 604800},
+            "ack_deadline_s": {"type": "number", "minimum": 1, "maximum": 86400}}},
+        "Instruction": {"type": "object", "properties": {k: {} for k in (
+            "id", "seq", "unit_id", "action_id", "case_number", "type", "payload", "priority", "state", "created_by",
+            "created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at", "reason")}},
+        "Alert": {"type": "object", "properties": {k: {} for k in (
+            "id", "kind", "unit_id", "action_id", "case_number", "position", "message", "state", "escalated",
+            "created_at", "acknowledged_by", "acknowledged_at", "instruction_id")}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Court enforcement field dispatch server", "version": "0.1.0",
+                 "description": "Live video (WHIP/WHEP), enforcement actions, instructions with exactly-once delivery, "
+                                "alerts and talk-back. Live updates travel over Socket.IO; see docs/api.md."},
+        "paths": paths,
+        "components": {"schemas": schemas,
+                       "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+@routes.get("/api/openapi.json")
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(document())
