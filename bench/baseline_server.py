@@ -2,11 +2,15 @@
 
 Every published video track is decoded once and handed to ``aiortc.contrib.media.MediaRelay``;
 every viewer gets a relay subscription, so its ``RTCRtpSender`` encodes VP8 again. This is what
-``media/relay.py`` avoids; the process exists only to be measured against it. The pass-through
-decoder is NOT installed here. No authentication (any bearer is accepted), video only, no
-trickle ICE, 127.0.0.1 only.
+``media/relay.py`` avoids; the process exists only to be measured against it. No authentication
+(any bearer is accepted), video only, no trickle ICE, 127.0.0.1 only.
 
-    python -m bench.baseline_server [--port 0]
+With ``--passthrough`` the process installs :mod:`media.passthrough` first, so ``MediaRelay``
+hands the same encoded ``av.Packet`` to every viewer's sender, which only packetizes it: the
+cheapest forwarding aiortc allows (no keyframe handling, no auth, no bookkeeping). The benchmark
+uses it as the floor that ``dispatch_server`` cannot beat without changing aiortc.
+
+    python -m bench.baseline_server [--port 0] [--passthrough]
 
 prints ``baseline-server listening on http://127.0.0.1:PORT`` once it accepts requests and runs
 until SIGTERM or SIGINT.
@@ -144,7 +148,12 @@ async def serve(port: int) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--passthrough", action="store_true", help="forward encoded packets (no decode, no encode)")
     args = parser.parse_args()
+    if args.passthrough:
+        from media import passthrough
+
+        passthrough.install()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve(args.port))
     return 0

@@ -8,10 +8,13 @@ the ``MediaRelay`` baseline). Commands, handled one at a time:
 
 - ``{"cmd": "add", "base": URL, "person_token": T, "units": [[id, unit_token], ...], "viewers": 2}``
   publishes each unit over WHIP, attaches the viewers over WHEP and waits for every viewer's first
-  frame; answers ``{"ok", "added", "failed": [reasons], "connect_s"}``.
-- ``{"cmd": "mark"}`` answers cumulative counters: ``{"t", "sent": {unit: frames},
-  "received": {unit: [frames per viewer]}, "max_gap_s": {unit: [longest gap since last mark]}}``.
-  The driver takes two marks and differences them.
+  frame, retrying a unit once (ended cleanly first) as a field client would; answers
+  ``{"ok", "added", "failed": [units not connected], "errors": [every error seen], "connect_s"}``.
+- ``{"cmd": "mark", "since": T?}`` answers cumulative counters ``{"t", "sent": {unit: frames},
+  "received": {unit: [frames per viewer]}, "unmatched": {unit: [...]}}`` and, with ``since`` (the
+  ``t`` of an earlier mark), ``"window": {unit: {"sent", "viewers": [{"received", "on_time",
+  "latency_p95_s", "max_gap_s"}]}}`` for the frames sent from ``since`` until 1 s before now:
+  each viewer frame is matched to the publisher frame it is (see :class:`UnitLoad`).
 - ``{"cmd": "late", "base", "person_token", "unit", "trials", "timeout_s"}`` runs viewers that join
   the running publisher of ``unit`` one after another and answers the seconds from WHEP answer
   (and from the POST) to their first frame, and whether that frame was a keyframe.
@@ -23,8 +26,10 @@ Every wait is bounded; only the URLs given in commands are contacted.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import logging
+import math
 import random
 import sys
 import time
@@ -41,33 +46,115 @@ logger = logging.getLogger(__name__)
 
 FIRST_FRAME_TIMEOUT_S = 20.0
 CONNECT_CONCURRENCY = 4
+CONNECT_ATTEMPTS = 2
+RETRY_DELAY_S = 1.0
 DELETE_TIMEOUT_S = 5.0
+HTTP_TIMEOUT_S = 30.0  # any WHIP/WHEP request
+# A frame counts as delivered when it reaches the viewer within this long after it was sent.
+DELIVERY_DEADLINE_S = 1.0
+KEEP_FRAMES_S = 60.0  # frame tables forget frames sent longer ago than this
+
+
+@dataclass
+class ViewerLog:
+    """Which publisher frames one viewer received, and how late."""
+
+    viewer: Viewer
+    received_total: int = 0
+    unmatched_total: int = 0  # frames that are no frame the publisher sent (a re-encoding server)
+    last_n: int = -1
+    latency: dict[int, float] = field(default_factory=dict)  # publisher frame number -> seconds
+    gaps: list[float] = field(default_factory=list)  # pauses between arrivals since the last mark
 
 
 @dataclass
 class UnitLoad:
-    """One published unit and its viewers, with counters that survive trimming the frame lists."""
+    """One published unit and its viewers; matches every frame a viewer gets to the frame sent.
+
+    The publisher's frames are numbered in send order. A viewer frame is the publisher frame with
+    the same bytes (the loop repeats every few seconds, so: the first such frame after the one the
+    viewer got before, sent before it arrived). That gives per frame whether and how late it
+    arrived, which counts alone cannot: a viewer catching up on a backlog receives more frames in
+    a window than were sent in it.
+    """
 
     unit: str
     token: str
     base: str
     person_token: str
     publisher: Publisher
-    viewers: list[Viewer] = field(default_factory=list)
-    sent_before: int = 0
-    received_before: list[int] = field(default_factory=list)
+    viewers: list[ViewerLog] = field(default_factory=list)
+    send_times: list[float] = field(default_factory=list)  # aligned with publisher.sent
+    sent_total: int = 0
+    sent_at: dict[int, float] = field(default_factory=dict)  # frame number -> send time
+    by_digest: dict[str, list[int]] = field(default_factory=dict)  # digest -> frame numbers, ascending
 
-    def snapshot(self) -> tuple[int, list[int], list[float]]:
-        """Cumulative counters; trims the recorded frame lists so a long run stays small."""
-        self.sent_before += len(self.publisher.sent)
+    def record_send_times(self) -> None:
+        """Wrap the publisher's packet callback (call before it sends anything)."""
+        assert self.publisher.video is not None
+        inner = self.publisher.video.on_packet
+
+        def on_packet(data: bytes, keyframe: bool) -> None:
+            if inner is not None:
+                inner(data, keyframe)
+            self.send_times.append(time.monotonic())
+
+        self.publisher.video.on_packet = on_packet
+
+    def ingest(self) -> None:
+        """Move what was sent and received since the last call into the frame tables."""
+        for (digest, _), sent_at in zip(self.publisher.sent, self.send_times):
+            n = self.sent_total
+            self.sent_total += 1
+            self.sent_at[n] = sent_at
+            self.by_digest.setdefault(digest, []).append(n)
         self.publisher.sent.clear()
-        gaps = []
-        for k, viewer in enumerate(self.viewers):
-            times = [f[0] for f in viewer.frames]
-            gaps.append(max((b - a for a, b in zip(times, times[1:])), default=0.0))
-            self.received_before[k] += len(viewer.frames)
-            viewer.frames.clear()
-        return self.sent_before, list(self.received_before), gaps
+        self.send_times.clear()
+        for log in self.viewers:
+            frames = log.viewer.frames
+            log.gaps = [b[0] - a[0] for a, b in zip(frames, frames[1:])]
+            for arrived, digest, _ in frames:
+                log.received_total += 1
+                numbers = self.by_digest.get(digest, [])
+                k = bisect.bisect_right(numbers, log.last_n)
+                if k == len(numbers) or self.sent_at[numbers[k]] > arrived:
+                    log.unmatched_total += 1
+                    continue
+                n = numbers[k]
+                log.latency[n] = arrived - self.sent_at[n]
+                log.last_n = n
+            frames.clear()
+
+    def trim(self, before: float) -> None:
+        """Forget frames sent before ``before`` (monotonic seconds)."""
+        old = [n for n, t in self.sent_at.items() if t < before]
+        if not old:
+            return
+        for n in old:
+            del self.sent_at[n]
+        first = old[-1] + 1
+        for digest, numbers in list(self.by_digest.items()):
+            kept = numbers[bisect.bisect_left(numbers, first):]
+            if kept:
+                self.by_digest[digest] = kept
+            else:
+                del self.by_digest[digest]
+        for log in self.viewers:
+            log.latency = {n: v for n, v in log.latency.items() if n >= first}
+
+    def window(self, start: float, end: float, deadline_s: float) -> dict[str, Any]:
+        """Frames sent in [start, end) and, per viewer, how many arrived within ``deadline_s``."""
+        sent = [n for n, t in self.sent_at.items() if start <= t < end]
+        out: dict[str, Any] = {"sent": len(sent), "viewers": []}
+        for log in self.viewers:
+            latencies = sorted(log.latency[n] for n in sent if n in log.latency)
+            out["viewers"].append({
+                "received": len(latencies),
+                "on_time": sum(v <= deadline_s for v in latencies),
+                "latency_p95_s": round(latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)], 4) if latencies else None,
+                "max_gap_s": round(max(log.gaps, default=0.0), 3),
+            })
+        return out
 
 
 class LoadGenerator:
@@ -94,39 +181,64 @@ class LoadGenerator:
         await self._delete(base, viewer.location, person_token)
         await viewer.close()
 
-    async def _add_one(self, base: str, person_token: str, unit: str, token: str, viewers: int) -> None:
+    async def _connect(self, base: str, person_token: str, unit: str, token: str, viewers: int) -> None:
         loop = await self.loops.video(self.spec)
         async with self._gate:
             pub = await make_publisher(loop)
             load = UnitLoad(unit, token, base, person_token, pub)
-            self.units[unit] = load  # registered first so that clear() also ends a half-built unit
+            load.record_send_times()
+            self.units[unit] = load  # registered first so that _end() also ends a half-built unit
             await whip_publish(self.http, base, unit, token, pub)
             for _ in range(viewers):
                 viewer = await make_viewer(video=True, audio=False)
-                load.viewers.append(viewer)
-                load.received_before.append(0)
+                load.viewers.append(ViewerLog(viewer))
                 await whep_view(self.http, base, unit, person_token, viewer)
-        await asyncio.gather(*(v.wait_frames(1, FIRST_FRAME_TIMEOUT_S) for v in load.viewers))
+        await asyncio.gather(*(v.viewer.wait_frames(1, FIRST_FRAME_TIMEOUT_S) for v in load.viewers))
+
+    async def _add_one(self, base: str, person_token: str, unit: str, token: str, viewers: int) -> list[str]:
+        """Connect a unit and its viewers; one retry, as a field client would. Answers the errors seen."""
+        errors: list[str] = []
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                await self._connect(base, person_token, unit, token, viewers)
+                return errors
+            except (asyncio.TimeoutError, AssertionError, aiohttp.ClientError, OSError) as exc:
+                errors.append(f"{unit} attempt {attempt + 1}: {type(exc).__name__}: {exc}")
+                load = self.units.pop(unit, None)
+                if load is not None:
+                    await self._end(load)
+                await asyncio.sleep(RETRY_DELAY_S)
+        return errors
 
     async def add(self, cmd: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
         units = [(u, t) for u, t in cmd["units"] if u not in self.units]
         results = await asyncio.gather(
-            *(self._add_one(cmd["base"], cmd["person_token"], u, t, int(cmd.get("viewers", 2))) for u, t in units),
-            return_exceptions=True,
+            *(self._add_one(cmd["base"], cmd["person_token"], u, t, int(cmd.get("viewers", 2))) for u, t in units)
         )
-        failed = [f"{u}: {type(r).__name__}: {r}" for (u, _), r in zip(units, results) if isinstance(r, BaseException)]
-        return {"ok": not failed, "added": len(units) - len(failed), "failed": failed,
+        errors = [e for r in results for e in r]
+        failed = [u for u, _ in units if u not in self.units]
+        return {"ok": True, "added": len(units) - len(failed), "failed": failed, "errors": errors,
                 "connect_s": round(time.monotonic() - started, 3)}
 
-    def mark(self) -> dict[str, Any]:
-        t = time.monotonic()
-        sent: dict[str, int] = {}
-        received: dict[str, list[int]] = {}
-        gaps: dict[str, list[float]] = {}
+    def mark(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """Cumulative counters now; with ``since`` (a previous mark's ``t``) also the delivery of
+        the frames sent between ``since`` and ``DELIVERY_DEADLINE_S`` before now."""
+        now = time.monotonic()
+        answer: dict[str, Any] = {"ok": True, "t": now, "sent": {}, "received": {}, "unmatched": {},
+                                  "deadline_s": DELIVERY_DEADLINE_S}
+        since = cmd.get("since")
+        if since is not None:
+            answer["window"] = {}
         for unit, load in self.units.items():
-            sent[unit], received[unit], gaps[unit] = load.snapshot()
-        return {"ok": True, "t": t, "sent": sent, "received": received, "max_gap_s": gaps}
+            load.ingest()
+            answer["sent"][unit] = load.sent_total
+            answer["received"][unit] = [v.received_total for v in load.viewers]
+            answer["unmatched"][unit] = [v.unmatched_total for v in load.viewers]
+            if since is not None:
+                answer["window"][unit] = load.window(float(since), now - DELIVERY_DEADLINE_S, DELIVERY_DEADLINE_S)
+            load.trim(now - KEEP_FRAMES_S)
+        return answer
 
     async def late(self, cmd: dict[str, Any]) -> dict[str, Any]:
         """Viewers joining a running publisher one at a time: seconds to their first frame."""
@@ -148,15 +260,14 @@ class LoadGenerator:
                 await self._close_viewer(cmd["base"], cmd["person_token"], viewer)
         return {"ok": True, "trials": trials}
 
+    async def _end(self, load: UnitLoad) -> None:
+        await asyncio.gather(*(self._close_viewer(load.base, load.person_token, v.viewer) for v in load.viewers))
+        await self._delete(load.base, load.publisher.location, load.token)
+        await load.publisher.close()
+
     async def clear(self) -> dict[str, Any]:
         units, self.units = list(self.units.values()), {}
-
-        async def end(load: UnitLoad) -> None:
-            await asyncio.gather(*(self._close_viewer(load.base, load.person_token, v) for v in load.viewers))
-            await self._delete(load.base, load.publisher.location, load.token)
-            await load.publisher.close()
-
-        await asyncio.gather(*(end(u) for u in units), return_exceptions=True)
+        await asyncio.gather(*(self._end(u) for u in units), return_exceptions=True)
         return {"ok": True, "cleared": len(units)}
 
 
@@ -177,7 +288,7 @@ async def run() -> None:
     loops = LoopCache()
     encoded = await loops.video(spec)  # built before "ready", so it does not land in a measurement
     reader = await _stdin_lines()
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as http:
         gen = LoadGenerator(http, loops, spec)
         _reply({"ok": True, "ready": True, "bitrate": round(encoded.bitrate)})
         try:
@@ -188,7 +299,7 @@ async def run() -> None:
                     if name == "add":
                         _reply(await gen.add(cmd))
                     elif name == "mark":
-                        _reply(gen.mark())
+                        _reply(gen.mark(cmd))
                     elif name == "late":
                         _reply(await gen.late(cmd))
                     elif name == "clear":

@@ -213,7 +213,7 @@ class ActionService:
         self._audit.append_sync(conn, actor, verb, action.id, case_number=action.case_number, **detail)
 
     async def _commit(self, action: Action, person: Person, verb: str, **detail: Any) -> Action:
-        await self._store.run(self._store.transaction, lambda c: self._save(c, action, person.username, verb, **detail))
+        await self._store.write(lambda c: self._save(c, action, person.username, verb, **detail))
         await self._on_change(action)
         return action
 

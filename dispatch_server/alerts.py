@@ -73,7 +73,7 @@ class AlertService:
             "escalated": False, "escalated_at": None, "created_at": self._clock(), "acknowledged_by": None,
             "acknowledged_at": None, "instruction_id": instruction_id,
         }
-        await self._store.run(self._store.transaction, lambda c: self._save(c, doc, actor, f"alert.{kind}"))
+        await self._store.write(lambda c: self._save(c, doc, actor, f"alert.{kind}"))
         logger.warning("unit %s: alert %s %s: %s", unit_id, doc["id"], kind, message)
         await self._emit("alert", view(doc))
         return view(doc)
@@ -97,7 +97,7 @@ class AlertService:
             raise Conflict(f"alert {alert_id} was already acknowledged by {doc['acknowledged_by']}",
                            code="already_acknowledged")
         doc.update(state="acknowledged", acknowledged_by=person.username, acknowledged_at=self._clock())
-        await self._store.run(self._store.transaction, lambda c: self._save(c, doc, person.username, "alert.acknowledged"))
+        await self._store.write(lambda c: self._save(c, doc, person.username, "alert.acknowledged"))
         await self._emit("alert_update", view(doc))
         return view(doc)
 
@@ -122,7 +122,7 @@ class AlertService:
             if doc["escalated"] or now - doc["created_at"] < self._escalate_after_s:
                 continue
             doc.update(escalated=True, escalated_at=now)
-            await self._store.run(self._store.transaction, lambda c, d=doc: self._save(c, d, "system", "alert.escalated"))
+            await self._store.write(lambda c, d=doc: self._save(c, d, "system", "alert.escalated"))
             await self._emit("alert_update", view(doc))
             count += 1
         return count

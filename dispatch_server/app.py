@@ -23,7 +23,7 @@ from media.relay import Relay, RelayConfig
 from . import api_dispatch, http_api, openapi, whip
 from .actions import Action, ActionService
 from .alerts import AlertService
-from .appkeys import ACTIONS, ALERTS, AUDIT, AUTH, INSTRUCTIONS, LIVE, ROSTER, SETTINGS, SIO, STORE, TALK
+from .appkeys import ACTIONS, ALERTS, AUDIT, AUTH, INSTRUCTIONS, LIVE, ROSTER, SETTINGS, SIO, STORE, TALK, UPDATES
 from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
@@ -36,6 +36,7 @@ from .sio_console import OPERATORS_ROOM, ConsoleNamespace
 from .sio_unit import UnitNamespace
 from .store import Store
 from .talk import TalkService
+from .updates import UpdateBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +188,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         app[INSTRUCTIONS].start(settings.alerts.sweep_interval_s)
         app[ALERTS].start(settings.alerts.sweep_interval_s)
         yield
+        await app[UPDATES].close()
         await app[INSTRUCTIONS].close()
         await app[ALERTS].close()
         await app[TALK].close()
@@ -246,11 +248,15 @@ def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.Async
     async def online_units() -> list[str]:
         return [u for u, p in (await roster.presence.all()).items() if p.online]
 
-    async def notify(unit_id: str, seq: int) -> None:
-        await to_unit(unit_id, "instructions_pending", {"max_seq": seq})
+    async def notify(unit_id: str, seq: int, new: list[dict[str, Any]]) -> None:
+        await to_unit(unit_id, "instructions_pending", {"max_seq": seq, "instructions": new})
+
+    updates = UpdateBatcher(lambda batch: to_operators("instruction_update", batch[0]) if len(batch) == 1
+                            else to_operators("instruction_updates", {"instructions": batch}))
+    app[UPDATES] = updates
 
     async def instruction_update(view: dict[str, Any]) -> None:
-        await to_operators("instruction_update", view)
+        updates.add(view)
 
     instructions = InstructionService(store, audit, actions, alerts, notify, instruction_update, online_units, clock)
     app[INSTRUCTIONS] = instructions

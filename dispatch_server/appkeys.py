@@ -15,6 +15,7 @@ from .live import LiveService
 from .roster import Roster
 from .store import Store
 from .talk import TalkService
+from .updates import UpdateBatcher
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
@@ -27,3 +28,4 @@ ACTIONS = web.AppKey("actions", ActionService)
 ALERTS = web.AppKey("alerts", AlertService)
 INSTRUCTIONS = web.AppKey("instructions", InstructionService)
 TALK = web.AppKey("talk", TalkService)
+UPDATES = web.AppKey("updates", UpdateBatcher)

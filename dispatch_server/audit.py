@@ -25,7 +25,7 @@ class AuditTrail:
         )
 
     async def append(self, actor: str, verb: str, subject: str, **detail: Any) -> None:
-        await self._store.run(self._store.transaction, lambda c: self.append_sync(c, actor, verb, subject, **detail))
+        await self._store.write(lambda c: self.append_sync(c, actor, verb, subject, **detail))
 
     async def entries(self, subject: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
         sql = "SELECT n, ts, actor, verb, subject, detail FROM audit"

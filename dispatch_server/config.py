@@ -75,7 +75,7 @@ class MediaConfig:
     publisher_timeout_s: float = 3.0  # a publisher silent this long is offline and may be replaced
     pli_min_interval_s: float = 0.3  # keyframe requests to a publisher are coalesced to this rate
     keyframe_interval_s: float = 4.0  # periodic keyframe request to every publisher; 0 disables
-    viewer_queue_frames: int = 90  # frames buffered per viewer before it is dropped to the next keyframe
+    viewer_queue_frames: int = 30  # ~1 s at 30 fps; a viewer further behind restarts at the next keyframe
     ice_servers: tuple[IceServer, ...] = ()
 
 

@@ -42,7 +42,7 @@ SYNC_LIMIT = 200
 COLUMNS = ("id, unit_id, seq, type, payload, priority, state, action_id, case_number, created_by, created_at, "
            "expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, expired_at, reason")
 
-Notify = Callable[[str, int], Awaitable[None]]
+Notify = Callable[[str, int, list[dict[str, Any]]], Awaitable[None]]
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 OnlineUnits = Callable[[], Awaitable[list[str]]]
 
@@ -206,15 +206,12 @@ class InstructionService:
             units = sorted(await self._online())
             if not units:
                 raise Conflict("no unit is online", code="no_online_units")
-        links: dict[str, tuple[str | None, str | None]] = {}
-        for unit_id in units:
-            running = await self._actions.running_for_unit(unit_id)
-            links[unit_id] = (running.id, running.case_number) if running else (None, None)
+        running = {u: (a.id, a.case_number) for a in await self._actions.list("running") for u in a.units}
+        links: dict[str, tuple[str | None, str | None]] = {u: running.get(u, (None, None)) for u in units}
         now = self._clock()
-        created = await self._store.run(self._store.transaction,
-                                        lambda c: self._insert(c, req, units, links, person.username, now))
+        created = await self._store.write(lambda c: self._insert(c, req, units, links, person.username, now))
         for ins in created:
-            await self._notify(ins.unit_id, ins.seq)
+            await self._notify(ins.unit_id, ins.seq, [ins.wire()])
             await self._emit(ins.view())
         logger.info("%s queued %d %s instruction(s): %s", person.username, len(created), req.type,
                     ", ".join(f"{i.id}->{i.unit_id}" for i in created[:5]))
@@ -309,7 +306,7 @@ class InstructionService:
                     delivered.append(iid)  # already delivered: the unit re-syncs after a restart
             return [self._get_in(conn, i) for i in changed], delivered, expired
 
-        changed, delivered, expired = await self._store.run(self._store.transaction, apply)
+        changed, delivered, expired = await self._store.write(apply)
         for ins in changed:
             await self._emit(ins.view())
         return delivered, expired
@@ -347,7 +344,7 @@ class InstructionService:
             self._transition(conn, ins, state, now, f"unit:{unit_id}", reason=reason)
             return self._get_in(conn, ins.id)
 
-        ins = await self._store.run(self._store.transaction, apply)
+        ins = await self._store.write(apply)
         await self._emit(ins.view())
         return ins
 
@@ -377,7 +374,7 @@ class InstructionService:
                 out.append(self._get_in(conn, ins.id))
             return out
 
-        for ins in await self._store.run(self._store.transaction, expire):
+        for ins in await self._store.write(expire):
             await self._emit(ins.view())
         overdue = await self._store.run(
             self._store.query,

@@ -126,12 +126,77 @@ class Store:
         self._db.executescript(SCHEMA)
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
+        self._flushes: set[asyncio.Task[None]] = set()
+        self._batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking store method on the store's own thread."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` in a durable transaction, grouped with other writes of the moment.
+
+        Writes queued while one commit is in flight share the next commit (one fsync), each in
+        its own SAVEPOINT, so one write that raises is rolled back alone and the others commit.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._batch.append((fn, future))
+        if len(self._batch) == 1 and not self._flushes:
+            asyncio.get_running_loop().call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        loop = asyncio.get_running_loop()
+        if not batch:
+            return
+
+        def commit() -> list[tuple[bool, Any]]:
+            results: list[tuple[bool, Any]] = []
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for fn, _ in batch:
+                        self._db.execute("SAVEPOINT w")
+                        try:
+                            results.append((True, fn(self._db)))
+                            self._db.execute("RELEASE w")
+                        except Exception as exc:
+                            self._db.execute("ROLLBACK TO w")
+                            self._db.execute("RELEASE w")
+                            results.append((False, exc))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            return results
+
+        async def run() -> None:
+            try:
+                results = await self.run(commit)
+            except BaseException as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                return
+            for (ok, value), (_, fut) in zip(results, batch):
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._flushes.discard(task)
+            if self._batch:  # writes that arrived during this commit share the next one
+                self._flush()
+
+        task = loop.create_task(run())
+        self._flushes.add(task)
+        task.add_done_callback(done)
 
     def close(self) -> None:
         if self._closed:

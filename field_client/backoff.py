@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 
 
@@ -25,7 +26,7 @@ class Backoff:
         """Upper bound of the delay before retry ``attempt``, in seconds."""
         if attempt >= 64:  # 2**64 * base is past any cap; avoid building huge floats
             return self.cap_s
-        return min(self.cap_s, self.base_s * (2**attempt))
+        return min(self.cap_s, math.ldexp(self.base_s, attempt))  # base_s * 2**attempt
 
     def next_delay(self) -> float:
         """The delay for the next retry, in seconds; each call moves one attempt further."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 from .config import SIGNALLING, UnitConfig
+from .errors import FieldClientError
 from .fleet import fleet_configs, read_token_file, run_fleet
 from .gps import parse_gps_spec
 from .sources import parse_audio_source, parse_video_source
@@ -182,4 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     configure_logging(args.verbose)
-    return asyncio.run(run(configs))
+    try:
+        return asyncio.run(run(configs))
+    except FieldClientError as exc:
+        logger.error("%s", exc)
+        return 1

@@ -15,6 +15,10 @@ class LinkError(FieldClientError):
         self.code = code
 
 
+class SourceError(FieldClientError):
+    """A media source (file, capture device) could not be opened or has no usable stream."""
+
+
 class PublishRejected(FieldClientError):
     """The server refused a publish offer (``{"ok": false, "error": ...}`` or a WHIP 4xx/5xx)."""
 

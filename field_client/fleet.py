@@ -16,7 +16,7 @@ from typing import Sequence
 from media.pattern import LoopCache
 
 from .config import UnitConfig
-from .unit import run_unit
+from .unit import cancel_and_wait, run_unit
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,14 @@ async def run_fleet(configs: Sequence[UnitConfig], stop: asyncio.Event, *,
                     loops: LoopCache | None = None, stagger_s: float = 0.05,
                     rng: random.Random | None = None) -> None:
     """Run every unit until ``stop`` is set; unit ``k`` starts ``k * stagger_s`` seconds late
-    so the server does not get every offer in the same instant."""
+    so the server does not get every offer in the same instant.
+
+    Units without an explicit ``pattern_label`` are labelled ``FLEET``, so units with the same
+    codec and size share one pre-encoded loop instead of building one each (~1.5 s of CPU and
+    ~2 MB per loop at 640x480).
+    """
+    configs = [c if c.pattern_label is not None else dataclasses.replace(c, pattern_label=FLEET_LABEL)
+               for c in configs]
     loops = loops or LoopCache()
     rng = rng or random.Random()
     logger.info("fleet of %d units starting", len(configs))
@@ -79,8 +86,7 @@ async def run_fleet(configs: Sequence[UnitConfig], stop: asyncio.Event, *,
         results = await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(t)
     for cfg, result in zip(configs, results):
         if isinstance(result, Exception):
             logger.error("unit %s: ended with %r", cfg.unit_id, result)

@@ -60,6 +60,10 @@ class UnitLink:
         self._sio.on("instruction", self._handle_instruction, namespace=NAMESPACE)
 
     async def _handle_connect_error(self, data: Any = None) -> None:
+        # The server refuses with ConnectionRefusedError(message, {"code", "message"}), which
+        # arrives as {"message": ..., "data": {"code": ..., "message": ...}}.
+        if isinstance(data, dict) and isinstance(data.get("data"), dict):
+            data = data["data"]
         if isinstance(data, dict):
             self._refusal = (str(data.get("code") or "refused"), str(data.get("message") or data))
         else:

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable
 
+import av
 from aiortc.contrib.media import MediaBlackhole, MediaPlayer
 from aiortc.mediastreams import MediaStreamTrack
 
@@ -24,6 +25,8 @@ from media.pattern import (
     LoopCache,
     VideoLoopSpec,
 )
+
+from .errors import SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +170,8 @@ async def open_sources(
                 sources.drain.addTrack(track)
             await sources.drain.start()
         return sources
-    except BaseException:
+    except BaseException as exc:
         await sources.close()
+        if isinstance(exc, (av.FFmpegError, OSError, ValueError)):
+            raise SourceError(f"cannot open --video {video} / --audio {audio}: {exc}") from exc
         raise

@@ -27,7 +27,7 @@ from media.pattern import LoopCache
 from .applied_log import AppliedLog
 from .backoff import Backoff, wait_or_stop
 from .config import UnitConfig
-from .errors import AlreadyPublishing, FieldClientError, LinkError, PublishRejected
+from .errors import AlreadyPublishing, FieldClientError, LinkError, PublishRejected, SourceError
 from .gps import PositionSource, open_position_source
 from .link import UnitLink
 from .publisher import MediaPublisher
@@ -55,6 +55,20 @@ async def wait_first(*events: asyncio.Event) -> None:
         await asyncio.gather(*waiters, return_exceptions=True)
 
 
+async def cancel_and_wait(task: asyncio.Future[Any] | None) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling again if it carries on.
+
+    On Python 3.11 ``asyncio.wait_for`` (used inside python-socketio's ``call``) swallows a
+    cancellation that arrives just as the awaited result does, so one ``cancel()`` is not
+    always enough to end a loop that makes such calls.
+    """
+    if task is None:
+        return
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=0.5)
+
+
 async def until_stopped(stop: asyncio.Event, aw: Awaitable[T]) -> T:
     """Await ``aw`` unless ``stop`` is set first, in which case ``aw`` is cancelled and
     :class:`Stopped` raised."""
@@ -63,10 +77,8 @@ async def until_stopped(stop: asyncio.Event, aw: Awaitable[T]) -> T:
     try:
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        stopper.cancel()
-        if not task.done():
-            task.cancel()
-        await asyncio.gather(stopper, task, return_exceptions=True)
+        await cancel_and_wait(stopper)
+        await cancel_and_wait(task)
     if task.cancelled():
         raise Stopped
     return task.result()
@@ -96,6 +108,10 @@ class FieldUnit:
         self._positions: PositionSource | None = None
         self._http: aiohttp.ClientSession | None = None
         self.instructions_received = 0
+        # Set while a publish is accepted and its peer connection has not ended; for callers
+        # that run units in-process (tests, the server's demo mode).
+        self.publishing = asyncio.Event()
+        self.publish_count = 0
 
     def _log(self, level: int, message: str, *args: Any) -> None:
         logger.log(level, "unit %s: " + message, self.cfg.unit_id, *args)
@@ -106,13 +122,20 @@ class FieldUnit:
         return PatternOptions(codec=c.codec, width=c.width, height=c.height, fps=c.fps, label=c.label)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until ``stop`` is set; returns after closing every connection it opened."""
+        """Until ``stop`` is set; returns after closing every connection it opened.
+
+        Raises :class:`SourceError` at start if the GPS source cannot be read; every later
+        failure is logged and retried.
+        """
         cfg = self.cfg
         if cfg.applied_log is not None:
             self._applied = await AppliedLog.open(cfg.applied_log)
             self._log(logging.INFO, "%d applied instructions loaded from %s",
                       len(self._applied), cfg.applied_log)
-        self._positions = await asyncio.to_thread(open_position_source, cfg.gps, self._rng)
+        try:
+            self._positions = await asyncio.to_thread(open_position_source, cfg.gps, self._rng)
+        except (OSError, ValueError) as exc:  # NmeaError is a ValueError
+            raise SourceError(f"--gps {cfg.gps}: {exc}") from exc
         supervisors: list[tuple[str, Attempt]] = []
         if cfg.signalling == "sio":
             supervisors.append(("link", self._sio_attempt))
@@ -127,8 +150,7 @@ class FieldUnit:
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+                await cancel_and_wait(t)
             if self._http is not None:
                 await self._http.close()
                 self._http = None
@@ -186,6 +208,7 @@ class FieldUnit:
         assert s.link is not None and s.publisher is not None
         answer, s.session_id = await s.link.publish(offer)
         await s.publisher.accept_answer(answer)
+        self._mark_publishing()
         self._log(logging.INFO, "publishing (session %s, %s)", s.session_id, self.cfg.codec)
 
     async def _sio_attempt(self, stop: asyncio.Event) -> bool:
@@ -200,7 +223,8 @@ class FieldUnit:
                 self._log(logging.INFO, "session ended: %s", cause)
             return True
         finally:
-            await self._cancel(s.positions)
+            self.publishing.clear()
+            await cancel_and_wait(s.positions)
             if stop.is_set() and s.session_id and s.link is not None and not s.link.lost.is_set():
                 await s.link.unpublish(s.session_id)
                 self._log(logging.INFO, "unpublished session %s", s.session_id)
@@ -218,7 +242,7 @@ class FieldUnit:
             await wait_first(stop, s.link.lost)
             return True
         finally:
-            await self._cancel(s.positions)
+            await cancel_and_wait(s.positions)
             if s.link is not None:
                 await s.link.close()
 
@@ -228,6 +252,7 @@ class FieldUnit:
         self._log(logging.INFO, "WHIP POST %s", whip.endpoint)
         s.whip = await whip.publish(offer)
         await s.publisher.accept_answer(s.whip.answer_sdp)
+        self._mark_publishing()
         self._log(logging.INFO, "publishing via WHIP (session %s, %s)", s.whip.session_id, self.cfg.codec)
 
     async def _whip_attempt(self, stop: asyncio.Event) -> bool:
@@ -244,11 +269,16 @@ class FieldUnit:
                 self._log(logging.INFO, "WHIP session ended: peer connection %s", s.publisher.state)
             return True
         finally:
+            self.publishing.clear()
             if s.whip is not None:
                 await whip.delete(s.whip)
                 self._log(logging.INFO, "WHIP session %s deleted", s.whip.session_id)
             if s.publisher is not None:
                 await s.publisher.close()
+
+    def _mark_publishing(self) -> None:
+        self.publish_count += 1
+        self.publishing.set()
 
     # -- positions and instructions -----------------------------------------------------------
 
@@ -268,12 +298,6 @@ class FieldUnit:
             if due < now:  # a slow acknowledgement: skip the missed ticks rather than burst
                 due = now + interval
             await asyncio.sleep(due - now)
-
-    @staticmethod
-    async def _cancel(task: asyncio.Task[None] | None) -> None:
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     async def _on_instruction(self, data: Any) -> dict[str, Any]:
         """Log, record (deduplicated by id) and acknowledge one ``instruction`` event."""

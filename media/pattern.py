@@ -135,7 +135,7 @@ def render_pattern(spec: VideoLoopSpec, index: int, rng: np.random.Generator) ->
 
 
 def _video_encoder(spec: VideoLoopSpec, keyframes_only: bool) -> Any:
-    ctx = av.CodecContext.create(_ENCODERS[spec.codec], "w")
+    ctx: Any = av.CodecContext.create(_ENCODERS[spec.codec], "w")
     ctx.width = spec.width
     ctx.height = spec.height
     ctx.pix_fmt = "yuv420p"
@@ -350,7 +350,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         self.keyframe_requests += 1
         self._force_keyframe = True
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         await self._pacer.wait(self._sent)
@@ -396,7 +396,7 @@ class EncodedAudioTrack(MediaStreamTrack):
         self._pacer = _Pacer(OPUS_FRAME_SAMPLES / AUDIO_CLOCK_RATE)
         self.on_packet = on_packet
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         await self._pacer.wait(self._sent)

@@ -35,7 +35,7 @@ Tap = Callable[[av.Packet, bool], None]
 class RelayConfig:
     pli_min_interval_s: float = 0.3
     keyframe_interval_s: float = 4.0
-    viewer_queue_frames: int = 90
+    viewer_queue_frames: int = 30
 
 
 class ForwardTrack(MediaStreamTrack):
@@ -149,8 +149,8 @@ class Fanout:
 
     def silence_s(self) -> float:
         """Seconds since the last packet (or since the source was attached, if none yet)."""
-        ref = self.last_packet_at or self.source_attached_at
-        return float("inf") if ref is None else self._clock() - ref
+        refs = [t for t in (self.last_packet_at, self.source_attached_at) if t is not None]
+        return self._clock() - max(refs) if refs else float("inf")
 
     def _stop_pump(self) -> None:
         if self._pump is not None:

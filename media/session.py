@@ -34,6 +34,7 @@ from .sdp import check_offer
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 0.25
+CONNECT_GRACE_S = 10.0  # a new publisher may take this long to connect before silence counts
 
 
 def _rtc_config(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
@@ -114,6 +115,7 @@ class PublisherSession(_Session):
         self.channel = channel
         self.timeout_s = timeout_s
         self.codecs: dict[str, str] = {}  # kind -> mime type
+        self.receivers: list[Any] = []
 
     @classmethod
     async def accept(
@@ -140,6 +142,9 @@ class PublisherSession(_Session):
         codecs = _negotiated_codecs(pc.localDescription.sdp)
         for track in remote:
             receiver = next(r for r in pc.getReceivers() if r.track is track)
+            session.receivers.append(receiver)
+            if track.kind == "video":
+                passthrough.shorten_jitter_buffer(receiver)
             codec = codecs.get(track.kind)
             if codec is None or codec.mimeType.lower() not in passthrough.SUPPORTED_MIME_TYPES:
                 # Nobody forwards it, but a remote track nobody reads grows without bound (aiortc#554).
@@ -171,12 +176,18 @@ class PublisherSession(_Session):
         reason = super()._check()
         if reason:
             return reason
-        if self.channel.silence_s() > self.timeout_s:
-            return f"no media for {self.timeout_s:g} s"
+        silence = self.media_silence_s()
+        if silence > self.timeout_s:
+            return f"no media for {silence:.1f} s"
         return None
 
     def media_silence_s(self) -> float:
-        return self.channel.silence_s()
+        """Seconds without RTP packets; before the first one, time since the answer minus a
+        connection grace of ``CONNECT_GRACE_S`` (ICE and DTLS through TURN over 4G take a while)."""
+        silence = passthrough.packet_silence_s(self.receivers)
+        if silence is None:
+            return max(0.0, time.time() - self.started_at - CONNECT_GRACE_S)
+        return silence
 
     def _release(self) -> None:
         for fanout in self.channel.fanouts:

@@ -103,6 +103,53 @@ export class ApiClient {
     return this.request('GET', '/api/console-config');
   }
 
+  // Dispatch: enforcement actions, instructions, alerts (docs/api.md "Dispatch").
+
+  /** @returns {Promise<{actions: object[]}>} */
+  listActions() {
+    return this.request('GET', '/api/actions');
+  }
+
+  /** @param {object} fields @returns {Promise<object>} the created action */
+  createAction(fields) {
+    return this.request('POST', '/api/actions', fields);
+  }
+
+  /** @param {string} id @param {object} fields @returns {Promise<object>} */
+  updateAction(id, fields) {
+    return this.request('PATCH', `/api/actions/${encodeURIComponent(id)}`, fields);
+  }
+
+  /** @param {string} id @param {'start' | 'end'} verb @returns {Promise<object>} */
+  moveAction(id, verb) {
+    return this.request('POST', `/api/actions/${encodeURIComponent(id)}/${verb}`);
+  }
+
+  /** @returns {Promise<{instructions: object[]}>} newest first */
+  listInstructions(limit = 200) {
+    return this.request('GET', `/api/instructions?limit=${limit}`);
+  }
+
+  /** @returns {Promise<object>} one instruction */
+  getInstruction(id) {
+    return this.request('GET', `/api/instructions/${encodeURIComponent(id)}`);
+  }
+
+  /** @param {object} body @returns {Promise<{id: string, ids: string[], units?: string[], state: string}>} */
+  sendInstruction(body) {
+    return this.request('POST', '/api/instructions', body);
+  }
+
+  /** @param {'open' | null} state @returns {Promise<{alerts: object[]}>} newest first */
+  listAlerts(state = null) {
+    return this.request('GET', state ? `/api/alerts?state=${state}` : '/api/alerts');
+  }
+
+  /** @returns {Promise<object>} the acknowledged alert */
+  ackAlert(id) {
+    return this.request('POST', `/api/alerts/${encodeURIComponent(id)}/ack`);
+  }
+
   /**
    * Send a JSON request with the bearer token and return the parsed body
    * (null for 204).

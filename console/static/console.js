@@ -1,20 +1,29 @@
 /**
  * Entry point of the operator console (`/`): login, the Socket.IO link to the
- * `/console` namespace, and the wiring of roster, video wall and patrol.
+ * `/console` namespace, and the wiring of roster, video wall, patrol,
+ * talk-back and the dispatch panels (actions, instructions, alerts).
  *
  * Test hook (read by the Playwright tests):
  *   window.dispatchConsole = {
- *     tiles: Map(unitId -> VideoTile {pc, video, state, ...}),
+ *     tiles: Map(unitId -> VideoTile {pc, video, state, alarm, ...}),
  *     roster: Map(unitId -> unit),
  *     patrol: Patrol {current: unitId | null, active: boolean, paused: boolean, ...},
  *     async stats(unitId) -> {framesDecoded, bytesReceived, ...},
  *     connection: "idle" | "connecting" | "connected" | "disconnected" | "error",
+ *     actions: Map(actionId -> action),
+ *     instructions: Map(instructionId -> instruction),
+ *     alerts: Map(alertId -> alert),
+ *     talk: TalkBack {unitId, state: "idle" | "connecting" | "live" | "error", error, pc, location},
+ *     alarm: AlarmSound {sounding: boolean, beeps: number},
  *   }
  */
+import { AlarmSound } from './alarm-sound.js';
 import { ApiClient, ApiError } from './api.js';
 import { Backoff } from './backoff.js';
+import { DispatchPanels } from './dispatch-panels.js';
 import { Patrol } from './patrol.js';
 import { RosterTable, parseUnit } from './roster.js';
+import { TalkBack } from './talk-back.js';
 import { VideoWall } from './video-wall.js';
 
 const ROLE_LABELS = {
@@ -25,7 +34,11 @@ const ROLE_LABELS = {
 };
 
 /** Connect-time refusals after which the token is no good: back to the login form. */
-const SESSION_ERRORS = new Set(['unauthorized', 'session_expired', 'invalid_token']);
+const SESSION_ERRORS = new Set(['unauthorized', 'bad_token', 'session_expired']);
+/** Roles that may create actions, send instructions and acknowledge alerts (dispatch.write). */
+const WRITE_ROLES = new Set(['operator', 'supervisor', 'admin']);
+/** The session is re-checked at least this often, so a revoked token ends an idle console too. */
+const SESSION_CHECK_MS = 5 * 60 * 1000;
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
 
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -42,6 +55,14 @@ class ConsoleApp {
     this.ticker = null;
     this.expiryTimer = null;
     this.running = false;
+    this.rosterTimer = null;
+    this.dispatchRetryTimer = null;
+    this.alarm = new AlarmSound();
+    this.talk = new TalkBack({
+      getToken: () => this.api.token,
+      getIceServers: () => this.config.ice_servers,
+      onUnauthorized: (message) => this.api.unauthorized(message),
+    });
 
     this.roster = new RosterTable({
       body: /** @type {HTMLTableSectionElement} */ (byId('roster-body')),
@@ -57,6 +78,8 @@ class ConsoleApp {
       getToken: () => this.api.token,
       getIceServers: () => this.config.ice_servers,
       onUnauthorized: (message) => this.api.unauthorized(message),
+      units: this.roster.units,
+      createTalkControl: (unitId) => this.talk.createControl(unitId),
     });
     this.patrol = new Patrol({
       panel: byId('patrol-panel'),
@@ -71,6 +94,13 @@ class ConsoleApp {
       pause: /** @type {HTMLButtonElement} */ (byId('patrol-pause')),
       next: /** @type {HTMLButtonElement} */ (byId('patrol-next')),
     }, this.wall, this.roster.units);
+    this.dispatch = new DispatchPanels({
+      api: this.api,
+      wall: this.wall,
+      units: this.roster.units,
+      alarm: this.alarm,
+      canWrite: () => WRITE_ROLES.has(this.api.session?.role),
+    });
 
     const app = this;
     window.dispatchConsole = {
@@ -81,6 +111,11 @@ class ConsoleApp {
       get connection() {
         return app.connection;
       },
+      actions: this.dispatch.actions.actions,
+      instructions: this.dispatch.instructions.instructions,
+      alerts: this.dispatch.alerts.alerts,
+      talk: this.talk,
+      alarm: this.alarm,
     };
 
     byId('login-form').addEventListener('submit', (event) => {
@@ -89,9 +124,22 @@ class ConsoleApp {
     });
     byId('logout-btn').addEventListener('click', () => this.logout());
     byId('wall-clear').addEventListener('click', () => this.wall.removeOffline());
-    window.addEventListener('pagehide', () => this.wall.closeForUnload());
+    window.addEventListener('pagehide', () => {
+      this.talk.stop();
+      this.wall.closeForUnload();
+    });
+    // Browsers start audio only after a user gesture: the SOS alarm is readied by the first one.
+    for (const type of ['pointerdown', 'keydown']) {
+      document.addEventListener(type, () => this.alarm.unlock(), { capture: true, passive: true });
+    }
+    // Back from the back/forward cache, the viewers closed at pagehide are gone: start afresh.
+    window.addEventListener('pageshow', (event) => {
+      if (event.persisted) window.location.reload();
+    });
     document.addEventListener('keydown', (event) => {
-      if (!this.patrol.active || event.target instanceof HTMLInputElement) return;
+      const target = event.target;
+      if (!this.patrol.active || target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement ||
+        target instanceof HTMLSelectElement) return;
       if (event.key === 'ArrowRight') this.patrol.next();
       if (event.key === 'ArrowLeft') this.patrol.prev();
     });
@@ -144,6 +192,7 @@ class ConsoleApp {
     byId('user-name').textContent = session.username;
     byId('user-role').textContent = ROLE_LABELS[session.role] || session.role;
     byId('user-role').dataset.role = session.role;
+    byId('app').dataset.canWrite = String(WRITE_ROLES.has(session.role));
     byId('login-view').hidden = true;
     byId('app').hidden = false;
     this.running = true;
@@ -167,7 +216,13 @@ class ConsoleApp {
       this.socket = null;
     }
     this.setConnection('idle', '');
+    clearTimeout(this.rosterTimer);
+    this.rosterTimer = null;
+    clearTimeout(this.dispatchRetryTimer);
+    this.talk.stop();
     this.patrol.stop();
+    this.dispatch.clear();
+    this.alarm.stop();
     this.wall.clear();
     this.roster.clear();
   }
@@ -205,6 +260,7 @@ class ConsoleApp {
       this.setConnection('connected', '');
       if (everConnected) this.wall.revalidate();
       everConnected = true;
+      this.refreshDispatch();
     });
     socket.on('disconnect', (reason) => {
       this.setConnection('disconnected', reason);
@@ -220,6 +276,7 @@ class ConsoleApp {
       this.roster.replace(units);
       this.wall.replace(units);
       this.patrol.refresh();
+      this.rosterChanged();
     });
     socket.on('unit_status', (payload) => {
       const unit = parseUnit(payload);
@@ -227,10 +284,37 @@ class ConsoleApp {
       this.roster.update(unit);
       this.wall.sync(unit);
       this.patrol.refresh();
+      this.rosterChanged();
     });
+    this.dispatch.listen(socket);
     socket.on('viewer_closed', (payload) => {
       if (payload && typeof payload.unit_id === 'string') this.wall.viewerClosed(payload);
     });
+  }
+
+  /** Load actions, instructions and open alerts (on every connect: events may have been missed). */
+  async refreshDispatch() {
+    clearTimeout(this.dispatchRetryTimer);
+    try {
+      await this.dispatch.refresh();
+    } catch (exc) {
+      // A 401 has already ended the session; anything else: the events still arrive, retry soon.
+      if (this.running && !(exc instanceof ApiError && exc.status === 401)) {
+        console.warn('dispatch lists could not be loaded:', exc.message || exc);
+        this.dispatchRetryTimer = setTimeout(() => {
+          if (this.running && this.connection === 'connected') this.refreshDispatch();
+        }, 5000);
+      }
+    }
+  }
+
+  /** The roster changed: the pickers and team chips follow, at most a few times a second. */
+  rosterChanged() {
+    if (this.rosterTimer) return;
+    this.rosterTimer = setTimeout(() => {
+      this.rosterTimer = null;
+      if (this.running) this.dispatch.rosterChanged();
+    }, 250);
   }
 
   /** @param {Error & {data?: {code?: string, message?: string}}} error */
@@ -280,15 +364,19 @@ class ConsoleApp {
   tick() {
     this.roster.tick();
     this.wall.tick();
+    this.dispatch.tick();
     byId('clock').textContent = new Date().toLocaleTimeString('zh-CN', { hour12: false });
   }
 
-  /** Check the session when it is due to expire, so an idle console returns to the login form. */
+  /**
+   * Check the session when it is due to expire (and every SESSION_CHECK_MS), so an idle
+   * console whose session expired or was revoked returns to the login form.
+   */
   armExpiry() {
     clearTimeout(this.expiryTimer);
     const expires = Date.parse(this.api.session?.expires_at || '');
-    if (Number.isNaN(expires)) return;
-    const delay = Math.min(LONGEST_TIMER_MS, Math.max(1000, expires - Date.now() + 1000));
+    const untilExpiry = Number.isNaN(expires) ? LONGEST_TIMER_MS : expires - Date.now() + 1000;
+    const delay = Math.min(SESSION_CHECK_MS, Math.max(1000, untilExpiry));
     this.expiryTimer = setTimeout(async () => {
       try {
         const me = await this.api.me();

@@ -155,7 +155,7 @@ export class Patrol {
     const { el } = this;
     el.panel.hidden = !this.active;
     el.panel.dataset.active = String(this.active);
-    el.panel.dataset.unitId = this.current || '';
+    el.panel.dataset.current = this.current || '';
     el.toggle.setAttribute('aria-pressed', String(this.active));
     el.toggle.classList.toggle('is-on', this.active);
     el.pause.querySelector('span').textContent = this.paused ? '继续' : '暂停';

@@ -17,7 +17,9 @@ const STATUS_LABELS = {
 /**
  * @typedef {{id: string, kind: string, online: boolean, publishing: boolean,
  *   last_seen: string | null, video_codec: string | null, audio_codec: string | null,
- *   position: {lat: number, lon: number, ts?: string} | null, node?: string}} Unit
+ *   position: {lat: number, lon: number, ts?: string} | null, node?: string,
+ *   action_id: string | null, case_number: string | null}} Unit
+ *   action_id/case_number: the running enforcement action the unit is in, if any.
  */
 
 /** @param {Unit} unit @returns {'publishing' | 'online' | 'offline'} */
@@ -141,7 +143,10 @@ export class RosterTable {
     const status = unitStatus(unit);
     row.dataset.status = status;
     row.cells[0].textContent = unit.id;
-    row.cells[0].title = unit.node ? `node ${unit.node}` : '';
+    row.cells[0].title = [unit.node ? `node ${unit.node}` : '', unit.case_number ? `行动 action ${unit.case_number}` : '']
+      .filter(Boolean).join(' · ');
+    if (unit.action_id) row.dataset.actionId = unit.action_id;
+    else delete row.dataset.actionId;
     // The table is narrow: Chinese in the cells, English in the tooltips and headers.
     const [kindZh, kindEn] = kindLabel(unit.kind);
     row.cells[1].textContent = kindZh;
@@ -217,5 +222,7 @@ export function parseUnit(raw) {
     audio_codec: typeof raw.audio_codec === 'string' ? raw.audio_codec : null,
     position,
     node: typeof raw.node === 'string' ? raw.node : undefined,
+    action_id: typeof raw.action_id === 'string' && raw.action_id ? raw.action_id : null,
+    case_number: typeof raw.case_number === 'string' && raw.case_number ? raw.case_number : null,
   };
 }

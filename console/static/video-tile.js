@@ -48,6 +48,7 @@ const BLOCKING_STATUSES = new Set([400, 403, 404, 413, 415]);
  * @property {(tile: VideoTile) => void} onActivate the operator clicked the tile
  * @property {(tile: VideoTile) => void} onCloseFull the operator clicked the tile's close button
  * @property {(message: string) => void} onUnauthorized the token was refused (HTTP 401)
+ * @property {(unitId: string) => HTMLElement} [createTalkControl] the push-to-talk control (talk.js)
  */
 
 export class VideoTile {
@@ -85,6 +86,8 @@ export class VideoTile {
     this.waitingSince = 0;
     this.fps = 0;
     this.kbps = 0;
+    /** Whether an open alarm (SOS) is about this unit: `data-alarm="sos"`. */
+    this.alarm = false;
     this.buildDom();
     this.watchFrames();
     this.setUnit(unit);
@@ -106,7 +109,7 @@ export class VideoTile {
       <div class="tile-overlay"><span class="tile-overlay-main"></span><small class="tile-overlay-detail"></small></div>
       <div class="tile-bar tile-bar--top">
         <span class="tile-id"></span><span class="tile-kind"></span>
-        <span class="tile-state"></span>
+        <span class="tile-alarm">SOS</span><span class="tile-state"></span>
       </div>
       <div class="tile-bar tile-bar--bottom">
         <span class="tile-stats"></span><span class="tile-pos"></span>
@@ -128,6 +131,8 @@ export class VideoTile {
       unmute: el.querySelector('.tile-unmute'),
       close: el.querySelector('.tile-close'),
     };
+    const talk = this.ctx.createTalkControl ? this.ctx.createTalkControl(this.unitId) : null;
+    if (talk) this.dom.unmute.before(talk);
     this.dom.unmute.addEventListener('click', (event) => {
       event.stopPropagation();
       this.setMuted(!this.video.muted);
@@ -141,6 +146,13 @@ export class VideoTile {
       if (event.key === 'Enter') this.ctx.onActivate(this);
     });
     this.render();
+  }
+
+  /** @param {boolean} alarm whether an open SOS is about this unit */
+  setAlarm(alarm) {
+    this.alarm = Boolean(alarm);
+    if (this.alarm) this.element.dataset.alarm = 'sos';
+    else delete this.element.dataset.alarm;
   }
 
   /** Unmuting is a user gesture, so the browser lets the audio play. */
@@ -391,7 +403,12 @@ export class VideoTile {
     const result = { framesDecoded: 0, bytesReceived: 0, framesPerSecond: 0, packetsLost: 0 };
     const pc = this.pc;
     if (!pc) return result;
-    const report = await pc.getStats();
+    let report;
+    try {
+      report = await pc.getStats();
+    } catch {
+      return result; // closed while we asked
+    }
     report.forEach((entry) => {
       if (entry.type === 'inbound-rtp' && (entry.kind || entry.mediaType) === 'video') {
         result.framesDecoded = entry.framesDecoded || 0;

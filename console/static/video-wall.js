@@ -1,11 +1,13 @@
 /**
  * The video wall: one VideoTile per unit that publishes (or published while
- * this console watched), kept in unit-id order, with full-screen viewing.
+ * this console watched, or was opened by an alarm), grouped by running action
+ * (see wall-groups.js) and kept in unit-id order, with full-screen viewing.
  *
  * Dispatches `tilechange` (detail: {unitId}) whenever a tile's state or
  * stream changes, which the patrol view listens to.
  */
 import { VideoTile } from './video-tile.js';
+import { WallGroups } from './wall-groups.js';
 
 /** How many WHEP negotiations may run at once, so a full roster does not open 80 at the same moment. */
 const MAX_CONCURRENT_OPENS = 4;
@@ -14,7 +16,8 @@ export class VideoWall extends EventTarget {
   /**
    * @param {{grid: HTMLElement, empty: HTMLElement, count: HTMLElement}} elements
    * @param {{getToken: () => string | null, getIceServers: () => RTCIceServer[],
-   *   onUnauthorized: (message: string) => void}} context
+   *   onUnauthorized: (message: string) => void, units: Map<string, import('./roster.js').Unit>,
+   *   createTalkControl: (unitId: string) => HTMLElement}} context
    */
   constructor(elements, context) {
     super();
@@ -27,8 +30,13 @@ export class VideoWall extends EventTarget {
     this.openSlots = MAX_CONCURRENT_OPENS;
     /** @type {Array<() => void>} */
     this.slotWaiters = [];
+    this.groups = new WallGroups(elements.grid, context.units, (unitId) => this.open(unitId));
     document.addEventListener('fullscreenchange', () => {
       if (!document.fullscreenElement && this.fullTile) this.exitFull();
+    });
+    // Escape leaves real full screen by itself; this covers the CSS-only fallback.
+    document.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape' && this.fullTile) this.exitFull();
     });
     this.render();
   }
@@ -53,7 +61,6 @@ export class VideoWall extends EventTarget {
       if (!unit.publishing) return;
       tile = new VideoTile(unit, this.tileContext());
       this.tiles.set(unit.id, tile);
-      this.insertSorted(tile);
     } else {
       tile.setUnit(unit);
     }
@@ -72,10 +79,44 @@ export class VideoWall extends EventTarget {
     for (const tile of this.tiles.values()) tile.revalidate();
   }
 
-  /** Remove the tiles of units that are not publishing (toolbar button). */
+  /**
+   * Make sure a unit has a tile, even when it does not publish (an SOS): the
+   * tile then shows it offline and starts viewing as soon as it publishes.
+   * Scrolls it into view and flashes it.
+   * @returns {VideoTile}
+   */
+  open(unitId) {
+    let tile = this.tiles.get(unitId);
+    if (!tile) {
+      const unit = this.ctx.units.get(unitId) || {
+        id: unitId, kind: 'body', online: false, publishing: false, last_seen: null, video_codec: null,
+        audio_codec: null, position: null, action_id: null, case_number: null,
+      };
+      tile = new VideoTile(unit, this.tileContext());
+      this.tiles.set(unitId, tile);
+      this.render();
+      this.changed(tile);
+    }
+    this.focus(unitId);
+    return tile;
+  }
+
+  /** Mark (or unmark) a unit's tile as the subject of an open alarm. */
+  setAlarm(unitId, alarm) {
+    const tile = this.tiles.get(unitId);
+    if (tile) tile.setAlarm(alarm);
+  }
+
+  /** @param {Map<string, object>} actions all known actions; regroups the wall */
+  setActions(actions) {
+    this.groups.setActions(actions);
+    this.render();
+  }
+
+  /** Remove the tiles of units that are not publishing (toolbar button); alarmed tiles stay. */
   removeOffline() {
     for (const [id, tile] of [...this.tiles]) {
-      if (!tile.publishing) {
+      if (!tile.publishing && !tile.alarm) {
         if (this.fullTile === tile) this.exitFull();
         tile.close();
         this.tiles.delete(id);
@@ -90,6 +131,7 @@ export class VideoWall extends EventTarget {
     if (this.fullTile) this.exitFull();
     for (const tile of this.tiles.values()) tile.close();
     this.tiles.clear();
+    this.groups.clear();
     this.render();
   }
 
@@ -151,6 +193,7 @@ export class VideoWall extends EventTarget {
       onChange: (tile) => this.changed(tile),
       onActivate: (tile) => this.enterFull(tile),
       onCloseFull: () => this.exitFull(),
+      createTalkControl: (unitId) => this.ctx.createTalkControl(unitId),
     };
   }
 
@@ -176,20 +219,13 @@ export class VideoWall extends EventTarget {
   }
 
   /** @param {VideoTile} tile */
-  insertSorted(tile) {
-    const after = [...this.tiles.values()]
-      .filter((other) => other !== tile && other.unitId.localeCompare(tile.unitId, 'en', { numeric: true }) > 0)
-      .sort((a, b) => a.unitId.localeCompare(b.unitId, 'en', { numeric: true }))[0];
-    this.el.grid.insertBefore(tile.element, after ? after.element : null);
-  }
-
-  /** @param {VideoTile} tile */
   changed(tile) {
     this.render();
     this.dispatchEvent(new CustomEvent('tilechange', { detail: { unitId: tile.unitId } }));
   }
 
   render() {
+    this.groups.layout(this.tiles);
     let live = 0;
     for (const tile of this.tiles.values()) if (tile.state === 'live') live += 1;
     this.el.count.textContent = `${live} / ${this.tiles.size}`;

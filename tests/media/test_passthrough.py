@@ -56,3 +56,14 @@ def test_keyframe_hooks_exist() -> None:
     assert "self._send_keyframe()" in src, "viewer PLI/FIR no longer reaches _send_keyframe"
     assert callable(getattr(RTCRtpReceiver, "_send_rtcp_pli", None))
     assert "getSynchronizationSources" in dir(RTCRtpReceiver)
+
+
+def test_receiver_jitter_buffer_can_be_shortened() -> None:
+    from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
+    from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
+
+    transport = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
+    receiver = RTCRtpReceiver("video", transport)
+    passthrough.shorten_jitter_buffer(receiver, 128)
+    assert receiver._RTCRtpReceiver__jitter_buffer.capacity == 128  # type: ignore[attr-defined]
+    assert passthrough.packet_silence_s([receiver]) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fractions
 import random
+from typing import Any
 
 import av
 import cv2
@@ -44,7 +45,7 @@ def _rendered(spec: VideoLoopSpec) -> list[np.ndarray]:
 
 
 def _decode(codec: str, payloads: list[bytes]) -> list[av.VideoFrame]:
-    decoder = av.CodecContext.create(DECODERS[codec], "r")
+    decoder: Any = av.CodecContext.create(DECODERS[codec], "r")
     frames: list[av.VideoFrame] = []
     for data in payloads:
         frames.extend(decoder.decode(av.Packet(data)))
@@ -151,7 +152,7 @@ async def test_audio_track_sends_decodable_opus_at_20_ms() -> None:
     assert [p.pts for p in packets] == [i * 960 for i in range(11)]
     assert all(p.time_base == AUDIO_TIME_BASE for p in packets)
     assert 0.1 < elapsed < 1.0  # 10 packets of 20 ms
-    decoder = av.CodecContext.create("opus", "r")
+    decoder: Any = av.CodecContext.create("opus", "r")
     samples = sum(f.samples for p in packets for f in decoder.decode(av.Packet(bytes(p))))
     assert samples == 11 * 960
 
@@ -181,8 +182,13 @@ async def test_aiortc_sends_loop_without_encoding_and_forwards_pli(codec: str) -
     loop = await LoopCache().video(spec)
     track = EncodedVideoTrack(loop, start_index=10)
     sender_pc, receiver_pc = RTCPeerConnection(), RTCPeerConnection()
-    got_track: asyncio.Future = asyncio.get_running_loop().create_future()
-    receiver_pc.on("track", lambda t: got_track.done() or got_track.set_result(t))
+    got_track: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    @receiver_pc.on("track")
+    def on_track(remote: Any) -> None:
+        if not got_track.done():
+            got_track.set_result(remote)
+
     try:
         transceiver = sender_pc.addTransceiver(track, direction="sendonly")
         mime = "video/VP8" if codec == "vp8" else "video/H264"

@@ -42,6 +42,9 @@ class Console:
             q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
             self.queues[name] = q
             self.sio.on(name, q.put_nowait, namespace="/console")
+        # Bursts of instruction changes arrive as one list event.
+        self.sio.on("instruction_updates", lambda d: [self.queues["instruction_update"].put_nowait(i)
+                                                       for i in d["instructions"]], namespace="/console")
 
     async def connect(self) -> "Console":
         await self.sio.connect(self.url, namespaces=["/console"], auth={"token": self.token}, transports=["websocket"])

@@ -1,0 +1,207 @@
+/**
+ * Enforcement actions (执行行动): the live `Map(actionId -> action)` fed by
+ * `GET /api/actions` and the `action_update` events, and the panel's list of
+ * action cards with their start / end / edit / instruct buttons.
+ *
+ * Cards: `li.action-card[data-action-id][data-state]` with buttons
+ * `.action-start`, `.action-end`, `.action-edit`, `.action-instruct`, and the
+ * server's refusal in `.action-error`.
+ */
+import {
+  ACTION_STATES, ACTION_TYPES, el, formatDateTime, labelElement, labelOf,
+} from './labels.js';
+import { statusBadge, unitStatus } from './roster.js';
+
+/** Display order of the states: running first. */
+const STATE_ORDER = { running: 0, planned: 1, ended: 2 };
+/** Lifecycle order: a copy of an action in an earlier state is out of date. */
+const STATE_RANK = { planned: 0, running: 1, ended: 2 };
+
+/** @returns {object | null} an action object with list fields made safe */
+export function parseAction(raw) {
+  if (!raw || typeof raw !== 'object' || typeof raw.id !== 'string') return null;
+  return {
+    ...raw,
+    units: Array.isArray(raw.units) ? raw.units.filter((u) => typeof u === 'string') : [],
+    officers: Array.isArray(raw.officers) ? raw.officers.filter((o) => typeof o === 'string') : [],
+    state: raw.state in STATE_ORDER ? raw.state : 'planned',
+  };
+}
+
+/** "圆 circle 38.04000, 114.51000 r=300 m" / "多边形 polygon 5 点" / "" */
+export function describeArea(area) {
+  if (!area || typeof area !== 'object') return '';
+  if (area.type === 'circle') {
+    return `圆形 circle ${Number(area.lat).toFixed(5)}, ${Number(area.lon).toFixed(5)} · r ${Math.round(area.radius_m)} m`;
+  }
+  if (area.type === 'polygon' && Array.isArray(area.points)) return `多边形 polygon · ${area.points.length} 点 points`;
+  return '';
+}
+
+export class ActionBook extends EventTarget {
+  /**
+   * @param {{list: HTMLElement, empty: HTMLElement, showEnded: HTMLInputElement, count: HTMLElement}} elements
+   * @param {{move: (id: string, verb: 'start' | 'end') => Promise<object>, edit: (action: object) => void,
+   *   instruct: (action: object) => void, openTile: (unitId: string) => void,
+   *   units: Map<string, import('./roster.js').Unit>}} ctx
+   */
+  constructor(elements, ctx) {
+    super();
+    this.el = elements;
+    this.ctx = ctx;
+    /** @type {Map<string, object>} the test hook `dispatchConsole.actions` */
+    this.actions = new Map();
+    /** @type {Map<string, string>} last refusal per action id */
+    this.errors = new Map();
+    this.busy = new Set();
+    this.el.showEnded.addEventListener('change', () => this.render());
+    this.render();
+  }
+
+  /** Merge a fresh `GET /api/actions` (actions are never deleted, so nothing is dropped). */
+  load(list) {
+    for (const raw of list) this.upsert(raw, false);
+    this.changed();
+  }
+
+  /**
+   * One action from an `action_update` event or a response.
+   * @param {boolean} [notify] false while loading a list
+   */
+  upsert(raw, notify = true) {
+    const action = parseAction(raw);
+    if (!action) return;
+    const known = this.actions.get(action.id);
+    // An older copy (a list requested before a newer event) must not move the state back.
+    if (known && STATE_RANK[known.state] > STATE_RANK[action.state]) return;
+    this.actions.set(action.id, action);
+    if (notify) this.changed();
+  }
+
+  clear() {
+    this.actions.clear();
+    this.errors.clear();
+    this.changed();
+  }
+
+  changed() {
+    this.render();
+    this.dispatchEvent(new CustomEvent('change'));
+  }
+
+  /** @param {string} id @param {'start' | 'end'} verb */
+  async move(id, verb) {
+    this.errors.delete(id);
+    this.busy.add(id);
+    this.render();
+    try {
+      this.upsert(await this.ctx.move(id, verb));
+    } catch (exc) {
+      this.errors.set(id, exc.message || String(exc));
+    } finally {
+      this.busy.delete(id);
+      this.render();
+    }
+  }
+
+  /**
+   * The roster changed: update the team chips in place (rebuilding the cards
+   * every second would swallow clicks on their buttons).
+   */
+  refreshUnits() {
+    for (const chip of this.el.list.querySelectorAll('.chip[data-unit-id]')) {
+      const unit = this.ctx.units.get(chip.dataset.unitId);
+      const status = unit ? unitStatus(unit) : 'offline';
+      if (chip.dataset.status === status) continue;
+      chip.dataset.status = status;
+      chip.querySelector('.badge').replaceWith(statusBadge(status, { compact: true }));
+    }
+  }
+
+  /** Actions in display order: running, planned, then ended (newest first). */
+  sorted() {
+    const time = (a) => Date.parse(a.started_at || a.planned_at || a.created_at || '') || 0;
+    return [...this.actions.values()].sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] ||
+      (a.state === 'ended' ? Date.parse(b.ended_at || '') - Date.parse(a.ended_at || '') : time(a) - time(b)));
+  }
+
+  render() {
+    const showEnded = this.el.showEnded.checked;
+    const cards = this.sorted().filter((a) => showEnded || a.state !== 'ended').map((a) => this.card(a));
+    this.el.list.replaceChildren(...cards);
+    this.el.empty.hidden = cards.length > 0;
+    const running = [...this.actions.values()].filter((a) => a.state === 'running').length;
+    this.el.count.textContent = running ? String(running) : '';
+  }
+
+  card(action) {
+    const li = el('li', 'action-card');
+    li.dataset.actionId = action.id;
+    li.dataset.state = action.state;
+
+    const head = el('div', 'action-head');
+    head.append(labelElement('span', `state state--${action.state}`, labelOf(ACTION_STATES, action.state)));
+    head.append(el('span', 'action-case', action.case_number));
+    const [typeZh, typeEn] = labelOf(ACTION_TYPES, action.type);
+    const type = el('span', 'action-type', typeZh);
+    type.title = typeEn;
+    head.append(type);
+    li.append(head, el('div', 'action-title', action.title));
+
+    const facts = el('dl', 'action-facts');
+    const fact = (zh, en, value) => {
+      if (!value) return;
+      const dt = labelElement('dt', '', [zh, en]);
+      facts.append(dt, el('dd', '', value));
+    };
+    fact('地址', 'address', action.address);
+    fact('区域', 'area', describeArea(action.area));
+    fact('计划', 'planned', action.planned_at ? formatDateTime(action.planned_at) : '');
+    fact('开始', 'started', action.started_at ? formatDateTime(action.started_at) : '');
+    fact('结束', 'ended', action.ended_at ? formatDateTime(action.ended_at) : '');
+    fact('执行人员', 'officers', action.officers.join('、'));
+    fact('承办法官', 'judge', action.judge);
+    li.append(facts);
+
+    const team = el('div', 'action-team');
+    team.append(labelElement('span', 'action-team-label', ['队员', 'team']));
+    if (!action.units.length) team.append(el('span', 'muted', '—'));
+    for (const unitId of action.units) {
+      const unit = this.ctx.units.get(unitId);
+      const status = unit ? unitStatus(unit) : 'offline';
+      const chip = el('button', 'chip');
+      chip.type = 'button';
+      chip.dataset.unitId = unitId;
+      chip.dataset.status = status;
+      chip.title = `${unitId}: 打开窗口 open tile`;
+      chip.append(el('span', 'chip-id', unitId), statusBadge(status, { compact: true }));
+      chip.addEventListener('click', () => this.ctx.openTile(unitId));
+      team.append(chip);
+    }
+    li.append(team);
+
+    const buttons = el('div', 'action-buttons needs-write');
+    const busy = this.busy.has(action.id);
+    const button = (cls, pair, onClick, primary = '') => {
+      const b = labelElement('button', `btn btn--small ${cls} ${primary}`.trim(), pair);
+      b.type = 'button';
+      b.disabled = busy;
+      b.addEventListener('click', onClick);
+      buttons.append(b);
+    };
+    if (action.state === 'planned') button('action-start', ['开始行动', 'start'], () => this.move(action.id, 'start'), 'btn--primary');
+    if (action.state === 'running') button('action-end', ['结束行动', 'end'], () => this.move(action.id, 'end'), 'btn--danger');
+    if (action.state !== 'ended') {
+      button('action-edit', ['编辑', 'edit'], () => this.ctx.edit(action));
+      button('action-instruct', ['发指令', 'instruct team'], () => this.ctx.instruct(action));
+    }
+    if (buttons.childElementCount) li.append(buttons);
+    const error = this.errors.get(action.id);
+    if (error) {
+      const p = el('p', 'form-error action-error', error);
+      p.setAttribute('role', 'alert');
+      li.append(p);
+    }
+    return li;
+  }
+}

@@ -1,0 +1,161 @@
+"""The unit against a stand-in Socket.IO server: instructions acknowledged through the ack and
+deduplicated across reconnects, positions at the configured rate, retries after drops and
+refusals. (Publishing against the real server is in test_publish.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable
+
+import pytest
+import socketio
+from aiohttp import web
+
+from field_client.config import UnitConfig
+from field_client.gps import GpsSpec
+from field_client.sources import SourceSpec
+from field_client.unit import run_unit
+
+TOKEN = "good-token"
+
+
+@dataclass
+class StandInServer:
+    """``/unit`` namespace only: records connections and positions, can push instructions."""
+
+    url: str
+    sio: socketio.AsyncServer
+    connects: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    refusals: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    positions: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    auth: list[Any] = field(default_factory=list)
+
+    async def instruct(self, sid: str, data: dict[str, Any]) -> Any:
+        return await self.sio.call("instruction", data, to=sid, namespace="/unit", timeout=5)
+
+
+@pytest.fixture
+async def stand_in(aiohttp_server: Callable[..., Any]) -> AsyncIterator[StandInServer]:
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    app = web.Application()
+    sio.attach(app)
+    server = await aiohttp_server(app)
+    s = StandInServer(str(server.make_url("")).rstrip("/"), sio)
+
+    async def connect(sid: str, environ: Any, auth: Any = None) -> None:
+        s.auth.append(auth)
+        if not isinstance(auth, dict) or auth.get("token") != TOKEN:
+            s.refusals.put_nowait(auth)
+            raise socketio.exceptions.ConnectionRefusedError(
+                "bad token", {"code": "unauthorized", "message": "bad token"})
+        s.connects.put_nowait(sid)
+
+    async def position(sid: str, data: Any) -> dict[str, Any]:
+        s.positions.put_nowait(data)
+        return {"ok": True}
+
+    sio.on("connect", connect, namespace="/unit")
+    sio.on("position", position, namespace="/unit")
+    yield s
+    await sio.shutdown()
+
+
+def control_only(server: str, tmp_path: Path, **overrides: Any) -> UnitConfig:
+    values: dict[str, Any] = dict(
+        server=server, unit_id="bc-01", token=TOKEN, video=SourceSpec("none"), audio=SourceSpec("none"),
+        gps=GpsSpec(), applied_log=tmp_path / "applied.jsonl", position_interval_s=0.05,
+        backoff_base_s=0.05, backoff_cap_s=0.2, connect_timeout_s=5, ack_timeout_s=5,
+    )
+    values.update(overrides)
+    return UnitConfig(**values)
+
+
+@pytest.mark.timeout(60)
+async def test_instructions_are_acknowledged_and_applied_once_across_reconnects(
+    stand_in: StandInServer, tmp_path: Path
+) -> None:
+    stop = asyncio.Event()
+    cfg = control_only(stand_in.url, tmp_path)
+    unit = asyncio.create_task(run_unit(cfg, stop, rng=random.Random(1)))
+    try:
+        async with asyncio.timeout(30):
+            sid = await stand_in.connects.get()
+            assert stand_in.auth[0] == {"token": TOKEN, "unit_id": "bc-01"}
+            assert await stand_in.instruct(sid, {"id": "i-1", "type": "goto", "lat": 1.5}) == {"ok": True}
+
+            await stand_in.sio.disconnect(sid, namespace="/unit")  # the link drops
+            sid = await stand_in.connects.get()  # the unit comes back by itself
+            assert await stand_in.instruct(sid, {"id": "i-1", "type": "goto", "lat": 1.5}) == {"ok": True}
+            assert await stand_in.instruct(sid, {"id": "i-2", "type": "recall"}) == {"ok": True}
+            bad = await stand_in.instruct(sid, {"type": "no-id"})
+            assert bad["ok"] is False and bad["error"]["code"] == "bad_message"
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await unit
+    lines = [json.loads(line) for line in (tmp_path / "applied.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [(e["id"], e["type"]) for e in lines] == [("i-1", "goto"), ("i-2", "recall")]
+    assert all(e["applied_at"].endswith("Z") for e in lines)
+
+
+@pytest.mark.timeout(60)
+async def test_applied_log_dedupes_across_unit_restarts(stand_in: StandInServer, tmp_path: Path) -> None:
+    cfg = control_only(stand_in.url, tmp_path)
+    for _ in range(2):
+        stop = asyncio.Event()
+        unit = asyncio.create_task(run_unit(cfg, stop))
+        try:
+            async with asyncio.timeout(30):
+                sid = await stand_in.connects.get()
+                assert await stand_in.instruct(sid, {"id": 41, "type": "goto"}) == {"ok": True}
+        finally:
+            stop.set()
+            async with asyncio.timeout(10):
+                await unit
+    assert len((tmp_path / "applied.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+
+
+@pytest.mark.timeout(60)
+async def test_positions_are_sent_periodically_in_the_documented_shape(
+    stand_in: StandInServer, tmp_path: Path
+) -> None:
+    stop = asyncio.Event()
+    unit = asyncio.create_task(run_unit(control_only(stand_in.url, tmp_path, gps=GpsSpec(lat=48.0, lon=11.0)), stop))
+    try:
+        async with asyncio.timeout(30):
+            fixes = [await stand_in.positions.get() for _ in range(3)]
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await unit
+    for fix in fixes:
+        assert set(fix) == {"lat", "lon", "alt", "accuracy", "speed", "heading", "ts"}
+        assert abs(fix["lat"] - 48.0) < 0.01 and abs(fix["lon"] - 11.0) < 0.01
+        assert fix["ts"].endswith("Z")
+    assert len({(f["lat"], f["lon"]) for f in fixes}) == 3  # the unit is moving
+
+
+@pytest.mark.timeout(60)
+async def test_refused_unit_keeps_retrying_with_backoff_until_stopped(
+    stand_in: StandInServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stop = asyncio.Event()
+    cfg = control_only(stand_in.url, tmp_path, token="wrong")
+    caplog.set_level("INFO", logger="field_client")
+    unit = asyncio.create_task(run_unit(cfg, stop))
+    try:
+        async with asyncio.timeout(30):
+            for _ in range(3):  # three refused attempts: the unit keeps coming back
+                await stand_in.refusals.get()
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await unit
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("field_client")]
+    assert any("unit bc-01: link: server refused the connection: unauthorized" in m for m in messages)
+    assert any("unit bc-01: link: reconnecting in" in m for m in messages)
+    assert messages[-1] == "unit bc-01: stopped"
