@@ -5,8 +5,8 @@
  *
  * The lists are loaded over HTTP when the `/console` link connects (and again
  * on every reconnect, to catch what was missed while it was down); after that
- * the `action_update`, `instruction_update`, `alert` and `alert_update` events
- * keep them current.
+ * the `action_update`, `instruction_update` / `instruction_updates`, `alert`
+ * and `alert_update` events keep them current.
  */
 import { ActionForm } from './action-form.js';
 import { ActionBook } from './actions.js';
@@ -119,6 +119,10 @@ export class DispatchPanels {
   listen(socket) {
     socket.on('action_update', (action) => this.actions.upsert(action));
     socket.on('instruction_update', (ins) => this.instructions.upsert(ins));
+    // Several changes within 50 ms (a broadcast to many units) come as one list.
+    socket.on('instruction_updates', (payload) => {
+      if (payload && Array.isArray(payload.instructions)) this.instructions.load(payload.instructions);
+    });
     socket.on('alert', (alert) => this.alerts.upsert(alert));
     socket.on('alert_update', (alert) => this.alerts.upsert(alert));
   }

@@ -139,6 +139,9 @@ def test_dispatch_hooks_are_in_place() -> None:
     assert "li.dataset.actionId" in actions and "li.dataset.state" in actions
     groups = (STATIC / "wall-groups.js").read_text(encoding="utf-8")
     assert "element.dataset.actionId = key" in groups
+    panels = (STATIC / "dispatch-panels.js").read_text(encoding="utf-8")
+    for event in ("action_update", "instruction_update", "instruction_updates", "alert", "alert_update"):
+        assert f"socket.on('{event}'" in panels, f"the console does not listen to {event}"
 
 
 def test_sos_alarm_is_synthesised_not_loaded() -> None:
