@@ -32,31 +32,35 @@ class AppliedLog:
         self._clock = clock
         self._ids: set[str] = set()
         self._lock = asyncio.Lock()
+        self.max_seq = 0  # highest outbox sequence number applied (0: none or unknown)
 
     @classmethod
     async def open(cls, path: Path, clock: Callable[[], float] = time.time) -> AppliedLog:
         """Load the ids already in ``path`` (a missing file is an empty log)."""
         log = cls(path, clock)
-        log._ids = await asyncio.to_thread(cls._load_ids, path)
+        log._ids, log.max_seq = await asyncio.to_thread(cls._load_ids, path)
         return log
 
     @staticmethod
-    def _load_ids(path: Path) -> set[str]:
+    def _load_ids(path: Path) -> tuple[set[str], int]:
         ids: set[str] = set()
+        max_seq = 0
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return ids
+            return ids, max_seq
         for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 entry = json.loads(line)
                 ids.add(_key(entry["id"]))
+                if isinstance(entry.get("seq"), int):
+                    max_seq = max(max_seq, entry["seq"])
             except (ValueError, TypeError, KeyError):
                 # A torn last line after a crash is expected; keep going.
                 logger.warning("%s:%d: skipping unreadable applied-log line", path, number)
-        return ids
+        return ids, max_seq
 
     def __contains__(self, instruction_id: Any) -> bool:
         return _key(instruction_id) in self._ids
@@ -64,7 +68,7 @@ class AppliedLog:
     def __len__(self) -> int:
         return len(self._ids)
 
-    async def record(self, instruction_id: Any, instruction_type: str) -> bool:
+    async def record(self, instruction_id: Any, instruction_type: str, seq: int | None = None) -> bool:
         """Append the instruction unless its id is already recorded; True if it was new.
 
         Returns after the line is flushed and fsynced, so an acknowledgement sent afterwards
@@ -75,13 +79,14 @@ class AppliedLog:
             if key in self._ids:
                 return False
             applied_at = datetime.fromtimestamp(self._clock(), timezone.utc)
-            line = json.dumps({
-                "id": instruction_id,
-                "type": instruction_type,
-                "applied_at": applied_at.isoformat().replace("+00:00", "Z"),
-            }) + "\n"
-            await asyncio.to_thread(self._append, line)
+            entry: dict[str, Any] = {"id": instruction_id, "type": instruction_type}
+            if seq is not None:
+                entry["seq"] = seq
+            entry["applied_at"] = applied_at.isoformat().replace("+00:00", "Z")
+            await asyncio.to_thread(self._append, json.dumps(entry, ensure_ascii=False) + "\n")
             self._ids.add(key)
+            if seq is not None:
+                self.max_seq = max(self.max_seq, seq)
             return True
 
     def _append(self, line: str) -> None:

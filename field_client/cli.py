@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import random
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
@@ -66,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sim[:LAT,LON[,RADIUS_M]] | nmea:PATH | none (default sim)")
     p.add_argument("--signalling", choices=SIGNALLING, default="sio",
                    help="publish over Socket.IO (default) or WHIP")
+    p.add_argument("--sos", metavar="NOTE", nargs="?", const="",
+                   help="raise an SOS for --unit (with an optional note), print the alert id and exit")
     p.add_argument("--applied-log", type=Path,
                    help="append applied instructions as JSON lines; ids already there are not "
                         "applied again (with --fleet: one file per unit, NAME.<unit>.EXT)")
@@ -175,6 +179,36 @@ async def run(configs: Sequence[UnitConfig]) -> int:
     return 0
 
 
+async def raise_sos(cfg: UnitConfig, note: str) -> int:
+    """One-shot SOS (一键求助) over the unit's link, with the current GPS fix when there is one."""
+    from .gps import open_position_source
+    from .link import UnitLink
+
+    data: dict[str, object] = {"note": note}
+    try:
+        source = open_position_source(cfg.gps, random.Random())
+        position = source.position(time.time()) if source is not None else None
+    except (OSError, ValueError):
+        position = None
+    if position is not None:
+        fix = position.to_message()
+        data.update(lat=fix["lat"], lon=fix["lon"])
+
+    async def no_instructions(_: object) -> dict[str, object]:
+        return {"ok": True}
+
+    link = UnitLink(cfg.server, cfg.unit_id, cfg.token, no_instructions,
+                    connect_timeout_s=cfg.connect_timeout_s, ack_timeout_s=cfg.ack_timeout_s)
+    await link.connect()
+    try:
+        ack = await link.call("sos", data)
+    finally:
+        await link.close()
+    print(ack["alert_id"])
+    logger.warning("unit %s: SOS raised (alert %s)", cfg.unit_id, ack["alert_id"])
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -184,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     configure_logging(args.verbose)
     try:
+        if args.sos is not None:
+            return asyncio.run(raise_sos(configs[0], args.sos))
         return asyncio.run(run(configs))
     except FieldClientError as exc:
         logger.error("%s", exc)

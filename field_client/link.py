@@ -43,6 +43,7 @@ class UnitLink:
         *,
         connect_timeout_s: float = 10.0,
         ack_timeout_s: float = 10.0,
+        handlers: dict[str, Callable[[Any], Awaitable[Any]]] | None = None,
     ) -> None:
         self.server = server
         self.unit_id = unit_id
@@ -58,6 +59,8 @@ class UnitLink:
         self._sio.on("connect_error", self._handle_connect_error, namespace=NAMESPACE)
         self._sio.on("disconnect", self._handle_disconnect, namespace=NAMESPACE)
         self._sio.on("instruction", self._handle_instruction, namespace=NAMESPACE)
+        for event, handler in (handlers or {}).items():
+            self._sio.on(event, handler, namespace=NAMESPACE)
 
     async def _handle_connect_error(self, data: Any = None) -> None:
         # The server refuses with ConnectionRefusedError(message, {"code", "message"}), which
@@ -106,6 +109,14 @@ class UnitLink:
             raise LinkError(f"no acknowledgement for {event!r} within {self._ack_timeout_s:g} s") from exc
         except socketio.exceptions.SocketIOError as exc:
             raise LinkError(f"{event!r} failed: {exc}") from exc
+
+    async def call(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Any request with an acknowledgement; a refusal raises :class:`LinkError` with its code."""
+        ack = await self._call(event, data)
+        if isinstance(ack, dict) and ack.get("ok") is True:
+            return ack
+        code, message = _error_of(ack)
+        raise LinkError(f"{event} refused: {code}: {message}", code)
 
     async def publish(self, offer_sdp: str) -> tuple[str, str]:
         """Send the offer; returns ``(answer_sdp, session_id)`` or raises ``PublishRejected``."""

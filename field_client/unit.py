@@ -25,6 +25,8 @@ import aiohttp
 from media.pattern import LoopCache
 
 from .applied_log import AppliedLog
+from .inbox import InstructionInbox
+from .talk import TalkListener
 from .backoff import Backoff, wait_or_stop
 from .config import UnitConfig
 from .errors import AlreadyPublishing, FieldClientError, LinkError, PublishRejected, SourceError
@@ -93,6 +95,7 @@ class _Session:
     session_id: str | None = None
     whip: WhipResource | None = None
     positions: asyncio.Task[None] | None = None
+    inbox: asyncio.Task[None] | None = None
 
 
 class FieldUnit:
@@ -108,6 +111,8 @@ class FieldUnit:
         self._positions: PositionSource | None = None
         self._http: aiohttp.ClientSession | None = None
         self.instructions_received = 0
+        self.inbox: InstructionInbox | None = None
+        self.talk = TalkListener(cfg.unit_id)
         # Set while a publish is accepted and its peer connection has not ended; for callers
         # that run units in-process (tests, the server's demo mode).
         self.publishing = asyncio.Event()
@@ -130,8 +135,9 @@ class FieldUnit:
         cfg = self.cfg
         if cfg.applied_log is not None:
             self._applied = await AppliedLog.open(cfg.applied_log)
-            self._log(logging.INFO, "%d applied instructions loaded from %s",
-                      len(self._applied), cfg.applied_log)
+            self._log(logging.INFO, "%d applied instructions loaded from %s (last seq %d)",
+                      len(self._applied), cfg.applied_log, self._applied.max_seq)
+        self.inbox = InstructionInbox(cfg.unit_id, self._applied)
         try:
             self._positions = await asyncio.to_thread(open_position_source, cfg.gps, self._rng)
         except (OSError, ValueError) as exc:  # NmeaError is a ValueError
@@ -154,6 +160,7 @@ class FieldUnit:
             if self._http is not None:
                 await self._http.close()
                 self._http = None
+            await self.talk.close()
             self._log(logging.INFO, "stopped")
 
     async def _supervise(self, name: str, attempt: Attempt, stop: asyncio.Event) -> None:
@@ -185,11 +192,20 @@ class FieldUnit:
 
     async def _connect_link(self, s: _Session) -> None:
         c = self.cfg
-        s.link = UnitLink(c.server, c.unit_id, c.token, self._on_instruction,
-                          connect_timeout_s=c.connect_timeout_s, ack_timeout_s=c.ack_timeout_s)
+        inbox = self.inbox
+        assert inbox is not None
+        link = UnitLink(c.server, c.unit_id, c.token, self._on_instruction,
+                        connect_timeout_s=c.connect_timeout_s, ack_timeout_s=c.ack_timeout_s,
+                        handlers={
+                            "instructions_pending": lambda data: inbox.on_pending(link, data),
+                            "talk": lambda data: self.talk.on_talk(link, data),
+                            "talk_end": self.talk.on_talk_end,
+                        })
+        s.link = link
         self._log(logging.INFO, "connecting to %s", c.server)
-        await s.link.connect()
+        await link.connect()
         self._log(logging.INFO, "link connected")
+        s.inbox = asyncio.create_task(self._pull_instructions(link), name=f"{c.unit_id}-instructions")
         if self._positions is not None:
             s.positions = asyncio.create_task(self._send_positions(s.link, self._positions),
                                               name=f"{c.unit_id}-positions")
@@ -225,6 +241,7 @@ class FieldUnit:
         finally:
             self.publishing.clear()
             await cancel_and_wait(s.positions)
+            await cancel_and_wait(s.inbox)
             if stop.is_set() and s.session_id and s.link is not None and not s.link.lost.is_set():
                 await s.link.unpublish(s.session_id)
                 self._log(logging.INFO, "unpublished session %s", s.session_id)
@@ -243,6 +260,7 @@ class FieldUnit:
             return True
         finally:
             await cancel_and_wait(s.positions)
+            await cancel_and_wait(s.inbox)
             if s.link is not None:
                 await s.link.close()
 
@@ -298,6 +316,14 @@ class FieldUnit:
             if due < now:  # a slow acknowledgement: skip the missed ticks rather than burst
                 due = now + interval
             await asyncio.sleep(due - now)
+
+    async def _pull_instructions(self, link: UnitLink) -> None:
+        """Everything queued while the unit was away, in order, right after connecting."""
+        assert self.inbox is not None
+        try:
+            await self.inbox.pull(link)
+        except LinkError as exc:
+            self._log(logging.WARNING, "instruction sync failed: %s (retried on the next pending or connect)", exc)
 
     async def _on_instruction(self, data: Any) -> dict[str, Any]:
         """Log, record (deduplicated by id) and acknowledge one ``instruction`` event."""
