@@ -50,6 +50,7 @@ class MediaPublisher:
         self.connected = asyncio.Event()
         self._ice_connect_timeout_s = ice_connect_timeout_s
         self._watchdog: asyncio.Task[None] | None = None
+        self._offer: asyncio.Future[str] | None = None
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(u) for u in ice_servers]))
         self._pc.on("connectionstatechange", self._on_state)
 
@@ -66,7 +67,14 @@ class MediaPublisher:
             self.ended.set()
 
     async def create_offer(self) -> str:
-        """A complete offer: aiortc gathers every candidate before ``localDescription``."""
+        """A complete offer: aiortc gathers every candidate before ``localDescription``.
+
+        Cancelling this call does not interrupt ICE gathering (see :meth:`close`).
+        """
+        self._offer = asyncio.ensure_future(self._make_offer())
+        return await asyncio.shield(self._offer)
+
+    async def _make_offer(self) -> str:
         if self.sources.video is not None:
             transceiver = self._pc.addTransceiver(self.sources.video, direction="sendonly")
             transceiver.setCodecPreferences(preferred_codecs("video", self.codec))
@@ -93,7 +101,15 @@ class MediaPublisher:
             self.ended.set()
 
     async def close(self) -> None:
-        """Idempotent: stops the watchdog, closes the connection and the sources."""
+        """Idempotent: stops the watchdog, closes the connection and the sources.
+
+        Waits for an offer still gathering candidates first: aioice records a gathering
+        round's sockets only when the round ends, so closing mid-round would leave them open.
+        """
+        if self._offer is not None:
+            await asyncio.wait({self._offer})
+            if not self._offer.cancelled():
+                self._offer.exception()  # retrieved: the caller saw it, or was cancelled
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)

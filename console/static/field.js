@@ -17,6 +17,7 @@
  * prefill the form and `&autostart=1` starts publishing on load (kiosk use).
  */
 import { Backoff } from './backoff.js';
+import { initSos } from './field-sos.js';
 import {
   SdpExchangeError, deleteSession, postOffer, waitForIceGathering,
 } from './sdp-exchange.js';
@@ -340,3 +341,5 @@ window.fieldPage = {
   stop: () => publisher.stop(),
 };
 publisher.restore();
+
+initSos();

@@ -68,3 +68,21 @@ async def test_console_login_rejects_bad_password_and_serves_no_external_assets(
         external = [u for u in requests if not u.startswith(live.url) and not u.startswith(("data:", "blob:"))]
         assert not external, f"the console must work offline; it requested {external}"
         assert await tile_frames(page, "nobody") == 0
+
+
+async def test_field_page_sos_button_alarms_operators(live: LiveServer) -> None:
+    from tests.support.unit_client import Console
+
+    token = live.add_unit("bc-09")
+    live.add_user("op", "operator")
+    console = await Console(live.url, await live.login("op")).connect()
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(f"{live.url}/field")
+        await page.fill("#unit-id", "bc-09")
+        await page.fill("#unit-token", token)
+        await page.click("#sos-btn")
+        await page.wait_for_selector("#sos-state[data-state='sent']", timeout=10_000)
+    alert = await console.next("alert", lambda a: a["kind"] == "sos" and a["unit_id"] == "bc-09")
+    assert alert["state"] == "open"
+    await console.close()
