@@ -16,13 +16,24 @@ from .roster import iso
 routes = web.RouteTableDef()
 
 
-async def read_json(request: web.Request) -> Any:
-    limit = request.app[SETTINGS].server.max_message_bytes
+async def read_body(request: web.Request, limit: int, what: str) -> bytes:
+    """The whole request body, refusing (413) anything over ``limit`` bytes without buffering it."""
     if request.content_length is not None and request.content_length > limit:
-        raise TooLarge(f"request body of {request.content_length} bytes is over {limit} bytes")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise TooLarge(f"request body is over {limit} bytes")
+        raise TooLarge(f"{what} of {request.content_length} bytes is over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"{what} is over {limit} bytes")
+        chunks.append(chunk)
+
+
+async def read_json(request: web.Request) -> Any:
+    raw = await read_body(request, request.app[SETTINGS].server.max_message_bytes, "request body")
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

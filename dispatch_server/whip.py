@@ -9,8 +9,8 @@ from aiohttp import web
 
 from .appkeys import AUTH, LIVE, SETTINGS
 from .auth import bearer, check_unit_id
-from .errors import TooLarge, UnsupportedMediaType
-from .http_api import person_of
+from .errors import UnsupportedMediaType
+from .http_api import person_of, read_body
 
 routes = web.RouteTableDef()
 
@@ -20,12 +20,7 @@ SDP_TYPE = "application/sdp"
 async def read_sdp(request: web.Request) -> str:
     if request.content_type != SDP_TYPE:
         raise UnsupportedMediaType(f"Content-Type must be {SDP_TYPE}, got {request.content_type or 'none'!r}")
-    limit = request.app[SETTINGS].server.max_sdp_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLarge(f"SDP offer of {request.content_length} bytes is over {limit} bytes")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise TooLarge(f"SDP offer is over {limit} bytes")
+    raw = await read_body(request, request.app[SETTINGS].server.max_sdp_bytes, "SDP offer")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
