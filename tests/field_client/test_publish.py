@@ -213,7 +213,11 @@ async def test_field_client_process_publishes_and_exits_0_on_signal(
         client = await Process.start("-m", "field_client", "--server", url, "--unit", "bc-07", "--token", token,
                                      "--signalling", signalling, "--size", "320x240",
                                      "--applied-log", str(tmp_path / "applied.jsonl"))
-        unit = await watch.until("bc-07", publishing, timeout=60)
+        try:
+            unit = await watch.until("bc-07", publishing, timeout=60)
+        except TimeoutError:
+            raise AssertionError("the unit never showed as publishing\n--- field-client:\n" + client.output()
+                                 + "\n--- server:\n" + server.output()) from None
         assert unit["video_codec"] == "VP8"
         assert (await api_units(url, op))["bc-07"]["publishing"] is True
         await client.line_with("unit bc-07: publishing")

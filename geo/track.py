@@ -1,0 +1,222 @@
+"""Stored tracks: every accepted fix of every unit, tagged with the action and case it served.
+
+A track point is keyed by ``(unit_id, ts)``: a unit cannot be in two places at one fix time, and
+field links resend fixes after a reconnect, so a second point with the same key is a duplicate,
+ignored and counted, never an error and never an overwrite (the first stored copy stands).
+
+Units: ``ts`` in epoch seconds (float, the device's fix time as in :class:`geo.fix.Fix`);
+positions in WGS-84 degrees; the rest as documented on ``Fix``.
+
+Two implementations of :class:`TrackStore`, chosen at the composition root:
+
+* :class:`SqliteTrackStore` -- durable, one SQLite file of its own in WAL mode. Its methods block
+  on disk I/O (an insert of a few thousand points takes milliseconds, a commit may wait for
+  fsync), so call them off the event loop, e.g. ``await asyncio.to_thread(store.insert_many,
+  points)``. One connection is shared under a lock, so calls from several threads serialise.
+* :class:`MemoryTrackStore` -- for tests and single-process demos; not persistent, unbounded.
+
+Limits: range queries are half-open ``since <= ts < until`` (either bound may be None), ordered
+by ``ts`` ascending, optionally capped by ``limit``. Float ``ts`` values are compared exactly, so
+a resend must carry the same ``ts`` to be recognised as a duplicate (JSON round trips of a float
+preserve it).
+"""
+
+from __future__ import annotations
+
+import bisect
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from geo.fix import Fix
+
+
+@dataclass(frozen=True)
+class TrackPoint:
+    """One fix of one unit, with the action and case (if any) the unit was working on."""
+
+    unit_id: str
+    fix: Fix
+    action_id: str | None = None
+    case_number: str | None = None
+
+
+@dataclass(frozen=True)
+class InsertResult:
+    """How many points of a batch were stored and how many were duplicates of stored ones."""
+
+    inserted: int
+    duplicates: int
+
+
+class TrackStore(Protocol):
+    """Where track points live. Implementations keep the semantics in the module docstring."""
+
+    def insert_many(self, points: Iterable[TrackPoint]) -> InsertResult:
+        """Store the points atomically (all or none on error); duplicates are skipped and counted."""
+        ...
+
+    def query(
+        self, unit_id: str, since: float | None = None, until: float | None = None, limit: int | None = None
+    ) -> list[TrackPoint]:
+        """The unit's points with ``since <= ts < until``, oldest first, at most ``limit``."""
+        ...
+
+    def close(self) -> None:
+        """Release resources; idempotent. Other calls after close raise."""
+        ...
+
+
+class TrackStoreClosed(RuntimeError):
+    """The store was used after close()."""
+
+
+class MemoryTrackStore:
+    """:class:`TrackStore` in process memory: a sorted ``ts`` list and a dict per unit."""
+
+    def __init__(self) -> None:
+        self._times: dict[str, list[float]] = {}
+        self._points: dict[str, dict[float, TrackPoint]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def insert_many(self, points: Iterable[TrackPoint]) -> InsertResult:
+        # Read every key before touching state, so a malformed point leaves the store unchanged.
+        batch = [(p.unit_id, float(p.fix.ts), p) for p in points]
+        inserted = duplicates = 0
+        with self._lock:
+            self._check_open()
+            for unit_id, ts, p in batch:
+                by_ts = self._points.setdefault(unit_id, {})
+                if ts in by_ts:
+                    duplicates += 1
+                    continue
+                by_ts[ts] = p
+                bisect.insort(self._times.setdefault(unit_id, []), ts)
+                inserted += 1
+        return InsertResult(inserted, duplicates)
+
+    def query(
+        self, unit_id: str, since: float | None = None, until: float | None = None, limit: int | None = None
+    ) -> list[TrackPoint]:
+        _check_limit(limit)
+        with self._lock:
+            self._check_open()
+            times = self._times.get(unit_id, [])
+            lo = 0 if since is None else bisect.bisect_left(times, since)
+            hi = len(times) if until is None else bisect.bisect_left(times, until)
+            if limit is not None:
+                hi = min(hi, lo + limit)
+            by_ts = self._points[unit_id] if times else {}
+            return [by_ts[t] for t in times[lo:hi]]
+
+    def close(self) -> None:
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TrackStoreClosed("track store is closed")
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fixes (
+    unit_id     TEXT NOT NULL,
+    ts          REAL NOT NULL,
+    lat         REAL NOT NULL,
+    lon         REAL NOT NULL,
+    alt         REAL,
+    accuracy    REAL,
+    speed       REAL,
+    heading     REAL,
+    action_id   TEXT,
+    case_number TEXT,
+    PRIMARY KEY (unit_id, ts)
+) WITHOUT ROWID
+"""
+_COLUMNS = "unit_id, ts, lat, lon, alt, accuracy, speed, heading, action_id, case_number"
+
+
+class SqliteTrackStore:
+    """:class:`TrackStore` in its own SQLite file (WAL). Blocking: run its calls off the event loop.
+
+    The file and its parent directory are created if missing. ``synchronous=NORMAL`` under WAL
+    keeps the database consistent after a crash; the last transactions before a power loss may be
+    lost, which fits position data that units resend anyway.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None
+        )
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.execute(_SCHEMA)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def insert_many(self, points: Iterable[TrackPoint]) -> InsertResult:
+        rows = [
+            (p.unit_id, p.fix.ts, p.fix.lat, p.fix.lon, p.fix.alt, p.fix.accuracy, p.fix.speed,
+             p.fix.heading, p.action_id, p.case_number)
+            for p in points
+        ]
+        with self._lock:
+            conn = self._open_conn()
+            before = conn.total_changes
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(f"INSERT OR IGNORE INTO fixes ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            inserted = conn.total_changes - before
+        return InsertResult(inserted, len(rows) - inserted)
+
+    def query(
+        self, unit_id: str, since: float | None = None, until: float | None = None, limit: int | None = None
+    ) -> list[TrackPoint]:
+        _check_limit(limit)
+        sql = f"SELECT {_COLUMNS} FROM fixes WHERE unit_id = ?"
+        args: list[object] = [unit_id]
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND ts < ?"
+            args.append(until)
+        sql += " ORDER BY ts"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self._lock:
+            rows = self._open_conn().execute(sql, args).fetchall()
+        return [
+            TrackPoint(u, Fix(lat, lon, ts, alt, acc, speed, heading), action_id, case_number)
+            for u, ts, lat, lon, alt, acc, speed, heading, action_id, case_number in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _open_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise TrackStoreClosed(f"track store {self.path} is closed")
+        return self._conn
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")

@@ -1,0 +1,121 @@
+"""TrackStore contract, run against the SQLite and the in-memory implementation."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from geo.fix import Fix
+from geo.track import (
+    InsertResult, MemoryTrackStore, SqliteTrackStore, TrackPoint, TrackStore, TrackStoreClosed,
+)
+
+T0 = 1_790_000_000.0
+
+
+def point(
+    unit: str, ts: float, lat: float = 52.0, action: str | None = "act-1", case: str | None = "K 12/26"
+) -> TrackPoint:
+    return TrackPoint(unit, Fix(lat, 21.0, ts, alt=110.5, accuracy=4.0, speed=1.5, heading=270.0), action, case)
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TrackStore]:
+    s: TrackStore = MemoryTrackStore() if request.param == "memory" else SqliteTrackStore(tmp_path / "tracks.db")
+    yield s
+    s.close()
+
+
+def test_inserted_points_come_back_in_time_order(store: TrackStore) -> None:
+    pts = [point("u1", T0 + t) for t in (5, 1, 3, 2, 4)]
+    assert store.insert_many(pts) == InsertResult(5, 0)
+    got = store.query("u1")
+    assert [p.fix.ts for p in got] == [T0 + t for t in (1, 2, 3, 4, 5)]
+    assert got[0] == point("u1", T0 + 1)
+
+
+def test_all_fields_survive_including_missing_ones(store: TrackStore) -> None:
+    bare = TrackPoint("u1", Fix(-33.5, 151.25, T0))
+    store.insert_many([bare, point("u1", T0 + 1, action=None, case=None)])
+    got = store.query("u1")
+    assert got == [bare, point("u1", T0 + 1, action=None, case=None)]
+
+
+def test_duplicates_are_ignored_and_counted(store: TrackStore) -> None:
+    assert store.insert_many([point("u1", T0), point("u1", T0 + 1)]) == InsertResult(2, 0)
+    # Same unit and ts again (even with other contents), within a batch and across batches.
+    again = [point("u1", T0, lat=10.0), point("u1", T0 + 2), point("u1", T0 + 2, lat=11.0), point("u2", T0)]
+    assert store.insert_many(again) == InsertResult(2, 2)
+    got = store.query("u1")
+    assert [p.fix.ts for p in got] == [T0, T0 + 1, T0 + 2]
+    assert got[0].fix.lat == 52.0  # the first stored copy stands
+    assert len(store.query("u2")) == 1
+
+
+def test_query_by_unit_and_half_open_time_range(store: TrackStore) -> None:
+    store.insert_many([point(u, T0 + t) for u in ("u1", "u2") for t in range(10)])
+    assert [p.fix.ts - T0 for p in store.query("u1", since=T0 + 3, until=T0 + 6)] == [3, 4, 5]
+    assert [p.fix.ts - T0 for p in store.query("u1", since=T0 + 8)] == [8, 9]
+    assert [p.fix.ts - T0 for p in store.query("u1", until=T0 + 2)] == [0, 1]
+    assert [p.fix.ts - T0 for p in store.query("u1", since=T0 + 2, limit=3)] == [2, 3, 4]
+    assert store.query("u1", limit=0) == []
+    assert store.query("u1", since=T0 + 5, until=T0 + 5) == []
+    assert store.query("nobody") == []
+    assert {p.unit_id for p in store.query("u2")} == {"u2"}
+
+
+def test_empty_batch_is_fine(store: TrackStore) -> None:
+    assert store.insert_many([]) == InsertResult(0, 0)
+
+
+def test_a_bad_point_leaves_the_batch_unstored(store: TrackStore) -> None:
+    with pytest.raises(AttributeError):
+        store.insert_many([point("u1", T0), "not a point"])  # type: ignore[list-item]
+    assert store.query("u1") == []
+
+
+def test_negative_limit_is_refused(store: TrackStore) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        store.query("u1", limit=-1)
+
+
+def test_close_is_idempotent_and_use_after_close_raises(store: TrackStore) -> None:
+    store.close()
+    store.close()
+    with pytest.raises(TrackStoreClosed):
+        store.query("u1")
+    with pytest.raises(TrackStoreClosed):
+        store.insert_many([point("u1", T0)])
+
+
+async def test_blocking_calls_run_in_a_worker_thread(store: TrackStore) -> None:
+    batches = [[point("u1", T0 + i * 100 + j) for j in range(100)] for i in range(8)]
+    results = await asyncio.gather(*(asyncio.to_thread(store.insert_many, b) for b in batches))
+    assert sum(r.inserted for r in results) == 800
+    assert len(await asyncio.to_thread(store.query, "u1")) == 800
+
+
+def test_sqlite_store_persists_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "tracks.db"
+    first = SqliteTrackStore(path)
+    first.insert_many([point("u1", T0), point("u1", T0 + 1)])
+    first.close()
+    reopened = SqliteTrackStore(path)
+    try:
+        assert reopened.insert_many([point("u1", T0 + 1)]) == InsertResult(0, 1)
+        assert len(reopened.query("u1")) == 2
+    finally:
+        reopened.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(fixes)")]
+        assert {"unit_id", "ts", "action_id", "case_number"} <= set(cols)
+        pk = [r[1] for r in sorted(conn.execute("PRAGMA table_info(fixes)"), key=lambda r: r[5]) if r[5]]
+        assert pk == ["unit_id", "ts"]
+    finally:
+        conn.close()
