@@ -230,7 +230,10 @@ def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.Async
     async def to_unit(unit_id: str, event: str, data: dict[str, Any]) -> None:
         await sio.emit(event, data, room=f"unit:{unit_id}", namespace="/unit")
 
+    cache: dict[str, Any] = {"at": float("-inf"), "map": {}}
+
     async def action_changed(action: Action) -> None:
+        cache["at"] = float("-inf")
         await to_operators("action_update", action.view())
         for unit_id in action.units:
             await roster.announce(unit_id)
@@ -240,8 +243,15 @@ def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.Async
     alerts = AlertService(store, audit, to_operators, settings.alerts.escalate_after_s, clock)
     app[ALERTS] = alerts
 
+    # Running action per unit, read on every roster event (1 Hz per unit with positions):
+    # cached for a second, and dropped at once when this node changes an action.
+
     async def unit_actions() -> dict[str, tuple[str, str]]:
-        return {u: (a.id, a.case_number) for a in await actions.list("running") for u in a.units}
+        now = time.monotonic()
+        if now - cache["at"] > 1.0:
+            cache["map"] = {u: (a.id, a.case_number) for a in await actions.list("running") for u in a.units}
+            cache["at"] = now
+        return cache["map"]  # type: ignore[no-any-return]
 
     roster.unit_actions = unit_actions
 
