@@ -23,7 +23,7 @@ from .store import Store
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("sos", "unit_offline", "stopped_publishing", "ack_overdue")
+KINDS = ("sos", "unit_offline", "stopped_publishing", "ack_overdue", "geofence_exit", "geofence_enter")
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
@@ -62,8 +62,10 @@ class AlertService:
 
     async def raise_alert(self, kind: str, unit_id: str, message: str, *, actor: str = "system",
                           action_id: str | None = None, case_number: str | None = None,
-                          position: dict[str, Any] | None = None, instruction_id: str | None = None) -> dict[str, Any]:
-        if kind != "sos":
+                          position: dict[str, Any] | None = None, instruction_id: str | None = None,
+                          dedupe: bool | None = None) -> dict[str, Any]:
+        """``dedupe`` (default: every kind but SOS) returns the open alert of the same unit and kind instead."""
+        if (kind != "sos") if dedupe is None else dedupe:
             existing = await self._store.run(self._open_of, unit_id, kind)
             if existing is not None:
                 return view(existing)

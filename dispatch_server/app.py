@@ -7,6 +7,7 @@ live service drains (refuses new sessions, ends every peer connection), then pre
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -18,18 +19,20 @@ import socketio
 from aiohttp import web
 
 from media import passthrough
+from geo.track import SqliteTrackStore
 from media.relay import Relay, RelayConfig
 
-from . import api_dispatch, http_api, openapi, whip
+from . import api_dispatch, api_geo, http_api, openapi, whip
 from .actions import Action, ActionService
 from .alerts import AlertService
-from .appkeys import ACTIONS, ALERTS, AUDIT, AUTH, INSTRUCTIONS, LIVE, ROSTER, SETTINGS, SIO, STORE, TALK, UPDATES
+from .appkeys import ACTIONS, ALERTS, AUDIT, AUTH, INSTRUCTIONS, LIVE, ROSTER, POSITIONS, SETTINGS, SIO, STORE, TALK, UPDATES
 from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
 from .errors import DispatchError
 from .instructions import InstructionService
 from .live import LiveService
+from .positions import PositionService
 from .presence import MemoryPresence, Presence, PresenceStore, RedisPresence
 from .roster import Roster
 from .sio_console import OPERATORS_ROOM, ConsoleNamespace
@@ -43,6 +46,7 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONSOLE_DIR = REPO_ROOT / "console"
 SIO_CLIENT_JS = CONSOLE_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+LEAFLET_DIR = CONSOLE_DIR / "node_modules" / "leaflet" / "dist"
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
@@ -111,6 +115,14 @@ def _static_routes(app: web.Application) -> None:
     app.router.add_get("/", console_page)
     app.router.add_get("/field", field_page)
     app.router.add_get("/vendor/socket.io.min.js", sio_client)
+    if LEAFLET_DIR.is_dir():
+        app.router.add_static("/vendor/leaflet/", LEAFLET_DIR, follow_symlinks=False)
+    else:
+        async def leaflet_missing(request: web.Request) -> web.StreamResponse:
+            raise DispatchError("the map library is not installed: run 'make install' (npm ci in console/)",
+                                code="console_not_installed")
+
+        app.router.add_get("/vendor/leaflet/{path:.*}", leaflet_missing)
     app.router.add_static("/static/", static, follow_symlinks=False)
 
 
@@ -187,7 +199,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         live.start()
         app[INSTRUCTIONS].start(settings.alerts.sweep_interval_s)
         app[ALERTS].start(settings.alerts.sweep_interval_s)
+        app[POSITIONS].start()
         yield
+        await app[POSITIONS].close()
         await app[UPDATES].close()
         await app[INSTRUCTIONS].close()
         await app[ALERTS].close()
@@ -206,10 +220,20 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             if listener is not None:
                 listener.cancel()
 
+    async def close_sockets(app: web.Application) -> None:
+        """Before aiohttp waits for open connections: close every Socket.IO connection, so units
+        reconnect elsewhere (or here after a restart) and no websocket holds up the shutdown."""
+        try:
+            await asyncio.wait_for(sio.shutdown(), timeout=5)
+        except Exception as exc:
+            logger.warning("Socket.IO shutdown incomplete: %r", exc)
+
+    app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.extend([store_ctx, presence_ctx, live_ctx, sio_ctx])
 
     app.router.add_routes(http_api.routes)
     app.router.add_routes(whip.routes)
+    app.router.add_routes(api_geo.routes)
     app.router.add_routes(api_dispatch.routes)
     app.router.add_routes(openapi.routes)
     _static_routes(app)
@@ -273,7 +297,12 @@ def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.Async
     talk = TalkService(relay, actions, audit, to_unit, lambda: live.ice_servers, settings.media.publisher_timeout_s,
                        lambda unit_id: unit_id in unit_ns.connections, clock)
     app[TALK] = talk
+    roster.stale_after_s = settings.geo.stale_after_s
+    positions = PositionService(SqliteTrackStore(settings.data_dir / "tracks.sqlite3"), roster, actions, alerts,
+                                audit, unit_actions, settings.geo.stale_after_s, clock)
+    app[POSITIONS] = positions
     unit_ns.instructions, unit_ns.alerts, unit_ns.actions, unit_ns.talk = instructions, alerts, actions, talk
+    unit_ns.positions = positions
 
     async def watch_unit(before: Presence | None, after: Presence) -> None:
         """流程预警: a unit of a running action drops out or stops its video."""

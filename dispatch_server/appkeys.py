@@ -12,6 +12,7 @@ from .auth import Authenticator
 from .config import Settings
 from .instructions import InstructionService
 from .live import LiveService
+from .positions import PositionService
 from .roster import Roster
 from .store import Store
 from .talk import TalkService
@@ -29,3 +30,4 @@ ALERTS = web.AppKey("alerts", AlertService)
 INSTRUCTIONS = web.AppKey("instructions", InstructionService)
 TALK = web.AppKey("talk", TalkService)
 UPDATES = web.AppKey("updates", UpdateBatcher)
+POSITIONS = web.AppKey("positions", PositionService)

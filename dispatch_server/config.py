@@ -85,6 +85,15 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True)
+class GeoConfig:
+    stale_after_s: float = 30.0  # a unit whose last fix is older shows as stale
+    tile_url: str = ""  # map tiles, e.g. "https://tiles.court.example/{z}/{x}/{y}.png"; empty: plain map, no requests
+    tile_crs: str = "wgs84"  # "gcj02" for most Chinese tile servers: positions are converted for display
+    center: tuple[float, ...] = (39.9042, 116.4074)  # map centre [lat, lon] before any unit has a fix
+    zoom: int = 13
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     escalate_after_s: float = 60.0  # an alert nobody acknowledged this long is escalated
     sweep_interval_s: float = 0.5  # how often TTLs, acknowledgement deadlines and escalations are checked
@@ -112,6 +121,7 @@ class Settings:
     media: MediaConfig = MediaConfig()
     console: ConsoleConfig = ConsoleConfig()
     alerts: AlertsConfig = AlertsConfig()
+    geo: GeoConfig = GeoConfig()
     redis: RedisConfig = RedisConfig()
     demo: DemoConfig = DemoConfig()
     base_dir: str = "."  # folder of the config file; not settable from the file
@@ -250,6 +260,7 @@ def validate(s: Settings) -> None:
         ("console.patrol_interval_s", s.console.patrol_interval_s, 1.0),
         ("alerts.escalate_after_s", s.alerts.escalate_after_s, 1.0),
         ("alerts.sweep_interval_s", s.alerts.sweep_interval_s, 0.05),
+        ("geo.stale_after_s", s.geo.stale_after_s, 1.0),
         ("demo.simulated_units", s.demo.simulated_units, 0),
     ]
     for key, value, minimum in checks:
@@ -261,6 +272,14 @@ def validate(s: Settings) -> None:
                 raise ConfigError(f"media.ice_servers[{i}].urls: {url!r} is not a stun:/turn: URL")
         if any(u.startswith("turn") for u in ice.urls) and not (ice.username and ice.credential):
             raise ConfigError(f"media.ice_servers[{i}]: TURN servers need username and credential")
+    if s.geo.tile_crs not in ("wgs84", "gcj02"):
+        raise ConfigError(f"geo.tile_crs: must be 'wgs84' or 'gcj02', got {s.geo.tile_crs!r}")
+    if len(s.geo.center) != 2 or not (-90 <= s.geo.center[0] <= 90 and -180 <= s.geo.center[1] <= 180):
+        raise ConfigError(f"geo.center: must be [lat, lon], got {list(s.geo.center)!r}")
+    if s.geo.tile_url and not re.match(r"^(https?://|/)", s.geo.tile_url):
+        raise ConfigError(f"geo.tile_url: must be an http(s) URL or a path on this server, got {s.geo.tile_url!r}")
+    if not 1 <= s.geo.zoom <= 20:
+        raise ConfigError(f"geo.zoom: must be 1..20, got {s.geo.zoom}")
     if s.redis.url and not re.match(r"^(redis|rediss|unix)://", s.redis.url):
         raise ConfigError(f"redis.url: {redact_url(s.redis.url)!r} is not a redis:// URL")
 

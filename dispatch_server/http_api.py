@@ -79,9 +79,12 @@ async def units(request: web.Request) -> web.Response:
 async def console_config(request: web.Request) -> web.Response:
     await person_of(request, "session.self")
     settings = request.app[SETTINGS]
-    return web.json_response(
-        {"patrol_interval_s": settings.console.patrol_interval_s, "ice_servers": request.app[LIVE].ice_servers}
-    )
+    geo = settings.geo
+    return web.json_response({
+        "patrol_interval_s": settings.console.patrol_interval_s,
+        "ice_servers": request.app[LIVE].ice_servers,
+        "map": {"tile_url": geo.tile_url, "tile_crs": geo.tile_crs, "center": list(geo.center), "zoom": geo.zoom},
+    })
 
 
 @routes.get("/healthz")

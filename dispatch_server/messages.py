@@ -9,8 +9,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from geo.fix import Fix, FixError, parse_fix
-
 from .errors import BadRequest, TooLarge
 
 
@@ -83,13 +81,6 @@ class SessionRef:
 def parse_session_ref(data: Any, what: str) -> SessionRef:
     d = _obj(data, what)
     return SessionRef(_str(d, "session_id", what, 64))
-
-
-def parse_position(data: Any, now: float) -> Fix:
-    try:
-        return parse_fix(data, now)
-    except FixError as exc:
-        raise _bad(f"position: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,23 @@ def iso(ts: float | None) -> str | None:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def unit_view(rec: UnitRecord, p: Presence | None, action: tuple[str, str] | None = None) -> dict[str, Any]:
+def fix_age_s(position: dict[str, Any] | None, now: float) -> float | None:
+    if not position or not isinstance(position.get("ts"), str):
+        return None
+    try:
+        ts = dt.datetime.fromisoformat(position["ts"].replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+    return round(max(0.0, now - ts), 1)
+
+
+def unit_view(rec: UnitRecord, p: Presence | None, action: tuple[str, str] | None = None,
+              now: float | None = None, stale_after_s: float = 30.0) -> dict[str, Any]:
     p = p or Presence(rec.id)
+    age = fix_age_s(p.position, time.time() if now is None else now)
     return {
+        "fix_age_s": age,
+        "stale": age is not None and age > stale_after_s,
         "action_id": action[0] if action else None,
         "case_number": action[1] if action else None,
         "id": rec.id,
@@ -53,6 +67,7 @@ class Roster:
         self._clock = clock
         self.watchers: list[Watcher] = []
         self.unit_actions: UnitActions | None = None  # running action (id, case number) per unit
+        self.stale_after_s = 30.0
 
     async def _actions(self) -> dict[str, tuple[str, str]]:
         return await self.unit_actions() if self.unit_actions is not None else {}
@@ -61,13 +76,15 @@ class Roster:
         recs = await self._store.run(self._store.list_units)
         pres = await self.presence.all()
         actions = await self._actions()
-        return [unit_view(r, pres.get(r.id), actions.get(r.id)) for r in recs]
+        now = self._clock()
+        return [unit_view(r, pres.get(r.id), actions.get(r.id), now, self.stale_after_s) for r in recs]
 
     async def unit(self, unit_id: str) -> dict[str, Any] | None:
         rec = await self._store.run(self._store.get_unit, unit_id)
         if rec is None:
             return None
-        return unit_view(rec, await self.presence.get(unit_id), (await self._actions()).get(unit_id))
+        return unit_view(rec, await self.presence.get(unit_id), (await self._actions()).get(unit_id),
+                         self._clock(), self.stale_after_s)
 
     async def announce(self, unit_id: str) -> None:
         """Push the unit's current view to operators (e.g. after its action started)."""
@@ -90,6 +107,7 @@ class Roster:
         rec = await self._store.run(self._store.get_unit, unit_id)
         if rec is not None:
             try:
-                await self._emit(unit_view(rec, p, (await self._actions()).get(unit_id)))
+                await self._emit(unit_view(rec, p, (await self._actions()).get(unit_id), self._clock(),
+                                           self.stale_after_s))
             except Exception as exc:  # a Redis hiccup must not break the unit's own request
                 logger.warning("unit %s: could not broadcast status: %s", unit_id, exc)

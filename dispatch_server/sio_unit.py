@@ -6,24 +6,25 @@ import logging
 import time
 from typing import Any, Callable
 
+import msgpack
 import socketio
 
 from .actions import ActionService
 from .alerts import AlertService
 from .auth import Authenticator
 from .config import ServerConfig
-from .errors import DispatchError, Unauthorized
+from .errors import BadRequest, DispatchError, Unauthorized
 from .instructions import InstructionService
 from .live import LiveService
 from .messages import (
     parse_instruction_state,
-    parse_position,
     parse_publish,
     parse_received,
     parse_session_ref,
     parse_sync,
     parse_talk_join,
 )
+from .positions import PositionService
 from .roster import Roster
 from .sio_events import event, refuse
 from .sos import raise_sos
@@ -44,6 +45,7 @@ class UnitNamespace(socketio.AsyncNamespace):
         self.alerts: AlertService | None = None
         self.actions: ActionService | None = None
         self.talk: TalkService | None = None
+        self.positions: PositionService | None = None
         self.limits = limits
         self._clock = clock
         self.connections: dict[str, set[str]] = {}  # unit id -> Socket.IO sids on this node
@@ -91,10 +93,26 @@ class UnitNamespace(socketio.AsyncNamespace):
 
     @event()
     async def on_position(self, sid: str, data: Any) -> dict[str, Any]:
+        """One fix as JSON (simple clients); batches go through ``positions``."""
         unit_id = await self._unit(sid)
-        fix = parse_position(data, self._clock())
-        await self.roster.mark(unit_id, position=fix.as_dict())
+        assert self.positions is not None
+        result = await self.positions.ingest(unit_id, [data])
+        if result["rejected"]:
+            raise BadRequest(f"position: {result['rejected'][0]['error']}", code="bad_message")
         return {"ok": True}
+
+    @event()
+    async def on_positions(self, sid: str, data: Any) -> dict[str, Any]:
+        """A msgpack-encoded batch of fixes (binary event), oldest first."""
+        unit_id = await self._unit(sid)
+        assert self.positions is not None
+        if not isinstance(data, (bytes, bytearray)):
+            raise BadRequest("positions: expected msgpack bytes (a binary event)", code="bad_message")
+        try:
+            fixes = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
+        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+            raise BadRequest(f"positions: not valid msgpack: {exc}", code="bad_message") from None
+        return await self.positions.ingest(unit_id, fixes)
 
     # dispatch ----------------------------------------------------------------------------
     @event()

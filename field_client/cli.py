@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="STUN/TURN URL (repeatable; default none)")
     p.add_argument("--position-interval", type=float, default=1.0, metavar="S",
-                   help="seconds between position reports (default 1)")
+                   help="seconds between position fixes (default 1)")
+    p.add_argument("--position-buffer", type=int, default=86_400, metavar="N",
+                   help="fixes kept while the link is down, oldest dropped first (default 86400)")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="-v: debug logs of the client, -vv: of every library too")
     return p
@@ -92,7 +94,7 @@ def configs_from_args(args: argparse.Namespace) -> list[UnitConfig]:
         server=args.server, video=args.video, audio=args.audio, codec=args.codec, gps=args.gps,
         signalling=args.signalling, applied_log=args.applied_log, width=args.size[0],
         height=args.size[1], fps=args.fps, ice_servers=tuple(args.ice_server),
-        position_interval_s=args.position_interval,
+        position_interval_s=args.position_interval, position_buffer_size=args.position_buffer,
     )
     if args.fleet is not None:
         if args.fleet < 1:

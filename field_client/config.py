@@ -12,6 +12,7 @@ from .gps import GpsSpec
 from .sources import SourceSpec
 
 SIGNALLING = ("sio", "whip")
+MAX_POSITIONS_BATCH = 500  # the server's limit per ``positions`` event (docs/api.md)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class UnitConfig:
     fps: int = 30
     pattern_label: str | None = None  # None: the unit id
     position_interval_s: float = 1.0
+    # Fixes kept while the link is down (default 24 h at 1 Hz; the oldest go first when full)
+    # and the most sent in one ``positions`` event (the server takes up to 500).
+    position_buffer_size: int = 86_400
+    position_batch_max: int = 100
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 10.0
     connect_timeout_s: float = 10.0  # Socket.IO connect, WHIP request
@@ -60,6 +65,10 @@ class UnitConfig:
                      "ice_connect_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.position_buffer_size < 1:
+            raise ValueError(f"position_buffer_size must be at least 1, got {self.position_buffer_size}")
+        if not 1 <= self.position_batch_max <= MAX_POSITIONS_BATCH:
+            raise ValueError(f"position_batch_max must be 1..{MAX_POSITIONS_BATCH}, got {self.position_batch_max}")
         if self.backoff_cap_s < self.backoff_base_s:
             raise ValueError("backoff_cap_s must not be below backoff_base_s")
 

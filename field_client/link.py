@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
+import msgpack
 import socketio
 import socketio.exceptions
 
@@ -20,8 +21,24 @@ from .gps import Position
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "/unit"
+ACK_TIMEOUT = "ack_timeout"  # LinkError.code when the server did not acknowledge in time
 
 InstructionHandler = Callable[[Any], Awaitable[dict[str, Any]]]
+
+
+def fix_record(position: Position) -> dict[str, Any]:
+    """One fix of a ``positions`` batch: ``ts`` as epoch seconds, unknown fields left out."""
+    record: dict[str, Any] = {"lat": round(position.lat, 7), "lon": round(position.lon, 7), "ts": position.ts}
+    for key in ("alt", "accuracy", "speed", "heading"):
+        value = getattr(position, key)
+        if value is not None:
+            record[key] = round(value, 2)
+    return record
+
+
+def positions_payload(batch: Sequence[Position]) -> bytes:
+    """The ``positions`` event data: msgpack of the list of fix records, oldest first."""
+    return msgpack.packb([fix_record(p) for p in batch])
 
 
 def _error_of(ack: Any) -> tuple[str, str]:
@@ -102,11 +119,12 @@ class UnitLink:
                 raise LinkError(f"server refused the connection: {code}: {message}", code) from exc
             raise LinkError(f"cannot connect to {self.server}: {exc or type(exc).__name__}") from exc
 
-    async def _call(self, event: str, data: dict[str, Any]) -> Any:
+    async def _call(self, event: str, data: dict[str, Any] | bytes) -> Any:
         try:
             return await self._sio.call(event, data, namespace=NAMESPACE, timeout=self._ack_timeout_s)
         except socketio.exceptions.TimeoutError as exc:
-            raise LinkError(f"no acknowledgement for {event!r} within {self._ack_timeout_s:g} s") from exc
+            raise LinkError(f"no acknowledgement for {event!r} within {self._ack_timeout_s:g} s",
+                            ACK_TIMEOUT) from exc
         except socketio.exceptions.SocketIOError as exc:
             raise LinkError(f"{event!r} failed: {exc}") from exc
 
@@ -142,6 +160,18 @@ class UnitLink:
             return True
         logger.warning("unit %s: position refused: %s: %s", self.unit_id, *_error_of(ack))
         return False
+
+    async def send_positions(self, batch: Sequence[Position]) -> dict[str, Any]:
+        """Report fixes as one binary ``positions`` event; returns the ``{"ok": true, ...}`` ack.
+
+        A refusal raises :class:`LinkError` with the server's code, a missing acknowledgement
+        one with code ``ack_timeout`` (also what a server without a ``positions`` handler gives).
+        """
+        ack = await self._call("positions", positions_payload(batch))
+        if isinstance(ack, dict) and ack.get("ok") is True:
+            return ack
+        code, message = _error_of(ack)
+        raise LinkError(f"positions refused: {code}: {message}", code)
 
     async def close(self) -> None:
         """Disconnect; idempotent."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any, Awaitable, TypeVar
 
 from aiortc import (
     RTCConfiguration,
@@ -24,6 +25,8 @@ from media.pattern import EncodedVideoTrack, attach_keyframe_requests
 from .sources import MediaSources
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _VIDEO_MIME = {"vp8": "video/VP8", "h264": "video/H264"}
 
@@ -50,7 +53,7 @@ class MediaPublisher:
         self.connected = asyncio.Event()
         self._ice_connect_timeout_s = ice_connect_timeout_s
         self._watchdog: asyncio.Task[None] | None = None
-        self._offer: asyncio.Future[str] | None = None
+        self._steps: list[asyncio.Future[Any]] = []
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(u) for u in ice_servers]))
         self._pc.on("connectionstatechange", self._on_state)
 
@@ -66,13 +69,20 @@ class MediaPublisher:
         elif state in ("failed", "closed"):
             self.ended.set()
 
-    async def create_offer(self) -> str:
-        """A complete offer: aiortc gathers every candidate before ``localDescription``.
+    async def _uninterrupted(self, aw: Awaitable[T]) -> T:
+        """Run one negotiation step to its end even if the caller is cancelled.
 
-        Cancelling this call does not interrupt ICE gathering (see :meth:`close`).
+        aioice registers a gathering round's sockets only when the round ends, and aiortc's
+        ``setRemoteDescription`` closes the ICE transports BUNDLE makes redundant; cancelled
+        half-way, either leaves UDP sockets open. :meth:`close` waits for these steps.
         """
-        self._offer = asyncio.ensure_future(self._make_offer())
-        return await asyncio.shield(self._offer)
+        step = asyncio.ensure_future(aw)
+        self._steps.append(step)
+        return await asyncio.shield(step)
+
+    async def create_offer(self) -> str:
+        """A complete offer: aiortc gathers every candidate before ``localDescription``."""
+        return await self._uninterrupted(self._make_offer())
 
     async def _make_offer(self) -> str:
         if self.sources.video is not None:
@@ -89,7 +99,8 @@ class MediaPublisher:
 
     async def accept_answer(self, answer_sdp: str) -> None:
         """Apply the server's answer and start the ICE watchdog."""
-        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        await self._uninterrupted(
+            self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer")))
         self._watchdog = asyncio.create_task(self._watch_ice(), name=f"ice-watchdog-{self.unit_id}")
 
     async def _watch_ice(self) -> None:
@@ -100,16 +111,31 @@ class MediaPublisher:
                            self.unit_id, self._ice_connect_timeout_s)
             self.ended.set()
 
+    async def _settle(self, timeout_s: float) -> None:
+        """Wait until the connection is connected or ended, at most ``timeout_s`` seconds."""
+        waiters = [asyncio.create_task(self.connected.wait()), asyncio.create_task(self.ended.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+
     async def close(self) -> None:
         """Idempotent: stops the watchdog, closes the connection and the sources.
 
-        Waits for an offer still gathering candidates first: aioice records a gathering
-        round's sockets only when the round ends, so closing mid-round would leave them open.
+        Waits for a negotiation step still running first (see :meth:`_uninterrupted`).
         """
-        if self._offer is not None:
-            await asyncio.wait({self._offer})
-            if not self._offer.cancelled():
-                self._offer.exception()  # retrieved: the caller saw it, or was cancelled
+        if self._steps:
+            await asyncio.wait(self._steps)
+            for step in self._steps:
+                if not step.cancelled():
+                    step.exception()  # retrieved: the caller saw it, or was cancelled
+            self._steps.clear()
+        if self._watchdog is not None and self.state == "connecting" and not self.ended.is_set():
+            # aiortc starts ICE in a task of its own after setRemoteDescription; closing before
+            # that task reaches the transport makes it die with an unretrieved InvalidStateError.
+            await self._settle(timeout_s=2.0)
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
@@ -31,6 +31,7 @@ from .backoff import Backoff, wait_or_stop
 from .config import UnitConfig
 from .errors import AlreadyPublishing, FieldClientError, LinkError, PublishRejected, SourceError
 from .gps import PositionSource, open_position_source
+from .gps_buffer import FixBuffer, PositionUploader
 from .link import UnitLink
 from .publisher import MediaPublisher
 from .sources import PatternOptions, open_sources
@@ -109,6 +110,9 @@ class FieldUnit:
         self._clock = clock
         self._applied: AppliedLog | None = None
         self._positions: PositionSource | None = None
+        # Fixes wait here while the link is down; None without a GPS source.
+        self.fixes: FixBuffer | None = None
+        self._uploader: PositionUploader | None = None
         self._http: aiohttp.ClientSession | None = None
         self.instructions_received = 0
         self.inbox: InstructionInbox | None = None
@@ -142,6 +146,12 @@ class FieldUnit:
             self._positions = await asyncio.to_thread(open_position_source, cfg.gps, self._rng)
         except (OSError, ValueError) as exc:  # NmeaError is a ValueError
             raise SourceError(f"--gps {cfg.gps}: {exc}") from exc
+        sampler: asyncio.Task[None] | None = None
+        if self._positions is not None:
+            self.fixes = FixBuffer(cfg.position_buffer_size, unit_id=cfg.unit_id)
+            self._uploader = PositionUploader(self.fixes, batch_max=cfg.position_batch_max)
+            sampler = asyncio.create_task(self._sample_positions(self._positions, self.fixes),
+                                          name=f"{cfg.unit_id}-gps")
         supervisors: list[tuple[str, Attempt]] = []
         if cfg.signalling == "sio":
             supervisors.append(("link", self._sio_attempt))
@@ -157,6 +167,9 @@ class FieldUnit:
         finally:
             for t in tasks:
                 await cancel_and_wait(t)
+            await cancel_and_wait(sampler)
+            if self.fixes is not None and len(self.fixes):
+                self._log(logging.INFO, "%d buffered fixes not sent", len(self.fixes))
             if self._http is not None:
                 await self._http.close()
                 self._http = None
@@ -206,8 +219,8 @@ class FieldUnit:
         await link.connect()
         self._log(logging.INFO, "link connected")
         s.inbox = asyncio.create_task(self._pull_instructions(link), name=f"{c.unit_id}-instructions")
-        if self._positions is not None:
-            s.positions = asyncio.create_task(self._send_positions(s.link, self._positions),
+        if self._uploader is not None:
+            s.positions = asyncio.create_task(self._send_positions(s.link, self._uploader),
                                               name=f"{c.unit_id}-positions")
 
     async def _open_publisher(self, s: _Session) -> str:
@@ -300,22 +313,26 @@ class FieldUnit:
 
     # -- positions and instructions -----------------------------------------------------------
 
-    async def _send_positions(self, link: UnitLink, source: PositionSource) -> None:
+    async def _sample_positions(self, source: PositionSource, fixes: FixBuffer) -> None:
+        """One fix every ``position_interval_s`` into the buffer, link or no link."""
         loop = asyncio.get_running_loop()
         interval = self.cfg.position_interval_s
         due = loop.time()
         while True:
             position = source.position(self._clock())
             if position is not None:
-                try:
-                    await link.send_position(position)
-                except LinkError as exc:
-                    self._log(logging.DEBUG, "position not acknowledged: %s", exc)
+                # Whole milliseconds, so a fix resent as a single ``position`` (ISO text, ms)
+                # carries exactly the ``ts`` of its batch copy and the server sees a duplicate.
+                fixes.append(replace(position, ts=round(position.ts, 3)))
             due += interval
             now = loop.time()
-            if due < now:  # a slow acknowledgement: skip the missed ticks rather than burst
+            if due < now:  # the loop was held up: skip the missed ticks rather than burst
                 due = now + interval
             await asyncio.sleep(due - now)
+
+    async def _send_positions(self, link: UnitLink, uploader: PositionUploader) -> None:
+        """Buffered fixes over this link, oldest first, until the attempt cancels it."""
+        await uploader.drain(link)
 
     async def _pull_instructions(self, link: UnitLink) -> None:
         """Everything queued while the unit was away, in order, right after connecting."""

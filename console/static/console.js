@@ -15,12 +15,15 @@
  *     alerts: Map(alertId -> alert),
  *     talk: TalkBack {unitId, state: "idle" | "connecting" | "live" | "error", error, pc, location},
  *     alarm: AlarmSound {sounding: boolean, beeps: number},
+ *     map: {leaflet: L.Map | null, markers: Map(unitId -> {marker, latlng: [lat, lon] as displayed,
+ *       track: [[lat, lon], ...]}), areas: Map(actionId -> layer), dispatchAt(lat, lon), fit()},
  *   }
  */
 import { AlarmSound } from './alarm-sound.js';
 import { ApiClient, ApiError } from './api.js';
 import { Backoff } from './backoff.js';
 import { DispatchPanels } from './dispatch-panels.js';
+import { UnitMap } from './map.js';
 import { Patrol } from './patrol.js';
 import { RosterTable, parseUnit } from './roster.js';
 import { TalkBack } from './talk-back.js';
@@ -46,7 +49,7 @@ const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 class ConsoleApp {
   constructor() {
     this.api = new ApiClient((message) => this.showLogin(message));
-    /** @type {{patrol_interval_s: number, ice_servers: RTCIceServer[]}} */
+    /** @type {{patrol_interval_s: number, ice_servers: RTCIceServer[], map?: object}} */
     this.config = { patrol_interval_s: 10, ice_servers: [] };
     this.socket = null;
     this.socketBackoff = new Backoff({ baseMs: 1000, capMs: 20000 });
@@ -102,6 +105,22 @@ class ConsoleApp {
       canWrite: () => WRITE_ROLES.has(this.api.session?.role),
     });
 
+    this.map = new UnitMap({
+      container: byId('map'),
+      status: byId('map-status'),
+      fit: /** @type {HTMLButtonElement} */ (byId('map-fit')),
+      wide: /** @type {HTMLButtonElement} */ (byId('map-wide')),
+    }, {
+      api: this.api,
+      openTile: (unitId) => this.wall.open(unitId),
+      units: this.roster.units,
+      canWrite: () => WRITE_ROLES.has(this.api.session?.role),
+    });
+    this.dispatch.actions.addEventListener('change', () => this.map.setActions(this.dispatch.actions.actions));
+    byId('side-panels').addEventListener('panelchange', (event) => {
+      if (/** @type {CustomEvent} */ (event).detail.panel === 'map-panel') this.map.shown();
+    });
+
     const app = this;
     window.dispatchConsole = {
       tiles: this.wall.tiles,
@@ -116,6 +135,7 @@ class ConsoleApp {
       alerts: this.dispatch.alerts.alerts,
       talk: this.talk,
       alarm: this.alarm,
+      map: this.map.hook,
     };
 
     byId('login-form').addEventListener('submit', (event) => {
@@ -188,6 +208,7 @@ class ConsoleApp {
     this.config = { ...this.config, ...(await this.api.consoleConfig()) };
     if (!Array.isArray(this.config.ice_servers)) this.config.ice_servers = [];
     this.patrol.setInterval(this.config.patrol_interval_s);
+    this.map.configure(this.config.map);
     const session = this.api.session;
     byId('user-name').textContent = session.username;
     byId('user-role').textContent = ROLE_LABELS[session.role] || session.role;
@@ -225,6 +246,7 @@ class ConsoleApp {
     this.alarm.stop();
     this.wall.clear();
     this.roster.clear();
+    this.map.clear();
   }
 
   /** @param {string} message shown above the form (why the operator is here) */
@@ -271,10 +293,11 @@ class ConsoleApp {
     socket.io.on('reconnect_attempt', () => this.setConnection('connecting', ''));
 
     socket.on('roster', (payload) => {
-      const units = (payload && Array.isArray(payload.units) ? payload.units : [])
-        .map(parseUnit).filter(Boolean);
+      const raws = payload && Array.isArray(payload.units) ? payload.units : [];
+      const units = raws.map(parseUnit).filter(Boolean);
       this.roster.replace(units);
       this.wall.replace(units);
+      this.map.replace(units, raws);
       this.patrol.refresh();
       this.rosterChanged();
     });
@@ -283,6 +306,7 @@ class ConsoleApp {
       if (!unit) return;
       this.roster.update(unit);
       this.wall.sync(unit);
+      this.map.update(unit, payload);
       this.patrol.refresh();
       this.rosterChanged();
     });
@@ -365,6 +389,7 @@ class ConsoleApp {
     this.roster.tick();
     this.wall.tick();
     this.dispatch.tick();
+    this.map.tick();
     byId('clock').textContent = new Date().toLocaleTimeString('zh-CN', { hour12: false });
   }
 

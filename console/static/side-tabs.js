@@ -7,7 +7,9 @@
  * scrolls an element of another panel into view (focus, Tab key, a search)
  * brings its panel in, and the tab bar follows the strip.
  *
- * `data-panel` on the strip and `aria-selected` on the tabs say which panel shows.
+ * `data-panel` on the strip and `aria-selected` on the tabs say which panel shows;
+ * the strip fires `panelchange` (`detail.panel` = panel id) when another panel
+ * comes into view (the map redraws itself for its size then).
  */
 export class SideTabs {
   /**
@@ -63,7 +65,9 @@ export class SideTabs {
   }
 
   mark() {
+    const changed = this.strip.dataset.panel !== this.current;
     this.strip.dataset.panel = this.current;
+    if (changed) this.strip.dispatchEvent(new CustomEvent('panelchange', { detail: { panel: this.current } }));
     for (const tab of this.tabs) {
       const selected = tab.dataset.panel === this.current;
       tab.setAttribute('aria-selected', String(selected));

@@ -1,6 +1,6 @@
 """Static checks of the console's files: no external requests, every import and element id
-resolves, the test hooks the browser tests rely on are exported, and the only npm dependency
-is the Socket.IO client pinned by the lockfile."""
+resolves, the test hooks the browser tests rely on are exported, and the only npm dependencies
+are the Socket.IO client and Leaflet, pinned by the lockfile."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ def test_pages_load_assets_by_absolute_server_paths(page: str) -> None:
             assert (STATIC / ref.removeprefix("/static/")).is_file(), f"{page}: {ref} does not exist"
     if page == "index.html":
         assert "/vendor/socket.io.min.js" in refs
+        # Leaflet's UMD build defines window.L: a classic script, loaded before the modules.
+        assert "/vendor/leaflet/leaflet.js" in refs and "/vendor/leaflet/leaflet.css" in refs
+        assert html.index('src="/vendor/leaflet/leaflet.js"') < html.index('type="module"')
 
 
 def test_module_imports_resolve() -> None:
@@ -89,7 +92,7 @@ def test_test_hooks_are_exported() -> None:
     hook = console[start.start():]
     hook = hook[: hook.index("};")]
     for name in ("tiles:", "roster:", "patrol:", "stats:", "connection()", "actions:", "instructions:", "alerts:",
-                 "talk:", "alarm:"):
+                 "talk:", "alarm:", "map:"):
         assert name in hook, f"dispatchConsole lacks {name}"
     tile = (STATIC / "video-tile.js").read_text(encoding="utf-8")
     for needle in ("this.pc = ", "this.video = ", "get state()", "dataset.unitId", "dataset.state"):
@@ -103,13 +106,15 @@ def test_test_hooks_are_exported() -> None:
     assert 'id="field-state"' in (STATIC / "field.html").read_text(encoding="utf-8")
 
 
-def test_only_dependency_is_the_socketio_client_v4() -> None:
+def test_only_dependencies_are_the_socketio_client_v4_and_leaflet_1() -> None:
     package = json.loads((CONSOLE / "package.json").read_text(encoding="utf-8"))
-    assert list(package["dependencies"]) == ["socket.io-client"]
+    assert sorted(package["dependencies"]) == ["leaflet", "socket.io-client"]
     assert not package.get("devDependencies")
     lock = json.loads((CONSOLE / "package-lock.json").read_text(encoding="utf-8"))
     pinned = lock["packages"]["node_modules/socket.io-client"]["version"]
     assert pinned.split(".")[0] == "4", pinned
+    leaflet = lock["packages"]["node_modules/leaflet"]["version"]
+    assert leaflet.split(".")[:2] >= ["1", "9"] and leaflet.split(".")[0] == "1", leaflet
     assert "node_modules/" in (CONSOLE / ".gitignore").read_text(encoding="utf-8").split()
 
 
@@ -142,6 +147,20 @@ def test_dispatch_hooks_are_in_place() -> None:
     panels = (STATIC / "dispatch-panels.js").read_text(encoding="utf-8")
     for event in ("action_update", "instruction_update", "instruction_updates", "alert", "alert_update"):
         assert f"socket.on('{event}'" in panels, f"the console does not listen to {event}"
+
+
+def test_map_hooks_and_no_tiles_unless_configured() -> None:
+    html = (STATIC / "index.html").read_text(encoding="utf-8")
+    assert 'data-panel="map-panel"' in html and 'id="map-panel"' in html and 'id="map"' in html
+    mapjs = (STATIC / "map.js").read_text(encoding="utf-8")
+    for needle in ("leaflet: ", "markers: this.markers", "body.dataset.unitId", "entry.body.dataset.status",
+                   "/api/units/nearest?", "type: 'goto'", "note: '派往此处'", "invalidateSize("):
+        assert needle in mapjs, needle
+    # The only tile layer is the configured one; no marker images (Leaflet's default icon is a PNG).
+    assert mapjs.count("L.tileLayer(") == 1 and "config.tileUrl" in mapjs
+    assert "L.Icon.Default" not in mapjs and "new L.Icon(" not in mapjs
+    gcj = (STATIC / "gcj02.js").read_text(encoding="utf-8")
+    assert "6378245.0" in gcj and "0.00669342162296594323" in gcj and "72.004" in gcj and "55.8271" in gcj
 
 
 def test_sos_alarm_is_synthesised_not_loaded() -> None:

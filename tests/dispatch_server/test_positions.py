@@ -1,0 +1,132 @@
+"""Positions end to end: msgpack batches, tracks (GeoJSON/GPX), staleness, geofences, nearest units."""
+
+from __future__ import annotations
+
+import random
+import time
+import xml.etree.ElementTree as ET
+
+import aiohttp
+import msgpack
+
+from geo.distance import haversine_m
+from tests.conftest import LiveServer
+from tests.dispatch_server.test_actions import ACTION, api
+from tests.support.unit_client import Console, RawUnit
+
+
+async def test_batches_are_validated_stored_and_served_as_tracks(make_live: object, http: aiohttp.ClientSession) -> None:
+    live: LiveServer = await make_live(geo={"stale_after_s": 5})  # type: ignore[operator]
+    token = live.add_unit("bc-01")
+    live.add_user("op", "operator")
+    op = await live.login("op")
+    unit = await RawUnit(live.url, "bc-01", token).connect()
+    t0 = time.time() - 120
+    fixes = [{"lat": 38.04 + i * 1e-4, "lon": 114.51, "ts": t0 + i, "speed": 1.2} for i in range(100)]
+    ack = await unit.call("positions", msgpack.packb(fixes))
+    assert ack == {"ok": True, "accepted": 100, "duplicates": 0, "rejected": []}
+    # A resend after a reconnect is harmless; bad fixes are named, good ones in the same batch kept.
+    mixed = fixes[:10] + [{"lat": 95, "lon": 0, "ts": t0}, {"lat": 1, "lon": 1, "ts": time.time() + 3600},
+                          {"lat": 38.1, "lon": 114.6, "ts": t0 + 110}, "junk"]
+    ack = await unit.call("positions", msgpack.packb(mixed))
+    assert ack["accepted"] == 1 and ack["duplicates"] == 10
+    assert [r["index"] for r in ack["rejected"]] == [10, 11, 13]
+    assert "lat" in ack["rejected"][0]["error"] and "future" in ack["rejected"][1]["error"]
+    for garbage in (b"\xc1\xc1\xc1", b"not msgpack at all \xff", msgpack.packb({"lat": 1}), "text not bytes",
+                    msgpack.packb([{}] * 501)):
+        bad = await unit.call("positions", garbage)
+        assert bad["ok"] is False and bad["error"]["code"] == "bad_message", bad
+    assert unit.sio.connected
+
+    auth = {"Authorization": f"Bearer {op}"}
+    frm = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 - 1))
+    async with http.get(f"{live.url}/api/units/bc-01/track?from={frm}", headers=auth) as r:
+        assert r.status == 200 and r.content_type == "application/geo+json"
+        doc = await r.json()
+    assert doc["properties"]["count"] == 101
+    line = next(f for f in doc["features"] if f["geometry"]["type"] == "LineString")
+    assert line["geometry"]["coordinates"][0] == [114.51, 38.04]  # RFC 7946: [lon, lat]
+    async with http.get(f"{live.url}/api/units/bc-01/track?from={frm}&format=gpx", headers=auth) as r:
+        assert r.status == 200 and r.content_type == "application/gpx+xml"
+        root = ET.fromstring(await r.text())
+    assert len(root.findall(".//{http://www.topografix.com/GPX/1/1}trkpt")) == 101
+    for bad in ("from=yesterday", "format=kml", f"from={frm}&to=2000-01-01T00:00:00Z"):
+        async with http.get(f"{live.url}/api/units/bc-01/track?{bad}", headers=auth) as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "bad_query"
+    async with http.get(f"{live.url}/api/units/ghost/track", headers=auth) as r:
+        assert r.status == 404
+
+    # The live position is the newest fix; it is 10 s old, over the 5 s staleness threshold.
+    async with http.get(f"{live.url}/api/units", headers=auth) as r:
+        [u] = (await r.json())["units"]
+    assert u["position"]["lat"] == 38.1 and u["stale"] is True and u["fix_age_s"] >= 9
+    assert (await unit.call("position", {"lat": 38.2, "lon": 114.6, "ts": time.time()}))["ok"]
+    async with http.get(f"{live.url}/api/units", headers=auth) as r:
+        [u] = (await r.json())["units"]
+    assert u["position"]["lat"] == 38.2 and u["stale"] is False
+    await unit.close()
+
+
+async def test_crossing_the_action_area_gives_one_exit_and_one_enter(live: LiveServer, http: aiohttp.ClientSession) -> None:
+    token = live.add_unit("bc-01")
+    live.add_unit("veh-01", "vehicle")
+    live.add_user("op", "operator")
+    op = await live.login("op")
+    console = await Console(live.url, op).connect()
+    _, action = await api(http, "POST", f"{live.url}/api/actions", op, ACTION)  # circle 200 m around 38.04, 114.51
+    await api(http, "POST", f"{live.url}/api/actions/{action['id']}/start", op)
+    unit = await RawUnit(live.url, "bc-01", token).connect()
+    now = time.time()
+    # inside → jitter inside → out (300 m north) → further out → back inside → inside
+    path = [(38.0400, 114.51), (38.0401, 114.51), (38.0427, 114.51), (38.0440, 114.51), (38.0405, 114.51),
+            (38.0400, 114.5101)]
+    for i, (lat, lon) in enumerate(path):
+        assert (await unit.call("positions", msgpack.packb([{"lat": lat, "lon": lon, "ts": now - 10 + i}])))["ok"]
+    exit_alert = await console.next("alert", lambda a: a["kind"] == "geofence_exit")
+    enter_alert = await console.next("alert", lambda a: a["kind"] == "geofence_enter")
+    assert exit_alert["action_id"] == enter_alert["action_id"] == action["id"]
+    _, alerts = await api(http, "GET", f"{live.url}/api/alerts", op)
+    kinds = [a["kind"] for a in alerts["alerts"] if a["kind"].startswith("geofence")]
+    assert sorted(kinds) == ["geofence_enter", "geofence_exit"]
+    live.add_user("sup", "supervisor")
+    _, trail = await api(http, "GET", f"{live.url}/api/audit?subject={action['id']}", await live.login("sup"))
+    assert [e["verb"] for e in trail["entries"] if "geofence" in e["verb"]] == ["action.geofence_enter",
+                                                                                "action.geofence_exit"]
+    frm = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 60))
+    async with http.get(f"{live.url}/api/units/bc-01/track?from={frm}", headers={"Authorization": f"Bearer {op}"}) as r:
+        assert (await r.json())["properties"]["case_numbers"] == [action["case_number"]]
+    await unit.close()
+    await console.close()
+
+
+async def test_nearest_units_match_brute_force(live: LiveServer, http: aiohttp.ClientSession) -> None:
+    live.add_user("op", "operator")
+    op = await live.login("op")
+    rng = random.Random(7)
+    units = {}
+    for i in range(40):
+        uid = f"u{i:02d}"
+        token = live.add_unit(uid)
+        lat, lon = 38 + rng.uniform(-0.5, 0.5), 114.5 + rng.uniform(-0.5, 0.5)
+        unit = await RawUnit(live.url, uid, token).connect()
+        assert (await unit.call("position", {"lat": lat, "lon": lon, "ts": time.time()}))["ok"]
+        units[uid] = (lat, lon, unit)
+    auth = {"Authorization": f"Bearer {op}"}
+    for _ in range(20):
+        qlat, qlon = 38 + rng.uniform(-0.6, 0.6), 114.5 + rng.uniform(-0.6, 0.6)
+        async with http.get(f"{live.url}/api/units/nearest?lat={qlat}&lon={qlon}&k=5", headers=auth) as r:
+            got = [(u["id"], u["distance_m"]) for u in (await r.json())["units"]]
+        brute = sorted((haversine_m(qlat, qlon, lat, lon), uid) for uid, (lat, lon, _) in units.items())[:5]
+        assert [uid for uid, _ in got] == [uid for _, uid in brute]
+        assert all(abs(d - b) < 0.5 for (_, d), (b, _) in zip(got, brute))
+    for bad in ("lat=91&lon=0", "lat=x&lon=0", "lon=1", "lat=1&lon=1&k=0"):
+        async with http.get(f"{live.url}/api/units/nearest?{bad}", headers=auth) as r:
+            assert r.status == 400
+    # available=true leaves out units that are offline.
+    await units["u00"][2].close()
+    lat0, lon0, _ = units["u00"]
+    async with http.get(f"{live.url}/api/units/nearest?lat={lat0}&lon={lon0}&k=1&available=true", headers=auth) as r:
+        [first] = (await r.json())["units"]
+    assert first["id"] != "u00"
+    for _, _, unit in list(units.values())[1:]:
+        await unit.close()
