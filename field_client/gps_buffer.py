@@ -25,6 +25,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Callable, Protocol, Sequence
 
 from .errors import LinkError
@@ -103,8 +104,7 @@ class FixBuffer:
 
     def oldest(self, n: int) -> Batch:
         """Up to ``n`` of the oldest fixes, oldest first, left in the buffer."""
-        count = min(n, len(self._fixes))
-        return Batch(tuple(self._fixes[i] for i in range(count)), self._first_seq)
+        return Batch(tuple(islice(self._fixes, n)), self._first_seq)
 
     def release(self, batch: Batch) -> None:
         """Remove the fixes of ``batch`` that are still here (the server has answered for them)."""

@@ -54,6 +54,7 @@ class MediaPublisher:
         self._ice_connect_timeout_s = ice_connect_timeout_s
         self._watchdog: asyncio.Task[None] | None = None
         self._steps: list[asyncio.Future[Any]] = []
+        self._answered = False
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(u) for u in ice_servers]))
         self._pc.on("connectionstatechange", self._on_state)
 
@@ -99,9 +100,12 @@ class MediaPublisher:
 
     async def accept_answer(self, answer_sdp: str) -> None:
         """Apply the server's answer and start the ICE watchdog."""
-        await self._uninterrupted(
-            self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer")))
+        await self._uninterrupted(self._apply_answer(answer_sdp))
         self._watchdog = asyncio.create_task(self._watch_ice(), name=f"ice-watchdog-{self.unit_id}")
+
+    async def _apply_answer(self, answer_sdp: str) -> None:
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        self._answered = True
 
     async def _watch_ice(self) -> None:
         try:
@@ -132,7 +136,7 @@ class MediaPublisher:
                 if not step.cancelled():
                     step.exception()  # retrieved: the caller saw it, or was cancelled
             self._steps.clear()
-        if self._watchdog is not None and self.state == "connecting" and not self.ended.is_set():
+        if self._answered and not self.connected.is_set() and not self.ended.is_set():
             # aiortc starts ICE in a task of its own after setRemoteDescription; closing before
             # that task reaches the transport makes it die with an unretrieved InvalidStateError.
             await self._settle(timeout_s=2.0)

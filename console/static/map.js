@@ -127,7 +127,8 @@ export class UnitMap {
     /**
      * @type {Map<string, {id: string, marker: any, line: any, body: HTMLElement, latlng: [number, number],
      *   track: [number, number][], wgs: [number, number][], key: string, status: string, unit: object,
-     *   fixAgeS: number | null, fixAgeAt: number, serverStale: boolean, tipText: string}>}
+     *   fixAgeS: number | null, fixAgeAt: number, serverStale: boolean, tipText: string,
+     *   popupBox: HTMLElement | null}>}
      */
     this.markers = new Map();
     /** @type {Map<string, any>} actionId -> area layer */
@@ -163,8 +164,8 @@ export class UnitMap {
     // Wide: the side column takes half the screen, the wall the rest (the ResizeObserver redraws).
     this.el.wide.addEventListener('click', () => {
       const workspace = this.el.container.closest('.workspace');
-      const wide = !(workspace && workspace.classList.toggle('workspace--wide-map'));
-      this.el.wide.setAttribute('aria-pressed', String(!wide));
+      const wide = workspace ? workspace.classList.toggle('workspace--wide-map') : false;
+      this.el.wide.setAttribute('aria-pressed', String(wide));
     });
   }
 

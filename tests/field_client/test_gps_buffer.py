@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator, Sequence
 import msgpack
 import pytest
 
+from field_client.config import UnitConfig
 from field_client.errors import LinkError
 from field_client.gps import Position
 from field_client.gps_buffer import FixBuffer, PositionUploader
@@ -61,9 +62,13 @@ def test_full_buffer_drops_the_oldest_and_warns_once_a_minute(caplog: pytest.Log
         "unit bc-01: position buffer full (3 fixes): dropped the 4 oldest (5 in all)")
 
 
-def test_capacity_must_be_positive() -> None:
+def test_capacity_and_batch_size_are_checked() -> None:
     with pytest.raises(ValueError, match="capacity"):
         FixBuffer(0)
+    with pytest.raises(ValueError, match="position_batch_max must be 1..500"):
+        UnitConfig(server="http://127.0.0.1:1", unit_id="bc-01", token="t", position_batch_max=501)
+    with pytest.raises(ValueError, match="position_buffer_size"):
+        UnitConfig(server="http://127.0.0.1:1", unit_id="bc-01", token="t", position_buffer_size=0)
 
 
 def test_batches_are_the_oldest_fixes_in_order_and_stay_until_released() -> None:
