@@ -1,7 +1,7 @@
 """Where the unit is: a simulated route around a point, or fixes replayed from an NMEA file.
 
 A position source answers ``position(now)`` for an epoch time ``now`` (seconds); the unit calls
-it once per ``position_interval_s`` and sends the result as a ``position`` event (docs/api.md).
+it once per ``position_interval_s``; the fixes are buffered and sent in ``positions`` batches (docs/api.md).
 Time is passed in, so tests can move the clock.
 """
 

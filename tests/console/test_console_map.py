@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -148,7 +147,6 @@ async def test_dispatch_here_sends_the_nearest_unit_a_goto(make_live: Any) -> No
         await unit.close()
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
 def test_gcj02_js_matches_the_server() -> None:
     points = [
         (39.9042, 116.4074), (31.2304, 121.4737), (22.5431, 114.0579), (38.0428, 114.5149), (43.8171, 125.3235),

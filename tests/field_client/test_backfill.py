@@ -23,7 +23,6 @@ import socketio
 from aiohttp import web
 
 import field_client.unit
-from dispatch_server.sio_unit import UnitNamespace
 from field_client.config import UnitConfig
 from field_client.gps import GpsSpec, Position, PositionSource, open_position_source
 from field_client.sources import SourceSpec
@@ -319,8 +318,6 @@ async def track_times(live: Any, unit_id: str, token: str, since: float, until: 
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.skipif(not hasattr(UnitNamespace, "on_positions"),
-                    reason="the server does not take 'positions' batches yet")
 async def test_unit_cut_off_for_20_s_has_99_percent_of_its_fixes_stored_with_original_times(
     live: Any, proxy_to: Callable[[str], Any], recorded: list[RecordingSource], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import os
 
 import pytest
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from field_client.publisher import MediaPublisher, preferred_codecs
 from field_client.sources import MediaSources
@@ -48,15 +49,31 @@ async def test_offer_carries_only_the_chosen_codec_and_all_candidates(codec: str
 
 
 @pytest.mark.timeout(120)
-async def test_cancelled_offer_leaves_no_socket_open() -> None:
-    loop = await LoopCache().video(VideoLoopSpec(width=160, height=120, frame_count=5))
+@pytest.mark.parametrize("step", ["offer", "answer"])
+async def test_cancelled_negotiation_leaves_no_socket_open(step: str) -> None:
+    """Cancelling mid-gathering or mid-``setRemoteDescription`` (which closes the transports
+    BUNDLE makes redundant) must not leave UDP sockets to the garbage collector."""
+    loops = LoopCache()
+    loop = await loops.video(VideoLoopSpec(width=160, height=120, frame_count=5))
+    audio_loop = await loops.audio()
     before = open_sockets()
-    for steps in range(0, 60, 3):  # cancel at many points, including in the middle of gathering
-        publisher = MediaPublisher("bc-01", MediaSources(video=EncodedVideoTrack(loop)), "vp8")
-        offer = asyncio.ensure_future(publisher.create_offer())
-        for _ in range(steps):
-            await asyncio.sleep(0)  # let gathering advance by one step
-        offer.cancel()
-        await asyncio.gather(offer, return_exceptions=True)
-        await publisher.close()
-        assert open_sockets() <= before, f"socket left open after cancelling at step {steps}"
+    for steps in range(0, 60):  # cancel at many points of the step
+        sources = MediaSources(video=EncodedVideoTrack(loop), audio=EncodedAudioTrack(audio_loop))
+        publisher = MediaPublisher("bc-01", sources, "vp8")
+        remote = RTCPeerConnection()
+        try:
+            if step == "offer":
+                call = asyncio.ensure_future(publisher.create_offer())
+            else:
+                await remote.setRemoteDescription(
+                    RTCSessionDescription(await publisher.create_offer(), "offer"))
+                await remote.setLocalDescription(await remote.createAnswer())
+                call = asyncio.ensure_future(publisher.accept_answer(remote.localDescription.sdp))
+            for _ in range(steps):
+                await asyncio.sleep(0)  # let the step advance by one hop of the event loop
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+        finally:
+            await publisher.close()
+            await remote.close()
+        assert open_sockets() <= before, f"socket left open after cancelling the {step} at hop {steps}"
