@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,60 +27,20 @@ from typing import Any
 
 import aiohttp
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from dispatch_server.auth import Authenticator, hash_token, new_token  # noqa: E402
-from dispatch_server.store import Store  # noqa: E402
-
-PASSWORD = "bench-password-1"
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+from bench.harness import PASSWORD, REPO, cpu_s, pct, rss_kib, seed, start_server, stop
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     data = work / "data"
-    store = Store(data)
-    tokens = []
-    for i in range(args.units):
-        unit_id, token = f"u{i:04d}", new_token()
-        store.add_unit(unit_id, "body", hash_token(token), time.time())
-        tokens.append(f"{unit_id} {token}")
-    store.add_user("bench", "operator", Authenticator(store, 3600).hash_password(PASSWORD), time.time())
-    store.close()
+    tokens = seed(data, [f"u{i:04d}" for i in range(args.units)])
     (work / "tokens.txt").write_text("\n".join(tokens) + "\n")
     cfg = work / "config.toml"
     cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\n[alerts]\nsweep_interval_s = 1.0\n')
 
-    server = subprocess.Popen([sys.executable, "-m", "dispatch_server", "--config", str(cfg), "serve"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    server, url = start_server(cfg)
     units: subprocess.Popen[str] | None = None
     try:
-        assert server.stdout is not None
-        url = ""
-        deadline = time.monotonic() + 30
-        while not url and time.monotonic() < deadline:
-            line = server.stdout.readline()
-            if "listening on " in line:
-                url = line.split("listening on ", 1)[1].strip()
-        if not url:
-            raise RuntimeError("server did not start")
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{url}/api/login", json={"username": "bench", "password": PASSWORD}) as r:
                 token = (await r.json())["token"]
@@ -162,17 +121,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     finally:
         if units is not None:
-            if units.stdin:
-                units.stdin.close()
-            try:
-                units.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                units.kill()
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            stop(units, close_stdin=True)
+        stop(server)
 
 
 def main() -> None:

@@ -1,0 +1,161 @@
+"""Geo benchmark: N units at 1 Hz into one server; fix-to-console latency, server CPU, nearest query.
+
+    python -m bench.geo [--units 5000] [--loadgens 2] [--window 20] [--out FILE]
+
+Starts ``dispatch-server serve`` and ``--loadgens`` load generators (``bench/geo_units.py``)
+sharing the units. An operator console (python-socketio, in this process) records, for every
+``unit_status`` it receives, now − the fix's own ``ts`` (the load generator's send time; same
+machine clock). Reports per window: fixes sent/acked, console updates seen, latency p50/p99,
+server CPU. Then times ``GET /api/units/nearest`` (k=10) over HTTP and the in-process
+``geo.nearest.NearestIndex`` over the same number of units. Only 127.0.0.1 traffic; bounded waits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import socketio
+
+from bench.harness import PASSWORD, REPO, cpu_s, pct, seed, start_server, stop
+from geo.nearest import NearestIndex
+
+
+def nearest_in_process(n: int, queries: int = 2000) -> dict[str, float]:
+    rng = random.Random(1)
+    index = NearestIndex()
+    for i in range(n):
+        index.update(f"u{i}", 39.9 + rng.uniform(-0.2, 0.2), 116.4 + rng.uniform(-0.2, 0.2))
+    times = []
+    for _ in range(queries):
+        lat, lon = 39.9 + rng.uniform(-0.3, 0.3), 116.4 + rng.uniform(-0.3, 0.3)
+        t0 = time.perf_counter()
+        index.nearest(lat, lon, 10)
+        times.append((time.perf_counter() - t0) * 1000)
+    return {"p50_ms": round(statistics.median(times), 3), "p99_ms": round(pct(times, 99), 3)}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-geo-"))
+    data = work / "data"
+    lines = seed(data, [f"g{i:05d}" for i in range(args.units)])
+    per = (len(lines) + args.loadgens - 1) // args.loadgens
+    token_files = []
+    for g in range(args.loadgens):
+        f = work / f"tokens{g}.txt"
+        f.write_text("\n".join(lines[g * per:(g + 1) * per]) + "\n")
+        token_files.append(f)
+    cfg = work / "config.toml"
+    cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\nmax_message_bytes = 65536\n')
+    server, url = start_server(cfg)
+    gens: list[subprocess.Popen[str]] = []
+    console = socketio.AsyncClient(reconnection=False)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{url}/api/login", json={"username": "bench", "password": PASSWORD}) as r:
+                token = (await r.json())["token"]
+            latencies: list[float] = []
+
+            def on_status(unit: dict[str, Any]) -> None:
+                pos = unit.get("position")
+                if pos and isinstance(pos.get("ts"), str):
+                    ts = dt.datetime.fromisoformat(pos["ts"].replace("Z", "+00:00")).timestamp()
+                    latencies.append((time.time() - ts) * 1000)
+
+            console.on("unit_status", on_status, namespace="/console")
+            await console.connect(url, namespaces=["/console"], auth={"token": token}, transports=["websocket"])
+            loop = asyncio.get_running_loop()
+            ready = 0
+            ready_evt = asyncio.Event()
+            last_stats: dict[int, dict[str, int]] = {}
+
+            def reader(g: int, proc: subprocess.Popen[str]) -> None:
+                nonlocal ready
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    msg = json.loads(line)
+                    if "ready" in msg:
+                        ready += 1
+                        if ready == args.loadgens:
+                            loop.call_soon_threadsafe(ready_evt.set)
+                    else:
+                        last_stats[g] = msg
+
+            t_start = time.monotonic()
+            for g, f in enumerate(token_files):
+                proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "geo_units.py"), "--server", url,
+                                         "--tokens", str(f)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, cwd=REPO)
+                gens.append(proc)
+                loop.run_in_executor(None, reader, g, proc)
+            await asyncio.wait_for(ready_evt.wait(), args.connect_timeout)
+            connect_s = time.monotonic() - t_start
+            await asyncio.sleep(args.warmup)
+            latencies.clear()
+            sent0 = sum(s.get("acked", 0) for s in last_stats.values())
+            c0, w0 = cpu_s(server.pid), time.monotonic()
+            await asyncio.sleep(args.window)
+            cpu = (cpu_s(server.pid) - c0) / (time.monotonic() - w0) * 100
+            window_lat = list(latencies)
+            acked = sum(s.get("acked", 0) for s in last_stats.values()) - sent0
+            errors = sum(s.get("errors", 0) for s in last_stats.values())
+
+            near = []
+            auth = {"Authorization": f"Bearer {token}"}
+            rng = random.Random(2)
+            for _ in range(200):
+                lat, lon = 39.9 + rng.uniform(-0.3, 0.3), 116.4 + rng.uniform(-0.3, 0.3)
+                t0 = time.perf_counter()
+                async with http.get(f"{url}/api/units/nearest?lat={lat}&lon={lon}&k=10", headers=auth) as r:
+                    await r.read()
+                near.append((time.perf_counter() - t0) * 1000)
+        return {
+            "units": args.units, "loadgens": args.loadgens, "connect_s": round(connect_s, 1),
+            "window_s": args.window,
+            "fixes_acked_per_s": round(acked / args.window, 1),
+            "loadgen_errors_total": errors,
+            "console_updates_per_s": round(len(window_lat) / args.window, 1),
+            "fix_to_console_ms": {"p50": round(pct(window_lat, 50), 1), "p99": round(pct(window_lat, 99), 1),
+                                  "n": len(window_lat)},
+            "server_cpu_pct": round(cpu, 1),
+            "nearest_http_ms": {"p50": round(statistics.median(near), 2), "p99": round(pct(near, 99), 2)},
+            "nearest_in_process_ms": nearest_in_process(args.units),
+        }
+    finally:
+        try:
+            await console.disconnect()
+        except Exception:
+            pass
+        for proc in gens:
+            stop(proc, close_stdin=True, timeout=60)
+        stop(server)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--units", type=int, default=5000)
+    p.add_argument("--loadgens", type=int, default=2)
+    p.add_argument("--warmup", type=float, default=10.0)
+    p.add_argument("--window", type=float, default=20.0)
+    p.add_argument("--connect-timeout", type=float, default=600.0)
+    p.add_argument("--out", default=str(REPO / "bench" / "results" / "geo.json"))
+    args = p.parse_args()
+    result = asyncio.run(run(args))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Shared plumbing of the benchmarks: a seeded data directory, the server subprocess, CPU and
+percentiles. Every wait is bounded; every process started is stopped."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dispatch_server.auth import Authenticator, hash_token, new_token  # noqa: E402
+from dispatch_server.store import Store  # noqa: E402
+
+PASSWORD = "bench-password-1"
+
+
+def seed(data: Path, unit_ids: list[str]) -> list[str]:
+    """Register units and the operator ``bench``; return ``"unit_id token"`` lines."""
+    store = Store(data)
+    lines = []
+    for unit_id in unit_ids:
+        token = new_token()
+        store.add_unit(unit_id, "body", hash_token(token), time.time())
+        lines.append(f"{unit_id} {token}")
+    store.add_user("bench", "operator", Authenticator(store, 3600).hash_password(PASSWORD), time.time())
+    store.close()
+    return lines
+
+
+def start_server(config: Path, timeout: float = 30.0) -> tuple[subprocess.Popen[str], str]:
+    """``dispatch-server serve`` for ``config``; returns the process and its base URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "dispatch_server", "--config", str(config), "serve"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if "listening on " in line:
+            return proc, line.split("listening on ", 1)[1].strip()
+        if not line and proc.poll() is not None:
+            break
+    stop(proc)
+    raise RuntimeError("the server did not start")
+
+
+def stop(proc: subprocess.Popen[str], close_stdin: bool = False, timeout: float = 30.0) -> None:
+    if close_stdin and proc.stdin:
+        proc.stdin.close()
+    elif proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process, all threads, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
