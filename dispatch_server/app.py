@@ -30,6 +30,7 @@ from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
 from .errors import DispatchError
+from .geo_index import MemoryPositionIndex, RedisPositionIndex
 from .instructions import InstructionService
 from .live import LiveService
 from .positions import PositionService
@@ -298,8 +299,9 @@ def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.Async
                        lambda unit_id: unit_id in unit_ns.connections, clock)
     app[TALK] = talk
     roster.stale_after_s = settings.geo.stale_after_s
+    index = RedisPositionIndex(settings.redis.url) if settings.redis.url else MemoryPositionIndex()
     positions = PositionService(SqliteTrackStore(settings.data_dir / "tracks.sqlite3"), roster, actions, alerts,
-                                audit, unit_actions, settings.geo.stale_after_s, clock)
+                                audit, unit_actions, settings.geo.stale_after_s, index, clock)
     app[POSITIONS] = positions
     unit_ns.instructions, unit_ns.alerts, unit_ns.actions, unit_ns.talk = instructions, alerts, actions, talk
     unit_ns.positions = positions

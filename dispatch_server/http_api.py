@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .appkeys import AUTH, LIVE, ROSTER, SETTINGS
+from .appkeys import AUTH, LIVE, POSITIONS, ROSTER, SETTINGS
 from .auth import Person, bearer
 from .errors import BadRequest, TooLarge
 from .messages import parse_login
@@ -91,5 +91,6 @@ async def console_config(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     live = request.app[LIVE]
     return web.json_response(
-        {"ok": live.accepting, "node": live.node_id, "publishers": len(live.publishers), "viewers": len(live.viewers)}
+        {"ok": live.accepting, "node": live.node_id, "publishers": len(live.publishers), "viewers": len(live.viewers),
+         "rejected_fixes": request.app[POSITIONS].rejected}
     )

@@ -17,13 +17,13 @@ from typing import Any, Awaitable, Callable
 
 from geo.fix import Fix, FixError, parse_fix
 from geo.geofence import Geofence, GeofenceError, GeofenceWatcher
-from geo.nearest import NearestIndex
 from geo.track import TrackPoint, TrackStore
 
 from .actions import Action, ActionService
 from .alerts import AlertService
 from .audit import AuditTrail
 from .errors import BadRequest
+from .geo_index import MemoryPositionIndex, PositionIndex
 from .roster import Roster
 
 logger = logging.getLogger(__name__)
@@ -35,7 +35,8 @@ STALE_SWEEP_S = 2.0
 class PositionService:
     def __init__(self, tracks: TrackStore, roster: Roster, actions: ActionService, alerts: AlertService,
                  audit: AuditTrail, unit_actions: Callable[[], Awaitable[dict[str, tuple[str, str]]]],
-                 stale_after_s: float, clock: Callable[[], float] = time.time) -> None:
+                 stale_after_s: float, index: PositionIndex | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.tracks = tracks
         self._roster = roster
         self._actions = actions
@@ -44,12 +45,12 @@ class PositionService:
         self._unit_actions = unit_actions
         self.stale_after_s = stale_after_s
         self._clock = clock
-        self.index = NearestIndex()
+        self.index: PositionIndex = index or MemoryPositionIndex()
         self._latest: dict[str, Fix] = {}
         self._stale: set[str] = set()
         self._fences: dict[str, tuple[str, GeofenceWatcher]] = {}  # action id -> (area repr, watcher)
         self._task: asyncio.Task[None] | None = None
-        self.rejected = 0
+        self.rejected = 0  # fixes refused since start (reported by /healthz)
 
     async def ingest(self, unit_id: str, raw_fixes: Any) -> dict[str, Any]:
         """Validate, store and apply a batch; answer counts and per-fix errors."""
@@ -76,7 +77,7 @@ class PositionService:
             newest = fixes[-1]
             if latest is None or newest.ts > latest.ts:
                 self._latest[unit_id] = newest
-                self.index.update(unit_id, newest.lat, newest.lon)
+                await self.index.update(unit_id, newest.lat, newest.lon)
                 self._stale.discard(unit_id)
                 await self._roster.mark(unit_id, position=newest.as_dict())
             if link is not None:
@@ -129,12 +130,13 @@ class PositionService:
             p = presence.get(unit_id)
             return p is not None and p.online if available else True
 
+        running = await self._unit_actions()
         out = []
-        for unit_id, dist in self.index.nearest(lat, lon, k, filter=ok):
+        for unit_id, dist, (ulat, ulon) in await self.index.nearest(lat, lon, k, ok):
             p = presence.get(unit_id)
-            out.append({"id": unit_id, "distance_m": round(dist, 1), "position": self._latest[unit_id].as_dict(),
-                        "publishing": bool(p and p.publishing),
-                        "action_id": (await self._unit_actions()).get(unit_id, (None,))[0]})
+            out.append({"id": unit_id, "distance_m": round(dist, 1),
+                        "position": p.position if p and p.position else {"lat": ulat, "lon": ulon},
+                        "publishing": bool(p and p.publishing), "action_id": running.get(unit_id, (None,))[0]})
         return out
 
     # staleness -----------------------------------------------------------------------------
@@ -159,3 +161,4 @@ class PositionService:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         await asyncio.to_thread(self.tracks.close)
+        await self.index.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from typing import Any
 import xml.etree.ElementTree as ET
 
 import aiohttp
@@ -99,7 +100,9 @@ async def test_crossing_the_action_area_gives_one_exit_and_one_enter(live: LiveS
     await console.close()
 
 
-async def test_nearest_units_match_brute_force(live: LiveServer, http: aiohttp.ClientSession) -> None:
+async def test_nearest_units_match_brute_force(make_live: Any, mode: dict[str, Any], http: aiohttp.ClientSession) -> None:
+    """On one node in memory, and on a node in Redis mode (positions in Redis GEO, shared by nodes)."""
+    live: LiveServer = await make_live(**mode)
     live.add_user("op", "operator")
     op = await live.login("op")
     rng = random.Random(7)
