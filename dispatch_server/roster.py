@@ -68,6 +68,7 @@ class Roster:
         self.watchers: list[Watcher] = []
         self.unit_actions: UnitActions | None = None  # running action (id, case number) per unit
         self.stale_after_s = 30.0
+        self._records: dict[str, UnitRecord] = {}  # id and kind never change; saves a query per event
 
     async def _actions(self) -> dict[str, tuple[str, str]]:
         return await self.unit_actions() if self.unit_actions is not None else {}
@@ -104,7 +105,11 @@ class Roster:
                 logger.exception("unit %s: state watcher failed", unit_id)
         if not emit:
             return
-        rec = await self._store.run(self._store.get_unit, unit_id)
+        rec = self._records.get(unit_id)
+        if rec is None:
+            rec = await self._store.run(self._store.get_unit, unit_id)
+            if rec is not None:
+                self._records[unit_id] = rec
         if rec is not None:
             try:
                 await self._emit(unit_view(rec, p, (await self._actions()).get(unit_id), self._clock(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
@@ -62,6 +63,7 @@ async def test_cancelled_negotiation_leaves_no_socket_open(step: str) -> None:
         publisher = MediaPublisher("bc-01", sources, "vp8")
         remote = RTCPeerConnection()
         try:
+            call: asyncio.Future[Any]
             if step == "offer":
                 call = asyncio.ensure_future(publisher.create_offer())
             else:
