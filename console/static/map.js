@@ -25,7 +25,7 @@ import { kindLabel, unitStatus } from './roster.js';
 /** Positions kept per unit for its track tail. */
 export const TRACK_POINTS = 60;
 /** A fix older than this is stale (the server's default `geo.stale_after_s`) unless the server says so first. */
-const STALE_AFTER_S = 30;
+const STALE_AFTER_S = 30;  // used until /api/console-config says otherwise (map.stale_after_s)
 const NEAREST_K = 5;
 const DEFAULT_VIEW = { center: [35.0, 105.0], zoom: 4 };
 const MAX_ZOOM = 19;
@@ -98,7 +98,7 @@ const latLonText = (lat, lon) => `${lat.toFixed(5)}, ${lon.toFixed(5)}`;
 /**
  * The map's configuration from `GET /api/console-config` (`map`), checked.
  * @returns {{tileUrl: string, crs: 'wgs84' | 'gcj02', center: [number, number] | null, zoom: number | null,
- *   attribution: string}}
+ *   attribution: string, staleAfterS: number}}
  */
 export function parseMapConfig(raw) {
   const m = raw && typeof raw === 'object' ? raw : {};
@@ -110,6 +110,7 @@ export function parseMapConfig(raw) {
     center,
     zoom: Number.isFinite(m.zoom) ? Math.min(MAX_ZOOM, Math.max(0, m.zoom)) : null,
     attribution: typeof m.attribution === 'string' ? m.attribution : '',
+    staleAfterS: Number.isFinite(m.stale_after_s) && m.stale_after_s > 0 ? m.stale_after_s : STALE_AFTER_S,
   };
 }
 
@@ -361,7 +362,7 @@ export class UnitMap {
 
   isStale(entry, now = Date.now()) {
     const age = this.fixAge(entry, now);
-    return entry.serverStale || (Number.isFinite(age) && age > STALE_AFTER_S);
+    return entry.serverStale || (Number.isFinite(age) && age > this.config.staleAfterS);
   }
 
   /** Status colour, stacking order and tooltip of one marker. */
