@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import PASSWORD, REPO, cpu_s, pct, rss_kib, seed, start_server, stop
+from bench.harness import PASSWORD, write_result, REPO, cpu_s, pct, rss_kib, seed, start_server, stop
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,10 +132,7 @@ def main() -> None:
     p.add_argument("--broadcasts", type=int, default=3)
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "dispatch.json"))
     args = p.parse_args()
-    result = asyncio.run(run(args))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result(args.out, asyncio.run(run(args)))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any
 import aiohttp
 import socketio
 
-from bench.harness import PASSWORD, REPO, cpu_s, pct, seed, start_server, stop
+from bench.harness import PASSWORD, write_result, REPO, cpu_s, pct, seed, start_server, stop
 from geo.nearest import NearestIndex
 
 
@@ -151,10 +151,7 @@ def main() -> None:
     p.add_argument("--connect-timeout", type=float, default=600.0)
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "geo.json"))
     args = p.parse_args()
-    result = asyncio.run(run(args))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    write_result(args.out, asyncio.run(run(args)))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ percentiles. Every wait is bounded; every process started is stopped."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,3 +76,10 @@ def rss_kib(pid: int) -> int:
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else float("nan")
+
+
+def write_result(out: str, result: object) -> None:
+    """Save a benchmark's figures as JSON and print them."""
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))

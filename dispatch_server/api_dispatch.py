@@ -9,7 +9,7 @@ from .auth import bearer, check_unit_id
 from .errors import BadRequest
 from .http_api import person_of, read_json
 from .sos import raise_sos
-from .whip import _created, read_sdp
+from .whip import sdp_created, read_sdp
 
 routes = web.RouteTableDef()
 
@@ -125,7 +125,7 @@ async def talk_start(request: web.Request) -> web.Response:
     person = await person_of(request, "live.watch")
     offer = await read_sdp(request)
     talk_id, answer = await request.app[TALK].start(unit_id, offer, person)
-    return _created(request, f"/api/talk/{unit_id}/{talk_id}", answer)
+    return sdp_created(request, f"/api/talk/{unit_id}/{talk_id}", answer)
 
 
 @routes.delete("/api/talk/{unit_id}/{talk_id}")

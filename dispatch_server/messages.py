@@ -17,11 +17,14 @@ def _bad(message: str) -> BadRequest:
 
 
 def check_size(data: Any, limit: int, what: str) -> None:
-    """Reject payloads whose JSON form exceeds ``limit`` bytes."""
-    try:
-        size = len(json.dumps(data, default=lambda o: "x" * len(o) if isinstance(o, (bytes, bytearray)) else str(o)))
-    except (TypeError, ValueError) as exc:
-        raise _bad(f"{what}: payload is not JSON-like: {exc}") from exc
+    """Reject payloads whose size (bytes as they are, anything else as JSON) exceeds ``limit``."""
+    if isinstance(data, (bytes, bytearray, str)):
+        size = len(data)  # binary events (position batches) and bare strings: no serialisation needed
+    else:
+        try:
+            size = len(json.dumps(data, default=str))
+        except (TypeError, ValueError) as exc:
+            raise _bad(f"{what}: payload is not JSON-like: {exc}") from exc
     if size > limit:
         raise TooLarge(f"{what}: {size} bytes is over the limit of {limit} bytes")
 

@@ -27,7 +27,8 @@ async def read_sdp(request: web.Request) -> str:
         raise UnsupportedMediaType(f"SDP offer is not UTF-8: {exc}") from exc
 
 
-def _created(request: web.Request, location: str, answer: str) -> web.Response:
+def sdp_created(request: web.Request, location: str, answer: str) -> web.Response:
+    """``201 Created`` with an SDP answer, its resource and the ICE servers (WHIP/WHEP and talk-back)."""
     headers = {"Location": location, "Access-Control-Expose-Headers": "Location, Link"}
     resp = web.Response(status=201, text=answer, content_type=SDP_TYPE, headers=headers)
     for server in request.app[LIVE].ice_servers:
@@ -45,7 +46,7 @@ async def whip_publish(request: web.Request) -> web.Response:
     await request.app[AUTH].unit(unit_id, bearer(request.headers.get("Authorization")))
     offer = await read_sdp(request)
     session_id, answer = await request.app[LIVE].publish(unit_id, offer, via="whip")
-    return _created(request, f"/whip/{unit_id}/{session_id}", answer)
+    return sdp_created(request, f"/whip/{unit_id}/{session_id}", answer)
 
 
 @routes.delete("/whip/{unit_id}/{session_id}")
@@ -62,7 +63,7 @@ async def whep_watch(request: web.Request) -> web.Response:
     person = await person_of(request, "live.watch")
     offer = await read_sdp(request)
     session_id, answer = await request.app[LIVE].watch(unit_id, offer, person)
-    return _created(request, f"/whep/{unit_id}/{session_id}", answer)
+    return sdp_created(request, f"/whep/{unit_id}/{session_id}", answer)
 
 
 @routes.delete("/whep/{unit_id}/{session_id}")

@@ -40,10 +40,8 @@ async def test_operator_talks_to_a_unit(live: LiveServer, http: aiohttp.ClientSe
     joined = await unit.call("talk_join", {"talk_id": talk["talk_id"], "sdp": speaker.pc.localDescription.sdp})
     assert joined["ok"], joined
     await speaker.pc.setRemoteDescription(RTCSessionDescription(sdp=joined["sdp"], type="answer"))
-    deadline = asyncio.get_running_loop().time() + 10
-    while speaker.audio_frames < 25:  # half a second of 20 ms Opus frames
-        assert asyncio.get_running_loop().time() < deadline, "talk-back audio did not reach the unit"
-        await asyncio.sleep(0.1)
+    await speaker.wait_audio(25, timeout=10)  # half a second of 20 ms Opus frames
+    assert speaker.audio_frames >= 25
 
     second = await make_publisher(None, opus_loop)  # type: ignore[arg-type]
     async with http.post(f"{url}/api/talk/bc-01", data=second.pc.localDescription.sdp, headers=headers) as r:

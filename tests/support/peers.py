@@ -88,7 +88,9 @@ class Viewer:
     audio_frames: int = 0
     mime: str = ""
     got_frames: asyncio.Event = field(default_factory=asyncio.Event)
+    got_audio: asyncio.Event = field(default_factory=asyncio.Event)
     want: int = 1
+    want_audio: int = 1
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def wait_frames(self, n: int, timeout: float) -> None:
@@ -97,6 +99,13 @@ class Viewer:
             return
         self.got_frames.clear()
         await asyncio.wait_for(self.got_frames.wait(), timeout)
+
+    async def wait_audio(self, n: int, timeout: float) -> None:
+        self.want_audio = n
+        if self.audio_frames >= n:
+            return
+        self.got_audio.clear()
+        await asyncio.wait_for(self.got_audio.wait(), timeout)
 
     async def close(self) -> None:
         for t in self.tasks:
@@ -121,6 +130,8 @@ async def make_viewer(video: bool = True, audio: bool = True) -> Viewer:
                         viewer.got_frames.set()
                 else:
                     viewer.audio_frames += 1
+                    if viewer.audio_frames >= viewer.want_audio:
+                        viewer.got_audio.set()
         except MediaStreamError:
             return
 
