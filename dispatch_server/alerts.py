@@ -23,7 +23,8 @@ from .store import Store
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("sos", "unit_offline", "stopped_publishing", "ack_overdue", "geofence_exit", "geofence_enter")
+KINDS = ("sos", "unit_offline", "stopped_publishing", "ack_overdue", "geofence_exit", "geofence_enter",
+         "recording_degraded", "recording_resumed", "retention_halted")
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 

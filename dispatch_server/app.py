@@ -21,11 +21,12 @@ from aiohttp import web
 from media import passthrough
 from geo.track import SqliteTrackStore
 from media.relay import Relay, RelayConfig
+from recordings.archive import ActionContext, ArchiveService
 
 from . import api_dispatch, api_geo, http_api, openapi, whip
 from .actions import Action, ActionService
 from .alerts import AlertService
-from .appkeys import ACTIONS, ALERTS, AUDIT, AUTH, INSTRUCTIONS, LIVE, ROSTER, POSITIONS, SETTINGS, SIO, STORE, TALK, UPDATES
+from .appkeys import ACTIONS, ALERTS, ARCHIVE, AUDIT, AUTH, INSTRUCTIONS, LIVE, ROSTER, POSITIONS, SETTINGS, SIO, STORE, TALK, UPDATES
 from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
@@ -179,6 +180,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     sio.register_namespace(unit_ns)
     sio.register_namespace(ConsoleNamespace(app[AUTH], roster, live, settings.server))
     _wire_dispatch(app, settings, sio, roster, relay, live, unit_ns, clock)
+    archive = _wire_archive(app, settings, node, live, clock) if settings.archive.enabled else None
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -197,6 +199,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         await presence.close()
 
     async def live_ctx(app: web.Application) -> AsyncIterator[None]:
+        if archive is not None:
+            await archive.start()  # crash recovery runs before anything records
         live.start()
         app[INSTRUCTIONS].start(settings.alerts.sweep_interval_s)
         app[ALERTS].start(settings.alerts.sweep_interval_s)
@@ -208,6 +212,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         await app[ALERTS].close()
         await app[TALK].close()
         await live.close()
+        if archive is not None:
+            await archive.close()  # seals every segment and signs the final tree head
 
     async def sio_ctx(app: web.Application) -> AsyncIterator[None]:
         if manager is not None:
@@ -260,6 +266,8 @@ def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.Async
     async def action_changed(action: Action) -> None:
         cache["at"] = float("-inf")
         await to_operators("action_update", action.view())
+        if ARCHIVE in app:
+            await app[ARCHIVE].action_changed(action.units)
         for unit_id in action.units:
             await roster.announce(unit_id)
 
@@ -301,7 +309,8 @@ def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.Async
     roster.stale_after_s = settings.geo.stale_after_s
     index = RedisPositionIndex(settings.redis.url) if settings.redis.url else MemoryPositionIndex()
     positions = PositionService(SqliteTrackStore(settings.data_dir / "tracks.sqlite3"), roster, actions, alerts,
-                                audit, unit_actions, settings.geo.stale_after_s, index, clock)
+                                audit, unit_actions, settings.geo.stale_after_s, index, clock,
+                                push_positions=lambda units: to_operators("unit_positions", {"units": units}))
     app[POSITIONS] = positions
     unit_ns.instructions, unit_ns.alerts, unit_ns.actions, unit_ns.talk = instructions, alerts, actions, talk
     unit_ns.positions = positions
@@ -327,3 +336,37 @@ def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.Async
                                      action_id=action.id, case_number=action.case_number, position=after.position)
 
     roster.watchers.append(watch_unit)
+
+
+def _wire_archive(app: web.Application, settings: Settings, node: str, live: LiveService,
+                  clock: Callable[[], float]) -> ArchiveService:
+    """The evidence archive records every unit that publishes on this node."""
+    actions, alerts, sio = app[ACTIONS], app[ALERTS], app[SIO]
+    rules = {r.category for r in settings.archive.retention}
+
+    async def action_for(unit_id: str) -> ActionContext:
+        action = await actions.running_for_unit(unit_id)
+        if action is None:
+            return ActionContext(None, None, (), settings.archive.default_category)
+        category = action.type if action.type in rules else settings.archive.default_category
+        return ActionContext(action.id, action.case_number, action.officers, category)
+
+    async def alarm(kind: str, message: str, detail: dict[str, Any]) -> None:
+        # The archive may share a full disk with the database: operators hear of it even when
+        # the alert cannot be stored.
+        try:
+            await alerts.raise_alert(kind, "archive", message)
+        except Exception as exc:
+            logger.error("alert %s not stored (%s); sent to operators anyway", kind, exc)
+            await sio.emit("alert", {"id": None, "kind": kind, "unit_id": "archive", "message": message,
+                                     "state": "open", "created_at": clock(), "detail": detail},
+                           room=OPERATORS_ROOM, namespace="/console")
+
+    a = settings.archive
+    archive = ArchiveService(settings.archive_dir, settings.signing_key_path, node, segment_s=a.segment_s,
+                             queue_frames=a.queue_frames, reconnect_grace_s=a.reconnect_grace_s,
+                             sign_interval_s=a.sign_interval_s, min_free_bytes=a.min_free_bytes,
+                             action_for=action_for, alarm=alarm, clock=clock)
+    app[ARCHIVE] = archive
+    live.recorder = archive
+    return archive

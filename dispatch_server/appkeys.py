@@ -5,6 +5,8 @@ from __future__ import annotations
 import socketio
 from aiohttp import web
 
+from recordings.archive import ArchiveService
+
 from .actions import ActionService
 from .alerts import AlertService
 from .audit import AuditTrail
@@ -31,3 +33,4 @@ INSTRUCTIONS = web.AppKey("instructions", InstructionService)
 TALK = web.AppKey("talk", TalkService)
 UPDATES = web.AppKey("updates", UpdateBatcher)
 POSITIONS = web.AppKey("positions", PositionService)
+ARCHIVE = web.AppKey("archive", ArchiveService)

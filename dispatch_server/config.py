@@ -100,6 +100,32 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class RetentionRule:
+    """How long recordings of one category are kept (``[[archive.retention]]``)."""
+
+    category: str
+    keep_days: float
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    dir: str = ""  # empty: <data_dir>/archive; relative paths resolve against the config file's folder
+    enabled: bool = True  # record every publishing unit
+    segment_s: float = 10.0  # segments are cut at the first keyframe after this many seconds
+    queue_frames: int = 600  # frames buffered between the relay and one writer (~10 s of video + audio)
+    reconnect_grace_s: float = 300.0  # a recording stays open this long for its unit to come back
+    sign_interval_s: float = 60.0  # a signed tree head at least this often while entries arrive
+    min_free_bytes: int = 64 * 1024 * 1024  # below this, recording pauses (disk full) and operators are alarmed
+    signing_key: str = ""  # empty: <data_dir>/keys/ledger-ed25519.pem (created at first start)
+    default_category: str = "standard"
+    retention: tuple[RetentionRule, ...] = (
+        RetentionRule("standard", 365.0),
+        RetentionRule("incident", 3650.0),
+    )
+    max_delete_share: float = 0.2  # a retention run that would delete more than this share stops and alarms
+
+
+@dataclass(frozen=True)
 class RedisConfig:
     url: str = field(default="", repr=False)  # empty: single node, in-memory presence
 
@@ -122,6 +148,7 @@ class Settings:
     console: ConsoleConfig = ConsoleConfig()
     alerts: AlertsConfig = AlertsConfig()
     geo: GeoConfig = GeoConfig()
+    archive: ArchiveConfig = ArchiveConfig()
     redis: RedisConfig = RedisConfig()
     demo: DemoConfig = DemoConfig()
     base_dir: str = "."  # folder of the config file; not settable from the file
@@ -129,6 +156,20 @@ class Settings:
     @property
     def data_dir(self) -> Path:
         p = Path(self.storage.data_dir).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    @property
+    def archive_dir(self) -> Path:
+        if not self.archive.dir:
+            return self.data_dir / "archive"
+        p = Path(self.archive.dir).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    @property
+    def signing_key_path(self) -> Path:
+        if not self.archive.signing_key:
+            return self.data_dir / "keys" / "ledger-ed25519.pem"
+        p = Path(self.archive.signing_key).expanduser()
         return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
 
 
@@ -262,6 +303,11 @@ def validate(s: Settings) -> None:
         ("alerts.sweep_interval_s", s.alerts.sweep_interval_s, 0.05),
         ("geo.stale_after_s", s.geo.stale_after_s, 1.0),
         ("demo.simulated_units", s.demo.simulated_units, 0),
+        ("archive.segment_s", s.archive.segment_s, 1.0),
+        ("archive.queue_frames", s.archive.queue_frames, 10),
+        ("archive.reconnect_grace_s", s.archive.reconnect_grace_s, 0.0),
+        ("archive.sign_interval_s", s.archive.sign_interval_s, 1.0),
+        ("archive.min_free_bytes", s.archive.min_free_bytes, 0),
     ]
     for key, value, minimum in checks:
         if value < minimum:
@@ -280,6 +326,16 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"geo.tile_url: must be an http(s) URL or a path on this server, got {s.geo.tile_url!r}")
     if not 1 <= s.geo.zoom <= 20:
         raise ConfigError(f"geo.zoom: must be 1..20, got {s.geo.zoom}")
+    if not 0 < s.archive.max_delete_share <= 1:
+        raise ConfigError(f"archive.max_delete_share: must be in (0, 1], got {s.archive.max_delete_share}")
+    categories = [r.category for r in s.archive.retention]
+    if len(set(categories)) != len(categories):
+        raise ConfigError("archive.retention: a category is listed twice")
+    if s.archive.default_category not in categories:
+        raise ConfigError(f"archive.default_category: {s.archive.default_category!r} has no retention rule")
+    for i, r in enumerate(s.archive.retention):
+        if r.keep_days <= 0:
+            raise ConfigError(f"archive.retention[{i}].keep_days: must be positive, got {r.keep_days}")
     if s.redis.url and not re.match(r"^(redis|rediss|unix)://", s.redis.url):
         raise ConfigError(f"redis.url: {redact_url(s.redis.url)!r} is not a redis:// URL")
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from media.errors import CodecMismatch, SdpError
-from media.relay import Relay
+from media.relay import Channel, Relay
 from media.session import PublisherSession, ViewerSession
 
 from .auth import Person
@@ -28,6 +28,24 @@ from .store import Store
 logger = logging.getLogger(__name__)
 
 ViewerClosed = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Recorder(Protocol):
+    """What the live path tells the evidence archive (``recordings.archive.ArchiveService``)."""
+
+    async def publish_started(self, unit_id: str, channel: Channel, video_codec: str | None,
+                              audio_codec: str | None) -> Any: ...
+
+    def publish_ended(self, unit_id: str, cause: str) -> None: ...
+
+
+def gap_cause(reason: str) -> str:
+    """Why a publisher ended, as a recording gap cause."""
+    if reason.startswith("ended by the publisher"):
+        return "unit_stopped"
+    if reason.startswith("server shutting down"):
+        return "server_shutdown"
+    return "link_lost"  # silence, failed connection, replaced after silence
 TOUCH_INTERVAL_S = 5.0
 
 
@@ -46,6 +64,7 @@ class LiveService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._toucher: asyncio.Task[None] | None = None
         self.accepting = True
+        self.recorder: Recorder | None = None
 
     @property
     def ice_servers(self) -> list[dict[str, Any]]:
@@ -104,6 +123,12 @@ class LiveService:
                 raise BadSdp(str(exc)) from exc
             self.publishers[unit_id] = session
         logger.info("unit %s: publishing via %s, session %s", unit_id, via, session.id)
+        if self.recorder is not None:
+            try:
+                await self.recorder.publish_started(unit_id, session.channel, _codec_name(session.codecs.get("video")),
+                                                    _codec_name(session.codecs.get("audio")))
+            except Exception:  # live view goes on; the archive raises its own alarm
+                logger.exception("unit %s: recording could not start", unit_id)
         await self.roster.mark(
             unit_id,
             publishing=True,
@@ -115,6 +140,8 @@ class LiveService:
     def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
         if self.publishers.get(session.unit_id) is session:
             del self.publishers[session.unit_id]
+            if self.recorder is not None:
+                self.recorder.publish_ended(session.unit_id, gap_cause(reason))
             self._spawn(self.roster.mark(session.unit_id, publishing=False))
 
     async def unpublish(self, unit_id: str, session_id: str) -> None:

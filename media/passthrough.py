@@ -9,9 +9,13 @@ Three hooks make aiortc forward encoded media instead of decoding and re-encodin
    process-wide: a process that installs it never decodes received media.
 2. Sending: ``RTCRtpSender._next_encoded_frame`` packs an ``av.Packet`` without encoding (public
    behaviour of aiortc ≥ 1.10, relied on as is).
-3. Loss recovery: aiortc's video jitter buffer holds 512 packets, so one packet lost for good
-   freezes the picture for ~3.4 s at 1.2 Mbit/s; :func:`shorten_jitter_buffer` swaps in one of
-   128 packets (~0.85 s), which matters on lossy 4G.
+3. Loss recovery and frame completion: aiortc's video jitter buffer holds 512 packets, so one
+   packet lost for good freezes the picture for ~3.4 s at 1.2 Mbit/s; :func:`shorten_jitter_buffer`
+   swaps in one of 128 packets (~0.85 s), which matters on lossy 4G. aiortc's buffer also hands a
+   frame on only when the first packet of the next frame arrives, so every frame waits one frame
+   interval and a publisher's last frame is never delivered (nor recorded); the swapped-in
+   :class:`MarkerJitterBuffer` completes a frame at its RTP marker bit (RFC 7741 §4.1, RFC 6184
+   §5.1: set on the last packet of a frame).
 4. Keyframes: a viewer's PLI/FIR ends in ``RTCRtpSender._send_keyframe``, which only sets a flag the
    pack path ignores; :func:`on_keyframe_request` replaces it per sender instance. Asking a publisher
    for a keyframe uses ``RTCRtpReceiver._send_rtcp_pli(ssrc)`` (:func:`send_pli`).
@@ -27,7 +31,7 @@ import av
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc import rtcrtpreceiver as _receiver_module
 from aiortc.codecs.base import Decoder
-from aiortc.jitterbuffer import JitterBuffer
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 logger = logging.getLogger(__name__)
@@ -87,14 +91,40 @@ async def send_pli(receiver: RTCRtpReceiver) -> bool:
 VIDEO_JITTER_PACKETS = 128
 
 
+class MarkerJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer, but a frame is complete at its marker bit.
+
+    Without the marker (lost last packet) a frame still completes, as in aiortc, when a packet of
+    the next frame follows it contiguously.
+    """
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        packets: list[Any] = []
+        timestamp = None
+        for count in range(self.capacity):
+            packet = self._packets[(self._origin + count) % self._capacity]  # type: ignore[operator]
+            if packet is None:
+                return None
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:
+                self.remove(count)
+                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+            packets.append(packet)
+            if packet.marker:
+                self.remove(count + 1)
+                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+        return None
+
+
 def shorten_jitter_buffer(receiver: RTCRtpReceiver, packets: int = VIDEO_JITTER_PACKETS) -> None:
-    """Give a video receiver a shorter jitter buffer; call before any packet arrives."""
+    """Give a video receiver a shorter jitter buffer that completes frames at the marker bit;
+    call before any packet arrives."""
     name = "_RTCRtpReceiver__jitter_buffer"
     current = getattr(receiver, name, None)
     if not isinstance(current, JitterBuffer):
         raise RuntimeError("RTCRtpReceiver's jitter buffer moved: media/passthrough.py needs updating")
-    if current.capacity > packets:
-        setattr(receiver, name, JitterBuffer(capacity=packets, is_video=True))
+    setattr(receiver, name, MarkerJitterBuffer(capacity=min(packets, current.capacity), is_video=True))
 
 
 def packet_silence_s(receivers: list[RTCRtpReceiver]) -> float | None:

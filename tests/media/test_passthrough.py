@@ -67,3 +67,26 @@ def test_receiver_jitter_buffer_can_be_shortened() -> None:
     passthrough.shorten_jitter_buffer(receiver, 128)
     assert receiver._RTCRtpReceiver__jitter_buffer.capacity == 128  # type: ignore[attr-defined]
     assert passthrough.packet_silence_s([receiver]) is None
+
+
+def _rtp(seq: int, ts: int, payload: bytes, marker: bool) -> Any:
+    from aiortc.rtp import RtpPacket
+
+    p = RtpPacket(payload_type=96, sequence_number=seq, timestamp=ts, marker=int(marker))
+    p._data = payload  # type: ignore[attr-defined]  # what the receiver depacketized
+    return p
+
+
+def test_marker_jitter_buffer_completes_a_frame_at_its_marker_bit() -> None:
+    jb = passthrough.MarkerJitterBuffer(capacity=128, is_video=True)
+    assert jb.add(_rtp(10, 3000, b"a1", False)) == (False, None)
+    _, frame = jb.add(_rtp(11, 3000, b"a2", True))
+    assert frame is not None and frame.data == b"a1a2" and frame.timestamp == 3000
+    # Out of order within a frame: complete once the gap is filled.
+    assert jb.add(_rtp(13, 6000, b"b2", True))[1] is None
+    _, frame = jb.add(_rtp(12, 6000, b"b1", False))
+    assert frame is not None and frame.data == b"b1b2"
+    # A frame whose marker packet was lost still completes when the next frame follows.
+    assert jb.add(_rtp(14, 9000, b"c1", False))[1] is None
+    _, frame = jb.add(_rtp(15, 12000, b"d1", False))
+    assert frame is not None and frame.data == b"c1" and frame.timestamp == 9000

@@ -40,6 +40,7 @@ class Publisher:
     mime: str
     location: str = ""
     sent: list[tuple[str, bool]] = field(default_factory=list)  # (digest, keyframe) in send order
+    sent_audio: list[str] = field(default_factory=list)  # digests of Opus packets in send order
 
     async def close(self) -> None:
         await self.pc.close()
@@ -62,7 +63,8 @@ async def make_publisher(
         t.setCodecPreferences(codec_preferences("video", codec))
         attach_keyframe_requests(t.sender, pub.video)
     if audio_loop is not None:
-        pub.audio = EncodedAudioTrack(audio_loop, start_index=0)
+        pub.audio = EncodedAudioTrack(audio_loop, start_index=0,
+                                      on_packet=lambda d, k: pub.sent_audio.append(hashlib.sha256(d).hexdigest()))
         pc.addTransceiver(pub.audio, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     return pub

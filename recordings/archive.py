@@ -1,0 +1,324 @@
+"""The evidence archive service: records every publishing unit, keeps the ledger signed.
+
+Wired by ``dispatch_server.app.create_app``; it knows nothing about HTTP or Socket.IO. The live
+service tells it when a unit starts and stops publishing; it taps the unit's relay channel (the
+encoded frames the relay already forwards), keeps one :class:`Recording` per unit per action
+session across reconnects (``reconnect_grace_s``), watches free space, and signs tree heads of
+the ledger every ``sign_interval_s`` and at shutdown.
+
+Disk full: when free space under the archive falls below ``min_free_bytes`` (or a write fails
+with ENOSPC), every recording pauses: its open segment is sealed or, if it cannot be, dropped
+whole; a ``disk_full`` gap opens; operators get a ``recording_degraded`` alarm. Live view,
+positions and instructions do not touch the archive and carry on. When space returns
+(``min_free_bytes`` plus a 25 % margin), recordings resume at the next keyframe and the gap is
+closed in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from media.relay import Channel
+
+from .ledger import Ledger
+from .recording import Recording, RecordingInfo
+from .recovery import recover
+from .timefmt import utc_iso
+
+logger = logging.getLogger(__name__)
+
+DISK_CHECK_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    action_id: str | None
+    case_number: str | None
+    officers: tuple[str, ...]
+    category: str
+
+
+Alarm = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # (kind, message, detail)
+ActionLookup = Callable[[str], Awaitable[ActionContext]]
+
+
+@dataclass
+class _Active:
+    recording: Recording
+    channel: Channel | None = None
+    taps: tuple[Any, ...] = ()
+    grace: asyncio.TimerHandle | None = None
+
+
+def new_recording_id(now: float) -> str:
+    return f"rec-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{secrets.token_hex(4)}"
+
+
+class ArchiveService:
+    def __init__(self, root: Path, signing_key: Path, node: str, *, segment_s: float, queue_frames: int,
+                 reconnect_grace_s: float, sign_interval_s: float, min_free_bytes: int,
+                 action_for: ActionLookup, alarm: Alarm, clock: Callable[[], float] = time.time) -> None:
+        self.root = root
+        self.node = node
+        self.where = f"recorder@{node}"
+        self.ledger = Ledger(root, signing_key, where=self.where, clock=clock)
+        self._segment_s = segment_s
+        self._queue_frames = queue_frames
+        self._grace_s = reconnect_grace_s
+        self._sign_interval_s = sign_interval_s
+        self._min_free = min_free_bytes
+        self._action_for = action_for
+        self._alarm = alarm
+        self._clock = clock
+        self.active: dict[str, _Active] = {}
+        self.disk_full = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: list[Recording] = []
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # ("sealed"|"closed"|..., detail)
+
+    # lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> list[str]:
+        """Open the ledger, recover what a crash left, sign a tree head; then start the timers."""
+        self._loop = asyncio.get_running_loop()
+        notes = await asyncio.to_thread(self._open_and_recover)
+        for note in notes:
+            logger.warning("archive recovery: %s", note)
+        self._spawn(self._sign_loop(), "archive-sign")
+        self._spawn(self._disk_loop(), "archive-disk")
+        return notes
+
+    def _open_and_recover(self) -> list[str]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "recordings").mkdir(exist_ok=True)
+        notes = list(self.ledger.open())
+        notes += recover(self.root, self.ledger, self.ledger.entries(), self.where, self._clock())
+        self.ledger.sign_tree_head()
+        return notes
+
+    async def close(self) -> None:
+        """Seal and close every recording, then sign the final tree head."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for unit_id in list(self.active):
+            self._close_unit(unit_id, "server shutting down")
+        recordings = list(self._closing)
+        await asyncio.to_thread(self._join, recordings)
+        await asyncio.to_thread(self.ledger.close)
+
+    @staticmethod
+    def _join(recordings: list[Recording]) -> None:
+        for r in recordings:
+            r.join(timeout=30)
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # publishers --------------------------------------------------------------------------
+    async def publish_started(self, unit_id: str, channel: Channel, video_codec: str | None,
+                              audio_codec: str | None) -> Recording:
+        """A unit publishes on this node: continue its recording (a reconnect) or open one."""
+        video_codec = video_codec.lower() if video_codec else None
+        audio_codec = audio_codec.lower() if audio_codec else None
+        if video_codec not in (None, "vp8", "h264"):
+            logger.error("unit %s: video codec %s cannot be recorded; recording audio only", unit_id, video_codec)
+            video_codec = None
+        if audio_codec not in (None, "opus"):
+            logger.error("unit %s: audio codec %s cannot be recorded; recording video only", unit_id, audio_codec)
+            audio_codec = None
+        ctx = await self._action_for(unit_id)
+        current = self.active.get(unit_id)
+        if current is not None:
+            r = current.recording
+            same = (r.info.action_id == ctx.action_id and r.info.video_codec == video_codec
+                    and r.info.audio_codec == audio_codec and not r.closed)
+            if same:
+                if current.grace is not None:
+                    current.grace.cancel()
+                    current.grace = None
+                self._untap(current)
+                self._tap(current, channel)
+                return r
+            self._close_unit(unit_id, "a new session of the unit (action or codecs changed)")
+        now = self._clock()
+        info = RecordingInfo(
+            recording_id=new_recording_id(now), unit_id=unit_id, action_id=ctx.action_id,
+            case_number=ctx.case_number, officers=ctx.officers, category=ctx.category, node=self.node,
+            video_codec=video_codec, audio_codec=audio_codec,
+        )
+        recording = await asyncio.to_thread(
+            Recording, info, self.root / "recordings" / info.recording_id, self.root, self.ledger,
+            segment_s=self._segment_s, queue_frames=self._queue_frames, where=self.where,
+            on_event=self._from_writer, clock=self._clock,
+            request_keyframe=lambda: self._request_keyframe(unit_id))
+        if self.disk_full:
+            recording.pause("disk_full")
+        active = _Active(recording)
+        self.active[unit_id] = active
+        self._tap(active, channel)
+        logger.info("unit %s: recording %s opened (action %s)", unit_id, info.recording_id, ctx.action_id)
+        return recording
+
+    def publish_ended(self, unit_id: str, cause: str) -> None:
+        """The unit's publisher is gone (``link_lost``, ``unit_stopped`` ...): keep the recording
+        open for ``reconnect_grace_s`` so a returning unit continues it."""
+        current = self.active.get(unit_id)
+        if current is None:
+            return
+        self._untap(current)
+        current.recording.cut(cause)
+        if current.grace is not None:
+            current.grace.cancel()
+        loop = asyncio.get_running_loop()
+        current.grace = loop.call_later(self._grace_s, self._close_unit, unit_id,
+                                        f"unit did not come back within {self._grace_s:g} s")
+
+    async def action_changed(self, unit_ids: tuple[str, ...]) -> None:
+        """An action started or ended: units whose recording belongs to another action session
+        start a new recording at once (the old one closes)."""
+        for unit_id in unit_ids:
+            current = self.active.get(unit_id)
+            if current is None:
+                continue
+            ctx = await self._action_for(unit_id)
+            if ctx.action_id == current.recording.info.action_id:
+                continue
+            channel = current.channel
+            info = current.recording.info
+            self._close_unit(unit_id, "the unit's action session changed")
+            if channel is not None and current.grace is None:
+                await self.publish_started(unit_id, channel, info.video_codec, info.audio_codec)
+
+    def _close_unit(self, unit_id: str, reason: str) -> None:
+        current = self.active.pop(unit_id, None)
+        if current is None:
+            return
+        if current.grace is not None:
+            current.grace.cancel()
+        self._untap(current)
+        current.recording.close(reason)
+        self._closing = [r for r in self._closing if not r.closed_done] + [current.recording]
+
+    def _tap(self, active: _Active, channel: Channel) -> None:
+        rec = active.recording
+        taps = []
+        for fanout in channel.fanouts:
+            kind = fanout.kind
+            if (kind == "video" and rec.info.video_codec is None) or (kind == "audio" and rec.info.audio_codec is None):
+                continue
+
+            def tap(packet: Any, keyframe: bool, kind: str = kind) -> None:
+                rec.offer(kind, bytes(packet), int(packet.pts or 0), keyframe)
+
+            fanout.taps.append(tap)
+            taps.append((fanout, tap))
+        active.channel = channel
+        active.taps = tuple(taps)
+        self._request_keyframe(rec.info.unit_id)
+
+    @staticmethod
+    def _untap(active: _Active) -> None:
+        for fanout, tap in active.taps:
+            if tap in fanout.taps:
+                fanout.taps.remove(tap)
+        active.taps = ()
+
+    def _request_keyframe(self, unit_id: str) -> None:
+        """Thread-safe: the writer asks for a keyframe to start a segment."""
+        loop = self._loop
+        active = self.active.get(unit_id)
+        if loop is None or active is None or active.channel is None:
+            return
+        fanout = active.channel.fanout("video")
+        loop.call_soon_threadsafe(fanout.request_keyframe, "recording")
+
+    # writer events (called on writer threads) --------------------------------------------
+    def _from_writer(self, kind: str, detail: dict[str, Any]) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._writer_event, kind, detail)
+
+    def _writer_event(self, kind: str, detail: dict[str, Any]) -> None:
+        if kind == "disk_full" and not self.disk_full:
+            self._enter_disk_full(detail.get("message", "no space left on the archive volume"))
+        elif kind == "error":
+            self._spawn(self._alarm("recording_degraded", f"recording fault: {detail.get('message')}", detail),
+                        "archive-alarm")
+        for listener in list(self.listeners):
+            try:
+                listener(kind, detail)
+            except Exception:
+                logger.exception("archive listener failed")
+
+    # disk --------------------------------------------------------------------------------
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.root).free
+
+    def _enter_disk_full(self, message: str) -> None:
+        self.disk_full = True
+        for active in self.active.values():
+            active.recording.pause("disk_full")
+        logger.error("archive: disk full (%s); recording paused", message)
+        self._spawn(self._alarm("recording_degraded",
+                                f"evidence archive disk full ({message}); recording paused, live view continues",
+                                {"free_bytes": self._safe_free(), "units": sorted(self.active)}), "archive-alarm")
+
+    def _safe_free(self) -> int | None:
+        try:
+            return self.free_bytes()
+        except OSError:
+            return None
+
+    async def _disk_loop(self) -> None:
+        while True:
+            await asyncio.sleep(DISK_CHECK_INTERVAL_S)
+            free = self._safe_free()
+            if free is None:
+                continue
+            if not self.disk_full and free < self._min_free:
+                self._enter_disk_full(f"{free} bytes free, below {self._min_free}")
+            elif self.disk_full and free >= self._min_free * 1.25:
+                self.disk_full = False
+                logger.warning("archive: %d bytes free again; recording resumes", free)
+                for active in self.active.values():
+                    active.recording.resume()
+                await self._alarm("recording_resumed", f"evidence archive has space again ({free} bytes free); "
+                                  "recording resumed", {"free_bytes": free})
+
+    # ledger ------------------------------------------------------------------------------
+    async def _sign_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._sign_interval_s)
+            try:
+                await asyncio.to_thread(self.ledger.sign_tree_head)
+            except OSError as exc:
+                logger.error("archive: tree head not signed: %s", exc)
+
+    async def record(self, type: str, *, actor: str, where: str, outcome: str = "ok",
+                     data: dict[str, Any]) -> dict[str, Any]:
+        """An evidence access or management event (viewed, downloaded, hold_set ...)."""
+        return await asyncio.to_thread(self.ledger.append, type, actor=actor, where=where, outcome=outcome, data=data)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "disk_full": self.disk_full,
+            "free_bytes": self._safe_free(),
+            "ledger_size": self.ledger.size,
+            "recording": {u: {"recording_id": a.recording.info.recording_id, "frames": a.recording.stats.frames,
+                              "segments": a.recording.stats.segments, "dropped": a.recording.stats.dropped,
+                              "gaps": a.recording.stats.gaps, "paused": a.recording.paused_cause,
+                              "since": utc_iso(a.recording.opened_at)}
+                          for u, a in self.active.items()},
+        }
