@@ -19,6 +19,7 @@ import socketio
 from aiohttp import web
 
 from media import passthrough
+from geo.gpx import track_geojson
 from geo.track import SqliteTrackStore
 from media.relay import Relay, RelayConfig
 from recordings.archive import ActionContext, ArchiveService
@@ -362,11 +363,22 @@ def _wire_archive(app: web.Application, settings: Settings, node: str, live: Liv
                                      "state": "open", "created_at": clock(), "detail": detail},
                            room=OPERATORS_ROOM, namespace="/console")
 
+    positions, instructions = app[POSITIONS], app[INSTRUCTIONS]
+
+    async def describe(unit_id: str, since: float, until: float) -> dict[str, Any]:
+        """What recording.json holds besides the media: the unit's GPS track and the instructions
+        it was sent while recording."""
+        points = await asyncio.to_thread(positions.tracks.query, unit_id, since - 1.0, until + 1.0, 200_000)
+        sent = [i.view() for i in await instructions.list(unit=unit_id, limit=1000)
+                if since - 1.0 <= i.created_at <= until]
+        return {"gps_track": track_geojson(unit_id, [p.fix for p in points]),
+                "instructions": sorted(sent, key=lambda v: v["seq"])}
+
     a = settings.archive
     archive = ArchiveService(settings.archive_dir, settings.signing_key_path, node, segment_s=a.segment_s,
                              queue_frames=a.queue_frames, reconnect_grace_s=a.reconnect_grace_s,
                              sign_interval_s=a.sign_interval_s, min_free_bytes=a.min_free_bytes,
-                             action_for=action_for, alarm=alarm, clock=clock)
+                             action_for=action_for, alarm=alarm, describe=describe, clock=clock)
     app[ARCHIVE] = archive
     live.recorder = archive
     return archive

@@ -47,6 +47,8 @@ class ActionContext:
 
 Alarm = Callable[[str, str, dict[str, Any]], Awaitable[None]]  # (kind, message, detail)
 ActionLookup = Callable[[str], Awaitable[ActionContext]]
+Describe = Callable[[str, float, float], Awaitable[dict[str, Any]]]  # (unit, since, until) -> GPS track, instructions
+DESCRIBE_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -64,7 +66,8 @@ def new_recording_id(now: float) -> str:
 class ArchiveService:
     def __init__(self, root: Path, signing_key: Path, node: str, *, segment_s: float, queue_frames: int,
                  reconnect_grace_s: float, sign_interval_s: float, min_free_bytes: int,
-                 action_for: ActionLookup, alarm: Alarm, clock: Callable[[], float] = time.time) -> None:
+                 action_for: ActionLookup, alarm: Alarm, describe: Describe | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.root = root
         self.node = node
         self.where = f"recorder@{node}"
@@ -76,7 +79,9 @@ class ArchiveService:
         self._min_free = min_free_bytes
         self._action_for = action_for
         self._alarm = alarm
+        self._describe = describe
         self._clock = clock
+        self._finishing: set[asyncio.Task[None]] = set()
         self.active: dict[str, _Active] = {}
         self.disk_full = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -110,6 +115,7 @@ class ArchiveService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for unit_id in list(self.active):
             self._close_unit(unit_id, "server shutting down")
+        await asyncio.gather(*self._finishing, return_exceptions=True)
         recordings = list(self._closing)
         await asyncio.to_thread(self._join, recordings)
         await asyncio.to_thread(self.ledger.close)
@@ -207,8 +213,22 @@ class ArchiveService:
         if current.grace is not None:
             current.grace.cancel()
         self._untap(current)
-        current.recording.close(reason)
         self._closing = [r for r in self._closing if not r.closed_done] + [current.recording]
+        task = asyncio.ensure_future(self._finish(current.recording, reason))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _finish(self, recording: Recording, reason: str) -> None:
+        """Gather what the recording's metadata needs from the rest of the server, then close it."""
+        if self._describe is not None:
+            try:
+                extra = await asyncio.wait_for(
+                    self._describe(recording.info.unit_id, recording.opened_at, self._clock()), DESCRIBE_TIMEOUT_S)
+            except Exception as exc:
+                logger.warning("recording %s: metadata incomplete: %r", recording.info.recording_id, exc)
+                extra = {"metadata_error": f"GPS track and instructions unavailable: {exc!r}"}
+            recording.extra_metadata = lambda: extra
+        recording.close(reason)
 
     def _tap(self, active: _Active, channel: Channel) -> None:
         rec = active.recording

@@ -190,3 +190,52 @@ def _annexb(avcc: bytes) -> bytes:
     return out
 
 
+
+
+async def test_recording_is_linked_to_case_track_and_instructions(
+        make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop) -> None:
+    import json
+    import time
+
+    from tests.dispatch_server.test_actions import ACTION, api
+    from tests.support.unit_client import RawUnit
+
+    live: LiveServer = await make_live(archive=FAST)
+    events = ArchiveEvents(live)
+    token = live.add_unit("bc-01")
+    live.add_unit("veh-01", "vehicle")
+    live.add_user("op", "operator")
+    op = await live.login("op")
+    _, action = await api(http, "POST", f"{live.url}/api/actions", op, ACTION)
+    status, _ = await api(http, "POST", f"{live.url}/api/actions/{action['id']}/start", op)
+    assert status == 200
+    unit = await RawUnit(live.url, "bc-01", token).connect()
+    pub = await make_publisher(vp8_loop, opus_loop)
+    try:
+        await whip_publish(http, live.url, "bc-01", token, pub)
+        for i in range(4):
+            ack = await unit.call("position", {"lat": 38.04 + i * 1e-4, "lon": 114.51, "ts": time.time()})
+            assert ack["ok"], ack
+            await asyncio.sleep(0.5)
+        status, sent = await api(http, "POST", f"{live.url}/api/instructions", op,
+                                 {"unit": "bc-01", "type": "text", "text": "封存 现场 车辆", "ttl_s": 60})
+        assert status == 201, sent
+        await asyncio.sleep(1.0)
+        await stop_sending(pub)
+        await unpublish(http, live, pub, token)
+    finally:
+        await pub.close()
+        await unit.close()
+    rid = (await events.wait("closed"))[0]["recording_id"]
+    meta = json.loads((live.settings.archive_dir / "recordings" / rid / "recording.json").read_text("utf-8"))
+    assert meta["case_number"] == "（2026）冀0916执123号" and meta["action_id"] == action["id"]
+    assert meta["unit_id"] == "bc-01" and meta["officers"] == ["王法警"]
+    assert meta["codecs"] == {"video": "vp8", "audio": "opus"} and meta["resolution"] == [640, 480]
+    assert meta["clocks"]["server_opened"] < meta["clocks"]["server_closed"]
+    coords = meta["extra"]["gps_track"]["features"][0]["geometry"]["coordinates"]
+    assert len(coords) == 4 and coords[0][:2] == [114.51, 38.04]
+    assert [i["payload"]["text"] for i in meta["extra"]["instructions"]] == ["封存 现场 车辆"]
+    assert meta["segments"] and all(s["sha256"] for s in meta["segments"])
+    closed = of_type(live.settings.archive_dir, "recording_closed", rid)[0]
+    blob = (live.settings.archive_dir / "recordings" / rid / "recording.json").read_bytes()
+    assert closed["metadata_sha256"] == hashlib.sha256(blob).hexdigest()
