@@ -412,6 +412,8 @@ class Bench:
     unit_tokens: dict[str, str] = field(default_factory=dict)
     person_token: str = ""
     started: float = field(default_factory=time.monotonic)
+    labels: tuple[str, ...] = SERVERS  # servers measured in the CPU rounds, in alternating order
+    ramp_label: str = "forward"  # the server the unit ramp and late viewers run against
 
     def say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.started:6.1f} s] {text}", flush=True)
@@ -422,22 +424,28 @@ class Bench:
 
     @property
     def forward(self) -> ServerChild:
-        return self.servers["forward"]
+        return self.servers[self.ramp_label]
 
-    # setup ---------------------------------------------------------------------------------
-    def setup(self) -> None:
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.config = write_config(self.work / "config.toml", self.work / "data")
-        self.loadgens = [LoadgenChild(f"loadgen{k}", self.logs / f"loadgen{k}.log").start()
-                         for k in range(self.plan.loadgens)]
-        add_user(self.config, PERSON, "operator", PASSWORD)
-        self.register_units([_cpu_unit(r, k) for r in range(self.plan.rounds) for k in range(max(self.plan.cpu_units))])
-        argv = {
+    def server_argv(self) -> dict[str, list[str]]:
+        return {
             "forward": [PYTHON, "-m", "dispatch_server", "--config", str(self.config), "serve"],
             "baseline": [PYTHON, "-m", "bench.baseline_server"],
             "floor": [PYTHON, "-m", "bench.baseline_server", "--passthrough"],
         }
-        for name, args in argv.items():
+
+    def write_configs(self) -> None:
+        # The relay benchmark measures forwarding alone; bench.record measures recording on top.
+        self.config = write_config(self.work / "config.toml", self.work / "data", "[archive]\nenabled = false\n")
+
+    # setup ---------------------------------------------------------------------------------
+    def setup(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.write_configs()
+        self.loadgens = [LoadgenChild(f"loadgen{k}", self.logs / f"loadgen{k}.log").start()
+                         for k in range(self.plan.loadgens)]
+        add_user(self.config, PERSON, "operator", PASSWORD)
+        self.register_units([_cpu_unit(r, k) for r in range(self.plan.rounds) for k in range(max(self.plan.cpu_units))])
+        for name, args in self.server_argv().items():
             self.servers[name] = ServerChild(name, args, self.logs / f"{name}-server.log").start()
         self.person_token = asyncio.run(login(self.forward.url, PERSON, PASSWORD))
         for lg in self.loadgens:
@@ -482,7 +490,7 @@ class Bench:
         lg = self.loadgens[:1]
         rounds = []
         for r in range(self.plan.rounds):
-            order = list(SERVERS) if r % 2 == 0 else list(reversed(SERVERS))
+            order = list(self.labels) if r % 2 == 0 else list(reversed(self.labels))
             for label in order:
                 self.check_deadline()
                 server = self.servers[label]

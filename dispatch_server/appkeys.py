@@ -6,14 +6,17 @@ import socketio
 from aiohttp import web
 
 from recordings.archive import ArchiveService
+from recordings.catalog import Catalog
 
 from .actions import ActionService
 from .alerts import AlertService
 from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
+from .exports import ExportService
 from .instructions import InstructionService
 from .live import LiveService
+from .party import PartyService
 from .positions import PositionService
 from .roster import Roster
 from .store import Store
@@ -34,3 +37,6 @@ TALK = web.AppKey("talk", TalkService)
 UPDATES = web.AppKey("updates", UpdateBatcher)
 POSITIONS = web.AppKey("positions", PositionService)
 ARCHIVE = web.AppKey("archive", ArchiveService)
+CATALOG = web.AppKey("catalog", Catalog)
+PARTY = web.AppKey("party", PartyService)
+EXPORTS = web.AppKey("exports", ExportService)

@@ -35,6 +35,15 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "dispatch.write": frozenset({"operator", "supervisor", "admin"}),
     "alerts.ack": frozenset({"operator", "supervisor", "admin"}),
     "audit.read": frozenset({"supervisor", "auditor", "admin"}),
+    # Evidence archive: play recordings; take a copy away; legal holds; retention runs.
+    "evidence.view": frozenset({"operator", "supervisor", "auditor", "admin"}),
+    "evidence.download": frozenset({"supervisor", "auditor", "admin"}),
+    "evidence.hold": frozenset({"supervisor", "admin"}),
+    "evidence.retention": frozenset({"admin"}),
+    # Party access (当事人查询): court staff issue access codes, judges/supervisors decide requests.
+    "party.issue": frozenset({"supervisor", "admin"}),
+    "requests.read": frozenset({"supervisor", "auditor", "admin"}),
+    "requests.decide": frozenset({"supervisor", "admin"}),
 }
 
 

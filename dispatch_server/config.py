@@ -126,6 +126,17 @@ class ArchiveConfig:
 
 
 @dataclass(frozen=True)
+class PartyConfig:
+    code_ttl_s: float = 30 * 86400.0  # an access code the court issued is valid this long (used once)
+    session_ttl_s: float = 24 * 3600.0  # a party's portal session after the code
+    link_max_lifetime_s: float = 7 * 86400.0  # download links expire at the latest after this
+    max_failures: int = 5  # wrong codes from one address for one case before a lockout
+    lockout_s: float = 900.0  # first lockout; doubles per further failure, up to max_lockout_s
+    max_lockout_s: float = 3600.0  # a lockout never lasts longer, so nobody can lock a party out for good
+    export_workers: int = 1  # exports running at once (each uses most of a core)
+
+
+@dataclass(frozen=True)
 class RedisConfig:
     url: str = field(default="", repr=False)  # empty: single node, in-memory presence
 
@@ -149,6 +160,7 @@ class Settings:
     alerts: AlertsConfig = AlertsConfig()
     geo: GeoConfig = GeoConfig()
     archive: ArchiveConfig = ArchiveConfig()
+    party: PartyConfig = PartyConfig()
     redis: RedisConfig = RedisConfig()
     demo: DemoConfig = DemoConfig()
     base_dir: str = "."  # folder of the config file; not settable from the file
@@ -308,6 +320,13 @@ def validate(s: Settings) -> None:
         ("archive.reconnect_grace_s", s.archive.reconnect_grace_s, 0.0),
         ("archive.sign_interval_s", s.archive.sign_interval_s, 1.0),
         ("archive.min_free_bytes", s.archive.min_free_bytes, 0),
+        ("party.code_ttl_s", s.party.code_ttl_s, 60.0),
+        ("party.session_ttl_s", s.party.session_ttl_s, 60.0),
+        ("party.link_max_lifetime_s", s.party.link_max_lifetime_s, 1.0),
+        ("party.max_failures", s.party.max_failures, 1),
+        ("party.lockout_s", s.party.lockout_s, 1.0),
+        ("party.max_lockout_s", s.party.max_lockout_s, 1.0),
+        ("party.export_workers", s.party.export_workers, 1),
     ]
     for key, value, minimum in checks:
         if value < minimum:

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .appkeys import AUTH, LIVE, POSITIONS, ROSTER, SETTINGS
+from .appkeys import ARCHIVE, AUTH, LIVE, POSITIONS, ROSTER, SETTINGS
 from .auth import Person, bearer
 from .errors import BadRequest, TooLarge
 from .messages import parse_login
@@ -91,7 +91,11 @@ async def console_config(request: web.Request) -> web.Response:
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     live = request.app[LIVE]
-    return web.json_response(
-        {"ok": live.accepting, "node": live.node_id, "publishers": len(live.publishers), "viewers": len(live.viewers),
-         "rejected_fixes": request.app[POSITIONS].rejected}
-    )
+    body = {"ok": live.accepting, "node": live.node_id, "publishers": len(live.publishers), "viewers": len(live.viewers),
+            "rejected_fixes": request.app[POSITIONS].rejected}
+    archive = request.app.get(ARCHIVE)
+    if archive is not None:
+        status = archive.status()
+        body["archive"] = {"disk_full": status["disk_full"], "free_bytes": status["free_bytes"],
+                           "recording": len(status["recording"]), "ledger_size": status["ledger_size"]}
+    return web.json_response(body)

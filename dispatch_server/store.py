@@ -82,6 +82,27 @@ CREATE TABLE IF NOT EXISTS audit (
     subject TEXT NOT NULL,          -- e.g. instruction id
     detail TEXT NOT NULL            -- JSON
 );
+-- party access (party.py)
+CREATE TABLE IF NOT EXISTS party_codes (
+    code_hash TEXT PRIMARY KEY, case_number TEXT NOT NULL, party_name TEXT NOT NULL,
+    issued_by TEXT NOT NULL, issued_at REAL NOT NULL, expires_at REAL NOT NULL, used_at REAL
+);
+CREATE TABLE IF NOT EXISTS party_sessions (
+    token_hash TEXT PRIMARY KEY, case_number TEXT NOT NULL, party_name TEXT NOT NULL,
+    created_at REAL NOT NULL, expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS party_failures (
+    key TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until REAL NOT NULL, last_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS footage_requests (
+    id TEXT PRIMARY KEY, case_number TEXT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS footage_requests_case ON footage_requests(case_number);
+CREATE TABLE IF NOT EXISTS party_links (
+    id TEXT PRIMARY KEY, token_hash TEXT UNIQUE NOT NULL, request_id TEXT NOT NULL,
+    created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL, revoked_by TEXT, uses INTEGER NOT NULL DEFAULT 0
+);
 """
 
 

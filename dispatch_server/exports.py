@@ -1,0 +1,301 @@
+"""Exports of approved footage requests: redact, watermark, package with proofs, issue a link.
+
+One export runs per ``party.export_workers`` at a time in worker threads (the work is CPU-bound
+and releases the GIL in FFmpeg and OpenCV). Progress goes to the request (stored about every
+two seconds, pushed to consoles and the party's portal at most once a second). A server that
+stops mid-export cancels it (nothing half-written is kept) and starts it again at the next start.
+
+The package (``recordings.package``) holds the export, the ledger entries of the source
+segments with their inclusion proofs and a signed tree head, what was redacted and why, and the
+completeness statement of the action: every unit, its recorded intervals and every gap with its
+cause, signed by the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from recordings.archive import ArchiveService
+from recordings.export import ExportCancelled, ExportError, export_recording, review_keyframe
+from recordings.package import build_package, load_signing_key
+from recordings.recovery import parse_iso
+from recordings.redaction import Region
+from recordings.timefmt import utc_iso
+from recordings.watermark import WatermarkSpec
+
+from .actions import ActionService
+from .errors import BadRequest, Conflict, NotFound
+from .party import PartyService
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EMIT_S = 1.0
+PROGRESS_STORE_S = 2.0
+CONTIGUOUS_S = 1.5  # segments closer than this make one recorded interval
+
+
+def load_link_secret(path: Path) -> bytes:
+    """32 random bytes that derive link tokens from link ids (created at first start, mode 0600)."""
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+        f.flush()
+        os.fsync(f.fileno())
+    return secret
+
+
+class ExportService:
+    def __init__(self, party: PartyService, archive: ArchiveService, actions: ActionService, export_dir: Path,
+                 signing_key_path: Path, link_secret: bytes, workers: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._party = party
+        self._archive = archive
+        self._actions = actions
+        self.dir = export_dir
+        self._key_path = signing_key_path
+        self._secret = link_secret
+        self._sem = asyncio.Semaphore(workers)
+        self._clock = clock
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancels: dict[str, threading.Event] = {}
+        self._closing = False
+
+    # sources -----------------------------------------------------------------------------------
+    def _entries(self) -> list[dict[str, Any]]:
+        return self._archive.ledger.entries()
+
+    def recordings_of_action(self, action_id: str, entries: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Every recording of the action with its live segments (not deleted) and gaps."""
+        entries = self._entries() if entries is None else entries
+        recs: dict[str, dict[str, Any]] = {}
+        deleted = {(e["data"]["recording_id"], e["data"]["seq"]) for e in entries if e["type"] == "segment_deleted"}
+        for e in entries:
+            d = e["data"]
+            if e["type"] == "recording_opened" and d.get("action_id") == action_id:
+                recs[d["recording_id"]] = {"recording_id": d["recording_id"], "unit_id": d["unit_id"],
+                                           "opened": d["server_time"], "closed": None, "segments": [], "gaps": [],
+                                           "deleted_segments": 0}
+            elif d.get("recording_id") in recs:
+                r = recs[d["recording_id"]]
+                if e["type"] == "segment_sealed":
+                    if (d["recording_id"], d["seq"]) in deleted:
+                        r["deleted_segments"] += 1
+                    else:
+                        r["segments"].append({**d, "ledger_index": e["index"]})
+                elif e["type"] == "gap":
+                    r["gaps"].append({"start": d["start"], "end": d["end"], "cause": d["cause"]})
+                elif e["type"] == "recording_closed":
+                    r["closed"] = d.get("server_time")
+        return sorted(recs.values(), key=lambda r: r["opened"])
+
+    async def recordings_for_decision(self, action_id: str) -> list[dict[str, Any]]:
+        recs = await asyncio.to_thread(self.recordings_of_action, action_id)
+        return [r for r in recs if r["segments"]]
+
+    def completeness(self, action: Any, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        recs = self.recordings_of_action(action.id, entries)
+        units = []
+        for unit_id in action.units:
+            mine = [r for r in recs if r["unit_id"] == unit_id]
+            intervals: list[list[str]] = []
+            for r in mine:
+                for s in sorted(r["segments"], key=lambda s: s["start"]):
+                    if intervals and parse_iso(s["start"]) - parse_iso(intervals[-1][1]) <= CONTIGUOUS_S:
+                        intervals[-1][1] = max(intervals[-1][1], s["end"])
+                    else:
+                        intervals.append([s["start"], s["end"]])
+            units.append({
+                "unit_id": unit_id,
+                "recordings": [{"recording_id": r["recording_id"], "opened": r["opened"], "closed": r["closed"],
+                                "segments": len(r["segments"]), "deleted_segments": r["deleted_segments"]} for r in mine],
+                "recorded_intervals": intervals,
+                "gaps": [g for r in mine for g in r["gaps"]],
+                "statement": "recorded" if intervals else "no recording of this unit for this action",
+            })
+        return {"case_number": action.case_number, "action_id": action.id, "action_title": action.title,
+                "action_started": utc_iso(action.started_at) if action.started_at else None,
+                "action_ended": utc_iso(action.ended_at) if action.ended_at else None,
+                "units": units, "stated_at": utc_iso(self._clock())}
+
+    # review ------------------------------------------------------------------------------------
+    async def review(self, request_id: str, at_s: float) -> Any:
+        doc = await self._party.get(request_id)
+        if not doc.get("decision") or doc["decision"].get("decision") != "approve":
+            raise Conflict("review frames are for approved requests", code="not_approved")
+        segments, _, _ = await asyncio.to_thread(self._sources, doc)
+        regions = _regions(doc)
+        try:
+            return await asyncio.to_thread(review_keyframe, segments, at_s, regions=regions)
+        except ExportError as exc:
+            raise BadRequest(f"no frame at {at_s:g} s: {exc}", code="bad_time") from None
+
+    def _sources(self, doc: dict[str, Any]) -> tuple[list[Path], list[int], dict[str, Any]]:
+        rid = doc["decision"]["recording_id"]
+        entries = self._entries()
+        recs = [r for r in self.recordings_of_action(doc["action_id"], entries) if r["recording_id"] == rid]
+        if not recs or not recs[0]["segments"]:
+            raise NotFound(f"recording {rid} has no segments left", code="no_segments")
+        segs = sorted(recs[0]["segments"], key=lambda s: s["seq"])
+        return ([self._archive.root / s["path"] for s in segs], [s["ledger_index"] for s in segs], recs[0])
+
+    # export --------------------------------------------------------------------------------------
+    async def start(self, request_id: str, who: str) -> dict[str, Any]:
+        doc = await self._party.get(request_id)
+        if doc["state"] not in ("approved", "failed"):
+            raise Conflict(f"request is {doc['state']}; only approved requests are exported", code="not_approved")
+        doc["state"] = "exporting"
+        doc["export"] = {"progress": 0.0, "started_by": who, "started_at": self._clock(), "error": None}
+        doc["history"].append({"at": self._clock(), "by": f"user:{who}", "what": "export_started", "message": ""})
+        await self._party.update(doc)
+        self._spawn(request_id)
+        return doc
+
+    def resume(self, docs: list[dict[str, Any]]) -> None:
+        """Exports a stopped server left running start again."""
+        for doc in docs:
+            logger.warning("request %s: export interrupted by a restart; starting it again", doc["id"])
+            self._spawn(doc["id"])
+
+    def _spawn(self, request_id: str) -> None:
+        if request_id in self._tasks or self._closing:
+            return
+        task = asyncio.ensure_future(self._run(request_id))
+        self._tasks[request_id] = task
+        task.add_done_callback(lambda t: self._tasks.pop(request_id, None))
+
+    async def _run(self, request_id: str) -> None:
+        async with self._sem:
+            doc = await self._party.get(request_id)
+            cancel = threading.Event()
+            self._cancels[request_id] = cancel
+            loop = asyncio.get_running_loop()
+            last = {"emit": 0.0, "store": 0.0}
+
+            def progress(share: float) -> None:
+                loop.call_soon_threadsafe(self._progress, doc, share, last)
+
+            try:
+                result = await asyncio.to_thread(self._export, doc, progress, cancel)
+            except ExportCancelled:
+                logger.info("request %s: export cancelled (server stopping); resumes at the next start", request_id)
+                return
+            except Exception as exc:
+                logger.exception("request %s: export failed", request_id)
+                doc = await self._party.get(request_id)
+                doc["state"] = "failed"
+                doc["export"] = {**(doc.get("export") or {}), "error": str(exc)}
+                doc["history"].append({"at": self._clock(), "by": "system", "what": "failed", "message": str(exc)})
+                await self._party.update(doc)
+                await self._archive.record("exported", actor="system", where="exporter", outcome="failed",
+                                           data={"request_id": request_id, "error": str(exc)})
+                return
+            finally:
+                self._cancels.pop(request_id, None)
+            await self._finish(request_id, result)
+
+    def _progress(self, doc: dict[str, Any], share: float, last: dict[str, float]) -> None:
+        now = time.monotonic()
+        doc["export"]["progress"] = round(share, 3)
+        if now - last["emit"] >= PROGRESS_EMIT_S or share >= 1.0:
+            last["emit"] = now
+            store = now - last["store"] >= PROGRESS_STORE_S
+            if store:
+                last["store"] = now
+            task = asyncio.ensure_future(self._party.update(dict(doc), emit=True) if store
+                                         else self._party._changed(dict(doc)))
+            task.add_done_callback(lambda t: t.exception())
+
+    def _export(self, doc: dict[str, Any], progress: Callable[[float], None],
+                cancel: threading.Event) -> dict[str, Any]:
+        """Blocking: the export file, then the package. Runs in a worker thread."""
+        decision = doc["decision"]
+        segments, indexes, rec = self._sources(doc)
+        opened = parse_iso(rec["opened"])
+        # Recording time 0 is the first frame of the first segment: offset from the recording's opening.
+        first = next(s for s in rec["segments"] if s["seq"] == min(x["seq"] for x in rec["segments"]))
+        origin = opened + float(first.get("offset_s", 0.0))
+        start_s = max(0.0, decision["from"] - origin) if decision.get("from") else None
+        end_s = decision["to"] - origin if decision.get("to") else None
+        out_dir = self.dir / doc["id"]
+        if out_dir.exists():
+            shutil.rmtree(out_dir)  # leftovers of an interrupted attempt
+        out_dir.mkdir(parents=True)
+        now = dt.datetime.fromtimestamp(self._clock(), dt.timezone.utc)
+        spec = WatermarkSpec(request_id=doc["id"], recipient=doc["party_name"], exported_at=now,
+                             recipient_id=doc["case_number"],
+                             recorded_from=dt.datetime.fromtimestamp(origin, dt.timezone.utc))
+        result = export_recording(segments, out_dir / "export.mp4", start_s=start_s, end_s=end_s,
+                                  regions=_regions(doc), watermark=spec, include_audio=decision["include_audio"],
+                                  progress=progress, cancel=cancel)
+        action = asyncio.run_coroutine_threadsafe(self._actions.get(doc["action_id"]), self._loop).result(30)
+        entries = self._entries()
+        completeness = self.completeness(action, entries)
+        request = {"id": doc["id"], "case_number": doc["case_number"], "action_id": doc["action_id"],
+                   "recipient": doc["party_name"], "approved_by": decision["by"],
+                   "approved_at": utc_iso(decision["at"]), "reason": doc["reason"],
+                   "recording_id": decision["recording_id"], "unit_id": rec["unit_id"],
+                   "from": utc_iso(decision["from"]) if decision.get("from") else None,
+                   "to": utc_iso(decision["to"]) if decision.get("to") else None,
+                   "include_audio": decision["include_audio"],
+                   "export_window_s": [round(result.start_s, 3), round(result.end_s, 3)],
+                   "export_gaps": [{"start_s": round(g.start_s, 3), "end_s": round(g.end_s, 3)} for g in result.gaps]}
+        redactions = [r.to_dict() for r in result.redactions]
+        package_path = out_dir / f"{doc['id']}.zip"
+        manifest = build_package(package_path, export_file=result.path, ledger=self._archive.ledger,
+                                 source_indexes=indexes, request=request, redactions=redactions,
+                                 completeness=completeness, signing_key=load_signing_key(self._key_path),
+                                 export_duration_s=result.duration_s)
+        return {"export": result.to_dict(), "export_path": str(result.path), "package_path": str(package_path),
+                "package_sha256": manifest["package_sha256"], "package_bytes": manifest["package_bytes"],
+                "sources": len(indexes), "package_id": manifest.get("package_id")}
+
+    async def _finish(self, request_id: str, result: dict[str, Any]) -> None:
+        doc = await self._party.get(request_id)
+        link = await self._party.issue_link(doc, self.link_token)
+        doc["state"] = "ready"
+        doc["export"] = {**(doc.get("export") or {}), **result, "progress": 1.0, "finished_at": self._clock()}
+        doc["links"].append({**link, "revoked_at": None})
+        doc["history"].append({"at": self._clock(), "by": "system", "what": "ready",
+                               "message": f"export ready; link valid until {utc_iso(link['expires_at'])}"})
+        await self._party.update(doc)
+        await self._archive.record("exported", actor=f"user:{doc['export'].get('started_by')}", where="exporter",
+                                   data={"request_id": request_id, "case_number": doc["case_number"],
+                                         "recording_id": doc["decision"]["recording_id"],
+                                         "export_sha256": result["export"]["sha256"],
+                                         "package_sha256": result["package_sha256"], "sources": result["sources"],
+                                         "link_id": link["id"], "link_expires": utc_iso(link["expires_at"])})
+
+    def link_token(self, link_id: str) -> str:
+        """The link's secret token, derived from its id: stored nowhere, shown to the party on demand."""
+        return hmac.new(self._secret, link_id.encode(), hashlib.sha256).hexdigest()[:43]
+
+    async def start_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.resume(await self._party.list(state="exporting"))
+
+    async def close(self) -> None:
+        self._closing = True
+        for cancel in self._cancels.values():
+            cancel.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+
+def _regions(doc: dict[str, Any]) -> list[Region]:
+    return [Region(int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"]), r["start_s"], r["end_s"], r["action"],
+                   r.get("reason", "")) for r in doc.get("regions", [])]

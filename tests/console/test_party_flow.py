@@ -1,0 +1,101 @@
+"""The whole party flow in headless Chromium: the party asks in the portal, a supervisor approves
+and exports in the console, the party downloads, and the package verifies offline."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.conftest import OPERATOR_PASSWORD, LiveServer
+from tests.dispatch_server.test_party import CASE, record_action
+from tests.recordings.test_recorder import FAST
+from tests.support.browser import chromium, console_login
+from media.pattern import EncodedAudioLoop, EncodedLoop
+
+AUDIT = str(Path(sys.executable).parent / "dispatch-audit")
+
+
+def verify_export(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AUDIT, "verify-export", str(path)], capture_output=True, text=True, timeout=120)
+
+
+async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
+        make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop,
+        tmp_path: Path) -> None:
+    live: LiveServer = await make_live(archive=FAST)
+    action_id, _ = await record_action(live, http, vp8_loop, opus_loop)
+    async with chromium() as browser:
+        court = await (await browser.new_context()).new_page()
+        await console_login(court, live.url, "judge", OPERATOR_PASSWORD)
+        await court.click("[data-panel='requests-panel']")
+        await court.fill("#code-case", CASE)
+        await court.fill("#code-party", "张三")
+        await court.click("#code-issue")
+        await court.wait_for_selector("#code-out[data-code]")
+        code = await court.get_attribute("#code-out", "data-code")
+        assert code
+
+        ctx = await browser.new_context(accept_downloads=True)
+        portal = await ctx.new_page()
+        await portal.goto(f"{live.url}/portal")
+        await portal.fill("#case-number", "(2026)冀0916执123号")  # ASCII brackets are fine
+        await portal.fill("#access-code", code.lower())  # and case does not matter
+        await portal.fill("#party-name", " 张三 ")
+        await portal.click("#login-submit")
+        await portal.wait_for_selector("#portal-app:not([hidden])")
+        await portal.select_option("#request-action", action_id)
+        await portal.fill("#request-reason", "核实查封过程")
+        await portal.click("#request-submit")
+        await portal.wait_for_selector(".portal-request[data-state='pending']")
+
+        await court.wait_for_selector(".request-row[data-state='pending']", timeout=10_000)
+        await court.click(".request-row[data-state='pending']")
+        await court.wait_for_selector("#request-detail .decision-approve")
+        await court.fill("#decision-reason", "依法公开")
+        await court.click("#request-detail .decision-approve")
+        await court.wait_for_selector("#request-detail[data-state='approved'] #review-load")
+        await court.fill("#review-time", "1")
+        await court.click("#review-load")
+        await court.wait_for_function("document.querySelector('#review-info').textContent.includes('T+')")
+        # The reviewer drags a blur region onto the keyframe.
+        box = await court.locator("#review-canvas").bounding_box()
+        assert box is not None
+        await court.mouse.move(box["x"] + 20, box["y"] + 20)
+        await court.mouse.down()
+        await court.mouse.move(box["x"] + 80, box["y"] + 70)
+        await court.mouse.up()
+        assert len(await court.evaluate("window.dispatchConsole.requests.regions()")) == 1
+        await court.click("#export-start")
+        await court.wait_for_selector("#request-detail[data-state='ready']", timeout=90_000)
+
+        await portal.wait_for_selector(".portal-request[data-state='ready'] .download-link", timeout=10_000)
+        async with portal.expect_download() as info:
+            await portal.click(".download-link")
+        download = await info.value
+        package = tmp_path / "package.zip"
+        await download.save_as(str(package))
+        await portal.click(".watch-btn")
+        await portal.wait_for_function(
+            "(() => { const v = document.querySelector('.portal-request video'); return v && v.readyState >= 1 && v.duration > 1; })()",
+            timeout=20_000)
+
+    out = verify_export(package)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # One flipped byte anywhere makes the verifier fail.
+    data = bytearray(package.read_bytes())
+    rng = random.Random(7)
+    for _ in range(5):
+        tampered = bytearray(data)
+        i = rng.randrange(len(tampered))
+        tampered[i] ^= 1 << rng.randrange(8)
+        bad = tmp_path / "tampered.zip"
+        bad.write_bytes(bytes(tampered))
+        out = verify_export(bad)
+        assert out.returncode == 1, f"flip at byte {i} of {len(data)} went unnoticed:\n{out.stdout}"
+    await asyncio.sleep(0)
