@@ -66,50 +66,74 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async with http.post(f"{url}/api/login", json={"username": "bench", "password": PASSWORD}) as r:
                 token = (await r.json())["token"]
             latencies: list[float] = []
+            batches: list[int] = []
 
-            def on_status(unit: dict[str, Any]) -> None:
-                pos = unit.get("position")
+            def seen(pos: Any, now: float) -> None:
                 if pos and isinstance(pos.get("ts"), str):
                     ts = dt.datetime.fromisoformat(pos["ts"].replace("Z", "+00:00")).timestamp()
-                    latencies.append((time.time() - ts) * 1000)
+                    latencies.append((now - ts) * 1000)
+
+            def on_status(unit: dict[str, Any]) -> None:
+                seen(unit.get("position"), time.time())
+
+            def on_positions(batch: dict[str, Any]) -> None:
+                now = time.time()
+                batches.append(len(batch["units"]))
+                for unit in batch["units"]:
+                    seen(unit.get("position"), now)
 
             console.on("unit_status", on_status, namespace="/console")
+            console.on("unit_positions", on_positions, namespace="/console")
             await console.connect(url, namespaces=["/console"], auth={"token": token}, transports=["websocket"])
             loop = asyncio.get_running_loop()
-            ready = 0
-            ready_evt = asyncio.Event()
-            last_stats: dict[int, dict[str, int]] = {}
+            replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
-            def reader(g: int, proc: subprocess.Popen[str]) -> None:
-                nonlocal ready
+            def reader(proc: subprocess.Popen[str]) -> None:
                 assert proc.stdout is not None
                 for line in proc.stdout:
-                    msg = json.loads(line)
-                    if "ready" in msg:
-                        ready += 1
-                        if ready == args.loadgens:
-                            loop.call_soon_threadsafe(ready_evt.set)
-                    else:
-                        last_stats[g] = msg
+                    loop.call_soon_threadsafe(replies.put_nowait, json.loads(line))
+
+            def tell(word: str) -> None:
+                for proc in gens:
+                    assert proc.stdin is not None
+                    proc.stdin.write(word + "\n")
+                    proc.stdin.flush()
+
+            async def answers() -> list[dict[str, Any]]:
+                return [await asyncio.wait_for(replies.get(), 60) for _ in gens]
 
             t_start = time.monotonic()
-            for g, f in enumerate(token_files):
+            c_start = cpu_s(server.pid)
+            for f in token_files:
                 proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "geo_units.py"), "--server", url,
-                                         "--tokens", str(f)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         "--tokens", str(f), "--interval", str(args.interval)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True, cwd=REPO)
                 gens.append(proc)
-                loop.run_in_executor(None, reader, g, proc)
-            await asyncio.wait_for(ready_evt.wait(), args.connect_timeout)
+                loop.run_in_executor(None, reader, proc)
+            ready = [await asyncio.wait_for(replies.get(), args.connect_timeout) for _ in gens]
+            assert sum(r["ready"] for r in ready) == args.units, ready
             connect_s = time.monotonic() - t_start
-            await asyncio.sleep(args.warmup)
+            connect_cpu = (cpu_s(server.pid) - c_start) / connect_s * 100
+            tell("go")
+            await asyncio.sleep(args.interval + args.warmup)
             latencies.clear()
-            sent0 = sum(s.get("acked", 0) for s in last_stats.values())
-            c0, w0 = cpu_s(server.pid), time.monotonic()
+            batches.clear()
+            tell("mark")
+            c0, g0, w0 = cpu_s(server.pid), sum(cpu_s(g.pid) for g in gens), time.monotonic()
             await asyncio.sleep(args.window)
-            cpu = (cpu_s(server.pid) - c0) / (time.monotonic() - w0) * 100
+            tell("report")
+            elapsed = time.monotonic() - w0
+            cpu = (cpu_s(server.pid) - c0) / elapsed * 100
+            gen_cpu = (sum(cpu_s(g.pid) for g in gens) - g0) / elapsed * 100
             window_lat = list(latencies)
-            acked = sum(s.get("acked", 0) for s in last_stats.values()) - sent0
-            errors = sum(s.get("errors", 0) for s in last_stats.values())
+            updates_per_s = len(window_lat) / elapsed
+            events_per_s = len(batches) / elapsed
+            reports = await answers()
+            acked = sum(r["acked"] for r in reports)
+            errors = sum(r["errors"] for r in reports)
+            # Acknowledgement delay: the worst generator's percentiles (they share the load evenly).
+            ack_p50 = max(r["ack_ms"]["p50"] for r in reports)
+            ack_p99 = max(r["ack_ms"]["p99"] for r in reports)
 
             near = []
             auth = {"Authorization": f"Bearer {token}"}
@@ -122,13 +146,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 near.append((time.perf_counter() - t0) * 1000)
         return {
             "units": args.units, "loadgens": args.loadgens, "connect_s": round(connect_s, 1),
+            "server_cpu_connecting_pct": round(connect_cpu, 1),
             "window_s": args.window,
-            "fixes_acked_per_s": round(acked / args.window, 1),
-            "loadgen_errors_total": errors,
-            "console_updates_per_s": round(len(window_lat) / args.window, 1),
+            "fixes_acked_per_s": round(acked / elapsed, 1),
+            "loadgen_errors": errors,
+            "fix_ack_ms": {"p50": ack_p50, "p99": ack_p99},
+            "console_positions_per_s": round(updates_per_s, 1),
+            "console_events_per_s": round(events_per_s, 1),
             "fix_to_console_ms": {"p50": round(pct(window_lat, 50), 1), "p99": round(pct(window_lat, 99), 1),
-                                  "n": len(window_lat)},
+                                  "max": round(max(window_lat, default=float("nan")), 1), "n": len(window_lat)},
             "server_cpu_pct": round(cpu, 1),
+            "loadgen_cpu_pct": round(gen_cpu, 1),
             "nearest_http_ms": {"p50": round(statistics.median(near), 2), "p99": round(pct(near, 99), 2)},
             "nearest_in_process_ms": nearest_in_process(args.units),
         }
@@ -148,6 +176,7 @@ def main() -> None:
     p.add_argument("--loadgens", type=int, default=2)
     p.add_argument("--warmup", type=float, default=10.0)
     p.add_argument("--window", type=float, default=20.0)
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between a unit's fixes")
     p.add_argument("--connect-timeout", type=float, default=600.0)
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "geo.json"))
     args = p.parse_args()

@@ -24,10 +24,10 @@ from geo.track import SqliteTrackStore
 from media.relay import Relay, RelayConfig
 from recordings.archive import ActionContext, ArchiveService
 
-from . import api_dispatch, api_geo, http_api, openapi, whip
+from . import api_dispatch, api_geo, api_party, api_recordings, http_api, openapi, whip
 from .actions import Action, ActionService
 from .alerts import AlertService
-from .appkeys import ACTIONS, ALERTS, ARCHIVE, AUDIT, AUTH, INSTRUCTIONS, LIVE, ROSTER, POSITIONS, SETTINGS, SIO, STORE, TALK, UPDATES
+from .appkeys import ACTIONS, ALERTS, ARCHIVE, AUDIT, EXPORTS, PARTY, AUTH, INSTRUCTIONS, LIVE, ROSTER, POSITIONS, SETTINGS, SIO, STORE, TALK, UPDATES
 from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
@@ -35,6 +35,8 @@ from .errors import DispatchError
 from .geo_index import MemoryPositionIndex, RedisPositionIndex
 from .instructions import InstructionService
 from .live import LiveService
+from .exports import ExportService, load_link_secret
+from .party import PartyService
 from .positions import PositionService
 from .presence import MemoryPresence, Presence, PresenceStore, RedisPresence
 from .roster import Roster
@@ -182,6 +184,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     sio.register_namespace(ConsoleNamespace(app[AUTH], roster, live, settings.server))
     _wire_dispatch(app, settings, sio, roster, relay, live, unit_ns, clock)
     archive = _wire_archive(app, settings, node, live, clock) if settings.archive.enabled else None
+    exports = _wire_party(app, settings, archive, clock) if archive is not None else None
 
     async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
@@ -202,19 +205,25 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     async def live_ctx(app: web.Application) -> AsyncIterator[None]:
         if archive is not None:
             await archive.start()  # crash recovery runs before anything records
+        if exports is not None:
+            await exports.start_loop()  # exports a stop interrupted start again
         live.start()
         app[INSTRUCTIONS].start(settings.alerts.sweep_interval_s)
         app[ALERTS].start(settings.alerts.sweep_interval_s)
         app[POSITIONS].start()
         yield
+        await app[TALK].close()
+        await live.close()
+        if exports is not None:
+            await exports.close()
+        if archive is not None:
+            # Seals every segment and signs the final tree head; recording.json still needs the
+            # track store and the instructions, so those close after it.
+            await archive.close()
         await app[POSITIONS].close()
         await app[UPDATES].close()
         await app[INSTRUCTIONS].close()
         await app[ALERTS].close()
-        await app[TALK].close()
-        await live.close()
-        if archive is not None:
-            await archive.close()  # seals every segment and signs the final tree head
 
     async def sio_ctx(app: web.Application) -> AsyncIterator[None]:
         if manager is not None:
@@ -238,11 +247,16 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
     app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.extend([store_ctx, presence_ctx, live_ctx, sio_ctx])
+    if archive is not None:  # the catalog starts after the archive (live_ctx) and stops before it
+        api_recordings.wire(app, archive, api_recordings.retention_policy(settings.archive), clock)
 
     app.router.add_routes(http_api.routes)
     app.router.add_routes(whip.routes)
     app.router.add_routes(api_geo.routes)
     app.router.add_routes(api_dispatch.routes)
+    if exports is not None:
+        app.router.add_routes(api_party.routes)
+    app.router.add_routes(api_recordings.routes)
     app.router.add_routes(openapi.routes)
     _static_routes(app)
     logger.info("node %s configured (redis: %s)", node, "on" if settings.redis.url else "off")
@@ -382,3 +396,22 @@ def _wire_archive(app: web.Application, settings: Settings, node: str, live: Liv
     app[ARCHIVE] = archive
     live.recorder = archive
     return archive
+
+
+def _wire_party(app: web.Application, settings: Settings, archive: ArchiveService,
+                clock: Callable[[], float]) -> ExportService:
+    """Party access: codes, footage requests, approvals, exports and download links."""
+    sio = app[SIO]
+
+    async def changed(doc: dict[str, Any]) -> None:
+        view = {k: v for k, v in doc.items() if k != "export"} | {
+            "export": {k: v for k, v in (doc.get("export") or {}).items() if not k.endswith("_path")}}
+        await sio.emit("footage_request", view, room=OPERATORS_ROOM, namespace="/console")
+
+    party = PartyService(app[STORE], settings.party, app[ACTIONS], archive.record, changed, clock)
+    app[PARTY] = party
+    exports = ExportService(party, archive, app[ACTIONS], settings.data_dir / "exports", settings.signing_key_path,
+                            load_link_secret(settings.data_dir / "keys" / "link-secret"),
+                            settings.party.export_workers, clock)
+    app[EXPORTS] = exports
+    return exports

@@ -4,6 +4,7 @@
     dispatch-server [--config PATH] add-unit ID --kind body|vehicle [--rotate]
     dispatch-server [--config PATH] add-user NAME --role operator|supervisor|auditor|admin
     dispatch-server [--config PATH] list-units
+    dispatch-server [--config PATH] retention-run [--dry-run]
 
 ``add-unit`` prints the new token alone on the last line of standard output (it is shown once;
 only its hash is stored). ``add-user`` reads the password from standard input when that is not a
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import socket
 import sys
 import time
 from typing import Any, Sequence
@@ -48,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--reset", action="store_true", help="the user exists: set a new password")
 
     sub.add_parser("list-units", help="list registered units")
+
+    r = sub.add_parser("retention-run", help="delete recordings past their keep time (while no server runs; "
+                                             "POST /api/retention/run while one does)")
+    r.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     return p
 
 
@@ -111,6 +117,55 @@ def add_user(settings: Settings, username: str, role: str, password: str, reset:
         store.close()
 
 
+def retention_run(settings: Settings, dry_run: bool) -> int:
+    """Exit status 0 when done (or nothing to do), 3 when halted by archive.max_delete_share."""
+    from .api_recordings import halted_message, retention_policy, run_retention_offline
+
+    if not (settings.archive_dir / "ledger" / "entries.jsonl").is_file():
+        print(f"no evidence archive at {settings.archive_dir}: nothing to do")
+        return 0
+    host, port = settings.server.host, settings.server.port
+    try:
+        # One writer per ledger: a running server owns it.
+        socket.create_connection(("127.0.0.1" if host in ("", "0.0.0.0", "::") else host, port), timeout=0.5).close()
+        raise SystemExit(f"error: a server answers on {host}:{port}; run retention there: POST /api/retention/run")
+    except OSError:
+        pass
+    where = f"cli:{getpass.getuser()}@{socket.gethostname()}"
+    result = run_retention_offline(settings.archive_dir, settings.signing_key_path, settings.data_dir / "catalog.sqlite3",
+                                   retention_policy(settings.archive), dry_run=dry_run, where=where)
+    for d in result.plan.listing():
+        print(f"{d['recording_id']}\t{d['category']} keep_days={d['keep_days']:g}\tclosed {d['closed_at']}\t"
+              f"{d['segments']} segments\t{d['bytes']} bytes")
+    f = result.plan.figures()
+    if result.halted and not dry_run:
+        message = halted_message(f)
+        print(message, file=sys.stderr)
+        asyncio.run(_alert(settings, "retention_halted", message))
+        return 3
+    verb = "would delete" if dry_run else "deleted"
+    print(f"{verb} {f['segments']} segments of {f['recordings']} recordings ({f['bytes']} bytes, {f['share']:.1%} of "
+          f"{f['total_segments']}); {f['held_recordings']} kept for legal holds"
+          + ("; HALT: above archive.max_delete_share" if result.halted else ""))
+    return 1 if result.errors else 0
+
+
+async def _alert(settings: Settings, kind: str, message: str) -> None:
+    """Store an alert for the consoles (they list open alerts when they connect)."""
+    from .alerts import AlertService
+    from .audit import AuditTrail
+
+    async def nobody(event: str, data: dict[str, Any]) -> None:
+        pass
+
+    store = Store(settings.data_dir)
+    try:
+        alerts = AlertService(store, AuditTrail(store), nobody, settings.alerts.escalate_after_s)
+        await alerts.raise_alert(kind, "archive", message)
+    finally:
+        store.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -137,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             add_user(settings, args.username, args.role, _read_password(settings.auth.min_password_length), args.reset)
             print(f"user {args.username} ({args.role}) {'updated' if args.reset else 'created'}")
             return 0
+        if command == "retention-run":
+            return retention_run(settings, args.dry_run)
         if command == "list-units":
             store = Store(settings.data_dir)
             try:

@@ -51,6 +51,19 @@ UNIT = {"$ref": "#/components/schemas/Unit"}
 ACTION = {"$ref": "#/components/schemas/Action"}
 INSTRUCTION = {"$ref": "#/components/schemas/Instruction"}
 ALERT = {"$ref": "#/components/schemas/Alert"}
+RECORDING = {"$ref": "#/components/schemas/Recording"}
+HOLD = {"$ref": "#/components/schemas/Hold"}
+
+
+def _segment_op() -> dict[str, Any]:
+    op = _op("A sealed segment (video/webm or video/x-matroska), Range requests answered with 206; Bearer token or "
+             "the ticket of the detail's url; download=1 adds Content-Disposition (ledger: played / downloaded)",
+             params=("ticket", "download"), errors=(400, 401, 403, 404, 416, 503))
+    video = {"video/webm": {"schema": {"type": "string", "format": "binary"}},
+             "video/x-matroska": {"schema": {"type": "string", "format": "binary"}}}
+    op["responses"]["200"] = {"description": "the whole file", "content": video}
+    op["responses"]["206"] = {"description": "the requested byte range", "content": video}
+    return op
 
 
 def document() -> dict[str, Any]:
@@ -104,6 +117,89 @@ def document() -> dict[str, Any]:
         "/api/talk/{unit_id}/{talk_id}": {"parameters": _path_params("unit_id", "talk_id"),
                                           "delete": _op("Stop talking", errors=(401, 403, 404))},
         "/api/audit": {"get": _op("Audit trail of dispatch", params=("subject", "limit"), result=OBJ)},
+        "/api/recordings": {"get": _op("Search recordings by case, action, unit, officer, time overlap and place",
+                                       params=("case", "action", "unit", "officer", "from", "to", "near", "within_m", "limit"),
+                                       result={"type": "object", "properties": {"recordings": {"type": "array", "items": RECORDING}}},
+                                       errors=(400, 401, 403, 503))},
+        "/api/recordings/{id}": {"parameters": _path_params("id"),
+                                 "get": _op("A recording: segments with playback URLs, gaps, metadata and the unit's GPS "
+                                            "track (ledger: viewed)", result=RECORDING, errors=(400, 401, 403, 404, 503))},
+        "/api/recordings/{id}/segments/{seq}": {"parameters": _path_params("id", "seq"), "get": _segment_op()},
+        "/api/holds": {
+            "get": _op("Legal holds in force", result={"type": "object", "properties": {"holds": {"type": "array", "items": HOLD}}},
+                       errors=(401, 403, 503)),
+            "post": _op("Put a case under a legal hold (ledger: hold_set)", ok=201, result=HOLD,
+                        body={"type": "object", "required": ["case_number", "reason"],
+                              "properties": {"case_number": {"type": "string"}, "reason": {"type": "string", "maxLength": 2000}}},
+                        errors=(400, 401, 403, 409, 413, 503)),
+        },
+        "/api/holds/{case}": {"parameters": _path_params("case"),
+                              "delete": _op("Release a legal hold (ledger: hold_released)", params=("reason",), result=OBJ,
+                                            errors=(400, 401, 403, 404, 503))},
+        "/api/retention/run": {"post": _op("Run retention (dry_run=1: only report); 409 and an alert when it would delete "
+                                           "more than archive.max_delete_share", params=("dry_run",), result=OBJ,
+                                           errors=(400, 401, 403, 409, 503))},
+        # Party access (docs/api.md "Party access"): portal calls carry the party's portal token.
+        "/api/party/login": {"post": _op("Party login: case number + one-time access code + name -> portal token; "
+                                         "429 with Retry-After after repeated wrong codes from one address",
+                                         public=True, result=OBJ, errors=(400, 401, 413, 429),
+                                         body={"type": "object", "required": ["case_number", "code", "name"],
+                                               "properties": {"case_number": {"type": "string"},
+                                                              "code": {"type": "string"}, "name": {"type": "string"}}})},
+        "/api/party/me": {"get": _op("The party's portal session", result=OBJ, errors=(401,))},
+        "/api/party/actions": {"get": _op("Enforcement actions of the party's case", result=OBJ, errors=(401,))},
+        "/api/party/requests": {
+            "get": _op("The party's footage requests with status, messages, progress and download links",
+                       result=OBJ, errors=(401,)),
+            "post": _op("Request the footage of an action of the case (ledger: request_created)", ok=201, result=OBJ,
+                        body={"type": "object", "required": ["action_id", "reason"],
+                              "properties": {"action_id": {"type": "string"}, "reason": {"type": "string"},
+                                             "from": {"type": "string"}, "to": {"type": "string"}}},
+                        errors=(400, 401, 404, 413)),
+        },
+        "/api/party/requests/{request_id}/reply": {
+            "parameters": _path_params("request_id"),
+            "post": _op("Answer the court's request for more information", result=OBJ,
+                        body={"type": "object", "properties": {"message": {"type": "string"}}},
+                        errors=(400, 401, 404, 409))},
+        "/api/party/codes": {"post": _op("Issue a one-time access code for a case and a named party (shown once)",
+                                         ok=201, result=OBJ, errors=(400, 401, 403),
+                                         body={"type": "object", "required": ["case_number", "party_name"],
+                                               "properties": {"case_number": {"type": "string"},
+                                                              "party_name": {"type": "string"}}})},
+        "/api/footage-requests": {"get": _op("Footage requests of parties", params=("state",), result=OBJ,
+                                             errors=(400, 401, 403))},
+        "/api/footage-requests/{request_id}": {
+            "parameters": _path_params("request_id"),
+            "get": _op("A request with its history, decision, regions, export and the action's recordings",
+                       result=OBJ, errors=(401, 403, 404))},
+        "/api/footage-requests/{request_id}/decision": {
+            "parameters": _path_params("request_id"),
+            "post": _op("approve (recording_id, from, to, release_until, include_audio), refuse or more_info "
+                        "(reason); ledger: request_approved / request_refused / request_more_info", result=OBJ,
+                        body={"type": "object", "required": ["decision"],
+                              "properties": {"decision": {"enum": ["approve", "refuse", "more_info"]},
+                                             "reason": {"type": "string"}, "recording_id": {"type": "string"},
+                                             "release_until": {"type": "string"}, "include_audio": {"type": "boolean"},
+                                             "from": {"type": "string"}, "to": {"type": "string"}}},
+                        errors=(400, 401, 403, 404, 409))},
+        "/api/footage-requests/{request_id}/review": {
+            "parameters": _path_params("request_id"),
+            "get": _op("Review keyframe at t seconds: JPEG (data URL) with the boxes that would be blurred or kept",
+                       params=("t",), result=OBJ, errors=(400, 401, 403, 404, 409))},
+        "/api/footage-requests/{request_id}/regions": {
+            "parameters": _path_params("request_id"),
+            "put": _op("Manual blur (blur) and keep (keep) regions in pixels and recording seconds", result=OBJ,
+                       body={"type": "object", "properties": {"regions": {"type": "array", "items": OBJ}}},
+                       errors=(400, 401, 403, 404, 409))},
+        "/api/footage-requests/{request_id}/export": {
+            "parameters": _path_params("request_id"),
+            "post": _op("Start the redacted, watermarked export and its package; progress arrives as "
+                        "footage_request events", ok=202, result=OBJ, errors=(401, 403, 404, 409))},
+        "/api/links/{link_id}/revoke": {
+            "parameters": _path_params("link_id"),
+            "post": _op("Revoke a party's download link (refused from the next request on; ledger: link_revoked)",
+                        result=OBJ, errors=(401, 403, 404))},
         "/api/openapi.json": {"get": _op("This document", public=True, result=OBJ, errors=())},
         "/whip/{unit_id}": {"parameters": _path_params("unit_id"),
                             "post": _op("WHIP ingest (RFC 9725); Bearer unit token", sdp=True, errors=(400, 401, 403, 404, 409, 413, 415))},
@@ -145,6 +241,11 @@ def document() -> dict[str, Any]:
         "Instruction": {"type": "object", "properties": {k: {} for k in (
             "id", "seq", "unit_id", "action_id", "case_number", "type", "payload", "priority", "state", "created_by",
             "created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at", "reason")}},
+        "Recording": {"type": "object", "properties": {k: {} for k in (
+            "id", "unit_id", "action_id", "case_number", "officers", "category", "node", "codecs", "state", "opened_at",
+            "closed_at", "close_reason", "end_cause", "segment_count", "deleted_segments", "bytes", "duration_s",
+            "gap_count", "gap_s", "held", "segments", "gaps", "track")}},
+        "Hold": {"type": "object", "properties": {k: {} for k in ("case_number", "reason", "set_by", "set_at", "recordings")}},
         "Alert": {"type": "object", "properties": {k: {} for k in (
             "id", "kind", "unit_id", "action_id", "case_number", "position", "message", "state", "escalated",
             "created_at", "acknowledged_by", "acknowledged_at", "instruction_id")}},

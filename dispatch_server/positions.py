@@ -3,9 +3,16 @@ geofences of running actions and nearest-unit search.
 
 Fixes arrive in batches (msgpack over ``/unit``) with the device's own timestamps, possibly
 back-filled after a link loss. Each valid fix is stored in the track (duplicates by unit and
-time are ignored) linked to the action running for the unit; only a fix newer than the unit's
-latest moves its live position. Geofence crossings of a running action's area become alerts and
-audit entries, once per crossing.
+time are ignored) linked to the action running for the unit, and the batch is acknowledged only
+once that is committed; only a fix newer than the unit's latest moves its live position.
+Geofence crossings of a running action's area become alerts and audit entries, once per crossing.
+
+Built for thousands of units at 1 Hz in one process, so nothing is done once per fix that can be
+done once per group of fixes: track inserts of all units are group-committed
+(:class:`geo.track_writer.TrackWriter`), and live positions reach operators as one
+``unit_positions`` list at most every :data:`FEED_INTERVAL_S` (:class:`PositionFeed`) rather than
+as a ``unit_status`` event per fix. A full ``unit_status`` still goes out when a position changes
+more than where the unit is: its first fix, and the first fix after it was shown stale.
 """
 
 from __future__ import annotations
@@ -18,26 +25,95 @@ from typing import Any, Awaitable, Callable
 from geo.fix import Fix, FixError, parse_fix
 from geo.geofence import Geofence, GeofenceError, GeofenceWatcher
 from geo.track import TrackPoint, TrackStore
+from geo.track_writer import DEFAULT_INTERVAL_S, TrackWriter
 
 from .actions import Action, ActionService
 from .alerts import AlertService
 from .audit import AuditTrail
 from .errors import BadRequest
 from .geo_index import MemoryPositionIndex, PositionIndex
-from .roster import Roster
+from .roster import Roster, SharedCall, iso
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 STALE_SWEEP_S = 2.0
+FEED_INTERVAL_S = 0.25  # the most often operators get a list of moved units
+FEED_MAX_UNITS = 1000  # units per ``unit_positions`` event (about 150 bytes each)
+ACTION_TTL_S = 1.0  # an action's area is re-read this often at most (the running-action map is as old)
+
+PushPositions = Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+
+class PositionFeed:
+    """Moved units on their way to operators: the newest position per unit, pushed as one list.
+
+    The first position after a quiet spell goes out at once; while positions keep coming, a list
+    goes out at most every ``interval_s``, so a console sees a fix at most that much later than
+    it was stored, and a unit that moved several times in between is sent once. An item is
+    ``{"id", "position", "last_seen", "fix_age_s", "stale"}``: the fields of the unit's
+    ``unit_status`` view that a new fix changes.
+    """
+
+    def __init__(self, push: PushPositions, stale_after_s: float, interval_s: float = FEED_INTERVAL_S,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._push = push
+        self.stale_after_s = stale_after_s
+        self._interval_s = interval_s
+        self._clock = clock
+        self._pending: dict[str, tuple[dict[str, Any], float, float]] = {}  # id -> (position, fix ts, seen)
+        self._task: asyncio.Task[None] | None = None
+        self._last_push = float("-inf")  # loop time
+
+    def add(self, unit_id: str, position: dict[str, Any], fix_ts: float, seen: float) -> None:
+        """Queue the unit's new position (``fix_ts`` and ``seen`` in epoch seconds)."""
+        self._pending[unit_id] = (position, fix_ts, seen)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="position-feed")
+
+    def discard(self, unit_id: str) -> None:
+        """Drop a queued position (a full ``unit_status`` is telling operators instead)."""
+        self._pending.pop(unit_id, None)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            wait = self._last_push + self._interval_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_push = loop.time()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        now = self._clock()
+        items = []
+        for unit_id, (position, fix_ts, seen) in pending.items():
+            age = round(max(0.0, now - fix_ts), 1)
+            items.append({"id": unit_id, "position": position, "last_seen": iso(seen), "fix_age_s": age,
+                          "stale": age > self.stale_after_s})
+        for i in range(0, len(items), FEED_MAX_UNITS):
+            try:
+                await self._push(items[i:i + FEED_MAX_UNITS])
+            except Exception as exc:  # a Redis hiccup: the next fixes bring newer positions
+                logger.warning("could not push %d positions to operators: %s", len(items[i:i + FEED_MAX_UNITS]), exc)
+
+    async def close(self) -> None:
+        """Push what is queued, then stop; idempotent."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
 
 
 class PositionService:
     def __init__(self, tracks: TrackStore, roster: Roster, actions: ActionService, alerts: AlertService,
                  audit: AuditTrail, unit_actions: Callable[[], Awaitable[dict[str, tuple[str, str]]]],
                  stale_after_s: float, index: PositionIndex | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *, push_positions: PushPositions,
+                 commit_interval_s: float = DEFAULT_INTERVAL_S, feed_interval_s: float = FEED_INTERVAL_S) -> None:
         self.tracks = tracks
+        self._writer = TrackWriter(tracks, commit_interval_s)
+        self._feed = PositionFeed(push_positions, stale_after_s, feed_interval_s, clock)
         self._roster = roster
         self._actions = actions
         self._alerts = alerts
@@ -49,11 +125,14 @@ class PositionService:
         self._latest: dict[str, Fix] = {}
         self._stale: set[str] = set()
         self._fences: dict[str, tuple[str, GeofenceWatcher]] = {}  # action id -> (area repr, watcher)
+        self._action_cache: dict[str, tuple[float, Action]] = {}  # action id -> (monotonic time read, action)
+        # Asked for by every batch: concurrent batches share one call when it goes to the store.
+        self._links = SharedCall(unit_actions)
         self._task: asyncio.Task[None] | None = None
         self.rejected = 0  # fixes refused since start (reported by /healthz)
 
     async def ingest(self, unit_id: str, raw_fixes: Any) -> dict[str, Any]:
-        """Validate, store and apply a batch; answer counts and per-fix errors."""
+        """Validate, store and apply a batch; answer counts and per-fix errors once it is committed."""
         if not isinstance(raw_fixes, list):
             raise BadRequest("positions: expected a list of fixes", code="bad_message")
         if len(raw_fixes) > MAX_BATCH:
@@ -68,18 +147,12 @@ class PositionService:
             except FixError as exc:
                 rejected.append({"index": i, "error": str(exc)})
         self.rejected += len(rejected)
-        link = (await self._unit_actions()).get(unit_id)
+        link = (await self._links()).get(unit_id)
         points = [TrackPoint(unit_id, f, link[0] if link else None, link[1] if link else None) for f in fixes]
-        result = await asyncio.to_thread(self.tracks.insert_many, points) if points else None
-        fixes.sort(key=lambda f: f.ts)
+        result = await self._writer.insert(points) if points else None
         if fixes:
-            latest = self._latest.get(unit_id)
-            newest = fixes[-1]
-            if latest is None or newest.ts > latest.ts:
-                self._latest[unit_id] = newest
-                await self.index.update(unit_id, newest.lat, newest.lon)
-                self._stale.discard(unit_id)
-                await self._roster.mark(unit_id, position=newest.as_dict())
+            fixes.sort(key=lambda f: f.ts)
+            await self._move(unit_id, fixes[-1])
             if link is not None:
                 await self._check_fence(unit_id, link[0], fixes)
         if rejected:
@@ -88,8 +161,38 @@ class PositionService:
         return {"ok": True, "accepted": result.inserted if result else 0,
                 "duplicates": result.duplicates if result else 0, "rejected": rejected}
 
-    async def _check_fence(self, unit_id: str, action_id: str, fixes: list[Fix]) -> None:
+    async def _move(self, unit_id: str, newest: Fix) -> None:
+        """Make ``newest`` the unit's live position if it is newer than the one it has."""
+        latest = self._latest.get(unit_id)
+        if latest is not None and newest.ts <= latest.ts:
+            return
+        self._latest[unit_id] = newest
+        await self.index.update(unit_id, newest.lat, newest.lon)
+        position = newest.as_dict()
+        if latest is None or unit_id in self._stale:
+            # First fix this node has seen, or back from stale: the whole view changes, say so now.
+            self._stale.discard(unit_id)
+            self._feed.discard(unit_id)
+            await self._roster.mark(unit_id, position=position)
+        else:
+            seen = self._clock()
+            await self._roster.move(unit_id, position, seen)
+            self._feed.add(unit_id, position, newest.ts, seen)
+
+    async def _action(self, action_id: str) -> Action:
+        """The action, read from the store at most every ACTION_TTL_S (fixes of its units come at 1 Hz)."""
+        now = time.monotonic()
+        hit = self._action_cache.get(action_id)
+        if hit is not None and now - hit[0] < ACTION_TTL_S:
+            return hit[1]
         action = await self._actions.get(action_id)
+        if len(self._action_cache) > 256:
+            self._action_cache = {k: v for k, v in self._action_cache.items() if now - v[0] < ACTION_TTL_S}
+        self._action_cache[action_id] = (now, action)
+        return action
+
+    async def _check_fence(self, unit_id: str, action_id: str, fixes: list[Fix]) -> None:
+        action = await self._action(action_id)
         if action.area is None:
             return
         key = repr(action.area)
@@ -160,5 +263,7 @@ class PositionService:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await self._writer.close()
+        await self._feed.close()
         await asyncio.to_thread(self.tracks.close)
         await self.index.close()

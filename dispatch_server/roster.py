@@ -1,15 +1,18 @@
 """The roster operators see: registered units joined with their presence, pushed live.
 
 Every change of a unit's state goes through :meth:`Roster.mark`, which stores it and emits one
-``unit_status`` event to the operators' room (through Redis to every node in Redis mode).
+``unit_status`` event to the operators' room (through Redis to every node in Redis mode), except
+a new position of a unit already shown where it is: :meth:`Roster.move` stores it quietly, and
+the position service pushes such moves in batches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Generic, TypeVar
 
 from .presence import Presence, PresenceStore
 from .store import Store, UnitRecord
@@ -58,6 +61,46 @@ def unit_view(rec: UnitRecord, p: Presence | None, action: tuple[str, str] | Non
     }
 
 
+T = TypeVar("T")
+
+
+class SharedCall(Generic[T]):
+    """``await shared()`` calls ``fn()``, unless a call is in flight: then it waits for that one.
+
+    For lookups that usually answer from a cache without suspending (then this costs one future)
+    but sometimes go to the store: without it, every event arriving during that query (hundreds a
+    second with thousands of units) would start a query of its own and queue behind the others.
+    """
+
+    def __init__(self, fn: Callable[[], Awaitable[T]]) -> None:
+        self._fn = fn
+        self._inflight: asyncio.Future[T] | None = None
+
+    async def __call__(self) -> T:
+        while (inflight := self._inflight) is not None:
+            try:
+                return await asyncio.shield(inflight)
+            except asyncio.CancelledError:
+                if not inflight.cancelled():
+                    raise  # this caller was cancelled
+                # the caller that made the call was cancelled: make another
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._inflight = fut
+        try:
+            value = await self._fn()
+        except Exception as exc:
+            fut.set_exception(exc)
+            fut.exception()  # marked retrieved: the waiters, if any, raise it too
+            raise
+        except BaseException:
+            fut.cancel()
+            raise
+        finally:
+            self._inflight = None
+        fut.set_result(value)
+        return value
+
+
 class Roster:
     def __init__(self, store: Store, presence: PresenceStore, emit: Emit,
                  clock: Callable[[], float] = time.time) -> None:
@@ -69,9 +112,15 @@ class Roster:
         self.unit_actions: UnitActions | None = None  # running action (id, case number) per unit
         self.stale_after_s = 30.0
         self._records: dict[str, UnitRecord] = {}  # id and kind never change; saves a query per event
+        self._shared_actions: SharedCall[dict[str, tuple[str, str]]] | None = None  # around unit_actions
+        self._shared_fn: UnitActions | None = None
 
     async def _actions(self) -> dict[str, tuple[str, str]]:
-        return await self.unit_actions() if self.unit_actions is not None else {}
+        if self.unit_actions is None:
+            return {}
+        if self._shared_actions is None or self._shared_fn is not self.unit_actions:
+            self._shared_actions, self._shared_fn = SharedCall(self.unit_actions), self.unit_actions
+        return await self._shared_actions()
 
     async def units(self) -> list[dict[str, Any]]:
         recs = await self._store.run(self._store.list_units)
@@ -92,6 +141,15 @@ class Roster:
         view = await self.unit(unit_id)
         if view is not None:
             await self._emit(view)
+
+    async def move(self, unit_id: str, position: dict[str, Any], seen: float) -> None:
+        """Record a new live position (``seen``: epoch seconds, becomes ``last_seen``) quietly.
+
+        Unlike :meth:`mark` this neither emits nor calls the watchers: positions reach operators
+        in batches (``unit_positions``, see :mod:`dispatch_server.positions`), and watchers look
+        at ``online`` and ``publishing``, which a position never changes.
+        """
+        await self.presence.update(unit_id, position=position, last_seen=seen)
 
     async def mark(self, unit_id: str, *, emit: bool = True, **changes: Any) -> None:
         """Record a change (``last_seen`` is set to now) and tell operators."""

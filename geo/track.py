@@ -12,7 +12,9 @@ Two implementations of :class:`TrackStore`, chosen at the composition root:
 * :class:`SqliteTrackStore` -- durable, one SQLite file of its own in WAL mode. Its methods block
   on disk I/O (an insert of a few thousand points takes milliseconds, a commit may wait for
   fsync), so call them off the event loop, e.g. ``await asyncio.to_thread(store.insert_many,
-  points)``. One connection is shared under a lock, so calls from several threads serialise.
+  points)``, or through :class:`geo.track_writer.TrackWriter`, which puts the batches of many
+  callers into one transaction. One connection is shared under a lock, so calls from several
+  threads serialise.
 * :class:`MemoryTrackStore` -- for tests and single-process demos; not persistent, unbounded.
 
 Limits: range queries are half-open ``since <= ts < until`` (either bound may be None), ordered
@@ -26,7 +28,7 @@ from __future__ import annotations
 import bisect
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -59,6 +61,11 @@ class TrackStore(Protocol):
         """Store the points atomically (all or none on error); duplicates are skipped and counted."""
         ...
 
+    def insert_batches(self, batches: Sequence[Iterable[TrackPoint]]) -> list[InsertResult]:
+        """Store several batches in one transaction (all or none on error), in order, so a point
+        repeated in a later batch counts as that batch's duplicate; one result per batch."""
+        ...
+
     def query(
         self, unit_id: str, since: float | None = None, until: float | None = None, limit: int | None = None
     ) -> list[TrackPoint]:
@@ -84,20 +91,26 @@ class MemoryTrackStore:
         self._closed = False
 
     def insert_many(self, points: Iterable[TrackPoint]) -> InsertResult:
+        return self.insert_batches([points])[0]
+
+    def insert_batches(self, batches: Sequence[Iterable[TrackPoint]]) -> list[InsertResult]:
         # Read every key before touching state, so a malformed point leaves the store unchanged.
-        batch = [(p.unit_id, float(p.fix.ts), p) for p in points]
-        inserted = duplicates = 0
+        keyed = [[(p.unit_id, float(p.fix.ts), p) for p in points] for points in batches]
+        results = []
         with self._lock:
             self._check_open()
-            for unit_id, ts, p in batch:
-                by_ts = self._points.setdefault(unit_id, {})
-                if ts in by_ts:
-                    duplicates += 1
-                    continue
-                by_ts[ts] = p
-                bisect.insort(self._times.setdefault(unit_id, []), ts)
-                inserted += 1
-        return InsertResult(inserted, duplicates)
+            for batch in keyed:
+                inserted = duplicates = 0
+                for unit_id, ts, p in batch:
+                    by_ts = self._points.setdefault(unit_id, {})
+                    if ts in by_ts:
+                        duplicates += 1
+                        continue
+                    by_ts[ts] = p
+                    bisect.insort(self._times.setdefault(unit_id, []), ts)
+                    inserted += 1
+                results.append(InsertResult(inserted, duplicates))
+        return results
 
     def query(
         self, unit_id: str, since: float | None = None, until: float | None = None, limit: int | None = None
@@ -164,23 +177,31 @@ class SqliteTrackStore:
             raise
 
     def insert_many(self, points: Iterable[TrackPoint]) -> InsertResult:
-        rows = [
-            (p.unit_id, p.fix.ts, p.fix.lat, p.fix.lon, p.fix.alt, p.fix.accuracy, p.fix.speed,
-             p.fix.heading, p.action_id, p.case_number)
-            for p in points
+        return self.insert_batches([points])[0]
+
+    def insert_batches(self, batches: Sequence[Iterable[TrackPoint]]) -> list[InsertResult]:
+        # The transaction, not the row, is what costs: one commit appends to the WAL and takes the
+        # write lock; a row is a few microseconds. Callers with many small batches group them here.
+        row_batches = [
+            [(p.unit_id, p.fix.ts, p.fix.lat, p.fix.lon, p.fix.alt, p.fix.accuracy, p.fix.speed,
+              p.fix.heading, p.action_id, p.case_number) for p in points]
+            for points in batches
         ]
+        results = []
         with self._lock:
             conn = self._open_conn()
-            before = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(f"INSERT OR IGNORE INTO fixes ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                for rows in row_batches:
+                    before = conn.total_changes
+                    conn.executemany(f"INSERT OR IGNORE INTO fixes ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+                    inserted = conn.total_changes - before
+                    results.append(InsertResult(inserted, len(rows) - inserted))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            inserted = conn.total_changes - before
-        return InsertResult(inserted, len(rows) - inserted)
+        return results
 
     def query(
         self, unit_id: str, since: float | None = None, until: float | None = None, limit: int | None = None

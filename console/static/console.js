@@ -17,6 +17,8 @@
  *     alarm: AlarmSound {sounding: boolean, beeps: number},
  *     map: {leaflet: L.Map | null, markers: Map(unitId -> {marker, latlng: [lat, lon] as displayed,
  *       track: [[lat, lon], ...]}), areas: Map(actionId -> layer), dispatchAt(lat, lon), fit()},
+ *     requests: {requests: Map(requestId -> footage request), open(id), refresh(), regions()},
+ *     playback: {open(recordingId), state() -> {recording, segment, time, gaps, position, ...}, seek(t), close()},
  *   }
  */
 import { AlarmSound } from './alarm-sound.js';
@@ -25,6 +27,8 @@ import { Backoff } from './backoff.js';
 import { DispatchPanels } from './dispatch-panels.js';
 import { UnitMap } from './map.js';
 import { Patrol } from './patrol.js';
+import { Playback } from './playback.js';
+import { RequestsPanel } from './requests.js';
 import { RosterTable, parseUnit } from './roster.js';
 import { TalkBack } from './talk-back.js';
 import { VideoWall } from './video-wall.js';
@@ -116,9 +120,14 @@ class ConsoleApp {
       units: this.roster.units,
       canWrite: () => WRITE_ROLES.has(this.api.session?.role),
     });
+    this.playback = new Playback({ panel: byId('recordings-panel'), view: byId('playback-view') },
+      { api: this.api, map: this.map });
+    this.requests = new RequestsPanel(byId('requests-panel'), { api: this.api });
     this.dispatch.actions.addEventListener('change', () => this.map.setActions(this.dispatch.actions.actions));
     byId('side-panels').addEventListener('panelchange', (event) => {
       if (/** @type {CustomEvent} */ (event).detail.panel === 'map-panel') this.map.shown();
+      if (/** @type {CustomEvent} */ (event).detail.panel === 'recordings-panel') this.playback.shown();
+      if (/** @type {CustomEvent} */ (event).detail.panel === 'requests-panel') this.requests.refresh();
     });
 
     const app = this;
@@ -136,6 +145,8 @@ class ConsoleApp {
       talk: this.talk,
       alarm: this.alarm,
       map: this.map.hook,
+      playback: this.playback.hook,
+      requests: this.requests.hook,
     };
 
     byId('login-form').addEventListener('submit', (event) => {
@@ -247,6 +258,7 @@ class ConsoleApp {
     this.wall.clear();
     this.roster.clear();
     this.map.clear();
+    this.playback.clear();
   }
 
   /** @param {string} message shown above the form (why the operator is here) */
@@ -310,6 +322,9 @@ class ConsoleApp {
       this.patrol.refresh();
       this.rosterChanged();
     });
+    // Fixes arrive as one list of moved units every ~250 ms (docs/api.md, "Geo").
+    socket.on('unit_positions', (payload) => this.onPositions(payload));
+    socket.on('footage_request', (payload) => this.requests.update(payload));
     this.dispatch.listen(socket);
     socket.on('viewer_closed', (payload) => {
       if (payload && typeof payload.unit_id === 'string') this.wall.viewerClosed(payload);
@@ -330,6 +345,32 @@ class ConsoleApp {
         }, 5000);
       }
     }
+  }
+
+  /**
+   * A `unit_positions` event: each item carries the fields of a unit's view that a new fix
+   * changes (position, last_seen, fix_age_s, stale); the rest stays as the roster knows it.
+   * A unit not in the roster yet is skipped: its `unit_status` brings all of it.
+   * @param {{units?: object[]}} payload
+   */
+  onPositions(payload) {
+    const items = payload && Array.isArray(payload.units) ? payload.units : [];
+    let changed = false;
+    for (const item of items) {
+      const known = item && typeof item.id === 'string' ? this.roster.units.get(item.id) : null;
+      if (!known) continue;
+      const raw = { ...known, ...item };
+      const unit = parseUnit(raw);
+      if (!unit) continue;
+      this.roster.update(unit);
+      this.wall.sync(unit);
+      this.map.update(unit, raw, false);
+      changed = true;
+    }
+    if (!changed) return;
+    this.map.afterChange();
+    this.patrol.refresh();
+    this.rosterChanged();
   }
 
   /** The roster changed: the pickers and team chips follow, at most a few times a second. */

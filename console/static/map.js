@@ -279,7 +279,7 @@ export class UnitMap {
   }
 
   /**
-   * One unit (a `unit_status` event, or one of the roster).
+   * One unit (a `unit_status` event, an item of `unit_positions` merged into the unit, or one of the roster).
    * @param {import('./roster.js').Unit} unit parsed by roster.parseUnit
    * @param {object} [raw] the server's object, for `stale` and `fix_age_s` (parseUnit keeps neither)
    */

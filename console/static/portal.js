@@ -21,7 +21,7 @@ const STATE_LABELS = {
   revoked: '已撤回 · withdrawn',
 };
 
-const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
 class PortalError extends Error {
   constructor(message, status, code) {
@@ -59,18 +59,18 @@ class Portal {
 
   async login(event) {
     event.preventDefault();
-    $('login-error').textContent = '';
+    byId('login-error').textContent = '';
     try {
       const data = await this.call('POST', '/api/party/login', {
-        case_number: /** @type {HTMLInputElement} */ ($('case-number')).value,
-        code: /** @type {HTMLInputElement} */ ($('access-code')).value,
-        name: /** @type {HTMLInputElement} */ ($('party-name')).value,
+        case_number: /** @type {HTMLInputElement} */ (byId('case-number')).value,
+        code: /** @type {HTMLInputElement} */ (byId('access-code')).value,
+        name: /** @type {HTMLInputElement} */ (byId('party-name')).value,
       });
       this.session = data;
       sessionStorage.setItem(SESSION_KEY, JSON.stringify(data));
       await this.enter();
     } catch (err) {
-      $('login-error').textContent = err.message;
+      byId('login-error').textContent = err.message;
     }
   }
 
@@ -78,18 +78,18 @@ class Portal {
     this.session = null;
     sessionStorage.removeItem(SESSION_KEY);
     clearInterval(this.timer);
-    $('portal-app').hidden = true;
-    $('portal-login').hidden = false;
-    if (message) $('login-error').textContent = message;
+    byId('portal-app').hidden = true;
+    byId('portal-login').hidden = false;
+    if (message) byId('login-error').textContent = message;
   }
 
   async enter() {
-    $('portal-login').hidden = true;
-    $('portal-app').hidden = false;
-    $('who').textContent = `${this.session.name} · ${this.session.case_number}`;
+    byId('portal-login').hidden = true;
+    byId('portal-app').hidden = false;
+    byId('who').textContent = `${this.session.name} · ${this.session.case_number}`;
     const { actions } = await this.call('GET', '/api/party/actions');
     this.actions = actions;
-    const select = /** @type {HTMLSelectElement} */ ($('request-action'));
+    const select = /** @type {HTMLSelectElement} */ (byId('request-action'));
     select.replaceChildren(...actions.map((a) => {
       const opt = document.createElement('option');
       opt.value = a.id;
@@ -103,22 +103,22 @@ class Portal {
 
   async submitRequest(event) {
     event.preventDefault();
-    $('request-error').textContent = '';
+    byId('request-error').textContent = '';
     const toIso = (id) => {
-      const v = /** @type {HTMLInputElement} */ ($(id)).value;
+      const v = /** @type {HTMLInputElement} */ (byId(id)).value;
       return v ? new Date(v).toISOString() : null;
     };
     try {
       await this.call('POST', '/api/party/requests', {
-        action_id: /** @type {HTMLSelectElement} */ ($('request-action')).value,
+        action_id: /** @type {HTMLSelectElement} */ (byId('request-action')).value,
         from: toIso('request-from'),
         to: toIso('request-to'),
-        reason: /** @type {HTMLTextAreaElement} */ ($('request-reason')).value,
+        reason: /** @type {HTMLTextAreaElement} */ (byId('request-reason')).value,
       });
-      /** @type {HTMLTextAreaElement} */ ($('request-reason')).value = '';
+      /** @type {HTMLTextAreaElement} */ (byId('request-reason')).value = '';
       await this.refresh();
     } catch (err) {
-      $('request-error').textContent = err.message;
+      byId('request-error').textContent = err.message;
     }
   }
 
@@ -130,7 +130,7 @@ class Portal {
   }
 
   render() {
-    const list = $('requests');
+    const list = byId('requests');
     const open = new Set([...list.querySelectorAll('video')].map((v) => v.dataset.requestId));
     list.replaceChildren(...this.requests.map((r) => this.renderRequest(r, open.has(r.id))));
   }
@@ -207,9 +207,9 @@ class Portal {
   }
 
   start() {
-    $('login-form').addEventListener('submit', (e) => this.login(e));
-    $('request-form').addEventListener('submit', (e) => this.submitRequest(e));
-    $('logout').addEventListener('click', () => this.logout(''));
+    byId('login-form').addEventListener('submit', (e) => this.login(e));
+    byId('request-form').addEventListener('submit', (e) => this.submitRequest(e));
+    byId('logout').addEventListener('click', () => this.logout(''));
     if (this.session) this.enter().catch((err) => this.logout(err.message));
   }
 }

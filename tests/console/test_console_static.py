@@ -13,7 +13,7 @@ import pytest
 
 CONSOLE = Path(__file__).resolve().parents[2] / "console"
 STATIC = CONSOLE / "static"
-PAGES = {"index.html": "console.js", "field.html": "field.js"}
+PAGES = {"index.html": "console.js", "field.html": "field.js", "portal.html": "portal.js"}
 
 
 def _static_files() -> list[Path]:

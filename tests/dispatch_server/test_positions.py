@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import Any
@@ -66,6 +67,59 @@ async def test_batches_are_validated_stored_and_served_as_tracks(make_live: obje
         [u] = (await r.json())["units"]
     assert u["position"]["lat"] == 38.2 and u["stale"] is False
     await unit.close()
+
+
+async def test_moves_reach_consoles_as_lists_and_a_first_fix_as_unit_status(
+    make_live: Any, mode: dict[str, Any]
+) -> None:
+    """On one node in memory, and on a node in Redis mode (the lists go through Redis like any event)."""
+    live: LiveServer = await make_live(**mode)
+    live.add_user("op", "operator")
+    console = await Console(live.url, await live.login("op")).connect()
+    units = [await RawUnit(live.url, f"bc-{i:02d}", live.add_unit(f"bc-{i:02d}")).connect() for i in range(5)]
+    t0 = time.time() - 10
+
+    def fix(i: int, k: int) -> bytes:
+        return msgpack.packb([{"lat": 38 + i / 100, "lon": 114.5 + k / 1000, "ts": t0 + k}])
+
+    # A unit's first fix changes its whole view (it appears on the map): a full unit_status.
+    for i, unit in enumerate(units):
+        assert (await unit.call("positions", fix(i, 0)))["ok"]
+        s = await console.next("unit_status", lambda s: s["id"] == unit.unit_id and s["position"] is not None)
+        assert s["position"]["lat"] == 38 + i / 100
+    # Later fixes of all units come as unit_positions items, newest last, never one per fix as unit_status.
+    for k in range(1, 6):
+        acks = await asyncio.gather(*(unit.call("positions", fix(i, k)) for i, unit in enumerate(units)))
+        assert all(a["ok"] for a in acks)
+    seen: dict[str, list[float]] = {unit.unit_id: [] for unit in units}
+    while any(not lons or lons[-1] != 114.505 for lons in seen.values()):
+        item = await console.next("unit_positions")
+        assert set(item) == {"id", "position", "last_seen", "fix_age_s", "stale"}
+        assert item["stale"] is False and 4 <= item["fix_age_s"] <= 60 and item["last_seen"].endswith("Z")
+        seen[item["id"]].append(item["position"]["lon"])
+    assert all(lons == sorted(lons) for lons in seen.values())
+    while not console.queues["unit_status"].empty():
+        assert console.queues["unit_status"].get_nowait()["position"]["lon"] == 114.5
+    for unit in units:
+        await unit.close()
+    await console.close()
+
+
+async def test_a_stale_unit_comes_back_with_a_full_unit_status(make_live: Any) -> None:
+    live: LiveServer = await make_live(geo={"stale_after_s": 5})
+    live.add_user("op", "operator")
+    console = await Console(live.url, await live.login("op")).connect()
+    unit = await RawUnit(live.url, "bc-01", live.add_unit("bc-01")).connect()
+    assert (await unit.call("positions", msgpack.packb([{"lat": 38.04, "lon": 114.51, "ts": time.time() - 60}])))["ok"]
+    first = await console.next("unit_status", lambda s: s["position"] is not None)
+    assert first["stale"] is True
+    # The stale sweep tells operators, and from then on the unit counts as shown stale.
+    await console.next("unit_status", lambda s: s["stale"])
+    assert (await unit.call("positions", msgpack.packb([{"lat": 38.05, "lon": 114.51, "ts": time.time()}])))["ok"]
+    back = await console.next("unit_status", lambda s: s["position"]["lat"] == 38.05)
+    assert back["stale"] is False and back["online"] is True
+    await unit.close()
+    await console.close()
 
 
 async def test_crossing_the_action_area_gives_one_exit_and_one_enter(live: LiveServer, http: aiohttp.ClientSession) -> None:

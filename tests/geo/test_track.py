@@ -56,6 +56,20 @@ def test_duplicates_are_ignored_and_counted(store: TrackStore) -> None:
     assert len(store.query("u2")) == 1
 
 
+def test_batches_share_one_transaction_and_are_counted_each(store: TrackStore) -> None:
+    # In order: a point repeated in a later batch is that batch's duplicate.
+    results = store.insert_batches([[point("u1", T0), point("u1", T0 + 1)], [point("u2", T0)],
+                                    [point("u1", T0 + 1), point("u1", T0 + 2)], []])
+    assert results == [InsertResult(2, 0), InsertResult(1, 0), InsertResult(1, 1), InsertResult(0, 0)]
+    assert [p.fix.ts for p in store.query("u1")] == [T0, T0 + 1, T0 + 2]
+
+
+def test_a_bad_point_leaves_every_batch_of_the_transaction_unstored(store: TrackStore) -> None:
+    with pytest.raises(AttributeError):
+        store.insert_batches([[point("u1", T0)], ["not a point"]])  # type: ignore[list-item]
+    assert store.query("u1") == []
+
+
 def test_query_by_unit_and_half_open_time_range(store: TrackStore) -> None:
     store.insert_many([point(u, T0 + t) for u in ("u1", "u2") for t in range(10)])
     assert [p.fix.ts - T0 for p in store.query("u1", since=T0 + 3, until=T0 + 6)] == [3, 4, 5]

@@ -45,6 +45,10 @@ class Console:
         # Bursts of instruction changes arrive as one list event.
         self.sio.on("instruction_updates", lambda d: [self.queues["instruction_update"].put_nowait(i)
                                                        for i in d["instructions"]], namespace="/console")
+        # Moved units arrive as one list event too; queued one unit at a time.
+        self.queues["unit_positions"] = asyncio.Queue()
+        self.sio.on("unit_positions", lambda d: [self.queues["unit_positions"].put_nowait(u)
+                                                  for u in d["units"]], namespace="/console")
 
     async def connect(self) -> "Console":
         await self.sio.connect(self.url, namespaces=["/console"], auth={"token": self.token}, transports=["websocket"])

@@ -1,0 +1,182 @@
+"""``dispatch-audit``: check an evidence archive offline and hand out its public key.
+
+    dispatch-audit verify [--archive DIR | --config PATH] [--public-key FILE] [--json] [--quiet]
+    dispatch-audit export-key [--archive DIR | --config PATH]
+
+``verify`` prints one ``FAIL <kind> <item>: <message>`` line per failure (``WARN`` likewise unless
+``--quiet``), progress on standard error and a summary line; ``--json`` prints the whole report as
+one JSON object instead. Exit status: 0 the archive verifies, 1 it has failures, 2 usage errors
+(no archive, unreadable key, bad config).
+
+Subcommands are registered in :data:`SUBCOMMANDS`: a name, a function adding its arguments to a
+sub-parser, and a function running it that returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .ledger import read_public_key_pem
+from .package import VERIFY_EXPORT_HELP, add_verify_export_arguments, run_verify_export
+from .verify import ArchiveNotFoundError, Report, verify_archive
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments or an archive that cannot be found: exit status 2."""
+
+
+def add_archive_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--archive", metavar="DIR", help="archive directory (default: the one --config names)")
+    p.add_argument("--config", metavar="PATH", help="server config.toml whose [archive] dir to use")
+
+
+def archive_dir(args: argparse.Namespace) -> Path:
+    """``--archive``, else the archive directory of ``--config`` (or $DISPATCH_CONFIG / ./config.toml)."""
+    if args.archive:
+        return Path(args.archive).expanduser()
+    try:
+        # The server's config loader (tomllib and dataclasses only) resolves data_dir, relative
+        # paths and DISPATCH_ overrides exactly as the server does. Imported only here so that
+        # verifying with --archive needs nothing but this package.
+        config = importlib.import_module("dispatch_server.config")
+    except ImportError as exc:
+        raise UsageError(f"--config needs the dispatch_server package ({exc}); pass --archive DIR") from exc
+    if args.config is None and not _default_config_present():
+        raise UsageError("no archive given: pass --archive DIR or --config PATH")
+    try:
+        return Path(config.load_settings(args.config).archive_dir)
+    except config.ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _default_config_present() -> bool:
+    return bool(os.environ.get("DISPATCH_CONFIG")) or Path("config.toml").is_file()
+
+
+# ---- verify ----------------------------------------------------------------------------------
+
+
+def _add_verify(p: argparse.ArgumentParser) -> None:
+    add_archive_arguments(p)
+    p.add_argument("--public-key", metavar="FILE",
+                   help="the PEM public key you received separately; the archive must be signed with it")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress or warnings; failures and the summary only")
+
+
+class _ProgressPrinter:
+    """Hashing progress on standard error, at most a few lines per second."""
+
+    def __init__(self) -> None:
+        self.t0 = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.5 and done < total:
+            return
+        self.last = now
+        rate = done / max(now - self.t0, 1e-6) / 1e6
+        print(f"hashing {done / 1e6:,.1f} of {total / 1e6:,.1f} MB ({rate:,.0f} MB/s)", file=sys.stderr, flush=True)
+
+
+def _summary(r: Report) -> str:
+    verdict = "OK" if r.ok else f"FAILED ({len(r.failures)} failures)"
+    return (f"{verdict}: {r.entries} entries, {r.segments} segments ({r.segments_proven} inclusion proofs), "
+            f"{r.sths} tree heads (latest covers {r.tree_size}), {r.files_hashed} files / "
+            f"{r.bytes_hashed / 1e6:,.1f} MB hashed in {r.seconds:.2f} s, "
+            f"{len(r.warnings)} warnings, key {r.key_id[:16] or '?'}{' (pinned)' if r.key_pinned else ''}")
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    archive = archive_dir(args)
+    pinned = None
+    if args.public_key:
+        try:
+            pinned = Path(args.public_key).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--public-key: {exc}") from exc
+    progress = None if (args.quiet or args.json) else _ProgressPrinter()
+    try:
+        report = verify_archive(archive, pinned, progress)
+    except ArchiveNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
+    except ValueError as exc:
+        raise UsageError(f"--public-key: {exc}") from exc
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for f in report.failures:
+            print(f"FAIL {f}")
+        if not args.quiet:
+            for f in report.warnings:
+                print(f"WARN {f}")
+        print(_summary(report))
+    return EXIT_OK if report.ok else EXIT_FAILURES
+
+
+# ---- export-key ------------------------------------------------------------------------------
+
+
+def _add_export_key(p: argparse.ArgumentParser) -> None:
+    add_archive_arguments(p)
+
+
+def _run_export_key(args: argparse.Namespace) -> int:
+    archive = archive_dir(args)
+    try:
+        pem = read_public_key_pem(archive)
+    except OSError as exc:
+        raise UsageError(f"{archive}: no public key ({exc})") from exc
+    sys.stdout.write(pem.decode("ascii"))
+    return EXIT_OK
+
+
+# ---- wiring ----------------------------------------------------------------------------------
+
+Subcommand = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+SUBCOMMANDS: list[Subcommand] = [
+    ("verify", "check an archive: ledger, signed tree heads, inclusion proofs, every file's hash",
+     _add_verify, _run_verify),
+    ("export-key", "print the archive's public key (PEM) to hand to auditors", _add_export_key, _run_export_key),
+    ("verify-export", VERIFY_EXPORT_HELP, add_verify_export_arguments, run_verify_export),
+]
+
+
+def build_parser(subcommands: Sequence[Subcommand] = SUBCOMMANDS) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dispatch-audit", description="Check an evidence archive offline.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text, add_arguments, run in subcommands:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
+        return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except UsageError as exc:
+        print(f"dispatch-audit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""Visible watermark of a party export: who it was made for, for which request, when, and the
+recording time of every frame.
+
+Two lines in a band at the bottom (or top) of every frame, white with a black outline so that the
+text stays readable on any background, drawn with ``cv2.putText`` straight into the planes of a
+yuv420p frame (the chroma under the text is set to grey, so the text is neutral on coloured
+scenes)::
+
+    REQ R-2026-0042 | TO Zhang San (P-17) | EXPORTED 2026-11-27 21:40Z
+    REC 2026-11-27 09:12:03.120Z  T+00:01:23.450
+
+OpenCV's Hershey fonts have ASCII glyphs only. A recipient name with other letters is reduced
+to ASCII (accents dropped: "José" → "Jose"); a name that cannot be (Chinese, 张三) is shown as
+``recipient_id`` when the caller gives one (the party's id or a pinyin spelling from the case
+file), else as ``name#`` and the first 8 hex digits of the SHA-256 of its UTF-8 bytes, which the
+export manifest can tie back to the name. The first line shrinks to fit the frame width.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import unicodedata
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_WHITE_Y, _BLACK_Y = 235, 16  # video-range luma
+
+
+@dataclass(frozen=True)
+class WatermarkSpec:
+    """``exported_at`` is an aware datetime (shown in UTC). ``recorded_from``, when known, is the
+    wall-clock time of recording time 0; each frame then shows its own UTC time as well."""
+
+    request_id: str
+    recipient: str
+    exported_at: dt.datetime
+    recipient_id: str | None = None
+    recorded_from: dt.datetime | None = None
+    position: Literal["bottom", "top"] = "bottom"
+
+    def __post_init__(self) -> None:
+        if self.exported_at.tzinfo is None:
+            raise ValueError("exported_at must be timezone-aware")
+        if self.recorded_from is not None and self.recorded_from.tzinfo is None:
+            raise ValueError("recorded_from must be timezone-aware")
+        if self.position not in ("bottom", "top"):
+            raise ValueError(f"watermark position must be 'bottom' or 'top', not {self.position!r}")
+
+
+def ascii_text(text: str) -> str | None:
+    """``text`` reduced to printable ASCII (accents dropped), or None if letters would be lost."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    if not folded.isascii():
+        return None
+    return "".join(c if c.isprintable() else " " for c in folded).strip()
+
+
+def recipient_label(spec: WatermarkSpec) -> str:
+    """The recipient as drawn: see the module docstring."""
+    name = ascii_text(spec.recipient)
+    ident = ascii_text(spec.recipient_id) if spec.recipient_id else None
+    if name and ident:
+        return f"{name} ({ident})"
+    if name or ident:
+        return name or ident or ""
+    return "name#" + hashlib.sha256(spec.recipient.encode("utf-8")).hexdigest()[:8]
+
+
+def _utc(d: dt.datetime, fmt: str) -> str:
+    return d.astimezone(dt.timezone.utc).strftime(fmt)
+
+
+def frame_time_text(spec: WatermarkSpec, t_s: float, note: str = "") -> str:
+    """The second line for recording time ``t_s``."""
+    ms = max(0, round(t_s * 1000))
+    clock = f"T+{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+    parts = []
+    if spec.recorded_from is not None:
+        wall = spec.recorded_from + dt.timedelta(milliseconds=ms)
+        parts.append("REC " + _utc(wall, "%Y-%m-%d %H:%M:%S.") + f"{wall.microsecond // 1000:03d}Z")
+    parts.append(clock)
+    if note:
+        parts.append(note)
+    return "  ".join(parts)
+
+
+class Watermarker:
+    """Draws the watermark of one export into (height * 3 / 2, width) yuv420p arrays."""
+
+    def __init__(self, spec: WatermarkSpec, width: int, height: int) -> None:
+        self.spec, self.width, self.height = spec, width, height
+        self.thickness = max(1, round(width / 640))
+        self.pad = max(4, width // 80)
+        header = (f"REQ {ascii_text(spec.request_id) or '?'} | TO {recipient_label(spec)} | "
+                  f"EXPORTED {_utc(spec.exported_at, '%Y-%m-%d %H:%M')}Z")
+        base_scale = 0.5 * width / 640
+        (w, _), _ = cv2.getTextSize(header, _FONT, base_scale, self.thickness + 2)
+        self.header_scale = min(base_scale, base_scale * (width - 2 * self.pad) / max(1, w))
+        self.time_scale = base_scale
+        self.line_h = cv2.getTextSize("Ag", _FONT, base_scale, self.thickness + 2)[0][1] * 2 + 1 & ~1
+        self.band_h = min(height & ~1, (2 * self.line_h + self.pad) + 1 & ~1)
+        self.band_y = height - self.band_h if spec.position == "bottom" else 0
+        self.header_text = header
+
+    def apply(self, yuv: np.ndarray, t_s: float, note: str = "") -> None:
+        """Draw both lines for recording time ``t_s`` (``note``, e.g. a gap marker, is appended to
+        the time line). ``cv2.putText`` draws straight into the plane views: outline then fill
+        in luma (the fill anti-aliased), and the outline at half scale in both chroma planes."""
+        w, h = self.width, self.height
+        quarter = h // 4
+        luma = yuv[:h]
+        chroma = [yuv[h + i * quarter:h + (i + 1) * quarter].reshape(h // 2, w // 2) for i in (0, 1)]
+        lines = ((self.header_text, self.header_scale), (frame_time_text(self.spec, t_s, note), self.time_scale))
+        for n, (text, scale) in enumerate(lines):
+            top = min(self.band_y + self.pad // 2 + n * self.line_h, h - self.line_h)
+            x, y = self.pad, top + self.line_h * 3 // 4
+            for plane in chroma:
+                cv2.putText(plane, text, (x // 2, y // 2), _FONT, scale / 2, 128, self.thickness + 1, cv2.LINE_8)
+            cv2.putText(luma, text, (x, y), _FONT, scale, _BLACK_Y, self.thickness + 2, cv2.LINE_8)
+            cv2.putText(luma, text, (x, y), _FONT, scale, _WHITE_Y, self.thickness, cv2.LINE_AA)
+
+    def render_bgr(self, bgr: np.ndarray, t_s: float, note: str = "") -> np.ndarray:
+        """The watermark on a BGR image (for previews): converts through yuv420p."""
+        yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+        self.apply(yuv, t_s, note)
+        return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)

@@ -1,0 +1,92 @@
+"""Group commit: many callers' batches in one transaction, each caller answered after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from geo.fix import Fix
+from geo.track import InsertResult, SqliteTrackStore, TrackPoint, TrackStoreClosed
+from geo.track_writer import TrackWriter
+
+T0 = 1_790_000_000.0
+
+
+def point(unit: str, ts: float) -> TrackPoint:
+    return TrackPoint(unit, Fix(38.04, 114.51, ts))
+
+
+class CountingStore(SqliteTrackStore):
+    """The SQLite store, recording the batches of every transaction."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.transactions: list[int] = []  # batches per insert_batches call
+
+    def insert_batches(self, batches: Sequence[Iterable[TrackPoint]]) -> list[InsertResult]:
+        self.transactions.append(len(batches))
+        return super().insert_batches(batches)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[CountingStore]:
+    s = CountingStore(tmp_path / "tracks.db")
+    yield s
+    s.close()
+
+
+async def test_concurrent_batches_are_committed_together_and_answered_each(store: CountingStore) -> None:
+    writer = TrackWriter(store, interval_s=0.05)
+    batches = [[point(f"u{i}", T0), point(f"u{i}", T0 + 1)] for i in range(200)]
+    batches.append([point("u0", T0 + 1), point("u0", T0 + 2)])  # the same point again, submitted later
+    results = await asyncio.gather(*(writer.insert(b) for b in batches))
+    assert results[:200] == [InsertResult(2, 0)] * 200
+    assert results[200] == InsertResult(1, 1)
+    assert sum(store.transactions) == 201 and len(store.transactions) < 10
+    assert [p.fix.ts for p in store.query("u0")] == [T0, T0 + 1, T0 + 2]
+    await writer.close()
+
+
+async def test_a_lone_batch_is_committed_without_waiting_for_the_interval(store: CountingStore) -> None:
+    writer = TrackWriter(store, interval_s=3600)
+    assert await asyncio.wait_for(writer.insert([point("u1", T0)]), 10) == InsertResult(1, 0)
+    assert store.query("u1")[0].fix.ts == T0  # committed when answered
+    await writer.close()
+
+
+async def test_a_bad_batch_fails_only_its_own_caller(store: CountingStore) -> None:
+    writer = TrackWriter(store, interval_s=0.05)
+    await writer.insert([point("u0", T0)])  # the next group waits for the interval: all three go in it
+    good1 = asyncio.ensure_future(writer.insert([point("u1", T0)]))
+    bad = asyncio.ensure_future(writer.insert(["not a point"]))  # type: ignore[list-item]
+    good2 = asyncio.ensure_future(writer.insert([point("u2", T0)]))
+    assert await good1 == InsertResult(1, 0) and await good2 == InsertResult(1, 0)
+    with pytest.raises(AttributeError):
+        await bad
+    assert store.transactions[1] == 3  # tried together first
+    assert [len(store.query(u)) for u in ("u1", "u2")] == [1, 1]
+    await writer.close()
+
+
+async def test_close_commits_what_is_queued_then_refuses(store: CountingStore) -> None:
+    writer = TrackWriter(store, interval_s=0.05)
+    await writer.insert([point("u0", T0)])
+    pending = [asyncio.ensure_future(writer.insert([point("u1", T0 + i)])) for i in range(5)]
+    await asyncio.sleep(0)  # queued
+    await writer.close()
+    assert all(f.done() and f.result() == InsertResult(1, 0) for f in pending)
+    assert len(store.query("u1")) == 5
+    with pytest.raises(TrackStoreClosed):
+        await writer.insert([point("u1", T0 + 9)])
+    await writer.close()  # idempotent
+
+
+async def test_a_closed_store_fails_every_caller(store: CountingStore) -> None:
+    writer = TrackWriter(store, interval_s=0.05)
+    store.close()
+    with pytest.raises(TrackStoreClosed):
+        await writer.insert([point("u1", T0)])
+    await writer.close()
