@@ -1,7 +1,7 @@
 """Party export benchmark: redacted, watermarked export of a 640x480 30 fps recording, as a
 multiple of real time, against a plain decode + encode of the same segments in the same run.
 
-    python -m bench.export [--minutes 10] [--repeats 1] [--preset veryfast] [--detect-every 5]
+    python -m bench.export [--minutes 10] [--repeats 1] [--preset ultrafast] [--detect-every 5]
 
 The source is made once and cached under ``bench/results/export-src-<minutes>m/`` (gitignored):
 VP8 + Opus WebM segments of 10 s, as the archive stores them, with a drawn face that moves
@@ -71,7 +71,7 @@ def make_source(directory: Path, minutes: float) -> list[Path]:
         with av.open(str(directory / f"{first // per + 1:06d}.webm"), "w", format="webm") as out:
             v = out.add_stream("libvpx", rate=FPS)
             v.width, v.height, v.pix_fmt, v.bit_rate = W, H, "yuv420p", 1_000_000
-            v.options = {"deadline": "realtime", "cpu-used": "8"}
+            v.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}  # as WebRTC sends
             a = out.add_stream("libopus", rate=48_000)
             a.layout = "mono"
             apts = first * 48_000 // FPS
@@ -183,7 +183,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--preset", default="veryfast")
+    p.add_argument("--preset", default="ultrafast")
     p.add_argument("--crf", type=int, default=23)
     p.add_argument("--detect-every", type=int, default=5)
     p.add_argument("--detect-width", type=int, default=320)

@@ -90,7 +90,8 @@ class _ProgressPrinter:
 
 
 def _summary(r: Report) -> str:
-    verdict = "OK" if r.ok else f"FAILED ({len(r.failures)} failures)"
+    n = len(r.failures)
+    verdict = "OK" if r.ok else f"FAILED ({n} failure{'' if n == 1 else 's'})"
     return (f"{verdict}: {r.entries} entries, {r.segments} segments ({r.segments_proven} inclusion proofs), "
             f"{r.sths} tree heads (latest covers {r.tree_size}), {r.files_hashed} files / "
             f"{r.bytes_hashed / 1e6:,.1f} MB hashed in {r.seconds:.2f} s, "

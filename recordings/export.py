@@ -3,10 +3,14 @@
 :func:`export_recording` reads the sealed segments of a recording in order (PyAV), blurs faces
 and the approver's regions (:mod:`recordings.redaction`), draws the watermark
 (:mod:`recordings.watermark`) and writes one H.264 MP4 with ``+faststart``: the format that plays
-on any phone, browser and desktop player a party may have, and at ``preset=veryfast`` the
-encoder leaves room for detection within the 2x real-time budget on two cores (see
-docs/benchmarks.md, "Party export"). The Opus audio is copied through unchanged (no re-encode;
-Opus in MP4 is read by ffmpeg/ffprobe 5.1 and by current browsers). The segments are only read.
+on any phone, browser and desktop player a party may have, and starts playing before it has
+fully downloaded. libx264 ``preset=ultrafast`` (crf 23) is the default because it costs about
+40% less CPU than ``veryfast`` for the whole export, which is what keeps a 640x480 export above
+2x real time on two shared cores (docs/benchmarks.md, "Party export"); the price is a file
+about 1.8x larger. Pass ``preset="veryfast"`` when size matters more than time. VP8 WebM was not
+chosen: libvpx at its fastest real-time setting costs about as much as x264 ``veryfast`` and
+plays in fewer places. The Opus audio is copied through unchanged (no re-encode; Opus in MP4
+is read by ffmpeg/ffprobe 5.1 and by current browsers). The segments are only read.
 
 **Times.** ``start_s``, ``end_s``, region times and the ``T+`` shown in the watermark are
 *recording time*: seconds since the first video frame of ``segments[0]``, gaps included, the
@@ -378,7 +382,7 @@ def export_recording(segments: list[Path], out_path: Path, *, start_s: float | N
                      watermark: WatermarkSpec, include_audio: bool = True,
                      progress: Callable[[float], None] | None = None,
                      cancel: threading.Event | None = None,
-                     redaction: RedactionConfig = RedactionConfig(), preset: str = "veryfast",
+                     redaction: RedactionConfig = RedactionConfig(), preset: str = "ultrafast",
                      crf: int = 23, threads: int = 0) -> ExportResult:
     """Export ``segments`` (in recording order) to ``out_path`` (MP4); see the module docstring.
 

@@ -86,7 +86,7 @@ def write_segment(path: Path, frames: list[np.ndarray], start_s: float) -> None:
         v = out.add_stream("libvpx", rate=FPS)
         v.width, v.height, v.pix_fmt = W, H, "yuv420p"
         v.bit_rate = 2_000_000
-        v.options = {"deadline": "realtime", "cpu-used": "8"}
+        v.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
         a = out.add_stream("libopus", rate=48_000)
         a.layout = "mono"
         for n, img in enumerate(frames):
