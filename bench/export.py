@@ -72,6 +72,7 @@ def make_source(directory: Path, minutes: float) -> list[Path]:
             v = out.add_stream("libvpx", rate=FPS)
             v.width, v.height, v.pix_fmt, v.bit_rate = W, H, "yuv420p", 1_000_000
             v.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}  # as WebRTC sends
+            v.codec_context.thread_count = 1  # libvpx threads spin badly on a busy machine
             a = out.add_stream("libopus", rate=48_000)
             a.layout = "mono"
             apts = first * 48_000 // FPS

@@ -112,7 +112,7 @@ class ArchiveConfig:
     dir: str = ""  # empty: <data_dir>/archive; relative paths resolve against the config file's folder
     enabled: bool = True  # record every publishing unit
     segment_s: float = 10.0  # segments are cut at the first keyframe after this many seconds
-    queue_frames: int = 600  # frames buffered between the relay and one writer (~10 s of video + audio)
+    queue_frames: int = 1500  # frames buffered between the relay and one writer (~18 s of 30 fps video + Opus)
     reconnect_grace_s: float = 300.0  # a recording stays open this long for its unit to come back
     sign_interval_s: float = 60.0  # a signed tree head at least this often while entries arrive
     min_free_bytes: int = 64 * 1024 * 1024  # below this, recording pauses (disk full) and operators are alarmed

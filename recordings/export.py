@@ -20,8 +20,9 @@ kept audio) are collapsed in the output, so it plays without dead air; each coll
 stalls keep their length (the last frame stays on screen). The output starts at the first video
 frame at or after ``start_s`` and stops before ``end_s``.
 
-The work is blocking and CPU-bound: call it from a worker thread or process. Decoding runs in a
-second thread; libx264 runs its own threads. ``cancel`` is checked once per frame; a cancelled
+The work is blocking and CPU-bound: call it from a worker thread or process. Three threads
+share it: decoding, then detection/blur/watermark in the calling thread, then encoding and
+muxing (libx264 adds its own), joined by short bounded queues. ``cancel`` is checked once per frame; a cancelled
 or failed export leaves no file behind (it is written as ``<name>.part`` and renamed when
 complete and fsynced).
 """
@@ -75,6 +76,11 @@ class Gap:
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What was written. ``duration_s`` and ``frames`` are of the output; ``start_s``/``end_s``
+    (recording time) the span it covers; ``gaps`` the collapsed gaps inside it;
+    ``redactions`` what was blurred, and why, in recording time; ``timings`` seconds per stage
+    (each stage's own thread; they overlap)."""
+
     path: Path
     sha256: str
     bytes: int

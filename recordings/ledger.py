@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -22,7 +23,7 @@ from array import array
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -78,7 +79,7 @@ def load_public_key(pem: bytes) -> Ed25519PublicKey:
     """Parse a SubjectPublicKeyInfo PEM; ``ValueError`` unless it is an Ed25519 public key."""
     try:
         key = serialization.load_pem_public_key(pem)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise ValueError(f"not a PEM public key: {exc}") from exc
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError(f"not an Ed25519 public key but {type(key).__name__}")
@@ -181,6 +182,13 @@ class Ledger:
             self._key = key
             try:
                 entries_torn = self._open_file(self._entries_path, "_entries_fd")
+                try:
+                    # One writer per ledger: a second server (or a CLI) appending too would break the chain.
+                    fcntl.flock(self._entries_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise LedgerError(
+                        f"the ledger {self._entries_path} is open in another process (another server node or a "
+                        "running server): give every node its own [archive] dir") from None
                 sth_torn = self._open_file(self._sth_path, "_sth_fd")
                 self._load_entries(notes)
                 self._load_sths(public, notes)

@@ -25,6 +25,7 @@ import os
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -120,9 +121,12 @@ class Recording:
         self._size: tuple[int, int] | None = None
         # Filled in by the archive service (GPS track, instructions); called on the writer thread at close.
         self.extra_metadata: Callable[[], dict[str, Any]] = lambda: {}
+        # Durable work (fsync, rename, hash, ledger appends) runs on a second thread, in order, so
+        # a slow disk never holds up muxing; the queue above absorbs what muxing cannot take.
+        self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seal-{info.unit_id}")
         self.dir.mkdir(parents=True, exist_ok=True)
         fsync_dir(self.dir.parent)
-        self._append("recording_opened", {
+        self._append_now("recording_opened", {
             "recording_id": info.recording_id, "unit_id": info.unit_id, "action_id": info.action_id,
             "case_number": info.case_number, "officers": list(info.officers), "category": info.category,
             "node": info.node, "video_codec": info.video_codec, "audio_codec": info.audio_codec,
@@ -204,10 +208,10 @@ class Recording:
                     self._cut(item.cause, item.at)
                 elif item.op == "resume":
                     self.paused_cause = None
-                    self._flush_pending()
+                    self._sealer.submit(self._flush_pending)
                     self.request_keyframe()
                 elif item.op == "flush":
-                    pass
+                    self._sealer.submit(lambda: None).result()
                 elif item.op == "close":
                     self._close(item.cause, item.at)
                     return
@@ -288,30 +292,49 @@ class Recording:
         else:
             self._on_event("error", {"recording_id": self.info.recording_id, "message": str(exc)})
 
-    def _seal(self, recovered: bool = False) -> None:
+    def _seal(self) -> None:
+        """Close the open segment here; fsync, rename, hash and ledger it on the sealer thread."""
         writer, self._writer = self._writer, None
         if writer is None:
             return
         try:
-            sealed = writer.seal()
+            writer.close_container()
         except SegmentError as exc:
             self._writer = writer  # the next segment reuses its number: the file is gone
             self._segment_failed(exc, self._seg_started_wall)
             return
-        self._record_sealed(sealed, self._seg_started_wall, self._last_wall or self._seg_started_wall, recovered)
+        start, end = self._seg_started_wall, self._last_wall or self._seg_started_wall
+        self._sealer.submit(self._finalize, writer, start, end)
 
-    def _record_sealed(self, sealed: SealedSegment, start: float, end: float, recovered: bool) -> None:
+    def _finalize(self, writer: SegmentWriter, start: float, end: float) -> None:
+        """Sealer thread."""
+        try:
+            sealed = writer.finalize()
+        except SegmentError as exc:
+            cause = "disk_full" if exc.disk_full else "server_fault"
+            logger.error("recording %s: %s", self.info.recording_id, exc)
+            gap = {"recording_id": self.info.recording_id, "start": utc_iso(start), "end": utc_iso(end),
+                   "cause": cause, "seconds": round(max(0.0, end - start), 3)}
+            self._gaps.append(gap)
+            self._append_now("gap", gap)
+            self._on_event("disk_full" if exc.disk_full else "error",
+                           {"recording_id": self.info.recording_id, "message": str(exc)})
+            return
+        self._record_sealed(sealed, start, end)
+
+    def _record_sealed(self, sealed: SealedSegment, start: float, end: float) -> None:
+        """Sealer thread."""
         rel = sealed.path.relative_to(self._root).as_posix()
         data = {
             "recording_id": self.info.recording_id, "seq": int(sealed.path.name.split(".")[0]), "path": rel,
             "sha256": sealed.sha256, "bytes": sealed.bytes, "start": utc_iso(start), "end": utc_iso(end),
-            "frames": sealed.frames, "recovered": recovered, "offset_s": round(sealed.offset_s, 6),
+            "frames": sealed.frames, "recovered": False, "offset_s": round(sealed.offset_s, 6),
             "pts": {k: [sealed.first_pts.get(k), sealed.last_pts.get(k)] for k in sealed.first_pts},
         }
         self.stats.segments += 1
         self.stats.bytes += sealed.bytes
         self._segments.append(data)
-        self._append("segment_sealed", data)
+        self._append_now("segment_sealed", data)
         self._on_event("sealed", data)
 
     def _cut(self, cause: str, at: float) -> None:
@@ -324,12 +347,12 @@ class Recording:
             return
         start, cause = self._gap
         self._gap = None
-        if self._last_wall is None and not self._segments:
+        if self._last_wall is None:
             return  # nothing recorded yet: the wait for the first keyframe is not a gap
         data = {"recording_id": self.info.recording_id, "start": utc_iso(start), "end": utc_iso(max(start, end)),
                 "cause": cause, "seconds": round(max(0.0, end - start), 3)}
         self.stats.gaps += 1
-        self._gaps.append(data)
+        self._sealer.submit(self._gaps.append, data)
         self._append("gap", data)
 
     def _close(self, reason: str, at: float) -> None:
@@ -342,6 +365,12 @@ class Recording:
                 self._gap = None
             else:
                 self._close_gap(at)  # disk full or a fault lost the tail: a gap up to the close
+        self._sealer.submit(self._write_close, reason, at, end_cause)
+        self._sealer.shutdown(wait=True)
+        self._on_event("closed", {"recording_id": self.info.recording_id, "reason": reason})
+
+    def _write_close(self, reason: str, at: float, end_cause: str | None) -> None:
+        """Sealer thread: recording.json, then the recording_closed entry."""
         meta = self.metadata(reason, at)
         meta_path = self.dir / "recording.json"
         digest = ""
@@ -357,12 +386,11 @@ class Recording:
             digest = hashlib.sha256(blob).hexdigest()
         except OSError as exc:
             logger.error("recording %s: metadata not written: %s", self.info.recording_id, exc)
-        self._append("recording_closed", {
+        self._append_now("recording_closed", {
             "recording_id": self.info.recording_id, "segments": len(self._segments), "reason": reason,
             "end_cause": end_cause, "metadata_sha256": digest, "server_time": utc_iso(at),
         })
         self._flush_pending()
-        self._on_event("closed", {"recording_id": self.info.recording_id, "reason": reason})
 
     def metadata(self, reason: str, at: float) -> dict[str, Any]:
         i = self.info
@@ -383,6 +411,11 @@ class Recording:
         }
 
     def _append(self, type: str, data: dict[str, Any]) -> None:
+        """Queue a ledger entry behind the seals already queued (any thread but the sealer)."""
+        self._sealer.submit(self._append_now, type, data)
+
+    def _append_now(self, type: str, data: dict[str, Any]) -> None:
+        """Sealer thread (or the constructor, before any other work)."""
         if self._pending:
             self._pending.append((type, data))
             self._flush_pending()
@@ -396,6 +429,7 @@ class Recording:
             self._pending.append((type, data))
 
     def _flush_pending(self) -> None:
+        """Sealer thread."""
         while self._pending:
             type, data = self._pending[0]
             try:

@@ -150,8 +150,9 @@ class SegmentWriter:
         base = round(self.offset_s * rate)
         pts = max(pts, base)
         last = self.last_pts.get(kind)
-        if last is not None and pts <= last:
-            pts = last + 1  # the muxer needs strictly increasing timestamps per stream
+        tick = rate // 1000  # Matroska keeps milliseconds: a smaller step would collide
+        if last is not None and pts < last + tick:
+            pts = last + tick  # the muxer needs strictly increasing timestamps per stream
         packet = av.Packet(data)
         packet.pts = packet.dts = pts - base
         packet.time_base = VIDEO_TIME_BASE if kind == "video" else AUDIO_TIME_BASE
@@ -166,10 +167,17 @@ class SegmentWriter:
         self.last_pts[kind] = pts
         self.frames[kind] += 1
 
-    def seal(self) -> SealedSegment:
-        """Close, fsync, rename to the final name, fsync the directory, hash."""
+    def close_container(self) -> None:
+        """Write the trailer (cheap, no fsync): the muxing thread can move on to the next segment."""
         try:
             self._container.close()
+        except (OSError, av.FFmpegError) as exc:
+            self.abort()
+            raise SegmentError(f"cannot close segment {self.part_path.name}: {exc}", disk_full=is_disk_full(exc)) from exc
+
+    def finalize(self) -> SealedSegment:
+        """fsync, rename to the final name, fsync the directory, hash (the slow, durable part)."""
+        try:
             fd = os.open(self.part_path, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -177,12 +185,17 @@ class SegmentWriter:
                 os.close(fd)
             os.rename(self.part_path, self.final_path)
             fsync_dir(self.final_path.parent)
-        except (OSError, av.FFmpegError) as exc:
+        except OSError as exc:
             self.abort()
             raise SegmentError(f"cannot seal segment {self.final_path.name}: {exc}", disk_full=is_disk_full(exc)) from exc
         digest, size = sha256_file(self.final_path)
         return SealedSegment(self.final_path, digest, size, dict(self.frames), dict(self.first_pts), dict(self.last_pts),
                              self.offset_s or 0.0)
+
+    def seal(self) -> SealedSegment:
+        """Close, fsync, rename to the final name, fsync the directory, hash."""
+        self.close_container()
+        return self.finalize()
 
     def abort(self) -> None:
         """Drop the unsealed file: nothing partial is ever listed in the ledger."""

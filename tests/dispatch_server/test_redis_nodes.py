@@ -20,9 +20,10 @@ async def test_unit_on_one_node_is_live_for_a_console_on_the_other(
 ) -> None:
     data = tmp_path / "data"
     extra = f'[redis]\nurl = "{redis_url}"\n'
-    cfg_a = write_config(tmp_path / "a.toml", data, extra)
+    # The nodes share the database but each records into its own archive (one writer per ledger).
+    cfg_a = write_config(tmp_path / "a.toml", data, extra + f'[archive]\ndir = "{tmp_path / "archive-a"}"\n')
     cfg_a.write_text(cfg_a.read_text().replace('port = 0\n', 'port = 0\nnode_id = "node-a"\n'))
-    cfg_b = write_config(tmp_path / "b.toml", data, extra)
+    cfg_b = write_config(tmp_path / "b.toml", data, extra + f'[archive]\ndir = "{tmp_path / "archive-b"}"\n')
     cfg_b.write_text(cfg_b.read_text().replace('port = 0\n', 'port = 0\nnode_id = "node-b"\n'))
     token = add_unit(cfg_a, "bc-01")
     add_user(cfg_a, "op", "operator", "operator-pass-1")

@@ -69,10 +69,15 @@ def a_x(i: int) -> int:
     return 60 + 2 * i
 
 
-def render(i: int, faces: list[np.ndarray]) -> np.ndarray:
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    b = 90 + 50 * np.sin((xx + 3 * i) / 97) * np.cos(yy / 71)
-    img = np.clip(np.stack([b, b * 0.9 + 20, b * 0.8 + 30], -1), 0, 255).astype(np.uint8)
+def background(frames: int) -> np.ndarray:
+    """Smooth shading, wide enough to pan 3 px per frame."""
+    yy, xx = np.mgrid[0:H, 0:W + 3 * frames].astype(np.float32)
+    b = 90 + 50 * np.sin(xx / 97) * np.cos(yy / 71)
+    return np.clip(np.stack([b, b * 0.9 + 20, b * 0.8 + 30], -1), 0, 255).astype(np.uint8)
+
+
+def render(i: int, faces: list[np.ndarray], bg: np.ndarray) -> np.ndarray:
+    img = bg[:, 3 * i:3 * i + W].copy()
     x, y, w, h = PATCH
     img[y:y + h, x:x + w] = (np.indices((h, w)).sum(0) // 6 % 2 * 120 + 60)[..., None].astype(np.uint8)
     img[A_Y:A_Y + FACE, a_x(i):a_x(i) + FACE] = faces[0]
@@ -87,6 +92,7 @@ def write_segment(path: Path, frames: list[np.ndarray], start_s: float) -> None:
         v.width, v.height, v.pix_fmt = W, H, "yuv420p"
         v.bit_rate = 2_000_000
         v.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+        v.codec_context.thread_count = 1  # libvpx threads are slow on a busy machine
         a = out.add_stream("libopus", rate=48_000)
         a.layout = "mono"
         for n, img in enumerate(frames):
@@ -152,7 +158,8 @@ class Exported:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> Exported:
     tmp = tmp_path_factory.mktemp("export")
     faces = [draw_face(FACE, 1), draw_face(FACE, 2)]
-    images = [render(i, faces) for i in range(2 * SEG_FRAMES)]
+    bg = background(2 * SEG_FRAMES)
+    images = [render(i, faces, bg) for i in range(2 * SEG_FRAMES)]
     segments = [tmp / "000001.webm", tmp / "000002.webm"]
     write_segment(segments[0], images[:SEG_FRAMES], 0.0)
     write_segment(segments[1], images[SEG_FRAMES:], GAP_START_S + 1.5)

@@ -209,3 +209,16 @@ def test_an_archive_signed_by_another_key_refuses_to_open(paths: tuple[Path, Pat
     other_key.close()
     with pytest.raises(KeyMismatchError, match="not the public key"):
         Ledger(paths[0], tmp_path / "k3" / "k.pem").open()
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_ledger(tmp_path: Path) -> None:
+    from recordings.ledger import Ledger, LedgerError
+
+    first = Ledger(tmp_path / "archive", tmp_path / "keys" / "k.pem")
+    first.open()
+    second = Ledger(tmp_path / "archive", tmp_path / "keys" / "k.pem")
+    with pytest.raises(LedgerError, match="open in another process"):
+        second.open()
+    first.close()
+    second.open()  # once the first is closed, the lock is free
+    second.close()

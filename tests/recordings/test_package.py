@@ -436,14 +436,11 @@ def test_cli_exit_status_is_0_ok_1_failures_2_usage(built: Built, capsys: pytest
     assert report["ok"] is True and report["sources_proven"] == 4 and report["request"]["id"] == "req-7"
 
 
-def test_verify_export_plugs_into_the_dispatch_audit_subcommand_table(built: Built) -> None:
+def test_verify_export_is_a_dispatch_audit_subcommand(built: Built) -> None:
     from recordings import audit_cli
-    from recordings.package import VERIFY_EXPORT_HELP, add_verify_export_arguments
 
-    table = [*audit_cli.SUBCOMMANDS, ("verify-export", VERIFY_EXPORT_HELP, add_verify_export_arguments,
-                                      run_verify_export)]
-    args = audit_cli.build_parser(table).parse_args(["verify-export", str(built.path), "--json"])
-    assert args.run(args) == 0
+    args = audit_cli.build_parser().parse_args(["verify-export", str(built.path), "--json"])
+    assert args.run is run_verify_export and args.run(args) == 0
 
 
 def test_export_redaction_records_are_flattened_with_who_did_what(built: Built, tmp_path: Path) -> None:
