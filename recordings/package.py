@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .ledger import Ledger, canonical_json, key_id, load_public_key, public_key_pem_of, verify_sth_signature
 from .merkle import leaf_hash, verify_inclusion
 from .timefmt import parse_utc_iso, utc_iso
-from .verify import Finding
+from .verify import Finding, Findings
 
 FORMAT = "dispatch-export-package"
 FORMAT_VERSION = 1
@@ -449,10 +449,8 @@ def build_package(out_path: Path, *, export_file: Path, ledger: Ledger, source_i
 
 
 @dataclass
-class PackageReport:
-    path: str
-    failures: list[Finding] = field(default_factory=list)
-    warnings: list[Finding] = field(default_factory=list)
+class PackageReport(Findings):
+    path: str = ""
     package_sha256: str = ""
     package_bytes: int = 0
     package_id: str = ""
@@ -473,20 +471,6 @@ class PackageReport:
     key_pinned: bool = False
     seconds: float = 0.0
 
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-    def fail(self, kind: str, item: str, message: str) -> None:
-        self.failures.append(Finding(kind, item, message))
-
-    def warn(self, kind: str, item: str, message: str) -> None:
-        self.warnings.append(Finding(kind, item, message))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["ok"] = self.ok
-        return d
 
 
 class _Reader:

@@ -8,9 +8,14 @@ all three planes of a yuv420p frame, so that no face detail survives.
 
 Detections do not run on every frame. A frame is covered by the boxes of the last detection at or
 before it, the first one after it and every detection within ``hold_s`` of it, each grown by
-``margin``; a face moving between two detections stays inside the union of its two positions.
-This needs the frames up to the next detection, which :class:`Redactor` buffers (``hold_s`` of
-video plus one detection interval, about 0.5 s at the defaults).
+``margin``; a face moving between two detections stays inside the union of its two positions
+(intersecting boxes are merged into their bounding box: one blur per face). This needs the
+frames up to the next detection, which :class:`Redactor` buffers (``hold_s`` of video plus one
+detection interval, about 0.5 s at the defaults).
+
+Limits: the cascade finds frontal faces only (roughly ±30° of turn); profiles, faces under
+48 px (at the defaults, on 640x480) and heavily occluded faces need a manual blur region, which
+is why the approver reviews keyframes before release.
 
 Coordinates are pixels of the frame as exported (the size of the first exported frame), times
 are seconds of recording time (see :mod:`recordings.export`).
@@ -93,7 +98,8 @@ class RedactionConfig:
     """Detector and blur settings. ``detect_every``: frames between detections (a detection also
     runs whenever ``hold_s`` has passed since the last one); ``detect_width``: the luma plane is
     downscaled to this width for detection, so the smallest face found is about
-    ``24 * source_width / detect_width`` pixels wide (48 px on 640x480 at 320)."""
+    ``24 * source_width / detect_width`` pixels wide (48 px on 640x480 at 320); ``auto=False``
+    turns detection off (manual regions only)."""
 
     detect_every: int = 5
     detect_width: int = 320

@@ -55,21 +55,11 @@ class Finding:
 
 
 @dataclass
-class Report:
-    archive: str
+class Findings:
+    """What a verifier found: failures (the check fails) and warnings (worth a look)."""
+
     failures: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
-    entries: int = 0  # lines of entries.jsonl (without a torn last line)
-    segments: int = 0  # segment_sealed entries
-    segments_proven: int = 0  # of those, inclusion proofs checked against the latest tree head
-    files_hashed: int = 0
-    bytes_hashed: int = 0
-    sths: int = 0  # lines of sth.jsonl
-    tree_size: int = 0  # of the latest valid signed tree head
-    root_hash: str = ""
-    key_id: str = ""
-    key_pinned: bool = False
-    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -85,6 +75,23 @@ class Report:
         d = asdict(self)
         d["ok"] = self.ok
         return d
+
+
+@dataclass
+class Report(Findings):
+    archive: str = ""
+    entries: int = 0  # lines of entries.jsonl (without a torn last line)
+    segments: int = 0  # segment_sealed entries
+    segments_proven: int = 0  # of those, inclusion proofs checked against the latest tree head
+    files_hashed: int = 0
+    bytes_hashed: int = 0
+    sths: int = 0  # lines of sth.jsonl
+    tree_size: int = 0  # of the latest valid signed tree head
+    root_hash: str = ""
+    key_id: str = ""
+    key_pinned: bool = False
+    seconds: float = 0.0
+
 
 
 @dataclass

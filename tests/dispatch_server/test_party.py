@@ -144,10 +144,12 @@ async def test_request_approve_export_download_revoke_expire(
         assert t in types, f"{t} missing from the ledger"
 
     # Revoked: refused within a second, and the attempt is in the ledger.
+    revoked_at = time.monotonic()
     status, _ = await api(http, "POST", f"{live.url}/api/links/{link['id']}/revoke", judge)
     assert status == 200
     async with http.get(live.url + link["url"]) as r:
         assert r.status == 410 and (await r.json())["error"]["code"] == "link_revoked"
+    assert time.monotonic() - revoked_at < 1.0, "revocation takes effect within a second"
 
     # A second approved request, then time passes beyond the link's lifetime: expired.
     status, code2 = await api(http, "POST", f"{live.url}/api/party/codes", judge, {"case_number": CASE, "party_name": "张三"})
