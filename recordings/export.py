@@ -4,10 +4,10 @@
 and the approver's regions (:mod:`recordings.redaction`), draws the watermark
 (:mod:`recordings.watermark`) and writes one H.264 MP4 with ``+faststart``: the format that plays
 on any phone, browser and desktop player a party may have, and starts playing before it has
-fully downloaded. libx264 ``preset=ultrafast`` (crf 23) is the default because it costs about
-40% less CPU than ``veryfast`` for the whole export, which is what keeps a 640x480 export above
-2x real time on two shared cores (docs/benchmarks.md, "Party export"); the price is a file
-about 1.8x larger. Pass ``preset="veryfast"`` when size matters more than time. VP8 WebM was not
+fully downloaded. libx264 ``preset=ultrafast`` (crf 23) is the default because the whole export
+then costs a third to 40% less CPU than with ``veryfast``, which is what keeps a 640x480 export
+above 2x real time on two shared cores (docs/benchmarks.md, "Party export"); the price is a
+larger file (2.3x on the benchmark's noisy source). Pass ``preset="veryfast"`` when size matters more than time. VP8 WebM was not
 chosen: libvpx at its fastest real-time setting costs about as much as x264 ``veryfast`` and
 plays in fewer places. The Opus audio is copied through unchanged (no re-encode; Opus in MP4
 is read by ffmpeg/ffprobe 5.1 and by current browsers). The segments are only read.
