@@ -47,6 +47,7 @@ import numpy as np
 
 from .redaction import (Box, FaceDetector, RedactionConfig, RedactionRecord, Redactor, Region, draw_review,
                         plan_boxes)
+from .segment import OFFSET_TAG
 from .watermark import Watermarker, WatermarkSpec
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class _Segment:
     path: Path
     first_s: float  # recording time of the first and last packet
     last_s: float
+    offset: float = 0.0  # the segment's time 0 on the recorder's timeline (its DISPATCH_OFFSET_S tag)
 
 
 @dataclass
@@ -139,6 +141,16 @@ class _Timeline:
 
 def _seconds(pts: int, tb: Fraction | None) -> float:
     return float(pts * tb) if tb is not None else float(pts) / 1000
+
+
+def _offset(container: Any) -> float:
+    """Each sealed segment's timestamps start at 0; its tag says where it sits on the recording's
+    timeline (``recordings.segment.OFFSET_TAG``). Files without the tag count from 0."""
+    tags = {k.upper(): v for k, v in container.metadata.items()}
+    try:
+        return float(tags.get(OFFSET_TAG, "0"))
+    except ValueError:
+        return 0.0
 
 
 def _open(path: Path) -> Any:
@@ -158,6 +170,7 @@ def _scan(segments: list[Path], include_audio: bool) -> _Timeline:
     template = None
     for path in segments:
         with _open(path) as c:
+            offset = _offset(c)
             if not c.streams.video:
                 raise ExportError(f"segment {path.name} has no video")
             v = c.streams.video[0]
@@ -171,7 +184,7 @@ def _scan(segments: list[Path], include_audio: bool) -> _Timeline:
                 for pkt in c.demux(*[s for s in (v, a) if s is not None]):
                     if pkt.pts is None:
                         continue
-                    t = _seconds(pkt.pts, pkt.time_base)
+                    t = offset + _seconds(pkt.pts, pkt.time_base)
                     if pkt.stream.type == "video":
                         if origin is None:
                             origin = t
@@ -181,7 +194,7 @@ def _scan(segments: list[Path], include_audio: bool) -> _Timeline:
                 raise ExportError(f"cannot read segment {path.name}: {exc}") from exc
             if origin is None or not times:
                 raise ExportError(f"segment {path.name} has no video frames")
-            spans.append(_Segment(path, min(times) - origin, max(times) - origin))
+            spans.append(_Segment(path, min(times) - origin, max(times) - origin, offset))
             media += [t - origin for t in times]
     vt = np.unique(np.asarray(video))
     step = float(np.median(np.diff(vt))) if len(vt) > 1 else 1 / 30
@@ -241,7 +254,7 @@ def _decode(tl: _Timeline, window: _Mapping, include_audio: bool, q: queue.Queue
                     if pkt.stream.type == "audio":
                         if pkt.pts is None:
                             continue
-                        t = _seconds(pkt.pts, pkt.time_base) - tl.origin
+                        t = seg.offset + _seconds(pkt.pts, pkt.time_base) - tl.origin
                         if window.start <= t < window.end and not put(("a", t, pkt)):
                             return
                         continue
@@ -250,7 +263,7 @@ def _decode(tl: _Timeline, window: _Mapping, include_audio: bool, q: queue.Queue
                     for frame in frames:
                         if frame.pts is None:
                             continue
-                        t = _seconds(frame.pts, frame.time_base) - tl.origin
+                        t = seg.offset + _seconds(frame.pts, frame.time_base) - tl.origin
                         if not window.start <= t < window.end or t <= last_v:
                             continue
                         last_v = t
@@ -515,18 +528,18 @@ def review_keyframe(segments: list[Path], at_s: float, *, regions: Iterable[Regi
     with _open(seg.path) as c:
         v = c.streams.video[0]
         try:
-            c.seek(int((at_s + tl.origin) / v.time_base), stream=v, backward=True)
+            c.seek(int((at_s + tl.origin - seg.offset) / v.time_base), stream=v, backward=True)
         except av.FFmpegError:
             c.seek(0)
         for frame in c.decode(v):
             if frame.pts is None:
                 continue
             chosen = frame
-            if _seconds(frame.pts, frame.time_base) - tl.origin >= at_s - 1e-6:
+            if seg.offset + _seconds(frame.pts, frame.time_base) - tl.origin >= at_s - 1e-6:
                 break
     if chosen is None:
         raise ExportError(f"no frame at {at_s:.3f} s")
-    t = _seconds(chosen.pts, chosen.time_base) - tl.origin
+    t = seg.offset + _seconds(chosen.pts, chosen.time_base) - tl.origin
     bgr = chosen.reformat(tl.width, tl.height, "bgr24").to_ndarray()
     auto = FaceDetector(redaction, tl.width, tl.height).detect(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)) \
         if redaction.auto else []

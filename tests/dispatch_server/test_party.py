@@ -20,7 +20,7 @@ from dispatch_server.errors import Unauthorized
 from media.pattern import EncodedAudioLoop, EncodedLoop
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import ACTION, api
-from tests.recordings.archive_support import entries
+from tests.recordings.archive_support import entries, ffprobe, of_type
 from tests.recordings.test_recorder import FAST, ArchiveEvents, stop_sending, unpublish
 from tests.support.peers import make_publisher, whip_publish
 
@@ -131,6 +131,16 @@ async def test_request_approve_export_download_revoke_expire(
         package.write_bytes(await r.read())
     async with http.get(live.url + link["video_url"], headers={"Range": "bytes=0-99"}) as r:
         assert r.status == 206 and len(await r.read()) == 100
+    async with http.get(live.url + link["video_url"]) as r:
+        video = tmp_path / "export.mp4"
+        video.write_bytes(await r.read())
+    probe = ffprobe(video)
+    assert {st["codec_name"] for st in probe["streams"]} == {"h264", "opus"}
+    # The export spans the whole recording (over two segments), not just its first segment.
+    sealed = of_type(live.settings.archive_dir, "segment_sealed")
+    assert len(sealed) >= 2
+    recorded_s = sum(seg["frames"]["video"] for seg in sealed) / vp8_loop.spec.fps
+    assert abs(float(probe["format"]["duration"]) - recorded_s) <= 0.3, (probe["format"], recorded_s)
     from recordings.package import verify_package
 
     assert verify_package(package).failures == []
