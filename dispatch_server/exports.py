@@ -24,7 +24,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from recordings.archive import ArchiveService
 from recordings.export import ExportCancelled, ExportError, export_recording, review_keyframe

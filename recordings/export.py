@@ -30,7 +30,6 @@ complete and fsynced).
 from __future__ import annotations
 
 import bisect
-import hashlib
 import logging
 import os
 import queue
@@ -49,6 +48,7 @@ from .redaction import (Box, FaceDetector, RedactionConfig, RedactionRecord, Red
                         plan_boxes)
 from .segment import OFFSET_TAG
 from .watermark import Watermarker, WatermarkSpec
+from .durable import fsync_dir, fsync_file, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -488,9 +488,9 @@ def export_recording(segments: list[Path], out_path: Path, *, start_s: float | N
             emit(ready, frame_yuv)
         encoder.finish()
         t0 = time.perf_counter()
-        digest, size = _fsync_and_hash(tmp)
+        digest, size = _durable_hash(tmp)
         os.replace(tmp, out_path)
-        _fsync_dir(out_path.parent)
+        fsync_dir(out_path.parent)
         timings["hash_rename"] = time.perf_counter() - t0
         done = True
     finally:
@@ -548,21 +548,6 @@ def review_keyframe(segments: list[Path], at_s: float, *, regions: Iterable[Regi
     return ReviewFrame(jpeg, t, tl.width, tl.height, tuple(blurred), tuple(kept))
 
 
-def _fsync_and_hash(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-        f.seek(0)
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _durable_hash(path: Path) -> tuple[str, int]:
+    fsync_file(path)
+    return sha256_file(path)

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from .merkle import MerkleTree, leaf_hash
 from .timefmt import utc_iso
+from .durable import fsync_dir
 
 ENTRIES_FILE = "ledger/entries.jsonl"
 STH_FILE = "ledger/sth.jsonl"
@@ -109,12 +110,6 @@ def verify_sth_signature(sth: Mapping[str, Any], public_key: Ed25519PublicKey) -
 # ---- the writer ------------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -170,7 +165,7 @@ class Ledger:
             for d in (self.archive_dir, self.archive_dir / "ledger", self.archive_dir / RECORDINGS_DIR):
                 if not d.is_dir():
                     d.mkdir(parents=True, exist_ok=True)
-                    _fsync_dir(d.parent)
+                    fsync_dir(d.parent)
             if not self.signing_key_path.exists() and (self.archive_dir / PUBLIC_KEY_FILE).exists():
                 raise KeyMismatchError(
                     f"the signing key {self.signing_key_path} is missing but the archive "
@@ -348,7 +343,7 @@ class Ledger:
         if not parent.is_dir():
             parent.mkdir(parents=True, mode=0o700)
             os.chmod(parent, 0o700)
-            _fsync_dir(parent.parent)
+            fsync_dir(parent.parent)
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
@@ -365,7 +360,7 @@ class Ledger:
             os.unlink(tmp)
             return self._load_or_create_key(notes)
         os.unlink(tmp)
-        _fsync_dir(parent)
+        fsync_dir(parent)
         notes.append(f"created the ledger signing key {path}")
         return key, True
 
@@ -380,7 +375,7 @@ class Ledger:
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             if self._entries_path.exists() and self._entries_path.stat().st_size:
                 notes.append(f"{PUBLIC_KEY_FILE} was missing; wrote it again from the signing key")
             return
@@ -401,7 +396,7 @@ class Ledger:
         setattr(self, attr, fd)
         if not existed:
             os.fsync(fd)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             return None
         size = os.fstat(fd).st_size
         if size == 0:

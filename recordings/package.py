@@ -31,7 +31,7 @@ import time
 import uuid
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Mapping
 
@@ -42,7 +42,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .ledger import Ledger, canonical_json, key_id, load_public_key, public_key_pem_of, verify_sth_signature
 from .merkle import leaf_hash, verify_inclusion
 from .timefmt import parse_utc_iso, utc_iso
-from .verify import Finding, Findings
+from .verify import Findings
+from .durable import fsync_dir
 
 FORMAT = "dispatch-export-package"
 FORMAT_VERSION = 1
@@ -316,12 +317,6 @@ docs/archive-format.md).
 """.encode()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _source(ledger: Ledger, index: int, sth: Mapping[str, Any]) -> dict[str, Any]:
@@ -441,7 +436,7 @@ def build_package(out_path: Path, *, export_file: Path, ledger: Ledger, source_i
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(out_path.parent)
+    fsync_dir(out_path.parent)
     return {**manifest, "package_sha256": h.hexdigest(), "package_bytes": total}
 
 

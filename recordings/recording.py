@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from .segment import SealedSegment, SegmentError, SegmentWriter, extension, frame_size, fsync_dir
+from .durable import fsync_dir
+from .segment import SealedSegment, SegmentError, SegmentWriter, extension, frame_size
 from .timefmt import utc_iso
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from typing import Any
 import av
 
 from .recording import LedgerWriter, RATES
-from .segment import OFFSET_TAG, fsync_dir, sha256_file
+from .durable import fsync_dir, sha256_file
+from .segment import OFFSET_TAG
 from .timefmt import utc_iso
 
 logger = logging.getLogger(__name__)

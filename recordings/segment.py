@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import errno
 import fractions
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
 
+from .durable import fsync_dir, fsync_file, sha256_file
+
 VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 AUDIO_TIME_BASE = fractions.Fraction(1, 48_000)
-HASH_CHUNK = 1 << 20
 OFFSET_TAG = "DISPATCH_OFFSET_S"  # Matroska tag: seconds from the recording's start to the segment's time 0
 
 _FORMATS = {"vp8": ("webm", ".webm", "libvpx"), "h264": ("matroska", ".mkv", "libx264")}
@@ -67,24 +67,6 @@ def h264_frame_size(data: bytes) -> tuple[int, int] | None:
 
 def frame_size(video_codec: str, data: bytes) -> tuple[int, int] | None:
     return vp8_frame_size(data) if video_codec == "vp8" else h264_frame_size(data)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def sha256_file(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    size = 0
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(HASH_CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
 
 
 @dataclass
@@ -178,11 +160,7 @@ class SegmentWriter:
     def finalize(self) -> SealedSegment:
         """fsync, rename to the final name, fsync the directory, hash (the slow, durable part)."""
         try:
-            fd = os.open(self.part_path, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fsync_file(self.part_path)
             os.rename(self.part_path, self.final_path)
             fsync_dir(self.final_path.parent)
         except OSError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aiohttp
 
 from tests.conftest import OPERATOR_PASSWORD, LiveServer
 from tests.support.browser import chromium, console_login, tile_frames, wait_tile_frames

@@ -196,7 +196,7 @@ async def test_search_playback_holds_and_retention(
 
     # -- path tricks: 400 or 404, never a file -------------------------------------------------
     served_before = len([e for e in ledger(live, "played") if e["outcome"] == "ok"])
-    for raw in (f"/api/recordings/..%2F..%2Fledger/segments/1", "/api/recordings/%2e%2e/segments/1",
+    for raw in ("/api/recordings/..%2F..%2Fledger/segments/1", "/api/recordings/%2e%2e/segments/1",
                 "/api/recordings/../ledger/segments/1", f"/api/recordings/{rid}/segments/..%2F000001.webm",
                 f"/api/recordings/{rid}/segments/1%00", "/api/recordings/%00/segments/1",
                 "/api/recordings/%2Fetc%2Fpasswd/segments/1", "/api/recordings//etc/passwd/segments/1",

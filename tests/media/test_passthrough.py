@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fractions
 import inspect
+from typing import Any
 
 import aiortc
 import av

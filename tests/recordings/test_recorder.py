@@ -12,7 +12,7 @@ import aiohttp
 from dispatch_server.appkeys import ARCHIVE
 from media.pattern import EncodedAudioLoop, EncodedLoop
 from tests.conftest import LiveServer
-from tests.recordings.archive_support import entries, ffprobe, of_type, packets, segment_paths
+from tests.recordings.archive_support import ffprobe, of_type, packets, segment_paths
 from tests.support.peers import frame_digest, make_publisher, whip_publish
 
 FAST = {"segment_s": 3.0, "reconnect_grace_s": 0.3, "sign_interval_s": 5.0, "min_free_bytes": 0}
