@@ -1,13 +1,20 @@
 """Geo benchmark: N units at 1 Hz into one server; fix-to-console latency, server CPU, nearest query.
 
-    python -m bench.geo [--units 5000] [--loadgens 2] [--window 20] [--out FILE]
+    python -m bench.geo [--units 5000] [--loadgens 2] [--warmup 10] [--window 20] [--floor] [--out FILE]
 
-Starts ``dispatch-server serve`` and ``--loadgens`` load generators (``bench/geo_units.py``)
-sharing the units. An operator console (python-socketio, in this process) records, for every
-``unit_status`` it receives, now − the fix's own ``ts`` (the load generator's send time; same
-machine clock). Reports per window: fixes sent/acked, console updates seen, latency p50/p99,
-server CPU. Then times ``GET /api/units/nearest`` (k=10) over HTTP and the in-process
-``geo.nearest.NearestIndex`` over the same number of units. Only 127.0.0.1 traffic; bounded waits.
+Starts ``dispatch-server serve`` and ``--loadgens`` load generator processes (``bench/geo_units.py``,
+the Socket.IO wire protocol by hand, cheap enough to leave the CPU to the server) sharing the
+units. Connecting and loading are separate phases: every unit connects first, then all start
+sending one ``positions`` batch of one fix per second, as ``field_client`` does, with the next
+fix waiting for the previous acknowledgement. An operator console (python-socketio, in this
+process) records now − the fix's own ``ts`` (the send time; same machine clock) for every
+position it receives, in ``unit_positions`` lists or ``unit_status`` events. Reports for the
+window: fixes acknowledged per second and the acknowledgement delay, console positions per
+second and their latency, server and load generator CPU (100% = one core). Then times
+``GET /api/units/nearest`` (k=10) over HTTP and the in-process ``geo.nearest.NearestIndex`` over
+the same number of units. ``--floor`` puts the same load on a bare python-socketio server whose
+handler only acknowledges: the part of the server's CPU per fix that the Socket.IO stack takes
+whatever the application does. Only 127.0.0.1 traffic; bounded waits.
 """
 
 from __future__ import annotations
@@ -46,10 +53,54 @@ def nearest_in_process(n: int, queries: int = 2000) -> dict[str, float]:
     return {"p50_ms": round(statistics.median(times), 3), "p99_ms": round(pct(times, 99), 3)}
 
 
+def serve_floor() -> None:
+    """``--serve-floor``: a bare python-socketio server whose ``/unit`` ``positions`` handler only
+    acknowledges. Under the same load it shows the Socket.IO stack's own cost per event."""
+    from aiohttp import web
+
+    sio = socketio.AsyncServer(async_mode="aiohttp")
+    app = web.Application()
+    sio.attach(app)
+
+    class Units(socketio.AsyncNamespace):
+        async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+            await self.save_session(sid, {"unit_id": auth["unit_id"]})
+
+        async def on_positions(self, sid: str, data: Any) -> dict[str, Any]:
+            await self.get_session(sid)
+            return {"ok": True, "accepted": 1, "duplicates": 0, "rejected": []}
+
+    sio.register_namespace(Units("/unit"))
+
+    async def serve() -> None:
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        print(f"listening on http://127.0.0.1:{port}", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until stdin closes
+        await runner.cleanup()
+
+    asyncio.run(serve())
+
+
+def start_floor() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, "-m", "bench.geo", "--serve-floor"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "listening on " not in line:
+        stop(proc, close_stdin=True)
+        raise RuntimeError("the floor server did not start")
+    return proc, line.split("listening on ", 1)[1].strip()
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-geo-"))
     data = work / "data"
-    lines = seed(data, [f"g{i:05d}" for i in range(args.units)])
+    unit_ids = [f"g{i:05d}" for i in range(args.units)]
+    lines = [f"{u} -" for u in unit_ids] if args.floor else seed(data, unit_ids)
     per = (len(lines) + args.loadgens - 1) // args.loadgens
     token_files = []
     for g in range(args.loadgens):
@@ -58,13 +109,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         token_files.append(f)
     cfg = work / "config.toml"
     cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\nmax_message_bytes = 65536\n')
-    server, url = start_server(cfg)
+    server, url = start_floor() if args.floor else start_server(cfg)
     gens: list[subprocess.Popen[str]] = []
     console = socketio.AsyncClient(reconnection=False)
     try:
         async with aiohttp.ClientSession() as http:
-            async with http.post(f"{url}/api/login", json={"username": "bench", "password": PASSWORD}) as r:
-                token = (await r.json())["token"]
+            token = ""
+            if not args.floor:
+                async with http.post(f"{url}/api/login", json={"username": "bench", "password": PASSWORD}) as r:
+                    token = (await r.json())["token"]
             latencies: list[float] = []
             batches: list[int] = []
 
@@ -84,7 +137,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             console.on("unit_status", on_status, namespace="/console")
             console.on("unit_positions", on_positions, namespace="/console")
-            await console.connect(url, namespaces=["/console"], auth={"token": token}, transports=["websocket"])
+            if not args.floor:
+                await console.connect(url, namespaces=["/console"], auth={"token": token}, transports=["websocket"])
             loop = asyncio.get_running_loop()
             replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
@@ -135,10 +189,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ack_p50 = max(r["ack_ms"]["p50"] for r in reports)
             ack_p99 = max(r["ack_ms"]["p99"] for r in reports)
 
-            near = []
+            near: list[float] = []
             auth = {"Authorization": f"Bearer {token}"}
             rng = random.Random(2)
-            for _ in range(200):
+            for _ in range(0 if args.floor else 200):
                 lat, lon = 39.9 + rng.uniform(-0.3, 0.3), 116.4 + rng.uniform(-0.3, 0.3)
                 t0 = time.perf_counter()
                 async with http.get(f"{url}/api/units/nearest?lat={lat}&lon={lon}&k=10", headers=auth) as r:
@@ -157,8 +211,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                   "max": round(max(window_lat, default=float("nan")), 1), "n": len(window_lat)},
             "server_cpu_pct": round(cpu, 1),
             "loadgen_cpu_pct": round(gen_cpu, 1),
-            "nearest_http_ms": {"p50": round(statistics.median(near), 2), "p99": round(pct(near, 99), 2)},
-            "nearest_in_process_ms": nearest_in_process(args.units),
+            "nearest_http_ms": {"p50": round(pct(near, 50), 2), "p99": round(pct(near, 99), 2)},
+            "nearest_in_process_ms": None if args.floor else nearest_in_process(args.units),
+            "server": "bare python-socketio (--floor)" if args.floor else "dispatch-server",
         }
     finally:
         try:
@@ -167,7 +222,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             pass
         for proc in gens:
             stop(proc, close_stdin=True, timeout=60)
-        stop(server)
+        stop(server, close_stdin=args.floor)
 
 
 def main() -> None:
@@ -178,9 +233,16 @@ def main() -> None:
     p.add_argument("--window", type=float, default=20.0)
     p.add_argument("--interval", type=float, default=1.0, help="seconds between a unit's fixes")
     p.add_argument("--connect-timeout", type=float, default=600.0)
-    p.add_argument("--out", default=str(REPO / "bench" / "results" / "geo.json"))
+    p.add_argument("--floor", action="store_true",
+                   help="load a bare python-socketio server instead (the Socket.IO stack's own cost per fix)")
+    p.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--out", default=None, help="default bench/results/geo.json (geo-floor.json with --floor)")
     args = p.parse_args()
-    write_result(args.out, asyncio.run(run(args)))
+    if args.serve_floor:
+        serve_floor()
+        return
+    out = args.out or str(REPO / "bench" / "results" / ("geo-floor.json" if args.floor else "geo.json"))
+    write_result(out, asyncio.run(run(args)))
 
 
 if __name__ == "__main__":

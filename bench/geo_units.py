@@ -46,7 +46,7 @@ class Stats:
         s = sorted(self.ack_ms)
 
         def pct(p: float) -> float:
-            return round(s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))], 1) if s else float("nan")
+            return round(s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))], 1) if s else float("nan")
 
         return {"sent": self.sent, "acked": self.acked, "errors": self.errors,
                 "ack_ms": {"p50": pct(50), "p99": pct(99), "n": len(s)}}
@@ -62,7 +62,7 @@ class WireUnit:
         self._prefix = f"43{NS},"
 
     @classmethod
-    async def connect(cls, http: aiohttp.ClientSession, server: str, unit_id: str, token: str) -> "WireUnit":
+    async def connect(cls, http: aiohttp.ClientSession, server: str, unit_id: str, token: str) -> WireUnit:
         ws = await http.ws_connect(f"{server}/socket.io/?EIO=4&transport=websocket", autoping=True,
                                    max_msg_size=0, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10))
         opened = await ws.receive_str(timeout=60)
@@ -116,7 +116,8 @@ async def main() -> None:
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--connect-concurrency", type=int, default=50)
     args = p.parse_args()
-    pairs = [line.split() for line in open(args.tokens, encoding="utf-8") if line.strip()]
+    with open(args.tokens, encoding="utf-8") as f:
+        pairs = [line.split() for line in f if line.strip()]
     stats = Stats()
     sem = asyncio.Semaphore(args.connect_concurrency)
     go = asyncio.Event()
@@ -147,7 +148,7 @@ async def main() -> None:
                     stats.ack_ms.append((time.perf_counter() - t0) * 1000)
                 else:
                     stats.errors += 1
-            except (asyncio.TimeoutError, ConnectionError, aiohttp.ClientError):
+            except (TimeoutError, ConnectionError, aiohttp.ClientError):
                 stats.errors += 1
             k += 1
             await asyncio.sleep(max(0.0, t + args.interval - time.time()))

@@ -56,13 +56,6 @@ def with_links(request: web.Request, view: dict[str, Any]) -> dict[str, Any]:
 
 # --- party ------------------------------------------------------------------------------------
 
-@routes.get("/portal")
-async def portal_page(request: web.Request) -> web.FileResponse:
-    from .app import CONSOLE_DIR
-
-    return web.FileResponse(CONSOLE_DIR / "static" / "portal.html")
-
-
 @routes.post("/api/party/login")
 async def party_login(request: web.Request) -> web.Response:
     body = await read_json(request)

@@ -109,6 +109,9 @@ def _static_routes(app: web.Application) -> None:
     async def field_page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(static / "field.html")
 
+    async def portal_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(static / "portal.html")
+
     async def sio_client(request: web.Request) -> web.StreamResponse:
         if not SIO_CLIENT_JS.is_file():
             raise DispatchError(
@@ -119,6 +122,7 @@ def _static_routes(app: web.Application) -> None:
 
     app.router.add_get("/", console_page)
     app.router.add_get("/field", field_page)
+    app.router.add_get("/portal", portal_page)  # the party portal (当事人查询)
     app.router.add_get("/vendor/socket.io.min.js", sio_client)
     if LEAFLET_DIR.is_dir():
         app.router.add_static("/vendor/leaflet/", LEAFLET_DIR, follow_symlinks=False)

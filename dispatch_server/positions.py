@@ -11,8 +11,9 @@ Built for thousands of units at 1 Hz in one process, so nothing is done once per
 done once per group of fixes: track inserts of all units are group-committed
 (:class:`geo.track_writer.TrackWriter`), and live positions reach operators as one
 ``unit_positions`` list at most every :data:`FEED_INTERVAL_S` (:class:`PositionFeed`) rather than
-as a ``unit_status`` event per fix. A full ``unit_status`` still goes out when a position changes
-more than where the unit is: its first fix, and the first fix after it was shown stale.
+as a ``unit_status`` event per fix. A full ``unit_status`` still goes out when a fix changes more
+than the unit's place: its first fix (the unit appears on the map), and the first fix after it
+was shown stale.
 """
 
 from __future__ import annotations
@@ -64,9 +65,12 @@ class PositionFeed:
         self._pending: dict[str, tuple[dict[str, Any], float, float]] = {}  # id -> (position, fix ts, seen)
         self._task: asyncio.Task[None] | None = None
         self._last_push = float("-inf")  # loop time
+        self._closed = False
 
     def add(self, unit_id: str, position: dict[str, Any], fix_ts: float, seen: float) -> None:
-        """Queue the unit's new position (``fix_ts`` and ``seen`` in epoch seconds)."""
+        """Queue the unit's new position (``fix_ts`` and ``seen`` in epoch seconds); ignored once closed."""
+        if self._closed:
+            return
         self._pending[unit_id] = (position, fix_ts, seen)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="position-feed")
@@ -100,12 +104,15 @@ class PositionFeed:
 
     async def close(self) -> None:
         """Push what is queued, then stop; idempotent."""
+        self._closed = True
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
 
 class PositionService:
+    """Ingest of units' fixes and everything that follows from them (see the module docstring)."""
+
     def __init__(self, tracks: TrackStore, roster: Roster, actions: ActionService, alerts: AlertService,
                  audit: AuditTrail, unit_actions: Callable[[], Awaitable[dict[str, tuple[str, str]]]],
                  stale_after_s: float, index: PositionIndex | None = None,

@@ -3,7 +3,6 @@ and exports in the console, the party downloads, and the package verifies offlin
 
 from __future__ import annotations
 
-import asyncio
 import random
 import subprocess
 import sys
@@ -98,4 +97,3 @@ async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
         bad.write_bytes(bytes(tampered))
         out = verify_export(bad)
         assert out.returncode == 1, f"flip at byte {i} of {len(data)} went unnoticed:\n{out.stdout}"
-    await asyncio.sleep(0)

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 import aiohttp
 import msgpack
 
+from dispatch_server.positions import PositionFeed
 from geo.distance import haversine_m
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import ACTION, api
@@ -85,7 +86,7 @@ async def test_moves_reach_consoles_as_lists_and_a_first_fix_as_unit_status(
     # A unit's first fix changes its whole view (it appears on the map): a full unit_status.
     for i, unit in enumerate(units):
         assert (await unit.call("positions", fix(i, 0)))["ok"]
-        s = await console.next("unit_status", lambda s: s["id"] == unit.unit_id and s["position"] is not None)
+        s = await console.next("unit_status", lambda s, u=unit.unit_id: s["id"] == u and s["position"] is not None)
         assert s["position"]["lat"] == 38 + i / 100
     # Later fixes of all units come as unit_positions items, newest last, never one per fix as unit_status.
     for k in range(1, 6):
@@ -103,6 +104,31 @@ async def test_moves_reach_consoles_as_lists_and_a_first_fix_as_unit_status(
     for unit in units:
         await unit.close()
     await console.close()
+
+
+async def test_the_feed_sends_each_moved_unit_once_per_interval_with_its_newest_fix() -> None:
+    pushed: list[list[dict[str, Any]]] = []
+    got = asyncio.Event()
+
+    async def push(items: list[dict[str, Any]]) -> None:
+        pushed.append(items)
+        got.set()
+
+    feed = PositionFeed(push, stale_after_s=30, interval_s=0.2, clock=lambda: 1000.0)
+    feed.add("a", {"lat": 1}, 990.0, 999.0)  # after a quiet spell: out at once
+    await asyncio.wait_for(got.wait(), 5)
+    got.clear()
+    for k in range(10):  # within the interval: only the newest goes out, in the next list
+        feed.add("a", {"lat": k}, 990.0 + k, 999.0)
+    feed.add("b", {"lat": 5}, 950.0, 999.0)
+    await asyncio.wait_for(got.wait(), 5)
+    assert pushed[0] == [{"id": "a", "position": {"lat": 1}, "last_seen": "1970-01-01T00:16:39Z", "fix_age_s": 10.0,
+                          "stale": False}]
+    assert [(i["id"], i["position"]["lat"], i["fix_age_s"], i["stale"]) for i in pushed[1]] == [
+        ("a", 9, 1.0, False), ("b", 5, 50.0, True)]
+    await feed.close()
+    feed.add("c", {"lat": 1}, 999.0, 999.0)  # closed: ignored
+    assert len(pushed) == 2
 
 
 async def test_a_stale_unit_comes_back_with_a_full_unit_status(make_live: Any) -> None:

@@ -19,6 +19,7 @@ from recordings.timefmt import parse_utc_iso
 from recordings.verify import verify_archive
 from tests.conftest import LiveServer
 from tests.recordings.archive_support import entries, ffprobe, of_type, packets
+from tests.recordings.test_recorder import ArchiveEvents
 from tests.support.peers import make_publisher, make_viewer, whep_view, whip_publish
 from tests.support.server import ServerProcess, add_unit, write_config
 from tests.support.unit_client import Console
@@ -114,6 +115,7 @@ async def test_disk_full_alarms_keeps_live_view_and_resumes(
     archive = small_fs / "archive"
     live: LiveServer = await make_live(archive={"dir": str(archive), "segment_s": 2.0, "min_free_bytes": 2 << 20,
                                                 "sign_interval_s": 1.0, "reconnect_grace_s": 30.0})
+    events = ArchiveEvents(live)
     live.add_user("op", "operator")
     console = await Console(live.url, await live.login("op")).connect()
     token = live.add_unit("bc-full")
@@ -123,7 +125,7 @@ async def test_disk_full_alarms_keeps_live_view_and_resumes(
     await whep_view(http, live.url, "bc-full", await live.login("op"), viewer)
     try:
         await viewer.wait_frames(30, timeout=15)
-        await asyncio.sleep(3.0)  # at least one segment sealed before the disk fills
+        await events.wait("sealed", 1)  # something recorded before the disk fills
         filler = fill(small_fs)
         full_at = time.monotonic()
         alert = await console.next("alert", lambda a: a["kind"] == "recording_degraded", timeout=5.0)
@@ -136,9 +138,8 @@ async def test_disk_full_alarms_keeps_live_view_and_resumes(
         filler.unlink()
         resumed = await console.next("alert", lambda a: a["kind"] == "recording_resumed", timeout=10.0)
         assert "resumed" in resumed["message"]
-        sealed_before = len(of_type(archive, "segment_sealed"))
-        await asyncio.sleep(5.0)
-        assert len(of_type(archive, "segment_sealed")) > sealed_before, "recording resumed after space returned"
+        sealed_before = len([k for k, _ in events.seen if k == "sealed"])
+        await events.wait("sealed", sealed_before + 1, timeout=15)  # recording resumed after space returned
     finally:
         await pub.close()
         await viewer.close()
