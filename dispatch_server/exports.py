@@ -217,7 +217,7 @@ class ExportService:
             if store:
                 last["store"] = now
             task = asyncio.ensure_future(self._party.update(dict(doc), emit=True) if store
-                                         else self._party._changed(dict(doc)))
+                                         else self._party.notify(dict(doc)))
             task.add_done_callback(lambda t: t.exception())
 
     def _export(self, doc: dict[str, Any], progress: Callable[[float], None],

@@ -362,6 +362,10 @@ class PartyService:
         await self._changed(doc)
         return doc
 
+    async def notify(self, doc: dict[str, Any]) -> None:
+        """Push the request to consoles without storing it (export progress between stores)."""
+        await self._changed(doc)
+
     async def update(self, doc: dict[str, Any], *, emit: bool = True) -> None:
         await self._store.write(lambda c: self._save(c, doc))
         if emit:
