@@ -373,6 +373,30 @@ async def segment(request: web.Request) -> web.StreamResponse:
 
 
 # legal holds --------------------------------------------------------------------------------
+@routes.put("/api/recordings/{id}/category")
+async def set_category(request: web.Request) -> web.Response:
+    """Change a recording's retention category (ledger: retention_changed)."""
+    person = await person_of(request, "evidence.hold")
+    rid = _recording_id(request)
+    body = await read_json(request)
+    category = body.get("category") if isinstance(body, dict) else None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    rules = {r.category for r in request.app[SETTINGS].archive.retention}
+    if category not in rules:
+        raise BadRequest(f"category must be one of {', '.join(sorted(rules))}", code="bad_category")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 2000:
+        raise BadRequest("reason: 1-2000 characters saying why the retention changes", code="bad_reason")
+    desk = await _desk(request)
+    async with desk.admin_lock:
+        rec = await asyncio.to_thread(desk.catalog.recording, rid)
+        if rec is None:
+            raise NotFound(f"unknown recording {rid!r}", code="unknown_recording")
+        await _ledger(desk, request, "retention_changed", f"user:{person.username}", "ok",
+                      {"recording_id": rid, "from": rec["category"], "to": category, "reason": reason.strip()})
+        await desk.sync()
+    return web.json_response(await asyncio.to_thread(desk.catalog.recording, rid))
+
+
 @routes.get("/api/holds")
 async def list_holds(request: web.Request) -> web.Response:
     await person_of(request, "evidence.view")

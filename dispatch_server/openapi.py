@@ -125,6 +125,12 @@ def document() -> dict[str, Any]:
                                  "get": _op("A recording: segments with playback URLs, gaps, metadata and the unit's GPS "
                                             "track (ledger: viewed)", result=RECORDING, errors=(400, 401, 403, 404, 503))},
         "/api/recordings/{id}/segments/{seq}": {"parameters": _path_params("id", "seq"), "get": _segment_op()},
+        "/api/recordings/{id}/category": {
+            "parameters": _path_params("id"),
+            "put": _op("Change a recording's retention category (ledger: retention_changed)", result=RECORDING,
+                       body={"type": "object", "required": ["category", "reason"],
+                             "properties": {"category": {"type": "string"}, "reason": {"type": "string"}}},
+                       errors=(400, 401, 403, 404, 503))},
         "/api/holds": {
             "get": _op("Legal holds in force", result={"type": "object", "properties": {"holds": {"type": "array", "items": HOLD}}},
                        errors=(401, 403, 503)),

@@ -283,6 +283,8 @@ class Catalog:
                 c.execute("UPDATE segments SET deleted=1, deleted_at=?, deleted_reason=?, deleted_index=? "
                           "WHERE recording_id=? AND seq=?",
                           (_time(e.get("time")), d.get("reason"), index, rid, int(d["seq"])))
+            elif kind == "retention_changed" and isinstance(rid, str) and isinstance(d.get("to"), str):
+                c.execute("UPDATE recordings SET category=? WHERE id=?", (d["to"], rid))
             elif kind == "hold_set" and isinstance(d.get("case_number"), str):
                 c.execute("INSERT OR REPLACE INTO holds(case_number, reason, actor, set_at, ledger_index) "
                           "VALUES (?,?,?,?,?)", (d["case_number"], d.get("reason"), e.get("actor"),

@@ -250,6 +250,19 @@ async def test_search_playback_holds_and_retention(
     assert [(e["type"], e["actor"]) for e in entries(live.settings.archive_dir)
             if e["type"].startswith("hold_")] == [("hold_set", "user:sup"), ("hold_released", "user:sup")]
 
+    # -- a retention change: bc-01's recording becomes an incident (kept 10 years), so it is not due
+    cat_url = f"{base}/{rid}/category"
+    change = {"category": "incident", "reason": "当事人投诉 complaint filed"}
+    assert (await api(http, "PUT", cat_url, op, change))[0] == 403
+    assert (await api(http, "PUT", cat_url, sup, {"category": "forever", "reason": "x"}))[0] == 400
+    assert (await api(http, "PUT", cat_url, sup, {"category": "incident"}))[0] == 400
+    status, body = await api(http, "PUT", cat_url, sup, change)
+    assert status == 200 and body["category"] == "incident", body
+    assert ledger(live, "retention_changed")[-1]["data"] == {"recording_id": rid, "from": "standard", "to": "incident",
+                                                             "reason": change["reason"], "client_ip": "127.0.0.1"}
+    status, dry = await api(http, "POST", f"{live.url}/api/retention/run?dry_run=1", adm)
+    assert status == 200 and dry["due"] == [], dry
+
     await live.app[ARCHIVE].close()  # signs the final tree head
     report = verify_archive(live.settings.archive_dir)
     assert report.failures == [], report.failures
