@@ -37,6 +37,7 @@ from .timefmt import utc_iso
 logger = logging.getLogger(__name__)
 
 REANCHOR_S = 5.0
+KEYFRAME_ASK_S = 0.5  # while waiting for a keyframe to start a segment, ask the publisher this often
 RATES = {"video": 90_000, "audio": 48_000}
 
 
@@ -120,6 +121,7 @@ class Recording:
         self._segments: list[dict[str, Any]] = []
         self._gaps: list[dict[str, Any]] = []
         self._size: tuple[int, int] | None = None
+        self._keyframe_asked = float("-inf")
         # Filled in by the archive service (GPS track, instructions); called on the writer thread at close.
         self.extra_metadata: Callable[[], dict[str, Any]] = lambda: {}
         # Durable work (fsync, rename, hash, ledger appends) runs on a second thread, in order, so
@@ -243,7 +245,9 @@ class Recording:
         if self._writer is None:
             if has_video and not (frame.kind == "video" and frame.keyframe):
                 self.stats.dropped += 1  # a segment starts on a keyframe
-                if frame.kind == "video":
+                if frame.kind == "video" and frame.wall - self._keyframe_asked >= KEYFRAME_ASK_S:
+                    # Once per interval, not per dropped frame: each ask crosses to the event loop.
+                    self._keyframe_asked = frame.wall
                     self.request_keyframe()
                 return
             self._close_gap(frame.wall)
