@@ -35,7 +35,7 @@ from typing import Any
 import aiohttp
 import socketio
 
-from bench.harness import PASSWORD, write_result, REPO, cpu_s, pct, seed, start_server, stop
+from bench.harness import PASSWORD, write_result, REPO, cpu_s, main_thread_cpu_s, pct, seed, start_server, stop
 from geo.nearest import NearestIndex
 
 
@@ -160,7 +160,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             c_start = cpu_s(server.pid)
             for f in token_files:
                 proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "geo_units.py"), "--server", url,
-                                         "--tokens", str(f), "--interval", str(args.interval)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         "--tokens", str(f), "--interval", str(args.interval),
+                                         "--transport", "socketio" if args.floor else args.transport], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True, cwd=REPO)
                 gens.append(proc)
                 loop.run_in_executor(None, reader, proc)
@@ -174,10 +175,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             batches.clear()
             tell("mark")
             c0, g0, w0 = cpu_s(server.pid), sum(cpu_s(g.pid) for g in gens), time.monotonic()
+            m0 = main_thread_cpu_s(server.pid)
             await asyncio.sleep(args.window)
             tell("report")
             elapsed = time.monotonic() - w0
             cpu = (cpu_s(server.pid) - c0) / elapsed * 100
+            main_cpu = (main_thread_cpu_s(server.pid) - m0) / elapsed * 100
             gen_cpu = (sum(cpu_s(g.pid) for g in gens) - g0) / elapsed * 100
             window_lat = list(latencies)
             updates_per_s = len(window_lat) / elapsed
@@ -210,10 +213,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "fix_to_console_ms": {"p50": round(pct(window_lat, 50), 1), "p99": round(pct(window_lat, 99), 1),
                                   "max": round(max(window_lat, default=float("nan")), 1), "n": len(window_lat)},
             "server_cpu_pct": round(cpu, 1),
+            "server_loop_thread_cpu_pct": round(main_cpu, 1),
+            "server_cpu_us_per_fix": round(cpu / 100 * 1e6 / max(1.0, acked / elapsed), 1),
             "loadgen_cpu_pct": round(gen_cpu, 1),
             "nearest_http_ms": {"p50": round(pct(near, 50), 2), "p99": round(pct(near, 99), 2)},
             "nearest_in_process_ms": None if args.floor else nearest_in_process(args.units),
             "server": "bare python-socketio (--floor)" if args.floor else "dispatch-server",
+            "transport": "socketio" if args.floor else args.transport,
         }
     finally:
         try:
@@ -233,6 +239,9 @@ def main() -> None:
     p.add_argument("--window", type=float, default=20.0)
     p.add_argument("--interval", type=float, default=1.0, help="seconds between a unit's fixes")
     p.add_argument("--connect-timeout", type=float, default=600.0)
+    p.add_argument("--transport", choices=("telemetry", "socketio"), default="telemetry",
+                   help="how units send fixes: the telemetry channel (each unit also keeps its Socket.IO link "
+                        "open), or Socket.IO 'positions' events (the baseline)")
     p.add_argument("--floor", action="store_true",
                    help="load a bare python-socketio server instead (the Socket.IO stack's own cost per fix)")
     p.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)

@@ -24,10 +24,10 @@ from geo.track import SqliteTrackStore
 from media.relay import Relay, RelayConfig
 from recordings.archive import ActionContext, ArchiveService
 
-from . import api_dispatch, api_geo, api_party, api_recordings, http_api, openapi, whip
-from .actions import Action, ActionService
+from . import api_dispatch, api_geo, api_party, api_recordings, api_telemetry, http_api, openapi, sio_packet, whip
+from .actions import Action, ActionService, RunningActions
 from .alerts import AlertService
-from .appkeys import ACTIONS, ALERTS, ARCHIVE, AUDIT, EXPORTS, PARTY, AUTH, INSTRUCTIONS, LIVE, ROSTER, POSITIONS, SETTINGS, SIO, STORE, TALK, UPDATES
+from .appkeys import ACTIONS, ALERTS, ARCHIVE, AUDIT, EXPORTS, PARTY, AUTH, INSTRUCTIONS, LIVE, ROSTER, POSITIONS, RUNNING, SETTINGS, SIO, STORE, TALK, TELEMETRY, UPDATES
 from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
@@ -44,6 +44,7 @@ from .sio_console import OPERATORS_ROOM, ConsoleNamespace
 from .sio_unit import UnitNamespace
 from .store import Store
 from .talk import TalkService
+from .telemetry import TelemetryHub
 from .updates import UpdateBatcher
 
 logger = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
+        serializer=sio_packet.Packet,  # skips the binary search of TextOnly payloads
         cors_allowed_origins=[],  # same origin only
         # Engine.IO drops a connection whose packet exceeds this; events between the two limits
         # get a clear "too_large" error ack and the connection stays up (see sio_events.py).
@@ -225,6 +227,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
             # track store and the instructions, so those close after it.
             await archive.close()
         await app[POSITIONS].close()
+        await app[RUNNING].close()
         await app[UPDATES].close()
         await app[INSTRUCTIONS].close()
         await app[ALERTS].close()
@@ -249,13 +252,17 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         except Exception as exc:
             logger.warning("Socket.IO shutdown incomplete: %r", exc)
 
-    app.on_shutdown.append(close_sockets)
+    async def close_telemetry(app: web.Application) -> None:
+        await app[TELEMETRY].close_all()
+
+    app.on_shutdown.extend([close_sockets, close_telemetry])
     app.cleanup_ctx.extend([store_ctx, presence_ctx, live_ctx, sio_ctx])
     if archive is not None:  # the catalog starts after the archive (live_ctx) and stops before it
         api_recordings.wire(app, archive, api_recordings.retention_policy(settings.archive), clock)
 
     app.router.add_routes(http_api.routes)
     app.router.add_routes(whip.routes)
+    app.router.add_routes(api_telemetry.routes)
     app.router.add_routes(api_geo.routes)
     app.router.add_routes(api_dispatch.routes)
     if exports is not None:
@@ -280,10 +287,8 @@ def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.Async
     async def to_unit(unit_id: str, event: str, data: dict[str, Any]) -> None:
         await sio.emit(event, data, room=f"unit:{unit_id}", namespace="/unit")
 
-    cache: dict[str, Any] = {"at": float("-inf"), "map": {}}
-
     async def action_changed(action: Action) -> None:
-        cache["at"] = float("-inf")
+        app[RUNNING].invalidate()
         await to_operators("action_update", action.view())
         if ARCHIVE in app:
             await app[ARCHIVE].action_changed(action.units)
@@ -295,16 +300,10 @@ def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.Async
     alerts = AlertService(store, audit, to_operators, settings.alerts.escalate_after_s, clock)
     app[ALERTS] = alerts
 
-    # Running action per unit, read on every roster event (1 Hz per unit with positions):
-    # cached for a second, and dropped at once when this node changes an action.
-
-    async def unit_actions() -> dict[str, tuple[str, str]]:
-        now = time.monotonic()
-        if now - cache["at"] > 1.0:
-            cache["map"] = {u: (a.id, a.case_number) for a in await actions.list("running") for u in a.units}
-            cache["at"] = now
-        return cache["map"]  # type: ignore[no-any-return]
-
+    # Running action per unit, asked for with every fix (thousands a second): from memory, read
+    # again at once when this node changes an action, refreshed in the background every second.
+    unit_actions = RunningActions(actions)
+    app[RUNNING] = unit_actions
     roster.unit_actions = unit_actions
 
     async def online_units() -> list[str]:
@@ -329,8 +328,9 @@ def _wire_dispatch(app: web.Application, settings: Settings, sio: socketio.Async
     index = RedisPositionIndex(settings.redis.url) if settings.redis.url else MemoryPositionIndex()
     positions = PositionService(SqliteTrackStore(settings.data_dir / "tracks.sqlite3"), roster, actions, alerts,
                                 audit, unit_actions, settings.geo.stale_after_s, index, clock,
-                                push_positions=lambda units: to_operators("unit_positions", {"units": units}))
+                                push_positions=lambda units: to_operators("unit_positions", sio_packet.TextOnly(units=units)))
     app[POSITIONS] = positions
+    app[TELEMETRY] = TelemetryHub()
     unit_ns.instructions, unit_ns.alerts, unit_ns.actions, unit_ns.talk = instructions, alerts, actions, talk
     unit_ns.positions = positions
 

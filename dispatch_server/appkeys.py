@@ -8,7 +8,7 @@ from aiohttp import web
 from recordings.archive import ArchiveService
 from recordings.catalog import Catalog
 
-from .actions import ActionService
+from .actions import ActionService, RunningActions
 from .alerts import AlertService
 from .audit import AuditTrail
 from .auth import Authenticator
@@ -21,6 +21,7 @@ from .positions import PositionService
 from .roster import Roster
 from .store import Store
 from .talk import TalkService
+from .telemetry import TelemetryHub
 from .updates import UpdateBatcher
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -31,6 +32,7 @@ LIVE = web.AppKey("live", LiveService)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 AUDIT = web.AppKey("audit", AuditTrail)
 ACTIONS = web.AppKey("actions", ActionService)
+RUNNING = web.AppKey("running", RunningActions)
 ALERTS = web.AppKey("alerts", AlertService)
 INSTRUCTIONS = web.AppKey("instructions", InstructionService)
 TALK = web.AppKey("talk", TalkService)
@@ -40,3 +42,4 @@ ARCHIVE = web.AppKey("archive", ArchiveService)
 CATALOG = web.AppKey("catalog", Catalog)
 PARTY = web.AppKey("party", PartyService)
 EXPORTS = web.AppKey("exports", ExportService)
+TELEMETRY = web.AppKey("telemetry", TelemetryHub)

@@ -179,9 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         command = args.command or "serve"
         if command == "serve":
-            from .server import serve
+            from .server import run
 
-            return asyncio.run(serve(settings))
+            return run(settings)
         if command == "add-unit":
             token = add_unit(settings, args.unit_id, args.kind, args.rotate)
             print(f"unit {args.unit_id} ({args.kind}) {'has a new token' if args.rotate else 'registered'}; "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 from aiohttp import web
 
-from .appkeys import ARCHIVE, AUTH, LIVE, POSITIONS, ROSTER, SETTINGS
+from .appkeys import ARCHIVE, AUTH, LIVE, POSITIONS, ROSTER, SETTINGS, TELEMETRY
 from .auth import Person, bearer
 from .errors import BadRequest, TooLarge
 from .messages import parse_login
@@ -92,7 +93,8 @@ async def console_config(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     live = request.app[LIVE]
     body = {"ok": live.accepting, "node": live.node_id, "publishers": len(live.publishers), "viewers": len(live.viewers),
-            "rejected_fixes": request.app[POSITIONS].rejected}
+            "rejected_fixes": request.app[POSITIONS].rejected,
+            "telemetry": dataclasses.asdict(request.app[TELEMETRY].stats)}
     archive = request.app.get(ARCHIVE)
     if archive is not None:
         status = archive.status()

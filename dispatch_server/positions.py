@@ -1,10 +1,11 @@
 """Positions of units: ingest of GPS fixes, the durable track, live latest position, staleness,
 geofences of running actions and nearest-unit search.
 
-Fixes arrive in batches (msgpack over ``/unit``) with the device's own timestamps, possibly
-back-filled after a link loss. Each valid fix is stored in the track (duplicates by unit and
-time are ignored) linked to the action running for the unit, and the batch is acknowledged only
-once that is committed; only a fix newer than the unit's latest moves its live position.
+Fixes arrive in batches (msgpack over the telemetry channel, :mod:`dispatch_server.telemetry`,
+or Socket.IO ``/unit``) with the device's own timestamps, possibly back-filled after a link loss.
+Each valid fix is stored in the track (duplicates by unit and time are ignored) linked to the
+action running for the unit, and the batch is acknowledged only once that is committed; only a
+fix newer than the unit's latest moves its live position, at once, while the commit runs.
 Geofence crossings of a running action's area become alerts and audit entries, once per crossing.
 
 Built for thousands of units at 1 Hz in one process, so nothing is done once per fix that can be
@@ -33,7 +34,7 @@ from .alerts import AlertService
 from .audit import AuditTrail
 from .errors import BadRequest
 from .geo_index import MemoryPositionIndex, PositionIndex
-from .roster import Roster, SharedCall, iso
+from .roster import Roster, iso
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +134,6 @@ class PositionService:
         self._stale: set[str] = set()
         self._fences: dict[str, tuple[str, GeofenceWatcher]] = {}  # action id -> (area repr, watcher)
         self._action_cache: dict[str, tuple[float, Action]] = {}  # action id -> (monotonic time read, action)
-        # Asked for by every batch: concurrent batches share one call when it goes to the store.
-        self._links = SharedCall(unit_actions)
         self._task: asyncio.Task[None] | None = None
         self.rejected = 0  # fixes refused since start (reported by /healthz)
 
@@ -154,14 +153,22 @@ class PositionService:
             except FixError as exc:
                 rejected.append({"index": i, "error": str(exc)})
         self.rejected += len(rejected)
-        link = (await self._links()).get(unit_id)
+        link = (await self._unit_actions()).get(unit_id)
         points = [TrackPoint(unit_id, f, link[0] if link else None, link[1] if link else None) for f in fixes]
-        result = await self._writer.insert(points) if points else None
+        stored = self._writer.submit(points) if points else None
         if fixes:
+            # The live position and the geofence need not wait for the commit: operators see
+            # the fix while it is being stored; only the unit's acknowledgement waits for it.
             fixes.sort(key=lambda f: f.ts)
-            await self._move(unit_id, fixes[-1])
-            if link is not None:
-                await self._check_fence(unit_id, link[0], fixes)
+            try:
+                await self._move(unit_id, fixes[-1])
+                if link is not None:
+                    await self._check_fence(unit_id, link[0], fixes)
+            except BaseException:
+                if stored is not None:  # still committed; its outcome is not this caller's news
+                    stored.add_done_callback(lambda f: f.cancelled() or f.exception())
+                raise
+        result = await stored if stored is not None else None
         if rejected:
             logger.info("unit %s: %d of %d fixes rejected, first: %s", unit_id, len(rejected), len(raw_fixes),
                         rejected[0]["error"])

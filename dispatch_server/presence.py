@@ -38,6 +38,11 @@ class Presence:
     def online(self) -> bool:
         return self.connected or self.publishing
 
+    def changed(self, **changes: Any) -> Presence:
+        """A copy with ``changes`` (``dataclasses.replace``, without its per-call introspection:
+        this runs for every GPS fix)."""
+        return Presence(**{**self.__dict__, **changes})
+
 
 class PresenceStore(Protocol):
     async def update(self, unit_id: str, **changes: Any) -> Presence: ...
@@ -55,7 +60,7 @@ class MemoryPresence:
 
     async def update(self, unit_id: str, **changes: Any) -> Presence:
         cur = self._items.get(unit_id) or Presence(unit_id)
-        new = dataclasses.replace(cur, node=self.node, **changes)
+        new = cur.changed(node=self.node, **changes)
         self._items[unit_id] = new
         return new
 
@@ -98,7 +103,7 @@ class RedisPresence:
     async def update(self, unit_id: str, **changes: Any) -> Presence:
         raw = await self._redis.hget(HASH_KEY, unit_id)
         cur = self._decode(raw) if raw else Presence(unit_id)
-        new = dataclasses.replace(cur, node=self.node, **changes)
+        new = cur.changed(node=self.node, **changes)
         await self._redis.hset(HASH_KEY, unit_id, json.dumps(dataclasses.asdict(new)))
         return new
 

@@ -24,10 +24,20 @@ Watcher = Callable[[Presence | None, Presence], Awaitable[None]]
 UnitActions = Callable[[], Awaitable[dict[str, tuple[str, str]]]]
 
 
+_last_iso: tuple[int, str] = (0, "1970-01-01T00:00:00Z")
+
+
 def iso(ts: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC to the second (the last answer is kept: thousands of units
+    are stamped within the same second)."""
+    global _last_iso
     if ts is None:
         return None
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    second = int(ts // 1)
+    if _last_iso[0] != second:
+        text = dt.datetime.fromtimestamp(second, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+        _last_iso = (second, text)
+    return _last_iso[1]
 
 
 def fix_age_s(position: dict[str, Any] | None, now: float) -> float | None:
@@ -112,15 +122,11 @@ class Roster:
         self.unit_actions: UnitActions | None = None  # running action (id, case number) per unit
         self.stale_after_s = 30.0
         self._records: dict[str, UnitRecord] = {}  # id and kind never change; saves a query per event
-        self._shared_actions: SharedCall[dict[str, tuple[str, str]]] | None = None  # around unit_actions
-        self._shared_fn: UnitActions | None = None
 
     async def _actions(self) -> dict[str, tuple[str, str]]:
         if self.unit_actions is None:
             return {}
-        if self._shared_actions is None or self._shared_fn is not self.unit_actions:
-            self._shared_actions, self._shared_fn = SharedCall(self.unit_actions), self.unit_actions
-        return await self._shared_actions()
+        return await self.unit_actions()
 
     async def units(self) -> list[dict[str, Any]]:
         recs = await self._store.run(self._store.list_units)

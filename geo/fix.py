@@ -28,16 +28,36 @@ class Fix:
     heading: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "lat": self.lat,
-            "lon": self.lon,
-            "ts": dt.datetime.fromtimestamp(self.ts, dt.timezone.utc).isoformat().replace("+00:00", "Z"),
-        }
+        out: dict[str, Any] = {"lat": self.lat, "lon": self.lon, "ts": iso_utc(self.ts)}
         for k in ("alt", "accuracy", "speed", "heading"):
             v = getattr(self, k)
             if v is not None:
                 out[k] = v
         return out
+
+
+_second_text: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
+def iso_utc(ts: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with microseconds, as ``datetime.fromtimestamp(ts, utc)
+    .isoformat()`` gives it (fraction left out when zero, rounded half to even), with ``Z``.
+
+    Called for every fix a unit sends: the date part is formatted once per second and kept.
+    """
+    global _second_text
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    second = int(whole)
+    if us >= 1_000_000:
+        second, us = second + 1, us - 1_000_000
+    elif us < 0:
+        second, us = second - 1, us + 1_000_000
+    cached = _second_text
+    if cached[0] != second:
+        cached = (second, dt.datetime.fromtimestamp(second, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+        _second_text = cached
+    return f"{cached[1]}.{us:06d}Z" if us else f"{cached[1]}Z"
 
 
 def _num(d: dict[str, Any], key: str, lo: float, hi: float, required: bool) -> float | None:

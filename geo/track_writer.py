@@ -45,6 +45,16 @@ class TrackWriter:
 
     async def insert(self, points: Sequence[TrackPoint]) -> InsertResult:
         """Store ``points`` (atomically, duplicates skipped and counted) and return once committed."""
+        # A cancelled caller's points are still committed with the group, only its answer is
+        # dropped: units resend what was not acknowledged, and the store ignores the duplicates.
+        return await self.submit(points)
+
+    def submit(self, points: Sequence[TrackPoint]) -> asyncio.Future[InsertResult]:
+        """Queue ``points`` now; the future answers once they are committed (as :meth:`insert`).
+
+        For a caller with other work to do meanwhile: the queue order, and so which of two
+        batches holding the same point stores it, is the order of ``submit`` calls.
+        """
         if self._closed:
             raise TrackStoreClosed("track writer is closed")
         loop = asyncio.get_running_loop()
@@ -52,9 +62,7 @@ class TrackWriter:
         self._queue.append((points, fut))
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._run(), name="track-group-commit")
-        # A cancelled caller's points are still committed with the group, only its answer is
-        # dropped: units resend what was not acknowledged, and the store ignores the duplicates.
-        return await fut
+        return fut
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

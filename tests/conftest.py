@@ -10,6 +10,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 import aiohttp
 import pytest
+import uvloop
 from aiohttp import web
 
 from dispatch_server.app import create_app
@@ -44,6 +45,11 @@ class LiveServer:
             async with http.post(f"{self.url}/api/login", json={"username": name, "password": password}) as r:
                 assert r.status == 200, await r.text()
                 return str((await r.json())["token"])
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
+    """Every async test runs on uvloop, the server's default event loop (``server.event_loop``)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 def settings_for(tmp: Path, **sections: dict[str, Any]) -> Settings:
