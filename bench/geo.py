@@ -1,20 +1,24 @@
 """Geo benchmark: N units at 1 Hz into one server; fix-to-console latency, server CPU, nearest query.
 
-    python -m bench.geo [--units 5000] [--loadgens 2] [--warmup 10] [--window 20] [--floor] [--out FILE]
+    python -m bench.geo [--units 5000] [--transport telemetry|socketio] [--event-loop uvloop|asyncio]
+                        [--loadgens 2] [--warmup 10] [--window 20] [--floor] [--out FILE]
 
 Starts ``dispatch-server serve`` and ``--loadgens`` load generator processes (``bench/geo_units.py``,
-the Socket.IO wire protocol by hand, cheap enough to leave the CPU to the server) sharing the
-units. Connecting and loading are separate phases: every unit connects first, then all start
-sending one ``positions`` batch of one fix per second, as ``field_client`` does, with the next
-fix waiting for the previous acknowledgement. An operator console (python-socketio, in this
+wire protocols written by hand, cheap enough to leave the CPU to the server) sharing the units.
+Connecting and loading are separate phases: every unit connects first (its Socket.IO link, and
+with ``--transport telemetry``, the default and what ``field_client`` does, its telemetry
+channel too), then all start sending one batch of one fix per second, with the next fix waiting
+for the previous acknowledgement. ``--transport socketio`` sends the batches as Socket.IO
+``positions`` events instead (the baseline). An operator console (python-socketio, in this
 process) records now − the fix's own ``ts`` (the send time; same machine clock) for every
 position it receives, in ``unit_positions`` lists or ``unit_status`` events. Reports for the
 window: fixes acknowledged per second and the acknowledgement delay, console positions per
-second and their latency, server and load generator CPU (100% = one core). Then times
-``GET /api/units/nearest`` (k=10) over HTTP and the in-process ``geo.nearest.NearestIndex`` over
-the same number of units. ``--floor`` puts the same load on a bare python-socketio server whose
-handler only acknowledges: the part of the server's CPU per fix that the Socket.IO stack takes
-whatever the application does. Only 127.0.0.1 traffic; bounded waits.
+second and their latency, CPU of the server (all threads, and its event-loop thread alone) and
+of the load generators (100% = one core). Then times ``GET /api/units/nearest`` (k=10) over HTTP
+and the in-process ``geo.nearest.NearestIndex`` over the same number of units. ``--floor`` puts
+the Socket.IO load on a bare python-socketio server whose handler only acknowledges: the part of
+the server's CPU per fix that the Socket.IO stack takes whatever the application does. Only
+127.0.0.1 traffic; bounded waits.
 """
 
 from __future__ import annotations
@@ -108,7 +112,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         f.write_text("\n".join(lines[g * per:(g + 1) * per]) + "\n")
         token_files.append(f)
     cfg = work / "config.toml"
-    cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\nmax_message_bytes = 65536\n')
+    cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\nmax_message_bytes = 65536\n'
+                   f'event_loop = "{args.event_loop}"\n')
     server, url = start_floor() if args.floor else start_server(cfg)
     gens: list[subprocess.Popen[str]] = []
     console = socketio.AsyncClient(reconnection=False)
@@ -220,6 +225,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "nearest_in_process_ms": None if args.floor else nearest_in_process(args.units),
             "server": "bare python-socketio (--floor)" if args.floor else "dispatch-server",
             "transport": "socketio" if args.floor else args.transport,
+            "event_loop": args.event_loop,
         }
     finally:
         try:
@@ -242,6 +248,8 @@ def main() -> None:
     p.add_argument("--transport", choices=("telemetry", "socketio"), default="telemetry",
                    help="how units send fixes: the telemetry channel (each unit also keeps its Socket.IO link "
                         "open), or Socket.IO 'positions' events (the baseline)")
+    p.add_argument("--event-loop", choices=("uvloop", "asyncio"), default="uvloop",
+                   help="the server's server.event_loop (default: uvloop, the server's default)")
     p.add_argument("--floor", action="store_true",
                    help="load a bare python-socketio server instead (the Socket.IO stack's own cost per fix)")
     p.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)

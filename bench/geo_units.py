@@ -1,9 +1,13 @@
-"""Load generator for bench/geo.py: N units on the Socket.IO wire, each sending one GPS fix a second.
+"""Load generator for bench/geo.py: N units, each sending one GPS fix a second.
 
-Each unit behaves as ``field_client`` does at 1 Hz: it sends its fix as a ``positions`` batch of
-one (msgpack, a binary Socket.IO event with an acknowledgement) and has at most one batch in
-flight; a fix due while the previous one is unacknowledged waits for the acknowledgement. A fix's
-``ts`` is the wall-clock time of sending, so the console side can measure fix-to-console latency.
+Each unit behaves as ``field_client`` does at 1 Hz: it keeps its Socket.IO ``/unit`` link open
+and sends its fix as a batch of one with at most one batch in flight; a fix due while the
+previous one is unacknowledged waits for the acknowledgement. With ``--transport telemetry``
+(what ``field_client`` does) the batch goes over the unit's telemetry channel
+(``/telemetry/{unit_id}``, :class:`TelemetryProtocol`); with ``--transport socketio`` as a
+``positions`` event on the Socket.IO link (msgpack, a binary event with an acknowledgement).
+A fix's ``ts`` is the wall-clock time of sending, so the console side can measure
+fix-to-console latency.
 
 Why not python-socketio's client: on the 2-core benchmark machine its per-event cost (about
 0.25 ms of CPU per fix on the sending side) would take a whole core away from the server at

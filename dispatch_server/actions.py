@@ -302,11 +302,13 @@ class RunningActions:
         return current
 
     async def _load(self) -> dict[str, tuple[str, str]]:
-        self._dirty = False  # an invalidate() while the store is read marks it dirty again
+        was_dirty, self._dirty = self._dirty, False  # an invalidate() during the read marks it dirty again
         try:
             running = await self._actions.list("running")
         except BaseException:
-            self._dirty = True
+            # A failed exact read is retried by the next caller; a failed background refresh
+            # leaves the map in use until the next one.
+            self._dirty = self._dirty or was_dirty
             raise
         self._map = {u: (a.id, a.case_number) for a in running for u in a.units}
         self._at = self._clock()

@@ -16,6 +16,19 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 BEARER = [{"bearer": []}]
 
 
+def _telemetry_op() -> dict[str, Any]:
+    """The telemetry channel is a websocket: the upgrade answers 101; frames are in docs/api.md."""
+    return {
+        "summary": "Telemetry channel (websocket): msgpack batches of GPS fixes; Bearer unit token",
+        "security": BEARER,
+        "responses": {
+            "101": {"description": "switched to a websocket of {seq, fixes} batches and their acknowledgements"},
+            **{str(code): {"description": "refused before the upgrade", "content": {"application/json": {"schema": ERROR}}}
+               for code in (400, 401, 403, 404)},
+        },
+    }
+
+
 def _op(summary: str, *, body: dict[str, Any] | None = None, sdp: bool = False, ok: int = 200,
         result: dict[str, Any] | None = None, errors: tuple[int, ...] = (400, 401, 403), public: bool = False,
         params: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -214,6 +227,7 @@ def document() -> dict[str, Any]:
             "delete": _op("End the publishing session", errors=(401, 404)),
             "patch": _op("Trickle ICE: not supported", errors=(405,)),
         },
+        "/telemetry/{unit_id}": {"parameters": _path_params("unit_id"), "get": _telemetry_op()},
         "/whep/{unit_id}": {"parameters": _path_params("unit_id"),
                             "post": _op("WHEP playback; Bearer person token", sdp=True, errors=(400, 401, 403, 404, 409, 413, 415))},
         "/whep/{unit_id}/{session_id}": {

@@ -61,6 +61,7 @@ async def serve(settings: Settings) -> int:
     port = sockets[0].getsockname()[1] if sockets else settings.server.port
     url = f"http://{settings.server.host}:{port}"
     logger.info("configuration:\n%s", describe(settings))
+    logger.info("event loop: %s.%s", type(asyncio.get_running_loop()).__module__, type(asyncio.get_running_loop()).__name__)
     password = ensure_admin(app, settings)
 
     stop = asyncio.Event()

@@ -1,7 +1,7 @@
 """One field unit's lifecycle: connect, publish, report positions, acknowledge instructions.
 
-Every attempt runs until the stop event, a dropped Socket.IO link, or a failed/closed peer
-connection, then cleans up everything it opened and, unless stopping, waits a capped
+Every attempt runs until the stop event, a dropped Socket.IO link or telemetry channel (which
+carries the positions, :mod:`field_client.telemetry`), or a failed/closed peer connection, then cleans up everything it opened and, unless stopping, waits a capped
 exponential backoff with full jitter before the next attempt. Setting up (connecting,
 negotiating) is abandoned as soon as the stop event is set; an established session is ended
 politely (``unpublish`` or WHIP ``DELETE``).
@@ -31,10 +31,11 @@ from .backoff import Backoff, wait_or_stop
 from .config import UnitConfig
 from .errors import AlreadyPublishing, FieldClientError, LinkError, PublishRejected, SourceError
 from .gps import PositionSource, open_position_source
-from .gps_buffer import FixBuffer, PositionUploader
+from .gps_buffer import FixBuffer, PositionLink, PositionUploader
 from .link import UnitLink
 from .publisher import MediaPublisher
 from .sources import PatternOptions, open_sources
+from .telemetry import TelemetryLink, Unsupported
 from .whip import WhipClient, WhipResource
 
 logger = logging.getLogger(__name__)
@@ -95,8 +96,13 @@ class _Session:
     publisher: MediaPublisher | None = None
     session_id: str | None = None
     whip: WhipResource | None = None
+    telemetry: TelemetryLink | None = None
     positions: asyncio.Task[None] | None = None
     inbox: asyncio.Task[None] | None = None
+
+    def lost_events(self) -> list[asyncio.Event]:
+        """What ends the attempt when it drops: the Socket.IO link and the telemetry channel."""
+        return [e.lost for e in (self.link, self.telemetry) if e is not None]
 
 
 class FieldUnit:
@@ -220,8 +226,23 @@ class FieldUnit:
         self._log(logging.INFO, "link connected")
         s.inbox = asyncio.create_task(self._pull_instructions(link), name=f"{c.unit_id}-instructions")
         if self._uploader is not None:
-            s.positions = asyncio.create_task(self._send_positions(s.link, self._uploader),
+            s.telemetry = await self._open_telemetry()
+            s.positions = asyncio.create_task(self._send_positions(s.telemetry or s.link, self._uploader),
                                               name=f"{c.unit_id}-positions")
+
+    async def _open_telemetry(self) -> TelemetryLink | None:
+        """The telemetry channel for positions; None when the server has none (positions then
+        go over the Socket.IO link). Any other failure ends the attempt, which is retried."""
+        c = self.cfg
+        telemetry = TelemetryLink(c.server, c.unit_id, c.token, connect_timeout_s=c.connect_timeout_s,
+                                  ack_timeout_s=c.ack_timeout_s)
+        try:
+            await telemetry.connect()
+        except Unsupported as exc:
+            self._log(logging.INFO, "%s; sending positions over the Socket.IO link", exc)
+            return None
+        self._log(logging.INFO, "telemetry channel open")
+        return telemetry
 
     async def _open_publisher(self, s: _Session) -> str:
         c = self.cfg
@@ -246,9 +267,11 @@ class FieldUnit:
         try:
             await until_stopped(stop, self._sio_setup(s))
             assert s.link is not None
-            await wait_first(stop, s.link.lost, *([s.publisher.ended] if s.publisher else []))
+            await wait_first(stop, *s.lost_events(), *([s.publisher.ended] if s.publisher else []))
             if not stop.is_set():
-                cause = "link lost" if s.link.lost.is_set() else "peer connection ended"
+                cause = ("link lost" if s.link.lost.is_set() else
+                         "telemetry channel lost" if s.telemetry and s.telemetry.lost.is_set() else
+                         "peer connection ended")
                 self._log(logging.INFO, "session ended: %s", cause)
             return True
         finally:
@@ -260,6 +283,8 @@ class FieldUnit:
                 self._log(logging.INFO, "unpublished session %s", s.session_id)
             if s.publisher is not None:
                 await s.publisher.close()
+            if s.telemetry is not None:
+                await s.telemetry.close()
             if s.link is not None:
                 await s.link.close()
 
@@ -269,11 +294,13 @@ class FieldUnit:
         try:
             await until_stopped(stop, self._connect_link(s))
             assert s.link is not None
-            await wait_first(stop, s.link.lost)
+            await wait_first(stop, *s.lost_events())
             return True
         finally:
             await cancel_and_wait(s.positions)
             await cancel_and_wait(s.inbox)
+            if s.telemetry is not None:
+                await s.telemetry.close()
             if s.link is not None:
                 await s.link.close()
 
@@ -330,7 +357,7 @@ class FieldUnit:
                 due = now + interval
             await asyncio.sleep(due - now)
 
-    async def _send_positions(self, link: UnitLink, uploader: PositionUploader) -> None:
+    async def _send_positions(self, link: PositionLink, uploader: PositionUploader) -> None:
         """Buffered fixes over this link, oldest first, until the attempt cancels it."""
         await uploader.drain(link)
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
 
+from dispatch_server.actions import RunningActions
 from dispatch_server.casenumber import CaseNumberError, parse_case_number
 from tests.conftest import LiveServer
 
@@ -96,3 +99,78 @@ async def test_action_lifecycle_and_roster_link(live: LiveServer, http: aiohttp.
     status, trail = await api(http, "GET", f"{live.url}/api/audit?subject={aid}", aud)
     assert [e["verb"] for e in reversed(trail["entries"])] == [
         "action.created", "action.updated", "action.started", "action.ended"]
+
+
+class CountingActions:
+    """The one method RunningActions uses, counting calls; ``gate`` holds a read until set."""
+
+    def __init__(self) -> None:
+        self.running: list[Any] = []
+        self.reads = 0
+        self.gate: asyncio.Event | None = None
+
+    async def list(self, state: str | None = None) -> list[Any]:
+        assert state == "running"
+        self.reads += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return list(self.running)
+
+
+def action(action_id: str, *units: str) -> Any:
+    return SimpleNamespace(id=action_id, case_number=f"(2026)京0105执{action_id}号", units=list(units))
+
+
+async def test_running_actions_answer_from_memory_and_read_again_when_told_or_old() -> None:
+    store, now = CountingActions(), [100.0]
+    running = RunningActions(store, ttl_s=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    store.running = [action("1", "bc-01")]
+    first = await asyncio.gather(*(running() for _ in range(50)))  # concurrent first calls: one read
+    assert store.reads == 1 and all(m == {"bc-01": ("1", "(2026)京0105执1号")} for m in first)
+    assert await running() is first[0] and store.reads == 1  # from memory
+
+    store.running = [action("1", "bc-01"), action("2", "bc-02")]
+    running.invalidate()  # this node changed an action: the next caller waits for a fresh read
+    assert set(await running()) == {"bc-01", "bc-02"} and store.reads == 2
+
+    store.running = []
+    now[0] += 1.5  # older than ttl: the caller gets the map as it is, a background read refreshes it
+    store.gate = asyncio.Event()
+    assert set(await running()) == {"bc-01", "bc-02"}
+    await asyncio.sleep(0)  # the refresh starts
+    assert set(await running()) == {"bc-01", "bc-02"} and store.reads == 3  # one refresh in flight
+    store.gate.set()
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert await running() == {} and store.reads == 3
+    await running.close()
+
+
+async def test_a_failed_refresh_keeps_the_old_map_and_close_cancels_a_refresh() -> None:
+    store, now = CountingActions(), [0.0]
+    running = RunningActions(store, ttl_s=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    store.running = [action("1", "bc-01")]
+    assert set(await running()) == {"bc-01"}
+
+    async def broken(state: str | None = None) -> list[Any]:
+        raise RuntimeError("store unavailable")
+
+    store.list = broken  # type: ignore[method-assign]
+    now[0] += 2
+    assert set(await running()) == {"bc-01"}
+    await asyncio.sleep(0.01)
+    assert set(await running()) == {"bc-01"}  # still the last good map
+    running.invalidate()
+    with pytest.raises(RuntimeError, match="store unavailable"):
+        await running()  # an exact read was asked for: its failure is the caller's
+
+    hold = CountingActions()
+    hold.gate = asyncio.Event()
+    slow = RunningActions(hold, ttl_s=1.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    hold.gate.set()
+    await slow()
+    hold.gate.clear()
+    now[0] += 5
+    await slow()  # starts a background refresh that blocks on the gate
+    await slow.close()  # cancelled, not left behind
+    assert slow._refresh is None

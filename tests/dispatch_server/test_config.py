@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import asyncio
+import json
+import urllib.request
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from dispatch_server.config import ConfigError, load_settings
+from tests.support.server import ServerProcess, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,6 +44,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[[media.ice_servers]]\nurls = ['turn:t.example:3478']\n", {}, "media.ice_servers[0]"),
         ("[redis]\nurl = 'http://x'\n", {}, "redis.url"),
         ("[server\n", {}, "config file"),
+        ("[server]\nevent_loop = 'tokio'\n", {}, "server.event_loop"),
+        ("", {"DISPATCH_GEO__TELEMETRY_HEARTBEAT_S": "0"}, "geo.telemetry_heartbeat_s"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:
@@ -60,3 +67,20 @@ def test_secrets_print_as_stars(tmp_path: Path) -> None:
     assert "hunter2" not in text and "s3cret" not in text
     assert "***" in text
     assert s.media.ice_servers[0].as_rtc_dict()["credential"] == "s3cret"
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(("event_loop", "loop_class"), [("uvloop", "uvloop.Loop"), ("asyncio", "asyncio.unix_events._UnixSelectorEventLoop")])
+def test_the_server_runs_on_the_configured_event_loop(tmp_path: Path, event_loop: str, loop_class: str) -> None:
+    cfg = write_config(tmp_path / "config.toml", tmp_path / "data")
+    server = ServerProcess(cfg, env={"DISPATCH_SERVER__EVENT_LOOP": event_loop}).start()
+    try:
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=10) as r:
+            assert json.load(r)["ok"] is True
+    finally:
+        assert server.stop() == 0
+    assert f"event loop: {loop_class}" in server.output()
+
+
+async def test_the_test_suite_runs_on_uvloop_as_the_server_does() -> None:
+    assert isinstance(asyncio.get_running_loop(), uvloop.Loop)

@@ -270,8 +270,10 @@ def stand_in(aiohttp_server: Callable[..., Any]) -> Callable[[str], Any]:
 
 @pytest.mark.timeout(60)
 async def test_fixes_made_while_cut_off_arrive_in_batches_with_their_timestamps(
-    stand_in: Callable[[str], Any], proxy_to: Callable[[str], Any], recorded: list[RecordingSource]
+    stand_in: Callable[[str], Any], proxy_to: Callable[[str], Any], recorded: list[RecordingSource],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="field_client")
     server: StandIn = await stand_in("batch")
     proxy, url = await proxy_to(server.url)
     unit = FieldUnit(control_only(url, "bc-01", TOKEN, position_interval_s=0.05, position_batch_max=10))
@@ -281,6 +283,8 @@ async def test_fixes_made_while_cut_off_arrive_in_batches_with_their_timestamps(
     assert set(run.generated) <= set(server.stored)  # every fix, none lost
     assert set(server.stored) <= {fix_time(p) for p in recorded[0].fixes}  # no invented times
     assert max(server.batch_sizes) == 10 and server.singles == 0  # back-fill in full batches
+    # The stand-in has no telemetry channel (404): positions went over the Socket.IO link.
+    assert "the server has no telemetry channel (404); sending positions over the Socket.IO link" in caplog.text
 
 
 @pytest.mark.timeout(60)
@@ -339,3 +343,9 @@ async def test_unit_cut_off_for_20_s_has_99_percent_of_its_fixes_stored_with_ori
     assert len(kept & set(run.generated)) >= 0.99 * len(run.generated)
     assert len(kept & set(run.during)) >= 0.99 * len(run.during)
     assert "sending single 'position' events" not in caplog.text  # it was back-filled in batches
+    # ... over the telemetry channel, reopened after the outage
+    assert caplog.text.count("telemetry channel open") >= 2
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{live.url}/healthz") as r:
+            telemetry = (await r.json())["telemetry"]
+    assert telemetry["batches"] >= 5 and telemetry["bad_frames"] == 0
