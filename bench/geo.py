@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -180,12 +181,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             batches.clear()
             tell("mark")
             c0, g0, w0 = cpu_s(server.pid), sum(cpu_s(g.pid) for g in gens), time.monotonic()
-            m0 = main_thread_cpu_s(server.pid)
+            m0, b0, st0 = main_thread_cpu_s(server.pid), cpu_s(os.getpid()), machine_ticks()
             await asyncio.sleep(args.window)
             tell("report")
             elapsed = time.monotonic() - w0
             cpu = (cpu_s(server.pid) - c0) / elapsed * 100
             main_cpu = (main_thread_cpu_s(server.pid) - m0) / elapsed * 100
+            bench_cpu = (cpu_s(os.getpid()) - b0) / elapsed * 100
+            st1 = machine_ticks()
+            total = sum(st1) - sum(st0)
+            machine = {name: round((b - a) / total * 100, 1) for name, a, b in
+                       zip(("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"), st0, st1)}
             gen_cpu = (sum(cpu_s(g.pid) for g in gens) - g0) / elapsed * 100
             window_lat = list(latencies)
             updates_per_s = len(window_lat) / elapsed
@@ -221,6 +227,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "server_loop_thread_cpu_pct": round(main_cpu, 1),
             "server_cpu_us_per_fix": round(cpu / 100 * 1e6 / max(1.0, acked / elapsed), 1),
             "loadgen_cpu_pct": round(gen_cpu, 1),
+            "console_process_cpu_pct": round(bench_cpu, 1),
+            "machine_pct": machine,
             "nearest_http_ms": {"p50": round(pct(near, 50), 2), "p99": round(pct(near, 99), 2)},
             "nearest_in_process_ms": None if args.floor else nearest_in_process(args.units),
             "server": "bare python-socketio (--floor)" if args.floor else "dispatch-server",
@@ -235,6 +243,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for proc in gens:
             stop(proc, close_stdin=True, timeout=60)
         stop(server, close_stdin=args.floor)
+
+
+def machine_ticks() -> list[int]:
+    """The first eight fields of /proc/stat's ``cpu`` line: user nice system idle iowait irq softirq steal."""
+    with open("/proc/stat", encoding="ascii") as f:
+        return [int(v) for v in f.readline().split()[1:9]]
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 STALE_SWEEP_S = 2.0
-FEED_INTERVAL_S = 0.25  # the most often operators get a list of moved units
+FEED_INTERVAL_S = 0.1  # the most often operators get a list of moved units
 FEED_MAX_UNITS = 1000  # units per ``unit_positions`` event (about 150 bytes each)
 ACTION_TTL_S = 1.0  # an action's area is re-read this often at most (the running-action map is as old)
 

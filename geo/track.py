@@ -159,8 +159,9 @@ _LOOKUP_CHUNK = 2000  # keys per duplicate lookup (2 values each)
 
 
 @functools.lru_cache(maxsize=64)
-def _insert_sql(rows: int) -> str:
-    return f"INSERT INTO fixes ({_COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * rows)
+def _insert_sql(rows: int, ignore: bool) -> str:
+    verb = "INSERT OR IGNORE" if ignore else "INSERT"
+    return f"{verb} INTO fixes ({_COLUMNS}) VALUES " + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * rows)
 
 
 @functools.lru_cache(maxsize=64)
@@ -241,40 +242,61 @@ class SqliteTrackStore:
         # the event loop holds the GIL most of the time, and the sqlite3 module gives the GIL up
         # around every statement step. Getting it back can take a whole switch interval (5 ms),
         # so a statement per row made a 250-row commit last up to a second under load (measured
-        # in bench/geo.py). One lookup finds the keys already stored (usually none), duplicates
-        # are counted here, and the new rows go in with multi-row INSERTs.
+        # in bench/geo.py). The rows go in with multi-row INSERT OR IGNOREs; when every row was
+        # new (all but resends after a reconnect) that is all. Otherwise the group is rolled back
+        # to its savepoint and stored again knowing which keys were there, so that duplicates
+        # are counted against the batch that sent them.
         row_batches = [
             [(p.unit_id, float(p.fix.ts), p.fix.lat, p.fix.lon, p.fix.alt, p.fix.accuracy, p.fix.speed,
               p.fix.heading, p.action_id, p.case_number) for p in points]
             for points in batches
         ]
-        keys = list(dict.fromkeys((row[0], row[1]) for rows in row_batches for row in rows))
-        results = []
+        rows = [row for batch in row_batches for row in batch]
         with self._lock:
             conn = self._open_conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                seen: set[tuple[str, float]] = set()
-                for i in range(0, len(keys), _LOOKUP_CHUNK):
-                    chunk = keys[i:i + _LOOKUP_CHUNK]
-                    seen.update(conn.execute(_lookup_sql(len(chunk)), [v for key in chunk for v in key]))
-                new_rows = []
-                for rows in row_batches:
-                    inserted = 0
-                    for row in rows:
-                        key = (row[0], row[1])
-                        if key not in seen:
-                            seen.add(key)
-                            new_rows.append(row)
-                            inserted += 1
-                    results.append(InsertResult(inserted, len(rows) - inserted))
-                for i in range(0, len(new_rows), _INSERT_CHUNK):
-                    chunk = new_rows[i:i + _INSERT_CHUNK]
-                    conn.execute(_insert_sql(len(chunk)), [v for row in chunk for v in row])
+                conn.execute("SAVEPOINT fast")
+                before = conn.total_changes
+                self._insert(conn, rows, ignore=True)
+                if conn.total_changes - before == len(rows):
+                    conn.execute("RELEASE fast")
+                    results = [InsertResult(len(batch), 0) for batch in row_batches]
+                else:
+                    conn.execute("ROLLBACK TO fast")
+                    conn.execute("RELEASE fast")
+                    results = self._insert_counting(conn, row_batches)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        return results
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rows: list[tuple[object, ...]], *, ignore: bool) -> None:
+        for i in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[i:i + _INSERT_CHUNK]
+            conn.execute(_insert_sql(len(chunk), ignore), [v for row in chunk for v in row])
+
+    def _insert_counting(self, conn: sqlite3.Connection, row_batches: list[list[tuple[object, ...]]]) -> list[InsertResult]:
+        """Store the rows whose key is new, in order; each batch's count of new and duplicate rows."""
+        keys = list(dict.fromkeys((row[0], row[1]) for rows in row_batches for row in rows))
+        seen: set[tuple[object, ...]] = set()
+        for i in range(0, len(keys), _LOOKUP_CHUNK):
+            chunk = keys[i:i + _LOOKUP_CHUNK]
+            seen.update(conn.execute(_lookup_sql(len(chunk)), [v for key in chunk for v in key]))
+        new_rows = []
+        results = []
+        for rows in row_batches:
+            inserted = 0
+            for row in rows:
+                key = (row[0], row[1])
+                if key not in seen:
+                    seen.add(key)
+                    new_rows.append(row)
+                    inserted += 1
+            results.append(InsertResult(inserted, len(rows) - inserted))
+        self._insert(conn, new_rows, ignore=False)
         return results
 
     def query(

@@ -322,7 +322,7 @@ class ConsoleApp {
       this.patrol.refresh();
       this.rosterChanged();
     });
-    // Fixes arrive as one list of moved units every ~250 ms (docs/api.md, "Geo").
+    // Fixes arrive as one list of moved units every ~100 ms (docs/api.md, "Geo").
     socket.on('unit_positions', (payload) => this.onPositions(payload));
     socket.on('footage_request', (payload) => this.requests.update(payload));
     this.dispatch.listen(socket);

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,3 +134,29 @@ def test_sqlite_store_persists_in_wal_mode(tmp_path: Path) -> None:
         assert pk == ["unit_id", "ts"]
     finally:
         conn.close()
+
+
+def test_checkpoints_run_off_the_commit_path_and_close_empties_the_wal(tmp_path: Path) -> None:
+    path = tmp_path / "tracks.db"
+    wal = tmp_path / "tracks.db-wal"
+    store = SqliteTrackStore(path, checkpoint_interval_s=0.05, wal_limit_bytes=64 * 1024)
+    try:
+        assert sqlite3.connect(path).execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # a fresh connection's
+        assert store._open_conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # the writer never checkpoints
+        size0 = path.stat().st_size
+        for k in range(20):  # ~20 commits of 200 rows: far more than the WAL limit
+            store.insert_batches([[point(f"u{i:03d}", T0 + k)] for i in range(200)])
+        deadline = time.monotonic() + 10
+        while path.stat().st_size <= size0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert path.stat().st_size > size0  # the checkpointer copied pages into the database file
+        assert len(store.query("u007")) == 20
+    finally:
+        store.close()
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert store.checkpoint_errors == 0
+    reopened = SqliteTrackStore(path)
+    try:
+        assert len(reopened.query("u199")) == 20
+    finally:
+        reopened.close()
