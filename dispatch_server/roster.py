@@ -14,6 +14,8 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
+from geo.fix import iso_utc_seconds
+
 from .presence import Presence, PresenceStore
 from .store import Store, UnitRecord
 
@@ -24,20 +26,9 @@ Watcher = Callable[[Presence | None, Presence], Awaitable[None]]
 UnitActions = Callable[[], Awaitable[dict[str, tuple[str, str]]]]
 
 
-_last_iso: tuple[int, str] = (0, "1970-01-01T00:00:00Z")
-
-
 def iso(ts: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC to the second (the last answer is kept: thousands of units
-    are stamped within the same second)."""
-    global _last_iso
-    if ts is None:
-        return None
-    second = int(ts // 1)
-    if _last_iso[0] != second:
-        text = dt.datetime.fromtimestamp(second, dt.timezone.utc).isoformat().replace("+00:00", "Z")
-        _last_iso = (second, text)
-    return _last_iso[1]
+    """Epoch seconds as ISO 8601 UTC to the second (``last_seen``, stamped on every fix)."""
+    return None if ts is None else iso_utc_seconds(ts)
 
 
 def fix_age_s(position: dict[str, Any] | None, now: float) -> float | None:

@@ -39,25 +39,39 @@ class Fix:
 _second_text: tuple[int, str] = (0, "1970-01-01T00:00:00")
 
 
-def iso_utc(ts: float) -> str:
-    """Epoch seconds as ISO 8601 UTC with microseconds, as ``datetime.fromtimestamp(ts, utc)
-    .isoformat()`` gives it (fraction left out when zero, rounded half to even), with ``Z``.
-
-    Called for every fix a unit sends: the date part is formatted once per second and kept.
-    """
-    global _second_text
+def _split(ts: float) -> tuple[int, int]:
+    """``(second, microsecond)`` of epoch seconds, rounded as ``datetime.fromtimestamp`` rounds."""
     frac, whole = math.modf(ts)
     us = round(frac * 1e6)
     second = int(whole)
     if us >= 1_000_000:
-        second, us = second + 1, us - 1_000_000
-    elif us < 0:
-        second, us = second - 1, us + 1_000_000
+        return second + 1, us - 1_000_000
+    if us < 0:
+        return second - 1, us + 1_000_000
+    return second, us
+
+
+def _second(second: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` (UTC) of a whole epoch second; the last one is kept (thousands of
+    fixes a second share it)."""
+    global _second_text
     cached = _second_text
     if cached[0] != second:
         cached = (second, dt.datetime.fromtimestamp(second, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
         _second_text = cached
-    return f"{cached[1]}.{us:06d}Z" if us else f"{cached[1]}Z"
+    return cached[1]
+
+
+def iso_utc(ts: float) -> str:
+    """Epoch seconds as ISO 8601 UTC with microseconds, as ``datetime.fromtimestamp(ts, utc)
+    .isoformat()`` gives it (fraction left out when zero), with ``Z``. Called for every fix."""
+    second, us = _split(ts)
+    return f"{_second(second)}.{us:06d}Z" if us else f"{_second(second)}Z"
+
+
+def iso_utc_seconds(ts: float) -> str:
+    """As :func:`iso_utc` to the whole second (``isoformat(timespec="seconds")``)."""
+    return f"{_second(_split(ts)[0])}Z"
 
 
 def _num(d: dict[str, Any], key: str, lo: float, hi: float, required: bool) -> float | None:
