@@ -9,11 +9,21 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from .errors import BadRequest, TooLarge
 
 
 def _bad(message: str) -> BadRequest:
     return BadRequest(message, code="bad_message")
+
+
+def unpack_msgpack(data: bytes, what: str) -> Any:
+    """Untrusted msgpack from a unit: no binary or extension types, text map keys only."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise BadRequest(f"{what}: not valid msgpack: {exc}", code="bad_message") from None
 
 
 def check_size(data: Any, limit: int, what: str) -> None:

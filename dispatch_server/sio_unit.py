@@ -6,7 +6,6 @@ import logging
 import time
 from typing import Any, Callable
 
-import msgpack
 import socketio
 
 from .actions import ActionService
@@ -23,6 +22,7 @@ from .messages import (
     parse_session_ref,
     parse_sync,
     parse_talk_join,
+    unpack_msgpack,
 )
 from .positions import PositionService
 from .roster import Roster
@@ -108,11 +108,7 @@ class UnitNamespace(socketio.AsyncNamespace):
         assert self.positions is not None
         if not isinstance(data, (bytes, bytearray)):
             raise BadRequest("positions: expected msgpack bytes (a binary event)", code="bad_message")
-        try:
-            fixes = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
-        except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-            raise BadRequest(f"positions: not valid msgpack: {exc}", code="bad_message") from None
-        return await self.positions.ingest(unit_id, fixes)
+        return await self.positions.ingest(unit_id, unpack_msgpack(data, "positions"))
 
     # dispatch ----------------------------------------------------------------------------
     @event()

@@ -37,10 +37,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
 from aiohttp import WSCloseCode, web
 
 from .errors import DispatchError
+from .messages import unpack_msgpack
 from .positions import PositionService
 
 logger = logging.getLogger(__name__)
@@ -86,11 +86,9 @@ class BadFrame(Exception):
 
 
 def parse_frame(data: bytes) -> tuple[int, Any]:
-    """``(seq, fixes)`` of a batch frame; :class:`BadFrame` naming what is wrong otherwise."""
-    try:
-        doc = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
-        raise BadFrame(f"not valid msgpack: {exc}") from None
+    """``(seq, fixes)`` of a batch frame; :class:`BadFrame` (or ``BadRequest`` for bytes that are
+    not msgpack) naming what is wrong otherwise."""
+    doc = unpack_msgpack(data, "positions")
     if not isinstance(doc, dict):
         raise BadFrame(f"expected a msgpack map {{seq, fixes}}, got {type(doc).__name__}")
     seq = doc.get("seq")

@@ -108,10 +108,12 @@ class CountingActions:
         self.running: list[Any] = []
         self.reads = 0
         self.gate: asyncio.Event | None = None
+        self.reading = asyncio.Event()  # set when a read has started
 
     async def list(self, state: str | None = None) -> list[Any]:
         assert state == "running"
         self.reads += 1
+        self.reading.set()
         if self.gate is not None:
             await self.gate.wait()
         return list(self.running)
@@ -136,12 +138,12 @@ async def test_running_actions_answer_from_memory_and_read_again_when_told_or_ol
     store.running = []
     now[0] += 1.5  # older than ttl: the caller gets the map as it is, a background read refreshes it
     store.gate = asyncio.Event()
+    store.reading.clear()
     assert set(await running()) == {"bc-01", "bc-02"}
-    await asyncio.sleep(0)  # the refresh starts
+    await asyncio.wait_for(store.reading.wait(), 5)  # the refresh has started
     assert set(await running()) == {"bc-01", "bc-02"} and store.reads == 3  # one refresh in flight
     store.gate.set()
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.shield(running._refresh), 5)  # type: ignore[arg-type]
     assert await running() == {} and store.reads == 3
     await running.close()
 
@@ -158,7 +160,9 @@ async def test_a_failed_refresh_keeps_the_old_map_and_close_cancels_a_refresh() 
     store.list = broken  # type: ignore[method-assign]
     now[0] += 2
     assert set(await running()) == {"bc-01"}
-    await asyncio.sleep(0.01)
+    refresh = running._refresh
+    assert refresh is not None
+    await asyncio.wait_for(asyncio.gather(refresh, return_exceptions=True), 5)  # it failed
     assert set(await running()) == {"bc-01"}  # still the last good map
     running.invalidate()
     with pytest.raises(RuntimeError, match="store unavailable"):
