@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make run    set up and run the server with embedded defaults and 3 simulated units
-#   make test   set up and run the whole test suite (installs redis-server, chromium, ffmpeg when root)
+#   make test   set up, lint (ruff, mypy) and run the whole test suite (installs redis-server, chromium, ffmpeg
+#               when root)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server chromium ffmpeg
 PYTEST_ARGS ?=
 
-.PHONY: run test install system-deps bench clean
+.PHONY: run test lint install system-deps bench clean
 
 $(STAMP): pyproject.toml console/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +39,11 @@ system-deps:
 	  fi; \
 	fi
 
-test: system-deps install
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: system-deps install lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install

@@ -14,21 +14,23 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dispatch_server.auth import Authenticator, hash_token, new_token  # noqa: E402
-from dispatch_server.store import Store  # noqa: E402
+from dispatch_server.stores.accounts import Accounts  # noqa: E402
+from dispatch_server.stores.database import Database  # noqa: E402
 
 PASSWORD = "bench-password-1"
 
 
 def seed(data: Path, unit_ids: list[str]) -> list[str]:
     """Register units and the operator ``bench``; return ``"unit_id token"`` lines."""
-    store = Store(data)
+    db = Database(data)
+    accounts = Accounts(db)
     lines = []
     for unit_id in unit_ids:
         token = new_token()
-        store.add_unit(unit_id, "body", hash_token(token), time.time())
+        accounts.add_unit(unit_id, "body", hash_token(token), time.time())
         lines.append(f"{unit_id} {token}")
-    store.add_user("bench", "operator", Authenticator(store, 3600).hash_password(PASSWORD), time.time())
-    store.close()
+    accounts.add_user("bench", "operator", Authenticator(accounts, 3600).hash_password(PASSWORD), time.time())
+    db.close()
     return lines
 
 

@@ -13,13 +13,15 @@ import json
 import logging
 import secrets
 import time
-from typing import Any, Awaitable, Callable
+from functools import partial
+from typing import Any, Awaitable, Callable, cast
+
+from utctime import iso_seconds
 
 from .audit import AuditTrail
 from .auth import Person
 from .errors import Conflict, NotFound
-from .roster import iso
-from .store import Store
+from .stores.database import Database
 
 logger = logging.getLogger(__name__)
 
@@ -31,14 +33,14 @@ Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 def view(doc: dict[str, Any]) -> dict[str, Any]:
     out = dict(doc)
     for k in ("created_at", "acknowledged_at", "escalated_at"):
-        out[k] = iso(out.get(k))
+        out[k] = iso_seconds(out.get(k))
     return out
 
 
 class AlertService:
-    def __init__(self, store: Store, audit: AuditTrail, emit: Emit, escalate_after_s: float,
+    def __init__(self, db: Database, audit: AuditTrail, emit: Emit, escalate_after_s: float,
                  clock: Callable[[], float] = time.time) -> None:
-        self._store = store
+        self._db = db
         self._audit = audit
         self._emit = emit
         self._escalate_after_s = escalate_after_s
@@ -55,8 +57,8 @@ class AlertService:
                                 action_id=doc.get("action_id"))
 
     def _open_of(self, unit_id: str, kind: str) -> dict[str, Any] | None:
-        for (doc,) in self._store.query("SELECT doc FROM alerts WHERE state='open'"):
-            d = json.loads(doc)
+        for (doc,) in self._db.query("SELECT doc FROM alerts WHERE state='open'"):
+            d: dict[str, Any] = json.loads(doc)
             if d["unit_id"] == unit_id and d["kind"] == kind:
                 return d
         return None
@@ -67,7 +69,7 @@ class AlertService:
                           dedupe: bool | None = None) -> dict[str, Any]:
         """``dedupe`` (default: every kind but SOS) returns the open alert of the same unit and kind instead."""
         if (kind != "sos") if dedupe is None else dedupe:
-            existing = await self._store.run(self._open_of, unit_id, kind)
+            existing = await self._db.run(self._open_of, unit_id, kind)
             if existing is not None:
                 return view(existing)
         doc = {
@@ -76,22 +78,22 @@ class AlertService:
             "escalated": False, "escalated_at": None, "created_at": self._clock(), "acknowledged_by": None,
             "acknowledged_at": None, "instruction_id": instruction_id,
         }
-        await self._store.write(lambda c: self._save(c, doc, actor, f"alert.{kind}"))
+        await self._db.write(lambda c: self._save(c, doc, actor, f"alert.{kind}"))
         logger.warning("unit %s: alert %s %s: %s", unit_id, doc["id"], kind, message)
         await self._emit("alert", view(doc))
         return view(doc)
 
     async def get(self, alert_id: str) -> dict[str, Any]:
-        rows = await self._store.run(self._store.query, "SELECT doc FROM alerts WHERE id=?", (alert_id,))
+        rows = await self._db.run(self._db.query, "SELECT doc FROM alerts WHERE id=?", (alert_id,))
         if not rows:
             raise NotFound(f"unknown alert {alert_id!r}", code="unknown_alert")
         return json.loads(rows[0][0])  # type: ignore[no-any-return]
 
     async def list(self, state: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        sql, args = "SELECT doc FROM alerts", ()
+        sql, args = "SELECT doc FROM alerts", cast(tuple[Any, ...], ())
         if state:
             sql, args = sql + " WHERE state=?", (state,)
-        rows = await self._store.run(self._store.query, sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
+        rows = await self._db.run(self._db.query, sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
         return [view(json.loads(r[0])) for r in rows]
 
     async def ack(self, alert_id: str, person: Person) -> dict[str, Any]:
@@ -100,7 +102,7 @@ class AlertService:
             raise Conflict(f"alert {alert_id} was already acknowledged by {doc['acknowledged_by']}",
                            code="already_acknowledged")
         doc.update(state="acknowledged", acknowledged_by=person.username, acknowledged_at=self._clock())
-        await self._store.write(lambda c: self._save(c, doc, person.username, "alert.acknowledged"))
+        await self._db.write(lambda c: self._save(c, doc, person.username, "alert.acknowledged"))
         await self._emit("alert_update", view(doc))
         return view(doc)
 
@@ -118,14 +120,14 @@ class AlertService:
 
     async def escalate_due(self) -> int:
         now = self._clock()
-        rows = await self._store.run(self._store.query, "SELECT doc FROM alerts WHERE state='open'")
+        rows = await self._db.run(self._db.query, "SELECT doc FROM alerts WHERE state='open'")
         count = 0
         for (raw,) in rows:
             doc = json.loads(raw)
             if doc["escalated"] or now - doc["created_at"] < self._escalate_after_s:
                 continue
             doc.update(escalated=True, escalated_at=now)
-            await self._store.write(lambda c, d=doc: self._save(c, d, "system", "alert.escalated"))
+            await self._db.write(partial(self._save, doc=doc, actor="system", verb="alert.escalated"))
             await self._emit("alert_update", view(doc))
             count += 1
         return count

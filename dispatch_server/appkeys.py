@@ -1,4 +1,7 @@
-"""Typed keys for the objects ``create_app`` puts on the application."""
+"""Typed keys under which ``create_app`` puts the services on the application, for the edges.
+
+Handlers reach services only through these keys; services never read the application.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +9,48 @@ import socketio
 from aiohttp import web
 
 from recordings.archive import ArchiveService
-from recordings.catalog import Catalog
 
-from .actions import ActionService, RunningActions
+from .actions import ActionService
 from .alerts import AlertService
 from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
+from .evidence_catalog import EvidenceCatalog
 from .exports import ExportService
+from .footage_requests import FootageRequests
+from .http.telemetry_frames import TelemetryHub
+from .http.tickets import PlaybackTickets
 from .instructions import InstructionService
 from .live import LiveService
-from .party import PartyService
+from .party_access import PartyAccess
+from .party_links import PartyLinks
 from .positions import PositionService
 from .roster import Roster
-from .store import Store
+from .sos import SosService
+from .stores.accounts import Accounts
+from .stores.database import Database
 from .talk import TalkService
-from .telemetry import TelemetryHub
-from .updates import UpdateBatcher
 
 SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)
+DATABASE = web.AppKey("database", Database)
+ACCOUNTS = web.AppKey("accounts", Accounts)
 AUTH = web.AppKey("auth", Authenticator)
 ROSTER = web.AppKey("roster", Roster)
 LIVE = web.AppKey("live", LiveService)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 AUDIT = web.AppKey("audit", AuditTrail)
 ACTIONS = web.AppKey("actions", ActionService)
-RUNNING = web.AppKey("running", RunningActions)
 ALERTS = web.AppKey("alerts", AlertService)
+SOS = web.AppKey("sos", SosService)
 INSTRUCTIONS = web.AppKey("instructions", InstructionService)
 TALK = web.AppKey("talk", TalkService)
-UPDATES = web.AppKey("updates", UpdateBatcher)
 POSITIONS = web.AppKey("positions", PositionService)
-ARCHIVE = web.AppKey("archive", ArchiveService)
-CATALOG = web.AppKey("catalog", Catalog)
-PARTY = web.AppKey("party", PartyService)
-EXPORTS = web.AppKey("exports", ExportService)
 TELEMETRY = web.AppKey("telemetry", TelemetryHub)
+# Present only when the evidence archive is enabled (archive.enabled):
+ARCHIVE = web.AppKey("archive", ArchiveService)
+EVIDENCE = web.AppKey("evidence", EvidenceCatalog)
+TICKETS = web.AppKey("tickets", PlaybackTickets)
+PARTY = web.AppKey("party", PartyAccess)
+REQUESTS = web.AppKey("requests", FootageRequests)
+LINKS = web.AppKey("links", PartyLinks)
+EXPORTS = web.AppKey("exports", ExportService)

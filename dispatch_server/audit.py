@@ -9,23 +9,23 @@ import json
 import time
 from typing import Any, Callable
 
-from .store import Store
+from .stores.database import Database
 
 
 class AuditTrail:
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
-        self._store = store
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
         self._clock = clock
 
     def append_sync(self, conn: Any, actor: str, verb: str, subject: str, **detail: Any) -> None:
-        """Append inside a caller's transaction (``conn`` from :meth:`Store.transaction`)."""
+        """Append inside a caller's transaction (``conn`` from :meth:`Database.write`)."""
         conn.execute(
             "INSERT INTO audit(ts, actor, verb, subject, detail) VALUES (?,?,?,?,?)",
             (self._clock(), actor, verb, subject, json.dumps(detail, ensure_ascii=False, default=str)),
         )
 
     async def append(self, actor: str, verb: str, subject: str, **detail: Any) -> None:
-        await self._store.write(lambda c: self.append_sync(c, actor, verb, subject, **detail))
+        await self._db.write(lambda c: self.append_sync(c, actor, verb, subject, **detail))
 
     async def entries(self, subject: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
         sql = "SELECT n, ts, actor, verb, subject, detail FROM audit"
@@ -34,7 +34,7 @@ class AuditTrail:
             sql += " WHERE subject=?"
             args = (subject,)
         sql += " ORDER BY n DESC LIMIT ?"
-        rows = await self._store.run(self._store.query, sql, (*args, limit))
+        rows = await self._db.run(self._db.query, sql, (*args, limit))
         return [
             {"n": n, "ts": ts, "actor": a, "verb": v, "subject": s, "detail": json.loads(d)}
             for n, ts, a, v, s, d in rows

@@ -19,7 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from .errors import BadRequest, Forbidden, NotFound, Unauthorized
-from .store import SessionRecord, Store, UnitRecord
+from .stores.accounts import Accounts, SessionRecord, UnitRecord
 
 ROLES = ("operator", "supervisor", "auditor", "admin")
 UNIT_KINDS = ("body", "vehicle")
@@ -78,8 +78,9 @@ def check_unit_id(unit_id: str) -> str:
 class Authenticator:
     """Verifies unit tokens and person sessions against the store. ``clock`` is injectable."""
 
-    def __init__(self, store: Store, session_ttl_s: float, clock: Callable[[], float] = time.time) -> None:
-        self._store = store
+    def __init__(self, accounts: Accounts, session_ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+        self._accounts = accounts
+        self._db = accounts.db
         self._ttl = session_ttl_s
         self._clock = clock
         self._hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
@@ -91,7 +92,7 @@ class Authenticator:
         check_unit_id(unit_id)
         if not token:
             raise Unauthorized("missing unit token: send Authorization: Bearer <unit token>")
-        rec = await self._store.run(self._store.get_unit, unit_id)
+        rec = await self._db.run(self._accounts.get_unit, unit_id)
         if rec is None:
             raise NotFound(f"unknown unit {unit_id!r}", code="unknown_unit")
         if rec.disabled:
@@ -112,15 +113,16 @@ class Authenticator:
 
     async def login(self, username: str, password: str) -> tuple[str, Person]:
         """A new session token for valid credentials; the same 401 for unknown user and bad password."""
-        user = await self._store.run(self._store.get_user, username)
+        user = await self._db.run(self._accounts.get_user, username)
         # Verify against a dummy hash for unknown users so timing does not reveal who exists.
-        ok = await self._store.run(self._verify, user.password_hash if user else self._dummy_hash, password)
+        ok = await self._db.run(self._verify, user.password_hash if user else self._dummy_hash, password)
         if user is None or not ok or user.disabled:
             raise Unauthorized("wrong username or password", code="bad_credentials")
         token = new_token()
         now = self._clock()
         rec = SessionRecord(hash_token(token), user.username, user.role, now, now + self._ttl)
-        await self._store.run(self._store.add_session, rec)
+        await self._db.run(self._accounts.add_session, rec)
+        await self._db.run(self._accounts.purge_sessions, now)  # expired sessions go as new ones come
         return token, Person(rec.username, rec.role, rec.expires_at, rec.token_hash)
 
     async def person(self, token: str | None) -> Person:
@@ -130,7 +132,7 @@ class Authenticator:
 
     async def person_by_hash(self, token_hash: str) -> Person:
         """The session's person if it still exists and has not expired."""
-        rec = await self._store.run(self._store.get_session, token_hash)
+        rec = await self._db.run(self._accounts.get_session, token_hash)
         if rec is None:
             raise Unauthorized("unknown or revoked session token", code="bad_token")
         if rec.expires_at <= self._clock():
@@ -138,7 +140,7 @@ class Authenticator:
         return Person(rec.username, rec.role, rec.expires_at, rec.token_hash)
 
     async def logout(self, person: Person) -> None:
-        await self._store.run(self._store.delete_session, person.token_hash)
+        await self._db.run(self._accounts.delete_session, person.token_hash)
 
 
 def bearer(header: str | None) -> str | None:

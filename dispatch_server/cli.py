@@ -25,7 +25,8 @@ from typing import Any, Sequence
 from .auth import ROLES, UNIT_KINDS, USERNAME_RE, Authenticator, check_unit_id, hash_token, new_token
 from .config import ConfigError, Settings, load_settings
 from .errors import DispatchError
-from .store import Store
+from .stores.accounts import Accounts
+from .stores.database import Database
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the server (the default command)")
     s.add_argument("--host", help="override server.host")
     s.add_argument("--port", type=int, help="override server.port (0 picks a free port)")
-    s.add_argument("--demo", type=int, metavar="N", help="run N simulated units in-process (override demo.simulated_units)")
+    s.add_argument("--demo", type=int, metavar="N",
+                   help="run N simulated units (a field-client process; overrides demo.simulated_units)")
 
     u = sub.add_parser("add-unit", help="register a field unit and print its token")
     u.add_argument("unit_id")
@@ -84,42 +86,44 @@ def _read_password(min_len: int) -> str:
 def add_unit(settings: Settings, unit_id: str, kind: str, rotate: bool) -> str:
     check_unit_id(unit_id)
     token = new_token()
-    store = Store(settings.data_dir)
+    db = Database(settings.data_dir)
+    accounts = Accounts(db)
     try:
         if rotate:
-            if not store.set_unit_token(unit_id, hash_token(token)):
+            if not accounts.set_unit_token(unit_id, hash_token(token)):
                 raise SystemExit(f"error: unit {unit_id!r} does not exist")
         else:
             try:
-                store.add_unit(unit_id, kind, hash_token(token), time.time())
+                accounts.add_unit(unit_id, kind, hash_token(token), time.time())
             except KeyError:
                 raise SystemExit(f"error: unit {unit_id!r} already exists (use --rotate for a new token)") from None
     finally:
-        store.close()
+        db.close()
     return token
 
 
 def add_user(settings: Settings, username: str, role: str, password: str, reset: bool) -> None:
     if not USERNAME_RE.match(username):
         raise SystemExit(f"error: user name {username!r} is not valid (letters, digits, . _ @ -)")
-    store = Store(settings.data_dir)
+    db = Database(settings.data_dir)
+    accounts = Accounts(db)
     try:
-        hashed = Authenticator(store, settings.auth.session_ttl_s).hash_password(password)
+        hashed = Authenticator(accounts, settings.auth.session_ttl_s).hash_password(password)
         if reset:
-            if not store.set_user_password(username, hashed):
+            if not accounts.set_user_password(username, hashed):
                 raise SystemExit(f"error: user {username!r} does not exist")
         else:
             try:
-                store.add_user(username, role, hashed, time.time())
+                accounts.add_user(username, role, hashed, time.time())
             except KeyError:
                 raise SystemExit(f"error: user {username!r} already exists (use --reset)") from None
     finally:
-        store.close()
+        db.close()
 
 
 def retention_run(settings: Settings, dry_run: bool) -> int:
     """Exit status 0 when done (or nothing to do), 3 when halted by archive.max_delete_share."""
-    from .api_recordings import halted_message, retention_policy, run_retention_offline
+    from .retention import halted_message, retention_policy, run_retention_offline
 
     if not (settings.archive_dir / "ledger" / "entries.jsonl").is_file():
         print(f"no evidence archive at {settings.archive_dir}: nothing to do")
@@ -132,7 +136,8 @@ def retention_run(settings: Settings, dry_run: bool) -> int:
     except OSError:
         pass
     where = f"cli:{getpass.getuser()}@{socket.gethostname()}"
-    result = run_retention_offline(settings.archive_dir, settings.signing_key_path, settings.data_dir / "catalog.sqlite3",
+    result = run_retention_offline(settings.archive_dir, settings.signing_key_path,
+                                   settings.data_dir / "catalog.sqlite3",
                                    retention_policy(settings.archive), dry_run=dry_run, where=where)
     for d in result.plan.listing():
         print(f"{d['recording_id']}\t{d['category']} keep_days={d['keep_days']:g}\tclosed {d['closed_at']}\t"
@@ -158,12 +163,12 @@ async def _alert(settings: Settings, kind: str, message: str) -> None:
     async def nobody(event: str, data: dict[str, Any]) -> None:
         pass
 
-    store = Store(settings.data_dir)
+    db = Database(settings.data_dir)
     try:
-        alerts = AlertService(store, AuditTrail(store), nobody, settings.alerts.escalate_after_s)
+        alerts = AlertService(db, AuditTrail(db), nobody, settings.alerts.escalate_after_s)
         await alerts.raise_alert(kind, "archive", message)
     finally:
-        store.close()
+        db.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,12 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "retention-run":
             return retention_run(settings, args.dry_run)
         if command == "list-units":
-            store = Store(settings.data_dir)
+            db = Database(settings.data_dir)
             try:
-                for u in store.list_units():
+                for u in Accounts(db).list_units():
                     print(f"{u.id}\t{u.kind}\t{'disabled' if u.disabled else 'active'}")
             finally:
-                store.close()
+                db.close()
             return 0
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)

@@ -294,7 +294,7 @@ def load_settings(
     raw = _merge(raw, _env_overrides(env))
     if overrides:
         raw = _merge(raw, {k: dict(v) for k, v in overrides.items()})
-    settings = _build(Settings, raw, "")
+    settings: Settings = _build(Settings, raw, "")
     settings = dataclasses.replace(settings, base_dir=str(base_dir))
     validate(settings)
     return settings

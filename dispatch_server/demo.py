@@ -1,42 +1,68 @@
-"""Simulated units run inside the server process, so a newcomer sees live video at once.
+"""Simulated units, so a newcomer sees live video at once (``serve --demo N``, ``make run``).
 
-Each start gives the demo units fresh tokens (only hashes are stored, so the old ones cannot be
-reused) and runs them with :mod:`field_client` against this server's own address.
+Each start gives the demo units fresh tokens (only hashes are stored, so old ones cannot be
+reused), writes them to ``<data_dir>/demo-units.tokens`` (mode 0600) and runs them as one
+``field-client --fleet N`` process against this server's own address: the same program a vehicle
+terminal runs, in a process of its own, owned by the server and stopped with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import sys
 import time
+from pathlib import Path
 
-from aiohttp import web
-
-from field_client.config import UnitConfig
-from field_client.fleet import run_fleet
-
-from .appkeys import STORE
 from .auth import hash_token, new_token
-from .config import Settings
+from .config import DemoConfig
+from .stores.accounts import Accounts
 
 logger = logging.getLogger(__name__)
 
-
-def register_demo_units(app: web.Application, settings: Settings) -> list[tuple[str, str]]:
-    """Create (or re-token) ``demo.simulated_units`` units; return ``(unit_id, token)`` pairs."""
-    store = app[STORE]
-    units = []
-    for i in range(1, settings.demo.simulated_units + 1):
-        unit_id = f"{settings.demo.unit_prefix}-{i:02d}"
-        token = new_token()
-        if not store.set_unit_token(unit_id, hash_token(token)):
-            store.add_unit(unit_id, "vehicle" if i % 3 == 0 else "body", hash_token(token), time.time())
-        units.append((unit_id, token))
-    return units
+STOP_TIMEOUT_S = 10.0
 
 
-async def run_demo_units(app: web.Application, settings: Settings, url: str, stop: asyncio.Event) -> None:
-    units = await asyncio.to_thread(register_demo_units, app, settings)
-    logger.info("demo: running %d simulated units: %s", len(units), ", ".join(u for u, _ in units))
-    configs = [UnitConfig(server=url, unit_id=unit_id, token=token) for unit_id, token in units]
-    await run_fleet(configs, stop, stagger_s=0.3)
+class DemoUnits:
+    def __init__(self, accounts: Accounts, config: DemoConfig, data_dir: Path) -> None:
+        self._accounts = accounts
+        self._config = config
+        self._token_file = data_dir / "demo-units.tokens"
+        self._proc: asyncio.subprocess.Process | None = None
+
+    def _register(self) -> list[tuple[str, str]]:
+        """Create (or re-token) the units; ``(unit_id, token)`` pairs."""
+        units = []
+        for i in range(1, self._config.simulated_units + 1):
+            unit_id = f"{self._config.unit_prefix}-{i:02d}"
+            token = new_token()
+            if not self._accounts.set_unit_token(unit_id, hash_token(token)):
+                self._accounts.add_unit(unit_id, "vehicle" if i % 3 == 0 else "body", hash_token(token), time.time())
+            units.append((unit_id, token))
+        fd = os.open(self._token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(f"{unit_id} {token}\n" for unit_id, token in units)
+        return units
+
+    async def start(self, url: str) -> None:
+        units = await asyncio.to_thread(self._register)
+        logger.info("demo: running %d simulated units: %s", len(units), ", ".join(u for u, _ in units))
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "field_client", "--server", url, "--fleet", str(len(units)),
+            "--token-file", str(self._token_file), stdout=sys.stderr.fileno(),
+        )
+
+    async def stop(self) -> None:
+        """Stop the fleet (it unpublishes cleanly on SIGTERM); kill it if it does not end in time."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            logger.warning("demo units did not stop within %.0f s; killing them", STOP_TIMEOUT_S)
+            proc.kill()
+            await proc.wait()

@@ -53,6 +53,20 @@ class UnsupportedMediaType(DispatchError):
     status, code = 415, "unsupported_media_type"
 
 
+class Gone(DispatchError):
+    status, code = 410, "gone"
+
+
+class TooManyAttempts(DispatchError):
+    """429: too many failed attempts from one source; ``retry_after_s`` goes into ``Retry-After``."""
+
+    status, code = 429, "locked_out"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class Unavailable(DispatchError):
     status, code = 503, "unavailable"
 

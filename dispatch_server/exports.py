@@ -29,14 +29,14 @@ from typing import Any, Callable
 from recordings.archive import ArchiveService
 from recordings.export import ExportCancelled, ExportError, export_recording, review_keyframe
 from recordings.package import build_package, load_signing_key
-from recordings.recovery import parse_iso
 from recordings.redaction import Region
-from recordings.timefmt import utc_iso
 from recordings.watermark import WatermarkSpec
+from utctime import iso_millis, parse_iso
 
-from .actions import ActionService
+from .actions import ActionStore
 from .errors import BadRequest, Conflict, NotFound
-from .party import PartyService
+from .footage_requests import FootageRequests
+from .party_links import PartyLinks
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,11 @@ def load_link_secret(path: Path) -> bytes:
 
 
 class ExportService:
-    def __init__(self, party: PartyService, archive: ArchiveService, actions: ActionService, export_dir: Path,
-                 signing_key_path: Path, link_secret: bytes, workers: int,
+    def __init__(self, requests: FootageRequests, links: PartyLinks, archive: ArchiveService, actions: ActionStore,
+                 export_dir: Path, signing_key_path: Path, link_secret: bytes, workers: int,
                  clock: Callable[[], float] = time.time) -> None:
-        self._party = party
+        self._requests = requests
+        self._links = links
         self._archive = archive
         self._actions = actions
         self.dir = export_dir
@@ -74,6 +75,7 @@ class ExportService:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._cancels: dict[str, threading.Event] = {}
         self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # sources -----------------------------------------------------------------------------------
     def _entries(self) -> list[dict[str, Any]]:
@@ -122,19 +124,20 @@ class ExportService:
             units.append({
                 "unit_id": unit_id,
                 "recordings": [{"recording_id": r["recording_id"], "opened": r["opened"], "closed": r["closed"],
-                                "segments": len(r["segments"]), "deleted_segments": r["deleted_segments"]} for r in mine],
+                                "segments": len(r["segments"]), "deleted_segments": r["deleted_segments"]}
+                               for r in mine],
                 "recorded_intervals": intervals,
                 "gaps": [g for r in mine for g in r["gaps"]],
                 "statement": "recorded" if intervals else "no recording of this unit for this action",
             })
         return {"case_number": action.case_number, "action_id": action.id, "action_title": action.title,
-                "action_started": utc_iso(action.started_at) if action.started_at else None,
-                "action_ended": utc_iso(action.ended_at) if action.ended_at else None,
-                "units": units, "stated_at": utc_iso(self._clock())}
+                "action_started": iso_millis(action.started_at) if action.started_at else None,
+                "action_ended": iso_millis(action.ended_at) if action.ended_at else None,
+                "units": units, "stated_at": iso_millis(self._clock())}
 
     # review ------------------------------------------------------------------------------------
     async def review(self, request_id: str, at_s: float) -> Any:
-        doc = await self._party.get(request_id)
+        doc = await self._requests.get(request_id)
         if not doc.get("decision") or doc["decision"].get("decision") != "approve":
             raise Conflict("review frames are for approved requests", code="not_approved")
         segments, _, _ = await asyncio.to_thread(self._sources, doc)
@@ -154,14 +157,14 @@ class ExportService:
         return ([self._archive.root / s["path"] for s in segs], [s["ledger_index"] for s in segs], recs[0])
 
     # export --------------------------------------------------------------------------------------
-    async def start(self, request_id: str, who: str) -> dict[str, Any]:
-        doc = await self._party.get(request_id)
+    async def start_export(self, request_id: str, who: str) -> dict[str, Any]:
+        doc = await self._requests.get(request_id)
         if doc["state"] not in ("approved", "failed"):
             raise Conflict(f"request is {doc['state']}; only approved requests are exported", code="not_approved")
         doc["state"] = "exporting"
         doc["export"] = {"progress": 0.0, "started_by": who, "started_at": self._clock(), "error": None}
         doc["history"].append({"at": self._clock(), "by": f"user:{who}", "what": "export_started", "message": ""})
-        await self._party.update(doc)
+        await self._requests.update(doc)
         self._spawn(request_id)
         return doc
 
@@ -180,7 +183,7 @@ class ExportService:
 
     async def _run(self, request_id: str) -> None:
         async with self._sem:
-            doc = await self._party.get(request_id)
+            doc = await self._requests.get(request_id)
             cancel = threading.Event()
             self._cancels[request_id] = cancel
             loop = asyncio.get_running_loop()
@@ -196,11 +199,11 @@ class ExportService:
                 return
             except Exception as exc:
                 logger.exception("request %s: export failed", request_id)
-                doc = await self._party.get(request_id)
+                doc = await self._requests.get(request_id)
                 doc["state"] = "failed"
                 doc["export"] = {**(doc.get("export") or {}), "error": str(exc)}
                 doc["history"].append({"at": self._clock(), "by": "system", "what": "failed", "message": str(exc)})
-                await self._party.update(doc)
+                await self._requests.update(doc)
                 await self._archive.record("exported", actor="system", where="exporter", outcome="failed",
                                            data={"request_id": request_id, "error": str(exc)})
                 return
@@ -216,8 +219,8 @@ class ExportService:
             store = now - last["store"] >= PROGRESS_STORE_S
             if store:
                 last["store"] = now
-            task = asyncio.ensure_future(self._party.update(dict(doc), emit=True) if store
-                                         else self._party.notify(dict(doc)))
+            task = asyncio.ensure_future(self._requests.update(dict(doc), emit=True) if store
+                                         else self._requests.notify(dict(doc)))
             task.add_done_callback(lambda t: t.exception())
 
     def _export(self, doc: dict[str, Any], progress: Callable[[float], None],
@@ -242,15 +245,16 @@ class ExportService:
         result = export_recording(segments, out_dir / "export.mp4", start_s=start_s, end_s=end_s,
                                   regions=_regions(doc), watermark=spec, include_audio=decision["include_audio"],
                                   progress=progress, cancel=cancel)
-        action = asyncio.run_coroutine_threadsafe(self._actions.get(doc["action_id"]), self._loop).result(30)
+        assert self._loop is not None, "exports run only after start()"
+        action = asyncio.run_coroutine_threadsafe(self._actions.require(doc["action_id"]), self._loop).result(30)
         entries = self._entries()
         completeness = self.completeness(action, entries)
         request = {"id": doc["id"], "case_number": doc["case_number"], "action_id": doc["action_id"],
                    "recipient": doc["party_name"], "approved_by": decision["by"],
-                   "approved_at": utc_iso(decision["at"]), "reason": doc["reason"],
+                   "approved_at": iso_millis(decision["at"]), "reason": doc["reason"],
                    "recording_id": decision["recording_id"], "unit_id": rec["unit_id"],
-                   "from": utc_iso(decision["from"]) if decision.get("from") else None,
-                   "to": utc_iso(decision["to"]) if decision.get("to") else None,
+                   "from": iso_millis(decision["from"]) if decision.get("from") else None,
+                   "to": iso_millis(decision["to"]) if decision.get("to") else None,
                    "include_audio": decision["include_audio"],
                    "export_window_s": [round(result.start_s, 3), round(result.end_s, 3)],
                    "export_gaps": [{"start_s": round(g.start_s, 3), "end_s": round(g.end_s, 3)} for g in result.gaps]}
@@ -265,28 +269,29 @@ class ExportService:
                 "sources": len(indexes), "package_id": manifest.get("package_id")}
 
     async def _finish(self, request_id: str, result: dict[str, Any]) -> None:
-        doc = await self._party.get(request_id)
-        link = await self._party.issue_link(doc, self.link_token)
+        doc = await self._requests.get(request_id)
+        link = await self._links.issue(doc, self.link_token)
         doc["state"] = "ready"
         doc["export"] = {**(doc.get("export") or {}), **result, "progress": 1.0, "finished_at": self._clock()}
         doc["links"].append({**link, "revoked_at": None})
         doc["history"].append({"at": self._clock(), "by": "system", "what": "ready",
-                               "message": f"export ready; link valid until {utc_iso(link['expires_at'])}"})
-        await self._party.update(doc)
+                               "message": f"export ready; link valid until {iso_millis(link['expires_at'])}"})
+        await self._requests.update(doc)
         await self._archive.record("exported", actor=f"user:{doc['export'].get('started_by')}", where="exporter",
                                    data={"request_id": request_id, "case_number": doc["case_number"],
                                          "recording_id": doc["decision"]["recording_id"],
                                          "export_sha256": result["export"]["sha256"],
                                          "package_sha256": result["package_sha256"], "sources": result["sources"],
-                                         "link_id": link["id"], "link_expires": utc_iso(link["expires_at"])})
+                                         "link_id": link["id"], "link_expires": iso_millis(link["expires_at"])})
 
     def link_token(self, link_id: str) -> str:
         """The link's secret token, derived from its id: stored nowhere, shown to the party on demand."""
         return hmac.new(self._secret, link_id.encode(), hashlib.sha256).hexdigest()[:43]
 
-    async def start_loop(self) -> None:
+    async def start(self) -> None:
+        """Start again the exports a stop interrupted."""
         self._loop = asyncio.get_running_loop()
-        self.resume(await self._party.list(state="exporting"))
+        self.resume(await self._requests.list(state="exporting"))
 
     async def close(self) -> None:
         self._closing = True

@@ -11,21 +11,23 @@ still queued when its TTL passes is expired by the sweeper (or at ``received``) 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
-import math
 import secrets
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable
 
-from .actions import ActionService
+from utctime import iso_seconds
+
+from .actions import ActionStore
 from .alerts import AlertService
 from .audit import AuditTrail
-from .auth import Person, check_unit_id
+from .auth import Person
 from .errors import BadRequest, Conflict, NotFound
-from .roster import iso
-from .store import Store
+from .stores.accounts import Accounts
+from .stores.database import Database
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +38,6 @@ UNIT_STATES = ("acknowledged", "done", "refused")
 RANK = {"queued": 0, "delivered": 1, "acknowledged": 2, "done": 3, "refused": 3, "expired": 3}
 MAX_TEXT = 2000
 MAX_TTL_S = 7 * 86400
-DEFAULT_TTL_S = 3600
-DEFAULT_ACK_DEADLINE_S = 300
 SYNC_LIMIT = 200
 COLUMNS = ("id, unit_id, seq, type, payload, priority, state, action_id, case_number, created_by, created_at, "
            "expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, expired_at, reason")
@@ -78,18 +78,22 @@ class Instruction:
     def view(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
         for k in ("created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at"):
-            out[k] = iso(out[k])
+            out[k] = iso_seconds(out[k])
         return out
 
     def wire(self) -> dict[str, Any]:
         """What the unit receives."""
         return {"id": self.id, "seq": self.seq, "type": self.type, "payload": self.payload,
-                "priority": self.priority, "expires_at": iso(self.expires_at), "action_id": self.action_id,
+                "priority": self.priority, "expires_at": iso_seconds(self.expires_at), "action_id": self.action_id,
                 "case_number": self.case_number}
 
 
 @dataclass(frozen=True)
 class NewInstruction:
+    """A validated request for an instruction (parsed at the edge). Exactly one target is set:
+    ``unit``, ``action`` (its team) or ``all_units`` (every unit online now). The lifetime is
+    ``expires_at`` (epoch seconds) when given, else ``ttl_s`` from the moment it is queued."""
+
     unit: str | None
     action: str | None
     all_units: bool
@@ -98,87 +102,19 @@ class NewInstruction:
     priority: str
     ttl_s: float
     ack_deadline_s: float
+    expires_at: float | None = None
 
 
 def _bad(message: str, code: str = "bad_instruction") -> BadRequest:
     return BadRequest(message, code=code)
 
 
-def _number(d: dict[str, Any], key: str, lo: float, hi: float) -> float:
-    v = d.get(key)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise _bad(f"{key} must be a number")
-    if not lo <= v <= hi:
-        raise _bad(f"{key}={v} is outside {lo:g}..{hi:g}")
-    return float(v)
-
-
-def parse_new(data: Any, now: float) -> NewInstruction:
-    if not isinstance(data, dict):
-        raise _bad("expected a JSON object")
-    targets = [k for k in ("unit", "action", "all") if data.get(k) not in (None, False)]
-    if len(targets) != 1:
-        raise _bad("give exactly one target: 'unit', 'action' or 'all': true", "bad_target")
-    unit = data.get("unit")
-    if unit is not None:
-        check_unit_id(unit)
-    action = data.get("action")
-    if action is not None and (not isinstance(action, str) or len(action) > 64):
-        raise _bad("action must be an action id", "bad_target")
-    if "all" in data and data["all"] not in (True, False, None):
-        raise _bad("all must be true", "bad_target")
-    kind = data.get("type")
-    if kind not in TYPES:
-        raise _bad(f"type must be one of {', '.join(TYPES)}")
-    payload: dict[str, Any] = {}
-    text = data.get("text")
-    if text is not None:
-        if not isinstance(text, str):
-            raise _bad("text must be a string")
-        if len(text) > MAX_TEXT:
-            raise _bad(f"text is {len(text)} characters; the limit is {MAX_TEXT}", "too_long")
-        payload["text"] = text
-    if kind == "text" and not (text or "").strip():
-        raise _bad("a text instruction needs a non-empty 'text'")
-    if kind == "goto":
-        payload["lat"] = _number(data, "lat", -90, 90)
-        payload["lon"] = _number(data, "lon", -180, 180)
-        note = data.get("note", "")
-        if not isinstance(note, str) or len(note) > MAX_TEXT:
-            raise _bad(f"note must be text of at most {MAX_TEXT} characters")
-        payload["note"] = note
-    priority = data.get("priority", "normal")
-    if priority not in PRIORITIES:
-        raise _bad(f"priority must be one of {', '.join(PRIORITIES)}")
-    if "expires_at" in data:
-        from geo.fix import FixError, parse_time
-
-        try:
-            ttl = parse_time(data["expires_at"]) - now
-        except FixError as exc:
-            raise _bad(f"expires_at: {exc}", "bad_ttl") from None
-        if ttl <= 0:
-            raise _bad(f"expires_at is {-ttl:.0f} s in the past", "bad_ttl")
-    else:
-        raw = data.get("ttl_s", DEFAULT_TTL_S)
-        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
-            raise _bad("ttl_s must be a number of seconds", "bad_ttl")
-        if raw <= 0:
-            raise _bad(f"ttl_s={raw}: the instruction would expire before it is sent (TTL in the past)", "bad_ttl")
-        ttl = float(raw)
-    if ttl > MAX_TTL_S:
-        raise _bad(f"TTL of {ttl:.0f} s is over the limit of {MAX_TTL_S} s", "bad_ttl")
-    ack_deadline = data.get("ack_deadline_s", DEFAULT_ACK_DEADLINE_S)
-    if isinstance(ack_deadline, bool) or not isinstance(ack_deadline, (int, float)) or not 1 <= ack_deadline <= 86400:
-        raise _bad("ack_deadline_s must be 1..86400 seconds")
-    return NewInstruction(unit, action, bool(data.get("all")), kind, payload, priority, ttl, float(ack_deadline))
-
-
 class InstructionService:
-    def __init__(self, store: Store, audit: AuditTrail, actions: ActionService, alerts: AlertService,
-                 notify_unit: Notify, emit_update: Emit, online_units: OnlineUnits,
+    def __init__(self, db: Database, accounts: Accounts, audit: AuditTrail, actions: ActionStore,
+                 alerts: AlertService, notify_unit: Notify, emit_update: Emit, online_units: OnlineUnits,
                  clock: Callable[[], float] = time.time) -> None:
-        self._store = store
+        self._db = db
+        self._accounts = accounts
         self._audit = audit
         self._actions = actions
         self._alerts = alerts
@@ -189,14 +125,26 @@ class InstructionService:
         self._task: asyncio.Task[None] | None = None
 
     # operator side -------------------------------------------------------------------------
-    async def create(self, data: Any, person: Person) -> list[Instruction]:
-        req = parse_new(data, self._clock())
+    def _ttl(self, req: NewInstruction, now: float) -> float:
+        if req.expires_at is None:
+            ttl = req.ttl_s
+        else:
+            ttl = req.expires_at - now
+            if ttl <= 0:
+                raise _bad(f"expires_at is {-ttl:.0f} s in the past", "bad_ttl")
+        if ttl > MAX_TTL_S:
+            raise _bad(f"TTL of {ttl:.0f} s is over the limit of {MAX_TTL_S} s", "bad_ttl")
+        return ttl
+
+    async def create(self, req: NewInstruction, person: Person) -> list[Instruction]:
+        """Queue the instruction for each target unit, durably, then tell each unit it has mail."""
+        ttl = self._ttl(req, self._clock())
         if req.unit is not None:
-            if await self._store.run(self._store.get_unit, req.unit) is None:
+            if await self._db.run(self._accounts.get_unit, req.unit) is None:
                 raise NotFound(f"unknown unit {req.unit!r}", code="unknown_unit")
             units = [req.unit]
         elif req.action is not None:
-            action = await self._actions.get(req.action)
+            action = await self._actions.require(req.action)
             if action.state == "ended":
                 raise Conflict(f"action {action.id} has ended", code="action_ended")
             if not action.units:
@@ -209,7 +157,7 @@ class InstructionService:
         running = {u: (a.id, a.case_number) for a in await self._actions.list("running") for u in a.units}
         links: dict[str, tuple[str | None, str | None]] = {u: running.get(u, (None, None)) for u in units}
         now = self._clock()
-        created = await self._store.write(lambda c: self._insert(c, req, units, links, person.username, now))
+        created = await self._db.write(lambda c: self._insert(c, req, ttl, units, links, person.username, now))
         for ins in created:
             await self._notify(ins.unit_id, ins.seq, [ins.wire()])
             await self._emit(ins.view())
@@ -217,7 +165,7 @@ class InstructionService:
                     ", ".join(f"{i.id}->{i.unit_id}" for i in created[:5]))
         return created
 
-    def _insert(self, conn: Any, req: NewInstruction, units: list[str],
+    def _insert(self, conn: Any, req: NewInstruction, ttl_s: float, units: list[str],
                 links: dict[str, tuple[str | None, str | None]], actor: str, now: float) -> list[Instruction]:
         out = []
         for unit_id in units:
@@ -227,7 +175,7 @@ class InstructionService:
                          "ON CONFLICT(unit_id) DO UPDATE SET last_seq=excluded.last_seq", (unit_id, seq))
             action_id, case_number = links[unit_id]
             ins = Instruction(f"ins-{secrets.token_hex(8)}", unit_id, seq, req.type, req.payload, req.priority,
-                              "queued", action_id, case_number, actor, now, now + req.ttl_s, req.ack_deadline_s,
+                              "queued", action_id, case_number, actor, now, now + ttl_s, req.ack_deadline_s,
                               None, None, None, None, None, None)
             conn.execute(
                 f"INSERT INTO instructions({COLUMNS}) VALUES ({','.join('?' * 19)})",
@@ -237,16 +185,16 @@ class InstructionService:
             )
             self._audit.append_sync(conn, actor, "instruction.queued", ins.id, unit_id=unit_id, seq=seq,
                                     type=req.type, action_id=action_id, case_number=case_number,
-                                    ttl_s=req.ttl_s, priority=req.priority)
+                                    ttl_s=ttl_s, priority=req.priority)
             out.append(ins)
         return out
 
     def _get(self, instruction_id: str) -> Instruction | None:
-        rows = self._store.query(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (instruction_id,))
+        rows = self._db.query(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (instruction_id,))
         return Instruction.from_row(rows[0]) if rows else None
 
     async def get(self, instruction_id: str) -> Instruction:
-        ins = await self._store.run(self._get, instruction_id)
+        ins = await self._db.run(self._get, instruction_id)
         if ins is None:
             raise NotFound(f"unknown instruction {instruction_id!r}", code="unknown_instruction")
         return ins
@@ -262,27 +210,27 @@ class InstructionService:
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY created_at DESC, seq DESC LIMIT ?"
-        rows = await self._store.run(self._store.query, sql, (*args, max(1, min(limit, 1000))))
+        rows = await self._db.run(self._db.query, sql, (*args, max(1, min(limit, 1000))))
         return [Instruction.from_row(r) for r in rows]
 
     # unit side -----------------------------------------------------------------------------
-    async def sync(self, unit_id: str, after_seq: int) -> list[Instruction]:
+    async def sync(self, unit_id: str, after_seq: int) -> builtins.list[Instruction]:
         """Undelivered (and delivered but maybe unapplied) instructions after ``after_seq``, in order."""
         now = self._clock()
-        rows = await self._store.run(
-            self._store.query,
+        rows = await self._db.run(
+            self._db.query,
             f"SELECT {COLUMNS} FROM instructions WHERE unit_id=? AND seq>? AND "
             "((state='queued' AND expires_at>?) OR state='delivered') ORDER BY seq LIMIT ?",
             (unit_id, after_seq, now, SYNC_LIMIT),
         )
         return [Instruction.from_row(r) for r in rows]
 
-    async def received(self, unit_id: str, ids: Iterable[str]) -> tuple[list[str], list[str]]:
+    async def received(self, unit_id: str, ids: Iterable[str]) -> tuple[builtins.list[str], builtins.list[str]]:
         """Mark the unit's receipt; answer ``(delivered_ids, expired_ids)``. Apply only the first."""
         ids = list(dict.fromkeys(ids))
         now = self._clock()
 
-        def apply(conn: Any) -> tuple[list[Instruction], list[str], list[str]]:
+        def apply(conn: Any) -> tuple[builtins.list[Instruction], builtins.list[str], builtins.list[str]]:
             changed, delivered, expired = [], [], []
             found = {}
             for iid in ids:
@@ -306,7 +254,7 @@ class InstructionService:
                     delivered.append(iid)  # already delivered: the unit re-syncs after a restart
             return [self._get_in(conn, i) for i in changed], delivered, expired
 
-        changed, delivered, expired = await self._store.write(apply)
+        changed, delivered, expired = await self._db.write(apply)
         for ins in changed:
             await self._emit(ins.view())
         return delivered, expired
@@ -344,7 +292,7 @@ class InstructionService:
             self._transition(conn, ins, state, now, f"unit:{unit_id}", reason=reason)
             return self._get_in(conn, ins.id)
 
-        ins = await self._store.write(apply)
+        ins = await self._db.write(apply)
         await self._emit(ins.view())
         return ins
 
@@ -364,7 +312,7 @@ class InstructionService:
         """Expire queued instructions past their TTL; alert on delivered ones nobody acknowledged in time."""
         now = self._clock()
 
-        def expire(conn: Any) -> list[Instruction]:
+        def expire(conn: Any) -> builtins.list[Instruction]:
             rows = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE state='queued' AND expires_at<=?",
                                 (now,)).fetchall()
             out = []
@@ -374,16 +322,16 @@ class InstructionService:
                 out.append(self._get_in(conn, ins.id))
             return out
 
-        for ins in await self._store.write(expire):
+        for ins in await self._db.write(expire):
             await self._emit(ins.view())
-        overdue = await self._store.run(
-            self._store.query,
+        overdue = await self._db.run(
+            self._db.query,
             f"SELECT {COLUMNS} FROM instructions WHERE state='delivered' AND overdue_alerted=0 "
             "AND delivered_at + ack_deadline_s <= ?", (now,),
         )
         for row in overdue:
             ins = Instruction.from_row(row)
-            await self._store.run(self._store.query, "UPDATE instructions SET overdue_alerted=1 WHERE id=?", (ins.id,))
+            await self._db.run(self._db.query, "UPDATE instructions SET overdue_alerted=1 WHERE id=?", (ins.id,))
             await self._alerts.raise_alert(
                 "ack_overdue", ins.unit_id,
                 f"instruction {ins.id} ({ins.type}) delivered {now - (ins.delivered_at or now):.0f} s ago "

@@ -23,7 +23,7 @@ from .auth import Person
 from .config import MediaConfig
 from .errors import BadSdp, Conflict, Forbidden, NotFound, Unavailable
 from .roster import Roster
-from .store import Store
+from .stores.accounts import Accounts
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ class Recorder(Protocol):
     def publish_ended(self, unit_id: str, cause: str) -> None: ...
 
 
+def ice_servers(config: MediaConfig) -> list[dict[str, Any]]:
+    """The STUN/TURN servers handed to WebRTC peers (WHIP/WHEP ``Link`` headers, console config)."""
+    return [s.as_rtc_dict() for s in config.ice_servers]
+
+
 def gap_cause(reason: str) -> str:
     """Why a publisher ended, as a recording gap cause."""
     if reason.startswith("ended by the publisher"):
@@ -46,13 +51,15 @@ def gap_cause(reason: str) -> str:
     if reason.startswith("server shutting down"):
         return "server_shutdown"
     return "link_lost"  # silence, failed connection, replaced after silence
+
+
 TOUCH_INTERVAL_S = 5.0
 
 
 class LiveService:
-    def __init__(self, store: Store, relay: Relay, roster: Roster, config: MediaConfig, node_id: str,
-                 on_viewer_closed: ViewerClosed) -> None:
-        self._store = store
+    def __init__(self, accounts: Accounts, relay: Relay, roster: Roster, config: MediaConfig, node_id: str,
+                 on_viewer_closed: ViewerClosed, recorder: Recorder | None) -> None:
+        self._accounts = accounts
         self.relay = relay
         self.roster = roster
         self._config = config
@@ -64,11 +71,8 @@ class LiveService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._toucher: asyncio.Task[None] | None = None
         self.accepting = True
-        self.recorder: Recorder | None = None
-
-    @property
-    def ice_servers(self) -> list[dict[str, Any]]:
-        return [s.as_rtc_dict() for s in self._config.ice_servers]
+        self._recorder = recorder
+        self.ice_servers = ice_servers(config)
 
     def start(self) -> None:
         self.relay.start()
@@ -90,7 +94,7 @@ class LiveService:
         task.add_done_callback(self._tasks.discard)
 
     async def _require_unit(self, unit_id: str) -> None:
-        if await self._store.run(self._store.get_unit, unit_id) is None:
+        if await self._accounts.db.run(self._accounts.get_unit, unit_id) is None:
             raise NotFound(f"unknown unit {unit_id!r}", code="unknown_unit")
 
     # publishing --------------------------------------------------------------------------
@@ -123,9 +127,9 @@ class LiveService:
                 raise BadSdp(str(exc)) from exc
             self.publishers[unit_id] = session
         logger.info("unit %s: publishing via %s, session %s", unit_id, via, session.id)
-        if self.recorder is not None:
+        if self._recorder is not None:
             try:
-                await self.recorder.publish_started(unit_id, session.channel, _codec_name(session.codecs.get("video")),
+                await self._recorder.publish_started(unit_id, session.channel, _codec_name(session.codecs.get("video")),
                                                     _codec_name(session.codecs.get("audio")))
             except Exception:  # live view goes on; the archive raises its own alarm
                 logger.exception("unit %s: recording could not start", unit_id)
@@ -140,8 +144,8 @@ class LiveService:
     def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
         if self.publishers.get(session.unit_id) is session:
             del self.publishers[session.unit_id]
-            if self.recorder is not None:
-                self.recorder.publish_ended(session.unit_id, gap_cause(reason))
+            if self._recorder is not None:
+                self._recorder.publish_ended(session.unit_id, gap_cause(reason))
             self._spawn(self.roster.mark(session.unit_id, publishing=False))
 
     async def unpublish(self, unit_id: str, session_id: str) -> None:

@@ -22,101 +22,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from geo.fix import Fix, FixError, parse_fix
 from geo.geofence import Geofence, GeofenceError, GeofenceWatcher
 from geo.track import TrackPoint, TrackStore
 from geo.track_writer import DEFAULT_INTERVAL_S, TrackWriter
 
-from .actions import Action, ActionService
+from .actions import Action, ActionStore
 from .alerts import AlertService
 from .audit import AuditTrail
 from .errors import BadRequest
-from .geo_index import MemoryPositionIndex, PositionIndex
-from .roster import Roster, iso
+from .position_feed import FEED_INTERVAL_S, PositionFeed, PushPositions
+from .roster import Roster
+from .running_actions import RunningActions
+from .stores.position_index import PositionIndex
 
 logger = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 STALE_SWEEP_S = 2.0
-FEED_INTERVAL_S = 0.1  # the most often operators get a list of moved units
-FEED_MAX_UNITS = 1000  # units per ``unit_positions`` event (about 150 bytes each)
 ACTION_TTL_S = 1.0  # an action's area is re-read this often at most (the running-action map is as old)
-
-PushPositions = Callable[[list[dict[str, Any]]], Awaitable[None]]
-
-
-class PositionFeed:
-    """Moved units on their way to operators: the newest position per unit, pushed as one list.
-
-    The first position after a quiet spell goes out at once; while positions keep coming, a list
-    goes out at most every ``interval_s``, so a console sees a fix at most that much later than
-    it was stored, and a unit that moved several times in between is sent once. An item is
-    ``{"id", "position", "last_seen", "fix_age_s", "stale"}``: the fields of the unit's
-    ``unit_status`` view that a new fix changes.
-    """
-
-    def __init__(self, push: PushPositions, stale_after_s: float, interval_s: float = FEED_INTERVAL_S,
-                 clock: Callable[[], float] = time.time) -> None:
-        self._push = push
-        self.stale_after_s = stale_after_s
-        self._interval_s = interval_s
-        self._clock = clock
-        self._pending: dict[str, tuple[dict[str, Any], float, float]] = {}  # id -> (position, fix ts, seen)
-        self._task: asyncio.Task[None] | None = None
-        self._last_push = float("-inf")  # loop time
-        self._closed = False
-
-    def add(self, unit_id: str, position: dict[str, Any], fix_ts: float, seen: float) -> None:
-        """Queue the unit's new position (``fix_ts`` and ``seen`` in epoch seconds); ignored once closed."""
-        if self._closed:
-            return
-        self._pending[unit_id] = (position, fix_ts, seen)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="position-feed")
-
-    def discard(self, unit_id: str) -> None:
-        """Drop a queued position (a full ``unit_status`` is telling operators instead)."""
-        self._pending.pop(unit_id, None)
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            wait = self._last_push + self._interval_s - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._last_push = loop.time()
-            await self._flush()
-
-    async def _flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        now = self._clock()
-        items = []
-        for unit_id, (position, fix_ts, seen) in pending.items():
-            age = round(max(0.0, now - fix_ts), 1)
-            items.append({"id": unit_id, "position": position, "last_seen": iso(seen), "fix_age_s": age,
-                          "stale": age > self.stale_after_s})
-        for i in range(0, len(items), FEED_MAX_UNITS):
-            try:
-                await self._push(items[i:i + FEED_MAX_UNITS])
-            except Exception as exc:  # a Redis hiccup: the next fixes bring newer positions
-                logger.warning("could not push %d positions to operators: %s", len(items[i:i + FEED_MAX_UNITS]), exc)
-
-    async def close(self) -> None:
-        """Push what is queued, then stop; idempotent."""
-        self._closed = True
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
 
 class PositionService:
     """Ingest of units' fixes and everything that follows from them (see the module docstring)."""
 
-    def __init__(self, tracks: TrackStore, roster: Roster, actions: ActionService, alerts: AlertService,
-                 audit: AuditTrail, unit_actions: Callable[[], Awaitable[dict[str, tuple[str, str]]]],
-                 stale_after_s: float, index: PositionIndex | None = None,
+    def __init__(self, tracks: TrackStore, roster: Roster, actions: ActionStore, alerts: AlertService,
+                 audit: AuditTrail, unit_actions: RunningActions, stale_after_s: float, index: PositionIndex,
                  clock: Callable[[], float] = time.time, *, push_positions: PushPositions,
                  commit_interval_s: float = DEFAULT_INTERVAL_S, feed_interval_s: float = FEED_INTERVAL_S) -> None:
         self.tracks = tracks
@@ -129,7 +61,7 @@ class PositionService:
         self._unit_actions = unit_actions
         self.stale_after_s = stale_after_s
         self._clock = clock
-        self.index: PositionIndex = index or MemoryPositionIndex()
+        self.index = index
         self._latest: dict[str, Fix] = {}
         self._stale: set[str] = set()
         self._fences: dict[str, tuple[str, GeofenceWatcher]] = {}  # action id -> (area repr, watcher)
@@ -193,13 +125,15 @@ class PositionService:
             await self._roster.move(unit_id, position, seen)
             self._feed.add(unit_id, position, newest.ts, seen)
 
-    async def _action(self, action_id: str) -> Action:
+    async def _action(self, action_id: str) -> Action | None:
         """The action, read from the store at most every ACTION_TTL_S (fixes of its units come at 1 Hz)."""
         now = time.monotonic()
         hit = self._action_cache.get(action_id)
         if hit is not None and now - hit[0] < ACTION_TTL_S:
             return hit[1]
         action = await self._actions.get(action_id)
+        if action is None:
+            return None
         if len(self._action_cache) > 256:
             self._action_cache = {k: v for k, v in self._action_cache.items() if now - v[0] < ACTION_TTL_S}
         self._action_cache[action_id] = (now, action)
@@ -207,7 +141,7 @@ class PositionService:
 
     async def _check_fence(self, unit_id: str, action_id: str, fixes: list[Fix]) -> None:
         action = await self._action(action_id)
-        if action.area is None:
+        if action is None or action.area is None:
             return
         key = repr(action.area)
         entry = self._fences.get(action_id)

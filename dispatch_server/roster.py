@@ -8,16 +8,16 @@ the position service pushes such moves in batches.
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
 import logging
 import time
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+from typing import Any, Awaitable, Callable, Sequence
 
-from geo.fix import iso_utc_seconds
+from utctime import iso_seconds, parse_iso
 
-from .presence import Presence, PresenceStore
-from .store import Store, UnitRecord
+from .actions import Action
+from .links import UnitLinks
+from .stores.accounts import Accounts, UnitRecord
+from .stores.presence import Presence, PresenceStore
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +26,11 @@ Watcher = Callable[[Presence | None, Presence], Awaitable[None]]
 UnitActions = Callable[[], Awaitable[dict[str, tuple[str, str]]]]
 
 
-def iso(ts: float | None) -> str | None:
-    """Epoch seconds as ISO 8601 UTC to the second (``last_seen``, stamped on every fix)."""
-    return None if ts is None else iso_utc_seconds(ts)
-
-
 def fix_age_s(position: dict[str, Any] | None, now: float) -> float | None:
     if not position or not isinstance(position.get("ts"), str):
         return None
     try:
-        ts = dt.datetime.fromisoformat(position["ts"].replace("Z", "+00:00")).timestamp()
+        ts = parse_iso(position["ts"])
     except ValueError:
         return None
     return round(max(0.0, now - ts), 1)
@@ -54,7 +49,7 @@ def unit_view(rec: UnitRecord, p: Presence | None, action: tuple[str, str] | Non
         "kind": rec.kind,
         "online": p.online,
         "publishing": p.publishing,
-        "last_seen": iso(p.last_seen),
+        "last_seen": iso_seconds(p.last_seen),
         "video_codec": p.video_codec,
         "audio_codec": p.audio_codec,
         "position": p.position,
@@ -62,72 +57,34 @@ def unit_view(rec: UnitRecord, p: Presence | None, action: tuple[str, str] | Non
     }
 
 
-T = TypeVar("T")
-
-
-class SharedCall(Generic[T]):
-    """``await shared()`` calls ``fn()``, unless a call is in flight: then it waits for that one.
-
-    For lookups that usually answer from a cache without suspending (then this costs one future)
-    but sometimes go to the store: without it, every event arriving during that query (hundreds a
-    second with thousands of units) would start a query of its own and queue behind the others.
-    """
-
-    def __init__(self, fn: Callable[[], Awaitable[T]]) -> None:
-        self._fn = fn
-        self._inflight: asyncio.Future[T] | None = None
-
-    async def __call__(self) -> T:
-        while (inflight := self._inflight) is not None:
-            try:
-                return await asyncio.shield(inflight)
-            except asyncio.CancelledError:
-                if not inflight.cancelled():
-                    raise  # this caller was cancelled
-                # the caller that made the call was cancelled: make another
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._inflight = fut
-        try:
-            value = await self._fn()
-        except Exception as exc:
-            fut.set_exception(exc)
-            fut.exception()  # marked retrieved: the waiters, if any, raise it too
-            raise
-        except BaseException:
-            fut.cancel()
-            raise
-        finally:
-            self._inflight = None
-        fut.set_result(value)
-        return value
-
-
 class Roster:
-    def __init__(self, store: Store, presence: PresenceStore, emit: Emit,
+    """Units as operators see them. ``watchers`` are told every :meth:`mark` (before and after),
+    in order; ``running`` answers the running action of each unit."""
+
+    def __init__(self, accounts: Accounts, presence: PresenceStore, running: UnitActions, emit: Emit,
+                 watchers: Sequence[Watcher] = (), stale_after_s: float = 30.0,
                  clock: Callable[[], float] = time.time) -> None:
-        self._store = store
+        self._accounts = accounts
         self.presence = presence
+        self._running = running
         self._emit = emit
+        self._watchers = tuple(watchers)
+        self.stale_after_s = stale_after_s
         self._clock = clock
-        self.watchers: list[Watcher] = []
-        self.unit_actions: UnitActions | None = None  # running action (id, case number) per unit
-        self.stale_after_s = 30.0
         self._records: dict[str, UnitRecord] = {}  # id and kind never change; saves a query per event
 
     async def _actions(self) -> dict[str, tuple[str, str]]:
-        if self.unit_actions is None:
-            return {}
-        return await self.unit_actions()
+        return await self._running()
 
     async def units(self) -> list[dict[str, Any]]:
-        recs = await self._store.run(self._store.list_units)
+        recs = await self._accounts.db.run(self._accounts.list_units)
         pres = await self.presence.all()
         actions = await self._actions()
         now = self._clock()
         return [unit_view(r, pres.get(r.id), actions.get(r.id), now, self.stale_after_s) for r in recs]
 
     async def unit(self, unit_id: str) -> dict[str, Any] | None:
-        rec = await self._store.run(self._store.get_unit, unit_id)
+        rec = await self._accounts.db.run(self._accounts.get_unit, unit_id)
         if rec is None:
             return None
         return unit_view(rec, await self.presence.get(unit_id), (await self._actions()).get(unit_id),
@@ -138,6 +95,25 @@ class Roster:
         view = await self.unit(unit_id)
         if view is not None:
             await self._emit(view)
+
+    async def action_changed(self, action: Action) -> None:
+        """An action listener: the team's units now show (or no longer show) the action."""
+        for unit_id in action.units:
+            await self.announce(unit_id)
+
+    async def online_units(self) -> list[str]:
+        return [u for u, p in (await self.presence.all()).items() if p.online]
+
+    async def disconnected(self, links: UnitLinks) -> None:
+        """At shutdown: the units still linked to this node are no longer connected to it."""
+        for unit_id in links.units():
+            await self.presence.update(unit_id, connected=False)
+
+    async def forget_node(self, node: str) -> None:
+        """At start: units this node knew as connected or publishing before it stopped are not any more."""
+        for unit_id, p in (await self.presence.all()).items():
+            if p.node == node and p.online:
+                await self.presence.update(unit_id, connected=False, publishing=False)
 
     async def move(self, unit_id: str, position: dict[str, Any], seen: float) -> None:
         """Record a new live position (``seen``: epoch seconds, becomes ``last_seen``) quietly.
@@ -151,9 +127,9 @@ class Roster:
     async def mark(self, unit_id: str, *, emit: bool = True, **changes: Any) -> None:
         """Record a change (``last_seen`` is set to now) and tell operators."""
         changes.setdefault("last_seen", self._clock())
-        before = await self.presence.get(unit_id) if self.watchers else None
+        before = await self.presence.get(unit_id) if self._watchers else None
         p = await self.presence.update(unit_id, **changes)
-        for watcher in self.watchers:
+        for watcher in self._watchers:
             try:
                 await watcher(before, p)
             except Exception:
@@ -162,7 +138,7 @@ class Roster:
             return
         rec = self._records.get(unit_id)
         if rec is None:
-            rec = await self._store.run(self._store.get_unit, unit_id)
+            rec = await self._accounts.db.run(self._accounts.get_unit, unit_id)
             if rec is not None:
                 self._records[unit_id] = rec
         if rec is not None:

@@ -15,8 +15,9 @@ from pathlib import Path
 from aiohttp import web
 
 from .app import create_app
-from .appkeys import AUTH, STORE
+from .appkeys import ACCOUNTS, AUTH
 from .config import Settings, describe
+from .demo import DemoUnits
 
 logger = logging.getLogger(__name__)
 
@@ -28,11 +29,11 @@ def ensure_admin(app: web.Application, settings: Settings) -> str | None:
 
     Returns the password while that file exists (so ``make run`` can say how to log in).
     """
-    store = app[STORE]
+    accounts = app[ACCOUNTS]
     path = settings.data_dir / INITIAL_PASSWORD_FILE
-    if store.count_users() == 0:
+    if accounts.count_users() == 0:
         password = secrets.token_urlsafe(12)
-        store.add_user("admin", "admin", app[AUTH].hash_password(password), time.time())
+        accounts.add_user("admin", "admin", app[AUTH].hash_password(password), time.time())
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(password + "\n")
@@ -54,14 +55,19 @@ async def serve(settings: Settings) -> int:
     gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
     app = create_app(settings)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
-    await site.start()
-    sockets = site._server.sockets if site._server is not None else []  # aiohttp has no public getter
-    port = sockets[0].getsockname()[1] if sockets else settings.server.port
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()  # closes exactly the parts that had started
+        raise
+    addresses = runner.addresses  # where the listening socket is bound (port 0 picks a free one)
+    port = addresses[0][1] if addresses else settings.server.port
     url = f"http://{settings.server.host}:{port}"
     logger.info("configuration:\n%s", describe(settings))
-    logger.info("event loop: %s.%s", type(asyncio.get_running_loop()).__module__, type(asyncio.get_running_loop()).__name__)
+    loop_type = type(asyncio.get_running_loop())
+    logger.info("event loop: %s.%s", loop_type.__module__, loop_type.__name__)
     password = ensure_admin(app, settings)
 
     stop = asyncio.Event()
@@ -81,11 +87,10 @@ async def serve(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
 
-    demo_task: asyncio.Task[None] | None = None
+    demo: DemoUnits | None = None
     if settings.demo.simulated_units > 0:
-        from .demo import run_demo_units
-
-        demo_task = loop.create_task(run_demo_units(app, settings, url, stop), name="demo-units")
+        demo = DemoUnits(app[ACCOUNTS], settings.demo, settings.data_dir)
+        await demo.start(url)
 
     print(f"dispatch-server listening on {url}", flush=True)
     print(f"  operator console: {url}/   field page: {url}/field", flush=True)
@@ -95,9 +100,8 @@ async def serve(settings: Settings) -> int:
     try:
         await stop.wait()
     finally:
-        if demo_task is not None:
-            demo_task.cancel()
-            await asyncio.gather(demo_task, return_exceptions=True)
+        if demo is not None:
+            await demo.stop()
         try:
             await asyncio.wait_for(runner.cleanup(), timeout=settings.server.shutdown_grace_s)
         except asyncio.TimeoutError:

@@ -3,41 +3,55 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from geo.fix import FixError, parse_fix
 
-from .actions import ActionService
+from .actions import ActionStore
 from .alerts import AlertService
 from .errors import BadRequest
-from .roster import Roster
+from .stores.presence import PresenceStore
 
 MAX_NOTE = 500
 
 
-async def raise_sos(alerts: AlertService, actions: ActionService, roster: Roster, unit_id: str,
-                    data: Any) -> dict[str, Any]:
-    """Raise an SOS alert; the position is the one sent with it, else the unit's last known fix."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise BadRequest("sos: expected a JSON object", code="bad_message")
-    note = data.get("note", "")
-    if not isinstance(note, str) or len(note) > MAX_NOTE:
-        raise BadRequest(f"sos: note must be text of at most {MAX_NOTE} characters", code="bad_message")
-    position: dict[str, Any] | None = None
-    if data.get("lat") is not None or data.get("lon") is not None:
-        try:
-            position = parse_fix({"ts": time.time(), **{k: data[k] for k in ("lat", "lon", "accuracy") if k in data}},
-                                 time.time()).as_dict()
-        except FixError as exc:
-            raise BadRequest(f"sos: {exc}", code="bad_message") from None
-    else:
-        presence = await roster.presence.get(unit_id)
-        position = presence.position if presence else None
-    action = await actions.running_for_unit(unit_id)
-    message = f"SOS from unit {unit_id}" + (f": {note}" if note else "")
-    return await alerts.raise_alert(
-        "sos", unit_id, message, actor=f"unit:{unit_id}", position=position,
-        action_id=action.id if action else None, case_number=action.case_number if action else None,
-    )
+@dataclass(frozen=True)
+class SosCall:
+    """What a unit sends with its SOS (parsed at the edge): a note, and a fix if it has one."""
+
+    note: str = ""
+    lat: float | None = None
+    lon: float | None = None
+    accuracy: float | None = None
+
+
+class SosService:
+    def __init__(self, alerts: AlertService, actions: ActionStore, presence: PresenceStore,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._alerts = alerts
+        self._actions = actions
+        self._presence = presence
+        self._clock = clock
+
+    async def raise_sos(self, unit_id: str, call: SosCall) -> dict[str, Any]:
+        """Raise an SOS alert; the position is the one sent with it, else the unit's last known fix."""
+        position: dict[str, Any] | None = None
+        if call.lat is not None or call.lon is not None:
+            now = self._clock()
+            raw = {"ts": now, "lat": call.lat, "lon": call.lon}
+            if call.accuracy is not None:
+                raw["accuracy"] = call.accuracy
+            try:
+                position = parse_fix(raw, now).as_dict()
+            except FixError as exc:
+                raise BadRequest(f"sos: {exc}", code="bad_message") from None
+        else:
+            presence = await self._presence.get(unit_id)
+            position = presence.position if presence else None
+        action = await self._actions.running_for_unit(unit_id)
+        message = f"SOS from unit {unit_id}" + (f": {call.note}" if call.note else "")
+        return await self._alerts.raise_alert(
+            "sos", unit_id, message, actor=f"unit:{unit_id}", position=position,
+            action_id=action.id if action else None, case_number=action.case_number if action else None,
+        )

@@ -17,10 +17,11 @@ from media.errors import CodecMismatch, SdpError
 from media.relay import Relay
 from media.session import PublisherSession, ViewerSession
 
-from .actions import ActionService
+from .actions import ActionStore
 from .audit import AuditTrail
 from .auth import Person
 from .errors import BadSdp, Conflict, Forbidden, NotFound
+from .links import UnitLinks
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +40,16 @@ class Talk:
 
 
 class TalkService:
-    def __init__(self, relay: Relay, actions: ActionService, audit: AuditTrail, emit_unit: EmitUnit,
-                 ice_servers: Callable[[], list[dict[str, Any]]], timeout_s: float,
-                 is_connected: Callable[[str], bool], clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, relay: Relay, actions: ActionStore, audit: AuditTrail, emit_unit: EmitUnit,
+                 ice_servers: list[dict[str, Any]], timeout_s: float, links: UnitLinks,
+                 clock: Callable[[], float] = time.time) -> None:
         self._relay = relay
         self._actions = actions
         self._audit = audit
         self._emit_unit = emit_unit
         self._ice = ice_servers
         self._timeout_s = timeout_s
-        self._is_connected = is_connected
+        self._links = links
         self._clock = clock
         self.talks: dict[str, Talk] = {}  # by talk id (= the operator's publisher session id)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -59,7 +60,7 @@ class TalkService:
 
     async def start(self, unit_id: str, offer_sdp: str, person: Person) -> tuple[str, str]:
         person.require("live.watch")
-        if not self._is_connected(unit_id):
+        if not self._links.is_connected(unit_id):
             raise Conflict(f"unit {unit_id!r} is not connected to this node; it cannot hear you", code="unit_offline")
         for talk in self.talks.values():
             if talk.unit_id == unit_id:
@@ -67,7 +68,7 @@ class TalkService:
         try:
             session, answer = await PublisherSession.accept(
                 unit_id=unit_id, offer_sdp=offer_sdp, channel=self._relay.channel(self.channel_id(unit_id)),
-                ice_servers=self._ice(), timeout_s=self._timeout_s, on_end=self._ended,
+                ice_servers=self._ice, timeout_s=self._timeout_s, on_end=self._ended,
             )
         except SdpError as exc:
             raise BadSdp(str(exc)) from exc
@@ -89,7 +90,7 @@ class TalkService:
         try:
             viewer, answer = await ViewerSession.accept(
                 unit_id=self.channel_id(unit_id), offer_sdp=offer_sdp,
-                channel=self._relay.channel(self.channel_id(unit_id)), ice_servers=self._ice(),
+                channel=self._relay.channel(self.channel_id(unit_id)), ice_servers=self._ice,
                 on_end=lambda s, r: None, viewer=f"unit:{unit_id}",
             )
         except (SdpError, CodecMismatch) as exc:

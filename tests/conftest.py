@@ -14,7 +14,7 @@ import uvloop
 from aiohttp import web
 
 from dispatch_server.app import create_app
-from dispatch_server.appkeys import AUTH, STORE
+from dispatch_server.appkeys import ACCOUNTS, AUTH
 from dispatch_server.auth import hash_token, new_token
 from dispatch_server.config import Settings, load_settings
 from media import passthrough
@@ -34,11 +34,11 @@ class LiveServer:
 
     def add_unit(self, unit_id: str, kind: str = "body") -> str:
         token = new_token()
-        self.app[STORE].add_unit(unit_id, kind, hash_token(token), time.time())
+        self.app[ACCOUNTS].add_unit(unit_id, kind, hash_token(token), time.time())
         return token
 
     def add_user(self, name: str, role: str, password: str = OPERATOR_PASSWORD) -> None:
-        self.app[STORE].add_user(name, role, self.app[AUTH].hash_password(password), time.time())
+        self.app[ACCOUNTS].add_user(name, role, self.app[AUTH].hash_password(password), time.time())
 
     async def login(self, name: str, password: str = OPERATOR_PASSWORD) -> str:
         async with aiohttp.ClientSession() as http:

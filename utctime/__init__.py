@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+from typing import overload
 
 __all__ = [
     "iso_micro",
@@ -61,9 +62,14 @@ def _second(second: int) -> str:
     return cached[1]
 
 
-def iso_seconds(ts: float) -> str:
-    """Epoch seconds to the whole second (``isoformat(timespec="seconds")`` rounding), with ``Z``."""
-    return f"{_second(_split(ts)[0])}Z"
+@overload
+def iso_seconds(ts: float) -> str: ...
+@overload
+def iso_seconds(ts: None) -> None: ...
+def iso_seconds(ts: float | None) -> str | None:
+    """Epoch seconds to the whole second (``isoformat(timespec="seconds")`` rounding), with ``Z``;
+    ``None`` stays ``None`` (a time that has not happened yet, such as ``acknowledged_at``)."""
+    return None if ts is None else f"{_second(_split(ts)[0])}Z"
 
 
 def iso_micro(ts: float) -> str:

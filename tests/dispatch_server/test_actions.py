@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dispatch_server.actions import RunningActions
+from dispatch_server.running_actions import RunningActions
 from dispatch_server.casenumber import CaseNumberError, parse_case_number
 from tests.conftest import LiveServer
 

@@ -15,8 +15,8 @@ import pytest
 import yarl
 
 from dispatch_server.appkeys import PARTY
-from dispatch_server.party import TooManyAttempts
-from dispatch_server.errors import Unauthorized
+from dispatch_server.errors import TooManyAttempts, Unauthorized
+from dispatch_server.party_access import PartySignIn
 from media.pattern import EncodedAudioLoop, EncodedLoop
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import ACTION, api
@@ -189,30 +189,30 @@ async def test_wrong_codes_lock_out_an_address_but_not_the_party(make_live: Any)
     issued = await party.issue_code(CASE, "李四", "clerk", "test")
     for _ in range(3):
         with pytest.raises(Unauthorized):
-            await party.login(CASE, "AAAA-BBBB-CCCC", "李四", "10.0.0.66")
+            await party.login(PartySignIn(CASE, "AAAA-BBBB-CCCC", "李四"), "10.0.0.66")
     with pytest.raises(TooManyAttempts) as locked:
-        await party.login(CASE, issued["code"], "李四", "10.0.0.66")
+        await party.login(PartySignIn(CASE, issued["code"], "李四"), "10.0.0.66")
     assert 0 < locked.value.retry_after_s <= 60
     # The real party, from elsewhere, is not locked out by someone else's guessing.
-    token, who = await party.login(CASE, issued["code"], "李四", "10.0.0.7")
+    token, who = await party.login(PartySignIn(CASE, issued["code"], "李四"), "10.0.0.7")
     assert who.name == "李四" and token
     # Lockouts double per further failure but never exceed max_lockout_s, and they end.
     clock.offset += 61
     for _ in range(5):
         with pytest.raises((Unauthorized, TooManyAttempts)):
-            await party.login(CASE, "AAAA-BBBB-CCCC", "李四", "10.0.0.66")
+            await party.login(PartySignIn(CASE, "AAAA-BBBB-CCCC", "李四"), "10.0.0.66")
         clock.offset += 61
     with pytest.raises(TooManyAttempts) as locked:
-        await party.login(CASE, "AAAA-BBBB-CCCC", "李四", "10.0.0.66")
+        await party.login(PartySignIn(CASE, "AAAA-BBBB-CCCC", "李四"), "10.0.0.66")
     assert locked.value.retry_after_s <= 120
     clock.offset += 121
     issued2 = await party.issue_code(CASE, "李四", "clerk", "test")
-    token, _ = await party.login(CASE, issued2["code"], "李四", "10.0.0.66")
+    token, _ = await party.login(PartySignIn(CASE, issued2["code"], "李四"), "10.0.0.66")
     assert token
     # The wrong name with a right code is refused.
     issued3 = await party.issue_code(CASE, "李四", "clerk", "test")
     with pytest.raises(Unauthorized, match="name does not match"):
-        await party.login(CASE, issued3["code"], "王五", "10.0.0.8")
+        await party.login(PartySignIn(CASE, issued3["code"], "王五"), "10.0.0.8")
 
 
 def traversal_payloads() -> list[str]:

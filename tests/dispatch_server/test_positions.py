@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 import aiohttp
 import msgpack
 
-from dispatch_server.positions import PositionFeed
+from dispatch_server.position_feed import PositionFeed
 from geo.distance import haversine_m
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import ACTION, api
@@ -205,8 +205,11 @@ async def test_nearest_units_match_brute_force(make_live: Any, mode: dict[str, A
     for bad in ("lat=91&lon=0", "lat=x&lon=0", "lon=1", "lat=1&lon=1&k=0"):
         async with http.get(f"{live.url}/api/units/nearest?{bad}", headers=auth) as r:
             assert r.status == 400
-    # available=true leaves out units that are offline.
+    # available=true leaves out units that are offline (once the server has seen it go).
+    console = await Console(live.url, op).connect()
     await units["u00"][2].close()
+    await console.next("unit_status", lambda u: u["id"] == "u00" and not u["online"], timeout=30)
+    await console.close()
     lat0, lon0, _ = units["u00"]
     async with http.get(f"{live.url}/api/units/nearest?lat={lat0}&lon={lon0}&k=1&available=true", headers=auth) as r:
         [first] = (await r.json())["units"]

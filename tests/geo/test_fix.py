@@ -7,7 +7,7 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatch_server.roster import iso
+from utctime import iso_seconds as iso
 from geo.fix import Fix, iso_utc
 
 

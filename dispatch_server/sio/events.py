@@ -8,7 +8,7 @@ from typing import Any, Awaitable, Callable
 
 from socketio.exceptions import ConnectionRefusedError
 
-from .errors import DispatchError, sio_error
+from ..errors import DispatchError, sio_error
 from .messages import check_size
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""The unit telemetry channel: GPS fix batches over a plain websocket (route in ``api_telemetry``).
+"""The unit telemetry channel: GPS fix batches over a plain websocket (route in ``api_telemetry``),
+its frames, their replies and the hub of open channels.
 
 Why a channel of its own next to the unit's Socket.IO link: positions are the one message every
 unit sends every second. Through python-socketio each one-fix batch costs the server about
@@ -39,11 +40,12 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from .errors import DispatchError
-from .messages import unpack_msgpack
-from .positions import PositionService
+from ..errors import DispatchError
+from ..positions import PositionService
+from ..sio.messages import unpack_msgpack
 
 logger = logging.getLogger(__name__)
+
 
 @dataclass
 class TelemetryStats:

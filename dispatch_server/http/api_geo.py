@@ -11,10 +11,10 @@ from aiohttp import web
 from geo.fix import FixError, parse_time
 from geo.gpx import track_geojson, track_gpx
 
-from .appkeys import POSITIONS, STORE
-from .auth import check_unit_id
-from .errors import BadRequest, NotFound
-from .http_api import person_of
+from ..appkeys import ACCOUNTS, POSITIONS
+from ..auth import check_unit_id
+from ..errors import BadRequest, NotFound
+from .request import person_of
 
 routes = web.RouteTableDef()
 
@@ -58,8 +58,8 @@ async def nearest(request: web.Request) -> web.Response:
 async def track(request: web.Request) -> web.StreamResponse:
     await person_of(request, "dispatch.read")
     unit_id = check_unit_id(request.match_info["unit_id"])
-    store = request.app[STORE]
-    if await store.run(store.get_unit, unit_id) is None:
+    accounts = request.app[ACCOUNTS]
+    if await accounts.db.run(accounts.get_unit, unit_id) is None:
         raise NotFound(f"unknown unit {unit_id!r}", code="unknown_unit")
     now = time.time()
     until = _time(request, "to", now + 60)

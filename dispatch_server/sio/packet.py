@@ -18,7 +18,7 @@ class TextOnly(dict):  # type: ignore[type-arg]
     """A payload that holds only JSON types (no ``bytes`` anywhere), so it is not searched."""
 
 
-class Packet(packet.Packet):
+class Packet(packet.Packet):  # type: ignore[misc]
     @classmethod
     def data_is_binary(cls, data: Any) -> bool:
         if type(data) is TextOnly:

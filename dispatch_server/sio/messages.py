@@ -1,4 +1,4 @@
-"""Wire messages parsed at the edge: one function per message, so handlers never touch raw dicts.
+"""Socket.IO messages parsed at the edge: one function per message, so handlers never touch raw dicts.
 
 Every parser raises :class:`BadRequest` (code ``bad_message``) naming the field that is wrong.
 """
@@ -6,19 +6,21 @@ Every parser raises :class:`BadRequest` (code ``bad_message``) naming the field 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
-from .errors import BadRequest, TooLarge
+from ..errors import BadRequest, TooLarge
+from ..sos import MAX_NOTE, SosCall
 
 
 def _bad(message: str) -> BadRequest:
     return BadRequest(message, code="bad_message")
 
 
-def unpack_msgpack(data: bytes, what: str) -> Any:
+def unpack_msgpack(data: bytes | bytearray, what: str) -> Any:
     """Untrusted msgpack from a unit: no binary or extension types, text map keys only."""
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=0, max_ext_len=0)
@@ -52,17 +54,6 @@ def _str(d: dict[str, Any], key: str, what: str, max_len: int = 256) -> str:
     if len(v) > max_len:
         raise _bad(f"{what}: field {key!r} is longer than {max_len} characters")
     return v
-
-
-@dataclass(frozen=True)
-class Login:
-    username: str
-    password: str
-
-
-def parse_login(data: Any) -> Login:
-    d = _obj(data, "login")
-    return Login(_str(d, "username", "login", 64), _str(d, "password", "login", 1024))
 
 
 @dataclass(frozen=True)
@@ -117,7 +108,8 @@ class Received:
 def parse_received(data: Any) -> Received:
     d = _obj(data, "received")
     ids = d.get("ids")
-    if not isinstance(ids, list) or not 1 <= len(ids) <= 500 or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
+    if not isinstance(ids, list) or not 1 <= len(ids) <= 500 \
+            or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
         raise _bad("received: ids must be a list of 1..500 instruction ids")
     return Received(tuple(ids))
 
@@ -146,3 +138,22 @@ class TalkJoin:
 def parse_talk_join(data: Any, max_sdp: int) -> TalkJoin:
     d = _obj(data, "talk_join")
     return TalkJoin(_str(d, "talk_id", "talk_join", 64), _str(d, "sdp", "talk_join", max_sdp))
+
+
+def parse_sos(data: Any) -> SosCall:
+    """An SOS: ``{"note"?, "lat"?, "lon"?, "accuracy"?}`` (also empty or absent). The position
+    fields are checked for type here and for range by the fix parser."""
+    if data is None:
+        return SosCall()
+    if not isinstance(data, dict):
+        raise _bad("sos: expected a JSON object")
+    note = data.get("note", "")
+    if not isinstance(note, str) or len(note) > MAX_NOTE:
+        raise _bad(f"sos: note must be text of at most {MAX_NOTE} characters")
+    numbers: dict[str, float | None] = {}
+    for key in ("lat", "lon", "accuracy"):
+        v = data.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            raise _bad(f"sos: field {key!r} must be a finite number")
+        numbers[key] = None if v is None else float(v)
+    return SosCall(note, numbers["lat"], numbers["lon"], numbers["accuracy"])

@@ -13,7 +13,7 @@ from aiohttp import web
 routes = web.RouteTableDef()
 
 ERROR = {"$ref": "#/components/schemas/Error"}
-BEARER = [{"bearer": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _telemetry_op() -> dict[str, Any]:

@@ -8,7 +8,7 @@ radius; results are re-measured with our haversine so both implementations agree
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Protocol, cast
 
 from geo.distance import haversine_m
 from geo.nearest import NearestIndex
@@ -57,9 +57,11 @@ class RedisPositionIndex:
                       accept: Callable[[str], bool]) -> list[tuple[str, float, tuple[float, float]]]:
         count = k
         while True:
-            found = await self._redis.geosearch(GEO_KEY, longitude=lon, latitude=lat, radius=SEARCH_RADIUS_KM,
-                                                unit="km", sort="ASC", count=count, withcoord=True)
-            out = []
+            # decode_responses=True: [[unit id, (lon, lat)], ...]
+            found = cast(list[tuple[str, tuple[float, float]]], await self._redis.geosearch(
+                GEO_KEY, longitude=lon, latitude=lat, radius=SEARCH_RADIUS_KM, unit="km", sort="ASC", count=count,
+                withcoord=True))
+            out: list[tuple[str, float, tuple[float, float]]] = []
             for unit_id, (ulon, ulat) in found:
                 if accept(unit_id):
                     out.append((unit_id, haversine_m(lat, lon, ulat, ulon), (ulat, ulon)))

@@ -45,6 +45,7 @@ class Presence:
 
 
 class PresenceStore(Protocol):
+    async def start(self) -> None: ...
     async def update(self, unit_id: str, **changes: Any) -> Presence: ...
     async def get(self, unit_id: str) -> Presence | None: ...
     async def all(self) -> dict[str, Presence]: ...
@@ -57,6 +58,9 @@ class MemoryPresence:
     def __init__(self, node: str) -> None:
         self.node = node
         self._items: dict[str, Presence] = {}
+
+    async def start(self) -> None:
+        return None
 
     async def update(self, unit_id: str, **changes: Any) -> Presence:
         cur = self._items.get(unit_id) or Presence(unit_id)
@@ -97,7 +101,7 @@ class RedisPresence:
                 logger.warning("node %s: presence heartbeat failed: %s", self.node, exc)
 
     @staticmethod
-    def _decode(raw: str) -> Presence:
+    def _decode(raw: str | bytes) -> Presence:
         return Presence(**json.loads(raw))
 
     async def update(self, unit_id: str, **changes: Any) -> Presence:
@@ -115,14 +119,14 @@ class RedisPresence:
 
     async def all(self) -> dict[str, Presence]:
         raw = await self._redis.hgetall(HASH_KEY)
-        return await self._alive({k: self._decode(v) for k, v in raw.items()})
+        return await self._alive({str(k): self._decode(v) for k, v in raw.items()})
 
     async def _alive(self, items: dict[str, Presence]) -> dict[str, Presence]:
         nodes = sorted({p.node for p in items.values() if p.node})
         alive = set()
         if nodes:
             beats = await self._redis.mget([NODE_KEY.format(n) for n in nodes])
-            alive = {n for n, b in zip(nodes, beats) if b is not None}
+            alive = {n for n, b in zip(nodes, beats, strict=True) if b is not None}
         return {
             k: p if p.node in alive else dataclasses.replace(p, connected=False, publishing=False)
             for k, p in items.items()

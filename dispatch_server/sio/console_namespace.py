@@ -7,20 +7,20 @@ from typing import Any
 
 import socketio
 
-from .auth import Authenticator, Person
-from .config import ServerConfig
-from .errors import DispatchError
-from .live import LiveService
+from ..auth import Authenticator, Person
+from ..config import ServerConfig
+from ..errors import DispatchError
+from ..live import LiveService
+from ..roster import Roster
+from .events import event, refuse
 from .messages import parse_session_ref, parse_watch
-from .roster import Roster
-from .sio_events import event, refuse
 
 logger = logging.getLogger(__name__)
 
 OPERATORS_ROOM = "operators"
 
 
-class ConsoleNamespace(socketio.AsyncNamespace):
+class ConsoleNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def __init__(self, auth: Authenticator, roster: Roster, live: LiveService, limits: ServerConfig) -> None:
         super().__init__("/console")
         self.auth = auth

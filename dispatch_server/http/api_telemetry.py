@@ -1,6 +1,6 @@
 """Edge of the telemetry channel: ``GET /telemetry/{unit_id}`` upgrades to a websocket of fix batches.
 
-The protocol and why it exists are in :mod:`dispatch_server.telemetry`; this module only
+The protocol and why it exists are in :mod:`dispatch_server.http.telemetry_frames`; this module only
 authenticates, upgrades and pumps frames.
 """
 
@@ -11,9 +11,9 @@ import logging
 import msgpack
 from aiohttp import WSMsgType, web
 
-from .appkeys import AUTH, POSITIONS, SETTINGS, TELEMETRY
-from .auth import bearer, check_unit_id
-from .telemetry import answer_batch, text_frame_reply
+from ..appkeys import AUTH, POSITIONS, SETTINGS, TELEMETRY
+from ..auth import bearer, check_unit_id
+from .telemetry_frames import answer_batch, text_frame_reply
 
 logger = logging.getLogger(__name__)
 

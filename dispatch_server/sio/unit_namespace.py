@@ -3,52 +3,50 @@
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any, Callable
+from typing import Any
 
 import socketio
 
-from .actions import ActionService
-from .alerts import AlertService
-from .auth import Authenticator
-from .config import ServerConfig
-from .errors import BadRequest, DispatchError, Unauthorized
-from .instructions import InstructionService
-from .live import LiveService
+from ..auth import Authenticator
+from ..config import ServerConfig
+from ..errors import BadRequest, DispatchError, Unauthorized
+from ..instructions import InstructionService
+from ..links import UnitLinks
+from ..live import LiveService
+from ..positions import PositionService
+from ..roster import Roster
+from ..sos import SosService
+from ..talk import TalkService
+from .events import event, refuse
 from .messages import (
     parse_instruction_state,
     parse_publish,
     parse_received,
     parse_session_ref,
+    parse_sos,
     parse_sync,
     parse_talk_join,
     unpack_msgpack,
 )
-from .positions import PositionService
-from .roster import Roster
-from .sio_events import event, refuse
-from .sos import raise_sos
-from .talk import TalkService
+from .push import unit_room
 
 logger = logging.getLogger(__name__)
 
 
-class UnitNamespace(socketio.AsyncNamespace):
-    def __init__(self, auth: Authenticator, roster: Roster, live: LiveService, limits: ServerConfig,
-                 clock: Callable[[], float] = time.time) -> None:
+class UnitNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(self, auth: Authenticator, roster: Roster, links: UnitLinks, live: LiveService,
+                 instructions: InstructionService, sos: SosService, talk: TalkService, positions: PositionService,
+                 limits: ServerConfig) -> None:
         super().__init__("/unit")
         self.auth = auth
         self.roster = roster
+        self.links = links
         self.live = live
-        # Dispatch services, set by create_app once they exist.
-        self.instructions: InstructionService | None = None
-        self.alerts: AlertService | None = None
-        self.actions: ActionService | None = None
-        self.talk: TalkService | None = None
-        self.positions: PositionService | None = None
+        self.instructions = instructions
+        self.sos = sos
+        self.talk = talk
+        self.positions = positions
         self.limits = limits
-        self._clock = clock
-        self.connections: dict[str, set[str]] = {}  # unit id -> Socket.IO sids on this node
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
@@ -59,8 +57,8 @@ class UnitNamespace(socketio.AsyncNamespace):
         except DispatchError as exc:
             raise refuse(exc) from None
         await self.save_session(sid, {"unit_id": unit.id})
-        await self.enter_room(sid, f"unit:{unit.id}")
-        self.connections.setdefault(unit.id, set()).add(sid)
+        await self.enter_room(sid, unit_room(unit.id))
+        self.links.opened(unit.id, sid)
         logger.info("unit %s: connected (sid %s)", unit.id, sid)
         await self.roster.mark(unit.id, connected=True)
 
@@ -68,11 +66,8 @@ class UnitNamespace(socketio.AsyncNamespace):
         unit_id = (await self.get_session(sid)).get("unit_id")
         if unit_id is None:
             return
-        sids = self.connections.get(unit_id, set())
-        sids.discard(sid)
         logger.info("unit %s: disconnected (sid %s, %s)", unit_id, sid, reason)
-        if not sids:
-            self.connections.pop(unit_id, None)
+        if self.links.closed(unit_id, sid):
             await self.roster.mark(unit_id, connected=False)
 
     async def _unit(self, sid: str) -> str:
@@ -95,7 +90,6 @@ class UnitNamespace(socketio.AsyncNamespace):
     async def on_position(self, sid: str, data: Any) -> dict[str, Any]:
         """One fix as JSON (simple clients); batches go through ``positions``."""
         unit_id = await self._unit(sid)
-        assert self.positions is not None
         result = await self.positions.ingest(unit_id, [data])
         if result["rejected"]:
             raise BadRequest(f"position: {result['rejected'][0]['error']}", code="bad_message")
@@ -105,7 +99,6 @@ class UnitNamespace(socketio.AsyncNamespace):
     async def on_positions(self, sid: str, data: Any) -> dict[str, Any]:
         """A msgpack-encoded batch of fixes (binary event), oldest first."""
         unit_id = await self._unit(sid)
-        assert self.positions is not None
         if not isinstance(data, (bytes, bytearray)):
             raise BadRequest("positions: expected msgpack bytes (a binary event)", code="bad_message")
         return await self.positions.ingest(unit_id, unpack_msgpack(data, "positions"))
@@ -114,21 +107,18 @@ class UnitNamespace(socketio.AsyncNamespace):
     @event()
     async def on_sync(self, sid: str, data: Any) -> dict[str, Any]:
         unit_id = await self._unit(sid)
-        assert self.instructions is not None
         found = await self.instructions.sync(unit_id, parse_sync(data).after_seq)
         return {"ok": True, "instructions": [i.wire() for i in found]}
 
     @event()
     async def on_received(self, sid: str, data: Any) -> dict[str, Any]:
         unit_id = await self._unit(sid)
-        assert self.instructions is not None
         delivered, expired = await self.instructions.received(unit_id, parse_received(data).ids)
         return {"ok": True, "delivered": delivered, "expired": expired}
 
     @event()
     async def on_instruction_state(self, sid: str, data: Any) -> dict[str, Any]:
         unit_id = await self._unit(sid)
-        assert self.instructions is not None
         msg = parse_instruction_state(data)
         ins = await self.instructions.set_state(unit_id, msg.id, msg.state, msg.reason)
         return {"ok": True, "state": ins.state}
@@ -136,13 +126,11 @@ class UnitNamespace(socketio.AsyncNamespace):
     @event()
     async def on_sos(self, sid: str, data: Any) -> dict[str, Any]:
         unit_id = await self._unit(sid)
-        assert self.alerts is not None and self.actions is not None
-        alert = await raise_sos(self.alerts, self.actions, self.roster, unit_id, data)
+        alert = await self.sos.raise_sos(unit_id, parse_sos(data))
         return {"ok": True, "alert_id": alert["id"]}
 
     @event("max_message_bytes")
     async def on_talk_join(self, sid: str, data: Any) -> dict[str, Any]:
         unit_id = await self._unit(sid)
-        assert self.talk is not None
         msg = parse_talk_join(data, self.limits.max_sdp_bytes)
         return {"ok": True, "sdp": await self.talk.join(unit_id, msg.talk_id, msg.sdp)}

@@ -1,0 +1,67 @@
+"""This node's catalog of the evidence archive, kept in step with the archive's ledger, and the
+lock under which legal holds and retention runs change what may be deleted.
+
+The catalog (``recordings.catalog.Catalog``, ``<data_dir>/catalog.sqlite3``) indexes the ledger
+for search; it starts after the archive (its ledger open and recovered) and follows every sealed
+segment and closed recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Callable
+
+from recordings.archive import ArchiveService
+from recordings.catalog import Catalog
+from recordings.retention import Policy, Retention
+
+logger = logging.getLogger(__name__)
+
+
+class EvidenceCatalog:
+    def __init__(self, catalog: Catalog, archive: ArchiveService, policy: Policy,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.catalog = catalog
+        self.archive = archive
+        self.retention = Retention(catalog, archive.ledger, archive.root, policy, clock)
+        self.admin_lock = asyncio.Lock()  # held by hold changes and retention runs
+        self._sync_lock = asyncio.Lock()
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def sync(self) -> None:
+        """Apply the ledger entries the catalog has not seen (cheap when there are none)."""
+        if self.catalog.next_index == self.archive.ledger.size:
+            return
+        async with self._sync_lock:
+            await asyncio.to_thread(self.catalog.sync_from, self.archive.ledger)
+
+    def _on_archive(self, kind: str, detail: dict[str, Any]) -> None:
+        if kind in ("sealed", "closed"):
+            self._dirty.set()
+
+    async def _follow(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            try:
+                await self.sync()
+            except Exception:
+                logger.exception("catalog sync failed")
+
+    async def start(self) -> None:
+        """Catch up with the ledger, then follow it."""
+        await asyncio.to_thread(self.catalog.sync_from, self.archive.ledger)
+        self.archive.listeners.append(self._on_archive)
+        self._task = asyncio.get_running_loop().create_task(self._follow(), name="catalog-sync")
+
+    async def close(self) -> None:
+        if self._on_archive in self.archive.listeners:
+            self.archive.listeners.remove(self._on_archive)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        await asyncio.to_thread(self.catalog.close)

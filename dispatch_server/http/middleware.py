@@ -1,0 +1,53 @@
+"""HTTP middleware: every error as JSON (the one mapping of :mod:`dispatch_server.errors`), and
+security headers on every response."""
+
+from __future__ import annotations
+
+import logging
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from ..errors import DispatchError
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "media-src 'self' blob: mediastream:; connect-src 'self' ws: wss:; frame-ancestors 'none'"
+)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        resp = await handler(request)
+    except DispatchError as exc:
+        if exc.status >= 500 or exc.status == 401:
+            logger.info("%s %s: %s %s", request.method, request.path, exc.status, exc.message)
+        return web.json_response(exc.payload(), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return web.json_response(
+            {"error": {"code": code, "message": f"{exc.reason}: {request.method} {request.path}"}},
+            status=exc.status,
+            headers={k: v for k, v in exc.headers.items() if k in ("Allow",)},
+        )
+    if request.path.startswith(("/api/", "/whip/", "/whep/")):
+        resp.headers.setdefault("Cache-Control", "no-store")
+    return resp
+
+
+@web.middleware
+async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    resp = await handler(request)
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "no-referrer")
+    if resp.content_type == "text/html":
+        resp.headers.setdefault("Content-Security-Policy", CSP)
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+    return resp

@@ -1,0 +1,52 @@
+"""The console's pages and files: ``/`` (operators), ``/field`` (field units in a browser),
+``/portal`` (parties), and the vendored browser libraries from ``console/node_modules``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from ..errors import DispatchError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONSOLE_DIR = REPO_ROOT / "console"
+STATIC_DIR = CONSOLE_DIR / "static"
+SIO_CLIENT_JS = CONSOLE_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
+LEAFLET_DIR = CONSOLE_DIR / "node_modules" / "leaflet" / "dist"
+
+PAGES = {"/": "index.html", "/field": "field.html", "/portal": "portal.html"}
+
+
+def _not_installed(what: str) -> DispatchError:
+    return DispatchError(f"{what} is not installed: run 'make install' (npm ci in console/)",
+                         code="console_not_installed")
+
+
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / name)
+
+    return page
+
+
+async def _sio_client(request: web.Request) -> web.StreamResponse:
+    if not SIO_CLIENT_JS.is_file():
+        raise _not_installed("the Socket.IO browser client")
+    return web.FileResponse(SIO_CLIENT_JS)
+
+
+async def _leaflet_missing(request: web.Request) -> web.StreamResponse:
+    raise _not_installed("the map library")
+
+
+def add_static_routes(router: web.UrlDispatcher) -> None:
+    for path, name in PAGES.items():
+        router.add_get(path, _page(name))
+    router.add_get("/vendor/socket.io.min.js", _sio_client)
+    if LEAFLET_DIR.is_dir():
+        router.add_static("/vendor/leaflet/", LEAFLET_DIR, follow_symlinks=False)
+    else:
+        router.add_get("/vendor/leaflet/{path:.*}", _leaflet_missing)
+    router.add_static("/static/", STATIC_DIR, follow_symlinks=False)

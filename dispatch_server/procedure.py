@@ -1,0 +1,42 @@
+"""流程预警: procedure rules checked live while an action runs, raised as alerts at once.
+
+Today's rule: a unit of a running action must stay connected and keep its video up. When it
+goes offline (``unit_offline``) or stops publishing while still connected
+(``stopped_publishing``), the command room is alerted with the unit, the action and the last
+known position. Alerts of one kind are not repeated for a unit while one is open.
+"""
+
+from __future__ import annotations
+
+from .actions import ActionStore
+from .alerts import AlertService
+from .stores.presence import Presence
+
+
+class ProcedureWatch:
+    """A roster watcher (see :class:`dispatch_server.roster.Roster`): told every change of a unit's state."""
+
+    def __init__(self, actions: ActionStore, alerts: AlertService) -> None:
+        self._actions = actions
+        self._alerts = alerts
+
+    async def unit_changed(self, before: Presence | None, after: Presence) -> None:
+        if before is None:
+            return
+        lost = before.online and not after.online
+        stopped = before.publishing and not after.publishing and after.connected
+        if not (lost or stopped):
+            return
+        action = await self._actions.running_for_unit(after.unit_id)
+        if action is None:
+            return
+        if lost:
+            await self._alerts.raise_alert("unit_offline", after.unit_id,
+                                           f"unit {after.unit_id} of action {action.case_number} went offline",
+                                           action_id=action.id, case_number=action.case_number,
+                                           position=after.position)
+        else:
+            await self._alerts.raise_alert("stopped_publishing", after.unit_id,
+                                           f"unit {after.unit_id} of action {action.case_number} stopped sending video",
+                                           action_id=action.id, case_number=action.case_number,
+                                           position=after.position)

@@ -1,0 +1,38 @@
+"""Retention of the evidence archive as the server runs it: the policy from ``[archive]`` and the
+offline run of ``dispatch-server retention-run`` (the deleting itself is ``recordings.retention``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from recordings.catalog import Catalog
+from recordings.ledger import Ledger
+from recordings.retention import Policy, Retention, RunResult
+
+from .config import ArchiveConfig
+
+
+def retention_policy(archive: ArchiveConfig) -> Policy:
+    return Policy({r.category: r.keep_days for r in archive.retention}, archive.default_category,
+                  archive.max_delete_share)
+
+
+def halted_message(f: dict[str, Any]) -> str:
+    return (f"retention run halted: it would delete {f['segments']} of {f['total_segments']} segments "
+            f"({f['share']:.0%}), more than archive.max_delete_share = {f['max_delete_share']:.0%}; "
+            "nothing was deleted")
+
+
+def run_retention_offline(archive_dir: Path, signing_key: Path, catalog_path: Path, policy: Policy, *,
+                          dry_run: bool, where: str, clock: Callable[[], float] = time.time) -> RunResult:
+    """``dispatch-server retention-run``: the same run on an archive no server has open."""
+    ledger = Ledger(archive_dir, signing_key, where=where, clock=clock)
+    ledger.open()
+    catalog = Catalog(catalog_path)
+    try:
+        return Retention(catalog, ledger, archive_dir, policy, clock).run(dry_run=dry_run, actor="system", where=where)
+    finally:
+        catalog.close()
+        ledger.close()

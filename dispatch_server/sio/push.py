@@ -1,0 +1,70 @@
+"""What the server pushes, and to whom: the domain's outbound events as Socket.IO emits.
+
+Services receive bound methods of :class:`Push` (``push.operators``, ``push.unit``, ...) as plain
+callables, so the domain never sees the Socket.IO server. Operators' events go to the
+operators' room of ``/console``, a unit's to its room of ``/unit``; in Redis mode through Redis
+to every node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+from ..actions import Action
+from .console_namespace import OPERATORS_ROOM
+from .packet import TextOnly
+from .updates import UpdateBatcher
+
+
+def unit_room(unit_id: str) -> str:
+    return f"unit:{unit_id}"
+
+
+class Push:
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+        # A broadcast to 1,000 units changes 1,000 instructions twice within a second: operators
+        # get them as a few list events.
+        self._updates = UpdateBatcher(self._instruction_updates)
+
+    async def operators(self, event: str, data: dict[str, Any]) -> None:
+        await self._sio.emit(event, data, room=OPERATORS_ROOM, namespace="/console")
+
+    async def unit(self, unit_id: str, event: str, data: dict[str, Any]) -> None:
+        await self._sio.emit(event, data, room=unit_room(unit_id), namespace="/unit")
+
+    async def unit_status(self, view: dict[str, Any]) -> None:
+        await self.operators("unit_status", view)
+
+    async def viewer_closed(self, info: dict[str, Any]) -> None:
+        await self.operators("viewer_closed", info)
+
+    async def positions(self, units: list[dict[str, Any]]) -> None:
+        await self.operators("unit_positions", TextOnly(units=units))
+
+    async def action_update(self, action: Action) -> None:
+        await self.operators("action_update", action.view())
+
+    async def instructions_pending(self, unit_id: str, seq: int, new: list[dict[str, Any]]) -> None:
+        await self.unit(unit_id, "instructions_pending", {"max_seq": seq, "instructions": new})
+
+    async def instruction_update(self, view: dict[str, Any]) -> None:
+        self._updates.add(view)
+
+    async def _instruction_updates(self, batch: list[dict[str, Any]]) -> None:
+        if len(batch) == 1:
+            await self.operators("instruction_update", batch[0])
+        else:
+            await self.operators("instruction_updates", {"instructions": batch})
+
+    async def footage_request(self, doc: dict[str, Any]) -> None:
+        """A request changed: consoles get it without the server's file paths."""
+        view = {k: v for k, v in doc.items() if k != "export"} | {
+            "export": {k: v for k, v in (doc.get("export") or {}).items() if not k.endswith("_path")}}
+        await self.operators("footage_request", view)
+
+    async def close(self) -> None:
+        """Send what is pending."""
+        await self._updates.close()

@@ -1,0 +1,58 @@
+"""The Socket.IO server of a node: one process alone, or one of several sharing Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import socketio
+
+from ..config import Settings
+from .packet import Packet
+
+logger = logging.getLogger(__name__)
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
+def build_sio(settings: Settings) -> socketio.AsyncServer:
+    manager = socketio.AsyncRedisManager(settings.redis.url) if settings.redis.url else None
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        serializer=Packet,  # skips the binary search of TextOnly payloads
+        cors_allowed_origins=[],  # same origin only
+        # Engine.IO drops a connection whose packet exceeds this; events between the two limits
+        # get a clear "too_large" error ack and the connection stays up (see events.py).
+        max_http_buffer_size=max(1_000_000, 4 * settings.server.max_message_bytes),
+        logger=False,
+        engineio_logger=False,
+    )
+
+
+class SioLifetime:
+    """Starts the Redis listener with the node (not at the first local connection, so events and
+    calls from other nodes reach this node's clients from the start) and stops it; at shutdown
+    closes every connection so units reconnect elsewhere, or here after a restart."""
+
+    def __init__(self, sio: socketio.AsyncServer) -> None:
+        self._sio = sio
+        self._manager = sio.manager if isinstance(sio.manager, socketio.AsyncRedisManager) else None
+
+    async def start(self) -> None:
+        if self._manager is not None:
+            self._sio.manager_initialized = True
+            self._manager.initialize()
+
+    async def close(self) -> None:
+        if self._manager is not None:
+            listener = getattr(self._manager, "thread", None)
+            if listener is not None:
+                listener.cancel()
+
+    async def shutdown(self) -> None:
+        """Before aiohttp waits for open connections: close every Socket.IO connection, so no
+        websocket holds up the stop."""
+        try:
+            await asyncio.wait_for(self._sio.shutdown(), timeout=SHUTDOWN_TIMEOUT_S)
+        except Exception as exc:
+            logger.warning("Socket.IO shutdown incomplete: %r", exc)

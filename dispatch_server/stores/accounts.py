@@ -1,0 +1,109 @@
+"""Who may connect: field units (device tokens), people (password hashes) and their sessions.
+
+Only hashes are stored: SHA-256 of unit and session tokens, argon2id of passwords (see
+:mod:`dispatch_server.auth`). Methods are blocking; the server calls them through
+:meth:`Database.run`, the CLI directly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from .database import Database
+
+
+@dataclass(frozen=True)
+class UnitRecord:
+    id: str
+    kind: str
+    token_hash: str
+    created_at: float
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    username: str
+    role: str
+    password_hash: str
+    created_at: float
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    token_hash: str
+    username: str
+    role: str
+    created_at: float
+    expires_at: float
+
+
+def _unit(row: tuple[Any, ...]) -> UnitRecord:
+    return UnitRecord(row[0], row[1], row[2], row[3], bool(row[4]))
+
+
+class Accounts:
+    """The ``units``, ``users`` and ``sessions`` tables."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # units ---------------------------------------------------------------------------------
+    def add_unit(self, unit_id: str, kind: str, token_hash: str, now: float) -> None:
+        """Create a unit; raises ``KeyError`` if it exists."""
+        try:
+            self.db.execute("INSERT INTO units(id, kind, token_hash, created_at) VALUES (?,?,?,?)",
+                            (unit_id, kind, token_hash, now))
+        except sqlite3.IntegrityError:
+            raise KeyError(unit_id) from None
+
+    def set_unit_token(self, unit_id: str, token_hash: str) -> bool:
+        return self.db.execute("UPDATE units SET token_hash=? WHERE id=?", (token_hash, unit_id)) == 1
+
+    def get_unit(self, unit_id: str) -> UnitRecord | None:
+        rows = self.db.query("SELECT id, kind, token_hash, created_at, disabled FROM units WHERE id=?", (unit_id,))
+        return _unit(rows[0]) if rows else None
+
+    def list_units(self) -> list[UnitRecord]:
+        rows = self.db.query("SELECT id, kind, token_hash, created_at, disabled FROM units ORDER BY id")
+        return [_unit(r) for r in rows]
+
+    # users ---------------------------------------------------------------------------------
+    def add_user(self, username: str, role: str, password_hash: str, now: float) -> None:
+        """Create a person; raises ``KeyError`` if the name is taken."""
+        try:
+            self.db.execute("INSERT INTO users(username, role, password_hash, created_at) VALUES (?,?,?,?)",
+                            (username, role, password_hash, now))
+        except sqlite3.IntegrityError:
+            raise KeyError(username) from None
+
+    def set_user_password(self, username: str, password_hash: str) -> bool:
+        return self.db.execute("UPDATE users SET password_hash=? WHERE username=?", (password_hash, username)) == 1
+
+    def get_user(self, username: str) -> UserRecord | None:
+        rows = self.db.query("SELECT username, role, password_hash, created_at, disabled FROM users WHERE username=?",
+                             (username,))
+        return UserRecord(rows[0][0], rows[0][1], rows[0][2], rows[0][3], bool(rows[0][4])) if rows else None
+
+    def count_users(self) -> int:
+        return int(self.db.query("SELECT COUNT(*) FROM users")[0][0])
+
+    # sessions ------------------------------------------------------------------------------
+    def add_session(self, rec: SessionRecord) -> None:
+        self.db.execute("INSERT INTO sessions(token_hash, username, role, created_at, expires_at) VALUES (?,?,?,?,?)",
+                        (rec.token_hash, rec.username, rec.role, rec.created_at, rec.expires_at))
+
+    def get_session(self, token_hash: str) -> SessionRecord | None:
+        rows = self.db.query("SELECT token_hash, username, role, created_at, expires_at FROM sessions "
+                             "WHERE token_hash=?", (token_hash,))
+        return SessionRecord(*rows[0]) if rows else None
+
+    def delete_session(self, token_hash: str) -> None:
+        self.db.execute("DELETE FROM sessions WHERE token_hash=?", (token_hash,))
+
+    def purge_sessions(self, now: float) -> int:
+        """Delete sessions that expired before ``now``; how many went."""
+        return self.db.execute("DELETE FROM sessions WHERE expires_at < ?", (now,))

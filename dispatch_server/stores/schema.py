@@ -1,0 +1,98 @@
+"""The SQLite schema of the server's durable state (``<data_dir>/dispatch.sqlite3``).
+
+Each table belongs to one domain module, named in its comment; only that module reads or writes it.
+"""
+
+SCHEMA = """
+-- accounts (stores/accounts.py)
+CREATE TABLE IF NOT EXISTS units (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    token_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL REFERENCES users(username),
+    role TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions(expires_at);
+-- actions.py
+CREATE TABLE IF NOT EXISTS actions (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,              -- JSON of the action (see actions.py)
+    state TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+-- instructions.py (the durable outbox)
+CREATE TABLE IF NOT EXISTS instructions (
+    id TEXT PRIMARY KEY,
+    unit_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,           -- per-unit, monotonic, never reused
+    type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    priority TEXT NOT NULL,
+    state TEXT NOT NULL,
+    action_id TEXT,
+    case_number TEXT,
+    created_by TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    ack_deadline_s REAL NOT NULL,
+    delivered_at REAL, acknowledged_at REAL, done_at REAL, refused_at REAL, expired_at REAL,
+    reason TEXT,
+    overdue_alerted INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (unit_id, seq)
+);
+CREATE INDEX IF NOT EXISTS instructions_pending ON instructions(unit_id, state, seq);
+CREATE INDEX IF NOT EXISTS instructions_expiry ON instructions(state, expires_at);
+CREATE TABLE IF NOT EXISTS unit_seq (unit_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+-- alerts.py
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    doc TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+-- audit.py
+CREATE TABLE IF NOT EXISTS audit (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    actor TEXT NOT NULL,            -- username, "unit:<id>" or "system"
+    verb TEXT NOT NULL,             -- e.g. instruction.delivered
+    subject TEXT NOT NULL,          -- e.g. instruction id
+    detail TEXT NOT NULL            -- JSON
+);
+-- party access (party_access.py, footage_requests.py, party_links.py)
+CREATE TABLE IF NOT EXISTS party_codes (
+    code_hash TEXT PRIMARY KEY, case_number TEXT NOT NULL, party_name TEXT NOT NULL,
+    issued_by TEXT NOT NULL, issued_at REAL NOT NULL, expires_at REAL NOT NULL, used_at REAL
+);
+CREATE TABLE IF NOT EXISTS party_sessions (
+    token_hash TEXT PRIMARY KEY, case_number TEXT NOT NULL, party_name TEXT NOT NULL,
+    created_at REAL NOT NULL, expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS party_failures (
+    key TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until REAL NOT NULL, last_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS footage_requests (
+    id TEXT PRIMARY KEY, case_number TEXT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS footage_requests_case ON footage_requests(case_number);
+CREATE TABLE IF NOT EXISTS party_links (
+    id TEXT PRIMARY KEY, token_hash TEXT UNIQUE NOT NULL, request_id TEXT NOT NULL,
+    created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL, revoked_by TEXT,
+    uses INTEGER NOT NULL DEFAULT 0
+);
+"""
