@@ -29,10 +29,10 @@ from typing import Any, Callable
 from recordings.archive import ArchiveService
 from recordings.export import ExportCancelled, ExportError, export_recording, review_keyframe
 from recordings.package import build_package, load_signing_key
-from recordings.recovery import parse_iso
 from recordings.redaction import Region
-from recordings.timefmt import utc_iso
 from recordings.watermark import WatermarkSpec
+from utctime import iso_millis as utc_iso
+from utctime import parse_iso
 
 from .actions import ActionService
 from .errors import BadRequest, Conflict, NotFound

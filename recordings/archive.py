@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from media.relay import Channel
+from utctime import iso_millis
 
 from .ledger import Ledger
 from .recording import Recording, RecordingInfo
 from .recovery import recover
-from .timefmt import utc_iso
 
 logger = logging.getLogger(__name__)
 
@@ -339,6 +339,6 @@ class ArchiveService:
             "recording": {u: {"recording_id": a.recording.info.recording_id, "frames": a.recording.stats.frames,
                               "segments": a.recording.stats.segments, "dropped": a.recording.stats.dropped,
                               "gaps": a.recording.stats.gaps, "paused": a.recording.paused_cause,
-                              "since": utc_iso(a.recording.opened_at)}
+                              "since": iso_millis(a.recording.opened_at)}
                           for u, a in self.active.items()},
         }

@@ -44,11 +44,10 @@ import av
 import cv2
 import numpy as np
 
-from .redaction import (Box, FaceDetector, RedactionConfig, RedactionRecord, Redactor, Region, draw_review,
-                        plan_boxes)
+from .durable import fsync_dir, fsync_file, sha256_file
+from .redaction import Box, FaceDetector, RedactionConfig, RedactionRecord, Redactor, Region, draw_review, plan_boxes
 from .segment import OFFSET_TAG
 from .watermark import Watermarker, WatermarkSpec
-from .durable import fsync_dir, fsync_file, sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -39,11 +39,12 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from utctime import iso_millis, parse_iso_millis
+
+from .durable import fsync_dir
 from .ledger import Ledger, canonical_json, key_id, load_public_key, public_key_pem_of, verify_sth_signature
 from .merkle import leaf_hash, verify_inclusion
-from .timefmt import parse_utc_iso, utc_iso
 from .verify import Findings
-from .durable import fsync_dir
 
 FORMAT = "dispatch-export-package"
 FORMAT_VERSION = 1
@@ -392,7 +393,7 @@ def build_package(out_path: Path, *, export_file: Path, ledger: Ledger, source_i
     if export_duration_s is not None:
         export_meta["duration_s"] = round(float(export_duration_s), 3)
     manifest = {
-        "format": FORMAT, "version": FORMAT_VERSION, "package_id": package_id, "created": utc_iso(created_ts),
+        "format": FORMAT, "version": FORMAT_VERSION, "package_id": package_id, "created": iso_millis(created_ts),
         "server_key_id": kid, "request": request, "export": export_meta,
         "readme": {"name": README, "sha256": hashlib.sha256(readme).hexdigest(), "bytes": len(readme)},
         "sth": {k: sth[k] for k in STH_KEYS}, "sources": sources, "redactions": redactions,
@@ -653,7 +654,7 @@ def _check_manifest(r: PackageReport, raw: bytes, sig: bytes, key: Ed25519Public
         problems.append(f"format {manifest['format']!r} version {manifest['version']!r} is not "
                         f"{FORMAT!r} version {FORMAT_VERSION}")
     try:
-        parse_utc_iso(manifest["created"])
+        parse_iso_millis(manifest["created"])
     except ValueError as exc:
         problems.append(f"created: {exc}")
     for problem in [_request_problem(manifest["request"]), _redactions_problem(manifest["redactions"]),

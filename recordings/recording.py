@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from utctime import iso_millis
+
 from .durable import fsync_dir
 from .segment import SealedSegment, SegmentError, SegmentWriter, extension, frame_size
-from .timefmt import utc_iso
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class Recording:
             "recording_id": info.recording_id, "unit_id": info.unit_id, "action_id": info.action_id,
             "case_number": info.case_number, "officers": list(info.officers), "category": info.category,
             "node": info.node, "video_codec": info.video_codec, "audio_codec": info.audio_codec,
-            "server_time": utc_iso(self.opened_at),
+            "server_time": iso_millis(self.opened_at),
         })
         self._thread = threading.Thread(target=self._run, name=f"rec-{info.unit_id}", daemon=True)
         self._thread.start()
@@ -318,7 +319,7 @@ class Recording:
         except SegmentError as exc:
             cause = "disk_full" if exc.disk_full else "server_fault"
             logger.error("recording %s: %s", self.info.recording_id, exc)
-            gap = {"recording_id": self.info.recording_id, "start": utc_iso(start), "end": utc_iso(end),
+            gap = {"recording_id": self.info.recording_id, "start": iso_millis(start), "end": iso_millis(end),
                    "cause": cause, "seconds": round(max(0.0, end - start), 3)}
             self._gaps.append(gap)
             self._append_now("gap", gap)
@@ -332,7 +333,7 @@ class Recording:
         rel = sealed.path.relative_to(self._root).as_posix()
         data = {
             "recording_id": self.info.recording_id, "seq": int(sealed.path.name.split(".")[0]), "path": rel,
-            "sha256": sealed.sha256, "bytes": sealed.bytes, "start": utc_iso(start), "end": utc_iso(end),
+            "sha256": sealed.sha256, "bytes": sealed.bytes, "start": iso_millis(start), "end": iso_millis(end),
             "frames": sealed.frames, "recovered": False, "offset_s": round(sealed.offset_s, 6),
             "pts": {k: [sealed.first_pts.get(k), sealed.last_pts.get(k)] for k in sealed.first_pts},
         }
@@ -354,7 +355,7 @@ class Recording:
         self._gap = None
         if self._last_wall is None:
             return  # nothing recorded yet: the wait for the first keyframe is not a gap
-        data = {"recording_id": self.info.recording_id, "start": utc_iso(start), "end": utc_iso(max(start, end)),
+        data = {"recording_id": self.info.recording_id, "start": iso_millis(start), "end": iso_millis(max(start, end)),
                 "cause": cause, "seconds": round(max(0.0, end - start), 3)}
         self.stats.gaps += 1
         self._sealer.submit(self._gaps.append, data)
@@ -393,7 +394,7 @@ class Recording:
             logger.error("recording %s: metadata not written: %s", self.info.recording_id, exc)
         self._append_now("recording_closed", {
             "recording_id": self.info.recording_id, "segments": len(self._segments), "reason": reason,
-            "end_cause": end_cause, "metadata_sha256": digest, "server_time": utc_iso(at),
+            "end_cause": end_cause, "metadata_sha256": digest, "server_time": iso_millis(at),
         })
         self._flush_pending()
 
@@ -405,7 +406,7 @@ class Recording:
             "case_number": i.case_number, "officers": list(i.officers), "category": i.category, "node": i.node,
             "codecs": {"video": i.video_codec, "audio": i.audio_codec},
             "resolution": list(self._size) if self._size else None,
-            "clocks": {"server_opened": utc_iso(self.opened_at), "server_closed": utc_iso(at),
+            "clocks": {"server_opened": iso_millis(self.opened_at), "server_closed": iso_millis(at),
                        "timeline": "media timestamps count from server_opened on the server clock",
                        "device_reanchors": {k: v for k, v in self._anchor.items()}},
             "close_reason": reason,

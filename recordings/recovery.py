@@ -19,24 +19,20 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import av
 
-from .recording import LedgerWriter, RATES
+from utctime import iso_millis, parse_iso
+
 from .durable import fsync_dir, sha256_file
+from .recording import RATES, LedgerWriter
 from .segment import OFFSET_TAG
-from .timefmt import utc_iso
 
 logger = logging.getLogger(__name__)
 
 SEGMENT_SUFFIXES = (".webm", ".mkv")
-
-
-def parse_iso(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -163,13 +159,13 @@ def recover(archive_root: Path, ledger: LedgerWriter, entries: list[dict[str, An
             start = opened_at + min(v[0] / RATES[k] for k, v in pts.items())
             end = opened_at + max(v[1] / RATES[k] for k, v in pts.items())
             data = {"recording_id": rid, "seq": int(name.split(".")[0]), "path": rel, "sha256": digest,
-                    "bytes": size, "start": utc_iso(start), "end": utc_iso(end), "frames": info["frames"],
+                    "bytes": size, "start": iso_millis(start), "end": iso_millis(end), "frames": info["frames"],
                     "recovered": True, "offset_s": round(info["offset_s"], 6), "pts": pts}
             ledger.append("segment_sealed", actor="system", where=where, outcome="recovered", data=data)
             rec.segments.append(data)
             last_end = max(last_end, end)
             notes.append(f"{rel}: {what}, sealed as recovered ({size} bytes)")
-        gap = {"recording_id": rid, "start": utc_iso(last_end), "end": utc_iso(max(now, last_end)),
+        gap = {"recording_id": rid, "start": iso_millis(last_end), "end": iso_millis(max(now, last_end)),
                "cause": "server_fault", "seconds": round(max(0.0, now - last_end), 3)}
         ledger.append("gap", actor="system", where=where, outcome="recovered", data=gap)
         rec.gaps.append(gap)
@@ -177,7 +173,7 @@ def recover(archive_root: Path, ledger: LedgerWriter, entries: list[dict[str, An
             "format": "dispatch-recording/1", **{k: rec.opened.get(k) for k in (
                 "recording_id", "unit_id", "action_id", "case_number", "officers", "category", "node")},
             "codecs": {"video": rec.opened.get("video_codec"), "audio": rec.opened.get("audio_codec")},
-            "clocks": {"server_opened": rec.opened.get("server_time"), "server_closed": utc_iso(now)},
+            "clocks": {"server_opened": rec.opened.get("server_time"), "server_closed": iso_millis(now)},
             "close_reason": "server fault: closed by recovery at restart",
             "segments": rec.segments, "gaps": rec.gaps,
         }
@@ -194,7 +190,7 @@ def recover(archive_root: Path, ledger: LedgerWriter, entries: list[dict[str, An
             digest = hashlib.sha256(blob).hexdigest()
         ledger.append("recording_closed", actor="system", where=where, outcome="recovered", data={
             "recording_id": rid, "segments": len(rec.segments), "reason": "server_fault",
-            "metadata_sha256": digest, "server_time": utc_iso(now)})
+            "metadata_sha256": digest, "server_time": iso_millis(now)})
         notes.append(f"recording {rid}: closed by recovery with a server_fault gap of {gap['seconds']} s")
     return notes
 

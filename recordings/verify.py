@@ -25,10 +25,22 @@ from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .ledger import (ENTRIES_FILE, ENTRY_KEYS, OUTCOMES, PUBLIC_KEY_FILE, RECORDINGS_DIR, STH_FILE, STH_KEYS,
-                     canonical_json, key_id, load_public_key, verify_sth_signature)
+from utctime import parse_iso_millis
+
+from .ledger import (
+    ENTRIES_FILE,
+    ENTRY_KEYS,
+    OUTCOMES,
+    PUBLIC_KEY_FILE,
+    RECORDINGS_DIR,
+    STH_FILE,
+    STH_KEYS,
+    canonical_json,
+    key_id,
+    load_public_key,
+    verify_sth_signature,
+)
 from .merkle import MerkleTree, leaf_hash, verify_inclusion
-from .timefmt import parse_utc_iso
 
 READ_SIZE = 1 << 20  # bytes per read while hashing; hashlib releases the GIL on updates this big
 BATCH_BYTES = 32 << 20  # files are handed to the hashing threads in batches of about this size
@@ -136,7 +148,7 @@ def _entry_problem(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
         problem = "data is not an object"
     else:
         try:
-            parse_utc_iso(entry["time"])
+            parse_iso_millis(entry["time"])
         except ValueError as exc:
             problem = str(exc)
     if problem is None and canonical_json(entry) != line:
@@ -163,7 +175,7 @@ def _sth_problem(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
     if len(signature) != 64 or base64.b64encode(signature).decode() != sth["signature"]:
         return None, "signature is not the canonical base64 of 64 bytes"
     try:
-        parse_utc_iso(sth["timestamp"])
+        parse_iso_millis(sth["timestamp"])
     except ValueError as exc:
         return None, str(exc)
     if canonical_json(sth) != line:

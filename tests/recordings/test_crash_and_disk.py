@@ -15,7 +15,6 @@ import pytest
 
 from dispatch_server.appkeys import ARCHIVE
 from media.pattern import EncodedAudioLoop, EncodedLoop
-from recordings.timefmt import parse_utc_iso
 from recordings.verify import verify_archive
 from tests.conftest import LiveServer
 from tests.recordings.archive_support import entries, ffprobe, of_type, packets
@@ -23,6 +22,7 @@ from tests.recordings.test_recorder import ArchiveEvents
 from tests.support.peers import make_publisher, make_viewer, whep_view, whip_publish
 from tests.support.server import ServerProcess, add_unit, write_config
 from tests.support.unit_client import Console
+from utctime import parse_iso_millis
 
 ARCHIVE_TOML = "[archive]\nsegment_s = 3.0\nsign_interval_s = 2.0\nmin_free_bytes = 0\nreconnect_grace_s = 30.0\n"
 
@@ -70,7 +70,7 @@ async def test_kill_9_during_five_recordings_loses_at_most_two_seconds(
         for seg in mine:
             ffprobe(archive / seg["path"])  # every file plays without error
             last_t = max([last_t] + [t for _, _, t in packets(archive / seg["path"])])
-        recorded_until = parse_utc_iso(opened["server_time"]) + last_t
+        recorded_until = parse_iso_millis(opened["server_time"]) + last_t
         assert killed_at - recorded_until <= 2.0, f"{rid}: media ends {killed_at - recorded_until:.2f} s before the kill"
         gaps = of_type(archive, "gap", rid)
         assert [g["cause"] for g in gaps] == ["server_fault"]
