@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
     "media": {"dispatch_server", "geo", "recordings", "field_client"},
     "geo": {"dispatch_server", "media", "recordings", "field_client"},
-    "recordings": {"dispatch_server", "geo", "field_client"},
+    "recordings": {"dispatch_server", "media", "geo", "field_client"},
 }
 
 
