@@ -15,7 +15,6 @@ sub-parser, and a function running it that returns the exit status.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .archive_config import ConfigError, config_path, configured_archive_dir
 from .ledger import read_public_key_pem
 from .package import VERIFY_EXPORT_HELP, add_verify_export_arguments, run_verify_export
 from .verify import ArchiveNotFoundError, Report, verify_archive
@@ -40,26 +40,16 @@ def add_archive_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def archive_dir(args: argparse.Namespace) -> Path:
-    """``--archive``, else the archive directory of ``--config`` (or $DISPATCH_CONFIG / ./config.toml)."""
+    """``--archive``, else the archive directory of ``--config`` (or $DISPATCH_CONFIG / ./config.toml),
+    read as the server reads it (:mod:`recordings.archive_config`)."""
     if args.archive:
         return Path(args.archive).expanduser()
-    try:
-        # The server's config loader (tomllib and dataclasses only) resolves data_dir, relative
-        # paths and DISPATCH_ overrides exactly as the server does. Imported only here so that
-        # verifying with --archive needs nothing but this package.
-        config = importlib.import_module("dispatch_server.config")
-    except ImportError as exc:
-        raise UsageError(f"--config needs the dispatch_server package ({exc}); pass --archive DIR") from exc
-    if args.config is None and not _default_config_present():
+    if config_path(args.config, os.environ) is None:
         raise UsageError("no archive given: pass --archive DIR or --config PATH")
     try:
-        return Path(config.load_settings(args.config).archive_dir)
-    except config.ConfigError as exc:
+        return configured_archive_dir(args.config, os.environ)
+    except ConfigError as exc:
         raise UsageError(str(exc)) from exc
-
-
-def _default_config_present() -> bool:
-    return bool(os.environ.get("DISPATCH_CONFIG")) or Path("config.toml").is_file()
 
 
 # ---- verify ----------------------------------------------------------------------------------
