@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import errno
 import fcntl
 import hashlib
 import json
@@ -459,8 +458,3 @@ class Ledger:
             notes.append(f"{STH_FILE}: the latest tree head covers {latest['tree_size']} entries but the "
                          f"ledger has {self._tree.size}: entries were lost or removed")
         self._latest_sth = latest
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """True for a :class:`LedgerWriteError` (or ``OSError``) caused by a full disk or quota."""
-    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)

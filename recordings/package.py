@@ -790,13 +790,6 @@ def add_verify_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-def add_verify_export_command(subparsers: Any) -> None:
-    """Register ``verify-export`` on an ``argparse`` sub-parsers object (``args.run`` runs it)."""
-    p = subparsers.add_parser("verify-export", help=VERIFY_EXPORT_HELP, description=VERIFY_EXPORT_HELP)
-    add_verify_export_arguments(p)
-    p.set_defaults(run=run_verify_export)
-
-
 def _summary(r: PackageReport) -> str:
     verdict = "OK" if r.ok else f"FAILED ({len(r.failures)} failures)"
     req = r.request

@@ -73,7 +73,7 @@ class _Frame:
 
 @dataclass
 class _Control:
-    op: str  # "cut", "resume", "close", "flush"
+    op: str  # "cut", "resume", "close"
     cause: str = ""
     at: float = 0.0
     done: threading.Event | None = None
@@ -176,12 +176,6 @@ class Recording:
         self._control(_Control("close", reason, self._clock(), done), force=True)
         return done
 
-    def flush(self) -> threading.Event:
-        """An event set once the writer has handled everything queued so far (for tests and shutdown)."""
-        done = threading.Event()
-        self._control(_Control("flush", "", self._clock(), done), force=True)
-        return done
-
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)
 
@@ -214,8 +208,6 @@ class Recording:
                     self.paused_cause = None
                     self._sealer.submit(self._flush_pending)
                     self.request_keyframe()
-                elif item.op == "flush":
-                    self._sealer.submit(lambda: None).result()
                 elif item.op == "close":
                     self._close(item.cause, item.at)
                     return

@@ -4,7 +4,8 @@ VP8 video goes into WebM (``.webm``), H.264 into Matroska (``.mkv``); audio is O
 The muxer writes every packet through (``flush_packets``) and closes a cluster at least every
 second, so a writer killed mid-segment leaves a file that plays up to about a second before the
 kill (see DESIGN.md). A segment is written as ``<name>.part`` and becomes ``<name>`` only when
-:meth:`SegmentWriter.seal` has closed it, fsynced it and its directory, and hashed it.
+:meth:`SegmentWriter.close_container` has closed it and :meth:`SegmentWriter.finalize` has
+fsynced it, renamed it, fsynced its directory and hashed it.
 
 The streams are created with ``add_stream`` for the matching encoder because that is how PyAV
 gives a muxer the codec parameters it needs (frame size; the OpusHead extradata without which
@@ -169,11 +170,6 @@ class SegmentWriter:
         digest, size = sha256_file(self.final_path)
         return SealedSegment(self.final_path, digest, size, dict(self.frames), dict(self.first_pts), dict(self.last_pts),
                              self.offset_s or 0.0)
-
-    def seal(self) -> SealedSegment:
-        """Close, fsync, rename to the final name, fsync the directory, hash."""
-        self.close_container()
-        return self.finalize()
 
     def abort(self) -> None:
         """Drop the unsealed file: nothing partial is ever listed in the ledger."""

@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 
 from recordings import package as pkg
 from recordings.ledger import Ledger, canonical_json, key_id, load_public_key, public_key_pem_of
-from recordings.package import (PackageError, PackageReport, add_verify_export_command, build_package,
-                                load_signing_key, manifest_message, run_verify_export, verify_package)
+from recordings.audit_cli import main as dispatch_audit
+from recordings.package import (PackageError, PackageReport, build_package, load_signing_key, manifest_message,
+                                run_verify_export, verify_package)
 from recordings.verify import verify_archive
 
 
@@ -411,25 +412,18 @@ def test_load_signing_key_reads_the_ledger_key_and_refuses_others(built: Built, 
 # ---- dispatch-audit verify-export ----
 
 
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dispatch-audit")
-    add_verify_export_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
-
-
 def test_cli_exit_status_is_0_ok_1_failures_2_usage(built: Built, capsys: pytest.CaptureFixture[str]) -> None:
     key = write(built.work, built.court.public_pem, "court.pem")
-    assert run_cli(["verify-export", str(built.path), "--public-key", str(key)]) == 0
+    assert dispatch_audit(["verify-export", str(built.path), "--public-key", str(key)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("OK: package ") and "4/4 source segments proven" in out and "(pinned)" in out
     damaged = bytearray(built.data)
     damaged[len(damaged) // 2] ^= 1
-    assert run_cli(["verify-export", str(write(built.work, bytes(damaged)))]) == 1
+    assert dispatch_audit(["verify-export", str(write(built.work, bytes(damaged)))]) == 1
     assert "FAIL bad_package" in capsys.readouterr().out
-    assert run_cli(["verify-export", str(built.work / "absent.zip")]) == 2
-    assert run_cli(["verify-export", str(built.path), "--public-key", str(built.work / "absent.pem")]) == 2
-    assert run_cli(["verify-export", str(built.path), "--public-key", str(built.court.export)]) == 2
+    assert dispatch_audit(["verify-export", str(built.work / "absent.zip")]) == 2
+    assert dispatch_audit(["verify-export", str(built.path), "--public-key", str(built.work / "absent.pem")]) == 2
+    assert dispatch_audit(["verify-export", str(built.path), "--public-key", str(built.court.export)]) == 2
     assert "--public-key" in capsys.readouterr().err
     assert run_verify_export(argparse.Namespace(package=str(built.path), public_key=None, json=True)) == 0
     report = json.loads(capsys.readouterr().out)
