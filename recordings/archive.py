@@ -29,7 +29,8 @@ from typing import Any, Awaitable, Callable
 from utctime import iso_millis
 
 from .ledger import Ledger
-from .recording import Recording, RecordingInfo
+from .recording import Recording
+from .recording_info import RecordingInfo
 from .recovery import recover
 from .source import EncodedFrame, FrameSource, FrameTap
 
@@ -221,6 +222,7 @@ class ArchiveService:
 
     async def _finish(self, recording: Recording, reason: str) -> None:
         """Gather what the recording's metadata needs from the rest of the server, then close it."""
+        extra: dict[str, Any] = {}
         if self._describe is not None:
             try:
                 extra = await asyncio.wait_for(
@@ -228,8 +230,7 @@ class ArchiveService:
             except Exception as exc:
                 logger.warning("recording %s: metadata incomplete: %r", recording.info.recording_id, exc)
                 extra = {"metadata_error": f"GPS track and instructions unavailable: {exc!r}"}
-            recording.extra_metadata = lambda: extra
-        recording.close(reason)
+        recording.close(reason, extra)
 
     def _tap(self, active: _Active, channel: FrameSource) -> None:
         rec = active.recording

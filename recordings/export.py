@@ -46,7 +46,7 @@ import numpy as np
 
 from .durable import fsync_dir, fsync_file, sha256_file
 from .redaction import Box, FaceDetector, RedactionConfig, RedactionRecord, Redactor, Region, draw_review, plan_boxes
-from .segment import OFFSET_TAG
+from .segment import segment_offset
 from .watermark import Watermarker, WatermarkSpec
 
 logger = logging.getLogger(__name__)
@@ -142,16 +142,6 @@ def _seconds(pts: int, tb: Fraction | None) -> float:
     return float(pts * tb) if tb is not None else float(pts) / 1000
 
 
-def _offset(container: Any) -> float:
-    """Each sealed segment's timestamps start at 0; its tag says where it sits on the recording's
-    timeline (``recordings.segment.OFFSET_TAG``). Files without the tag count from 0."""
-    tags = {k.upper(): v for k, v in container.metadata.items()}
-    try:
-        return float(tags.get(OFFSET_TAG, "0"))
-    except ValueError:
-        return 0.0
-
-
 def _open(path: Path) -> Any:
     try:
         return av.open(str(path))
@@ -169,7 +159,7 @@ def _scan(segments: list[Path], include_audio: bool) -> _Timeline:
     template = None
     for path in segments:
         with _open(path) as c:
-            offset = _offset(c)
+            offset = segment_offset(c)
             if not c.streams.video:
                 raise ExportError(f"segment {path.name} has no video")
             v = c.streams.video[0]

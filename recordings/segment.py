@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import av
+from av.container import InputContainer
 
 from .durable import fsync_dir, fsync_file, sha256_file
 
@@ -37,6 +38,16 @@ class SegmentError(Exception):
     def __init__(self, message: str, *, disk_full: bool = False) -> None:
         super().__init__(message)
         self.disk_full = disk_full
+
+
+def segment_offset(container: InputContainer) -> float:
+    """Where a segment's time 0 sits on its recording's timeline (its :data:`OFFSET_TAG`), in
+    seconds; 0 for a file without the tag."""
+    tags = {k.upper(): v for k, v in container.metadata.items()}
+    try:
+        return float(tags.get(OFFSET_TAG, "0"))
+    except ValueError:
+        return 0.0
 
 
 def is_disk_full(exc: BaseException) -> bool:
