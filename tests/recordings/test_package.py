@@ -21,11 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recordings import package as pkg
-from recordings.ledger import Ledger, canonical_json, key_id, load_public_key, public_key_pem_of
+from recordings import zip_layout
 from recordings.audit_cli import main as dispatch_audit
-from recordings.package import (PackageError, PackageReport, build_package, load_signing_key, manifest_message,
-                                run_verify_export, verify_package)
+from recordings.audit_cli import run_verify_export
+from recordings.ledger import Ledger, canonical_json, key_id, load_public_key, public_key_pem_of
+from recordings.package import PackageError, build_package, load_signing_key
+from recordings.package_format import manifest_message
+from recordings.package_verify import PackageReport, verify_package
 from recordings.verify import verify_archive
 
 
@@ -152,8 +154,8 @@ def members(data: bytes) -> dict[str, bytes]:
 
 def canonical_zip(parts: dict[str, bytes], created: float = 1795816000.0) -> bytes:
     """The package layout around ``parts`` (in the given order), as the builder writes it."""
-    ms = [pkg._Member(n, len(d), zlib.crc32(d)) for n, d in parts.items()]
-    headers, _, tail = pkg._layout(ms, pkg._dos_datetime(created))
+    ms = [zip_layout.ZipMember(n, len(d), zlib.crc32(d)) for n, d in parts.items()]
+    headers, _, tail = zip_layout.layout(ms, zip_layout.dos_datetime(created))
     return b"".join(h + parts[m.name] for m, (_, h) in zip(ms, headers)) + tail
 
 
@@ -366,7 +368,7 @@ def test_a_replaced_export_or_an_extra_member_fails(built: Built) -> None:
 
 def test_zip64_records_are_written_and_verified_when_sizes_need_them(built: Built, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pkg, "_ZIP64_LIMIT", 2000)  # instead of 4 GiB: the export and later offsets need Zip64
+    monkeypatch.setattr(zip_layout, "ZIP64_LIMIT", 2000)  # instead of 4 GiB: the export and later offsets need Zip64
     out = tmp_path / "big.zip"
     build(built.court, out, sources=[built.court.sources[0]])
     with zipfile.ZipFile(out) as zf:
