@@ -1,7 +1,9 @@
 """A recording's writer thread at work: frames into segments, cut on keyframes.
 
 Each segment starts on a video keyframe (or on any frame of an audio-only recording) and is cut
-at the first one at least ``segment_s`` after its start. The writer puts every frame on the
+at the first one at least ``segment_s`` after its start. Publishers send keyframes only when
+asked (Chromium does), so while a segment waits for one, the first one or a due cut, the writer
+asks the publisher at most every :data:`KEYFRAME_ASK_S`. The writer puts every frame on the
 recording's :class:`~recordings.timeline.Timeline`, muxes it (:class:`SegmentWriter`), closes
 a segment when it is cut and hands it to the :class:`~recordings.sealer.Sealer`. A segment that
 cannot be written is dropped whole (never half in the ledger) and becomes a gap.
@@ -23,7 +25,7 @@ from .timeline import Timeline
 
 logger = logging.getLogger(__name__)
 
-KEYFRAME_ASK_S = 0.5  # while waiting for a keyframe to start a segment, ask the publisher this often
+KEYFRAME_ASK_S = 0.5  # while a segment waits for a keyframe, ask the publisher this often
 
 
 @dataclass
@@ -69,19 +71,19 @@ class Segmenter:
         if self._writer is None:
             if has_video and not (frame.kind == "video" and frame.keyframe):
                 self._stats.dropped += 1  # a segment starts on a keyframe
-                if frame.kind == "video" and frame.wall - self._keyframe_asked >= KEYFRAME_ASK_S:
-                    # Once per interval, not per dropped frame: each ask crosses to the event loop.
-                    self._keyframe_asked = frame.wall
-                    self._request_keyframe()
+                if frame.kind == "video":
+                    self._ask_keyframe(frame.wall)
                 return
             self._end_gap(frame.wall)
             if not self._open_segment(frame):
                 return
-        elif (frame.kind == "video" or not has_video) and frame.keyframe \
-                and frame.wall - self._seg_started_wall >= self._segment_s:
-            self._seal()
-            if not self._open_segment(frame):
-                return
+        elif frame.wall - self._seg_started_wall >= self._segment_s:
+            if (frame.kind == "video" or not has_video) and frame.keyframe:
+                self._seal()
+                if not self._open_segment(frame):
+                    return
+            elif frame.kind == "video":
+                self._ask_keyframe(frame.wall)  # the segment is due: cut it at the next keyframe
         try:
             assert self._writer is not None
             self._writer.write(frame.kind, frame.data, self._timeline.pts(frame.kind, frame.pts, frame.wall),
@@ -117,6 +119,12 @@ class Segmenter:
 
         self._sealer.close(reason, at, end_cause, metadata)
         self._on_event("closed", {"recording_id": self._info.recording_id, "reason": reason})
+
+    def _ask_keyframe(self, now: float) -> None:
+        # Once per interval, not per frame: each ask crosses to the event loop.
+        if now - self._keyframe_asked >= KEYFRAME_ASK_S:
+            self._keyframe_asked = now
+            self._request_keyframe()
 
     def _end_gap(self, at: float) -> None:
         gap = self._gaps.end(at, self._last_wall is not None)

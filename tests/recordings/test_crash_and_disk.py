@@ -31,6 +31,23 @@ def archive_files(archive: Path) -> set[str]:
     return {p.relative_to(archive).as_posix() for p in (archive / "recordings").rglob("*") if p.is_file()}
 
 
+async def until_open_segments_hold_frames(archive: Path, recordings: int, age_s: float = 1.5,
+                                          timeout: float = 30.0) -> None:
+    """Wait until each of ``recordings`` has sealed a segment and the newest cut is ``age_s`` old,
+    read from the ledger of a server in another process: every open segment then holds complete
+    clusters (the muxer closes one every second), which a kill tears."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                sealed = of_type(archive, "segment_sealed")
+            except ValueError:  # the server is writing the last line
+                sealed = []
+            if len({s["recording_id"] for s in sealed}) >= recordings and \
+                    time.time() - max(parse_iso_millis(s["end"]) for s in sealed) >= age_s:
+                return
+            await asyncio.sleep(0.05)
+
+
 async def test_kill_9_during_five_recordings_loses_at_most_two_seconds(
         tmp_path: Path, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop) -> None:
     config = write_config(tmp_path / "config.toml", tmp_path / "data", ARCHIVE_TOML)
@@ -43,7 +60,7 @@ async def test_kill_9_during_five_recordings_loses_at_most_two_seconds(
             pub = await make_publisher(vp8_loop, opus_loop)
             await whip_publish(http, server.url, u, tokens[u], pub)
             pubs.append(pub)
-        await asyncio.sleep(7.0)
+        await until_open_segments_hold_frames(tmp_path / "data" / "archive", len(units))
         killed_at = time.time()
         server.kill()
     finally:
