@@ -266,7 +266,8 @@ class Catalog:
                 frames = d.get("frames") or {}
                 c.execute(
                     "INSERT OR REPLACE INTO segments(recording_id, seq, path, sha256, bytes, start, end, offset_s, "
-                    "duration_s, frames_video, frames_audio, recovered, sealed_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "duration_s, frames_video, frames_audio, recovered, sealed_index) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (rid, int(d["seq"]), str(d["path"]), d.get("sha256"), d.get("bytes"), _time(d.get("start")),
                      _time(d.get("end")), float(d.get("offset_s") or 0.0), segment_duration(d), frames.get("video"),
                      frames.get("audio"), 1 if d.get("recovered") else 0, index))

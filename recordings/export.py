@@ -8,15 +8,17 @@ fully downloaded. libx264 ``preset=ultrafast`` (crf 23) is the default because t
 then costs a third to 40% less CPU than with ``veryfast``, which is what keeps a 640x480 export
 above 2x real time on two shared cores (docs/benchmarks.md, "Party export"); the price is a
 larger file (2.3x on the benchmark's noisy source). Pass ``preset="veryfast"`` when size
-matters more than time. VP8 WebM was not chosen: libvpx at its fastest real-time setting costs about as much as x264 ``veryfast`` and
-plays in fewer places. The Opus audio is copied through unchanged (no re-encode; Opus in MP4
-is read by ffmpeg/ffprobe 5.1 and by current browsers). The segments are only read.
+matters more than time. VP8 WebM was not chosen: libvpx at its fastest real-time setting costs
+about as much as x264 ``veryfast`` and plays in fewer places. The Opus audio is copied through
+unchanged (no re-encode; Opus in MP4 is read by ffmpeg/ffprobe 5.1 and by current browsers).
+The segments are only read.
 
 **Times.** ``start_s``, ``end_s``, region times and the ``T+`` shown in the watermark are
 *recording time*: seconds since the first video frame of ``segments[0]``, gaps included, the
 timeline the console shows (:mod:`recordings.export_timeline`). **Gaps** (stretches of more
-than ``GAP_S`` with neither video nor kept audio) are collapsed in the output, so it plays without dead air; each collapsed gap is in
-:attr:`ExportResult.gaps`, and for 3 s after one the watermark says ``AFTER GAP <n>s``. Shorter
+than ``GAP_S`` with neither video nor kept audio) are collapsed in the output, so it plays
+without dead air; each collapsed gap is in :attr:`ExportResult.gaps`, and for 3 s after one the
+watermark says ``AFTER GAP <n>s``. Shorter
 stalls keep their length (the last frame stays on screen). The output starts at the first video
 frame at or after ``start_s`` and stops before ``end_s``.
 
@@ -56,6 +58,8 @@ __all__ = ["ExportCancelled", "ExportError", "ExportResult", "Gap", "ReviewFrame
            "review_keyframe"]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_REDACTION = RedactionConfig()
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ def export_recording(segments: list[Path], out_path: Path, *, start_s: float | N
                      watermark: WatermarkSpec, include_audio: bool = True,
                      progress: Callable[[float], None] | None = None,
                      cancel: threading.Event | None = None,
-                     redaction: RedactionConfig = RedactionConfig(), preset: str = "ultrafast",
+                     redaction: RedactionConfig = DEFAULT_REDACTION, preset: str = "ultrafast",
                      crf: int = 23, threads: int = 0) -> ExportResult:
     """Export ``segments`` (in recording order) to ``out_path`` (MP4); see the module docstring.
 
@@ -237,7 +241,7 @@ def export_recording(segments: list[Path], out_path: Path, *, start_s: float | N
 
 
 def review_keyframe(segments: list[Path], at_s: float, *, regions: Iterable[Region] = (),
-                    redaction: RedactionConfig = RedactionConfig(), quality: int = 85) -> ReviewFrame:
+                    redaction: RedactionConfig = DEFAULT_REDACTION, quality: int = 85) -> ReviewFrame:
     """The first frame at or after recording time ``at_s`` (else the last frame), unredacted,
     with the boxes the export would blur (and the ones a keep region spares) drawn on it."""
     tl = scan(list(segments), include_audio=False)

@@ -13,6 +13,7 @@ from typing import Any
 
 import av
 import numpy as np
+from av.audio.stream import AudioStream
 
 from .export_errors import ExportError
 from .export_timeline import ExportTimeline, open_segment
@@ -56,7 +57,7 @@ class Encoder:
     def video(self, yuv: np.ndarray, pts: int) -> None:
         self._put(("v", yuv, pts))
 
-    def audio(self, packet: av.Packet, pts: int, duration: int) -> None:
+    def audio(self, packet: av.Packet[AudioStream], pts: int, duration: int) -> None:
         self._put(("a", packet, pts, duration))
 
     def _put(self, item: tuple[Any, ...]) -> None:
@@ -68,7 +69,7 @@ class Encoder:
                 return
             except queue.Full:
                 if not self._thread.is_alive():
-                    raise ExportError("the encoder thread stopped")
+                    raise ExportError("the encoder thread stopped") from None
 
     def _run(self) -> None:
         try:

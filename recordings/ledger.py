@@ -237,7 +237,8 @@ class Ledger:
             self._entries_len = self._write_line(self._entries_fd, self._entries_len, line, ENTRIES_FILE)
             self._offsets.append(self._entries_len - len(line) - 1)
             self._tree.append(leaf_hash(line))
-            return json.loads(line)
+            written: dict[str, Any] = json.loads(line)  # a copy: the caller's data is not shared
+            return written
 
     def sign_tree_head(self) -> dict[str, Any] | None:
         """Sign the current tree and append the STH; ``None`` if no entry arrived since the last."""

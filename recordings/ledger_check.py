@@ -275,7 +275,8 @@ class LedgerCheck:
                 r.fail("bad_entry", item, str(problem))
                 continue
             if sth["key_id"] != kid:
-                r.fail("bad_signature", item, f"signed by key id {sth['key_id'][:16]}…, not the archive key {kid[:16]}…")
+                r.fail("bad_signature", item,
+                       f"signed by key id {sth['key_id'][:16]}…, not the archive key {kid[:16]}…")
                 continue
             if not verify_sth_signature(sth, self.key):
                 r.fail("bad_signature", item, "the Ed25519 signature does not verify")
@@ -314,8 +315,9 @@ class LedgerCheck:
         span = self.order[a:b]
         if all(self.parsed[p] is not None for p in span) and not any(self.broken[a + 1:b]):
             self.report.fail("altered", self.names[self.order[b - 1]],
-                             f"the chain is intact but {item} no longer matches the entries it covers: this entry, the "
-                             "last it covers, was altered (and possibly earlier ones, with their prev fields rewritten)")
+                             f"the chain is intact but {item} no longer matches the entries it covers: this entry, "
+                             "the last it covers, was altered (and possibly earlier ones, with their prev fields "
+                             "rewritten)")
 
     def check_coverage(self) -> None:
         r = self.report

@@ -191,7 +191,8 @@ def build_package(out_path: Path, *, export_file: Path, ledger: Ledger, source_i
     """
     problem = request_problem(request)
     if problem is None:
-        redactions = redaction_entries(redactions, request["approved_by"]) if isinstance(redactions, list) else redactions
+        if isinstance(redactions, list):
+            redactions = redaction_entries(redactions, request["approved_by"])
         problem = redactions_problem(redactions) or completeness_problem(completeness)
     if problem:
         raise ValueError(problem)
@@ -246,7 +247,7 @@ def build_package(out_path: Path, *, export_file: Path, ledger: Ledger, source_i
                 h.update(data)
                 total += len(data)
 
-            for m, (_, header) in zip(members, headers):
+            for m, (_, header) in zip(members, headers, strict=True):
                 put(header)
                 if m.name in small:
                     put(small[m.name])

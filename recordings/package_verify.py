@@ -105,7 +105,7 @@ class _Reader:
         if len(got) < len(want):
             self.r.fail("bad_package", "package", f"the file ends at byte {self.pos} inside {region}: truncated")
             return False
-        at = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+        at = next(i for i, (a, b) in enumerate(zip(got, want, strict=True)) if a != b)
         self.r.fail("bad_package", "package", f"byte {self.pos - len(got) + at} ({region}) differs from the "
                     "canonical layout: the ZIP structure was altered")
         return True
@@ -116,7 +116,8 @@ class _Reader:
         while left:
             chunk = self.read(min(left, READ_SIZE))
             if not chunk:
-                self.r.fail("bad_package", m.name, f"the file ends {left} bytes before the end of this member: truncated")
+                self.r.fail("bad_package", m.name,
+                            f"the file ends {left} bytes before the end of this member: truncated")
                 return None
             h.update(chunk)
             crc = zlib.crc32(chunk, crc)
@@ -172,7 +173,7 @@ def _read_package(path: Path, r: PackageReport) -> tuple[dict[str, bytes], str, 
     export: tuple[str, int] | None = None
     with open(path, "rb") as f:
         reader = _Reader(f, r)
-        for m, (_, header) in zip(members, headers):
+        for m, (_, header) in zip(members, headers, strict=True):
             if not reader.expect(header, f"local header of {m.name}"):
                 return None
             got = reader.member(m, keep=m.name in SMALL_MEMBER_LIMIT)
@@ -192,7 +193,8 @@ def _read_package(path: Path, r: PackageReport) -> tuple[dict[str, bytes], str, 
     return small, members[-1].name, export
 
 
-def _read_with_zipfile(path: Path, r: PackageReport, export_name: str) -> tuple[dict[str, bytes], str, tuple[str, int]] | None:
+def _read_with_zipfile(path: Path, r: PackageReport,
+                       export_name: str) -> tuple[dict[str, bytes], str, tuple[str, int]] | None:
     small: dict[str, bytes] = {}
     try:
         with zipfile.ZipFile(path) as zf:
@@ -220,6 +222,7 @@ def load_pinned_key(pem: bytes) -> Ed25519PublicKey:
 
 def _check_key(r: PackageReport, embedded_pem: bytes, pinned_pem: bytes | None) -> Ed25519PublicKey | None:
     embedded = None
+    key: Ed25519PublicKey | None
     try:
         embedded = load_public_key(embedded_pem)
     except (ValueError, UnsupportedAlgorithm) as exc:  # the ledger helper lets the latter through

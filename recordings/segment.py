@@ -19,6 +19,7 @@ import fractions
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import av
 from av.container import InputContainer
@@ -29,7 +30,9 @@ VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 AUDIO_TIME_BASE = fractions.Fraction(1, 48_000)
 OFFSET_TAG = "DISPATCH_OFFSET_S"  # Matroska tag: seconds from the recording's start to the segment's time 0
 
-_FORMATS = {"vp8": ("webm", ".webm", "libvpx"), "h264": ("matroska", ".mkv", "libx264")}
+# video codec -> (container format, file extension, the encoder whose parameters the stream takes)
+_FORMATS: dict[str, tuple[str, str, Literal["libvpx", "libx264"]]] = {
+    "vp8": ("webm", ".webm", "libvpx"), "h264": ("matroska", ".mkv", "libx264")}
 
 
 class SegmentError(Exception):
@@ -127,7 +130,8 @@ class SegmentWriter:
                 self._audio.time_base = AUDIO_TIME_BASE
         except (OSError, av.FFmpegError) as exc:
             self.abort()
-            raise SegmentError(f"cannot open segment {self.part_path.name}: {exc}", disk_full=is_disk_full(exc)) from exc
+            raise SegmentError(f"cannot open segment {self.part_path.name}: {exc}",
+                               disk_full=is_disk_full(exc)) from exc
 
     def write(self, kind: str, data: bytes, pts: int, keyframe: bool) -> None:
         """``pts`` on the recording's timeline (90 kHz video, 48 kHz audio); the file counts from
@@ -156,7 +160,8 @@ class SegmentWriter:
         try:
             self._container.mux(packet)
         except (OSError, av.FFmpegError) as exc:
-            raise SegmentError(f"cannot write segment {self.part_path.name}: {exc}", disk_full=is_disk_full(exc)) from exc
+            raise SegmentError(f"cannot write segment {self.part_path.name}: {exc}",
+                               disk_full=is_disk_full(exc)) from exc
         self.first_pts.setdefault(kind, pts)
         self.last_pts[kind] = pts
         self.frames[kind] += 1
@@ -167,7 +172,8 @@ class SegmentWriter:
             self._container.close()
         except (OSError, av.FFmpegError) as exc:
             self.abort()
-            raise SegmentError(f"cannot close segment {self.part_path.name}: {exc}", disk_full=is_disk_full(exc)) from exc
+            raise SegmentError(f"cannot close segment {self.part_path.name}: {exc}",
+                               disk_full=is_disk_full(exc)) from exc
 
     def finalize(self) -> SealedSegment:
         """fsync, rename to the final name, fsync the directory, hash (the slow, durable part)."""
@@ -177,10 +183,11 @@ class SegmentWriter:
             fsync_dir(self.final_path.parent)
         except OSError as exc:
             self.abort()
-            raise SegmentError(f"cannot seal segment {self.final_path.name}: {exc}", disk_full=is_disk_full(exc)) from exc
+            raise SegmentError(f"cannot seal segment {self.final_path.name}: {exc}",
+                               disk_full=is_disk_full(exc)) from exc
         digest, size = sha256_file(self.final_path)
-        return SealedSegment(self.final_path, digest, size, dict(self.frames), dict(self.first_pts), dict(self.last_pts),
-                             self.offset_s or 0.0)
+        return SealedSegment(self.final_path, digest, size, dict(self.frames), dict(self.first_pts),
+                             dict(self.last_pts), self.offset_s or 0.0)
 
     def abort(self) -> None:
         """Drop the unsealed file: nothing partial is ever listed in the ledger."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pytest
 
@@ -76,7 +76,7 @@ class FakeArchive:
 
 
 @pytest.fixture
-def archive(tmp_path: Path) -> FakeArchive:
+def archive(tmp_path: Path) -> Iterator[FakeArchive]:
     a = FakeArchive(tmp_path)
     yield a
     a.ledger.close()

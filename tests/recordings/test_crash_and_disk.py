@@ -88,15 +88,17 @@ async def test_kill_9_during_five_recordings_loses_at_most_two_seconds(
             ffprobe(archive / seg["path"])  # every file plays without error
             last_t = max([last_t] + [t for _, _, t in packets(archive / seg["path"])])
         recorded_until = parse_iso_millis(opened["server_time"]) + last_t
-        assert killed_at - recorded_until <= 2.0, f"{rid}: media ends {killed_at - recorded_until:.2f} s before the kill"
+        assert killed_at - recorded_until <= 2.0, \
+            f"{rid}: media ends {killed_at - recorded_until:.2f} s before the kill"
         gaps = of_type(archive, "gap", rid)
         assert [g["cause"] for g in gaps] == ["server_fault"]
     report = verify_archive(archive)
     assert report.failures == [], report.failures
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "dispatch-audit"), "verify", "--archive", str(archive)],
-        capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stdout + out.stderr
+    audit = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "dispatch-audit"), "verify", "--archive", str(archive),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(audit.communicate(), 120)
+    assert audit.returncode == 0, output.decode()
 
 
 @pytest.fixture
@@ -104,7 +106,8 @@ def small_fs(tmp_path: Path) -> Any:
     """A 24 MiB tmpfs the test can fill (the tests run as root, as `make test` does in CI)."""
     mount = tmp_path / "small"
     mount.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True, text=True)
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True,
+                         text=True)
     assert out.returncode == 0, f"cannot mount a tmpfs for the disk-full test (needs root): {out.stderr}"
     try:
         yield mount

@@ -13,8 +13,18 @@ from typing import Any, Iterator
 
 import pytest
 
-from recordings.ledger import (ENTRIES_FILE, PUBLIC_KEY_FILE, STH_FILE, KeyMismatchError, Ledger, LedgerWriteError,
-                               canonical_json, load_public_key, sth_message, verify_sth_signature)
+from recordings.ledger import (
+    ENTRIES_FILE,
+    PUBLIC_KEY_FILE,
+    STH_FILE,
+    KeyMismatchError,
+    Ledger,
+    LedgerWriteError,
+    canonical_json,
+    load_public_key,
+    sth_message,
+    verify_sth_signature,
+)
 from recordings.merkle import MerkleTree, leaf_hash, verify_inclusion
 from recordings.verify import verify_archive
 

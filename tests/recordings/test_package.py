@@ -156,7 +156,7 @@ def canonical_zip(parts: dict[str, bytes], created: float = 1795816000.0) -> byt
     """The package layout around ``parts`` (in the given order), as the builder writes it."""
     ms = [zip_layout.ZipMember(n, len(d), zlib.crc32(d)) for n, d in parts.items()]
     headers, _, tail = zip_layout.layout(ms, zip_layout.dos_datetime(created))
-    return b"".join(h + parts[m.name] for m, (_, h) in zip(ms, headers)) + tail
+    return b"".join(h + parts[m.name] for m, (_, h) in zip(ms, headers, strict=True)) + tail
 
 
 def resign(manifest: dict[str, Any], key: Ed25519PrivateKey) -> tuple[bytes, bytes]:
@@ -250,7 +250,7 @@ def test_any_flipped_byte_fails_verification(built: Built, data: st.DataObject) 
 
 def _structure_positions(data: bytes) -> list[int]:
     """Every byte of the file that is not member data: local headers, central directory, end records."""
-    inside = set()
+    inside: set[int] = set()
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         for i in zf.infolist():
             start = i.header_offset + 30 + len(i.filename)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
 from media.pattern import EncodedLoop
 from recordings.ledger import Ledger
-from recordings.recording import Recording, RecordingInfo
+from recordings.recording import Recording
+from recordings.recording_info import RecordingInfo
 from tests.recordings.archive_support import ffprobe, of_type, packets
 
 
@@ -46,7 +48,7 @@ def test_device_clock_jumps_are_re_anchored_to_the_server_clock(tmp_path: Path, 
     ffprobe(path)
     times = [t for kind, _, t in packets(path) if kind == "video"]
     assert len(times) == 90
-    steps = [b - a for a, b in zip(times, times[1:])]
+    steps = [b - a for a, b in itertools.pairwise(times)]
     # Strictly increasing, and no step shows the jumps: the timeline follows the server clock.
     assert min(steps) > 0 and max(steps) < 0.1, (min(steps), max(steps))
     assert abs(times[-1] - times[0] - 89 / 30) < 0.1
