@@ -173,21 +173,20 @@ def build_package(out_path: Path, *, export_file: Path, ledger: Ledger, source_i
     """Write the package for ``export_file`` to ``out_path`` (temp file, fsync, rename, fsync dir).
 
     ``source_indexes``: ledger indexes of the ``segment_sealed`` entries the export was made from.
-    ``request``: the keys :data:`REQUEST_KEYS` (strings; ``from``/``to`` the released range,
-    UTC ISO, or ``None``), more keys are kept. ``redactions``: objects with ``method``, ``reason``
-    (``auto:face`` or ``manual:<reason>``), ``by``, plus region/time keys as the caller has them,
-    or the export's ``RedactionRecord.to_dict()`` records (flattened by :func:`redaction_entries`
-    with ``request["approved_by"]``). ``completeness``: ``{"action_id", "units": [{"unit_id",
-    "recorded_intervals": [[start, end], ...], "gaps": [{"start", "end", "cause"}, ...]}]}`` plus
-    any further keys. If the latest signed tree
-    head does not cover every source, a new one is signed (``ledger.sign_tree_head()``).
-    ``export_duration_s``, if given, is recorded as ``export.duration_s``; ``package_id``
-    defaults to a random UUID (hex).
+    ``request``: the keys :data:`~recordings.package_format.REQUEST_KEYS` (strings; ``from``/``to``
+    the released range, UTC ISO, or ``None``), more keys are kept. ``redactions``: objects with
+    ``method``, ``reason`` (``auto:face`` or ``manual:<reason>``), ``by``, plus region/time keys as
+    the caller has them, or the export's ``RedactionRecord.to_dict()`` records (flattened by
+    :func:`redaction_entries` with ``request["approved_by"]``). ``completeness``: ``{"action_id",
+    "units": [{"unit_id", "recorded_intervals": [[start, end], ...], "gaps": [{"start", "end",
+    "cause"}, ...]}]}`` plus any further keys. If the latest signed tree head does not cover every
+    source, a new one is signed (``ledger.sign_tree_head()``). ``export_duration_s``, if given, is
+    recorded as ``export.duration_s``; ``package_id`` defaults to a random UUID (hex).
 
     Blocking (reads the export twice: to hash it, then to copy it): run it in a worker thread.
     Returns the manifest (a dict) with two more keys, ``package_sha256`` and ``package_bytes``, of
-    the package file. Raises
-    :class:`PackageError` or ``ValueError`` for bad arguments; nothing is left behind on failure.
+    the package file. Raises :class:`PackageError` or ``ValueError`` for bad arguments; nothing is
+    left behind on failure.
     """
     problem = request_problem(request)
     if problem is None:
