@@ -257,6 +257,21 @@ class Channel:
     def fanouts(self) -> tuple[Fanout, Fanout]:
         return (self.video, self.audio)
 
+    # The recorder's view of a channel (``recordings.source.FrameSource``, matched by shape).
+    def add_tap(self, kind: str, tap: Tap) -> None:
+        """Call ``tap(packet, keyframe)`` for every packet of ``kind`` from now on, on the loop."""
+        self.fanout(kind).taps.append(tap)
+
+    def remove_tap(self, kind: str, tap: Tap) -> None:
+        """Stop calling ``tap``; one that is not there is ignored."""
+        taps = self.fanout(kind).taps
+        if tap in taps:
+            taps.remove(tap)
+
+    def request_keyframe(self, reason: str) -> None:
+        """Ask the publisher for a video keyframe (coalesced like every other request)."""
+        self.video.request_keyframe(reason)
+
     def silence_s(self) -> float:
         active = [f.silence_s() for f in self.fanouts if f.active]
         return min(active) if active else float("inf")

@@ -1,1 +1,19 @@
-"""Evidence archive: crash-safe, case-linked, tamper-evident recordings (not built yet; see the archive issue)."""
+"""Evidence archive: crash-safe, case-linked, tamper-evident recordings of what units publish.
+
+A layer below the server: it imports neither ``dispatch_server`` nor ``media``. The server
+wires :class:`recordings.archive.ArchiveService` to the relay (through the
+:class:`recordings.source.FrameSource` protocol) and reads the archive through
+:class:`recordings.catalog.Catalog`. Formats (segments, ``recording.json``, the ledger, signed
+tree heads, export packages) are specified in ``docs/archive-format.md``.
+
+- Recording: ``archive`` (the service), ``source``, ``recording``, ``segmenter``, ``timeline``,
+  ``gaps``, ``sealer``, ``ledger_spool``, ``metadata``, ``recording_info``, ``segment``,
+  ``recovery``, ``durable``.
+- Ledger: ``ledger``, ``merkle``.
+- Verifying offline (``dispatch-audit``): ``verify``, ``ledger_check``, ``archive_files``,
+  ``findings``, ``audit_cli``, ``archive_config``.
+- Search and keeping: ``catalog``, ``retention``.
+- Party exports: ``export``, ``export_timeline``, ``export_decoder``, ``export_encoder``,
+  ``export_errors``, ``redaction``, ``watermark``, ``package``, ``package_verify``,
+  ``package_format``, ``zip_layout``.
+"""

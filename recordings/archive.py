@@ -1,10 +1,11 @@
 """The evidence archive service: records every publishing unit, keeps the ledger signed.
 
 Wired by ``dispatch_server.app.create_app``; it knows nothing about HTTP or Socket.IO. The live
-service tells it when a unit starts and stops publishing; it taps the unit's relay channel (the
-encoded frames the relay already forwards), keeps one :class:`Recording` per unit per action
-session across reconnects (``reconnect_grace_s``), watches free space, and signs tree heads of
-the ledger every ``sign_interval_s`` and at shutdown.
+service tells it when a unit starts and stops publishing; it taps the unit's frame source (a
+:class:`~recordings.source.FrameSource`: the encoded frames the relay already forwards), keeps
+one :class:`Recording` per unit per action session across reconnects (``reconnect_grace_s``),
+watches free space, and signs tree heads of the ledger every ``sign_interval_s`` and at
+shutdown.
 
 Disk full: when free space under the archive falls below ``min_free_bytes`` (or a write fails
 with ENOSPC), every recording pauses: its open segment is sealed or, if it cannot be, dropped
@@ -25,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from media.relay import Channel
+from utctime import iso_millis
 
 from .ledger import Ledger
-from .recording import Recording, RecordingInfo
+from .recording import Recording
+from .recording_info import RecordingInfo
 from .recovery import recover
-from .timefmt import utc_iso
+from .source import EncodedFrame, FrameSource, FrameTap
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +56,8 @@ DESCRIBE_TIMEOUT_S = 10.0
 @dataclass
 class _Active:
     recording: Recording
-    channel: Channel | None = None
-    taps: tuple[Any, ...] = ()
+    channel: FrameSource | None = None
+    taps: tuple[tuple[str, FrameTap], ...] = ()
     grace: asyncio.TimerHandle | None = None
 
 
@@ -132,7 +134,7 @@ class ArchiveService:
         task.add_done_callback(self._tasks.discard)
 
     # publishers --------------------------------------------------------------------------
-    async def publish_started(self, unit_id: str, channel: Channel, video_codec: str | None,
+    async def publish_started(self, unit_id: str, channel: FrameSource, video_codec: str | None,
                               audio_codec: str | None) -> Recording:
         """A unit publishes on this node: continue its recording (a reconnect) or open one."""
         video_codec = video_codec.lower() if video_codec else None
@@ -220,6 +222,7 @@ class ArchiveService:
 
     async def _finish(self, recording: Recording, reason: str) -> None:
         """Gather what the recording's metadata needs from the rest of the server, then close it."""
+        extra: dict[str, Any] = {}
         if self._describe is not None:
             try:
                 extra = await asyncio.wait_for(
@@ -227,31 +230,29 @@ class ArchiveService:
             except Exception as exc:
                 logger.warning("recording %s: metadata incomplete: %r", recording.info.recording_id, exc)
                 extra = {"metadata_error": f"GPS track and instructions unavailable: {exc!r}"}
-            recording.extra_metadata = lambda: extra
-        recording.close(reason)
+        recording.close(reason, extra)
 
-    def _tap(self, active: _Active, channel: Channel) -> None:
+    def _tap(self, active: _Active, channel: FrameSource) -> None:
         rec = active.recording
-        taps = []
-        for fanout in channel.fanouts:
-            kind = fanout.kind
-            if (kind == "video" and rec.info.video_codec is None) or (kind == "audio" and rec.info.audio_codec is None):
+        taps: list[tuple[str, FrameTap]] = []
+        for kind, codec in (("video", rec.info.video_codec), ("audio", rec.info.audio_codec)):
+            if codec is None:
                 continue
 
-            def tap(packet: Any, keyframe: bool, kind: str = kind) -> None:
-                rec.offer(kind, bytes(packet), int(packet.pts or 0), keyframe)
+            def tap(frame: EncodedFrame, keyframe: bool, kind: str = kind) -> None:
+                rec.offer(kind, bytes(frame), int(frame.pts or 0), keyframe)
 
-            fanout.taps.append(tap)
-            taps.append((fanout, tap))
+            channel.add_tap(kind, tap)
+            taps.append((kind, tap))
         active.channel = channel
         active.taps = tuple(taps)
         self._request_keyframe(rec.info.unit_id)
 
     @staticmethod
     def _untap(active: _Active) -> None:
-        for fanout, tap in active.taps:
-            if tap in fanout.taps:
-                fanout.taps.remove(tap)
+        if active.channel is not None:
+            for kind, tap in active.taps:
+                active.channel.remove_tap(kind, tap)
         active.taps = ()
 
     def _request_keyframe(self, unit_id: str) -> None:
@@ -260,8 +261,7 @@ class ArchiveService:
         active = self.active.get(unit_id)
         if loop is None or active is None or active.channel is None:
             return
-        fanout = active.channel.fanout("video")
-        loop.call_soon_threadsafe(fanout.request_keyframe, "recording")
+        loop.call_soon_threadsafe(active.channel.request_keyframe, "recording")
 
     # writer events (called on writer threads) --------------------------------------------
     def _from_writer(self, kind: str, detail: dict[str, Any]) -> None:
@@ -339,6 +339,6 @@ class ArchiveService:
             "recording": {u: {"recording_id": a.recording.info.recording_id, "frames": a.recording.stats.frames,
                               "segments": a.recording.stats.segments, "dropped": a.recording.stats.dropped,
                               "gaps": a.recording.stats.gaps, "paused": a.recording.paused_cause,
-                              "since": utc_iso(a.recording.opened_at)}
+                              "since": iso_millis(a.recording.opened_at)}
                           for u, a in self.active.items()},
         }

@@ -2,11 +2,13 @@
 
     dispatch-audit verify [--archive DIR | --config PATH] [--public-key FILE] [--json] [--quiet]
     dispatch-audit export-key [--archive DIR | --config PATH]
+    dispatch-audit verify-export PACKAGE [--public-key FILE] [--json]
 
 ``verify`` prints one ``FAIL <kind> <item>: <message>`` line per failure (``WARN`` likewise unless
 ``--quiet``), progress on standard error and a summary line; ``--json`` prints the whole report as
-one JSON object instead. Exit status: 0 the archive verifies, 1 it has failures, 2 usage errors
-(no archive, unreadable key, bad config).
+one JSON object instead; ``verify-export`` does the same for an export package
+(:mod:`recordings.package_verify`). Exit status: 0 the archive or package verifies, 1 it has
+failures, 2 usage errors (no archive or package, unreadable key, bad config).
 
 Subcommands are registered in :data:`SUBCOMMANDS`: a name, a function adding its arguments to a
 sub-parser, and a function running it that returns the exit status.
@@ -15,7 +17,6 @@ sub-parser, and a function running it that returns the exit status.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -23,8 +24,9 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .archive_config import ConfigError, config_path, configured_archive_dir
 from .ledger import read_public_key_pem
-from .package import VERIFY_EXPORT_HELP, add_verify_export_arguments, run_verify_export
+from .package_verify import PackageNotFoundError, PackageReport, load_pinned_key, verify_package
 from .verify import ArchiveNotFoundError, Report, verify_archive
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
@@ -40,26 +42,16 @@ def add_archive_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def archive_dir(args: argparse.Namespace) -> Path:
-    """``--archive``, else the archive directory of ``--config`` (or $DISPATCH_CONFIG / ./config.toml)."""
+    """``--archive``, else the archive directory of ``--config`` (or $DISPATCH_CONFIG / ./config.toml),
+    read as the server reads it (:mod:`recordings.archive_config`)."""
     if args.archive:
         return Path(args.archive).expanduser()
-    try:
-        # The server's config loader (tomllib and dataclasses only) resolves data_dir, relative
-        # paths and DISPATCH_ overrides exactly as the server does. Imported only here so that
-        # verifying with --archive needs nothing but this package.
-        config = importlib.import_module("dispatch_server.config")
-    except ImportError as exc:
-        raise UsageError(f"--config needs the dispatch_server package ({exc}); pass --archive DIR") from exc
-    if args.config is None and not _default_config_present():
+    if config_path(args.config, os.environ) is None:
         raise UsageError("no archive given: pass --archive DIR or --config PATH")
     try:
-        return Path(config.load_settings(args.config).archive_dir)
-    except config.ConfigError as exc:
+        return configured_archive_dir(args.config, os.environ)
+    except ConfigError as exc:
         raise UsageError(str(exc)) from exc
-
-
-def _default_config_present() -> bool:
-    return bool(os.environ.get("DISPATCH_CONFIG")) or Path("config.toml").is_file()
 
 
 # ---- verify ----------------------------------------------------------------------------------
@@ -89,7 +81,7 @@ class _ProgressPrinter:
         print(f"hashing {done / 1e6:,.1f} of {total / 1e6:,.1f} MB ({rate:,.0f} MB/s)", file=sys.stderr, flush=True)
 
 
-def _summary(r: Report) -> str:
+def _archive_summary(r: Report) -> str:
     n = len(r.failures)
     verdict = "OK" if r.ok else f"FAILED ({n} failure{'' if n == 1 else 's'})"
     return (f"{verdict}: {r.entries} entries, {r.segments} segments ({r.segments_proven} inclusion proofs), "
@@ -121,7 +113,7 @@ def _run_verify(args: argparse.Namespace) -> int:
         if not args.quiet:
             for f in report.warnings:
                 print(f"WARN {f}")
-        print(_summary(report))
+        print(_archive_summary(report))
     return EXIT_OK if report.ok else EXIT_FAILURES
 
 
@@ -142,6 +134,54 @@ def _run_export_key(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- verify-export ---------------------------------------------------------------------------
+
+VERIFY_EXPORT_HELP = "check an export package offline: signature, export hash, ledger inclusion proofs"
+
+
+def _add_verify_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", metavar="PACKAGE", help="the export package (.zip) to check")
+    p.add_argument("--public-key", metavar="FILE",
+                   help="the court's PEM public key, obtained separately; the package must be signed with it")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _package_summary(r: PackageReport) -> str:
+    verdict = "OK" if r.ok else f"FAILED ({len(r.failures)} failures)"
+    req = r.request
+    return (f"{verdict}: package {r.package_id or '?'} (sha256 {r.package_sha256[:16]}…), request "
+            f"{req.get('id', '?')} case {req.get('case_number', '?')} action {req.get('action_id', '?')} for "
+            f"{req.get('recipient', '?')}; {r.export_name or 'export'} {r.export_bytes:,} bytes sha256 "
+            f"{r.export_sha256[:16]}…; {r.sources_proven}/{r.sources} source segments proven in the tree of "
+            f"{r.tree_size} entries signed {r.sth_timestamp or '?'}; {r.redactions} redactions; {r.units} units, "
+            f"{r.gaps} gaps; key {r.key_id[:16] or '?'}{' (pinned)' if r.key_pinned else ''}")
+
+
+def run_verify_export(args: argparse.Namespace) -> int:
+    """Exit status: 0 the package verifies, 1 it has failures; :class:`UsageError` for no such
+    file or a bad ``--public-key``."""
+    pinned = None
+    if args.public_key:
+        try:
+            pinned = Path(args.public_key).read_bytes()
+            load_pinned_key(pinned)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--public-key {args.public_key}: {exc}") from exc
+    try:
+        report = verify_package(Path(args.package), pinned)
+    except PackageNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for f in report.failures:
+            print(f"FAIL {f}")
+        for f in report.warnings:
+            print(f"WARN {f}")
+        print(_package_summary(report))
+    return EXIT_OK if report.ok else EXIT_FAILURES
+
+
 # ---- wiring ----------------------------------------------------------------------------------
 
 Subcommand = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
@@ -150,7 +190,7 @@ SUBCOMMANDS: list[Subcommand] = [
     ("verify", "check an archive: ledger, signed tree heads, inclusion proofs, every file's hash",
      _add_verify, _run_verify),
     ("export-key", "print the archive's public key (PEM) to hand to auditors", _add_export_key, _run_export_key),
-    ("verify-export", VERIFY_EXPORT_HELP, add_verify_export_arguments, run_verify_export),
+    ("verify-export", VERIFY_EXPORT_HELP, _add_verify_export, run_verify_export),
 ]
 
 

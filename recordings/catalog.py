@@ -6,7 +6,7 @@ it applied and remembers that index, so a sync is idempotent and the whole file 
 rebuilt from the ledger alone (:meth:`Catalog.sync_from` does so by itself when the ledger is
 shorter than the catalog or its entry at the catalog's last index is not the one applied).
 
-Times are POSIX seconds in the tables and UTC ISO 8601 (``timefmt.utc_iso``) in the views. A
+Times are POSIX seconds in the tables and UTC ISO 8601 (:func:`utctime.iso_millis`) in the views. A
 recording's *timeline* starts when it was opened (``server_time`` of ``recording_opened``): a
 segment sits at ``offset_s`` on it, a gap from ``start - opened`` to ``end - opened``.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
-from .timefmt import parse_utc_iso, utc_iso
+from utctime import iso_millis, parse_iso_millis
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class SegmentRow:
 
 def _time(text: Any) -> float | None:
     try:
-        return parse_utc_iso(text)
+        return parse_iso_millis(text)
     except ValueError:
         return None
 
@@ -266,7 +266,8 @@ class Catalog:
                 frames = d.get("frames") or {}
                 c.execute(
                     "INSERT OR REPLACE INTO segments(recording_id, seq, path, sha256, bytes, start, end, offset_s, "
-                    "duration_s, frames_video, frames_audio, recovered, sealed_index) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "duration_s, frames_video, frames_audio, recovered, sealed_index) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (rid, int(d["seq"]), str(d["path"]), d.get("sha256"), d.get("bytes"), _time(d.get("start")),
                      _time(d.get("end")), float(d.get("offset_s") or 0.0), segment_duration(d), frames.get("video"),
                      frames.get("audio"), 1 if d.get("recovered") else 0, index))
@@ -332,8 +333,8 @@ class Catalog:
             "id": row["id"], "unit_id": row["unit_id"], "action_id": row["action_id"],
             "case_number": row["case_number"], "officers": json.loads(row["officers"]), "category": row["category"],
             "node": row["node"], "codecs": {"video": row["video_codec"], "audio": row["audio_codec"]},
-            "state": row["state"], "opened_at": utc_iso(opened) if opened is not None else None,
-            "closed_at": utc_iso(row["closed_at"]) if row["closed_at"] is not None else None,
+            "state": row["state"], "opened_at": iso_millis(opened) if opened is not None else None,
+            "closed_at": iso_millis(row["closed_at"]) if row["closed_at"] is not None else None,
             "close_reason": row["close_reason"], "end_cause": row["end_cause"],
             "segment_count": row["live_segments"], "deleted_segments": row["deleted_segments"],
             "bytes": row["live_bytes"], "duration_s": round(max(ends), 3),
@@ -351,15 +352,15 @@ class Catalog:
         out["closed_ts"] = rows[0]["closed_at"]
         out["segments"] = [{
             "seq": s["seq"], "offset_s": s["offset_s"], "duration_s": round(s["duration_s"] or 0.0, 3),
-            "start": utc_iso(s["start"]) if s["start"] is not None else None,
-            "end": utc_iso(s["end"]) if s["end"] is not None else None,
+            "start": iso_millis(s["start"]) if s["start"] is not None else None,
+            "end": iso_millis(s["end"]) if s["end"] is not None else None,
             "sha256": s["sha256"], "bytes": s["bytes"],
             "frames": {"video": s["frames_video"], "audio": s["frames_audio"]},
             "recovered": bool(s["recovered"]), "deleted": bool(s["deleted"]), "deleted_reason": s["deleted_reason"],
         } for s in self._rows("SELECT * FROM segments WHERE recording_id=? ORDER BY seq", (recording_id,))]
         out["gaps"] = [{
-            "start": utc_iso(g["start"]) if g["start"] is not None else None,
-            "end": utc_iso(g["end"]) if g["end"] is not None else None,
+            "start": iso_millis(g["start"]) if g["start"] is not None else None,
+            "end": iso_millis(g["end"]) if g["end"] is not None else None,
             "start_s": round(g["start"] - opened, 3) if g["start"] is not None else None,
             "end_s": round(g["end"] - opened, 3) if g["end"] is not None else None,
             "cause": g["cause"], "seconds": g["seconds"],
@@ -414,7 +415,7 @@ class Catalog:
         rows = self._rows("SELECT h.*, (SELECT COUNT(*) FROM recordings r WHERE r.case_number=h.case_number) AS n "
                           "FROM holds h ORDER BY h.set_at")
         return [{"case_number": h["case_number"], "reason": h["reason"], "set_by": h["actor"],
-                 "set_at": utc_iso(h["set_at"]) if h["set_at"] is not None else None, "recordings": h["n"]}
+                 "set_at": iso_millis(h["set_at"]) if h["set_at"] is not None else None, "recordings": h["n"]}
                 for h in rows]
 
     def held_cases(self) -> set[str]:

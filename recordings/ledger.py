@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import errno
 import fcntl
 import hashlib
 import json
@@ -27,9 +26,10 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .merkle import MerkleTree, leaf_hash
-from .timefmt import utc_iso
+from utctime import iso_millis
+
 from .durable import fsync_dir
+from .merkle import MerkleTree, leaf_hash
 
 ENTRIES_FILE = "ledger/entries.jsonl"
 STH_FILE = "ledger/sth.jsonl"
@@ -231,13 +231,14 @@ class Ledger:
             self._require_open()
             size = self._tree.size
             entry = {"index": size, "prev": self._tree.leaf(size - 1).hex() if size else "",
-                     "time": utc_iso(self._clock()), "type": type, "actor": actor,
+                     "time": iso_millis(self._clock()), "type": type, "actor": actor,
                      "where": self.where if where is None else where, "outcome": outcome, "data": data}
             line = canonical_json(entry)
             self._entries_len = self._write_line(self._entries_fd, self._entries_len, line, ENTRIES_FILE)
             self._offsets.append(self._entries_len - len(line) - 1)
             self._tree.append(leaf_hash(line))
-            return json.loads(line)
+            written: dict[str, Any] = json.loads(line)  # a copy: the caller's data is not shared
+            return written
 
     def sign_tree_head(self) -> dict[str, Any] | None:
         """Sign the current tree and append the STH; ``None`` if no entry arrived since the last."""
@@ -248,7 +249,7 @@ class Ledger:
             if size == 0 or (self._latest_sth is not None and self._latest_sth["tree_size"] == size):
                 return None
             root = self._tree.root(size).hex()
-            timestamp = utc_iso(self._clock())
+            timestamp = iso_millis(self._clock())
             signature = self._key.sign(sth_message(size, root, timestamp))
             sth = {"tree_size": size, "root_hash": root, "timestamp": timestamp,
                    "key_id": key_id(self._key.public_key()), "signature": base64.b64encode(signature).decode()}
@@ -458,8 +459,3 @@ class Ledger:
             notes.append(f"{STH_FILE}: the latest tree head covers {latest['tree_size']} entries but the "
                          f"ledger has {self._tree.size}: entries were lost or removed")
         self._latest_sth = latest
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """True for a :class:`LedgerWriteError` (or ``OSError``) caused by a full disk or quota."""
-    return getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT)

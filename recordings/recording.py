@@ -2,141 +2,75 @@
 
 The relay calls :meth:`Recording.offer` from the event loop for every forwarded frame (a copy of
 the bytes goes into a bounded queue, nothing else happens there, so live viewers never wait on
-disk). A writer thread owned by the recording muxes the frames into segments
-(:mod:`recordings.segment`), seals each one and appends it to the ledger.
-
-Timeline: a recording's media timestamps count from the recording's start on the server's
-clock. Each stream is anchored on its first frame (RTP timestamps start anywhere) and re-anchored
-when it drifts more than :data:`REANCHOR_S` from the server clock (a device clock jump); the relay
-already keeps timestamps monotonic across reconnects, and :class:`SegmentWriter` guards the rest.
-So a gap of 5 s in the unit's link is 5 s in the files too, and in the ledger as a ``gap`` entry.
-
-Gaps: whenever frames stop arriving for a reason we know (link lost, unit stopped, disk full,
-queue overflow, server fault found at recovery) the current segment is sealed and a gap opens;
-it is written to the ledger when frames resume or the recording closes.
+disk). The recording's writer thread takes frames and controls off that queue in order and
+hands them to its :class:`~recordings.segmenter.Segmenter`, which muxes segments; a second
+thread, the :class:`~recordings.sealer.Sealer`, makes them durable and ledgers them. Media
+timestamps count from the recording's start on the server's clock
+(:mod:`recordings.timeline`); stretches without frames are gaps (:mod:`recordings.gaps`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping
 
 from .durable import fsync_dir
-from .segment import SealedSegment, SegmentError, SegmentWriter, extension, frame_size
-from .timefmt import utc_iso
+from .ledger_spool import LedgerSpool, LedgerWriter
+from .recording_info import RecordingInfo, RecordingStats
+from .sealer import OnEvent, Sealer
+from .segmenter import Frame, Segmenter
 
 logger = logging.getLogger(__name__)
-
-REANCHOR_S = 5.0
-KEYFRAME_ASK_S = 0.5  # while waiting for a keyframe to start a segment, ask the publisher this often
-RATES = {"video": 90_000, "audio": 48_000}
-
-
-class LedgerWriter(Protocol):
-    def append(self, type: str, *, actor: str, where: str | None = None, outcome: str = "ok",
-               data: dict[str, Any]) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class RecordingInfo:
-    """What a recording is of; written to the ledger when it opens and to ``recording.json``."""
-
-    recording_id: str
-    unit_id: str
-    action_id: str | None
-    case_number: str | None
-    officers: tuple[str, ...]
-    category: str
-    node: str
-    video_codec: str | None
-    audio_codec: str | None
-
-
-@dataclass
-class _Frame:
-    kind: str
-    data: bytes
-    pts: int
-    keyframe: bool
-    wall: float
 
 
 @dataclass
 class _Control:
-    op: str  # "cut", "resume", "close", "flush"
-    cause: str = ""
+    op: str  # "cut", "resume", "close"
+    cause: str = ""  # the cut's cause, the close's reason
     at: float = 0.0
     done: threading.Event | None = None
-
-
-@dataclass
-class RecordingStats:
-    frames: dict[str, int] = field(default_factory=lambda: {"video": 0, "audio": 0})
-    dropped: int = 0  # frames not recorded: queue overflow, disk full, before the first keyframe
-    segments: int = 0
-    bytes: int = 0
-    gaps: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)  # close: more for recording.json
 
 
 class Recording:
-    """Owns one writer thread. Thread-safety: ``offer``/``cut``/``resume``/``close`` may be called
-    from the event loop; everything else runs on the writer thread."""
+    """Owns one writer thread (and, through its sealer, one durable-work thread). Thread-safety:
+    ``offer``/``cut``/``resume``/``pause``/``close`` may be called from the event loop;
+    everything else runs on the writer threads."""
 
     def __init__(self, info: RecordingInfo, directory: Path, archive_root: Path, ledger: LedgerWriter,
-                 *, segment_s: float, queue_frames: int, where: str,
-                 on_event: Callable[[str, dict[str, Any]], None], clock: Callable[[], float] = time.time,
-                 request_keyframe: Callable[[], None] = lambda: None) -> None:
+                 *, segment_s: float, queue_frames: int, where: str, on_event: OnEvent,
+                 clock: Callable[[], float] = time.time, request_keyframe: Callable[[], None] = lambda: None) -> None:
+        """Creates ``directory``, appends ``recording_opened`` and starts the writer thread.
+        ``on_event(kind, detail)`` is called on the writer threads (``sealed``, ``closed``,
+        ``disk_full``, ``error``); ``request_keyframe`` too, when a segment waits for one."""
         self.info = info
         self.dir = directory
-        self._root = archive_root
-        self._ledger = ledger
-        self._segment_s = segment_s
-        self._where = where
-        self._on_event = on_event  # (kind, detail) from the writer thread: "disk_full", "sealed", "closed", "error"
+        self._on_event = on_event
         self._clock = clock
-        self.request_keyframe = request_keyframe
-        self._queue: queue.Queue[_Frame | _Control] = queue.Queue(maxsize=queue_frames)
+        self._queue: queue.Queue[Frame | _Control] = queue.Queue(maxsize=queue_frames)
         self._overflowing = False
         self.stats = RecordingStats()
         self.opened_at = clock()
         self.closed = False
-        self.paused_cause: str | None = None  # set while disk is full
-        # writer-thread state
-        self._writer: SegmentWriter | None = None
-        self._seg_started_wall = 0.0
-        self._seq = 0
-        self._anchor: dict[str, int] = {}
-        self._last_wall: float | None = None
-        self._gap: tuple[float, str] | None = None
-        self._pending: list[tuple[str, dict[str, Any]]] = []  # ledger entries that failed to append (disk full)
-        self._segments: list[dict[str, Any]] = []
-        self._gaps: list[dict[str, Any]] = []
-        self._size: tuple[int, int] | None = None
-        self._keyframe_asked = float("-inf")
-        # Filled in by the archive service (GPS track, instructions); called on the writer thread at close.
-        self.extra_metadata: Callable[[], dict[str, Any]] = lambda: {}
-        # Durable work (fsync, rename, hash, ledger appends) runs on a second thread, in order, so
-        # a slow disk never holds up muxing; the queue above absorbs what muxing cannot take.
-        self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"seal-{info.unit_id}")
+        spool = LedgerSpool(ledger, where, info.recording_id)
+        sealer = Sealer(info, directory, archive_root, spool, self.stats, on_event)
+        self._segmenter = Segmenter(info, directory, opened_at=self.opened_at, segment_s=segment_s, stats=self.stats,
+                                    sealer=sealer, on_event=on_event, request_keyframe=request_keyframe)
         self.dir.mkdir(parents=True, exist_ok=True)
         fsync_dir(self.dir.parent)
-        self._append_now("recording_opened", {
-            "recording_id": info.recording_id, "unit_id": info.unit_id, "action_id": info.action_id,
-            "case_number": info.case_number, "officers": list(info.officers), "category": info.category,
-            "node": info.node, "video_codec": info.video_codec, "audio_codec": info.audio_codec,
-            "server_time": utc_iso(self.opened_at),
-        })
+        spool.append("recording_opened", info.opened_entry(self.opened_at))  # before the threads start
         self._thread = threading.Thread(target=self._run, name=f"rec-{info.unit_id}", daemon=True)
         self._thread.start()
+
+    @property
+    def paused_cause(self) -> str | None:
+        """Why frames are being dropped (``disk_full``), or None while recording."""
+        return self._segmenter.paused_cause
 
     # event-loop side ---------------------------------------------------------------------
     def offer(self, kind: str, data: bytes, pts: int, keyframe: bool) -> None:
@@ -144,7 +78,7 @@ class Recording:
         if self.closed:
             return
         try:
-            self._queue.put_nowait(_Frame(kind, data, pts, keyframe, self._clock()))
+            self._queue.put_nowait(Frame(kind, data, pts, keyframe, self._clock()))
             if self._overflowing and kind == "video" and self._queue.qsize() < self._queue.maxsize // 2:
                 self._overflowing = False
         except queue.Full:
@@ -159,26 +93,23 @@ class Recording:
         self._control(_Control("cut", cause, self._clock()))
 
     def resume(self) -> None:
+        """Write again (disk space is back), from the next keyframe."""
         self._control(_Control("resume", "", self._clock()))
 
     def pause(self, cause: str) -> None:
         """Stop writing (disk full); frames are dropped until :meth:`resume`."""
-        self.paused_cause = cause
+        self._segmenter.paused_cause = cause
         self._control(_Control("cut", cause, self._clock()))
 
-    def close(self, reason: str) -> threading.Event:
+    def close(self, reason: str, extra: Mapping[str, Any] | None = None) -> threading.Event:
+        """Seal, write ``recording.json`` (``extra`` under its ``extra`` key: GPS track,
+        instructions) and ``recording_closed``; the event is set once the writer is done."""
         done = threading.Event()
         if self.closed:
             done.set()
             return done
         self.closed = True
-        self._control(_Control("close", reason, self._clock(), done), force=True)
-        return done
-
-    def flush(self) -> threading.Event:
-        """An event set once the writer has handled everything queued so far (for tests and shutdown)."""
-        done = threading.Event()
-        self._control(_Control("flush", "", self._clock(), done), force=True)
+        self._control(_Control("close", reason, self._clock(), done, dict(extra or {})), force=True)
         return done
 
     def join(self, timeout: float | None = None) -> None:
@@ -202,21 +133,18 @@ class Recording:
 
     # writer thread -----------------------------------------------------------------------
     def _run(self) -> None:
+        segmenter = self._segmenter
         while True:
             item = self._queue.get()
             try:
-                if isinstance(item, _Frame):
-                    self._frame(item)
+                if isinstance(item, Frame):
+                    segmenter.frame(item)
                 elif item.op == "cut":
-                    self._cut(item.cause, item.at)
+                    segmenter.cut(item.cause, item.at)
                 elif item.op == "resume":
-                    self.paused_cause = None
-                    self._sealer.submit(self._flush_pending)
-                    self.request_keyframe()
-                elif item.op == "flush":
-                    self._sealer.submit(lambda: None).result()
+                    segmenter.resume()
                 elif item.op == "close":
-                    self._close(item.cause, item.at)
+                    segmenter.close(item.cause, item.at, item.extra)
                     return
             except Exception as exc:  # keep recording whatever happens to one frame
                 logger.exception("recording %s: writer fault", self.info.recording_id)
@@ -224,221 +152,3 @@ class Recording:
             finally:
                 if isinstance(item, _Control) and item.done is not None:
                     item.done.set()
-
-    def _timeline_pts(self, frame: _Frame) -> int:
-        rate = RATES[frame.kind]
-        expected = int((frame.wall - self.opened_at) * rate)
-        anchor = self._anchor.get(frame.kind)
-        if anchor is None or abs(frame.pts + anchor - expected) > REANCHOR_S * rate:
-            if anchor is not None:
-                logger.warning("recording %s: %s clock jumped %.1f s; re-anchored to the server clock",
-                               self.info.recording_id, frame.kind, (frame.pts + anchor - expected) / rate)
-            anchor = expected - frame.pts
-            self._anchor[frame.kind] = anchor
-        return frame.pts + anchor
-
-    def _frame(self, frame: _Frame) -> None:
-        if self.paused_cause is not None:
-            self.stats.dropped += 1
-            return
-        has_video = self.info.video_codec is not None
-        if self._writer is None:
-            if has_video and not (frame.kind == "video" and frame.keyframe):
-                self.stats.dropped += 1  # a segment starts on a keyframe
-                if frame.kind == "video" and frame.wall - self._keyframe_asked >= KEYFRAME_ASK_S:
-                    # Once per interval, not per dropped frame: each ask crosses to the event loop.
-                    self._keyframe_asked = frame.wall
-                    self.request_keyframe()
-                return
-            self._close_gap(frame.wall)
-            if not self._open_segment(frame):
-                return
-        elif (frame.kind == "video" or not has_video) and frame.keyframe \
-                and frame.wall - self._seg_started_wall >= self._segment_s:
-            self._seal()
-            if not self._open_segment(frame):
-                return
-        try:
-            assert self._writer is not None
-            self._writer.write(frame.kind, frame.data, self._timeline_pts(frame), frame.keyframe)
-            self.stats.frames[frame.kind] += 1
-            self._last_wall = frame.wall
-        except SegmentError as exc:
-            self._segment_failed(exc, frame.wall)
-
-    def _open_segment(self, frame: _Frame) -> bool:
-        self._seq += 1
-        if frame.kind == "video":
-            self._size = frame_size(self.info.video_codec or "vp8", frame.data) or self._size
-        path = self.dir / f"{self._seq:06d}{extension(self.info.video_codec)}"
-        try:
-            self._writer = SegmentWriter(path, self.info.video_codec, self.info.audio_codec is not None, self._size)
-        except SegmentError as exc:
-            self._seq -= 1
-            self._segment_failed(exc, frame.wall)
-            return False
-        self._seg_started_wall = frame.wall
-        return True
-
-    def _segment_failed(self, exc: SegmentError, at: float) -> None:
-        """The open segment cannot be completed: drop it (never half in the ledger) and open a gap."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.abort()
-            self._seq -= 1
-            at = self._seg_started_wall
-        cause = "disk_full" if exc.disk_full else "server_fault"
-        logger.error("recording %s: %s (%s)", self.info.recording_id, exc, cause)
-        if self._gap is None:
-            self._gap = (at, cause)
-        if exc.disk_full:
-            self.paused_cause = "disk_full"
-            self._on_event("disk_full", {"recording_id": self.info.recording_id, "message": str(exc)})
-        else:
-            self._on_event("error", {"recording_id": self.info.recording_id, "message": str(exc)})
-
-    def _seal(self) -> None:
-        """Close the open segment here; fsync, rename, hash and ledger it on the sealer thread."""
-        writer, self._writer = self._writer, None
-        if writer is None:
-            return
-        try:
-            writer.close_container()
-        except SegmentError as exc:
-            self._writer = writer  # the next segment reuses its number: the file is gone
-            self._segment_failed(exc, self._seg_started_wall)
-            return
-        start, end = self._seg_started_wall, self._last_wall or self._seg_started_wall
-        self._sealer.submit(self._finalize, writer, start, end)
-
-    def _finalize(self, writer: SegmentWriter, start: float, end: float) -> None:
-        """Sealer thread."""
-        try:
-            sealed = writer.finalize()
-        except SegmentError as exc:
-            cause = "disk_full" if exc.disk_full else "server_fault"
-            logger.error("recording %s: %s", self.info.recording_id, exc)
-            gap = {"recording_id": self.info.recording_id, "start": utc_iso(start), "end": utc_iso(end),
-                   "cause": cause, "seconds": round(max(0.0, end - start), 3)}
-            self._gaps.append(gap)
-            self._append_now("gap", gap)
-            self._on_event("disk_full" if exc.disk_full else "error",
-                           {"recording_id": self.info.recording_id, "message": str(exc)})
-            return
-        self._record_sealed(sealed, start, end)
-
-    def _record_sealed(self, sealed: SealedSegment, start: float, end: float) -> None:
-        """Sealer thread."""
-        rel = sealed.path.relative_to(self._root).as_posix()
-        data = {
-            "recording_id": self.info.recording_id, "seq": int(sealed.path.name.split(".")[0]), "path": rel,
-            "sha256": sealed.sha256, "bytes": sealed.bytes, "start": utc_iso(start), "end": utc_iso(end),
-            "frames": sealed.frames, "recovered": False, "offset_s": round(sealed.offset_s, 6),
-            "pts": {k: [sealed.first_pts.get(k), sealed.last_pts.get(k)] for k in sealed.first_pts},
-        }
-        self.stats.segments += 1
-        self.stats.bytes += sealed.bytes
-        self._segments.append(data)
-        self._append_now("segment_sealed", data)
-        self._on_event("sealed", data)
-
-    def _cut(self, cause: str, at: float) -> None:
-        self._seal()
-        if self._gap is None:
-            self._gap = (self._last_wall or at, cause)
-
-    def _close_gap(self, end: float) -> None:
-        if self._gap is None:
-            return
-        start, cause = self._gap
-        self._gap = None
-        if self._last_wall is None:
-            return  # nothing recorded yet: the wait for the first keyframe is not a gap
-        data = {"recording_id": self.info.recording_id, "start": utc_iso(start), "end": utc_iso(max(start, end)),
-                "cause": cause, "seconds": round(max(0.0, end - start), 3)}
-        self.stats.gaps += 1
-        self._sealer.submit(self._gaps.append, data)
-        self._append("gap", data)
-
-    def _close(self, reason: str, at: float) -> None:
-        self._seal()
-        end_cause = None
-        if self._gap is not None:
-            if self._gap[1] in ("link_lost", "unit_stopped", "server_shutdown"):
-                # The unit did not come back: that is where the recording ends, not a gap in it.
-                end_cause = self._gap[1]
-                self._gap = None
-            else:
-                self._close_gap(at)  # disk full or a fault lost the tail: a gap up to the close
-        self._sealer.submit(self._write_close, reason, at, end_cause)
-        self._sealer.shutdown(wait=True)
-        self._on_event("closed", {"recording_id": self.info.recording_id, "reason": reason})
-
-    def _write_close(self, reason: str, at: float, end_cause: str | None) -> None:
-        """Sealer thread: recording.json, then the recording_closed entry."""
-        meta = self.metadata(reason, at)
-        meta_path = self.dir / "recording.json"
-        digest = ""
-        try:
-            blob = json.dumps(meta, ensure_ascii=False, indent=1, sort_keys=True).encode()
-            tmp = meta_path.with_name("recording.json.tmp")
-            with open(tmp, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, meta_path)
-            fsync_dir(self.dir)
-            digest = hashlib.sha256(blob).hexdigest()
-        except OSError as exc:
-            logger.error("recording %s: metadata not written: %s", self.info.recording_id, exc)
-        self._append_now("recording_closed", {
-            "recording_id": self.info.recording_id, "segments": len(self._segments), "reason": reason,
-            "end_cause": end_cause, "metadata_sha256": digest, "server_time": utc_iso(at),
-        })
-        self._flush_pending()
-
-    def metadata(self, reason: str, at: float) -> dict[str, Any]:
-        i = self.info
-        return {
-            "format": "dispatch-recording/1",
-            "recording_id": i.recording_id, "unit_id": i.unit_id, "action_id": i.action_id,
-            "case_number": i.case_number, "officers": list(i.officers), "category": i.category, "node": i.node,
-            "codecs": {"video": i.video_codec, "audio": i.audio_codec},
-            "resolution": list(self._size) if self._size else None,
-            "clocks": {"server_opened": utc_iso(self.opened_at), "server_closed": utc_iso(at),
-                       "timeline": "media timestamps count from server_opened on the server clock",
-                       "device_reanchors": {k: v for k, v in self._anchor.items()}},
-            "close_reason": reason,
-            "segments": self._segments,
-            "gaps": self._gaps,
-            "dropped_frames": self.stats.dropped,
-            "extra": self.extra_metadata(),
-        }
-
-    def _append(self, type: str, data: dict[str, Any]) -> None:
-        """Queue a ledger entry behind the seals already queued (any thread but the sealer)."""
-        self._sealer.submit(self._append_now, type, data)
-
-    def _append_now(self, type: str, data: dict[str, Any]) -> None:
-        """Sealer thread (or the constructor, before any other work)."""
-        if self._pending:
-            self._pending.append((type, data))
-            self._flush_pending()
-            return
-        try:
-            self._ledger.append(type, actor="system", where=self._where, data=data)
-        except Exception as exc:  # LedgerWriteError (ENOSPC) and any other failure to append
-            # Disk full: the entry waits in memory (and the file it names stays on disk) until
-            # space returns; recovery after a crash re-derives it from the files.
-            logger.error("recording %s: ledger append failed (%s); kept pending", self.info.recording_id, exc)
-            self._pending.append((type, data))
-
-    def _flush_pending(self) -> None:
-        """Sealer thread."""
-        while self._pending:
-            type, data = self._pending[0]
-            try:
-                self._ledger.append(type, actor="system", where=self._where, data=data)
-            except Exception:
-                return
-            self._pending.pop(0)

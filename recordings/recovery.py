@@ -12,31 +12,28 @@ Segments of recordings already closed are never touched.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import av
 
-from .recording import LedgerWriter, RATES
-from .durable import fsync_dir, sha256_file
-from .segment import OFFSET_TAG
-from .timefmt import utc_iso
+from utctime import iso_millis, parse_iso
+
+from .durable import fsync_dir, fsync_file, sha256_file
+from .gaps import gap_entry
+from .ledger_spool import LedgerWriter
+from .metadata import FORMAT, write_metadata
+from .segment import OFFSET_TAG, segment_offset
+from .timeline import RATES
 
 logger = logging.getLogger(__name__)
 
 SEGMENT_SUFFIXES = (".webm", ".mkv")
-
-
-def parse_iso(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass
@@ -56,7 +53,7 @@ def remux_part(part: Path, final: Path) -> dict[str, Any] | None:
     except (av.FFmpegError, OSError) as exc:
         logger.warning("recovery: %s unreadable (%s); removed", part, exc)
         return None
-    offset_s = _offset(src)
+    offset_s = segment_offset(src)
     tmp = final.with_name(final.name + ".recovering")
     try:
         fmt = "webm" if final.suffix == ".webm" else "matroska"
@@ -86,22 +83,10 @@ def remux_part(part: Path, final: Path) -> dict[str, Any] | None:
     if not any(counts.values()):
         tmp.unlink(missing_ok=True)
         return None
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_file(tmp)
     os.rename(tmp, final)
     fsync_dir(final.parent)
     return {"frames": counts, "pts": {k: [first[k], last[k]] for k in first}, "offset_s": offset_s}
-
-
-def _offset(container: Any) -> float:
-    tags = {k.upper(): v for k, v in container.metadata.items()}
-    try:
-        return float(tags.get(OFFSET_TAG, "0"))
-    except ValueError:
-        return 0.0
 
 
 def recover(archive_root: Path, ledger: LedgerWriter, entries: list[dict[str, Any]], where: str,
@@ -163,38 +148,27 @@ def recover(archive_root: Path, ledger: LedgerWriter, entries: list[dict[str, An
             start = opened_at + min(v[0] / RATES[k] for k, v in pts.items())
             end = opened_at + max(v[1] / RATES[k] for k, v in pts.items())
             data = {"recording_id": rid, "seq": int(name.split(".")[0]), "path": rel, "sha256": digest,
-                    "bytes": size, "start": utc_iso(start), "end": utc_iso(end), "frames": info["frames"],
+                    "bytes": size, "start": iso_millis(start), "end": iso_millis(end), "frames": info["frames"],
                     "recovered": True, "offset_s": round(info["offset_s"], 6), "pts": pts}
             ledger.append("segment_sealed", actor="system", where=where, outcome="recovered", data=data)
             rec.segments.append(data)
             last_end = max(last_end, end)
             notes.append(f"{rel}: {what}, sealed as recovered ({size} bytes)")
-        gap = {"recording_id": rid, "start": utc_iso(last_end), "end": utc_iso(max(now, last_end)),
-               "cause": "server_fault", "seconds": round(max(0.0, now - last_end), 3)}
+        gap = gap_entry(rid, last_end, now, "server_fault")
         ledger.append("gap", actor="system", where=where, outcome="recovered", data=gap)
         rec.gaps.append(gap)
         meta = {
-            "format": "dispatch-recording/1", **{k: rec.opened.get(k) for k in (
+            "format": FORMAT, **{k: rec.opened.get(k) for k in (
                 "recording_id", "unit_id", "action_id", "case_number", "officers", "category", "node")},
             "codecs": {"video": rec.opened.get("video_codec"), "audio": rec.opened.get("audio_codec")},
-            "clocks": {"server_opened": rec.opened.get("server_time"), "server_closed": utc_iso(now)},
+            "clocks": {"server_opened": rec.opened.get("server_time"), "server_closed": iso_millis(now)},
             "close_reason": "server fault: closed by recovery at restart",
             "segments": rec.segments, "gaps": rec.gaps,
         }
-        digest = ""
-        if rdir.is_dir():
-            blob = json.dumps(meta, ensure_ascii=False, indent=1, sort_keys=True).encode()
-            tmp = rdir / "recording.json.tmp"
-            with open(tmp, "wb") as f:
-                f.write(blob)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, rdir / "recording.json")
-            fsync_dir(rdir)
-            digest = hashlib.sha256(blob).hexdigest()
+        digest = write_metadata(rdir, meta) if rdir.is_dir() else ""
         ledger.append("recording_closed", actor="system", where=where, outcome="recovered", data={
             "recording_id": rid, "segments": len(rec.segments), "reason": "server_fault",
-            "metadata_sha256": digest, "server_time": utc_iso(now)})
+            "metadata_sha256": digest, "server_time": iso_millis(now)})
         notes.append(f"recording {rid}: closed by recovery with a server_fault gap of {gap['seconds']} s")
     return notes
 
@@ -204,7 +178,7 @@ def _probe(path: Path) -> dict[str, Any]:
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     with av.open(str(path)) as c:
-        offset_s = _offset(c)
+        offset_s = segment_offset(c)
         for packet in c.demux():
             if packet.size == 0 or packet.pts is None:
                 continue

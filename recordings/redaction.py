@@ -141,8 +141,8 @@ class FaceDetector:
         found = self._cascade.detectMultiScale(small, scaleFactor=cfg.scale_factor,
                                                minNeighbors=cfg.min_neighbors, minSize=(24, 24))
         boxes = []
-        for x, y, w, h in (found if len(found) else ()):
-            x, y, w, h = (v / self._scale for v in (x, y, w, h))
+        for fx, fy, fw, fh in (found if len(found) else ()):
+            x, y, w, h = (v / self._scale for v in (fx, fy, fw, fh))
             mx, my = w * cfg.margin, h * cfg.margin
             x0, y0 = max(0, int(x - mx)), max(0, int(y - my))
             x1, y1 = min(self.width, int(x + w + mx + 1)), min(self.height, int(y + h + my + 1))
@@ -176,7 +176,8 @@ def plan_boxes(auto: list[Box], regions: tuple[Region, ...], t: float) -> tuple[
     """(boxes to blur, automatic boxes kept visible) at recording time ``t``; the automatic boxes
     left to blur are merged where they intersect."""
     keeps = [Box(r.x, r.y, r.w, r.h, r.label) for r in regions if r.action == "keep" and r.active(t)]
-    blur, kept = [], []
+    blur: list[Box] = []
+    kept: list[Box] = []
     for box in auto:
         (kept if any(_overlap(box, k) >= 0.5 for k in keeps) else blur).append(box)
     manual = [Box(r.x, r.y, r.w, r.h, r.label) for r in regions if r.action == "blur" and r.active(t)]

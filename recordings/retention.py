@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from utctime import iso_millis
+
 from .catalog import Catalog
 from .ledger import LedgerError
-from .timefmt import utc_iso
 
 logger = logging.getLogger(__name__)
 
@@ -86,14 +87,14 @@ class Plan:
     halted: bool = False
 
     def figures(self) -> dict[str, Any]:
-        return {"now": utc_iso(self.now), "recordings": len(self.due), "segments": self.segments,
+        return {"now": iso_millis(self.now), "recordings": len(self.due), "segments": self.segments,
                 "bytes": self.bytes, "total_segments": self.total_segments, "share": round(self.share, 4),
                 "max_delete_share": self.max_delete_share, "held_recordings": len(self.held),
                 "halted": self.halted}
 
     def listing(self) -> list[dict[str, Any]]:
         return [{"recording_id": d.recording_id, "category": d.category, "keep_days": d.keep_days,
-                 "closed_at": utc_iso(d.closed_at), "segments": len(d.segments),
+                 "closed_at": iso_millis(d.closed_at), "segments": len(d.segments),
                  "bytes": sum(int(s["bytes"]) for s in d.segments)} for d in self.due]
 
 

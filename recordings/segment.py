@@ -4,7 +4,8 @@ VP8 video goes into WebM (``.webm``), H.264 into Matroska (``.mkv``); audio is O
 The muxer writes every packet through (``flush_packets``) and closes a cluster at least every
 second, so a writer killed mid-segment leaves a file that plays up to about a second before the
 kill (see DESIGN.md). A segment is written as ``<name>.part`` and becomes ``<name>`` only when
-:meth:`SegmentWriter.seal` has closed it, fsynced it and its directory, and hashed it.
+:meth:`SegmentWriter.close_container` has closed it and :meth:`SegmentWriter.finalize` has
+fsynced it, renamed it, fsynced its directory and hashed it.
 
 The streams are created with ``add_stream`` for the matching encoder because that is how PyAV
 gives a muxer the codec parameters it needs (frame size; the OpusHead extradata without which
@@ -18,8 +19,10 @@ import fractions
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import av
+from av.container import InputContainer
 
 from .durable import fsync_dir, fsync_file, sha256_file
 
@@ -27,7 +30,9 @@ VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 AUDIO_TIME_BASE = fractions.Fraction(1, 48_000)
 OFFSET_TAG = "DISPATCH_OFFSET_S"  # Matroska tag: seconds from the recording's start to the segment's time 0
 
-_FORMATS = {"vp8": ("webm", ".webm", "libvpx"), "h264": ("matroska", ".mkv", "libx264")}
+# video codec -> (container format, file extension, the encoder whose parameters the stream takes)
+_FORMATS: dict[str, tuple[str, str, Literal["libvpx", "libx264"]]] = {
+    "vp8": ("webm", ".webm", "libvpx"), "h264": ("matroska", ".mkv", "libx264")}
 
 
 class SegmentError(Exception):
@@ -36,6 +41,16 @@ class SegmentError(Exception):
     def __init__(self, message: str, *, disk_full: bool = False) -> None:
         super().__init__(message)
         self.disk_full = disk_full
+
+
+def segment_offset(container: InputContainer) -> float:
+    """Where a segment's time 0 sits on its recording's timeline (its :data:`OFFSET_TAG`), in
+    seconds; 0 for a file without the tag."""
+    tags = {k.upper(): v for k, v in container.metadata.items()}
+    try:
+        return float(tags.get(OFFSET_TAG, "0"))
+    except ValueError:
+        return 0.0
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -115,7 +130,8 @@ class SegmentWriter:
                 self._audio.time_base = AUDIO_TIME_BASE
         except (OSError, av.FFmpegError) as exc:
             self.abort()
-            raise SegmentError(f"cannot open segment {self.part_path.name}: {exc}", disk_full=is_disk_full(exc)) from exc
+            raise SegmentError(f"cannot open segment {self.part_path.name}: {exc}",
+                               disk_full=is_disk_full(exc)) from exc
 
     def write(self, kind: str, data: bytes, pts: int, keyframe: bool) -> None:
         """``pts`` on the recording's timeline (90 kHz video, 48 kHz audio); the file counts from
@@ -144,7 +160,8 @@ class SegmentWriter:
         try:
             self._container.mux(packet)
         except (OSError, av.FFmpegError) as exc:
-            raise SegmentError(f"cannot write segment {self.part_path.name}: {exc}", disk_full=is_disk_full(exc)) from exc
+            raise SegmentError(f"cannot write segment {self.part_path.name}: {exc}",
+                               disk_full=is_disk_full(exc)) from exc
         self.first_pts.setdefault(kind, pts)
         self.last_pts[kind] = pts
         self.frames[kind] += 1
@@ -155,7 +172,8 @@ class SegmentWriter:
             self._container.close()
         except (OSError, av.FFmpegError) as exc:
             self.abort()
-            raise SegmentError(f"cannot close segment {self.part_path.name}: {exc}", disk_full=is_disk_full(exc)) from exc
+            raise SegmentError(f"cannot close segment {self.part_path.name}: {exc}",
+                               disk_full=is_disk_full(exc)) from exc
 
     def finalize(self) -> SealedSegment:
         """fsync, rename to the final name, fsync the directory, hash (the slow, durable part)."""
@@ -165,15 +183,11 @@ class SegmentWriter:
             fsync_dir(self.final_path.parent)
         except OSError as exc:
             self.abort()
-            raise SegmentError(f"cannot seal segment {self.final_path.name}: {exc}", disk_full=is_disk_full(exc)) from exc
+            raise SegmentError(f"cannot seal segment {self.final_path.name}: {exc}",
+                               disk_full=is_disk_full(exc)) from exc
         digest, size = sha256_file(self.final_path)
-        return SealedSegment(self.final_path, digest, size, dict(self.frames), dict(self.first_pts), dict(self.last_pts),
-                             self.offset_s or 0.0)
-
-    def seal(self) -> SealedSegment:
-        """Close, fsync, rename to the final name, fsync the directory, hash."""
-        self.close_container()
-        return self.finalize()
+        return SealedSegment(self.final_path, digest, size, dict(self.frames), dict(self.first_pts),
+                             dict(self.last_pts), self.offset_s or 0.0)
 
     def abort(self) -> None:
         """Drop the unsealed file: nothing partial is ever listed in the ledger."""

@@ -123,9 +123,3 @@ class Watermarker:
                 cv2.putText(plane, text, (x // 2, y // 2), _FONT, scale / 2, 128, self.thickness + 1, cv2.LINE_8)
             cv2.putText(luma, text, (x, y), _FONT, scale, _BLACK_Y, self.thickness + 2, cv2.LINE_8)
             cv2.putText(luma, text, (x, y), _FONT, scale, _WHITE_Y, self.thickness, cv2.LINE_AA)
-
-    def render_bgr(self, bgr: np.ndarray, t_s: float, note: str = "") -> np.ndarray:
-        """The watermark on a BGR image (for previews): converts through yuv420p."""
-        yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
-        self.apply(yuv, t_s, note)
-        return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)

@@ -141,7 +141,7 @@ async def test_request_approve_export_download_revoke_expire(
     assert len(sealed) >= 2
     recorded_s = sum(seg["frames"]["video"] for seg in sealed) / vp8_loop.spec.fps
     assert abs(float(probe["format"]["duration"]) - recorded_s) <= 0.3, (probe["format"], recorded_s)
-    from recordings.package import verify_package
+    from recordings.package_verify import verify_package
 
     assert verify_package(package).failures == []
     with zipfile.ZipFile(package) as z:

@@ -38,7 +38,7 @@ def ffprobe(path: Path) -> dict[str, Any]:
 def packets(path: Path, timeline: bool = True) -> list[tuple[str, bytes, float]]:
     """(kind, payload, seconds) of every packet in file order; ``timeline``: seconds on the
     recording's timeline (the segment's offset tag added), else in the file."""
-    out = []
+    out: list[tuple[str, bytes, float]] = []
     with av.open(str(path)) as c:
         tags = {k.upper(): v for k, v in c.metadata.items()}
         offset = float(tags.get("DISPATCH_OFFSET_S", "0")) if timeline else 0.0
@@ -50,4 +50,5 @@ def packets(path: Path, timeline: bool = True) -> list[tuple[str, bytes, float]]
 
 
 def segment_paths(archive: Path, recording_id: str) -> list[Path]:
-    return [archive / s["path"] for s in sorted(of_type(archive, "segment_sealed", recording_id), key=lambda s: s["seq"])]
+    sealed = sorted(of_type(archive, "segment_sealed", recording_id), key=lambda s: s["seq"])
+    return [archive / s["path"] for s in sealed]

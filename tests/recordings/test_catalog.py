@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import pytest
 
 from recordings.catalog import Catalog, CatalogError, Near, Query, distance_m, track_passes_near
 from recordings.ledger import Ledger
-from recordings.timefmt import utc_iso
+from utctime import iso_millis
 
 T0 = 1_790_000_000.0  # 2026-09-21
 
@@ -45,12 +45,12 @@ class FakeArchive:
         self.append("recording_opened", {
             "recording_id": rid, "unit_id": unit, "action_id": action, "case_number": case,
             "officers": list(officers), "category": category, "node": "n1", "video_codec": "vp8",
-            "audio_codec": "opus", "server_time": utc_iso(opened)})
+            "audio_codec": "opus", "server_time": iso_millis(opened)})
         t = 0.0
         for seq in range(1, segments + 1):
             if gap is not None and t >= gap[0] and not getattr(self, "_gapped", False):
-                self.append("gap", {"recording_id": rid, "start": utc_iso(opened + gap[0]),
-                                    "end": utc_iso(opened + gap[1]), "cause": "link_lost",
+                self.append("gap", {"recording_id": rid, "start": iso_millis(opened + gap[0]),
+                                    "end": iso_millis(opened + gap[1]), "cause": "link_lost",
                                     "seconds": gap[1] - gap[0]})
                 t = gap[1]
                 self._gapped = True
@@ -61,7 +61,7 @@ class FakeArchive:
             path.write_bytes(blob)
             self.append("segment_sealed", {
                 "recording_id": rid, "seq": seq, "path": rel, "sha256": hashlib.sha256(blob).hexdigest(),
-                "bytes": len(blob), "start": utc_iso(opened + t), "end": utc_iso(opened + t + segment_s),
+                "bytes": len(blob), "start": iso_millis(opened + t), "end": iso_millis(opened + t + segment_s),
                 "frames": {"video": 90, "audio": 150}, "recovered": False, "offset_s": t,
                 "pts": {"video": [int(t * 90000), int((t + segment_s) * 90000)]}})
             t += segment_s
@@ -72,11 +72,11 @@ class FakeArchive:
             (self.root / "recordings" / rid / "recording.json").write_bytes(meta)
             self.append("recording_closed", {
                 "recording_id": rid, "segments": segments, "reason": "test", "end_cause": None,
-                "metadata_sha256": hashlib.sha256(meta).hexdigest(), "server_time": utc_iso(opened + t + 1)})
+                "metadata_sha256": hashlib.sha256(meta).hexdigest(), "server_time": iso_millis(opened + t + 1)})
 
 
 @pytest.fixture
-def archive(tmp_path: Path) -> FakeArchive:
+def archive(tmp_path: Path) -> Iterator[FakeArchive]:
     a = FakeArchive(tmp_path)
     yield a
     a.ledger.close()
@@ -95,7 +95,7 @@ def test_sync_is_incremental_idempotent_and_keeps_its_place(archive: FakeArchive
     assert rec["officers"] == ["王法警", "李法警"] and rec["case_number"] == "（2026）冀0916执1号"
     assert [s["offset_s"] for s in rec["segments"]] == [0.0, 8.0, 11.0]
     assert [s["duration_s"] for s in rec["segments"]] == [3.0, 3.0, 3.0]
-    assert rec["gaps"] == [{"start": utc_iso(T0 + 3), "end": utc_iso(T0 + 8), "start_s": 3.0, "end_s": 8.0,
+    assert rec["gaps"] == [{"start": iso_millis(T0 + 3), "end": iso_millis(T0 + 8), "start_s": 3.0, "end_s": 8.0,
                             "cause": "link_lost", "seconds": 5.0}]
     assert rec["duration_s"] == 14.0 and rec["gap_count"] == 1
 

@@ -37,7 +37,7 @@ GAP_START_S = 4.0  # the second segment starts 4 s after the first one's start +
 FACE = 110
 A_Y, B_X, B_Y = 140, 440, 140  # A moves right from x=60 at 2 px per frame; B stays
 PATCH = (20, 10, 120, 80)  # x, y, w, h: texture, no face
-CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")  # type: ignore[attr-defined]
 SPEC = WatermarkSpec("R-2026-0042", "张三", dt.datetime(2026, 11, 27, 21, 40, tzinfo=dt.timezone.utc),
                      recipient_id="P-17", recorded_from=dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc))
 KEEP_B = Region(B_X - 15, B_Y - 15, FACE + 30, FACE + 30, 0.0, 100.0, "keep", "officer")
@@ -46,7 +46,7 @@ KEEP_B = Region(B_X - 15, B_Y - 15, FACE + 30, FACE + 30, 0.0, 100.0, "keep", "o
 def draw_face(size: int, seed: int) -> np.ndarray:
     """A grey frontal face (skin oval, eye sockets, eyes, brows, nose, mouth) with skin
     texture; the frontal-face cascade finds it from about 40 px up."""
-    g = np.full((size, size), 70, np.float32)
+    g: np.ndarray = np.full((size, size), 70, np.float32)
     c = size // 2
 
     def ellipse(x: float, y: float, ax: float, ay: float, value: int) -> None:
@@ -65,15 +65,22 @@ def draw_face(size: int, seed: int) -> np.ndarray:
     return cv2.cvtColor(np.clip(g, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
 
 
+def watermarked(marker: Watermarker, bgr: np.ndarray, t_s: float, note: str = "") -> np.ndarray:
+    """What the watermark makes of a BGR image: drawn into its yuv420p planes, as the export does."""
+    yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+    marker.apply(yuv, t_s, note)
+    return cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420)
+
+
 def a_x(i: int) -> int:
     return 60 + 2 * i
 
 
 def background(frames: int) -> np.ndarray:
     """Smooth shading, wide enough to pan 3 px per frame."""
-    yy, xx = np.mgrid[0:H, 0:W + 3 * frames].astype(np.float32)
+    yy, xx = np.meshgrid(np.arange(H, dtype=np.float32), np.arange(W + 3 * frames, dtype=np.float32), indexing="ij")
     b = 90 + 50 * np.sin(xx / 97) * np.cos(yy / 71)
-    return np.clip(np.stack([b, b * 0.9 + 20, b * 0.8 + 30], -1), 0, 255).astype(np.uint8)
+    return np.stack([b, b * 0.9 + 20, b * 0.8 + 30], -1).clip(0, 255).astype(np.uint8)
 
 
 def render(i: int, faces: list[np.ndarray], bg: np.ndarray) -> np.ndarray:
@@ -116,7 +123,7 @@ def decode_bgr(path: Path) -> list[np.ndarray]:
 
 def faces_in(img: np.ndarray) -> list[tuple[int, int, int, int]]:
     gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    return [tuple(int(v) for v in r) for r in CASCADE.detectMultiScale(gray, 1.1, 4, minSize=(40, 40))]
+    return [(int(x), int(y), int(w), int(h)) for x, y, w, h in CASCADE.detectMultiScale(gray, 1.1, 4, minSize=(40, 40))]
 
 
 def near(boxes: list[tuple[int, int, int, int]], x: int, y: int) -> bool:
@@ -211,13 +218,13 @@ def test_watermark_is_on_every_frame(exported: Exported) -> None:
     for i in range(0, 2 * SEG_FRAMES, 5):
         out, src = exported.outputs[i][band].astype(int), exported.inputs[i]
         note = "AFTER GAP 4.0s" if i >= SEG_FRAMES else ""
-        expected = marker.render_bgr(src, in_time(i), note)[band].astype(int)
+        expected = watermarked(marker, src, in_time(i), note)[band].astype(int)
         changed = (np.abs(out - src[band]).max(axis=2) > 60).mean()
         assert changed > 0.03, (i, changed)  # text pixels, black and white, in the band
         assert np.abs(out - expected).mean() < 0.4 * np.abs(out - src[band]).mean(), i
     gap_frame = exported.outputs[SEG_FRAMES][band].astype(int)
-    with_note = marker.render_bgr(exported.inputs[SEG_FRAMES], in_time(SEG_FRAMES), "AFTER GAP 4.0s")[band]
-    without = marker.render_bgr(exported.inputs[SEG_FRAMES], in_time(SEG_FRAMES))[band]
+    with_note = watermarked(marker, exported.inputs[SEG_FRAMES], in_time(SEG_FRAMES), "AFTER GAP 4.0s")[band]
+    without = watermarked(marker, exported.inputs[SEG_FRAMES], in_time(SEG_FRAMES))[band]
     assert np.abs(gap_frame - with_note).mean() < np.abs(gap_frame - without).mean()
 
 
@@ -264,7 +271,7 @@ def test_cancelled_export_leaves_nothing(exported: Exported, tmp_path: Path) -> 
 def test_review_keyframe_shows_planned_boxes(exported: Exported) -> None:
     review = review_keyframe(exported.segments, 1.0, regions=[KEEP_B])
     img = cv2.imdecode(np.frombuffer(review.jpeg, np.uint8), cv2.IMREAD_COLOR)
-    assert img.shape == (H, W, 3) and abs(review.time_s - 1.0) < 1 / FPS
+    assert img is not None and img.shape == (H, W, 3) and abs(review.time_s - 1.0) < 1 / FPS
     i = round(review.time_s * FPS)
     assert near([(b.x, b.y, b.w, b.h) for b in review.blurred], a_x(i), A_Y)
     assert near([(b.x, b.y, b.w, b.h) for b in review.kept], B_X, B_Y)

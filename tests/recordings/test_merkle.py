@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from recordings.merkle import (EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_consistency,
-                               verify_inclusion)
+from recordings.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_inclusion
 
 # Certificate Transparency's reference leaves and roots for sizes 1..8 (RFC 6962 = RFC 9162 §2.1).
 CT_LEAVES = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657",
@@ -47,18 +46,6 @@ def brute_path(m: int, leaves: list[bytes]) -> list[bytes]:
     return brute_path(m - k, leaves[k:]) + [brute_mth(leaves[:k])]
 
 
-def brute_subproof(m: int, leaves: list[bytes], complete: bool) -> list[bytes]:
-    n = len(leaves)
-    if m == n:
-        return [] if complete else [brute_mth(leaves)]
-    k = 1
-    while 2 * k < n:
-        k *= 2
-    if m <= k:
-        return brute_subproof(m, leaves[:k], complete) + [brute_mth(leaves[k:])]
-    return brute_subproof(m - k, leaves[k:], False) + [brute_mth(leaves[:k])]
-
-
 def test_roots_match_the_certificate_transparency_vectors() -> None:
     tree = MerkleTree(leaf_hash(d) for d in CT_LEAVES)
     assert tree.root(0) == EMPTY_ROOT
@@ -91,10 +78,6 @@ def test_proofs_equal_a_brute_force_tree_for_random_sizes(seed: int) -> None:
         proof = tree.inclusion_proof(m, size)
         assert proof == brute_path(m, leaves[:size])
         assert verify_inclusion(leaves[m], m, size, proof, root)
-        old = rng.randint(1, size)
-        cproof = tree.consistency_proof(old, size)
-        assert cproof == brute_subproof(old, leaves[:size], True)
-        assert verify_consistency(old, size, brute_mth(leaves[:old]), root, cproof)
 
 
 def test_every_leaf_of_every_small_tree_verifies() -> None:
@@ -120,11 +103,6 @@ def test_tampered_proofs_and_wrong_positions_are_rejected() -> None:
     bad = list(proof)
     bad[2] = bytes([bad[2][0] ^ 1]) + bad[2][1:]
     assert not verify_inclusion(leaves[37], 37, 100, bad, root)
-    old_root = tree.root(60)
-    cproof = tree.consistency_proof(60)
-    assert verify_consistency(60, 100, old_root, root, cproof)
-    assert not verify_consistency(60, 100, tree.root(59), root, cproof)
-    assert not verify_consistency(59, 100, old_root, root, cproof)
 
 
 def test_leaf_and_node_hashes_are_domain_separated() -> None:

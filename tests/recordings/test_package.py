@@ -21,10 +21,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recordings import package as pkg
+from recordings import zip_layout
+from recordings.audit_cli import main as dispatch_audit
+from recordings.audit_cli import run_verify_export
 from recordings.ledger import Ledger, canonical_json, key_id, load_public_key, public_key_pem_of
-from recordings.package import (PackageError, PackageReport, add_verify_export_command, build_package,
-                                load_signing_key, manifest_message, run_verify_export, verify_package)
+from recordings.package import PackageError, build_package, load_signing_key
+from recordings.package_format import manifest_message
+from recordings.package_verify import PackageReport, verify_package
 from recordings.verify import verify_archive
 
 
@@ -151,9 +154,9 @@ def members(data: bytes) -> dict[str, bytes]:
 
 def canonical_zip(parts: dict[str, bytes], created: float = 1795816000.0) -> bytes:
     """The package layout around ``parts`` (in the given order), as the builder writes it."""
-    ms = [pkg._Member(n, len(d), zlib.crc32(d)) for n, d in parts.items()]
-    headers, _, tail = pkg._layout(ms, pkg._dos_datetime(created))
-    return b"".join(h + parts[m.name] for m, (_, h) in zip(ms, headers)) + tail
+    ms = [zip_layout.ZipMember(n, len(d), zlib.crc32(d)) for n, d in parts.items()]
+    headers, _, tail = zip_layout.layout(ms, zip_layout.dos_datetime(created))
+    return b"".join(h + parts[m.name] for m, (_, h) in zip(ms, headers, strict=True)) + tail
 
 
 def resign(manifest: dict[str, Any], key: Ed25519PrivateKey) -> tuple[bytes, bytes]:
@@ -247,7 +250,7 @@ def test_any_flipped_byte_fails_verification(built: Built, data: st.DataObject) 
 
 def _structure_positions(data: bytes) -> list[int]:
     """Every byte of the file that is not member data: local headers, central directory, end records."""
-    inside = set()
+    inside: set[int] = set()
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         for i in zf.infolist():
             start = i.header_offset + 30 + len(i.filename)
@@ -365,7 +368,7 @@ def test_a_replaced_export_or_an_extra_member_fails(built: Built) -> None:
 
 def test_zip64_records_are_written_and_verified_when_sizes_need_them(built: Built, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pkg, "_ZIP64_LIMIT", 2000)  # instead of 4 GiB: the export and later offsets need Zip64
+    monkeypatch.setattr(zip_layout, "ZIP64_LIMIT", 2000)  # instead of 4 GiB: the export and later offsets need Zip64
     out = tmp_path / "big.zip"
     build(built.court, out, sources=[built.court.sources[0]])
     with zipfile.ZipFile(out) as zf:
@@ -411,25 +414,18 @@ def test_load_signing_key_reads_the_ledger_key_and_refuses_others(built: Built, 
 # ---- dispatch-audit verify-export ----
 
 
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dispatch-audit")
-    add_verify_export_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.run(args))
-
-
 def test_cli_exit_status_is_0_ok_1_failures_2_usage(built: Built, capsys: pytest.CaptureFixture[str]) -> None:
     key = write(built.work, built.court.public_pem, "court.pem")
-    assert run_cli(["verify-export", str(built.path), "--public-key", str(key)]) == 0
+    assert dispatch_audit(["verify-export", str(built.path), "--public-key", str(key)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("OK: package ") and "4/4 source segments proven" in out and "(pinned)" in out
     damaged = bytearray(built.data)
     damaged[len(damaged) // 2] ^= 1
-    assert run_cli(["verify-export", str(write(built.work, bytes(damaged)))]) == 1
+    assert dispatch_audit(["verify-export", str(write(built.work, bytes(damaged)))]) == 1
     assert "FAIL bad_package" in capsys.readouterr().out
-    assert run_cli(["verify-export", str(built.work / "absent.zip")]) == 2
-    assert run_cli(["verify-export", str(built.path), "--public-key", str(built.work / "absent.pem")]) == 2
-    assert run_cli(["verify-export", str(built.path), "--public-key", str(built.court.export)]) == 2
+    assert dispatch_audit(["verify-export", str(built.work / "absent.zip")]) == 2
+    assert dispatch_audit(["verify-export", str(built.path), "--public-key", str(built.work / "absent.pem")]) == 2
+    assert dispatch_audit(["verify-export", str(built.path), "--public-key", str(built.court.export)]) == 2
     assert "--public-key" in capsys.readouterr().err
     assert run_verify_export(argparse.Namespace(package=str(built.path), public_key=None, json=True)) == 0
     report = json.loads(capsys.readouterr().out)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
 from media.pattern import EncodedLoop
 from recordings.ledger import Ledger
-from recordings.recording import Recording, RecordingInfo
+from recordings.recording import Recording
+from recordings.recording_info import RecordingInfo
 from tests.recordings.archive_support import ffprobe, of_type, packets
 
 
@@ -46,7 +48,34 @@ def test_device_clock_jumps_are_re_anchored_to_the_server_clock(tmp_path: Path, 
     ffprobe(path)
     times = [t for kind, _, t in packets(path) if kind == "video"]
     assert len(times) == 90
-    steps = [b - a for a, b in zip(times, times[1:])]
+    steps = [b - a for a, b in itertools.pairwise(times)]
     # Strictly increasing, and no step shows the jumps: the timeline follows the server clock.
     assert min(steps) > 0 and max(steps) < 0.1, (min(steps), max(steps))
     assert abs(times[-1] - times[0] - 89 / 30) < 0.1
+
+
+def test_a_due_segment_asks_the_publisher_for_a_keyframe_and_is_cut_on_it(tmp_path: Path,
+                                                                         vp8_loop: EncodedLoop) -> None:
+    archive = tmp_path / "archive"
+    ledger = Ledger(archive, tmp_path / "key.pem")
+    ledger.open()
+    clock = FakeClock()
+    start = clock.now
+    info = RecordingInfo("rec-due", "bc-01", None, None, (), "standard", "node", "vp8", None)
+    closed = threading.Event()
+    asked: list[int] = []  # video frames written when the writer asked
+    recording: list[Recording] = []
+    rec = Recording(info, archive / "recordings" / "rec-due", archive, ledger, segment_s=1.0, queue_frames=1000,
+                    where="test", on_event=lambda kind, _: closed.set() if kind == "closed" else None, clock=clock,
+                    request_keyframe=lambda: asked.append(recording[0].stats.frames["video"]))
+    recording.append(rec)
+    for i in range(90):  # 3 s at 30 fps; the publisher's only keyframes are frames 0 and 60
+        clock.now = start + i / 30
+        delta, key = vp8_loop.frames[i % len(vp8_loop.frames)]
+        rec.offer("video", key if i in (0, 60) else delta, 3000 * i, i in (0, 60))
+    rec.close("test over")
+    assert closed.wait(10)
+    ledger.close()
+    # Due after 1 s (frame 30): asked then and half a second later, never before, and cut at frame 60.
+    assert len(asked) == 2 and asked[0] == 30 and 45 <= asked[1] <= 46, asked
+    assert [s["frames"]["video"] for s in of_type(archive, "segment_sealed")] == [60, 30]

@@ -46,7 +46,8 @@ def test_plan_is_pure_and_follows_categories_holds_and_the_share() -> None:
     assert plan_retention(recordings, 6, {CASE}, POLICY, T0).share == 0.5
     assert not plan_retention(recordings, 6, {CASE}, POLICY, T0).halted, "exactly the share is allowed"
     # Exactly at the keep time the recording is due.
-    assert [d.recording_id for d in plan_retention([rec("edge", "standard", 30, 1)], 10, set(), POLICY, T0).due] == ["edge"]
+    edge = plan_retention([rec("edge", "standard", 30, 1)], 10, set(), POLICY, T0)
+    assert [d.recording_id for d in edge.due] == ["edge"]
 
 
 def test_run_deletes_due_segments_as_ledger_entries_and_the_archive_still_verifies(

@@ -17,8 +17,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recordings.ledger import (ENTRIES_FILE, PUBLIC_KEY_FILE, STH_FILE, Ledger, canonical_json, key_id,
-                               public_key_pem_of, sth_message)
+from recordings.ledger import (
+    ENTRIES_FILE,
+    PUBLIC_KEY_FILE,
+    STH_FILE,
+    Ledger,
+    canonical_json,
+    key_id,
+    public_key_pem_of,
+    sth_message,
+)
 from recordings.verify import Report, verify_archive
 
 AUDIT = Path(sys.executable).parent / "dispatch-audit"
@@ -198,7 +206,8 @@ def test_a_ledger_cut_short_is_reported_as_missing_entries(tmp_path: Path) -> No
     lines = lines_of(entries)
     entries.write_bytes(b"".join(x + b"\n" for x in lines[:-2]))
     n = len(lines)
-    assert ("missing", f"entries {n - 2}..{n - 1}") in [(f.kind, f.item) for f in verify_archive(built.archive).failures]
+    found = [(f.kind, f.item) for f in verify_archive(built.archive).failures]
+    assert ("missing", f"entries {n - 2}..{n - 1}") in found
 
 
 def test_a_torn_last_entry_line_is_a_failure_until_the_server_repairs_it(tmp_path: Path) -> None:

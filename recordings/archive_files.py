@@ -1,0 +1,161 @@
+"""The files half of the archive verifier: every file the ledger names, found and hashed.
+
+Segments and ``recording.json`` files the ledger vouches for (:class:`~recordings.ledger_check.NamedFiles`)
+must be on disk with the size and SHA-256 it records, unless a ``segment_deleted`` entry says
+they are gone; every other file under ``recordings/`` is ``extra`` (``*.part`` leftovers and
+metadata of unclosed recordings are warnings). Files are hashed on worker threads in batches:
+hashlib releases the GIL on big updates, so several cores share the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .findings import Findings
+from .ledger import RECORDINGS_DIR
+from .ledger_check import NamedFiles
+
+READ_SIZE = 1 << 20  # bytes per read while hashing; hashlib releases the GIL on updates this big
+BATCH_BYTES = 32 << 20  # files are handed to the hashing threads in batches of about this size
+BATCH_FILES = 256  # or this many files
+
+Progress = Callable[[int, int], None]
+"""``progress(bytes_hashed, bytes_total)``, called from the calling thread after each file."""
+
+
+@dataclass
+class HashJob:
+    """A file to hash and what the ledger says it must be."""
+
+    rel: str  # archive-relative path
+    sha256: str
+    size: int | None  # expected bytes; None when the ledger does not say (recording.json)
+    source: str  # "entry <i>" that names the file
+    found: int  # bytes of the file on disk
+
+
+def hash_jobs(archive: Path, named: NamedFiles, findings: Findings) -> list[HashJob]:
+    """The files to hash; what is missing, still present after deletion or not named by the
+    ledger at all goes into ``findings``."""
+    r = findings
+    sealed, deleted, closed = named.sealed, named.deleted, named.closed
+    jobs: list[HashJob] = []
+    for rel, (i, d) in sealed.items():
+        found = _size_of(archive, rel)
+        if rel in deleted:
+            if found is not None:
+                r.warn("not_deleted", rel, f"entry {deleted[rel]} records its deletion but the file is present")
+        elif found is not None:
+            jobs.append(HashJob(rel, d["sha256"], d["bytes"], f"entry {i}", found))
+        else:
+            r.fail("missing", rel, f"sealed by entry {i} and not deleted by any entry")
+    live = {rel.split("/")[1] for rel in sealed if rel not in deleted}
+    for rid, (i, sha) in closed.items():
+        rel = f"{RECORDINGS_DIR}/{rid}/recording.json"
+        found = _size_of(archive, rel)
+        if found is not None:
+            jobs.append(HashJob(rel, sha, None, f"entry {i}", found))
+        elif rid in live:
+            r.fail("missing", rel, f"its SHA-256 is in entry {i} (recording_closed)")
+        else:
+            r.warn("missing", rel, f"named by entry {i}; every segment of the recording was deleted")
+
+    prefix = len(str(archive)) + 1
+    for dirpath, _dirs, files in os.walk(os.path.join(archive, RECORDINGS_DIR)):
+        for fname in files:
+            rel = os.path.join(dirpath, fname)[prefix:].replace(os.sep, "/")
+            if rel in sealed:
+                continue
+            parts = rel.split("/")
+            if fname.endswith(".part"):
+                r.warn("unsealed", rel, "unsealed segment, run the server to recover")
+            elif fname == "recording.json" and len(parts) == 3:
+                if parts[1] not in closed:
+                    r.warn("unclosed", rel, "metadata of a recording the ledger does not show as closed")
+            else:
+                r.fail("extra", rel, "not named by the ledger")
+    return jobs
+
+
+def _size_of(archive: Path, rel: str) -> int | None:
+    """Size of a regular file at archive-relative ``rel``, None if there is none."""
+    try:
+        st = os.stat(os.path.join(archive, rel))
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def hash_files(archive: Path, jobs: list[HashJob], findings: Findings, progress: Progress | None,
+               workers: int) -> tuple[int, int]:
+    """Hash ``jobs`` on ``workers`` threads; returns (files hashed, bytes hashed). A size or
+    hash that differs from the ledger's is ``altered``, an unreadable file ``missing``."""
+    r = findings
+    files_hashed = bytes_hashed = 0
+    total = sum(job.found for job in jobs)
+    todo = []
+    for job in jobs:
+        if job.size is not None and job.found != job.size:
+            r.fail("altered", job.rel, f"has {job.found} bytes, {job.source} sealed {job.size}")
+        else:
+            todo.append(job)
+    done = total - sum(job.found for job in todo)
+    if progress:
+        progress(done, total)
+    # Batches keep the per-task overhead small for many small files and the load even for big ones.
+    batches: list[list[HashJob]] = [[]]
+    batch_bytes = 0
+    for job in todo:
+        if batches[-1] and (batch_bytes >= BATCH_BYTES or len(batches[-1]) >= BATCH_FILES):
+            batches.append([])
+            batch_bytes = 0
+        batches[-1].append(job)
+        batch_bytes += job.found
+    base = str(archive)
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="verify-hash") as pool:
+        futures = {pool.submit(_hash_batch, [os.path.join(base, j.rel) for j in batch]): batch
+                   for batch in batches if batch}
+        for future in as_completed(futures):
+            for job, (digest, nbytes, error) in zip(futures[future], future.result(), strict=True):
+                done += job.found
+                if error is not None:
+                    r.fail("missing", job.rel, f"cannot be read: {error}")
+                    continue
+                files_hashed += 1
+                bytes_hashed += nbytes
+                if digest != job.sha256:
+                    r.fail("altered", job.rel,
+                           f"SHA-256 {digest[:16]}… differs from {job.sha256[:16]}… in {job.source}")
+            if progress:
+                progress(done, total)
+    return files_hashed, bytes_hashed
+
+
+def _hash_batch(paths: list[str]) -> list[tuple[str, int, OSError | None]]:
+    """(hex SHA-256, bytes read, error) per file; runs on a worker thread."""
+    buf = bytearray(READ_SIZE)
+    view = memoryview(buf)
+    out: list[tuple[str, int, OSError | None]] = []
+    for path in paths:
+        h = hashlib.sha256()
+        n = 0
+        try:
+            with open(path, "rb", buffering=0) as f:
+                try:
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+                except (AttributeError, OSError):
+                    pass
+                while got := f.readinto(buf):
+                    h.update(view[:got])  # hashlib releases the GIL for updates over 2 KiB
+                    n += got
+        except OSError as exc:
+            out.append(("", n, exc))
+            continue
+        out.append((h.hexdigest(), n, None))
+    return out

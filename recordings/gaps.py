@@ -1,0 +1,55 @@
+"""Gaps in a recording: stretches without frames, for a reason we know.
+
+A gap opens when frames stop for a known cause (``link_lost``, ``unit_stopped``,
+``server_shutdown``, ``disk_full``, ``recorder_overflow``, ``server_fault``) and is written to
+the ledger as a ``gap`` entry when frames resume or the recording closes. A unit that does not
+come back before the recording closes has not left a gap: that is where the recording ends
+(its cause becomes the ``end_cause`` of ``recording_closed``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from utctime import iso_millis
+
+END_CAUSES = frozenset({"link_lost", "unit_stopped", "server_shutdown"})
+
+
+def gap_entry(recording_id: str, start: float, end: float, cause: str) -> dict[str, Any]:
+    """The data of a ``gap`` ledger entry (``end`` never before ``start``)."""
+    end = max(start, end)
+    return {"recording_id": recording_id, "start": iso_millis(start), "end": iso_millis(end),
+            "cause": cause, "seconds": round(end - start, 3)}
+
+
+class Gaps:
+    """The gap open now, if any. Writer thread only."""
+
+    def __init__(self, recording_id: str) -> None:
+        self._recording_id = recording_id
+        self._open: tuple[float, str] | None = None  # (start, cause)
+
+    def begin(self, at: float, cause: str) -> None:
+        """Frames stopped at ``at`` for ``cause``; an open gap keeps its own start and cause."""
+        if self._open is None:
+            self._open = (at, cause)
+
+    def end(self, at: float, recorded: bool) -> dict[str, Any] | None:
+        """Frames resume at ``at``: the ``gap`` entry to write, if a gap was open. Before the
+        first recorded frame (``recorded`` false) the wait is not a gap and nothing is written."""
+        if self._open is None:
+            return None
+        start, cause = self._open
+        self._open = None
+        return gap_entry(self._recording_id, start, at, cause) if recorded else None
+
+    def at_close(self, at: float, recorded: bool) -> tuple[str | None, dict[str, Any] | None]:
+        """The recording closes at ``at``: ``(end_cause, gap entry)``. A unit that went away and
+        did not come back ends the recording (``end_cause``); a disk that filled up or a fault
+        lost the tail, which is a gap up to the close."""
+        if self._open is not None and self._open[1] in END_CAUSES:
+            cause = self._open[1]
+            self._open = None
+            return cause, None
+        return None, self.end(at, recorded)
