@@ -2,7 +2,7 @@
 
 Runs as a subprocess driven by one JSON command per line on stdin; answers one JSON line per
 command on stdout (logs go to stderr). Nothing is encoded or decoded here: publishers replay one
-shared :class:`media.pattern.EncodedLoop` (VP8 640x480@30, ~1 Mbit/s) and viewers run with the
+shared :class:`field_client.encoded_loop.EncodedLoop` (VP8 640x480@30, ~1 Mbit/s) and viewers run with the
 pass-through decoder installed, so they count encoded frames (re-encoded VP8 when the server is
 the ``MediaRelay`` baseline). Commands, handled one at a time:
 
@@ -38,8 +38,9 @@ from typing import Any
 
 import aiohttp
 
+from field_client.encoded_loop import VideoLoopSpec
+from field_client.loop_cache import LoopCache
 from media import passthrough
-from media.pattern import LoopCache, VideoLoopSpec
 from tests.support.peers import Publisher, Viewer, make_publisher, make_viewer, whep_view, whip_publish
 
 logger = logging.getLogger(__name__)

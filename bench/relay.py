@@ -696,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "command": command.strip(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(), "plan": asdict(plan),
-        "load": {"video": "VP8 640x480@30 pre-encoded loop (media.pattern.EncodedLoop), no audio",
+        "load": {"video": "VP8 640x480@30 pre-encoded loop (field_client.encoded_loop.EncodedLoop), no audio",
                  "viewers_per_unit": 2, "delivery_target": DELIVERY_TARGET},
     }
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp, _signals_raise():

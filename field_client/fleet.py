@@ -13,9 +13,8 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from media.pattern import LoopCache
-
 from .config import UnitConfig
+from .loop_cache import LoopCache
 from .unit import cancel_and_wait, run_unit
 
 logger = logging.getLogger(__name__)

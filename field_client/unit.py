@@ -22,19 +22,18 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 
-from media.pattern import LoopCache
-
 from .applied_log import AppliedLog
-from .inbox import InstructionInbox
-from .talk import TalkListener
 from .backoff import Backoff, wait_or_stop
 from .config import UnitConfig
 from .errors import AlreadyPublishing, FieldClientError, LinkError, PublishRejected, SourceError
 from .gps import PositionSource, open_position_source
 from .gps_buffer import FixBuffer, PositionLink, PositionUploader
+from .inbox import InstructionInbox
 from .link import UnitLink
+from .loop_cache import LoopCache
 from .publisher import MediaPublisher
 from .sources import PatternOptions, open_sources
+from .talk import TalkListener
 from .telemetry import TelemetryLink, Unsupported
 from .whip import WhipClient, WhipResource
 

@@ -17,9 +17,9 @@ from dispatch_server.app import create_app
 from dispatch_server.appkeys import AUTH, STORE
 from dispatch_server.auth import hash_token, new_token
 from dispatch_server.config import Settings, load_settings
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop, VideoLoopSpec
 from media import passthrough
 from tests.support.redis_server import RedisServer
-from media.pattern import EncodedAudioLoop, EncodedLoop, VideoLoopSpec
 
 OPERATOR_PASSWORD = "operator-pass-1"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from media.pattern import EncodedLoop
+from field_client.encoded_loop import EncodedLoop
 from recordings.ledger import Ledger
 from recordings.recording import Recording, RecordingInfo
 from tests.recordings.archive_support import ffprobe, of_type, packets

@@ -13,15 +13,10 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
+from field_client.encoded_track import EncodedAudioTrack, EncodedVideoTrack, attach_keyframe_requests
 from media import passthrough
 from media.keyframes import is_keyframe
-from media.pattern import (
-    EncodedAudioLoop,
-    EncodedAudioTrack,
-    EncodedLoop,
-    EncodedVideoTrack,
-    attach_keyframe_requests,
-)
 
 
 def frame_digest(mime: str, data: bytes) -> str:
