@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Sequence
 
 import msgpack
 import socketio
 import socketio.exceptions
 
+from geo.fix import Fix
+
 from .errors import LinkError, rejection
-from .gps import Position
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +28,26 @@ ACK_TIMEOUT = "ack_timeout"  # LinkError.code when the server did not acknowledg
 InstructionHandler = Callable[[Any], Awaitable[dict[str, Any]]]
 
 
-def fix_record(position: Position) -> dict[str, Any]:
+def _optional_fields(fix: Fix) -> dict[str, float]:
+    """``alt``, ``accuracy``, ``speed``, ``heading`` to 2 places, each left out when unknown."""
+    return {key: round(value, 2) for key in ("alt", "accuracy", "speed", "heading")
+            if (value := getattr(fix, key)) is not None}
+
+
+def position_message(fix: Fix) -> dict[str, Any]:
+    """The ``position`` event payload: degrees to 7 places (~1 cm), ``ts`` as ISO 8601 UTC with
+    milliseconds. The unit rounds its fixes' times to whole milliseconds, so this ``ts`` is
+    exactly the one of the fix's copy in a ``positions`` batch."""
+    ts = datetime.fromtimestamp(fix.ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return {"lat": round(fix.lat, 7), "lon": round(fix.lon, 7), **_optional_fields(fix), "ts": ts}
+
+
+def fix_record(fix: Fix) -> dict[str, Any]:
     """One fix of a ``positions`` batch: ``ts`` as epoch seconds, unknown fields left out."""
-    record: dict[str, Any] = {"lat": round(position.lat, 7), "lon": round(position.lon, 7), "ts": position.ts}
-    for key in ("alt", "accuracy", "speed", "heading"):
-        value = getattr(position, key)
-        if value is not None:
-            record[key] = round(value, 2)
-    return record
+    return {"lat": round(fix.lat, 7), "lon": round(fix.lon, 7), "ts": fix.ts, **_optional_fields(fix)}
 
 
-def positions_payload(batch: Sequence[Position]) -> bytes:
+def positions_payload(batch: Sequence[Fix]) -> bytes:
     """The ``positions`` event data: msgpack of the list of fix records, oldest first."""
     return msgpack.packb([fix_record(p) for p in batch])
 
@@ -153,15 +164,15 @@ class UnitLink:
         if not (isinstance(ack, dict) and ack.get("ok") is True):
             logger.info("unit %s: unpublish of %s refused: %s", self.unit_id, session_id, _error_of(ack))
 
-    async def send_position(self, position: Position) -> bool:
+    async def send_position(self, position: Fix) -> bool:
         """Report a fix; True when the server acknowledged it as accepted."""
-        ack = await self._call("position", position.to_message())
+        ack = await self._call("position", position_message(position))
         if isinstance(ack, dict) and ack.get("ok") is True:
             return True
         logger.warning("unit %s: position refused: %s: %s", self.unit_id, *_error_of(ack))
         return False
 
-    async def send_positions(self, batch: Sequence[Position]) -> dict[str, Any]:
+    async def send_positions(self, batch: Sequence[Fix]) -> dict[str, Any]:
         """Report fixes as one binary ``positions`` event; returns the ``{"ok": true, ...}`` ack.
 
         A refusal raises :class:`LinkError` with the server's code, a missing acknowledgement

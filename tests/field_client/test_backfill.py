@@ -24,9 +24,10 @@ from aiohttp import web
 
 import field_client.unit
 from field_client.config import UnitConfig
-from field_client.gps import GpsSpec, Position, PositionSource, open_position_source
+from field_client.gps import GpsSpec, PositionSource, open_position_source
 from field_client.sources import SourceSpec
 from field_client.unit import FieldUnit
+from geo.fix import Fix
 
 TOKEN = "good-token"
 
@@ -122,9 +123,9 @@ class RecordingSource:
 
     def __init__(self, inner: PositionSource) -> None:
         self.inner = inner
-        self.fixes: list[Position] = []
+        self.fixes: list[Fix] = []
 
-    def position(self, now: float) -> Position | None:
+    def position(self, now: float) -> Fix | None:
         p = self.inner.position(now)
         if p is not None:
             self.fixes.append(p)
@@ -146,7 +147,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[RecordingSource]:
     return sources
 
 
-def fix_time(p: Position) -> float:
+def fix_time(p: Fix) -> float:
     """The ``ts`` the unit sends for a fix: whole milliseconds."""
     return round(p.ts, 3)
 
