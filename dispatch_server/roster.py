@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
-from geo.fix import iso_utc_seconds
+from utctime import iso_seconds
 
 from .presence import Presence, PresenceStore
 from .store import Store, UnitRecord
@@ -28,7 +28,7 @@ UnitActions = Callable[[], Awaitable[dict[str, tuple[str, str]]]]
 
 def iso(ts: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC to the second (``last_seen``, stamped on every fix)."""
-    return None if ts is None else iso_utc_seconds(ts)
+    return None if ts is None else iso_seconds(ts)
 
 
 def fix_age_s(position: dict[str, Any] | None, now: float) -> float | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Sequence
 
 import msgpack
@@ -17,6 +16,7 @@ import socketio
 import socketio.exceptions
 
 from geo.fix import Fix
+from utctime import iso_millis
 
 from .errors import LinkError, rejection
 
@@ -36,10 +36,9 @@ def _optional_fields(fix: Fix) -> dict[str, float]:
 
 def position_message(fix: Fix) -> dict[str, Any]:
     """The ``position`` event payload: degrees to 7 places (~1 cm), ``ts`` as ISO 8601 UTC with
-    milliseconds. The unit rounds its fixes' times to whole milliseconds, so this ``ts`` is
-    exactly the one of the fix's copy in a ``positions`` batch."""
-    ts = datetime.fromtimestamp(fix.ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return {"lat": round(fix.lat, 7), "lon": round(fix.lon, 7), **_optional_fields(fix), "ts": ts}
+    milliseconds (:func:`utctime.iso_millis`). The unit rounds its fixes' times to whole
+    milliseconds, so this ``ts`` names exactly the time of the fix's copy in a ``positions`` batch."""
+    return {"lat": round(fix.lat, 7), "lon": round(fix.lon, 7), **_optional_fields(fix), "ts": iso_millis(fix.ts)}
 
 
 def fix_record(fix: Fix) -> dict[str, Any]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from field_client.gps import (
     KNOTS_TO_MPS,
@@ -68,6 +71,13 @@ def test_simulated_units_start_at_different_phases() -> None:
 def test_position_message_shape() -> None:
     msg = position_message(Fix(lat=48.1173, lon=11.516667, ts=0.5, alt=545.4, speed=None))
     assert msg == {"lat": 48.1173, "lon": 11.516667, "alt": 545.4, "ts": "1970-01-01T00:00:00.500Z"}
+
+
+@given(st.floats(min_value=1.6e9, max_value=2.1e9))
+def test_position_message_time_is_the_millisecond_datetime_writes(clock: float) -> None:
+    ts = round(clock, 3)  # the unit rounds every fix time to whole milliseconds before sending it
+    want = dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert position_message(Fix(lat=0.0, lon=0.0, ts=ts))["ts"] == want
 
 
 def test_checksums_are_verified() -> None:
