@@ -196,10 +196,7 @@ async def raise_sos(cfg: UnitConfig, note: str) -> int:
         fix = position_message(position)
         data.update(lat=fix["lat"], lon=fix["lon"])
 
-    async def no_instructions(_: object) -> dict[str, object]:
-        return {"ok": True}
-
-    link = UnitLink(cfg.server, cfg.unit_id, cfg.token, no_instructions,
+    link = UnitLink(cfg.server, cfg.unit_id, cfg.token,
                     connect_timeout_s=cfg.connect_timeout_s, ack_timeout_s=cfg.ack_timeout_s)
     await link.connect()
     try:

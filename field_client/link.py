@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 NAMESPACE = "/unit"
 ACK_TIMEOUT = "ack_timeout"  # LinkError.code when the server did not acknowledge in time
 
-InstructionHandler = Callable[[Any], Awaitable[dict[str, Any]]]
-
 
 def _optional_fields(fix: Fix) -> dict[str, float]:
     """``alt``, ``accuracy``, ``speed``, ``heading`` to 2 places, each left out when unknown."""
@@ -66,7 +64,6 @@ class UnitLink:
         server: str,
         unit_id: str,
         token: str,
-        on_instruction: InstructionHandler,
         *,
         connect_timeout_s: float = 10.0,
         ack_timeout_s: float = 10.0,
@@ -75,7 +72,6 @@ class UnitLink:
         self.server = server
         self.unit_id = unit_id
         self._token = token
-        self._on_instruction = on_instruction
         self._connect_timeout_s = connect_timeout_s
         self._ack_timeout_s = ack_timeout_s
         self.lost = asyncio.Event()
@@ -85,7 +81,6 @@ class UnitLink:
         self._sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
         self._sio.on("connect_error", self._handle_connect_error, namespace=NAMESPACE)
         self._sio.on("disconnect", self._handle_disconnect, namespace=NAMESPACE)
-        self._sio.on("instruction", self._handle_instruction, namespace=NAMESPACE)
         for event, handler in (handlers or {}).items():
             self._sio.on(event, handler, namespace=NAMESPACE)
 
@@ -103,10 +98,6 @@ class UnitLink:
         if not self._closed:
             logger.info("unit %s: Socket.IO link lost (%s)", self.unit_id, reason)
         self.lost.set()
-
-    async def _handle_instruction(self, data: Any = None) -> dict[str, Any]:
-        # The return value is the Socket.IO acknowledgement the server waits for.
-        return await self._on_instruction(data)
 
     async def connect(self) -> None:
         """Connect and join ``/unit``; :class:`LinkError` carries the server's refusal code."""

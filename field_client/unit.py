@@ -119,7 +119,6 @@ class FieldUnit:
         self.fixes: FixBuffer | None = None
         self._uploader: PositionUploader | None = None
         self._http: aiohttp.ClientSession | None = None
-        self.instructions_received = 0
         self.inbox: InstructionInbox | None = None
         self.talk = TalkListener(cfg.unit_id)
         # Set while a publish is accepted and its peer connection has not ended; for callers
@@ -212,7 +211,7 @@ class FieldUnit:
         c = self.cfg
         inbox = self.inbox
         assert inbox is not None
-        link = UnitLink(c.server, c.unit_id, c.token, self._on_instruction,
+        link = UnitLink(c.server, c.unit_id, c.token,
                         connect_timeout_s=c.connect_timeout_s, ack_timeout_s=c.ack_timeout_s,
                         handlers={
                             "instructions_pending": lambda data: inbox.on_pending(link, data),
@@ -367,22 +366,6 @@ class FieldUnit:
             await self.inbox.pull(link)
         except LinkError as exc:
             self._log(logging.WARNING, "instruction sync failed: %s (retried on the next pending or connect)", exc)
-
-    async def _on_instruction(self, data: Any) -> dict[str, Any]:
-        """Log, record (deduplicated by id) and acknowledge one ``instruction`` event."""
-        if not isinstance(data, dict) or data.get("id") is None or not isinstance(data.get("type"), str):
-            self._log(logging.WARNING, "malformed instruction ignored: %.200r", data)
-            return {"ok": False, "error": {"code": "bad_message",
-                                           "message": "instruction needs an 'id' and a string 'type'"}}
-        self.instructions_received += 1
-        instruction_id, kind = data["id"], data["type"]
-        self._log(logging.INFO, "instruction %s received (%s)", instruction_id, kind)
-        if self._applied is not None:
-            if await self._applied.record(instruction_id, kind):
-                self._log(logging.INFO, "instruction %s applied", instruction_id)
-            else:
-                self._log(logging.INFO, "instruction %s already applied; acknowledging again", instruction_id)
-        return {"ok": True}
 
 
 async def run_unit(cfg: UnitConfig, stop: asyncio.Event, *, loops: LoopCache | None = None,
