@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geo.distance import (
-    EARTH_RADIUS_M, destination, haversine_m, haversine_many_m, initial_bearing_deg, normalize_lon,
-)
+from geo.distance import EARTH_RADIUS_M, destination, haversine_m, initial_bearing_deg, normalize_lon
 
 lats = st.floats(-90, 90, allow_nan=False)
 lons = st.floats(-180, 180, allow_nan=False)
@@ -70,14 +67,6 @@ def test_destination_inverts_distance_and_bearing(lat: float, lon: float, bearin
     assert haversine_m(lat, lon, lat2, lon2) == pytest.approx(dist, rel=1e-7, abs=1e-3)
     back = initial_bearing_deg(lat, lon, lat2, lon2)
     assert min(abs(back - bearing), 360 - abs(back - bearing)) < 1e-5
-
-
-@QUICK
-@given(lats, lons, st.lists(st.tuples(lats, lons), min_size=1, max_size=20))
-def test_vectorised_distance_agrees_with_scalar(lat: float, lon: float, pts: list[tuple[float, float]]) -> None:
-    got = haversine_many_m(lat, lon, np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
-    want = [haversine_m(lat, lon, p[0], p[1]) for p in pts]
-    assert got.tolist() == pytest.approx(want, rel=1e-8, abs=1e-6)  # ulps matter near antipodes
 
 
 @pytest.mark.parametrize(("raw", "want"), [(180, -180), (-180, -180), (190, -170), (-190, 170), (540, -180), (0, 0)])
