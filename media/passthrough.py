@@ -69,10 +69,6 @@ def install() -> None:
         logger.info("aiortc receivers now forward encoded frames (pass-through decoder installed)")
 
 
-def installed() -> bool:
-    return getattr(_receiver_module, "get_decoder", None) is _passthrough_get_decoder
-
-
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Call ``callback`` when the remote viewer of ``sender`` sends PLI or FIR."""
     if not callable(getattr(sender, "_send_keyframe", None)):
