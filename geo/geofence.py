@@ -131,7 +131,7 @@ class PolygonFence(Geofence):
         lats = [lat for lat, _ in points]
         if max(lats) - min(lats) > MAX_POLYGON_SPAN_DEG or max(lons) - min(lons) > MAX_POLYGON_SPAN_DEG:
             raise GeofenceError(f"area.points span more than {MAX_POLYGON_SPAN_DEG} degrees")
-        shape_deg = _polygonal(Polygon(zip(lons, lats)))
+        shape_deg = _polygonal(Polygon(zip(lons, lats, strict=True)))
         if shape_deg.is_empty or shape_deg.area == 0.0:
             raise GeofenceError("area.points enclose no area")
         c = shape_deg.centroid
@@ -139,7 +139,7 @@ class PolygonFence(Geofence):
         self._lon0 = float(c.x)
         self._kx = EARTH_RADIUS_M * math.radians(1.0) * math.cos(math.radians(self._lat0))
         self._ky = EARTH_RADIUS_M * math.radians(1.0)
-        ring = [self._project_unwrapped(lat, lon) for lat, lon in zip(lats, lons)]
+        ring = [self._project_unwrapped(lat, lon) for lat, lon in zip(lats, lons, strict=True)]
         self._geom = _polygonal(Polygon(ring))
         self._boundary = self._geom.boundary
         shapely.prepare(self._geom)

@@ -104,7 +104,7 @@ def test_antimeridian_neighbour_beats_a_same_sign_longitude() -> None:
     index.update("across", 0.0, -179.99)
     got = index.nearest(0.0, -179.995, 2)
     assert {u for u, _ in got} == {"across", "west-of-line"}
-    assert got[0] == ("across", pytest.approx(haversine_m(0, -179.995, 0, -179.99)))
+    assert got[0][0] == "across" and got[0][1] == pytest.approx(haversine_m(0, -179.995, 0, -179.99))
 
 
 def test_edge_cases() -> None:
