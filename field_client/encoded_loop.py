@@ -192,7 +192,7 @@ class EncodedLoop:
                 f"{spec.codec} encoder returned {len(deltas)}/{len(keys)} packets "
                 f"for {spec.frame_count} frames"
             )
-        loop = cls(spec, list(zip(deltas, keys)))
+        loop = cls(spec, list(zip(deltas, keys, strict=True)))
         if not loop.delta_is_keyframe[0] or not all(is_keyframe(loop.mime_type, k) for k in keys):
             raise RuntimeError(f"{spec.codec} encoder did not produce the forced keyframes")
         logger.info(

@@ -17,6 +17,8 @@ from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.stream import Stream
 
+from media.passthrough import on_keyframe_request
+
 from .encoded_loop import (
     AUDIO_CLOCK_RATE,
     AUDIO_TIME_BASE,
@@ -154,7 +156,7 @@ class EncodedAudioTrack(MediaStreamTrack):
 def attach_keyframe_requests(sender: RTCRtpSender, track: EncodedVideoTrack) -> None:
     """Route the receiver's PLI/FIR for ``sender`` to ``track.request_keyframe``.
 
-    aiortc's ``RTCRtpSender`` answers PLI/FIR by calling ``self._send_keyframe()``, which only
-    sets a flag its ``pack()`` path ignores; this overrides it on this sender instance only.
+    aiortc's ``RTCRtpSender`` only sets a flag for PLI/FIR that its ``pack()`` path ignores;
+    :func:`media.passthrough.on_keyframe_request` overrides that on this sender instance only.
     """
-    sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
+    on_keyframe_request(sender, track.request_keyframe)

@@ -46,7 +46,8 @@ def fix_record(fix: Fix) -> dict[str, Any]:
 
 def positions_payload(batch: Sequence[Fix]) -> bytes:
     """The ``positions`` event data: msgpack of the list of fix records, oldest first."""
-    return msgpack.packb([fix_record(p) for p in batch])
+    payload: bytes = msgpack.packb([fix_record(p) for p in batch])
+    return payload
 
 
 def _error_of(ack: Any) -> tuple[str, str]:

@@ -119,7 +119,9 @@ class TelemetryLink:
             self._waiting.pop(seq, None)
         if reply.get("ok") is True:
             return reply
-        err = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+        err = reply.get("error")
+        if not isinstance(err, dict):
+            err = {}
         code = str(err.get("code") or "unknown")
         raise LinkError(f"positions refused: {code}: {err.get('message') or 'no message'}", code)
 

@@ -1,8 +1,9 @@
 """One field unit's lifecycle: connect, publish, report positions, acknowledge instructions.
 
 Every attempt runs until the stop event, a dropped Socket.IO link or telemetry channel (which
-carries the positions, :mod:`field_client.telemetry`), or a failed/closed peer connection, then cleans up everything it opened and, unless stopping, waits a capped
-exponential backoff with full jitter before the next attempt. Setting up (connecting,
+carries the positions, :mod:`field_client.telemetry`), or a failed/closed peer connection, then
+cleans up everything it opened and, unless stopping, waits a capped exponential backoff with full
+jitter before the next attempt. Setting up (connecting,
 negotiating) is abandoned as soon as the stop event is set; an established session is ended
 politely (``unpublish`` or WHIP ``DELETE``).
 

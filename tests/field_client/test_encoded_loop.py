@@ -38,7 +38,7 @@ def decode(codec: str, payloads: list[bytes]) -> list[av.VideoFrame]:
 
 
 def _psnrs(frames: list[av.VideoFrame], references: list[np.ndarray]) -> list[float]:
-    return [cv2.PSNR(f.to_ndarray(format="bgr24"), ref) for f, ref in zip(frames, references)]
+    return [cv2.PSNR(f.to_ndarray(format="bgr24"), ref) for f, ref in zip(frames, references, strict=True)]
 
 
 def test_delta_sequence_decodes_at_full_size(loop: EncodedLoop) -> None:
