@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import av
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -54,7 +55,9 @@ async def make_publisher(
     mime = f"video/{codec.upper()}"
     pub = Publisher(pc, None, None, mime)
     if loop is not None:
-        pub.video = EncodedVideoTrack(loop, start_index=0, on_packet=lambda d, k: pub.sent.append((frame_digest(mime, d), k)))
+        pub.video = EncodedVideoTrack(
+            loop, start_index=0, on_packet=lambda d, k: pub.sent.append((frame_digest(mime, d), k))
+        )
         t = pc.addTransceiver(pub.video, direction="sendonly")
         t.setCodecPreferences(codec_preferences("video", codec))
         attach_keyframe_requests(t.sender, pub.video)
@@ -122,8 +125,11 @@ async def make_viewer(video: bool = True, audio: bool = True) -> Viewer:
             while True:
                 packet = await track.recv()
                 if track.kind == "video":
+                    assert isinstance(packet, av.Packet), "the pass-through decoder hands on encoded packets"
                     data = bytes(packet)
-                    viewer.frames.append((time.monotonic(), frame_digest(viewer.mime, data), is_keyframe(viewer.mime, data)))
+                    viewer.frames.append(
+                        (time.monotonic(), frame_digest(viewer.mime, data), is_keyframe(viewer.mime, data))
+                    )
                     if len(viewer.frames) >= viewer.want:
                         viewer.got_frames.set()
                 else:
