@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import json
 import logging
 import math
@@ -104,7 +105,7 @@ class UnitLoad:
 
     def ingest(self) -> None:
         """Move what was sent and received since the last call into the frame tables."""
-        for (digest, _), sent_at in zip(self.publisher.sent, self.send_times):
+        for (digest, _), sent_at in zip(self.publisher.sent, self.send_times, strict=True):
             n = self.sent_total
             self.sent_total += 1
             self.sent_at[n] = sent_at
@@ -113,7 +114,7 @@ class UnitLoad:
         self.send_times.clear()
         for log in self.viewers:
             frames = log.viewer.frames
-            log.gaps = [b[0] - a[0] for a, b in zip(frames, frames[1:])]
+            log.gaps = [b[0] - a[0] for a, b in itertools.pairwise(frames)]
             for arrived, digest, _ in frames:
                 log.received_total += 1
                 numbers = self.by_digest.get(digest, [])
@@ -152,7 +153,8 @@ class UnitLoad:
             out["viewers"].append({
                 "received": len(latencies),
                 "on_time": sum(v <= deadline_s for v in latencies),
-                "latency_p95_s": round(latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)], 4) if latencies else None,
+                "latency_p95_s": (round(latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)], 4)
+                                  if latencies else None),
                 "max_gap_s": round(max(log.gaps, default=0.0), 3),
             })
         return out
