@@ -91,7 +91,8 @@ async def whep(request: web.Request) -> web.Response:
     unit = request.match_info["unit_id"]
     source = state.sources.get(unit)
     if source is None or source.readyState != "live":
-        return web.json_response({"error": {"code": "not_publishing", "message": f"unit {unit} is not publishing"}}, status=409)
+        error = {"code": "not_publishing", "message": f"unit {unit} is not publishing"}
+        return web.json_response({"error": error}, status=409)
     pc = RTCPeerConnection()
     path = f"/whep/{unit}/{id(pc):x}"
     await pc.setRemoteDescription(RTCSessionDescription(sdp=await request.text(), type="offer"))

@@ -27,7 +27,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import PASSWORD, write_result, REPO, cpu_s, pct, rss_kib, seed, start_server, stop
+from bench.harness import PASSWORD, REPO, cpu_s, pct, rss_kib, seed, start_server, stop, write_result
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -48,9 +48,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(1.0)
             rss_idle = rss_kib(server.pid)
 
-            units = subprocess.Popen([sys.executable, str(REPO / "bench" / "dispatch_units.py"), "--server", url,
-                                      "--tokens", str(work / "tokens.txt")],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+            units = await asyncio.to_thread(
+                subprocess.Popen, [sys.executable, str(REPO / "bench" / "dispatch_units.py"), "--server", url,
+                                   "--tokens", str(work / "tokens.txt")],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
             acks: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
             loop = asyncio.get_running_loop()
             ready = loop.create_future()

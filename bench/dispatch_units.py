@@ -13,6 +13,7 @@ import asyncio
 import json
 import sys
 import time
+from typing import Any
 
 import socketio
 
@@ -29,7 +30,7 @@ class Unit:
         await self.sio.connect(self.url, namespaces=["/unit"], auth={"unit_id": self.unit_id, "token": self.token},
                                transports=["websocket"], wait_timeout=30)
 
-    async def _pending(self, data: dict) -> None:
+    async def _pending(self, data: dict[str, Any]) -> None:
         async with self._busy:
             items = data.get("instructions") or []
             if not items or items[0]["seq"] != self.after_seq + 1:  # missed something: pull the outbox
@@ -44,13 +45,19 @@ class Unit:
             self.after_seq = max(i["seq"] for i in items)
 
 
+def read_pairs(path: str) -> list[list[str]]:
+    """``unit_id token`` per line."""
+    with open(path, encoding="utf-8") as f:
+        return [line.split() for line in f if line.strip()]
+
+
 async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--server", required=True)
     p.add_argument("--tokens", required=True)
     p.add_argument("--concurrency", type=int, default=50)
     args = p.parse_args()
-    pairs = [line.split() for line in open(args.tokens, encoding="utf-8") if line.strip()]
+    pairs = await asyncio.to_thread(read_pairs, args.tokens)
     units = [Unit(args.server, u, t) for u, t in pairs]
     sem = asyncio.Semaphore(args.concurrency)
 

@@ -49,8 +49,8 @@ def draw_face(size: int) -> np.ndarray:
                             (-.17, -.08, .06, .03, 40), (.17, -.08, .06, .03, 40), (-.17, -.18, .10, .02, 50),
                             (.17, -.18, .10, .02, 50), (0, .08, .05, .03, 110), (0, .24, .12, .03, 70)]:
         cv2.ellipse(g, (int(c + x * size), int(c + y * size)), (int(ax * size), int(ay * size)), 0, 0, 360, v, -1)
-    g = cv2.GaussianBlur(g, (0, 0), size / 100)
-    return cv2.cvtColor(np.clip(g, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    blurred = cv2.GaussianBlur(g, (0, 0), size / 100)
+    return cv2.cvtColor(np.clip(blurred, 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
 
 
 def make_source(directory: Path, minutes: float) -> list[Path]:
@@ -121,6 +121,8 @@ def baseline(segments: list[Path], out_path: Path, preset: str, crf: int) -> flo
                             out.mux(pkt)
                         continue
                     for frame in pkt.decode():
+                        assert isinstance(frame, av.VideoFrame)
+                        assert frame.pts is not None and frame.time_base is not None
                         t = float(frame.pts * frame.time_base)
                         frame.pts, frame.time_base = round(t * 90_000), Fraction(1, 90_000)
                         frame.pict_type = av.video.frame.PictureType.NONE
@@ -156,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         base = timed(lambda: baseline(segments, work / "baseline.mp4", args.preset, args.crf))
         result: dict[str, Any] = {}
 
-        def export() -> float:
+        def export(result: dict[str, Any] = result) -> float:
             r = export_recording(segments, work / "export.mp4", watermark=spec, redaction=config,
                                  preset=args.preset, crf=args.crf)
             result.update(frames=r.frames, bytes=r.bytes, redaction_records=len(r.redactions),

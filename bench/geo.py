@@ -40,7 +40,7 @@ from typing import Any
 import aiohttp
 import socketio
 
-from bench.harness import PASSWORD, write_result, REPO, cpu_s, main_thread_cpu_s, pct, seed, start_server, stop
+from bench.harness import PASSWORD, REPO, cpu_s, main_thread_cpu_s, pct, seed, start_server, stop, write_result
 from geo.nearest import NearestIndex
 
 
@@ -67,7 +67,7 @@ def serve_floor() -> None:
     app = web.Application()
     sio.attach(app)
 
-    class Units(socketio.AsyncNamespace):
+    class Units(socketio.AsyncNamespace):  # type: ignore[misc]  # python-socketio is untyped
         async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
             await self.save_session(sid, {"unit_id": auth["unit_id"]})
 
@@ -82,7 +82,7 @@ def serve_floor() -> None:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = runner.addresses[0][1]
         print(f"listening on http://127.0.0.1:{port}", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until stdin closes
         await runner.cleanup()
@@ -165,10 +165,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             t_start = time.monotonic()
             c_start = cpu_s(server.pid)
             for f in token_files:
-                proc = subprocess.Popen([sys.executable, str(REPO / "bench" / "geo_units.py"), "--server", url,
-                                         "--tokens", str(f), "--interval", str(args.interval),
-                                         "--transport", "socketio" if args.floor else args.transport], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True, cwd=REPO)
+                proc = await asyncio.to_thread(
+                    subprocess.Popen, [sys.executable, str(REPO / "bench" / "geo_units.py"), "--server", url,
+                                       "--tokens", str(f), "--interval", str(args.interval),
+                                       "--transport", "socketio" if args.floor else args.transport],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
                 gens.append(proc)
                 loop.run_in_executor(None, reader, proc)
             ready = [await asyncio.wait_for(replies.get(), args.connect_timeout) for _ in gens]
@@ -191,7 +192,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             st1 = machine_ticks()
             total = sum(st1) - sum(st0)
             machine = {name: round((b - a) / total * 100, 1) for name, a, b in
-                       zip(("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"), st0, st1)}
+                       zip(("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"), st0, st1,
+                           strict=True)}
             gen_cpu = (sum(cpu_s(g.pid) for g in gens) - g0) / elapsed * 100
             window_lat = list(latencies)
             updates_per_s = len(window_lat) / elapsed

@@ -35,7 +35,7 @@ import os
 import random
 import sys
 import time
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -161,7 +161,8 @@ class TelemetryProtocol(asyncio.Protocol):
         self._acks: dict[int, asyncio.Future[Any]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's TCPTransport is not a subclass
+        # uvloop's TCPTransport has asyncio.Transport's methods without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
@@ -239,6 +240,8 @@ class TelemetryProtocol(asyncio.Protocol):
     async def connect(cls, server: str, unit_id: str, token: str) -> TelemetryProtocol:
         url = urlsplit(server)
         loop = asyncio.get_running_loop()
+        if url.hostname is None or url.port is None:
+            raise ValueError(f"--server must be http://HOST:PORT, got {server!r}")
         _, proto = await loop.create_connection(cls, url.hostname, url.port)
         key = base64.b64encode(os.urandom(16)).decode()
         assert proto.transport is not None
@@ -247,6 +250,12 @@ class TelemetryProtocol(asyncio.Protocol):
                                f"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer {token}\r\n\r\n").encode())
         await asyncio.wait_for(proto.upgraded, 60)
         return proto
+
+
+def read_pairs(path: str) -> list[list[str]]:
+    """``unit_id token`` per line."""
+    with open(path, encoding="utf-8") as f:
+        return [line.split() for line in f if line.strip()]
 
 
 async def main() -> None:
@@ -259,8 +268,7 @@ async def main() -> None:
                    help="send fixes as Socket.IO 'positions' events, or over the telemetry channel "
                         "(each unit then also keeps its Socket.IO link open, as field_client does)")
     args = p.parse_args()
-    with open(args.tokens, encoding="utf-8") as f:
-        pairs = [line.split() for line in f if line.strip()]
+    pairs = await asyncio.to_thread(read_pairs, args.tokens)
     stats = Stats()
     sem = asyncio.Semaphore(args.connect_concurrency)
     go = asyncio.Event()

@@ -2,7 +2,7 @@
 
 Runs as a subprocess driven by one JSON command per line on stdin; answers one JSON line per
 command on stdout (logs go to stderr). Nothing is encoded or decoded here: publishers replay one
-shared :class:`media.pattern.EncodedLoop` (VP8 640x480@30, ~1 Mbit/s) and viewers run with the
+shared :class:`field_client.encoded_loop.EncodedLoop` (VP8 640x480@30, ~1 Mbit/s) and viewers run with the
 pass-through decoder installed, so they count encoded frames (re-encoded VP8 when the server is
 the ``MediaRelay`` baseline). Commands, handled one at a time:
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import json
 import logging
 import math
@@ -38,8 +39,9 @@ from typing import Any
 
 import aiohttp
 
+from field_client.encoded_loop import VideoLoopSpec
+from field_client.loop_cache import LoopCache
 from media import passthrough
-from media.pattern import LoopCache, VideoLoopSpec
 from tests.support.peers import Publisher, Viewer, make_publisher, make_viewer, whep_view, whip_publish
 
 logger = logging.getLogger(__name__)
@@ -103,7 +105,7 @@ class UnitLoad:
 
     def ingest(self) -> None:
         """Move what was sent and received since the last call into the frame tables."""
-        for (digest, _), sent_at in zip(self.publisher.sent, self.send_times):
+        for (digest, _), sent_at in zip(self.publisher.sent, self.send_times, strict=True):
             n = self.sent_total
             self.sent_total += 1
             self.sent_at[n] = sent_at
@@ -112,7 +114,7 @@ class UnitLoad:
         self.send_times.clear()
         for log in self.viewers:
             frames = log.viewer.frames
-            log.gaps = [b[0] - a[0] for a, b in zip(frames, frames[1:])]
+            log.gaps = [b[0] - a[0] for a, b in itertools.pairwise(frames)]
             for arrived, digest, _ in frames:
                 log.received_total += 1
                 numbers = self.by_digest.get(digest, [])
@@ -151,7 +153,8 @@ class UnitLoad:
             out["viewers"].append({
                 "received": len(latencies),
                 "on_time": sum(v <= deadline_s for v in latencies),
-                "latency_p95_s": round(latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)], 4) if latencies else None,
+                "latency_p95_s": (round(latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)], 4)
+                                  if latencies else None),
                 "max_gap_s": round(max(log.gaps, default=0.0), 3),
             })
         return out

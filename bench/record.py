@@ -25,7 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.relay import PYTHON, REPO, Bench, Plan, _signals_raise, machine_info
+from bench.harness import REPO
+from bench.relay import PYTHON, Bench, Plan, _signals_raise, machine_info
 from recordings.verify import verify_archive
 from tests.support.server import write_config
 
@@ -70,7 +71,7 @@ def overhead(rounds: list[dict[str, Any]], units: tuple[int, ...]) -> dict[str, 
             "forward_per_unit_pct_median": round(statistics.median(fwd), 2),
             "record_per_unit_pct_median": round(statistics.median(rec), 2),
             "record_over_forward": round(statistics.median(rec) / statistics.median(fwd), 2),
-            "record_over_forward_rounds": [round(r / f, 2) if f > 0 else None for f, r in zip(fwd, rec)],
+            "record_over_forward_rounds": [round(r / f, 2) if f > 0 else None for f, r in zip(fwd, rec, strict=False)],
             "forward_rounds": fwd, "record_rounds": rec,
         }
     return out
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         report = verify_archive(bench.archive)
         result["verify"] = {"failures": [str(f) for f in report.failures][:20],
                             "seconds": round(time.monotonic() - started, 2),
-                            "segments": getattr(report, "segments", None), "bytes": getattr(report, "bytes_hashed", None)}
+                            "segments": getattr(report, "segments", None),
+                            "bytes": getattr(report, "bytes_hashed", None)}
         result["elapsed_s"] = round(time.monotonic() - bench.started, 1)
     ratios = [v["record_over_forward"] for v in result.get("overhead", {}).values()]
     result["targets"] = {}

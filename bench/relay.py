@@ -232,7 +232,7 @@ class LoadgenChild:
         self.bitrate = 0
 
     def start(self) -> "LoadgenChild":
-        self._log_file = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 - closed in stop()
+        self._log_file = open(self.log_path, "w", encoding="utf-8")  # closed in stop()
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "bench.loadgen"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=self._log_file, text=True, cwd=REPO, env=_env(), preexec_fn=_die_with_parent,
@@ -293,7 +293,7 @@ class LoadgenChild:
 
 
 def _all(loadgens: list[LoadgenChild], cmds: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
-    for lg, cmd in zip(loadgens, cmds):
+    for lg, cmd in zip(loadgens, cmds, strict=True):
         lg.send(cmd)
     return [lg.receive(timeout) for lg in loadgens]
 
@@ -342,19 +342,19 @@ def measure(server: ServerChild, loadgens: list[LoadgenChild], seconds: float) -
     t0, s0, l0, m0 = sample()
     first = [lg.receive(30) for lg in loadgens]
     time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
-    for lg, mark in zip(loadgens, first):
+    for lg, mark in zip(loadgens, first, strict=True):
         lg.send({"cmd": "mark", "since": mark["t"]})
     t1, s1, l1, m1 = sample()
     second = [lg.receive(30) for lg in loadgens]
     d1 = drops()
     wall = t1 - t0
-    busy, steal, total = (b - a for a, b in zip(m0, m1))
+    busy, steal, total = (b - a for a, b in zip(m0, m1, strict=True))
     ncpu = os.cpu_count() or 1
     win = Window(
         units=sum(len(m["sent"]) for m in second),
         seconds=round(wall, 3),
         server_cpu_pct=round(100 * (s1 - s0) / wall, 2),
-        loadgen_cpu_pct=[round(100 * (b - a) / wall, 2) for a, b in zip(l0, l1)],
+        loadgen_cpu_pct=[round(100 * (b - a) / wall, 2) for a, b in zip(l0, l1, strict=True)],
         machine_busy_pct=round(100 * ncpu * busy / max(total, 1), 1),
         machine_steal_pct=round(100 * ncpu * steal / max(total, 1), 1),
         others_cpu_pct=round(100 * ncpu * busy / max(total, 1) - 100 * (s1 - s0 + sum(l1) - sum(l0)) / wall, 1),
@@ -368,12 +368,12 @@ def measure(server: ServerChild, loadgens: list[LoadgenChild], seconds: float) -
     latency: list[float] = []
     gaps: list[float] = [0.0]
     matched = False
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         span = b["t"] - a["t"]
         for unit, sent in b["sent"].items():
             pub_fps.append((sent - a["sent"].get(unit, 0)) / span)
             before = a["received"].get(unit) or [0] * len(b["received"][unit])
-            view_fps.extend((got - was) / span for got, was in zip(b["received"][unit], before))
+            view_fps.extend((got - was) / span for got, was in zip(b["received"][unit], before, strict=False))
             frames = b["window"][unit]
             for k, v in enumerate(frames["viewers"]):
                 gaps.append(v["max_gap_s"])
@@ -645,7 +645,7 @@ def summarize(rounds: list[dict[str, Any]], plan: Plan) -> dict[str, Any]:
                 summary[f"{other}_over_forward"] = round(statistics.median(theirs) / statistics.median(forward), 2)
                 # Each round's own pair as well: noise that hits one round hits both servers.
                 summary[f"{other}_over_forward_rounds"] = [round(t / f, 2) if f > 0 else None
-                                                           for f, t in zip(forward, theirs)]
+                                                           for f, t in zip(forward, theirs, strict=False)]
         out[f"units_{n}"] = summary
     idle: dict[str, list[float]] = {}
     for entry in rounds:
@@ -696,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "command": command.strip(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(), "plan": asdict(plan),
-        "load": {"video": "VP8 640x480@30 pre-encoded loop (media.pattern.EncodedLoop), no audio",
+        "load": {"video": "VP8 640x480@30 pre-encoded loop (field_client.encoded_loop.EncodedLoop), no audio",
                  "viewers_per_unit": 2, "delivery_target": DELIVERY_TARGET},
     }
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp, _signals_raise():

@@ -2,7 +2,8 @@
 
 The server redelivers an instruction until it sees the acknowledgement, and a unit may restart
 between applying and acknowledging; the ids loaded from the file at start make the second
-delivery a no-op. Lines are ``{"id": ..., "type": ..., "applied_at": ISO 8601 UTC}``.
+delivery a no-op. Lines are ``{"id": ..., "type": ..., "seq": ..., "applied_at": ISO 8601 UTC}``
+(microseconds, :func:`utctime.iso_micro`; ``seq`` only for instructions pulled with one).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import json
 import logging
 import os
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+
+from utctime import iso_micro
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +80,11 @@ class AppliedLog:
         async with self._lock:
             if key in self._ids:
                 return False
-            applied_at = datetime.fromtimestamp(self._clock(), timezone.utc)
+            applied_at = self._clock()
             entry: dict[str, Any] = {"id": instruction_id, "type": instruction_type}
             if seq is not None:
                 entry["seq"] = seq
-            entry["applied_at"] = applied_at.isoformat().replace("+00:00", "Z")
+            entry["applied_at"] = iso_micro(applied_at)
             await asyncio.to_thread(self._append, json.dumps(entry, ensure_ascii=False) + "\n")
             self._ids.add(key)
             if seq is not None:

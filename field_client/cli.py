@@ -184,7 +184,7 @@ async def run(configs: Sequence[UnitConfig]) -> int:
 async def raise_sos(cfg: UnitConfig, note: str) -> int:
     """One-shot SOS (一键求助) over the unit's link, with the current GPS fix when there is one."""
     from .gps import open_position_source
-    from .link import UnitLink
+    from .link import UnitLink, position_message
 
     data: dict[str, object] = {"note": note}
     try:
@@ -193,13 +193,10 @@ async def raise_sos(cfg: UnitConfig, note: str) -> int:
     except (OSError, ValueError):
         position = None
     if position is not None:
-        fix = position.to_message()
+        fix = position_message(position)
         data.update(lat=fix["lat"], lon=fix["lon"])
 
-    async def no_instructions(_: object) -> dict[str, object]:
-        return {"ok": True}
-
-    link = UnitLink(cfg.server, cfg.unit_id, cfg.token, no_instructions,
+    link = UnitLink(cfg.server, cfg.unit_id, cfg.token,
                     connect_timeout_s=cfg.connect_timeout_s, ack_timeout_s=cfg.ack_timeout_s)
     await link.connect()
     try:

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from media.pattern import normalize_codec
-
+from .codec import normalize_codec
 from .gps import GpsSpec
 from .sources import SourceSpec
 

@@ -13,9 +13,8 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from media.pattern import LoopCache
-
 from .config import UnitConfig
+from .loop_cache import LoopCache
 from .unit import cancel_and_wait, run_unit
 
 logger = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ async def run_fleet(configs: Sequence[UnitConfig], stop: asyncio.Event, *,
     finally:
         for t in tasks:
             await cancel_and_wait(t)
-    for cfg, result in zip(configs, results):
+    for cfg, result in zip(configs, results, strict=True):
         if isinstance(result, Exception):
             logger.error("unit %s: ended with %r", cfg.unit_id, result)
     logger.info("fleet stopped")

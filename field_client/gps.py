@@ -1,6 +1,7 @@
 """Where the unit is: a simulated route around a point, or fixes replayed from an NMEA file.
 
-A position source answers ``position(now)`` for an epoch time ``now`` (seconds); the unit calls
+A position source answers ``position(now)`` with a :class:`geo.fix.Fix` for an epoch time ``now``
+(seconds); the unit calls
 it once per ``position_interval_s``; the fixes are buffered and sent in ``positions`` batches (docs/api.md).
 Time is passed in, so tests can move the clock.
 """
@@ -11,9 +12,10 @@ import logging
 import math
 import random
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
+
+from geo.fix import Fix
 
 logger = logging.getLogger(__name__)
 
@@ -26,32 +28,8 @@ DEFAULT_CENTER = (39.9042, 116.4074)
 DEFAULT_RADIUS_M = 250.0
 
 
-@dataclass(frozen=True)
-class Position:
-    """One fix. Degrees (WGS 84), metres, metres per second, heading in degrees from true north."""
-
-    lat: float
-    lon: float
-    ts: float  # epoch seconds
-    alt: float | None = None
-    accuracy: float | None = None
-    speed: float | None = None
-    heading: float | None = None
-
-    def to_message(self) -> dict[str, Any]:
-        """The ``position`` event payload; optional fields are left out when unknown."""
-        msg: dict[str, Any] = {"lat": round(self.lat, 7), "lon": round(self.lon, 7)}
-        for key in ("alt", "accuracy", "speed", "heading"):
-            value = getattr(self, key)
-            if value is not None:
-                msg[key] = round(value, 2)
-        ts = datetime.fromtimestamp(self.ts, timezone.utc).isoformat(timespec="milliseconds")
-        msg["ts"] = ts.replace("+00:00", "Z")
-        return msg
-
-
 class PositionSource(Protocol):
-    def position(self, now: float) -> Position | None:
+    def position(self, now: float) -> Fix | None:
         """The fix to report at epoch time ``now``, or None when there is none."""
 
 
@@ -83,7 +61,7 @@ class SimulatedRoute:
         self.alt = alt
         self.phase_deg = phase_deg if phase_deg is not None else (rng or random.Random()).uniform(0, 360)
 
-    def position(self, now: float) -> Position:
+    def position(self, now: float) -> Fix:
         angle = math.radians(self.phase_deg) + now * self.speed_mps / self.radius_m
         north_m = self.radius_m * math.cos(angle)
         east_m = self.radius_m * math.sin(angle)
@@ -91,8 +69,7 @@ class SimulatedRoute:
         lon = self.lon + math.degrees(east_m / (EARTH_RADIUS_M * math.cos(math.radians(self.lat))))
         # Clockwise seen from above: at due north of the centre the unit heads east.
         heading = (math.degrees(angle) + 90.0) % 360.0
-        return Position(lat=lat, lon=lon, ts=now, alt=self.alt, accuracy=5.0,
-                        speed=self.speed_mps, heading=heading)
+        return Fix(lat=lat, lon=lon, ts=now, alt=self.alt, accuracy=5.0, speed=self.speed_mps, heading=heading)
 
 
 class NmeaError(ValueError):
@@ -244,11 +221,11 @@ class NmeaReplay:
         self.fixes = fixes
         self._next = 0
 
-    def position(self, now: float) -> Position:
+    def position(self, now: float) -> Fix:
         fix = self.fixes[self._next]
         self._next = (self._next + 1) % len(self.fixes)
-        return Position(lat=fix.lat, lon=fix.lon, ts=now, alt=fix.alt, accuracy=fix.accuracy,
-                        speed=fix.speed, heading=fix.heading)
+        return Fix(lat=fix.lat, lon=fix.lon, ts=now, alt=fix.alt, accuracy=fix.accuracy,
+                   speed=fix.speed, heading=fix.heading)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, Callable, Protocol, Sequence
 
+from geo.fix import Fix
+
 from .errors import LinkError
-from .gps import Position
 from .link import ACK_TIMEOUT
 
 logger = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ BAD_MESSAGE = "bad_message"  # the server's code for an event of a shape it does
 class Batch:
     """The oldest fixes of a buffer, ``first_seq`` being the sequence number of ``fixes[0]``."""
 
-    fixes: tuple[Position, ...]
+    fixes: tuple[Fix, ...]
     first_seq: int
 
     @property
@@ -70,7 +71,7 @@ class FixBuffer:
         self.capacity = capacity
         self.unit_id = unit_id
         self._clock = clock
-        self._fixes: deque[Position] = deque()
+        self._fixes: deque[Fix] = deque()
         self._first_seq = 0  # sequence number of self._fixes[0]
         self._added = asyncio.Event()
         self.appended = 0  # fixes ever appended
@@ -82,7 +83,7 @@ class FixBuffer:
     def __len__(self) -> int:
         return len(self._fixes)
 
-    def append(self, fix: Position) -> None:
+    def append(self, fix: Fix) -> None:
         if len(self._fixes) >= self.capacity:
             self._fixes.popleft()
             self._first_seq += 1
@@ -125,11 +126,11 @@ class FixBuffer:
 class PositionLink(Protocol):
     """What the uploader needs of :class:`field_client.link.UnitLink`."""
 
-    async def send_positions(self, batch: Sequence[Position]) -> dict[str, Any]:
+    async def send_positions(self, batch: Sequence[Fix]) -> dict[str, Any]:
         """The ``{"ok": true, ...}`` ack; :class:`LinkError` with the server's code otherwise
         (``ack_timeout`` when no acknowledgement came)."""
 
-    async def send_position(self, position: Position) -> bool:
+    async def send_position(self, position: Fix) -> bool:
         """True when accepted, False when refused; :class:`LinkError` when unacknowledged."""
 
 

@@ -15,30 +15,39 @@ import msgpack
 import socketio
 import socketio.exceptions
 
+from geo.fix import Fix
+from utctime import iso_millis
+
 from .errors import LinkError, rejection
-from .gps import Position
 
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "/unit"
 ACK_TIMEOUT = "ack_timeout"  # LinkError.code when the server did not acknowledge in time
 
-InstructionHandler = Callable[[Any], Awaitable[dict[str, Any]]]
+
+def _optional_fields(fix: Fix) -> dict[str, float]:
+    """``alt``, ``accuracy``, ``speed``, ``heading`` to 2 places, each left out when unknown."""
+    return {key: round(value, 2) for key in ("alt", "accuracy", "speed", "heading")
+            if (value := getattr(fix, key)) is not None}
 
 
-def fix_record(position: Position) -> dict[str, Any]:
+def position_message(fix: Fix) -> dict[str, Any]:
+    """The ``position`` event payload: degrees to 7 places (~1 cm), ``ts`` as ISO 8601 UTC with
+    milliseconds (:func:`utctime.iso_millis`). The unit rounds its fixes' times to whole
+    milliseconds, so this ``ts`` names exactly the time of the fix's copy in a ``positions`` batch."""
+    return {"lat": round(fix.lat, 7), "lon": round(fix.lon, 7), **_optional_fields(fix), "ts": iso_millis(fix.ts)}
+
+
+def fix_record(fix: Fix) -> dict[str, Any]:
     """One fix of a ``positions`` batch: ``ts`` as epoch seconds, unknown fields left out."""
-    record: dict[str, Any] = {"lat": round(position.lat, 7), "lon": round(position.lon, 7), "ts": position.ts}
-    for key in ("alt", "accuracy", "speed", "heading"):
-        value = getattr(position, key)
-        if value is not None:
-            record[key] = round(value, 2)
-    return record
+    return {"lat": round(fix.lat, 7), "lon": round(fix.lon, 7), "ts": fix.ts, **_optional_fields(fix)}
 
 
-def positions_payload(batch: Sequence[Position]) -> bytes:
+def positions_payload(batch: Sequence[Fix]) -> bytes:
     """The ``positions`` event data: msgpack of the list of fix records, oldest first."""
-    return msgpack.packb([fix_record(p) for p in batch])
+    payload: bytes = msgpack.packb([fix_record(p) for p in batch])
+    return payload
 
 
 def _error_of(ack: Any) -> tuple[str, str]:
@@ -56,7 +65,6 @@ class UnitLink:
         server: str,
         unit_id: str,
         token: str,
-        on_instruction: InstructionHandler,
         *,
         connect_timeout_s: float = 10.0,
         ack_timeout_s: float = 10.0,
@@ -65,7 +73,6 @@ class UnitLink:
         self.server = server
         self.unit_id = unit_id
         self._token = token
-        self._on_instruction = on_instruction
         self._connect_timeout_s = connect_timeout_s
         self._ack_timeout_s = ack_timeout_s
         self.lost = asyncio.Event()
@@ -75,7 +82,6 @@ class UnitLink:
         self._sio = socketio.AsyncClient(reconnection=False, handle_sigint=False)
         self._sio.on("connect_error", self._handle_connect_error, namespace=NAMESPACE)
         self._sio.on("disconnect", self._handle_disconnect, namespace=NAMESPACE)
-        self._sio.on("instruction", self._handle_instruction, namespace=NAMESPACE)
         for event, handler in (handlers or {}).items():
             self._sio.on(event, handler, namespace=NAMESPACE)
 
@@ -93,10 +99,6 @@ class UnitLink:
         if not self._closed:
             logger.info("unit %s: Socket.IO link lost (%s)", self.unit_id, reason)
         self.lost.set()
-
-    async def _handle_instruction(self, data: Any = None) -> dict[str, Any]:
-        # The return value is the Socket.IO acknowledgement the server waits for.
-        return await self._on_instruction(data)
 
     async def connect(self) -> None:
         """Connect and join ``/unit``; :class:`LinkError` carries the server's refusal code."""
@@ -153,15 +155,15 @@ class UnitLink:
         if not (isinstance(ack, dict) and ack.get("ok") is True):
             logger.info("unit %s: unpublish of %s refused: %s", self.unit_id, session_id, _error_of(ack))
 
-    async def send_position(self, position: Position) -> bool:
+    async def send_position(self, position: Fix) -> bool:
         """Report a fix; True when the server acknowledged it as accepted."""
-        ack = await self._call("position", position.to_message())
+        ack = await self._call("position", position_message(position))
         if isinstance(ack, dict) and ack.get("ok") is True:
             return True
         logger.warning("unit %s: position refused: %s: %s", self.unit_id, *_error_of(ack))
         return False
 
-    async def send_positions(self, batch: Sequence[Position]) -> dict[str, Any]:
+    async def send_positions(self, batch: Sequence[Fix]) -> dict[str, Any]:
         """Report fixes as one binary ``positions`` event; returns the ``{"ok": true, ...}`` ack.
 
         A refusal raises :class:`LinkError` with the server's code, a missing acknowledgement

@@ -20,20 +20,17 @@ from aiortc import (
 )
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
-from media.pattern import EncodedVideoTrack, attach_keyframe_requests
-
+from .codec import video_mime_type
+from .encoded_track import EncodedVideoTrack, attach_keyframe_requests
 from .sources import MediaSources
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_VIDEO_MIME = {"vp8": "video/VP8", "h264": "video/H264"}
-
-
 def preferred_codecs(kind: str, codec: str | None = None) -> list[RTCRtpCodecCapability]:
     """aiortc's capabilities narrowed to ``codec`` (video, with its RTX) or Opus (audio)."""
-    wanted = _VIDEO_MIME[codec or "vp8"] if kind == "video" else "audio/opus"
+    wanted = video_mime_type(codec or "vp8") if kind == "video" else "audio/opus"
     caps = RTCRtpSender.getCapabilities(kind).codecs
     chosen = [c for c in caps if c.mimeType.lower() == wanted.lower()]
     if not chosen:

@@ -1,7 +1,7 @@
 """Which media a unit publishes: the pre-encoded test pattern and tone, a file, a device, none.
 
-The test pattern and tone come from :mod:`media.pattern` and are never encoded in real time:
-the loops are shared through a :class:`~media.pattern.LoopCache`, and each publish attempt gets
+The test pattern and tone come from :mod:`field_client.encoded_loop` and are never encoded in real
+time: the loops are shared through a :class:`~field_client.loop_cache.LoopCache`, and each publish attempt gets
 fresh tracks on them. Files and capture devices go through aiortc's ``MediaPlayer``, whose
 decoded frames the sender encodes (acceptable for a single real unit).
 """
@@ -18,15 +18,10 @@ import av
 from aiortc.contrib.media import MediaBlackhole, MediaPlayer
 from aiortc.mediastreams import MediaStreamTrack
 
-from media.pattern import (
-    AudioLoopSpec,
-    EncodedAudioTrack,
-    EncodedVideoTrack,
-    LoopCache,
-    VideoLoopSpec,
-)
-
+from .encoded_loop import AudioLoopSpec, VideoLoopSpec
+from .encoded_track import EncodedAudioTrack, EncodedVideoTrack
 from .errors import SourceError
+from .loop_cache import LoopCache
 
 logger = logging.getLogger(__name__)
 

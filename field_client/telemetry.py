@@ -21,8 +21,9 @@ from typing import Any, Sequence
 import aiohttp
 import msgpack
 
+from geo.fix import Fix
+
 from .errors import LinkError
-from .gps import Position
 from .link import ACK_TIMEOUT, fix_record
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class TelemetryLink:
             self._waiting.clear()
             self.lost.set()
 
-    async def send_positions(self, batch: Sequence[Position]) -> dict[str, Any]:
+    async def send_positions(self, batch: Sequence[Fix]) -> dict[str, Any]:
         """One batch; the ``{"ok": true, ...}`` reply, or :class:`LinkError` with the server's code."""
         ws = self._ws
         if ws is None or ws.closed or self.lost.is_set():
@@ -118,11 +119,13 @@ class TelemetryLink:
             self._waiting.pop(seq, None)
         if reply.get("ok") is True:
             return reply
-        err = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+        err = reply.get("error")
+        if not isinstance(err, dict):
+            err = {}
         code = str(err.get("code") or "unknown")
         raise LinkError(f"positions refused: {code}: {err.get('message') or 'no message'}", code)
 
-    async def send_position(self, position: Position) -> bool:
+    async def send_position(self, position: Fix) -> bool:
         """A batch of one (the uploader's single-fix mode is for Socket.IO servers without batches)."""
         try:
             ack = await self.send_positions([position])

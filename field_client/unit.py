@@ -1,8 +1,9 @@
 """One field unit's lifecycle: connect, publish, report positions, acknowledge instructions.
 
 Every attempt runs until the stop event, a dropped Socket.IO link or telemetry channel (which
-carries the positions, :mod:`field_client.telemetry`), or a failed/closed peer connection, then cleans up everything it opened and, unless stopping, waits a capped
-exponential backoff with full jitter before the next attempt. Setting up (connecting,
+carries the positions, :mod:`field_client.telemetry`), or a failed/closed peer connection, then
+cleans up everything it opened and, unless stopping, waits a capped exponential backoff with full
+jitter before the next attempt. Setting up (connecting,
 negotiating) is abandoned as soon as the stop event is set; an established session is ended
 politely (``unpublish`` or WHIP ``DELETE``).
 
@@ -22,19 +23,18 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 
-from media.pattern import LoopCache
-
 from .applied_log import AppliedLog
-from .inbox import InstructionInbox
-from .talk import TalkListener
 from .backoff import Backoff, wait_or_stop
 from .config import UnitConfig
 from .errors import AlreadyPublishing, FieldClientError, LinkError, PublishRejected, SourceError
 from .gps import PositionSource, open_position_source
 from .gps_buffer import FixBuffer, PositionLink, PositionUploader
+from .inbox import InstructionInbox
 from .link import UnitLink
+from .loop_cache import LoopCache
 from .publisher import MediaPublisher
 from .sources import PatternOptions, open_sources
+from .talk import TalkListener
 from .telemetry import TelemetryLink, Unsupported
 from .whip import WhipClient, WhipResource
 
@@ -120,7 +120,6 @@ class FieldUnit:
         self.fixes: FixBuffer | None = None
         self._uploader: PositionUploader | None = None
         self._http: aiohttp.ClientSession | None = None
-        self.instructions_received = 0
         self.inbox: InstructionInbox | None = None
         self.talk = TalkListener(cfg.unit_id)
         # Set while a publish is accepted and its peer connection has not ended; for callers
@@ -213,7 +212,7 @@ class FieldUnit:
         c = self.cfg
         inbox = self.inbox
         assert inbox is not None
-        link = UnitLink(c.server, c.unit_id, c.token, self._on_instruction,
+        link = UnitLink(c.server, c.unit_id, c.token,
                         connect_timeout_s=c.connect_timeout_s, ack_timeout_s=c.ack_timeout_s,
                         handlers={
                             "instructions_pending": lambda data: inbox.on_pending(link, data),
@@ -368,22 +367,6 @@ class FieldUnit:
             await self.inbox.pull(link)
         except LinkError as exc:
             self._log(logging.WARNING, "instruction sync failed: %s (retried on the next pending or connect)", exc)
-
-    async def _on_instruction(self, data: Any) -> dict[str, Any]:
-        """Log, record (deduplicated by id) and acknowledge one ``instruction`` event."""
-        if not isinstance(data, dict) or data.get("id") is None or not isinstance(data.get("type"), str):
-            self._log(logging.WARNING, "malformed instruction ignored: %.200r", data)
-            return {"ok": False, "error": {"code": "bad_message",
-                                           "message": "instruction needs an 'id' and a string 'type'"}}
-        self.instructions_received += 1
-        instruction_id, kind = data["id"], data["type"]
-        self._log(logging.INFO, "instruction %s received (%s)", instruction_id, kind)
-        if self._applied is not None:
-            if await self._applied.record(instruction_id, kind):
-                self._log(logging.INFO, "instruction %s applied", instruction_id)
-            else:
-                self._log(logging.INFO, "instruction %s already applied; acknowledging again", instruction_id)
-        return {"ok": True}
 
 
 async def run_unit(cfg: UnitConfig, stop: asyncio.Event, *, loops: LoopCache | None = None,

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-from numpy.typing import NDArray
-
 EARTH_RADIUS_M = 6_371_008.8
 """WGS-84 mean radius (2a + b) / 3 in metres."""
 
@@ -35,22 +32,6 @@ def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     s_dlon = math.sin(math.radians(lon2 - lon1) / 2.0)
     a = s_dlat * s_dlat + math.cos(p1) * math.cos(p2) * s_dlon * s_dlon
     return EARTH_RADIUS_M * _central_angle(a)
-
-
-def haversine_many_m(
-    lat: float, lon: float, lats: NDArray[np.float64], lons: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    """Distances in metres from one point to each of ``lats``/``lons`` (degrees), vectorised.
-
-    Same formula as :func:`haversine_m`; results agree with it to within a few ulp.
-    """
-    p1 = math.radians(lat)
-    p2 = np.radians(lats)
-    s_dlat = np.sin((p2 - p1) / 2.0)
-    s_dlon = np.sin(np.radians(lons - lon) / 2.0)
-    a = s_dlat * s_dlat + math.cos(p1) * np.cos(p2) * s_dlon * s_dlon
-    np.clip(a, 0.0, 1.0, out=a)
-    return EARTH_RADIUS_M * 2.0 * np.arctan2(np.sqrt(a), np.sqrt(1.0 - a))
 
 
 def initial_bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

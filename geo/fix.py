@@ -7,6 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from utctime import iso_micro, parse_iso
+
 MAX_FUTURE_S = 60.0  # device clocks drift; further ahead than this is a wrong clock
 MAX_AGE_S = 7 * 86400.0  # back-filled fixes older than a week are refused
 
@@ -28,50 +30,12 @@ class Fix:
     heading: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"lat": self.lat, "lon": self.lon, "ts": iso_utc(self.ts)}
+        out: dict[str, Any] = {"lat": self.lat, "lon": self.lon, "ts": iso_micro(self.ts)}
         for k in ("alt", "accuracy", "speed", "heading"):
             v = getattr(self, k)
             if v is not None:
                 out[k] = v
         return out
-
-
-_second_text: tuple[int, str] = (0, "1970-01-01T00:00:00")
-
-
-def _split(ts: float) -> tuple[int, int]:
-    """``(second, microsecond)`` of epoch seconds, rounded as ``datetime.fromtimestamp`` rounds."""
-    frac, whole = math.modf(ts)
-    us = round(frac * 1e6)
-    second = int(whole)
-    if us >= 1_000_000:
-        return second + 1, us - 1_000_000
-    if us < 0:
-        return second - 1, us + 1_000_000
-    return second, us
-
-
-def _second(second: int) -> str:
-    """``YYYY-MM-DDTHH:MM:SS`` (UTC) of a whole epoch second; the last one is kept (thousands of
-    fixes a second share it)."""
-    global _second_text
-    cached = _second_text
-    if cached[0] != second:
-        cached = (second, dt.datetime.fromtimestamp(second, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
-        _second_text = cached
-    return cached[1]
-
-
-def iso_utc(ts: float) -> str:
-    """Epoch seconds as ISO 8601 UTC with microseconds, as ``datetime.fromtimestamp(ts, utc)
-    .isoformat()`` gives it (fraction left out when zero), with ``Z``. Called for every fix."""
-    second, us = _split(ts)
-    return f"{_second(second)}.{us:06d}Z" if us else f"{_second(second)}Z"
-
-
-def iso_utc_seconds(ts: float) -> str:
-    """As :func:`iso_utc` to the whole second (``isoformat(timespec="seconds")``)."""
-    return f"{_second(_split(ts)[0])}Z"
 
 
 def _num(d: dict[str, Any], key: str, lo: float, hi: float, required: bool) -> float | None:
@@ -88,15 +52,18 @@ def _num(d: dict[str, Any], key: str, lo: float, hi: float, required: bool) -> f
 
 
 def parse_time(raw: Any) -> float:
-    """ISO 8601 with a zone, or epoch seconds."""
+    """ISO 8601 with a zone (:func:`utctime.parse_iso`), or epoch seconds."""
     if isinstance(raw, str):
         try:
-            parsed = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            return parse_iso(raw)
+        except ValueError:
+            pass
+        # Which of parse_iso's two reasons it was, in the words API clients have always seen.
+        try:
+            dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
         except ValueError:
             raise FixError(f"ts {raw[:40]!r} is not ISO 8601") from None
-        if parsed.tzinfo is None:
-            raise FixError("ts needs a time zone (use UTC, e.g. 2026-11-27T10:00:00Z)")
-        return parsed.timestamp()
+        raise FixError("ts needs a time zone (use UTC, e.g. 2026-11-27T10:00:00Z)")
     if isinstance(raw, (int, float)) and not isinstance(raw, bool) and math.isfinite(raw):
         return float(raw)
     raise FixError("field 'ts' must be ISO 8601 text or epoch seconds")

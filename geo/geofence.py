@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -132,7 +131,7 @@ class PolygonFence(Geofence):
         lats = [lat for lat, _ in points]
         if max(lats) - min(lats) > MAX_POLYGON_SPAN_DEG or max(lons) - min(lons) > MAX_POLYGON_SPAN_DEG:
             raise GeofenceError(f"area.points span more than {MAX_POLYGON_SPAN_DEG} degrees")
-        shape_deg = _polygonal(Polygon(zip(lons, lats)))
+        shape_deg = _polygonal(Polygon(zip(lons, lats, strict=True)))
         if shape_deg.is_empty or shape_deg.area == 0.0:
             raise GeofenceError("area.points enclose no area")
         c = shape_deg.centroid
@@ -140,7 +139,7 @@ class PolygonFence(Geofence):
         self._lon0 = float(c.x)
         self._kx = EARTH_RADIUS_M * math.radians(1.0) * math.cos(math.radians(self._lat0))
         self._ky = EARTH_RADIUS_M * math.radians(1.0)
-        ring = [self._project_unwrapped(lat, lon) for lat, lon in zip(lats, lons)]
+        ring = [self._project_unwrapped(lat, lon) for lat, lon in zip(lats, lons, strict=True)]
         self._geom = _polygonal(Polygon(ring))
         self._boundary = self._geom.boundary
         shapely.prepare(self._geom)
@@ -199,7 +198,7 @@ class GeofenceWatcher:
     get deep enough inside to enter. The first fix is classified by plain ``contains``.
 
     Not thread-safe; keep one owner (e.g. the event loop). State is one small entry per unit
-    seen; call :meth:`forget` when a unit leaves the action.
+    seen, kept for the watcher's life (the server keeps one watcher per action).
     """
 
     def __init__(self, fence: Geofence, hysteresis_m: float = 0.0) -> None:
@@ -224,13 +223,6 @@ class GeofenceWatcher:
             return None
         return GeofenceEvent(unit_id, "enter" if inside else "exit", fix)
 
-    def feed_many(self, fixes: Iterable[tuple[str, Fix]]) -> Iterator[GeofenceEvent]:
-        """:meth:`feed` each ``(unit_id, fix)`` in turn, yielding the events."""
-        for unit_id, fix in fixes:
-            event = self.feed(unit_id, fix)
-            if event is not None:
-                yield event
-
     def _side(self, was_inside: bool, fix: Fix) -> bool:
         h = self.hysteresis_m
         if h == 0.0:
@@ -242,7 +234,3 @@ class GeofenceWatcher:
         """The unit's current side, or None before its first fix."""
         state = self._state.get(unit_id)
         return None if state is None else state[0]
-
-    def forget(self, unit_id: str) -> None:
-        """Drop the unit's state; its next fix establishes a fresh one (no event)."""
-        self._state.pop(unit_id, None)

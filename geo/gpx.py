@@ -2,7 +2,8 @@
 
 Input is the unit's fixes (:class:`geo.fix.Fix`, e.g. ``[p.fix for p in store.query(unit)]``);
 they are sorted by ``ts`` here, so any order is accepted. Times are written as ISO 8601 UTC
-(``2026-11-27T10:00:00Z``, with milliseconds when the fix time has a fraction).
+(``2026-11-27T10:00:00Z``, with milliseconds when the fix time has a fraction:
+:func:`utctime.iso_millis_trimmed`).
 
 GPX (https://www.topografix.com/GPX/1/1/): one ``<trk>`` named after the unit with one
 ``<trkseg>``; each fix is a ``<trkpt lat lon>`` with ``<ele>`` (metres) when known and ``<time>``.
@@ -20,25 +21,18 @@ when there are fewer than two fixes -- followed by one Point feature per fix wit
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterable
 from typing import Any
 
 from geo.distance import normalize_lon
 from geo.fix import Fix
+from utctime import iso_millis_trimmed
 
 GPX_NS = "http://www.topografix.com/GPX/1/1"
 EXT_NS = "urn:court-dispatch:gpx:1"
 _XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
 _XML_ILLEGAL = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-
-
-def iso_utc(ts: float) -> str:
-    """Epoch seconds as ISO 8601 UTC with a ``Z``; milliseconds only when there is a fraction."""
-    t = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
-    spec = "milliseconds" if t.microsecond else "seconds"
-    return t.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 
 
 def _dec(v: float, places: int) -> str:
@@ -69,7 +63,7 @@ def track_gpx(
         f"<name>{title}</name>",
     ]
     if created is not None:
-        out.append(f"<time>{iso_utc(created)}</time>")
+        out.append(f"<time>{iso_millis_trimmed(created)}</time>")
     out += ["</metadata>", "<trk>", f"<name>{title}</name>"]
     if ordered:
         out.append("<trkseg>")
@@ -85,7 +79,7 @@ def _trkpt(f: Fix) -> str:
     parts = [f'<trkpt lat="{_dec(f.lat, 9)}" lon="{_dec(lon, 9)}">']
     if f.alt is not None:
         parts.append(f"<ele>{_dec(f.alt, 3)}</ele>")
-    parts.append(f"<time>{iso_utc(f.ts)}</time>")
+    parts.append(f"<time>{iso_millis_trimmed(f.ts)}</time>")
     ext = [
         f"<cd:{key}>{_dec(v, 3)}</cd:{key}>"
         for key, v in (("accuracy", f.accuracy), ("speed", f.speed), ("heading", f.heading))
@@ -113,11 +107,13 @@ def track_geojson(unit_id: str, fixes: Iterable[Fix]) -> dict[str, Any]:
             "geometry": geometry,
             "properties": {
                 "unit_id": unit_id, "kind": "track", "points": len(ordered),
-                "start": iso_utc(ordered[0].ts), "end": iso_utc(ordered[-1].ts),
+                "start": iso_millis_trimmed(ordered[0].ts), "end": iso_millis_trimmed(ordered[-1].ts),
             },
         })
     for f in ordered:
-        props: dict[str, Any] = {"unit_id": unit_id, "kind": "fix", "time": iso_utc(f.ts), "ts": f.ts}
+        props: dict[str, Any] = {
+            "unit_id": unit_id, "kind": "fix", "time": iso_millis_trimmed(f.ts), "ts": f.ts,
+        }
         for key in ("alt", "accuracy", "speed", "heading"):
             v = getattr(f, key)
             if v is not None:

@@ -9,8 +9,9 @@ which ``argpartition`` picks the k smallest in O(n). That is exact by constructi
 special cases: a grid of ~0.1 deg cells would need rings that shrink to nothing near the poles,
 wrap at the antimeridian, and a great-circle lower bound per ring to know when to stop, all of
 which are easy to get subtly wrong for a gain that only matters beyond ~10^5 units. Updates are
-amortised O(1) (a slot in preallocated arrays; removal swaps the last slot in) and store only the
-degrees, so a position stream of thousands of fixes per second costs two array writes per fix.
+amortised O(1) (a slot in preallocated arrays, kept by the unit for the index's life) and store
+only the degrees, so a position stream of thousands of fixes per second costs two array writes
+per fix.
 The half-angles and cosines the haversine needs are derived for all units at once, by the first
 query after positions changed (a few vectorised operations, ~50 µs for 5,000 units: queries are
 rare next to fixes). Per query only the haversine term ``a`` is computed over all units; ranking
@@ -76,21 +77,6 @@ class NearestIndex:
     def _grow(self, capacity: int) -> None:
         for name in ("_lat", "_lon", "_half_lat", "_half_lon", "_cos_lat"):
             setattr(self, name, np.resize(getattr(self, name), capacity))
-
-    def remove(self, unit_id: str) -> bool:
-        """Forget the unit; False if it was not indexed."""
-        slot = self._slot.pop(unit_id, None)
-        if slot is None:
-            return False
-        last = len(self._ids) - 1
-        if slot != last:
-            moved = self._ids[last]
-            self._ids[slot] = moved
-            self._slot[moved] = slot
-            for arr in (self._lat, self._lon, self._half_lat, self._half_lon, self._cos_lat):
-                arr[slot] = arr[last]
-        self._ids.pop()
-        return True
 
     def position(self, unit_id: str) -> tuple[float, float] | None:
         """The unit's indexed ``(lat, lon)``, or None."""

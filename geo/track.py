@@ -168,7 +168,8 @@ def _insert_sql(rows: int, ignore: bool) -> str:
 def _lookup_sql(keys: int) -> str:
     """The stored keys among ``keys`` (unit, ts) pairs: one primary-key search each."""
     values = ",".join(["(?,?)"] * keys)
-    return f"SELECT f.unit_id, f.ts FROM (VALUES {values}) AS k JOIN fixes AS f ON f.unit_id = k.column1 AND f.ts = k.column2"
+    return (f"SELECT f.unit_id, f.ts FROM (VALUES {values}) AS k"
+            " JOIN fixes AS f ON f.unit_id = k.column1 AND f.ts = k.column2")
 
 
 class SqliteTrackStore:
@@ -273,19 +274,21 @@ class SqliteTrackStore:
         return results
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, rows: list[tuple[object, ...]], *, ignore: bool) -> None:
+    def _insert(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]], *, ignore: bool) -> None:
         for i in range(0, len(rows), _INSERT_CHUNK):
             chunk = rows[i:i + _INSERT_CHUNK]
             conn.execute(_insert_sql(len(chunk), ignore), [v for row in chunk for v in row])
 
-    def _insert_counting(self, conn: sqlite3.Connection, row_batches: list[list[tuple[object, ...]]]) -> list[InsertResult]:
+    def _insert_counting(
+        self, conn: sqlite3.Connection, row_batches: Sequence[Sequence[tuple[object, ...]]]
+    ) -> list[InsertResult]:
         """Store the rows whose key is new, in order; each batch's count of new and duplicate rows."""
         keys = list(dict.fromkeys((row[0], row[1]) for rows in row_batches for row in rows))
         seen: set[tuple[object, ...]] = set()
         for i in range(0, len(keys), _LOOKUP_CHUNK):
             chunk = keys[i:i + _LOOKUP_CHUNK]
             seen.update(conn.execute(_lookup_sql(len(chunk)), [v for key in chunk for v in key]))
-        new_rows = []
+        new_rows: list[tuple[object, ...]] = []
         results = []
         for rows in row_batches:
             inserted = 0

@@ -82,7 +82,7 @@ class TrackWriter:
                 raise
             except Exception as exc:  # e.g. the store was closed: every caller learns why
                 results = [exc] * len(group)
-            for (_, fut), result in zip(group, results):
+            for (_, fut), result in zip(group, results, strict=True):
                 if fut.done():
                     continue
                 if isinstance(result, Exception):

@@ -10,7 +10,7 @@ def is_vp8_keyframe(data: bytes) -> bool:
 
 def h264_nal_types(data: bytes) -> list[int]:
     """NAL unit types of an Annex-B access unit (start codes 00 00 01 or 00 00 00 01)."""
-    types = []
+    types: list[int] = []
     i, n = 0, len(data)
     while True:
         i = data.find(b"\x00\x00\x01", i)

@@ -62,22 +62,20 @@ def _passthrough_get_decoder(codec: RTCRtpCodecParameters) -> Decoder:
 
 def install() -> None:
     """Make every ``RTCRtpReceiver`` in this process yield encoded packets. Idempotent."""
-    if getattr(_receiver_module, "get_decoder", None) is not _passthrough_get_decoder:
-        if not callable(getattr(_receiver_module, "get_decoder", None)):
+    name = "get_decoder"  # a module global of aiortc.rtcrtpreceiver, imported from aiortc.codecs
+    if getattr(_receiver_module, name, None) is not _passthrough_get_decoder:
+        if not callable(getattr(_receiver_module, name, None)):
             raise RuntimeError("aiortc.rtcrtpreceiver.get_decoder is gone: media/passthrough.py needs updating")
-        _receiver_module.get_decoder = _passthrough_get_decoder
+        setattr(_receiver_module, name, _passthrough_get_decoder)
         logger.info("aiortc receivers now forward encoded frames (pass-through decoder installed)")
-
-
-def installed() -> bool:
-    return getattr(_receiver_module, "get_decoder", None) is _passthrough_get_decoder
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Call ``callback`` when the remote viewer of ``sender`` sends PLI or FIR."""
-    if not callable(getattr(sender, "_send_keyframe", None)):
+    name = "_send_keyframe"
+    if not callable(getattr(sender, name, None)):
         raise RuntimeError("RTCRtpSender._send_keyframe is gone: media/passthrough.py needs updating")
-    sender._send_keyframe = callback  # type: ignore[method-assign]
+    setattr(sender, name, callback)  # on this instance only, shadowing the method
 
 
 async def send_pli(receiver: RTCRtpReceiver) -> bool:
@@ -99,10 +97,13 @@ class MarkerJitterBuffer(JitterBuffer):
     """
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
-        packets: list[Any] = []
+        origin = self._origin
+        if origin is None:  # nothing buffered yet
+            return None
+        packets: list[Any] = []  # RtpPacket with the depacketized payload in ``_data``
         timestamp = None
         for count in range(self.capacity):
-            packet = self._packets[(self._origin + count) % self._capacity]  # type: ignore[operator]
+            packet = self._packets[(origin + count) % self._capacity]
             if packet is None:
                 return None
             if timestamp is None:

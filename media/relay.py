@@ -22,13 +22,14 @@ from typing import Any, Awaitable, Callable
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.stream import Stream
 
 from .keyframes import is_keyframe
 
 logger = logging.getLogger(__name__)
 
 KeyframeRequester = Callable[[], Awaitable[Any]]
-Tap = Callable[[av.Packet, bool], None]
+Tap = Callable[["av.Packet[Stream]", bool], None]
 
 
 @dataclass(frozen=True)
@@ -45,12 +46,12 @@ class ForwardTrack(MediaStreamTrack):
         super().__init__()
         self.kind = fanout.kind
         self._fanout = fanout
-        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(maxsize=max_frames)
+        self._queue: asyncio.Queue[av.Packet[Stream] | None] = asyncio.Queue(maxsize=max_frames)
         self.need_keyframe = fanout.kind == "video"
         self.frames_sent = 0
         self.overflows = 0
 
-    def offer(self, packet: av.Packet, keyframe: bool) -> None:
+    def offer(self, packet: av.Packet[Stream], keyframe: bool) -> None:
         if self.need_keyframe:
             if not keyframe:
                 return
@@ -66,7 +67,7 @@ class ForwardTrack(MediaStreamTrack):
                 self.need_keyframe = True
                 self._fanout.request_keyframe("viewer queue overflow")
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Stream]:
         if self.readyState != "live":
             raise MediaStreamError
         packet = await self._queue.get()
@@ -107,7 +108,7 @@ class Fanout:
         self._requester: KeyframeRequester | None = None
         self._last_pli_at = float("-inf")
         self._pli_pending: asyncio.TimerHandle | None = None
-        self._pli_tasks: set[asyncio.Task[Any]] = set()
+        self._pli_tasks: set[asyncio.Future[Any]] = set()
         self._out_last_pts: int | None = None
         self._offset = 0
         self._rebase = False
@@ -163,6 +164,8 @@ class Fanout:
         try:
             while True:
                 packet = await track.recv()
+                if not isinstance(packet, av.Packet):
+                    raise TypeError("the source yields decoded frames: media.passthrough is not installed")
                 now = self._clock()
                 keyframe = is_keyframe(mime, bytes(packet)) if video else True
                 pts = int(packet.pts or 0)
@@ -222,7 +225,7 @@ class Fanout:
             return  # no publisher now; a new one gets a request when it attaches
         self._last_pli_at = self._clock()
         logger.debug("unit %s: keyframe requested (%s)", self.unit_id, reason)
-        task = asyncio.get_running_loop().create_task(requester())
+        task = asyncio.ensure_future(requester())
         self._pli_tasks.add(task)
         task.add_done_callback(self._pli_tasks.discard)
 

@@ -33,10 +33,6 @@ class MediaSummary:
 class OfferSummary:
     media: tuple[MediaSummary, ...]
 
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        return tuple(m.kind for m in self.media)
-
 
 def check_offer(sdp: str, role: Literal["publish", "view"]) -> OfferSummary:
     """Validate an offer for publishing (WHIP) or viewing (WHEP); raise :class:`SdpError` naming the problem."""

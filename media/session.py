@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -152,7 +153,7 @@ class PublisherSession(_Session):
                 continue
             session.codecs[track.kind] = codec.mimeType
             channel.fanout(track.kind).attach_source(
-                session.id, track, codec, lambda r=receiver: passthrough.send_pli(r)
+                session.id, track, codec, functools.partial(passthrough.send_pli, receiver)
             )
         if not session.codecs:
             await pc.close()
@@ -230,7 +231,7 @@ class ViewerSession(_Session):
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 transceiver.setCodecPreferences(_preferences_for(fanout))
                 passthrough.on_keyframe_request(
-                    transceiver.sender, lambda f=fanout: f.request_keyframe("viewer PLI/FIR")
+                    transceiver.sender, functools.partial(fanout.request_keyframe, "viewer PLI/FIR")
                 )
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())

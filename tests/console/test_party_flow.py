@@ -11,11 +11,11 @@ from typing import Any
 
 import aiohttp
 
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from tests.conftest import OPERATOR_PASSWORD, LiveServer
 from tests.dispatch_server.test_party import CASE, record_action
 from tests.recordings.test_recorder import FAST
 from tests.support.browser import chromium, console_login
-from media.pattern import EncodedAudioLoop, EncodedLoop
 
 AUDIT = str(Path(sys.executable).parent / "dispatch-audit")
 

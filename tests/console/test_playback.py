@@ -13,9 +13,9 @@ import aiohttp
 from playwright.async_api import Page
 
 from dispatch_server.appkeys import POSITIONS
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from geo.fix import Fix
 from geo.track import TrackPoint
-from media.pattern import EncodedAudioLoop, EncodedLoop
 from tests.conftest import OPERATOR_PASSWORD, LiveServer
 from tests.recordings.test_recorder import FAST, ArchiveEvents, stop_sending, unpublish
 from tests.support.browser import chromium, console_login

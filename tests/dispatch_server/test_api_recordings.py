@@ -16,9 +16,9 @@ from yarl import URL
 
 from dispatch_server import cli
 from dispatch_server.appkeys import ARCHIVE, POSITIONS
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from geo.fix import Fix
 from geo.track import TrackPoint
-from media.pattern import EncodedAudioLoop, EncodedLoop
 from recordings.verify import verify_archive
 from tests.conftest import LiveServer, settings_for
 from tests.dispatch_server.test_actions import api

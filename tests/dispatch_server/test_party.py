@@ -17,7 +17,7 @@ import yarl
 from dispatch_server.appkeys import PARTY
 from dispatch_server.errors import TooManyAttempts, Unauthorized
 from dispatch_server.party_access import PartySignIn
-from media.pattern import EncodedAudioLoop, EncodedLoop
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import ACTION, api
 from tests.recordings.archive_support import entries, ffprobe, of_type

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 
 from field_client.applied_log import AppliedLog
-from field_client.config import UnitConfig
-from field_client.unit import FieldUnit
 
 
 async def test_instruction_is_recorded_once_with_its_shape(tmp_path: Path) -> None:
@@ -42,15 +40,3 @@ async def test_torn_last_line_is_skipped(tmp_path: Path) -> None:
     path.write_text('{"id": "a", "type": "t", "applied_at": "x"}\n{"id": "b", "ty', encoding="utf-8")
     log = await AppliedLog.open(path)
     assert "a" in log and "b" not in log and len(log) == 1
-
-
-async def test_unit_acknowledges_and_dedupes_instructions(tmp_path: Path) -> None:
-    path = tmp_path / "applied.jsonl"
-    cfg = UnitConfig(server="http://127.0.0.1:1", unit_id="bc-01", token="t", applied_log=path)
-    unit = FieldUnit(cfg)
-    unit._applied = await AppliedLog.open(path)
-    assert await unit._on_instruction({"id": "i-1", "type": "goto", "lat": 1.0}) == {"ok": True}
-    assert await unit._on_instruction({"id": "i-1", "type": "goto", "lat": 1.0}) == {"ok": True}
-    bad = await unit._on_instruction({"type": "goto"})
-    assert bad["ok"] is False and bad["error"]["code"] == "bad_message"
-    assert len(path.read_text(encoding="utf-8").splitlines()) == 1

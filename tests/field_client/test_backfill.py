@@ -24,9 +24,11 @@ from aiohttp import web
 
 import field_client.unit
 from field_client.config import UnitConfig
-from field_client.gps import GpsSpec, Position, PositionSource, open_position_source
+from field_client.gps import GpsSpec, PositionSource, open_position_source
+from field_client.gps_buffer import Batch, FixBuffer
 from field_client.sources import SourceSpec
 from field_client.unit import FieldUnit
+from geo.fix import Fix
 
 TOKEN = "good-token"
 
@@ -40,7 +42,7 @@ class TcpProxy:
         self.down = False
         self.forwarded = 0  # connections passed on to the target
         self._server: asyncio.Server | None = None
-        self._transports: set[asyncio.BaseTransport] = set()
+        self._transports: set[asyncio.WriteTransport] = set()
         self._handlers: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> str:
@@ -122,9 +124,9 @@ class RecordingSource:
 
     def __init__(self, inner: PositionSource) -> None:
         self.inner = inner
-        self.fixes: list[Position] = []
+        self.fixes: list[Fix] = []
 
-    def position(self, now: float) -> Position | None:
+    def position(self, now: float) -> Fix | None:
         p = self.inner.position(now)
         if p is not None:
             self.fixes.append(p)
@@ -146,7 +148,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> list[RecordingSource]:
     return sources
 
 
-def fix_time(p: Position) -> float:
+def fix_time(p: Fix) -> float:
     """The ``ts`` the unit sends for a fix: whole milliseconds."""
     return round(p.ts, 3)
 
@@ -161,12 +163,34 @@ def control_only(server: str, unit_id: str, token: str, **overrides: Any) -> Uni
     return UnitConfig(**values)
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Check ``predicate`` every 50 ms until it holds; fail naming ``what`` after ``timeout``."""
+@pytest.fixture
+def buffer_changed(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Set whenever the fix buffer of a unit started in this test takes in or releases fixes."""
+    changed = asyncio.Event()
+
+    class WatchedFixBuffer(FixBuffer):
+        def append(self, fix: Fix) -> None:
+            super().append(fix)
+            changed.set()
+
+        def release(self, batch: Batch) -> None:
+            super().release(batch)
+            changed.set()
+
+    monkeypatch.setattr(field_client.unit, "FixBuffer", WatchedFixBuffer)
+    return changed
+
+
+async def wait_until(predicate: Callable[[], bool], changed: asyncio.Event, timeout: float, what: str) -> None:
+    """Wait until ``predicate`` holds, checking it again whenever ``changed`` is set; fail naming
+    ``what`` after ``timeout``."""
     try:
         async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.05)
+            while True:
+                changed.clear()
+                if predicate():
+                    return
+                await changed.wait()
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what}") from None
 
@@ -181,13 +205,15 @@ class OutageRun:
 
 
 async def run_through_outage(unit: FieldUnit, source_list: list[RecordingSource], proxy: TcpProxy,
-                             outage_s: float, *, settle_timeout: float = 30) -> OutageRun:
+                             buffer_changed: asyncio.Event, outage_s: float, *,
+                             settle_timeout: float = 30) -> OutageRun:
     """Run ``unit`` until some fixes are through, cut the link for ``outage_s``, restore it and
     wait until every fix generated so far has been answered for; then stop the unit."""
     stop = asyncio.Event()
     task = asyncio.create_task(unit.run(stop))
     try:
-        await wait_until(lambda: unit.fixes is not None and unit.fixes.released >= 5, 30, "first fixes sent")
+        await wait_until(lambda: unit.fixes is not None and unit.fixes.released >= 5, buffer_changed, 30,
+                         "first fixes sent")
         assert unit.fixes is not None
         source = source_list[0]
         proxy.cut()
@@ -199,7 +225,7 @@ async def run_through_outage(unit: FieldUnit, source_list: list[RecordingSource]
         # Back-fill, then a few live fixes on top.
         target = unit.fixes.appended + 10
         fixes = unit.fixes
-        await wait_until(lambda: fixes.released + fixes.dropped >= target, settle_timeout,
+        await wait_until(lambda: fixes.released + fixes.dropped >= target, buffer_changed, settle_timeout,
                          f"{target} fixes answered for (now {fixes.released})")
     finally:
         stop.set()
@@ -271,13 +297,13 @@ def stand_in(aiohttp_server: Callable[..., Any]) -> Callable[[str], Any]:
 @pytest.mark.timeout(60)
 async def test_fixes_made_while_cut_off_arrive_in_batches_with_their_timestamps(
     stand_in: Callable[[str], Any], proxy_to: Callable[[str], Any], recorded: list[RecordingSource],
-    caplog: pytest.LogCaptureFixture,
+    buffer_changed: asyncio.Event, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="field_client")
     server: StandIn = await stand_in("batch")
     proxy, url = await proxy_to(server.url)
     unit = FieldUnit(control_only(url, "bc-01", TOKEN, position_interval_s=0.05, position_batch_max=10))
-    run = await run_through_outage(unit, recorded, proxy, outage_s=2.0)
+    run = await run_through_outage(unit, recorded, proxy, buffer_changed, outage_s=2.0)
     assert proxy.forwarded >= 2  # the unit did reconnect through the proxy
     assert run.buffered_at_restore >= 20
     assert set(run.generated) <= set(server.stored)  # every fix, none lost
@@ -291,12 +317,12 @@ async def test_fixes_made_while_cut_off_arrive_in_batches_with_their_timestamps(
 @pytest.mark.parametrize("positions", ["bad_message", "none"])
 async def test_server_without_batches_gets_every_fix_as_single_events(
     stand_in: Callable[[str], Any], proxy_to: Callable[[str], Any], recorded: list[RecordingSource],
-    positions: str,
+    buffer_changed: asyncio.Event, positions: str,
 ) -> None:
     server: StandIn = await stand_in(positions)
     proxy, url = await proxy_to(server.url)
     unit = FieldUnit(control_only(url, "bc-01", TOKEN, position_interval_s=0.05, ack_timeout_s=0.5))
-    run = await run_through_outage(unit, recorded, proxy, outage_s=1.0)
+    run = await run_through_outage(unit, recorded, proxy, buffer_changed, outage_s=1.0)
     assert proxy.forwarded >= 2
     assert set(run.generated) <= set(server.stored)
     assert server.batch_sizes == [] and server.singles >= len(run.generated)
@@ -323,7 +349,8 @@ async def track_times(live: Any, unit_id: str, token: str, since: float, until: 
 
 @pytest.mark.timeout(120)
 async def test_unit_cut_off_for_20_s_has_99_percent_of_its_fixes_stored_with_original_times(
-    live: Any, proxy_to: Callable[[str], Any], recorded: list[RecordingSource], caplog: pytest.LogCaptureFixture
+    live: Any, proxy_to: Callable[[str], Any], recorded: list[RecordingSource], buffer_changed: asyncio.Event,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="field_client")
     token = live.add_unit("bc-07")
@@ -332,7 +359,7 @@ async def test_unit_cut_off_for_20_s_has_99_percent_of_its_fixes_stored_with_ori
     proxy, url = await proxy_to(live.url)
     started = time.time()
     unit = FieldUnit(control_only(url, "bc-07", token))  # 10 fixes a second on a simulated route
-    run = await run_through_outage(unit, recorded, proxy, outage_s=20.0)
+    run = await run_through_outage(unit, recorded, proxy, buffer_changed, outage_s=20.0)
     assert proxy.forwarded >= 2
     assert len(run.during) >= 150 and run.buffered_at_restore >= 150  # held while cut off
 

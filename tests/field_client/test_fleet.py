@@ -11,7 +11,7 @@ import pytest
 
 from field_client.config import UnitConfig
 from field_client.fleet import run_fleet
-from media.pattern import LoopCache
+from field_client.loop_cache import LoopCache
 
 from .console_watch import ConsoleWatch, not_publishing, publishing
 

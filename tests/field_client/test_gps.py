@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import random
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from field_client.gps import (
     KNOTS_TO_MPS,
     NmeaError,
     NmeaReplay,
-    Position,
     SimulatedRoute,
     merge_fixes,
     nmea_checksum_ok,
@@ -21,6 +23,8 @@ from field_client.gps import (
     parse_nmea,
     read_nmea,
 )
+from field_client.link import position_message
+from geo.fix import Fix
 
 # The textbook examples (valid checksums computed by others, not by the code under test).
 RMC = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"
@@ -65,8 +69,15 @@ def test_simulated_units_start_at_different_phases() -> None:
 
 
 def test_position_message_shape() -> None:
-    msg = Position(lat=48.1173, lon=11.516667, ts=0.5, alt=545.4, speed=None).to_message()
+    msg = position_message(Fix(lat=48.1173, lon=11.516667, ts=0.5, alt=545.4, speed=None))
     assert msg == {"lat": 48.1173, "lon": 11.516667, "alt": 545.4, "ts": "1970-01-01T00:00:00.500Z"}
+
+
+@given(st.floats(min_value=1.6e9, max_value=2.1e9))
+def test_position_message_time_is_the_millisecond_datetime_writes(clock: float) -> None:
+    ts = round(clock, 3)  # the unit rounds every fix time to whole milliseconds before sending it
+    want = dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert position_message(Fix(lat=0.0, lon=0.0, ts=ts))["ts"] == want
 
 
 def test_checksums_are_verified() -> None:

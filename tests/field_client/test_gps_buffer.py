@@ -13,18 +13,18 @@ import pytest
 
 from field_client.config import UnitConfig
 from field_client.errors import LinkError
-from field_client.gps import Position
 from field_client.gps_buffer import FixBuffer, PositionUploader
 from field_client.link import ACK_TIMEOUT, positions_payload
+from geo.fix import Fix
 
 T0 = 1_700_000_000.0
 
 
-def fix(i: int) -> Position:
-    return Position(lat=48.0 + i * 1e-5, lon=11.0, ts=T0 + i, accuracy=5.0)
+def fix(i: int) -> Fix:
+    return Fix(lat=48.0 + i * 1e-5, lon=11.0, ts=T0 + i, accuracy=5.0)
 
 
-def ts_of(fixes: Sequence[Position]) -> list[float]:
+def ts_of(fixes: Sequence[Fix]) -> list[float]:
     return [p.ts - T0 for p in fixes]
 
 
@@ -99,7 +99,7 @@ def test_release_removes_only_the_batch_when_the_oldest_were_dropped_in_flight()
 
 
 def test_positions_payload_is_msgpack_of_fix_records_with_epoch_seconds() -> None:
-    data = msgpack.unpackb(positions_payload([fix(0), Position(lat=1.0, lon=2.0, ts=T0 + 0.25)]))
+    data = msgpack.unpackb(positions_payload([fix(0), Fix(lat=1.0, lon=2.0, ts=T0 + 0.25)]))
     assert data == [{"lat": 48.0, "lon": 11.0, "ts": T0, "accuracy": 5.0}, {"lat": 1.0, "lon": 2.0, "ts": T0 + 0.25}]
     assert isinstance(data[0]["ts"], float)
 
@@ -112,7 +112,7 @@ class Call:
     """One request of the uploader; the test answers it."""
 
     event: str
-    fixes: list[Position]
+    fixes: list[Fix]
     answer: asyncio.Future[Any]
     # Set once the uploader has taken the answer; it acts on it before its task yields again.
     taken: asyncio.Event = field(default_factory=asyncio.Event)
@@ -131,7 +131,7 @@ class ScriptedLink:
     max_in_flight: int = 0
     current: Call | None = None
 
-    async def _request(self, event: str, fixes: list[Position]) -> Any:
+    async def _request(self, event: str, fixes: list[Fix]) -> Any:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         call = self.current = Call(event, fixes, asyncio.get_running_loop().create_future())
@@ -142,11 +142,11 @@ class ScriptedLink:
             self.in_flight -= 1
             call.taken.set()
 
-    async def send_positions(self, batch: Sequence[Position]) -> dict[str, Any]:
+    async def send_positions(self, batch: Sequence[Fix]) -> dict[str, Any]:
         result: dict[str, Any] = await self._request("positions", list(batch))
         return result
 
-    async def send_position(self, position: Position) -> bool:
+    async def send_position(self, position: Fix) -> bool:
         result: dict[str, Any] = await self._request("position", [position])
         return result["ok"] is True
 

@@ -1,11 +1,10 @@
-"""The unit against a stand-in Socket.IO server: instructions acknowledged through the ack and
-deduplicated across reconnects, positions at the configured rate, retries after drops and
-refusals. (Publishing against the real server is in test_publish.py.)"""
+"""The unit against a stand-in Socket.IO server: its credentials, positions at the configured
+rate, retries after drops and refusals. (Instructions and publishing against the real server are
+in tests/dispatch_server/test_delivery_processes.py and test_publish.py.)"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ TOKEN = "good-token"
 
 @dataclass
 class StandInServer:
-    """``/unit`` namespace only: records connections and positions, can push instructions."""
+    """``/unit`` namespace only: records connections and positions."""
 
     url: str
     sio: socketio.AsyncServer
@@ -33,9 +32,6 @@ class StandInServer:
     refusals: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
     positions: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     auth: list[Any] = field(default_factory=list)
-
-    async def instruct(self, sid: str, data: dict[str, Any]) -> Any:
-        return await self.sio.call("instruction", data, to=sid, namespace="/unit", timeout=5)
 
 
 @pytest.fixture
@@ -75,7 +71,7 @@ def control_only(server: str, tmp_path: Path, **overrides: Any) -> UnitConfig:
 
 
 @pytest.mark.timeout(60)
-async def test_instructions_are_acknowledged_and_applied_once_across_reconnects(
+async def test_unit_sends_its_credentials_and_comes_back_after_the_link_drops(
     stand_in: StandInServer, tmp_path: Path
 ) -> None:
     stop = asyncio.Event()
@@ -85,38 +81,13 @@ async def test_instructions_are_acknowledged_and_applied_once_across_reconnects(
         async with asyncio.timeout(30):
             sid = await stand_in.connects.get()
             assert stand_in.auth[0] == {"token": TOKEN, "unit_id": "bc-01"}
-            assert await stand_in.instruct(sid, {"id": "i-1", "type": "goto", "lat": 1.5}) == {"ok": True}
-
             await stand_in.sio.disconnect(sid, namespace="/unit")  # the link drops
-            sid = await stand_in.connects.get()  # the unit comes back by itself
-            assert await stand_in.instruct(sid, {"id": "i-1", "type": "goto", "lat": 1.5}) == {"ok": True}
-            assert await stand_in.instruct(sid, {"id": "i-2", "type": "recall"}) == {"ok": True}
-            bad = await stand_in.instruct(sid, {"type": "no-id"})
-            assert bad["ok"] is False and bad["error"]["code"] == "bad_message"
+            await stand_in.connects.get()  # the unit comes back by itself
+            assert stand_in.auth[1] == {"token": TOKEN, "unit_id": "bc-01"}
     finally:
         stop.set()
         async with asyncio.timeout(10):
             await unit
-    lines = [json.loads(line) for line in (tmp_path / "applied.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert [(e["id"], e["type"]) for e in lines] == [("i-1", "goto"), ("i-2", "recall")]
-    assert all(e["applied_at"].endswith("Z") for e in lines)
-
-
-@pytest.mark.timeout(60)
-async def test_applied_log_dedupes_across_unit_restarts(stand_in: StandInServer, tmp_path: Path) -> None:
-    cfg = control_only(stand_in.url, tmp_path)
-    for _ in range(2):
-        stop = asyncio.Event()
-        unit = asyncio.create_task(run_unit(cfg, stop))
-        try:
-            async with asyncio.timeout(30):
-                sid = await stand_in.connects.get()
-                assert await stand_in.instruct(sid, {"id": 41, "type": "goto"}) == {"ok": True}
-        finally:
-            stop.set()
-            async with asyncio.timeout(10):
-                await unit
-    assert len((tmp_path / "applied.jsonl").read_text(encoding="utf-8").splitlines()) == 1
 
 
 @pytest.mark.timeout(60)

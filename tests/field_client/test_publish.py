@@ -66,7 +66,8 @@ async def test_unit_publishes_and_unpublishes_on_stop(
     op = await live.login("op")
     await watch.connect(live.url, op)
     stop = asyncio.Event()
-    task = asyncio.create_task(run_unit(unit_config(live.url, "bc-01", token, signalling=signalling, codec=codec), stop))
+    cfg = unit_config(live.url, "bc-01", token, signalling=signalling, codec=codec)
+    task = asyncio.create_task(run_unit(cfg, stop))
     try:
         unit = await watch.until("bc-01", lambda u: publishing(u) and u["position"] is not None)
         assert unit["video_codec"] == codec.upper() and unit["audio_codec"] == "opus"

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from field_client.encoded_loop import VideoLoopSpec
+from field_client.encoded_track import EncodedAudioTrack, EncodedVideoTrack
+from field_client.loop_cache import LoopCache
 from field_client.publisher import MediaPublisher, preferred_codecs
 from field_client.sources import MediaSources
-from media.pattern import EncodedAudioTrack, EncodedVideoTrack, LoopCache, VideoLoopSpec
 
 
 def open_sockets() -> int:

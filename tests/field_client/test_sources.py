@@ -9,7 +9,9 @@ from pathlib import Path
 import av
 import pytest
 
+from field_client.encoded_track import EncodedAudioTrack, EncodedVideoTrack
 from field_client.errors import SourceError
+from field_client.loop_cache import LoopCache
 from field_client.sources import (
     PatternOptions,
     SourceSpec,
@@ -17,7 +19,6 @@ from field_client.sources import (
     parse_audio_source,
     parse_video_source,
 )
-from media.pattern import EncodedAudioTrack, EncodedVideoTrack, LoopCache
 
 PATTERN = PatternOptions(codec="h264", width=160, height=120, label="bc-01")
 

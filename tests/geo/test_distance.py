@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from geo.distance import (
-    EARTH_RADIUS_M, destination, haversine_m, haversine_many_m, initial_bearing_deg, normalize_lon,
-)
+from geo.distance import EARTH_RADIUS_M, destination, haversine_m, initial_bearing_deg, normalize_lon
 
 lats = st.floats(-90, 90, allow_nan=False)
 lons = st.floats(-180, 180, allow_nan=False)
 QUICK = settings(max_examples=150, deadline=None, database=None)
+# Rounding in haversine_m: far below a micrometre on most arcs, but within a few kilometres of the
+# antipode sqrt(1 - a) keeps half the digits, ~R * sqrt(eps) = 0.1 m per distance (a few
+# decimetres, as geo.distance says). Comparisons of sums of distances get 1e-7 of the lengths
+# involved (2 m when an arc is near-antipodal, 20x what was ever seen) and 1 µm for coincident points.
+REL_SLACK = 1e-7
+ABS_SLACK_M = 1e-6
 
 
 def test_distance_matches_known_arcs() -> None:
@@ -57,9 +60,12 @@ def test_distance_is_symmetric_and_bounded(lat1: float, lon1: float, lat2: float
 
 
 @QUICK
+@example(0.03125, 0.0, 1.0, 0.0, 0.0, 180.0)  # near-antipodal: failed once with a slack of 1 µm
 @given(lats, lons, lats, lons, lats, lons)
 def test_triangle_inequality(a: float, b: float, c: float, d: float, e: float, f: float) -> None:
-    assert haversine_m(a, b, e, f) <= haversine_m(a, b, c, d) + haversine_m(c, d, e, f) + 1e-6
+    direct = haversine_m(a, b, e, f)
+    via = haversine_m(a, b, c, d) + haversine_m(c, d, e, f)
+    assert direct <= via * (1 + REL_SLACK) + ABS_SLACK_M
 
 
 @QUICK
@@ -70,14 +76,6 @@ def test_destination_inverts_distance_and_bearing(lat: float, lon: float, bearin
     assert haversine_m(lat, lon, lat2, lon2) == pytest.approx(dist, rel=1e-7, abs=1e-3)
     back = initial_bearing_deg(lat, lon, lat2, lon2)
     assert min(abs(back - bearing), 360 - abs(back - bearing)) < 1e-5
-
-
-@QUICK
-@given(lats, lons, st.lists(st.tuples(lats, lons), min_size=1, max_size=20))
-def test_vectorised_distance_agrees_with_scalar(lat: float, lon: float, pts: list[tuple[float, float]]) -> None:
-    got = haversine_many_m(lat, lon, np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
-    want = [haversine_m(lat, lon, p[0], p[1]) for p in pts]
-    assert got.tolist() == pytest.approx(want, rel=1e-8, abs=1e-6)  # ulps matter near antipodes
 
 
 @pytest.mark.parametrize(("raw", "want"), [(180, -180), (-180, -180), (190, -170), (-190, 170), (540, -180), (0, 0)])

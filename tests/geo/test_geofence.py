@@ -106,7 +106,7 @@ def test_bad_areas_are_refused_naming_the_field(area: Any, names: str) -> None:
 def test_first_fix_sets_state_and_each_crossing_yields_one_event() -> None:
     watcher = GeofenceWatcher(Geofence.from_area(CIRCLE))
     path = [at(90, m, ts) for ts, m in enumerate([500, 400, 300, 150, 50, 10, 150, 250, 400, 100])]
-    events = list(watcher.feed_many(("u1", f) for f in path))
+    events = [e for f in path if (e := watcher.feed("u1", f)) is not None]
     assert [(e.kind, e.fix.ts) for e in events] == [("enter", 3), ("exit", 7), ("enter", 9)]
     assert watcher.inside("u1") is True
 
@@ -143,8 +143,8 @@ def test_jitter_on_the_boundary_flaps_without_hysteresis_and_not_with_it() -> No
     jitter = [at(45, 200 + (4 if i % 2 else -4), i) for i in range(20)]  # +-4 m about the edge
     plain = GeofenceWatcher(Geofence.from_area(CIRCLE))
     damped = GeofenceWatcher(Geofence.from_area(CIRCLE), hysteresis_m=10)
-    assert len(list(plain.feed_many(("u", f) for f in jitter))) == 19
-    assert list(damped.feed_many(("u", f) for f in jitter)) == []
+    assert len([e for f in jitter if (e := plain.feed("u", f)) is not None]) == 19
+    assert [e for f in jitter if (e := damped.feed("u", f)) is not None] == []
     # A real departure still registers once the unit is clearly out.
     event = damped.feed("u", at(45, 215, 100))
     assert event is not None and event.kind == "exit"
@@ -159,14 +159,6 @@ def test_hysteresis_on_a_polygon_uses_metres_to_the_edge() -> None:
     assert watcher.feed("u", at(90, 508, 1)) is None
     event = watcher.feed("u", at(90, 512, 2))
     assert event is not None and event.kind == "exit"
-
-
-def test_forget_starts_the_unit_afresh() -> None:
-    watcher = GeofenceWatcher(Geofence.from_area(CIRCLE))
-    watcher.feed("u", at(0, 500, 0))
-    watcher.forget("u")
-    assert watcher.inside("u") is None
-    assert watcher.feed("u", at(0, 0, 1)) is None
 
 
 def test_negative_hysteresis_is_refused() -> None:

@@ -8,7 +8,8 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from geo.fix import Fix
-from geo.gpx import EXT_NS, GPX_NS, iso_utc, track_geojson, track_gpx
+from geo.gpx import EXT_NS, GPX_NS, track_geojson, track_gpx
+from utctime import iso_millis_trimmed
 
 NS = {"g": GPX_NS, "cd": EXT_NS}
 T0 = 1_795_773_600.0  # 2026-11-27T10:00:00Z
@@ -22,9 +23,9 @@ def fixes() -> list[Fix]:
     ]
 
 
-def test_iso_utc() -> None:
-    assert iso_utc(T0) == "2026-11-27T10:00:00Z"
-    assert iso_utc(T0 + 0.25) == "2026-11-27T10:00:00.250Z"
+def test_gpx_times_have_milliseconds_only_with_a_fraction() -> None:
+    assert iso_millis_trimmed(T0) == "2026-11-27T10:00:00Z"
+    assert iso_millis_trimmed(T0 + 0.25) == "2026-11-27T10:00:00.250Z"
 
 
 def test_gpx_is_valid_xml_with_points_in_time_order() -> None:

@@ -7,15 +7,22 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from geo.fix import Fix
 from geo.track import (
-    InsertResult, MemoryTrackStore, SqliteTrackStore, TrackPoint, TrackStore, TrackStoreClosed,
+    InsertResult,
+    MemoryTrackStore,
+    SqliteTrackStore,
+    TrackPoint,
+    TrackStore,
+    TrackStoreClosed,
 )
 
 T0 = 1_790_000_000.0
+NOT_A_POINT = cast(TrackPoint, "not a point")  # what a caller with a bug might pass
 
 
 def point(
@@ -67,7 +74,7 @@ def test_batches_share_one_transaction_and_are_counted_each(store: TrackStore) -
 
 def test_a_bad_point_leaves_every_batch_of_the_transaction_unstored(store: TrackStore) -> None:
     with pytest.raises(AttributeError):
-        store.insert_batches([[point("u1", T0)], ["not a point"]])  # type: ignore[list-item]
+        store.insert_batches([[point("u1", T0)], [NOT_A_POINT]])
     assert store.query("u1") == []
 
 
@@ -89,7 +96,7 @@ def test_empty_batch_is_fine(store: TrackStore) -> None:
 
 def test_a_bad_point_leaves_the_batch_unstored(store: TrackStore) -> None:
     with pytest.raises(AttributeError):
-        store.insert_many([point("u1", T0), "not a point"])  # type: ignore[list-item]
+        store.insert_many([point("u1", T0), NOT_A_POINT])
     assert store.query("u1") == []
 
 
@@ -141,8 +148,9 @@ def test_checkpoints_run_off_the_commit_path_and_close_empties_the_wal(tmp_path:
     wal = tmp_path / "tracks.db-wal"
     store = SqliteTrackStore(path, checkpoint_interval_s=0.05, wal_limit_bytes=64 * 1024)
     try:
-        assert sqlite3.connect(path).execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # a fresh connection's
-        assert store._open_conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # the writer never checkpoints
+        # A fresh connection checkpoints every 1000 pages; the writer's never does.
+        assert sqlite3.connect(path).execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+        assert store._open_conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         size0 = path.stat().st_size
         for k in range(20):  # ~20 commits of 200 rows: far more than the WAL limit
             store.insert_batches([[point(f"u{i:03d}", T0 + k)] for i in range(200)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -61,7 +62,7 @@ async def test_a_bad_batch_fails_only_its_own_caller(store: CountingStore) -> No
     writer = TrackWriter(store, interval_s=0.05)
     await writer.insert([point("u0", T0)])  # the next group waits for the interval: all three go in it
     good1 = asyncio.ensure_future(writer.insert([point("u1", T0)]))
-    bad = asyncio.ensure_future(writer.insert(["not a point"]))  # type: ignore[list-item]
+    bad = asyncio.ensure_future(writer.insert([cast(TrackPoint, "not a point")]))  # a caller with a bug
     good2 = asyncio.ensure_future(writer.insert([point("u2", T0)]))
     assert await good1 == InsertResult(1, 0) and await good2 == InsertResult(1, 0)
     with pytest.raises(AttributeError):

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import fractions
 import inspect
-from typing import Any
+from typing import Any, Callable
 
 import aiortc
 import av
 from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpreceiver
 from aiortc.codecs import get_encoder
-from aiortc.jitterbuffer import JitterFrame
+from aiortc.codecs.base import Decoder
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media import passthrough
+
+
+def receivers_get_decoder() -> Callable[[RTCRtpCodecParameters], Decoder]:
+    """The ``get_decoder`` that ``decoder_worker`` looks up in its module (what install() swaps)."""
+    lookup: Callable[[RTCRtpCodecParameters], Decoder] = vars(rtcrtpreceiver)["get_decoder"]
+    return lookup
 
 
 def test_aiortc_version_is_the_one_the_relay_was_verified_with() -> None:
@@ -30,15 +37,16 @@ def test_decoder_worker_looks_up_get_decoder_in_its_module() -> None:
 def test_install_swaps_the_receivers_decoder_for_pass_through() -> None:
     passthrough.install()
     passthrough.install()  # idempotent
-    assert passthrough.installed()
+    get_decoder = receivers_get_decoder()
     codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
-    dec = rtcrtpreceiver.get_decoder(codec)
+    dec = get_decoder(codec)
     [packet] = dec.decode(JitterFrame(data=b"\x10\x02\x00abc", timestamp=123456))
     assert isinstance(packet, av.Packet)
     assert bytes(packet) == b"\x10\x02\x00abc"
     assert packet.pts == 123456 and packet.time_base == fractions.Fraction(1, 90000)
     opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
-    assert rtcrtpreceiver.get_decoder(opus).decode(JitterFrame(data=b"x", timestamp=960))[0].time_base == fractions.Fraction(1, 48000)
+    [opus_packet] = get_decoder(opus).decode(JitterFrame(data=b"x", timestamp=960))
+    assert opus_packet.time_base == fractions.Fraction(1, 48000)
 
 
 def test_sender_packs_av_packets_without_encoding() -> None:
@@ -66,15 +74,16 @@ def test_receiver_jitter_buffer_can_be_shortened() -> None:
     transport = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
     receiver = RTCRtpReceiver("video", transport)
     passthrough.shorten_jitter_buffer(receiver, 128)
-    assert receiver._RTCRtpReceiver__jitter_buffer.capacity == 128  # type: ignore[attr-defined]
+    jitter_buffer: JitterBuffer = vars(receiver)["_RTCRtpReceiver__jitter_buffer"]
+    assert jitter_buffer.capacity == 128
     assert passthrough.packet_silence_s([receiver]) is None
 
 
 def _rtp(seq: int, ts: int, payload: bytes, marker: bool) -> Any:
     from aiortc.rtp import RtpPacket
 
-    p = RtpPacket(payload_type=96, sequence_number=seq, timestamp=ts, marker=int(marker))
-    p._data = payload  # type: ignore[attr-defined]  # what the receiver depacketized
+    p: Any = RtpPacket(payload_type=96, sequence_number=seq, timestamp=ts, marker=int(marker))
+    p._data = payload  # what the receiver depacketized
     return p
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from tests.conftest import LiveServer
 from tests.support.peers import make_publisher, make_viewer, whep_view, whip_publish
 
@@ -32,7 +33,7 @@ def assert_forwarded_unchanged(sent: list[tuple[str, bool]], received: list[tupl
 @pytest.mark.parametrize("codec", ["vp8", "h264"])
 async def test_two_viewers_get_the_publishers_encoded_frames_unchanged(
     make_live: Any, mode: dict[str, Any], http: aiohttp.ClientSession, codec: str, request: pytest.FixtureRequest,
-    opus_loop: object,
+    opus_loop: EncodedAudioLoop,
 ) -> None:
     live: LiveServer = await make_live(**mode)
     loop = request.getfixturevalue(f"{codec}_loop")
@@ -40,7 +41,7 @@ async def test_two_viewers_get_the_publishers_encoded_frames_unchanged(
     live.add_user("op", "operator")
     op = await live.login("op")
 
-    pub = await make_publisher(loop, opus_loop, codec=codec)  # type: ignore[arg-type]
+    pub = await make_publisher(loop, opus_loop, codec=codec)
     await whip_publish(http, live.url, "bc-01", token, pub)
     viewers = [await make_viewer(), await make_viewer()]
     try:
@@ -70,12 +71,12 @@ async def test_two_viewers_get_the_publishers_encoded_frames_unchanged(
 
 
 async def test_viewer_stays_attached_when_publisher_returns(
-    live: LiveServer, http: aiohttp.ClientSession, vp8_loop: object
+    live: LiveServer, http: aiohttp.ClientSession, vp8_loop: EncodedLoop
 ) -> None:
     token = live.add_unit("bc-02")
     live.add_user("op", "operator")
     op = await live.login("op")
-    pub = await make_publisher(vp8_loop)  # type: ignore[arg-type]
+    pub = await make_publisher(vp8_loop)
     await whip_publish(http, live.url, "bc-02", token, pub)
     viewer = await make_viewer()
     try:
@@ -93,7 +94,7 @@ async def test_viewer_stays_attached_when_publisher_returns(
             await asyncio.sleep(0.2)
 
         before = len(viewer.frames)
-        pub2 = await make_publisher(vp8_loop)  # type: ignore[arg-type]
+        pub2 = await make_publisher(vp8_loop)
         await whip_publish(http, live.url, "bc-02", token, pub2)
         await viewer.wait_frames(before + 20, timeout=10)
         resumed = viewer.frames[before:]

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from dispatch_server.appkeys import ARCHIVE
-from media.pattern import EncodedAudioLoop, EncodedLoop
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from recordings.verify import verify_archive
 from tests.conftest import LiveServer
 from tests.recordings.archive_support import entries, ffprobe, of_type, packets

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from dispatch_server.appkeys import ARCHIVE
-from media.pattern import EncodedAudioLoop, EncodedLoop
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from tests.conftest import LiveServer
 from tests.recordings.archive_support import ffprobe, of_type, packets, segment_paths
 from tests.support.peers import frame_digest, make_publisher, whip_publish

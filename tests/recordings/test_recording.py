@@ -6,7 +6,7 @@ import itertools
 import threading
 from pathlib import Path
 
-from media.pattern import EncodedLoop
+from field_client.encoded_loop import EncodedLoop
 from recordings.ledger import Ledger
 from recordings.recording import Recording
 from recordings.recording_info import RecordingInfo

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
@@ -18,7 +19,7 @@ FLAGS = [
 
 @asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
-    if not os.path.exists(CHROMIUM):
+    if not await asyncio.to_thread(os.path.exists, CHROMIUM):
         raise RuntimeError("Debian chromium is missing: run 'make test' (it installs it) or apt-get install chromium")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)

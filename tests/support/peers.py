@@ -1,5 +1,6 @@
 """Real aiortc peers for tests and benchmarks: a WHIP publisher of pre-encoded media and a WHEP
-viewer that records the encoded frames it receives (the pass-through decoder must be installed)."""
+viewer that records the encoded frames it receives (:func:`make_viewer` installs the pass-through
+decoder for the whole process, as the server does)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import av
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
+from field_client.encoded_track import EncodedAudioTrack, EncodedVideoTrack, attach_keyframe_requests
 from media import passthrough
 from media.keyframes import is_keyframe
-from media.pattern import (
-    EncodedAudioLoop,
-    EncodedAudioTrack,
-    EncodedLoop,
-    EncodedVideoTrack,
-    attach_keyframe_requests,
-)
 
 
 def frame_digest(mime: str, data: bytes) -> str:
@@ -58,7 +55,9 @@ async def make_publisher(
     mime = f"video/{codec.upper()}"
     pub = Publisher(pc, None, None, mime)
     if loop is not None:
-        pub.video = EncodedVideoTrack(loop, start_index=0, on_packet=lambda d, k: pub.sent.append((frame_digest(mime, d), k)))
+        pub.video = EncodedVideoTrack(
+            loop, start_index=0, on_packet=lambda d, k: pub.sent.append((frame_digest(mime, d), k))
+        )
         t = pc.addTransceiver(pub.video, direction="sendonly")
         t.setCodecPreferences(codec_preferences("video", codec))
         attach_keyframe_requests(t.sender, pub.video)
@@ -117,7 +116,7 @@ class Viewer:
 
 
 async def make_viewer(video: bool = True, audio: bool = True) -> Viewer:
-    assert passthrough.installed(), "viewers record encoded frames: install the pass-through decoder"
+    passthrough.install()  # viewers record encoded frames (idempotent)
     pc = RTCPeerConnection()
     viewer = Viewer(pc)
 
@@ -126,8 +125,11 @@ async def make_viewer(video: bool = True, audio: bool = True) -> Viewer:
             while True:
                 packet = await track.recv()
                 if track.kind == "video":
+                    assert isinstance(packet, av.Packet), "the pass-through decoder hands on encoded packets"
                     data = bytes(packet)
-                    viewer.frames.append((time.monotonic(), frame_digest(viewer.mime, data), is_keyframe(viewer.mime, data)))
+                    viewer.frames.append(
+                        (time.monotonic(), frame_digest(viewer.mime, data), is_keyframe(viewer.mime, data))
+                    )
                     if len(viewer.frames) >= viewer.want:
                         viewer.got_frames.set()
                 else:

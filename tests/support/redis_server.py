@@ -19,7 +19,9 @@ class RedisServer:
     def __init__(self, workdir: Path) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
-            raise RuntimeError("redis-server is not installed: run 'make test' (it installs it) or apt-get install redis-server")
+            raise RuntimeError(
+                "redis-server is not installed: run 'make test' (it installs it) or apt-get install redis-server"
+            )
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = subprocess.Popen(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 import socketio
 
@@ -31,6 +31,16 @@ class RawUnit:
         await self.sio.disconnect()
 
 
+def _each(queue: asyncio.Queue[dict[str, Any]], key: str) -> Callable[[dict[str, Any]], None]:
+    """A handler for a list event: queues each item of ``data[key]`` on its own."""
+
+    def handler(data: dict[str, Any]) -> None:
+        for item in data[key]:
+            queue.put_nowait(item)
+
+    return handler
+
+
 class Console:
     """A python-socketio operator console collecting pushed events by name."""
 
@@ -43,12 +53,11 @@ class Console:
             self.queues[name] = q
             self.sio.on(name, q.put_nowait, namespace="/console")
         # Bursts of instruction changes arrive as one list event.
-        self.sio.on("instruction_updates", lambda d: [self.queues["instruction_update"].put_nowait(i)
-                                                       for i in d["instructions"]], namespace="/console")
+        self.sio.on("instruction_updates", _each(self.queues["instruction_update"], "instructions"),
+                    namespace="/console")
         # Moved units arrive as one list event too; queued one unit at a time.
         self.queues["unit_positions"] = asyncio.Queue()
-        self.sio.on("unit_positions", lambda d: [self.queues["unit_positions"].put_nowait(u)
-                                                  for u in d["units"]], namespace="/console")
+        self.sio.on("unit_positions", _each(self.queues["unit_positions"], "units"), namespace="/console")
 
     async def connect(self) -> "Console":
         await self.sio.connect(self.url, namespaces=["/console"], auth={"token": self.token}, transports=["websocket"])

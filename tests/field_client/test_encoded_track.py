@@ -1,4 +1,4 @@
-"""Pre-encoded test-pattern loops: decodability, keyframes, timestamps, pacing, aiortc wiring."""
+"""Tracks replaying encoded loops: timestamps, keyframes on request, pacing, aiortc wiring."""
 
 from __future__ import annotations
 
@@ -8,94 +8,16 @@ import random
 from typing import Any
 
 import av
-import cv2
-import numpy as np
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 
-from media.pattern import (
-    AUDIO_TIME_BASE,
-    VIDEO_TIME_BASE,
-    AudioLoopSpec,
-    EncodedAudioLoop,
-    EncodedAudioTrack,
-    EncodedLoop,
-    EncodedVideoTrack,
-    LoopCache,
-    VideoLoopSpec,
-    attach_keyframe_requests,
-    is_keyframe,
-    render_pattern,
-)
+from field_client.encoded_loop import AUDIO_TIME_BASE, VIDEO_TIME_BASE, AudioLoopSpec, VideoLoopSpec
+from field_client.encoded_track import EncodedAudioTrack, EncodedVideoTrack, attach_keyframe_requests
+from field_client.loop_cache import LoopCache
+from tests.field_client.test_encoded_loop import decode
 
 CODECS = ["vp8", "h264"]
-FRAMES = 30
-DECODERS = {"vp8": "vp8", "h264": "h264"}
-
-
-@pytest.fixture(scope="module", params=CODECS)
-def loop(request: pytest.FixtureRequest) -> EncodedLoop:
-    return EncodedLoop.build(VideoLoopSpec(codec=request.param, frame_count=FRAMES))
-
-
-def _rendered(spec: VideoLoopSpec) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)  # the same noise sequence EncodedLoop.build draws
-    return [render_pattern(spec, i, rng) for i in range(spec.frame_count)]
-
-
-def _decode(codec: str, payloads: list[bytes]) -> list[av.VideoFrame]:
-    decoder: Any = av.CodecContext.create(DECODERS[codec], "r")
-    frames: list[av.VideoFrame] = []
-    for data in payloads:
-        frames.extend(decoder.decode(av.Packet(data)))
-    frames.extend(decoder.decode(None))
-    return frames
-
-
-def _psnrs(frames: list[av.VideoFrame], references: list[np.ndarray]) -> list[float]:
-    return [cv2.PSNR(f.to_ndarray(format="bgr24"), ref) for f, ref in zip(frames, references)]
-
-
-def test_delta_sequence_decodes_at_full_size(loop: EncodedLoop) -> None:
-    spec = loop.spec
-    sequence = [delta for delta, _ in loop.frames] * 2  # across one wrap
-    frames = _decode(spec.codec, sequence)
-    assert len(frames) == len(sequence)
-    assert {(f.width, f.height) for f in frames} == {(spec.width, spec.height)}
-    assert min(_psnrs(frames, _rendered(spec) * 2)) > 28
-
-
-@pytest.mark.parametrize("position", [1, FRAMES // 2, FRAMES - 1])
-def test_keyframe_at_any_position_decodes_with_small_drift(loop: EncodedLoop, position: int) -> None:
-    spec = loop.spec
-    order = list(range(position, FRAMES)) + list(range(FRAMES))
-    sequence = [loop.frames[position][1]] + [loop.frames[i][0] for i in order[1:]]
-    frames = _decode(spec.codec, sequence)
-    assert len(frames) == len(sequence)
-    assert {(f.width, f.height) for f in frames} == {(spec.width, spec.height)}
-    rendered = _rendered(spec)
-    psnrs = _psnrs(frames, [rendered[i] for i in order])
-    assert min(psnrs) > 20  # drift after a spliced keyframe stays small
-    assert min(psnrs[len(order) - FRAMES:]) > 28  # and is gone after the loop restarts
-
-
-def test_keyframe_flags_match_the_bitstream(loop: EncodedLoop) -> None:
-    codec = loop.spec.codec
-    assert loop.delta_is_keyframe == [True] + [False] * (FRAMES - 1)
-    assert all(is_keyframe(codec, key) for _, key in loop.frames)
-    assert is_keyframe(codec.upper(), loop.frames[0][0])
-    assert is_keyframe(f"video/{codec.upper()}", loop.frames[0][0])
-
-
-def test_is_keyframe_reads_vp8_and_h264_headers() -> None:
-    assert is_keyframe("vp8", bytes([0x10, 0x02, 0x00]))
-    assert not is_keyframe("VP8", bytes([0x11, 0x02, 0x00]))
-    assert is_keyframe("h264", b"\x00\x00\x00\x01\x67\x42\x00\x00\x00\x01\x68\x00\x00\x01\x65")
-    assert is_keyframe("H264", b"\x00\x00\x01\x65\x88")
-    assert not is_keyframe("h264", b"\x00\x00\x00\x01\x41\x9a\x00\x00\x01\x41")
-    with pytest.raises(ValueError):
-        is_keyframe("av1", b"\x00")
 
 
 @pytest.mark.timeout(30)
@@ -157,23 +79,6 @@ async def test_audio_track_sends_decodable_opus_at_20_ms() -> None:
     assert samples == 11 * 960
 
 
-async def test_loop_cache_builds_each_spec_once() -> None:
-    cache = LoopCache()
-    spec = VideoLoopSpec(codec="h264", width=160, height=120, frame_count=4)
-    first, second = await asyncio.gather(cache.video(spec), cache.video(spec))
-    assert first is second
-    assert await cache.audio() is await cache.audio()
-    assert isinstance(await cache.audio(), EncodedAudioLoop)
-
-
-def test_spec_rejects_unknown_codec_and_odd_sizes() -> None:
-    with pytest.raises(ValueError, match="codec"):
-        VideoLoopSpec(codec="mpeg2")
-    with pytest.raises(ValueError, match="even"):
-        VideoLoopSpec(width=641)
-    assert VideoLoopSpec(codec="H.264").codec == "h264"
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("codec", CODECS)
 async def test_aiortc_sends_loop_without_encoding_and_forwards_pli(codec: str) -> None:
@@ -207,7 +112,7 @@ async def test_aiortc_sends_loop_without_encoding_and_forwards_pli(codec: str) -
             assert received[1].time_base == fractions.Fraction(1, 90000)
             if isinstance(received[0], av.Packet):
                 # Another test installed media.passthrough: the receiver yields encoded frames.
-                received = _decode(codec, [bytes(p) for p in received])
+                received = decode(codec, [bytes(p) for p in received])
             assert {(f.width, f.height) for f in received} == {(320, 240)}
             receiver = receiver_pc.getReceivers()[0]
             ssrc = receiver.getSynchronizationSources()[0].source

@@ -1,4 +1,4 @@
-"""Pre-encoded synthetic media: test-pattern video and a tone, encoded once, replayed forever.
+"""Pre-encoded synthetic media: a test-pattern video and a tone, encoded once, replayed forever.
 
 Publishers and load generators must not encode in real time (see DESIGN.md: encoding costs ~10%
 of a core per stream, forwarding ~2%). An :class:`EncodedLoop` renders a few seconds of a test
@@ -9,31 +9,27 @@ small drift (the delta predicts from a slightly different picture) which disappe
 loop start; VP8 is encoded in error-resilient mode so that delta frames do not depend on entropy
 state carried over from earlier deltas, which a foreign keyframe would not reproduce.
 
-:class:`EncodedVideoTrack` and :class:`EncodedAudioTrack` replay loops as ``av.Packet`` objects,
-which aiortc's ``RTCRtpSender`` packetizes without encoding. Many tracks share one loop per
-spec through a :class:`LoopCache`; building a 640x480 loop takes about 1.5 s of CPU, so callers
-in async code go through :meth:`LoopCache.video`, which builds in a worker thread.
+Building a 640x480 loop takes about 1.5 s of CPU: tracks share loops through a
+:class:`field_client.loop_cache.LoopCache`, and :mod:`field_client.encoded_track` replays them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import fractions
 import logging
 import math
-import random
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import av
 import cv2
 import numpy as np
-from aiortc import RTCRtpSender
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.frame import PictureType
 
-from .keyframes import is_h264_keyframe, is_vp8_keyframe
+from media.keyframes import is_keyframe
+
+from .codec import normalize_codec, video_mime_type
 
 logger = logging.getLogger(__name__)
 
@@ -43,32 +39,7 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_CLOCK_RATE)
 OPUS_FRAME_SAMPLES = 960  # 20 ms at 48 kHz
 
-# A track that falls further behind its schedule than this (event loop stalled, machine
-# suspended) restarts its schedule from now instead of sending a burst to catch up.
-MAX_LAG_S = 1.0
-
-PacketCallback = Callable[[bytes, bool], None]
-
 _ENCODERS = {"vp8": "libvpx", "h264": "libx264"}
-
-
-def normalize_codec(name: str) -> str:
-    """``"vp8"`` or ``"h264"`` for names like ``VP8``, ``video/H264``, ``h.264``; else ValueError."""
-    key = name.lower().removeprefix("video/").replace(".", "")
-    if key not in _ENCODERS:
-        raise ValueError(f"unsupported video codec {name!r}: expected vp8 or h264")
-    return key
-
-
-def is_keyframe(codec_name: str, data: bytes) -> bool:
-    """Whether an encoded frame is a keyframe, from the bitstream alone.
-
-    VP8: bit 0 of the first byte is 0. H.264 (Annex B): the access unit holds an IDR slice
-    (NAL type 5) or an SPS (7).
-    """
-    if normalize_codec(codec_name) == "vp8":
-        return is_vp8_keyframe(data)
-    return is_h264_keyframe(data)
 
 
 @dataclass(frozen=True)
@@ -186,7 +157,8 @@ class EncodedLoop:
     """A video loop encoded once: ``frames[i] == (delta_bytes, key_bytes)``.
 
     ``frames[0][0]`` is itself a keyframe; ``frames[i][1]`` is always a keyframe showing frame
-    ``i``. Immutable after construction and safe to share between tracks.
+    ``i``; ``mime_type`` is the RTP MIME type of ``spec.codec``. Immutable after construction and
+    safe to share between tracks.
     """
 
     def __init__(self, spec: VideoLoopSpec, frames: list[tuple[bytes, bytes]]) -> None:
@@ -194,13 +166,15 @@ class EncodedLoop:
             raise ValueError("an encoded loop needs at least one frame")
         self.spec = spec
         self.frames = frames
-        self.delta_is_keyframe = [is_keyframe(spec.codec, delta) for delta, _ in frames]
+        self.mime_type = video_mime_type(spec.codec)
+        self.delta_is_keyframe = [is_keyframe(self.mime_type, delta) for delta, _ in frames]
 
     @classmethod
     def build(cls, spec: VideoLoopSpec = VideoLoopSpec()) -> EncodedLoop:
         """Render and encode ``spec.frame_count`` frames (CPU-bound: ~1.5 s for 90 at 640x480).
 
-        Blocking; from async code use :meth:`LoopCache.video` or ``asyncio.to_thread``.
+        Blocking; from async code use :meth:`~field_client.loop_cache.LoopCache.video` or
+        ``asyncio.to_thread``.
         """
         rng = np.random.default_rng(0)
         planes = [
@@ -218,8 +192,8 @@ class EncodedLoop:
                 f"{spec.codec} encoder returned {len(deltas)}/{len(keys)} packets "
                 f"for {spec.frame_count} frames"
             )
-        loop = cls(spec, list(zip(deltas, keys)))
-        if not loop.delta_is_keyframe[0] or not all(is_keyframe(spec.codec, k) for k in keys):
+        loop = cls(spec, list(zip(deltas, keys, strict=True)))
+        if not loop.delta_is_keyframe[0] or not all(is_keyframe(loop.mime_type, k) for k in keys):
             raise RuntimeError(f"{spec.codec} encoder did not produce the forced keyframes")
         logger.info(
             "built %s loop %dx%d, %d frames, %.0f kbit/s",
@@ -265,158 +239,3 @@ class EncodedAudioLoop:
             packets.extend(bytes(p) for p in encoder.encode(frame))
         packets.extend(bytes(p) for p in encoder.encode(None))
         return cls(spec, packets)
-
-
-class LoopCache:
-    """Builds each loop once per spec and hands the same object to every caller.
-
-    Owned by whoever runs the tracks (one per field-client process or per fleet), never global.
-    Builds run one at a time in a worker thread, so concurrent callers wait for the first build.
-    """
-
-    def __init__(self) -> None:
-        self._lock = asyncio.Lock()
-        self._video: dict[VideoLoopSpec, EncodedLoop] = {}
-        self._audio: dict[AudioLoopSpec, EncodedAudioLoop] = {}
-
-    async def video(self, spec: VideoLoopSpec = VideoLoopSpec()) -> EncodedLoop:
-        async with self._lock:
-            loop = self._video.get(spec)
-            if loop is None:
-                loop = await asyncio.to_thread(EncodedLoop.build, spec)
-                self._video[spec] = loop
-            return loop
-
-    async def audio(self, spec: AudioLoopSpec = AudioLoopSpec()) -> EncodedAudioLoop:
-        async with self._lock:
-            loop = self._audio.get(spec)
-            if loop is None:
-                loop = await asyncio.to_thread(EncodedAudioLoop.build, spec)
-                self._audio[spec] = loop
-            return loop
-
-
-class _Pacer:
-    """Schedules item ``n`` at ``start + n * interval`` on the event loop clock (no drift)."""
-
-    def __init__(self, interval_s: float) -> None:
-        self.interval_s = interval_s
-        self._start: float | None = None
-
-    async def wait(self, n: int) -> None:
-        now = asyncio.get_running_loop().time()
-        if self._start is None:
-            self._start = now - n * self.interval_s
-        delay = self._start + n * self.interval_s - now
-        if delay > 0:
-            await asyncio.sleep(delay)
-        elif delay < -MAX_LAG_S:
-            self._start = now - n * self.interval_s
-
-
-class EncodedVideoTrack(MediaStreamTrack):
-    """Replays an :class:`EncodedLoop` as ``av.Packet`` objects at the loop's frame rate.
-
-    ``pts`` counts 90 kHz ticks from 0 and keeps increasing across loop wraps. The first packet
-    is a keyframe at ``start_index`` (random by default, so a fleet does not send keyframes in
-    lockstep); afterwards keyframes come at each loop start and after :meth:`request_keyframe`.
-    ``on_packet(data, is_keyframe)`` sees exactly the bytes handed to the sender.
-    """
-
-    kind = "video"
-
-    def __init__(
-        self,
-        loop: EncodedLoop,
-        *,
-        start_index: int | None = None,
-        rng: random.Random | None = None,
-        on_packet: PacketCallback | None = None,
-    ) -> None:
-        super().__init__()
-        self.loop = loop
-        count = len(loop.frames)
-        if start_index is None:
-            start_index = (rng or random.Random()).randrange(count)
-        self._offset = start_index % count
-        self._sent = 0
-        self._force_keyframe = True
-        self._pacer = _Pacer(1 / loop.spec.fps)
-        self.on_packet = on_packet
-        self.keyframe_requests = 0
-
-    def request_keyframe(self) -> None:
-        """Make the next returned packet a keyframe (called for a receiver's PLI or FIR)."""
-        self.keyframe_requests += 1
-        self._force_keyframe = True
-
-    async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        await self._pacer.wait(self._sent)
-        if self.readyState != "live":
-            raise MediaStreamError
-        index = (self._offset + self._sent) % len(self.loop.frames)
-        delta, key = self.loop.frames[index]
-        if self._force_keyframe:
-            self._force_keyframe = False
-            data, keyframe = key, True
-        else:
-            data, keyframe = delta, self.loop.delta_is_keyframe[index]
-        packet = av.Packet(data)
-        packet.pts = self._sent * VIDEO_CLOCK_RATE // self.loop.spec.fps
-        packet.dts = packet.pts
-        packet.time_base = VIDEO_TIME_BASE
-        self._sent += 1
-        if self.on_packet is not None:
-            self.on_packet(data, keyframe)
-        return packet
-
-
-class EncodedAudioTrack(MediaStreamTrack):
-    """Replays an :class:`EncodedAudioLoop`: one Opus packet per 20 ms, ``pts`` on 1/48000."""
-
-    kind = "audio"
-
-    def __init__(
-        self,
-        loop: EncodedAudioLoop,
-        *,
-        start_index: int | None = None,
-        rng: random.Random | None = None,
-        on_packet: PacketCallback | None = None,
-    ) -> None:
-        super().__init__()
-        self.loop = loop
-        count = len(loop.packets)
-        if start_index is None:
-            start_index = (rng or random.Random()).randrange(count)
-        self._offset = start_index % count
-        self._sent = 0
-        self._pacer = _Pacer(OPUS_FRAME_SAMPLES / AUDIO_CLOCK_RATE)
-        self.on_packet = on_packet
-
-    async def recv(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        await self._pacer.wait(self._sent)
-        if self.readyState != "live":
-            raise MediaStreamError
-        data = self.loop.packets[(self._offset + self._sent) % len(self.loop.packets)]
-        packet = av.Packet(data)
-        packet.pts = self._sent * OPUS_FRAME_SAMPLES
-        packet.dts = packet.pts
-        packet.time_base = AUDIO_TIME_BASE
-        self._sent += 1
-        if self.on_packet is not None:
-            self.on_packet(data, True)
-        return packet
-
-
-def attach_keyframe_requests(sender: RTCRtpSender, track: EncodedVideoTrack) -> None:
-    """Route the receiver's PLI/FIR for ``sender`` to ``track.request_keyframe``.
-
-    aiortc's ``RTCRtpSender`` answers PLI/FIR by calling ``self._send_keyframe()``, which only
-    sets a flag its ``pack()`` path ignores; this overrides it on this sender instance only.
-    """
-    sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
