@@ -65,8 +65,8 @@ class AlertService:
 
     async def raise_alert(self, kind: str, unit_id: str, message: str, *, actor: str = "system",
                           action_id: str | None = None, case_number: str | None = None,
-                          position: dict[str, Any] | None = None, instruction_id: str | None = None,
-                          dedupe: bool | None = None) -> dict[str, Any]:
+                          position: dict[str, Any] | None = None, position_age_s: float | None = None,
+                          instruction_id: str | None = None, dedupe: bool | None = None) -> dict[str, Any]:
         """``dedupe`` (default: every kind but SOS) returns the open alert of the same unit and kind instead."""
         if (kind != "sos") if dedupe is None else dedupe:
             existing = await self._db.run(self._open_of, unit_id, kind)
@@ -74,7 +74,8 @@ class AlertService:
                 return view(existing)
         doc = {
             "id": f"al-{secrets.token_hex(6)}", "kind": kind, "unit_id": unit_id, "action_id": action_id,
-            "case_number": case_number, "position": position, "message": message, "state": "open",
+            "case_number": case_number, "position": position, "position_age_s": position_age_s,
+            "message": message, "state": "open",
             "escalated": False, "escalated_at": None, "created_at": self._clock(), "acknowledged_by": None,
             "acknowledged_at": None, "instruction_id": instruction_id,
         }

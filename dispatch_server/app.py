@@ -148,8 +148,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                                  sign_interval_s=a.sign_interval_s, min_free_bytes=a.min_free_bytes,
                                  action_for=ports.action_for, alarm=ports.alarm, describe=ports.describe, clock=clock)
     live = LiveService(accounts, relay, roster, settings.media, node, push.viewer_closed, recorder=archive)
-    talk = TalkService(relay, action_store, audit, push.unit, live.ice_servers, settings.media.publisher_timeout_s,
-                       links, clock)
+    talk = TalkService(relay, action_store, audit, push.unit, push.operators, live.ice_servers,
+                       settings.media.publisher_timeout_s, links, clock)
     action_listeners = [running.action_changed, push.action_update, roster.action_changed]
     if archive is not None:
         action_listeners.insert(2, ArchiveActions(archive).action_changed)

@@ -22,7 +22,7 @@ from .errors import BadRequest, Forbidden, NotFound, Unauthorized
 from .stores.accounts import Accounts, SessionRecord, UnitRecord
 
 ROLES = ("operator", "supervisor", "auditor", "admin")
-UNIT_KINDS = ("body", "vehicle")
+UNIT_KINDS = ("body", "vehicle", "phone")  # body camera 单兵, vehicle terminal, phone or tablet
 UNIT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 

@@ -40,7 +40,9 @@ MAX_TEXT = 2000
 MAX_TTL_S = 7 * 86400
 SYNC_LIMIT = 200
 COLUMNS = ("id, unit_id, seq, type, payload, priority, state, action_id, case_number, created_by, created_at, "
-           "expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, expired_at, reason")
+           "expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, expired_at, reason, "
+           "result")
+MAX_RESULT_BYTES = 4096  # what a unit reports with done/refused (a snapshot id, a distance, ...)
 
 Notify = Callable[[str, int, list[dict[str, Any]]], Awaitable[None]]
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -68,11 +70,13 @@ class Instruction:
     refused_at: float | None
     expired_at: float | None
     reason: str | None
+    result: dict[str, Any] | None = None  # what the unit reported with its answer
 
     @classmethod
-    def from_row(cls, row: tuple[Any, ...]) -> "Instruction":
+    def from_row(cls, row: tuple[Any, ...]) -> Instruction:
         values = list(row)
         values[4] = json.loads(values[4])
+        values[19] = json.loads(values[19]) if values[19] else None
         return cls(*values)
 
     def view(self) -> dict[str, Any]:
@@ -178,10 +182,10 @@ class InstructionService:
                               "queued", action_id, case_number, actor, now, now + ttl_s, req.ack_deadline_s,
                               None, None, None, None, None, None)
             conn.execute(
-                f"INSERT INTO instructions({COLUMNS}) VALUES ({','.join('?' * 19)})",
+                f"INSERT INTO instructions({COLUMNS}) VALUES ({','.join('?' * 20)})",
                 (ins.id, ins.unit_id, ins.seq, ins.type, json.dumps(ins.payload, ensure_ascii=False), ins.priority,
                  ins.state, ins.action_id, ins.case_number, ins.created_by, ins.created_at, ins.expires_at,
-                 ins.ack_deadline_s, None, None, None, None, None, None),
+                 ins.ack_deadline_s, None, None, None, None, None, None, None),
             )
             self._audit.append_sync(conn, actor, "instruction.queued", ins.id, unit_id=unit_id, seq=seq,
                                     type=req.type, action_id=action_id, case_number=case_number,
@@ -263,17 +267,24 @@ class InstructionService:
         return Instruction.from_row(conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (iid,)).fetchone())
 
     def _transition(self, conn: Any, ins: Instruction, state: str, now: float, actor: str,
-                    reason: str | None = None) -> None:
-        conn.execute(f"UPDATE instructions SET state=?, {state}_at=?, reason=COALESCE(?, reason) WHERE id=?",
-                     (state, now, reason, ins.id))
+                    reason: str | None = None, result: dict[str, Any] | None = None) -> None:
+        conn.execute(f"UPDATE instructions SET state=?, {state}_at=?, reason=COALESCE(?, reason), "
+                     "result=COALESCE(?, result) WHERE id=?",
+                     (state, now, reason, json.dumps(result, ensure_ascii=False) if result else None, ins.id))
         self._audit.append_sync(conn, actor, f"instruction.{state}", ins.id, unit_id=ins.unit_id, seq=ins.seq,
-                                action_id=ins.action_id, case_number=ins.case_number, reason=reason)
+                                action_id=ins.action_id, case_number=ins.case_number, reason=reason,
+                                **({"result": result} if result else {}))
 
-    async def set_state(self, unit_id: str, instruction_id: str, state: str, reason: str | None) -> Instruction:
+    async def set_state(self, unit_id: str, instruction_id: str, state: str, reason: str | None,
+                        result: dict[str, Any] | None = None) -> Instruction:
+        """The unit's answer: ``acknowledged`` (a person saw it), then ``done`` or ``refused``
+        (with a reason); ``result`` is what the unit reports with it (kept with the instruction)."""
         if state not in UNIT_STATES:
             raise _bad(f"state must be one of {', '.join(UNIT_STATES)}", "bad_state")
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_TEXT):
             raise _bad(f"reason must be text of at most {MAX_TEXT} characters")
+        if state == "refused" and not (reason or "").strip():
+            raise _bad("a refusal needs a reason (the command room reads it)", "bad_reason")
         now = self._clock()
 
         def apply(conn: Any) -> Instruction:
@@ -289,7 +300,7 @@ class InstructionService:
                                code="not_delivered")
             if RANK[state] <= RANK[ins.state] or ins.state in ("done", "refused"):
                 raise Conflict(f"instruction {ins.id} is {ins.state}; it cannot become {state}", code="bad_transition")
-            self._transition(conn, ins, state, now, f"unit:{unit_id}", reason=reason)
+            self._transition(conn, ins, state, now, f"unit:{unit_id}", reason=reason, result=result)
             return self._get_in(conn, ins.id)
 
         ins = await self._db.write(apply)

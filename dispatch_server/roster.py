@@ -49,6 +49,8 @@ def unit_view(rec: UnitRecord, p: Presence | None, action: tuple[str, str] | Non
         "kind": rec.kind,
         "online": p.online,
         "publishing": p.publishing,
+        # has an instruction link (Socket.IO /unit): can receive instructions and hear talk-back
+        "reachable": p.connected,
         "last_seen": iso_seconds(p.last_seen),
         "video_codec": p.video_codec,
         "audio_codec": p.audio_codec,

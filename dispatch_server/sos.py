@@ -11,6 +11,7 @@ from geo.fix import FixError, parse_fix
 from .actions import ActionStore
 from .alerts import AlertService
 from .errors import BadRequest
+from .roster import fix_age_s
 from .stores.presence import PresenceStore
 
 MAX_NOTE = 500
@@ -35,10 +36,13 @@ class SosService:
         self._clock = clock
 
     async def raise_sos(self, unit_id: str, call: SosCall) -> dict[str, Any]:
-        """Raise an SOS alert; the position is the one sent with it, else the unit's last known fix."""
+        """Raise an SOS alert. The position is the one sent with it; else the unit's last known
+        fix, marked with its age (``position_age_s``); with no fix at all the alert says the
+        position is unknown rather than inventing one."""
         position: dict[str, Any] | None = None
+        age: float | None = None
+        now = self._clock()
         if call.lat is not None or call.lon is not None:
-            now = self._clock()
             raw = {"ts": now, "lat": call.lat, "lon": call.lon}
             if call.accuracy is not None:
                 raw["accuracy"] = call.accuracy
@@ -49,9 +53,12 @@ class SosService:
         else:
             presence = await self._presence.get(unit_id)
             position = presence.position if presence else None
+            age = fix_age_s(position, now)
         action = await self._actions.running_for_unit(unit_id)
-        message = f"SOS from unit {unit_id}" + (f": {call.note}" if call.note else "")
+        where = "" if age is None and position is not None else (
+            " (position unknown)" if position is None else f" (last known position, {age:.0f} s old)")
+        message = f"SOS from unit {unit_id}{where}" + (f": {call.note}" if call.note else "")
         return await self._alerts.raise_alert(
-            "sos", unit_id, message, actor=f"unit:{unit_id}", position=position,
+            "sos", unit_id, message, actor=f"unit:{unit_id}", position=position, position_age_s=age,
             action_id=action.id if action else None, case_number=action.case_number if action else None,
         )

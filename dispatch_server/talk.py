@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 from media.errors import CodecMismatch, SdpError
 from media.relay import Relay
 from media.session import PublisherSession, ViewerSession
+from utctime import iso_seconds
 
 from .actions import ActionStore
 from .audit import AuditTrail
@@ -26,6 +27,7 @@ from .links import UnitLinks
 logger = logging.getLogger(__name__)
 
 EmitUnit = Callable[[str, str, dict[str, Any]], Awaitable[None]]
+EmitOperators = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass
@@ -41,12 +43,13 @@ class Talk:
 
 class TalkService:
     def __init__(self, relay: Relay, actions: ActionStore, audit: AuditTrail, emit_unit: EmitUnit,
-                 ice_servers: list[dict[str, Any]], timeout_s: float, links: UnitLinks,
-                 clock: Callable[[], float] = time.time) -> None:
+                 emit_operators: EmitOperators, ice_servers: list[dict[str, Any]], timeout_s: float,
+                 links: UnitLinks, clock: Callable[[], float] = time.time) -> None:
         self._relay = relay
         self._actions = actions
         self._audit = audit
         self._emit_unit = emit_unit
+        self._emit_operators = emit_operators
         self._ice = ice_servers
         self._timeout_s = timeout_s
         self._links = links
@@ -97,6 +100,17 @@ class TalkService:
             raise BadSdp(str(exc)) from exc
         talk.listeners.append(viewer)
         return answer
+
+    async def call_back(self, unit_id: str, instruction_id: str | None) -> None:
+        """The unit calls the command room back (回呼, a ``callback`` instruction or the officer's
+        own wish): operators are told to listen to it (its audio is in its published stream) and
+        can answer with talk-back."""
+        action = await self._actions.running_for_unit(unit_id)
+        event = {"unit_id": unit_id, "instruction_id": instruction_id, "at": iso_seconds(self._clock()),
+                 "action_id": action.id if action else None, "case_number": action.case_number if action else None}
+        await self._audit.append(f"unit:{unit_id}", "talk.callback", unit_id, instruction_id=instruction_id,
+                                 action_id=event["action_id"], case_number=event["case_number"])
+        await self._emit_operators("unit_callback", event)
 
     async def stop(self, unit_id: str, talk_id: str, person: Person) -> None:
         talk = self.talks.get(talk_id)

@@ -119,14 +119,40 @@ class InstructionState:
     id: str
     state: str
     reason: str | None
+    result: dict[str, Any] | None = None
+
+
+MAX_RESULT_BYTES = 4096
 
 
 def parse_instruction_state(data: Any) -> InstructionState:
+    """``{"id", "state", "reason"?, "result"?}``: ``result`` is a small JSON object the unit
+    reports with its answer (at most ``MAX_RESULT_BYTES`` as JSON)."""
     d = _obj(data, "instruction_state")
     reason = d.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise _bad("instruction_state: reason must be text")
-    return InstructionState(_str(d, "id", "instruction_state", 64), _str(d, "state", "instruction_state", 32), reason)
+    result = d.get("result")
+    if result is not None:
+        if not isinstance(result, dict):
+            raise _bad("instruction_state: result must be an object")
+        check_size(result, MAX_RESULT_BYTES, "instruction_state: result")
+    return InstructionState(_str(d, "id", "instruction_state", 64), _str(d, "state", "instruction_state", 32), reason,
+                            result)
+
+
+@dataclass(frozen=True)
+class Callback:
+    instruction_id: str | None
+
+
+def parse_callback(data: Any) -> Callback:
+    """``{"instruction_id"?}``: the unit opens talk towards the command room (``callback``)."""
+    d = _obj({} if data is None else data, "callback")
+    iid = d.get("instruction_id")
+    if iid is not None and (not isinstance(iid, str) or not 0 < len(iid) <= 64):
+        raise _bad("callback: instruction_id must be an instruction id")
+    return Callback(iid)
 
 
 @dataclass(frozen=True)

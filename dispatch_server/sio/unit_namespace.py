@@ -19,6 +19,7 @@ from ..sos import SosService
 from ..talk import TalkService
 from .events import event, refuse
 from .messages import (
+    parse_callback,
     parse_instruction_state,
     parse_publish,
     parse_received,
@@ -97,10 +98,13 @@ class UnitNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     @event()
     async def on_positions(self, sid: str, data: Any) -> dict[str, Any]:
-        """A msgpack-encoded batch of fixes (binary event), oldest first."""
+        """A batch of fixes, oldest first: msgpack bytes (a binary event), or a JSON list (browsers)."""
         unit_id = await self._unit(sid)
+        if isinstance(data, list):
+            return await self.positions.ingest(unit_id, data)
         if not isinstance(data, (bytes, bytearray)):
-            raise BadRequest("positions: expected msgpack bytes (a binary event)", code="bad_message")
+            raise BadRequest("positions: expected msgpack bytes (a binary event) or a list of fixes",
+                             code="bad_message")
         return await self.positions.ingest(unit_id, unpack_msgpack(data, "positions"))
 
     # dispatch ----------------------------------------------------------------------------
@@ -120,8 +124,15 @@ class UnitNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def on_instruction_state(self, sid: str, data: Any) -> dict[str, Any]:
         unit_id = await self._unit(sid)
         msg = parse_instruction_state(data)
-        ins = await self.instructions.set_state(unit_id, msg.id, msg.state, msg.reason)
+        ins = await self.instructions.set_state(unit_id, msg.id, msg.state, msg.reason, msg.result)
         return {"ok": True, "state": ins.state}
+
+    @event()
+    async def on_callback(self, sid: str, data: Any) -> dict[str, Any]:
+        """The unit calls the command room back: operators are told to listen to it."""
+        unit_id = await self._unit(sid)
+        await self.talk.call_back(unit_id, parse_callback(data).instruction_id)
+        return {"ok": True}
 
     @event()
     async def on_sos(self, sid: str, data: Any) -> dict[str, Any]:

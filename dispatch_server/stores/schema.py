@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS instructions (
     ack_deadline_s REAL NOT NULL,
     delivered_at REAL, acknowledged_at REAL, done_at REAL, refused_at REAL, expired_at REAL,
     reason TEXT,
+    result TEXT,                    -- JSON the unit reported with done/refused (ADDED_COLUMNS)
     overdue_alerted INTEGER NOT NULL DEFAULT 0,
     UNIQUE (unit_id, seq)
 );
@@ -96,3 +97,9 @@ CREATE TABLE IF NOT EXISTS party_links (
     uses INTEGER NOT NULL DEFAULT 0
 );
 """
+
+# Columns added after a table was first created: ``CREATE TABLE IF NOT EXISTS`` leaves an
+# existing table as it is, so a database made by an earlier release gets them here.
+ADDED_COLUMNS = (
+    ("instructions", "result", "TEXT"),
+)
