@@ -2,7 +2,8 @@
 
 Each start gives the demo units fresh tokens (only hashes are stored, so old ones cannot be
 reused), writes them to ``<data_dir>/demo-units.tokens`` (mode 0600) and runs them as one
-``field-client --fleet N`` process against this server's own address: the same program a vehicle
+``field-client --fleet N --auto-ack`` process (unattended: instructions are acknowledged, never
+claimed done) against this server's own address: the same program a vehicle
 terminal runs, in a process of its own, owned by the server and stopped with it.
 """
 
@@ -51,7 +52,7 @@ class DemoUnits:
         logger.info("demo: running %d simulated units: %s", len(units), ", ".join(u for u, _ in units))
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "field_client", "--server", url, "--fleet", str(len(units)),
-            "--token-file", str(self._token_file), stdout=sys.stderr.fileno(),
+            "--token-file", str(self._token_file), "--auto-ack", stdout=sys.stderr.fileno(),
         )
 
     async def stop(self) -> None:

@@ -219,12 +219,13 @@ class InstructionService:
 
     # unit side -----------------------------------------------------------------------------
     async def sync(self, unit_id: str, after_seq: int) -> builtins.list[Instruction]:
-        """Undelivered (and delivered but maybe unapplied) instructions after ``after_seq``, in order."""
+        """Open instructions after ``after_seq``, in order: queued (not expired), and delivered or
+        acknowledged but not yet answered (a unit that restarted shows them to its officer again)."""
         now = self._clock()
         rows = await self._db.run(
             self._db.query,
             f"SELECT {COLUMNS} FROM instructions WHERE unit_id=? AND seq>? AND "
-            "((state='queued' AND expires_at>?) OR state='delivered') ORDER BY seq LIMIT ?",
+            "((state='queued' AND expires_at>?) OR state IN ('delivered', 'acknowledged')) ORDER BY seq LIMIT ?",
             (unit_id, after_seq, now, SYNC_LIMIT),
         )
         return [Instruction.from_row(r) for r in rows]

@@ -64,10 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", type=_typed(parse_audio_source), default="tone",
                    help="tone | file:PATH | device:NAME (ALSA) | none (default tone)")
     p.add_argument("--codec", choices=["vp8", "h264"], default="vp8", help="video codec (default vp8)")
-    p.add_argument("--gps", type=_typed(parse_gps_spec), default="sim",
-                   help="sim[:LAT,LON[,RADIUS_M]] | nmea:PATH | none (default sim)")
+    p.add_argument("--gps", type=_typed(parse_gps_spec), default=None,
+                   help="sim[:LAT,LON[,RADIUS_M]] | nmea:PATH | none (default sim; with --sos: none, "
+                        "so the server uses the unit's last known fix)")
     p.add_argument("--signalling", choices=SIGNALLING, default="sio",
                    help="publish over Socket.IO (default) or WHIP")
+    p.add_argument("--auto-ack", action="store_true",
+                   help="unattended terminal: acknowledge each instruction on arrival (never claims a human "
+                        "task done). Without it, an officer answers at this terminal when it is one")
     p.add_argument("--sos", metavar="NOTE", nargs="?", const="",
                    help="raise an SOS for --unit (with an optional note), print the alert id and exit")
     p.add_argument("--applied-log", type=Path,
@@ -90,8 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
 def configs_from_args(args: argparse.Namespace) -> list[UnitConfig]:
     """The unit configs the arguments describe; ValueError names the offending option."""
     # argparse applies `type` to string defaults too, so these are parsed specs already.
+    gps = args.gps if args.gps is not None else parse_gps_spec("none" if args.sos is not None else "sim")
+    if args.auto_ack:
+        answers = "auto-ack"
+    elif args.fleet is None and args.sos is None and sys.stdin.isatty():
+        answers = "terminal"
+    else:
+        answers = "none"
     common = dict(
-        server=args.server, video=args.video, audio=args.audio, codec=args.codec, gps=args.gps,
+        server=args.server, video=args.video, audio=args.audio, codec=args.codec, gps=gps, answers=answers,
         signalling=args.signalling, applied_log=args.applied_log, width=args.size[0],
         height=args.size[1], fps=args.fps, ice_servers=tuple(args.ice_server),
         position_interval_s=args.position_interval, position_buffer_size=args.position_buffer,
@@ -182,7 +193,8 @@ async def run(configs: Sequence[UnitConfig]) -> int:
 
 
 async def raise_sos(cfg: UnitConfig, note: str) -> int:
-    """One-shot SOS (一键求助) over the unit's link, with the current GPS fix when there is one."""
+    """One-shot SOS (一键求助) over the unit's link, with a fix only from a GPS named with --gps;
+    without one the server uses the unit's last known fix (and says how old it is)."""
     from .gps import open_position_source
     from .link import UnitLink, position_message
 

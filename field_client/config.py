@@ -11,6 +11,7 @@ from .gps import GpsSpec
 from .sources import SourceSpec
 
 SIGNALLING = ("sio", "whip")
+ANSWERS = ("none", "auto-ack", "terminal")  # who answers human orders (field_client.officer)
 MAX_POSITIONS_BATCH = 500  # the server's limit per ``positions`` event (docs/api.md)
 
 
@@ -30,6 +31,7 @@ class UnitConfig:
     codec: str = "vp8"
     gps: GpsSpec = GpsSpec()
     signalling: str = "sio"
+    answers: str = "none"
     applied_log: Path | None = None
     # Test-pattern look; units with equal values share one pre-encoded loop.
     width: int = 640
@@ -58,6 +60,8 @@ class UnitConfig:
             raise ValueError(f"unit {self.unit_id}: token must not be empty")
         object.__setattr__(self, "codec", normalize_codec(self.codec))
         object.__setattr__(self, "server", self.server.rstrip("/"))
+        if self.answers not in ANSWERS:
+            raise ValueError(f"answers must be one of {', '.join(ANSWERS)}, got {self.answers!r}")
         if self.signalling not in SIGNALLING:
             raise ValueError(f"signalling must be one of {', '.join(SIGNALLING)}, got {self.signalling!r}")
         for name in ("position_interval_s", "backoff_base_s", "connect_timeout_s", "ack_timeout_s",

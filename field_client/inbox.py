@@ -4,8 +4,13 @@ On every connect, and whenever the server says ``instructions_pending``, the inb
 is new (from the push itself when it follows on from the last ``seq``, else by ``sync``), asks
 the server to mark it ``received`` and applies only the ids the server confirms as delivered
 (an instruction whose TTL ran out first is never applied). Applying means: log it, append it
-to the applied log (fsynced, so a restart never applies it twice), then report
-``acknowledged`` and ``done`` on the officer's behalf.
+to the applied log (fsynced, so a restart never applies it twice), then hand it to the
+:class:`~field_client.desk.OrderDesk`: the unit carries out machine orders and reports the
+outcome, the officer answers human ones. Nothing is answered on the officer's behalf.
+
+A delivered order the unit had already applied before a restart, but not answered, comes back
+from ``sync`` (the server still holds it as ``delivered``): it goes to the desk again, without
+counting as applied twice.
 """
 
 from __future__ import annotations
@@ -15,22 +20,25 @@ import logging
 from typing import Any
 
 from .applied_log import AppliedLog
+from .desk import OrderDesk
 from .errors import LinkError
 from .link import UnitLink
+from .orders import Order
 
 logger = logging.getLogger(__name__)
 
-HARMLESS = {"already_in_state", "bad_transition"}  # a restart replays a report the server has
-
-
 class InstructionInbox:
-    def __init__(self, unit_id: str, applied: AppliedLog | None) -> None:
+    def __init__(self, unit_id: str, applied: AppliedLog | None, desk: OrderDesk) -> None:
         self.unit_id = unit_id
         self._applied = applied
+        self._desk = desk
         self._seen: set[str] = set()
         self.last_seq = applied.max_seq if applied is not None else 0
         self.applied_count = 0
         self._lock = asyncio.Lock()
+        # The first sync of this process starts from 0: orders applied before a restart but not
+        # yet answered are still open on the server and come back to the desk.
+        self._from_start = True
 
     async def pull(self, link: UnitLink) -> None:
         """Fetch and apply everything after ``last_seq`` (on connect and after a gap)."""
@@ -51,7 +59,8 @@ class InstructionInbox:
 
     async def _pull(self, link: UnitLink) -> None:
         while True:
-            got = await link.call("sync", {"after_seq": self.last_seq})
+            got = await link.call("sync", {"after_seq": 0 if self._from_start else self.last_seq})
+            self._from_start = False
             items = got.get("instructions") or []
             if not items:
                 return
@@ -67,12 +76,6 @@ class InstructionInbox:
         for item in items:
             if item["id"] in delivered:
                 await self._apply(item)
-                for state in ("acknowledged", "done"):
-                    try:
-                        await link.call("instruction_state", {"id": item["id"], "state": state})
-                    except LinkError as exc:
-                        if exc.code not in HARMLESS:
-                            raise
             else:
                 logger.info("unit %s: instruction %s expired before delivery; not applied", self.unit_id, item["id"])
             self.last_seq = max(self.last_seq, int(item["seq"]))
@@ -89,4 +92,5 @@ class InstructionInbox:
             logger.info("unit %s: instruction %s applied (#%s %s %s%s)", self.unit_id, iid, item.get("seq"), kind,
                         item.get("priority", ""), f": {item['payload']}" if item.get("payload") else "")
         else:
-            logger.info("unit %s: instruction %s was already applied; reporting again", self.unit_id, iid)
+            logger.info("unit %s: instruction %s was applied before; awaiting its answer again", self.unit_id, iid)
+        await self._desk.arrived(Order.from_wire(item))

@@ -8,6 +8,8 @@ retry timing follows the unit's backoff. ``lost`` is set when the link drops.
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 from typing import Any, Awaitable, Callable, Sequence
 
@@ -23,6 +25,7 @@ from .errors import LinkError, rejection
 logger = logging.getLogger(__name__)
 
 NAMESPACE = "/unit"
+LinkHandler = Callable[["UnitLink", Any], Awaitable[Any]]  # (the link it came on, the event's data)
 ACK_TIMEOUT = "ack_timeout"  # LinkError.code when the server did not acknowledge in time
 
 
@@ -68,7 +71,7 @@ class UnitLink:
         *,
         connect_timeout_s: float = 10.0,
         ack_timeout_s: float = 10.0,
-        handlers: dict[str, Callable[[Any], Awaitable[Any]]] | None = None,
+        handlers: dict[str, LinkHandler] | None = None,
     ) -> None:
         self.server = server
         self.unit_id = unit_id
@@ -83,7 +86,11 @@ class UnitLink:
         self._sio.on("connect_error", self._handle_connect_error, namespace=NAMESPACE)
         self._sio.on("disconnect", self._handle_disconnect, namespace=NAMESPACE)
         for event, handler in (handlers or {}).items():
-            self._sio.on(event, handler, namespace=NAMESPACE)
+            # python-socketio awaits a handler only if it is a coroutine function; anything else
+            # (a lambda returning a coroutine) is called and its coroutine dropped unawaited.
+            if not inspect.iscoroutinefunction(handler):
+                raise TypeError(f"handler for {event!r} must be an async function, got {handler!r}")
+            self._sio.on(event, functools.partial(handler, self), namespace=NAMESPACE)
 
     async def _handle_connect_error(self, data: Any = None) -> None:
         # The server refuses with ConnectionRefusedError(message, {"code", "message"}), which

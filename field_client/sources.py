@@ -12,7 +12,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import av
 from aiortc.contrib.media import MediaBlackhole, MediaPlayer
@@ -58,6 +58,27 @@ def parse_video_source(text: str) -> SourceSpec:
 def parse_audio_source(text: str) -> SourceSpec:
     """``tone``, ``file:PATH``, ``device:NAME`` (ALSA, e.g. ``device:hw:0``) or ``none``."""
     return _parse(text, AUDIO_KINDS, "tone", "--audio")
+
+
+class FrameTap(MediaStreamTrack):
+    """Passes a decoded video track through, showing each frame to ``on_frame`` (the still camera)."""
+
+    kind = "video"
+
+    def __init__(self, source: MediaStreamTrack, on_frame: Callable[[av.VideoFrame], None]) -> None:
+        super().__init__()
+        self.source = source
+        self._on_frame = on_frame
+
+    async def recv(self) -> Any:
+        frame = await self.source.recv()
+        if isinstance(frame, av.VideoFrame):
+            self._on_frame(frame)
+        return frame
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.stop()
 
 
 @dataclass
@@ -113,6 +134,7 @@ async def open_sources(
     *,
     rng: random.Random | None = None,
     on_video_packet: Callable[[bytes, bool], None] | None = None,
+    on_video_frame: Callable[[av.VideoFrame], None] | None = None,
 ) -> MediaSources:
     """Open the tracks for one publish attempt. A file named for both kinds is opened once."""
     sources = MediaSources()
@@ -140,7 +162,7 @@ async def open_sources(
                 sources.players.append(player)
             if player.video is None:
                 raise ValueError(f"--video {video}: no video stream found")
-            sources.video = player.video
+            sources.video = player.video if on_video_frame is None else FrameTap(player.video, on_video_frame)
 
         if audio.kind == "tone":
             sources.audio = EncodedAudioTrack(await loops.audio(AudioLoopSpec()), rng=rng)
@@ -157,8 +179,9 @@ async def open_sources(
                 raise ValueError(f"--audio {audio}: no audio stream found")
             sources.audio = player.audio
 
-        unused = [t for p in sources.players for t in (p.video, p.audio)
-                  if t is not None and t is not sources.video and t is not sources.audio]
+        published = {id(sources.video), id(sources.audio),
+                     id(sources.video.source) if isinstance(sources.video, FrameTap) else 0}
+        unused = [t for p in sources.players for t in (p.video, p.audio) if t is not None and id(t) not in published]
         if unused:
             sources.drain = MediaBlackhole()
             for track in unused:

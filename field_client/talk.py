@@ -1,12 +1,16 @@
 """Talk-back: the command room speaks to this unit. The unit joins the operator's audio as a
-listener (``talk_join``) and plays it out, or with no audio device counts the frames it hears."""
+listener (``talk_join``), decodes it, counts the frames it hears and measures the loudest
+frequency of the last second (logged when the talk ends: proof the voice arrived, not silence)."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from typing import Any
 
+import av
+import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -20,6 +24,10 @@ class TalkListener:
     def __init__(self, unit_id: str) -> None:
         self.unit_id = unit_id
         self.frames_heard = 0
+        self.loudest_hz: float | None = None  # of the last second heard, at the last talk's end
+        self._samples: collections.deque[np.ndarray] = collections.deque()
+        self._sample_count = 0
+        self._rate = 48_000
         self._talks: dict[str, tuple[RTCPeerConnection, list[asyncio.Task[None]]]] = {}
 
     async def on_talk(self, link: UnitLink, data: Any) -> None:
@@ -43,15 +51,43 @@ class TalkListener:
     async def _listen(self, track: MediaStreamTrack) -> None:
         try:
             while True:
-                await track.recv()
+                frame = await track.recv()
                 self.frames_heard += 1
+                if isinstance(frame, av.AudioFrame):
+                    self._keep(frame)
         except MediaStreamError:
             return
 
-    async def on_talk_end(self, data: Any) -> None:
+    async def on_talk_end(self, link: UnitLink, data: Any) -> None:
         if isinstance(data, dict) and isinstance(data.get("talk_id"), str):
             await self._end(data["talk_id"])
-            logger.info("unit %s: talk-back ended (%d audio frames heard)", self.unit_id, self.frames_heard)
+            self.loudest_hz = self._loudest()
+            loudest = f", loudest at {self.loudest_hz:.0f} Hz" if self.loudest_hz is not None else ""
+            logger.info("unit %s: talk-back ended (%d audio frames heard%s)", self.unit_id, self.frames_heard, loudest)
+
+    def _keep(self, frame: av.AudioFrame) -> None:
+        """Keep the last second of what was heard, as mono samples."""
+        self._rate = frame.sample_rate
+        data = frame.to_ndarray().astype(np.float32)
+        channels = len(frame.layout.channels)
+        mono = data.reshape(-1, channels).mean(axis=1) if frame.format.is_packed else data.mean(axis=0)
+        self._samples.append(mono)
+        self._sample_count += len(mono)
+        while self._sample_count - len(self._samples[0]) >= self._rate:
+            self._sample_count -= len(self._samples.popleft())
+
+    def _loudest(self) -> float | None:
+        """The frequency with the most energy in the last second heard (None for silence)."""
+        if not self._samples:
+            return None
+        samples = np.concatenate(list(self._samples))
+        self._samples.clear()
+        self._sample_count = 0
+        if not np.any(samples):
+            return None
+        spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+        spectrum[0] = 0.0
+        return float(np.fft.rfftfreq(len(samples), 1 / self._rate)[int(np.argmax(spectrum))])
 
     async def _end(self, talk_id: str) -> None:
         entry = self._talks.pop(talk_id, None)

@@ -23,17 +23,25 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import aiohttp
 
+from geo.fix import Fix
+
+from .answers import AnswerOutbox
 from .applied_log import AppliedLog
 from .backoff import Backoff, wait_or_stop
 from .config import UnitConfig
+from .desk import OrderDesk
 from .errors import AlreadyPublishing, FieldClientError, LinkError, PublishRejected, SourceError
 from .gps import PositionSource, open_position_source
 from .gps_buffer import FixBuffer, PositionLink, PositionUploader
 from .inbox import InstructionInbox
 from .link import UnitLink
 from .loop_cache import LoopCache
+from .machine_orders import MachineOrders
+from .officer import AutoAck, Officer, TerminalOfficer
+from .orders import Order
 from .publisher import MediaPublisher
 from .sources import PatternOptions, open_sources
+from .still import StillCamera, upload_snapshot
 from .talk import TalkListener
 from .telemetry import TelemetryLink, Unsupported
 from .whip import WhipClient, WhipResource
@@ -99,6 +107,7 @@ class _Session:
     telemetry: TelemetryLink | None = None
     positions: asyncio.Task[None] | None = None
     inbox: asyncio.Task[None] | None = None
+    answers: asyncio.Task[None] | None = None
 
     def lost_events(self) -> list[asyncio.Event]:
         """What ends the attempt when it drops: the Socket.IO link and the telemetry channel."""
@@ -106,7 +115,11 @@ class _Session:
 
 
 class FieldUnit:
-    """Runs one unit described by a :class:`UnitConfig` until its stop event is set."""
+    """Runs one unit described by a :class:`UnitConfig` until its stop event is set.
+
+    ``cfg.answers`` says who answers human orders: ``"terminal"`` (an officer at this terminal),
+    ``"auto-ack"`` (unattended: acknowledge only) or ``"none"``.
+    """
 
     def __init__(self, cfg: UnitConfig, *, loops: LoopCache | None = None,
                  rng: random.Random | None = None, clock: Callable[[], float] = time.time) -> None:
@@ -122,10 +135,25 @@ class FieldUnit:
         self._http: aiohttp.ClientSession | None = None
         self.inbox: InstructionInbox | None = None
         self.talk = TalkListener(cfg.unit_id)
+        self.answers = AnswerOutbox(cfg.unit_id)
+        self.camera = StillCamera(cfg.codec)
+        self.officer: Officer | None = None
+        if cfg.answers == "terminal":
+            self.officer = TerminalOfficer(self.answers, self._here)
+        elif cfg.answers == "auto-ack":
+            self.officer = AutoAck(self.answers)
+        self.desk = OrderDesk(cfg.unit_id, MachineOrders(cfg.unit_id, self), self.answers, self.officer)
         # Set while a publish is accepted and its peer connection has not ended; for callers
         # that run units in-process (tests, the server's demo mode).
         self.publishing = asyncio.Event()
         self.publish_count = 0
+        # Whether the unit should publish now (``record_start``/``record_stop`` switch it), and
+        # a condition the switch and the publishing state are watched through.
+        self._media_on = cfg.publishes_media
+        self._media = asyncio.Condition()
+        self._media_changed = asyncio.Event()
+        self._link: UnitLink | None = None  # the link of the current attempt, for callbacks
+        self._last_fix: Fix | None = None
 
     def _log(self, level: int, message: str, *args: Any) -> None:
         logger.log(level, "unit %s: " + message, self.cfg.unit_id, *args)
@@ -146,7 +174,7 @@ class FieldUnit:
             self._applied = await AppliedLog.open(cfg.applied_log)
             self._log(logging.INFO, "%d applied instructions loaded from %s (last seq %d)",
                       len(self._applied), cfg.applied_log, self._applied.max_seq)
-        self.inbox = InstructionInbox(cfg.unit_id, self._applied)
+        self.inbox = InstructionInbox(cfg.unit_id, self._applied, self.desk)
         try:
             self._positions = await asyncio.to_thread(open_position_source, cfg.gps, self._rng)
         except (OSError, ValueError) as exc:  # NmeaError is a ValueError
@@ -167,11 +195,17 @@ class FieldUnit:
                 supervisors.append(("whip", self._whip_attempt))
         tasks = [asyncio.create_task(self._supervise(name, attempt, stop), name=f"{cfg.unit_id}-{name}")
                  for name, attempt in supervisors]
+        terminal = (asyncio.create_task(self.officer.run(), name=f"{cfg.unit_id}-terminal")
+                    if isinstance(self.officer, TerminalOfficer) else None)
         try:
             await asyncio.gather(*tasks)
         finally:
             for t in tasks:
                 await cancel_and_wait(t)
+            await cancel_and_wait(terminal)
+            await self.desk.close()
+            if len(self.answers):
+                self._log(logging.INFO, "%d answers not sent", len(self.answers))
             await cancel_and_wait(sampler)
             if self.fixes is not None and len(self.fixes):
                 self._log(logging.INFO, "%d buffered fixes not sent", len(self.fixes))
@@ -215,15 +249,17 @@ class FieldUnit:
         link = UnitLink(c.server, c.unit_id, c.token,
                         connect_timeout_s=c.connect_timeout_s, ack_timeout_s=c.ack_timeout_s,
                         handlers={
-                            "instructions_pending": lambda data: inbox.on_pending(link, data),
-                            "talk": lambda data: self.talk.on_talk(link, data),
+                            "instructions_pending": inbox.on_pending,
+                            "talk": self.talk.on_talk,
                             "talk_end": self.talk.on_talk_end,
                         })
         s.link = link
         self._log(logging.INFO, "connecting to %s", c.server)
         await link.connect()
         self._log(logging.INFO, "link connected")
+        self._link = link
         s.inbox = asyncio.create_task(self._pull_instructions(link), name=f"{c.unit_id}-instructions")
+        s.answers = asyncio.create_task(self._send_answers(link), name=f"{c.unit_id}-answers")
         if self._uploader is not None:
             s.telemetry = await self._open_telemetry()
             s.positions = asyncio.create_task(self._send_positions(s.telemetry or s.link, self._uploader),
@@ -245,28 +281,53 @@ class FieldUnit:
 
     async def _open_publisher(self, s: _Session) -> str:
         c = self.cfg
-        sources = await open_sources(c.video, c.audio, self.pattern, self.loops, rng=self._rng)
+        sources = await open_sources(c.video, c.audio, self.pattern, self.loops, rng=self._rng,
+                                     on_video_packet=self.camera.on_packet, on_video_frame=self.camera.on_frame)
         s.publisher = MediaPublisher(c.unit_id, sources, c.codec, c.ice_servers, c.ice_connect_timeout_s)
         return await s.publisher.create_offer()
 
-    async def _sio_setup(self, s: _Session) -> None:
-        await self._connect_link(s)
-        if not self.cfg.publishes_media:
-            return
+    async def _close_publisher(self, s: _Session, link: UnitLink | None, stopping: bool) -> None:
+        """End the session's publish: tell the server when the link is still up and the unit
+        means to stop (not when the link or the peer connection has already gone)."""
+        if stopping and s.session_id and link is not None and not link.lost.is_set():
+            await link.unpublish(s.session_id)
+            self._log(logging.INFO, "unpublished session %s", s.session_id)
+        s.session_id = None
+        if s.publisher is not None:
+            await s.publisher.close()
+            s.publisher = None
+        await self._set_publishing(False)
+
+    async def _sio_publish(self, s: _Session) -> None:
         offer = await self._open_publisher(s)
         assert s.link is not None and s.publisher is not None
         answer, s.session_id = await s.link.publish(offer)
         await s.publisher.accept_answer(answer)
-        self._mark_publishing()
+        await self._mark_publishing()
         self._log(logging.INFO, "publishing (session %s, %s)", s.session_id, self.cfg.codec)
 
     async def _sio_attempt(self, stop: asyncio.Event) -> bool:
-        """Link, a publish over it and positions, until any of them ends."""
+        """Link, positions, and a publish over the link while media is switched on, until the
+        link or an established publish ends (a switch off ends only the publish)."""
         s = _Session()
         try:
-            await until_stopped(stop, self._sio_setup(s))
+            await until_stopped(stop, self._connect_link(s))
             assert s.link is not None
-            await wait_first(stop, *s.lost_events(), *([s.publisher.ended] if s.publisher else []))
+            while True:
+                self._media_changed.clear()
+                if self._media_on:
+                    await until_stopped(stop, self._sio_publish(s))
+                    assert s.publisher is not None
+                    ended = s.publisher.ended
+                    await wait_first(stop, self._media_changed, *s.lost_events(), ended)
+                    if stop.is_set() or any(e.is_set() for e in s.lost_events()) or ended.is_set():
+                        break
+                    if not self._media_on:
+                        await self._close_publisher(s, s.link, stopping=True)
+                else:
+                    await wait_first(stop, self._media_changed, *s.lost_events())
+                    if stop.is_set() or any(e.is_set() for e in s.lost_events()):
+                        break
             if not stop.is_set():
                 cause = ("link lost" if s.link.lost.is_set() else
                          "telemetry channel lost" if s.telemetry and s.telemetry.lost.is_set() else
@@ -274,14 +335,11 @@ class FieldUnit:
                 self._log(logging.INFO, "session ended: %s", cause)
             return True
         finally:
-            self.publishing.clear()
+            self._link = None
             await cancel_and_wait(s.positions)
             await cancel_and_wait(s.inbox)
-            if stop.is_set() and s.session_id and s.link is not None and not s.link.lost.is_set():
-                await s.link.unpublish(s.session_id)
-                self._log(logging.INFO, "unpublished session %s", s.session_id)
-            if s.publisher is not None:
-                await s.publisher.close()
+            await cancel_and_wait(s.answers)
+            await self._close_publisher(s, s.link, stopping=stop.is_set())
             if s.telemetry is not None:
                 await s.telemetry.close()
             if s.link is not None:
@@ -296,8 +354,10 @@ class FieldUnit:
             await wait_first(stop, *s.lost_events())
             return True
         finally:
+            self._link = None
             await cancel_and_wait(s.positions)
             await cancel_and_wait(s.inbox)
+            await cancel_and_wait(s.answers)
             if s.telemetry is not None:
                 await s.telemetry.close()
             if s.link is not None:
@@ -309,33 +369,92 @@ class FieldUnit:
         self._log(logging.INFO, "WHIP POST %s", whip.endpoint)
         s.whip = await whip.publish(offer)
         await s.publisher.accept_answer(s.whip.answer_sdp)
-        self._mark_publishing()
+        await self._mark_publishing()
         self._log(logging.INFO, "publishing via WHIP (session %s, %s)", s.whip.session_id, self.cfg.codec)
 
     async def _whip_attempt(self, stop: asyncio.Event) -> bool:
-        """One WHIP session, until its peer connection ends; ``DELETE`` on the way out."""
+        """One WHIP session while media is switched on, until its peer connection ends or the
+        switch goes off; ``DELETE`` on the way out."""
         assert self._http is not None
         c = self.cfg
+        while not self._media_on:
+            self._media_changed.clear()
+            await wait_first(stop, self._media_changed)
+            if stop.is_set():
+                raise Stopped
         whip = WhipClient(self._http, c.server, c.unit_id, c.token, c.connect_timeout_s)
         s = _Session()
         try:
+            self._media_changed.clear()
             await until_stopped(stop, self._whip_setup(s, whip))
             assert s.publisher is not None
-            await wait_first(stop, s.publisher.ended)
-            if not stop.is_set():
+            await wait_first(stop, s.publisher.ended, self._media_changed)
+            if not stop.is_set() and s.publisher.ended.is_set():
                 self._log(logging.INFO, "WHIP session ended: peer connection %s", s.publisher.state)
             return True
         finally:
-            self.publishing.clear()
             if s.whip is not None:
                 await whip.delete(s.whip)
                 self._log(logging.INFO, "WHIP session %s deleted", s.whip.session_id)
-            if s.publisher is not None:
-                await s.publisher.close()
+            await self._close_publisher(s, None, stopping=False)
 
-    def _mark_publishing(self) -> None:
+    async def _mark_publishing(self) -> None:
         self.publish_count += 1
-        self.publishing.set()
+        await self._set_publishing(True)
+
+    async def _set_publishing(self, on: bool) -> None:
+        if on:
+            self.publishing.set()
+        else:
+            self.publishing.clear()
+            self.camera.clear()
+        async with self._media:
+            self._media.notify_all()
+
+    # -- what machine orders control (machine_orders.UnitControls) ------------------------------
+
+    @property
+    def has_camera(self) -> bool:
+        return self.cfg.video.kind != "none"
+
+    @property
+    def has_microphone(self) -> bool:
+        return self.cfg.audio.kind != "none"
+
+    async def set_media(self, on: bool, timeout_s: float) -> bool:
+        """Switch publishing on or off; True once the unit is (or is not) publishing."""
+        if self._media_on != on:
+            self._media_on = on
+            self._media_changed.set()
+            self._log(logging.INFO, "media switched %s", "on" if on else "off")
+        async with self._media:
+            try:
+                await asyncio.wait_for(self._media.wait_for(lambda: self.publishing.is_set() == on), timeout_s)
+            except TimeoutError:
+                return False
+        return True
+
+    async def take_snapshot(self, order: Order) -> dict[str, Any]:
+        jpeg = await self.camera.jpeg()
+        if jpeg is None:
+            raise FieldClientError("摄像头未开启 the camera is off (not publishing): start recording first")
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
+        c = self.cfg
+        stored = await upload_snapshot(self._http, c.server, c.unit_id, c.token, jpeg, order.id, self._clock(),
+                                       timeout_s=max(10.0, c.connect_timeout_s))
+        self._log(logging.INFO, "snapshot %s stored (%d bytes, sha256 %s)", stored.get("snapshot_id"), len(jpeg),
+                  str(stored.get("sha256", ""))[:12])
+        return {k: stored[k] for k in ("snapshot_id", "sha256", "bytes") if k in stored}
+
+    async def call_back(self, order: Order) -> None:
+        link = self._link
+        if link is None or link.lost.is_set():
+            raise LinkError("not connected to the server: the call-back cannot be placed")
+        await link.call("callback", {"instruction_id": order.id})
+
+    def _here(self) -> Fix | None:
+        return self._last_fix
 
     # -- positions and instructions -----------------------------------------------------------
 
@@ -347,6 +466,7 @@ class FieldUnit:
         while True:
             position = source.position(self._clock())
             if position is not None:
+                self._last_fix = position
                 # Whole milliseconds, so a fix resent as a single ``position`` (ISO text, ms)
                 # carries exactly the ``ts`` of its batch copy and the server sees a duplicate.
                 fixes.append(replace(position, ts=round(position.ts, 3)))
@@ -359,6 +479,13 @@ class FieldUnit:
     async def _send_positions(self, link: PositionLink, uploader: PositionUploader) -> None:
         """Buffered fixes over this link, oldest first, until the attempt cancels it."""
         await uploader.drain(link)
+
+    async def _send_answers(self, link: UnitLink) -> None:
+        """The officer's and the machine orders' answers, over this link while it lasts."""
+        try:
+            await self.answers.drain(link)
+        except LinkError as exc:
+            self._log(logging.INFO, "answers wait for the next link: %s", exc)
 
     async def _pull_instructions(self, link: UnitLink) -> None:
         """Everything queued while the unit was away, in order, right after connecting."""
