@@ -11,7 +11,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.stream import Stream
 
-from media.pattern import EncodedLoop
+from field_client.encoded_loop import EncodedLoop
 from media.relay import Channel, RelayConfig
 from recordings.source import EncodedFrame, FrameSource
 
