@@ -129,13 +129,15 @@ def test_the_checker_sees_every_kind_of_forbidden_import() -> None:
         ("recordings.archive", "from media.relay import Channel"): "recordings may not import media",
         ("recordings.audit_cli", "import importlib\nimportlib.import_module('dispatch_server.config')"):
             "recordings may not import dispatch_server",
-        ("dispatch_server.demo", "from field_client.fleet import run_fleet"): "dispatch_server may not import field_client",
+        ("dispatch_server.demo", "from field_client.fleet import run_fleet"):
+            "dispatch_server may not import field_client",
         ("media.relay", "__import__('geo.fix')"): "media may not import geo",
         ("dispatch_server.instructions", "from .sio.push import Push"): "domain layer may not import the edge layer",
         ("dispatch_server.live", "from . import app"): "domain layer may not import the root layer",
         ("dispatch_server.stores.accounts", "from ..roster import Roster"):
             "stores layer may not import the domain layer",
-        ("dispatch_server.http.api_actions", "from ..app import create_app"): "edge layer may not import the root layer",
+        ("dispatch_server.http.api_actions", "from ..app import create_app"):
+            "edge layer may not import the root layer",
         ("field_client.unit", "from recordings.ledger import Ledger"): "field_client may not import recordings",
     }
     for (module, source), expected in cases.items():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from tests.conftest import OPERATOR_PASSWORD, LiveServer
 from tests.support.browser import chromium, console_login, tile_frames, wait_tile_frames
 
@@ -27,7 +26,8 @@ async def test_field_page_publishes_and_console_shows_the_tile(live: LiveServer)
         await console.wait_for_selector("[data-unit-id='bc-07']", timeout=10_000)
         frames = await wait_tile_frames(console, "bc-07", 10, timeout_s=20)
         assert frames > 10
-        await console.wait_for_selector(".tile[data-unit-id='bc-07'][data-state='live'], [data-unit-id='bc-07'][data-state='live']", timeout=10_000)
+        live_tile = ".tile[data-unit-id='bc-07'][data-state='live'], [data-unit-id='bc-07'][data-state='live']"
+        await console.wait_for_selector(live_tile, timeout=10_000)
         shot = Path(live.settings.data_dir) / "console.png"  # for people debugging a failure
         await console.screenshot(path=str(shot))
 

@@ -71,7 +71,8 @@ async def test_operator_runs_an_action_and_sees_instruction_states(live: LiveSer
             await card.wait_for(timeout=10_000)
             action_id = await card.get_attribute("data-action-id")
             await card.locator(".action-start").click()
-            await page.wait_for_selector(f"li.action-card[data-action-id='{action_id}'][data-state='running']", timeout=10_000)
+            running_card = f"li.action-card[data-action-id='{action_id}'][data-state='running']"
+            await page.wait_for_selector(running_card, timeout=10_000)
             await page.wait_for_selector(f"tr[data-unit-id='bc-01'][data-action-id='{action_id}']", timeout=10_000)
 
             await page.locator(f"li.action-card[data-action-id='{action_id}'] .action-instruct").click()
@@ -85,7 +86,8 @@ async def test_operator_runs_an_action_and_sees_instruction_states(live: LiveSer
             assert [i["id"] for i in pending["instructions"]] == [iid]
             assert pending["instructions"][0]["case_number"] == "（2026）冀0916执99号"
             await unit.call("received", {"ids": [iid]})
-            await page.wait_for_selector(f"li.instr[data-instruction-id='{iid}'][data-state='delivered']", timeout=10_000)
+            delivered_row = f"li.instr[data-instruction-id='{iid}'][data-state='delivered']"
+            await page.wait_for_selector(delivered_row, timeout=10_000)
             await unit.call("instruction_state", {"id": iid, "state": "acknowledged"})
             await unit.call("instruction_state", {"id": iid, "state": "done"})
             await page.wait_for_selector(f"li.instr[data-instruction-id='{iid}'][data-state='done']", timeout=10_000)

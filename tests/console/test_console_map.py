@@ -86,7 +86,8 @@ async def test_marker_appears_and_moves_with_the_fixes_and_nothing_leaves_the_se
             assert await page.evaluate("typeof window.L === 'object' && typeof window.L.map === 'function'")
             assert any(u.endswith("/vendor/leaflet/leaflet.js") for u in requests)
             assert await page.locator("#map .leaflet-tile").count() == 0  # no tile URL: no tile layer
-            assert not external(requests, live.url), f"the map must work offline; it requested {external(requests, live.url)}"
+            offsite = external(requests, live.url)
+            assert not offsite, f"the map must work offline; it requested {offsite}"
             await page.screenshot(path=str(Path(live.settings.data_dir) / "console-map.png"))
     finally:
         await unit.close()
@@ -159,6 +160,6 @@ def test_gcj02_js_matches_the_server() -> None:
     )
     out = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
-    for (lat, lon), (fwd, inv) in zip(points, json.loads(out.stdout)):
+    for (lat, lon), (fwd, inv) in zip(points, json.loads(out.stdout), strict=True):
         assert fwd == pytest.approx(list(wgs84_to_gcj02(lat, lon)), abs=1e-9), (lat, lon)
         assert inv == pytest.approx(list(gcj02_to_wgs84(lat, lon)), abs=1e-9), (lat, lon)

@@ -81,7 +81,8 @@ async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
         await download.save_as(str(package))
         await portal.click(".watch-btn")
         await portal.wait_for_function(
-            "(() => { const v = document.querySelector('.portal-request video'); return v && v.readyState >= 1 && v.duration > 1; })()",
+            "(() => { const v = document.querySelector('.portal-request video');"
+            " return v && v.readyState >= 1 && v.duration > 1; })()",
             timeout=20_000)
 
     out = verify_export(package)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 import aiohttp
 
@@ -11,7 +12,9 @@ from tests.support.browser import chromium, console_login
 from tests.support.peers import make_publisher, whip_publish
 
 
-async def test_patrol_cycles_through_publishing_units(make_live: object, http: aiohttp.ClientSession, vp8_loop: object) -> None:
+async def test_patrol_cycles_through_publishing_units(
+    make_live: object, http: aiohttp.ClientSession, vp8_loop: object
+) -> None:
     live = await make_live(console={"patrol_interval_s": 1.0})  # type: ignore[operator]
     live.add_user("op", "operator")
     pubs = []
@@ -42,7 +45,7 @@ async def test_patrol_cycles_through_publishing_units(make_live: object, http: a
                 seen.append((time.monotonic(), current))
             units = [u for _, u in seen]
             assert set(units) == {"bc-01", "bc-02", "bc-03"}, units
-            gaps = [b - a for (a, _), (b, _) in zip(seen[1:], seen[2:])]
+            gaps = [b - a for (a, _), (b, _) in pairwise(seen[1:])]
             assert all(0.6 < g < 2.5 for g in gaps), gaps
             assert await page.is_visible("#patrol-panel")
             await page.click("#patrol-pause")

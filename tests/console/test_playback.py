@@ -45,7 +45,8 @@ async def wait_state(page: Page, condition: str, timeout_ms: int = 15_000) -> An
     """Wait until ``condition`` (a JS expression over ``s`` = state()) holds; returns the state."""
     try:
         await page.wait_for_function(
-            f"(() => {{ const s = window.dispatchConsole.playback.state(); return {condition}; }})()", timeout=timeout_ms)
+            f"(() => {{ const s = window.dispatchConsole.playback.state(); return {condition}; }})()",
+            timeout=timeout_ms)
     except Exception as exc:
         raise AssertionError(f"playback never reached {condition}: {await state(page)}") from exc
     return await state(page)

@@ -9,8 +9,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dispatch_server.running_actions import RunningActions
 from dispatch_server.casenumber import CaseNumberError, parse_case_number
+from dispatch_server.running_actions import RunningActions
 from tests.conftest import LiveServer
 
 
@@ -27,8 +27,10 @@ def test_case_numbers_parse_and_normalise(text: str, normal: str) -> None:
     assert str(parse_case_number(text)) == normal
 
 
-@pytest.mark.parametrize("text", ["", "2026冀0916执123号", "（2026）冀0916民123号", "（26）冀0916执1号",
-                                  "（2026）XX0916执1号", "（2026）冀0916执号", "（1800）冀0916执1号", "（2026）冀0916执1"])
+@pytest.mark.parametrize("text", [
+    "", "2026冀0916执123号", "（2026）冀0916民123号", "（26）冀0916执1号",
+    "（2026）XX0916执1号", "（2026）冀0916执号", "（1800）冀0916执1号", "（2026）冀0916执1",
+])
 def test_bad_case_numbers_are_refused(text: str) -> None:
     with pytest.raises(CaseNumberError):
         parse_case_number(text)
@@ -87,7 +89,8 @@ async def test_action_lifecycle_and_roster_link(live: LiveServer, http: aiohttp.
     assert status == 409 and body["error"]["code"] == "unit_busy"
 
     status, units = await api(http, "GET", f"{live.url}/api/units", op)
-    assert {u["id"]: u["case_number"] for u in units["units"]} == {"bc-01": action["case_number"], "veh-01": action["case_number"]}
+    assert {u["id"]: u["case_number"] for u in units["units"]} == {
+        "bc-01": action["case_number"], "veh-01": action["case_number"]}
 
     status, body = await api(http, "POST", f"{base}/{aid}/end", op)
     assert status == 200 and body["state"] == "ended"

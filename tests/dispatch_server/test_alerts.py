@@ -10,7 +10,9 @@ from tests.dispatch_server.test_actions import ACTION, api
 from tests.support.unit_client import Console, RawUnit
 
 
-async def test_sos_reaches_operators_with_position_and_escalates(make_live: object, http: aiohttp.ClientSession) -> None:
+async def test_sos_reaches_operators_with_position_and_escalates(
+    make_live: object, http: aiohttp.ClientSession
+) -> None:
     live = await make_live(alerts={"escalate_after_s": 1.0, "sweep_interval_s": 0.1})  # type: ignore[operator]
     token = live.add_unit("bc-01")
     live.add_user("op", "operator")
@@ -39,7 +41,8 @@ async def test_sos_reaches_operators_with_position_and_escalates(make_live: obje
                          headers={"Authorization": f"Bearer {token}"}) as r:
         assert r.status == 201
     assert (await console.next("alert", lambda a: a["kind"] == "sos"))["position"]["lon"] == 114.6
-    async with http.post(f"{live.url}/api/units/bc-01/sos", json={"lat": 138}, headers={"Authorization": f"Bearer {token}"}) as r:
+    async with http.post(f"{live.url}/api/units/bc-01/sos", json={"lat": 138},
+                         headers={"Authorization": f"Bearer {token}"}) as r:
         assert r.status == 400
     async with http.post(f"{live.url}/api/units/bc-01/sos", json={}, headers={"Authorization": "Bearer forged"}) as r:
         assert r.status == 401
@@ -48,7 +51,9 @@ async def test_sos_reaches_operators_with_position_and_escalates(make_live: obje
     await console.close()
 
 
-async def test_unit_leaving_a_running_action_and_overdue_ack_raise_alerts(make_live: object, http: aiohttp.ClientSession) -> None:
+async def test_unit_leaving_a_running_action_and_overdue_ack_raise_alerts(
+    make_live: object, http: aiohttp.ClientSession
+) -> None:
     live = await make_live(alerts={"sweep_interval_s": 0.1})  # type: ignore[operator]
     token = live.add_unit("bc-01")
     live.add_unit("veh-01", "vehicle")

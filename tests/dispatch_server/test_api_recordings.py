@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,10 @@ async def test_search_playback_holds_and_retention(
     action_id = ledger(live, "recording_opened")[0]["data"]["action_id"] or \
         ledger(live, "recording_opened")[1]["data"]["action_id"]
     assert await found(f"action={action_id}") == [recs["bc-01"]]
-    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))  # noqa: E731
+
+    def iso(t: float) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
     assert await found(f"from={iso(started - 120)}&to={iso(started - 60)}") == []
     assert await found(f"from={iso(started - 60)}&to={iso(time.time() + 60)}") == sorted(recs.values())
     assert await found(f"near={HERE[0]},{HERE[1]}&within_m=50") == [recs["bc-01"]]
@@ -146,7 +150,7 @@ async def test_search_playback_holds_and_retention(
     assert rec["gaps"] == [] and len(rec["segments"]) >= 2
     segs = rec["segments"]
     assert [s["seq"] for s in segs] == list(range(1, len(segs) + 1))
-    assert all(a["offset_s"] < b["offset_s"] for a, b in zip(segs, segs[1:]))
+    assert all(a["offset_s"] < b["offset_s"] for a, b in pairwise(segs))
     assert all(s["url"] and s["download_url"] is None for s in segs), "operators play but do not download"
     assert len(rec["track"]) > 10 and rec["track"][0]["t"] < 0 < rec["track"][-1]["t"]
     assert (await get(http, f"{base}/{rid}", aud))[1]["segments"][0]["download_url"].endswith("&download=1")
@@ -181,7 +185,8 @@ async def test_search_playback_holds_and_retention(
                                       ["download_url"])
     assert status == 200 and body == data
     assert headers["Content-Disposition"] == f'attachment; filename="{rid}-000001.webm"'
-    assert [(e["actor"], e["outcome"]) for e in ledger(live, "downloaded")] == [("user:op", "denied"), ("user:aud", "ok")]
+    downloads = [(e["actor"], e["outcome"]) for e in ledger(live, "downloaded")]
+    assert downloads == [("user:op", "denied"), ("user:aud", "ok")]
 
     # No session, a ticket for another segment, a ticket of a session that ended: 401, in the ledger.
     assert (await get(http, f"{base}/{rid}/segments/1"))[0] == 401
@@ -280,8 +285,8 @@ def test_cli_retention_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     fake.recording("rec-old", opened=T0)
     fake.recording("rec-new", opened=time.time() - 60, segments=3)
     fake.ledger.close()  # one writer per ledger: the CLI opens it itself
-    settings = settings_for(tmp_path, archive={"dir": str(fake.root), "signing_key": str(tmp_path / "a/keys/ledger.pem"),
-                                               **RULES})
+    archive = {"dir": str(fake.root), "signing_key": str(tmp_path / "a/keys/ledger.pem"), **RULES}
+    settings = settings_for(tmp_path, archive=archive)
     assert cli.retention_run(settings, dry_run=True) == 0
     assert "would delete 2 segments of 1 recordings" in capsys.readouterr().out
     assert (fake.root / "recordings/rec-old/000001.webm").is_file()

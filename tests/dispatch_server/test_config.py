@@ -70,7 +70,10 @@ def test_secrets_print_as_stars(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.parametrize(("event_loop", "loop_class"), [("uvloop", "uvloop.Loop"), ("asyncio", "asyncio.unix_events._UnixSelectorEventLoop")])
+@pytest.mark.parametrize(("event_loop", "loop_class"), [
+    ("uvloop", "uvloop.Loop"),
+    ("asyncio", "asyncio.unix_events._UnixSelectorEventLoop"),
+])
 def test_the_server_runs_on_the_configured_event_loop(tmp_path: Path, event_loop: str, loop_class: str) -> None:
     cfg = write_config(tmp_path / "config.toml", tmp_path / "data")
     server = ServerProcess(cfg, env={"DISPATCH_SERVER__EVENT_LOOP": event_loop}).start()

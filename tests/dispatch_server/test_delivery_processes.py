@@ -88,7 +88,9 @@ async def test_field_client_killed_while_instructions_flow_applies_each_exactly_
 
 
 @pytest.mark.timeout(150)
-async def test_server_killed_with_200_queued_instructions_loses_none(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+async def test_server_killed_with_200_queued_instructions_loses_none(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
     cfg = write_config(tmp_path / "config.toml", tmp_path / "data")
     token = add_unit(cfg, "veh-01", "vehicle")
     add_user(cfg, "op", "operator", "operator-pass-1")

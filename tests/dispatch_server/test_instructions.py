@@ -12,7 +12,9 @@ from tests.dispatch_server.test_actions import ACTION, api
 from tests.support.unit_client import Console, RawUnit
 
 
-async def test_instruction_flows_queued_delivered_acknowledged_done(live: LiveServer, http: aiohttp.ClientSession) -> None:
+async def test_instruction_flows_queued_delivered_acknowledged_done(
+    live: LiveServer, http: aiohttp.ClientSession
+) -> None:
     token = live.add_unit("bc-01")
     live.add_user("op", "operator")
     op = await live.login("op")
@@ -100,10 +102,12 @@ async def test_units_cannot_touch_instructions_they_never_got(live: LiveServer, 
     iid = body["id"]
     u1, u2 = await RawUnit(live.url, "bc-01", t1).connect(), await RawUnit(live.url, "bc-02", t2).connect()
     assert (await u2.call("received", {"ids": [iid]}))["error"]["code"] == "unknown_instruction"
-    assert (await u2.call("instruction_state", {"id": iid, "state": "acknowledged"}))["error"]["code"] == "unknown_instruction"
+    stranger = await u2.call("instruction_state", {"id": iid, "state": "acknowledged"})
+    assert stranger["error"]["code"] == "unknown_instruction"
     assert (await u2.call("sync", {"after_seq": 0}))["instructions"] == []
     # Acknowledging before receipt: the unit never got it.
-    assert (await u1.call("instruction_state", {"id": iid, "state": "acknowledged"}))["error"]["code"] == "not_delivered"
+    early = await u1.call("instruction_state", {"id": iid, "state": "acknowledged"})
+    assert early["error"]["code"] == "not_delivered"
     await u1.call("received", {"ids": [iid]})
     assert (await u1.call("instruction_state", {"id": iid, "state": "acknowledged"}))["ok"]
     _, before = await api(http, "GET", f"{live.url}/api/instructions/{iid}", op)
@@ -136,7 +140,8 @@ async def test_team_and_all_online_targets(live: LiveServer, http: aiohttp.Clien
     assert ins["action_id"] == action["id"] and ins["case_number"] == "（2026）冀0916执123号"
     online = await RawUnit(live.url, "bc-09", tokens["bc-09"]).connect()
     pending = asyncio.ensure_future(online.pending.get())
-    status, body = await api(http, "POST", f"{live.url}/api/instructions", op, {"all": True, "type": "text", "text": "收队"})
+    status, body = await api(http, "POST", f"{live.url}/api/instructions", op,
+                             {"all": True, "type": "text", "text": "收队"})
     assert status == 201 and body["units"] == ["bc-09"]
     assert (await asyncio.wait_for(pending, 5))["max_seq"] == 1
     await online.close()

@@ -14,7 +14,9 @@ async def test_openapi_covers_every_api_route(live: LiveServer, http: aiohttp.Cl
         assert r.status == 200
         doc = await r.json()
     assert doc["openapi"].startswith("3.")
-    documented = {(path, method.upper()) for path, item in doc["paths"].items() for method in item if method != "parameters"}
+    documented = {
+        (path, method.upper()) for path, item in doc["paths"].items() for method in item if method != "parameters"
+    }
     served = set()
     for route in live.app.router.routes():
         info = route.get_info()

@@ -67,6 +67,7 @@ async def party_login(http: aiohttp.ClientSession, live: LiveServer, code: str, 
 async def wait_state(http: aiohttp.ClientSession, live: LiveServer, judge: str, rid: str, state: str,
                      timeout: float = 60) -> dict[str, Any]:
     end = time.monotonic() + timeout
+    doc: dict[str, Any]
     while True:
         _, doc = await api(http, "GET", f"{live.url}/api/footage-requests/{rid}", judge)
         if doc["state"] == state:
@@ -83,7 +84,8 @@ async def test_request_approve_export_download_revoke_expire(
     live: LiveServer = await make_live(clock=clock, archive=FAST)
     action_id, judge = await record_action(live, http, vp8_loop, opus_loop)
 
-    status, code = await api(http, "POST", f"{live.url}/api/party/codes", judge, {"case_number": CASE, "party_name": "张三"})
+    status, code = await api(http, "POST", f"{live.url}/api/party/codes", judge,
+                             {"case_number": CASE, "party_name": "张三"})
     assert status == 201 and len(code["code"]) == 14
     op = await live.login("op")
     status, _ = await api(http, "POST", f"{live.url}/api/party/codes", op, {"case_number": CASE, "party_name": "x"})
@@ -104,12 +106,14 @@ async def test_request_approve_export_download_revoke_expire(
     assert status == 201 and req["state"] == "pending"
     rid = req["id"]
 
-    status, body = await api(http, "POST", f"{live.url}/api/footage-requests/{rid}/decision", op, {"decision": "approve"})
+    status, body = await api(http, "POST", f"{live.url}/api/footage-requests/{rid}/decision", op,
+                             {"decision": "approve"})
     assert status == 403, "operators do not decide"
     status, doc = await api(http, "POST", f"{live.url}/api/footage-requests/{rid}/decision", judge,
                             {"decision": "more_info", "reason": "请说明与本案的关系"})
     assert status == 200 and doc["state"] == "more_info"
-    status, body = await api(http, "POST", f"{live.url}/api/party/requests/{rid}/reply", ptoken, {"message": "我是被执行人"})
+    status, body = await api(http, "POST", f"{live.url}/api/party/requests/{rid}/reply", ptoken,
+                             {"message": "我是被执行人"})
     assert status == 200 and body["state"] == "pending"
     status, doc = await api(http, "POST", f"{live.url}/api/footage-requests/{rid}/decision", judge,
                             {"decision": "approve", "reason": "依法公开"})
@@ -162,7 +166,8 @@ async def test_request_approve_export_download_revoke_expire(
     assert time.monotonic() - revoked_at < 1.0, "revocation takes effect within a second"
 
     # A second approved request, then time passes beyond the link's lifetime: expired.
-    status, code2 = await api(http, "POST", f"{live.url}/api/party/codes", judge, {"case_number": CASE, "party_name": "张三"})
+    status, code2 = await api(http, "POST", f"{live.url}/api/party/codes", judge,
+                              {"case_number": CASE, "party_name": "张三"})
     _, party2 = await party_login(http, live, code2["code"])
     _, req2 = await api(http, "POST", f"{live.url}/api/party/requests", party2["token"],
                         {"action_id": action_id, "reason": "再次查看"})
@@ -256,8 +261,8 @@ async def test_500_path_tricks_serve_nothing_outside_the_archive(
     async def one(url: str) -> None:
         async with sem:
             try:
-                async with http.get(yarl.URL(live.url + url, encoded=True), headers={"Authorization": f"Bearer {token}"},
-                                    allow_redirects=False) as r:
+                async with http.get(yarl.URL(live.url + url, encoded=True),
+                                    headers={"Authorization": f"Bearer {token}"}, allow_redirects=False) as r:
                     body = await r.read()
             except (aiohttp.ClientError, ValueError):
                 return  # the client refused to even send it

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any
 import xml.etree.ElementTree as ET
+from typing import Any, cast
 
 import aiohttp
 import msgpack
@@ -18,7 +18,9 @@ from tests.dispatch_server.test_actions import ACTION, api
 from tests.support.unit_client import Console, RawUnit
 
 
-async def test_batches_are_validated_stored_and_served_as_tracks(make_live: object, http: aiohttp.ClientSession) -> None:
+async def test_batches_are_validated_stored_and_served_as_tracks(
+    make_live: object, http: aiohttp.ClientSession
+) -> None:
     live: LiveServer = await make_live(geo={"stale_after_s": 5})  # type: ignore[operator]
     token = live.add_unit("bc-01")
     live.add_user("op", "operator")
@@ -37,8 +39,8 @@ async def test_batches_are_validated_stored_and_served_as_tracks(make_live: obje
     assert "lat" in ack["rejected"][0]["error"] and "future" in ack["rejected"][1]["error"]
     for garbage in (b"\xc1\xc1\xc1", b"not msgpack at all \xff", msgpack.packb({"lat": 1}), "text not bytes",
                     msgpack.packb([{}] * 501)):
-        bad = await unit.call("positions", garbage)
-        assert bad["ok"] is False and bad["error"]["code"] == "bad_message", bad
+        refused = await unit.call("positions", garbage)
+        assert refused["ok"] is False and refused["error"]["code"] == "bad_message", refused
     assert unit.sio.connected
 
     auth = {"Authorization": f"Bearer {op}"}
@@ -81,7 +83,7 @@ async def test_moves_reach_consoles_as_lists_and_a_first_fix_as_unit_status(
     t0 = time.time() - 10
 
     def fix(i: int, k: int) -> bytes:
-        return msgpack.packb([{"lat": 38 + i / 100, "lon": 114.5 + k / 1000, "ts": t0 + k}])
+        return cast(bytes, msgpack.packb([{"lat": 38 + i / 100, "lon": 114.5 + k / 1000, "ts": t0 + k}]))
 
     # A unit's first fix changes its whole view (it appears on the map): a full unit_status.
     for i, unit in enumerate(units):
@@ -148,7 +150,9 @@ async def test_a_stale_unit_comes_back_with_a_full_unit_status(make_live: Any) -
     await console.close()
 
 
-async def test_crossing_the_action_area_gives_one_exit_and_one_enter(live: LiveServer, http: aiohttp.ClientSession) -> None:
+async def test_crossing_the_action_area_gives_one_exit_and_one_enter(
+    live: LiveServer, http: aiohttp.ClientSession
+) -> None:
     token = live.add_unit("bc-01")
     live.add_unit("veh-01", "vehicle")
     live.add_user("op", "operator")
@@ -180,7 +184,9 @@ async def test_crossing_the_action_area_gives_one_exit_and_one_enter(live: LiveS
     await console.close()
 
 
-async def test_nearest_units_match_brute_force(make_live: Any, mode: dict[str, Any], http: aiohttp.ClientSession) -> None:
+async def test_nearest_units_match_brute_force(
+    make_live: Any, mode: dict[str, Any], http: aiohttp.ClientSession
+) -> None:
     """On one node in memory, and on a node in Redis mode (positions in Redis GEO, shared by nodes)."""
     live: LiveServer = await make_live(**mode)
     live.add_user("op", "operator")
@@ -201,7 +207,7 @@ async def test_nearest_units_match_brute_force(make_live: Any, mode: dict[str, A
             got = [(u["id"], u["distance_m"]) for u in (await r.json())["units"]]
         brute = sorted((haversine_m(qlat, qlon, lat, lon), uid) for uid, (lat, lon, _) in units.items())[:5]
         assert [uid for uid, _ in got] == [uid for _, uid in brute]
-        assert all(abs(d - b) < 0.5 for (_, d), (b, _) in zip(got, brute))
+        assert all(abs(d - b) < 0.5 for (_, d), (b, _) in zip(got, brute, strict=True))
     for bad in ("lat=91&lon=0", "lat=x&lon=0", "lon=1", "lat=1&lon=1&k=0"):
         async with http.get(f"{live.url}/api/units/nearest?{bad}", headers=auth) as r:
             assert r.status == 400

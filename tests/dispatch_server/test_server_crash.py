@@ -23,7 +23,8 @@ async def unit_state(http: aiohttp.ClientSession, url: str, token: str, unit: st
         async with http.get(f"{url}/api/units", headers={"Authorization": f"Bearer {token}"}) as r:
             if r.status != 200:
                 return None
-            return next(u for u in (await r.json())["units"] if u["id"] == unit)
+            units: list[dict[str, object]] = (await r.json())["units"]
+            return next(u for u in units if u["id"] == unit)
     except aiohttp.ClientError:
         return None
 
@@ -45,7 +46,8 @@ async def test_unit_comes_back_after_the_server_is_killed(tmp_path: Path, http: 
     token = add_unit(cfg, "veh-05", "vehicle")
     add_user(cfg, "op", "operator", "operator-pass-1")
     server = ServerProcess(cfg).start()
-    client = subprocess.Popen(
+    client = await asyncio.to_thread(
+        subprocess.Popen,
         [sys.executable, "-m", "field_client", "--server", server.url, "--unit", "veh-05", "--token", token,
          "--size", "320x240", "--gps", "none"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -13,7 +13,9 @@ from tests.support.peers import make_publisher, make_viewer
 from tests.support.unit_client import RawUnit
 
 
-async def test_operator_talks_to_a_unit(live: LiveServer, http: aiohttp.ClientSession, opus_loop: object, vp8_loop: object) -> None:
+async def test_operator_talks_to_a_unit(
+    live: LiveServer, http: aiohttp.ClientSession, opus_loop: object, vp8_loop: object
+) -> None:
     token = live.add_unit("bc-01")
     live.add_unit("veh-01", "vehicle")
     live.add_user("op", "operator")

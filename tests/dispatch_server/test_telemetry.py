@@ -16,7 +16,9 @@ from tests.support.unit_client import Console
 pytestmark = pytest.mark.timeout(60)
 
 
-async def channel(http: aiohttp.ClientSession, live: LiveServer, unit_id: str, token: str) -> aiohttp.ClientWebSocketResponse:
+async def channel(
+    http: aiohttp.ClientSession, live: LiveServer, unit_id: str, token: str
+) -> aiohttp.ClientWebSocketResponse:
     return await http.ws_connect(f"{live.url}/telemetry/{unit_id}", headers={"Authorization": f"Bearer {token}"})
 
 
@@ -135,7 +137,8 @@ async def test_an_oversized_frame_closes_only_that_channel_with_1009(
     tokens = {u: live.add_unit(u) for u in ("bc-01", "bc-02")}
     big = await channel(http, live, "bc-01", tokens["bc-01"])
     other = await channel(http, live, "bc-02", tokens["bc-02"])
-    await big.send_bytes(msgpack.packb({"seq": 1, "fixes": [{"lat": 1.0, "lon": 1.0, "ts": time.time(), "pad": "x" * 5000}]}))
+    oversized = {"seq": 1, "fixes": [{"lat": 1.0, "lon": 1.0, "ts": time.time(), "pad": "x" * 5000}]}
+    await big.send_bytes(msgpack.packb(oversized))
     msg = await big.receive(timeout=10)
     assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
     answer = await batch(other, 1, [{"lat": 39.9, "lon": 116.4, "ts": time.time() - 1}])
@@ -171,7 +174,8 @@ async def test_many_channels_at_once_each_get_their_own_answers(live: LiveServer
     t0 = time.time() - 60
 
     async def run(i: int, ws: aiohttp.ClientWebSocketResponse) -> list[int]:
-        return [(await batch(ws, k, [{"lat": 30 + i / 100, "lon": 110.0, "ts": t0 + k}]))["accepted"] for k in range(10)]
+        return [(await batch(ws, k, [{"lat": 30 + i / 100, "lon": 110.0, "ts": t0 + k}]))["accepted"]
+                for k in range(10)]
 
     results = await asyncio.gather(*(run(i, ws) for i, ws in enumerate(channels)))
     assert results == [[1] * 10] * 40

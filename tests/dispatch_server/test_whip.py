@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 
@@ -12,7 +13,9 @@ from tests.support.peers import make_publisher, make_viewer, whep_view, whip_pub
 SDP = "application/sdp"
 
 
-async def test_whip_resource_lifecycle_and_errors(live: LiveServer, http: aiohttp.ClientSession, vp8_loop: object) -> None:
+async def test_whip_resource_lifecycle_and_errors(
+    live: LiveServer, http: aiohttp.ClientSession, vp8_loop: object
+) -> None:
     token = live.add_unit("bc-01")
     other = live.add_unit("bc-02")
     live.add_user("op", "operator")
@@ -20,14 +23,14 @@ async def test_whip_resource_lifecycle_and_errors(live: LiveServer, http: aiohtt
     pub = await make_publisher(vp8_loop)  # type: ignore[arg-type]
     offer = pub.pc.localDescription.sdp
 
-    async def post(path: str, body: str | bytes, token: str | None, ctype: str = SDP) -> tuple[int, dict]:
+    async def post(path: str, body: str | bytes, token: str | None, ctype: str = SDP) -> tuple[int, dict[str, Any]]:
         headers = {"Content-Type": ctype}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         async with http.post(f"{live.url}{path}", data=body, headers=headers) as r:
             return r.status, (await r.json() if r.content_type == "application/json" else {})
 
-    cases = [
+    cases: list[tuple[str, str | bytes, str | None, str, int, str]] = [
         ("/whip/bc-01", offer, None, SDP, 401, "unauthorized"),
         ("/whip/bc-01", offer, "not-the-token", SDP, 401, "bad_token"),
         ("/whip/bc-01", offer, other, SDP, 401, "bad_token"),  # another unit's token
@@ -66,7 +69,9 @@ async def test_whip_resource_lifecycle_and_errors(live: LiveServer, http: aiohtt
     await pub.close()
 
 
-async def test_bad_requests_do_not_disturb_a_live_stream(live: LiveServer, http: aiohttp.ClientSession, vp8_loop: object) -> None:
+async def test_bad_requests_do_not_disturb_a_live_stream(
+    live: LiveServer, http: aiohttp.ClientSession, vp8_loop: object
+) -> None:
     token = live.add_unit("bc-01")
     live.add_user("op", "operator")
     op = await live.login("op")
@@ -78,7 +83,10 @@ async def test_bad_requests_do_not_disturb_a_live_stream(live: LiveServer, http:
         await viewer.wait_frames(10, timeout=10)
         hostile = [
             "v=0\r\n" + "m=video 9 UDP/TLS/RTP/SAVPF 96\r\n" * 500,
-            "v=0\r\no=- 1 1 IN IP4 1.1.1.1\r\ns=-\r\nt=0 0\r\nm=video 9 X 96\r\na=ice-ufrag:a\r\na=ice-pwd:b\r\na=fingerprint:c\r\na=mid:0\r\n",
+            (
+                "v=0\r\no=- 1 1 IN IP4 1.1.1.1\r\ns=-\r\nt=0 0\r\nm=video 9 X 96\r\n"
+                "a=ice-ufrag:a\r\na=ice-pwd:b\r\na=fingerprint:c\r\na=mid:0\r\n"
+            ),
             "v=0\r\nm=audio 99999999999 RTP/AVP abc\r\n",
         ]
         results = await asyncio.gather(*(
