@@ -23,9 +23,11 @@ from tests.support.unit_client import Console
 
 
 def field_client(url: str, unit: str, token: str, applied: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """An unattended vehicle terminal (``--auto-ack``): it acknowledges each instruction it applies."""
     return subprocess.Popen(
         [sys.executable, "-m", "field_client", "--server", url, "--unit", unit, "--token", token,
-         "--applied-log", str(applied), "--video", "none", "--audio", "none", "--gps", "none", *extra],
+         "--applied-log", str(applied), "--video", "none", "--audio", "none", "--gps", "none", "--auto-ack",
+         *extra],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")},
     )
@@ -74,13 +76,13 @@ async def test_field_client_killed_while_instructions_flow_applies_each_exactly_
             await send(n)
         await asyncio.sleep(30)  # the unit stays dead for 30 s
         client = field_client(live.url, "bc-01", token, applied)
-        await wait_states(console, ids, "done", timeout=60)
+        await wait_states(console, ids, "acknowledged", timeout=60)
         lines = applied_lines(applied)
         assert [line["id"] for line in lines] == ids, "every instruction applied exactly once, in order"
         assert [line["seq"] for line in lines] == list(range(1, 31))
         for iid in ids:
             status, ins = await api(http, "GET", f"{live.url}/api/instructions/{iid}", op)
-            assert ins["state"] == "done" and ins["delivered_at"] and ins["done_at"]
+            assert ins["state"] == "acknowledged" and ins["delivered_at"] and ins["acknowledged_at"]
     finally:
         client.kill()
         client.wait()
@@ -120,7 +122,7 @@ async def test_server_killed_with_200_queued_instructions_loses_none(
             listed = (await r.json())["instructions"]
         assert len(listed) == 200
         deadline = time.monotonic() + 30
-        while any(i["state"] != "done" for i in listed):
+        while any(i["state"] != "acknowledged" for i in listed):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
             async with http.get(f"{server.url}/api/instructions?unit=veh-01&limit=1000",
