@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,19 +16,16 @@ import pytest
 
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import api
+from tests.support.processes import Process, assert_clean
 from tests.support.server import REPO, ServerProcess, add_unit, add_user, login, write_config
 from tests.support.unit_client import Console
 
 
-def field_client(url: str, unit: str, token: str, applied: Path, *extra: str) -> subprocess.Popen[bytes]:
+async def field_client(url: str, unit: str, token: str, applied: Path, *extra: str) -> Process:
     """An unattended vehicle terminal (``--auto-ack``): it acknowledges each instruction it applies."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "field_client", "--server", url, "--unit", unit, "--token", token,
-         "--applied-log", str(applied), "--video", "none", "--audio", "none", "--gps", "none", "--auto-ack",
-         *extra],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")},
-    )
+    return await Process.start("-m", "field_client", "--server", url, "--unit", unit, "--token", token,
+                               "--applied-log", str(applied), "--video", "none", "--audio", "none", "--gps", "none",
+                               "--auto-ack", *extra)
 
 
 def applied_lines(path: Path) -> list[dict[str, Any]]:
@@ -57,7 +52,7 @@ async def test_field_client_killed_while_instructions_flow_applies_each_exactly_
     op = await live.login("op")
     console = await Console(live.url, op).connect()
     applied = tmp_path / "applied.jsonl"
-    client = field_client(live.url, "bc-01", token, applied)
+    client = await field_client(live.url, "bc-01", token, applied)
     ids: list[str] = []
 
     async def send(n: int) -> None:
@@ -70,12 +65,11 @@ async def test_field_client_killed_while_instructions_flow_applies_each_exactly_
         for n in range(15):
             await send(n)
             await asyncio.sleep(0.1)  # instructions trickle in while the unit works
-        client.send_signal(signal.SIGKILL)  # mid-stream
-        await asyncio.to_thread(client.wait, 10)
+        await client.stop(signal.SIGKILL)  # mid-stream
         for n in range(15, 30):
             await send(n)
         await asyncio.sleep(30)  # the unit stays dead for 30 s
-        client = field_client(live.url, "bc-01", token, applied)
+        client = await field_client(live.url, "bc-01", token, applied)
         await wait_states(console, ids, "acknowledged", timeout=60)
         lines = applied_lines(applied)
         assert [line["id"] for line in lines] == ids, "every instruction applied exactly once, in order"
@@ -84,8 +78,7 @@ async def test_field_client_killed_while_instructions_flow_applies_each_exactly_
             status, ins = await api(http, "GET", f"{live.url}/api/instructions/{iid}", op)
             assert ins["state"] == "acknowledged" and ins["delivered_at"] and ins["acknowledged_at"]
     finally:
-        client.kill()
-        client.wait()
+        await client.stop()
         await console.close()
 
 
@@ -98,7 +91,7 @@ async def test_server_killed_with_200_queued_instructions_loses_none(
     add_user(cfg, "op", "operator", "operator-pass-1")
     server = ServerProcess(cfg).start()
     applied = tmp_path / "applied.jsonl"
-    client: subprocess.Popen[bytes] | None = None
+    client: Process | None = None
     try:
         op = await login(server.url, "op", "operator-pass-1")
         ids = []
@@ -110,7 +103,7 @@ async def test_server_killed_with_200_queued_instructions_loses_none(
         server.kill(signal.SIGKILL)
         server = ServerProcess(cfg).start()
         op = await login(server.url, "op", "operator-pass-1")
-        client = field_client(server.url, "veh-01", token, applied)
+        client = await field_client(server.url, "veh-01", token, applied)
         deadline = time.monotonic() + 60
         while len(applied_lines(applied)) < 200:
             assert time.monotonic() < deadline, f"only {len(applied_lines(applied))} of 200 applied"
@@ -130,8 +123,7 @@ async def test_server_killed_with_200_queued_instructions_loses_none(
                 listed = (await r.json())["instructions"]
     finally:
         if client is not None:
-            client.kill()
-            client.wait()
+            await client.stop()
         server.stop()
 
 
@@ -146,6 +138,7 @@ async def test_field_client_sos_command(live: LiveServer, tmp_path: Path) -> Non
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
+    assert_clean(out.decode() + err.decode(), "field-client --sos")
     alert_id = out.decode().strip().splitlines()[-1]
     alert = await console.next("alert", lambda a: a["kind"] == "sos")
     assert alert["id"] == alert_id and "需要支援" in alert["message"]

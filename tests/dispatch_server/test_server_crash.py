@@ -4,18 +4,16 @@ reconnects and publishes again by itself, and operators see it live again."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.support.processes import Process
 from tests.support.redis_server import free_port
-from tests.support.server import REPO, ServerProcess, add_unit, add_user, login, write_config
+from tests.support.server import ServerProcess, add_unit, add_user, login, write_config
 
 
 async def unit_state(http: aiohttp.ClientSession, url: str, token: str, unit: str) -> dict[str, object] | None:
@@ -46,13 +44,8 @@ async def test_unit_comes_back_after_the_server_is_killed(tmp_path: Path, http: 
     token = add_unit(cfg, "veh-05", "vehicle")
     add_user(cfg, "op", "operator", "operator-pass-1")
     server = ServerProcess(cfg).start()
-    client = await asyncio.to_thread(
-        subprocess.Popen,
-        [sys.executable, "-m", "field_client", "--server", server.url, "--unit", "veh-05", "--token", token,
-         "--size", "320x240", "--gps", "none"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")},
-    )
+    client = await Process.start("-m", "field_client", "--server", server.url, "--unit", "veh-05", "--token", token,
+                                 "--size", "320x240", "--gps", "none")
     try:
         op = await login(server.url, "op", "operator-pass-1")
         await wait_publishing(http, server.url, op, "veh-05", 60)
@@ -62,8 +55,7 @@ async def test_unit_comes_back_after_the_server_is_killed(tmp_path: Path, http: 
         state = await unit_state(http, server.url, op, "veh-05")
         assert state is not None  # the restarted server knows the unit (its presence starts clean)
         await wait_publishing(http, server.url, op, "veh-05", 60)
-        assert client.poll() is None, "the field client must survive the server's crash"
+        assert client.proc.returncode is None, "the field client must survive the server's crash"
     finally:
-        client.kill()
-        client.wait()
+        await client.stop()
         server.stop()

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -17,7 +15,8 @@ from dispatch_server.appkeys import LIVE
 from field_client.config import UnitConfig
 from field_client.gps import GpsSpec
 from field_client.unit import FieldUnit, run_unit
-from tests.support.server import REPO, add_unit, add_user, login, write_config
+from tests.support.processes import Process
+from tests.support.server import add_unit, add_user, login, write_config
 
 from .console_watch import ConsoleWatch, api_units, not_publishing, publishing
 
@@ -137,61 +136,6 @@ async def test_second_publisher_gets_in_after_409_once_the_first_stops(
         second_stop.set()
         async with asyncio.timeout(15):
             await asyncio.gather(first_task, *([second_task] if second_task else []))
-
-
-class Process:
-    """An asyncio subprocess whose merged output is collected line by line."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self._seen = asyncio.Event()
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, *args: str) -> Process:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, *args, cwd=REPO, env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )
-        return cls(proc)
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for raw in self.proc.stdout:
-            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
-            self._seen.set()
-
-    async def line_with(self, text: str, timeout: float = 30) -> str:
-        async with asyncio.timeout(timeout):
-            while True:
-                for line in self.lines:
-                    if text in line:
-                        return line
-                self._seen.clear()
-                if self._reader.done():
-                    raise AssertionError(f"process ended without {text!r}:\n" + self.output())
-                waiter = asyncio.ensure_future(self._seen.wait())
-                try:
-                    await asyncio.wait({self._reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waiter.cancel()
-
-    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
-        if self.proc.returncode is None:
-            self.proc.send_signal(sig)
-        try:
-            async with asyncio.timeout(timeout):
-                code = await self.proc.wait()
-        except TimeoutError:
-            self.proc.kill()
-            code = await self.proc.wait()
-        await self._reader
-        return code
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
 
 
 @pytest.mark.timeout(120)

@@ -14,6 +14,8 @@ from typing import Any
 
 import aiohttp
 
+from tests.support.processes import assert_clean
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
@@ -64,6 +66,7 @@ class ServerProcess:
     proc: subprocess.Popen[str] | None = None
     url: str = ""
     log: list[str] = field(default_factory=list)
+    _pump: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
         env = {k: v for k, v in os.environ.items() if not k.startswith("DISPATCH_")}
@@ -83,18 +86,23 @@ class ServerProcess:
                     ready.set()
             ready.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
         if not ready.wait(timeout) or not self.url:
             self.stop()
             raise RuntimeError("server did not start:\n" + "\n".join(self.log[-40:]))
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill it (a crash); what it printed until then must still be clean."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=30)
+        self._drained()
+        assert_clean(self.output(), "dispatch-server")
 
     def stop(self) -> int | None:
+        """Stop it as an operator would (SIGTERM) and fail on a dirty output."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -104,7 +112,14 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._drained()
+        assert_clean(self.output(), "dispatch-server")
         return self.proc.returncode
+
+    def _drained(self) -> None:
+        """Wait until everything the process printed has been read."""
+        if self._pump is not None:
+            self._pump.join(timeout=10)
 
     def output(self) -> str:
         return "\n".join(self.log)
