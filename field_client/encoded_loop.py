@@ -1,7 +1,7 @@
 """Pre-encoded synthetic media: a test-pattern video and a tone, encoded once, replayed forever.
 
-Publishers and load generators must not encode in real time (see DESIGN.md: encoding costs ~10%
-of a core per stream, forwarding ~2%). An :class:`EncodedLoop` renders a few seconds of a test
+Publishers and load generators must not encode in real time (measured: encoding costs ~10% of a
+core per stream, forwarding ~2%; docs/benchmarks.md). An :class:`EncodedLoop` renders a few seconds of a test
 pattern and encodes it twice: once as the normal stream (a keyframe at frame 0, deltas after)
 and once with every frame forced to a keyframe, so a keyframe can be sent at any position when
 a receiver asks for one. A keyframe at ``i`` followed by the normal delta ``i+1`` decodes with a

@@ -1,6 +1,6 @@
 """The one place that relies on aiortc internals (pinned by tests/media/test_passthrough.py).
 
-Three hooks make aiortc forward encoded media instead of decoding and re-encoding it:
+Four hooks make aiortc forward encoded media instead of decoding and re-encoding it:
 
 1. Receiving: ``aiortc.rtcrtpreceiver.decoder_worker`` looks up ``get_decoder`` in its module on
    every codec change. :func:`install` replaces it with :class:`PassthroughDecoder`, which turns each
