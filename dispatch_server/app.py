@@ -31,6 +31,7 @@ from .alerts import AlertService
 from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
+from .denials import DenialLedger
 from .evidence import ArchiveActions, EvidencePorts
 from .evidence_catalog import EvidenceCatalog
 from .exports import ExportService, load_link_secret
@@ -59,11 +60,13 @@ from .http.tickets import PlaybackTickets
 from .instructions import InstructionService
 from .links import UnitLinks
 from .live import LiveService
+from .login_throttle import LoginThrottle
 from .party_access import PartyAccess
 from .party_links import PartyLinks
 from .positions import PositionService
 from .procedure import ProcedureWatch
 from .retention import retention_policy
+from .revocation import Revocation
 from .roster import Roster
 from .running_actions import RunningActions
 from .sio.console_namespace import ConsoleNamespace
@@ -123,7 +126,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
     # the domain, bottom-up
     audit = AuditTrail(db, clock)
-    auth = Authenticator(accounts, settings.auth.session_ttl_s, clock)
+    revocation = Revocation(accounts, clock=clock)
+    auth = Authenticator(accounts, settings.auth.session_ttl_s, revocation, LoginThrottle(), audit, clock)
     action_store = ActionStore(db, clock)
     running = RunningActions(action_store)
     alerts = AlertService(db, audit, push.operators, settings.alerts.escalate_after_s, clock)
@@ -147,7 +151,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                                  queue_frames=a.queue_frames, reconnect_grace_s=a.reconnect_grace_s,
                                  sign_interval_s=a.sign_interval_s, min_free_bytes=a.min_free_bytes,
                                  action_for=ports.action_for, alarm=ports.alarm, describe=ports.describe, clock=clock)
-    live = LiveService(accounts, relay, roster, settings.media, node, push.viewer_closed, recorder=archive)
+    live = LiveService(accounts, relay, roster, settings.media, node, push.viewer_closed, recorder=archive,
+                       revocation=revocation)
     talk = TalkService(relay, action_store, audit, push.unit, push.operators, live.ice_servers,
                        settings.media.publisher_timeout_s, links, clock)
     action_listeners = [running.action_changed, push.action_update, roster.action_changed]
@@ -159,16 +164,18 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     # the Socket.IO edge
     sio_lifetime = SioLifetime(sio)
     sio.register_namespace(UnitNamespace(auth, roster, links, live, instructions, sos, talk, positions,
-                                         settings.server))
-    sio.register_namespace(ConsoleNamespace(auth, roster, live, settings.server))
+                                         revocation, settings.server))
+    sio.register_namespace(ConsoleNamespace(auth, roster, live, revocation, settings.server))
 
     services: dict[web.AppKey[Any], Any] = {
-        k.SETTINGS: settings, k.DATABASE: db, k.ACCOUNTS: accounts, k.AUTH: auth, k.SIO: sio, k.AUDIT: audit,
+        k.SETTINGS: settings, k.DATABASE: db, k.ACCOUNTS: accounts, k.AUTH: auth, k.REVOCATION: revocation,
+        k.SIO: sio, k.AUDIT: audit,
         k.ROSTER: roster, k.ALERTS: alerts, k.INSTRUCTIONS: instructions, k.POSITIONS: positions, k.SOS: sos,
         k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry,
     }
     contexts = [
         lifetime(db.close),
+        lifetime(auth.close),
         lifetime(presence.close, presence.start),
         lifetime(partial(roster.disconnected, links), partial(roster.forget_node, node)),
         lifetime(sio_lifetime.close, sio_lifetime.start),
@@ -177,6 +184,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         lifetime(alerts.close, partial(alerts.start, settings.alerts.sweep_interval_s)),
         lifetime(instructions.close, partial(instructions.start, settings.alerts.sweep_interval_s)),
         lifetime(positions.close, positions.start),
+        lifetime(revocation.close, revocation.start),
     ]
     routes = [api_session.routes, api_whip.routes, api_telemetry.routes, api_geo.routes, api_actions.routes,
               api_instructions.routes, api_alerts.routes, api_talk.routes, api_audit.routes, api_recordings.routes,
@@ -185,6 +193,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     if archive is not None:  # the evidence archive, its catalog, and party access to it
         evidence = EvidenceCatalog(Catalog(settings.data_dir / "catalog.sqlite3"), archive,
                                    retention_policy(settings.archive), clock)
+        denials = DenialLedger(archive.record, clock=clock)
         party = PartyAccess(db, settings.party, action_store, archive.record, clock)
         requests = FootageRequests(db, settings.party, party, archive.record, push.footage_request, clock)
         party_links = PartyLinks(db, settings.party, requests, archive.record, clock)
@@ -192,10 +201,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                                 settings.signing_key_path,
                                 load_link_secret(settings.data_dir / "keys" / "link-secret"),
                                 settings.party.export_workers, clock)
-        services |= {k.ARCHIVE: archive, k.EVIDENCE: evidence, k.TICKETS: PlaybackTickets(clock), k.PARTY: party,
+        services |= {k.ARCHIVE: archive, k.EVIDENCE: evidence, k.DENIALS: denials,
+                     k.TICKETS: PlaybackTickets(clock), k.PARTY: party,
                      k.REQUESTS: requests, k.LINKS: party_links, k.EXPORTS: exports}
         contexts += [lifetime(archive.close, archive.start),  # crash recovery runs before anything records
                      lifetime(evidence.close, evidence.start),
+                     lifetime(denials.close, denials.start),
                      lifetime(exports.close, exports.start)]
         routes += [api_party.routes, api_requests.routes, api_downloads.routes]
 

@@ -15,6 +15,7 @@ from .alerts import AlertService
 from .audit import AuditTrail
 from .auth import Authenticator
 from .config import Settings
+from .denials import DenialLedger
 from .evidence_catalog import EvidenceCatalog
 from .exports import ExportService
 from .footage_requests import FootageRequests
@@ -25,6 +26,7 @@ from .live import LiveService
 from .party_access import PartyAccess
 from .party_links import PartyLinks
 from .positions import PositionService
+from .revocation import Revocation
 from .roster import Roster
 from .sos import SosService
 from .stores.accounts import Accounts
@@ -35,6 +37,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 ACCOUNTS = web.AppKey("accounts", Accounts)
 AUTH = web.AppKey("auth", Authenticator)
+REVOCATION = web.AppKey("revocation", Revocation)
 ROSTER = web.AppKey("roster", Roster)
 LIVE = web.AppKey("live", LiveService)
 SIO = web.AppKey("sio", socketio.AsyncServer)
@@ -49,6 +52,7 @@ TELEMETRY = web.AppKey("telemetry", TelemetryHub)
 # Present only when the evidence archive is enabled (archive.enabled):
 ARCHIVE = web.AppKey("archive", ArchiveService)
 EVIDENCE = web.AppKey("evidence", EvidenceCatalog)
+DENIALS = web.AppKey("denials", DenialLedger)
 TICKETS = web.AppKey("tickets", PlaybackTickets)
 PARTY = web.AppKey("party", PartyAccess)
 REQUESTS = web.AppKey("requests", FootageRequests)

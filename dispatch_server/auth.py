@@ -7,18 +7,23 @@ them (nothing to brute-force); people's passwords are low-entropy and get argon2
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from .errors import BadRequest, Forbidden, NotFound, Unauthorized
+from .audit import AuditTrail
+from .errors import BadRequest, Forbidden, Unauthorized, Unavailable
+from .login_throttle import LoginThrottle
+from .revocation import Revocation
 from .stores.accounts import Accounts, SessionRecord, UnitRecord
 
 ROLES = ("operator", "supervisor", "auditor", "admin")
@@ -44,6 +49,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "party.issue": frozenset({"supervisor", "admin"}),
     "requests.read": frozenset({"supervisor", "auditor", "admin"}),
     "requests.decide": frozenset({"supervisor", "admin"}),
+    # The node's own figures (/api/health): addresses, counts, free disk.
+    "system.health": frozenset({"admin"}),
 }
 
 
@@ -75,30 +82,50 @@ def check_unit_id(unit_id: str) -> str:
     return unit_id
 
 
-class Authenticator:
-    """Verifies unit tokens and person sessions against the store. ``clock`` is injectable."""
+HASH_WORKERS = 2  # argon2 verifications at once (each ~50 ms of a core and 64 MiB)
+HASH_QUEUE = 32  # verifications waiting beyond that: more get "busy, try again"
 
-    def __init__(self, accounts: Accounts, session_ttl_s: float, clock: Callable[[], float] = time.time) -> None:
+
+class Authenticator:
+    """Verifies unit tokens and person sessions against the store. ``clock`` is injectable.
+
+    Password hashing runs on a small pool of its own, never on the database thread every request
+    shares, and waits in a bounded queue: a flood of logins costs logins, not the console.
+    Failed logins are throttled (:mod:`dispatch_server.login_throttle`) and audited.
+    """
+
+    def __init__(self, accounts: Accounts, session_ttl_s: float, revocation: Revocation | None = None,
+                 throttle: LoginThrottle | None = None, audit: AuditTrail | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self._accounts = accounts
         self._db = accounts.db
         self._ttl = session_ttl_s
+        self._revocation = revocation
+        self._throttle = throttle or LoginThrottle()
+        self._audit = audit
         self._clock = clock
         self._hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+        self._dummy_token_hash = hash_token(new_token())
+        self._hash_pool: ThreadPoolExecutor | None = None
+        self._hash_slots = asyncio.Semaphore(HASH_WORKERS + HASH_QUEUE)
 
     # units ---------------------------------------------------------------------------------
     async def unit(self, unit_id: str, token: str | None) -> UnitRecord:
-        """The unit that ``token`` proves to be ``unit_id``; raises 401/404 errors naming the problem."""
+        """The unit that ``token`` proves to be ``unit_id``.
+
+        An unknown unit and a wrong token get the same 401 (a stranger learns nothing about
+        which units exist); only the holder of the right token learns that the unit is disabled.
+        """
         check_unit_id(unit_id)
         if not token:
             raise Unauthorized("missing unit token: send Authorization: Bearer <unit token>")
         rec = await self._db.run(self._accounts.get_unit, unit_id)
-        if rec is None:
-            raise NotFound(f"unknown unit {unit_id!r}", code="unknown_unit")
+        expected = rec.token_hash if rec is not None else self._dummy_token_hash
+        if not hmac.compare_digest(expected, hash_token(token)) or rec is None:
+            raise Unauthorized(f"unknown unit {unit_id!r} or wrong token", code="bad_token")
         if rec.disabled:
             raise Forbidden(f"unit {unit_id!r} is disabled", code="unit_disabled")
-        if not hmac.compare_digest(rec.token_hash, hash_token(token)):
-            raise Unauthorized(f"wrong token for unit {unit_id!r}", code="bad_token")
         return rec
 
     # people --------------------------------------------------------------------------------
@@ -111,13 +138,29 @@ class Authenticator:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
-    async def login(self, username: str, password: str) -> tuple[str, Person]:
-        """A new session token for valid credentials; the same 401 for unknown user and bad password."""
+    async def _verify_pooled(self, password_hash: str, password: str) -> bool:
+        if self._hash_slots.locked():
+            raise Unavailable("too many logins at once: try again in a few seconds", code="busy")
+        async with self._hash_slots:
+            if self._hash_pool is None:
+                self._hash_pool = ThreadPoolExecutor(max_workers=HASH_WORKERS, thread_name_prefix="argon2")
+            return await asyncio.get_running_loop().run_in_executor(self._hash_pool, self._verify, password_hash,
+                                                                    password)
+
+    async def login(self, username: str, password: str, address: str = "unknown") -> tuple[str, Person]:
+        """A new session token for valid credentials; the same 401 for unknown user and bad password;
+        429 with "try again in N s" while guessing from ``address`` (or at the account) is throttled."""
+        self._throttle.check(username, address)
         user = await self._db.run(self._accounts.get_user, username)
         # Verify against a dummy hash for unknown users so timing does not reveal who exists.
-        ok = await self._db.run(self._verify, user.password_hash if user else self._dummy_hash, password)
+        ok = await self._verify_pooled(user.password_hash if user else self._dummy_hash, password)
         if user is None or not ok or user.disabled:
+            locked = self._throttle.failed(username, address)
+            if self._audit is not None:
+                await self._audit.append(f"address:{address}", "login.failed", username,
+                                         **({"locked": locked} if locked else {}))
             raise Unauthorized("wrong username or password", code="bad_credentials")
+        self._throttle.succeeded(username, address)
         token = new_token()
         now = self._clock()
         rec = SessionRecord(hash_token(token), user.username, user.role, now, now + self._ttl)
@@ -141,6 +184,13 @@ class Authenticator:
 
     async def logout(self, person: Person) -> None:
         await self._db.run(self._accounts.delete_session, person.token_hash)
+        if self._revocation is not None:
+            self._revocation.check_now()  # this person's open sockets close now, not at the next check
+
+    async def close(self) -> None:
+        if self._hash_pool is not None:
+            self._hash_pool.shutdown(wait=True, cancel_futures=True)
+            self._hash_pool = None
 
 
 def bearer(header: str | None) -> str | None:

@@ -1,14 +1,22 @@
 """``dispatch-server``: run the server and administer units and people on the same data directory.
 
     dispatch-server [--config PATH] serve [--host H] [--port P] [--demo N]
-    dispatch-server [--config PATH] add-unit ID --kind body|vehicle [--rotate]
-    dispatch-server [--config PATH] add-user NAME --role operator|supervisor|auditor|admin
+    dispatch-server [--config PATH] add-unit ID --kind body|vehicle|phone [--rotate]
+    dispatch-server [--config PATH] disable-unit ID [--enable]
+    dispatch-server [--config PATH] add-user NAME --role operator|supervisor|auditor|admin [--reset]
+    dispatch-server [--config PATH] disable-user NAME [--enable]
+    dispatch-server [--config PATH] end-sessions NAME
     dispatch-server [--config PATH] list-units
     dispatch-server [--config PATH] retention-run [--dry-run]
 
 ``add-unit`` prints the new token alone on the last line of standard output (it is shown once;
 only its hash is stored). ``add-user`` reads the password from standard input when that is not a
-terminal, and asks twice on a terminal.
+terminal, and asks twice on a terminal; with ``--reset`` it sets a new password and the given
+role, and ends the person's sessions.
+
+Changes take effect at once on a running server sharing the data directory: a rotated or
+disabled unit's open links, publish and telemetry channel close within a second, and so do the
+open consoles and viewing sessions of a person disabled, reset or signed out.
 """
 
 from __future__ import annotations
@@ -50,6 +58,17 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("username")
     a.add_argument("--role", choices=ROLES, required=True)
     a.add_argument("--reset", action="store_true", help="the user exists: set a new password")
+
+    du = sub.add_parser("disable-unit", help="disable a unit: it is disconnected and refused until enabled")
+    du.add_argument("unit_id")
+    du.add_argument("--enable", action="store_true", help="enable it again (its token is unchanged)")
+
+    dp = sub.add_parser("disable-user", help="disable a person: their sessions end and logins are refused")
+    dp.add_argument("username")
+    dp.add_argument("--enable", action="store_true", help="enable them again")
+
+    es = sub.add_parser("end-sessions", help="end every session of a person (they log in again)")
+    es.add_argument("username")
 
     sub.add_parser("list-units", help="list registered units")
 
@@ -110,13 +129,34 @@ def add_user(settings: Settings, username: str, role: str, password: str, reset:
     try:
         hashed = Authenticator(accounts, settings.auth.session_ttl_s).hash_password(password)
         if reset:
-            if not accounts.set_user_password(username, hashed):
+            if not accounts.set_user_password(username, hashed):  # ends the person's sessions
                 raise SystemExit(f"error: user {username!r} does not exist")
+            accounts.set_user_role(username, role)
         else:
             try:
                 accounts.add_user(username, role, hashed, time.time())
             except KeyError:
                 raise SystemExit(f"error: user {username!r} already exists (use --reset)") from None
+    finally:
+        db.close()
+
+
+def change_access(settings: Settings, command: str, args: argparse.Namespace) -> str:
+    """``disable-unit``, ``disable-user``, ``end-sessions``: what was done, for the operator."""
+    db = Database(settings.data_dir)
+    accounts = Accounts(db)
+    try:
+        if command == "disable-unit":
+            if not accounts.set_unit_disabled(check_unit_id(args.unit_id), not args.enable):
+                raise SystemExit(f"error: unit {args.unit_id!r} does not exist")
+            return f"unit {args.unit_id} {'enabled' if args.enable else 'disabled'}"
+        if accounts.get_user(args.username) is None:
+            raise SystemExit(f"error: user {args.username!r} does not exist")
+        if command == "disable-user":
+            accounts.set_user_disabled(args.username, not args.enable)
+            return f"user {args.username} {'enabled' if args.enable else 'disabled; their sessions ended'}"
+        ended = accounts.end_sessions(args.username)
+        return f"user {args.username}: {ended} session(s) ended"
     finally:
         db.close()
 
@@ -196,6 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "add-user":
             add_user(settings, args.username, args.role, _read_password(settings.auth.min_password_length), args.reset)
             print(f"user {args.username} ({args.role}) {'updated' if args.reset else 'created'}")
+            return 0
+        if command in ("disable-unit", "disable-user", "end-sessions"):
+            print(change_access(settings, command, args))
             return 0
         if command == "retention-run":
             return retention_run(settings, args.dry_run)

@@ -9,6 +9,7 @@ URL's password, TURN credentials) print as ``***``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -59,6 +60,11 @@ class ServerConfig:
     max_sdp_bytes: int = 32 * 1024  # largest SDP offer accepted by WHIP/WHEP
     shutdown_grace_s: float = 5.0  # first signal drains for this long, a second one forces
     event_loop: str = "uvloop"  # "uvloop" (libuv; ~15% less CPU per message, docs/benchmarks.md "Geo") or "asyncio"
+    # Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; from any
+    # other peer the header is ignored (lockouts and the ledger use the peer's own address).
+    trusted_proxies: tuple[str, ...] = ()
+    # Browser origins besides the server's own allowed to open Socket.IO (e.g. "https://wall.court.example").
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -301,6 +307,14 @@ def load_settings(
 
 
 def validate(s: Settings) -> None:
+    for i, proxy in enumerate(s.server.trusted_proxies):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"server.trusted_proxies[{i}]: {proxy!r} is not an address or CIDR range") from None
+    for i, origin in enumerate(s.server.allowed_origins):
+        if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+            raise ConfigError(f"server.allowed_origins[{i}]: {origin!r} is not an origin like https://host:port")
     """Range checks that types alone cannot express; each error names its key."""
     if not 0 <= s.server.port <= 65535:
         raise ConfigError(f"server.port: must be 0-65535, got {s.server.port}")

@@ -144,9 +144,9 @@ class FootageRequests:
         return doc
 
     async def get_for(self, party: Party, request_id: str) -> dict[str, Any]:
-        """A request of the party's case; 404 for any other."""
+        """A request this party made; 404 for any other (another party of the same case included)."""
         doc = await self.get(request_id)
-        if doc["case_number"] != party.case_number:
+        if doc["case_number"] != party.case_number or doc["party_name"] != party.name:
             raise NotFound("unknown request", code="unknown_request")
         return doc
 
@@ -226,6 +226,12 @@ class FootageRequests:
         await self._db.write(lambda c: self._save(c, doc))
         if emit:
             await self._changed(doc)
+
+
+def court_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """What court staff see of a request: everything but the server's file paths."""
+    export = {k: v for k, v in (doc.get("export") or {}).items() if not k.endswith("_path")}
+    return {**doc, "export": export or doc.get("export")}
 
 
 def party_view(doc: dict[str, Any]) -> dict[str, Any]:

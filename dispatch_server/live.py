@@ -22,6 +22,7 @@ from media.session import PublisherSession, ViewerSession
 from .auth import Person
 from .config import MediaConfig
 from .errors import BadSdp, Conflict, Forbidden, NotFound, Unavailable
+from .revocation import Grant, Revocation
 from .roster import Roster
 from .stores.accounts import Accounts
 
@@ -50,6 +51,8 @@ def gap_cause(reason: str) -> str:
         return "unit_stopped"
     if reason.startswith("server shutting down"):
         return "server_shutdown"
+    if reason.startswith("credentials revoked"):
+        return "access_revoked"
     return "link_lost"  # silence, failed connection, replaced after silence
 
 
@@ -58,8 +61,10 @@ TOUCH_INTERVAL_S = 5.0
 
 class LiveService:
     def __init__(self, accounts: Accounts, relay: Relay, roster: Roster, config: MediaConfig, node_id: str,
-                 on_viewer_closed: ViewerClosed, recorder: Recorder | None) -> None:
+                 on_viewer_closed: ViewerClosed, recorder: Recorder | None, revocation: Revocation) -> None:
         self._accounts = accounts
+        self._revocation = revocation
+        self._grants: dict[str, Grant] = {}  # by session id: what ends a session when its credential goes
         self.relay = relay
         self.roster = roster
         self._config = config
@@ -98,8 +103,11 @@ class LiveService:
             raise NotFound(f"unknown unit {unit_id!r}", code="unknown_unit")
 
     # publishing --------------------------------------------------------------------------
-    async def publish(self, unit_id: str, offer_sdp: str, via: str) -> tuple[str, str]:
-        """Accept an offer from an authenticated unit; answer ``(session_id, answer_sdp)``."""
+    async def publish(self, unit_id: str, offer_sdp: str, via: str, credential: str) -> tuple[str, str]:
+        """Accept an offer from an authenticated unit; answer ``(session_id, answer_sdp)``.
+
+        ``credential`` is the hash of the token the unit authenticated with: when it is rotated
+        or the unit disabled, the session ends (:mod:`dispatch_server.revocation`)."""
         if not self.accepting:
             raise Unavailable("server is shutting down; retry on another node or later", code="shutting_down")
         lock = self._locks.setdefault(unit_id, asyncio.Lock())
@@ -126,6 +134,8 @@ class LiveService:
             except SdpError as exc:
                 raise BadSdp(str(exc)) from exc
             self.publishers[unit_id] = session
+            self._grants[session.id] = self._revocation.unit_opened(unit_id, credential, f"{via} publish",
+                                                                    session.close)
         logger.info("unit %s: publishing via %s, session %s", unit_id, via, session.id)
         if self._recorder is not None:
             try:
@@ -142,6 +152,7 @@ class LiveService:
         return session.id, answer
 
     def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
+        self._revocation.released(self._grants.pop(session.id, None))
         if self.publishers.get(session.unit_id) is session:
             del self.publishers[session.unit_id]
             if self._recorder is not None:
@@ -180,9 +191,12 @@ class LiveService:
         except (SdpError, CodecMismatch) as exc:
             raise BadSdp(str(exc)) from exc
         self.viewers[session.id] = session
+        self._grants[session.id] = self._revocation.person_opened(person.token_hash, person.role, "viewer",
+                                                                  session.close)
         return session.id, answer
 
     def _viewer_ended(self, session: ViewerSession, reason: str) -> None:
+        self._revocation.released(self._grants.pop(session.id, None))
         if self.viewers.pop(session.id, None) is not None:
             self._spawn(
                 self._on_viewer_closed({"session_id": session.id, "unit_id": session.unit_id, "reason": reason})

@@ -73,9 +73,12 @@ def check_offer(sdp: str, role: Literal["publish", "view"]) -> OfferSummary:
         port = m[1]
         if port == "0":
             continue  # rejected/disabled section
-        for name in ("ice-ufrag", "ice-pwd", "fingerprint"):
+        for name in ("ice-ufrag", "ice-pwd", "fingerprint", "setup"):
             if attr(block, name) is None and attr(session, name) is None:
                 raise SdpError(f"{kind} section {i} has no a={name} (ICE and DTLS-SRTP are required)")
+        setup = attr(block, "setup") or attr(session, "setup")
+        if setup not in ("actpass", "active", "passive"):
+            raise SdpError(f"{kind} section {i}: a=setup:{setup} (an offer says actpass, active or passive)")
         if attr(block, "mid") is None:
             raise SdpError(f"{kind} section {i} has no a=mid (BUNDLE needs one)")
     if av_count == 0:

@@ -23,7 +23,7 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
-from aiortc.exceptions import InvalidStateError, OperationError
+from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
@@ -137,9 +137,9 @@ class PublisherSession(_Session):
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
-        except (ValueError, OperationError, InvalidStateError) as exc:
+        except Exception as exc:  # aiortc raises assorted errors on offers it cannot take
             await pc.close()
-            raise SdpError(f"offer rejected: {exc}") from exc
+            raise SdpError(f"offer rejected: {exc.__class__.__name__}: {exc}") from exc
         codecs = _negotiated_codecs(pc.localDescription.sdp)
         for track in remote:
             receiver = next(r for r in pc.getReceivers() if r.track is track)
@@ -240,10 +240,10 @@ class ViewerSession(_Session):
             await pc.close()
             mimes = ", ".join(f.mime_type for f in channel.fanouts if f.mime_type)
             raise CodecMismatch(f"viewer cannot receive what unit {unit_id} sends ({mimes}): {exc}") from exc
-        except (ValueError, InvalidStateError) as exc:
+        except Exception as exc:  # aiortc raises assorted errors on offers it cannot take
             session._release()
             await pc.close()
-            raise SdpError(f"offer rejected: {exc}") from exc
+            raise SdpError(f"offer rejected: {exc.__class__.__name__}: {exc}") from exc
         session._start_watch()
         logger.info("unit %s: viewer %s (%s) attached", unit_id, session.id, viewer or "anonymous")
         return session, pc.localDescription.sdp

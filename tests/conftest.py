@@ -50,6 +50,12 @@ class LiveServer:
     def add_user(self, name: str, role: str, password: str = OPERATOR_PASSWORD) -> None:
         self.app[ACCOUNTS].add_user(name, role, self.app[AUTH].hash_password(password), time.time())
 
+    async def admin(self) -> str:
+        """A session of the administrator ``root`` (created on first use)."""
+        if self.app[ACCOUNTS].get_user("root") is None:
+            self.add_user("root", "admin")
+        return await self.login("root")
+
     async def login(self, name: str, password: str = OPERATOR_PASSWORD) -> str:
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{self.url}/api/login", json={"username": name, "password": password}) as r:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..appkeys import ARCHIVE, EXPORTS, LINKS
+from ..appkeys import ARCHIVE, DENIALS, EXPORTS, LINKS
 from ..errors import NotFound
 from .request import client_ip
 
@@ -33,16 +33,14 @@ def _inside(path: Path, base: Path) -> Path | None:
 async def download(request: web.Request) -> web.StreamResponse:
     token, what = request.match_info["token"], request.match_info["what"]
     ip = client_ip(request)
-    archive = request.app[ARCHIVE]
+    archive, denials = request.app[ARCHIVE], request.app[DENIALS]
     if what not in ("package", "video") or not TOKEN_RE.match(token):
-        await archive.record("access_denied", actor="anonymous", where=f"http:{ip}", outcome="denied",
-                             data={"path": request.path[:200], "reason": "malformed download link"})
+        await denials.denied(f"http:{ip}", {"path": request.path[:40], "reason": "malformed download link"})
         raise NotFound("unknown link", code="unknown_link")
     try:
         link, doc = await request.app[LINKS].open(token)
     except Exception as exc:
-        await archive.record("access_denied", actor="anonymous", where=f"http:{ip}", outcome="denied",
-                             data={"path": request.path[:12] + "…", "reason": str(exc)[:200]})
+        await denials.denied(f"http:{ip}", {"path": request.path[:12] + "…", "reason": str(exc)[:200]})
         raise
     export = doc["export"]
     path = await asyncio.to_thread(_inside, Path(export["package_path" if what == "package" else "export_path"]),

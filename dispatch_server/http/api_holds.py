@@ -27,7 +27,7 @@ async def set_category(request: web.Request) -> web.Response:
     category = body.get("category") if isinstance(body, dict) else None
     reason = body.get("reason") if isinstance(body, dict) else None
     rules = {r.category for r in request.app[SETTINGS].archive.retention}
-    if category not in rules:
+    if not isinstance(category, str) or category not in rules:
         raise BadRequest(f"category must be one of {', '.join(sorted(rules))}", code="bad_category")
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 2000:
         raise BadRequest("reason: 1-2000 characters saying why the retention changes", code="bad_reason")
@@ -75,6 +75,9 @@ async def release_hold(request: web.Request) -> web.Response:
     person = await person_of(request, "evidence.hold")
     case = case_param(request.match_info["case"], "case number")
     reason = text_param(request, "reason")
+    if reason is None or not reason.strip():
+        raise BadRequest("reason: say why the hold is released (?reason=...); it goes into the evidence ledger",
+                         code="bad_reason")
     evidence = await evidence_of(request)
     async with evidence.admin_lock:
         if case not in await asyncio.to_thread(evidence.catalog.held_cases):

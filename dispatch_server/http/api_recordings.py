@@ -115,7 +115,7 @@ def _query(request: web.Request) -> Query:
     if since is not None and until is not None and since >= until:
         raise BadRequest("query parameter from must be before to", code="bad_query")
     limit = text_param(request, "limit") or "200"
-    if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+    if not re.fullmatch(r"[0-9]{1,4}", limit) or not 1 <= int(limit) <= 1000:
         raise BadRequest("limit must be 1..1000", code="bad_query")
     return Query(case_number=case_param(case, "case") if case else None, action_id=text_param(request, "action"),
                  unit_id=check_unit_id(unit) if unit else None, officer=text_param(request, "officer"),

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..appkeys import EXPORTS, LINKS, PARTY, REQUESTS
 from ..errors import BadRequest, NotFound
+from ..footage_requests import court_view
 from .api_party import request_id_of, with_links
 from .parse_party import case_of, name_of, parse_decision, parse_regions
 from .request import client_ip, person_of, read_json, read_object
@@ -33,7 +34,7 @@ async def issue_code(request: web.Request) -> web.Response:
 async def list_requests(request: web.Request) -> web.Response:
     await person_of(request, "requests.read")
     docs = await request.app[REQUESTS].list(state=request.query.get("state"))
-    return web.json_response({"requests": [with_links(request, d) for d in docs]})
+    return web.json_response({"requests": [with_links(request, court_view(d)) for d in docs]})
 
 
 @routes.get("/api/footage-requests/{request_id}")
@@ -41,7 +42,7 @@ async def get_request(request: web.Request) -> web.Response:
     await person_of(request, "requests.read")
     doc = await request.app[REQUESTS].get(request_id_of(request))
     recordings = await request.app[EXPORTS].recordings_for_decision(doc["action_id"])
-    return web.json_response({**with_links(request, doc), "recordings": [
+    return web.json_response({**with_links(request, court_view(doc)), "recordings": [
         {k: r[k] for k in ("recording_id", "unit_id", "opened", "closed", "gaps")} | {"segments": len(r["segments"])}
         for r in recordings]})
 
@@ -53,7 +54,7 @@ async def decide(request: web.Request) -> web.Response:
     decision = parse_decision(await read_object(request, "{decision, reason, ...}"))
     doc = await request.app[REQUESTS].decide(rid, decision, person.username, client_ip(request),
                                              request.app[EXPORTS].recordings_for_decision)
-    return web.json_response(with_links(request, doc))
+    return web.json_response(with_links(request, court_view(doc)))
 
 
 @routes.get("/api/footage-requests/{request_id}/review")
@@ -79,14 +80,14 @@ async def set_regions(request: web.Request) -> web.Response:
     rid = request_id_of(request)
     regions = parse_regions(await read_json(request))
     doc = await request.app[REQUESTS].set_regions(rid, regions, person.username)
-    return web.json_response(with_links(request, doc))
+    return web.json_response(with_links(request, court_view(doc)))
 
 
 @routes.post("/api/footage-requests/{request_id}/export")
 async def start_export(request: web.Request) -> web.Response:
     person = await person_of(request, "requests.decide")
     doc = await request.app[EXPORTS].start_export(request_id_of(request), person.username)
-    return web.json_response(with_links(request, doc), status=202)
+    return web.json_response(with_links(request, court_view(doc)), status=202)
 
 
 @routes.post("/api/links/{link_id}/revoke")
@@ -96,4 +97,4 @@ async def revoke(request: web.Request) -> web.Response:
     if not LINK_ID_RE.match(link_id):
         raise NotFound("unknown link", code="unknown_link")
     doc = await request.app[LINKS].revoke(link_id, person.username, client_ip(request))
-    return web.json_response(with_links(request, doc))
+    return web.json_response(with_links(request, court_view(doc)))

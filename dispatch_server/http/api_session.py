@@ -11,7 +11,7 @@ from utctime import iso_seconds
 
 from ..appkeys import ARCHIVE, AUTH, LIVE, POSITIONS, ROSTER, SETTINGS, TELEMETRY
 from ..errors import BadRequest
-from .request import person_of, read_json
+from .request import client_ip, person_of, read_json
 
 routes = web.RouteTableDef()
 
@@ -31,7 +31,7 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise BadRequest(f"login: expected a JSON object, got {type(body).__name__}", code="bad_message")
     token, person = await request.app[AUTH].login(_credential(body, "username", 64),
-                                                  _credential(body, "password", 1024))
+                                                  _credential(body, "password", 1024), client_ip(request))
     return web.json_response(
         {"token": token, "username": person.username, "role": person.role,
          "expires_at": iso_seconds(person.expires_at)}
@@ -73,6 +73,15 @@ async def console_config(request: web.Request) -> web.Response:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """Public: only whether this node takes work (503 while it drains). Details: ``/api/health``."""
+    ok = request.app[LIVE].accepting
+    return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+
+@routes.get("/api/health")
+async def health(request: web.Request) -> web.Response:
+    """The node's figures, for administrators: sessions, rejected fixes, telemetry, the archive."""
+    await person_of(request, "system.health")
     live = request.app[LIVE]
     body = {"ok": live.accepting, "node": live.node_id, "publishers": len(live.publishers),
             "viewers": len(live.viewers),

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 
 import msgpack
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
-from ..appkeys import AUTH, POSITIONS, SETTINGS, TELEMETRY
+from ..appkeys import AUTH, POSITIONS, REVOCATION, SETTINGS, TELEMETRY
 from ..auth import bearer, check_unit_id
 from .telemetry_frames import answer_batch, text_frame_reply
 
@@ -23,13 +23,18 @@ routes = web.RouteTableDef()
 @routes.get("/telemetry/{unit_id}")
 async def telemetry(request: web.Request) -> web.WebSocketResponse:
     unit_id = check_unit_id(request.match_info["unit_id"])
-    await request.app[AUTH].unit(unit_id, bearer(request.headers.get("Authorization")))
+    unit = await request.app[AUTH].unit(unit_id, bearer(request.headers.get("Authorization")))
     settings = request.app[SETTINGS]
     hub, positions = request.app[TELEMETRY], request.app[POSITIONS]
     ws = web.WebSocketResponse(heartbeat=settings.geo.telemetry_heartbeat_s,
                                max_msg_size=settings.server.max_message_bytes, compress=False)
     await ws.prepare(request)
     hub.opened(ws)
+
+    async def revoke(reason: str) -> None:
+        await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=reason[:120].encode())
+
+    grant = request.app[REVOCATION].unit_opened(unit_id, unit.token_hash, "telemetry channel", revoke)
     logger.info("unit %s: telemetry channel open", unit_id)
     packb = msgpack.Packer().pack
     try:
@@ -48,6 +53,7 @@ async def telemetry(request: web.Request) -> web.WebSocketResponse:
             except ConnectionResetError:  # the unit went away while its batch was stored
                 break
     finally:
+        request.app[REVOCATION].released(grant)
         hub.closed(ws)
         logger.info("unit %s: telemetry channel closed (%s)", unit_id, ws.close_code)
     return ws

@@ -17,9 +17,9 @@ routes = web.RouteTableDef()
 @routes.post("/whip/{unit_id}")
 async def whip_publish(request: web.Request) -> web.Response:
     unit_id = check_unit_id(request.match_info["unit_id"])
-    await request.app[AUTH].unit(unit_id, bearer(request.headers.get("Authorization")))
+    unit = await request.app[AUTH].unit(unit_id, bearer(request.headers.get("Authorization")))
     offer = await read_sdp(request)
-    session_id, answer = await request.app[LIVE].publish(unit_id, offer, via="whip")
+    session_id, answer = await request.app[LIVE].publish(unit_id, offer, via="whip", credential=unit.token_hash)
     return sdp_created(request, f"/whip/{unit_id}/{session_id}", answer)
 
 

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from recordings.ledger import LedgerError
 
-from ..appkeys import AUTH, EVIDENCE, TICKETS
+from ..appkeys import AUTH, DENIALS, EVIDENCE, TICKETS
 from ..auth import Person, bearer
 from ..errors import DispatchError, Unauthorized, Unavailable
 from ..evidence_catalog import EvidenceCatalog
@@ -41,8 +41,12 @@ def where(request: web.Request) -> str:
 
 async def record_access(evidence: EvidenceCatalog, request: web.Request, type: str, actor: str, outcome: str,
                         data: dict[str, Any]) -> None:
-    """Write an access entry; if the ledger refuses, the access is refused too (503)."""
+    """Write an access entry; if the ledger refuses, the access is refused too (503). Refusals of
+    anonymous callers are summarised per source and minute (:mod:`dispatch_server.denials`)."""
     try:
+        if actor == "anonymous" and outcome == "denied":
+            await request.app[DENIALS].denied(where(request), {**data, "client_ip": request.remote}, type)
+            return
         await evidence.archive.record(type, actor=actor, where=where(request), outcome=outcome,
                                       data={**data, "client_ip": request.remote})
     except (LedgerError, OSError, ValueError) as exc:

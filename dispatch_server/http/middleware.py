@@ -8,7 +8,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from ..errors import DispatchError
+from ..errors import DispatchError, TooManyAttempts
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +25,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         resp = await handler(request)
     except DispatchError as exc:
-        if exc.status >= 500 or exc.status == 401:
+        if exc.status >= 500 or exc.status in (401, 429):
             logger.info("%s %s: %s %s", request.method, request.path, exc.status, exc.message)
-        return web.json_response(exc.payload(), status=exc.status)
+        headers = {"Retry-After": str(int(exc.retry_after_s) + 1)} if isinstance(exc, TooManyAttempts) else None
+        return web.json_response(exc.payload(), status=exc.status, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
@@ -45,9 +46,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     resp = await handler(request)
+    # On every response, not only text/html: a FileResponse's type is known only once it is sent.
     resp.headers.setdefault("X-Content-Type-Options", "nosniff")
     resp.headers.setdefault("Referrer-Policy", "no-referrer")
-    if resp.content_type == "text/html":
-        resp.headers.setdefault("Content-Security-Policy", CSP)
-        resp.headers.setdefault("X-Frame-Options", "DENY")
+    resp.headers.setdefault("Content-Security-Policy", CSP)
+    resp.headers.setdefault("X-Frame-Options", "DENY")
     return resp

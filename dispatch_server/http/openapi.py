@@ -81,13 +81,14 @@ def _segment_op() -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {
-        "/api/login": {"post": _op("Log in; the token is accepted as Authorization: Bearer", public=True, errors=(400, 401, 413),
+        "/api/login": {"post": _op("Log in; the token is accepted as Authorization: Bearer", public=True, errors=(400, 401, 413, 429, 503),
                                    body={"type": "object", "required": ["username", "password"],
                                          "properties": {"username": {"type": "string"}, "password": {"type": "string"}}},
                                    result={"type": "object", "properties": {"token": {"type": "string"}, "role": {"type": "string"},
                                                                             "expires_at": {"type": "string"}}})},
         "/api/logout": {"post": _op("End this session", ok=204, errors=(401,))},
         "/api/me": {"get": _op("Who am I", result=OBJ, errors=(401,))},
+        "/api/health": {"get": _op("This node's figures (admins): sessions, telemetry, archive", result=OBJ)},
         "/api/units": {"get": _op("Roster of units with live state", result={"type": "object", "properties": {"units": {"type": "array", "items": UNIT}}})},
         "/api/console-config": {"get": _op("Patrol interval and ICE servers for the console", result=OBJ)},
         "/api/actions": {

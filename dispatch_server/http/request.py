@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import ipaddress
 from typing import Any
 
 from aiohttp import web
 
+from .. import strict_json
 from ..appkeys import AUTH, SETTINGS
 from ..auth import Person, bearer
 from ..errors import BadRequest, TooLarge
@@ -29,11 +30,9 @@ async def read_body(request: web.Request, limit: int, what: str) -> bytes:
 
 
 async def read_json(request: web.Request) -> Any:
+    """The body as JSON, read strictly (:mod:`dispatch_server.strict_json`)."""
     raw = await read_body(request, request.app[SETTINGS].server.max_message_bytes, "request body")
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}", code="bad_json") from exc
+    return strict_json.loads(raw)
 
 
 async def read_object(request: web.Request, what: str) -> dict[str, Any]:
@@ -52,7 +51,33 @@ async def person_of(request: web.Request, permission: str) -> Person:
 
 
 def client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
+    """The client's address: the peer's, or — only when the peer is a configured trusted proxy —
+    the nearest address in ``X-Forwarded-For`` that is not itself a trusted proxy."""
+    peer = request.remote or "unknown"
+    proxies = request.app[SETTINGS].server.trusted_proxies
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, proxies):
+            return hop if _is_address(hop) else peer
+    return peer
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _trusted(address: str, proxies: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(p, strict=False) for p in proxies)
 
 
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

@@ -8,6 +8,7 @@ from typing import Any, Awaitable, Callable
 
 from socketio.exceptions import ConnectionRefusedError
 
+from .. import strict_json
 from ..errors import DispatchError, sio_error
 from .messages import check_size
 
@@ -33,6 +34,7 @@ def event(limit_attr: str = "max_message_bytes") -> Callable[[Handler], Handler]
                 if extra:
                     raise DispatchError(f"{name}: expected one argument, got {1 + len(extra)}", code="bad_message")
                 check_size(data, getattr(self.limits, limit_attr), name)
+                strict_json.check(data, name)
                 return await fn(self, sid, data)
             except DispatchError as exc:
                 logger.info("%s %s: %s refused: %s", self.namespace, sid, name, exc.message)

@@ -1,9 +1,9 @@
 """What the server pushes, and to whom: the domain's outbound events as Socket.IO emits.
 
 Services receive bound methods of :class:`Push` (``push.operators``, ``push.unit``, ...) as plain
-callables, so the domain never sees the Socket.IO server. Operators' events go to the
-operators' room of ``/console``, a unit's to its room of ``/unit``; in Redis mode through Redis
-to every node.
+callables, so the domain never sees the Socket.IO server. A console event goes to the room of the
+permission that may read it (:data:`EVENT_PERMISSION`; an event without an entry is a programming
+error and raises), a unit's to its room of ``/unit``; in Redis mode through Redis to every node.
 """
 
 from __future__ import annotations
@@ -13,13 +13,25 @@ from typing import Any
 import socketio
 
 from ..actions import Action
-from .console_namespace import OPERATORS_ROOM
+from ..footage_requests import court_view
 from .packet import TextOnly
+from .rooms import permission_room, unit_room
 from .updates import UpdateBatcher
 
-
-def unit_room(unit_id: str) -> str:
-    return f"unit:{unit_id}"
+# Every event consoles get, and the permission (auth.PERMISSIONS) a person needs to get it.
+EVENT_PERMISSION = {
+    "unit_status": "units.read",
+    "unit_positions": "units.read",
+    "viewer_closed": "live.watch",
+    "unit_callback": "live.watch",
+    "alert": "dispatch.read",
+    "alert_update": "dispatch.read",
+    "action_update": "dispatch.read",
+    "instruction_update": "dispatch.read",
+    "instruction_updates": "dispatch.read",
+    "footage_request": "requests.read",
+    "snapshot": "evidence.view",
+}
 
 
 class Push:
@@ -30,7 +42,9 @@ class Push:
         self._updates = UpdateBatcher(self._instruction_updates)
 
     async def operators(self, event: str, data: dict[str, Any]) -> None:
-        await self._sio.emit(event, data, room=OPERATORS_ROOM, namespace="/console")
+        """To every console whose person may read ``event``."""
+        room = permission_room(EVENT_PERMISSION[event])
+        await self._sio.emit(event, data, room=room, namespace="/console")
 
     async def unit(self, unit_id: str, event: str, data: dict[str, Any]) -> None:
         await self._sio.emit(event, data, room=unit_room(unit_id), namespace="/unit")
@@ -61,9 +75,7 @@ class Push:
 
     async def footage_request(self, doc: dict[str, Any]) -> None:
         """A request changed: consoles get it without the server's file paths."""
-        view = {k: v for k, v in doc.items() if k != "export"} | {
-            "export": {k: v for k, v in (doc.get("export") or {}).items() if not k.endswith("_path")}}
-        await self.operators("footage_request", view)
+        await self.operators("footage_request", court_view(doc))
 
     async def close(self) -> None:
         """Send what is pending."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any, Callable
 
 import socketio
 
@@ -14,13 +15,31 @@ logger = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_S = 5.0
 
 
+NAMESPACES = ["/unit", "/console"]  # connections to any other namespace (also "/") are refused
+
+
+def origin_check(extra: tuple[str, ...]) -> Callable[[str | None, dict[str, Any]], bool]:
+    """A browser may connect only from the server's own origin (or one of ``extra``); clients
+    that send no ``Origin`` (field units, scripts) are not browsers and are let through to
+    authenticate. (python-socketio reads an empty list as "no check at all".)"""
+
+    def allowed(origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin is None:
+            return True
+        scheme = environ.get("wsgi.url_scheme", "http")
+        return origin == f"{scheme}://{environ.get('HTTP_HOST', '')}" or origin in extra
+
+    return allowed
+
+
 def build_sio(settings: Settings) -> socketio.AsyncServer:
     manager = socketio.AsyncRedisManager(settings.redis.url) if settings.redis.url else None
     return socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
         serializer=Packet,  # skips the binary search of TextOnly payloads
-        cors_allowed_origins=[],  # same origin only
+        namespaces=NAMESPACES,
+        cors_allowed_origins=origin_check(settings.server.allowed_origins),
         # Engine.IO drops a connection whose packet exceeds this; events between the two limits
         # get a clear "too_large" error ack and the connection stays up (see events.py).
         max_http_buffer_size=max(1_000_000, 4 * settings.server.max_message_bytes),

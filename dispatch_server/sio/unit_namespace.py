@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -14,6 +15,7 @@ from ..instructions import InstructionService
 from ..links import UnitLinks
 from ..live import LiveService
 from ..positions import PositionService
+from ..revocation import Grant, Revocation
 from ..roster import Roster
 from ..sos import SosService
 from ..talk import TalkService
@@ -29,7 +31,7 @@ from .messages import (
     parse_talk_join,
     unpack_msgpack,
 )
-from .push import unit_room
+from .rooms import unit_room
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +39,10 @@ logger = logging.getLogger(__name__)
 class UnitNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     def __init__(self, auth: Authenticator, roster: Roster, links: UnitLinks, live: LiveService,
                  instructions: InstructionService, sos: SosService, talk: TalkService, positions: PositionService,
-                 limits: ServerConfig) -> None:
+                 revocation: Revocation, limits: ServerConfig) -> None:
         super().__init__("/unit")
+        self.revocation = revocation
+        self._grants: dict[str, Grant] = {}  # by sid: what closes the link when the token is revoked
         self.auth = auth
         self.roster = roster
         self.links = links
@@ -57,19 +61,26 @@ class UnitNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             unit = await self.auth.unit(auth["unit_id"], token if isinstance(token, str) else None)
         except DispatchError as exc:
             raise refuse(exc) from None
-        await self.save_session(sid, {"unit_id": unit.id})
+        await self.save_session(sid, {"unit_id": unit.id, "token_hash": unit.token_hash})
         await self.enter_room(sid, unit_room(unit.id))
         self.links.opened(unit.id, sid)
+        self._grants[sid] = self.revocation.unit_opened(unit.id, unit.token_hash, "socket.io link",
+                                                        functools.partial(self._revoked, sid))
         logger.info("unit %s: connected (sid %s)", unit.id, sid)
         await self.roster.mark(unit.id, connected=True)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self.revocation.released(self._grants.pop(sid, None))
         unit_id = (await self.get_session(sid)).get("unit_id")
         if unit_id is None:
             return
         logger.info("unit %s: disconnected (sid %s, %s)", unit_id, sid, reason)
         if self.links.closed(unit_id, sid):
             await self.roster.mark(unit_id, connected=False)
+
+    async def _revoked(self, sid: str, reason: str) -> None:
+        await self.emit("revoked", {"reason": reason}, to=sid)
+        await self.disconnect(sid)
 
     async def _unit(self, sid: str) -> str:
         return str((await self.get_session(sid))["unit_id"])
@@ -78,7 +89,8 @@ class UnitNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def on_publish(self, sid: str, data: Any) -> dict[str, Any]:
         unit_id = await self._unit(sid)
         offer = parse_publish(data, self.limits.max_sdp_bytes)
-        session_id, answer = await self.live.publish(unit_id, offer.sdp, via="socket.io")
+        token_hash = str((await self.get_session(sid))["token_hash"])
+        session_id, answer = await self.live.publish(unit_id, offer.sdp, via="socket.io", credential=token_hash)
         return {"ok": True, "sdp": answer, "session_id": session_id}
 
     @event()

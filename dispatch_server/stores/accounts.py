@@ -63,6 +63,9 @@ class Accounts:
     def set_unit_token(self, unit_id: str, token_hash: str) -> bool:
         return self.db.execute("UPDATE units SET token_hash=? WHERE id=?", (token_hash, unit_id)) == 1
 
+    def set_unit_disabled(self, unit_id: str, disabled: bool) -> bool:
+        return self.db.execute("UPDATE units SET disabled=? WHERE id=?", (int(disabled), unit_id)) == 1
+
     def get_unit(self, unit_id: str) -> UnitRecord | None:
         rows = self.db.query("SELECT id, kind, token_hash, created_at, disabled FROM units WHERE id=?", (unit_id,))
         return _unit(rows[0]) if rows else None
@@ -81,7 +84,21 @@ class Accounts:
             raise KeyError(username) from None
 
     def set_user_password(self, username: str, password_hash: str) -> bool:
-        return self.db.execute("UPDATE users SET password_hash=? WHERE username=?", (password_hash, username)) == 1
+        """A new password; every session of the person ends with it."""
+        changed = self.db.execute("UPDATE users SET password_hash=? WHERE username=?", (password_hash, username)) == 1
+        if changed:
+            self.end_sessions(username)
+        return changed
+
+    def set_user_role(self, username: str, role: str) -> bool:
+        """Takes effect on the person's next request (sessions read the role from here)."""
+        return self.db.execute("UPDATE users SET role=? WHERE username=?", (role, username)) == 1
+
+    def set_user_disabled(self, username: str, disabled: bool) -> bool:
+        changed = self.db.execute("UPDATE users SET disabled=? WHERE username=?", (int(disabled), username)) == 1
+        if changed and disabled:
+            self.end_sessions(username)
+        return changed
 
     def get_user(self, username: str) -> UserRecord | None:
         rows = self.db.query("SELECT username, role, password_hash, created_at, disabled FROM users WHERE username=?",
@@ -97,12 +114,18 @@ class Accounts:
                         (rec.token_hash, rec.username, rec.role, rec.created_at, rec.expires_at))
 
     def get_session(self, token_hash: str) -> SessionRecord | None:
-        rows = self.db.query("SELECT token_hash, username, role, created_at, expires_at FROM sessions "
-                             "WHERE token_hash=?", (token_hash,))
+        """The session with its person's current role; None if either is gone or the person is disabled."""
+        rows = self.db.query("SELECT s.token_hash, s.username, u.role, s.created_at, s.expires_at FROM sessions s "
+                             "JOIN users u ON u.username = s.username WHERE s.token_hash=? AND u.disabled = 0",
+                             (token_hash,))
         return SessionRecord(*rows[0]) if rows else None
 
     def delete_session(self, token_hash: str) -> None:
         self.db.execute("DELETE FROM sessions WHERE token_hash=?", (token_hash,))
+
+    def end_sessions(self, username: str) -> int:
+        """End every session of the person; how many there were."""
+        return self.db.execute("DELETE FROM sessions WHERE username=?", (username,))
 
     def purge_sessions(self, now: float) -> int:
         """Delete sessions that expired before ``now``; how many went."""

@@ -35,7 +35,9 @@ async def batch(ws: aiohttp.ClientWebSocketResponse, seq: int, fixes: list[dict[
 
 
 async def health(http: aiohttp.ClientSession, live: LiveServer) -> dict[str, Any]:
-    async with http.get(f"{live.url}/healthz") as r:
+    """The node's figures (admins only; the public /healthz says only ok)."""
+    token = await live.admin()
+    async with http.get(f"{live.url}/api/health", headers={"Authorization": f"Bearer {token}"}) as r:
         doc: dict[str, Any] = await r.json()
         return doc
 
@@ -51,7 +53,8 @@ async def track(http: aiohttp.ClientSession, live: LiveServer, op: str, unit_id:
 @pytest.mark.parametrize("unit_id, headers, status, code", [
     ("bc-01", {}, 401, "unauthorized"),
     ("bc-01", {"Authorization": "Bearer wrong"}, 401, "bad_token"),
-    ("bc-99", {"Authorization": "Bearer wrong"}, 404, "unknown_unit"),
+    # An unknown unit answers exactly like a wrong token: a stranger learns nothing of which units exist.
+    ("bc-99", {"Authorization": "Bearer wrong"}, 401, "bad_token"),
 ])
 async def test_the_upgrade_is_refused_with_a_json_error_naming_the_problem(
     live: LiveServer, http: aiohttp.ClientSession, unit_id: str, headers: dict[str, str], status: int, code: str

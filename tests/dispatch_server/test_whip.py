@@ -34,7 +34,7 @@ async def test_whip_resource_lifecycle_and_errors(
         ("/whip/bc-01", offer, None, SDP, 401, "unauthorized"),
         ("/whip/bc-01", offer, "not-the-token", SDP, 401, "bad_token"),
         ("/whip/bc-01", offer, other, SDP, 401, "bad_token"),  # another unit's token
-        ("/whip/nope", offer, token, SDP, 404, "unknown_unit"),
+        ("/whip/nope", offer, token, SDP, 401, "bad_token"),  # unknown unit: the same answer as a wrong token
         ("/whip/..%2Fetc", offer, token, SDP, 400, "bad_unit_id"),
         ("/whip/bc-01", offer, token, "text/plain", 415, "unsupported_media_type"),
         ("/whip/bc-01", "garbage", token, SDP, 400, "bad_sdp"),

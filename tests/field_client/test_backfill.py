@@ -372,7 +372,8 @@ async def test_unit_cut_off_for_20_s_has_99_percent_of_its_fixes_stored_with_ori
     assert "sending single 'position' events" not in caplog.text  # it was back-filled in batches
     # ... over the telemetry channel, reopened after the outage
     assert caplog.text.count("telemetry channel open") >= 2
+    admin = await live.admin()
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{live.url}/healthz") as r:
+        async with http.get(f"{live.url}/api/health", headers={"Authorization": f"Bearer {admin}"}) as r:
             telemetry = (await r.json())["telemetry"]
     assert telemetry["batches"] >= 5 and telemetry["bad_frames"] == 0
