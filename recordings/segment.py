@@ -14,7 +14,6 @@ Opus in Matroska is unreadable); those codec contexts never see a frame, only pa
 
 from __future__ import annotations
 
-import errno
 import fractions
 import os
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Literal
 import av
 from av.container import InputContainer
 
-from .durable import fsync_dir, fsync_file, sha256_file
+from .durable import fsync_dir, fsync_file, is_disk_full, sha256_file
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 AUDIO_TIME_BASE = fractions.Fraction(1, 48_000)
@@ -51,11 +50,6 @@ def segment_offset(container: InputContainer) -> float:
         return float(tags.get(OFFSET_TAG, "0"))
     except ValueError:
         return 0.0
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    code = getattr(exc, "errno", None)
-    return code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc)
 
 
 def extension(video_codec: str | None) -> str:
