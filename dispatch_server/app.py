@@ -47,6 +47,7 @@ from .http import (
     api_recordings,
     api_requests,
     api_session,
+    api_snapshots,
     api_talk,
     api_telemetry,
     api_whip,
@@ -70,6 +71,7 @@ from .sio.console_namespace import ConsoleNamespace
 from .sio.push import Push
 from .sio.server import SioLifetime, build_sio
 from .sio.unit_namespace import UnitNamespace
+from .snapshots import SnapshotService
 from .sos import SosService
 from .stores.accounts import Accounts
 from .stores.database import Database
@@ -180,7 +182,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     ]
     routes = [api_session.routes, api_whip.routes, api_telemetry.routes, api_geo.routes, api_actions.routes,
               api_instructions.routes, api_alerts.routes, api_talk.routes, api_audit.routes, api_recordings.routes,
-              api_holds.routes, openapi.routes]
+              api_holds.routes, api_snapshots.routes, openapi.routes]
 
     if archive is not None:  # the evidence archive, its catalog, and party access to it
         evidence = EvidenceCatalog(Catalog(settings.data_dir / "catalog.sqlite3"), archive,
@@ -192,8 +194,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                                 settings.signing_key_path,
                                 load_link_secret(settings.data_dir / "keys" / "link-secret"),
                                 settings.party.export_workers, clock)
+        snapshots = SnapshotService(archive.seal_snapshot, action_store, instructions, push.snapshot)
         services |= {k.ARCHIVE: archive, k.EVIDENCE: evidence, k.TICKETS: PlaybackTickets(clock), k.PARTY: party,
-                     k.REQUESTS: requests, k.LINKS: party_links, k.EXPORTS: exports}
+                     k.REQUESTS: requests, k.LINKS: party_links, k.EXPORTS: exports, k.SNAPSHOTS: snapshots}
         contexts += [lifetime(archive.close, archive.start),  # crash recovery runs before anything records
                      lifetime(evidence.close, evidence.start),
                      lifetime(exports.close, exports.start)]
