@@ -85,15 +85,21 @@ def is_jpeg(data: bytes) -> bool:
 
 
 def _write_part(part: Path, data: bytes) -> None:
+    """Write ``part`` durably; if that fails, nothing of it is left. A file of that name that
+    already exists is never touched (``FileExistsError``)."""
     fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    fsync_dir(part.parent)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_dir(part.parent)
+    except OSError:
+        _discard(part)
+        raise
 
 
 def _make_dirs(root: Path, day_dir: Path) -> None:
@@ -130,7 +136,6 @@ def seal_snapshot(root: Path, ledger: LedgerWriter, info: StillInfo, jpeg: bytes
         _make_dirs(root, final.parent)
         _write_part(part, jpeg)
     except OSError as exc:
-        _discard(part)
         raise SnapshotError(f"the still could not be written to the archive: {exc}",
                             disk_full=is_disk_full(exc)) from exc
     data: dict[str, Any] = {
@@ -161,7 +166,8 @@ def recover_snapshots(root: Path, entries: list[dict[str, Any]]) -> list[str]:
     if not base.is_dir():
         return []
     named = {e["data"]["path"]: e["data"] for e in entries
-             if e.get("type") == ENTRY_TYPE and isinstance(e.get("data"), dict) and "path" in e["data"]}
+             if e.get("type") == ENTRY_TYPE and isinstance(e.get("data"), dict)
+             and isinstance(e["data"].get("path"), str)}
     notes: list[str] = []
     for part in sorted(base.glob(f"*/*{SUFFIX}{PART}")):
         final = part.with_name(part.name.removesuffix(PART))
