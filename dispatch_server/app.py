@@ -10,12 +10,11 @@ recordings they feed), then the archive, the services it reads from, and storage
 
 from __future__ import annotations
 
-import inspect
 import os
 import socket
 import time
 from functools import partial
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
 from aiohttp import web
 
@@ -48,6 +47,7 @@ from .http import (
     api_recordings,
     api_requests,
     api_session,
+    api_snapshots,
     api_talk,
     api_telemetry,
     api_whip,
@@ -58,6 +58,7 @@ from .http.static import add_static_routes
 from .http.telemetry_frames import TelemetryHub
 from .http.tickets import PlaybackTickets
 from .instructions import InstructionService
+from .lifetime import lifetime
 from .links import UnitLinks
 from .live import LiveService
 from .login_throttle import LoginThrottle
@@ -73,32 +74,13 @@ from .sio.console_namespace import ConsoleNamespace
 from .sio.push import Push
 from .sio.server import SioLifetime, build_sio
 from .sio.unit_namespace import UnitNamespace
+from .snapshots import SnapshotService
 from .sos import SosService
 from .stores.accounts import Accounts
 from .stores.database import Database
 from .stores.position_index import MemoryPositionIndex, PositionIndex, RedisPositionIndex
 from .stores.presence import MemoryPresence, PresenceStore, RedisPresence
 from .talk import TalkService
-
-Step = Callable[[], object]  # a start or close: plain, or returning an awaitable
-CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
-
-
-def lifetime(close: Step, start: Step | None = None) -> CleanupCtx:
-    """A cleanup context that runs ``start`` (if any) at startup and ``close`` at cleanup."""
-
-    async def run(step: Step) -> None:
-        result = step()
-        if inspect.isawaitable(result):
-            await result
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        if start is not None:
-            await run(start)
-        yield
-        await run(close)
-
-    return ctx
 
 
 def node_id(settings: Settings) -> str:
@@ -188,7 +170,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     ]
     routes = [api_session.routes, api_whip.routes, api_telemetry.routes, api_geo.routes, api_actions.routes,
               api_instructions.routes, api_alerts.routes, api_talk.routes, api_audit.routes, api_recordings.routes,
-              api_holds.routes, openapi.routes]
+              api_holds.routes, api_snapshots.routes, openapi.routes]
 
     if archive is not None:  # the evidence archive, its catalog, and party access to it
         evidence = EvidenceCatalog(Catalog(settings.data_dir / "catalog.sqlite3"), archive,
@@ -201,9 +183,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                                 settings.signing_key_path,
                                 load_link_secret(settings.data_dir / "keys" / "link-secret"),
                                 settings.party.export_workers, clock)
+        snapshots = SnapshotService(archive.seal_snapshot, action_store, instructions, push.snapshot)
         services |= {k.ARCHIVE: archive, k.EVIDENCE: evidence, k.DENIALS: denials,
-                     k.TICKETS: PlaybackTickets(clock), k.PARTY: party,
-                     k.REQUESTS: requests, k.LINKS: party_links, k.EXPORTS: exports}
+                     k.TICKETS: PlaybackTickets(clock), k.PARTY: party, k.REQUESTS: requests, k.LINKS: party_links,
+                     k.EXPORTS: exports, k.SNAPSHOTS: snapshots}
         contexts += [lifetime(archive.close, archive.start),  # crash recovery runs before anything records
                      lifetime(evidence.close, evidence.start),
                      lifetime(denials.close, denials.start),

@@ -28,6 +28,7 @@ from .party_links import PartyLinks
 from .positions import PositionService
 from .revocation import Revocation
 from .roster import Roster
+from .snapshots import SnapshotService
 from .sos import SosService
 from .stores.accounts import Accounts
 from .stores.database import Database
@@ -58,3 +59,4 @@ PARTY = web.AppKey("party", PartyAccess)
 REQUESTS = web.AppKey("requests", FootageRequests)
 LINKS = web.AppKey("links", PartyLinks)
 EXPORTS = web.AppKey("exports", ExportService)
+SNAPSHOTS = web.AppKey("snapshots", SnapshotService)

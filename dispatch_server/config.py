@@ -132,6 +132,7 @@ class ArchiveConfig:
         RetentionRule("incident", 3650.0),
     )
     max_delete_share: float = 0.2  # a retention run that would delete more than this share stops and alarms
+    max_snapshot_bytes: int = 5 * 1024 * 1024  # largest still (JPEG) a unit may upload; larger ones get 413
 
 
 @dataclass(frozen=True)
@@ -340,6 +341,7 @@ def validate(s: Settings) -> None:
         ("archive.reconnect_grace_s", s.archive.reconnect_grace_s, 0.0),
         ("archive.sign_interval_s", s.archive.sign_interval_s, 1.0),
         ("archive.min_free_bytes", s.archive.min_free_bytes, 0),
+        ("archive.max_snapshot_bytes", s.archive.max_snapshot_bytes, 1024),
         ("party.code_ttl_s", s.party.code_ttl_s, 60.0),
         ("party.session_ttl_s", s.party.session_ttl_s, 60.0),
         ("party.link_max_lifetime_s", s.party.link_max_lifetime_s, 1.0),

@@ -3,7 +3,7 @@ lock under which legal holds and retention runs change what may be deleted.
 
 The catalog (``recordings.catalog.Catalog``, ``<data_dir>/catalog.sqlite3``) indexes the ledger
 for search; it starts after the archive (its ledger open and recovered) and follows every sealed
-segment and closed recording.
+segment, closed recording and sealed still.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class EvidenceCatalog:
             await asyncio.to_thread(self.catalog.sync_from, self.archive.ledger)
 
     def _on_archive(self, kind: str, detail: dict[str, Any]) -> None:
-        if kind in ("sealed", "closed"):
+        if kind in ("sealed", "closed", "snapshot"):
             self._dirty.set()
 
     async def _follow(self) -> None:

@@ -1,8 +1,9 @@
 """Tracks that replay encoded loops as ``av.Packet`` objects, which aiortc sends without encoding.
 
 aiortc's ``RTCRtpSender`` packetizes a packet a track returns instead of encoding a frame
-(``RTCRtpSender._next_encoded_frame`` calls the encoder's ``pack`` for an ``av.Packet``). :class:`EncodedVideoTrack` replays an :class:`~field_client.encoded_loop.EncodedLoop`
-and sends a keyframe at any position when the receiver asks (:func:`attach_keyframe_requests`);
+(``RTCRtpSender._next_encoded_frame`` calls the encoder's ``pack`` for an ``av.Packet``).
+:class:`EncodedVideoTrack` replays an :class:`~field_client.encoded_loop.EncodedLoop` and sends a
+keyframe at any position when the receiver asks (:func:`attach_keyframe_requests`);
 :class:`EncodedAudioTrack` replays an :class:`~field_client.encoded_loop.EncodedAudioLoop`.
 """
 

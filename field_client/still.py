@@ -34,23 +34,35 @@ class StillCamera:
         self._codec = normalize_codec(codec)
         self._keyframe: bytes | None = None
         self._frame: av.VideoFrame | None = None
+        self._ready = asyncio.Event()
 
     def on_packet(self, data: bytes, keyframe: bool) -> None:
         """Sees every encoded packet the test-pattern track sends (a :class:`EncodedVideoTrack` hook)."""
         if keyframe:
             self._keyframe = data
+            self._ready.set()
 
     def on_frame(self, frame: av.VideoFrame) -> None:
         self._frame = frame
+        self._ready.set()
 
     def clear(self) -> None:
         """The camera stopped (publish ended): an old picture must not pass for a new one."""
         self._keyframe = None
         self._frame = None
+        self._ready.clear()
 
     @property
     def ready(self) -> bool:
         return self._frame is not None or self._keyframe is not None
+
+    async def wait_ready(self, timeout_s: float) -> bool:
+        """Wait for the camera's first picture (a publish that just started has none yet)."""
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     async def jpeg(self) -> bytes | None:
         """The newest picture as JPEG, or None when the camera has produced nothing."""

@@ -49,6 +49,7 @@ from .whip import WhipClient, WhipResource
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+CAMERA_READY_S = 5.0  # a snapshot just after publishing started waits this long for the first picture
 Attempt = Callable[[asyncio.Event], Awaitable[bool]]
 
 
@@ -435,6 +436,8 @@ class FieldUnit:
         return True
 
     async def take_snapshot(self, order: Order) -> dict[str, Any]:
+        if self.publishing.is_set():
+            await self.camera.wait_ready(CAMERA_READY_S)
         jpeg = await self.camera.jpeg()
         if jpeg is None:
             raise FieldClientError("摄像头未开启 the camera is off (not publishing): start recording first")

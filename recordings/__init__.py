@@ -9,10 +9,11 @@ tree heads, export packages) are specified in ``docs/archive-format.md``.
 - Recording: ``archive`` (the service), ``source``, ``recording``, ``segmenter``, ``timeline``,
   ``gaps``, ``sealer``, ``ledger_spool``, ``metadata``, ``recording_info``, ``segment``,
   ``recovery``, ``durable``.
+- Stills (JPEGs units upload): ``snapshots``.
 - Ledger: ``ledger``, ``merkle``.
 - Verifying offline (``dispatch-audit``): ``verify``, ``ledger_check``, ``archive_files``,
   ``findings``, ``audit_cli``, ``archive_config``.
-- Search and keeping: ``catalog``, ``retention``.
+- Search and keeping: ``catalog`` (stills: ``still_catalog``), ``retention``.
 - Party exports: ``export``, ``export_timeline``, ``export_decoder``, ``export_encoder``,
   ``export_errors``, ``redaction``, ``watermark``, ``package``, ``package_verify``,
   ``package_format``, ``zip_layout``.

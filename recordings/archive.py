@@ -13,6 +13,9 @@ whole; a ``disk_full`` gap opens; operators get a ``recording_degraded`` alarm. 
 positions and instructions do not touch the archive and carry on. When space returns
 (``min_free_bytes`` plus a 25 % margin), recordings resume at the next keyframe and the gap is
 closed in the ledger.
+
+Stills: :meth:`ArchiveService.seal_snapshot` stores a JPEG a unit uploaded
+(:mod:`recordings.snapshots`) under ``snapshots/`` with its own ledger entry.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from .ledger import Ledger
 from .recording import Recording
 from .recording_info import RecordingInfo
 from .recovery import recover
+from .snapshots import SnapshotError, StillInfo, recover_snapshots, seal_snapshot
 from .source import EncodedFrame, FrameSource, FrameTap
 
 logger = logging.getLogger(__name__)
@@ -89,7 +93,8 @@ class ArchiveService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: list[Recording] = []
-        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []  # ("sealed"|"closed"|..., detail)
+        # ("sealed"|"closed"|"snapshot"|..., detail), called on the event loop
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     # lifecycle ---------------------------------------------------------------------------
     async def start(self) -> list[str]:
@@ -106,7 +111,9 @@ class ArchiveService:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "recordings").mkdir(exist_ok=True)
         notes = list(self.ledger.open())
-        notes += recover(self.root, self.ledger, self.ledger.entries(), self.where, self._clock())
+        entries = self.ledger.entries()
+        notes += recover(self.root, self.ledger, entries, self.where, self._clock())
+        notes += recover_snapshots(self.root, entries)
         self.ledger.sign_tree_head()
         return notes
 
@@ -276,11 +283,33 @@ class ArchiveService:
         elif kind == "error":
             self._spawn(self._alarm("recording_degraded", f"recording fault: {detail.get('message')}", detail),
                         "archive-alarm")
+        self._tell_listeners(kind, detail)
+
+    def _tell_listeners(self, kind: str, detail: dict[str, Any]) -> None:
         for listener in list(self.listeners):
             try:
                 listener(kind, detail)
             except Exception:
                 logger.exception("archive listener failed")
+
+    # stills ------------------------------------------------------------------------------
+    async def seal_snapshot(self, info: StillInfo, jpeg: bytes, actor: str, where: str) -> dict[str, Any]:
+        """Store a still from a unit's camera (:mod:`recordings.snapshots`); returns its
+        ``snapshot_sealed`` data once file and entry are durable, and tells the listeners
+        (``"snapshot"``). Raises :class:`SnapshotError` (nothing stored) while the disk is full or
+        when the disk or the ledger refuses it; an ENOSPC puts the archive in disk-full mode."""
+        if self.disk_full:
+            raise SnapshotError("the evidence archive's disk is full (recording is paused)", disk_full=True)
+        try:
+            data = await asyncio.to_thread(seal_snapshot, self.root, self.ledger, info, jpeg, self._clock(),
+                                           actor=actor, where=where)
+        except SnapshotError as exc:
+            if exc.disk_full and not self.disk_full:
+                self._enter_disk_full(str(exc))
+            raise
+        logger.info("unit %s: still %s sealed (%d bytes)", info.unit_id, data["snapshot_id"], data["bytes"])
+        self._tell_listeners("snapshot", data)
+        return data
 
     # disk --------------------------------------------------------------------------------
     def free_bytes(self) -> int:

@@ -1,9 +1,10 @@
 """The files half of the archive verifier: every file the ledger names, found and hashed.
 
-Segments and ``recording.json`` files the ledger vouches for (:class:`~recordings.ledger_check.NamedFiles`)
-must be on disk with the size and SHA-256 it records, unless a ``segment_deleted`` entry says
-they are gone; every other file under ``recordings/`` is ``extra`` (``*.part`` leftovers and
-metadata of unclosed recordings are warnings). Files are hashed on worker threads in batches:
+Segments, ``recording.json`` files and stills the ledger vouches for
+(:class:`~recordings.ledger_check.NamedFiles`) must be on disk with the size and SHA-256 it
+records, unless a ``segment_deleted`` entry says a segment is gone; every other file under
+``recordings/`` or ``snapshots/`` is ``extra`` (``*.part`` leftovers and metadata of unclosed
+recordings are warnings). Files are hashed on worker threads in batches:
 hashlib releases the GIL on big updates, so several cores share the work.
 """
 
@@ -20,6 +21,7 @@ from typing import Callable
 from .findings import Findings
 from .ledger import RECORDINGS_DIR
 from .ledger_check import NamedFiles
+from .snapshots import PART, SNAPSHOTS_DIR
 
 READ_SIZE = 1 << 20  # bytes per read while hashing; hashlib releases the GIL on updates this big
 BATCH_BYTES = 32 << 20  # files are handed to the hashing threads in batches of about this size
@@ -80,7 +82,32 @@ def hash_jobs(archive: Path, named: NamedFiles, findings: Findings) -> list[Hash
                     r.warn("unclosed", rel, "metadata of a recording the ledger does not show as closed")
             else:
                 r.fail("extra", rel, "not named by the ledger")
+    _still_jobs(archive, named, findings, jobs)
     return jobs
+
+
+def _still_jobs(archive: Path, named: NamedFiles, findings: Findings, jobs: list[HashJob]) -> None:
+    """Stills: each one the ledger names is present; nothing else is under ``snapshots/``."""
+    r = findings
+    for rel, (i, d) in named.stills.items():
+        found = _size_of(archive, rel)
+        if found is not None:
+            jobs.append(HashJob(rel, d["sha256"], d["bytes"], f"entry {i}", found))
+        elif _size_of(archive, rel + PART) is not None:
+            r.fail("missing", rel, f"sealed by entry {i}; only its {PART} is present (the server stopped before "
+                   "renaming it): start the server, whose recovery completes it")
+        else:
+            r.fail("missing", rel, f"sealed by entry {i}")
+    prefix = len(str(archive)) + 1
+    for dirpath, _dirs, files in os.walk(os.path.join(archive, SNAPSHOTS_DIR)):
+        for fname in files:
+            rel = os.path.join(dirpath, fname)[prefix:].replace(os.sep, "/")
+            if rel in named.stills:
+                continue
+            if fname.endswith(PART):
+                r.warn("unsealed", rel, "a still being stored, or left by a crash: run the server to recover it")
+            else:
+                r.fail("extra", rel, "not named by the ledger")
 
 
 def _size_of(archive: Path, rel: str) -> int | None:

@@ -8,7 +8,8 @@ shorter than the catalog or its entry at the catalog's last index is not the one
 
 Times are POSIX seconds in the tables and UTC ISO 8601 (:func:`utctime.iso_millis`) in the views. A
 recording's *timeline* starts when it was opened (``server_time`` of ``recording_opened``): a
-segment sits at ``offset_s`` on it, a gap from ``start - opened`` to ``end - opened``.
+segment sits at ``offset_s`` on it, a gap from ``start - opened`` to ``end - opened``. Stills
+(``snapshot_sealed``) have a table of their own (:mod:`recordings.still_catalog`).
 
 Place search needs the units' GPS tracks, which live outside this package: callers pass a
 :data:`TrackSource`. All methods block on SQLite (milliseconds); async callers use a thread. One
@@ -27,6 +28,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from utctime import iso_millis, parse_iso_millis
+
+from . import still_catalog
+from .still_catalog import StillQuery, StillRow
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +66,9 @@ CREATE TABLE IF NOT EXISTS gaps (
 CREATE INDEX IF NOT EXISTS gaps_recording ON gaps(recording_id);
 CREATE TABLE IF NOT EXISTS holds (
     case_number TEXT PRIMARY KEY, reason TEXT, actor TEXT, set_at REAL, ledger_index INTEGER);
-"""
-TABLES = ("recordings", "recording_officers", "segments", "gaps", "holds", "meta")
+""" + still_catalog.SCHEMA
+TABLES = ("recordings", "recording_officers", "segments", "gaps", "holds", "snapshots", "meta")
+SCHEMA_VERSION = "2"  # 2: stills. A catalog of another version is rebuilt from the ledger when opened.
 
 
 class LedgerReader(Protocol):
@@ -182,6 +187,10 @@ class Catalog:
         self._conn.executescript(SCHEMA)
         self._next = int(self._meta("next_index") or 0)
         self._last_time = self._meta("last_time")
+        if self._meta("schema") != SCHEMA_VERSION:
+            if self._next:
+                logger.warning("catalog %s was built by another version: rebuilding from the ledger", self.path)
+            self.reset()
 
     # -- sync ---------------------------------------------------------------------------------
 
@@ -242,6 +251,7 @@ class Catalog:
             self._conn.execute("BEGIN")
             for table in TABLES:
                 self._conn.execute(f"DELETE FROM {table}")
+            self._set_meta("schema", SCHEMA_VERSION)
             self._conn.execute("COMMIT")
             self._next, self._last_time = 0, None
 
@@ -292,6 +302,8 @@ class Catalog:
                                                  _time(e.get("time")), index))
             elif kind == "hold_released" and isinstance(d.get("case_number"), str):
                 c.execute("DELETE FROM holds WHERE case_number=?", (d["case_number"],))
+            elif kind == "snapshot_sealed":
+                still_catalog.apply_sealed(c, d, index)
         except (KeyError, TypeError, ValueError) as exc:
             logger.warning("catalog: ledger entry %d (%s) not applied: %r", index, kind, exc)
 
@@ -408,6 +420,16 @@ class Catalog:
                 if len(found) >= query.limit:
                     break
         return found
+
+    # -- stills -----------------------------------------------------------------------------------
+
+    def snapshots(self, query: StillQuery) -> list[dict[str, Any]]:
+        """Stills matching ``query``, newest first (by the server's ``received_at``), at most
+        ``query.limit``; each with ``held`` (its case is under a legal hold)."""
+        return still_catalog.views(self._rows(*still_catalog.search_sql(query)))
+
+    def snapshot(self, snapshot_id: str) -> StillRow | None:
+        return still_catalog.still_row(self._rows(*still_catalog.one_sql(snapshot_id)))
 
     # -- holds and retention ----------------------------------------------------------------------
 

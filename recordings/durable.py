@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -35,3 +36,9 @@ def sha256_file(path: Path) -> tuple[str, int]:
             h.update(chunk)
             size += len(chunk)
     return h.hexdigest(), size
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC/EDQUOT (also when a library reports it only in its message)."""
+    code = getattr(exc, "errno", None)
+    return code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc)

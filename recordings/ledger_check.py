@@ -3,8 +3,8 @@
 It reads ``ledger/sth.jsonl`` first and ``ledger/entries.jsonl`` second (so a tree head never
 covers an entry it has not read), checks the form of every line, the ``prev`` chain, every
 signed tree head (signature, Merkle root, coverage) and an RFC 9162 inclusion proof for every
-sealed segment, and names the entry behind each break. It also collects which files the ledger
-says exist (:class:`NamedFiles`) for :mod:`recordings.archive_files` to check on disk.
+sealed segment and still, and names the entry behind each break. It also collects which files the
+ledger says exist (:class:`NamedFiles`) for :mod:`recordings.archive_files` to check on disk.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from .ledger import (
     verify_sth_signature,
 )
 from .merkle import MerkleTree, leaf_hash, verify_inclusion
+from .snapshots import ENTRY_TYPE as SNAPSHOT_SEALED
+from .snapshots import SNAPSHOT_PATH_RE
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SEGMENT_PATH = re.compile(r"^recordings/[^/]+/[^/]+$")
@@ -48,6 +50,7 @@ class NamedFiles:
     sealed: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # segment -> (entry, its data)
     deleted: dict[str, int] = field(default_factory=dict)  # segment -> segment_deleted entry
     closed: dict[str, tuple[int, str]] = field(default_factory=dict)  # recording id -> (entry, recording.json sha256)
+    stills: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # snapshot -> (entry, its data)
 
 
 def read_lines(path: Path) -> tuple[list[bytes], bytes | None]:
@@ -147,6 +150,8 @@ class LedgerCheck:
         self.root_hash = ""
         self.segments = 0  # segment_sealed entries
         self.segments_proven = 0  # of those, inclusion proofs checked against the latest tree head
+        self.snapshots = 0  # snapshot_sealed entries
+        self.snapshots_proven = 0  # of those, inclusion proofs checked against the latest tree head
 
     def run(self) -> None:
         """Every check but the files'; tree heads are read before the entries they cover."""
@@ -329,12 +334,25 @@ class LedgerCheck:
 
     # -- what the ledger says exists --
 
+    def _proven(self, i: int, name: str) -> bool:
+        """True if entry ``i`` (covered by the latest tree head, whose root matched) has a valid
+        inclusion proof; a failing proof is reported. False when there is nothing to prove against."""
+        if self.latest is None or not self.latest_root_ok or i >= self.latest["tree_size"]:
+            return False
+        size = self.latest["tree_size"]
+        proof = self.tree.inclusion_proof(i, size)
+        if verify_inclusion(self.tree.leaf(i), i, size, proof, bytes.fromhex(self.latest["root_hash"])):
+            return True
+        self.report.fail("not_included", name, "its inclusion proof does not verify against the latest tree head")
+        return False
+
     def named_files(self) -> NamedFiles:
-        """Walk the entries for sealed, deleted and closed files; check each sealed segment's
-        inclusion proof and that the last ``key_created`` entry names the key in use."""
+        """Walk the entries for sealed, deleted and closed files and stills; check each sealed
+        segment's and still's inclusion proof and that the last ``key_created`` entry names the key
+        in use."""
         r = self.report
         named = NamedFiles()
-        sealed, deleted, closed = named.sealed, named.deleted, named.closed
+        sealed, deleted, closed, stills = named.sealed, named.deleted, named.closed, named.stills
         key_ids: list[tuple[int, str]] = []
         for i, p in enumerate(self.order):
             e = self.parsed[p]
@@ -353,13 +371,20 @@ class LedgerCheck:
                     r.fail("bad_entry", name, f"{rel} was already sealed by entry {sealed[rel][0]}")
                 sealed[rel] = (i, d)
                 deleted.pop(rel, None)
-                if self.latest is not None and self.latest_root_ok and i < self.latest["tree_size"]:
-                    size = self.latest["tree_size"]
-                    proof = self.tree.inclusion_proof(i, size)
-                    if verify_inclusion(self.tree.leaf(i), i, size, proof, bytes.fromhex(self.latest["root_hash"])):
-                        self.segments_proven += 1
-                    else:
-                        r.fail("not_included", name, "its inclusion proof does not verify against the latest tree head")
+                self.segments_proven += self._proven(i, name)
+            elif e["type"] == SNAPSHOT_SEALED:
+                self.snapshots += 1
+                rel = d.get("path")
+                if not (isinstance(rel, str) and SNAPSHOT_PATH_RE.match(rel)
+                        and isinstance(d.get("sha256"), str) and _HEX64.match(d["sha256"])
+                        and isinstance(d.get("bytes"), int) and not isinstance(d["bytes"], bool) and d["bytes"] >= 0):
+                    r.fail("bad_entry", name, "snapshot_sealed needs path snapshots/<YYYYMMDD>/<snapshot_id>.jpg, "
+                           "sha256 and bytes")
+                    continue
+                if rel in stills:
+                    r.fail("bad_entry", name, f"{rel} was already sealed by entry {stills[rel][0]}")
+                stills[rel] = (i, d)
+                self.snapshots_proven += self._proven(i, name)
             elif e["type"] == "segment_deleted":
                 rel = d.get("path")
                 if rel not in sealed or rel in deleted:

@@ -14,6 +14,9 @@ ledger still vouches for. Each run that deletes ends with one ``retention_run`` 
 a halted run is recorded with outcome ``failed``. ``recording.json`` stays: it is metadata, like
 the ledger entries that outlive the video.
 
+Stills (``snapshots/``, :mod:`recordings.snapshots`) are not part of retention: a run never
+plans, deletes or counts them, whether or not their case is held.
+
 :func:`plan_retention` is pure; :class:`Retention` reads the catalog, asks the clock and writes.
 Its methods block (file and ledger I/O): async callers use a thread.
 """

@@ -3,9 +3,10 @@
 VP8 video goes into WebM (``.webm``), H.264 into Matroska (``.mkv``); audio is Opus in both.
 The muxer writes every packet through (``flush_packets``) and closes a cluster at least every
 second, so a writer killed mid-segment leaves a file that plays up to about a second before the
-kill (measured: a writer killed 9.5 s in kept 8.8-9.0 s; plain MP4 kept nothing). A segment is written as ``<name>.part`` and becomes ``<name>`` only when
-:meth:`SegmentWriter.close_container` has closed it and :meth:`SegmentWriter.finalize` has
-fsynced it, renamed it, fsynced its directory and hashed it.
+kill (measured: a writer killed 9.5 s in kept 8.8-9.0 s; plain MP4 kept nothing). A segment is
+written as ``<name>.part`` and becomes ``<name>`` only when :meth:`SegmentWriter.close_container`
+has closed it and :meth:`SegmentWriter.finalize` has fsynced it, renamed it, fsynced its
+directory and hashed it.
 
 The streams are created with ``add_stream`` for the matching encoder because that is how PyAV
 gives a muxer the codec parameters it needs (frame size; the OpusHead extradata without which
@@ -14,7 +15,6 @@ Opus in Matroska is unreadable); those codec contexts never see a frame, only pa
 
 from __future__ import annotations
 
-import errno
 import fractions
 import os
 from dataclasses import dataclass, field
@@ -24,7 +24,7 @@ from typing import Literal
 import av
 from av.container import InputContainer
 
-from .durable import fsync_dir, fsync_file, sha256_file
+from .durable import fsync_dir, fsync_file, is_disk_full, sha256_file
 
 VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 AUDIO_TIME_BASE = fractions.Fraction(1, 48_000)
@@ -51,11 +51,6 @@ def segment_offset(container: InputContainer) -> float:
         return float(tags.get(OFFSET_TAG, "0"))
     except ValueError:
         return 0.0
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    code = getattr(exc, "errno", None)
-    return code in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc)
 
 
 def extension(video_codec: str | None) -> str:

@@ -1,9 +1,10 @@
 """Offline verifier of an evidence archive: needs only the archive directory and the public key.
 
 :func:`verify_archive` checks the ledger (:mod:`recordings.ledger_check`: every line, the hash
-chain, every signed tree head, an RFC 9162 inclusion proof for every sealed segment), then
-every file under ``recordings/`` the ledger names (:mod:`recordings.archive_files`: present,
-size and SHA-256), and reports each finding by kind and item. What each finding means is in
+chain, every signed tree head, an RFC 9162 inclusion proof for every sealed segment and still),
+then every file under ``recordings/`` and ``snapshots/`` the ledger names
+(:mod:`recordings.archive_files`: present, size and SHA-256, nothing else there), and reports each
+finding by kind and item. What each finding means is in
 ``docs/archive-format.md`` ("Verifying an archive"). Nothing here imports the server.
 """
 
@@ -32,6 +33,8 @@ class Report(Findings):
     entries: int = 0  # lines of entries.jsonl (without a torn last line)
     segments: int = 0  # segment_sealed entries
     segments_proven: int = 0  # of those, inclusion proofs checked against the latest tree head
+    snapshots: int = 0  # snapshot_sealed entries (stills)
+    snapshots_proven: int = 0  # of those, inclusion proofs checked against the latest tree head
     files_hashed: int = 0
     bytes_hashed: int = 0
     sths: int = 0  # lines of sth.jsonl
@@ -103,6 +106,7 @@ def verify_archive(archive_dir: Path, public_key_pem: bytes | None = None, progr
     report.entries, report.sths = ledger.entries, ledger.sths
     report.tree_size, report.root_hash = ledger.tree_size, ledger.root_hash
     report.segments, report.segments_proven = ledger.segments, ledger.segments_proven
+    report.snapshots, report.snapshots_proven = ledger.snapshots, ledger.snapshots_proven
     jobs = hash_jobs(archive, named, report)
     report.files_hashed, report.bytes_hashed = hash_files(archive, jobs, report, progress,
                                                           workers or default_workers())

@@ -150,12 +150,27 @@ export class ApiClient {
     return this.request('POST', `/api/alerts/${encodeURIComponent(id)}/ack`);
   }
 
+  /** The JPEG of a still (取证照片); the server writes the view to the evidence ledger. @returns {Promise<Blob>} */
+  async snapshotImage(id) {
+    return (await this.send('GET', `/api/snapshots/${encodeURIComponent(id)}`)).blob();
+  }
+
   /**
    * Send a JSON request with the bearer token and return the parsed body
    * (null for 204).
    * @throws {ApiError}
    */
   async request(method, path, body = undefined, { anonymous = false } = {}) {
+    const response = await this.send(method, path, body, anonymous);
+    return response.status === 204 ? null : response.json();
+  }
+
+  /**
+   * Send a request (a JSON body if any) with the bearer token; the response when it is OK.
+   * @returns {Promise<Response>}
+   * @throws {ApiError} with the server's error
+   */
+  async send(method, path, body = undefined, anonymous = false) {
     const headers = {};
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     if (!anonymous && this.token) headers.Authorization = `Bearer ${this.token}`;
@@ -169,7 +184,7 @@ export class ApiClient {
     } catch (exc) {
       throw new ApiError(`无法连接服务器 Cannot reach the server (${exc.message || exc})`, 0, 'network_error');
     }
-    if (response.ok) return response.status === 204 ? null : response.json();
+    if (response.ok) return response;
     const error = await readError(response);
     if (response.status === 401 && !anonymous) this.unauthorized(error.message);
     throw error;

@@ -5,8 +5,8 @@
  *
  * The lists are loaded over HTTP when the `/console` link connects (and again
  * on every reconnect, to catch what was missed while it was down); after that
- * the `action_update`, `instruction_update` / `instruction_updates`, `alert`
- * and `alert_update` events keep them current.
+ * the `action_update`, `instruction_update` / `instruction_updates`, `alert`,
+ * `alert_update` and `snapshot` (a still archived) events keep them current.
  */
 import { ActionForm } from './action-form.js';
 import { ActionBook } from './actions.js';
@@ -14,6 +14,7 @@ import { AlertCenter } from './alerts.js';
 import { InstructionForm } from './instruction-form.js';
 import { InstructionLog } from './instructions.js';
 import { SideTabs } from './side-tabs.js';
+import { StillGallery } from './stills.js';
 
 const byId = (id) => /** @type {any} */ (document.getElementById(id));
 
@@ -58,11 +59,12 @@ export class DispatchPanels {
       this.instructionForm.renderActions();
     });
 
+    this.stills = new StillGallery(api);
     this.instructions = new InstructionLog({
       list: byId('instructions-list'),
       empty: byId('instructions-empty'),
       filter: byId('instructions-filter'),
-    }, { openTile });
+    }, { openTile, stills: this.stills });
     this.instructionForm = new InstructionForm({
       send: async (body) => {
         const created = await api.sendInstruction(body);
@@ -123,6 +125,7 @@ export class DispatchPanels {
     socket.on('instruction_updates', (payload) => {
       if (payload && Array.isArray(payload.instructions)) this.instructions.load(payload.instructions);
     });
+    socket.on('snapshot', (still) => this.instructions.addStill(still));
     socket.on('alert', (alert) => this.alerts.upsert(alert));
     socket.on('alert_update', (alert) => this.alerts.upsert(alert));
   }
@@ -145,6 +148,7 @@ export class DispatchPanels {
     this.actionForm.close();
     this.actions.clear();
     this.instructions.clear();
+    this.stills.clear();
     this.alerts.clear();
   }
 }

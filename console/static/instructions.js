@@ -6,6 +6,9 @@
  *
  * Rows: `li.instr[data-instruction-id][data-state][data-unit-id]`; an expired
  * instruction says so in large type ("已过期 expired") and is struck through.
+ * A `snapshot` instruction with its still (the `snapshot_id` of its `result`
+ * once done, or of the `snapshot` push as soon as the still is archived)
+ * shows a thumbnail of it (`button.still-thumb[data-snapshot-id]`).
  */
 import {
   INSTRUCTION_RANK, INSTRUCTION_STATES, INSTRUCTION_TYPES, PRIORITIES, el, formatClock, labelElement, labelOf,
@@ -38,13 +41,15 @@ export function describeInstruction(ins) {
 export class InstructionLog {
   /**
    * @param {{list: HTMLElement, empty: HTMLElement, filter: HTMLSelectElement}} elements
-   * @param {{openTile: (unitId: string) => void}} ctx
+   * @param {{openTile: (unitId: string) => void, stills: import('./stills.js').StillGallery}} ctx
    */
   constructor(elements, ctx) {
     this.el = elements;
     this.ctx = ctx;
     /** @type {Map<string, object>} the test hook `dispatchConsole.instructions` */
     this.instructions = new Map();
+    /** @type {Map<string, string>} instruction id -> snapshot id, from `snapshot` pushes */
+    this.stills = new Map();
     /** @type {Map<string, HTMLLIElement>} */
     this.rows = new Map();
     this.el.filter.addEventListener('change', () => this.render());
@@ -73,11 +78,33 @@ export class InstructionLog {
 
   prune() {
     const closed = this.sorted().filter((ins) => !ACTIVE.has(ins.state));
-    for (const ins of closed.slice(KEEP_CLOSED)) this.instructions.delete(ins.id);
+    for (const ins of closed.slice(KEEP_CLOSED)) {
+      this.instructions.delete(ins.id);
+      this.stills.delete(ins.id);
+    }
+  }
+
+  /** A `snapshot` push: the still an instruction asked for is in the archive. */
+  addStill(still) {
+    if (!still || typeof still.snapshot_id !== 'string' || typeof still.instruction_id !== 'string') return;
+    this.stills.set(still.instruction_id, still.snapshot_id);
+    for (const id of this.stills.keys()) {
+      if (this.stills.size <= KEEP_CLOSED) break;
+      this.stills.delete(id); // the oldest first: a Map iterates in insertion order
+    }
+    if (this.instructions.has(still.instruction_id)) this.render();
+  }
+
+  /** @returns {string | null} the snapshot id of the instruction's still, if it has one */
+  stillOf(ins) {
+    if (ins.type !== 'snapshot') return null;
+    const fromResult = ins.result && typeof ins.result.snapshot_id === 'string' ? ins.result.snapshot_id : null;
+    return fromResult || this.stills.get(ins.id) || null;
   }
 
   clear() {
     this.instructions.clear();
+    this.stills.clear();
     this.render();
   }
 
@@ -104,7 +131,7 @@ export class InstructionLog {
     let previous = null;
     for (const ins of shown) {
       let row = this.rows.get(ins.id);
-      if (!row || row.dataset.version !== version(ins)) {
+      if (!row || row.dataset.version !== version(ins, this.stillOf(ins))) {
         const fresh = this.row(ins);
         if (row) row.replaceWith(fresh);
         row = fresh;
@@ -124,7 +151,7 @@ export class InstructionLog {
     li.dataset.state = ins.state;
     li.dataset.unitId = ins.unit_id;
     li.dataset.priority = ins.priority;
-    li.dataset.version = version(ins);
+    li.dataset.version = version(ins, this.stillOf(ins));
 
     const head = el('div', 'instr-head');
     const state = labelElement('span', `instr-state instr-state--${ins.state}`,
@@ -150,6 +177,8 @@ export class InstructionLog {
 
     const what = describeInstruction(ins);
     if (what) li.append(el('div', 'instr-text', what));
+    const still = this.stillOf(ins);
+    if (still) li.append(this.ctx.stills.thumbnail(still, `${ins.unit_id} · ${ins.case_number || ins.id}`));
 
     const steps = el('ol', 'instr-steps');
     for (const step of STEPS) {
@@ -190,9 +219,9 @@ export class InstructionLog {
 }
 
 /** What a row shows, to know when to rebuild it. */
-function version(ins) {
+function version(ins, still) {
   return [ins.state, ins.delivered_at, ins.acknowledged_at, ins.done_at, ins.refused_at, ins.expired_at,
-    ins.reason].join('|');
+    ins.reason, still].join('|');
 }
 
 function formatLeft(seconds) {

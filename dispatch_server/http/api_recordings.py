@@ -30,8 +30,9 @@ from ..auth import PERMISSIONS, check_unit_id
 from ..casenumber import CaseNumberError, parse_case_number
 from ..errors import BadRequest, NotFound
 from ..evidence_catalog import EvidenceCatalog
-from .evidence_access import authorise, evidence_of, record_access
+from .evidence_access import SealedFile, authorise, evidence_of, record_access
 from .request import person_of
+from .tickets import segment_scope
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -74,7 +75,7 @@ def text_param(request: web.Request, name: str) -> str | None:
     return raw
 
 
-def _iso_time(request: web.Request, name: str) -> float | None:
+def iso_time_param(request: web.Request, name: str) -> float | None:
     raw = text_param(request, name)
     if raw is None:
         return None
@@ -111,7 +112,7 @@ def _near(request: web.Request) -> Near | None:
 def _query(request: web.Request) -> Query:
     case = text_param(request, "case")
     unit = text_param(request, "unit")
-    since, until = _iso_time(request, "from"), _iso_time(request, "to")
+    since, until = iso_time_param(request, "from"), iso_time_param(request, "to")
     if since is not None and until is not None and since >= until:
         raise BadRequest("query parameter from must be before to", code="bad_query")
     limit = text_param(request, "limit") or "200"
@@ -160,7 +161,7 @@ async def detail(request: web.Request) -> web.Response:
         url = None
         if not seg["deleted"]:
             url = (f"/api/recordings/{quote(rid)}/segments/{seg['seq']}"
-                   f"?ticket={request.app[TICKETS].ticket(person, rid, seg['seq'])}")
+                   f"?ticket={request.app[TICKETS].ticket(person, segment_scope(rid, seg['seq']))}")
         seg["url"] = url
         seg["download_url"] = f"{url}&download=1" if url and can_download else None
     opened, closed = rec.pop("opened_ts"), rec.pop("closed_ts")
@@ -174,14 +175,6 @@ async def detail(request: web.Request) -> web.Response:
 
 
 # segments -----------------------------------------------------------------------------------
-class _SegmentFile(web.FileResponse):
-    """The sealed file itself: never a compressed sibling (``.gz``/``.br``) FileResponse would
-    otherwise prefer for a client that accepts it."""
-
-    def _get_file_path_stat_encoding(self, accept_encoding: str) -> Any:
-        return super()._get_file_path_stat_encoding("")
-
-
 def _segment_path(evidence: EvidenceCatalog, seg: SegmentRow) -> Path | None:
     base = (evidence.archive.root / "recordings" / seg.recording_id).resolve()
     path = (evidence.archive.root / seg.path).resolve()
@@ -203,7 +196,7 @@ async def segment(request: web.Request) -> web.StreamResponse:
     evidence = await evidence_of(request)
     seg = await asyncio.to_thread(evidence.catalog.segment, rid, seq)
     permission = "evidence.download" if kind == "downloaded" else "evidence.view"
-    person = await authorise(request, evidence, permission, kind, data, ticket_for=(rid, seq),
+    person = await authorise(request, evidence, permission, kind, data, ticket_scope=segment_scope(rid, seq),
                               record_anonymous=seg is not None)
     actor = f"user:{person.username}"
     if seg is None:
@@ -219,4 +212,4 @@ async def segment(request: web.Request) -> web.StreamResponse:
                "Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(seg.sha256)).decode()}:"}
     if kind == "downloaded":
         headers["Content-Disposition"] = f'attachment; filename="{rid}-{path.name}"'
-    return _SegmentFile(path, headers=headers)
+    return SealedFile(path, headers=headers)

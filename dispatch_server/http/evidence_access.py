@@ -25,6 +25,14 @@ from ..evidence_catalog import EvidenceCatalog
 logger = logging.getLogger(__name__)
 
 
+class SealedFile(web.FileResponse):
+    """A sealed evidence file itself: never a compressed sibling (``.gz``/``.br``) FileResponse
+    would otherwise prefer for a client that accepts it."""
+
+    def _get_file_path_stat_encoding(self, accept_encoding: str) -> Any:
+        return super()._get_file_path_stat_encoding("")
+
+
 async def evidence_of(request: web.Request) -> EvidenceCatalog:
     """The node's evidence catalog, caught up with the ledger; 503 when the archive is disabled."""
     evidence = request.app.get(EVIDENCE)
@@ -56,14 +64,15 @@ async def record_access(evidence: EvidenceCatalog, request: web.Request, type: s
 
 
 async def authorise(request: web.Request, evidence: EvidenceCatalog, permission: str, type: str,
-                    data: dict[str, Any], ticket_for: tuple[str, int] | None = None,
+                    data: dict[str, Any], ticket_scope: str | None = None,
                     record_anonymous: bool = True) -> Person:
-    """The person behind the request, holding ``permission``; a refusal goes to the ledger first."""
+    """The person behind the request, holding ``permission``; a refusal goes to the ledger first.
+    With ``ticket_scope`` (:mod:`.tickets`), a ``?ticket=`` for that scope stands for the bearer token."""
     auth = request.app[AUTH]
-    ticket = request.query.get("ticket") if ticket_for is not None else None
+    ticket = request.query.get("ticket") if ticket_scope is not None else None
     try:
-        if ticket is not None and ticket_for is not None:
-            person = await auth.person_by_hash(request.app[TICKETS].session_of(ticket, *ticket_for))
+        if ticket is not None and ticket_scope is not None:
+            person = await auth.person_by_hash(request.app[TICKETS].session_of(ticket, ticket_scope))
         else:
             person = await auth.person(bearer(request.headers.get("Authorization")))
     except Unauthorized as exc:

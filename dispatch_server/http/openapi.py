@@ -66,6 +66,8 @@ INSTRUCTION = {"$ref": "#/components/schemas/Instruction"}
 ALERT = {"$ref": "#/components/schemas/Alert"}
 RECORDING = {"$ref": "#/components/schemas/Recording"}
 HOLD = {"$ref": "#/components/schemas/Hold"}
+SNAPSHOT = {"$ref": "#/components/schemas/Snapshot"}
+JPEG = {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}
 
 
 def _segment_op() -> dict[str, Any]:
@@ -76,6 +78,22 @@ def _segment_op() -> dict[str, Any]:
              "video/x-matroska": {"schema": {"type": "string", "format": "binary"}}}
     op["responses"]["200"] = {"description": "the whole file", "content": video}
     op["responses"]["206"] = {"description": "the requested byte range", "content": video}
+    return op
+
+
+def _snapshot_upload_op() -> dict[str, Any]:
+    op = _op("A still from the unit's camera into the evidence archive (unit token; ledger: snapshot_sealed); "
+             "instruction: the instruction it answers, taken_at: the device's clock (ISO 8601); over "
+             "archive.max_snapshot_bytes -> 413", ok=201, result=SNAPSHOT, params=("instruction", "taken_at"),
+             errors=(400, 401, 403, 404, 413, 415, 503))
+    op["requestBody"] = {"required": True, "content": JPEG}
+    return op
+
+
+def _snapshot_image_op() -> dict[str, Any]:
+    op = _op("The sealed JPEG; Bearer token or the ticket of the list's image_url (ledger: viewed)",
+             params=("ticket",), errors=(400, 401, 403, 404, 503))
+    op["responses"]["200"] = {"description": "the still, byte for byte as sealed", "content": JPEG}
     return op
 
 
@@ -139,6 +157,13 @@ def document() -> dict[str, Any]:
                                  "get": _op("A recording: segments with playback URLs, gaps, metadata and the unit's GPS "
                                             "track (ledger: viewed)", result=RECORDING, errors=(400, 401, 403, 404, 503))},
         "/api/recordings/{id}/segments/{seq}": {"parameters": _path_params("id", "seq"), "get": _segment_op()},
+        "/api/units/{unit_id}/snapshots": {"parameters": _path_params("unit_id"), "post": _snapshot_upload_op()},
+        "/api/snapshots": {"get": _op("Stills from the archive, newest first, by unit, case and action",
+                                      params=("unit", "case", "action", "limit"),
+                                      result={"type": "object", "properties": {"snapshots": {"type": "array",
+                                                                                             "items": SNAPSHOT}}},
+                                      errors=(400, 401, 403, 503))},
+        "/api/snapshots/{snapshot_id}": {"parameters": _path_params("snapshot_id"), "get": _snapshot_image_op()},
         "/api/recordings/{id}/category": {
             "parameters": _path_params("id"),
             "put": _op("Change a recording's retention category (ledger: retention_changed)", result=RECORDING,
@@ -261,11 +286,15 @@ def document() -> dict[str, Any]:
             "ack_deadline_s": {"type": "number", "minimum": 1, "maximum": 86400}}},
         "Instruction": {"type": "object", "properties": {k: {} for k in (
             "id", "seq", "unit_id", "action_id", "case_number", "type", "payload", "priority", "state", "created_by",
-            "created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at", "reason")}},
+            "created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at", "reason",
+            "result")}},
         "Recording": {"type": "object", "properties": {k: {} for k in (
             "id", "unit_id", "action_id", "case_number", "officers", "category", "node", "codecs", "state", "opened_at",
             "closed_at", "close_reason", "end_cause", "segment_count", "deleted_segments", "bytes", "duration_s",
             "gap_count", "gap_s", "held", "segments", "gaps", "track")}},
+        "Snapshot": {"type": "object", "properties": {k: {} for k in (
+            "snapshot_id", "sha256", "bytes", "unit_id", "action_id", "case_number", "instruction_id", "taken_at",
+            "received_at", "url", "image_url", "content_type", "held")}},
         "Hold": {"type": "object", "properties": {k: {} for k in ("case_number", "reason", "set_by", "set_at", "recordings")}},
         "Alert": {"type": "object", "properties": {k: {} for k in (
             "id", "kind", "unit_id", "action_id", "case_number", "position", "message", "state", "escalated",

@@ -73,6 +73,10 @@ class Push:
         else:
             await self.operators("instruction_updates", {"instructions": batch})
 
+    async def snapshot(self, view: dict[str, Any]) -> None:
+        """A still entered the evidence archive (the fields of the upload's 201 answer)."""
+        await self.operators("snapshot", view)
+
     async def footage_request(self, doc: dict[str, Any]) -> None:
         """A request changed: consoles get it without the server's file paths."""
         await self.operators("footage_request", court_view(doc))
