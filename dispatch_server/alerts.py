@@ -21,6 +21,7 @@ from utctime import iso_seconds
 from .audit import AuditTrail
 from .auth import Person
 from .errors import Conflict, NotFound
+from .metrics import Metrics
 from .stores.database import Database
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,9 @@ def view(doc: dict[str, Any]) -> dict[str, Any]:
 
 class AlertService:
     def __init__(self, db: Database, audit: AuditTrail, emit: Emit, escalate_after_s: float,
-                 clock: Callable[[], float] = time.time) -> None:
+                 metrics: Metrics | None = None, clock: Callable[[], float] = time.time) -> None:
         self._db = db
+        self._metrics = metrics
         self._audit = audit
         self._emit = emit
         self._escalate_after_s = escalate_after_s
@@ -81,6 +83,8 @@ class AlertService:
         }
         await self._db.write(lambda c: self._save(c, doc, actor, f"alert.{kind}"))
         logger.warning("unit %s: alert %s %s: %s", unit_id, doc["id"], kind, message)
+        if self._metrics is not None:
+            self._metrics.alerts.labels(kind).inc()
         await self._emit("alert", view(doc))
         return view(doc)
 
@@ -104,6 +108,9 @@ class AlertService:
                            code="already_acknowledged")
         doc.update(state="acknowledged", acknowledged_by=person.username, acknowledged_at=self._clock())
         await self._db.write(lambda c: self._save(c, doc, person.username, "alert.acknowledged"))
+        if self._metrics is not None:
+            waited = max(0.0, doc["acknowledged_at"] - doc["created_at"])
+            self._metrics.alert_ack_seconds.labels(doc["kind"]).observe(waited)
         await self._emit("alert_update", view(doc))
         return view(doc)
 

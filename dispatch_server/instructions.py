@@ -26,6 +26,7 @@ from .alerts import AlertService
 from .audit import AuditTrail
 from .auth import Person
 from .errors import BadRequest, Conflict, NotFound
+from .metrics import Metrics
 from .stores.accounts import Accounts
 from .stores.database import Database
 
@@ -116,8 +117,9 @@ def _bad(message: str, code: str = "bad_instruction") -> BadRequest:
 class InstructionService:
     def __init__(self, db: Database, accounts: Accounts, audit: AuditTrail, actions: ActionStore,
                  alerts: AlertService, notify_unit: Notify, emit_update: Emit, online_units: OnlineUnits,
-                 clock: Callable[[], float] = time.time) -> None:
+                 metrics: Metrics, clock: Callable[[], float] = time.time) -> None:
         self._db = db
+        self._metrics = metrics
         self._accounts = accounts
         self._audit = audit
         self._actions = actions
@@ -127,6 +129,16 @@ class InstructionService:
         self._online = online_units
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+
+    async def _changed(self, ins: Instruction) -> None:
+        """An instruction reached a new state: count it, time it, tell the consoles."""
+        m = self._metrics
+        m.instructions.labels(ins.type, ins.state).inc()
+        if ins.state == "delivered" and ins.delivered_at is not None:
+            m.delivery_seconds.observe(max(0.0, ins.delivered_at - ins.created_at))
+        elif ins.state == "acknowledged" and ins.acknowledged_at is not None and ins.delivered_at is not None:
+            m.ack_seconds.observe(max(0.0, ins.acknowledged_at - ins.delivered_at))
+        await self._emit(ins.view())
 
     # operator side -------------------------------------------------------------------------
     def _ttl(self, req: NewInstruction, now: float) -> float:
@@ -164,7 +176,7 @@ class InstructionService:
         created = await self._db.write(lambda c: self._insert(c, req, ttl, units, links, person.username, now))
         for ins in created:
             await self._notify(ins.unit_id, ins.seq, [ins.wire()])
-            await self._emit(ins.view())
+            await self._changed(ins)
         logger.info("%s queued %d %s instruction(s): %s", person.username, len(created), req.type,
                     ", ".join(f"{i.id}->{i.unit_id}" for i in created[:5]))
         return created
@@ -261,7 +273,7 @@ class InstructionService:
 
         changed, delivered, expired = await self._db.write(apply)
         for ins in changed:
-            await self._emit(ins.view())
+            await self._changed(ins)
         return delivered, expired
 
     def _get_in(self, conn: Any, iid: str) -> Instruction:
@@ -305,7 +317,7 @@ class InstructionService:
             return self._get_in(conn, ins.id)
 
         ins = await self._db.write(apply)
-        await self._emit(ins.view())
+        await self._changed(ins)
         return ins
 
     # housekeeping --------------------------------------------------------------------------
@@ -335,7 +347,7 @@ class InstructionService:
             return out
 
         for ins in await self._db.write(expire):
-            await self._emit(ins.view())
+            await self._changed(ins)
         overdue = await self._db.run(
             self._db.query,
             f"SELECT {COLUMNS} FROM instructions WHERE state='delivered' AND overdue_alerted=0 "

@@ -28,8 +28,9 @@ class PositionFeed:
     """
 
     def __init__(self, push: PushPositions, stale_after_s: float, interval_s: float = FEED_INTERVAL_S,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, pushed: Callable[[float], None] | None = None) -> None:
         self._push = push
+        self._pushed = pushed  # told, for each unit pushed, how long ago its fix arrived (seconds)
         self.stale_after_s = stale_after_s
         self._interval_s = interval_s
         self._clock = clock
@@ -70,6 +71,10 @@ class PositionFeed:
         for i in range(0, len(items), FEED_MAX_UNITS):
             try:
                 await self._push(items[i:i + FEED_MAX_UNITS])
+                if self._pushed is not None:
+                    done = self._clock()
+                    for _, _, seen in list(pending.values())[i:i + FEED_MAX_UNITS]:
+                        self._pushed(max(0.0, done - seen))
             except Exception as exc:  # a Redis hiccup: the next fixes bring newer positions
                 logger.warning("could not push %d positions to operators: %s", len(items[i:i + FEED_MAX_UNITS]), exc)
 

@@ -33,6 +33,7 @@ from .actions import Action, ActionStore
 from .alerts import AlertService
 from .audit import AuditTrail
 from .errors import BadRequest
+from .metrics import Metrics
 from .position_feed import FEED_INTERVAL_S, PositionFeed, PushPositions
 from .roster import Roster
 from .running_actions import RunningActions
@@ -50,10 +51,13 @@ class PositionService:
     def __init__(self, tracks: TrackStore, roster: Roster, actions: ActionStore, alerts: AlertService,
                  audit: AuditTrail, unit_actions: RunningActions, stale_after_s: float, index: PositionIndex,
                  clock: Callable[[], float] = time.time, *, push_positions: PushPositions,
+                 metrics: Metrics | None = None,
                  commit_interval_s: float = DEFAULT_INTERVAL_S, feed_interval_s: float = FEED_INTERVAL_S) -> None:
         self.tracks = tracks
         self._writer = TrackWriter(tracks, commit_interval_s)
-        self._feed = PositionFeed(push_positions, stale_after_s, feed_interval_s, clock)
+        self._metrics = metrics
+        self._feed = PositionFeed(push_positions, stale_after_s, feed_interval_s, clock,
+                                  pushed=metrics.fix_to_console_seconds.observe if metrics is not None else None)
         self._roster = roster
         self._actions = actions
         self._alerts = alerts
@@ -104,8 +108,12 @@ class PositionService:
         if rejected:
             logger.info("unit %s: %d of %d fixes rejected, first: %s", unit_id, len(rejected), len(raw_fixes),
                         rejected[0]["error"])
-        return {"ok": True, "accepted": result.inserted if result else 0,
-                "duplicates": result.duplicates if result else 0, "rejected": rejected}
+        accepted, duplicates = (result.inserted, result.duplicates) if result else (0, 0)
+        if self._metrics is not None:
+            self._metrics.fixes.labels("accepted").inc(accepted)
+            self._metrics.fixes.labels("duplicate").inc(duplicates)
+            self._metrics.fixes.labels("rejected").inc(len(rejected))
+        return {"ok": True, "accepted": accepted, "duplicates": duplicates, "rejected": rejected}
 
     async def _move(self, unit_id: str, newest: Fix) -> None:
         """Make ``newest`` the unit's live position if it is newer than the one it has."""

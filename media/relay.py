@@ -58,11 +58,13 @@ class ForwardTrack(MediaStreamTrack):
             self.need_keyframe = False
         try:
             self._queue.put_nowait(packet)
+            self._fanout.frames_out += 1
         except asyncio.QueueFull:
             # A slow viewer: drop what it has not taken and restart it at the next keyframe.
             while not self._queue.empty():
                 self._queue.get_nowait()
             self.overflows += 1
+            self._fanout.overflows += 1
             if self.kind == "video":
                 self.need_keyframe = True
                 self._fanout.request_keyframe("viewer queue overflow")
@@ -100,8 +102,14 @@ class Fanout:
         self.owner: str | None = None  # publisher session id that feeds this fanout
         self.viewers: set[ForwardTrack] = set()
         self.taps: list[Tap] = []
+        # Cumulative counts for the node's metrics: frames and bytes in, frames handed to viewers,
+        # viewer queue overflows, keyframe requests sent to the publisher.
         self.frames_in = 0
         self.keyframes_in = 0
+        self.bytes_in = 0
+        self.frames_out = 0
+        self.overflows = 0
+        self.plis_sent = 0
         self.last_packet_at: float | None = None
         self.source_attached_at: float | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -182,6 +190,7 @@ class Fanout:
                 self._out_last_pts = pts
                 self.last_packet_at = now
                 self.frames_in += 1
+                self.bytes_in += packet.size
                 if keyframe and video:
                     self.keyframes_in += 1
                 for tap in self.taps:
@@ -224,6 +233,7 @@ class Fanout:
         if requester is None:
             return  # no publisher now; a new one gets a request when it attaches
         self._last_pli_at = self._clock()
+        self.plis_sent += 1
         logger.debug("unit %s: keyframe requested (%s)", self.unit_id, reason)
         task = asyncio.ensure_future(requester())
         self._pli_tasks.add(task)
@@ -298,6 +308,17 @@ class Relay:
         if ch is None:
             ch = self.channels[unit_id] = Channel(unit_id, self.config, self._clock)
         return ch
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Cumulative counts by kind (``video``, ``audio``) over every channel, talk-back included:
+        ``frames_in``, ``keyframes_in``, ``bytes_in``, ``frames_out``, ``overflows``, ``plis_sent``."""
+        names = ("frames_in", "keyframes_in", "bytes_in", "frames_out", "overflows", "plis_sent")
+        totals = {kind: dict.fromkeys(names, 0) for kind in ("video", "audio")}
+        for ch in self.channels.values():
+            for fanout in ch.fanouts:
+                for name in names:
+                    totals[fanout.kind][name] += getattr(fanout, name)
+        return totals
 
     def start(self) -> None:
         if self._ticker is None and self.config.keyframe_interval_s > 0:

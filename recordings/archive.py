@@ -93,7 +93,7 @@ class ArchiveService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: list[Recording] = []
-        # ("sealed"|"closed"|"snapshot"|..., detail), called on the event loop
+        # ("sealed"|"gap"|"closed"|"snapshot"|..., detail), called on the event loop
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     # lifecycle ---------------------------------------------------------------------------

@@ -93,6 +93,7 @@ class Sealer:
     def _gap(self, data: dict[str, Any]) -> None:
         self.gaps.append(data)
         self._spool.append("gap", data)
+        self._on_event("gap", data)
 
     def _close(self, reason: str, at: float, end_cause: str | None, metadata: Callable[[], dict[str, Any]]) -> None:
         digest = ""
