@@ -163,7 +163,7 @@ export class OrderCards {
   }
 
   buildRefusal(card) {
-    const form = el('form', 'order-refuse');
+    const form = el('form', 'order-refusal');
     form.hidden = true;
     form.noValidate = true;
     const input = el('input', 'order-reason');
@@ -242,7 +242,7 @@ export class OrderCards {
         button.textContent = t(`btn_${button.dataset.action}`);
         if (button.dataset.action === 'ack') button.hidden = card.state !== 'delivered';
       }
-      const form = li.querySelector('.order-refuse');
+      const form = li.querySelector('.order-refusal');
       form.hidden = !(open && card.refusing);
       const input = /** @type {HTMLInputElement} */ (form.querySelector('.order-reason'));
       input.placeholder = t('refuse_placeholder');

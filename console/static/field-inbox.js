@@ -73,7 +73,12 @@ export class InstructionInbox {
     for (const item of sorted) {
       if (delivered.has(item.id) && !this.seen.has(item.id)) {
         this.seen.add(item.id);
-        this.onDelivered(item, receivedAt);
+        try {
+          this.onDelivered(item, receivedAt);
+        } catch (exc) {
+          // A card that cannot be drawn must not hold up the instructions after it.
+          console.error(`instruction ${item.id} could not be shown:`, exc);
+        }
       }
       this.lastSeq = Math.max(this.lastSeq, Number(item.seq) || 0);
     }

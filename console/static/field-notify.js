@@ -45,7 +45,12 @@ export class Notifier {
 
   beep(times) {
     const ctx = this.context;
-    if (!ctx || ctx.state !== 'running') return;
+    if (!ctx || ctx.state === 'closed') return;
+    if (ctx.state !== 'running') {
+      // Still starting (or waiting for a gesture): beep once it runs, not never.
+      ctx.resume().then(() => this.beep(times), () => {});
+      return;
+    }
     for (let i = 0; i < times; i += 1) {
       const start = ctx.currentTime + i * (BEEP_S + 0.1);
       const osc = ctx.createOscillator();

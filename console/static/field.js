@@ -275,6 +275,9 @@ window.fieldPage = {
   get beeps() {
     return app.notifier.beeps;
   },
+  get audio() {
+    return app.notifier.context ? app.notifier.context.state : 'none';
+  },
   get language() {
     return language();
   },

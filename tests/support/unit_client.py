@@ -48,7 +48,7 @@ class Console:
         self.url, self.token = url, token
         self.sio = socketio.AsyncClient(reconnection=False)
         self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
-        for name in ("unit_status", "instruction_update", "alert", "alert_update", "action_update"):
+        for name in ("unit_status", "instruction_update", "alert", "alert_update", "action_update", "unit_callback"):
             q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
             self.queues[name] = q
             self.sio.on(name, q.put_nowait, namespace="/console")
