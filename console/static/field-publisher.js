@@ -21,6 +21,7 @@ import { errorKey } from './field-texts.js';
 const STORE_ICE = 'dispatch.field.iceServers';
 const CONNECT_TIMEOUT_MS = 15000;
 const DISCONNECTED_GRACE_MS = 3000;
+const DELETE_GRACE_MS = 2000;
 /** About 1 Mbit/s for 640x480: enough for evidence, gentle on 4G uplinks. */
 const MAX_VIDEO_BITRATE = 1_200_000;
 
@@ -205,17 +206,31 @@ export class FieldPublisher extends EventTarget {
     this.setState('error', { key: kind === 'video' ? 'msg_camera_ended' : 'msg_microphone_ended' });
   }
 
-  /** Close the peer connection; `deleteRemote` also ends the WHIP session on the server. */
+  /**
+   * Close the peer connection; `deleteRemote` also ends the WHIP session on the server. The
+   * DELETE goes first and the peer connection closes once it is answered (at most
+   * DELETE_GRACE_MS later): closed first, the server would end the session on its own and
+   * answer the DELETE with 404.
+   */
   teardown(deleteRemote) {
     this.generation += 1;
     clearTimeout(this.connectTimer);
     clearTimeout(this.disconnectTimer);
     this.disconnectTimer = null;
-    if (this.pc) {
-      this.pc.close();
-      this.pc = null;
+    const pc = this.pc;
+    this.pc = null;
+    if (deleteRemote && this.location) {
+      const deleted = deleteSession(this.location, this.ctx.credentials().token);
+      if (pc) {
+        const timer = setTimeout(() => pc.close(), DELETE_GRACE_MS);
+        deleted.finally(() => {
+          clearTimeout(timer);
+          pc.close();
+        });
+      }
+    } else if (pc) {
+      pc.close();
     }
-    if (deleteRemote && this.location) deleteSession(this.location, this.ctx.credentials().token);
     this.location = null;
     if (this.wakeLock) {
       this.wakeLock.release().catch(() => {});

@@ -19,7 +19,7 @@ export const TEXTS = {
   zh: {
     page_title: '现场执法终端',
     heading: '现场执法终端',
-    lang_switch: '🌐 英文',
+    lang_switch: '英文',
     lang_switch_label: '切换为英文界面',
     unit_id: '设备编号',
     unit_token: '设备令牌',
@@ -152,7 +152,7 @@ export const TEXTS = {
   en: {
     page_title: 'Field unit',
     heading: 'Field unit',
-    lang_switch: '🌐 Chinese',
+    lang_switch: 'Chinese',
     lang_switch_label: 'Switch to the Chinese interface',
     unit_id: 'Unit id',
     unit_token: 'Unit token',

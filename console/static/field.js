@@ -231,6 +231,8 @@ class FieldApp {
     unitLine.textContent = this.running ? t('unit_line', { unit: this.unitId }) : '';
     byId('field-credentials').hidden = this.running;
     this.startButton.disabled = this.running;
+    // Running: the big 开始 gives way; 停止 stays within reach.
+    this.startButton.hidden = this.running;
     this.stopButton.disabled = !this.running;
     byId('orders-empty').hidden = this.cards.cards.size > 0;
     this.cards.renderAll();
