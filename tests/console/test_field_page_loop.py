@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 from aiortc import RTCSessionDescription
+from playwright.async_api import Geolocation, ViewportSize
 
 from field_client.encoded_loop import AudioLoopSpec, EncodedAudioLoop
 from tests.conftest import LiveServer
@@ -265,7 +266,7 @@ async def _track(env: Env) -> list[dict[str, Any]]:
 async def test_gps_fixes_reach_the_server_and_are_backfilled_after_a_link_loss(
     env: Env, server_log: pytest.LogCaptureFixture
 ) -> None:
-    home = {"latitude": 38.0412, "longitude": 114.5105, "accuracy": 8}
+    home: Geolocation = {"latitude": 38.0412, "longitude": 114.5105, "accuracy": 8}
     async with chromium() as browser:
         fp = await FieldPage.open(browser, env.url, env.unit_id, env.unit_token, geolocation=home)
         await fp.start()
@@ -286,7 +287,7 @@ async def test_gps_fixes_reach_the_server_and_are_backfilled_after_a_link_loss(
         await fp.page.wait_for_selector("#link-state:not([data-state='online'])", timeout=WAIT_S * 1000)
         walked = []
         for k in range(1, 4):
-            spot = {"latitude": 38.0412 + k * 0.001, "longitude": 114.5105 + k * 0.001, "accuracy": 6}
+            spot: Geolocation = {"latitude": 38.0412 + k * 0.001, "longitude": 114.5105 + k * 0.001, "accuracy": 6}
             await fp.context.set_geolocation(spot)
             fix = await fp.wait_until("(lat) => { const f = window.fieldPage.gps.last; "
                                       "return f && Math.abs(f.lat - lat) < 1e-9 && f; }", spot["latitude"])
@@ -457,7 +458,7 @@ async def test_page_speaks_chinese_by_default_and_english_on_request(
     assert not no_server_errors(server_log.records)
 
 
-SIZES = {"phone": {"width": 360, "height": 740}, "bodycam": {"width": 320, "height": 480},
+SIZES: dict[str, ViewportSize] = {"phone": {"width": 360, "height": 740}, "bodycam": {"width": 320, "height": 480},
          "desktop": {"width": 1366, "height": 768}}
 
 

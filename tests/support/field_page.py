@@ -8,9 +8,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Page
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Geolocation, Page, ViewportSize
 
-PHONE = {"width": 360, "height": 740}
+PHONE: ViewportSize = {"width": 360, "height": 740}
+HOME: Geolocation = {"latitude": 38.0412, "longitude": 114.5105, "accuracy": 5}
 HEARTBEAT_S = 20.0  # generous: the machine running the suite is shared and often loaded
 
 
@@ -27,12 +28,12 @@ class FieldPage:
 
     @classmethod
     async def open(cls, browser: Browser, base: str, unit_id: str, token: str, *,
-                   viewport: dict[str, int] | None = None, geolocation: dict[str, float] | None = None,
+                   viewport: ViewportSize | None = None, geolocation: Geolocation | None = None,
                    locale: str = "zh-CN") -> FieldPage:
         context = await browser.new_context(
             viewport=viewport or PHONE, locale=locale, timezone_id="Asia/Shanghai",
             permissions=["geolocation", "camera", "microphone"],
-            geolocation=geolocation or {"latitude": 38.0412, "longitude": 114.5105, "accuracy": 5},
+            geolocation=geolocation or HOME,
         )
         page = await context.new_page()
         fp = cls(context, page, base, unit_id, token)
