@@ -51,6 +51,14 @@ export class AnswerOutbox extends EventTarget {
     return this.queue.some((answer) => answer.id === id);
   }
 
+  /** The newest answer to instruction `id` still waiting to be sent, or null. */
+  lastQueued(id) {
+    for (let i = this.queue.length - 1; i >= 0; i -= 1) {
+      if (this.queue[i].id === id) return this.queue[i];
+    }
+    return null;
+  }
+
   async drain() {
     if (this.draining) return;
     this.draining = true;

@@ -174,6 +174,13 @@ class FieldApp {
   /** A delivered instruction: a card, a beep; a machine order is carried out. */
   delivered(item, receivedAt) {
     const card = this.cards.add(item, receivedAt);
+    const queued = this.answers.lastQueued(card.id);
+    if (queued) {
+      // Answered before this page was reloaded, not sent yet: show that answer, do not redo it.
+      this.cards.update(card.id, { state: queued.state, reason: queued.reason || null });
+      this.render();
+      return;
+    }
     this.notifier.announce(item.priority === 'urgent' || item.priority === 'high');
     this.render();
     if (card.machine) {

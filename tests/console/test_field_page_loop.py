@@ -263,9 +263,12 @@ async def _track(env: Env) -> list[dict[str, Any]]:
             for f in doc["features"] if f["geometry"]["type"] == "Point"]
 
 
-async def test_gps_fixes_reach_the_server_and_are_backfilled_after_a_link_loss(
+async def test_link_loss_backfills_fixes_and_sends_what_was_answered_offline(
     env: Env, server_log: pytest.LogCaptureFixture
 ) -> None:
+    """Also: answers given while the link is down are sent in order when it is back, and an
+    instruction queued meanwhile is picked up by the sync after the reconnect."""
+    assert env.console is not None
     home: Geolocation = {"latitude": 38.0412, "longitude": 114.5105, "accuracy": 8}
     async with chromium() as browser:
         fp = await FieldPage.open(browser, env.url, env.unit_id, env.unit_token, geolocation=home)
@@ -279,6 +282,8 @@ async def test_gps_fixes_reach_the_server_and_are_backfilled_after_a_link_loss(
 
         position = await _until(moved, what="the unit's position on /api/units")
         assert abs(position["lon"] - 114.5105) < 1e-6 and position["accuracy"] == 8
+        before = await env.instruct(type="text", text="到达后报告")
+        await fp.wait_card(before, "delivered")
 
         # The link drops; the officer walks on; the fixes are kept and come back with their times.
         fp.allow(r"WebSocket connection to .* failed")
@@ -294,8 +299,20 @@ async def test_gps_fixes_reach_the_server_and_are_backfilled_after_a_link_loss(
             walked.append(fix)
         assert await fp.page.evaluate("window.fieldPage.gps.buffered") >= 3
         assert await fp.page.evaluate("window.fieldPage.link") in ("reconnecting", "connecting")
+        # The officer answers offline: 确认 and 完成 wait, in order, and the card says so.
+        card = fp.page.locator(fp.card(before))
+        await card.locator("button[data-action='done']").click()
+        assert await fp.page.evaluate("window.fieldPage.answersQueued") == 2
+        assert "离线，联网后发送" in await card.inner_text()
+        during = await env.instruct(type="text", text="离线期间的指令")
         await fp.context.set_offline(False)
         await fp.page.wait_for_selector("#link-state[data-state='online']", timeout=WAIT_S * 1000)
+        await env.update(before, "acknowledged")
+        await env.update(before, "done")
+        assert (await env.instruction(before))["state"] == "done"
+        await fp.wait_card(during, "delivered")
+        assert (await env.instruction(during))["state"] == "delivered"
+        await fp.wait_until("window.fieldPage.answersQueued === 0")
 
         async def backfilled() -> Any:
             track = await _track(env)
