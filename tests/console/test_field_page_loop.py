@@ -256,6 +256,34 @@ async def test_page_carries_out_machine_orders(env: Env, server_log: pytest.LogC
     assert not no_server_errors(server_log.records)
 
 
+NO_CAMERA = """navigator.mediaDevices.getUserMedia = () =>
+  Promise.reject(new DOMException('Requested device not found', 'NotFoundError'));"""
+
+
+async def test_a_unit_without_a_camera_refuses_what_needs_one(
+    env: Env, server_log: pytest.LogCaptureFixture
+) -> None:
+    async with chromium() as browser:
+        fp = await FieldPage.open(browser, env.url, env.unit_id, env.unit_token, init_script=NO_CAMERA)
+        await fp.start(publishing=False)
+        # No camera: the page says so, and the link, instructions and GPS work all the same.
+        assert "无法打开摄像头" in await fp.page.inner_text("#field-message")
+        await fp.page.wait_for_selector("#gps-state[data-state='fix']", timeout=WAIT_S * 1000)
+        for kind in ("snapshot", "record_start"):
+            iid = await env.instruct(type=kind)
+            update = await env.update(iid, "refused")
+            assert update["reason"].startswith("本机没有可用的摄像头 no usable camera on this unit"), update["reason"]
+            await fp.wait_card(iid, "refused")
+            assert "本机没有可用的摄像头" in await fp.page.locator(fp.card(iid)).inner_text()
+        told = await env.instruct(type="text", text="原地待命")
+        await fp.wait_card(told, "delivered")
+        await fp.page.locator(fp.card(told)).locator("button[data-action='ack']").click()
+        await env.update(told, "acknowledged")
+        fp.assert_no_js_errors()
+        await fp.close()
+    assert not no_server_errors(server_log.records)
+
+
 async def _track(env: Env) -> list[dict[str, Any]]:
     status, doc = await api(env.http, "GET", f"{env.url}/api/units/{env.unit_id}/track", env.op)
     assert status == 200, doc

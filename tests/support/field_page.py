@@ -29,12 +29,14 @@ class FieldPage:
     @classmethod
     async def open(cls, browser: Browser, base: str, unit_id: str, token: str, *,
                    viewport: ViewportSize | None = None, geolocation: Geolocation | None = None,
-                   locale: str = "zh-CN") -> FieldPage:
+                   locale: str = "zh-CN", init_script: str | None = None) -> FieldPage:
         context = await browser.new_context(
             viewport=viewport or PHONE, locale=locale, timezone_id="Asia/Shanghai",
             permissions=["geolocation", "camera", "microphone"],
             geolocation=geolocation or HOME,
         )
+        if init_script is not None:
+            await context.add_init_script(init_script)
         page = await context.new_page()
         fp = cls(context, page, base, unit_id, token)
         page.on("pageerror", fp._page_error)
