@@ -14,7 +14,7 @@
  * (a machine order being carried out).
  */
 import { bearingDeg, compassPoint, geoUri, haversineM } from './great-circle.js';
-import { language, t } from './field-texts.js';
+import { t } from './field-texts.js';
 
 export const HUMAN = new Set(['text', 'goto']);
 const KNOWN_TYPES = new Set(['text', 'goto', 'record_start', 'record_stop', 'snapshot', 'callback', 'end_action']);
@@ -259,7 +259,7 @@ export class OrderCards {
     else if (card.state === 'refused' && card.reason) parts.push(t('reason', { r: card.reason }));
     if (card.rejected) parts.push(t('answer_rejected'));
     else if (pending) parts.push(this.ctx.online() ? t('sending') : t('queued_offline'));
-    return parts.join(language() === 'zh' ? ' · ' : ' · ');
+    return parts.join(' · ');
   }
 
   renderWay(card) {

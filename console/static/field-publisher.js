@@ -275,7 +275,7 @@ export class FieldPublisher extends EventTarget {
   }
 }
 
-export function loadIceServers() {
+function loadIceServers() {
   try {
     const servers = JSON.parse(localStorage.getItem(STORE_ICE) || '[]');
     return Array.isArray(servers) ? servers : [];

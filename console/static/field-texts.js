@@ -274,8 +274,6 @@ export const TEXTS = {
   },
 };
 
-export const LANGUAGES = /** @type {const} */ (['zh', 'en']);
-
 let current = loadLanguage();
 
 function loadLanguage() {
