@@ -1,13 +1,13 @@
 # Two commands on a fresh machine:
 #   make run    set up and run the server with embedded defaults and 3 simulated units
-#   make test   set up, lint (ruff, mypy) and run the whole test suite (installs redis-server, chromium, ffmpeg
-#               when root)
+#   make test   set up, lint (ruff, mypy) and run the whole test suite (installs redis-server, chromium, ffmpeg,
+#               fonts-noto-cjk when root)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := redis-server chromium ffmpeg
+APT_PACKAGES := redis-server chromium ffmpeg fonts-noto-cjk
 PYTEST_ARGS ?=
 
 .PHONY: run test lint install system-deps bench clean
@@ -29,6 +29,7 @@ system-deps:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
+	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

@@ -1,11 +1,17 @@
 /**
- * The field page's SOS button (一键求助): POST /api/units/{unit}/sos with the unit token and,
- * when the browser can tell within 3 s, the device position. The command room gets an alarm with
- * the unit's position and its live feed. `#sos-state[data-state]` is "sending" | "sent" | "error".
+ * The field page's SOS button (一键求助): POST /api/units/{unit}/sos with the unit token, over
+ * plain HTTP so that it works whether or not the Socket.IO link is up. It carries the page's
+ * newest GPS fix when it has one; otherwise the browser is asked for a position for up to 3 s.
+ * The command room gets an alarm with the unit's position and its live feed.
+ * `#sos-state[data-state]` is "sending" | "sent" | "error" (with `data-alert-id` once sent).
  */
-const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+import { t } from './field-texts.js';
 
-function position() {
+const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
+/** A fix older than this is not sent as the unit's position (the server then uses its own last). */
+const FRESH_FIX_S = 120;
+
+function askPosition() {
   return new Promise((resolve) => {
     if (!navigator.geolocation) { resolve(null); return; }
     const timer = setTimeout(() => resolve(null), 3000);
@@ -17,36 +23,70 @@ function position() {
   });
 }
 
-function show(state, text) {
-  const el = byId('sos-state');
-  el.dataset.state = state;
-  el.textContent = text;
-}
+export class FieldSos {
+  /**
+   * @param {{credentials: () => {unitId: string, token: string},
+   *   lastFix: () => ({lat: number, lon: number, ts: number, accuracy?: number} | null)}} context
+   */
+  constructor(context) {
+    this.ctx = context;
+    this.view = null;
+    byId('sos-btn').addEventListener('click', () => this.raise());
+  }
 
-async function raiseSos() {
-  const unit = /** @type {HTMLInputElement} */ (byId('unit-id')).value.trim();
-  const token = /** @type {HTMLInputElement} */ (byId('unit-token')).value.trim();
-  if (!unit || !token) { show('error', '请先填写设备编号和令牌 enter the unit id and token first'); return; }
-  show('sending', '求助发送中… sending SOS');
-  const body = (await position()) || {};
-  try {
-    const resp = await fetch(`/api/units/${encodeURIComponent(unit)}/sos`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
-      body: JSON.stringify(body),
-    });
-    const data = await resp.json().catch(() => ({}));
-    if (!resp.ok) {
-      show('error', `求助失败 SOS failed: ${(data.error && data.error.message) || resp.status}`);
+  async position() {
+    const fix = this.ctx.lastFix();
+    if (fix && Date.now() / 1000 - fix.ts <= FRESH_FIX_S) {
+      const body = { lat: fix.lat, lon: fix.lon };
+      if (fix.accuracy !== undefined) body.accuracy = fix.accuracy;
+      return body;
+    }
+    return askPosition();
+  }
+
+  async raise() {
+    const { unitId, token } = this.ctx.credentials();
+    if (!unitId || !token) {
+      this.show('error', { key: 'sos_need_credentials' });
       return;
     }
-    show('sent', `已求助 SOS sent (${data.id}) ${new Date().toLocaleTimeString()}`);
-  } catch (err) {
-    show('error', `求助失败 SOS failed: ${err}`);
+    this.show('sending', { key: 'sos_sending' });
+    const body = (await this.position()) || {};
+    try {
+      const resp = await fetch(`/api/units/${encodeURIComponent(unitId)}/sos`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+        body: JSON.stringify(body),
+      });
+      const data = await resp.json().catch(() => ({}));
+      if (!resp.ok) {
+        this.show('error', { key: 'sos_failed', detail: (data.error && data.error.message) || `HTTP ${resp.status}` });
+        return;
+      }
+      const at = new Date();
+      const time = [at.getHours(), at.getMinutes(), at.getSeconds()].map((n) => String(n).padStart(2, '0')).join(':');
+      this.show('sent', { key: 'sos_sent', params: { t: time }, alertId: data.id });
+    } catch (err) {
+      this.show('error', { key: 'sos_failed', detail: String(err) });
+    }
   }
-}
 
-/** Wire the SOS button; called once by field.js. */
-export function initSos() {
-  byId('sos-btn').addEventListener('click', raiseSos);
+  show(state, view) {
+    this.view = { state, ...view };
+    this.render();
+  }
+
+  /** Draw the state in the current language (also after a language switch). */
+  render() {
+    const el = byId('sos-state');
+    if (!this.view) {
+      el.dataset.state = 'idle';
+      el.textContent = '';
+      return;
+    }
+    el.dataset.state = this.view.state;
+    if (this.view.alertId) el.dataset.alertId = this.view.alertId;
+    el.textContent = t(this.view.key, this.view.params);
+    el.title = this.view.detail || '';
+  }
 }

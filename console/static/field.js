@@ -1,84 +1,99 @@
 /**
- * The field page (`/field`): a phone or an Android body camera with a browser
- * publishes its camera and microphone to the server over WHIP.
+ * The field page (`/field`): a phone or a body camera with a browser runs the whole field loop.
  *
- * States (`#field-state` text and `data-state`, and `window.fieldPage.state`):
- *   "idle"       not publishing (never started, or stopped by the user)
- *   "connecting" camera being opened, offer/answer or ICE in progress
- *   "live"       the peer connection is connected and media flows
- *   "error"      the last attempt failed; the message says why (the server's
- *                `error.message`) and whether a retry is scheduled
+ * One tap on 开始 (Start), and until 停止 (Stop):
+ * - video: the camera and microphone are published over WHIP (field-publisher.js);
+ * - link: Socket.IO `/unit` carries instructions, answers, positions and talk-back
+ *   (field-link.js), reconnecting by itself with capped, jittered backoff;
+ * - instructions arrive as cards with a beep and a vibration (field-inbox.js, field-cards.js);
+ *   the officer answers human ones, the page carries out machine ones (field-machine-orders.js);
+ *   answers are sent in order, also after the link was down (field-answers.js);
+ * - GPS fixes are sent in batches and back-filled after a link loss (field-gps.js);
+ * - talk-back from the command room plays on the speaker (field-talk.js);
+ * - the SOS button works over plain HTTP, with or without the link (field-sos.js).
  *
- * A connection that fails is retried with capped exponential backoff and
- * jitter; errors that retrying cannot fix (bad token, unknown unit, refused
- * SDP) stop the retries until the user presses Start again.
+ * Texts: Simplified Chinese by default, English on request (field-texts.js, remembered).
+ * The unit id and token are remembered in localStorage. `?unit=..&token=..` prefill the form and
+ * `&autostart=1` starts on load (kiosk use).
  *
- * The unit id and token are remembered in localStorage. `?unit=..&token=..`
- * prefill the form and `&autostart=1` starts publishing on load (kiosk use).
+ * Test hook: `window.fieldPage` (see the end of this file).
  */
-import { Backoff } from './backoff.js';
-import { initSos } from './field-sos.js';
+import { FieldCamera, CameraError } from './field-camera.js';
+import { FieldPublisher } from './field-publisher.js';
+import { UnitLink } from './field-link.js';
+import { AnswerOutbox } from './field-answers.js';
+import { InstructionInbox } from './field-inbox.js';
+import { OrderCards } from './field-cards.js';
+import { MachineOrders } from './field-machine-orders.js';
+import { FieldGps } from './field-gps.js';
+import { TalkListener } from './field-talk.js';
+import { Notifier } from './field-notify.js';
+import { FieldSos } from './field-sos.js';
 import {
-  SdpExchangeError, deleteSession, postOffer, waitForIceGathering,
-} from './sdp-exchange.js';
+  applyTexts, language, messageText, setLanguage, t,
+} from './field-texts.js';
 
 const STORE_UNIT = 'dispatch.field.unit';
 const STORE_TOKEN = 'dispatch.field.token';
-const STORE_ICE = 'dispatch.field.iceServers';
-const CONNECT_TIMEOUT_MS = 15000;
-const DISCONNECTED_GRACE_MS = 3000;
-/** About 1 Mbit/s for 640x480: enough for evidence, gentle on 4G uplinks. */
-const MAX_VIDEO_BITRATE = 1_200_000;
-
-const LABELS = {
-  idle: '未推流',
-  connecting: '连接中',
-  live: '直播中',
-  error: '错误',
-};
 
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
-class FieldPublisher {
+class FieldApp {
   constructor() {
-    /** @type {RTCPeerConnection | null} */
-    this.pc = null;
-    /** @type {MediaStream | null} */
-    this.stream = null;
-    this.state = 'idle';
-    this.message = '';
-    this.location = null;
-    this.running = false;
-    this.generation = 0;
-    this.backoff = new Backoff({ baseMs: 1000, capMs: 30000 });
-    this.retryTimer = null;
-    this.connectTimer = null;
-    this.disconnectTimer = null;
-    this.wakeLock = null;
     this.unitId = '';
     this.token = '';
-    this.iceServers = loadIceServers();
+    /** Whether the officer has started (until 停止). */
+    this.running = false;
+    this.message = null;
 
     this.unitInput = /** @type {HTMLInputElement} */ (byId('unit-id'));
     this.tokenInput = /** @type {HTMLInputElement} */ (byId('unit-token'));
     this.startButton = /** @type {HTMLButtonElement} */ (byId('start-btn'));
     this.stopButton = /** @type {HTMLButtonElement} */ (byId('stop-btn'));
-    this.preview = /** @type {HTMLVideoElement} */ (byId('field-preview'));
+
+    const credentials = () => ({ unitId: this.unitId, token: this.token });
+    this.notifier = new Notifier();
+    this.camera = new FieldCamera(/** @type {HTMLVideoElement} */ (byId('field-preview')),
+      (kind) => this.publisher.deviceLost(kind));
+    this.publisher = new FieldPublisher({ stream: () => this.camera.stream, credentials });
+    this.link = new UnitLink();
+    this.answers = new AnswerOutbox(this.link);
+    this.gps = new FieldGps(this.link);
+    this.cards = new OrderCards(/** @type {HTMLElement} */ (byId('orders')), byId('orders-empty'), {
+      answer: (card, state, reason) => this.answer(card, state, reason),
+      here: () => this.gps.last,
+      pending: (id) => this.answers.isPending(id),
+      online: () => this.link.online,
+    });
+    this.inbox = new InstructionInbox(this.link, (item, receivedAt) => this.delivered(item, receivedAt));
+    this.machine = new MachineOrders({
+      publisher: this.publisher, camera: this.camera, link: this.link, credentials,
+    });
+    this.machineChain = Promise.resolve();
+    this.talk = new TalkListener(this.link, /** @type {HTMLAudioElement} */ (byId('talk-audio')),
+      () => this.publisher.iceServers);
+    this.sos = new FieldSos({ credentials: () => this.credentialsForSos(), lastFix: () => this.gps.last });
+
+    this.publisher.addEventListener('change', () => this.render());
+    this.link.addEventListener('state', () => this.render());
+    this.gps.addEventListener('change', () => {
+      this.render();
+      this.cards.refreshWays();
+    });
+    this.talk.addEventListener('change', () => this.render());
+    this.answers.addEventListener('change', () => this.cards.renderAll());
+    this.answers.addEventListener('rejected', (event) => {
+      this.cards.update(event.detail.answer.id, { rejected: true });
+    });
 
     byId('field-form').addEventListener('submit', (event) => {
       event.preventDefault();
       this.start();
     });
     this.stopButton.addEventListener('click', () => this.stop());
-    window.addEventListener('online', () => {
-      // The network is back: do not sit out the rest of a long backoff.
-      if (this.running && this.retryTimer) this.retryNow();
-    });
-    window.addEventListener('pagehide', () => {
-      if (this.location) deleteSession(this.location, this.token);
-    });
-    document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState === 'visible' && this.state === 'live') this.holdWakeLock();
+    byId('lang-btn').addEventListener('click', () => {
+      setLanguage(language() === 'zh' ? 'en' : 'zh');
+      this.render();
     });
     this.render();
   }
@@ -97,249 +112,189 @@ class FieldPublisher {
     if (params.get('autostart') === '1' && this.unitInput.value && this.tokenInput.value) this.start();
   }
 
+  credentialsForSos() {
+    if (this.running) return { unitId: this.unitId, token: this.token };
+    return { unitId: this.unitInput.value.trim(), token: this.tokenInput.value.trim() };
+  }
+
+  /** Everything on: link, GPS, camera and publishing. */
   async start() {
     if (this.running) return;
-    this.unitId = this.unitInput.value.trim();
-    this.token = this.tokenInput.value.trim();
-    if (!this.unitId || !this.token) {
-      this.setState('error', '请填写设备编号和令牌 Unit id and token are required');
+    const unitId = this.unitInput.value.trim();
+    const token = this.tokenInput.value.trim();
+    if (!unitId || !token) {
+      this.message = { key: 'msg_need_credentials' };
+      this.render();
       return;
     }
-    localStorage.setItem(STORE_UNIT, this.unitId);
-    localStorage.setItem(STORE_TOKEN, this.token);
+    // The tap on 开始 is the user gesture that lets the page beep and play talk-back.
+    this.notifier.unlock();
+    localStorage.setItem(STORE_UNIT, unitId);
+    localStorage.setItem(STORE_TOKEN, token);
+    if (unitId !== this.unitId) {
+      this.inbox.reset();
+      this.gps.buffer = [];
+      this.gps.last = null;
+    }
+    this.unitId = unitId;
+    this.token = token;
     this.running = true;
-    this.backoff.reset();
+    this.message = null;
+    this.answers.use(unitId);
+    this.link.open(unitId, token);
+    this.gps.start();
     this.render();
-    this.setState('connecting', '打开摄像头 opening camera');
     try {
-      if (!this.stream || !this.stream.getTracks().some((track) => track.readyState === 'live')) {
-        this.stream = await navigator.mediaDevices.getUserMedia({
-          video: { width: 640, height: 480 },
-          audio: true,
-        });
-        for (const track of this.stream.getTracks()) {
-          track.addEventListener('ended', () => this.cameraLost(track));
-        }
-        this.preview.srcObject = this.stream;
-        this.preview.play().catch(() => {});
-      }
+      this.message = { key: 'msg_opening_camera' };
+      this.render();
+      await this.camera.open();
+      this.message = null;
     } catch (exc) {
-      this.running = false;
-      this.setState('error', `无法打开摄像头 Cannot open camera: ${exc.message || exc.name || exc}`);
+      // No camera: the link, instructions and GPS still work; machine orders that need the
+      // camera are refused with the reason.
+      this.message = exc instanceof CameraError ? { key: exc.key, detail: exc.detail } : { key: 'msg_camera_failed' };
+      this.render();
       return;
     }
-    if (this.running) this.connect();
+    if (this.running) this.publisher.publish();
   }
 
-  /** Stop publishing: DELETE the WHIP resource and release the camera. */
+  /** Everything off: publishing, camera, link, GPS, talk-back. */
   stop() {
     this.running = false;
-    this.clearRetry();
-    this.teardown(true);
-    if (this.stream) {
-      for (const track of this.stream.getTracks()) track.stop();
-      this.stream = null;
-    }
-    this.preview.srcObject = null;
-    this.setState('idle', '已停止 stopped');
-  }
-
-  /** One publish attempt. */
-  async connect() {
-    this.clearRetry();
-    this.teardown(true);
-    const generation = ++this.generation;
-    this.setState('connecting', '协商中 negotiating');
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
-    this.pc = pc;
-    pc.addEventListener('connectionstatechange', () => this.onConnectionState(pc));
-    try {
-      for (const track of this.stream.getTracks()) {
-        pc.addTransceiver(track, { direction: 'sendonly', streams: [this.stream] });
-      }
-      await pc.setLocalDescription(await pc.createOffer());
-      await waitForIceGathering(pc);
-      if (generation !== this.generation) return;
-      const { answer, location, iceServers } = await postOffer(
-        `/whip/${encodeURIComponent(this.unitId)}`, pc.localDescription.sdp, this.token,
-      );
-      if (generation !== this.generation) {
-        deleteSession(location, this.token);
-        return;
-      }
-      this.location = location;
-      if (iceServers.length) this.rememberIceServers(iceServers);
-      await pc.setRemoteDescription({ type: 'answer', sdp: answer });
-      this.limitBitrate(pc);
-      this.setState('connecting', '建立媒体连接 connecting media');
-      this.connectTimer = setTimeout(() => {
-        if (this.pc === pc && pc.connectionState !== 'connected') this.fail('连接超时 connection timed out');
-      }, CONNECT_TIMEOUT_MS);
-    } catch (exc) {
-      if (generation !== this.generation) return;
-      if (exc instanceof SdpExchangeError && !exc.retryable) {
-        // Wrong token, unknown unit, refused offer: retrying cannot help.
-        this.running = false;
-        this.teardown(false);
-        this.setState('error', exc.message);
-        return;
-      }
-      this.fail(exc instanceof SdpExchangeError ? exc.message : `WebRTC: ${exc.message || exc}`);
-    }
-  }
-
-  /** @param {RTCPeerConnection} pc */
-  onConnectionState(pc) {
-    if (pc !== this.pc) return;
-    switch (pc.connectionState) {
-      case 'connected':
-        clearTimeout(this.connectTimer);
-        clearTimeout(this.disconnectTimer);
-        this.disconnectTimer = null;
-        this.backoff.reset();
-        this.setState('live', '正在向指挥中心推流 publishing to the command centre');
-        this.holdWakeLock();
-        break;
-      case 'disconnected':
-        if (!this.disconnectTimer) {
-          this.disconnectTimer = setTimeout(() => {
-            if (this.pc === pc) this.fail('连接中断 connection lost');
-          }, DISCONNECTED_GRACE_MS);
-        }
-        break;
-      case 'failed':
-        this.fail('连接失败 connection failed');
-        break;
-      default:
-        break;
-    }
-  }
-
-  /** Drop the attempt and schedule the next one. @param {string} message */
-  fail(message) {
-    this.teardown(true);
-    if (!this.running) return;
-    const delay = this.backoff.next();
-    const seconds = Math.ceil(delay / 1000);
-    this.setState('error', `${message} · ${seconds} s 后重试 retrying in ${seconds} s`);
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      if (this.running) this.connect();
-    }, delay);
-  }
-
-  retryNow() {
-    this.clearRetry();
-    this.connect();
-  }
-
-  clearRetry() {
-    clearTimeout(this.retryTimer);
-    this.retryTimer = null;
-  }
-
-  /** @param {MediaStreamTrack} track */
-  cameraLost(track) {
-    if (!this.running) return;
-    this.running = false;
-    this.clearRetry();
-    this.teardown(true);
-    this.setState('error', `${track.kind === 'video' ? '摄像头' : '麦克风'}已断开 ${track.kind} device ended`);
-  }
-
-  /** Close the peer connection; `deleteRemote` also ends the WHIP session on the server. */
-  teardown(deleteRemote) {
-    this.generation += 1;
-    clearTimeout(this.connectTimer);
-    clearTimeout(this.disconnectTimer);
-    this.disconnectTimer = null;
-    if (this.pc) {
-      this.pc.close();
-      this.pc = null;
-    }
-    if (deleteRemote && this.location) deleteSession(this.location, this.token);
-    this.location = null;
-    if (this.wakeLock) {
-      this.wakeLock.release().catch(() => {});
-      this.wakeLock = null;
-    }
-  }
-
-  /** @param {RTCPeerConnection} pc */
-  limitBitrate(pc) {
-    for (const sender of pc.getSenders()) {
-      if (!sender.track || sender.track.kind !== 'video') continue;
-      const parameters = sender.getParameters();
-      if (!parameters.encodings || !parameters.encodings.length) continue;
-      parameters.encodings[0].maxBitrate = MAX_VIDEO_BITRATE;
-      sender.setParameters(parameters).catch(() => {});
-    }
-  }
-
-  /** Keep a phone's screen on while live (best effort; not every browser has it). */
-  async holdWakeLock() {
-    if (!('wakeLock' in navigator) || this.wakeLock) return;
-    try {
-      this.wakeLock = await navigator.wakeLock.request('screen');
-      this.wakeLock.addEventListener('release', () => {
-        this.wakeLock = null;
-      });
-    } catch {
-      // Not allowed here (page hidden, no permission): the stream goes on regardless.
-    }
-  }
-
-  /** The ICE servers that the server announced in `Link` headers, for the next attempts. */
-  rememberIceServers(iceServers) {
-    this.iceServers = iceServers;
-    localStorage.setItem(STORE_ICE, JSON.stringify(iceServers));
-  }
-
-  /** @param {'idle' | 'connecting' | 'live' | 'error'} state @param {string} message */
-  setState(state, message) {
-    this.state = state;
-    this.message = message;
+    this.publisher.unpublish();
+    this.camera.close();
+    this.talk.close();
+    this.link.close();
+    this.gps.stop();
+    this.message = null;
     this.render();
+  }
+
+  /** A delivered instruction: a card, a beep; a machine order is carried out. */
+  delivered(item, receivedAt) {
+    const card = this.cards.add(item, receivedAt);
+    const queued = this.answers.lastQueued(card.id);
+    if (queued) {
+      // Answered before this page was reloaded, not sent yet: show that answer, do not redo it.
+      this.cards.update(card.id, { state: queued.state, reason: queued.reason || null });
+      this.render();
+      return;
+    }
+    this.notifier.announce(item.priority === 'urgent' || item.priority === 'high');
+    this.render();
+    if (card.machine) {
+      // One machine order at a time, in the order they came (record_stop then record_start).
+      this.machineChain = this.machineChain.then(async () => {
+        const outcome = await this.machine.run(card);
+        this.cards.update(card.id, { state: outcome.state, outcome: outcome.outcome, reason: outcome.reason || null });
+        this.answers.report({ id: card.id, state: outcome.state, reason: outcome.reason, result: outcome.result });
+      });
+    }
+  }
+
+  /** The officer answered on a card: show it at once, send it when the link lets us. */
+  answer(card, state, reason) {
+    this.cards.update(card.id, { state, reason: reason || null });
+    this.answers.report({ id: card.id, state, reason });
   }
 
   render() {
+    applyTexts(document);
+    const pub = this.publisher;
+    byId('field-status').dataset.state = pub.state;
     const stateEl = byId('field-state');
-    stateEl.textContent = this.state;
-    stateEl.dataset.state = this.state;
-    byId('field-status').dataset.state = this.state;
-    byId('field-label').textContent = LABELS[this.state];
-    byId('field-message').textContent = this.message;
+    stateEl.dataset.state = pub.state;
+    stateEl.textContent = t(`pub_${pub.state}`);
+
+    const message = this.message || pub.message;
+    const messageEl = byId('field-message');
+    messageEl.textContent = messageText(message);
+    messageEl.title = (message && message.detail) || '';
+    messageEl.dataset.code = (message && message.code) || '';
+
+    const link = this.link;
+    const linkEl = byId('link-state');
+    linkEl.dataset.state = link.state;
+    linkEl.textContent = t(`link_${link.state}`);
+    const linkMessage = byId('link-message');
+    const showLinkMessage = link.message && (link.state === 'reconnecting' || link.state === 'refused');
+    linkMessage.textContent = showLinkMessage ? messageText(link.message) : '';
+    linkMessage.title = (showLinkMessage && link.message.detail) || '';
+
+    const gpsEl = byId('gps-state');
+    gpsEl.dataset.state = this.gps.state;
+    gpsEl.textContent = this.gps.state === 'fix' && this.gps.accuracy !== null
+      ? t('gps_fix', { m: Math.round(this.gps.accuracy) })
+      : t(`gps_${this.gps.state === 'fix' ? 'waiting' : this.gps.state}`);
+
+    const talkEl = byId('talk-state');
+    talkEl.dataset.state = this.talk.state;
+    talkEl.textContent = t(`talk_${this.talk.state}`, { from: this.talk.from });
+    byId('talk-chip').hidden = this.talk.state === 'idle';
+
+    const unitLine = byId('unit-line');
+    unitLine.hidden = !this.running;
+    unitLine.textContent = this.running ? t('unit_line', { unit: this.unitId }) : '';
+    byId('field-credentials').hidden = this.running;
     this.startButton.disabled = this.running;
-    this.stopButton.disabled = !this.running && !this.stream;
-    this.unitInput.disabled = this.running;
-    this.tokenInput.disabled = this.running;
+    // Running: the big 开始 gives way; 停止 stays within reach.
+    this.startButton.hidden = this.running;
+    this.stopButton.disabled = !this.running;
+    byId('orders-empty').hidden = this.cards.cards.size > 0;
+    this.cards.renderAll();
+    this.sos.render();
   }
 }
 
-function loadIceServers() {
-  try {
-    const servers = JSON.parse(localStorage.getItem(STORE_ICE) || '[]');
-    return Array.isArray(servers) ? servers : [];
-  } catch {
-    return [];
-  }
-}
-
-const publisher = new FieldPublisher();
-/** Test hook: `pc` is the current RTCPeerConnection (or null), `state` as in `#field-state`. */
+const app = new FieldApp();
+/**
+ * Test hook. `pc`/`state`/`message`: the WHIP publisher (state as in `#field-state`);
+ * `link`: the Socket.IO link's state; `orders()`: the cards, newest first; `talk`: talk-back;
+ * `gps`: the GPS state, newest fix and how many fixes wait to be sent.
+ */
 window.fieldPage = {
   get pc() {
-    return publisher.pc;
+    return app.publisher.pc;
   },
   get state() {
-    return publisher.state;
+    return app.publisher.state;
   },
   get message() {
-    return publisher.message;
+    return messageText(app.message || app.publisher.message);
   },
-  start: () => publisher.start(),
-  stop: () => publisher.stop(),
+  get link() {
+    return app.link.state;
+  },
+  get linkConnects() {
+    return app.link.connects;
+  },
+  orders: () => app.cards.snapshot(),
+  get talk() {
+    const talk = app.talk;
+    return { state: talk.state, from: talk.from, pc: talk.pc, stream: talk.stream, detail: talk.detail };
+  },
+  get gps() {
+    const gps = app.gps;
+    return { state: gps.state, last: gps.last, buffered: gps.buffer.length, sent: gps.sent };
+  },
+  get answersQueued() {
+    return app.answers.queue.length;
+  },
+  get beeps() {
+    return app.notifier.beeps;
+  },
+  get audio() {
+    return app.notifier.context ? app.notifier.context.state : 'none';
+  },
+  get language() {
+    return language();
+  },
+  setLanguage: (lang) => {
+    setLanguage(lang);
+    app.render();
+  },
+  start: () => app.start(),
+  stop: () => app.stop(),
 };
-publisher.restore();
-
-initSos();
+app.restore();

@@ -48,7 +48,14 @@ async def test_wrong_token_on_field_page_shows_the_servers_reason(live: LiveServ
         await page.fill("#unit-token", "not-the-token")
         await page.click("#start-btn")
         await page.wait_for_selector("#field-state[data-state='error']", timeout=15_000)
-        assert "wrong token" in (await page.inner_text("#field-message"))
+        # Chinese on screen (the text for the error's code); the server's own sentence in the title.
+        message = page.locator("#field-message")
+        assert await message.get_attribute("data-code") == "bad_token"
+        assert "令牌错误" in await message.inner_text()
+        assert "wrong token" in (await message.get_attribute("title") or "")
+        await page.wait_for_selector("#link-state[data-state='refused']", timeout=15_000)
+        await page.click("#lang-btn")
+        assert "wrong token" in (await message.inner_text()).lower()
 
 
 async def test_console_login_rejects_bad_password_and_serves_no_external_assets(live: LiveServer) -> None:

@@ -102,7 +102,13 @@ def test_test_hooks_are_exported() -> None:
     assert "this.current = " in patrol and "this.active = " in patrol
     field = (STATIC / "field.js").read_text(encoding="utf-8")
     assert "window.fieldPage = {" in field
-    assert 'id="field-state"' in (STATIC / "field.html").read_text(encoding="utf-8")
+    hook = field[field.index("window.fieldPage = {"):]
+    for name in ("get pc()", "get state()", "get link()", "orders:", "get talk()", "get gps()", "setLanguage:"):
+        assert name in hook, f"fieldPage lacks {name}"
+    html = (STATIC / "field.html").read_text(encoding="utf-8")
+    for element in ('id="field-state"', 'id="link-state"', 'id="gps-state"', 'id="talk-state"', 'id="orders"',
+                    'id="talk-audio"', 'id="lang-btn"'):
+        assert element in html, element
 
 
 def test_only_dependencies_are_the_socketio_client_v4_and_leaflet_1() -> None:
@@ -167,7 +173,8 @@ def test_sos_alarm_is_synthesised_not_loaded() -> None:
         assert path.suffix not in {".mp3", ".wav", ".ogg", ".oga", ".m4a", ".webm"}, path.name
     for path in _static_files():
         text = path.read_text(encoding="utf-8")
-        assert not re.search(r"new Audio\(|<audio\b", text), f"{path.name} plays an audio file"
+        # An <audio> element plays a WebRTC stream (the field page's talk-back), never a file.
+        assert not re.search(r"new Audio\(|<audio\b[^>]*\bsrc=", text), f"{path.name} plays an audio file"
     alarm = (STATIC / "alarm-sound.js").read_text(encoding="utf-8")
     assert "createOscillator()" in alarm and "AudioContext" in alarm
 
