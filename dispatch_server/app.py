@@ -61,6 +61,7 @@ from .instructions import InstructionService
 from .lifetime import lifetime
 from .links import UnitLinks
 from .live import LiveService
+from .metrics import Metrics
 from .login_throttle import LoginThrottle
 from .party_access import PartyAccess
 from .party_links import PartyLinks
@@ -107,20 +108,21 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     push = Push(sio)
 
     # the domain, bottom-up
+    metrics = Metrics(node)
     audit = AuditTrail(db, clock)
     revocation = Revocation(accounts, clock=clock)
     auth = Authenticator(accounts, settings.auth.session_ttl_s, revocation, LoginThrottle(), audit, clock)
     action_store = ActionStore(db, clock)
     running = RunningActions(action_store)
-    alerts = AlertService(db, audit, push.operators, settings.alerts.escalate_after_s, clock)
+    alerts = AlertService(db, audit, push.operators, settings.alerts.escalate_after_s, metrics, clock)
     procedure = ProcedureWatch(action_store, alerts)
     roster = Roster(accounts, presence, running, push.unit_status, watchers=[procedure.unit_changed],
                     stale_after_s=settings.geo.stale_after_s, clock=clock)
     links = UnitLinks()
     instructions = InstructionService(db, accounts, audit, action_store, alerts, push.instructions_pending,
-                                      push.instruction_update, roster.online_units, clock)
+                                      push.instruction_update, roster.online_units, metrics, clock)
     positions = PositionService(tracks, roster, action_store, alerts, audit, running, settings.geo.stale_after_s,
-                                index, clock, push_positions=push.positions)
+                                index, clock, push_positions=push.positions, metrics=metrics)
     sos = SosService(alerts, action_store, presence, clock)
     relay = Relay(RelayConfig(pli_min_interval_s=settings.media.pli_min_interval_s,
                               keyframe_interval_s=settings.media.keyframe_interval_s,
@@ -156,6 +158,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry,
     }
     contexts = [
+        lifetime(metrics.close, metrics.start),
         lifetime(db.close),
         lifetime(auth.close),
         lifetime(presence.close, presence.start),
