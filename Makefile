@@ -1,13 +1,13 @@
 # Two commands on a fresh machine:
 #   make run    set up and run the server with embedded defaults and 3 simulated units
 #   make test   set up, lint (ruff, mypy) and run the whole test suite (installs redis-server, chromium, ffmpeg,
-#               fonts-noto-cjk when root)
+#               fonts-noto-cjk, prometheus when root)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := redis-server chromium ffmpeg fonts-noto-cjk
+APT_PACKAGES := redis-server chromium ffmpeg fonts-noto-cjk prometheus
 PYTEST_ARGS ?=
 
 .PHONY: run test lint install system-deps bench clean
@@ -30,6 +30,7 @@ system-deps:
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \

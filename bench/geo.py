@@ -114,7 +114,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         token_files.append(f)
     cfg = work / "config.toml"
     cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\nmax_message_bytes = 65536\n'
-                   f'event_loop = "{args.event_loop}"\n')
+                   f'event_loop = "{args.event_loop}"\n[metrics]\nport = -1\n')
     server, url = start_floor() if args.floor else start_server(cfg)
     gens: list[subprocess.Popen[str]] = []
     console = socketio.AsyncClient(reconnection=False)

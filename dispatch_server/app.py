@@ -10,8 +10,6 @@ recordings they feed), then the archive, the services it reads from, and storage
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from functools import partial
 from typing import Any, Callable
@@ -35,25 +33,10 @@ from .evidence import ArchiveActions, EvidencePorts
 from .evidence_catalog import EvidenceCatalog
 from .exports import ExportService, load_link_secret
 from .footage_requests import FootageRequests
-from .http import (
-    api_actions,
-    api_alerts,
-    api_audit,
-    api_downloads,
-    api_geo,
-    api_holds,
-    api_instructions,
-    api_party,
-    api_recordings,
-    api_requests,
-    api_session,
-    api_snapshots,
-    api_talk,
-    api_telemetry,
-    api_whip,
-    openapi,
-)
+from .http.metrics_listener import MetricsListener
 from .http.middleware import errors_middleware, headers_middleware
+from .http.node_figures import NodeFigures
+from .http.routes import ARCHIVE_ROUTES, ROUTES
 from .http.static import add_static_routes
 from .http.telemetry_frames import TelemetryHub
 from .http.tickets import PlaybackTickets
@@ -61,8 +44,9 @@ from .instructions import InstructionService
 from .lifetime import lifetime
 from .links import UnitLinks
 from .live import LiveService
-from .metrics import Metrics
 from .login_throttle import LoginThrottle
+from .metrics import Metrics
+from .node import node_id
 from .party_access import PartyAccess
 from .party_links import PartyLinks
 from .positions import PositionService
@@ -82,10 +66,6 @@ from .stores.database import Database
 from .stores.position_index import MemoryPositionIndex, PositionIndex, RedisPositionIndex
 from .stores.presence import MemoryPresence, PresenceStore, RedisPresence
 from .talk import TalkService
-
-
-def node_id(settings: Settings) -> str:
-    return settings.server.node_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
@@ -144,6 +124,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         action_listeners.insert(2, ArchiveActions(archive).action_changed)
     actions = ActionService(action_store, accounts, audit, action_listeners, clock)
     telemetry = TelemetryHub()
+    figures = NodeFigures(metrics.registry, live, links, telemetry, db, action_store, presence, archive)
+    metrics_listener = MetricsListener(settings.metrics, metrics, figures)
 
     # the Socket.IO edge
     sio_lifetime = SioLifetime(sio)
@@ -155,7 +137,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         k.SETTINGS: settings, k.DATABASE: db, k.ACCOUNTS: accounts, k.AUTH: auth, k.REVOCATION: revocation,
         k.SIO: sio, k.AUDIT: audit,
         k.ROSTER: roster, k.ALERTS: alerts, k.INSTRUCTIONS: instructions, k.POSITIONS: positions, k.SOS: sos,
-        k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry,
+        k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry, k.METRICS: metrics,
+        k.NODE_FIGURES: figures, k.METRICS_LISTENER: metrics_listener,
     }
     contexts = [
         lifetime(metrics.close, metrics.start),
@@ -171,9 +154,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         lifetime(positions.close, positions.start),
         lifetime(revocation.close, revocation.start),
     ]
-    routes = [api_session.routes, api_whip.routes, api_telemetry.routes, api_geo.routes, api_actions.routes,
-              api_instructions.routes, api_alerts.routes, api_talk.routes, api_audit.routes, api_recordings.routes,
-              api_holds.routes, api_snapshots.routes, openapi.routes]
+    routes = list(ROUTES)
 
     if archive is not None:  # the evidence archive, its catalog, and party access to it
         evidence = EvidenceCatalog(Catalog(settings.data_dir / "catalog.sqlite3"), archive,
@@ -194,9 +175,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                      lifetime(evidence.close, evidence.start),
                      lifetime(denials.close, denials.start),
                      lifetime(exports.close, exports.start)]
-        routes += [api_party.routes, api_requests.routes, api_downloads.routes]
+        routes += ARCHIVE_ROUTES
 
-    contexts += [lifetime(live.close, live.start), lifetime(talk.close)]
+    contexts += [lifetime(live.close, live.start), lifetime(talk.close), lifetime(figures.close, figures.start),
+                 lifetime(metrics_listener.close, metrics_listener.start)]
     for key, service in services.items():
         app[key] = service
     app.cleanup_ctx.extend(contexts)

@@ -19,10 +19,13 @@ from .denials import DenialLedger
 from .evidence_catalog import EvidenceCatalog
 from .exports import ExportService
 from .footage_requests import FootageRequests
+from .http.metrics_listener import MetricsListener
+from .http.node_figures import NodeFigures
 from .http.telemetry_frames import TelemetryHub
 from .http.tickets import PlaybackTickets
 from .instructions import InstructionService
 from .live import LiveService
+from .metrics import Metrics
 from .party_access import PartyAccess
 from .party_links import PartyLinks
 from .positions import PositionService
@@ -50,6 +53,9 @@ INSTRUCTIONS = web.AppKey("instructions", InstructionService)
 TALK = web.AppKey("talk", TalkService)
 POSITIONS = web.AppKey("positions", PositionService)
 TELEMETRY = web.AppKey("telemetry", TelemetryHub)
+METRICS = web.AppKey("metrics", Metrics)
+NODE_FIGURES = web.AppKey("node_figures", NodeFigures)
+METRICS_LISTENER = web.AppKey("metrics_listener", MetricsListener)
 # Present only when the evidence archive is enabled (archive.enabled):
 ARCHIVE = web.AppKey("archive", ArchiveService)
 EVIDENCE = web.AppKey("evidence", EvidenceCatalog)

@@ -33,6 +33,8 @@ from typing import Any, Sequence
 from .auth import ROLES, UNIT_KINDS, USERNAME_RE, Authenticator, check_unit_id, hash_token, new_token
 from .config import ConfigError, Settings, load_settings
 from .errors import DispatchError
+from .log_format import configure_logging
+from .node import node_id
 from .stores.accounts import Accounts
 from .stores.database import Database
 
@@ -222,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
     try:
         settings = _settings(args)
+        configure_logging(settings.log, node_id(settings), args.verbose)
         command = args.command or "serve"
         if command == "serve":
             from .server import run

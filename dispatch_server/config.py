@@ -161,6 +161,24 @@ class DemoConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus ``/metrics`` (docs/observability.md): on a listener of its own, off the public port."""
+
+    host: str = "127.0.0.1"  # where the metrics listener binds (a management network address)
+    port: int = 9108  # 0 picks a free port; -1: no separate listener
+    token: str = field(default="", repr=False)  # when set, /metrics also answers on the public port with it
+
+    def __repr__(self) -> str:
+        return f"MetricsConfig(host={self.host!r}, port={self.port}, token={'***' if self.token else ''!r})"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    format: str = "text"  # "text" (people) or "json" (one object per line, for a log collector)
+    level: str = "INFO"
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
@@ -173,6 +191,8 @@ class Settings:
     party: PartyConfig = PartyConfig()
     redis: RedisConfig = RedisConfig()
     demo: DemoConfig = DemoConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
     base_dir: str = "."  # folder of the config file; not settable from the file
 
     @property
@@ -308,6 +328,14 @@ def load_settings(
 
 
 def validate(s: Settings) -> None:
+    if not -1 <= s.metrics.port <= 65535:
+        raise ConfigError(f"metrics.port: {s.metrics.port} is not a port (0 = any free one, -1 = no listener)")
+    if s.metrics.token and len(s.metrics.token) < 16:
+        raise ConfigError("metrics.token: use at least 16 characters (it guards /metrics on the public port)")
+    if s.log.format not in ("text", "json"):
+        raise ConfigError(f"log.format: {s.log.format!r} must be \"text\" or \"json\"")
+    if s.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"log.level: {s.log.level!r} must be DEBUG, INFO, WARNING or ERROR")
     for i, proxy in enumerate(s.server.trusted_proxies):
         try:
             ipaddress.ip_network(proxy, strict=False)

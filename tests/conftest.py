@@ -3,6 +3,7 @@ operator, and pre-encoded media loops built once per session."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from dispatch_server.config import Settings, load_settings
 from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop, VideoLoopSpec
 from media import passthrough
 from tests.support.redis_server import RedisServer
+from tests.support.secrets import SecretWatch, remember
 
 OPERATOR_PASSWORD = "operator-pass-1"
 
@@ -43,11 +45,12 @@ class LiveServer:
     settings: Settings
 
     def add_unit(self, unit_id: str, kind: str = "body") -> str:
-        token = new_token()
+        token = remember(new_token())
         self.app[ACCOUNTS].add_unit(unit_id, kind, hash_token(token), time.time())
         return token
 
     def add_user(self, name: str, role: str, password: str = OPERATOR_PASSWORD) -> None:
+        remember(password)
         self.app[ACCOUNTS].add_user(name, role, self.app[AUTH].hash_password(password), time.time())
 
     async def admin(self) -> str:
@@ -60,7 +63,7 @@ class LiveServer:
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{self.url}/api/login", json={"username": name, "password": password}) as r:
                 assert r.status == 200, await r.text()
-                return str((await r.json())["token"])
+                return remember(str((await r.json())["token"]))
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], Any]]:
@@ -69,7 +72,8 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
 
 def settings_for(tmp: Path, **sections: dict[str, Any]) -> Settings:
-    overrides: dict[str, dict[str, Any]] = {"storage": {"data_dir": str(tmp / "data")}, "server": {"port": 0}}
+    overrides: dict[str, dict[str, Any]] = {"storage": {"data_dir": str(tmp / "data")}, "server": {"port": 0},
+                                            "metrics": {"port": 0}}
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
     return load_settings(None, env={}, overrides=overrides)
@@ -135,3 +139,19 @@ def h264_loop() -> EncodedLoop:
 @pytest.fixture(scope="session")
 def opus_loop() -> EncodedAudioLoop:
     return EncodedAudioLoop.build()
+
+
+@pytest.fixture(scope="session")
+def secret_watch() -> Iterator[SecretWatch]:
+    watch = SecretWatch()
+    logging.getLogger().addHandler(watch)
+    yield watch
+    logging.getLogger().removeHandler(watch)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(secret_watch: SecretWatch) -> Iterator[None]:
+    """Every test fails if a log line of the in-process server printed a token or password."""
+    before = len(secret_watch.leaks)
+    yield
+    assert secret_watch.leaks[before:] == [], "secrets in log lines"

@@ -4,11 +4,13 @@ security headers on every response."""
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import Awaitable, Callable
 
 from aiohttp import web
 
 from ..errors import DispatchError, TooManyAttempts
+from ..log_format import REQUEST_ID
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +24,8 @@ CSP = (
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = secrets.token_hex(6)
+    REQUEST_ID.set(request_id)  # in every log line of this request (log_format)
     try:
         resp = await handler(request)
     except DispatchError as exc:
@@ -40,6 +44,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         )
     if request.path.startswith(("/api/", "/whip/", "/whep/")):
         resp.headers.setdefault("Cache-Control", "no-store")
+    if not resp.prepared:
+        resp.headers.setdefault("X-Request-Id", request_id)
     return resp
 
 

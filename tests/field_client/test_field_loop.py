@@ -192,8 +192,7 @@ async def test_machine_orders_are_carried_out_and_reported(live: LiveServer, htt
         end = await instruct(http, live, op, unit="bc-31", type="end_action")
         ended = await state_of(console, end["id"], "done", timeout=40)
         assert ended["result"] == {"publishing": False, "ended": True}
-        units = (await api(http, "GET", f"{live.url}/api/units", op))[1]["units"]
-        assert not next(u for u in units if u["id"] == "bc-31")["publishing"]
+        await console.next("unit_status", lambda u: u["id"] == "bc-31" and not u["publishing"], timeout=20)
         once_connected(unit)
     finally:
         await unit.stop()

@@ -15,16 +15,21 @@ import signal
 import sys
 from pathlib import Path
 
+from tests.support.secrets import found_in
+
 REPO = Path(__file__).resolve().parents[2]
 DIRTY = ("Traceback (most recent call last)", "was never awaited")
 
 
 def assert_clean(output: str, what: str) -> None:
-    """Fail when ``output`` of the process ``what`` shows a traceback or an unawaited coroutine."""
+    """Fail when ``output`` of the process ``what`` shows a traceback, an unawaited coroutine, or
+    a secret the suite made (a token or a password: none belongs in a log)."""
     for marker in DIRTY:
         if marker in output:
             at = output.index(marker)
             raise AssertionError(f"{what} printed {marker!r}:\n{output[max(0, at - 2000):at + 4000]}")
+    leaks = found_in(output)
+    assert not leaks, f"{what} printed secrets: {leaks}"
 
 
 def clean_env(**extra: str) -> dict[str, str]:

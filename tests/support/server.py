@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 
 from tests.support.processes import assert_clean
+from tests.support.secrets import remember
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -24,6 +25,7 @@ def write_config(path: Path, data_dir: Path, extra: str = "") -> Path:
     path.write_text(
         f'[storage]\ndata_dir = "{data_dir}"\n'
         "[server]\nhost = \"127.0.0.1\"\nport = 0\nshutdown_grace_s = 3.0\n"
+        "[metrics]\nport = 0\n"
         + extra,
         encoding="utf-8",
     )
@@ -41,10 +43,11 @@ def cli(config: Path, *args: str, stdin: str | None = None) -> subprocess.Comple
 def add_unit(config: Path, unit_id: str, kind: str = "body") -> str:
     out = cli(config, "add-unit", unit_id, "--kind", kind)
     assert out.returncode == 0, out.stderr
-    return out.stdout.strip().splitlines()[-1]
+    return remember(out.stdout.strip().splitlines()[-1])
 
 
 def add_user(config: Path, name: str, role: str, password: str) -> None:
+    remember(password)
     out = cli(config, "add-user", name, "--role", role, stdin=password + "\n")
     assert out.returncode == 0, out.stderr
 
@@ -53,7 +56,7 @@ async def login(base: str, name: str, password: str) -> str:
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{base}/api/login", json={"username": name, "password": password}) as resp:
             assert resp.status == 200, await resp.text()
-            return str((await resp.json())["token"])
+            return remember(str((await resp.json())["token"]))
 
 
 @dataclass
