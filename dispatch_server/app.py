@@ -124,7 +124,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         action_listeners.insert(2, ArchiveActions(archive).action_changed)
     actions = ActionService(action_store, accounts, audit, action_listeners, clock)
     telemetry = TelemetryHub()
-    figures = NodeFigures(metrics.registry, live, links, telemetry, db, action_store, presence, archive)
+    figures = NodeFigures(metrics, live, links, telemetry, db, action_store, presence, archive)
     metrics_listener = MetricsListener(settings.metrics, metrics, figures)
 
     # the Socket.IO edge
@@ -166,7 +166,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         exports = ExportService(requests, party_links, archive, action_store, settings.data_dir / "exports",
                                 settings.signing_key_path,
                                 load_link_secret(settings.data_dir / "keys" / "link-secret"),
-                                settings.party.export_workers, clock)
+                                settings.party.export_workers, clock, metrics)
         snapshots = SnapshotService(archive.seal_snapshot, action_store, instructions, push.snapshot)
         services |= {k.ARCHIVE: archive, k.EVIDENCE: evidence, k.DENIALS: denials,
                      k.TICKETS: PlaybackTickets(clock), k.PARTY: party, k.REQUESTS: requests, k.LINKS: party_links,

@@ -36,6 +36,7 @@ from utctime import iso_millis, parse_iso
 from .actions import ActionStore
 from .errors import BadRequest, Conflict, NotFound
 from .footage_requests import FootageRequests
+from .metrics import Metrics
 from .party_links import PartyLinks
 
 logger = logging.getLogger(__name__)
@@ -62,7 +63,8 @@ def load_link_secret(path: Path) -> bytes:
 class ExportService:
     def __init__(self, requests: FootageRequests, links: PartyLinks, archive: ArchiveService, actions: ActionStore,
                  export_dir: Path, signing_key_path: Path, link_secret: bytes, workers: int,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics
         self._requests = requests
         self._links = links
         self._archive = archive
@@ -193,7 +195,11 @@ class ExportService:
                 loop.call_soon_threadsafe(self._progress, doc, share, last)
 
             try:
+                started = time.monotonic()
                 result = await asyncio.to_thread(self._export, doc, progress, cancel)
+                if self._metrics is not None:
+                    self._metrics.exports.labels("ok").inc()
+                    self._metrics.export_seconds.observe(time.monotonic() - started)
             except ExportCancelled:
                 logger.info("request %s: export cancelled (server stopping); resumes at the next start", request_id)
                 return
@@ -204,6 +210,8 @@ class ExportService:
                 doc["export"] = {**(doc.get("export") or {}), "error": str(exc)}
                 doc["history"].append({"at": self._clock(), "by": "system", "what": "failed", "message": str(exc)})
                 await self._requests.update(doc)
+                if self._metrics is not None:
+                    self._metrics.exports.labels("failed").inc()
                 await self._archive.record("exported", actor="system", where="exporter", outcome="failed",
                                            data={"request_id": request_id, "error": str(exc)})
                 return

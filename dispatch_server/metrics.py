@@ -52,8 +52,12 @@ class Metrics:
                                                 registry=r)
 
         # live
-        self.sessions = Counter("dispatch_media_sessions_total", "Media sessions opened, by kind (publisher, viewer)",
-                                ["kind"], registry=r)
+        self.first_frame_seconds = Histogram("dispatch_viewer_first_frame_seconds",
+                                             "A viewer's subscription to its first frame", buckets=LATENCY_BUCKETS,
+                                             registry=r)
+        self.packet_loss_ratio = Histogram("dispatch_publisher_packet_loss_ratio",
+                                           "Share of a publisher's packets lost between two scrapes",
+                                           buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), registry=r)
         self.revocations = Counter("dispatch_revocations_total",
                                    "Open connections closed because their credential no longer held", registry=r)
 

@@ -15,6 +15,7 @@ most one PLI per ``pli_min_interval_s``, and none is ever lost, only delayed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class ForwardTrack(MediaStreamTrack):
         self.need_keyframe = fanout.kind == "video"
         self.frames_sent = 0
         self.overflows = 0
+        self._created = time.monotonic()
 
     def offer(self, packet: av.Packet[Stream], keyframe: bool) -> None:
         if self.need_keyframe:
@@ -76,6 +78,8 @@ class ForwardTrack(MediaStreamTrack):
         if packet is None:
             raise MediaStreamError
         self.frames_sent += 1
+        if self.frames_sent == 1:
+            self._fanout.first_frames.append(time.monotonic() - self._created)
         return packet
 
     def stop(self) -> None:
@@ -110,6 +114,9 @@ class Fanout:
         self.frames_out = 0
         self.overflows = 0
         self.plis_sent = 0
+        # Seconds from a viewer's subscription to its first frame (a keyframe), newest last; the
+        # node's metrics take them at each scrape.
+        self.first_frames: collections.deque[float] = collections.deque(maxlen=1000)
         self.last_packet_at: float | None = None
         self.source_attached_at: float | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -319,6 +326,15 @@ class Relay:
                 for name in names:
                     totals[fanout.kind][name] += getattr(fanout, name)
         return totals
+
+    def take_first_frames(self) -> list[float]:
+        """The first-frame delays of viewers (seconds) since the last call, video and audio."""
+        out: list[float] = []
+        for ch in self.channels.values():
+            for fanout in ch.fanouts:
+                out.extend(fanout.first_frames)
+                fanout.first_frames.clear()
+        return out
 
     def start(self) -> None:
         if self._ticker is None and self.config.keyframe_interval_s > 0:

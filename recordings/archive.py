@@ -368,6 +368,7 @@ class ArchiveService:
             "recording": {u: {"recording_id": a.recording.info.recording_id, "frames": a.recording.stats.frames,
                               "segments": a.recording.stats.segments, "dropped": a.recording.stats.dropped,
                               "gaps": a.recording.stats.gaps, "paused": a.recording.paused_cause,
+                              "queue": a.recording.queue_depth,
                               "since": iso_millis(a.recording.opened_at)}
                           for u, a in self.active.items()},
         }

@@ -68,6 +68,11 @@ class Recording:
         self._thread.start()
 
     @property
+    def queue_depth(self) -> int:
+        """Frames and controls waiting for the writer thread now."""
+        return self._queue.qsize()
+
+    @property
     def paused_cause(self) -> str | None:
         """Why frames are being dropped (``disk_full``), or None while recording."""
         return self._segmenter.paused_cause

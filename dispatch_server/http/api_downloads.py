@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..appkeys import ARCHIVE, DENIALS, EXPORTS, LINKS
+from ..appkeys import ARCHIVE, DENIALS, EXPORTS, LINKS, METRICS
 from ..errors import NotFound
 from .request import client_ip
 
@@ -48,6 +48,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     if path is None:
         raise NotFound("the export file is missing; ask the court", code="export_missing")
     await request.app[LINKS].used(link["id"])
+    request.app[METRICS].party_downloads.labels(what).inc()
     await archive.record("downloaded" if what == "package" else "played",
                          actor=f"party:{doc['party_name']}@{doc['case_number']}", where=f"http:{ip}",
                          data={"request_id": doc["id"], "link_id": link["id"], "what": what,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 from recordings.archive import ArchiveService
 from utctime import parse_iso
@@ -24,6 +24,7 @@ from utctime import parse_iso
 from ..actions import ActionStore
 from ..links import UnitLinks
 from ..live import LiveService
+from ..metrics import Metrics
 from ..stores.database import Database
 from ..stores.presence import PresenceStore
 from .telemetry_frames import TelemetryHub
@@ -32,9 +33,11 @@ RATE_WINDOW_S = 3600.0
 
 
 class NodeFigures(Collector):
-    def __init__(self, registry: CollectorRegistry, live: LiveService, links: UnitLinks, telemetry: TelemetryHub,
+    def __init__(self, metrics: Metrics, live: LiveService, links: UnitLinks, telemetry: TelemetryHub,
                  db: Database, actions: ActionStore, presence: PresenceStore, archive: ArchiveService | None) -> None:
-        self._registry = registry
+        self._metrics = metrics
+        self._registry = metrics.registry
+        self._received: dict[str, tuple[int, int]] = {}  # publisher session -> (lost, received) at the last scrape
         self._live = live
         self._actions = actions
         self._presence = presence
@@ -84,9 +87,32 @@ class NodeFigures(Collector):
 
     async def refresh(self) -> None:
         self._db_figures = await self._db.run(self._read_db)
+        for delay in self._live.relay.take_first_frames():
+            self._metrics.first_frame_seconds.observe(delay)
+        await self._sample_loss()
         team = {u for action in await self._actions.list("running") for u in action.units}
         presence = await self._presence.all()
         self._action_units = (len(team), sum(1 for u in team if not (presence.get(u) and presence[u].online)))
+
+    async def _sample_loss(self) -> None:
+        """Each publisher's packet loss since the last scrape, from its receivers' RTP statistics."""
+        seen: dict[str, tuple[int, int]] = {}
+        for session in list(self._live.publishers.values()):
+            try:
+                report = await session.pc.getStats()
+            except Exception:  # the session ended while we asked
+                continue
+            lost = received = 0
+            for stat in report.values():
+                if getattr(stat, "type", "") == "inbound-rtp":
+                    lost += int(getattr(stat, "packetsLost", 0) or 0)
+                    received += int(getattr(stat, "packetsReceived", 0) or 0)
+            seen[session.id] = (lost, received)
+            before = self._received.get(session.id, (0, 0))
+            new_lost, new_received = max(0, lost - before[0]), max(0, received - before[1])
+            if new_lost + new_received:
+                self._metrics.packet_loss_ratio.observe(new_lost / (new_lost + new_received))
+        self._received = seen
 
     # the scrape -------------------------------------------------------------------------------
     def collect(self) -> Iterator[Any]:
@@ -124,6 +150,8 @@ class NodeFigures(Collector):
         yield _gauge("dispatch_recordings_open", "Recordings open on this node", len(recording))
         yield _gauge("dispatch_recorder_dropped_frames", "Frames the open recordings could not record",
                      sum(r["dropped"] for r in recording.values()))
+        yield _gauge("dispatch_recorder_queue_frames", "Frames waiting for the recorders' writer threads",
+                     sum(r["queue"] for r in recording.values()))
         yield _counter("dispatch_archive_segments_sealed", "Segments sealed into the archive", self.segments_sealed)
         yield _counter("dispatch_archive_bytes_sealed", "Bytes sealed into the archive", self.bytes_sealed)
         yield _counter("dispatch_archive_stills", "Stills sealed into the archive", self.stills)

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dispatch_server.appkeys import ARCHIVE, LIVE, METRICS_LISTENER
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import api
-from tests.support.peers import make_publisher, whip_publish
+from tests.support.peers import make_publisher, make_viewer, whep_view, whip_publish
 from tests.support.redis_server import free_port
 from tests.support.server import ServerProcess, write_config
 from tests.support.unit_client import Console, RawUnit
@@ -60,6 +60,9 @@ async def test_counters_move_by_what_happened_in_a_live_session(
     units = [await RawUnit(live.url, u, t).connect() for u, t in tokens.items()]
     pub = await make_publisher(vp8_loop, opus_loop)
     await whip_publish(http, live.url, "bc-01", tokens["bc-01"], pub)
+    viewer = await make_viewer(audio=False)
+    await whep_view(http, live.url, "bc-01", op, viewer)
+    await viewer.wait_frames(5, timeout=20)
     now = time.time()
     fixes = [{"lat": 38.04 + i * 1e-4, "lon": 114.51, "ts": now - 5 + i} for i in range(3)]
     ack = await units[1].call("positions", msgpack.packb(fixes))
@@ -92,6 +95,10 @@ async def test_counters_move_by_what_happened_in_a_live_session(
     assert value(after, "dispatch_archive_segments_sealed_total") >= 1
     assert value(after, "dispatch_archive_bytes_sealed_total") > 0
     assert delta("dispatch_relay_frames_in_total", kind="video") > 10
+    assert delta("dispatch_relay_frames_out_total", kind="video") >= 5
+    assert delta("dispatch_viewer_first_frame_seconds_count") >= 1
+    assert value(after, "dispatch_viewers") == 1
+    assert delta("dispatch_publisher_packet_loss_ratio_count") >= 1
     assert value(after, "dispatch_alerts_open") >= 1
     assert value(after, "dispatch_ledger_entries") > 0
     assert value(after, "process_resident_memory_bytes") > 0
@@ -99,6 +106,7 @@ async def test_counters_move_by_what_happened_in_a_live_session(
     # No unit id, case number or person is ever a label.
     labels = {v for (_, ls) in after for _, v in ls}
     assert not labels & {"bc-01", "bc-02", "op", created["id"]}
+    await viewer.close()
     await pub.close()
     for unit in units:
         await unit.close()
