@@ -7,7 +7,7 @@ import os
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -17,14 +17,38 @@ FLAGS = [
 ]
 
 
+class TestBrowser:
+    """The browser tests drive. Its pages bypass the server's Content-Security-Policy by default,
+    because Playwright's ``wait_for_function`` evaluates its predicate with ``eval``, which the
+    policy (rightly) forbids; ``tests/console/test_csp.py`` opens every page with the policy in
+    force and fails on any violation."""
+
+    def __init__(self, browser: Browser) -> None:
+        self.browser = browser
+
+    async def new_context(self, **options: Any) -> BrowserContext:
+        options.setdefault("bypass_csp", True)
+        return await self.browser.new_context(**options)
+
+    async def new_page(self, **options: Any) -> Page:
+        options.setdefault("bypass_csp", True)
+        return await self.browser.new_page(**options)
+
+    async def close(self) -> None:
+        await self.browser.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.browser, name)
+
+
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium() -> AsyncIterator[TestBrowser]:
     if not await asyncio.to_thread(os.path.exists, CHROMIUM):
         raise RuntimeError("Debian chromium is missing: run 'make test' (it installs it) or apt-get install chromium")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:
-            yield browser
+            yield TestBrowser(browser)
         finally:
             await browser.close()
 

@@ -8,7 +8,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Error, Geolocation, Page, ViewportSize
+from playwright.async_api import BrowserContext, ConsoleMessage, Error, Geolocation, Page, ViewportSize
+
+from tests.support.browser import TestBrowser
 
 PHONE: ViewportSize = {"width": 360, "height": 740}
 HOME: Geolocation = {"latitude": 38.0412, "longitude": 114.5105, "accuracy": 5}
@@ -27,7 +29,7 @@ class FieldPage:
     allowed: list[re.Pattern[str]] = field(default_factory=list)
 
     @classmethod
-    async def open(cls, browser: Browser, base: str, unit_id: str, token: str, *,
+    async def open(cls, browser: TestBrowser, base: str, unit_id: str, token: str, *,
                    viewport: ViewportSize | None = None, geolocation: Geolocation | None = None,
                    locale: str = "zh-CN", init_script: str | None = None) -> FieldPage:
         context = await browser.new_context(
