@@ -59,8 +59,12 @@ async def serve(settings: Settings) -> int:
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
         await site.start()
-    except BaseException:
+    except OSError as exc:  # a port in use, an address not on this host
         await runner.cleanup()  # closes exactly the parts that had started
+        logger.error("cannot start: %s", exc)
+        return 2
+    except BaseException:
+        await runner.cleanup()
         raise
     addresses = runner.addresses  # where the listening socket is bound (port 0 picks a free one)
     port = addresses[0][1] if addresses else settings.server.port

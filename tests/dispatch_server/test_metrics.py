@@ -188,7 +188,7 @@ async def test_a_real_prometheus_scrapes_the_server_and_evaluates_the_rules(tmp_
     metrics_port, prom_port = free_port(), free_port()
     cfg = write_config(tmp_path / "config.toml", tmp_path / "data",
                        extra="")
-    cfg.write_text(cfg.read_text().replace("[metrics]\nport = 0\n", f"[metrics]\nport = {metrics_port}\n"))
+    cfg.write_text(cfg.read_text().replace("[metrics]\nport = -1\n", f"[metrics]\nport = {metrics_port}\n"))
     server = ServerProcess(cfg).start()
     (tmp_path / "prometheus.yml").write_text(f"""
 global:

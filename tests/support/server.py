@@ -24,8 +24,8 @@ PYTHON = sys.executable
 def write_config(path: Path, data_dir: Path, extra: str = "") -> Path:
     path.write_text(
         f'[storage]\ndata_dir = "{data_dir}"\n'
+        "[metrics]\nport = -1\n"  # no metrics listener unless a test asks for one
         "[server]\nhost = \"127.0.0.1\"\nport = 0\nshutdown_grace_s = 3.0\n"
-        "[metrics]\nport = 0\n"
         + extra,
         encoding="utf-8",
     )
