@@ -67,7 +67,12 @@ class Person:
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(32)
+    """256 random bits, URL-safe, never starting with ``-`` (a token is typed after ``--token`` on
+    command lines, where a leading dash reads as another option)."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
 
 
 def hash_token(token: str) -> str:

@@ -95,3 +95,10 @@ async def test_roles_are_checked_on_every_route(live: LiveServer, http: aiohttp.
             assert r.status == 401
         async with http.get(f"{live.url}{path}", headers={"Authorization": "Bearer forged"}) as r:
             assert r.status == 401
+
+
+def test_tokens_never_start_with_a_dash() -> None:
+    """``field-client --token TOKEN``: a token starting with '-' would read as an option (1 in 64 did)."""
+    from dispatch_server.auth import new_token
+
+    assert not any(new_token().startswith("-") for _ in range(5000))
