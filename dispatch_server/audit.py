@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .stores.database import Database
+
+APPEND_CHUNK = 1000  # entries per INSERT (5 values each; SQLite allows 32,766 variables)
 
 
 class AuditTrail:
@@ -23,6 +25,16 @@ class AuditTrail:
             "INSERT INTO audit(ts, actor, verb, subject, detail) VALUES (?,?,?,?,?)",
             (self._clock(), actor, verb, subject, json.dumps(detail, ensure_ascii=False, default=str)),
         )
+
+    def append_many_sync(self, conn: Any, entries: Sequence[tuple[str, str, str, dict[str, Any]]]) -> None:
+        """Append ``(actor, verb, subject, detail)`` entries in this order, as :meth:`append_sync`
+        does one by one, in a few multi-row statements (not one per entry)."""
+        rows = [(self._clock(), actor, verb, subject, json.dumps(detail, ensure_ascii=False, default=str))
+                for actor, verb, subject, detail in entries]
+        for start in range(0, len(rows), APPEND_CHUNK):
+            chunk = rows[start:start + APPEND_CHUNK]
+            conn.execute("INSERT INTO audit(ts, actor, verb, subject, detail) VALUES "
+                         + ",".join(["(?,?,?,?,?)"] * len(chunk)), [v for row in chunk for v in row])
 
     async def append(self, actor: str, verb: str, subject: str, **detail: Any) -> None:
         await self._db.write(lambda c: self.append_sync(c, actor, verb, subject, **detail))

@@ -16,8 +16,8 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from utctime import iso_seconds
 
@@ -28,6 +28,7 @@ from .auth import Person
 from .errors import BadRequest, Conflict, NotFound
 from .stores.accounts import Accounts
 from .stores.database import Database
+from .stores.write_group import WriteGroup
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,13 @@ COLUMNS = ("id, unit_id, seq, type, payload, priority, state, action_id, case_nu
            "expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, expired_at, reason, "
            "result")
 MAX_RESULT_BYTES = 4096  # what a unit reports with done/refused (a snapshot id, a distance, ...)
+EXPIRED_UNDELIVERED = "TTL passed before delivery"
+# Rows per multi-row statement: a broadcast writes 1,000 instructions and their receipts in a
+# few statements, not a few per unit (each statement hands the GIL to the database thread and
+# back, see stores/write_group.py). SQLite allows 32,766 variables per statement.
+ROWS_PER_STATEMENT = 500
 
-Notify = Callable[[str, int, list[dict[str, Any]]], Awaitable[None]]
+Notify = Callable[[list[tuple[str, int, list[dict[str, Any]]]]], Awaitable[None]]  # [(unit_id, max_seq, new)]
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 OnlineUnits = Callable[[], Awaitable[list[str]]]
 
@@ -109,6 +115,29 @@ class NewInstruction:
     expires_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """One ``received`` of a unit: the ids it got, and when it said so."""
+
+    unit_id: str
+    ids: tuple[str, ...]
+    now: float
+
+
+# What a receipt changed (the instructions as now stored), and which ids are delivered / expired.
+ReceiptResult = tuple[list["Instruction"], list[str], list[str]]
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), ROWS_PER_STATEMENT):
+        yield items[start:start + ROWS_PER_STATEMENT]
+
+
+def _marks(n: int, width: int) -> str:
+    """``(?,?),(?,?)`` for ``n`` rows of ``width`` values."""
+    return ",".join(["(" + ",".join("?" * width) + ")"] * n)
+
+
 def _bad(message: str, code: str = "bad_instruction") -> BadRequest:
     return BadRequest(message, code=code)
 
@@ -127,6 +156,7 @@ class InstructionService:
         self._online = online_units
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._receipts: WriteGroup[Receipt, ReceiptResult] = WriteGroup(db, self._receive, "receipts")
 
     # operator side -------------------------------------------------------------------------
     def _ttl(self, req: NewInstruction, now: float) -> float:
@@ -162,8 +192,8 @@ class InstructionService:
         links: dict[str, tuple[str | None, str | None]] = {u: running.get(u, (None, None)) for u in units}
         now = self._clock()
         created = await self._db.write(lambda c: self._insert(c, req, ttl, units, links, person.username, now))
+        await self._notify([(ins.unit_id, ins.seq, [ins.wire()]) for ins in created])
         for ins in created:
-            await self._notify(ins.unit_id, ins.seq, [ins.wire()])
             await self._emit(ins.view())
         logger.info("%s queued %d %s instruction(s): %s", person.username, len(created), req.type,
                     ", ".join(f"{i.id}->{i.unit_id}" for i in created[:5]))
@@ -171,26 +201,35 @@ class InstructionService:
 
     def _insert(self, conn: Any, req: NewInstruction, ttl_s: float, units: list[str],
                 links: dict[str, tuple[str | None, str | None]], actor: str, now: float) -> list[Instruction]:
+        last: dict[str, int] = {}
+        wanted = list(dict.fromkeys(units))
+        for chunk in _chunks(wanted):
+            last.update(conn.execute("SELECT unit_id, last_seq FROM unit_seq "
+                                     f"WHERE unit_id IN ({','.join('?' * len(chunk))})", chunk).fetchall())
         out = []
         for unit_id in units:
-            row = conn.execute("SELECT last_seq FROM unit_seq WHERE unit_id=?", (unit_id,)).fetchone()
-            seq = (row[0] if row else 0) + 1
-            conn.execute("INSERT INTO unit_seq(unit_id, last_seq) VALUES (?,?) "
-                         "ON CONFLICT(unit_id) DO UPDATE SET last_seq=excluded.last_seq", (unit_id, seq))
+            seq = last[unit_id] = last.get(unit_id, 0) + 1
             action_id, case_number = links[unit_id]
-            ins = Instruction(f"ins-{secrets.token_hex(8)}", unit_id, seq, req.type, req.payload, req.priority,
-                              "queued", action_id, case_number, actor, now, now + ttl_s, req.ack_deadline_s,
-                              None, None, None, None, None, None)
-            conn.execute(
-                f"INSERT INTO instructions({COLUMNS}) VALUES ({','.join('?' * 20)})",
-                (ins.id, ins.unit_id, ins.seq, ins.type, json.dumps(ins.payload, ensure_ascii=False), ins.priority,
-                 ins.state, ins.action_id, ins.case_number, ins.created_by, ins.created_at, ins.expires_at,
-                 ins.ack_deadline_s, None, None, None, None, None, None, None),
-            )
-            self._audit.append_sync(conn, actor, "instruction.queued", ins.id, unit_id=unit_id, seq=seq,
-                                    type=req.type, action_id=action_id, case_number=case_number,
-                                    ttl_s=ttl_s, priority=req.priority)
-            out.append(ins)
+            out.append(Instruction(f"ins-{secrets.token_hex(8)}", unit_id, seq, req.type, req.payload, req.priority,
+                                   "queued", action_id, case_number, actor, now, now + ttl_s, req.ack_deadline_s,
+                                   None, None, None, None, None, None))
+        seqs = [(unit_id, last[unit_id]) for unit_id in wanted]
+        for chunk in _chunks(seqs):
+            conn.execute(f"INSERT INTO unit_seq(unit_id, last_seq) VALUES {_marks(len(chunk), 2)} "
+                         "ON CONFLICT(unit_id) DO UPDATE SET last_seq=excluded.last_seq",
+                         [v for row in chunk for v in row])
+        payload = json.dumps(req.payload, ensure_ascii=False)
+        for chunk in _chunks(out):
+            conn.execute(f"INSERT INTO instructions({COLUMNS}) VALUES {_marks(len(chunk), 20)}",
+                         [v for ins in chunk for v in (
+                             ins.id, ins.unit_id, ins.seq, ins.type, payload, ins.priority, ins.state, ins.action_id,
+                             ins.case_number, ins.created_by, ins.created_at, ins.expires_at, ins.ack_deadline_s,
+                             None, None, None, None, None, None, None)])
+        self._audit.append_many_sync(conn, [
+            (actor, "instruction.queued", ins.id,
+             {"unit_id": ins.unit_id, "seq": ins.seq, "type": req.type, "action_id": ins.action_id,
+              "case_number": ins.case_number, "ttl_s": ttl_s, "priority": req.priority})
+            for ins in out])
         return out
 
     def _get(self, instruction_id: str) -> Instruction | None:
@@ -231,38 +270,64 @@ class InstructionService:
         return [Instruction.from_row(r) for r in rows]
 
     async def received(self, unit_id: str, ids: Iterable[str]) -> tuple[builtins.list[str], builtins.list[str]]:
-        """Mark the unit's receipt; answer ``(delivered_ids, expired_ids)``. Apply only the first."""
-        ids = list(dict.fromkeys(ids))
-        now = self._clock()
+        """Mark the unit's receipt; answer ``(delivered_ids, expired_ids)``. Apply only the first.
 
-        def apply(conn: Any) -> tuple[builtins.list[Instruction], builtins.list[str], builtins.list[str]]:
+        The receipts of many units that arrive together are stored together (one savepoint, a
+        few statements); each is answered after the commit that holds it."""
+        receipt = Receipt(unit_id, tuple(dict.fromkeys(ids)), self._clock())
+        changed, delivered, expired = await self._receipts.write(receipt)
+        for ins in changed:
+            await self._emit(ins.view())
+        return delivered, expired
+
+    def _receive(self, conn: Any, receipts: builtins.list[Receipt]) -> builtins.list[ReceiptResult | Exception]:
+        """In the database's transaction: each receipt in turn, as if alone (a receipt naming an
+        instruction its unit never got is refused and changes nothing), then every change in a
+        few statements."""
+        current: dict[str, Instruction] = {}
+        wanted = list(dict.fromkeys(iid for r in receipts for iid in r.ids))
+        for chunk in _chunks(wanted):
+            rows = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id IN ({','.join('?' * len(chunk))})",
+                                chunk).fetchall()
+            current.update((row[0], Instruction.from_row(row)) for row in rows)
+        out: builtins.list[ReceiptResult | Exception] = []
+        moves: builtins.list[tuple[Instruction, str]] = []  # (as now stored, actor), in order
+        for r in receipts:
+            stranger = next((iid for iid in r.ids if iid not in current or current[iid].unit_id != r.unit_id), None)
+            if stranger is not None:
+                out.append(NotFound(f"instruction {stranger!r} was never sent to unit {r.unit_id!r}",
+                                    code="unknown_instruction"))
+                continue
             changed, delivered, expired = [], [], []
-            found = {}
-            for iid in ids:
-                row = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (iid,)).fetchone()
-                if row is None or row[1] != unit_id:
-                    raise NotFound(f"instruction {iid!r} was never sent to unit {unit_id!r}",
-                                   code="unknown_instruction")
-                found[iid] = Instruction.from_row(row)
-            for iid, ins in found.items():
-                if ins.state == "queued" and ins.expires_at <= now:
-                    self._transition(conn, ins, "expired", now, f"unit:{unit_id}", reason="TTL passed before delivery")
-                    changed.append(iid)
+            for iid in r.ids:
+                ins = current[iid]
+                if ins.state == "queued" and ins.expires_at <= r.now:
+                    ins = current[iid] = replace(ins, state="expired", expired_at=r.now, reason=EXPIRED_UNDELIVERED)
+                    moves.append((ins, f"unit:{r.unit_id}"))
+                    changed.append(ins)
                     expired.append(iid)
                 elif ins.state == "queued":
-                    self._transition(conn, ins, "delivered", now, f"unit:{unit_id}")
-                    changed.append(iid)
+                    ins = current[iid] = replace(ins, state="delivered", delivered_at=r.now)
+                    moves.append((ins, f"unit:{r.unit_id}"))
+                    changed.append(ins)
                     delivered.append(iid)
                 elif ins.state == "expired":
                     expired.append(iid)
                 else:
                     delivered.append(iid)  # already delivered: the unit re-syncs after a restart
-            return [self._get_in(conn, i) for i in changed], delivered, expired
-
-        changed, delivered, expired = await self._db.write(apply)
-        for ins in changed:
-            await self._emit(ins.view())
-        return delivered, expired
+            out.append((changed, delivered, expired))
+        for state in ("delivered", "expired"):
+            rows = [(ins.id, getattr(ins, f"{state}_at"), ins.reason) for ins, _ in moves if ins.state == state]
+            for chunk in _chunks(rows):
+                conn.execute(f"UPDATE instructions SET state='{state}', {state}_at=v.column2, reason=v.column3 "
+                             f"FROM (VALUES {_marks(len(chunk), 3)}) AS v WHERE instructions.id=v.column1",
+                             [v for row in chunk for v in row])
+        self._audit.append_many_sync(conn, [
+            (actor, f"instruction.{ins.state}", ins.id,
+             {"unit_id": ins.unit_id, "seq": ins.seq, "action_id": ins.action_id, "case_number": ins.case_number,
+              "reason": EXPIRED_UNDELIVERED if ins.state == "expired" else None})
+            for ins, actor in moves])
+        return out
 
     def _get_in(self, conn: Any, iid: str) -> Instruction:
         return Instruction.from_row(conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (iid,)).fetchone())
@@ -330,7 +395,7 @@ class InstructionService:
             out = []
             for row in rows:
                 ins = Instruction.from_row(row)
-                self._transition(conn, ins, "expired", now, "system", reason="TTL passed before delivery")
+                self._transition(conn, ins, "expired", now, "system", reason=EXPIRED_UNDELIVERED)
                 out.append(self._get_in(conn, ins.id))
             return out
 
@@ -356,3 +421,4 @@ class InstructionService:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await self._receipts.close()
