@@ -283,7 +283,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 async def measure(args: argparse.Namespace, steps: list[int], work: Path, logs: Path, lines: list[str], cfg: Path,
                   server_log: IO[str], started: float, load_before: tuple[float, float, float]) -> dict[str, Any]:
-    server, url = start_server(cfg, log=server_log)
+    server, url = start_server(cfg, log=server_log, source=args.server_src)
     deliveries = Deliveries()
     console = socketio.AsyncClient(reconnection=False)
     console.on("instruction_update", lambda v: deliveries.from_console([v]), namespace="/console")
@@ -376,6 +376,7 @@ async def measure(args: argparse.Namespace, steps: list[int], work: Path, logs: 
         "steps": results,
         "targets": targets,
         "logs": str(logs),
+        "server_src": str(args.server_src),
     }
 
 
@@ -390,6 +391,9 @@ def main() -> None:
     p.add_argument("--idle-s", type=float, default=5.0)
     p.add_argument("--auto-ack", action="store_true", help="units acknowledge every order (unattended terminals)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--server-src", type=Path, default=REPO,
+                   help="run the dispatch_server package of this checkout (default: this one), e.g. a "
+                        "baseline: git archive COMMIT | tar -x -C DIR")
     p.add_argument("--profile", action="store_true",
                    help="sample the server with py-spy during the last step's broadcasts (into the logs directory)")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "dispatch.json"))
