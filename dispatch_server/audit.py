@@ -10,8 +10,7 @@ import time
 from typing import Any, Callable, Sequence
 
 from .stores.database import Database
-
-APPEND_CHUNK = 1000  # entries per INSERT (5 values each; SQLite allows 32,766 variables)
+from .stores.multirow import flat, marks, pieces
 
 
 class AuditTrail:
@@ -31,10 +30,9 @@ class AuditTrail:
         does one by one, in a few multi-row statements (not one per entry)."""
         rows = [(self._clock(), actor, verb, subject, json.dumps(detail, ensure_ascii=False, default=str))
                 for actor, verb, subject, detail in entries]
-        for start in range(0, len(rows), APPEND_CHUNK):
-            chunk = rows[start:start + APPEND_CHUNK]
-            conn.execute("INSERT INTO audit(ts, actor, verb, subject, detail) VALUES "
-                         + ",".join(["(?,?,?,?,?)"] * len(chunk)), [v for row in chunk for v in row])
+        for piece in pieces(rows):
+            conn.execute(f"INSERT INTO audit(ts, actor, verb, subject, detail) VALUES {marks(len(piece), 5)}",
+                         flat(piece))
 
     async def append(self, actor: str, verb: str, subject: str, **detail: Any) -> None:
         await self._db.write(lambda c: self.append_sync(c, actor, verb, subject, **detail))

@@ -17,7 +17,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Awaitable, Callable, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Iterable
 
 from utctime import iso_seconds
 
@@ -28,6 +28,7 @@ from .auth import Person
 from .errors import BadRequest, Conflict, NotFound
 from .stores.accounts import Accounts
 from .stores.database import Database
+from .stores.multirow import flat, marks, pieces, slots
 from .stores.write_group import WriteGroup
 
 logger = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ COLUMNS = ("id, unit_id, seq, type, payload, priority, state, action_id, case_nu
            "result")
 MAX_RESULT_BYTES = 4096  # what a unit reports with done/refused (a snapshot id, a distance, ...)
 EXPIRED_UNDELIVERED = "TTL passed before delivery"
-# Rows per multi-row statement: a broadcast writes 1,000 instructions and their receipts in a
-# few statements, not a few per unit (each statement hands the GIL to the database thread and
-# back, see stores/write_group.py). SQLite allows 32,766 variables per statement.
-ROWS_PER_STATEMENT = 500
 
 Notify = Callable[[list[tuple[str, int, list[dict[str, Any]]]]], Awaitable[None]]  # [(unit_id, max_seq, new)]
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -128,16 +125,6 @@ class Receipt:
 ReceiptResult = tuple[list["Instruction"], list[str], list[str]]
 
 
-def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), ROWS_PER_STATEMENT):
-        yield items[start:start + ROWS_PER_STATEMENT]
-
-
-def _marks(n: int, width: int) -> str:
-    """``(?,?),(?,?)`` for ``n`` rows of ``width`` values."""
-    return ",".join(["(" + ",".join("?" * width) + ")"] * n)
-
-
 def _bad(message: str, code: str = "bad_instruction") -> BadRequest:
     return BadRequest(message, code=code)
 
@@ -201,11 +188,13 @@ class InstructionService:
 
     def _insert(self, conn: Any, req: NewInstruction, ttl_s: float, units: list[str],
                 links: dict[str, tuple[str | None, str | None]], actor: str, now: float) -> list[Instruction]:
+        """A broadcast's instructions, sequence numbers and audit entries in a few multi-row
+        statements (``stores/multirow.py``), not four statements per unit."""
         last: dict[str, int] = {}
         wanted = list(dict.fromkeys(units))
-        for chunk in _chunks(wanted):
-            last.update(conn.execute("SELECT unit_id, last_seq FROM unit_seq "
-                                     f"WHERE unit_id IN ({','.join('?' * len(chunk))})", chunk).fetchall())
+        for some in pieces(wanted):
+            last.update(conn.execute(f"SELECT unit_id, last_seq FROM unit_seq WHERE unit_id IN ({slots(len(some))})",
+                                     some).fetchall())
         out = []
         for unit_id in units:
             seq = last[unit_id] = last.get(unit_id, 0) + 1
@@ -213,18 +202,15 @@ class InstructionService:
             out.append(Instruction(f"ins-{secrets.token_hex(8)}", unit_id, seq, req.type, req.payload, req.priority,
                                    "queued", action_id, case_number, actor, now, now + ttl_s, req.ack_deadline_s,
                                    None, None, None, None, None, None))
-        seqs = [(unit_id, last[unit_id]) for unit_id in wanted]
-        for chunk in _chunks(seqs):
-            conn.execute(f"INSERT INTO unit_seq(unit_id, last_seq) VALUES {_marks(len(chunk), 2)} "
-                         "ON CONFLICT(unit_id) DO UPDATE SET last_seq=excluded.last_seq",
-                         [v for row in chunk for v in row])
+        for seqs in pieces([(unit_id, last[unit_id]) for unit_id in wanted]):
+            conn.execute(f"INSERT INTO unit_seq(unit_id, last_seq) VALUES {marks(len(seqs), 2)} "
+                         "ON CONFLICT(unit_id) DO UPDATE SET last_seq=excluded.last_seq", flat(seqs))
         payload = json.dumps(req.payload, ensure_ascii=False)
-        for chunk in _chunks(out):
-            conn.execute(f"INSERT INTO instructions({COLUMNS}) VALUES {_marks(len(chunk), 20)}",
-                         [v for ins in chunk for v in (
-                             ins.id, ins.unit_id, ins.seq, ins.type, payload, ins.priority, ins.state, ins.action_id,
-                             ins.case_number, ins.created_by, ins.created_at, ins.expires_at, ins.ack_deadline_s,
-                             None, None, None, None, None, None, None)])
+        rows = [(ins.id, ins.unit_id, ins.seq, ins.type, payload, ins.priority, ins.state, ins.action_id,
+                 ins.case_number, ins.created_by, ins.created_at, ins.expires_at, ins.ack_deadline_s,
+                 None, None, None, None, None, None, None) for ins in out]
+        for piece in pieces(rows):
+            conn.execute(f"INSERT INTO instructions({COLUMNS}) VALUES {marks(len(piece), 20)}", flat(piece))
         self._audit.append_many_sync(conn, [
             (actor, "instruction.queued", ins.id,
              {"unit_id": ins.unit_id, "seq": ins.seq, "type": req.type, "action_id": ins.action_id,
@@ -286,9 +272,9 @@ class InstructionService:
         few statements."""
         current: dict[str, Instruction] = {}
         wanted = list(dict.fromkeys(iid for r in receipts for iid in r.ids))
-        for chunk in _chunks(wanted):
-            rows = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id IN ({','.join('?' * len(chunk))})",
-                                chunk).fetchall()
+        for some in pieces(wanted):
+            rows = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id IN ({slots(len(some))})",
+                                some).fetchall()
             current.update((row[0], Instruction.from_row(row)) for row in rows)
         out: builtins.list[ReceiptResult | Exception] = []
         moves: builtins.list[tuple[Instruction, str]] = []  # (as now stored, actor), in order
@@ -317,11 +303,11 @@ class InstructionService:
                     delivered.append(iid)  # already delivered: the unit re-syncs after a restart
             out.append((changed, delivered, expired))
         for state in ("delivered", "expired"):
-            rows = [(ins.id, getattr(ins, f"{state}_at"), ins.reason) for ins, _ in moves if ins.state == state]
-            for chunk in _chunks(rows):
+            changes = [(ins.id, getattr(ins, f"{state}_at"), ins.reason) for ins, _ in moves if ins.state == state]
+            for piece in pieces(changes):
                 conn.execute(f"UPDATE instructions SET state='{state}', {state}_at=v.column2, reason=v.column3 "
-                             f"FROM (VALUES {_marks(len(chunk), 3)}) AS v WHERE instructions.id=v.column1",
-                             [v for row in chunk for v in row])
+                             f"FROM (VALUES {marks(len(piece), 3)}) AS v WHERE instructions.id=v.column1",
+                             flat(piece))
         self._audit.append_many_sync(conn, [
             (actor, f"instruction.{ins.state}", ins.id,
              {"unit_id": ins.unit_id, "seq": ins.seq, "action_id": ins.action_id, "case_number": ins.case_number,
