@@ -1,7 +1,11 @@
 """Dispatch benchmark: instruction round trip and broadcast with N real field units connected.
 
     python -m bench.dispatch [--steps 1,200,1000] [--round-trips 300] [--broadcasts 3] [--loadgens 2]
-                             [--auto-ack] [--out FILE]
+                             [--auto-ack] [--server-src DIR] [--profile] [--out FILE]
+
+``--server-src`` runs another checkout's server (a baseline commit) under the same load;
+``--profile`` samples the server with py-spy during the last step's broadcasts. Figures and the
+logs of every process go next to ``--out`` (default ``bench/results/dispatch.json``).
 
 Starts a real ``dispatch-server serve`` subprocess (SQLite storage, uvloop: its defaults) and
 ``--loadgens`` load generator processes (``bench/dispatch_units.py``) that run the field client's
