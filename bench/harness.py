@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -34,10 +35,13 @@ def seed(data: Path, unit_ids: list[str]) -> list[str]:
     return lines
 
 
-def start_server(config: Path, timeout: float = 30.0) -> tuple[subprocess.Popen[str], str]:
-    """``dispatch-server serve`` for ``config``; returns the process and its base URL."""
+def start_server(config: Path, timeout: float = 30.0, log: IO[str] | None = None,
+                 source: Path = REPO) -> tuple[subprocess.Popen[str], str]:
+    """``dispatch-server serve`` for ``config``; returns the process and its base URL. The server's
+    log (stderr) goes to ``log``, or nowhere. ``source``: a checkout whose ``dispatch_server`` to
+    run (``python -m`` finds it first in its working directory), e.g. an earlier commit's."""
     proc = subprocess.Popen([sys.executable, "-m", "dispatch_server", "--config", str(config), "serve"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+                            stdout=subprocess.PIPE, stderr=log or subprocess.DEVNULL, text=True, cwd=source)
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

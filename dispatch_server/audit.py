@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .stores.database import Database
+from .stores.multirow import flat, marks, pieces
 
 
 class AuditTrail:
@@ -23,6 +24,15 @@ class AuditTrail:
             "INSERT INTO audit(ts, actor, verb, subject, detail) VALUES (?,?,?,?,?)",
             (self._clock(), actor, verb, subject, json.dumps(detail, ensure_ascii=False, default=str)),
         )
+
+    def append_many_sync(self, conn: Any, entries: Sequence[tuple[str, str, str, dict[str, Any]]]) -> None:
+        """Append ``(actor, verb, subject, detail)`` entries in this order, as :meth:`append_sync`
+        does one by one, in a few multi-row statements (not one per entry)."""
+        rows = [(self._clock(), actor, verb, subject, json.dumps(detail, ensure_ascii=False, default=str))
+                for actor, verb, subject, detail in entries]
+        for piece in pieces(rows):
+            conn.execute(f"INSERT INTO audit(ts, actor, verb, subject, detail) VALUES {marks(len(piece), 5)}",
+                         flat(piece))
 
     async def append(self, actor: str, verb: str, subject: str, **detail: Any) -> None:
         await self._db.write(lambda c: self.append_sync(c, actor, verb, subject, **detail))

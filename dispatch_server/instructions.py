@@ -16,7 +16,7 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, Iterable
 
 from utctime import iso_seconds
@@ -29,6 +29,8 @@ from .errors import BadRequest, Conflict, NotFound
 from .metrics import Metrics
 from .stores.accounts import Accounts
 from .stores.database import Database
+from .stores.multirow import flat, marks, pieces, slots
+from .stores.write_group import WriteGroup
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +46,9 @@ COLUMNS = ("id, unit_id, seq, type, payload, priority, state, action_id, case_nu
            "expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, expired_at, reason, "
            "result")
 MAX_RESULT_BYTES = 4096  # what a unit reports with done/refused (a snapshot id, a distance, ...)
+EXPIRED_UNDELIVERED = "TTL passed before delivery"
 
-Notify = Callable[[str, int, list[dict[str, Any]]], Awaitable[None]]
+Notify = Callable[[list[tuple[str, int, list[dict[str, Any]]]]], Awaitable[None]]  # [(unit_id, max_seq, new)]
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 OnlineUnits = Callable[[], Awaitable[list[str]]]
 
@@ -110,6 +113,19 @@ class NewInstruction:
     expires_at: float | None = None
 
 
+@dataclass(frozen=True)
+class Receipt:
+    """One ``received`` of a unit: the ids it got, and when it said so."""
+
+    unit_id: str
+    ids: tuple[str, ...]
+    now: float
+
+
+# What a receipt changed (the instructions as now stored), and which ids are delivered / expired.
+ReceiptResult = tuple[list["Instruction"], list[str], list[str]]
+
+
 def _bad(message: str, code: str = "bad_instruction") -> BadRequest:
     return BadRequest(message, code=code)
 
@@ -129,6 +145,7 @@ class InstructionService:
         self._online = online_units
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._receipts: WriteGroup[Receipt, ReceiptResult] = WriteGroup(db, self._receive, "receipts")
 
     async def _changed(self, ins: Instruction) -> None:
         """An instruction reached a new state: count it, time it, tell the consoles."""
@@ -174,8 +191,8 @@ class InstructionService:
         links: dict[str, tuple[str | None, str | None]] = {u: running.get(u, (None, None)) for u in units}
         now = self._clock()
         created = await self._db.write(lambda c: self._insert(c, req, ttl, units, links, person.username, now))
+        await self._notify([(ins.unit_id, ins.seq, [ins.wire()]) for ins in created])
         for ins in created:
-            await self._notify(ins.unit_id, ins.seq, [ins.wire()])
             await self._changed(ins)
         logger.info("%s queued %d %s instruction(s): %s", person.username, len(created), req.type,
                     ", ".join(f"{i.id}->{i.unit_id}" for i in created[:5]))
@@ -183,26 +200,34 @@ class InstructionService:
 
     def _insert(self, conn: Any, req: NewInstruction, ttl_s: float, units: list[str],
                 links: dict[str, tuple[str | None, str | None]], actor: str, now: float) -> list[Instruction]:
+        """A broadcast's instructions, sequence numbers and audit entries in a few multi-row
+        statements (``stores/multirow.py``), not four statements per unit."""
+        last: dict[str, int] = {}
+        wanted = list(dict.fromkeys(units))
+        for some in pieces(wanted):
+            last.update(conn.execute(f"SELECT unit_id, last_seq FROM unit_seq WHERE unit_id IN ({slots(len(some))})",
+                                     some).fetchall())
         out = []
         for unit_id in units:
-            row = conn.execute("SELECT last_seq FROM unit_seq WHERE unit_id=?", (unit_id,)).fetchone()
-            seq = (row[0] if row else 0) + 1
-            conn.execute("INSERT INTO unit_seq(unit_id, last_seq) VALUES (?,?) "
-                         "ON CONFLICT(unit_id) DO UPDATE SET last_seq=excluded.last_seq", (unit_id, seq))
+            seq = last[unit_id] = last.get(unit_id, 0) + 1
             action_id, case_number = links[unit_id]
-            ins = Instruction(f"ins-{secrets.token_hex(8)}", unit_id, seq, req.type, req.payload, req.priority,
-                              "queued", action_id, case_number, actor, now, now + ttl_s, req.ack_deadline_s,
-                              None, None, None, None, None, None)
-            conn.execute(
-                f"INSERT INTO instructions({COLUMNS}) VALUES ({','.join('?' * 20)})",
-                (ins.id, ins.unit_id, ins.seq, ins.type, json.dumps(ins.payload, ensure_ascii=False), ins.priority,
-                 ins.state, ins.action_id, ins.case_number, ins.created_by, ins.created_at, ins.expires_at,
-                 ins.ack_deadline_s, None, None, None, None, None, None, None),
-            )
-            self._audit.append_sync(conn, actor, "instruction.queued", ins.id, unit_id=unit_id, seq=seq,
-                                    type=req.type, action_id=action_id, case_number=case_number,
-                                    ttl_s=ttl_s, priority=req.priority)
-            out.append(ins)
+            out.append(Instruction(f"ins-{secrets.token_hex(8)}", unit_id, seq, req.type, req.payload, req.priority,
+                                   "queued", action_id, case_number, actor, now, now + ttl_s, req.ack_deadline_s,
+                                   None, None, None, None, None, None))
+        for seqs in pieces([(unit_id, last[unit_id]) for unit_id in wanted]):
+            conn.execute(f"INSERT INTO unit_seq(unit_id, last_seq) VALUES {marks(len(seqs), 2)} "
+                         "ON CONFLICT(unit_id) DO UPDATE SET last_seq=excluded.last_seq", flat(seqs))
+        payload = json.dumps(req.payload, ensure_ascii=False)
+        rows = [(ins.id, ins.unit_id, ins.seq, ins.type, payload, ins.priority, ins.state, ins.action_id,
+                 ins.case_number, ins.created_by, ins.created_at, ins.expires_at, ins.ack_deadline_s,
+                 None, None, None, None, None, None, None) for ins in out]
+        for piece in pieces(rows):
+            conn.execute(f"INSERT INTO instructions({COLUMNS}) VALUES {marks(len(piece), 20)}", flat(piece))
+        self._audit.append_many_sync(conn, [
+            (actor, "instruction.queued", ins.id,
+             {"unit_id": ins.unit_id, "seq": ins.seq, "type": req.type, "action_id": ins.action_id,
+              "case_number": ins.case_number, "ttl_s": ttl_s, "priority": req.priority})
+            for ins in out])
         return out
 
     def _get(self, instruction_id: str) -> Instruction | None:
@@ -243,38 +268,64 @@ class InstructionService:
         return [Instruction.from_row(r) for r in rows]
 
     async def received(self, unit_id: str, ids: Iterable[str]) -> tuple[builtins.list[str], builtins.list[str]]:
-        """Mark the unit's receipt; answer ``(delivered_ids, expired_ids)``. Apply only the first."""
-        ids = list(dict.fromkeys(ids))
-        now = self._clock()
+        """Mark the unit's receipt; answer ``(delivered_ids, expired_ids)``. Apply only the first.
 
-        def apply(conn: Any) -> tuple[builtins.list[Instruction], builtins.list[str], builtins.list[str]]:
+        The receipts of many units that arrive together are stored together (one savepoint, a
+        few statements); each is answered after the commit that holds it."""
+        receipt = Receipt(unit_id, tuple(dict.fromkeys(ids)), self._clock())
+        changed, delivered, expired = await self._receipts.write(receipt)
+        for ins in changed:
+            await self._changed(ins)
+        return delivered, expired
+
+    def _receive(self, conn: Any, receipts: builtins.list[Receipt]) -> builtins.list[ReceiptResult | Exception]:
+        """In the database's transaction: each receipt in turn, as if alone (a receipt naming an
+        instruction its unit never got is refused and changes nothing), then every change in a
+        few statements."""
+        current: dict[str, Instruction] = {}
+        wanted = list(dict.fromkeys(iid for r in receipts for iid in r.ids))
+        for some in pieces(wanted):
+            rows = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id IN ({slots(len(some))})",
+                                some).fetchall()
+            current.update((row[0], Instruction.from_row(row)) for row in rows)
+        out: builtins.list[ReceiptResult | Exception] = []
+        moves: builtins.list[tuple[Instruction, str]] = []  # (as now stored, actor), in order
+        for r in receipts:
+            stranger = next((iid for iid in r.ids if iid not in current or current[iid].unit_id != r.unit_id), None)
+            if stranger is not None:
+                out.append(NotFound(f"instruction {stranger!r} was never sent to unit {r.unit_id!r}",
+                                    code="unknown_instruction"))
+                continue
             changed, delivered, expired = [], [], []
-            found = {}
-            for iid in ids:
-                row = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (iid,)).fetchone()
-                if row is None or row[1] != unit_id:
-                    raise NotFound(f"instruction {iid!r} was never sent to unit {unit_id!r}",
-                                   code="unknown_instruction")
-                found[iid] = Instruction.from_row(row)
-            for iid, ins in found.items():
-                if ins.state == "queued" and ins.expires_at <= now:
-                    self._transition(conn, ins, "expired", now, f"unit:{unit_id}", reason="TTL passed before delivery")
-                    changed.append(iid)
+            for iid in r.ids:
+                ins = current[iid]
+                if ins.state == "queued" and ins.expires_at <= r.now:
+                    ins = current[iid] = replace(ins, state="expired", expired_at=r.now, reason=EXPIRED_UNDELIVERED)
+                    moves.append((ins, f"unit:{r.unit_id}"))
+                    changed.append(ins)
                     expired.append(iid)
                 elif ins.state == "queued":
-                    self._transition(conn, ins, "delivered", now, f"unit:{unit_id}")
-                    changed.append(iid)
+                    ins = current[iid] = replace(ins, state="delivered", delivered_at=r.now)
+                    moves.append((ins, f"unit:{r.unit_id}"))
+                    changed.append(ins)
                     delivered.append(iid)
                 elif ins.state == "expired":
                     expired.append(iid)
                 else:
                     delivered.append(iid)  # already delivered: the unit re-syncs after a restart
-            return [self._get_in(conn, i) for i in changed], delivered, expired
-
-        changed, delivered, expired = await self._db.write(apply)
-        for ins in changed:
-            await self._changed(ins)
-        return delivered, expired
+            out.append((changed, delivered, expired))
+        for state in ("delivered", "expired"):
+            changes = [(ins.id, getattr(ins, f"{state}_at"), ins.reason) for ins, _ in moves if ins.state == state]
+            for piece in pieces(changes):
+                conn.execute(f"UPDATE instructions SET state='{state}', {state}_at=v.column2, reason=v.column3 "
+                             f"FROM (VALUES {marks(len(piece), 3)}) AS v WHERE instructions.id=v.column1",
+                             flat(piece))
+        self._audit.append_many_sync(conn, [
+            (actor, f"instruction.{ins.state}", ins.id,
+             {"unit_id": ins.unit_id, "seq": ins.seq, "action_id": ins.action_id, "case_number": ins.case_number,
+              "reason": EXPIRED_UNDELIVERED if ins.state == "expired" else None})
+            for ins, actor in moves])
+        return out
 
     def _get_in(self, conn: Any, iid: str) -> Instruction:
         return Instruction.from_row(conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (iid,)).fetchone())
@@ -342,7 +393,7 @@ class InstructionService:
             out = []
             for row in rows:
                 ins = Instruction.from_row(row)
-                self._transition(conn, ins, "expired", now, "system", reason="TTL passed before delivery")
+                self._transition(conn, ins, "expired", now, "system", reason=EXPIRED_UNDELIVERED)
                 out.append(self._get_in(conn, ins.id))
             return out
 
@@ -368,3 +419,4 @@ class InstructionService:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        await self._receipts.close()

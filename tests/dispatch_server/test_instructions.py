@@ -147,6 +147,49 @@ async def test_team_and_all_online_targets(live: LiveServer, http: aiohttp.Clien
     await online.close()
 
 
+async def test_receipts_of_many_units_at_once_are_each_answered_and_stored(
+    live: LiveServer, http: aiohttp.ClientSession
+) -> None:
+    """Receipts arriving together are stored together: each unit still gets its own answer, a
+    receipt naming another unit's instruction is refused alone, a repeated one changes nothing."""
+    names = [f"bc-{i:02d}" for i in range(8)]
+    tokens = {u: live.add_unit(u) for u in names}
+    live.add_user("op", "operator")
+    live.add_user("sup", "supervisor")
+    op = await live.login("op")
+    console = await Console(live.url, op).connect()
+    units = [await RawUnit(live.url, u, tokens[u]).connect() for u in names]
+    status, body = await api(http, "POST", f"{live.url}/api/instructions", op, {"all": True, "type": "text",
+                                                                                 "text": "全体注意"})
+    assert status == 201 and sorted(body["units"]) == names
+    got = {u.unit_id: (await asyncio.wait_for(u.pending.get(), 5))["instructions"][0]["id"] for u in units}
+    assert sorted(got.values()) == sorted(body["ids"])
+    calls = [u.call("received", {"ids": [got[u.unit_id]]}) for u in units]
+    calls.append(units[0].call("received", {"ids": [got[names[1]]]}))  # another unit's instruction
+    calls.append(units[2].call("received", {"ids": [got[names[2]]]}))  # the same receipt twice
+    answers = await asyncio.gather(*calls)
+    for unit, answer in zip(units, answers, strict=False):
+        assert answer == {"ok": True, "delivered": [got[unit.unit_id]], "expired": []}
+    assert answers[-2]["error"]["code"] == "unknown_instruction"
+    assert answers[-1] == {"ok": True, "delivered": [got[names[2]]], "expired": []}
+    delivered: set[str] = set()
+    while len(delivered) < len(names):
+        update = await console.next("instruction_update", lambda d: d["state"] == "delivered")
+        assert update["delivered_at"] and update["id"] not in delivered
+        delivered.add(update["id"])
+    sup = await live.login("sup")
+    for unit_id, iid in got.items():
+        _, ins = await api(http, "GET", f"{live.url}/api/instructions/{iid}", op)
+        assert ins["state"] == "delivered" and ins["unit_id"] == unit_id and ins["delivered_at"]
+        _, trail = await api(http, "GET", f"{live.url}/api/audit?subject={iid}", sup)
+        assert [(e["verb"], e["actor"]) for e in reversed(trail["entries"])] == [
+            ("instruction.queued", "op"), ("instruction.delivered", f"unit:{unit_id}")]
+        assert trail["entries"][0]["detail"]["seq"] == 1
+    for unit in units:
+        await unit.close()
+    await console.close()
+
+
 async def test_queued_instruction_expires_after_its_ttl_and_is_never_delivered(
     live: LiveServer, http: aiohttp.ClientSession
 ) -> None:
