@@ -17,6 +17,8 @@ from pathlib import Path
 
 from tests.support.secrets import found_in
 
+from .orphans import die_with_suite
+
 REPO = Path(__file__).resolve().parents[2]
 DIRTY = ("Traceback (most recent call last)", "was never awaited")
 
@@ -64,7 +66,7 @@ class Process:
             stdin = slave
         proc = await asyncio.create_subprocess_exec(
             sys.executable, *args, cwd=REPO, env=env or clean_env(), stdin=stdin,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, preexec_fn=die_with_suite(),
         )
         if tty:
             os.close(stdin)

@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from .orphans import die_with_suite
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -27,7 +29,7 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_suite(),
         )
         deadline = time.monotonic() + 10
         while True:

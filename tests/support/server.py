@@ -17,6 +17,8 @@ import aiohttp
 from tests.support.processes import assert_clean
 from tests.support.secrets import remember
 
+from .orphans import die_with_suite
+
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
@@ -77,6 +79,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [PYTHON, "-m", "dispatch_server", "--config", str(self.config), "serve", *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env,
+            preexec_fn=die_with_suite(),
         )
         ready = threading.Event()
 
