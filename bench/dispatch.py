@@ -36,7 +36,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     tokens = seed(data, [f"u{i:04d}" for i in range(args.units)])
     (work / "tokens.txt").write_text("\n".join(tokens) + "\n")
     cfg = work / "config.toml"
-    cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\n[alerts]\nsweep_interval_s = 1.0\n')
+    # Every simulated unit connects from 127.0.0.1: lift the per-address connection cap.
+    cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\nmax_connections_per_address = 1000000\n'
+                   '[alerts]\nsweep_interval_s = 1.0\n')
 
     server, url = start_server(cfg)
     units: subprocess.Popen[str] | None = None
