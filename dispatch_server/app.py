@@ -53,7 +53,9 @@ from .http import (
     api_whip,
     openapi,
 )
+from .http.guard_stats import GuardStats
 from .http.middleware import errors_middleware, headers_middleware
+from .http.request import read_body
 from .http.static import add_static_routes
 from .http.telemetry_frames import TelemetryHub
 from .http.tickets import PlaybackTickets
@@ -71,8 +73,10 @@ from .revocation import Revocation
 from .roster import Roster
 from .running_actions import RunningActions
 from .sio.console_namespace import ConsoleNamespace
+from .sio.engineio_guard import EngineIOGuard
+from .sio.handshakes import Handshakes
 from .sio.push import Push
-from .sio.server import SioLifetime, build_sio
+from .sio.server import NAMESPACES, SioLifetime, build_sio
 from .sio.unit_namespace import UnitNamespace
 from .snapshots import SnapshotService
 from .sos import SosService
@@ -145,6 +149,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
     # the Socket.IO edge
     sio_lifetime = SioLifetime(sio)
+    handshakes = Handshakes(sio, NAMESPACES, settings.server)
+    wire = EngineIOGuard(sio, read_body)  # what clients send, checked before Engine.IO and Socket.IO read it
     sio.register_namespace(UnitNamespace(auth, roster, links, live, instructions, sos, talk, positions,
                                          revocation, settings.server))
     sio.register_namespace(ConsoleNamespace(auth, roster, live, revocation, settings.server))
@@ -154,6 +160,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         k.SIO: sio, k.AUDIT: audit,
         k.ROSTER: roster, k.ALERTS: alerts, k.INSTRUCTIONS: instructions, k.POSITIONS: positions, k.SOS: sos,
         k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry,
+        k.GUARD_STATS: GuardStats(), k.HANDSHAKES: handshakes, k.SIO_WIRE: wire,
     }
     contexts = [
         lifetime(db.close),
@@ -161,6 +168,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         lifetime(presence.close, presence.start),
         lifetime(partial(roster.disconnected, links), partial(roster.forget_node, node)),
         lifetime(sio_lifetime.close, sio_lifetime.start),
+        lifetime(handshakes.close, handshakes.start),
         lifetime(push.close),
         lifetime(running.close),
         lifetime(alerts.close, partial(alerts.start, settings.alerts.sweep_interval_s)),

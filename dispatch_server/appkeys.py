@@ -19,6 +19,7 @@ from .denials import DenialLedger
 from .evidence_catalog import EvidenceCatalog
 from .exports import ExportService
 from .footage_requests import FootageRequests
+from .http.guard_stats import GuardStats
 from .http.telemetry_frames import TelemetryHub
 from .http.tickets import PlaybackTickets
 from .instructions import InstructionService
@@ -28,6 +29,8 @@ from .party_links import PartyLinks
 from .positions import PositionService
 from .revocation import Revocation
 from .roster import Roster
+from .sio.engineio_guard import EngineIOGuard
+from .sio.handshakes import Handshakes
 from .snapshots import SnapshotService
 from .sos import SosService
 from .stores.accounts import Accounts
@@ -50,6 +53,9 @@ INSTRUCTIONS = web.AppKey("instructions", InstructionService)
 TALK = web.AppKey("talk", TalkService)
 POSITIONS = web.AppKey("positions", PositionService)
 TELEMETRY = web.AppKey("telemetry", TelemetryHub)
+GUARD_STATS = web.AppKey("guard_stats", GuardStats)  # the connection guard's (http/connection_guard.py)
+HANDSHAKES = web.AppKey("handshakes", Handshakes)
+SIO_WIRE = web.AppKey("sio_wire", EngineIOGuard)
 # Present only when the evidence archive is enabled (archive.enabled):
 ARCHIVE = web.AppKey("archive", ArchiveService)
 EVIDENCE = web.AppKey("evidence", EvidenceCatalog)

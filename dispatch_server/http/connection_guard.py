@@ -42,9 +42,10 @@ from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 
-from ..appkeys import SETTINGS
+from ..appkeys import GUARD_STATS, SETTINGS
 from ..config import Settings
 from .client_address import TrustedProxies, trusted_proxies
+from .guard_stats import GuardStats
 
 logger = logging.getLogger(__name__)
 
@@ -76,16 +77,6 @@ class GuardLimits:
                    largest, trusted_proxies(s.trusted_proxies))
 
 
-@dataclass
-class GuardStats:
-    """What the guard did since the server started."""
-
-    refused: int = 0  # connections closed at once: their address had max_per_address open
-    head_timeouts: int = 0  # closed without a complete first request head in time
-    body_timeouts: int = 0  # cancelled and closed by the backstop
-    open: int = 0  # connections open now (counted or not)
-
-
 class _Connection:
     __slots__ = ("address", "head_timer", "body_timer")
 
@@ -104,10 +95,10 @@ class _Connection:
 class GuardedServer(web.Server):
     """aiohttp's low-level server, with the head and body deadlines and the per-address cap."""
 
-    def __init__(self, handler: Any, *, limits: GuardLimits, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, *, limits: GuardLimits, stats: GuardStats, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self.limits = limits
-        self.stats = GuardStats()
+        self.stats = stats
         self._per_address: Counter[str] = Counter()
         self._open: dict[web.RequestHandler, _Connection] = {}
         self._plain_request = self.request_factory
@@ -203,12 +194,14 @@ class GuardedRunner(web.AppRunner):
 
     def __init__(self, app: web.Application, **kwargs: Any) -> None:
         self.limits = GuardLimits.of(app[SETTINGS])
+        self.stats = app[GUARD_STATS]  # create_app made it: /api/health reports it
         kwargs.setdefault("keepalive_timeout", self.limits.idle_timeout_s)
         super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # starts the app and builds aiohttp's server for it
-        return GuardedServer(plain.request_handler, limits=self.limits, request_factory=plain.request_factory,
+        return GuardedServer(plain.request_handler, limits=self.limits, stats=self.stats,
+                             request_factory=plain.request_factory,
                              handler_cancellation=plain.handler_cancellation, loop=asyncio.get_running_loop(),
                              **plain._kwargs)
 

@@ -147,6 +147,20 @@ async def test_dispatch_server_serve_runs_the_same_guard(tmp_path: Path) -> None
         assert over.closed_after_s is not None, "the 41st connection was closed at once"
         assert await me(server.url, op, local_address=OTHER) < 1.0
         await asyncio.gather(*idle)  # the head timeout closes the 40 idle ones too
+        # Engine.IO: a websocket that joins no namespace, and a polling POST whose body never comes
+        # (the backstop cancels Engine.IO's read: no traceback in the server's output).
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"{server.url}/socket.io/?EIO=4&transport=websocket")
+            async with http.get(f"{server.url}/socket.io/?EIO=4&transport=polling") as r:
+                sid = (await r.text()).split('"sid":"', 1)[1].split('"', 1)[0]
+            post = (f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: dispatch\r\n"
+                    "Content-Type: text/plain\r\nContent-Length: 100\r\n\r\n").encode()
+            unread = await hold(server.url, post, every_s=60, limit_s=15)
+            assert unread.closed_after_s is not None and unread.closed_after_s <= 8.0, unread
+            async with asyncio.timeout(10):
+                async for _ in ws:  # the open packet, then the close after handshake_timeout_s
+                    pass
+            assert ws.closed
         assert await me(server.url, op) < 1.0
     finally:
         server.stop()  # fails on a traceback in the server's output
