@@ -14,40 +14,8 @@ import socketio
 
 from dispatch_server.appkeys import HANDSHAKES, SIO
 from tests.conftest import LiveServer
+from tests.support.raw_engineio import RawEngineIO
 from tests.support.waits import until
-
-
-class RawEngineIO:
-    """A websocket Engine.IO client written by hand: it does what it is told and nothing else."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self.opened = time.monotonic()
-
-    @classmethod
-    async def open(cls, http: aiohttp.ClientSession, url: str) -> RawEngineIO:
-        ws = await http.ws_connect(f"{url}/socket.io/?EIO=4&transport=websocket")
-        first = await asyncio.wait_for(ws.receive(), 5)
-        assert first.type is aiohttp.WSMsgType.TEXT and first.data.startswith("0{"), first
-        return cls(ws)
-
-    async def send(self, text: str) -> None:
-        await self.ws.send_str(text)
-
-    async def receive_text(self) -> str:
-        msg = await asyncio.wait_for(self.ws.receive(), 5)
-        assert msg.type is aiohttp.WSMsgType.TEXT, msg
-        return str(msg.data)
-
-    async def closed_after(self, limit_s: float) -> float:
-        """Seconds from the handshake until the server closed the socket (pings are answered)."""
-        async with asyncio.timeout(limit_s):
-            while True:
-                msg = await self.ws.receive()
-                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
-                    return time.monotonic() - self.opened
-                if msg.type is aiohttp.WSMsgType.TEXT and msg.data == "2":
-                    await self.ws.send_str("3")
 
 
 async def test_a_socket_that_joins_no_namespace_is_closed_and_a_unit_stays(
