@@ -274,7 +274,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     data = work / "data"
     lines = seed(data, [f"u{i:04d}" for i in range(steps[-1])])
     cfg = work / "config.toml"
-    cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\n[metrics]\nport = -1\n')
+    # Every simulated unit connects from 127.0.0.1: lift the per-address connection cap.
+    cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\nmax_connections_per_address = 1000000\n'
+                   '[alerts]\nsweep_interval_s = 1.0\n[metrics]\nport = -1\n')
     started = time.time()
     load_before = os.getloadavg()
     server_log = (logs / "server.log").open("w")

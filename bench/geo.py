@@ -113,8 +113,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         f.write_text("\n".join(lines[g * per:(g + 1) * per]) + "\n")
         token_files.append(f)
     cfg = work / "config.toml"
+    # Every simulated unit connects from 127.0.0.1: lift the per-address connection cap.
     cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\nmax_message_bytes = 65536\n'
-                   f'event_loop = "{args.event_loop}"\n[metrics]\nport = -1\n')
+                   f'event_loop = "{args.event_loop}"\nmax_connections_per_address = 1000000\n[metrics]\nport = -1\n')
     server, url = start_floor() if args.floor else start_server(cfg)
     gens: list[subprocess.Popen[str]] = []
     console = socketio.AsyncClient(reconnection=False)

@@ -33,9 +33,11 @@ from .evidence import ArchiveActions, EvidencePorts
 from .evidence_catalog import EvidenceCatalog
 from .exports import ExportService, load_link_secret
 from .footage_requests import FootageRequests
+from .http.guard_stats import GuardStats
 from .http.metrics_listener import MetricsListener
 from .http.middleware import errors_middleware, headers_middleware
 from .http.node_figures import NodeFigures
+from .http.request import read_body
 from .http.routes import ARCHIVE_ROUTES, ROUTES
 from .http.static import add_static_routes
 from .http.telemetry_frames import TelemetryHub
@@ -56,8 +58,10 @@ from .revocation import Revocation
 from .roster import Roster
 from .running_actions import RunningActions
 from .sio.console_namespace import ConsoleNamespace
+from .sio.engineio_guard import EngineIOGuard
+from .sio.handshakes import Handshakes
 from .sio.push import Push
-from .sio.server import SioLifetime, build_sio
+from .sio.server import NAMESPACES, SioLifetime, build_sio
 from .sio.unit_namespace import UnitNamespace
 from .snapshots import SnapshotService
 from .sos import SosService
@@ -129,6 +133,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
     # the Socket.IO edge
     sio_lifetime = SioLifetime(sio)
+    handshakes = Handshakes(sio, NAMESPACES, settings.server)
+    wire = EngineIOGuard(sio, read_body)  # what clients send, checked before Engine.IO and Socket.IO read it
     sio.register_namespace(UnitNamespace(auth, roster, links, live, instructions, sos, talk, positions,
                                          revocation, settings.server))
     sio.register_namespace(ConsoleNamespace(auth, roster, live, revocation, settings.server))
@@ -139,6 +145,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         k.ROSTER: roster, k.ALERTS: alerts, k.INSTRUCTIONS: instructions, k.POSITIONS: positions, k.SOS: sos,
         k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry, k.METRICS: metrics,
         k.NODE_FIGURES: figures, k.METRICS_LISTENER: metrics_listener,
+        k.GUARD_STATS: GuardStats(), k.HANDSHAKES: handshakes, k.SIO_WIRE: wire,
     }
     contexts = [
         lifetime(metrics.close, metrics.start),
@@ -147,6 +154,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         lifetime(presence.close, presence.start),
         lifetime(partial(roster.disconnected, links), partial(roster.forget_node, node)),
         lifetime(sio_lifetime.close, sio_lifetime.start),
+        lifetime(handshakes.close, handshakes.start),
         lifetime(push.close),
         lifetime(running.close),
         lifetime(alerts.close, partial(alerts.start, settings.alerts.sweep_interval_s)),

@@ -19,6 +19,7 @@ from .denials import DenialLedger
 from .evidence_catalog import EvidenceCatalog
 from .exports import ExportService
 from .footage_requests import FootageRequests
+from .http.guard_stats import GuardStats
 from .http.metrics_listener import MetricsListener
 from .http.node_figures import NodeFigures
 from .http.telemetry_frames import TelemetryHub
@@ -31,6 +32,8 @@ from .party_links import PartyLinks
 from .positions import PositionService
 from .revocation import Revocation
 from .roster import Roster
+from .sio.engineio_guard import EngineIOGuard
+from .sio.handshakes import Handshakes
 from .snapshots import SnapshotService
 from .sos import SosService
 from .stores.accounts import Accounts
@@ -56,6 +59,9 @@ TELEMETRY = web.AppKey("telemetry", TelemetryHub)
 METRICS = web.AppKey("metrics", Metrics)
 NODE_FIGURES = web.AppKey("node_figures", NodeFigures)
 METRICS_LISTENER = web.AppKey("metrics_listener", MetricsListener)
+GUARD_STATS = web.AppKey("guard_stats", GuardStats)  # the connection guard's (http/connection_guard.py)
+HANDSHAKES = web.AppKey("handshakes", Handshakes)
+SIO_WIRE = web.AppKey("sio_wire", EngineIOGuard)
 # Present only when the evidence archive is enabled (archive.enabled):
 ARCHIVE = web.AppKey("archive", ArchiveService)
 EVIDENCE = web.AppKey("evidence", EvidenceCatalog)

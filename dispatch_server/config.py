@@ -65,6 +65,12 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = ()
     # Browser origins besides the server's own allowed to open Socket.IO (e.g. "https://wall.court.example").
     allowed_origins: tuple[str, ...] = ()
+    # What a stranger can hold (docs/security.md, "Timeouts and caps"):
+    header_timeout_s: float = 10.0  # a connection without a complete request head this long after it opened is closed
+    idle_timeout_s: float = 75.0  # a kept-alive connection is closed when its next request head is not complete by then
+    body_timeout_s: float = 30.0  # a request body must arrive within this, plus 1 s per 32 KiB its route accepts
+    max_connections_per_address: int = 200  # TCP connections open at once from one address (trusted proxies exempt)
+    handshake_timeout_s: float = 10.0  # a Socket.IO connection that has joined no namespace this long is closed
 
 
 @dataclass(frozen=True)
@@ -328,6 +334,7 @@ def load_settings(
 
 
 def validate(s: Settings) -> None:
+    """Range checks that types alone cannot express; each error names its key."""
     if not -1 <= s.metrics.port <= 65535:
         raise ConfigError(f"metrics.port: {s.metrics.port} is not a port (0 = any free one, -1 = no listener)")
     if s.metrics.token and len(s.metrics.token) < 16:
@@ -344,13 +351,17 @@ def validate(s: Settings) -> None:
     for i, origin in enumerate(s.server.allowed_origins):
         if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
             raise ConfigError(f"server.allowed_origins[{i}]: {origin!r} is not an origin like https://host:port")
-    """Range checks that types alone cannot express; each error names its key."""
     if not 0 <= s.server.port <= 65535:
         raise ConfigError(f"server.port: must be 0-65535, got {s.server.port}")
     if s.server.event_loop not in EVENT_LOOPS:
         raise ConfigError(f"server.event_loop: must be one of {', '.join(EVENT_LOOPS)}, got {s.server.event_loop!r}")
     checks: list[tuple[str, float, float]] = [
         ("server.max_message_bytes", s.server.max_message_bytes, 1024),
+        ("server.header_timeout_s", s.server.header_timeout_s, 0.1),
+        ("server.idle_timeout_s", s.server.idle_timeout_s, 0.1),
+        ("server.body_timeout_s", s.server.body_timeout_s, 0.1),
+        ("server.max_connections_per_address", s.server.max_connections_per_address, 1),
+        ("server.handshake_timeout_s", s.server.handshake_timeout_s, 0.1),
         ("server.max_sdp_bytes", s.server.max_sdp_bytes, 1024),
         ("auth.session_ttl_s", s.auth.session_ttl_s, 1),
         ("auth.min_password_length", s.auth.min_password_length, 1),

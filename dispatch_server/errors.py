@@ -45,6 +45,12 @@ class Conflict(DispatchError):
     status, code = 409, "conflict"
 
 
+class BodyTimeout(DispatchError):
+    """408: a request body that did not arrive in time (``server.body_timeout_s``); the connection closes."""
+
+    status, code = 408, "body_timeout"
+
+
 class TooLarge(DispatchError):
     status, code = 413, "too_large"
 

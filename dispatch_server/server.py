@@ -18,6 +18,7 @@ from .app import create_app
 from .appkeys import ACCOUNTS, AUTH
 from .config import Settings, describe
 from .demo import DemoUnits
+from .http.connection_guard import GuardedRunner
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ async def serve(settings: Settings) -> int:
     # (docs/benchmarks.md, Geo).
     gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
     app = create_app(settings)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = GuardedRunner(app, handle_signals=False, access_log=None)  # head/body deadlines, per-address cap
     try:
         await runner.setup()
         site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)

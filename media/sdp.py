@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 from aiortc.sdp import SessionDescription
 
@@ -83,6 +83,7 @@ def check_offer(sdp: str, role: Literal["publish", "view"]) -> OfferSummary:
             raise SdpError(f"{kind} section {i} has no a=mid (BUNDLE needs one)")
     if av_count == 0:
         raise SdpError("SDP offer has no audio or video m= section")
+    _check_bundle(session, medias, attr)
 
     try:
         parsed = SessionDescription.parse(sdp)
@@ -104,3 +105,24 @@ def check_offer(sdp: str, role: Literal["publish", "view"]) -> OfferSummary:
         names = ", ".join(f"{k}: {'/'.join(v).upper()}" for k, v in FORWARDABLE.items())
         raise SdpError(f"SDP offer has no section that {verb} a supported codec ({names})")
     return OfferSummary(tuple(summaries))
+
+
+def _check_bundle(session: list[str], medias: list[list[str]], attr: Callable[[list[str], str], str | None]) -> None:
+    """Media ids are unique, and a BUNDLE group names only sections that exist: aiortc builds an
+    answer for a group member without a section (a mid whose m= line was lost) and then fails
+    to create or even close the peer connection."""
+    mids: list[str] = []
+    for block in medias:
+        mid = attr(block, "mid")
+        if mid is not None:
+            if mid in mids:
+                raise SdpError(f"a=mid:{mid[:20]} is used by two m= sections")
+            mids.append(mid)
+    if attr(session, "mid") is not None:
+        raise SdpError("a=mid belongs to an m= section, not to the session")
+    for ln in session + [ln for block in medias for ln in block]:
+        if ln.startswith("a=group:"):
+            members = ln.split(":", 1)[1].split()[1:]
+            unknown = [m for m in members if m not in mids]
+            if unknown:
+                raise SdpError(f"a=group names a=mid {unknown[0][:20]!r}, which no m= section has")

@@ -138,7 +138,7 @@ class PublisherSession(_Session):
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises assorted errors on offers it cannot take
-            await pc.close()
+            await _close_refused(pc)
             raise SdpError(f"offer rejected: {exc.__class__.__name__}: {exc}") from exc
         codecs = _negotiated_codecs(pc.localDescription.sdp)
         for track in remote:
@@ -156,7 +156,7 @@ class PublisherSession(_Session):
                 session.id, track, codec, functools.partial(passthrough.send_pli, receiver)
             )
         if not session.codecs:
-            await pc.close()
+            await _close_refused(pc)
             raise SdpError("offer has no audio or video the relay can forward")
         session._start_watch()
         logger.info("unit %s: publisher %s accepted (%s)", unit_id, session.id, session.codecs)
@@ -237,12 +237,12 @@ class ViewerSession(_Session):
             await pc.setLocalDescription(await pc.createAnswer())
         except OperationError as exc:
             session._release()
-            await pc.close()
+            await _close_refused(pc)
             mimes = ", ".join(f.mime_type for f in channel.fanouts if f.mime_type)
             raise CodecMismatch(f"viewer cannot receive what unit {unit_id} sends ({mimes}): {exc}") from exc
         except Exception as exc:  # aiortc raises assorted errors on offers it cannot take
             session._release()
-            await pc.close()
+            await _close_refused(pc)
             raise SdpError(f"offer rejected: {exc.__class__.__name__}: {exc}") from exc
         session._start_watch()
         logger.info("unit %s: viewer %s (%s) attached", unit_id, session.id, viewer or "anonymous")
@@ -251,6 +251,16 @@ class ViewerSession(_Session):
     def _release(self) -> None:
         for track in self.tracks:
             track.stop()
+
+
+async def _close_refused(pc: RTCPeerConnection) -> None:
+    """Close the peer of a refused offer. aiortc may fail to close a peer it half built from a
+    hostile offer (a transceiver without a transport); it holds nothing yet, so that is logged
+    at debug level and the refusal stands."""
+    try:
+        await pc.close()
+    except Exception:
+        logger.debug("closing the peer of a refused offer failed", exc_info=True)
 
 
 def _preferences_for(fanout: Fanout) -> list[Any]:

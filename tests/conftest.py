@@ -7,18 +7,20 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import aiohttp
 import hypothesis
 import pytest
 import uvloop
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from dispatch_server.app import create_app
 from dispatch_server.appkeys import ACCOUNTS, AUTH
 from dispatch_server.auth import hash_token, new_token
 from dispatch_server.config import Settings, load_settings
+from dispatch_server.http.connection_guard import GuardedRunner, GuardedServer
 from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop, VideoLoopSpec
 from media import passthrough
 from tests.support.redis_server import RedisServer
@@ -43,6 +45,7 @@ class LiveServer:
     app: web.Application
     url: str
     settings: Settings
+    guard: GuardedServer  # the connection guard of its runner (deadlines, per-address cap)
 
     def add_unit(self, unit_id: str, kind: str = "body") -> str:
         token = remember(new_token())
@@ -100,15 +103,41 @@ def mode(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"redis": {"url": request.getfixturevalue("redis_url")}}
 
 
+class GuardedTestServer(TestServer):
+    """pytest-aiohttp's server on 127.0.0.1:0, run as ``dispatch-server serve`` runs the app: through
+    :class:`GuardedRunner` (head and body deadlines, the per-address cap)."""
+
+    async def _make_runner(self, **kwargs: Any) -> GuardedRunner:
+        return GuardedRunner(self.app, **kwargs)
+
+
 @pytest.fixture
-def make_live(aiohttp_server: Any, tmp_path: Path) -> Callable[..., Any]:
+async def guarded_server() -> AsyncIterator[Callable[[web.Application], Awaitable[GuardedTestServer]]]:
+    """``await guarded_server(app)``: like pytest-aiohttp's ``aiohttp_server``, closed after the test."""
+    servers: list[GuardedTestServer] = []
+
+    async def start(app: web.Application) -> GuardedTestServer:
+        server = GuardedTestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return server
+
+    yield start
+    while servers:
+        await servers.pop().close()
+
+
+@pytest.fixture
+def make_live(guarded_server: Callable[[web.Application], Awaitable[GuardedTestServer]],
+              tmp_path: Path) -> Callable[..., Any]:
     """``await make_live(media={...})`` → a :class:`LiveServer` on a free port."""
 
     async def make(clock: Callable[[], float] = time.time, **sections: dict[str, Any]) -> LiveServer:
         settings = settings_for(tmp_path, **sections)
         app = create_app(settings, clock=clock)
-        server = await aiohttp_server(app)
-        return LiveServer(app, str(server.make_url("")).rstrip("/"), settings)
+        server = await guarded_server(app)
+        assert isinstance(server.runner, GuardedRunner)
+        return LiveServer(app, str(server.make_url("")).rstrip("/"), settings, server.runner.guard)
 
     return make
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from utctime import iso_seconds
 
-from ..appkeys import ARCHIVE, AUTH, LIVE, POSITIONS, ROSTER, SETTINGS, TELEMETRY
+from ..appkeys import ARCHIVE, AUTH, GUARD_STATS, HANDSHAKES, LIVE, POSITIONS, ROSTER, SETTINGS, SIO_WIRE, TELEMETRY
 from ..errors import BadRequest
 from .request import client_ip, person_of, read_json
 
@@ -82,11 +82,15 @@ async def healthz(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     """The node's figures, for administrators: sessions, rejected fixes, telemetry, the archive."""
     await person_of(request, "system.health")
-    live = request.app[LIVE]
+    live, handshakes = request.app[LIVE], request.app[HANDSHAKES]
     body = {"ok": live.accepting, "node": live.node_id, "publishers": len(live.publishers),
             "viewers": len(live.viewers),
             "rejected_fixes": request.app[POSITIONS].rejected,
-            "telemetry": dataclasses.asdict(request.app[TELEMETRY].stats)}
+            "telemetry": dataclasses.asdict(request.app[TELEMETRY].stats),
+            "connections": dataclasses.asdict(request.app[GUARD_STATS]),
+            "handshakes": {"unattached": handshakes.unattached(), "closed": handshakes.closed,
+                           "refused": handshakes.refused},
+            "socketio_wire": dataclasses.asdict(request.app[SIO_WIRE].stats)}
     archive = request.app.get(ARCHIVE)
     if archive is not None:
         status = archive.status()

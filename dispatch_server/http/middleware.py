@@ -9,7 +9,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from ..errors import DispatchError, TooManyAttempts
+from ..errors import BodyTimeout, DispatchError, TooManyAttempts
 from ..log_format import REQUEST_ID
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status >= 500 or exc.status in (401, 429):
             logger.info("%s %s: %s %s", request.method, request.path, exc.status, exc.message)
         headers = {"Retry-After": str(int(exc.retry_after_s) + 1)} if isinstance(exc, TooManyAttempts) else None
-        return web.json_response(exc.payload(), status=exc.status, headers=headers)
+        resp = web.json_response(exc.payload(), status=exc.status, headers=headers)
+        if isinstance(exc, BodyTimeout):
+            resp.force_close()  # the rest of a late body is not waited for on this connection
+        return resp
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise

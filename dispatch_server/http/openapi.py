@@ -50,7 +50,8 @@ def _op(summary: str, *, body: dict[str, Any] | None = None, sdp: bool = False, 
         op["responses"][str(ok)] = {"description": "done"}
     else:
         op["responses"][str(ok)] = {"description": "ok", "content": {"application/json": {"schema": result or {"type": "object"}}}}
-    for status in errors:
+    # A body that does not arrive within server.body_timeout_s (+1 s per 32 KiB) is answered 408.
+    for status in (*errors, 408) if body is not None or sdp else errors:
         op["responses"][str(status)] = {"description": "error", "content": {"application/json": {"schema": ERROR}}}
     return op
 
@@ -85,7 +86,7 @@ def _snapshot_upload_op() -> dict[str, Any]:
     op = _op("A still from the unit's camera into the evidence archive (unit token; ledger: snapshot_sealed); "
              "instruction: the instruction it answers, taken_at: the device's clock (ISO 8601); over "
              "archive.max_snapshot_bytes -> 413", ok=201, result=SNAPSHOT, params=("instruction", "taken_at"),
-             errors=(400, 401, 403, 404, 413, 415, 503))
+             errors=(400, 401, 403, 404, 408, 413, 415, 503))
     op["requestBody"] = {"required": True, "content": JPEG}
     return op
 
@@ -250,7 +251,7 @@ def document() -> dict[str, Any]:
                             "post": _op("WHIP ingest (RFC 9725); Bearer unit token", sdp=True, errors=(400, 401, 403, 404, 409, 413, 415))},
         "/whip/{unit_id}/{session_id}": {
             "parameters": _path_params("unit_id", "session_id"),
-            "delete": _op("End the publishing session", errors=(401, 404)),
+            "delete": _op("End the publishing session", errors=(400, 401, 404)),
             "patch": _op("Trickle ICE: not supported", errors=(405,)),
         },
         "/telemetry/{unit_id}": {"parameters": _path_params("unit_id"), "get": _telemetry_op()},

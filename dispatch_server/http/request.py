@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -10,23 +10,33 @@ from aiohttp import web
 from .. import strict_json
 from ..appkeys import AUTH, SETTINGS
 from ..auth import Person, bearer
-from ..errors import BadRequest, TooLarge
+from ..errors import BadRequest, BodyTimeout, TooLarge
+from .client_address import trusted_proxies
+from .connection_guard import body_deadline_s
 
 
 async def read_body(request: web.Request, limit: int, what: str) -> bytes:
-    """The whole request body, refusing (413) anything over ``limit`` bytes without buffering it."""
-    if request.content_length is not None and request.content_length > limit:
-        raise TooLarge(f"{what} of {request.content_length} bytes is over {limit} bytes")
+    """The whole request body, refusing (413) anything over ``limit`` bytes without buffering it,
+    and (408 ``body_timeout``) a body that has not arrived within ``server.body_timeout_s`` plus
+    1 s per 32 KiB (of its declared length, else of ``limit``): a slow sender holds nothing long."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise TooLarge(f"{what} of {declared} bytes is over {limit} bytes")
+    timeout_s = body_deadline_s(request.app[SETTINGS].server.body_timeout_s, limit if declared is None else declared)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        chunk = await request.content.read(64 * 1024)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"{what} is over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                chunk = await request.content.read(64 * 1024)
+                if not chunk:
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"{what} is over {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(f"{what}: {size} bytes arrived in {timeout_s:.0f} s; send it faster or smaller") from None
 
 
 async def read_json(request: web.Request) -> Any:
@@ -53,31 +63,8 @@ async def person_of(request: web.Request, permission: str) -> Person:
 def client_ip(request: web.Request) -> str:
     """The client's address: the peer's, or — only when the peer is a configured trusted proxy —
     the nearest address in ``X-Forwarded-For`` that is not itself a trusted proxy."""
-    peer = request.remote or "unknown"
-    proxies = request.app[SETTINGS].server.trusted_proxies
-    if not proxies or not _trusted(peer, proxies):
-        return peer
-    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not _trusted(hop, proxies):
-            return hop if _is_address(hop) else peer
-    return peer
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _trusted(address: str, proxies: tuple[str, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in ipaddress.ip_network(p, strict=False) for p in proxies)
+    proxies = trusted_proxies(request.app[SETTINGS].server.trusted_proxies)
+    return proxies.client(request.remote or "unknown", request.headers.get("X-Forwarded-For", ""))
 
 
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

@@ -6,21 +6,19 @@ import functools
 import logging
 from typing import Any
 
-import socketio
-
 from ..auth import Authenticator, Person
 from ..config import ServerConfig
 from ..errors import DispatchError
 from ..live import LiveService
 from ..revocation import Grant, Revocation
 from ..roster import Roster
-from .events import event, refuse
+from .events import EdgeNamespace, event, refuse
 from .messages import parse_session_ref, parse_watch
 from .rooms import rooms_of
 
 logger = logging.getLogger(__name__)
 
-class ConsoleNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+class ConsoleNamespace(EdgeNamespace):
     """A person's console. It joins the rooms of the permissions its role holds (pushes go to the
     room of the permission they need), and it closes when the session ends (logout, expiry,
     password reset, disabled) or the role changes: the console reconnects and joins anew."""

@@ -1,4 +1,5 @@
-"""Shared edge behaviour of Socket.IO handlers: size limit, error mapping, refusal at connect."""
+"""Shared edge behaviour of Socket.IO handlers: size limit, error mapping, refusal at connect,
+an answer to events nobody handles."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import functools
 import logging
 from typing import Any, Awaitable, Callable
 
+import socketio
 from socketio.exceptions import ConnectionRefusedError
 
 from .. import strict_json
@@ -46,3 +48,16 @@ def event(limit_attr: str = "max_message_bytes") -> Callable[[Handler], Handler]
         return handler
 
     return wrap
+
+
+class EdgeNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    """A namespace that answers every call: an event it has no handler for gets
+    ``{"ok": false, "error": {"code": "unknown_event"}}`` (python-socketio would leave the caller
+    waiting for an acknowledgement that never comes). Clients cannot send ``connect`` or
+    ``disconnect`` as events: :mod:`.packet` refuses reserved names before they get here."""
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event in ("connect", "disconnect") or callable(getattr(self, f"on_{event}", None)):
+            return await super().trigger_event(event, *args)
+        logger.info("%s: unknown event %r", self.namespace, event[:60])
+        return sio_error(DispatchError(f"unknown event {event[:60]!r} on {self.namespace}", code="unknown_event"))

@@ -6,8 +6,6 @@ import functools
 import logging
 from typing import Any
 
-import socketio
-
 from ..auth import Authenticator
 from ..config import ServerConfig
 from ..errors import BadRequest, DispatchError, Unauthorized
@@ -19,7 +17,7 @@ from ..revocation import Grant, Revocation
 from ..roster import Roster
 from ..sos import SosService
 from ..talk import TalkService
-from .events import event, refuse
+from .events import EdgeNamespace, event, refuse
 from .messages import (
     parse_callback,
     parse_instruction_state,
@@ -36,7 +34,7 @@ from .rooms import unit_room
 logger = logging.getLogger(__name__)
 
 
-class UnitNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+class UnitNamespace(EdgeNamespace):
     def __init__(self, auth: Authenticator, roster: Roster, links: UnitLinks, live: LiveService,
                  instructions: InstructionService, sos: SosService, talk: TalkService, positions: PositionService,
                  revocation: Revocation, limits: ServerConfig) -> None:

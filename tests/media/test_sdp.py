@@ -40,6 +40,11 @@ def test_good_offer_is_summarised() -> None:
         (offer("sendonly"), "view", "receives a supported codec"),
         (offer() + "\x00", "publish", "NUL"),
         ("v=0\r\nm=video\r\n", "publish", "malformed"),
+        # found by tests/dispatch_server/test_sdp_fuzz.py: a BUNDLE member whose m= line was lost
+        # made aiortc fail to build the answer and then to close the peer (a 500)
+        (offer().replace("t=0 0\r\n", "t=0 0\r\na=group:BUNDLE 0 1\r\n"), "publish", "a=mid '1'"),
+        (offer().replace("t=0 0\r\n", "t=0 0\r\na=mid:0\r\n"), "publish", "not to the session"),
+        (offer() + offer().split("\r\n", 4)[4], "publish", "two m= sections"),
     ],
 )
 def test_bad_offers_are_refused_with_the_reason(sdp: str, role: Literal["publish", "view"], fragment: str) -> None:
