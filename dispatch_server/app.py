@@ -132,7 +132,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         archive = ArchiveService(settings.archive_dir, settings.signing_key_path, node, segment_s=a.segment_s,
                                  queue_frames=a.queue_frames, reconnect_grace_s=a.reconnect_grace_s,
                                  sign_interval_s=a.sign_interval_s, min_free_bytes=a.min_free_bytes,
-                                 action_for=ports.action_for, alarm=ports.alarm, describe=ports.describe, clock=clock)
+                                 action_for=ports.action_for, alarm=ports.alarm, describe=ports.describe, clock=clock,
+                                 checkpoint=settings.checkpoint_path)
     live = LiveService(accounts, relay, roster, settings.media, node, push.viewer_closed, recorder=archive,
                        revocation=revocation)
     talk = TalkService(relay, action_store, audit, push.unit, push.operators, live.ice_servers,

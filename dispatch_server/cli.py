@@ -178,7 +178,8 @@ def retention_run(settings: Settings, dry_run: bool) -> int:
     where = f"cli:{getpass.getuser()}@{socket.gethostname()}"
     result = run_retention_offline(settings.archive_dir, settings.signing_key_path,
                                    settings.data_dir / "catalog.sqlite3",
-                                   retention_policy(settings.archive), dry_run=dry_run, where=where)
+                                   retention_policy(settings.archive), dry_run=dry_run, where=where,
+                                   checkpoint=settings.checkpoint_path)
     for d in result.plan.listing():
         print(f"{d['recording_id']}\t{d['category']} keep_days={d['keep_days']:g}\tclosed {d['closed_at']}\t"
               f"{d['segments']} segments\t{d['bytes']} bytes")

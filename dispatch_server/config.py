@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from recordings.checkpoint import default_checkpoint_path
+
 ENV_PREFIX = "DISPATCH_"
 EVENT_LOOPS = ("uvloop", "asyncio")
 
@@ -126,6 +128,9 @@ class ArchiveConfig:
     sign_interval_s: float = 60.0  # a signed tree head at least this often while entries arrive
     min_free_bytes: int = 64 * 1024 * 1024  # below this, recording pauses (disk full) and operators are alarmed
     signing_key: str = ""  # empty: <data_dir>/keys/ledger-ed25519.pem (created at first start)
+    # What the server last verified of its ledger, kept outside the archive so that a rewritten or
+    # rolled-back ledger is refused at start; empty: <signing key's folder>/checkpoints/<archive>.json
+    checkpoint: str = ""
     default_category: str = "standard"
     retention: tuple[RetentionRule, ...] = (
         RetentionRule("standard", 365.0),
@@ -185,6 +190,13 @@ class Settings:
         if not self.archive.dir:
             return self.data_dir / "archive"
         p = Path(self.archive.dir).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        if not self.archive.checkpoint:
+            return default_checkpoint_path(self.signing_key_path.parent, self.archive_dir)
+        p = Path(self.archive.checkpoint).expanduser()
         return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
 
     @property

@@ -16,6 +16,11 @@ closed in the ledger.
 
 Stills: :meth:`ArchiveService.seal_snapshot` stores a JPEG a unit uploaded
 (:mod:`recordings.snapshots`) under ``snapshots/`` with its own ledger entry.
+
+Start-up check: a ledger that fails :meth:`Ledger.open`'s check (:class:`LedgerIntegrityError`: a
+rewritten, rolled-back or re-signed history) is refused: nothing is recovered, recorded, appended
+or signed, :attr:`ArchiveService.refused` says what failed, and operators and admins get a
+``ledger_integrity`` alarm. Live view, positions and instructions carry on.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from typing import Any, Awaitable, Callable
 
 from utctime import iso_millis
 
-from .ledger import Ledger
+from .ledger import Ledger, LedgerError, LedgerIntegrityError
 from .recording import Recording
 from .recording_info import RecordingInfo
 from .recovery import recover
@@ -69,15 +74,20 @@ def new_recording_id(now: float) -> str:
     return f"rec-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{secrets.token_hex(4)}"
 
 
+class ArchiveRefusedError(LedgerError):
+    """The archive's ledger failed its start-up check: nothing is recorded or appended."""
+
+
 class ArchiveService:
     def __init__(self, root: Path, signing_key: Path, node: str, *, segment_s: float, queue_frames: int,
                  reconnect_grace_s: float, sign_interval_s: float, min_free_bytes: int,
                  action_for: ActionLookup, alarm: Alarm, describe: Describe | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, checkpoint: Path | None = None) -> None:
         self.root = root
         self.node = node
         self.where = f"recorder@{node}"
-        self.ledger = Ledger(root, signing_key, where=self.where, clock=clock)
+        self.ledger = Ledger(root, signing_key, where=self.where, clock=clock, checkpoint_path=checkpoint)
+        self.refused: list[str] = []  # what the start-up check found; non-empty: the ledger is refused
         self._segment_s = segment_s
         self._queue_frames = queue_frames
         self._grace_s = reconnect_grace_s
@@ -100,7 +110,15 @@ class ArchiveService:
     async def start(self) -> list[str]:
         """Open the ledger, recover what a crash left, sign a tree head; then start the timers."""
         self._loop = asyncio.get_running_loop()
-        notes = await asyncio.to_thread(self._open_and_recover)
+        try:
+            notes = await asyncio.to_thread(self._open_and_recover)
+        except LedgerIntegrityError as exc:
+            self.refused = exc.problems
+            logger.error("%s", exc)
+            message = ("证据账本启动校验失败，已停止录像和签名 / the evidence ledger failed its start-up check; "
+                       f"nothing is recorded, appended or signed: {'; '.join(exc.problems)}")
+            await self._alarm("ledger_integrity", message, {"problems": exc.problems, "archive": str(self.root)})
+            return [str(exc)]
         for note in notes:
             logger.warning("archive recovery: %s", note)
         self._spawn(self._sign_loop(), "archive-sign")
@@ -142,8 +160,12 @@ class ArchiveService:
 
     # publishers --------------------------------------------------------------------------
     async def publish_started(self, unit_id: str, channel: FrameSource, video_codec: str | None,
-                              audio_codec: str | None) -> Recording:
-        """A unit publishes on this node: continue its recording (a reconnect) or open one."""
+                              audio_codec: str | None) -> Recording | None:
+        """A unit publishes on this node: continue its recording (a reconnect) or open one; None
+        when the ledger is refused (nothing is recorded)."""
+        if self.refused:
+            logger.error("unit %s: not recorded: the evidence ledger failed its start-up check", unit_id)
+            return None
         video_codec = video_codec.lower() if video_codec else None
         audio_codec = audio_codec.lower() if audio_codec else None
         if video_codec not in (None, "vp8", "h264"):
@@ -298,6 +320,8 @@ class ArchiveService:
         ``snapshot_sealed`` data once file and entry are durable, and tells the listeners
         (``"snapshot"``). Raises :class:`SnapshotError` (nothing stored) while the disk is full or
         when the disk or the ledger refuses it; an ENOSPC puts the archive in disk-full mode."""
+        if self.refused:
+            raise SnapshotError("the evidence ledger failed its start-up check; nothing is stored")
         if self.disk_full:
             raise SnapshotError("the evidence archive's disk is full (recording is paused)", disk_full=True)
         try:
@@ -357,11 +381,15 @@ class ArchiveService:
 
     async def record(self, type: str, *, actor: str, where: str, outcome: str = "ok",
                      data: dict[str, Any]) -> dict[str, Any]:
-        """An evidence access or management event (viewed, downloaded, hold_set ...)."""
+        """An evidence access or management event (viewed, downloaded, hold_set ...);
+        :class:`ArchiveRefusedError` while the ledger is refused."""
+        if self.refused:
+            raise ArchiveRefusedError("the evidence ledger failed its start-up check: " + "; ".join(self.refused))
         return await asyncio.to_thread(self.ledger.append, type, actor=actor, where=where, outcome=outcome, data=data)
 
     def status(self) -> dict[str, Any]:
         return {
+            "integrity": {"ok": not self.refused, "problems": list(self.refused)},
             "disk_full": self.disk_full,
             "free_bytes": self._safe_free(),
             "ledger_size": self.ledger.size,
