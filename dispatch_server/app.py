@@ -133,7 +133,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                                  queue_frames=a.queue_frames, reconnect_grace_s=a.reconnect_grace_s,
                                  sign_interval_s=a.sign_interval_s, min_free_bytes=a.min_free_bytes,
                                  action_for=ports.action_for, alarm=ports.alarm, describe=ports.describe, clock=clock,
-                                 checkpoint=settings.checkpoint_path)
+                                 checkpoint=settings.checkpoint_path, witnesses=settings.witness_targets)
     live = LiveService(accounts, relay, roster, settings.media, node, push.viewer_closed, recorder=archive,
                        revocation=revocation)
     talk = TalkService(relay, action_store, audit, push.unit, push.operators, live.ice_servers,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from recordings.archive_config import witness_location
 from recordings.checkpoint import default_checkpoint_path
 
 ENV_PREFIX = "DISPATCH_"
@@ -131,6 +132,9 @@ class ArchiveConfig:
     # What the server last verified of its ledger, kept outside the archive so that a rewritten or
     # rolled-back ledger is refused at start; empty: <signing key's folder>/checkpoints/<archive>.json
     checkpoint: str = ""
+    # Where every signed tree head also goes: directories (another disk or machine) and http(s) URLs of
+    # `dispatch-audit witness serve`; each refuses a head the ledger does not provably extend.
+    witnesses: tuple[str, ...] = ()
     default_category: str = "standard"
     retention: tuple[RetentionRule, ...] = (
         RetentionRule("standard", 365.0),
@@ -198,6 +202,11 @@ class Settings:
             return default_checkpoint_path(self.signing_key_path.parent, self.archive_dir)
         p = Path(self.archive.checkpoint).expanduser()
         return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    @property
+    def witness_targets(self) -> tuple[str, ...]:
+        """``archive.witnesses`` with directories resolved like the other paths."""
+        return tuple(witness_location(w, Path(self.base_dir)) for w in self.archive.witnesses)
 
     @property
     def signing_key_path(self) -> Path:
@@ -381,6 +390,9 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"geo.zoom: must be 1..20, got {s.geo.zoom}")
     if not 0 < s.archive.max_delete_share <= 1:
         raise ConfigError(f"archive.max_delete_share: must be in (0, 1], got {s.archive.max_delete_share}")
+    for i, w in enumerate(s.archive.witnesses):
+        if not w.strip() or (re.match(r"^[a-z]+://", w) and not w.startswith(("http://", "https://"))):
+            raise ConfigError(f"archive.witnesses[{i}]: {w!r} is neither a directory nor an http(s) URL")
     categories = [r.category for r in s.archive.retention]
     if len(set(categories)) != len(categories):
         raise ConfigError("archive.retention: a category is listed twice")

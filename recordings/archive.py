@@ -32,16 +32,17 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from utctime import iso_millis
 
-from .ledger import Ledger, LedgerError, LedgerIntegrityError
+from .ledger import Ledger, LedgerError, LedgerIntegrityError, load_public_key
 from .recording import Recording
 from .recording_info import RecordingInfo
 from .recovery import recover
 from .snapshots import SnapshotError, StillInfo, recover_snapshots, seal_snapshot
 from .source import EncodedFrame, FrameSource, FrameTap
+from .witness_client import WitnessSender, latest_heads
 
 logger = logging.getLogger(__name__)
 
@@ -82,11 +83,15 @@ class ArchiveService:
     def __init__(self, root: Path, signing_key: Path, node: str, *, segment_s: float, queue_frames: int,
                  reconnect_grace_s: float, sign_interval_s: float, min_free_bytes: int,
                  action_for: ActionLookup, alarm: Alarm, describe: Describe | None = None,
-                 clock: Callable[[], float] = time.time, checkpoint: Path | None = None) -> None:
+                 clock: Callable[[], float] = time.time, checkpoint: Path | None = None,
+                 witnesses: Sequence[str] = ()) -> None:
         self.root = root
         self.node = node
         self.where = f"recorder@{node}"
-        self.ledger = Ledger(root, signing_key, where=self.where, clock=clock, checkpoint_path=checkpoint)
+        self._witness_targets = tuple(witnesses)
+        self.witnesses: WitnessSender | None = None
+        self.ledger = Ledger(root, signing_key, where=self.where, clock=clock, checkpoint_path=checkpoint,
+                             on_signed=self._signed)
         self.refused: list[str] = []  # what the start-up check found; non-empty: the ledger is refused
         self._segment_s = segment_s
         self._queue_frames = queue_frames
@@ -128,7 +133,12 @@ class ArchiveService:
     def _open_and_recover(self) -> list[str]:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "recordings").mkdir(exist_ok=True)
-        notes = list(self.ledger.open())
+        anchors, notes = latest_heads(self._witness_targets)
+        notes += self.ledger.open(anchors)
+        if self._witness_targets:
+            key = load_public_key(self.ledger.public_key_pem())
+            self.witnesses = WitnessSender(self._witness_targets, self.ledger, key, self._witness_refused)
+            self.witnesses.start()
         entries = self.ledger.entries()
         notes += recover(self.root, self.ledger, entries, self.where, self._clock())
         notes += recover_snapshots(self.root, entries)
@@ -146,6 +156,8 @@ class ArchiveService:
         recordings = list(self._closing)
         await asyncio.to_thread(self._join, recordings)
         await asyncio.to_thread(self.ledger.close)
+        if self.witnesses is not None:
+            await asyncio.to_thread(self.witnesses.close)
 
     @staticmethod
     def _join(recordings: list[Recording]) -> None:
@@ -371,6 +383,20 @@ class ArchiveService:
                                   "recording resumed", {"free_bytes": free})
 
     # ledger ------------------------------------------------------------------------------
+    def _signed(self, sth: dict[str, Any]) -> None:
+        """The ledger signed a tree head (any thread): on to the witnesses."""
+        if self.witnesses is not None:
+            self.witnesses.signed(sth)
+
+    def _witness_refused(self, witness: str, reason: str) -> None:
+        """A witness refused a tree head (the sender's thread): alarm operators and admins."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        message = (f"见证方拒绝了证据账本的树头 / witness {witness} refused the ledger's tree head: {reason}")
+        loop.call_soon_threadsafe(lambda: self._spawn(
+            self._alarm("ledger_integrity", message, {"witness": witness, "reason": reason}), "archive-alarm"))
+
     async def _sign_loop(self) -> None:
         while True:
             await asyncio.sleep(self._sign_interval_s)

@@ -25,7 +25,7 @@ import threading
 import time
 from array import array
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -179,9 +179,12 @@ class Ledger:
 
     # -- lifecycle --
 
-    def open(self) -> list[str]:
+    def open(self, anchors: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> list[str]:
         """Create or load the archive's ledger, repairing a torn tail; returns notes on what was
-        repaired or looks wrong (the server logs them; only key mismatches are fatal)."""
+        repaired or looks wrong (the server logs them). ``anchors`` are ``(witness, tree head)``
+        pairs held outside the archive: the ledger must extend each one signed by its key.
+        Raises :class:`KeyMismatchError` and :class:`LedgerIntegrityError` (the start-up check
+        failed: nothing was appended or signed)."""
         with self._lock:
             if self._entries_fd >= 0:
                 return []
@@ -212,7 +215,7 @@ class Ledger:
                         f"the ledger {self._entries_path} is open in another process (another server node or a "
                         "running server): give every node its own [archive] dir") from None
                 sth_torn = self._open_file(self._sth_path, "_sth_fd")
-                self._load_and_check(public, notes)
+                self._load_and_check(public, notes, anchors)
             except BaseException:
                 self._close_files()
                 self._key = None
@@ -483,7 +486,8 @@ class Ledger:
         os.fsync(fd)
         return dropped
 
-    def _load_and_check(self, public: Ed25519PublicKey, notes: list[str]) -> None:
+    def _load_and_check(self, public: Ed25519PublicKey, notes: list[str],
+                        anchors: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
         """Rebuild the tree and check everything the checkpoint does not vouch for (lock held)."""
         checkpoint = None
         if self.checkpoint_path is not None:
@@ -498,6 +502,17 @@ class Ledger:
                 notes.append(f"no checkpoint at {self.checkpoint_path}: checked every entry and tree head from the "
                              "start; from now on a rewritten or rolled-back ledger is refused at start")
         loaded = load_ledger(self._entries_path, self._sth_path, public, key_id(public), checkpoint)
+        for source, head in anchors:
+            if head.get("key_id") != key_id(public) or not verify_sth_signature(head, public):
+                notes.append(f"witness {source} holds a tree head not signed by this archive's key; not used")
+                continue
+            size, n = int(head["tree_size"]), loaded.tree.size
+            if size > n:
+                loaded.problem(f"witness {source} holds a tree head of {size} entries but the ledger holds {n}: "
+                               "the ledger was rolled back or cut short")
+            elif loaded.tree.root(size).hex() != head["root_hash"]:
+                loaded.problem(f"witness {source} holds a tree head of {size} entries that this ledger does not "
+                               "extend: history was rewritten")
         if loaded.problems:
             raise LedgerIntegrityError(self.archive_dir, loaded.problems)
         self._tree, self._offsets = loaded.tree, loaded.offsets

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .archive_files import Progress, hash_files, hash_jobs
 from .findings import Findings
+from .known_heads import KnownHead, check_known_heads
 from .ledger import PUBLIC_KEY_FILE, key_id, load_public_key
 from .ledger_check import LedgerCheck
 
@@ -42,6 +43,8 @@ class Report(Findings):
     root_hash: str = ""
     key_id: str = ""
     key_pinned: bool = False
+    known_heads: int = 0  # tree heads kept elsewhere (--known-head) checked against the ledger
+    known_heads_proven: int = 0  # of those, proven to be extended by the ledger
     seconds: float = 0.0
 
 
@@ -84,9 +87,19 @@ def default_workers() -> int:
     return max(2, min(4, os.cpu_count() or 1))
 
 
+UNANCHORED = ("neither the court's public key (--public-key) nor a tree head kept elsewhere (--known-head: an "
+              "auditor's copy, a party's package, a witness) was given, so a fully re-signed archive would pass too")
+
+
 def verify_archive(archive_dir: Path, public_key_pem: bytes | None = None, progress: Progress | None = None,
-                   *, workers: int | None = None) -> Report:
+                   *, workers: int | None = None, known_heads: list[KnownHead] | None = None,
+                   allow_unanchored: bool = False) -> Report:
     """Check the archive at ``archive_dir``; ``public_key_pem`` pins the key that must have signed it.
+
+    ``known_heads`` (tree heads kept outside the archive) must each be extended by the ledger
+    (:mod:`recordings.known_heads`). With neither a pinned key nor known heads nothing outside the
+    archive anchors the check: that is an ``unanchored`` failure, or only a warning with
+    ``allow_unanchored``.
 
     ``progress(bytes_hashed, bytes_total)`` is called from this thread while files are hashed
     on ``workers`` threads (default: :func:`default_workers`). Raises
@@ -100,8 +113,17 @@ def verify_archive(archive_dir: Path, public_key_pem: bytes | None = None, progr
         raise ArchiveNotFoundError(f"{archive}: no ledger/ directory; is this an evidence archive?")
     t0 = time.monotonic()
     report = Report(archive=str(archive))
-    ledger = LedgerCheck(archive, report, _load_key(archive, report, public_key_pem))
+    key = _load_key(archive, report, public_key_pem)
+    if public_key_pem is None and not known_heads:
+        if allow_unanchored:
+            report.warn("unanchored", "archive", UNANCHORED)
+        else:
+            report.fail("unanchored", "archive", UNANCHORED + "; pass --allow-unanchored to accept that")
+    ledger = LedgerCheck(archive, report, key)
     ledger.run()
+    if known_heads:
+        report.known_heads = len(known_heads)
+        report.known_heads_proven = check_known_heads(known_heads, ledger.tree, ledger.latest, key, report)
     named = ledger.named_files()
     report.entries, report.sths = ledger.entries, ledger.sths
     report.tree_size, report.root_hash = ledger.tree_size, ledger.root_hash

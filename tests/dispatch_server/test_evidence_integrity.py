@@ -4,6 +4,7 @@ and the forgery that a pinned-key ``dispatch-audit verify`` alone cannot see is 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -80,3 +81,54 @@ async def test_the_server_refuses_to_sign_a_forged_rechained_ledger(tmp_path: Pa
     again = audit("verify", "--archive", str(archive), "--public-key", str(pem))
     assert again.returncode == 1 and "uncovered entries 24..46" in again.stdout
 
+    caught = audit("verify", "--archive", str(archive), "--public-key", str(pem), "--known-head", str(kept))
+    assert caught.returncode == 1, caught.stdout
+    assert "FAIL inconsistent known head" in caught.stdout
+
+
+async def issue_codes(url: str, token: str, n: int) -> None:
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        for i in range(n):
+            async with http.post(f"{url}/api/party/codes", json={"case_number": "（2026）冀0916执123号",
+                                                                  "party_name": f"当事人{i}"}) as r:
+                assert r.status == 201, await r.text()
+
+
+async def test_finding_2_a_rollback_is_caught_by_checkpoint_witness_and_verify(tmp_path: Path) -> None:
+    witness = tmp_path / "witness"
+    witness.mkdir()
+    cfg = write_config(tmp_path / "config.toml", tmp_path / "data",
+                       f'[archive]\nwitnesses = ["{witness}"]\nsign_interval_s = 1.0\n')
+    add_user(cfg, "root", "admin", ADMIN_PASSWORD)
+    archive = tmp_path / "data" / "archive"
+    for _ in range(2):
+        server = ServerProcess(cfg).start()
+        try:
+            await issue_codes(server.url, await login(server.url, "root", ADMIN_PASSWORD), 3)
+        finally:
+            server.stop()
+        if not (tmp_path / "early").exists():
+            shutil.copytree(archive / "ledger", tmp_path / "early")  # the state to roll back to
+    pem = tmp_path / "court.pem"
+    shutil.copy(archive / PUBLIC_KEY_FILE, pem)
+    held = [json.loads(line) for line in (witness / "heads.jsonl").read_text().splitlines()]
+    assert held[-1] == json.loads((archive / STH_FILE).read_text().splitlines()[-1])
+
+    for name in ("entries.jsonl", "sth.jsonl"):
+        shutil.copy(tmp_path / "early" / name, archive / "ledger" / name)
+    plain = audit("verify", "--archive", str(archive), "--public-key", str(pem))
+    assert plain.returncode == 0, plain.stdout  # the rolled-back archive is consistent in itself
+
+    checkpoint = load_settings(cfg, env={}).checkpoint_path
+    for remove_checkpoint in (False, True):
+        if remove_checkpoint:
+            checkpoint.unlink()  # the witness still remembers
+        server = ServerProcess(cfg).start()
+        server.stop()
+        assert "failed its start-up check" in server.output()
+        assert ("witness" if remove_checkpoint else "entries were removed") in server.output()
+
+    by_witness = audit("verify", "--archive", str(archive), "--public-key", str(pem), "--known-head", str(witness))
+    assert by_witness.returncode == 1 and "FAIL rolled_back known head" in by_witness.stdout
+    by_config = audit("verify", "--config", str(cfg), "--public-key", str(pem))
+    assert by_config.returncode == 1 and "FAIL rolled_back known head" in by_config.stdout
