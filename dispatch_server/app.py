@@ -28,6 +28,7 @@ from . import appkeys as k
 from .actions import ActionService, ActionStore
 from .alerts import AlertService
 from .audit import AuditTrail
+from .audit_ledger import AuditLedger
 from .auth import Authenticator
 from .config import Settings
 from .denials import DenialLedger
@@ -185,11 +186,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                                 load_link_secret(settings.data_dir / "keys" / "link-secret"),
                                 settings.party.export_workers, clock)
         snapshots = SnapshotService(archive.seal_snapshot, action_store, instructions, push.snapshot)
-        services |= {k.ARCHIVE: archive, k.EVIDENCE: evidence, k.DENIALS: denials,
+        audit_ledger = AuditLedger(db, evidence, ports.alarm)
+        services |= {k.ARCHIVE: archive, k.EVIDENCE: evidence, k.DENIALS: denials, k.AUDIT_LEDGER: audit_ledger,
                      k.TICKETS: PlaybackTickets(clock), k.PARTY: party, k.REQUESTS: requests, k.LINKS: party_links,
                      k.EXPORTS: exports, k.SNAPSHOTS: snapshots}
         contexts += [lifetime(archive.close, archive.start),  # crash recovery runs before anything records
                      lifetime(evidence.close, evidence.start),
+                     lifetime(audit_ledger.close, audit_ledger.start),
                      lifetime(denials.close, denials.start),
                      lifetime(exports.close, exports.start)]
         routes += [api_party.routes, api_requests.routes, api_downloads.routes]

@@ -13,6 +13,7 @@ from recordings.archive import ArchiveService
 from .actions import ActionService
 from .alerts import AlertService
 from .audit import AuditTrail
+from .audit_ledger import AuditLedger
 from .auth import Authenticator
 from .config import Settings
 from .denials import DenialLedger
@@ -60,3 +61,4 @@ REQUESTS = web.AppKey("requests", FootageRequests)
 LINKS = web.AppKey("links", PartyLinks)
 EXPORTS = web.AppKey("exports", ExportService)
 SNAPSHOTS = web.AppKey("snapshots", SnapshotService)
+AUDIT_LEDGER = web.AppKey("audit_ledger", AuditLedger)

@@ -100,7 +100,7 @@ def _archive_summary(r: Report) -> str:
     n = len(r.failures)
     verdict = "OK" if r.ok else f"FAILED ({n} failure{'' if n == 1 else 's'})"
     return (f"{verdict}: {r.entries} entries, {r.segments} segments ({r.segments_proven} inclusion proofs), "
-            f"{r.snapshots} stills ({r.snapshots_proven} inclusion proofs), "
+            f"{r.snapshots} stills ({r.snapshots_proven} inclusion proofs), {r.operator_actions} operator actions, "
             f"{r.sths} tree heads (latest covers {r.tree_size}), "
             f"{r.known_heads_proven}/{r.known_heads} known heads extended, {r.files_hashed} files / "
             f"{r.bytes_hashed / 1e6:,.1f} MB hashed in {r.seconds:.2f} s, "

@@ -272,6 +272,34 @@ class Ledger:
             written: dict[str, Any] = json.loads(line)  # a copy: the caller's data is not shared
             return written
 
+    def append_many(self, items: Sequence[tuple[str, str, str | None, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Append ``(type, actor, where, outcome, data)`` items in order with one write and one
+        ``fsync``; returns the entries. All or nothing: a failed write leaves none of them."""
+        for type, actor, _where, outcome, data in items:
+            if not type or not actor or outcome not in OUTCOMES or not isinstance(data, dict):
+                raise ValueError(f"malformed entry {type!r} by {actor!r}")
+        with self._lock:
+            self._require_open()
+            size = self._tree.size
+            prev = self._tree.leaf(size - 1).hex() if size else ""
+            lines: list[bytes] = []
+            for i, (type, actor, where, outcome, data) in enumerate(items):
+                line = canonical_json({"index": size + i, "prev": prev, "time": iso_millis(self._clock()),
+                                       "type": type, "actor": actor, "where": self.where if where is None else where,
+                                       "outcome": outcome, "data": data})
+                lines.append(line)
+                prev = leaf_hash(line).hex()
+            if not lines:
+                return []
+            start = self._entries_len
+            self._entries_len = self._write_line(self._entries_fd, start, b"\n".join(lines), ENTRIES_FILE)
+            offset = start
+            for line in lines:
+                self._offsets.append(offset)
+                offset += len(line) + 1
+                self._tree.append(leaf_hash(line))
+            return [json.loads(line) for line in lines]
+
     def sign_tree_head(self) -> dict[str, Any] | None:
         """Sign the current tree and append the STH; ``None`` if no entry arrived since the last."""
         with self._lock:

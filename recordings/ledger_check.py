@@ -152,6 +152,7 @@ class LedgerCheck:
         self.segments_proven = 0  # of those, inclusion proofs checked against the latest tree head
         self.snapshots = 0  # snapshot_sealed entries
         self.snapshots_proven = 0  # of those, inclusion proofs checked against the latest tree head
+        self.operator_actions = 0  # operator_action entries (the operators' audit trail)
 
     def run(self) -> None:
         """Every check but the files'; tree heads are read before the entries they cover."""
@@ -354,6 +355,7 @@ class LedgerCheck:
         named = NamedFiles()
         sealed, deleted, closed, stills = named.sealed, named.deleted, named.closed, named.stills
         key_ids: list[tuple[int, str]] = []
+        last_seq = 0  # of the operators' audit trail (operator_action entries): strictly increasing
         for i, p in enumerate(self.order):
             e = self.parsed[p]
             if e is None:
@@ -402,6 +404,20 @@ class LedgerCheck:
                 closed[rid] = (i, sha)
             elif e["type"] == "key_created" and isinstance(d.get("key_id"), str):
                 key_ids.append((i, d["key_id"]))
+            elif e["type"] == "operator_action":
+                self.operator_actions += 1
+                seq = d.get("seq")
+                if not (isinstance(seq, int) and not isinstance(seq, bool) and isinstance(d.get("verb"), str)
+                        and isinstance(d.get("subject"), str)):
+                    r.fail("bad_entry", name, "operator_action needs seq, verb and subject")
+                    continue
+                if seq <= last_seq:
+                    r.fail("bad_entry", name, f"operator action {seq} does not follow {last_seq}: the audit trail "
+                           "is written in order, each row once")
+                last_seq = max(last_seq, seq)
+            elif e["type"] == "audit_gap":
+                r.warn("audit_gap", name, f"audit rows {d.get('from_seq')}..{d.get('to_seq')} were deleted from the "
+                       "server's database before they reached the ledger")
         kid = key_id(self.key) if self.key is not None else ""
         if key_ids and kid and key_ids[-1][1] != kid:
             r.fail("bad_key", PUBLIC_KEY_FILE, f"entry {key_ids[-1][0]} records the creation of key id "

@@ -36,6 +36,7 @@ class Report(Findings):
     segments_proven: int = 0  # of those, inclusion proofs checked against the latest tree head
     snapshots: int = 0  # snapshot_sealed entries (stills)
     snapshots_proven: int = 0  # of those, inclusion proofs checked against the latest tree head
+    operator_actions: int = 0  # operator_action entries (the operators' audit trail)
     files_hashed: int = 0
     bytes_hashed: int = 0
     sths: int = 0  # lines of sth.jsonl
@@ -129,6 +130,7 @@ def verify_archive(archive_dir: Path, public_key_pem: bytes | None = None, progr
     report.tree_size, report.root_hash = ledger.tree_size, ledger.root_hash
     report.segments, report.segments_proven = ledger.segments, ledger.segments_proven
     report.snapshots, report.snapshots_proven = ledger.snapshots, ledger.snapshots_proven
+    report.operator_actions = ledger.operator_actions
     jobs = hash_jobs(archive, named, report)
     report.files_hashed, report.bytes_hashed = hash_files(archive, jobs, report, progress,
                                                           workers or default_workers())
