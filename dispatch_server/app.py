@@ -77,6 +77,7 @@ from .sio.server import SioLifetime, build_sio
 from .sio.unit_namespace import UnitNamespace
 from .snapshots import SnapshotService
 from .sos import SosService
+from .stopping import Stopping
 from .stores.accounts import Accounts
 from .stores.database import Database
 from .stores.position_index import MemoryPositionIndex, PositionIndex, RedisPositionIndex
@@ -114,7 +115,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     action_store = ActionStore(db, clock)
     running = RunningActions(action_store)
     alerts = AlertService(db, audit, push.operators, settings.alerts.escalate_after_s, clock)
-    procedure = ProcedureWatch(action_store, alerts)
+    stopping = Stopping(push.server_restarting, clock)
+    procedure = ProcedureWatch(action_store, alerts, stopping)
     roster = Roster(accounts, presence, running, push.unit_status, watchers=[procedure.unit_changed],
                     stale_after_s=settings.geo.stale_after_s, clock=clock)
     links = UnitLinks()
@@ -136,7 +138,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                                  action_for=ports.action_for, alarm=ports.alarm, describe=ports.describe, clock=clock,
                                  checkpoint=settings.checkpoint_path, witnesses=settings.witness_targets)
     live = LiveService(accounts, relay, roster, settings.media, node, push.viewer_closed, recorder=archive,
-                       revocation=revocation)
+                       revocation=revocation, stopping=stopping)
     talk = TalkService(relay, action_store, audit, push.unit, push.operators, live.ice_servers,
                        settings.media.publisher_timeout_s, links, clock)
     action_listeners = [running.action_changed, push.action_update, roster.action_changed]
@@ -155,7 +157,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         k.SETTINGS: settings, k.DATABASE: db, k.ACCOUNTS: accounts, k.AUTH: auth, k.REVOCATION: revocation,
         k.SIO: sio, k.AUDIT: audit,
         k.ROSTER: roster, k.ALERTS: alerts, k.INSTRUCTIONS: instructions, k.POSITIONS: positions, k.SOS: sos,
-        k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry,
+        k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry, k.STOPPING: stopping,
     }
     contexts = [
         lifetime(db.close),

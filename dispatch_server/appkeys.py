@@ -31,6 +31,7 @@ from .revocation import Revocation
 from .roster import Roster
 from .snapshots import SnapshotService
 from .sos import SosService
+from .stopping import Stopping
 from .stores.accounts import Accounts
 from .stores.database import Database
 from .talk import TalkService
@@ -51,6 +52,7 @@ INSTRUCTIONS = web.AppKey("instructions", InstructionService)
 TALK = web.AppKey("talk", TalkService)
 POSITIONS = web.AppKey("positions", PositionService)
 TELEMETRY = web.AppKey("telemetry", TelemetryHub)
+STOPPING = web.AppKey("stopping", Stopping)
 # Present only when the evidence archive is enabled (archive.enabled):
 ARCHIVE = web.AppKey("archive", ArchiveService)
 EVIDENCE = web.AppKey("evidence", EvidenceCatalog)

@@ -151,7 +151,7 @@ class ArchiveService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for unit_id in list(self.active):
-            self._close_unit(unit_id, "server shutting down")
+            self._close_unit(unit_id, "server stopped (planned)")
         await asyncio.gather(*self._finishing, return_exceptions=True)
         recordings = list(self._closing)
         await asyncio.to_thread(self._join, recordings)
