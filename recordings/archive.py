@@ -405,6 +405,13 @@ class ArchiveService:
             except OSError as exc:
                 logger.error("archive: tree head not signed: %s", exc)
 
+    async def sign_now(self) -> dict[str, Any] | None:
+        """Sign a tree head over every entry now (if any is new); the latest tree head."""
+        if self.refused:
+            raise ArchiveRefusedError("the evidence ledger failed its start-up check: " + "; ".join(self.refused))
+        await asyncio.to_thread(self.ledger.sign_tree_head)
+        return self.ledger.latest_sth()
+
     async def record(self, type: str, *, actor: str, where: str, outcome: str = "ok",
                      data: dict[str, Any]) -> dict[str, Any]:
         """An evidence access or management event (viewed, downloaded, hold_set ...);

@@ -52,6 +52,7 @@ class ArchiveLocation:
     checkpoint: Path
     witnesses: tuple[str, ...]  # directories (resolved) and http(s) URLs
     sign_interval_s: float
+    server_url: str  # where the server listens ([server] host and port), for ``verify --fresh``
 
 
 def configured_archive_dir(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path:
@@ -75,6 +76,10 @@ def configured_archive(path: str | os.PathLike[str] | None, env: Mapping[str, st
         base_dir = file.resolve().parent
     storage = _section(raw, env, "storage")
     archive = _section(raw, env, "archive")
+    server = _section(raw, env, "server")
+    host = _string(server, "server", "host", "127.0.0.1")
+    host = "127.0.0.1" if host in ("", "0.0.0.0") else "[::1]" if host == "::" else host
+    port = server.get("port", 8080)
     data_dir = _resolve(_string(storage, "storage", "data_dir", DEFAULT_DATA_DIR), base_dir)
     configured = _string(archive, "archive", "dir", "")
     archive_dir = _resolve(configured, base_dir) if configured else data_dir / "archive"
@@ -96,7 +101,8 @@ def configured_archive(path: str | os.PathLike[str] | None, env: Mapping[str, st
         checkpoint=_resolve(checkpoint, base_dir) if checkpoint else default_checkpoint_path(key_path.parent,
                                                                                               archive_dir),
         witnesses=tuple(witness_location(w, base_dir) for w in witnesses),
-        sign_interval_s=sign_interval_s)
+        sign_interval_s=sign_interval_s,
+        server_url=f"http://{host}:{port}")
 
 
 def witness_location(value: str, base_dir: Path) -> str:

@@ -4,7 +4,9 @@ Segments, ``recording.json`` files and stills the ledger vouches for
 (:class:`~recordings.ledger_check.NamedFiles`) must be on disk with the size and SHA-256 it
 records, unless a ``segment_deleted`` entry says a segment is gone; every other file under
 ``recordings/`` or ``snapshots/`` is ``extra`` (``*.part`` leftovers and metadata of unclosed
-recordings are warnings). Files are hashed on worker threads in batches:
+recordings are warnings). On a live archive (a server writes it now) a ``*.part`` of an open
+recording or still, and a file not named yet but written after ``fresh_after``, is the server at
+work: ``in_progress``, not a problem. Files are hashed on worker threads in batches:
 hashlib releases the GIL on big updates, so several cores share the work.
 """
 
@@ -42,10 +44,22 @@ class HashJob:
     found: int  # bytes of the file on disk
 
 
-def hash_jobs(archive: Path, named: NamedFiles, findings: Findings) -> list[HashJob]:
+def _fresh(path: str, fresh_after: float | None) -> bool:
+    """Written at or after ``fresh_after`` (None: the archive is not live)."""
+    if fresh_after is None:
+        return False
+    try:
+        return os.stat(path).st_mtime >= fresh_after
+    except OSError:
+        return True  # gone meanwhile: sealed or removed by the running server
+
+
+def hash_jobs(archive: Path, named: NamedFiles, findings: Findings, fresh_after: float | None = None) -> list[HashJob]:
     """The files to hash; what is missing, still present after deletion or not named by the
-    ledger at all goes into ``findings``."""
+    ledger at all goes into ``findings``. ``fresh_after`` (epoch seconds) is given for a live
+    archive: see the module docstring."""
     r = findings
+    live = fresh_after is not None
     sealed, deleted, closed = named.sealed, named.deleted, named.closed
     jobs: list[HashJob] = []
     for rel, (i, d) in sealed.items():
@@ -57,13 +71,13 @@ def hash_jobs(archive: Path, named: NamedFiles, findings: Findings) -> list[Hash
             jobs.append(HashJob(rel, d["sha256"], d["bytes"], f"entry {i}", found))
         else:
             r.fail("missing", rel, f"sealed by entry {i} and not deleted by any entry")
-    live = {rel.split("/")[1] for rel in sealed if rel not in deleted}
+    with_segments = {rel.split("/")[1] for rel in sealed if rel not in deleted}
     for rid, (i, sha) in closed.items():
         rel = f"{RECORDINGS_DIR}/{rid}/recording.json"
         found = _size_of(archive, rel)
         if found is not None:
             jobs.append(HashJob(rel, sha, None, f"entry {i}", found))
-        elif rid in live:
+        elif rid in with_segments:
             r.fail("missing", rel, f"its SHA-256 is in entry {i} (recording_closed)")
         else:
             r.warn("missing", rel, f"named by entry {i}; every segment of the recording was deleted")
@@ -76,17 +90,27 @@ def hash_jobs(archive: Path, named: NamedFiles, findings: Findings) -> list[Hash
                 continue
             parts = rel.split("/")
             if fname.endswith(".part"):
-                r.warn("unsealed", rel, "unsealed segment, run the server to recover")
+                if live and len(parts) == 3 and parts[1] in named.opened and parts[1] not in closed:
+                    r.warn("in_progress", rel, "a segment the running server is writing now")
+                else:
+                    r.warn("unsealed", rel, "unsealed segment, run the server to recover")
             elif fname == "recording.json" and len(parts) == 3:
                 if parts[1] not in closed:
-                    r.warn("unclosed", rel, "metadata of a recording the ledger does not show as closed")
+                    if live:
+                        r.warn("in_progress", rel, "metadata of a recording the running server is closing now")
+                    else:
+                        r.warn("unclosed", rel, "metadata of a recording the ledger does not show as closed")
+            elif _fresh(os.path.join(dirpath, fname), fresh_after):
+                r.warn("in_progress", rel, "written since the ledger was read: a segment the running server is "
+                       "sealing now")
             else:
                 r.fail("extra", rel, "not named by the ledger")
-    _still_jobs(archive, named, findings, jobs)
+    _still_jobs(archive, named, findings, jobs, fresh_after)
     return jobs
 
 
-def _still_jobs(archive: Path, named: NamedFiles, findings: Findings, jobs: list[HashJob]) -> None:
+def _still_jobs(archive: Path, named: NamedFiles, findings: Findings, jobs: list[HashJob],
+                fresh_after: float | None) -> None:
     """Stills: each one the ledger names is present; nothing else is under ``snapshots/``."""
     r = findings
     for rel, (i, d) in named.stills.items():
@@ -105,7 +129,12 @@ def _still_jobs(archive: Path, named: NamedFiles, findings: Findings, jobs: list
             if rel in named.stills:
                 continue
             if fname.endswith(PART):
-                r.warn("unsealed", rel, "a still being stored, or left by a crash: run the server to recover it")
+                if fresh_after is not None:
+                    r.warn("in_progress", rel, "a still the running server is storing now")
+                else:
+                    r.warn("unsealed", rel, "a still being stored, or left by a crash: run the server to recover it")
+            elif _fresh(os.path.join(dirpath, fname), fresh_after):
+                r.warn("in_progress", rel, "written since the ledger was read: a still the running server is storing")
             else:
                 r.fail("extra", rel, "not named by the ledger")
 

@@ -1,7 +1,8 @@
 """``dispatch-audit``: check an evidence archive offline and hand out its public key.
 
     dispatch-audit verify [--archive DIR | --config PATH] [--public-key FILE] [--known-head SOURCE ...]
-                          [--allow-unanchored] [--json] [--quiet]
+                          [--allow-unanchored] [--fresh [--server URL] [--token TOKEN]] [--sign-interval S]
+                          [--json] [--quiet]
     dispatch-audit export-key [--archive DIR | --config PATH]
     dispatch-audit verify-export PACKAGE [--public-key FILE] [--json]
     dispatch-audit witness serve --dir DIR [--public-key FILE] [--host H] [--port P]
@@ -23,6 +24,8 @@ import json
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -76,6 +79,14 @@ def _add_verify(p: argparse.ArgumentParser) -> None:
                         "directory or URL): the ledger must extend each of them; repeatable")
     p.add_argument("--allow-unanchored", action="store_true",
                    help="accept a check anchored in nothing outside the archive (no --public-key, no --known-head)")
+    p.add_argument("--fresh", action="store_true",
+                   help="first ask the running server to sign a tree head now (needs an admin's --token)")
+    p.add_argument("--server", metavar="URL", help="the running server for --fresh (default: the one --config names)")
+    p.add_argument("--token", metavar="TOKEN",
+                   help="an admin's session token for --fresh (default: $DISPATCH_AUDIT_TOKEN)")
+    p.add_argument("--sign-interval", metavar="S", type=float,
+                   help="the server's archive.sign_interval_s (default: the config's, else 60): on a live archive, "
+                        "entries newer than this since the last tree head are pending, older ones uncovered")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress or warnings; failures and the summary only")
 
@@ -99,7 +110,8 @@ class _ProgressPrinter:
 def _archive_summary(r: Report) -> str:
     n = len(r.failures)
     verdict = "OK" if r.ok else f"FAILED ({n} failure{'' if n == 1 else 's'})"
-    return (f"{verdict}: {r.entries} entries, {r.segments} segments ({r.segments_proven} inclusion proofs), "
+    live = f"live archive ({r.pending} entries pending the next tree head), " if r.live else ""
+    return (f"{verdict}: {live}{r.entries} entries, {r.segments} segments ({r.segments_proven} inclusion proofs), "
             f"{r.snapshots} stills ({r.snapshots_proven} inclusion proofs), {r.operator_actions} operator actions, "
             f"{r.sths} tree heads (latest covers {r.tree_size}), "
             f"{r.known_heads_proven}/{r.known_heads} known heads extended, {r.files_hashed} files / "
@@ -130,8 +142,31 @@ def known_heads_of(args: argparse.Namespace, location: ArchiveLocation | None) -
     return heads
 
 
+def sign_fresh(args: argparse.Namespace, location: ArchiveLocation | None) -> None:
+    """``--fresh``: POST /api/archive/sign on the running server, as an admin."""
+    base = args.server or (location.server_url if location is not None else None)
+    if not base:
+        raise UsageError("--fresh needs --server URL (or --config naming the server)")
+    token = args.token or os.environ.get("DISPATCH_AUDIT_TOKEN")
+    if not token:
+        raise UsageError("--fresh needs an admin's session token: --token or $DISPATCH_AUDIT_TOKEN")
+    req = urllib.request.Request(base.rstrip("/") + "/api/archive/sign", data=b"", method="POST",
+                                 headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            sth = json.loads(resp.read()).get("sth") or {}
+    except urllib.error.HTTPError as exc:
+        raise UsageError(f"--fresh: the server answered {exc.code}: {exc.read(500).decode(errors='replace')}") from exc
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise UsageError(f"--fresh: {base}: {exc}") from exc
+    print(f"the server signed a tree head of {sth.get('tree_size', '?')} entries at {sth.get('timestamp', '?')}",
+          file=sys.stderr)
+
+
 def _run_verify(args: argparse.Namespace) -> int:
     archive, location = archive_location(args)
+    if args.fresh:
+        sign_fresh(args, location)
     pinned = None
     if args.public_key:
         try:
@@ -141,7 +176,9 @@ def _run_verify(args: argparse.Namespace) -> int:
     known = known_heads_of(args, location)
     progress = None if (args.quiet or args.json) else _ProgressPrinter()
     try:
-        report = verify_archive(archive, pinned, progress, known_heads=known, allow_unanchored=args.allow_unanchored)
+        interval = args.sign_interval or (location.sign_interval_s if location is not None else 60.0)
+        report = verify_archive(archive, pinned, progress, known_heads=known, allow_unanchored=args.allow_unanchored,
+                                sign_interval_s=interval)
     except ArchiveNotFoundError as exc:
         raise UsageError(str(exc)) from exc
     except ValueError as exc:

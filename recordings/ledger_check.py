@@ -51,6 +51,7 @@ class NamedFiles:
     deleted: dict[str, int] = field(default_factory=dict)  # segment -> segment_deleted entry
     closed: dict[str, tuple[int, str]] = field(default_factory=dict)  # recording id -> (entry, recording.json sha256)
     stills: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # snapshot -> (entry, its data)
+    opened: set[str] = field(default_factory=set)  # recording ids of recording_opened entries
 
 
 def read_lines(path: Path) -> tuple[list[bytes], bytes | None]:
@@ -130,10 +131,16 @@ class LedgerCheck:
     no tree head can be checked), recording what it finds in ``findings``. The counters are
     read by the caller's report once :meth:`run` and :meth:`named_files` have run."""
 
-    def __init__(self, archive: Path, findings: Findings, key: Ed25519PublicKey | None) -> None:
+    def __init__(self, archive: Path, findings: Findings, key: Ed25519PublicKey | None,
+                 pending_after: str | None = None) -> None:
+        """``pending_after``: on a live archive, the time (UTC, the time format) from which an
+        entry the latest tree head does not cover yet is pending (the server signs it within its
+        signing interval) rather than uncovered; None for an archive no server writes."""
         self.archive = archive
         self.report = findings
         self.key = key
+        self.pending_after = pending_after
+        self.pending = 0  # entries not covered yet, but recent enough on a live archive
         self.lines: list[bytes] = []
         self.parsed: list[dict[str, Any] | None] = []
         self.names: list[str] = []  # how findings name the line at each position
@@ -328,10 +335,27 @@ class LedgerCheck:
     def check_coverage(self) -> None:
         r = self.report
         covered = self.latest["tree_size"] if self.latest else 0
-        if self.key is not None and covered < self.tree.size:
-            r.fail("uncovered", _span(covered, self.tree.size - 1),
+        if self.key is None or covered >= self.tree.size:
+            return
+        first_pending = self.tree.size
+        if self.pending_after is not None:
+            # On a live archive the newest entries wait for the next signature: those appended
+            # within the signing interval are pending, any older one is a failure.
+            first_pending = covered
+            for k in range(self.tree.size - 1, covered - 1, -1):
+                e = self.parsed[self.order[k]]
+                if e is None or e["time"] < self.pending_after:
+                    first_pending = k + 1
+                    break
+        if covered < first_pending:
+            r.fail("uncovered", _span(covered, first_pending - 1),
                    "not covered by the latest signed tree head: appended after the last signature (the server "
                    "signs within archive.sign_interval_s and at shutdown) or added afterwards")
+        if first_pending < self.tree.size:
+            self.pending = self.tree.size - first_pending
+            r.warn("pending", _span(first_pending, self.tree.size - 1),
+                   f"appended since the last tree head, after {self.pending_after}: the running server signs them "
+                   "within archive.sign_interval_s (dispatch-audit verify --fresh asks it to sign now)")
 
     # -- what the ledger says exists --
 
@@ -361,7 +385,9 @@ class LedgerCheck:
             if e is None:
                 continue
             d, name = e["data"], self.names[p]
-            if e["type"] == "segment_sealed":
+            if e["type"] == "recording_opened" and isinstance(d.get("recording_id"), str):
+                named.opened.add(d["recording_id"])
+            elif e["type"] == "segment_sealed":
                 self.segments += 1
                 rel = d.get("path")
                 if not (isinstance(rel, str) and _SEGMENT_PATH.match(rel) and ".." not in rel.split("/")

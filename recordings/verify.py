@@ -17,11 +17,16 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from utctime import iso_millis
+
 from .archive_files import Progress, hash_files, hash_jobs
 from .findings import Findings
 from .known_heads import KnownHead, check_known_heads
-from .ledger import PUBLIC_KEY_FILE, key_id, load_public_key
+from .ledger import ENTRIES_FILE, PUBLIC_KEY_FILE, key_id, load_public_key
 from .ledger_check import LedgerCheck
+from .live_check import ledger_in_use
+
+SIGN_SLACK_S = 5.0  # on top of sign_interval_s: the signing itself, a busy disk
 
 
 class ArchiveNotFoundError(Exception):
@@ -44,6 +49,8 @@ class Report(Findings):
     root_hash: str = ""
     key_id: str = ""
     key_pinned: bool = False
+    live: bool = False  # a server was writing the archive while it was checked
+    pending: int = 0  # entries newer than the latest tree head, within the signing interval (live only)
     known_heads: int = 0  # tree heads kept elsewhere (--known-head) checked against the ledger
     known_heads_proven: int = 0  # of those, proven to be extended by the ledger
     seconds: float = 0.0
@@ -94,7 +101,8 @@ UNANCHORED = ("neither the court's public key (--public-key) nor a tree head kep
 
 def verify_archive(archive_dir: Path, public_key_pem: bytes | None = None, progress: Progress | None = None,
                    *, workers: int | None = None, known_heads: list[KnownHead] | None = None,
-                   allow_unanchored: bool = False) -> Report:
+                   allow_unanchored: bool = False, live: bool | None = None, sign_interval_s: float = 60.0,
+                   now: float | None = None) -> Report:
     """Check the archive at ``archive_dir``; ``public_key_pem`` pins the key that must have signed it.
 
     ``known_heads`` (tree heads kept outside the archive) must each be extended by the ledger
@@ -114,14 +122,17 @@ def verify_archive(archive_dir: Path, public_key_pem: bytes | None = None, progr
         raise ArchiveNotFoundError(f"{archive}: no ledger/ directory; is this an evidence archive?")
     t0 = time.monotonic()
     report = Report(archive=str(archive))
+    report.live = ledger_in_use(archive / ENTRIES_FILE) if live is None else live
+    fresh_after = (time.time() if now is None else now) - sign_interval_s - SIGN_SLACK_S
     key = _load_key(archive, report, public_key_pem)
     if public_key_pem is None and not known_heads:
         if allow_unanchored:
             report.warn("unanchored", "archive", UNANCHORED)
         else:
             report.fail("unanchored", "archive", UNANCHORED + "; pass --allow-unanchored to accept that")
-    ledger = LedgerCheck(archive, report, key)
+    ledger = LedgerCheck(archive, report, key, iso_millis(fresh_after) if report.live else None)
     ledger.run()
+    report.pending = ledger.pending
     if known_heads:
         report.known_heads = len(known_heads)
         report.known_heads_proven = check_known_heads(known_heads, ledger.tree, ledger.latest, key, report)
@@ -131,7 +142,7 @@ def verify_archive(archive_dir: Path, public_key_pem: bytes | None = None, progr
     report.segments, report.segments_proven = ledger.segments, ledger.segments_proven
     report.snapshots, report.snapshots_proven = ledger.snapshots, ledger.snapshots_proven
     report.operator_actions = ledger.operator_actions
-    jobs = hash_jobs(archive, named, report)
+    jobs = hash_jobs(archive, named, report, fresh_after if report.live else None)
     report.files_hashed, report.bytes_hashed = hash_files(archive, jobs, report, progress,
                                                           workers or default_workers())
     report.seconds = round(time.monotonic() - t0, 3)

@@ -184,6 +184,7 @@ def document() -> dict[str, Any]:
         "/api/retention/run": {"post": _op("Run retention (dry_run=1: only report); 409 and an alert when it would delete "
                                            "more than archive.max_delete_share", params=("dry_run",), result=OBJ,
                                            errors=(400, 401, 403, 409, 503))},
+        "/api/archive/sign": {"post": _op("Sign a tree head of the evidence ledger now (admins; dispatch-audit verify --fresh)", result=OBJ, errors=(401, 403, 503))},
         # Party access (docs/api.md "Party access"): portal calls carry the party's portal token.
         "/api/party/login": {"post": _op("Party login: case number + one-time access code + name -> portal token; "
                                          "429 with Retry-After after repeated wrong codes from one address",

@@ -289,3 +289,26 @@ def test_cli_exit_codes_and_output(tmp_path: Path) -> None:
     assert run_audit("verify", "--archive", str(built.archive), "--public-key", str(cfg)).returncode == 2
     assert run_audit("frobnicate").returncode == 2
     assert run_audit("--help").returncode == 0
+
+
+def test_on_a_live_archive_recent_unsigned_entries_are_pending_and_older_ones_fail(tmp_path: Path) -> None:
+    built = build_archive(tmp_path, random.Random(9), recordings=1, segments=2)
+    clock = StepClock()
+    clock.t += 3600  # an hour after the archive was built
+    led = Ledger(built.archive, built.key_path, clock=clock)
+    led.open()
+    n = led.size
+    for i in range(3):
+        led.append("viewed", actor="user:ana", data={"recording_id": "rec-00", "seq": i + 1})
+    (built.archive / "recordings" / "rec-00" / "000009.webm.part").write_bytes(b"being written")
+    now = clock.t + 1
+    live = verify_archive(built.archive, built.public_pem, live=True, sign_interval_s=60, now=now)
+    assert live.failures == [] and live.live and live.pending == 3
+    assert ("pending", f"entries {n}..{n + 2}") in [(w.kind, w.item) for w in live.warnings]
+    # Much later, or on an archive no server writes, unsigned entries are a failure.
+    late = verify_archive(built.archive, built.public_pem, live=True, sign_interval_s=60, now=now + 3600)
+    assert [(f.kind, f.item) for f in late.failures] == [("uncovered", f"entries {n}..{n + 2}")]
+    stopped = verify_archive(built.archive, built.public_pem, live=False)
+    assert [(f.kind, f.item) for f in stopped.failures] == [("uncovered", f"entries {n}..{n + 2}")]
+    assert "unsealed" in [w.kind for w in stopped.warnings]
+    led.close()
