@@ -183,7 +183,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         party = PartyAccess(db, settings.party, action_store, archive.record, clock)
         requests = FootageRequests(db, settings.party, party, archive.record, push.footage_request, clock)
         party_links = PartyLinks(db, settings.party, requests, archive.record, clock)
-        exports = ExportService(requests, party_links, archive, action_store, settings.data_dir / "exports",
+        exports = ExportService(requests, party_links, archive, action_store, settings.archive_dir / "exports",
                                 settings.signing_key_path,
                                 load_link_secret(settings.data_dir / "keys" / "link-secret"),
                                 settings.party.export_workers, clock)

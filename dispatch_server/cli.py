@@ -169,7 +169,7 @@ def retention_run(settings: Settings, dry_run: bool) -> int:
     if not (settings.archive_dir / "ledger" / "entries.jsonl").is_file():
         print(f"no evidence archive at {settings.archive_dir}: nothing to do")
         return 0
-    pid = running_pid(settings.data_dir)  # one writer per ledger: a running server owns it
+    pid = running_pid(settings.data_dir, settings.archive_dir)  # one writer per ledger: a running server owns it
     if pid is not None:
         raise SystemExit(f"error: dispatch-server pid {pid} runs on {settings.data_dir}; run retention there: "
                          "POST /api/retention/run")

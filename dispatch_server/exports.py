@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from recordings.archive import ArchiveService
+from recordings.durable import fsync_dir
 from recordings.export import ExportCancelled, ExportError, export_recording, review_keyframe
 from recordings.package import build_package, load_signing_key
 from recordings.redaction import Region
@@ -40,6 +41,7 @@ from .party_links import PartyLinks
 
 logger = logging.getLogger(__name__)
 
+PART = ".part"  # an export folder being built, not yet in the ledger
 PROGRESS_EMIT_S = 1.0
 PROGRESS_STORE_S = 2.0
 CONTIGUOUS_S = 1.5  # segments closer than this make one recorded interval
@@ -234,7 +236,9 @@ class ExportService:
         origin = opened + float(first.get("offset_s", 0.0))
         start_s = max(0.0, decision["from"] - origin) if decision.get("from") else None
         end_s = decision["to"] - origin if decision.get("to") else None
-        out_dir = self.dir / doc["id"]
+        # Built in <id>.part/ (what verify reports as in progress); after its exported entry is in
+        # the ledger the folder takes its final name (_finish, or recovery at the next start).
+        out_dir = self.dir / f"{doc['id']}{PART}"
         if out_dir.exists():
             shutil.rmtree(out_dir)  # leftovers of an interrupted attempt
         out_dir.mkdir(parents=True)
@@ -264,11 +268,13 @@ class ExportService:
                                  source_indexes=indexes, request=request, redactions=redactions,
                                  completeness=completeness, signing_key=load_signing_key(self._key_path),
                                  export_duration_s=result.duration_s)
-        return {"export": result.to_dict(), "export_path": str(result.path), "package_path": str(package_path),
+        final = self.dir / doc["id"]
+        return {"export": result.to_dict(), "export_path": str(final / result.path.name),
+                "package_path": str(final / package_path.name),
                 "package_sha256": manifest["package_sha256"], "package_bytes": manifest["package_bytes"],
                 "sources": len(indexes), "package_id": manifest.get("package_id")}
 
-    async def _finish(self, request_id: str, result: dict[str, Any]) -> None:
+    async def _finish(self, request_id: str, result: dict[str, Any], recorded: bool = False) -> None:
         doc = await self._requests.get(request_id)
         link = await self._links.issue(doc, self.link_token)
         doc["state"] = "ready"
@@ -276,22 +282,68 @@ class ExportService:
         doc["links"].append({**link, "revoked_at": None})
         doc["history"].append({"at": self._clock(), "by": "system", "what": "ready",
                                "message": f"export ready; link valid until {iso_millis(link['expires_at'])}"})
-        await self._requests.update(doc)
+        root = self._archive.root
+        if recorded:
+            await self._requests.update(doc)
+            return
         await self._archive.record("exported", actor=f"user:{doc['export'].get('started_by')}", where="exporter",
                                    data={"request_id": request_id, "case_number": doc["case_number"],
                                          "recording_id": doc["decision"]["recording_id"],
+                                         "export_path": Path(result["export_path"]).relative_to(root).as_posix(),
                                          "export_sha256": result["export"]["sha256"],
-                                         "package_sha256": result["package_sha256"], "sources": result["sources"],
+                                         "export_bytes": result["export"]["bytes"],
+                                         "package_path": Path(result["package_path"]).relative_to(root).as_posix(),
+                                         "package_sha256": result["package_sha256"],
+                                         "package_bytes": result["package_bytes"], "sources": result["sources"],
                                          "link_id": link["id"], "link_expires": iso_millis(link["expires_at"])})
+        await asyncio.to_thread(self._seal_folder, request_id)  # the entry is the commit point
+        await self._requests.update(doc)
+
+    def _seal_folder(self, request_id: str) -> None:
+        """``exports/<id>.part`` → ``exports/<id>`` (durably): its ``exported`` entry is written."""
+        part, final = self.dir / f"{request_id}{PART}", self.dir / request_id
+        if final.exists():
+            shutil.rmtree(final)  # an earlier export of the same request, superseded
+        os.rename(part, final)
+        fsync_dir(self.dir)
+
+    def _recover(self) -> dict[str, dict[str, Any]]:
+        """At start: finish the folder of an export whose ``exported`` entry was written before a
+        crash (the ledger says it is committed), remove the others (their export runs again).
+        Returns the committed exports' entry data by request id."""
+        parts = sorted(self.dir.glob(f"*{PART}")) if self.dir.is_dir() else []
+        if not parts:
+            return {}
+        committed = {e["data"]["request_id"]: e["data"] for e in self._archive.ledger.entries()
+                     if e["type"] == "exported" and e["outcome"] == "ok" and "package_path" in e["data"]}
+        for part in parts:
+            rid = part.name[:-len(PART)]
+            if rid in committed:
+                self._seal_folder(rid)
+            else:
+                shutil.rmtree(part, ignore_errors=True)
+        return committed
 
     def link_token(self, link_id: str) -> str:
         """The link's secret token, derived from its id: stored nowhere, shown to the party on demand."""
         return hmac.new(self._secret, link_id.encode(), hashlib.sha256).hexdigest()[:43]
 
     async def start(self) -> None:
-        """Start again the exports a stop interrupted."""
+        """Finish or remove what a crash left under ``exports/``; start again the exports a stop
+        interrupted."""
         self._loop = asyncio.get_running_loop()
-        self.resume(await self._requests.list(state="exporting"))
+        committed = await asyncio.to_thread(self._recover)
+        for doc in await self._requests.list(state="exporting"):
+            data = committed.get(doc["id"])
+            if data is None:
+                self.resume([doc])
+                continue
+            root = self._archive.root  # finished, but the crash came before the record was updated
+            await self._finish(doc["id"], {
+                "export": {"sha256": data["export_sha256"], "bytes": data["export_bytes"]},
+                "export_path": str(root / data["export_path"]), "package_path": str(root / data["package_path"]),
+                "package_sha256": data["package_sha256"], "package_bytes": data["package_bytes"],
+                "sources": data.get("sources")}, recorded=True)
 
     async def close(self) -> None:
         self._closing = True

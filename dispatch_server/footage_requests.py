@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from utctime import iso_millis
+
 from .config import PartyConfig
 from .errors import BadRequest, Conflict, NotFound
 from .party_access import Party, PartyAccess, Record
@@ -75,6 +77,15 @@ class BlurRegion:
     reason: str = "manual"
 
 
+def iso_or_none(ts: float | None) -> str | None:
+    return iso_millis(ts) if ts is not None else None
+
+
+def ledger_decision(decision: dict[str, Any]) -> dict[str, Any]:
+    """The decision as the ledger records it: times as UTC ISO text, never epoch seconds."""
+    return {k: iso_or_none(v) if k in ("at", "release_until", "from", "to") else v for k, v in decision.items()}
+
+
 def check_range(start: float | None, end: float | None) -> None:
     if start is not None and end is not None and end <= start:
         raise BadRequest("to must be after from", code="bad_time")
@@ -110,7 +121,8 @@ class FootageRequests:
         await self._db.write(lambda c: self._save(c, doc))
         await self._record("request_created", actor=party.actor, where=f"http:{ip}",
                            data={"request_id": doc["id"], "case_number": party.case_number,
-                                 "action_id": req.action_id, "from": req.start, "to": req.end})
+                                 "action_id": req.action_id, "from": iso_or_none(req.start),
+                                 "to": iso_or_none(req.end)})
         await self._changed(doc)
         return doc
 
@@ -202,7 +214,7 @@ class FootageRequests:
         entry = {"approve": "request_approved", "refuse": "request_refused", "more_info": "request_more_info"}
         await self._record(entry[d.decision], actor=f"user:{who}", where=f"http:{ip}",
                            data={"request_id": request_id, "case_number": doc["case_number"],
-                                 "decision": doc["decision"]})
+                                 "decision": ledger_decision(doc["decision"])})
         await self._changed(doc)
         return doc
 

@@ -1,20 +1,31 @@
-"""One server per data directory and per port, checked before anything is created.
+"""One server per evidence archive and per port, checked before anything is created.
 
-``dispatch-server serve`` first claims its data directory (``<data_dir>/server.pid``, locked with
+``dispatch-server serve`` first claims what only one process may hold: its evidence archive (a
+lock file in the data directory, ``server.pid`` for the default archive ``<data_dir>/archive``,
+``server-<16 hex digits of SHA-256 of the archive path>.pid`` for another one, locked with
 ``flock`` for the life of the process and holding its pid) and its listening socket; only then
-does it create the database, the archive or a key. A second server on the same data directory,
-or on a port already taken, stops with one line naming the pid and what is in use.
+does it create the database, the archive or a key. Several nodes may share a data directory, each
+with its own ``[archive] dir``. A second server on the same archive, or on a port already taken,
+stops with one line naming the pid and what is in use.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import socket
 from pathlib import Path
 
 LOCK_FILE = "server.pid"
+
+
+def lock_path(data_dir: Path, archive_dir: Path | None) -> Path:
+    """The lock file of the server writing ``archive_dir`` (None: archive disabled)."""
+    if archive_dir is None or archive_dir.resolve() == (data_dir / "archive").resolve():
+        return data_dir / LOCK_FILE
+    return data_dir / f"server-{hashlib.sha256(str(archive_dir.resolve()).encode()).hexdigest()[:16]}.pid"
 
 
 class InstanceError(Exception):
@@ -28,9 +39,9 @@ def _holder(path: Path) -> str:
         return "?"
 
 
-def running_pid(data_dir: Path) -> str | None:
-    """The pid of the server holding ``data_dir``, or None when no server runs on it."""
-    path = data_dir / LOCK_FILE
+def running_pid(data_dir: Path, archive_dir: Path | None = None) -> str | None:
+    """The pid of the server holding the archive of ``data_dir``, or None when none runs."""
+    path = lock_path(data_dir, archive_dir)
     try:
         fd = os.open(path, os.O_RDWR)
     except OSError:
@@ -79,10 +90,11 @@ class Instance:
         self.sock = sock
 
     @classmethod
-    def claim(cls, data_dir: Path, host: str, port: int) -> Instance:
-        """Lock ``data_dir`` and bind ``host:port``; :class:`InstanceError` if either is taken.
-        Nothing is created unless both are free (then only ``data_dir`` and its lock file)."""
-        path = data_dir / LOCK_FILE
+    def claim(cls, data_dir: Path, host: str, port: int, archive_dir: Path | None = None) -> Instance:
+        """Lock the archive's lock file in ``data_dir`` and bind ``host:port``; :class:`InstanceError`
+        if either is taken. Nothing is created unless both are free (then only ``data_dir`` and the
+        lock file). Without an archive (``None``: disabled) several nodes may share the data directory."""
+        path = lock_path(data_dir, archive_dir)
         fd = -1
         if path.exists():
             fd = os.open(path, os.O_RDWR)
@@ -113,8 +125,9 @@ class Instance:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise InstanceError(f"the data directory {data_dir} is in use by dispatch-server pid {_holder(path)}; "
-                                "stop that server first, or give this one its own [storage] data_dir") from None
+            raise InstanceError(f"the data directory {data_dir} is in use by dispatch-server pid {_holder(path)} "
+                                f"(its archive); stop that server first, or give this one its own [storage] data_dir "
+                                "or [archive] dir") from None
 
     @staticmethod
     def _bind(host: str, port: int) -> socket.socket:

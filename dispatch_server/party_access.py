@@ -21,6 +21,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from utctime import iso_millis
+
 from .actions import ActionStore
 from .config import PartyConfig
 from .errors import TooManyAttempts, Unauthorized
@@ -95,7 +97,7 @@ class PartyAccess:
             "INSERT INTO party_codes(code_hash, case_number, party_name, issued_by, issued_at, expires_at) "
             "VALUES (?,?,?,?,?,?)", (code_hash(code), case, name, issued_by, now, expires)))
         await self._record("access_code_issued", actor=f"user:{issued_by}", where=where,
-                           data={"case_number": case, "party_name": name, "expires_at": expires})
+                           data={"case_number": case, "party_name": name, "expires_at": iso_millis(expires)})
         return {"code": code, "case_number": case, "party_name": name, "expires_at": expires}
 
     # party side: sign-in ---------------------------------------------------------------------

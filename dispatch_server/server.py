@@ -133,7 +133,8 @@ def run(settings: Settings) -> int:
     (:class:`~dispatch_server.instance.Instance`): :class:`~dispatch_server.instance.InstanceError`
     if another server holds either.
     """
-    instance = Instance.claim(settings.data_dir, settings.server.host, settings.server.port)  # InstanceError
+    instance = Instance.claim(settings.data_dir, settings.server.host, settings.server.port,  # InstanceError
+                              settings.archive_dir if settings.archive.enabled else None)
     try:
         if settings.server.event_loop == "uvloop":
             import uvloop

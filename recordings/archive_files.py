@@ -25,6 +25,8 @@ from .ledger import RECORDINGS_DIR
 from .ledger_check import NamedFiles
 from .snapshots import PART, SNAPSHOTS_DIR
 
+EXPORTS_DIR = "exports"  # export packages for parties: exports/<request_id>/ (docs/archive-format.md)
+
 READ_SIZE = 1 << 20  # bytes per read while hashing; hashlib releases the GIL on updates this big
 BATCH_BYTES = 32 << 20  # files are handed to the hashing threads in batches of about this size
 BATCH_FILES = 256  # or this many files
@@ -106,7 +108,36 @@ def hash_jobs(archive: Path, named: NamedFiles, findings: Findings, fresh_after:
             else:
                 r.fail("extra", rel, "not named by the ledger")
     _still_jobs(archive, named, findings, jobs, fresh_after)
+    _export_jobs(archive, named, findings, jobs, fresh_after)
     return jobs
+
+
+def _export_jobs(archive: Path, named: NamedFiles, findings: Findings, jobs: list[HashJob],
+                 fresh_after: float | None) -> None:
+    """Export packages: the files ``exported`` entries name are present; nothing else is under
+    ``exports/`` but folders ``<request_id>.part`` (an export being built)."""
+    r = findings
+    for rel, (i, sha, size) in named.exports.items():
+        found = _size_of(archive, rel)
+        if found is not None:
+            jobs.append(HashJob(rel, sha, size, f"entry {i}", found))
+        else:
+            r.fail("missing", rel, f"named by entry {i} (exported)")
+    prefix = len(str(archive)) + 1
+    for dirpath, _dirs, files in os.walk(os.path.join(archive, EXPORTS_DIR)):
+        for fname in files:
+            rel = os.path.join(dirpath, fname)[prefix:].replace(os.sep, "/")
+            if rel in named.exports:
+                continue
+            folder = rel.split("/")[1] if rel.count("/") >= 2 else ""
+            if folder.endswith(PART):
+                kind = "in_progress" if fresh_after is not None else "unsealed"
+                r.warn(kind, rel, "an export being built (a crash leftover when no server runs: the server "
+                       "removes it or completes it at its next start)")
+            elif _fresh(os.path.join(dirpath, fname), fresh_after):
+                r.warn("in_progress", rel, "written since the ledger was read: an export being completed")
+            else:
+                r.fail("extra", rel, "not named by the ledger")
 
 
 def _still_jobs(archive: Path, named: NamedFiles, findings: Findings, jobs: list[HashJob],

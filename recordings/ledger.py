@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from utctime import iso_millis
 
+from .canonical import canonical_json as canonical_json  # re-exported: the line format
 from .checkpoint import Checkpoint, CheckpointError, read_checkpoint, write_checkpoint
 from .durable import fsync_dir
 from .ledger_load import load_ledger
@@ -75,11 +76,6 @@ class LedgerWriteError(LedgerError):
 
 
 # ---- helpers shared with the verifier -------------------------------------------------------
-
-
-def canonical_json(obj: Any) -> bytes:
-    """The exact bytes of a ledger or tree-head line (without its ``\\n``)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def sth_message(tree_size: int, root_hash: str, timestamp: str) -> bytes:
@@ -358,6 +354,18 @@ class Ledger:
             f.seek(first)
             blob = f.read(last - first)
         return [json.loads(line) for line in blob.split(b"\n") if line]
+
+    def raw_lines(self, start: int, stop: int) -> list[bytes]:
+        """The exact bytes of entry lines ``start .. stop-1`` (without ``\n``), as on disk."""
+        with self._lock:
+            begin, end, _ = slice(start, stop).indices(self._tree.size)
+            if begin >= end:
+                return []
+            first = self._offsets[begin]
+            last = self._offsets[end] if end < len(self._offsets) else self._entries_len
+        with open(self._entries_path, "rb") as f:
+            f.seek(first)
+            return f.read(last - first).split(b"\n")[:end - begin]
 
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[str]:
         """RFC 9162 inclusion proof (hex, leaf upwards) of entry ``index`` in the tree of

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from utctime import parse_iso_millis
 
+from .canonical import is_canonical
 from .findings import Findings
 from .ledger import (
     ENTRIES_FILE,
@@ -30,7 +31,6 @@ from .ledger import (
     PUBLIC_KEY_FILE,
     STH_FILE,
     STH_KEYS,
-    canonical_json,
     key_id,
     verify_sth_signature,
 )
@@ -40,6 +40,7 @@ from .snapshots import SNAPSHOT_PATH_RE
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SEGMENT_PATH = re.compile(r"^recordings/[^/]+/[^/]+$")
+_EXPORT_PATH = re.compile(r"^exports/[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+$")
 
 
 @dataclass
@@ -52,6 +53,7 @@ class NamedFiles:
     closed: dict[str, tuple[int, str]] = field(default_factory=dict)  # recording id -> (entry, recording.json sha256)
     stills: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # snapshot -> (entry, its data)
     opened: set[str] = field(default_factory=set)  # recording ids of recording_opened entries
+    exports: dict[str, tuple[int, str, int]] = field(default_factory=dict)  # export file -> (entry, sha256, bytes)
 
 
 def read_lines(path: Path) -> tuple[list[bytes], bytes | None]:
@@ -90,7 +92,7 @@ def _entry_problem(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
             parse_iso_millis(entry["time"])
         except ValueError as exc:
             problem = str(exc)
-    if problem is None and canonical_json(entry) != line:
+    if problem is None and not is_canonical(entry, line):
         problem = "not in canonical form (sorted keys, no spaces, UTF-8): not written by the ledger"
     return entry, problem
 
@@ -117,7 +119,7 @@ def _sth_problem(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
         parse_iso_millis(sth["timestamp"])
     except ValueError as exc:
         return None, str(exc)
-    if canonical_json(sth) != line:
+    if not is_canonical(sth, line):
         return None, "not in canonical form: not written by the ledger"
     return sth, None
 
@@ -184,7 +186,10 @@ class LedgerCheck:
         n = len(self.lines)
         self.entries = n
         if torn is not None:
-            r.fail("bad_entry", f"entry {n}", f"line {n + 1} has no newline at its end: a write torn by a crash "
+            # Named by the index it carries when that much of it was written, else by its position.
+            carried = re.search(rb'"index":(\d+)', torn)
+            item = f"entry {int(carried.group(1)) if carried else n}"
+            r.fail("bad_entry", item, f"line {n + 1} has no newline at its end: a write torn by a crash "
                    "(the server cuts it off at its next start) or an altered file; it is not counted")
         self.parsed = []
         for p, line in enumerate(self.lines):
@@ -371,6 +376,21 @@ class LedgerCheck:
         self.report.fail("not_included", name, "its inclusion proof does not verify against the latest tree head")
         return False
 
+    def _named_exports(self, i: int, name: str, d: dict[str, Any], named: NamedFiles) -> None:
+        """An ``exported`` entry names the export and the package under ``exports/<request_id>/``."""
+        rid = d.get("request_id")
+        files = [(d.get("export_path"), d.get("export_sha256"), d.get("export_bytes")),
+                 (d.get("package_path"), d.get("package_sha256"), d.get("package_bytes"))]
+        for rel, sha, size in files:
+            if not (isinstance(rid, str) and isinstance(rel, str) and _EXPORT_PATH.match(rel)
+                    and rel.split("/")[1] == rid and isinstance(sha, str) and _HEX64.match(sha)
+                    and isinstance(size, int) and not isinstance(size, bool) and size >= 0):
+                self.report.fail("bad_entry", name, "exported needs request_id and, for the export and the package, "
+                                 "a path exports/<request_id>/<file>, its sha256 and bytes")
+                return
+        for rel, sha, size in files:
+            named.exports[str(rel)] = (i, str(sha), int(size or 0))  # a later export of the request replaces it
+
     def named_files(self) -> NamedFiles:
         """Walk the entries for sealed, deleted and closed files and stills; check each sealed
         segment's and still's inclusion proof and that the last ``key_created`` entry names the key
@@ -391,9 +411,11 @@ class LedgerCheck:
                 self.segments += 1
                 rel = d.get("path")
                 if not (isinstance(rel, str) and _SEGMENT_PATH.match(rel) and ".." not in rel.split("/")
+                        and rel.split("/")[1] == d.get("recording_id")
                         and isinstance(d.get("sha256"), str) and _HEX64.match(d["sha256"])
-                        and isinstance(d.get("bytes"), int) and d["bytes"] >= 0):
-                    r.fail("bad_entry", name, "segment_sealed needs path recordings/<id>/<file>, sha256 and bytes")
+                        and isinstance(d.get("bytes"), int) and not isinstance(d["bytes"], bool) and d["bytes"] >= 0):
+                    r.fail("bad_entry", name, "segment_sealed needs path recordings/<recording_id>/<file> (of its own "
+                           "recording_id), sha256 and bytes")
                     continue
                 if rel in sealed and rel not in deleted:
                     r.fail("bad_entry", name, f"{rel} was already sealed by entry {sealed[rel][0]}")
@@ -404,6 +426,7 @@ class LedgerCheck:
                 self.snapshots += 1
                 rel = d.get("path")
                 if not (isinstance(rel, str) and SNAPSHOT_PATH_RE.match(rel)
+                        and rel.rsplit("/", 1)[-1] == f"{d.get('snapshot_id')}.jpg"
                         and isinstance(d.get("sha256"), str) and _HEX64.match(d["sha256"])
                         and isinstance(d.get("bytes"), int) and not isinstance(d["bytes"], bool) and d["bytes"] >= 0):
                     r.fail("bad_entry", name, "snapshot_sealed needs path snapshots/<YYYYMMDD>/<snapshot_id>.jpg, "
@@ -418,8 +441,10 @@ class LedgerCheck:
                 if rel not in sealed or rel in deleted:
                     r.fail("bad_entry", name, f"deletes {rel!r}, which no earlier entry sealed")
                     continue
-                if d.get("sha256") != sealed[rel][1]["sha256"]:
-                    r.fail("bad_entry", name, f"the sha256 of the deleted {rel} differs from entry {sealed[rel][0]}'s")
+                first = sealed[rel][1]
+                if d.get("sha256") != first["sha256"] or d.get("recording_id") != first["recording_id"]:
+                    r.fail("bad_entry", name, f"the sha256 or recording_id of the deleted {rel} differs from entry "
+                           f"{sealed[rel][0]}'s")
                 deleted[rel] = i
             elif e["type"] == "recording_closed":
                 rid, sha = d.get("recording_id"), d.get("metadata_sha256")
@@ -441,6 +466,8 @@ class LedgerCheck:
                     r.fail("bad_entry", name, f"operator action {seq} does not follow {last_seq}: the audit trail "
                            "is written in order, each row once")
                 last_seq = max(last_seq, seq)
+            elif e["type"] == "exported" and e["outcome"] == "ok" and "package_path" in d:
+                self._named_exports(i, name, d, named)
             elif e["type"] == "audit_gap":
                 r.warn("audit_gap", name, f"audit rows {d.get('from_seq')}..{d.get('to_seq')} were deleted from the "
                        "server's database before they reached the ledger")

@@ -33,6 +33,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .canonical import is_canonical
 from .checkpoint import Checkpoint
 from .merkle import MerkleTree, leaf_hash
 
@@ -42,10 +43,6 @@ STH_CONTEXT = "dispatch-ledger-sth:v1"
 MAX_PROBLEMS = 20  # named one by one; more are counted
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _READ = 1 << 20
-
-
-def _canonical(obj: Any) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 @dataclass
@@ -81,11 +78,8 @@ def _entry_problem(line: bytes, number: int, prev: str) -> str | None:
         return f"carries index {entry['index']!r} at position {number}"
     if entry["prev"] != prev:
         return "its prev is not the hash of the entry before it: the chain is broken here"
-    try:
-        if _canonical(entry) != line:
-            return "not in canonical form: not written by the ledger"
-    except (TypeError, ValueError):
-        return "not in canonical form"
+    if not is_canonical(entry, line):
+        return "not in canonical form: not written by the ledger"
     return None
 
 
@@ -108,7 +102,7 @@ def _sth_problem(line: bytes, key: Ed25519PublicKey, kid: str) -> tuple[dict[str
         key.verify(base64.b64decode(str(sth["signature"]), validate=True), message)
     except (ValueError, binascii.Error, InvalidSignature):
         return None, "the Ed25519 signature does not verify"
-    if _canonical(sth) != line:
+    if not is_canonical(sth, line):
         return None, "not in canonical form: not written by the ledger"
     return sth, None
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ..appkeys import ARCHIVE, DENIALS, EXPORTS, LINKS
+from ..appkeys import ARCHIVE, DENIALS, EXPORTS, LINKS, SETTINGS
 from ..errors import NotFound
 from .request import client_ip
 
@@ -43,8 +43,11 @@ async def download(request: web.Request) -> web.StreamResponse:
         await denials.denied(f"http:{ip}", {"path": request.path[:12] + "…", "reason": str(exc)[:200]})
         raise
     export = doc["export"]
-    path = await asyncio.to_thread(_inside, Path(export["package_path" if what == "package" else "export_path"]),
-                                   request.app[EXPORTS].dir)
+    exports = request.app[EXPORTS]
+    wanted = Path(export["package_path" if what == "package" else "export_path"])
+    path = await asyncio.to_thread(_inside, wanted, exports.dir)
+    if path is None:  # a package made before exports moved into the archive (<data_dir>/exports)
+        path = await asyncio.to_thread(_inside, wanted, request.app[SETTINGS].data_dir / "exports")
     if path is None:
         raise NotFound("the export file is missing; ask the court", code="export_missing")
     await request.app[LINKS].used(link["id"])

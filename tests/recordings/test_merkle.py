@@ -4,6 +4,7 @@ consistency proofs between tree sizes (§2.1.4)."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +179,28 @@ def test_a_large_tree_gives_proofs_quickly() -> None:
     for m in rng.sample(range(100_000), 500):
         assert verify_inclusion(leaves[m], m, 100_000, tree.inclusion_proof(m), root)
     assert tree.root(65_536) == tree.root(65_536)  # complete subtree: stored, no recomputation
+
+
+def test_the_format_documents_test_vectors_the_code_reproduces() -> None:
+    """docs/archive-format.md lists full vectors for third parties: they must be the code's."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "archive-format.md").read_text(encoding="utf-8")
+    block = doc[doc.index("# leaves (hex):"):]
+    block = block[:block.index("```")]
+    tree = MerkleTree(leaf_hash(d) for d in CT_LEAVES)
+    seen = set()
+    for line in block.splitlines()[1:]:
+        kind, *fields = line.split()
+        seen.add(kind)
+        if kind == "leaf":
+            assert tree.leaf(int(fields[0])).hex() == fields[1], line
+        elif kind == "root":
+            assert tree.root(int(fields[0])).hex() == fields[1], line
+        elif kind == "inclusion":
+            m, n, proof = int(fields[0]), int(fields[1]), fields[2:]
+            assert [h.hex() for h in tree.inclusion_proof(m, n)] == proof, line
+            assert verify_inclusion(tree.leaf(m), m, n, [bytes.fromhex(h) for h in proof], tree.root(n))
+        else:
+            m, n, proof = int(fields[0]), int(fields[1]), fields[2:]
+            assert [h.hex() for h in tree.consistency_proof(m, n)] == proof, line
+            assert verify_consistency(m, n, tree.root(m), tree.root(n), [bytes.fromhex(h) for h in proof])
+    assert seen == {"leaf", "root", "inclusion", "consistency"}

@@ -62,7 +62,7 @@ def build_archive(root: Path, rng: random.Random, recordings: int = 2, segments:
         folder.mkdir(parents=True)
         led.append("recording_opened", actor=f"unit:u{r}", data={
             "recording_id": rid, "unit_id": f"u{r}", "action_id": f"a{r}", "case_number": f"(2026)京0105执{r}号",
-            "officer": "Li", "video_codec": "vp8", "audio_codec": "opus"})
+            "officers": ["Li"], "video_codec": "vp8", "audio_codec": "opus"})
         for seq in range(1, segments + 1):
             body = rng.randbytes(rng.randint(1, 3000))
             rel = f"recordings/{rid}/{seq:06d}.webm"
