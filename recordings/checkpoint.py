@@ -46,6 +46,9 @@ class Checkpoint:
     sth_sha256: str
     verified_at: str  # UTC ISO time of the check or the signature
     latest_sth: dict[str, Any] | None = field(default=None)
+    # The server stopped cleanly right after this checkpoint (its final tree head covers every
+    # entry): nothing may follow in entries.jsonl until it starts again.
+    closed: bool = False
 
     def to_json(self) -> bytes:
         return json.dumps({"format": FORMAT, **asdict(self)}, sort_keys=True, separators=(",", ":"),
@@ -76,6 +79,8 @@ def read_checkpoint(path: Path) -> Checkpoint | None:
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"checkpoint {path}: {exc}") from exc
     ints = (cp.entries, cp.sth_lines, cp.sth_bytes)
+    if not isinstance(cp.closed, bool):
+        raise CheckpointError(f"checkpoint {path}: malformed")
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in ints) \
             or not _HEX64.match(cp.sth_sha256) or not (cp.root_hash == "" or _HEX64.match(cp.root_hash)):
         raise CheckpointError(f"checkpoint {path}: malformed")

@@ -229,11 +229,16 @@ class Ledger:
         return notes
 
     def close(self) -> None:
-        """Sign a final tree head if entries are uncovered, then close the files. Idempotent."""
+        """Sign a final tree head if entries are uncovered, note in the checkpoint that the ledger
+        was closed cleanly (nothing may follow until the next open), then close the files.
+        Idempotent."""
         if self._entries_fd < 0:
             return
         try:
             self.sign_tree_head()
+            with self._lock:
+                if self._latest_sth is not None and self._latest_sth["tree_size"] == self._tree.size:
+                    self._write_checkpoint(self._tree.size, closed=True)
         finally:
             with self._lock:
                 self._close_files()
@@ -319,16 +324,16 @@ class Ledger:
             self._on_signed(dict(sth))
         return dict(sth)
 
-    def _write_checkpoint(self, entries: int) -> None:
+    def _write_checkpoint(self, entries: int, closed: bool = False) -> None:
         """Remember (outside the archive) that entries ``0..entries-1`` and all of ``sth.jsonl``
-        were verified or written by this server. Lock held."""
+        were verified or written by this server (``closed``: and it stops now). Lock held."""
         if self.checkpoint_path is None:
             return
         write_checkpoint(self.checkpoint_path, Checkpoint(
             archive=str(self.archive_dir.resolve()), entries=entries,
             root_hash=self._tree.root(entries).hex() if entries else "", sth_lines=self._sth_lines,
             sth_bytes=self._sth_len, sth_sha256=self._sth_hash.hexdigest(), verified_at=iso_millis(self._clock()),
-            latest_sth=dict(self._latest_sth) if self._latest_sth else None))
+            latest_sth=dict(self._latest_sth) if self._latest_sth else None, closed=closed))
 
     # -- reading --
 

@@ -138,6 +138,9 @@ def load_ledger(entries_path: Path, sth_path: Path, key: Ed25519PublicKey, kid: 
         if checkpoint.entries > n:
             out.problem(f"the ledger holds {n} entries but {checkpoint.entries} were verified at {when}: "
                         "entries were removed (the ledger was cut back or rolled back)")
+        elif checkpoint.closed and n > checkpoint.entries:
+            out.problem(f"entries {checkpoint.entries}..{n - 1} follow the final tree head of the server that "
+                        f"stopped cleanly at {when}: they were not written by it")
         elif checkpoint.entries and tree.root(checkpoint.entries).hex() != checkpoint.root_hash:
             out.problem(f"entries 0..{checkpoint.entries - 1} are not those verified at {when} (their Merkle root "
                         "changed): history was rewritten")
