@@ -15,6 +15,7 @@ import socket
 import time
 from functools import partial
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -34,6 +35,7 @@ from .config import Settings
 from .denials import DenialLedger
 from .evidence import ArchiveActions, EvidencePorts
 from .evidence_catalog import EvidenceCatalog
+from .export_sources import ExportSources
 from .exports import ExportService, load_link_secret
 from .footage_requests import FootageRequests
 from .http import (
@@ -183,10 +185,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         party = PartyAccess(db, settings.party, action_store, archive.record, clock)
         requests = FootageRequests(db, settings.party, party, archive.record, push.footage_request, clock)
         party_links = PartyLinks(db, settings.party, requests, archive.record, clock)
-        exports = ExportService(requests, party_links, archive, action_store, settings.archive_dir / "exports",
-                                settings.signing_key_path,
+        exports = ExportService(requests, party_links, archive, action_store, ExportSources(evidence, clock),
+                                settings.archive_dir / "exports", settings.signing_key_path,
                                 load_link_secret(settings.data_dir / "keys" / "link-secret"),
-                                settings.party.export_workers, clock)
+                                settings.party.export_workers, ZoneInfo(settings.party.time_zone), clock)
         snapshots = SnapshotService(archive.seal_snapshot, action_store, instructions, push.snapshot)
         audit_ledger = AuditLedger(db, evidence, ports.alarm)
         services |= {k.ARCHIVE: archive, k.EVIDENCE: evidence, k.DENIALS: denials, k.AUDIT_LEDGER: audit_ledger,

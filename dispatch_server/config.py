@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 import typing
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -146,13 +147,14 @@ class ArchiveConfig:
 
 @dataclass(frozen=True)
 class PartyConfig:
-    code_ttl_s: float = 30 * 86400.0  # an access code the court issued is valid this long (used once)
+    code_ttl_s: float = 30 * 86400.0  # an access code the court issued works this long, as often as needed
     session_ttl_s: float = 24 * 3600.0  # a party's portal session after the code
     link_max_lifetime_s: float = 7 * 86400.0  # download links expire at the latest after this
     max_failures: int = 5  # wrong codes from one address for one case before a lockout
     lockout_s: float = 900.0  # first lockout; doubles per further failure, up to max_lockout_s
     max_lockout_s: float = 3600.0  # a lockout never lasts longer, so nobody can lock a party out for good
     export_workers: int = 1  # exports running at once (each uses most of a core)
+    time_zone: str = "Asia/Shanghai"  # the court's zone: times on the exports' watermark (IANA name)
 
 
 @dataclass(frozen=True)
@@ -401,6 +403,11 @@ def validate(s: Settings) -> None:
     for i, r in enumerate(s.archive.retention):
         if r.keep_days <= 0:
             raise ConfigError(f"archive.retention[{i}].keep_days: must be positive, got {r.keep_days}")
+    try:
+        zoneinfo.ZoneInfo(s.party.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"party.time_zone: {s.party.time_zone!r} is not an IANA time zone "
+                          "(e.g. Asia/Shanghai)") from None
     if s.redis.url and not re.match(r"^(redis|rediss|unix)://", s.redis.url):
         raise ConfigError(f"redis.url: {redact_url(s.redis.url)!r} is not a redis:// URL")
 

@@ -30,7 +30,8 @@ from .stores.database import Database
 
 logger = logging.getLogger(__name__)
 
-STATES = ("pending", "more_info", "approved", "refused", "exporting", "ready", "failed", "revoked")
+# review: exported, waiting for the court to watch and release it; ready: released, the party has a link
+STATES = ("pending", "more_info", "approved", "refused", "exporting", "review", "ready", "failed", "revoked")
 DECISIONS = ("approve", "refuse", "more_info")
 
 Changed = Callable[[dict[str, Any]], Awaitable[None]]
@@ -220,8 +221,8 @@ class FootageRequests:
 
     async def set_regions(self, request_id: str, regions: builtins.list[BlurRegion], who: str) -> dict[str, Any]:
         doc = await self.get(request_id)
-        if doc["state"] not in ("approved", "failed", "ready"):
-            raise Conflict("blur regions are set after approval, before export", code="not_approved")
+        if doc["state"] not in ("approved", "failed", "review"):
+            raise Conflict("blur regions are set after approval, before the export is released", code="not_approved")
         doc["regions"] = [{"x": r.x, "y": r.y, "w": r.w, "h": r.h, "start_s": r.start_s, "end_s": r.end_s,
                            "action": r.action, "reason": r.reason, "by": who} for r in regions]
         doc["history"].append({"at": self._clock(), "by": f"user:{who}", "what": "regions",
@@ -256,7 +257,8 @@ def party_view(doc: dict[str, Any]) -> dict[str, Any]:
         "created_at": doc["created_at"], "updated_at": doc["updated_at"],
         "messages": [{"at": h["at"], "what": h["what"], "message": h.get("message", "")}
                      for h in doc["history"] if h["what"] in ("requested", "replied", "refuse", "more_info",
-                                                              "approve", "ready", "failed", "link_revoked")],
+                                                              "approve", "released", "ready", "failed",
+                                                              "link_revoked")],
         "release_until": decision.get("release_until"),
         "progress": export.get("progress"),
         "links": [{k: v for k, v in link.items() if k in ("id", "url", "video_url", "expires_at", "revoked_at")}

@@ -382,6 +382,33 @@ class Catalog:
         } for g in self._rows("SELECT * FROM gaps WHERE recording_id=? ORDER BY start", (recording_id,))]
         return out
 
+    def action_recordings(self, action_id: str) -> list[dict[str, Any]]:
+        """Every recording of the action, oldest first, with its segments not deleted (by ``seq``:
+        ``seq``, ``path``, ``sha256``, ``bytes``, ``start``, ``end``, ``offset_s`` and the
+        ``ledger_index`` of its ``segment_sealed`` entry), how many were deleted, and its gaps
+        (``start``, ``end``, ``cause``): what an export and a completeness statement need, without
+        reading the ledger."""
+        out = []
+        for r in self._rows("SELECT * FROM recordings WHERE action_id=? ORDER BY opened_at, id", (action_id,)):
+            segs = self._rows("SELECT * FROM segments WHERE recording_id=? ORDER BY seq", (r["id"],))
+            gaps = self._rows("SELECT * FROM gaps WHERE recording_id=? ORDER BY start", (r["id"],))
+            out.append({
+                "recording_id": r["id"], "unit_id": r["unit_id"],
+                "opened": iso_millis(r["opened_at"]) if r["opened_at"] is not None else None,
+                "closed": iso_millis(r["closed_at"]) if r["closed_at"] is not None else None,
+                "end_cause": r["end_cause"], "close_reason": r["close_reason"],
+                "segments": [{"seq": s["seq"], "path": s["path"], "sha256": s["sha256"], "bytes": s["bytes"],
+                              "start": iso_millis(s["start"]) if s["start"] is not None else None,
+                              "end": iso_millis(s["end"]) if s["end"] is not None else None,
+                              "offset_s": s["offset_s"] or 0.0, "ledger_index": s["sealed_index"]}
+                             for s in segs if not s["deleted"]],
+                "deleted_segments": sum(1 for s in segs if s["deleted"]),
+                "gaps": [{"start": iso_millis(g["start"]) if g["start"] is not None else None,
+                          "end": iso_millis(g["end"]) if g["end"] is not None else None, "cause": g["cause"]}
+                         for g in gaps],
+            })
+        return out
+
     def segment(self, recording_id: str, seq: int) -> SegmentRow | None:
         rows = self._rows("SELECT * FROM segments WHERE recording_id=? AND seq=?", (recording_id, seq))
         if not rows:

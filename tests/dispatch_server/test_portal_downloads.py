@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,6 @@ async def test_the_portal_offers_the_verifier_and_the_court_key(live: LiveServer
     assert "/portal/dispatch_verify.py" in page and "/portal/court-public-key.pem" in page
     saved = tmp_path / "dispatch_verify.py"
     saved.write_bytes(script)
-    usage = subprocess.run([sys.executable, "-S", "-I", str(saved), "--help"], capture_output=True, text=True,
-                           timeout=30)
+    usage = await asyncio.to_thread(subprocess.run, [sys.executable, "-S", "-I", str(saved), "--help"],
+                                    capture_output=True, text=True, timeout=30)
     assert usage.returncode == 0 and "package" in usage.stdout
