@@ -124,6 +124,29 @@ def _sth_problem(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
     return sth, None
 
 
+def late_paths(archive: Path, offset: int) -> set[str]:
+    """Files named by entries appended to a live ledger after its first ``offset`` bytes were read
+    (sealed while the check ran): archive-relative paths."""
+    try:
+        with open(archive / ENTRIES_FILE, "rb") as f:
+            f.seek(offset)
+            tail = f.read()
+    except OSError:
+        return set()
+    out: set[str] = set()
+    for line in tail.split(b"\n"):
+        try:
+            data = json.loads(line).get("data", {})
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(data, dict):
+            out.update(v for k, v in data.items()
+                       if k in ("path", "export_path", "package_path") and isinstance(v, str))
+            if isinstance(data.get("recording_id"), str):
+                out.add(f"recordings/{data['recording_id']}/recording.json")
+    return out
+
+
 def _span(a: int, b: int) -> str:
     return f"entry {a}" if a == b else f"entries {a}..{b}"
 
@@ -154,6 +177,7 @@ class LedgerCheck:
         self.broken: list[bool] = []
         self.first_mismatch: tuple[int, int, str] | None = None  # (matching size below, size, sth item)
         self.entries = 0  # lines of entries.jsonl (without a torn last line)
+        self.read_bytes = 0
         self.sths = 0  # lines of sth.jsonl
         self.tree_size = 0  # of the latest valid signed tree head
         self.root_hash = ""
@@ -183,6 +207,7 @@ class LedgerCheck:
             r.fail("missing", ENTRIES_FILE, "the archive has no ledger")
             return
         self.lines, torn = read_lines(path)
+        self.read_bytes = sum(len(x) + 1 for x in self.lines)  # where a re-read for late entries starts
         n = len(self.lines)
         self.entries = n
         if torn is not None:

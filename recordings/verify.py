@@ -23,10 +23,11 @@ from .archive_files import Progress, hash_files, hash_jobs
 from .findings import Findings
 from .known_heads import KnownHead, check_known_heads
 from .ledger import ENTRIES_FILE, PUBLIC_KEY_FILE, key_id, load_public_key
-from .ledger_check import LedgerCheck
+from .ledger_check import LedgerCheck, late_paths
 from .live_check import ledger_in_use
 
 SIGN_SLACK_S = 5.0  # on top of sign_interval_s: the signing itself, a busy disk
+SEAL_SLACK_S = 30.0  # a segment's last write to its entry: finalising, fsync and hashing a segment
 
 
 class ArchiveNotFoundError(Exception):
@@ -123,14 +124,16 @@ def verify_archive(archive_dir: Path, public_key_pem: bytes | None = None, progr
     t0 = time.monotonic()
     report = Report(archive=str(archive))
     report.live = ledger_in_use(archive / ENTRIES_FILE) if live is None else live
-    fresh_after = (time.time() if now is None else now) - sign_interval_s - SIGN_SLACK_S
+    clock = time.time() if now is None else now
+    pending_after = clock - sign_interval_s - SIGN_SLACK_S
+    fresh_after = clock - SEAL_SLACK_S
     key = _load_key(archive, report, public_key_pem)
     if public_key_pem is None and not known_heads:
         if allow_unanchored:
             report.warn("unanchored", "archive", UNANCHORED)
         else:
             report.fail("unanchored", "archive", UNANCHORED + "; pass --allow-unanchored to accept that")
-    ledger = LedgerCheck(archive, report, key, iso_millis(fresh_after) if report.live else None)
+    ledger = LedgerCheck(archive, report, key, iso_millis(pending_after) if report.live else None)
     ledger.run()
     report.pending = ledger.pending
     if known_heads:
@@ -142,7 +145,8 @@ def verify_archive(archive_dir: Path, public_key_pem: bytes | None = None, progr
     report.segments, report.segments_proven = ledger.segments, ledger.segments_proven
     report.snapshots, report.snapshots_proven = ledger.snapshots, ledger.snapshots_proven
     report.operator_actions = ledger.operator_actions
-    jobs = hash_jobs(archive, named, report, fresh_after if report.live else None)
+    jobs = hash_jobs(archive, named, report, fresh_after if report.live else None,
+                     lambda: late_paths(archive, ledger.read_bytes))
     report.files_hashed, report.bytes_hashed = hash_files(archive, jobs, report, progress,
                                                           workers or default_workers())
     report.seconds = round(time.monotonic() - t0, 3)
