@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     made = time.perf_counter() - t0
     work = src / "out"
     work.mkdir(exist_ok=True)
-    spec = WatermarkSpec("R-BENCH-0001", "张三", dt.datetime.now(dt.timezone.utc), recipient_id="P-17",
+    spec = WatermarkSpec("张三", dt.datetime.now(dt.timezone.utc), recipient_id="P-17",
                          recorded_from=dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc))
     config = RedactionConfig(detect_every=args.detect_every, detect_width=args.detect_width)
     runs = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from functools import partial
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -26,11 +27,13 @@ from . import appkeys as k
 from .actions import ActionService, ActionStore
 from .alerts import AlertService
 from .audit import AuditTrail
+from .audit_ledger import AuditLedger
 from .auth import Authenticator
 from .config import Settings
 from .denials import DenialLedger
 from .evidence import ArchiveActions, EvidencePorts
 from .evidence_catalog import EvidenceCatalog
+from .export_sources import ExportSources
 from .exports import ExportService, load_link_secret
 from .footage_requests import FootageRequests
 from .http.guard_stats import GuardStats
@@ -65,6 +68,7 @@ from .sio.server import NAMESPACES, SioLifetime, build_sio
 from .sio.unit_namespace import UnitNamespace
 from .snapshots import SnapshotService
 from .sos import SosService
+from .stopping import Stopping
 from .stores.accounts import Accounts
 from .stores.database import Database
 from .stores.position_index import MemoryPositionIndex, PositionIndex, RedisPositionIndex
@@ -99,7 +103,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     action_store = ActionStore(db, clock)
     running = RunningActions(action_store)
     alerts = AlertService(db, audit, push.operators, settings.alerts.escalate_after_s, metrics, clock)
-    procedure = ProcedureWatch(action_store, alerts)
+    stopping = Stopping(push.server_restarting, clock)
+    procedure = ProcedureWatch(action_store, alerts, stopping)
     roster = Roster(accounts, presence, running, push.unit_status, watchers=[procedure.unit_changed],
                     stale_after_s=settings.geo.stale_after_s, clock=clock)
     links = UnitLinks()
@@ -118,9 +123,10 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         archive = ArchiveService(settings.archive_dir, settings.signing_key_path, node, segment_s=a.segment_s,
                                  queue_frames=a.queue_frames, reconnect_grace_s=a.reconnect_grace_s,
                                  sign_interval_s=a.sign_interval_s, min_free_bytes=a.min_free_bytes,
-                                 action_for=ports.action_for, alarm=ports.alarm, describe=ports.describe, clock=clock)
+                                 action_for=ports.action_for, alarm=ports.alarm, describe=ports.describe, clock=clock,
+                                 checkpoint=settings.checkpoint_path, witnesses=settings.witness_targets)
     live = LiveService(accounts, relay, roster, settings.media, node, push.viewer_closed, recorder=archive,
-                       revocation=revocation)
+                       revocation=revocation, stopping=stopping)
     talk = TalkService(relay, action_store, audit, push.unit, push.operators, live.ice_servers,
                        settings.media.publisher_timeout_s, links, clock)
     action_listeners = [running.action_changed, push.action_update, roster.action_changed]
@@ -146,6 +152,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry, k.METRICS: metrics,
         k.NODE_FIGURES: figures, k.METRICS_LISTENER: metrics_listener,
         k.GUARD_STATS: GuardStats(), k.HANDSHAKES: handshakes, k.SIO_WIRE: wire,
+        k.STOPPING: stopping,
     }
     contexts = [
         lifetime(metrics.close, metrics.start),
@@ -171,16 +178,18 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         party = PartyAccess(db, settings.party, action_store, archive.record, clock)
         requests = FootageRequests(db, settings.party, party, archive.record, push.footage_request, clock)
         party_links = PartyLinks(db, settings.party, requests, archive.record, clock)
-        exports = ExportService(requests, party_links, archive, action_store, settings.data_dir / "exports",
-                                settings.signing_key_path,
+        exports = ExportService(requests, party_links, archive, action_store, ExportSources(evidence, clock),
+                                settings.archive_dir / "exports", settings.signing_key_path,
                                 load_link_secret(settings.data_dir / "keys" / "link-secret"),
-                                settings.party.export_workers, clock, metrics)
+                                settings.party.export_workers, ZoneInfo(settings.party.time_zone), clock, metrics)
         snapshots = SnapshotService(archive.seal_snapshot, action_store, instructions, push.snapshot)
-        services |= {k.ARCHIVE: archive, k.EVIDENCE: evidence, k.DENIALS: denials,
+        audit_ledger = AuditLedger(db, evidence, ports.alarm)
+        services |= {k.ARCHIVE: archive, k.EVIDENCE: evidence, k.DENIALS: denials, k.AUDIT_LEDGER: audit_ledger,
                      k.TICKETS: PlaybackTickets(clock), k.PARTY: party, k.REQUESTS: requests, k.LINKS: party_links,
                      k.EXPORTS: exports, k.SNAPSHOTS: snapshots}
         contexts += [lifetime(archive.close, archive.start),  # crash recovery runs before anything records
                      lifetime(evidence.close, evidence.start),
+                     lifetime(audit_ledger.close, audit_ledger.start),
                      lifetime(denials.close, denials.start),
                      lifetime(exports.close, exports.start)]
         routes += ARCHIVE_ROUTES

@@ -13,6 +13,7 @@ from recordings.archive import ArchiveService
 from .actions import ActionService
 from .alerts import AlertService
 from .audit import AuditTrail
+from .audit_ledger import AuditLedger
 from .auth import Authenticator
 from .config import Settings
 from .denials import DenialLedger
@@ -36,6 +37,7 @@ from .sio.engineio_guard import EngineIOGuard
 from .sio.handshakes import Handshakes
 from .snapshots import SnapshotService
 from .sos import SosService
+from .stopping import Stopping
 from .stores.accounts import Accounts
 from .stores.database import Database
 from .talk import TalkService
@@ -62,6 +64,7 @@ METRICS_LISTENER = web.AppKey("metrics_listener", MetricsListener)
 GUARD_STATS = web.AppKey("guard_stats", GuardStats)  # the connection guard's (http/connection_guard.py)
 HANDSHAKES = web.AppKey("handshakes", Handshakes)
 SIO_WIRE = web.AppKey("sio_wire", EngineIOGuard)
+STOPPING = web.AppKey("stopping", Stopping)
 # Present only when the evidence archive is enabled (archive.enabled):
 ARCHIVE = web.AppKey("archive", ArchiveService)
 EVIDENCE = web.AppKey("evidence", EvidenceCatalog)
@@ -72,3 +75,4 @@ REQUESTS = web.AppKey("requests", FootageRequests)
 LINKS = web.AppKey("links", PartyLinks)
 EXPORTS = web.AppKey("exports", ExportService)
 SNAPSHOTS = web.AppKey("snapshots", SnapshotService)
+AUDIT_LEDGER = web.AppKey("audit_ledger", AuditLedger)

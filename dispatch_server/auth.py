@@ -45,6 +45,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "evidence.download": frozenset({"supervisor", "auditor", "admin"}),
     "evidence.hold": frozenset({"supervisor", "admin"}),
     "evidence.retention": frozenset({"admin"}),
+    "evidence.sign": frozenset({"admin"}),  # a tree head now (dispatch-audit verify --fresh)
     # Party access (当事人查询): court staff issue access codes, judges/supervisors decide requests.
     "party.issue": frozenset({"supervisor", "admin"}),
     "requests.read": frozenset({"supervisor", "auditor", "admin"}),

@@ -33,6 +33,7 @@ from typing import Any, Sequence
 from .auth import ROLES, UNIT_KINDS, USERNAME_RE, Authenticator, check_unit_id, hash_token, new_token
 from .config import ConfigError, Settings, load_settings
 from .errors import DispatchError
+from .instance import InstanceError, running_pid
 from .log_format import configure_logging
 from .node import node_id
 from .stores.accounts import Accounts
@@ -170,17 +171,15 @@ def retention_run(settings: Settings, dry_run: bool) -> int:
     if not (settings.archive_dir / "ledger" / "entries.jsonl").is_file():
         print(f"no evidence archive at {settings.archive_dir}: nothing to do")
         return 0
-    host, port = settings.server.host, settings.server.port
-    try:
-        # One writer per ledger: a running server owns it.
-        socket.create_connection(("127.0.0.1" if host in ("", "0.0.0.0", "::") else host, port), timeout=0.5).close()
-        raise SystemExit(f"error: a server answers on {host}:{port}; run retention there: POST /api/retention/run")
-    except OSError:
-        pass
+    pid = running_pid(settings.data_dir, settings.archive_dir)  # one writer per ledger: a running server owns it
+    if pid is not None:
+        raise SystemExit(f"error: dispatch-server pid {pid} runs on {settings.data_dir}; run retention there: "
+                         "POST /api/retention/run")
     where = f"cli:{getpass.getuser()}@{socket.gethostname()}"
     result = run_retention_offline(settings.archive_dir, settings.signing_key_path,
                                    settings.data_dir / "catalog.sqlite3",
-                                   retention_policy(settings.archive), dry_run=dry_run, where=where)
+                                   retention_policy(settings.archive), dry_run=dry_run, where=where,
+                                   checkpoint=settings.checkpoint_path)
     for d in result.plan.listing():
         print(f"{d['recording_id']}\t{d['category']} keep_days={d['keep_days']:g}\tclosed {d['closed_at']}\t"
               f"{d['segments']} segments\t{d['bytes']} bytes")
@@ -255,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except InstanceError as exc:
+        print(f"dispatch-server: {exc}", file=sys.stderr)
         return 2
     except DispatchError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

@@ -14,9 +14,13 @@ import os
 import re
 import tomllib
 import typing
+import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+
+from recordings.archive_config import witness_location
+from recordings.checkpoint import default_checkpoint_path
 
 ENV_PREFIX = "DISPATCH_"
 EVENT_LOOPS = ("uvloop", "asyncio")
@@ -132,6 +136,12 @@ class ArchiveConfig:
     sign_interval_s: float = 60.0  # a signed tree head at least this often while entries arrive
     min_free_bytes: int = 64 * 1024 * 1024  # below this, recording pauses (disk full) and operators are alarmed
     signing_key: str = ""  # empty: <data_dir>/keys/ledger-ed25519.pem (created at first start)
+    # What the server last verified of its ledger, kept outside the archive so that a rewritten or
+    # rolled-back ledger is refused at start; empty: <signing key's folder>/checkpoints/<archive>.json
+    checkpoint: str = ""
+    # Where every signed tree head also goes: directories (another disk or machine) and http(s) URLs of
+    # `dispatch-audit witness serve`; each refuses a head the ledger does not provably extend.
+    witnesses: tuple[str, ...] = ()
     default_category: str = "standard"
     retention: tuple[RetentionRule, ...] = (
         RetentionRule("standard", 365.0),
@@ -143,13 +153,14 @@ class ArchiveConfig:
 
 @dataclass(frozen=True)
 class PartyConfig:
-    code_ttl_s: float = 30 * 86400.0  # an access code the court issued is valid this long (used once)
+    code_ttl_s: float = 30 * 86400.0  # an access code the court issued works this long, as often as needed
     session_ttl_s: float = 24 * 3600.0  # a party's portal session after the code
     link_max_lifetime_s: float = 7 * 86400.0  # download links expire at the latest after this
     max_failures: int = 5  # wrong codes from one address for one case before a lockout
     lockout_s: float = 900.0  # first lockout; doubles per further failure, up to max_lockout_s
     max_lockout_s: float = 3600.0  # a lockout never lasts longer, so nobody can lock a party out for good
     export_workers: int = 1  # exports running at once (each uses most of a core)
+    time_zone: str = "Asia/Shanghai"  # the court's zone: times on the exports' watermark (IANA name)
 
 
 @dataclass(frozen=True)
@@ -212,6 +223,18 @@ class Settings:
             return self.data_dir / "archive"
         p = Path(self.archive.dir).expanduser()
         return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    @property
+    def checkpoint_path(self) -> Path:
+        if not self.archive.checkpoint:
+            return default_checkpoint_path(self.signing_key_path.parent, self.archive_dir)
+        p = Path(self.archive.checkpoint).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    @property
+    def witness_targets(self) -> tuple[str, ...]:
+        """``archive.witnesses`` with directories resolved like the other paths."""
+        return tuple(witness_location(w, Path(self.base_dir)) for w in self.archive.witnesses)
 
     @property
     def signing_key_path(self) -> Path:
@@ -408,6 +431,9 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"geo.zoom: must be 1..20, got {s.geo.zoom}")
     if not 0 < s.archive.max_delete_share <= 1:
         raise ConfigError(f"archive.max_delete_share: must be in (0, 1], got {s.archive.max_delete_share}")
+    for i, w in enumerate(s.archive.witnesses):
+        if not w.strip() or (re.match(r"^[a-z]+://", w) and not w.startswith(("http://", "https://"))):
+            raise ConfigError(f"archive.witnesses[{i}]: {w!r} is neither a directory nor an http(s) URL")
     categories = [r.category for r in s.archive.retention]
     if len(set(categories)) != len(categories):
         raise ConfigError("archive.retention: a category is listed twice")
@@ -416,6 +442,11 @@ def validate(s: Settings) -> None:
     for i, r in enumerate(s.archive.retention):
         if r.keep_days <= 0:
             raise ConfigError(f"archive.retention[{i}].keep_days: must be positive, got {r.keep_days}")
+    try:
+        zoneinfo.ZoneInfo(s.party.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"party.time_zone: {s.party.time_zone!r} is not an IANA time zone "
+                          "(e.g. Asia/Shanghai)") from None
     if s.redis.url and not re.match(r"^(redis|rediss|unix)://", s.redis.url):
         raise ConfigError(f"redis.url: {redact_url(s.redis.url)!r} is not a redis:// URL")
 

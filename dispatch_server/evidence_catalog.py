@@ -32,8 +32,9 @@ class EvidenceCatalog:
         self._task: asyncio.Task[None] | None = None
 
     async def sync(self) -> None:
-        """Apply the ledger entries the catalog has not seen (cheap when there are none)."""
-        if self.catalog.next_index == self.archive.ledger.size:
+        """Apply the ledger entries the catalog has not seen (cheap when there are none). A refused
+        ledger (failed start-up check) is not read: the catalog stays as it was."""
+        if self.archive.refused or self.catalog.next_index == self.archive.ledger.size:
             return
         async with self._sync_lock:
             await asyncio.to_thread(self.catalog.sync_from, self.archive.ledger)
@@ -53,7 +54,8 @@ class EvidenceCatalog:
 
     async def start(self) -> None:
         """Catch up with the ledger, then follow it."""
-        await asyncio.to_thread(self.catalog.sync_from, self.archive.ledger)
+        if not self.archive.refused:
+            await asyncio.to_thread(self.catalog.sync_from, self.archive.ledger)
         self.archive.listeners.append(self._on_archive)
         self._task = asyncio.get_running_loop().create_task(self._follow(), name="catalog-sync")
 

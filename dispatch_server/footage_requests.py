@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from utctime import iso_millis
+
 from .config import PartyConfig
 from .errors import BadRequest, Conflict, NotFound
 from .party_access import Party, PartyAccess, Record
@@ -28,7 +30,8 @@ from .stores.database import Database
 
 logger = logging.getLogger(__name__)
 
-STATES = ("pending", "more_info", "approved", "refused", "exporting", "ready", "failed", "revoked")
+# review: exported, waiting for the court to watch and release it; ready: released, the party has a link
+STATES = ("pending", "more_info", "approved", "refused", "exporting", "review", "ready", "failed", "revoked")
 DECISIONS = ("approve", "refuse", "more_info")
 
 Changed = Callable[[dict[str, Any]], Awaitable[None]]
@@ -75,6 +78,15 @@ class BlurRegion:
     reason: str = "manual"
 
 
+def iso_or_none(ts: float | None) -> str | None:
+    return iso_millis(ts) if ts is not None else None
+
+
+def ledger_decision(decision: dict[str, Any]) -> dict[str, Any]:
+    """The decision as the ledger records it: times as UTC ISO text, never epoch seconds."""
+    return {k: iso_or_none(v) if k in ("at", "release_until", "from", "to") else v for k, v in decision.items()}
+
+
 def check_range(start: float | None, end: float | None) -> None:
     if start is not None and end is not None and end <= start:
         raise BadRequest("to must be after from", code="bad_time")
@@ -110,7 +122,8 @@ class FootageRequests:
         await self._db.write(lambda c: self._save(c, doc))
         await self._record("request_created", actor=party.actor, where=f"http:{ip}",
                            data={"request_id": doc["id"], "case_number": party.case_number,
-                                 "action_id": req.action_id, "from": req.start, "to": req.end})
+                                 "action_id": req.action_id, "from": iso_or_none(req.start),
+                                 "to": iso_or_none(req.end)})
         await self._changed(doc)
         return doc
 
@@ -202,14 +215,14 @@ class FootageRequests:
         entry = {"approve": "request_approved", "refuse": "request_refused", "more_info": "request_more_info"}
         await self._record(entry[d.decision], actor=f"user:{who}", where=f"http:{ip}",
                            data={"request_id": request_id, "case_number": doc["case_number"],
-                                 "decision": doc["decision"]})
+                                 "decision": ledger_decision(doc["decision"])})
         await self._changed(doc)
         return doc
 
     async def set_regions(self, request_id: str, regions: builtins.list[BlurRegion], who: str) -> dict[str, Any]:
         doc = await self.get(request_id)
-        if doc["state"] not in ("approved", "failed", "ready"):
-            raise Conflict("blur regions are set after approval, before export", code="not_approved")
+        if doc["state"] not in ("approved", "failed", "review"):
+            raise Conflict("blur regions are set after approval, before the export is released", code="not_approved")
         doc["regions"] = [{"x": r.x, "y": r.y, "w": r.w, "h": r.h, "start_s": r.start_s, "end_s": r.end_s,
                            "action": r.action, "reason": r.reason, "by": who} for r in regions]
         doc["history"].append({"at": self._clock(), "by": f"user:{who}", "what": "regions",
@@ -244,7 +257,8 @@ def party_view(doc: dict[str, Any]) -> dict[str, Any]:
         "created_at": doc["created_at"], "updated_at": doc["updated_at"],
         "messages": [{"at": h["at"], "what": h["what"], "message": h.get("message", "")}
                      for h in doc["history"] if h["what"] in ("requested", "replied", "refuse", "more_info",
-                                                              "approve", "ready", "failed", "link_revoked")],
+                                                              "approve", "released", "ready", "failed",
+                                                              "link_revoked")],
         "release_until": decision.get("release_until"),
         "progress": export.get("progress"),
         "links": [{k: v for k, v in link.items() if k in ("id", "url", "video_url", "expires_at", "revoked_at")}

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import logging
+import time
 from typing import AsyncIterator, Callable
 
 from aiohttp import web
+
+logger = logging.getLogger(__name__)
+SLOW_CLOSE_S = 0.2  # a close that takes longer is logged: a stop must fit in server.shutdown_grace_s
 
 Step = Callable[[], object]  # a start or close: plain, or returning an awaitable
 CleanupCtx = Callable[[web.Application], AsyncIterator[None]]
@@ -23,6 +28,10 @@ def lifetime(close: Step, start: Step | None = None) -> CleanupCtx:
         if start is not None:
             await run(start)
         yield
+        t0 = time.monotonic()
         await run(close)
+        took = time.monotonic() - t0
+        if took > SLOW_CLOSE_S:
+            logger.info("closing %s took %.2f s", getattr(close, "__qualname__", close), took)
 
     return ctx

@@ -24,6 +24,7 @@ from .config import MediaConfig
 from .errors import BadSdp, Conflict, Forbidden, NotFound, Unavailable
 from .revocation import Grant, Revocation
 from .roster import Roster
+from .stopping import Stopping
 from .stores.accounts import Accounts
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def gap_cause(reason: str) -> str:
     if reason.startswith("ended by the publisher"):
         return "unit_stopped"
     if reason.startswith("server shutting down"):
-        return "server_shutdown"
+        return "server_stopped"
     if reason.startswith("credentials revoked"):
         return "access_revoked"
     return "link_lost"  # silence, failed connection, replaced after silence
@@ -61,7 +62,9 @@ TOUCH_INTERVAL_S = 5.0
 
 class LiveService:
     def __init__(self, accounts: Accounts, relay: Relay, roster: Roster, config: MediaConfig, node_id: str,
-                 on_viewer_closed: ViewerClosed, recorder: Recorder | None, revocation: Revocation) -> None:
+                 on_viewer_closed: ViewerClosed, recorder: Recorder | None, revocation: Revocation,
+                 stopping: Stopping | None = None) -> None:
+        self._stopping = stopping
         self._accounts = accounts
         self._revocation = revocation
         self._grants: dict[str, Grant] = {}  # by session id: what ends a session when its credential goes
@@ -156,7 +159,9 @@ class LiveService:
         if self.publishers.get(session.unit_id) is session:
             del self.publishers[session.unit_id]
             if self._recorder is not None:
-                self._recorder.publish_ended(session.unit_id, gap_cause(reason))
+                # During a planned stop every publisher ends because of it, whichever way its link went.
+                planned = self._stopping is not None and self._stopping.planned
+                self._recorder.publish_ended(session.unit_id, "server_stopped" if planned else gap_cause(reason))
             self._spawn(self.roster.mark(session.unit_id, publishing=False))
 
     async def unpublish(self, unit_id: str, session_id: str) -> None:

@@ -1,9 +1,14 @@
 """Party access (当事人查询), the door: access codes issued by the court, and the party's sign-in.
 
-Flow: court staff issue a one-time access code for a case and a named party; the party signs in
-to the portal with case number + code + name and gets a portal session, in which it sees the
-actions of its case and asks for footage (:mod:`dispatch_server.footage_requests`). Every step
-is written to the evidence ledger through ``record`` (who, what, when, where, outcome).
+Flow: court staff issue an access code for a case and a named party; the party signs in to the
+portal with case number + code + name and gets a portal session, in which it sees the actions of
+its case and asks for footage (:mod:`dispatch_server.footage_requests`). The code names one party
+of one case and works again and again until it expires, so the party can come back to read the
+court's decisions and download what was released. Every step is written to the evidence ledger
+through ``record`` (who, what, when, where, outcome).
+
+A wrong case number, code or name, or an expired code, gets one and the same answer: someone
+trying codes learns nothing about which part was wrong (the ledger records the real reason).
 
 Guessing codes: failures are counted per (client address, case) and per address; after
 ``max_failures`` the address is locked out for ``lockout_s``, doubling per further failure but
@@ -21,6 +26,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from utctime import iso_millis
+
 from .actions import ActionStore
 from .config import PartyConfig
 from .errors import TooManyAttempts, Unauthorized
@@ -29,6 +36,9 @@ from .stores.database import Database
 logger = logging.getLogger(__name__)
 
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"  # no 0/O, 1/I/L, U: read out over the phone
+WRONG_SIGN_IN = ("案号、查询码或姓名不正确，或查询码已过期；请核对后重试，或向法院申请新的查询码 / "
+                 "the case number, access code or name is not right, or the code has expired: check them, or ask "
+                 "the court for a new code")
 CODE_GROUPS = 3
 
 Record = Callable[..., Awaitable[Any]]  # archive.record(type, actor=, where=, outcome=, data=)
@@ -95,7 +105,7 @@ class PartyAccess:
             "INSERT INTO party_codes(code_hash, case_number, party_name, issued_by, issued_at, expires_at) "
             "VALUES (?,?,?,?,?,?)", (code_hash(code), case, name, issued_by, now, expires)))
         await self._record("access_code_issued", actor=f"user:{issued_by}", where=where,
-                           data={"case_number": case, "party_name": name, "expires_at": expires})
+                           data={"case_number": case, "party_name": name, "expires_at": iso_millis(expires)})
         return {"code": code, "case_number": case, "party_name": name, "expires_at": expires}
 
     # party side: sign-in ---------------------------------------------------------------------
@@ -111,28 +121,26 @@ class PartyAccess:
                                   locked - now)
         h = code_hash(sign_in.code)
 
-        def consume(conn: Any) -> str | None:
-            row = conn.execute("SELECT case_number, party_name, expires_at, used_at FROM party_codes WHERE code_hash=?",
+        def check(conn: Any) -> str | None:
+            row = conn.execute("SELECT case_number, party_name, expires_at FROM party_codes WHERE code_hash=?",
                                (h,)).fetchone()
             if row is None or row[0] != case:
                 return "wrong access code for this case"
             if normalize_name(row[1]) != party_name:
                 return "the name does not match the party this code was issued to"
-            if row[3] is not None:
-                return "this access code has already been used; ask the court for a new one"
             if row[2] <= now:
-                return "this access code has expired; ask the court for a new one"
-            conn.execute("UPDATE party_codes SET used_at=? WHERE code_hash=?", (now, h))
+                return "this access code has expired"
+            conn.execute("UPDATE party_codes SET used_at=COALESCE(used_at, ?) WHERE code_hash=?", (now, h))
             for key in keys:
                 conn.execute("DELETE FROM party_failures WHERE key=?", (key,))
             return None
 
-        problem = await self._db.write(consume)
+        problem = await self._db.write(check)
         if problem is not None:
             await self._db.write(lambda c: self._fail(c, keys, now))
             await self._record("access_denied", actor=f"party:{party_name}@{case}", where=f"http:{ip}",
                                outcome="denied", data={"case_number": case, "reason": problem})
-            raise Unauthorized(problem, code="bad_access_code")
+            raise Unauthorized(WRONG_SIGN_IN, code="bad_access_code")
         token = secrets.token_urlsafe(32)
         party = Party(case, party_name, token_hash(token), now + self._config.session_ttl_s)
         await self._db.write(lambda c: c.execute(

@@ -52,7 +52,8 @@ class PartyLinks:
             raise Gone("this link has expired; ask the court for a new one", code="link_expired")
         doc = await self._requests.get(rid)
         if doc["state"] != "ready":
-            raise Gone(f"the export of this request is {doc['state']}", code="not_available")
+            raise Gone(f"the export of this request is {doc['state']}, not released to the party",
+                       code="not_available")
         return link, doc
 
     async def used(self, link_id: str) -> None:

@@ -3,25 +3,28 @@
 Today's rule: a unit of a running action must stay connected and keep its video up. When it
 goes offline (``unit_offline``) or stops publishing while still connected
 (``stopped_publishing``), the command room is alerted with the unit, the action and the last
-known position. Alerts of one kind are not repeated for a unit while one is open.
+known position. Alerts of one kind are not repeated for a unit while one is open. A planned stop of
+the server (:mod:`dispatch_server.stopping`) takes every unit offline on purpose: no alert then.
 """
 
 from __future__ import annotations
 
 from .actions import ActionStore
 from .alerts import AlertService
+from .stopping import Stopping
 from .stores.presence import Presence
 
 
 class ProcedureWatch:
     """A roster watcher (see :class:`dispatch_server.roster.Roster`): told every change of a unit's state."""
 
-    def __init__(self, actions: ActionStore, alerts: AlertService) -> None:
+    def __init__(self, actions: ActionStore, alerts: AlertService, stopping: Stopping) -> None:
         self._actions = actions
         self._alerts = alerts
+        self._stopping = stopping
 
     async def unit_changed(self, before: Presence | None, after: Presence) -> None:
-        if before is None:
+        if before is None or self._stopping.planned:
             return
         lost = before.online and not after.online
         stopped = before.publishing and not after.publishing and after.connected

@@ -26,9 +26,11 @@ def halted_message(f: dict[str, Any]) -> str:
 
 
 def run_retention_offline(archive_dir: Path, signing_key: Path, catalog_path: Path, policy: Policy, *,
-                          dry_run: bool, where: str, clock: Callable[[], float] = time.time) -> RunResult:
-    """``dispatch-server retention-run``: the same run on an archive no server has open."""
-    ledger = Ledger(archive_dir, signing_key, where=where, clock=clock)
+                          dry_run: bool, where: str, clock: Callable[[], float] = time.time,
+                          checkpoint: Path | None = None) -> RunResult:
+    """``dispatch-server retention-run``: the same run on an archive no server has open (its
+    ledger passes the same start-up check as the server's, :class:`LedgerIntegrityError` if not)."""
+    ledger = Ledger(archive_dir, signing_key, where=where, clock=clock, checkpoint_path=checkpoint)
     ledger.open()
     catalog = Catalog(catalog_path)
     try:

@@ -15,10 +15,11 @@ from pathlib import Path
 from aiohttp import web
 
 from .app import create_app
-from .appkeys import ACCOUNTS, AUTH
+from .appkeys import ACCOUNTS, AUTH, STOPPING
 from .config import Settings, describe
 from .demo import DemoUnits
 from .http.connection_guard import GuardedRunner
+from .instance import Instance
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +48,24 @@ def ensure_admin(app: web.Application, settings: Settings) -> str | None:
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-async def serve(settings: Settings) -> int:
-    """Run until SIGINT/SIGTERM. The first signal drains for ``server.shutdown_grace_s``, a second one forces."""
+async def serve(settings: Settings, instance: Instance) -> int:
+    """Run until SIGINT/SIGTERM. The first signal drains for ``server.shutdown_grace_s``, a second one forces.
+    ``instance`` holds the data directory's lock and the bound listening socket."""
     # The server allocates many short-lived objects per event (1 Hz positions from every unit):
     # with the default thresholds the cyclic collector took 25-45% of the server's time at 1,500
     # units, in pauses of 200-700 ms. Collecting young objects less often cut that to a fraction
     # (docs/benchmarks.md, Geo).
     gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
     app = create_app(settings)
-    runner = GuardedRunner(app, handle_signals=False, access_log=None)  # head/body deadlines, per-address cap
+    # After the shutdown hooks closed every websocket, aiohttp waits this long for request
+    # handlers still running (a download, a closing handshake) before it cancels them and closes
+    # the parts of the app: the archive must seal within server.shutdown_grace_s.
+    handler_grace = min(1.0, settings.server.shutdown_grace_s / 4)
+    runner = GuardedRunner(app, handle_signals=False, access_log=None,  # head/body deadlines, per-address cap
+                           shutdown_timeout=handler_grace)
     try:
         await runner.setup()
-        site = web.TCPSite(runner, settings.server.host, settings.server.port, reuse_address=True)
+        site = web.SockSite(runner, instance.sock)
         await site.start()
     except OSError as exc:  # a port in use, an address not on this host
         await runner.cleanup()  # closes exactly the parts that had started
@@ -105,13 +112,16 @@ async def serve(settings: Settings) -> int:
     try:
         await stop.wait()
     finally:
+        t0 = loop.time()
+        grace = settings.server.shutdown_grace_s
+        await app[STOPPING].begin()  # units and consoles hear of the restart; no offline alarms
         if demo is not None:
             await demo.stop()
         try:
-            await asyncio.wait_for(runner.cleanup(), timeout=settings.server.shutdown_grace_s)
+            await asyncio.wait_for(runner.cleanup(), timeout=max(0.1, grace - (loop.time() - t0)))
         except asyncio.TimeoutError:
-            logger.warning("drain took longer than %.1f s; exiting anyway", settings.server.shutdown_grace_s)
-    logger.info("stopped")
+            logger.warning("drain took longer than %.1f s; exiting anyway", grace)
+    logger.info("stopped in %.2f s", loop.time() - t0)
     sys.stdout.flush()
     return 0
 
@@ -124,9 +134,18 @@ def run(settings: Settings) -> int:
     difference between a fix reaching the console in 0.3 s (p99) and in 2.3 s
     (docs/benchmarks.md, "Geo"). ``asyncio`` is there for platforms without uvloop and for
     comparison; the test suite runs on uvloop, as the server does.
-    """
-    if settings.server.event_loop == "uvloop":
-        import uvloop
 
-        return uvloop.run(serve(settings))
-    return asyncio.run(serve(settings))
+    Before anything is created the server claims its data directory and its port
+    (:class:`~dispatch_server.instance.Instance`): :class:`~dispatch_server.instance.InstanceError`
+    if another server holds either.
+    """
+    instance = Instance.claim(settings.data_dir, settings.server.host, settings.server.port,  # InstanceError
+                              settings.archive_dir if settings.archive.enabled else None)
+    try:
+        if settings.server.event_loop == "uvloop":
+            import uvloop
+
+            return uvloop.run(serve(settings, instance))
+        return asyncio.run(serve(settings, instance))
+    finally:
+        instance.release()

@@ -253,6 +253,7 @@ class FieldUnit:
                             "instructions_pending": inbox.on_pending,
                             "talk": self.talk.on_talk,
                             "talk_end": self.talk.on_talk_end,
+                            "server_restarting": self._on_restarting,
                         })
         s.link = link
         self._log(logging.INFO, "connecting to %s", c.server)
@@ -265,6 +266,13 @@ class FieldUnit:
             s.telemetry = await self._open_telemetry()
             s.positions = asyncio.create_task(self._send_positions(s.telemetry or s.link, self._uploader),
                                               name=f"{c.unit_id}-positions")
+
+    async def _on_restarting(self, link: UnitLink, data: Any) -> None:
+        """The server stops on purpose and comes back: the link drops next, and the unit
+        reconnects and publishes again as after any link loss (with the shortest delay, since the
+        link was established)."""
+        reason = data.get("reason") if isinstance(data, dict) else None
+        self._log(logging.INFO, "server restarting (%s); reconnecting when it is back", reason)
 
     async def _open_telemetry(self) -> TelemetryLink | None:
         """The telemetry channel for positions; None when the server has none (positions then

@@ -10,10 +10,15 @@ tree heads, export packages) are specified in ``docs/archive-format.md``.
   ``gaps``, ``sealer``, ``ledger_spool``, ``metadata``, ``recording_info``, ``segment``,
   ``recovery``, ``durable``.
 - Stills (JPEGs units upload): ``snapshots``.
-- Ledger: ``ledger``, ``merkle``.
+- Ledger: ``ledger``, ``merkle``, ``canonical`` (RFC 8785 lines), ``ledger_load`` and
+  ``checkpoint`` (the start-up check and what it remembers outside the archive), ``witness_client``
+  (tree heads to witnesses).
 - Verifying offline (``dispatch-audit``): ``verify``, ``ledger_check``, ``archive_files``,
-  ``findings``, ``audit_cli``, ``archive_config``.
-- Search and keeping: ``catalog`` (stills: ``still_catalog``), ``retention``.
+  ``known_heads`` (consistency with tree heads kept elsewhere), ``live_check``, ``sth_check``,
+  ``findings``, ``audit_cli``, ``archive_config``; ``witness`` (a witness store and its HTTP server).
+  A second verifier written from the specification alone is ``verifier/dispatch_verify.py``.
+- Search and keeping: ``catalog`` (stills: ``still_catalog``; the operators' audit trail:
+  ``audit_catalog``), ``retention``.
 - Party exports: ``export``, ``export_timeline``, ``export_decoder``, ``export_encoder``,
   ``export_errors``, ``redaction``, ``watermark``, ``package``, ``package_verify``,
   ``package_format``, ``zip_layout``.

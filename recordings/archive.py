@@ -16,6 +16,11 @@ closed in the ledger.
 
 Stills: :meth:`ArchiveService.seal_snapshot` stores a JPEG a unit uploaded
 (:mod:`recordings.snapshots`) under ``snapshots/`` with its own ledger entry.
+
+Start-up check: a ledger that fails :meth:`Ledger.open`'s check (:class:`LedgerIntegrityError`: a
+rewritten, rolled-back or re-signed history) is refused: nothing is recovered, recorded, appended
+or signed, :attr:`ArchiveService.refused` says what failed, and operators and admins get a
+``ledger_integrity`` alarm. Live view, positions and instructions carry on.
 """
 
 from __future__ import annotations
@@ -27,16 +32,17 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 from utctime import iso_millis
 
-from .ledger import Ledger
+from .ledger import Ledger, LedgerError, LedgerIntegrityError, load_public_key
 from .recording import Recording
 from .recording_info import RecordingInfo
 from .recovery import recover
 from .snapshots import SnapshotError, StillInfo, recover_snapshots, seal_snapshot
 from .source import EncodedFrame, FrameSource, FrameTap
+from .witness_client import WitnessSender, latest_heads
 
 logger = logging.getLogger(__name__)
 
@@ -69,15 +75,24 @@ def new_recording_id(now: float) -> str:
     return f"rec-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(now))}-{secrets.token_hex(4)}"
 
 
+class ArchiveRefusedError(LedgerError):
+    """The archive's ledger failed its start-up check: nothing is recorded or appended."""
+
+
 class ArchiveService:
     def __init__(self, root: Path, signing_key: Path, node: str, *, segment_s: float, queue_frames: int,
                  reconnect_grace_s: float, sign_interval_s: float, min_free_bytes: int,
                  action_for: ActionLookup, alarm: Alarm, describe: Describe | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, checkpoint: Path | None = None,
+                 witnesses: Sequence[str] = ()) -> None:
         self.root = root
         self.node = node
         self.where = f"recorder@{node}"
-        self.ledger = Ledger(root, signing_key, where=self.where, clock=clock)
+        self._witness_targets = tuple(witnesses)
+        self.witnesses: WitnessSender | None = None
+        self.ledger = Ledger(root, signing_key, where=self.where, clock=clock, checkpoint_path=checkpoint,
+                             on_signed=self._signed)
+        self.refused: list[str] = []  # what the start-up check found; non-empty: the ledger is refused
         self._segment_s = segment_s
         self._queue_frames = queue_frames
         self._grace_s = reconnect_grace_s
@@ -100,7 +115,15 @@ class ArchiveService:
     async def start(self) -> list[str]:
         """Open the ledger, recover what a crash left, sign a tree head; then start the timers."""
         self._loop = asyncio.get_running_loop()
-        notes = await asyncio.to_thread(self._open_and_recover)
+        try:
+            notes = await asyncio.to_thread(self._open_and_recover)
+        except LedgerIntegrityError as exc:
+            self.refused = exc.problems
+            logger.error("%s", exc)
+            message = ("证据账本启动校验失败，已停止录像和签名 / the evidence ledger failed its start-up check; "
+                       f"nothing is recorded, appended or signed: {'; '.join(exc.problems)}")
+            await self._alarm("ledger_integrity", message, {"problems": exc.problems, "archive": str(self.root)})
+            return [str(exc)]
         for note in notes:
             logger.warning("archive recovery: %s", note)
         self._spawn(self._sign_loop(), "archive-sign")
@@ -110,7 +133,12 @@ class ArchiveService:
     def _open_and_recover(self) -> list[str]:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "recordings").mkdir(exist_ok=True)
-        notes = list(self.ledger.open())
+        anchors, notes = latest_heads(self._witness_targets)
+        notes += self.ledger.open(anchors)
+        if self._witness_targets:
+            key = load_public_key(self.ledger.public_key_pem())
+            self.witnesses = WitnessSender(self._witness_targets, self.ledger, key, self._witness_refused)
+            self.witnesses.start()
         entries = self.ledger.entries()
         notes += recover(self.root, self.ledger, entries, self.where, self._clock())
         notes += recover_snapshots(self.root, entries)
@@ -123,11 +151,13 @@ class ArchiveService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for unit_id in list(self.active):
-            self._close_unit(unit_id, "server shutting down")
+            self._close_unit(unit_id, "server stopped (planned)")
         await asyncio.gather(*self._finishing, return_exceptions=True)
         recordings = list(self._closing)
         await asyncio.to_thread(self._join, recordings)
         await asyncio.to_thread(self.ledger.close)
+        if self.witnesses is not None:
+            await asyncio.to_thread(self.witnesses.close)
 
     @staticmethod
     def _join(recordings: list[Recording]) -> None:
@@ -142,8 +172,12 @@ class ArchiveService:
 
     # publishers --------------------------------------------------------------------------
     async def publish_started(self, unit_id: str, channel: FrameSource, video_codec: str | None,
-                              audio_codec: str | None) -> Recording:
-        """A unit publishes on this node: continue its recording (a reconnect) or open one."""
+                              audio_codec: str | None) -> Recording | None:
+        """A unit publishes on this node: continue its recording (a reconnect) or open one; None
+        when the ledger is refused (nothing is recorded)."""
+        if self.refused:
+            logger.error("unit %s: not recorded: the evidence ledger failed its start-up check", unit_id)
+            return None
         video_codec = video_codec.lower() if video_codec else None
         audio_codec = audio_codec.lower() if audio_codec else None
         if video_codec not in (None, "vp8", "h264"):
@@ -298,6 +332,8 @@ class ArchiveService:
         ``snapshot_sealed`` data once file and entry are durable, and tells the listeners
         (``"snapshot"``). Raises :class:`SnapshotError` (nothing stored) while the disk is full or
         when the disk or the ledger refuses it; an ENOSPC puts the archive in disk-full mode."""
+        if self.refused:
+            raise SnapshotError("the evidence ledger failed its start-up check; nothing is stored")
         if self.disk_full:
             raise SnapshotError("the evidence archive's disk is full (recording is paused)", disk_full=True)
         try:
@@ -347,6 +383,20 @@ class ArchiveService:
                                   "recording resumed", {"free_bytes": free})
 
     # ledger ------------------------------------------------------------------------------
+    def _signed(self, sth: dict[str, Any]) -> None:
+        """The ledger signed a tree head (any thread): on to the witnesses."""
+        if self.witnesses is not None:
+            self.witnesses.signed(sth)
+
+    def _witness_refused(self, witness: str, reason: str) -> None:
+        """A witness refused a tree head (the sender's thread): alarm operators and admins."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        message = (f"见证方拒绝了证据账本的树头 / witness {witness} refused the ledger's tree head: {reason}")
+        loop.call_soon_threadsafe(lambda: self._spawn(
+            self._alarm("ledger_integrity", message, {"witness": witness, "reason": reason}), "archive-alarm"))
+
     async def _sign_loop(self) -> None:
         while True:
             await asyncio.sleep(self._sign_interval_s)
@@ -355,13 +405,31 @@ class ArchiveService:
             except OSError as exc:
                 logger.error("archive: tree head not signed: %s", exc)
 
+    async def sign_now(self) -> dict[str, Any] | None:
+        """Sign a tree head over every entry now (if any is new); the latest tree head."""
+        if self.refused:
+            raise ArchiveRefusedError("the evidence ledger failed its start-up check: " + "; ".join(self.refused))
+        await asyncio.to_thread(self.ledger.sign_tree_head)
+        return self.ledger.latest_sth()
+
     async def record(self, type: str, *, actor: str, where: str, outcome: str = "ok",
                      data: dict[str, Any]) -> dict[str, Any]:
-        """An evidence access or management event (viewed, downloaded, hold_set ...)."""
+        """An evidence access or management event (viewed, downloaded, hold_set ...);
+        :class:`ArchiveRefusedError` while the ledger is refused."""
+        if self.refused:
+            raise ArchiveRefusedError("the evidence ledger failed its start-up check: " + "; ".join(self.refused))
         return await asyncio.to_thread(self.ledger.append, type, actor=actor, where=where, outcome=outcome, data=data)
+
+    async def record_many(self, items: Sequence[tuple[str, str, str | None, str, dict[str, Any]]]
+                          ) -> list[dict[str, Any]]:
+        """Several entries ``(type, actor, where, outcome, data)`` with one write and one fsync."""
+        if self.refused:
+            raise ArchiveRefusedError("the evidence ledger failed its start-up check: " + "; ".join(self.refused))
+        return await asyncio.to_thread(self.ledger.append_many, items)
 
     def status(self) -> dict[str, Any]:
         return {
+            "integrity": {"ok": not self.refused, "problems": list(self.refused)},
             "disk_full": self.disk_full,
             "free_bytes": self._safe_free(),
             "ledger_size": self.ledger.size,

@@ -4,7 +4,11 @@ Segments, ``recording.json`` files and stills the ledger vouches for
 (:class:`~recordings.ledger_check.NamedFiles`) must be on disk with the size and SHA-256 it
 records, unless a ``segment_deleted`` entry says a segment is gone; every other file under
 ``recordings/`` or ``snapshots/`` is ``extra`` (``*.part`` leftovers and metadata of unclosed
-recordings are warnings). Files are hashed on worker threads in batches:
+recordings are warnings). On a live archive (a server writes it now) the server is at work:
+``*.part`` files of open recordings, stills and exports being built, files that entries appended
+during the check name (``late``), and a new segment of an open recording written after
+``fresh_after`` are ``in_progress``, not a problem; any other file the ledger does not name is
+``extra`` as on a stopped archive. Files are hashed on worker threads in batches:
 hashlib releases the GIL on big updates, so several cores share the work.
 """
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -22,6 +27,9 @@ from .findings import Findings
 from .ledger import RECORDINGS_DIR
 from .ledger_check import NamedFiles
 from .snapshots import PART, SNAPSHOTS_DIR
+
+_SEGMENT_NAME = re.compile(r"^[0-9]{6}\.(webm|mkv)$")
+EXPORTS_DIR = "exports"  # export packages for parties: exports/<request_id>/ (docs/archive-format.md)
 
 READ_SIZE = 1 << 20  # bytes per read while hashing; hashlib releases the GIL on updates this big
 BATCH_BYTES = 32 << 20  # files are handed to the hashing threads in batches of about this size
@@ -42,10 +50,33 @@ class HashJob:
     found: int  # bytes of the file on disk
 
 
-def hash_jobs(archive: Path, named: NamedFiles, findings: Findings) -> list[HashJob]:
+def _fresh(path: str, fresh_after: float | None) -> bool:
+    """Written at or after ``fresh_after`` (None: the archive is not live)."""
+    if fresh_after is None:
+        return False
+    try:
+        return os.stat(path).st_mtime >= fresh_after
+    except OSError:
+        return True  # gone meanwhile: sealed or removed by the running server
+
+
+def hash_jobs(archive: Path, named: NamedFiles, findings: Findings, fresh_after: float | None = None,
+              late: Callable[[], set[str]] = set) -> list[HashJob]:
     """The files to hash; what is missing, still present after deletion or not named by the
-    ledger at all goes into ``findings``."""
+    ledger at all goes into ``findings``. ``fresh_after`` (epoch seconds) is given for a live
+    archive, and ``late()`` then names the files of entries appended since the ledger was read:
+    see the module docstring."""
     r = findings
+    live = fresh_after is not None
+    late_names: set[str] | None = None
+
+    def sealed_meanwhile(rel: str) -> bool:
+        nonlocal late_names
+        if not live:
+            return False
+        if late_names is None:
+            late_names = late()
+        return rel in late_names
     sealed, deleted, closed = named.sealed, named.deleted, named.closed
     jobs: list[HashJob] = []
     for rel, (i, d) in sealed.items():
@@ -57,13 +88,13 @@ def hash_jobs(archive: Path, named: NamedFiles, findings: Findings) -> list[Hash
             jobs.append(HashJob(rel, d["sha256"], d["bytes"], f"entry {i}", found))
         else:
             r.fail("missing", rel, f"sealed by entry {i} and not deleted by any entry")
-    live = {rel.split("/")[1] for rel in sealed if rel not in deleted}
+    with_segments = {rel.split("/")[1] for rel in sealed if rel not in deleted}
     for rid, (i, sha) in closed.items():
         rel = f"{RECORDINGS_DIR}/{rid}/recording.json"
         found = _size_of(archive, rel)
         if found is not None:
             jobs.append(HashJob(rel, sha, None, f"entry {i}", found))
-        elif rid in live:
+        elif rid in with_segments:
             r.fail("missing", rel, f"its SHA-256 is in entry {i} (recording_closed)")
         else:
             r.warn("missing", rel, f"named by entry {i}; every segment of the recording was deleted")
@@ -76,17 +107,57 @@ def hash_jobs(archive: Path, named: NamedFiles, findings: Findings) -> list[Hash
                 continue
             parts = rel.split("/")
             if fname.endswith(".part"):
-                r.warn("unsealed", rel, "unsealed segment, run the server to recover")
+                if live and len(parts) == 3 and parts[1] in named.opened and parts[1] not in closed:
+                    r.warn("in_progress", rel, "a segment the running server is writing now")
+                else:
+                    r.warn("unsealed", rel, "unsealed segment, run the server to recover")
             elif fname == "recording.json" and len(parts) == 3:
                 if parts[1] not in closed:
-                    r.warn("unclosed", rel, "metadata of a recording the ledger does not show as closed")
+                    if live:
+                        r.warn("in_progress", rel, "metadata of a recording the running server is closing now")
+                    else:
+                        r.warn("unclosed", rel, "metadata of a recording the ledger does not show as closed")
+            elif sealed_meanwhile(rel) or (len(parts) == 3 and parts[1] in named.opened and parts[1] not in closed
+                                           and _SEGMENT_NAME.match(fname)
+                                           and _fresh(os.path.join(dirpath, fname), fresh_after)):
+                r.warn("in_progress", rel, "sealed by the running server while the ledger was being checked")
             else:
                 r.fail("extra", rel, "not named by the ledger")
-    _still_jobs(archive, named, findings, jobs)
+    _still_jobs(archive, named, findings, jobs, fresh_after, sealed_meanwhile)
+    _export_jobs(archive, named, findings, jobs, fresh_after, sealed_meanwhile)
     return jobs
 
 
-def _still_jobs(archive: Path, named: NamedFiles, findings: Findings, jobs: list[HashJob]) -> None:
+def _export_jobs(archive: Path, named: NamedFiles, findings: Findings, jobs: list[HashJob],
+                 fresh_after: float | None, sealed_meanwhile: Callable[[str], bool]) -> None:
+    """Export packages: the files ``exported`` entries name are present; nothing else is under
+    ``exports/`` but folders ``<request_id>.part`` (an export being built)."""
+    r = findings
+    for rel, (i, sha, size) in named.exports.items():
+        found = _size_of(archive, rel)
+        if found is not None:
+            jobs.append(HashJob(rel, sha, size, f"entry {i}", found))
+        else:
+            r.fail("missing", rel, f"named by entry {i} (exported)")
+    prefix = len(str(archive)) + 1
+    for dirpath, _dirs, files in os.walk(os.path.join(archive, EXPORTS_DIR)):
+        for fname in files:
+            rel = os.path.join(dirpath, fname)[prefix:].replace(os.sep, "/")
+            if rel in named.exports:
+                continue
+            folder = rel.split("/")[1] if rel.count("/") >= 2 else ""
+            if folder.endswith(PART):
+                kind = "in_progress" if fresh_after is not None else "unsealed"
+                r.warn(kind, rel, "an export being built (a crash leftover when no server runs: the server "
+                       "removes it or completes it at its next start)")
+            elif sealed_meanwhile(rel):
+                r.warn("in_progress", rel, "completed by the running server while the ledger was being checked")
+            else:
+                r.fail("extra", rel, "not named by the ledger")
+
+
+def _still_jobs(archive: Path, named: NamedFiles, findings: Findings, jobs: list[HashJob],
+                fresh_after: float | None, sealed_meanwhile: Callable[[str], bool]) -> None:
     """Stills: each one the ledger names is present; nothing else is under ``snapshots/``."""
     r = findings
     for rel, (i, d) in named.stills.items():
@@ -105,7 +176,12 @@ def _still_jobs(archive: Path, named: NamedFiles, findings: Findings, jobs: list
             if rel in named.stills:
                 continue
             if fname.endswith(PART):
-                r.warn("unsealed", rel, "a still being stored, or left by a crash: run the server to recover it")
+                if fresh_after is not None:
+                    r.warn("in_progress", rel, "a still the running server is storing now")
+                else:
+                    r.warn("unsealed", rel, "a still being stored, or left by a crash: run the server to recover it")
+            elif sealed_meanwhile(rel):
+                r.warn("in_progress", rel, "stored by the running server while the ledger was being checked")
             else:
                 r.fail("extra", rel, "not named by the ledger")
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from utctime import iso_millis, parse_iso_millis
 
-from . import still_catalog
+from . import audit_catalog, still_catalog
 from .still_catalog import StillQuery, StillRow
 
 logger = logging.getLogger(__name__)
@@ -66,9 +66,10 @@ CREATE TABLE IF NOT EXISTS gaps (
 CREATE INDEX IF NOT EXISTS gaps_recording ON gaps(recording_id);
 CREATE TABLE IF NOT EXISTS holds (
     case_number TEXT PRIMARY KEY, reason TEXT, actor TEXT, set_at REAL, ledger_index INTEGER);
-""" + still_catalog.SCHEMA
-TABLES = ("recordings", "recording_officers", "segments", "gaps", "holds", "snapshots", "meta")
-SCHEMA_VERSION = "2"  # 2: stills. A catalog of another version is rebuilt from the ledger when opened.
+""" + still_catalog.SCHEMA + audit_catalog.SCHEMA
+TABLES = ("recordings", "recording_officers", "segments", "gaps", "holds", "snapshots", "operator_actions", "meta")
+# 2: stills; 3: operator actions. A catalog of another version is rebuilt from the ledger when opened.
+SCHEMA_VERSION = "3"
 
 
 class LedgerReader(Protocol):
@@ -304,6 +305,8 @@ class Catalog:
                 c.execute("DELETE FROM holds WHERE case_number=?", (d["case_number"],))
             elif kind == "snapshot_sealed":
                 still_catalog.apply_sealed(c, d, index)
+            elif kind == audit_catalog.ENTRY_TYPE:
+                audit_catalog.apply(c, e, index)
         except (KeyError, TypeError, ValueError) as exc:
             logger.warning("catalog: ledger entry %d (%s) not applied: %r", index, kind, exc)
 
@@ -379,6 +382,33 @@ class Catalog:
         } for g in self._rows("SELECT * FROM gaps WHERE recording_id=? ORDER BY start", (recording_id,))]
         return out
 
+    def action_recordings(self, action_id: str) -> list[dict[str, Any]]:
+        """Every recording of the action, oldest first, with its segments not deleted (by ``seq``:
+        ``seq``, ``path``, ``sha256``, ``bytes``, ``start``, ``end``, ``offset_s`` and the
+        ``ledger_index`` of its ``segment_sealed`` entry), how many were deleted, and its gaps
+        (``start``, ``end``, ``cause``): what an export and a completeness statement need, without
+        reading the ledger."""
+        out = []
+        for r in self._rows("SELECT * FROM recordings WHERE action_id=? ORDER BY opened_at, id", (action_id,)):
+            segs = self._rows("SELECT * FROM segments WHERE recording_id=? ORDER BY seq", (r["id"],))
+            gaps = self._rows("SELECT * FROM gaps WHERE recording_id=? ORDER BY start", (r["id"],))
+            out.append({
+                "recording_id": r["id"], "unit_id": r["unit_id"],
+                "opened": iso_millis(r["opened_at"]) if r["opened_at"] is not None else None,
+                "closed": iso_millis(r["closed_at"]) if r["closed_at"] is not None else None,
+                "end_cause": r["end_cause"], "close_reason": r["close_reason"],
+                "segments": [{"seq": s["seq"], "path": s["path"], "sha256": s["sha256"], "bytes": s["bytes"],
+                              "start": iso_millis(s["start"]) if s["start"] is not None else None,
+                              "end": iso_millis(s["end"]) if s["end"] is not None else None,
+                              "offset_s": s["offset_s"] or 0.0, "ledger_index": s["sealed_index"]}
+                             for s in segs if not s["deleted"]],
+                "deleted_segments": sum(1 for s in segs if s["deleted"]),
+                "gaps": [{"start": iso_millis(g["start"]) if g["start"] is not None else None,
+                          "end": iso_millis(g["end"]) if g["end"] is not None else None, "cause": g["cause"]}
+                         for g in gaps],
+            })
+        return out
+
     def segment(self, recording_id: str, seq: int) -> SegmentRow | None:
         rows = self._rows("SELECT * FROM segments WHERE recording_id=? AND seq=?", (recording_id, seq))
         if not rows:
@@ -430,6 +460,21 @@ class Catalog:
 
     def snapshot(self, snapshot_id: str) -> StillRow | None:
         return still_catalog.still_row(self._rows(*still_catalog.one_sql(snapshot_id)))
+
+    # -- the operators' audit trail -----------------------------------------------------------------
+
+    def operator_actions(self, subject: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """The audit trail's rows the ledger holds, newest first (``n`` descending)."""
+        return [audit_catalog.view(r) for r in self._rows(*audit_catalog.search_sql(subject, limit))]
+
+    def operator_action_seqs(self, after_index: int) -> list[tuple[int, int]]:
+        """``(seq, ledger_index)`` of every operator action after ledger index ``after_index``."""
+        return [(r[0], r[1]) for r in self._rows(
+            "SELECT seq, ledger_index FROM operator_actions WHERE ledger_index > ? ORDER BY ledger_index",
+            (after_index,))]
+
+    def last_operator_action_seq(self) -> int:
+        return int(self._rows("SELECT COALESCE(MAX(seq), 0) FROM operator_actions")[0][0])
 
     # -- holds and retention ----------------------------------------------------------------------
 

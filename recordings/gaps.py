@@ -1,7 +1,8 @@
 """Gaps in a recording: stretches without frames, for a reason we know.
 
 A gap opens when frames stop for a known cause (``link_lost``, ``unit_stopped``,
-``access_revoked``, ``server_shutdown``, ``disk_full``, ``recorder_overflow``, ``server_fault``) and is written to
+``access_revoked``, ``server_stopped`` (a planned stop), ``disk_full``, ``recorder_overflow``,
+``server_fault`` (a crash, found by recovery at the next start)) and is written to
 the ledger as a ``gap`` entry when frames resume or the recording closes. A unit that does not
 come back before the recording closes has not left a gap: that is where the recording ends
 (its cause becomes the ``end_cause`` of ``recording_closed``).
@@ -13,7 +14,8 @@ from typing import Any
 
 from utctime import iso_millis
 
-END_CAUSES = frozenset({"link_lost", "unit_stopped", "access_revoked", "server_shutdown"})
+# ``server_shutdown``: what earlier versions wrote for ``server_stopped``.
+END_CAUSES = frozenset({"link_lost", "unit_stopped", "access_revoked", "server_stopped", "server_shutdown"})
 
 
 def gap_entry(recording_id: str, start: float, end: float, cause: str) -> dict[str, Any]:

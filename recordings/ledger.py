@@ -4,6 +4,11 @@ Format: ``docs/archive-format.md``. Every :meth:`Ledger.append` is on disk (writ
 ``fsync``-ed) before it returns, so an entry the caller saw is never lost by a crash; a crash in
 the middle of a write leaves a torn last line, which :meth:`Ledger.open` cuts off and records.
 
+Before it appends or signs anything, :meth:`Ledger.open` checks the ledger against its own tree
+heads and against the checkpoint of what was verified last time (:mod:`recordings.ledger_load`,
+:mod:`recordings.checkpoint`): a history this server did not write is refused
+(:class:`LedgerIntegrityError`), never signed over.
+
 The module-level helpers (:func:`sth_message`, :func:`key_id`, :func:`load_public_key`,
 :func:`verify_sth_signature`, :func:`canonical_json`) are shared with the offline verifier.
 """
@@ -20,7 +25,7 @@ import threading
 import time
 from array import array
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -28,7 +33,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from utctime import iso_millis
 
+from .canonical import canonical_json as canonical_json  # re-exported: the line format
+from .checkpoint import Checkpoint, CheckpointError, read_checkpoint, write_checkpoint
 from .durable import fsync_dir
+from .ledger_load import load_ledger
 from .merkle import MerkleTree, leaf_hash
 
 ENTRIES_FILE = "ledger/entries.jsonl"
@@ -49,6 +57,16 @@ class KeyMismatchError(LedgerError):
     """The archive's ``public_key.pem`` is not the public half of the configured signing key."""
 
 
+class LedgerIntegrityError(LedgerError):
+    """The ledger on disk does not hold up against its own tree heads or the checkpoint: nothing
+    is appended or signed. ``problems`` names each thing that failed."""
+
+    def __init__(self, archive_dir: Path, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__(f"the evidence ledger of {archive_dir} failed its start-up check and is refused "
+                         f"(nothing is appended or signed): {'; '.join(problems)}")
+
+
 class LedgerWriteError(LedgerError):
     """A line could not be written durably; the file was cut back to its previous length."""
 
@@ -58,11 +76,6 @@ class LedgerWriteError(LedgerError):
 
 
 # ---- helpers shared with the verifier -------------------------------------------------------
-
-
-def canonical_json(obj: Any) -> bytes:
-    """The exact bytes of a ledger or tree-head line (without its ``\\n``)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def sth_message(tree_size: int, root_hash: str, timestamp: str) -> bytes:
@@ -122,16 +135,26 @@ class Ledger:
     """Appends entries to ``<archive>/ledger/entries.jsonl`` and signs tree heads into ``sth.jsonl``.
 
     ``where`` is the default ``where`` of entries (e.g. ``recorder@node1``); ``clock`` gives POSIX
-    seconds. All methods are thread-safe; :meth:`append` and :meth:`sign_tree_head` block on
+    seconds. ``checkpoint_path`` (kept outside the archive) remembers what was verified, so that a
+    start checks only what is new and a rewritten or rolled-back ledger is refused; None keeps no
+    checkpoint (every start checks everything, and only against the archive itself).
+    ``on_signed(sth)`` is called after every new tree head, outside the lock (witnesses).
+    All methods are thread-safe; :meth:`append` and :meth:`sign_tree_head` block on
     ``fsync`` (milliseconds), so async callers run them in an executor.
     """
 
     def __init__(self, archive_dir: Path, signing_key_path: Path, *, where: str = "server",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, checkpoint_path: Path | None = None,
+                 on_signed: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.archive_dir = Path(archive_dir)
         self.signing_key_path = Path(signing_key_path)
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path is not None else None
         self.where = where
         self._clock = clock
+        self._on_signed = on_signed
+        self._sth_lines = 0
+        self._sth_hash: Any = hashlib.sha256()
+        self.checked = (0, 0)  # (entries, tree heads) the last open checked; the rest the checkpoint vouched for
         self._lock = threading.Lock()
         self._tree = MerkleTree()
         self._offsets = array("Q")  # byte offset of each line of entries.jsonl
@@ -152,9 +175,12 @@ class Ledger:
 
     # -- lifecycle --
 
-    def open(self) -> list[str]:
+    def open(self, anchors: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> list[str]:
         """Create or load the archive's ledger, repairing a torn tail; returns notes on what was
-        repaired or looks wrong (the server logs them; only key mismatches are fatal)."""
+        repaired or looks wrong (the server logs them). ``anchors`` are ``(witness, tree head)``
+        pairs held outside the archive: the ledger must extend each one signed by its key.
+        Raises :class:`KeyMismatchError` and :class:`LedgerIntegrityError` (the start-up check
+        failed: nothing was appended or signed)."""
         with self._lock:
             if self._entries_fd >= 0:
                 return []
@@ -185,10 +211,10 @@ class Ledger:
                         f"the ledger {self._entries_path} is open in another process (another server node or a "
                         "running server): give every node its own [archive] dir") from None
                 sth_torn = self._open_file(self._sth_path, "_sth_fd")
-                self._load_entries(notes)
-                self._load_sths(public, notes)
+                self._load_and_check(public, notes, anchors)
             except BaseException:
                 self._close_files()
+                self._key = None
                 raise
         for file, dropped in ((ENTRIES_FILE, entries_torn), (STH_FILE, sth_torn)):
             if dropped is not None:
@@ -198,14 +224,21 @@ class Ledger:
                                   "dropped_sha256": hashlib.sha256(dropped).hexdigest()})
         if created:
             self.append("key_created", actor="system", data={"key_id": key_id(public), "algorithm": "Ed25519"})
+        with self._lock:
+            self._write_checkpoint(self._tree.size)
         return notes
 
     def close(self) -> None:
-        """Sign a final tree head if entries are uncovered, then close the files. Idempotent."""
+        """Sign a final tree head if entries are uncovered, note in the checkpoint that the ledger
+        was closed cleanly (nothing may follow until the next open), then close the files.
+        Idempotent."""
         if self._entries_fd < 0:
             return
         try:
             self.sign_tree_head()
+            with self._lock:
+                if self._latest_sth is not None and self._latest_sth["tree_size"] == self._tree.size:
+                    self._write_checkpoint(self._tree.size, closed=True)
         finally:
             with self._lock:
                 self._close_files()
@@ -240,6 +273,34 @@ class Ledger:
             written: dict[str, Any] = json.loads(line)  # a copy: the caller's data is not shared
             return written
 
+    def append_many(self, items: Sequence[tuple[str, str, str | None, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Append ``(type, actor, where, outcome, data)`` items in order with one write and one
+        ``fsync``; returns the entries. All or nothing: a failed write leaves none of them."""
+        for type, actor, _where, outcome, data in items:
+            if not type or not actor or outcome not in OUTCOMES or not isinstance(data, dict):
+                raise ValueError(f"malformed entry {type!r} by {actor!r}")
+        with self._lock:
+            self._require_open()
+            size = self._tree.size
+            prev = self._tree.leaf(size - 1).hex() if size else ""
+            lines: list[bytes] = []
+            for i, (type, actor, where, outcome, data) in enumerate(items):
+                line = canonical_json({"index": size + i, "prev": prev, "time": iso_millis(self._clock()),
+                                       "type": type, "actor": actor, "where": self.where if where is None else where,
+                                       "outcome": outcome, "data": data})
+                lines.append(line)
+                prev = leaf_hash(line).hex()
+            if not lines:
+                return []
+            start = self._entries_len
+            self._entries_len = self._write_line(self._entries_fd, start, b"\n".join(lines), ENTRIES_FILE)
+            offset = start
+            for line in lines:
+                self._offsets.append(offset)
+                offset += len(line) + 1
+                self._tree.append(leaf_hash(line))
+            return [json.loads(line) for line in lines]
+
     def sign_tree_head(self) -> dict[str, Any] | None:
         """Sign the current tree and append the STH; ``None`` if no entry arrived since the last."""
         with self._lock:
@@ -253,9 +314,26 @@ class Ledger:
             signature = self._key.sign(sth_message(size, root, timestamp))
             sth = {"tree_size": size, "root_hash": root, "timestamp": timestamp,
                    "key_id": key_id(self._key.public_key()), "signature": base64.b64encode(signature).decode()}
-            self._sth_len = self._write_line(self._sth_fd, self._sth_len, canonical_json(sth), STH_FILE)
+            line = canonical_json(sth)
+            self._sth_len = self._write_line(self._sth_fd, self._sth_len, line, STH_FILE)
+            self._sth_hash.update(line + b"\n")
+            self._sth_lines += 1
             self._latest_sth = sth
-            return dict(sth)
+            self._write_checkpoint(size)
+        if self._on_signed is not None:
+            self._on_signed(dict(sth))
+        return dict(sth)
+
+    def _write_checkpoint(self, entries: int, closed: bool = False) -> None:
+        """Remember (outside the archive) that entries ``0..entries-1`` and all of ``sth.jsonl``
+        were verified or written by this server (``closed``: and it stops now). Lock held."""
+        if self.checkpoint_path is None:
+            return
+        write_checkpoint(self.checkpoint_path, Checkpoint(
+            archive=str(self.archive_dir.resolve()), entries=entries,
+            root_hash=self._tree.root(entries).hex() if entries else "", sth_lines=self._sth_lines,
+            sth_bytes=self._sth_len, sth_sha256=self._sth_hash.hexdigest(), verified_at=iso_millis(self._clock()),
+            latest_sth=dict(self._latest_sth) if self._latest_sth else None, closed=closed))
 
     # -- reading --
 
@@ -282,6 +360,18 @@ class Ledger:
             blob = f.read(last - first)
         return [json.loads(line) for line in blob.split(b"\n") if line]
 
+    def raw_lines(self, start: int, stop: int) -> list[bytes]:
+        """The exact bytes of entry lines ``start .. stop-1`` (without ``\n``), as on disk."""
+        with self._lock:
+            begin, end, _ = slice(start, stop).indices(self._tree.size)
+            if begin >= end:
+                return []
+            first = self._offsets[begin]
+            last = self._offsets[end] if end < len(self._offsets) else self._entries_len
+        with open(self._entries_path, "rb") as f:
+            f.seek(first)
+            return f.read(last - first).split(b"\n")[:end - begin]
+
     def inclusion_proof(self, index: int, tree_size: int | None = None) -> list[str]:
         """RFC 9162 inclusion proof (hex, leaf upwards) of entry ``index`` in the tree of
         ``tree_size`` entries (default: the latest signed tree head's size, else all)."""
@@ -293,6 +383,26 @@ class Ledger:
     def latest_sth(self) -> dict[str, Any] | None:
         with self._lock:
             return dict(self._latest_sth) if self._latest_sth else None
+
+    def consistency_proof(self, old_size: int, size: int) -> list[str]:
+        """RFC 9162 consistency proof (hex) from the tree of ``old_size`` entries to that of ``size``."""
+        with self._lock:
+            return [h.hex() for h in self._tree.consistency_proof(old_size, size)]
+
+    def extends(self, sth: Mapping[str, Any]) -> str | None:
+        """None if the ledger extends the tree head ``sth`` (its entries ``0..tree_size-1`` have
+        its root), else what is wrong. The signature is the caller's to check."""
+        with self._lock:
+            try:
+                size, root = int(sth["tree_size"]), str(sth["root_hash"])
+            except (KeyError, TypeError, ValueError):
+                return "not a tree head"
+            if size > self._tree.size:
+                return (f"it covers {size} entries but the ledger holds {self._tree.size}: the ledger was rolled "
+                        "back or cut short")
+            if size < 1 or self._tree.root(size).hex() != root:
+                return f"its root is not the Merkle root of entries 0..{size - 1}: history was rewritten"
+            return None
 
     # -- internals --
 
@@ -417,45 +527,37 @@ class Ledger:
         os.fsync(fd)
         return dropped
 
-    def _load_entries(self, notes: list[str]) -> None:
-        offset = 0
-        prev = ""
-        problem: str | None = None
-        with open(self._entries_path, "rb") as f:
-            for number, raw in enumerate(f):
-                line = raw[:-1]
-                self._offsets.append(offset)
-                offset += len(raw)
-                if problem is None:
-                    try:
-                        entry = json.loads(line)
-                        if entry["index"] != number or entry["prev"] != prev:
-                            problem = f"entry {number} does not follow entry {number - 1}"
-                    except (ValueError, KeyError, TypeError):
-                        problem = f"line {number + 1} is not a ledger entry"
-                h = leaf_hash(line)
-                self._tree.append(h)
-                prev = h.hex()
-        self._entries_len = offset
-        if problem:
-            notes.append(f"{ENTRIES_FILE}: {problem}; the ledger may have been altered, run dispatch-audit verify")
-
-    def _load_sths(self, public: Ed25519PublicKey, notes: list[str]) -> None:
-        latest = None
-        with open(self._sth_path, "rb") as f:
-            for raw in f:
-                self._sth_len += len(raw)
-                try:
-                    sth = json.loads(raw)
-                    if isinstance(sth, dict) and all(k in sth for k in STH_KEYS):
-                        latest = sth
-                except ValueError:
-                    pass
-        if latest is None:
-            return
-        if not verify_sth_signature(latest, public):
-            notes.append(f"{STH_FILE}: the latest tree head does not verify; run dispatch-audit verify")
-        elif latest["tree_size"] > self._tree.size:
-            notes.append(f"{STH_FILE}: the latest tree head covers {latest['tree_size']} entries but the "
-                         f"ledger has {self._tree.size}: entries were lost or removed")
-        self._latest_sth = latest
+    def _load_and_check(self, public: Ed25519PublicKey, notes: list[str],
+                        anchors: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+        """Rebuild the tree and check everything the checkpoint does not vouch for (lock held)."""
+        checkpoint = None
+        if self.checkpoint_path is not None:
+            try:
+                checkpoint = read_checkpoint(self.checkpoint_path)
+            except CheckpointError as exc:
+                raise LedgerIntegrityError(self.archive_dir, [f"{exc}: cannot tell what was verified before"]) from exc
+            if checkpoint is not None and checkpoint.archive != str(self.archive_dir.resolve()):
+                raise LedgerIntegrityError(self.archive_dir, [
+                    f"the checkpoint {self.checkpoint_path} belongs to the archive {checkpoint.archive}"])
+            if checkpoint is None and self._entries_path.stat().st_size:
+                notes.append(f"no checkpoint at {self.checkpoint_path}: checked every entry and tree head from the "
+                             "start; from now on a rewritten or rolled-back ledger is refused at start")
+        loaded = load_ledger(self._entries_path, self._sth_path, public, key_id(public), checkpoint)
+        for source, head in anchors:
+            if head.get("key_id") != key_id(public) or not verify_sth_signature(head, public):
+                notes.append(f"witness {source} holds a tree head not signed by this archive's key; not used")
+                continue
+            size, n = int(head["tree_size"]), loaded.tree.size
+            if size > n:
+                loaded.problem(f"witness {source} holds a tree head of {size} entries but the ledger holds {n}: "
+                               "the ledger was rolled back or cut short")
+            elif loaded.tree.root(size).hex() != head["root_hash"]:
+                loaded.problem(f"witness {source} holds a tree head of {size} entries that this ledger does not "
+                               "extend: history was rewritten")
+        if loaded.problems:
+            raise LedgerIntegrityError(self.archive_dir, loaded.problems)
+        self._tree, self._offsets = loaded.tree, loaded.offsets
+        self._entries_len, self._sth_len = loaded.entries_len, loaded.sth_len
+        self._sth_lines, self._sth_hash = loaded.sth_lines, loaded.sth_sha256
+        self._latest_sth = loaded.latest_sth
+        self.checked = (loaded.entries_checked, loaded.sths_checked)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from utctime import parse_iso_millis
 
+from .canonical import is_canonical
 from .findings import Findings
 from .ledger import (
     ENTRIES_FILE,
@@ -30,7 +31,6 @@ from .ledger import (
     PUBLIC_KEY_FILE,
     STH_FILE,
     STH_KEYS,
-    canonical_json,
     key_id,
     verify_sth_signature,
 )
@@ -40,6 +40,7 @@ from .snapshots import SNAPSHOT_PATH_RE
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SEGMENT_PATH = re.compile(r"^recordings/[^/]+/[^/]+$")
+_EXPORT_PATH = re.compile(r"^exports/[A-Za-z0-9_-]+/[A-Za-z0-9_.-]+$")
 
 
 @dataclass
@@ -51,6 +52,8 @@ class NamedFiles:
     deleted: dict[str, int] = field(default_factory=dict)  # segment -> segment_deleted entry
     closed: dict[str, tuple[int, str]] = field(default_factory=dict)  # recording id -> (entry, recording.json sha256)
     stills: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)  # snapshot -> (entry, its data)
+    opened: set[str] = field(default_factory=set)  # recording ids of recording_opened entries
+    exports: dict[str, tuple[int, str, int]] = field(default_factory=dict)  # export file -> (entry, sha256, bytes)
 
 
 def read_lines(path: Path) -> tuple[list[bytes], bytes | None]:
@@ -89,7 +92,7 @@ def _entry_problem(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
             parse_iso_millis(entry["time"])
         except ValueError as exc:
             problem = str(exc)
-    if problem is None and canonical_json(entry) != line:
+    if problem is None and not is_canonical(entry, line):
         problem = "not in canonical form (sorted keys, no spaces, UTF-8): not written by the ledger"
     return entry, problem
 
@@ -116,9 +119,32 @@ def _sth_problem(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
         parse_iso_millis(sth["timestamp"])
     except ValueError as exc:
         return None, str(exc)
-    if canonical_json(sth) != line:
+    if not is_canonical(sth, line):
         return None, "not in canonical form: not written by the ledger"
     return sth, None
+
+
+def late_paths(archive: Path, offset: int) -> set[str]:
+    """Files named by entries appended to a live ledger after its first ``offset`` bytes were read
+    (sealed while the check ran): archive-relative paths."""
+    try:
+        with open(archive / ENTRIES_FILE, "rb") as f:
+            f.seek(offset)
+            tail = f.read()
+    except OSError:
+        return set()
+    out: set[str] = set()
+    for line in tail.split(b"\n"):
+        try:
+            data = json.loads(line).get("data", {})
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(data, dict):
+            out.update(v for k, v in data.items()
+                       if k in ("path", "export_path", "package_path") and isinstance(v, str))
+            if isinstance(data.get("recording_id"), str):
+                out.add(f"recordings/{data['recording_id']}/recording.json")
+    return out
 
 
 def _span(a: int, b: int) -> str:
@@ -130,10 +156,16 @@ class LedgerCheck:
     no tree head can be checked), recording what it finds in ``findings``. The counters are
     read by the caller's report once :meth:`run` and :meth:`named_files` have run."""
 
-    def __init__(self, archive: Path, findings: Findings, key: Ed25519PublicKey | None) -> None:
+    def __init__(self, archive: Path, findings: Findings, key: Ed25519PublicKey | None,
+                 pending_after: str | None = None) -> None:
+        """``pending_after``: on a live archive, the time (UTC, the time format) from which an
+        entry the latest tree head does not cover yet is pending (the server signs it within its
+        signing interval) rather than uncovered; None for an archive no server writes."""
         self.archive = archive
         self.report = findings
         self.key = key
+        self.pending_after = pending_after
+        self.pending = 0  # entries not covered yet, but recent enough on a live archive
         self.lines: list[bytes] = []
         self.parsed: list[dict[str, Any] | None] = []
         self.names: list[str] = []  # how findings name the line at each position
@@ -145,6 +177,7 @@ class LedgerCheck:
         self.broken: list[bool] = []
         self.first_mismatch: tuple[int, int, str] | None = None  # (matching size below, size, sth item)
         self.entries = 0  # lines of entries.jsonl (without a torn last line)
+        self.read_bytes = 0
         self.sths = 0  # lines of sth.jsonl
         self.tree_size = 0  # of the latest valid signed tree head
         self.root_hash = ""
@@ -152,6 +185,7 @@ class LedgerCheck:
         self.segments_proven = 0  # of those, inclusion proofs checked against the latest tree head
         self.snapshots = 0  # snapshot_sealed entries
         self.snapshots_proven = 0  # of those, inclusion proofs checked against the latest tree head
+        self.operator_actions = 0  # operator_action entries (the operators' audit trail)
 
     def run(self) -> None:
         """Every check but the files'; tree heads are read before the entries they cover."""
@@ -173,10 +207,14 @@ class LedgerCheck:
             r.fail("missing", ENTRIES_FILE, "the archive has no ledger")
             return
         self.lines, torn = read_lines(path)
+        self.read_bytes = sum(len(x) + 1 for x in self.lines)  # where a re-read for late entries starts
         n = len(self.lines)
         self.entries = n
         if torn is not None:
-            r.fail("bad_entry", f"entry {n}", f"line {n + 1} has no newline at its end: a write torn by a crash "
+            # Named by the index it carries when that much of it was written, else by its position.
+            carried = re.search(rb'"index":(\d+)', torn)
+            item = f"entry {int(carried.group(1)) if carried else n}"
+            r.fail("bad_entry", item, f"line {n + 1} has no newline at its end: a write torn by a crash "
                    "(the server cuts it off at its next start) or an altered file; it is not counted")
         self.parsed = []
         for p, line in enumerate(self.lines):
@@ -327,10 +365,27 @@ class LedgerCheck:
     def check_coverage(self) -> None:
         r = self.report
         covered = self.latest["tree_size"] if self.latest else 0
-        if self.key is not None and covered < self.tree.size:
-            r.fail("uncovered", _span(covered, self.tree.size - 1),
+        if self.key is None or covered >= self.tree.size:
+            return
+        first_pending = self.tree.size
+        if self.pending_after is not None:
+            # On a live archive the newest entries wait for the next signature: those appended
+            # within the signing interval are pending, any older one is a failure.
+            first_pending = covered
+            for k in range(self.tree.size - 1, covered - 1, -1):
+                e = self.parsed[self.order[k]]
+                if e is None or e["time"] < self.pending_after:
+                    first_pending = k + 1
+                    break
+        if covered < first_pending:
+            r.fail("uncovered", _span(covered, first_pending - 1),
                    "not covered by the latest signed tree head: appended after the last signature (the server "
                    "signs within archive.sign_interval_s and at shutdown) or added afterwards")
+        if first_pending < self.tree.size:
+            self.pending = self.tree.size - first_pending
+            r.warn("pending", _span(first_pending, self.tree.size - 1),
+                   f"appended since the last tree head, after {self.pending_after}: the running server signs them "
+                   "within archive.sign_interval_s (dispatch-audit verify --fresh asks it to sign now)")
 
     # -- what the ledger says exists --
 
@@ -346,6 +401,21 @@ class LedgerCheck:
         self.report.fail("not_included", name, "its inclusion proof does not verify against the latest tree head")
         return False
 
+    def _named_exports(self, i: int, name: str, d: dict[str, Any], named: NamedFiles) -> None:
+        """An ``exported`` entry names the export and the package under ``exports/<request_id>/``."""
+        rid = d.get("request_id")
+        files = [(d.get("export_path"), d.get("export_sha256"), d.get("export_bytes")),
+                 (d.get("package_path"), d.get("package_sha256"), d.get("package_bytes"))]
+        for rel, sha, size in files:
+            if not (isinstance(rid, str) and isinstance(rel, str) and _EXPORT_PATH.match(rel)
+                    and rel.split("/")[1] == rid and isinstance(sha, str) and _HEX64.match(sha)
+                    and isinstance(size, int) and not isinstance(size, bool) and size >= 0):
+                self.report.fail("bad_entry", name, "exported needs request_id and, for the export and the package, "
+                                 "a path exports/<request_id>/<file>, its sha256 and bytes")
+                return
+        for rel, sha, size in files:
+            named.exports[str(rel)] = (i, str(sha), int(size or 0))  # a later export of the request replaces it
+
     def named_files(self) -> NamedFiles:
         """Walk the entries for sealed, deleted and closed files and stills; check each sealed
         segment's and still's inclusion proof and that the last ``key_created`` entry names the key
@@ -354,18 +424,23 @@ class LedgerCheck:
         named = NamedFiles()
         sealed, deleted, closed, stills = named.sealed, named.deleted, named.closed, named.stills
         key_ids: list[tuple[int, str]] = []
+        last_seq = 0  # of the operators' audit trail (operator_action entries): strictly increasing
         for i, p in enumerate(self.order):
             e = self.parsed[p]
             if e is None:
                 continue
             d, name = e["data"], self.names[p]
-            if e["type"] == "segment_sealed":
+            if e["type"] == "recording_opened" and isinstance(d.get("recording_id"), str):
+                named.opened.add(d["recording_id"])
+            elif e["type"] == "segment_sealed":
                 self.segments += 1
                 rel = d.get("path")
                 if not (isinstance(rel, str) and _SEGMENT_PATH.match(rel) and ".." not in rel.split("/")
+                        and rel.split("/")[1] == d.get("recording_id")
                         and isinstance(d.get("sha256"), str) and _HEX64.match(d["sha256"])
-                        and isinstance(d.get("bytes"), int) and d["bytes"] >= 0):
-                    r.fail("bad_entry", name, "segment_sealed needs path recordings/<id>/<file>, sha256 and bytes")
+                        and isinstance(d.get("bytes"), int) and not isinstance(d["bytes"], bool) and d["bytes"] >= 0):
+                    r.fail("bad_entry", name, "segment_sealed needs path recordings/<recording_id>/<file> (of its own "
+                           "recording_id), sha256 and bytes")
                     continue
                 if rel in sealed and rel not in deleted:
                     r.fail("bad_entry", name, f"{rel} was already sealed by entry {sealed[rel][0]}")
@@ -376,6 +451,7 @@ class LedgerCheck:
                 self.snapshots += 1
                 rel = d.get("path")
                 if not (isinstance(rel, str) and SNAPSHOT_PATH_RE.match(rel)
+                        and rel.rsplit("/", 1)[-1] == f"{d.get('snapshot_id')}.jpg"
                         and isinstance(d.get("sha256"), str) and _HEX64.match(d["sha256"])
                         and isinstance(d.get("bytes"), int) and not isinstance(d["bytes"], bool) and d["bytes"] >= 0):
                     r.fail("bad_entry", name, "snapshot_sealed needs path snapshots/<YYYYMMDD>/<snapshot_id>.jpg, "
@@ -390,8 +466,10 @@ class LedgerCheck:
                 if rel not in sealed or rel in deleted:
                     r.fail("bad_entry", name, f"deletes {rel!r}, which no earlier entry sealed")
                     continue
-                if d.get("sha256") != sealed[rel][1]["sha256"]:
-                    r.fail("bad_entry", name, f"the sha256 of the deleted {rel} differs from entry {sealed[rel][0]}'s")
+                first = sealed[rel][1]
+                if d.get("sha256") != first["sha256"] or d.get("recording_id") != first["recording_id"]:
+                    r.fail("bad_entry", name, f"the sha256 or recording_id of the deleted {rel} differs from entry "
+                           f"{sealed[rel][0]}'s")
                 deleted[rel] = i
             elif e["type"] == "recording_closed":
                 rid, sha = d.get("recording_id"), d.get("metadata_sha256")
@@ -402,6 +480,22 @@ class LedgerCheck:
                 closed[rid] = (i, sha)
             elif e["type"] == "key_created" and isinstance(d.get("key_id"), str):
                 key_ids.append((i, d["key_id"]))
+            elif e["type"] == "operator_action":
+                self.operator_actions += 1
+                seq = d.get("seq")
+                if not (isinstance(seq, int) and not isinstance(seq, bool) and isinstance(d.get("verb"), str)
+                        and isinstance(d.get("subject"), str)):
+                    r.fail("bad_entry", name, "operator_action needs seq, verb and subject")
+                    continue
+                if seq <= last_seq:
+                    r.fail("bad_entry", name, f"operator action {seq} does not follow {last_seq}: the audit trail "
+                           "is written in order, each row once")
+                last_seq = max(last_seq, seq)
+            elif e["type"] == "exported" and e["outcome"] == "ok" and "package_path" in d:
+                self._named_exports(i, name, d, named)
+            elif e["type"] == "audit_gap":
+                r.warn("audit_gap", name, f"audit rows {d.get('from_seq')}..{d.get('to_seq')} were deleted from the "
+                       "server's database before they reached the ledger")
         kid = key_id(self.key) if self.key is not None else ""
         if key_ids and kid and key_ids[-1][1] != kid:
             r.fail("bad_key", PUBLIC_KEY_FILE, f"entry {key_ids[-1][0]} records the creation of key id "

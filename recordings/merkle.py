@@ -1,11 +1,11 @@
-"""RFC 9162 §2.1 Merkle tree over the ledger's entries: tree hash and inclusion proofs.
+"""RFC 9162 §2.1 Merkle tree over the ledger's entries: tree hash, inclusion and consistency proofs.
 
 Leaf hash ``SHA-256(0x00 || data)``, node hash ``SHA-256(0x01 || left || right)``, empty tree
 ``SHA-256("")``; a tree of n > 1 leaves splits at k, the largest power of two smaller than n.
 
 :class:`MerkleTree` keeps every complete, aligned subtree hash (level by level, 32 bytes each, so
-about 64 bytes per leaf in total) and adds a leaf in amortised O(1). Every subtree the RFC's MTH and
-PATH recursions visit is either such a complete subtree or lies on the right edge of
+about 64 bytes per leaf in total) and adds a leaf in amortised O(1). Every subtree the RFC's MTH,
+PATH and PROOF recursions visit is either such a complete subtree or lies on the right edge of
 the tree, so a root or a proof costs O(log n) lookups plus at most O(log n) hashes per right-edge
 subtree, and right-edge hashes are cached (leaves never change, so a cached range stays valid).
 """
@@ -98,6 +98,27 @@ class MerkleTree:
         path.reverse()
         return path
 
+    def consistency_proof(self, old_size: int, size: int | None = None) -> list[bytes]:
+        """RFC 9162 §2.1.4.1 PROOF(old_size, D[0:size]), ordered from the bottom up; empty when the
+        sizes are equal. It shows that the tree of ``old_size`` leaves is a prefix of this one."""
+        size = self._check_size(size)
+        if not 0 < old_size <= size:
+            raise ValueError(f"no consistency proof from {old_size} to {size} leaves")
+        proof: list[bytes] = []
+        start, n, m, complete = 0, size, old_size, True
+        while m != n:
+            k = _split(n)
+            if m <= k:
+                proof.append(self._mth(start + k, n - k))
+                n = k
+            else:
+                proof.append(self._mth(start, k))
+                start, n, m, complete = start + k, n - k, m - k, False
+        if not complete:
+            proof.append(self._mth(start, n))
+        proof.reverse()
+        return proof
+
     def _check_size(self, size: int | None) -> int:
         if size is None:
             return self._size
@@ -151,3 +172,38 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
         fn >>= 1
         sn >>= 1
     return sn == 0 and r == root
+
+
+def verify_consistency(old_size: int, size: int, old_root: bytes, root: bytes, proof: Sequence[bytes]) -> bool:
+    """RFC 9162 §2.1.4.2: does ``proof`` show that the tree of ``old_size`` leaves (``old_root``)
+    is a prefix of the tree of ``size`` leaves (``root``)? Equal sizes need an empty proof and
+    equal roots."""
+    if not 0 < old_size <= size:
+        return False
+    if old_size == size:
+        return not proof and old_root == root
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:
+        path.insert(0, old_root)
+    if not path:
+        return False
+    fn, sn = old_size - 1, size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while not (fn & 1 or fn == 0):
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == old_root and sr == root and sn == 0

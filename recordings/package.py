@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -149,13 +150,13 @@ docs/archive-format.md).
 
 
 def _source(ledger: Ledger, index: int, sth: Mapping[str, Any]) -> dict[str, Any]:
-    found = ledger.entries(index, index + 1)
+    found = ledger.raw_lines(index, index + 1)
     if not found:
         raise PackageError(f"ledger entry {index} does not exist")
-    entry = found[0]
+    line = found[0]  # the exact bytes on disk: the leaf hash is over them
+    entry = json.loads(line)
     if entry.get("type") != "segment_sealed":
         raise PackageError(f"ledger entry {index} is a {entry.get('type')!r} entry, not segment_sealed")
-    line = canonical_json(entry)  # the ledger writes canonical lines, so this is the line on disk
     proof = ledger.inclusion_proof(index, sth["tree_size"])
     if not verify_inclusion(leaf_hash(line), index, sth["tree_size"], [bytes.fromhex(p) for p in proof],
                             bytes.fromhex(sth["root_hash"])):

@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from utctime import parse_iso_millis
 
+from .canonical import is_canonical
 from .findings import Findings
-from .ledger import canonical_json, key_id, load_public_key, verify_sth_signature
+from .ledger import key_id, load_public_key, verify_sth_signature
 from .merkle import leaf_hash, verify_inclusion
 from .package_format import (
     EXPORT_NAME,
@@ -260,7 +261,7 @@ def _check_manifest(r: PackageReport, raw: bytes, sig: bytes, key: Ed25519Public
         r.fail("bad_manifest", MANIFEST, f"must be an object with exactly the keys {sorted(MANIFEST_KEYS)}")
         return None
     try:
-        canonical = canonical_json(manifest) == raw
+        canonical = is_canonical(manifest, raw)
     except ValueError:
         canonical = False
     problems = [] if canonical else ["not in canonical form (sorted keys, no spaces, UTF-8)"]

@@ -17,10 +17,17 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from utctime import iso_millis
+
 from .archive_files import Progress, hash_files, hash_jobs
 from .findings import Findings
-from .ledger import PUBLIC_KEY_FILE, key_id, load_public_key
-from .ledger_check import LedgerCheck
+from .known_heads import KnownHead, check_known_heads
+from .ledger import ENTRIES_FILE, PUBLIC_KEY_FILE, key_id, load_public_key
+from .ledger_check import LedgerCheck, late_paths
+from .live_check import ledger_in_use
+
+SIGN_SLACK_S = 5.0  # on top of sign_interval_s: the signing itself, a busy disk
+SEAL_SLACK_S = 30.0  # a segment's last write to its entry: finalising, fsync and hashing a segment
 
 
 class ArchiveNotFoundError(Exception):
@@ -35,6 +42,7 @@ class Report(Findings):
     segments_proven: int = 0  # of those, inclusion proofs checked against the latest tree head
     snapshots: int = 0  # snapshot_sealed entries (stills)
     snapshots_proven: int = 0  # of those, inclusion proofs checked against the latest tree head
+    operator_actions: int = 0  # operator_action entries (the operators' audit trail)
     files_hashed: int = 0
     bytes_hashed: int = 0
     sths: int = 0  # lines of sth.jsonl
@@ -42,6 +50,10 @@ class Report(Findings):
     root_hash: str = ""
     key_id: str = ""
     key_pinned: bool = False
+    live: bool = False  # a server was writing the archive while it was checked
+    pending: int = 0  # entries newer than the latest tree head, within the signing interval (live only)
+    known_heads: int = 0  # tree heads kept elsewhere (--known-head) checked against the ledger
+    known_heads_proven: int = 0  # of those, proven to be extended by the ledger
     seconds: float = 0.0
 
 
@@ -84,9 +96,20 @@ def default_workers() -> int:
     return max(2, min(4, os.cpu_count() or 1))
 
 
+UNANCHORED = ("neither the court's public key (--public-key) nor a tree head kept elsewhere (--known-head: an "
+              "auditor's copy, a party's package, a witness) was given, so a fully re-signed archive would pass too")
+
+
 def verify_archive(archive_dir: Path, public_key_pem: bytes | None = None, progress: Progress | None = None,
-                   *, workers: int | None = None) -> Report:
+                   *, workers: int | None = None, known_heads: list[KnownHead] | None = None,
+                   allow_unanchored: bool = False, live: bool | None = None, sign_interval_s: float = 60.0,
+                   now: float | None = None) -> Report:
     """Check the archive at ``archive_dir``; ``public_key_pem`` pins the key that must have signed it.
+
+    ``known_heads`` (tree heads kept outside the archive) must each be extended by the ledger
+    (:mod:`recordings.known_heads`). With neither a pinned key nor known heads nothing outside the
+    archive anchors the check: that is an ``unanchored`` failure, or only a warning with
+    ``allow_unanchored``.
 
     ``progress(bytes_hashed, bytes_total)`` is called from this thread while files are hashed
     on ``workers`` threads (default: :func:`default_workers`). Raises
@@ -100,14 +123,30 @@ def verify_archive(archive_dir: Path, public_key_pem: bytes | None = None, progr
         raise ArchiveNotFoundError(f"{archive}: no ledger/ directory; is this an evidence archive?")
     t0 = time.monotonic()
     report = Report(archive=str(archive))
-    ledger = LedgerCheck(archive, report, _load_key(archive, report, public_key_pem))
+    report.live = ledger_in_use(archive / ENTRIES_FILE) if live is None else live
+    clock = time.time() if now is None else now
+    pending_after = clock - sign_interval_s - SIGN_SLACK_S
+    fresh_after = clock - SEAL_SLACK_S
+    key = _load_key(archive, report, public_key_pem)
+    if public_key_pem is None and not known_heads:
+        if allow_unanchored:
+            report.warn("unanchored", "archive", UNANCHORED)
+        else:
+            report.fail("unanchored", "archive", UNANCHORED + "; pass --allow-unanchored to accept that")
+    ledger = LedgerCheck(archive, report, key, iso_millis(pending_after) if report.live else None)
     ledger.run()
+    report.pending = ledger.pending
+    if known_heads:
+        report.known_heads = len(known_heads)
+        report.known_heads_proven = check_known_heads(known_heads, ledger.tree, ledger.latest, key, report)
     named = ledger.named_files()
     report.entries, report.sths = ledger.entries, ledger.sths
     report.tree_size, report.root_hash = ledger.tree_size, ledger.root_hash
     report.segments, report.segments_proven = ledger.segments, ledger.segments_proven
     report.snapshots, report.snapshots_proven = ledger.snapshots, ledger.snapshots_proven
-    jobs = hash_jobs(archive, named, report)
+    report.operator_actions = ledger.operator_actions
+    jobs = hash_jobs(archive, named, report, fresh_after if report.live else None,
+                     lambda: late_paths(archive, ledger.read_bytes))
     report.files_hashed, report.bytes_hashed = hash_files(archive, jobs, report, progress,
                                                           workers or default_workers())
     report.seconds = round(time.monotonic() - t0, 3)

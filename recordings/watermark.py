@@ -1,13 +1,17 @@
-"""Visible watermark of a party export: who it was made for, for which request, when, and the
-recording time of every frame.
+"""Visible watermark of a party export: who it was made for, when, and the recording time of
+every frame, in the court's time zone; no internal identifier (request or package ids stay in
+the signed manifest).
 
 Two lines in a band at the bottom (or top) of every frame, white with a black outline so that the
 text stays readable on any background, drawn with ``cv2.putText`` straight into the planes of a
 yuv420p frame (the chroma under the text is set to grey, so the text is neutral on coloured
 scenes)::
 
-    REQ R-2026-0042 | TO Zhang San (P-17) | EXPORTED 2026-11-27 21:40Z
-    REC 2026-11-27 09:12:03.120Z  T+00:01:23.450
+    TO Zhang San (P-17) | EXPORTED 2026-11-28 05:40 +08:00
+    REC 2026-11-27 17:12:03.120 +08:00  T+00:01:23.450
+
+Times are shown in ``tz`` (the court's zone, ``[party] time_zone``, Asia/Shanghai by default)
+with its UTC offset, so that the copy reads as the court's documents do.
 
 OpenCV's Hershey fonts have ASCII glyphs only. A recipient name with other letters is reduced
 to ASCII (accents dropped: "José" → "Jose"); a name that cannot be (Chinese, 张三) is shown as
@@ -33,15 +37,15 @@ _WHITE_Y, _BLACK_Y = 235, 16  # video-range luma
 
 @dataclass(frozen=True)
 class WatermarkSpec:
-    """``exported_at`` is an aware datetime (shown in UTC). ``recorded_from``, when known, is the
-    wall-clock time of recording time 0; each frame then shows its own UTC time as well."""
+    """``exported_at`` is an aware datetime. ``recorded_from``, when known, is the wall-clock time
+    of recording time 0; each frame then shows its own time as well. Both are shown in ``tz``."""
 
-    request_id: str
     recipient: str
     exported_at: dt.datetime
     recipient_id: str | None = None
     recorded_from: dt.datetime | None = None
     position: Literal["bottom", "top"] = "bottom"
+    tz: dt.tzinfo = dt.timezone.utc
 
     def __post_init__(self) -> None:
         if self.exported_at.tzinfo is None:
@@ -71,8 +75,12 @@ def recipient_label(spec: WatermarkSpec) -> str:
     return "name#" + hashlib.sha256(spec.recipient.encode("utf-8")).hexdigest()[:8]
 
 
-def _utc(d: dt.datetime, fmt: str) -> str:
-    return d.astimezone(dt.timezone.utc).strftime(fmt)
+def _local(d: dt.datetime, tz: dt.tzinfo, fmt: str, millis: bool = False) -> str:
+    """``d`` in ``tz`` as ``fmt`` (``millis``: and ``.mmm``), then its UTC offset as ``+08:00``."""
+    local = d.astimezone(tz)
+    offset = local.strftime("%z")
+    text = local.strftime(fmt) + (f".{local.microsecond // 1000:03d}" if millis else "")
+    return f"{text} {offset[:3]}:{offset[3:]}"
 
 
 def frame_time_text(spec: WatermarkSpec, t_s: float, note: str = "") -> str:
@@ -82,7 +90,7 @@ def frame_time_text(spec: WatermarkSpec, t_s: float, note: str = "") -> str:
     parts = []
     if spec.recorded_from is not None:
         wall = spec.recorded_from + dt.timedelta(milliseconds=ms)
-        parts.append("REC " + _utc(wall, "%Y-%m-%d %H:%M:%S.") + f"{wall.microsecond // 1000:03d}Z")
+        parts.append("REC " + _local(wall, spec.tz, "%Y-%m-%d %H:%M:%S", millis=True))
     parts.append(clock)
     if note:
         parts.append(note)
@@ -96,8 +104,7 @@ class Watermarker:
         self.spec, self.width, self.height = spec, width, height
         self.thickness = max(1, round(width / 640))
         self.pad = max(4, width // 80)
-        header = (f"REQ {ascii_text(spec.request_id) or '?'} | TO {recipient_label(spec)} | "
-                  f"EXPORTED {_utc(spec.exported_at, '%Y-%m-%d %H:%M')}Z")
+        header = f"TO {recipient_label(spec)} | EXPORTED {_local(spec.exported_at, spec.tz, '%Y-%m-%d %H:%M')}"
         base_scale = 0.5 * width / 640
         (w, _), _ = cv2.getTextSize(header, _FONT, base_scale, self.thickness + 2)
         self.header_scale = min(base_scale, base_scale * (width - 2 * self.pad) / max(1, w))

@@ -3,7 +3,9 @@ operator, and pre-encoded media loops built once per session."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ from dispatch_server.config import Settings, load_settings
 from dispatch_server.http.connection_guard import GuardedRunner, GuardedServer
 from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop, VideoLoopSpec
 from media import passthrough
+from recordings.ledger import Ledger
+from tests.ledger_spec import archive_problems, problems_of
 from tests.support.redis_server import RedisServer
 from tests.support.secrets import SecretWatch, remember
 
@@ -184,3 +188,53 @@ def no_secret_in_logs(secret_watch: SecretWatch) -> Iterator[None]:
     before = len(secret_watch.leaks)
     yield
     assert secret_watch.leaks[before:] == [], "secrets in log lines"
+
+
+def _observe(collect: str | None, found: list[str], type: str, data: Any) -> None:
+    if not isinstance(data, dict):
+        return
+    if collect:
+        nested = {k: sorted(v) for k, v in data.items() if isinstance(v, dict)}
+        with open(collect, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"type": type, "fields": sorted(data), "nested": nested}) + "\n")
+    else:
+        found += problems_of(type, data)
+
+
+@pytest.fixture(autouse=True)
+def ledger_spec_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail a test whose code wrote a ledger entry type or field docs/archive-format.md does not
+    list (:mod:`tests.ledger_spec`): in-process appends, and every archive under its tmp_path."""
+    collect = os.environ.get("LEDGER_SPEC_COLLECT")
+    found: list[str] = []
+    append, append_many = Ledger.append, Ledger.append_many
+
+    def checked_append(self: Ledger, type: str, **kwargs: Any) -> dict[str, Any]:
+        written = append(self, type, **kwargs)  # what the ledger refuses is not written
+        _observe(collect, found, type, kwargs.get("data"))
+        return written
+
+    def checked_append_many(self: Ledger, items: Any) -> list[dict[str, Any]]:
+        written = append_many(self, items)
+        for type, _actor, _where, _outcome, data in items:
+            _observe(collect, found, type, data)
+        return written
+
+    monkeypatch.setattr(Ledger, "append", checked_append)
+    monkeypatch.setattr(Ledger, "append_many", checked_append_many)
+    tmp = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp is not None:
+        if collect:
+            for entries in tmp.rglob("ledger/entries.jsonl"):
+                for line in entries.read_bytes().splitlines():
+                    try:
+                        entry = json.loads(line)
+                        _observe(collect, found, entry["type"], entry["data"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+        else:
+            found += archive_problems([tmp])
+    if found:
+        unique = sorted(set(found))
+        pytest.fail("the code wrote ledger entries docs/archive-format.md does not specify:\n" + "\n".join(unique))

@@ -62,6 +62,7 @@ class ConsoleApp {
     this.ticker = null;
     this.expiryTimer = null;
     this.running = false;
+    this.restarting = false;  // the server announced a planned restart (server_restarting)
     this.rosterTimer = null;
     this.dispatchRetryTimer = null;
     this.alarm = new AlarmSound();
@@ -291,13 +292,19 @@ class ConsoleApp {
     let everConnected = false;
     socket.on('connect', () => {
       this.socketBackoff.reset();
+      this.restarting = false;
       this.setConnection('connected', '');
       if (everConnected) this.wall.revalidate();
       everConnected = true;
       this.refreshDispatch();
     });
+    socket.on('server_restarting', (notice) => {
+      // A planned restart: say so instead of "reconnecting", and come back by ourselves.
+      this.restarting = true;
+      this.setConnection('restarting', (notice && notice.message) || '');
+    });
     socket.on('disconnect', (reason) => {
-      this.setConnection('disconnected', reason);
+      this.setConnection(this.restarting ? 'restarting' : 'disconnected', reason);
       // A server-side disconnect is not retried by the client library itself.
       if (reason === 'io server disconnect') this.retrySocket();
     });
@@ -406,7 +413,7 @@ class ConsoleApp {
     }, this.socketBackoff.next());
   }
 
-  /** @param {'idle' | 'connecting' | 'connected' | 'disconnected' | 'error'} state */
+  /** @param {'idle' | 'connecting' | 'connected' | 'disconnected' | 'restarting' | 'error'} state */
   setConnection(state, detail) {
     this.connection = state;
     const el = byId('conn-state');
@@ -416,6 +423,7 @@ class ConsoleApp {
       connecting: ['连接中', 'connecting'],
       connected: ['已连接', 'connected'],
       disconnected: ['已断开，重连中', 'reconnecting'],
+      restarting: ['服务器重启中，稍后自动恢复', 'server restarting'],
       error: ['连接被拒绝', 'refused'],
     };
     const [zh, en] = labels[state];

@@ -24,7 +24,10 @@ import { el, formatDateTime, fromLocalInput, labelElement } from './labels.js';
 const GAP_CAUSES = {
   link_lost: ['信号中断', 'link lost'],
   unit_stopped: ['单位停止', 'unit stopped'],
+  server_stopped: ['服务器重启', 'server restarted (planned)'],
+  server_shutdown: ['服务器重启', 'server restarted (planned)'],
   server_fault: ['服务器故障', 'server fault'],
+  access_revoked: ['权限撤销', 'access revoked'],
   disk_full: ['磁盘已满', 'disk full'],
   recorder_overflow: ['录制拥塞', 'recorder overflow'],
 };

@@ -3,8 +3,9 @@
  * an action of the case, follow the court's decision, watch or download the approved export.
  *
  * Everything is served by the court's own server; nothing loads from elsewhere. The portal
- * session token lives in sessionStorage (a closed browser ends it). Requests are polled every
- * two seconds while the page is open. Test hook: `window.portal`.
+ * session token lives in sessionStorage (a closed browser ends it: the party signs in again with
+ * the same access code, as often as needed until it expires, to read decisions and download).
+ * Requests are polled every two seconds while the page is open. Test hook: `window.portal`.
  */
 
 const SESSION_KEY = 'dispatch.portal.session';
@@ -16,6 +17,7 @@ const STATE_LABELS = {
   approved: '已批准，等待导出 · approved, export pending',
   refused: '不予批准 · refused',
   exporting: '正在导出 · preparing your copy',
+  review: '法院正在核对导出内容，放行后即可下载 · the court is checking your copy; you can download it once released',
   ready: '可下载 · ready',
   failed: '导出失败，法院将处理 · export failed, the court will look into it',
   revoked: '已撤回 · withdrawn',

@@ -6,13 +6,19 @@
  * `GET /api/footage-requests` and the `footage_request` Socket.IO event. Rows are
  * `li.request-row[data-request-id][data-state]`; the detail pane `#request-detail` has the
  * decision form, the review image (drag on it to add a blur region; click a box to keep it, i.e.
- * not blur it, for an officer's face), the export button and progress, and the links.
- * Test hook: `dispatchConsole.requests` {requests (Map), open(id), refresh()}.
+ * not blur it, for an officer's face), the export button and progress, the finished export to
+ * watch (`#export-preview`) and release (`#export-release`), and the links.
+ *
+ * The review frame is scaled to the panel's width (CSS); pointer positions are converted to video
+ * pixels and clamped to the frame, so every region drawn lies inside the picture. The server
+ * refuses a region outside the frame with a message, which is shown, and nothing is exported.
+ * Test hook: `dispatchConsole.requests` {requests (Map), open(id), refresh(), regions()}.
  */
 
 const STATES = {
   pending: '待审批 pending', more_info: '待补充 more info', approved: '已批准 approved', refused: '已驳回 refused',
-  exporting: '导出中 exporting', ready: '已就绪 ready', failed: '失败 failed', revoked: '已撤回 revoked',
+  exporting: '导出中 exporting', review: '待放行 review', ready: '已放行 released', failed: '失败 failed',
+  revoked: '已撤回 revoked',
 };
 
 function el(tag, attrs = {}, ...children) {
@@ -89,7 +95,10 @@ export class RequestsPanel {
     const before = this.requests.get(doc.id);
     this.requests.set(doc.id, { ...before, ...doc });
     this.renderList();
-    if (this.openId === doc.id) this.renderDetail(this.requests.get(doc.id), this.recordings || []);
+    if (this.openId !== doc.id) return;
+    // A new state may bring what only the detail carries (the export's preview URL): fetch it.
+    if (!before || before.state !== doc.state) this.open(doc.id);
+    else this.renderDetail(this.requests.get(doc.id), this.recordings || []);
   }
 
   renderList() {
@@ -122,7 +131,8 @@ export class RequestsPanel {
     const parts = [el('h3', {}, `${doc.id} · ${doc.party_name} · ${doc.case_number}`),
       el('p', {}, `理由 reason: ${doc.reason}`), history];
     if (doc.state === 'pending' || doc.state === 'more_info') parts.push(this.decisionForm(doc, recordings));
-    if (['approved', 'failed', 'ready'].includes(doc.state)) parts.push(this.reviewPane(doc));
+    if (['approved', 'failed', 'review'].includes(doc.state)) parts.push(this.reviewPane(doc));
+    if (doc.state === 'review') parts.push(this.releasePane(doc));
     if (doc.state === 'exporting') {
       parts.push(el('progress', { id: 'export-progress', max: 1, value: doc.export?.progress || 0 }));
     }
@@ -182,19 +192,60 @@ export class RequestsPanel {
     const info = el('p', { id: 'review-info' });
     const save = el('button', { type: 'button', class: 'btn', id: 'regions-save' }, '保存区域 Save regions');
     const exp = el('button', { type: 'button', class: 'btn btn--primary', id: 'export-start' }, '导出 Export');
+    const err = el('p', { class: 'request-error', id: 'regions-error' });
     load.addEventListener('click', () => this.loadReview(doc.id, Number(t.value), canvas, info));
+    const saveRegions = async () => {
+      err.textContent = '';
+      try {
+        await this.api.request('PUT', `/api/footage-requests/${doc.id}/regions`, { regions: this.regions });
+        return true;
+      } catch (e) {
+        err.textContent = e.message;  // e.g. a region outside the frame: nothing is exported
+        return false;
+      }
+    };
     save.addEventListener('click', async () => {
-      await this.api.request('PUT', `/api/footage-requests/${doc.id}/regions`, { regions: this.regions });
-      info.textContent = `${this.regions.length} region(s) saved`;
+      if (await saveRegions()) info.textContent = `${this.regions.length} region(s) saved`;
     });
     exp.addEventListener('click', async () => {
-      await this.api.request('PUT', `/api/footage-requests/${doc.id}/regions`, { regions: this.regions });
-      await this.api.request('POST', `/api/footage-requests/${doc.id}/export`);
-      await this.open(doc.id);
+      if (!(await saveRegions())) return;
+      try {
+        await this.api.request('POST', `/api/footage-requests/${doc.id}/export`);
+        await this.open(doc.id);
+      } catch (e) {
+        err.textContent = e.message;
+      }
+    });
+    const clear = el('button', { type: 'button', class: 'btn', id: 'regions-clear' }, '清除区域 Clear regions');
+    clear.addEventListener('click', () => {
+      this.regions = [];
+      if (this.reviewImage) this.drawReview(canvas, this.reviewImage);
+      info.textContent = 'no regions';
     });
     this.attachDrawing(canvas, t, info);
-    return el('div', { class: 'review-pane' }, el('label', {}, '时间 t (s) ', t), load, canvas, info, save,
-      doc.state === 'ready' ? null : exp);
+    return el('div', { class: 'review-pane' }, el('label', {}, '时间 t (s) ', t), load,
+      el('div', { class: 'review-frame' }, canvas), info, err, save, clear, exp);
+  }
+
+  /** The finished export as the party will get it (redacted, watermarked), and its release. */
+  releasePane(doc) {
+    const video = el('video', { id: 'export-preview', class: 'export-preview', controls: true, preload: 'metadata',
+      src: doc.preview_url || '' });
+    const release = el('button', { type: 'button', class: 'btn btn--primary', id: 'export-release', disabled: true },
+      '放行给当事人 Release to the party');
+    const err = el('p', { class: 'request-error' });
+    // The server releases only to someone it served the export to; the button waits until it played here.
+    video.addEventListener('loadeddata', () => { release.disabled = false; });
+    release.addEventListener('click', async () => {
+      try {
+        await this.api.request('POST', `/api/footage-requests/${doc.id}/release`);
+        await this.open(doc.id);
+      } catch (e) {
+        err.textContent = e.message;
+      }
+    });
+    return el('div', { class: 'release-pane' },
+      el('h4', {}, '导出预览 ', el('small', {}, 'Watch the export before releasing it')), video, release, err);
   }
 
   async loadReview(id, at, canvas, info) {
@@ -223,11 +274,17 @@ export class RequestsPanel {
 
   attachDrawing(canvas, timeInput, info) {
     let start = null;
+    /** The pointer in video pixels (the canvas is scaled to the panel), clamped to the frame. */
     const pos = (e) => {
       const rect = canvas.getBoundingClientRect();
-      return { x: (e.clientX - rect.left) * (canvas.width / rect.width), y: (e.clientY - rect.top) * (canvas.height / rect.height) };
+      const x = (e.clientX - rect.left) * (canvas.width / rect.width);
+      const y = (e.clientY - rect.top) * (canvas.height / rect.height);
+      return { x: Math.round(Math.min(Math.max(x, 0), canvas.width)), y: Math.round(Math.min(Math.max(y, 0), canvas.height)) };
     };
-    canvas.addEventListener('pointerdown', (e) => { start = pos(e); });
+    canvas.addEventListener('pointerdown', (e) => {
+      start = pos(e);
+      canvas.setPointerCapture(e.pointerId);  // a drag that leaves the frame still ends here
+    });
     canvas.addEventListener('pointerup', (e) => {
       if (!start || !this.review) return;
       const end = pos(e);

@@ -1,5 +1,6 @@
 """HTTP API of what the court keeps and for how long: legal holds (诉讼保全) on a case, a
-recording's retention category, and retention runs (dry run first)."""
+recording's retention category, and retention runs (dry run first); and a tree head of the
+ledger signed on demand (``dispatch-audit verify --fresh``)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import asyncio
 
 from aiohttp import web
 
+from recordings.ledger import LedgerError
+
 from ..appkeys import ALERTS, SETTINGS
-from ..errors import BadRequest, Conflict, NotFound
+from ..errors import BadRequest, Conflict, NotFound, Unavailable
 from ..retention import halted_message
 from .api_recordings import case_param, recording_id_of, text_param
 from .evidence_access import evidence_of, record_access, where
@@ -107,3 +110,16 @@ async def retention_run(request: web.Request) -> web.Response:
         return web.json_response({"error": {"code": "retention_halted", "message": message}, **result.view()},
                                  status=409)
     return web.json_response(result.view())
+
+
+@routes.post("/api/archive/sign")
+async def sign_now(request: web.Request) -> web.Response:
+    """Sign a tree head over every entry now (admins): ``dispatch-audit verify --fresh`` then finds
+    nothing pending. ``{"sth": the latest tree head}``; 503 while the ledger is refused."""
+    await person_of(request, "evidence.sign")
+    evidence = await evidence_of(request)
+    try:
+        sth = await evidence.archive.sign_now()
+    except LedgerError as exc:
+        raise Unavailable(f"no tree head signed: {exc}", code="ledger_unavailable") from exc
+    return web.json_response({"sth": sth})

@@ -12,7 +12,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..appkeys import EXPORTS, PARTY, REQUESTS
+from recordings.ledger import key_id, load_public_key
+
+from ..appkeys import ARCHIVE, EXPORTS, PARTY, REQUESTS
 from ..auth import bearer
 from ..errors import NotFound, TooManyAttempts
 from ..footage_requests import party_view
@@ -44,6 +46,17 @@ def with_links(request: web.Request, view: dict[str, Any]) -> dict[str, Any]:
         link["url"] = f"/dl/{token}/package"
         link["video_url"] = f"/dl/{token}/video"
     return view
+
+
+@routes.get("/portal/court-public-key.pem")
+async def court_public_key(request: web.Request) -> web.Response:
+    """The key that signs the court's packages and tree heads, and its id (the party compares it
+    with the one the court publishes; the verifier takes it with --public-key)."""
+    pem = request.app[ARCHIVE].ledger.public_key_pem()
+    return web.Response(body=pem, headers={
+        "Content-Type": "application/x-pem-file", "Cache-Control": "no-cache",
+        "Content-Disposition": 'attachment; filename="court-public-key.pem"',
+        "X-Key-Id": key_id(load_public_key(pem))})
 
 
 @routes.post("/api/party/login")

@@ -9,12 +9,15 @@ import re
 
 from aiohttp import web
 
-from ..appkeys import EXPORTS, LINKS, PARTY, REQUESTS
+from ..appkeys import AUTH, EXPORTS, LINKS, PARTY, REQUESTS, TICKETS
+from ..auth import PERMISSIONS, bearer
 from ..errors import BadRequest, NotFound
 from ..footage_requests import court_view
 from .api_party import request_id_of, with_links
+from .evidence_access import SealedFile
 from .parse_party import case_of, name_of, parse_decision, parse_regions
 from .request import client_ip, person_of, read_json, read_object
+from .tickets import export_scope
 
 routes = web.RouteTableDef()
 
@@ -39,12 +42,41 @@ async def list_requests(request: web.Request) -> web.Response:
 
 @routes.get("/api/footage-requests/{request_id}")
 async def get_request(request: web.Request) -> web.Response:
-    await person_of(request, "requests.read")
+    person = await person_of(request, "requests.read")
     doc = await request.app[REQUESTS].get(request_id_of(request))
     recordings = await request.app[EXPORTS].recordings_for_decision(doc["action_id"])
-    return web.json_response({**with_links(request, court_view(doc)), "recordings": [
+    view = {**with_links(request, court_view(doc)), "recordings": [
         {k: r[k] for k in ("recording_id", "unit_id", "opened", "closed", "gaps")} | {"segments": len(r["segments"])}
-        for r in recordings]})
+        for r in recordings]}
+    if doc["state"] in ("review", "ready") and person.role in PERMISSIONS["requests.decide"]:
+        ticket = request.app[TICKETS].ticket(person, export_scope(doc["id"]))
+        view["preview_url"] = f"/api/footage-requests/{doc['id']}/preview?ticket={ticket}"
+    return web.json_response(view)
+
+
+@routes.get("/api/footage-requests/{request_id}/preview")
+async def preview(request: web.Request) -> web.StreamResponse:
+    """The finished export as the party will receive it, for the court to watch before releasing
+    it (``?ticket=`` from the request's ``preview_url``, or a Bearer token). Ledger: ``played``."""
+    ticket = request.query.get("ticket")
+    auth = request.app[AUTH]
+    if ticket is not None:  # a ticket is scoped to one request: a malformed id matches none
+        scope = export_scope(request.match_info["request_id"])
+        person = await auth.person_by_hash(request.app[TICKETS].session_of(ticket, scope))
+    else:
+        person = await auth.person(bearer(request.headers.get("Authorization")))
+    person.require("requests.decide")  # who asks, before anything about what they ask for
+    rid = request_id_of(request)
+    path = await request.app[EXPORTS].preview(rid, person.username, f"http:{client_ip(request)}")
+    return SealedFile(path, headers={"Content-Type": "video/mp4", "Cache-Control": "private, no-store"})
+
+
+@routes.post("/api/footage-requests/{request_id}/release")
+async def release(request: web.Request) -> web.Response:
+    """Release a watched export to the party: the download link is issued now. Ledger: ``export_released``."""
+    person = await person_of(request, "requests.decide")
+    doc = await request.app[EXPORTS].release(request_id_of(request), person.username, f"http:{client_ip(request)}")
+    return web.json_response(with_links(request, court_view(doc)))
 
 
 @routes.post("/api/footage-requests/{request_id}/decision")
@@ -79,7 +111,7 @@ async def set_regions(request: web.Request) -> web.Response:
     person = await person_of(request, "requests.decide")
     rid = request_id_of(request)
     regions = parse_regions(await read_json(request))
-    doc = await request.app[REQUESTS].set_regions(rid, regions, person.username)
+    doc = await request.app[EXPORTS].set_regions(rid, regions, person.username)
     return web.json_response(with_links(request, court_view(doc)))
 
 

@@ -95,5 +95,6 @@ async def health(request: web.Request) -> web.Response:
     if archive is not None:
         status = archive.status()
         body["archive"] = {"disk_full": status["disk_full"], "free_bytes": status["free_bytes"],
-                           "recording": len(status["recording"]), "ledger_size": status["ledger_size"]}
+                           "recording": len(status["recording"]), "ledger_size": status["ledger_size"],
+                           "integrity": status["integrity"]}
     return web.json_response(body)

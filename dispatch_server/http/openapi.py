@@ -185,6 +185,7 @@ def document() -> dict[str, Any]:
         "/api/retention/run": {"post": _op("Run retention (dry_run=1: only report); 409 and an alert when it would delete "
                                            "more than archive.max_delete_share", params=("dry_run",), result=OBJ,
                                            errors=(400, 401, 403, 409, 503))},
+        "/api/archive/sign": {"post": _op("Sign a tree head of the evidence ledger now (admins; dispatch-audit verify --fresh)", result=OBJ, errors=(401, 403, 503))},
         # Party access (docs/api.md "Party access"): portal calls carry the party's portal token.
         "/api/party/login": {"post": _op("Party login: case number + one-time access code + name -> portal token; "
                                          "429 with Retry-After after repeated wrong codes from one address",
@@ -235,9 +236,20 @@ def document() -> dict[str, Any]:
                        params=("t",), result=OBJ, errors=(400, 401, 403, 404, 409))},
         "/api/footage-requests/{request_id}/regions": {
             "parameters": _path_params("request_id"),
-            "put": _op("Manual blur (blur) and keep (keep) regions in pixels and recording seconds", result=OBJ,
+            "put": _op("Manual blur (blur) and keep (keep) regions in video pixels and recording seconds; 400 "
+                       "region_outside_frame for a region not inside the frame", result=OBJ,
                        body={"type": "object", "properties": {"regions": {"type": "array", "items": OBJ}}},
                        errors=(400, 401, 403, 404, 409))},
+        "/api/footage-requests/{request_id}/preview": {
+            "parameters": _path_params("request_id"),
+            "get": _op("The finished export (video/mp4) as the party will get it, for the court to watch before "
+                       "releasing it (?ticket= from preview_url); ledger: played (what: preview)",
+                       params=("ticket",), result=OBJ, errors=(401, 403, 404, 409))},
+        "/api/footage-requests/{request_id}/release": {
+            "parameters": _path_params("request_id"),
+            "post": _op("Release a watched export to the party: issues the download link; 409 not_previewed until "
+                        "the person watched it; ledger: export_released", result=OBJ,
+                        errors=(401, 403, 404, 409))},
         "/api/footage-requests/{request_id}/export": {
             "parameters": _path_params("request_id"),
             "post": _op("Start the redacted, watermarked export and its package; progress arrives as "

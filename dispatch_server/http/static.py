@@ -17,6 +17,8 @@ SIO_CLIENT_JS = CONSOLE_DIR / "node_modules" / "socket.io-client" / "dist" / "so
 LEAFLET_DIR = CONSOLE_DIR / "node_modules" / "leaflet" / "dist"
 
 PAGES = {"/": "index.html", "/field": "field.html", "/portal": "portal.html"}
+# The second verifier (docs/archive-format.md): one file, standard-library Python, for parties.
+VERIFIER = REPO_ROOT / "verifier" / "dispatch_verify.py"
 
 
 def _not_installed(what: str) -> DispatchError:
@@ -37,6 +39,14 @@ async def _sio_client(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(SIO_CLIENT_JS)
 
 
+async def _verifier(request: web.Request) -> web.StreamResponse:
+    """The second verifier, for a party to check a package (and an auditor an archive) with
+    nothing but Python 3."""
+    return web.FileResponse(VERIFIER, headers={
+        "Content-Type": "text/x-python; charset=utf-8", "Cache-Control": "no-cache",
+        "Content-Disposition": 'attachment; filename="dispatch_verify.py"'})
+
+
 async def _leaflet_missing(request: web.Request) -> web.StreamResponse:
     raise _not_installed("the map library")
 
@@ -45,6 +55,7 @@ def add_static_routes(router: web.UrlDispatcher) -> None:
     for path, name in PAGES.items():
         router.add_get(path, _page(name))
     router.add_get("/vendor/socket.io.min.js", _sio_client)
+    router.add_get("/portal/dispatch_verify.py", _verifier)
     if LEAFLET_DIR.is_dir():
         router.add_static("/vendor/leaflet/", LEAFLET_DIR, follow_symlinks=False)
     else:

@@ -2,9 +2,10 @@
 ``Authorization`` header.
 
 A ticket is an HMAC (key made at start, kept in memory) over the session's token hash, the one
-thing it opens (its *scope*: a recording's segment, :func:`segment_scope`, or a still,
-:func:`snapshot_scope`) and an expiry ``TICKET_TTL_S`` ahead. Each request with a ticket still
-looks the session up and checks the role, so logging out or a role change takes effect at once.
+thing it opens (its *scope*: a recording's segment, :func:`segment_scope`, a still,
+:func:`snapshot_scope`, or a request's export, :func:`export_scope`) and an expiry
+``TICKET_TTL_S`` ahead. Each request with a ticket still looks the session up and checks the role,
+so logging out or a role change takes effect at once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ def segment_scope(recording_id: str, seq: int) -> str:
 
 def snapshot_scope(snapshot_id: str) -> str:
     return f"snapshot/{snapshot_id}"
+
+
+def export_scope(request_id: str) -> str:
+    """A request's finished export, for the court to watch before releasing it."""
+    return f"export/{request_id}"
 
 
 class PlaybackTickets:

@@ -86,6 +86,11 @@ class Push:
         else:
             await self.operators("instruction_updates", TextOnly(instructions=batch))
 
+    async def server_restarting(self, notice: dict[str, Any]) -> None:
+        """To every console and every unit connected to this node: a planned stop has begun."""
+        await self._sio.emit("server_restarting", notice, namespace="/console")
+        await self._sio.emit("server_restarting", notice, namespace="/unit")
+
     async def snapshot(self, view: dict[str, Any]) -> None:
         """A still entered the evidence archive (the fields of the upload's 201 answer)."""
         await self.operators("snapshot", view)

@@ -70,8 +70,12 @@ class SioLifetime:
 
     async def shutdown(self) -> None:
         """Before aiohttp waits for open connections: close every Socket.IO connection, so no
-        websocket holds up the stop."""
+        websocket holds up the stop (aiohttp would wait for each handler to return), then stop
+        Socket.IO's background tasks. ``AsyncServer.shutdown`` alone closes no connection."""
         try:
-            await asyncio.wait_for(self._sio.shutdown(), timeout=SHUTDOWN_TIMEOUT_S)
+            async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+                if self._sio.eio.sockets:
+                    await self._sio.eio.disconnect()  # every client, at once
+                await self._sio.shutdown()
         except Exception as exc:
             logger.warning("Socket.IO shutdown incomplete: %r", exc)

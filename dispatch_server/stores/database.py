@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from .schema import ADDED_COLUMNS, SCHEMA
+from .schema import ADDED_COLUMNS, AFTER_COLUMNS, SCHEMA
 
 T = TypeVar("T")
 
@@ -36,6 +36,7 @@ class Database:
         for table, column, kind in ADDED_COLUMNS:
             if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
                 self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        self._db.executescript(AFTER_COLUMNS)
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         self._flushes: set[asyncio.Task[None]] = set()

@@ -65,14 +65,15 @@ CREATE TABLE IF NOT EXISTS alerts (
     state TEXT NOT NULL,
     created_at REAL NOT NULL
 );
--- audit.py
+-- audit.py (rows are written with the action they record); audit_ledger.py ships them to the ledger
 CREATE TABLE IF NOT EXISTS audit (
     n INTEGER PRIMARY KEY AUTOINCREMENT,
     ts REAL NOT NULL,
     actor TEXT NOT NULL,            -- username, "unit:<id>" or "system"
     verb TEXT NOT NULL,             -- e.g. instruction.delivered
     subject TEXT NOT NULL,          -- e.g. instruction id
-    detail TEXT NOT NULL            -- JSON
+    detail TEXT NOT NULL,           -- JSON
+    ledger_index INTEGER            -- its operator_action entry in the evidence ledger; NULL until shipped
 );
 -- party access (party_access.py, footage_requests.py, party_links.py)
 CREATE TABLE IF NOT EXISTS party_codes (
@@ -102,4 +103,10 @@ CREATE TABLE IF NOT EXISTS party_links (
 # existing table as it is, so a database made by an earlier release gets them here.
 ADDED_COLUMNS = (
     ("instructions", "result", "TEXT"),
+    ("audit", "ledger_index", "INTEGER"),
 )
+
+# Indexes over added columns: created once the columns exist.
+AFTER_COLUMNS = """
+CREATE INDEX IF NOT EXISTS audit_unshipped ON audit(n) WHERE ledger_index IS NULL;
+"""

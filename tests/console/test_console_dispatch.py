@@ -24,7 +24,7 @@ async def test_sos_alarms_the_console_with_position_and_opens_the_tile(
     try:
         assert (await unit.call("position", {"lat": 38.04321, "lon": 114.51234, "ts": time.time()}))["ok"]
         async with chromium() as browser:
-            page = await browser.new_page()
+            page = await browser.new_page(bypass_csp=True)  # wait_for_function evaluates strings
             await console_login(page, live.url, "op", OPERATOR_PASSWORD)
             await page.wait_for_function("window.dispatchConsole.roster.size === 2", timeout=10_000)
             ack = await unit.call("sos", {"note": "现场冲突"})
@@ -58,7 +58,7 @@ async def test_operator_runs_an_action_and_sees_instruction_states(live: LiveSer
     unit = await RawUnit(live.url, "bc-01", token).connect()
     try:
         async with chromium() as browser:
-            page = await browser.new_page()
+            page = await browser.new_page(bypass_csp=True)  # wait_for_function evaluates strings
             await console_login(page, live.url, "op", OPERATOR_PASSWORD)
             await page.click("#action-new")
             await page.fill("#action-case-number", "(2026)冀0916执99号")

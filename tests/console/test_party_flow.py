@@ -1,8 +1,11 @@
-"""The whole party flow in headless Chromium: the party asks in the portal, a supervisor approves
-and exports in the console, the party downloads, and the package verifies offline."""
+"""The whole party flow in headless Chromium: the party asks in the portal, a supervisor approves,
+draws a blur region anywhere on the review frame (it fits the panel), exports, watches the export
+and releases it in the console; the party signs in again later with the same code, downloads, and
+the package verifies offline with dispatch-audit and with the second verifier the portal offers."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import subprocess
 import sys
@@ -30,7 +33,7 @@ async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
     live: LiveServer = await make_live(archive=FAST)
     action_id, _ = await record_action(live, http, vp8_loop, opus_loop)
     async with chromium() as browser:
-        court = await (await browser.new_context()).new_page()
+        court = await (await browser.new_context(bypass_csp=True)).new_page()  # wait_for_function evaluates strings
         await console_login(court, live.url, "judge", OPERATOR_PASSWORD)
         await court.click("[data-panel='requests-panel']")
         await court.fill("#code-case", CASE)
@@ -40,7 +43,7 @@ async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
         code = await court.get_attribute("#code-out", "data-code")
         assert code
 
-        ctx = await browser.new_context(accept_downloads=True)
+        ctx = await browser.new_context(accept_downloads=True, bypass_csp=True)
         portal = await ctx.new_page()
         await portal.goto(f"{live.url}/portal")
         await portal.fill("#case-number", "(2026)冀0916执123号")  # ASCII brackets are fine
@@ -62,17 +65,43 @@ async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
         await court.fill("#review-time", "1")
         await court.click("#review-load")
         await court.wait_for_function("document.querySelector('#review-info').textContent.includes('T+')")
-        # The reviewer drags a blur region onto the keyframe.
-        box = await court.locator("#review-canvas").bounding_box()
+        # The whole frame fits the panel: a region drawn into its bottom-right corner (which used to
+        # be cut off) is kept, in video pixels.
+        await court.wait_for_function("document.querySelector('#review-canvas').width === 640")
+        canvas = court.locator("#review-canvas")
+        await canvas.scroll_into_view_if_needed()
+        box = await canvas.bounding_box()
         assert box is not None
-        await court.mouse.move(box["x"] + 20, box["y"] + 20)
+        panel = await court.locator("#requests-panel").bounding_box()
+        assert panel is not None and box["x"] + box["width"] <= panel["x"] + panel["width"] + 1
+        assert abs(box["width"] / box["height"] - 640 / 480) < 0.02, box
+        await court.mouse.move(box["x"] + box["width"] * 0.80, box["y"] + box["height"] * 0.80)
         await court.mouse.down()
-        await court.mouse.move(box["x"] + 80, box["y"] + 70)
+        await court.mouse.move(box["x"] + box["width"] * 0.97, box["y"] + box["height"] * 0.97)
         await court.mouse.up()
-        assert len(await court.evaluate("window.dispatchConsole.requests.regions()")) == 1
+        [region] = await court.evaluate("window.dispatchConsole.requests.regions()")
+        assert region["x"] >= 500 and region["y"] >= 370 and region["x"] + region["w"] <= 640, region
+        assert region["y"] + region["h"] <= 480, region
         await court.click("#export-start")
-        await court.wait_for_selector("#request-detail[data-state='ready']", timeout=90_000)
+        await court.wait_for_selector("#request-detail[data-state='review'] #export-preview", timeout=90_000)
+        # The supervisor watches the redacted, watermarked export, then releases it.
+        await court.wait_for_function(
+            "(() => { const v = document.querySelector('#export-preview'); return v && v.readyState >= 2; })()",
+            timeout=20_000)
+        await court.click("#export-release:not([disabled])")
+        await court.wait_for_selector("#request-detail[data-state='ready']", timeout=10_000)
 
+        await portal.wait_for_selector(".portal-request[data-state='ready'] .download-link", timeout=10_000)
+        # The party comes back another day, in a new browser session, with the same code.
+        await ctx.close()
+        ctx = await browser.new_context(accept_downloads=True, bypass_csp=True)
+        portal = await ctx.new_page()
+        await portal.goto(f"{live.url}/portal")
+        await portal.fill("#case-number", CASE)
+        await portal.fill("#access-code", code)
+        await portal.fill("#party-name", "张三")
+        await portal.click("#login-submit")
+        await portal.wait_for_selector("#portal-app:not([hidden])")
         await portal.wait_for_selector(".portal-request[data-state='ready'] .download-link", timeout=10_000)
         async with portal.expect_download() as info:
             await portal.click(".download-link")
@@ -87,6 +116,12 @@ async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
 
     out = verify_export(package)
     assert out.returncode == 0, out.stdout + out.stderr
+    async with http.get(f"{live.url}/portal/dispatch_verify.py") as r:
+        verifier = tmp_path / "dispatch_verify.py"
+        verifier.write_bytes(await r.read())
+    second = await asyncio.to_thread(subprocess.run, [sys.executable, "-S", "-I", str(verifier), "package",
+                                                      str(package)], capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stdout + second.stderr
     # One flipped byte anywhere makes the verifier fail.
     data = bytearray(package.read_bytes())
     rng = random.Random(7)

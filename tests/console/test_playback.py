@@ -77,7 +77,7 @@ async def test_recording_with_a_gap_plays_across_segments_seeks_and_moves_the_ma
     live.app[POSITIONS].tracks.insert_many(points)
 
     async with chromium() as browser:
-        page = await browser.new_page(viewport={"width": 1400, "height": 900})
+        page = await browser.new_page(viewport={"width": 1400, "height": 900}, bypass_csp=True)  # see wait_state
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         await console_login(page, live.url, "op", OPERATOR_PASSWORD)

@@ -276,7 +276,7 @@ async def test_search_playback_holds_and_retention(
     assert status == 200 and dry["due"] == [], dry
 
     await live.app[ARCHIVE].close()  # signs the final tree head
-    report = verify_archive(live.settings.archive_dir)
+    report = verify_archive(live.settings.archive_dir, allow_unanchored=True)
     assert report.failures == [], report.failures
 
 
@@ -300,4 +300,4 @@ def test_cli_retention_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert cli.retention_run(settings, dry_run=False) == 0
     assert not (fake.root / "recordings/rec-old/000001.webm").exists()
     assert [e["actor"] for e in entries(fake.root) if e["type"] == "segment_deleted"] == ["system", "system"]
-    assert verify_archive(fake.root).failures == []
+    assert verify_archive(fake.root, allow_unanchored=True).failures == []

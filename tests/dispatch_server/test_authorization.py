@@ -43,6 +43,8 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/"): EVERYONE,
     ("GET", "/field"): EVERYONE,
     ("GET", "/portal"): EVERYONE,
+    ("GET", "/portal/court-public-key.pem"): EVERYONE,  # what a party verifies a package with
+    ("GET", "/portal/dispatch_verify.py"): EVERYONE,  # the second verifier, for anyone to run
     ("GET", "/vendor/socket.io.min.js"): EVERYONE,
     ("GET", "/dl/{token}/{what}"): EVERYONE,  # the link is the credential (unguessable, revocable, expiring)
     ("PATCH", "/whip/{unit_id}/{session_id}"): EVERYONE,  # 405 for all: no trickle ICE
@@ -88,6 +90,7 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/holds"): staff("evidence.hold"),
     ("DELETE", "/api/holds/{case}"): staff("evidence.hold"),
     ("POST", "/api/retention/run"): staff("evidence.retention"),
+    ("POST", "/api/archive/sign"): staff("evidence.sign"),
     ("GET", "/api/snapshots"): staff("evidence.view"),
     ("GET", "/api/snapshots/{snapshot_id}"): staff("evidence.view"),
     # party access: the portal (a party's token), and the court's side
@@ -103,6 +106,8 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/footage-requests/{request_id}/review"): staff("requests.decide"),
     ("PUT", "/api/footage-requests/{request_id}/regions"): staff("requests.decide"),
     ("POST", "/api/footage-requests/{request_id}/export"): staff("requests.decide"),
+    ("GET", "/api/footage-requests/{request_id}/preview"): staff("requests.decide"),
+    ("POST", "/api/footage-requests/{request_id}/release"): staff("requests.decide"),
     ("POST", "/api/links/{link_id}/revoke"): staff("requests.decide"),
 }
 STATIC_PREFIXES = ("/static/", "/vendor/leaflet/")  # files, not handlers

@@ -77,6 +77,20 @@ async def wait_state(http: aiohttp.ClientSession, live: LiveServer, judge: str, 
         await asyncio.sleep(0.3)
 
 
+async def watch_and_release(http: aiohttp.ClientSession, live: LiveServer, judge: str, rid: str) -> dict[str, Any]:
+    """The court watches the finished export, as the party will get it, then releases it."""
+    doc = await wait_state(http, live, judge, rid, "review")
+    assert doc["links"] == []
+    status, body = await api(http, "POST", f"{live.url}/api/footage-requests/{rid}/release", judge)
+    assert status == 409 and body["error"]["code"] == "not_previewed", "nobody releases what they did not watch"
+    async with http.get(live.url + str(doc["preview_url"])) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "video/mp4"
+        assert len(await r.read()) == doc["export"]["export"]["bytes"]
+    status, released = await api(http, "POST", f"{live.url}/api/footage-requests/{rid}/release", judge)
+    assert status == 200 and released["state"] == "ready" and len(released["links"]) == 1, released
+    return dict(released)
+
+
 async def test_request_approve_export_download_revoke_expire(
         make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop,
         tmp_path: Path) -> None:
@@ -93,8 +107,12 @@ async def test_request_approve_export_download_revoke_expire(
 
     status, party = await party_login(http, live, code["code"])
     assert status == 200, party
-    status, again = await party_login(http, live, code["code"])
-    assert status == 401 and "already been used" in again["error"]["message"]
+    status, again = await party_login(http, live, code["code"])  # the party comes back with the same code
+    assert status == 200 and again["token"] != party["token"], again
+    _, wrong_code = await party_login(http, live, "AAAA-BBBB-CCCC")
+    _, wrong_name = await party_login(http, live, code["code"], name="李四")
+    _, wrong_case = await party_login(http, live, code["code"], case="（2026）冀0916执124号")
+    assert wrong_code == wrong_name == wrong_case and wrong_code["error"]["code"] == "bad_access_code"
     ptoken = party["token"]
     status, body = await api(http, "GET", f"{live.url}/api/party/actions", ptoken)
     assert [a["id"] for a in body["actions"]] == [action_id]
@@ -120,12 +138,18 @@ async def test_request_approve_export_download_revoke_expire(
     assert status == 200 and doc["state"] == "approved", doc
     status, frame = await api(http, "GET", f"{live.url}/api/footage-requests/{rid}/review?t=1", judge)
     assert status == 200 and frame["image"].startswith("data:image/jpeg;base64,") and frame["width"] == 640
+    status, body = await api(http, "PUT", f"{live.url}/api/footage-requests/{rid}/regions", judge,
+                             {"regions": [{"x": 600, "y": 10, "w": 100, "h": 80, "reason": "车牌"}]})
+    assert status == 400 and body["error"]["code"] == "region_outside_frame" and "640x480" in body["error"]["message"]
     status, doc = await api(http, "PUT", f"{live.url}/api/footage-requests/{rid}/regions", judge,
-                            {"regions": [{"x": 10, "y": 10, "w": 100, "h": 80, "reason": "车牌"}]})
+                            {"regions": [{"x": 530, "y": 390, "w": 100, "h": 80, "reason": "车牌"}]})
     assert status == 200 and len(doc["regions"]) == 1
     status, doc = await api(http, "POST", f"{live.url}/api/footage-requests/{rid}/export", judge)
     assert status == 202 and doc["state"] == "exporting"
-    doc = await wait_state(http, live, judge, rid, "ready")
+    await wait_state(http, live, judge, rid, "review")
+    status, mine = await api(http, "GET", f"{live.url}/api/party/requests", ptoken)
+    assert mine["requests"][0]["links"] == [], "no link before the court releases the export"
+    doc = await watch_and_release(http, live, judge, rid)
 
     status, mine = await api(http, "GET", f"{live.url}/api/party/requests", ptoken)
     link = mine["requests"][0]["links"][0]
@@ -154,7 +178,7 @@ async def test_request_approve_export_download_revoke_expire(
     archive = live.settings.archive_dir
     types = [e["type"] for e in entries(archive)]
     for t in ("access_code_issued", "party_login", "request_created", "request_more_info", "request_info",
-              "request_approved", "exported", "downloaded", "played", "access_denied"):
+              "request_approved", "exported", "export_released", "downloaded", "played", "access_denied"):
         assert t in types, f"{t} missing from the ledger"
 
     # Revoked: refused within a second, and the attempt is in the ledger.
@@ -162,7 +186,7 @@ async def test_request_approve_export_download_revoke_expire(
     status, _ = await api(http, "POST", f"{live.url}/api/links/{link['id']}/revoke", judge)
     assert status == 200
     async with http.get(live.url + link["url"]) as r:
-        assert r.status == 410 and (await r.json())["error"]["code"] == "link_revoked"
+        assert r.status == 410 and r.content_type == "text/html" and "链接已撤销" in await r.text()
     assert time.monotonic() - revoked_at < 1.0, "revocation takes effect within a second"
 
     # A second approved request, then time passes beyond the link's lifetime: expired.
@@ -173,14 +197,14 @@ async def test_request_approve_export_download_revoke_expire(
                         {"action_id": action_id, "reason": "再次查看"})
     await api(http, "POST", f"{live.url}/api/footage-requests/{req2['id']}/decision", judge, {"decision": "approve"})
     await api(http, "POST", f"{live.url}/api/footage-requests/{req2['id']}/export", judge)
-    await wait_state(http, live, judge, req2["id"], "ready")
+    await watch_and_release(http, live, judge, req2["id"])
     _, mine = await api(http, "GET", f"{live.url}/api/party/requests", party2["token"])
     link2 = next(r for r in mine["requests"] if r["id"] == req2["id"])["links"][0]
     async with http.get(live.url + link2["url"]) as r:
         assert r.status == 200
     clock.offset += 7 * 86400 + 60
     async with http.get(live.url + link2["url"]) as r:
-        assert r.status == 410 and (await r.json())["error"]["code"] == "link_expired"
+        assert r.status == 410 and "链接已过期" in await r.text()
     # A tampered token is unknown.
     tampered = link2["url"].replace(link2["url"][5], "0" if link2["url"][5] != "0" else "1", 1)
     async with http.get(live.url + tampered) as r:
@@ -214,10 +238,13 @@ async def test_wrong_codes_lock_out_an_address_but_not_the_party(make_live: Any)
     issued2 = await party.issue_code(CASE, "李四", "clerk", "test")
     token, _ = await party.login(PartySignIn(CASE, issued2["code"], "李四"), "10.0.0.66")
     assert token
-    # The wrong name with a right code is refused.
+    # The wrong name with a right code is refused, with the answer a wrong code gets.
     issued3 = await party.issue_code(CASE, "李四", "clerk", "test")
-    with pytest.raises(Unauthorized, match="name does not match"):
+    with pytest.raises(Unauthorized) as wrong_name:
         await party.login(PartySignIn(CASE, issued3["code"], "王五"), "10.0.0.8")
+    with pytest.raises(Unauthorized) as wrong_code:
+        await party.login(PartySignIn(CASE, "AAAA-BBBB-CCCC", "李四"), "10.0.0.8")
+    assert wrong_name.value.message == wrong_code.value.message
 
 
 def traversal_payloads() -> list[str]:

@@ -87,10 +87,11 @@ def test_cli_verifies_the_archive_a_config_and_its_env_override_name(tmp_path: P
 
     missing = audit("verify", "--config", str(cfg))  # relative to the config file's folder, not data_dir
     assert missing.returncode == 2 and f"{tmp_path / 'etc' / 'elsewhere'}: not a directory" in missing.stderr
-    by_env = audit("verify", "--config", str(cfg), "--json", DISPATCH_ARCHIVE__DIR="../a/archive")
+    by_env = audit("verify", "--config", str(cfg), "--json", "--allow-unanchored", DISPATCH_ARCHIVE__DIR="../a/archive")
     assert by_env.returncode == 0, by_env.stderr
     assert json.loads(by_env.stdout)["archive"] == str(built.archive)
-    by_data_dir = audit("verify", "--json", DISPATCH_CONFIG=str(cfg), DISPATCH_STORAGE__DATA_DIR=str(tmp_path / "a"),
+    by_data_dir = audit("verify", "--json", "--allow-unanchored", DISPATCH_CONFIG=str(cfg),
+                        DISPATCH_STORAGE__DATA_DIR=str(tmp_path / "a"),
                         DISPATCH_ARCHIVE__DIR="")
     assert by_data_dir.returncode == 0, by_data_dir.stderr
     assert json.loads(by_data_dir.stdout)["archive"] == str(built.archive)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import av
 import cv2
@@ -28,7 +29,7 @@ import pytest
 
 from recordings.export import ExportCancelled, ExportResult, export_recording, review_keyframe
 from recordings.redaction import Region
-from recordings.watermark import Watermarker, WatermarkSpec, recipient_label
+from recordings.watermark import Watermarker, WatermarkSpec, frame_time_text, recipient_label
 
 FFPROBE = "/usr/bin/ffprobe"
 W, H, FPS = 640, 480, 30
@@ -38,7 +39,7 @@ FACE = 110
 A_Y, B_X, B_Y = 140, 440, 140  # A moves right from x=60 at 2 px per frame; B stays
 PATCH = (20, 10, 120, 80)  # x, y, w, h: texture, no face
 CASCADE = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")  # type: ignore[attr-defined]
-SPEC = WatermarkSpec("R-2026-0042", "张三", dt.datetime(2026, 11, 27, 21, 40, tzinfo=dt.timezone.utc),
+SPEC = WatermarkSpec("张三", dt.datetime(2026, 11, 27, 21, 40, tzinfo=dt.timezone.utc),
                      recipient_id="P-17", recorded_from=dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc))
 KEEP_B = Region(B_X - 15, B_Y - 15, FACE + 30, FACE + 30, 0.0, 100.0, "keep", "officer")
 
@@ -279,7 +280,15 @@ def test_review_keyframe_shows_planned_boxes(exported: Exported) -> None:
 
 def test_recipient_shown_in_ascii() -> None:
     now = dt.datetime.now(dt.timezone.utc)
-    assert recipient_label(WatermarkSpec("R1", "张三", now, recipient_id="P-17")) == "P-17"
-    assert recipient_label(WatermarkSpec("R1", "José Núñez", now)) == "Jose Nunez"
-    hashed = recipient_label(WatermarkSpec("R1", "张三", now))
+    assert recipient_label(WatermarkSpec("张三", now, recipient_id="P-17")) == "P-17"
+    assert recipient_label(WatermarkSpec("José Núñez", now)) == "Jose Nunez"
+    hashed = recipient_label(WatermarkSpec("张三", now))
     assert hashed == "name#" + hashlib.sha256("张三".encode()).hexdigest()[:8]
+
+
+def test_the_watermark_shows_the_court_time_zone_and_no_internal_id() -> None:
+    spec = WatermarkSpec("张三", dt.datetime(2026, 11, 27, 21, 40, tzinfo=dt.timezone.utc), recipient_id="P-17",
+                         recorded_from=dt.datetime(2026, 11, 27, 9, 0, tzinfo=dt.timezone.utc),
+                         tz=ZoneInfo("Asia/Shanghai"))
+    assert Watermarker(spec, 640, 480).header_text == "TO P-17 | EXPORTED 2026-11-28 05:40 +08:00"
+    assert frame_time_text(spec, 83.45) == "REC 2026-11-27 17:01:23.450 +08:00  T+00:01:23.450"

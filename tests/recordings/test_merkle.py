@@ -1,12 +1,14 @@
-"""RFC 9162 Merkle tree: published vectors, a brute-force tree for random sizes, tampered proofs."""
+"""RFC 9162 Merkle tree: published vectors, a brute-force tree for random sizes, tampered proofs,
+consistency proofs between tree sizes (§2.1.4)."""
 
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
-from recordings.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_inclusion
+from recordings.merkle import EMPTY_ROOT, MerkleTree, leaf_hash, node_hash, verify_consistency, verify_inclusion
 
 # Certificate Transparency's reference leaves and roots for sizes 1..8 (RFC 6962 = RFC 9162 §2.1).
 CT_LEAVES = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657",
@@ -46,6 +48,32 @@ def brute_path(m: int, leaves: list[bytes]) -> list[bytes]:
     return brute_path(m - k, leaves[k:]) + [brute_mth(leaves[:k])]
 
 
+# Certificate Transparency's consistency proofs over the same leaves (merkle_tree_test.cc).
+CT_CONSISTENCY = {
+    (1, 1): [],
+    (1, 8): ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+             "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"],
+    (6, 8): ["0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+             "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+             "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"],
+    (2, 5): ["5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+             "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"],
+}
+
+
+def brute_subproof(m: int, leaves: list[bytes], complete: bool) -> list[bytes]:
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [brute_mth(leaves)]
+    k = 1
+    while 2 * k < n:
+        k *= 2
+    if m <= k:
+        return brute_subproof(m, leaves[:k], complete) + [brute_mth(leaves[k:])]
+    return brute_subproof(m - k, leaves[k:], False) + [brute_mth(leaves[:k])]
+
+
 def test_roots_match_the_certificate_transparency_vectors() -> None:
     tree = MerkleTree(leaf_hash(d) for d in CT_LEAVES)
     assert tree.root(0) == EMPTY_ROOT
@@ -78,6 +106,31 @@ def test_proofs_equal_a_brute_force_tree_for_random_sizes(seed: int) -> None:
         proof = tree.inclusion_proof(m, size)
         assert proof == brute_path(m, leaves[:size])
         assert verify_inclusion(leaves[m], m, size, proof, root)
+        old = rng.randint(1, size)
+        cproof = tree.consistency_proof(old, size)
+        assert cproof == brute_subproof(old, leaves[:size], True)
+        assert verify_consistency(old, size, brute_mth(leaves[:old]), root, cproof)
+
+
+def test_consistency_proofs_match_the_certificate_transparency_vectors() -> None:
+    tree = MerkleTree(leaf_hash(d) for d in CT_LEAVES)
+    for (old, size), expected in CT_CONSISTENCY.items():
+        proof = tree.consistency_proof(old, size)
+        assert [h.hex() for h in proof] == expected, (old, size)
+        assert verify_consistency(old, size, bytes.fromhex(CT_ROOTS[old - 1]), bytes.fromhex(CT_ROOTS[size - 1]),
+                                  proof)
+
+
+def test_every_pair_of_small_tree_sizes_is_consistent_and_a_rewritten_history_is_not() -> None:
+    leaves = [leaf_hash(bytes([i])) for i in range(20)]
+    tree = MerkleTree(leaves)
+    for size in range(1, 21):
+        for old in range(1, size + 1):
+            proof = tree.consistency_proof(old, size)
+            assert verify_consistency(old, size, tree.root(old), tree.root(size), proof)
+            forged = MerkleTree(leaves[:old - 1] + [leaf_hash(b"forged")] + leaves[old:])
+            assert not verify_consistency(old, size, forged.root(old), tree.root(size), proof)
+            assert not verify_consistency(old, size, tree.root(old), forged.root(size), proof)
 
 
 def test_every_leaf_of_every_small_tree_verifies() -> None:
@@ -103,6 +156,14 @@ def test_tampered_proofs_and_wrong_positions_are_rejected() -> None:
     bad = list(proof)
     bad[2] = bytes([bad[2][0] ^ 1]) + bad[2][1:]
     assert not verify_inclusion(leaves[37], 37, 100, bad, root)
+    old_root = tree.root(60)
+    cproof = tree.consistency_proof(60)
+    assert verify_consistency(60, 100, old_root, root, cproof)
+    assert not verify_consistency(60, 100, tree.root(59), root, cproof)
+    assert not verify_consistency(59, 100, old_root, root, cproof)
+    assert not verify_consistency(60, 100, old_root, root, cproof[:-1])
+    assert not verify_consistency(60, 60, old_root, old_root, cproof)
+    assert not verify_consistency(61, 60, old_root, root, cproof)
 
 
 def test_leaf_and_node_hashes_are_domain_separated() -> None:
@@ -118,3 +179,28 @@ def test_a_large_tree_gives_proofs_quickly() -> None:
     for m in rng.sample(range(100_000), 500):
         assert verify_inclusion(leaves[m], m, 100_000, tree.inclusion_proof(m), root)
     assert tree.root(65_536) == tree.root(65_536)  # complete subtree: stored, no recomputation
+
+
+def test_the_format_documents_test_vectors_the_code_reproduces() -> None:
+    """docs/archive-format.md lists full vectors for third parties: they must be the code's."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "archive-format.md").read_text(encoding="utf-8")
+    block = doc[doc.index("# leaves (hex):"):]
+    block = block[:block.index("```")]
+    tree = MerkleTree(leaf_hash(d) for d in CT_LEAVES)
+    seen = set()
+    for line in block.splitlines()[1:]:
+        kind, *fields = line.split()
+        seen.add(kind)
+        if kind == "leaf":
+            assert tree.leaf(int(fields[0])).hex() == fields[1], line
+        elif kind == "root":
+            assert tree.root(int(fields[0])).hex() == fields[1], line
+        elif kind == "inclusion":
+            m, n, proof = int(fields[0]), int(fields[1]), fields[2:]
+            assert [h.hex() for h in tree.inclusion_proof(m, n)] == proof, line
+            assert verify_inclusion(tree.leaf(m), m, n, [bytes.fromhex(h) for h in proof], tree.root(n))
+        else:
+            m, n, proof = int(fields[0]), int(fields[1]), fields[2:]
+            assert [h.hex() for h in tree.consistency_proof(m, n)] == proof, line
+            assert verify_consistency(m, n, tree.root(m), tree.root(n), [bytes.fromhex(h) for h in proof])
+    assert seen == {"leaf", "root", "inclusion", "consistency"}

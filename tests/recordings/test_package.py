@@ -96,7 +96,7 @@ def make_court(root: Path) -> Court:
     led.open()  # entry 0: key_created
     led.append("recording_opened", actor="unit:body-1", data={
         "recording_id": "r1", "unit_id": "body-1", "action_id": "act-3", "case_number": REQUEST["case_number"],
-        "officer": "王警官", "video_codec": "vp8", "audio_codec": "opus"})
+        "officers": ["王警官"], "video_codec": "vp8", "audio_codec": "opus"})
     sources = [_seal(led, archive, "r1", 1, 700), _seal(led, archive, "r1", 2, 900)]
     led.append("gap", actor="system", data={"recording_id": "r1", "start": "2026-11-27T21:44:00.000Z",
                                             "end": "2026-11-27T21:44:05.000Z", "cause": "link_lost"})
@@ -104,7 +104,7 @@ def make_court(root: Path) -> Court:
     led.sign_tree_head()
     led.append("recording_opened", actor="unit:body-2", data={
         "recording_id": "r2", "unit_id": "body-2", "action_id": "act-3", "case_number": REQUEST["case_number"],
-        "officer": "李警官", "video_codec": "vp8", "audio_codec": "opus"})
+        "officers": ["李警官"], "video_codec": "vp8", "audio_codec": "opus"})
     sources.append(_seal(led, archive, "r2", 1, 600))  # after the last signed tree head
     export = root / "export-input.MP4"
     export.write_bytes(os.urandom(3000))

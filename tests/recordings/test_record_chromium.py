@@ -95,7 +95,7 @@ async def test_ten_seconds_from_chromium_are_recorded_byte_identical(make_live: 
     received = Received()
     live.app[LIVE].relay.channel("bc-chrome").add_tap("video", received.tap)
     async with chromium() as browser:
-        ctx = await browser.new_context()
+        ctx = await browser.new_context(bypass_csp=True)  # wait_for_function evaluates strings
         await ctx.add_init_script(TAP_SENT_FRAMES)
         page = await ctx.new_page()
         await page.goto(f"{live.url}/field")

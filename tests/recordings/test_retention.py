@@ -90,7 +90,7 @@ def test_run_deletes_due_segments_as_ledger_entries_and_the_archive_still_verifi
     assert [d.recording_id for d in retention.run(dry_run=True, actor="a", where="b").plan.due] == ["rec-held"]
 
     archive.ledger.sign_tree_head()
-    report = verify_archive(archive.root)
+    report = verify_archive(archive.root, allow_unanchored=True)
     assert report.failures == [], report.failures
     catalog.close()
 

@@ -62,7 +62,7 @@ def build_archive(root: Path, rng: random.Random, recordings: int = 2, segments:
         folder.mkdir(parents=True)
         led.append("recording_opened", actor=f"unit:u{r}", data={
             "recording_id": rid, "unit_id": f"u{r}", "action_id": f"a{r}", "case_number": f"(2026)京0105执{r}号",
-            "officer": "Li", "video_codec": "vp8", "audio_codec": "opus"})
+            "officers": ["Li"], "video_codec": "vp8", "audio_codec": "opus"})
         for seq in range(1, segments + 1):
             body = rng.randbytes(rng.randint(1, 3000))
             rel = f"recordings/{rid}/{seq:06d}.webm"
@@ -156,7 +156,8 @@ def test_every_single_tampering_is_detected_and_named(seed: int, recordings: int
 def test_an_untouched_archive_verifies_and_counts_what_it_checked(tmp_path: Path) -> None:
     built = build_archive(tmp_path, random.Random(1), recordings=3, segments=4)
     seen: list[tuple[int, int]] = []
-    report = verify_archive(built.archive, progress=lambda done, total: seen.append((done, total)))
+    report = verify_archive(built.archive, progress=lambda done, total: seen.append((done, total)),
+                            allow_unanchored=True)
     assert report.ok and report.failures == []
     assert report.segments == 12 and report.segments_proven == 12
     entries = len(lines_of(built.archive / ENTRIES_FILE))
@@ -164,7 +165,7 @@ def test_an_untouched_archive_verifies_and_counts_what_it_checked(tmp_path: Path
     assert report.files_hashed == len(built.segments) + 3  # segments + recording.json
     assert report.bytes_hashed >= built.sizes
     assert seen[-1][0] == seen[-1][1] == report.bytes_hashed
-    assert [w.kind for w in report.warnings] == ["unpinned_key"]
+    assert [w.kind for w in report.warnings] == ["unpinned_key", "unanchored"]
     assert not verify_archive(built.archive, built.public_pem).warnings
 
 
@@ -178,9 +179,9 @@ def test_a_deleted_segment_covered_by_the_ledger_is_not_missing(tmp_path: Path) 
     n = led.size
     led.append("segment_deleted", actor="system", data={"recording_id": "rec-00", "seq": 1, "path": rel,
                                                         "sha256": sha, "reason": "retention"})
-    assert items(verify_archive(built.archive)) == {f"entry {n}"}  # not yet signed: uncovered
+    assert items(verify_archive(built.archive, allow_unanchored=True)) == {f"entry {n}"}  # not yet signed: uncovered
     led.close()
-    assert verify_archive(built.archive).failures == []
+    assert verify_archive(built.archive, allow_unanchored=True).failures == []
 
 
 def test_extra_files_fail_and_unsealed_parts_only_warn(tmp_path: Path) -> None:
@@ -196,7 +197,7 @@ def test_altered_recording_metadata_fails(tmp_path: Path) -> None:
     built = build_archive(tmp_path, random.Random(4), recordings=1, segments=1)
     meta = built.archive / "recordings" / "rec-00" / "recording.json"
     meta.write_bytes(meta.read_bytes().replace(b'"segments": 1', b'"segments": 0'))
-    assert [(f.kind, f.item) for f in verify_archive(built.archive).failures] == [
+    assert [(f.kind, f.item) for f in verify_archive(built.archive, allow_unanchored=True).failures] == [
         ("altered", "recordings/rec-00/recording.json")]
 
 
@@ -206,7 +207,7 @@ def test_a_ledger_cut_short_is_reported_as_missing_entries(tmp_path: Path) -> No
     lines = lines_of(entries)
     entries.write_bytes(b"".join(x + b"\n" for x in lines[:-2]))
     n = len(lines)
-    found = [(f.kind, f.item) for f in verify_archive(built.archive).failures]
+    found = [(f.kind, f.item) for f in verify_archive(built.archive, allow_unanchored=True).failures]
     assert ("missing", f"entries {n - 2}..{n - 1}") in found
 
 
@@ -215,7 +216,8 @@ def test_a_torn_last_entry_line_is_a_failure_until_the_server_repairs_it(tmp_pat
     with open(built.archive / ENTRIES_FILE, "ab") as f:
         f.write(b'{"actor":"sys')
     n = len(lines_of(built.archive / ENTRIES_FILE))
-    assert ("bad_entry", f"entry {n}") in [(f.kind, f.item) for f in verify_archive(built.archive).failures]
+    report = verify_archive(built.archive, allow_unanchored=True)
+    assert ("bad_entry", f"entry {n}") in [(f.kind, f.item) for f in report.failures]
     led = Ledger(built.archive, built.key_path, clock=StepClock())
     led.open()
     led.close()
@@ -242,7 +244,7 @@ def test_a_swapped_public_key_fails_against_the_pinned_key(tmp_path: Path) -> No
     kinds = {(f.kind, f.item) for f in pinned.failures}
     assert ("bad_key", PUBLIC_KEY_FILE) in kinds and ("bad_signature", "sth line 1") in kinds
     # Unpinned, the re-signed heads verify; only the ledger's own key_created entry gives it away.
-    unpinned = verify_archive(built.archive)
+    unpinned = verify_archive(built.archive, allow_unanchored=True)
     assert [(f.kind, f.item) for f in unpinned.failures] == [("bad_key", PUBLIC_KEY_FILE)]
 
 
@@ -267,7 +269,12 @@ def test_cli_exit_codes_and_output(tmp_path: Path) -> None:
     cfg.write_text(f'[storage]\ndata_dir = "{tmp_path / "data"}"\n[archive]\ndir = "archive"\n')
     by_config = run_audit("verify", "--config", str(cfg), "--json", cwd=tmp_path)
     report = json.loads(by_config.stdout)
+    # No pinned key, no checkpoint, no witness: nothing outside the archive vouches for it.
+    assert by_config.returncode == 1 and [f["kind"] for f in report["failures"]] == ["unanchored"]
+    by_config = run_audit("verify", "--config", str(cfg), "--json", "--allow-unanchored", cwd=tmp_path)
+    report = json.loads(by_config.stdout)
     assert by_config.returncode == 0 and report["ok"] and report["archive"] == str(built.archive)
+    assert "unanchored" in [w["kind"] for w in report["warnings"]]
 
     flip(built.archive / built.segments[0], 0, 0xFF)
     bad = run_audit("verify", "--archive", str(built.archive), "--quiet")
@@ -282,3 +289,26 @@ def test_cli_exit_codes_and_output(tmp_path: Path) -> None:
     assert run_audit("verify", "--archive", str(built.archive), "--public-key", str(cfg)).returncode == 2
     assert run_audit("frobnicate").returncode == 2
     assert run_audit("--help").returncode == 0
+
+
+def test_on_a_live_archive_recent_unsigned_entries_are_pending_and_older_ones_fail(tmp_path: Path) -> None:
+    built = build_archive(tmp_path, random.Random(9), recordings=1, segments=2)
+    clock = StepClock()
+    clock.t += 3600  # an hour after the archive was built
+    led = Ledger(built.archive, built.key_path, clock=clock)
+    led.open()
+    n = led.size
+    for i in range(3):
+        led.append("viewed", actor="user:ana", data={"recording_id": "rec-00", "seq": i + 1})
+    (built.archive / "recordings" / "rec-00" / "000009.webm.part").write_bytes(b"being written")
+    now = clock.t + 1
+    live = verify_archive(built.archive, built.public_pem, live=True, sign_interval_s=60, now=now)
+    assert live.failures == [] and live.live and live.pending == 3
+    assert ("pending", f"entries {n}..{n + 2}") in [(w.kind, w.item) for w in live.warnings]
+    # Much later, or on an archive no server writes, unsigned entries are a failure.
+    late = verify_archive(built.archive, built.public_pem, live=True, sign_interval_s=60, now=now + 3600)
+    assert [(f.kind, f.item) for f in late.failures] == [("uncovered", f"entries {n}..{n + 2}")]
+    stopped = verify_archive(built.archive, built.public_pem, live=False)
+    assert [(f.kind, f.item) for f in stopped.failures] == [("uncovered", f"entries {n}..{n + 2}")]
+    assert "unsealed" in [w.kind for w in stopped.warnings]
+    led.close()

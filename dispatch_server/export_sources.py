@@ -1,0 +1,80 @@
+"""What the evidence archive holds of an enforcement action, for footage requests and exports:
+its recordings with their segments and gaps, and the completeness statement of the action.
+
+Answered from the catalog (:meth:`recordings.catalog.Catalog.action_recordings`, a projection of
+the ledger kept in step with it), never by reading the ledger again: a request's detail, a
+decision, a review frame and an export each cost a few indexed queries, however large the
+archive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+from utctime import iso_millis, parse_iso
+
+from .actions import Action
+from .evidence_catalog import EvidenceCatalog
+
+CONTIGUOUS_S = 1.5  # segments closer than this make one recorded interval
+
+# How a recording's end reads in a completeness statement, by its end cause.
+END_STATEMENTS = {
+    "server_stopped": "recording ended: the server was stopped for a planned restart (server_stopped)",
+    "server_shutdown": "recording ended: the server was stopped for a planned restart (server_stopped)",
+    "link_lost": "recording ended: the unit's link was lost and it did not come back (link_lost)",
+    "unit_stopped": "recording ended: the unit stopped sending (unit_stopped)",
+    "access_revoked": "recording ended: the unit's access was revoked (access_revoked)",
+}
+
+
+class ExportSources:
+    def __init__(self, evidence: EvidenceCatalog, clock: Callable[[], float] = time.time) -> None:
+        self._evidence = evidence
+        self._clock = clock
+
+    async def recordings_of_action(self, action_id: str) -> list[dict[str, Any]]:
+        """Every recording of the action, with its segments not deleted and its gaps."""
+        await self._evidence.sync()
+        return await asyncio.to_thread(self._evidence.catalog.action_recordings, action_id)
+
+    async def recordings_for_decision(self, action_id: str) -> list[dict[str, Any]]:
+        return [r for r in await self.recordings_of_action(action_id) if r["segments"]]
+
+    async def recording(self, action_id: str, recording_id: str) -> dict[str, Any] | None:
+        return next((r for r in await self.recordings_of_action(action_id) if r["recording_id"] == recording_id),
+                    None)
+
+    async def completeness(self, action: Action) -> dict[str, Any]:
+        """Every unit of the action, its recorded intervals and every gap with its cause, and how
+        each recording ended."""
+        recs = await self.recordings_of_action(action.id)
+        units = []
+        for unit_id in action.units:
+            mine = [r for r in recs if r["unit_id"] == unit_id]
+            intervals: list[list[str]] = []
+            for r in mine:
+                for s in sorted(r["segments"], key=lambda s: s["start"] or ""):
+                    if s["start"] is None or s["end"] is None:
+                        continue
+                    if intervals and parse_iso(s["start"]) - parse_iso(intervals[-1][1]) <= CONTIGUOUS_S:
+                        intervals[-1][1] = max(intervals[-1][1], s["end"])
+                    else:
+                        intervals.append([s["start"], s["end"]])
+            endings = [END_STATEMENTS[r["end_cause"]] for r in mine if r["end_cause"] in END_STATEMENTS]
+            statement = "recorded" if intervals else "no recording of this unit for this action"
+            units.append({
+                "unit_id": unit_id,
+                "recordings": [{"recording_id": r["recording_id"], "opened": r["opened"], "closed": r["closed"],
+                                "end_cause": r["end_cause"], "segments": len(r["segments"]),
+                                "deleted_segments": r["deleted_segments"]} for r in mine],
+                "recorded_intervals": intervals,
+                "gaps": [g for r in mine for g in r["gaps"]],
+                "statement": "; ".join([statement, *dict.fromkeys(endings)]),
+            })
+        return {"case_number": action.case_number, "action_id": action.id, "action_title": action.title,
+                "action_started": iso_millis(action.started_at) if action.started_at else None,
+                "action_ended": iso_millis(action.ended_at) if action.ended_at else None,
+                "units": units, "stated_at": iso_millis(self._clock())}
