@@ -4,8 +4,14 @@ Each instruction gets the next ``seq`` of its unit in the same SQLite transactio
 (synchronous=FULL), so an acknowledged ``POST /api/instructions`` survives ``kill -9``. Delivery is
 pulled by the unit (see docs/api.md): ``instructions_pending`` → ``sync`` → ``received`` → apply →
 ``instruction_state``. ``received`` is the commit point: the server answers which ids are now
-delivered and which expired first, and the client applies only the delivered ones. An instruction
-still queued when its TTL passes is expired by the sweeper (or at ``received``) and never delivered.
+delivered and which expired or were cancelled first, and the client applies only the delivered
+ones. An instruction still queued when its TTL passes is expired by the sweeper (or at
+``received``) and never delivered; one an operator cancels while it is queued is never delivered
+either. Cancel and ``received`` are serialized by the database (each reads the state and writes
+the next in one transaction), so exactly one of them wins.
+
+``reason`` is either a machine code the server wrote (:data:`REASON_CODES`: the console has a
+text for each) or the officer's own words with a refusal.
 """
 
 from __future__ import annotations
@@ -34,15 +40,17 @@ logger = logging.getLogger(__name__)
 
 TYPES = ("text", "goto", "record_start", "record_stop", "snapshot", "callback", "end_action")
 PRIORITIES = ("low", "normal", "high", "urgent")
-STATES = ("queued", "delivered", "acknowledged", "done", "refused", "expired")
+STATES = ("queued", "delivered", "acknowledged", "done", "refused", "expired", "cancelled")
 UNIT_STATES = ("acknowledged", "done", "refused")
-RANK = {"queued": 0, "delivered": 1, "acknowledged": 2, "done": 3, "refused": 3, "expired": 3}
+RANK = {"queued": 0, "delivered": 1, "acknowledged": 2, "done": 3, "refused": 3, "expired": 3, "cancelled": 3}
+# Reasons the server itself gives (machine codes; a refusal's reason is the officer's text).
+REASON_CODES = ("ttl_expired", "cancelled")
 MAX_TEXT = 2000
 MAX_TTL_S = 7 * 86400
 SYNC_LIMIT = 200
 COLUMNS = ("id, unit_id, seq, type, payload, priority, state, action_id, case_number, created_by, created_at, "
            "expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, expired_at, reason, "
-           "result")
+           "result, cancelled_at")
 MAX_RESULT_BYTES = 4096  # what a unit reports with done/refused (a snapshot id, a distance, ...)
 
 Notify = Callable[[str, int, list[dict[str, Any]]], Awaitable[None]]
@@ -72,6 +80,7 @@ class Instruction:
     expired_at: float | None
     reason: str | None
     result: dict[str, Any] | None = None  # what the unit reported with its answer
+    cancelled_at: float | None = None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Instruction:
@@ -82,7 +91,8 @@ class Instruction:
 
     def view(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        for k in ("created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at"):
+        for k in ("created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at",
+                  "cancelled_at"):
             out[k] = iso_seconds(out[k])
         return out
 
@@ -194,10 +204,10 @@ class InstructionService:
                               "queued", action_id, case_number, actor, now, now + ttl_s, req.ack_deadline_s,
                               None, None, None, None, None, None)
             conn.execute(
-                f"INSERT INTO instructions({COLUMNS}) VALUES ({','.join('?' * 20)})",
+                f"INSERT INTO instructions({COLUMNS}) VALUES ({','.join('?' * 21)})",
                 (ins.id, ins.unit_id, ins.seq, ins.type, json.dumps(ins.payload, ensure_ascii=False), ins.priority,
                  ins.state, ins.action_id, ins.case_number, ins.created_by, ins.created_at, ins.expires_at,
-                 ins.ack_deadline_s, None, None, None, None, None, None, None),
+                 ins.ack_deadline_s, None, None, None, None, None, None, None, None),
             )
             self._audit.append_sync(conn, actor, "instruction.queued", ins.id, unit_id=unit_id, seq=seq,
                                     type=req.type, action_id=action_id, case_number=case_number,
@@ -242,8 +252,30 @@ class InstructionService:
         )
         return [Instruction.from_row(r) for r in rows]
 
+    async def cancel(self, instruction_id: str, person: Person) -> Instruction:
+        """Cancel a queued instruction: it becomes ``cancelled`` (final) and is never delivered.
+        409 ``not_cancellable`` once the unit has received it (or it reached another final state)."""
+        now = self._clock()
+
+        def apply(conn: Any) -> Instruction:
+            row = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (instruction_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"unknown instruction {instruction_id!r}", code="unknown_instruction")
+            ins = Instruction.from_row(row)
+            if ins.state != "queued":
+                raise Conflict(f"instruction {ins.id} is {ins.state}; only a queued instruction can be cancelled",
+                               code="not_cancellable")
+            self._transition(conn, ins, "cancelled", now, person.username, reason="cancelled")
+            return self._get_in(conn, ins.id)
+
+        ins = await self._db.write(apply)
+        logger.info("%s cancelled instruction %s to unit %s", person.username, ins.id, ins.unit_id)
+        await self._changed(ins)
+        return ins
+
     async def received(self, unit_id: str, ids: Iterable[str]) -> tuple[builtins.list[str], builtins.list[str]]:
-        """Mark the unit's receipt; answer ``(delivered_ids, expired_ids)``. Apply only the first."""
+        """Mark the unit's receipt; answer ``(delivered_ids, not_delivered_ids)``: the second are
+        those that expired or were cancelled before this moment. Apply only the first."""
         ids = list(dict.fromkeys(ids))
         now = self._clock()
 
@@ -258,14 +290,14 @@ class InstructionService:
                 found[iid] = Instruction.from_row(row)
             for iid, ins in found.items():
                 if ins.state == "queued" and ins.expires_at <= now:
-                    self._transition(conn, ins, "expired", now, f"unit:{unit_id}", reason="TTL passed before delivery")
+                    self._transition(conn, ins, "expired", now, f"unit:{unit_id}", reason="ttl_expired")
                     changed.append(iid)
                     expired.append(iid)
                 elif ins.state == "queued":
                     self._transition(conn, ins, "delivered", now, f"unit:{unit_id}")
                     changed.append(iid)
                     delivered.append(iid)
-                elif ins.state == "expired":
+                elif ins.state in ("expired", "cancelled"):
                     expired.append(iid)
                 else:
                     delivered.append(iid)  # already delivered: the unit re-syncs after a restart
@@ -308,7 +340,7 @@ class InstructionService:
             ins = Instruction.from_row(row)
             if ins.state == state:
                 raise Conflict(f"instruction {ins.id} is already {state}; nothing changed", code="already_in_state")
-            if ins.state in ("queued", "expired"):
+            if ins.state in ("queued", "expired", "cancelled"):
                 raise Conflict(f"instruction {ins.id} was never delivered to this unit ({ins.state})",
                                code="not_delivered")
             if RANK[state] <= RANK[ins.state] or ins.state in ("done", "refused"):
@@ -342,7 +374,7 @@ class InstructionService:
             out = []
             for row in rows:
                 ins = Instruction.from_row(row)
-                self._transition(conn, ins, "expired", now, "system", reason="TTL passed before delivery")
+                self._transition(conn, ins, "expired", now, "system", reason="ttl_expired")
                 out.append(self._get_in(conn, ins.id))
             return out
 
@@ -361,6 +393,8 @@ class InstructionService:
                 f"instruction {ins.id} ({ins.type}) delivered {now - (ins.delivered_at or now):.0f} s ago "
                 "and not acknowledged by the officer",
                 action_id=ins.action_id, case_number=ins.case_number, instruction_id=ins.id,
+                params={"instruction_id": ins.id, "type": ins.type,
+                        "seconds": round(now - (ins.delivered_at or now))},
             )
 
     async def close(self) -> None:

@@ -10,7 +10,8 @@ CREATE TABLE IF NOT EXISTS units (
     kind TEXT NOT NULL,
     token_hash TEXT NOT NULL,
     created_at REAL NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0
+    disabled INTEGER NOT NULL DEFAULT 0,
+    name TEXT                       -- what people call it (ADDED_COLUMNS)
 );
 CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY,
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS instructions (
     expires_at REAL NOT NULL,
     ack_deadline_s REAL NOT NULL,
     delivered_at REAL, acknowledged_at REAL, done_at REAL, refused_at REAL, expired_at REAL,
+    cancelled_at REAL,             -- (ADDED_COLUMNS)
     reason TEXT,
     result TEXT,                    -- JSON the unit reported with done/refused (ADDED_COLUMNS)
     overdue_alerted INTEGER NOT NULL DEFAULT 0,
@@ -102,4 +104,6 @@ CREATE TABLE IF NOT EXISTS party_links (
 # existing table as it is, so a database made by an earlier release gets them here.
 ADDED_COLUMNS = (
     ("instructions", "result", "TEXT"),
+    ("instructions", "cancelled_at", "REAL"),
+    ("units", "name", "TEXT"),
 )
