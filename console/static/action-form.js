@@ -139,7 +139,7 @@ export class ActionForm {
         busy.textContent = t('action_busy', { case: unit.case_number });
         label.append(' ', busy);
       }
-      label.title = `${status}${unit && unit.position ? ` · ${formatPosition(unit.position)}` : ''}`;
+      label.title = `${t(`status.${status}`)}${unit && unit.position ? ` · ${formatPosition(unit.position)}` : ''}`;
       return label;
     }));
   }

@@ -69,7 +69,7 @@ async def test_console_login_rejects_bad_password_and_serves_no_external_assets(
         await page.fill("#login-password", "wrong-password")
         await page.click("#login-submit")
         await page.wait_for_selector("#login-error:not([hidden])", timeout=10_000)
-        assert "wrong username or password" in await page.inner_text("#login-error")
+        assert await page.inner_text("#login-error") == "用户名或密码错误"  # the code's text, not the server's English
         await console_login(page, live.url, "op", OPERATOR_PASSWORD)
         external = [u for u in requests if not u.startswith(live.url) and not u.startswith(("data:", "blob:"))]
         assert not external, f"the console must work offline; it requested {external}"
