@@ -22,6 +22,7 @@
  *     admin: {show(tab), units(), users()},
  *     layout: the wall layout ("auto" | 1 | 4 | 9 | 16),
  *     permissions: Set of the person's permissions (GET /api/me),
+ *     socket: the Socket.IO client of the /console link,
  *   }
  *
  * Language: every text comes from console-texts.js (Chinese, or English after the switch,
@@ -173,6 +174,9 @@ class ConsoleApp {
       },
       get permissions() {
         return app.permissions;
+      },
+      get socket() {
+        return app.socket;
       },
     };
 
