@@ -269,9 +269,12 @@ export class AdminView {
       }
       return q;
     };
+    let latest = 0;
     const search = async () => {
+      const mine = ++latest;
       try {
         const { entries } = await this.ctx.api.request('GET', `/api/audit?${params()}&limit=1000`);
+        if (mine !== latest) return; // a newer search is under way: its answer is the one to show
         results.replaceChildren(h('p', { class: 'muted', id: 'adm-audit-count', text: t('adm_audit_count', { n: entries.length }) }),
           table(['adm_audit_time', 'adm_audit_actor', 'adm_audit_action', 'adm_audit_subject', 'adm_audit_detail'],
             entries.map((e) => h('tr', { dataset: { verb: e.verb, n: String(e.n) } },

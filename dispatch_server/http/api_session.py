@@ -69,7 +69,8 @@ async def console_config(request: web.Request) -> web.Response:
         "patrol_interval_s": settings.console.patrol_interval_s,
         "time_zone": settings.console.time_zone,
         "archive": {"enabled": settings.archive.enabled,
-                    "retention": [{"category": r.category, "keep_days": r.keep_days} for r in settings.archive.retention]},
+                    "retention": [{"category": r.category, "keep_days": r.keep_days}
+                                  for r in settings.archive.retention]},
         "ice_servers": request.app[LIVE].ice_servers,
         "map": {"tile_url": geo.tile_url, "tile_crs": geo.tile_crs, "center": list(geo.center), "zoom": geo.zoom,
                 "stale_after_s": geo.stale_after_s},

@@ -31,14 +31,6 @@ async def notice(page: Page, kind: str = "ok") -> str:
     return await page.inner_text("#adm-notice")
 
 
-async def until_disconnected(client: socketio.AsyncClient, timeout: float = 5.0) -> None:
-    async def wait() -> None:
-        while client.connected:
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(wait(), timeout)
-
-
 @pytest.mark.timeout(180)
 async def test_admin_screens_do_what_they_say(make_live: Any, http: aiohttp.ClientSession, tmp_path: Path) -> None:
     live: LiveServer = await make_live()
@@ -60,14 +52,14 @@ async def test_admin_screens_do_what_they_say(make_live: Any, http: aiohttp.Clie
         await page.wait_for_selector("#adm-token[data-unit-id='bc-adm-01'] #adm-token-value")
         new_token = remember(await page.inner_text("#adm-token-value"))
         assert new_token != token
-        await until_disconnected(unit.sio)
+        await unit.until_disconnected()
         with pytest.raises(socketio.exceptions.ConnectionError):
             await RawUnit(live.url, "bc-adm-01", token).connect()
         # Disable: the connected unit is disconnected at once and refused; enable: it connects again.
         unit = await RawUnit(live.url, "bc-adm-01", new_token).connect()
         await page.locator("tr[data-unit-id='bc-adm-01'] .adm-disable").click()
         assert "已停用" in await notice(page)
-        await until_disconnected(unit.sio)
+        await unit.until_disconnected()
         status, units = await api(http, "GET", f"{live.url}/api/units", admin)
         assert next(u for u in units["units"] if u["id"] == "bc-adm-01")["disabled"] is True
         await page.wait_for_selector("tr[data-unit-id='bc-adm-01'][data-disabled='true'] .adm-enable")
@@ -142,5 +134,6 @@ async def test_admin_screens_do_what_they_say(make_live: Any, http: aiohttp.Clie
         rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
         assert [r["verb"] for r in rows] == verbs
         status, trail = await api(http, "GET", f"{live.url}/api/audit?actor=root&action=unit", admin)
-        assert [e["verb"] for e in reversed(trail["entries"])] == ["unit.token_rotated", "unit.disabled", "unit.enabled"]
+        assert [e["verb"] for e in reversed(trail["entries"])] == [
+            "unit.token_rotated", "unit.disabled", "unit.enabled"]
         await context.close()

@@ -89,8 +89,8 @@ async def test_one_language_per_screen(live: LiveServer, http: aiohttp.ClientSes
     live.add_user("root", "admin")
     live.add_unit("bc-01")
     admin = await live.admin()
-    async with http.post(f"{live.url}/api/instructions", json={"unit": "bc-01", "type": "text", "text": "x", "ttl_s": 60},
-                         headers={"Authorization": f"Bearer {admin}"}) as r:
+    async with http.post(f"{live.url}/api/instructions", headers={"Authorization": f"Bearer {admin}"},
+                         json={"unit": "bc-01", "type": "text", "text": "x", "ttl_s": 60}) as r:
         assert r.status == 201
     data = ("bc-01", "root", "Asia/Shanghai")
     async with chromium() as browser:

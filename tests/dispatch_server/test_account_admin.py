@@ -3,7 +3,6 @@ reset password, change role, disable, enable), each audited; ``GET /api/me`` sen
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 
@@ -52,7 +51,7 @@ async def test_admin_registers_rotates_disables_and_enables_a_unit(
     assert status == 200
     new_token = remember(rotated["token"])
     assert new_token != token
-    await _until_disconnected(unit_link.sio)
+    await unit_link.until_disconnected()
     try:
         await RawUnit(live.url, "veh-07", token).connect()
         raise AssertionError("the old token still works")
@@ -63,7 +62,7 @@ async def test_admin_registers_rotates_disables_and_enables_a_unit(
     unit_link = await RawUnit(live.url, "veh-07", new_token).connect()
     status, disabled = await api(http, "POST", f"{live.url}/api/units/veh-07/disable", admin)
     assert status == 200 and disabled["disabled"] is True
-    await _until_disconnected(unit_link.sio)
+    await unit_link.until_disconnected()
     status, body = await api(http, "POST", f"{live.url}/api/units/veh-07/enable", admin)
     assert status == 200 and body["disabled"] is False
     unit_link = await RawUnit(live.url, "veh-07", new_token).connect()
@@ -73,14 +72,6 @@ async def test_admin_registers_rotates_disables_and_enables_a_unit(
     assert [e["verb"] for e in reversed(trail["entries"])] == [
         "unit.registered", "unit.token_rotated", "unit.disabled", "unit.enabled"]
     assert all(token not in str(e) and new_token not in str(e) for e in trail["entries"])
-
-
-async def _until_disconnected(client: socketio.AsyncClient, timeout: float = 5.0) -> None:
-    async def wait() -> None:
-        while client.connected:
-            await asyncio.sleep(0.05)
-
-    await asyncio.wait_for(wait(), timeout)
 
 
 async def test_admin_manages_people_and_the_changes_take_effect(live: LiveServer, http: aiohttp.ClientSession) -> None:
@@ -103,7 +94,8 @@ async def test_admin_manages_people_and_the_changes_take_effect(live: LiveServer
     status, me = await api(http, "GET", f"{live.url}/api/me", session)
     assert me["role"] == "supervisor" and "requests.decide" in me["permissions"]
 
-    status, _ = await api(http, "POST", f"{live.url}/api/users/zhang.san/password", admin, {"password": "new-password-2"})
+    status, _ = await api(http, "POST", f"{live.url}/api/users/zhang.san/password", admin,
+                          {"password": "new-password-2"})
     assert status == 200
     status, body = await api(http, "GET", f"{live.url}/api/me", session)
     assert status == 401  # the reset ended the session

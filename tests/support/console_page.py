@@ -21,7 +21,8 @@ ADMIN_TABS = ("units", "users", "audit", "holds", "retention")
 
 # Latin words that may stand on a Chinese screen: units of measure, codecs, coordinate systems,
 # the SOS mark, the CSV format, the language switch (named in its own language), keyboard keys.
-LATIN_OK = {"SOS", "VP8", "VP9", "H264", "opus", "fps", "kbps", "GCJ", "WGS", "CSV", "English", "HTTPS", "JPEG", "Enter", "Esc"}  # keys as printed on the keyboard
+LATIN_OK = {"SOS", "VP8", "VP9", "H264", "opus", "fps", "kbps", "GCJ", "WGS", "CSV", "English", "HTTPS", "JPEG",
+            "Enter", "Esc"}
 CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 WORD = re.compile(r"[A-Za-z]{3,}")
 # Machine ids on screen are data, not words: ins-3f2a..., al-9c0e..., fr-..., rec ids.
@@ -41,7 +42,8 @@ async def assert_no_overflow(page: Page, where: str) -> None:
             """() => [...document.querySelectorAll('body *')].filter((e) => {
                 const r = e.getBoundingClientRect();
                 return r.width > 0 && r.right > window.innerWidth + 1 && getComputedStyle(e).position !== 'fixed';
-            }).slice(0, 8).map((e) => `${e.tagName}#${e.id}.${e.className} right=${Math.round(e.getBoundingClientRect().right)}`)""")
+            }).slice(0, 8).map((e) =>
+                `${e.tagName}#${e.id}.${e.className} right=${Math.round(e.getBoundingClientRect().right)}`)""")
         raise AssertionError(f"{where}: the page is {width} px wide in a {inner} px window: {culprits}")
 
 
