@@ -73,6 +73,13 @@ async def test_console_login_rejects_bad_password_and_serves_no_external_assets(
         await console_login(page, live.url, "op", OPERATOR_PASSWORD)
         external = [u for u in requests if not u.startswith(live.url) and not u.startswith(("data:", "blob:"))]
         assert not external, f"the console must work offline; it requested {external}"
+        # The Chinese web font comes from this server, a few unicode-range subsets of ~100 at a time.
+        await page.evaluate("() => document.fonts.ready")
+        subsets = {u for u in requests if "/vendor/fonts/noto-sans-sc/files/" in u and u.endswith(".woff2")}
+        assert 1 <= len(subsets) <= 40, sorted(subsets)
+        loaded = await page.evaluate(
+            "() => [...document.fonts].filter((f) => f.family.includes('Noto Sans SC') && f.status === 'loaded').length")
+        assert loaded >= 1
         assert await tile_frames(page, "nobody") == 0
 
 

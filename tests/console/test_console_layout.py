@@ -43,6 +43,8 @@ async def test_every_tab_fits_every_screen_and_the_wall_fills_it(
     live: LiveServer, http: aiohttp.ClientSession, vp8_loop: object, tmp_path: Path
 ) -> None:
     live.add_user("root", "admin")
+    live.add_user("zhang.wei", "supervisor")
+    live.add_user("li.na", "auditor")
     pubs = await publish_all(live, http, vp8_loop)
     try:
         async with chromium() as browser:
@@ -74,7 +76,8 @@ async def test_every_tab_fits_every_screen_and_the_wall_fills_it(
                 for tab in ADMIN_TABS:
                     await show_admin(page, tab)
                     await assert_no_overflow(page, f"{size} admin {tab}")
-                    await shoot(page, tmp_path, f"{size}-admin-{tab}", keep=(width, height) == (1920, 1080))
+                    keep = (width, height) == (1920, 1080)
+                    await shoot(page, tmp_path, f"admin-{tab}" if keep else f"{size}-admin-{tab}", keep=keep)
                 await page.click("#admin-back")
                 await context.close()
     finally:
