@@ -78,7 +78,8 @@ async def test_console_login_rejects_bad_password_and_serves_no_external_assets(
         subsets = {u for u in requests if "/vendor/fonts/noto-sans-sc/files/" in u and u.endswith(".woff2")}
         assert 1 <= len(subsets) <= 40, sorted(subsets)
         loaded = await page.evaluate(
-            "() => [...document.fonts].filter((f) => f.family.includes('Noto Sans SC') && f.status === 'loaded').length")
+            "() => [...document.fonts].filter((f) => f.family.includes('Noto Sans SC') && f.status === 'loaded')"
+            ".length")
         assert loaded >= 1
         assert await tile_frames(page, "nobody") == 0
 
