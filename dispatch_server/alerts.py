@@ -26,6 +26,9 @@ from .stores.database import Database
 
 logger = logging.getLogger(__name__)
 
+# Each alert carries ``code`` (its kind: the console's catalogue has a text for each) and ``params``
+# (the values that text names: unit_id, case_number, ...); ``message`` is the English sentence for
+# logs and API clients.
 KINDS = ("sos", "unit_offline", "stopped_publishing", "ack_overdue", "geofence_exit", "geofence_enter",
          "recording_degraded", "recording_resumed", "retention_halted")
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -33,6 +36,9 @@ Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 def view(doc: dict[str, Any]) -> dict[str, Any]:
     out = dict(doc)
+    # Alerts stored before codes existed: their kind is their code.
+    out.setdefault("code", doc.get("kind"))
+    out.setdefault("params", {"unit_id": doc.get("unit_id"), "case_number": doc.get("case_number")})
     for k in ("created_at", "acknowledged_at", "escalated_at"):
         out[k] = iso_seconds(out.get(k))
     return out
@@ -68,8 +74,11 @@ class AlertService:
     async def raise_alert(self, kind: str, unit_id: str, message: str, *, actor: str = "system",
                           action_id: str | None = None, case_number: str | None = None,
                           position: dict[str, Any] | None = None, position_age_s: float | None = None,
-                          instruction_id: str | None = None, dedupe: bool | None = None) -> dict[str, Any]:
-        """``dedupe`` (default: every kind but SOS) returns the open alert of the same unit and kind instead."""
+                          instruction_id: str | None = None, dedupe: bool | None = None,
+                          params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``dedupe`` (default: every kind but SOS) returns the open alert of the same unit and kind instead.
+        ``params`` are the values the console's text for ``kind`` names (``unit_id`` and
+        ``case_number`` are always among them)."""
         if (kind != "sos") if dedupe is None else dedupe:
             existing = await self._db.run(self._open_of, unit_id, kind)
             if existing is not None:
@@ -77,6 +86,7 @@ class AlertService:
         doc = {
             "id": f"al-{secrets.token_hex(6)}", "kind": kind, "unit_id": unit_id, "action_id": action_id,
             "case_number": case_number, "position": position, "position_age_s": position_age_s,
+            "code": kind, "params": {"unit_id": unit_id, "case_number": case_number, **(params or {})},
             "message": message, "state": "open",
             "escalated": False, "escalated_at": None, "created_at": self._clock(), "acknowledged_by": None,
             "acknowledged_at": None, "instruction_id": instruction_id,

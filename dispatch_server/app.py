@@ -24,6 +24,7 @@ from recordings.archive import ArchiveService
 from recordings.catalog import Catalog
 
 from . import appkeys as k
+from .account_admin import AccountAdmin
 from .actions import ActionService, ActionStore
 from .alerts import AlertService
 from .audit import AuditTrail
@@ -108,6 +109,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     roster = Roster(accounts, presence, running, push.unit_status, watchers=[procedure.unit_changed],
                     stale_after_s=settings.geo.stale_after_s, clock=clock)
     links = UnitLinks()
+    account_admin = AccountAdmin(accounts, auth, audit, revocation, roster.announce, roster.forget,
+                                 settings.auth.min_password_length, clock)
     instructions = InstructionService(db, accounts, audit, action_store, alerts, push.instructions_pending,
                                       push.instruction_update, roster.online_units, metrics, clock)
     positions = PositionService(tracks, roster, action_store, alerts, audit, running, settings.geo.stale_after_s,
@@ -146,7 +149,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     sio.register_namespace(ConsoleNamespace(auth, roster, live, revocation, settings.server))
 
     services: dict[web.AppKey[Any], Any] = {
-        k.SETTINGS: settings, k.DATABASE: db, k.ACCOUNTS: accounts, k.AUTH: auth, k.REVOCATION: revocation,
+        k.SETTINGS: settings, k.DATABASE: db, k.ACCOUNTS: accounts, k.ACCOUNT_ADMIN: account_admin, k.AUTH: auth,
+        k.REVOCATION: revocation,
         k.SIO: sio, k.AUDIT: audit,
         k.ROSTER: roster, k.ALERTS: alerts, k.INSTRUCTIONS: instructions, k.POSITIONS: positions, k.SOS: sos,
         k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry, k.METRICS: metrics,

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from recordings.archive import ArchiveService
 
+from .account_admin import AccountAdmin
 from .actions import ActionService
 from .alerts import AlertService
 from .audit import AuditTrail
@@ -45,6 +46,7 @@ from .talk import TalkService
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 ACCOUNTS = web.AppKey("accounts", Accounts)
+ACCOUNT_ADMIN = web.AppKey("account_admin", AccountAdmin)
 AUTH = web.AppKey("auth", Authenticator)
 REVOCATION = web.AppKey("revocation", Revocation)
 ROSTER = web.AppKey("roster", Roster)

@@ -23,8 +23,9 @@ import logging
 from functools import partial
 from typing import Any, Awaitable, Callable
 
-from utctime import iso_millis
+from utctime import iso_millis, iso_seconds
 
+from .audit import AuditFilter
 from .evidence_catalog import EvidenceCatalog
 from .stores.database import Database
 
@@ -138,17 +139,21 @@ class AuditLedger:
         except Exception:
             logger.exception("audit gap alarm not raised")
 
-    async def entries(self, subject: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
-        """The trail newest first: what the ledger holds, and the rows not shipped yet."""
+    async def entries(self, where: AuditFilter, limit: int = 500) -> list[dict[str, Any]]:
+        """The trail newest first, as ``where`` filters it: what the ledger holds, and the rows
+        not shipped yet."""
         await self._evidence.sync()
-        sql = "SELECT n, ts, actor, verb, subject, detail FROM audit WHERE ledger_index IS NULL"
-        args: tuple[Any, ...] = ()
-        if subject is not None:
-            sql += " AND subject=?"
-            args = (subject,)
-        pending = await self._db.run(self._db.query, sql + " ORDER BY n DESC LIMIT ?", (*args, limit))
-        shipped = await asyncio.to_thread(self._evidence.catalog.operator_actions, subject, limit)
+        pending_where, pending_args = where.clauses()
+        sql = "SELECT n, ts, actor, verb, subject, detail FROM audit WHERE " + " AND ".join(
+            ["ledger_index IS NULL", *pending_where])
+        pending = await self._db.run(self._db.query, sql + " ORDER BY n DESC LIMIT ?", (*pending_args, limit))
+        shipped_where, shipped_args = where.clauses(seq="seq", ts="at", actor_form=ledger_actor)
+        shipped = await asyncio.to_thread(self._evidence.catalog.operator_actions, shipped_where, shipped_args,
+                                          limit)
         seen = {e["n"] for e in shipped}
         rows = [{"n": n, "ts": ts, "actor": a, "verb": v, "subject": s, "detail": json.loads(d), "ledger_index": None}
                 for n, ts, a, v, s, d in pending if n not in seen]
-        return sorted(rows + shipped, key=lambda e: e["n"], reverse=True)[:limit]
+        out = sorted(rows + shipped, key=lambda e: e["n"], reverse=True)[:limit]
+        for e in out:
+            e["at"] = iso_seconds(e["ts"]) if e["ts"] is not None else None
+        return out

@@ -52,7 +52,15 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "requests.decide": frozenset({"supervisor", "admin"}),
     # The node's own figures (/api/health): addresses, counts, free disk.
     "system.health": frozenset({"admin"}),
+    # Units and people: register a unit, issue or rotate its token, disable it; create people,
+    # reset passwords, change roles, disable them.
+    "accounts.admin": frozenset({"admin"}),
 }
+
+
+def permissions_of(role: str) -> list[str]:
+    """Every permission ``role`` has, sorted (``GET /api/me`` sends it; the console hides the rest)."""
+    return sorted(p for p, roles in PERMISSIONS.items() if role in roles)
 
 
 @dataclass(frozen=True)

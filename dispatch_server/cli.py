@@ -166,7 +166,7 @@ def change_access(settings: Settings, command: str, args: argparse.Namespace) ->
 
 def retention_run(settings: Settings, dry_run: bool) -> int:
     """Exit status 0 when done (or nothing to do), 3 when halted by archive.max_delete_share."""
-    from .retention import halted_message, retention_policy, run_retention_offline
+    from .retention import halted_message, halted_params, retention_policy, run_retention_offline
 
     if not (settings.archive_dir / "ledger" / "entries.jsonl").is_file():
         print(f"no evidence archive at {settings.archive_dir}: nothing to do")
@@ -187,7 +187,7 @@ def retention_run(settings: Settings, dry_run: bool) -> int:
     if result.halted and not dry_run:
         message = halted_message(f)
         print(message, file=sys.stderr)
-        asyncio.run(_alert(settings, "retention_halted", message))
+        asyncio.run(_alert(settings, "retention_halted", message, halted_params(f)))
         return 3
     verb = "would delete" if dry_run else "deleted"
     print(f"{verb} {f['segments']} segments of {f['recordings']} recordings ({f['bytes']} bytes, {f['share']:.1%} of "
@@ -196,7 +196,7 @@ def retention_run(settings: Settings, dry_run: bool) -> int:
     return 1 if result.errors else 0
 
 
-async def _alert(settings: Settings, kind: str, message: str) -> None:
+async def _alert(settings: Settings, kind: str, message: str, params: dict[str, Any]) -> None:
     """Store an alert for the consoles (they list open alerts when they connect)."""
     from .alerts import AlertService
     from .audit import AuditTrail
@@ -207,7 +207,7 @@ async def _alert(settings: Settings, kind: str, message: str) -> None:
     db = Database(settings.data_dir)
     try:
         alerts = AlertService(db, AuditTrail(db), nobody, settings.alerts.escalate_after_s)
-        await alerts.raise_alert(kind, "archive", message)
+        await alerts.raise_alert(kind, "archive", message, params=params)
     finally:
         db.close()
 

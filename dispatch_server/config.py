@@ -100,6 +100,7 @@ class MediaConfig:
 @dataclass(frozen=True)
 class ConsoleConfig:
     patrol_interval_s: float = 8.0
+    time_zone: str = "Asia/Shanghai"  # the court's: every time on the console is shown in it (IANA name)
 
 
 @dataclass(frozen=True)
@@ -421,6 +422,11 @@ def validate(s: Settings) -> None:
                 raise ConfigError(f"media.ice_servers[{i}].urls: {url!r} is not a stun:/turn: URL")
         if any(u.startswith("turn") for u in ice.urls) and not (ice.username and ice.credential):
             raise ConfigError(f"media.ice_servers[{i}]: TURN servers need username and credential")
+    try:
+        zoneinfo.ZoneInfo(s.console.time_zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"console.time_zone: {s.console.time_zone!r} is not an IANA time zone "
+                          "like 'Asia/Shanghai'") from None
     if s.geo.tile_crs not in ("wgs84", "gcj02"):
         raise ConfigError(f"geo.tile_crs: must be 'wgs84' or 'gcj02', got {s.geo.tile_crs!r}")
     if len(s.geo.center) != 2 or not (-90 <= s.geo.center[0] <= 90 and -180 <= s.geo.center[1] <= 180):

@@ -54,10 +54,11 @@ class EvidencePorts:
         # The archive may share a full disk with the database: operators hear of it even when
         # the alert cannot be stored.
         try:
-            await self._alerts.raise_alert(kind, "archive", message)
+            await self._alerts.raise_alert(kind, "archive", message, params=alarm_params(detail))
         except Exception as exc:
             logger.error("alert %s not stored (%s); sent to operators anyway", kind, exc)
-            await self._push("alert", {"id": None, "kind": kind, "unit_id": "archive", "message": message,
+            await self._push("alert", {"id": None, "kind": kind, "code": kind, "params": alarm_params(detail),
+                                       "unit_id": "archive", "message": message,
                                        "state": "open", "created_at": self._clock(), "detail": detail})
 
     async def describe(self, unit_id: str, since: float, until: float) -> dict[str, Any]:
@@ -66,6 +67,11 @@ class EvidencePorts:
                 if since - 1.0 <= i.created_at <= until]
         return {"gps_track": track_geojson(unit_id, [p.fix for p in points]),
                 "instructions": sorted(sent, key=lambda v: v["seq"])}
+
+
+def alarm_params(detail: dict[str, Any]) -> dict[str, Any]:
+    """What the console's text of an archive alarm names: ``cause`` (disk_full, fault), free bytes."""
+    return {k: detail[k] for k in ("cause", "free_bytes", "units") if k in detail}
 
 
 class ArchiveActions:

@@ -4,8 +4,14 @@ Each instruction gets the next ``seq`` of its unit in the same SQLite transactio
 (synchronous=FULL), so an acknowledged ``POST /api/instructions`` survives ``kill -9``. Delivery is
 pulled by the unit (see docs/api.md): ``instructions_pending`` → ``sync`` → ``received`` → apply →
 ``instruction_state``. ``received`` is the commit point: the server answers which ids are now
-delivered and which expired first, and the client applies only the delivered ones. An instruction
-still queued when its TTL passes is expired by the sweeper (or at ``received``) and never delivered.
+delivered and which expired or were cancelled first, and the client applies only the delivered
+ones. An instruction still queued when its TTL passes is expired by the sweeper (or at
+``received``) and never delivered; one an operator cancels while it is queued is never delivered
+either. Cancel and ``received`` are serialized by the database (each reads the state and writes
+the next in one transaction), so exactly one of them wins.
+
+``reason`` is either a machine code the server wrote (:data:`REASON_CODES`: the console has a
+text for each) or the officer's own words with a refusal.
 """
 
 from __future__ import annotations
@@ -36,17 +42,19 @@ logger = logging.getLogger(__name__)
 
 TYPES = ("text", "goto", "record_start", "record_stop", "snapshot", "callback", "end_action")
 PRIORITIES = ("low", "normal", "high", "urgent")
-STATES = ("queued", "delivered", "acknowledged", "done", "refused", "expired")
+STATES = ("queued", "delivered", "acknowledged", "done", "refused", "expired", "cancelled")
 UNIT_STATES = ("acknowledged", "done", "refused")
-RANK = {"queued": 0, "delivered": 1, "acknowledged": 2, "done": 3, "refused": 3, "expired": 3}
+RANK = {"queued": 0, "delivered": 1, "acknowledged": 2, "done": 3, "refused": 3, "expired": 3, "cancelled": 3}
+# Reasons the server itself gives (machine codes; a refusal's reason is the officer's text).
+REASON_CODES = ("ttl_expired", "cancelled")
 MAX_TEXT = 2000
 MAX_TTL_S = 7 * 86400
 SYNC_LIMIT = 200
 COLUMNS = ("id, unit_id, seq, type, payload, priority, state, action_id, case_number, created_by, created_at, "
            "expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, expired_at, reason, "
-           "result")
+           "result, cancelled_at")
 MAX_RESULT_BYTES = 4096  # what a unit reports with done/refused (a snapshot id, a distance, ...)
-EXPIRED_UNDELIVERED = "TTL passed before delivery"
+EXPIRED_UNDELIVERED = "ttl_expired"  # a reason code (REASON_CODES)
 
 Notify = Callable[[list[tuple[str, int, list[dict[str, Any]]]]], Awaitable[None]]  # [(unit_id, max_seq, new)]
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -75,6 +83,7 @@ class Instruction:
     expired_at: float | None
     reason: str | None
     result: dict[str, Any] | None = None  # what the unit reported with its answer
+    cancelled_at: float | None = None
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Instruction:
@@ -85,7 +94,8 @@ class Instruction:
 
     def view(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        for k in ("created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at"):
+        for k in ("created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at",
+                  "cancelled_at"):
             out[k] = iso_seconds(out[k])
         return out
 
@@ -220,9 +230,9 @@ class InstructionService:
         payload = json.dumps(req.payload, ensure_ascii=False)
         rows = [(ins.id, ins.unit_id, ins.seq, ins.type, payload, ins.priority, ins.state, ins.action_id,
                  ins.case_number, ins.created_by, ins.created_at, ins.expires_at, ins.ack_deadline_s,
-                 None, None, None, None, None, None, None) for ins in out]
+                 None, None, None, None, None, None, None, None) for ins in out]
         for piece in pieces(rows):
-            conn.execute(f"INSERT INTO instructions({COLUMNS}) VALUES {marks(len(piece), 20)}", flat(piece))
+            conn.execute(f"INSERT INTO instructions({COLUMNS}) VALUES {marks(len(piece), 21)}", flat(piece))
         self._audit.append_many_sync(conn, [
             (actor, "instruction.queued", ins.id,
              {"unit_id": ins.unit_id, "seq": ins.seq, "type": req.type, "action_id": ins.action_id,
@@ -267,8 +277,30 @@ class InstructionService:
         )
         return [Instruction.from_row(r) for r in rows]
 
+    async def cancel(self, instruction_id: str, person: Person) -> Instruction:
+        """Cancel a queued instruction: it becomes ``cancelled`` (final) and is never delivered.
+        409 ``not_cancellable`` once the unit has received it (or it reached another final state)."""
+        now = self._clock()
+
+        def apply(conn: Any) -> Instruction:
+            row = conn.execute(f"SELECT {COLUMNS} FROM instructions WHERE id=?", (instruction_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"unknown instruction {instruction_id!r}", code="unknown_instruction")
+            ins = Instruction.from_row(row)
+            if ins.state != "queued":
+                raise Conflict(f"instruction {ins.id} is {ins.state}; only a queued instruction can be cancelled",
+                               code="not_cancellable")
+            self._transition(conn, ins, "cancelled", now, person.username, reason="cancelled")
+            return self._get_in(conn, ins.id)
+
+        ins = await self._db.write(apply)
+        logger.info("%s cancelled instruction %s to unit %s", person.username, ins.id, ins.unit_id)
+        await self._changed(ins)
+        return ins
+
     async def received(self, unit_id: str, ids: Iterable[str]) -> tuple[builtins.list[str], builtins.list[str]]:
-        """Mark the unit's receipt; answer ``(delivered_ids, expired_ids)``. Apply only the first.
+        """Mark the unit's receipt; answer ``(delivered_ids, not_delivered_ids)``: the second are
+        those that expired or were cancelled before this moment. Apply only the first.
 
         The receipts of many units that arrive together are stored together (one savepoint, a
         few statements); each is answered after the commit that holds it."""
@@ -309,7 +341,7 @@ class InstructionService:
                     moves.append((ins, f"unit:{r.unit_id}"))
                     changed.append(ins)
                     delivered.append(iid)
-                elif ins.state == "expired":
+                elif ins.state in ("expired", "cancelled"):
                     expired.append(iid)
                 else:
                     delivered.append(iid)  # already delivered: the unit re-syncs after a restart
@@ -359,7 +391,7 @@ class InstructionService:
             ins = Instruction.from_row(row)
             if ins.state == state:
                 raise Conflict(f"instruction {ins.id} is already {state}; nothing changed", code="already_in_state")
-            if ins.state in ("queued", "expired"):
+            if ins.state in ("queued", "expired", "cancelled"):
                 raise Conflict(f"instruction {ins.id} was never delivered to this unit ({ins.state})",
                                code="not_delivered")
             if RANK[state] <= RANK[ins.state] or ins.state in ("done", "refused"):
@@ -412,6 +444,8 @@ class InstructionService:
                 f"instruction {ins.id} ({ins.type}) delivered {now - (ins.delivered_at or now):.0f} s ago "
                 "and not acknowledged by the officer",
                 action_id=ins.action_id, case_number=ins.case_number, instruction_id=ins.id,
+                params={"instruction_id": ins.id, "type": ins.type,
+                        "seconds": round(now - (ins.delivered_at or now))},
             )
 
     async def close(self) -> None:

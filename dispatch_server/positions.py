@@ -171,6 +171,7 @@ class PositionService:
         await self._alerts.raise_alert(
             f"geofence_{kind}", unit_id, f"unit {unit_id} {verb} the area of action {action.case_number}",
             action_id=action.id, case_number=action.case_number, position=fix.as_dict(), dedupe=False,
+            params={"title": action.title},
         )
         await self._audit.append(f"unit:{unit_id}", f"action.geofence_{kind}", action.id, unit_id=unit_id,
                                  case_number=action.case_number, lat=fix.lat, lon=fix.lon, ts=fix.ts)

@@ -9,6 +9,8 @@ the server (:mod:`dispatch_server.stopping`) takes every unit offline on purpose
 
 from __future__ import annotations
 
+from utctime import iso_seconds
+
 from .actions import ActionStore
 from .alerts import AlertService
 from .stopping import Stopping
@@ -33,13 +35,14 @@ class ProcedureWatch:
         action = await self._actions.running_for_unit(after.unit_id)
         if action is None:
             return
+        last_seen = {"last_seen": iso_seconds(after.last_seen)}
         if lost:
             await self._alerts.raise_alert("unit_offline", after.unit_id,
                                            f"unit {after.unit_id} of action {action.case_number} went offline",
                                            action_id=action.id, case_number=action.case_number,
-                                           position=after.position)
+                                           position=after.position, params=last_seen)
         else:
             await self._alerts.raise_alert("stopped_publishing", after.unit_id,
                                            f"unit {after.unit_id} of action {action.case_number} stopped sending video",
                                            action_id=action.id, case_number=action.case_number,
-                                           position=after.position)
+                                           position=after.position, params=last_seen)

@@ -25,6 +25,12 @@ def halted_message(f: dict[str, Any]) -> str:
             "nothing was deleted")
 
 
+def halted_params(f: dict[str, Any]) -> dict[str, Any]:
+    """The figures the console's text for ``retention_halted`` names."""
+    return {"segments": f["segments"], "total_segments": f["total_segments"], "share": round(f["share"], 4),
+            "max_delete_share": f["max_delete_share"]}
+
+
 def run_retention_offline(archive_dir: Path, signing_key: Path, catalog_path: Path, policy: Policy, *,
                           dry_run: bool, where: str, clock: Callable[[], float] = time.time,
                           checkpoint: Path | None = None) -> RunResult:

@@ -47,6 +47,8 @@ def unit_view(rec: UnitRecord, p: Presence | None, action: tuple[str, str] | Non
         "case_number": action[1] if action else None,
         "id": rec.id,
         "kind": rec.kind,
+        "name": rec.name,
+        "disabled": rec.disabled,
         "online": p.online,
         "publishing": p.publishing,
         # has an instruction link (Socket.IO /unit): can receive instructions and hear talk-back
@@ -105,6 +107,14 @@ class Roster:
 
     async def online_units(self) -> list[str]:
         return [u for u, p in (await self.presence.all()).items() if p.online]
+
+    async def reachable_units(self) -> list[str]:
+        """Units with an instruction link now (they hear of a new instruction at once)."""
+        return [u for u, p in (await self.presence.all()).items() if p.connected]
+
+    def forget(self, unit_id: str) -> None:
+        """The unit's record changed (registered, renamed, disabled): read it again next time."""
+        self._records.pop(unit_id, None)
 
     async def disconnected(self, links: UnitLinks) -> None:
         """At shutdown: the units still linked to this node are no longer connected to it."""

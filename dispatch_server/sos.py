@@ -61,4 +61,6 @@ class SosService:
         return await self._alerts.raise_alert(
             "sos", unit_id, message, actor=f"unit:{unit_id}", position=position, position_age_s=age,
             action_id=action.id if action else None, case_number=action.case_number if action else None,
+            params={"note": call.note or "", "position_known": position is not None,
+                    "position_age_s": None if age is None else round(age)},
         )

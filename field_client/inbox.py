@@ -77,7 +77,8 @@ class InstructionInbox:
             if item["id"] in delivered:
                 await self._apply(item)
             else:
-                logger.info("unit %s: instruction %s expired before delivery; not applied", self.unit_id, item["id"])
+                logger.info("unit %s: instruction %s expired or was cancelled before delivery; not applied",
+                            self.unit_id, item["id"])
             self.last_seq = max(self.last_seq, int(item["seq"]))
 
     async def _apply(self, item: dict[str, Any]) -> None:

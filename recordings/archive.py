@@ -315,7 +315,8 @@ class ArchiveService:
         if kind == "disk_full" and not self.disk_full:
             self._enter_disk_full(detail.get("message", "no space left on the archive volume"))
         elif kind == "error":
-            self._spawn(self._alarm("recording_degraded", f"recording fault: {detail.get('message')}", detail),
+            self._spawn(self._alarm("recording_degraded", f"recording fault: {detail.get('message')}",
+                                    {**detail, "cause": "fault"}),
                         "archive-alarm")
         self._tell_listeners(kind, detail)
 
@@ -358,7 +359,8 @@ class ArchiveService:
         logger.error("archive: disk full (%s); recording paused", message)
         self._spawn(self._alarm("recording_degraded",
                                 f"evidence archive disk full ({message}); recording paused, live view continues",
-                                {"free_bytes": self._safe_free(), "units": sorted(self.active)}), "archive-alarm")
+                                {"free_bytes": self._safe_free(), "units": sorted(self.active), "cause": "disk_full"}),
+                    "archive-alarm")
 
     def _safe_free(self) -> int | None:
         try:

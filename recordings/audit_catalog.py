@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from utctime import parse_iso_millis
 
@@ -50,7 +50,6 @@ def view(row: sqlite3.Row) -> dict[str, Any]:
             "subject": row["subject"], "detail": json.loads(row["detail"]), "ledger_index": row["ledger_index"]}
 
 
-def search_sql(subject: str | None, limit: int) -> tuple[str, tuple[Any, ...]]:
-    if subject is None:
-        return "SELECT * FROM operator_actions ORDER BY seq DESC LIMIT ?", (limit,)
-    return "SELECT * FROM operator_actions WHERE subject=? ORDER BY seq DESC LIMIT ?", (subject, limit)
+def search_sql(where: Sequence[str], args: Sequence[Any], limit: int) -> tuple[str, tuple[Any, ...]]:
+    clause = " WHERE " + " AND ".join(where) if where else ""
+    return f"SELECT * FROM operator_actions{clause} ORDER BY seq DESC LIMIT ?", (*args, limit)

@@ -463,9 +463,11 @@ class Catalog:
 
     # -- the operators' audit trail -----------------------------------------------------------------
 
-    def operator_actions(self, subject: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
-        """The audit trail's rows the ledger holds, newest first (``n`` descending)."""
-        return [audit_catalog.view(r) for r in self._rows(*audit_catalog.search_sql(subject, limit))]
+    def operator_actions(self, where: Sequence[str] = (), args: Sequence[Any] = (),
+                         limit: int = 500) -> list[dict[str, Any]]:
+        """The audit trail's rows the ledger holds, newest first (``n`` descending), that meet
+        every SQL condition of ``where`` (over the columns of :data:`audit_catalog.SCHEMA`)."""
+        return [audit_catalog.view(r) for r in self._rows(*audit_catalog.search_sql(where, args, limit))]
 
     def operator_action_seqs(self, after_index: int) -> list[tuple[int, int]]:
         """``(seq, ledger_index)`` of every operator action after ledger index ``after_index``."""

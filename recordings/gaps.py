@@ -15,6 +15,8 @@ from typing import Any
 from utctime import iso_millis
 
 # ``server_shutdown``: what earlier versions wrote for ``server_stopped``.
+CAUSES = ("link_lost", "unit_stopped", "access_revoked", "server_stopped", "server_shutdown", "disk_full",
+          "recorder_overflow", "server_fault")  # every cause a gap (or a recording's end) can have
 END_CAUSES = frozenset({"link_lost", "unit_stopped", "access_revoked", "server_stopped", "server_shutdown"})
 
 

@@ -12,6 +12,7 @@
  * `#action-units` (a checkbox per roster unit, `input[value=unitId]`),
  * `#action-officers`, `#action-judge`, `#action-save`, `#action-cancel`, `#action-error`.
  */
+import { errorText, t } from './console-texts.js';
 import { fromLocalInput, toLocalInput } from './labels.js';
 import { formatPosition, unitStatus } from './roster.js';
 
@@ -57,7 +58,7 @@ export class ActionForm {
   open(action) {
     this.editing = action ? action.id : null;
     this.setError('', null);
-    byId('action-form-title').textContent = action ? `编辑行动 Edit action ${action.case_number}` : '新建行动 New action';
+    byId('action-form-title').textContent = action ? t('action_form_edit', { case: action.case_number }) : t('action_form_new');
     byId('action-case-number').value = action ? action.case_number : '';
     byId('action-title').value = action ? action.title : '';
     byId('action-type').value = action ? action.type : 'seizure';
@@ -77,7 +78,7 @@ export class ActionForm {
     this.form.hidden = false;
     this.unitsSignature = '';
     this.renderUnits();
-    byId('action-save').querySelector('span').textContent = action ? '保存' : '创建';
+    byId('action-save').querySelector('span').textContent = action ? t('action_save') : t('action_create');
     this.form.scrollIntoView({ block: 'start' });
     byId('action-case-number').focus({ preventScroll: true });
   }
@@ -97,7 +98,7 @@ export class ActionForm {
   areaFromTeam() {
     const unit = [...this.team].map((id) => this.ctx.units.get(id)).find((u) => u && u.position);
     if (!unit) {
-      this.setError('所选队员都没有位置 none of the chosen team units has a position fix', 'units');
+      this.setError(t('action_no_fix'), 'units');
       return;
     }
     byId('action-area-type').value = 'circle';
@@ -135,10 +136,10 @@ export class ActionForm {
       label.append(input, name);
       if (unit && unit.case_number && unit.action_id !== this.editing) {
         const busy = document.createElement('small');
-        busy.textContent = `行动中 ${unit.case_number}`;
+        busy.textContent = t('action_busy', { case: unit.case_number });
         label.append(' ', busy);
       }
-      label.title = `${status}${unit && unit.position ? ` · ${formatPosition(unit.position)}` : ''}`;
+      label.title = `${t(`status.${status}`)}${unit && unit.position ? ` · ${formatPosition(unit.position)}` : ''}`;
       return label;
     }));
   }
@@ -180,7 +181,7 @@ export class ActionForm {
       await this.ctx.save(this.editing, this.fields());
       this.close();
     } catch (exc) {
-      this.setError(exc.message || String(exc), FIELD_OF_CODE[exc.code] || null);
+      this.setError(exc.code ? errorText(exc) : exc.message || String(exc), FIELD_OF_CODE[exc.code] || null);
     } finally {
       save.disabled = false;
     }

@@ -7,6 +7,7 @@
  * `.action-start`, `.action-end`, `.action-edit`, `.action-instruct`, and the
  * server's refusal in `.action-error`.
  */
+import { errorText, t } from './console-texts.js';
 import {
   ACTION_STATES, ACTION_TYPES, el, formatDateTime, labelElement, labelOf,
 } from './labels.js';
@@ -32,9 +33,9 @@ export function parseAction(raw) {
 export function describeArea(area) {
   if (!area || typeof area !== 'object') return '';
   if (area.type === 'circle') {
-    return `圆形 circle ${Number(area.lat).toFixed(5)}, ${Number(area.lon).toFixed(5)} · r ${Math.round(area.radius_m)} m`;
+    return t('area_circle', { lat: Number(area.lat).toFixed(5), lon: Number(area.lon).toFixed(5), r: Math.round(area.radius_m) });
   }
-  if (area.type === 'polygon' && Array.isArray(area.points)) return `多边形 polygon · ${area.points.length} 点 points`;
+  if (area.type === 'polygon' && Array.isArray(area.points)) return t('area_polygon', { n: area.points.length });
   return '';
 }
 
@@ -97,7 +98,7 @@ export class ActionBook extends EventTarget {
     try {
       this.upsert(await this.ctx.move(id, verb));
     } catch (exc) {
-      this.errors.set(id, exc.message || String(exc));
+      this.errors.set(id, errorText(exc));
     } finally {
       this.busy.delete(id);
       this.render();
@@ -142,29 +143,25 @@ export class ActionBook extends EventTarget {
     const head = el('div', 'action-head');
     head.append(labelElement('span', `state state--${action.state}`, labelOf(ACTION_STATES, action.state)));
     head.append(el('span', 'action-case', action.case_number));
-    const [typeZh, typeEn] = labelOf(ACTION_TYPES, action.type);
-    const type = el('span', 'action-type', typeZh);
-    type.title = typeEn;
-    head.append(type);
+    head.append(el('span', 'action-type', labelOf(ACTION_TYPES, action.type)));
     li.append(head, el('div', 'action-title', action.title));
 
     const facts = el('dl', 'action-facts');
-    const fact = (zh, en, value) => {
+    const fact = (key, value) => {
       if (!value) return;
-      const dt = labelElement('dt', '', [zh, en]);
-      facts.append(dt, el('dd', '', value));
+      facts.append(labelElement('dt', '', t(`action_fact_${key}`)), el('dd', '', value));
     };
-    fact('地址', 'address', action.address);
-    fact('区域', 'area', describeArea(action.area));
-    fact('计划', 'planned', action.planned_at ? formatDateTime(action.planned_at) : '');
-    fact('开始', 'started', action.started_at ? formatDateTime(action.started_at) : '');
-    fact('结束', 'ended', action.ended_at ? formatDateTime(action.ended_at) : '');
-    fact('执行人员', 'officers', action.officers.join('、'));
-    fact('承办法官', 'judge', action.judge);
+    fact('address', action.address);
+    fact('area', describeArea(action.area));
+    fact('planned', action.planned_at ? formatDateTime(action.planned_at) : '');
+    fact('started', action.started_at ? formatDateTime(action.started_at) : '');
+    fact('ended', action.ended_at ? formatDateTime(action.ended_at) : '');
+    fact('officers', action.officers.join('、'));
+    fact('judge', action.judge);
     li.append(facts);
 
     const team = el('div', 'action-team');
-    team.append(labelElement('span', 'action-team-label', ['队员', 'team']));
+    team.append(labelElement('span', 'action-team-label', t('action_team_label')));
     if (!action.units.length) team.append(el('span', 'muted', '—'));
     for (const unitId of action.units) {
       const unit = this.ctx.units.get(unitId);
@@ -173,8 +170,8 @@ export class ActionBook extends EventTarget {
       chip.type = 'button';
       chip.dataset.unitId = unitId;
       chip.dataset.status = status;
-      chip.title = `${unitId}: 打开窗口 open tile`;
-      chip.append(el('span', 'chip-id', unitId), statusBadge(status, { compact: true }));
+      chip.title = `${unitId}: ${t('open_tile')}`;
+      chip.append(el('span', 'chip-id', unitId), statusBadge(status));
       chip.addEventListener('click', () => this.ctx.openTile(unitId));
       team.append(chip);
     }
@@ -182,18 +179,18 @@ export class ActionBook extends EventTarget {
 
     const buttons = el('div', 'action-buttons needs-write');
     const busy = this.busy.has(action.id);
-    const button = (cls, pair, onClick, primary = '') => {
-      const b = labelElement('button', `btn btn--small ${cls} ${primary}`.trim(), pair);
+    const button = (cls, key, onClick, primary = '') => {
+      const b = labelElement('button', `btn btn--small ${cls} ${primary}`.trim(), t(key));
       b.type = 'button';
       b.disabled = busy;
       b.addEventListener('click', onClick);
       buttons.append(b);
     };
-    if (action.state === 'planned') button('action-start', ['开始行动', 'start'], () => this.move(action.id, 'start'), 'btn--primary');
-    if (action.state === 'running') button('action-end', ['结束行动', 'end'], () => this.move(action.id, 'end'), 'btn--danger');
+    if (action.state === 'planned') button('action-start', 'action_start', () => this.move(action.id, 'start'), 'btn--primary');
+    if (action.state === 'running') button('action-end', 'action_end', () => this.move(action.id, 'end'), 'btn--danger');
     if (action.state !== 'ended') {
-      button('action-edit', ['编辑', 'edit'], () => this.ctx.edit(action));
-      button('action-instruct', ['发指令', 'instruct team'], () => this.ctx.instruct(action));
+      button('action-edit', 'action_edit', () => this.ctx.edit(action));
+      button('action-instruct', 'action_instruct', () => this.ctx.instruct(action));
     }
     if (buttons.childElementCount) li.append(buttons);
     const error = this.errors.get(action.id);

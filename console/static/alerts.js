@@ -10,6 +10,7 @@
  * marked `data-alarm="sos"`. Every kind is listed in the alerts panel:
  * `li.alert-row[data-alert-id][data-kind][data-state][data-escalated]`.
  */
+import { codeText, errorText, formatTime, hasText, t } from './console-texts.js';
 import { ALERT_KINDS, el, formatClock, labelElement, labelOf } from './labels.js';
 import { formatAgo, formatPosition } from './roster.js';
 
@@ -35,6 +36,37 @@ export function parseAlert(raw) {
     escalated: Boolean(raw.escalated),
     position: p && Number.isFinite(p.lat) && Number.isFinite(p.lon) ? p : null,
   };
+}
+
+/**
+ * The alert as a sentence in the interface language, from its `code` and `params` (the server's
+ * English `message` is for logs and API clients).
+ * @param {Alert} alert
+ */
+export function alertMessage(alert) {
+  const code = alert.code || alert.kind;
+  const p = { case_number: alert.case_number || '', ...(alert.params || {}), unit_id: alert.unit_id };
+  if (code === 'sos') {
+    let text;
+    if (p.position_known === false) text = t('alert_msg.sos_no_fix', p);
+    else if (p.position_age_s !== null && p.position_age_s !== undefined) text = t('alert_msg.sos_old_fix', { ...p, age: p.position_age_s });
+    else text = t('alert_msg.sos', p);
+    return p.note ? text + t('alert_msg.sos_note', p) : text;
+  }
+  if (code === 'ack_overdue') return t('alert_msg.ack_overdue', { ...p, type: codeText('ins_type', p.type) });
+  if (code === 'recording_degraded' && p.cause === 'disk_full') return t('alert_msg.recording_degraded_disk_full', p);
+  if (code === 'recording_resumed') return t('alert_msg.recording_resumed', { free: formatFree(p.free_bytes) });
+  if (code === 'retention_halted') {
+    const pct = (x) => `${Math.round(Number(x || 0) * 100)}%`;
+    return t('alert_msg.retention_halted', { ...p, share: pct(p.share), max: pct(p.max_delete_share) });
+  }
+  const key = `alert_msg.${code}`;
+  return hasText(key) ? t(key, p) : codeText('alert', code);
+}
+
+function formatFree(bytes) {
+  const n = Number(bytes);
+  return Number.isFinite(n) ? `${(n / 1024 ** 3).toFixed(1)} GB` : '';
 }
 
 export class AlertCenter {
@@ -125,7 +157,7 @@ export class AlertCenter {
         if (alert) this.upsert({ ...alert, state: 'acknowledged' });
         return;
       }
-      this.errors.set(alertId, exc.message || String(exc));
+      this.errors.set(alertId, errorText(exc));
       this.render();
     }
   }
@@ -186,17 +218,17 @@ export class AlertCenter {
     const { banner } = this;
     banner.unit.textContent = alert.unit_id;
     banner.position.textContent = alert.position
-      ? `位置 position ${formatPosition(alert.position)}`
-      : '位置未知 position unknown';
+      ? t('sos_position', { pos: formatPosition(alert.position) })
+      : t('sos_position_unknown');
     banner.position.dataset.lat = alert.position ? String(alert.position.lat) : '';
     banner.position.dataset.lon = alert.position ? String(alert.position.lon) : '';
     banner.time.textContent = `${formatClock(alert.created_at)} (${formatAgo(alert.created_at)})`;
-    banner.time.title = alert.created_at;
-    banner.message.textContent = alert.message;
-    banner.caseNumber.textContent = alert.case_number ? `行动 action ${alert.case_number}` : '';
+    banner.time.title = formatTime(alert.created_at);
+    banner.message.textContent = alertMessage(alert);
+    banner.caseNumber.textContent = alert.case_number ? t('sos_action', { case: alert.case_number }) : '';
     banner.caseNumber.hidden = !alert.case_number;
     banner.escalated.hidden = !alert.escalated;
-    banner.more.textContent = sos.length > 1 ? `另有 ${sos.length - 1} 条求助 +${sos.length - 1} more SOS` : '';
+    banner.more.textContent = sos.length > 1 ? t('sos_more', { n: sos.length - 1 }) : '';
     banner.more.hidden = sos.length < 2;
     const error = this.errors.get(alert.id);
     banner.error.textContent = error || '';
@@ -228,31 +260,33 @@ export class AlertCenter {
     head.append(labelElement('span', `alert-kind alert-kind--${alert.kind}`, labelOf(ALERT_KINDS, alert.kind)));
     const unit = el('button', 'link alert-unit', alert.unit_id);
     unit.type = 'button';
-    unit.title = '打开窗口 open tile';
+    unit.title = t('open_tile');
     unit.addEventListener('click', () => this.ctx.openTile(alert.unit_id));
     head.append(unit);
-    if (alert.escalated) head.append(labelElement('span', 'alert-escalated', ['已升级', 'escalated']));
+    if (alert.escalated) head.append(labelElement('span', 'alert-escalated', t('alert_escalated')));
     const time = el('span', 'alert-time', formatClock(alert.created_at));
-    time.title = alert.created_at;
+    time.title = formatTime(alert.created_at);
     head.append(time);
-    li.append(head, el('div', 'alert-message', alert.message));
+    const message = el('div', 'alert-message', alertMessage(alert));
+    message.title = alert.message;
+    li.append(head, message);
 
     const meta = [];
-    if (alert.case_number) meta.push(`行动 ${alert.case_number}`);
-    if (alert.position) meta.push(`位置 ${formatPosition(alert.position)}`);
-    if (alert.instruction_id) meta.push(`指令 ${alert.instruction_id}`);
+    if (alert.case_number) meta.push(t('alert_meta_action', { case: alert.case_number }));
+    if (alert.position) meta.push(t('alert_meta_position', { pos: formatPosition(alert.position) }));
+    if (alert.instruction_id) meta.push(t('alert_meta_instruction', { id: alert.instruction_id }));
     if (meta.length) li.append(el('div', 'alert-meta', meta.join(' · ')));
 
     const foot = el('div', 'alert-foot');
     if (alert.state === 'open') {
-      const ack = labelElement('button', 'btn btn--small alert-ack needs-write', ['确认', 'acknowledge']);
+      const ack = labelElement('button', 'btn btn--small alert-ack needs-write', t('alert_ack'));
       ack.type = 'button';
       ack.disabled = !this.ctx.canAck();
       ack.addEventListener('click', () => this.ack(alert.id));
       foot.append(ack);
     } else {
       foot.append(el('span', 'alert-acked',
-        `已确认 acknowledged · ${alert.acknowledged_by || ''} ${formatClock(alert.acknowledged_at)}`));
+        t('alert_acked', { by: alert.acknowledged_by || '', t: formatClock(alert.acknowledged_at) })));
     }
     const error = this.errors.get(alert.id);
     if (error) foot.append(el('span', 'form-error', error));

@@ -7,6 +7,8 @@
  * `onUnauthorized`, which sends the operator back to the login form.
  */
 
+import { errorText, t } from './console-texts.js';
+
 const SESSION_KEY = 'dispatch.console.session';
 
 /** An HTTP error with the server's `{"error": {"code", "message"}}` payload. */
@@ -69,6 +71,7 @@ export class ApiClient {
       token: body.token,
       username: body.username,
       role: body.role,
+      permissions: Array.isArray(body.permissions) ? body.permissions : undefined,
       expires_at: body.expires_at || null,
     };
     saveSession(this.session);
@@ -150,6 +153,11 @@ export class ApiClient {
     return this.request('POST', `/api/alerts/${encodeURIComponent(id)}/ack`);
   }
 
+  /** Cancel a queued instruction. @returns {Promise<object>} the instruction */
+  cancelInstruction(id) {
+    return this.request('POST', `/api/instructions/${encodeURIComponent(id)}/cancel`);
+  }
+
   /** The JPEG of a still (取证照片); the server writes the view to the evidence ledger. @returns {Promise<Blob>} */
   async snapshotImage(id) {
     return (await this.send('GET', `/api/snapshots/${encodeURIComponent(id)}`)).blob();
@@ -182,11 +190,11 @@ export class ApiClient {
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (exc) {
-      throw new ApiError(`无法连接服务器 Cannot reach the server (${exc.message || exc})`, 0, 'network_error');
+      throw new ApiError(`cannot reach the server (${exc.message || exc})`, 0, 'network_error');
     }
     if (response.ok) return response;
     const error = await readError(response);
-    if (response.status === 401 && !anonymous) this.unauthorized(error.message);
+    if (response.status === 401 && !anonymous) this.unauthorized(errorText(error));
     throw error;
   }
 
@@ -194,7 +202,7 @@ export class ApiClient {
   unauthorized(message) {
     if (!this.session) return;
     this.forget();
-    this.onUnauthorized(message || '会话已过期，请重新登录 Session expired, please log in again');
+    this.onUnauthorized(message || t('session_expired'));
   }
 }
 

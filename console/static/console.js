@@ -19,11 +19,21 @@
  *       track: [[lat, lon], ...]}), areas: Map(actionId -> layer), dispatchAt(lat, lon), fit()},
  *     requests: {requests: Map(requestId -> footage request), open(id), refresh(), regions()},
  *     playback: {open(recordingId), state() -> {recording, segment, time, gaps, position, ...}, seek(t), close()},
+ *     admin: {show(tab), units(), users()},
+ *     layout: the wall layout ("auto" | 1 | 4 | 9 | 16),
+ *     permissions: Set of the person's permissions (GET /api/me),
+ *     socket: the Socket.IO client of the /console link,
  *   }
+ *
+ * Language: every text comes from console-texts.js (Chinese, or English after the switch,
+ * which reloads the page). Roles: the person's permissions decide what shows (`data-perm`,
+ * `data-perm-any`); the server still checks every call.
  */
+import { AdminView } from './admin.js';
 import { AlarmSound } from './alarm-sound.js';
 import { ApiClient, ApiError } from './api.js';
 import { Backoff } from './backoff.js';
+import { applyTexts, errorText, formatClock, language, setLanguage, setTimeZone, t } from './console-texts.js';
 import { DispatchPanels } from './dispatch-panels.js';
 import { UnitMap } from './map.js';
 import { Patrol } from './patrol.js';
@@ -33,17 +43,10 @@ import { RosterTable, parseUnit } from './roster.js';
 import { TalkBack } from './talk-back.js';
 import { VideoWall } from './video-wall.js';
 
-const ROLE_LABELS = {
-  operator: '值班员 operator',
-  supervisor: '指挥长 supervisor',
-  auditor: '审计员 auditor',
-  admin: '管理员 admin',
-};
-
 /** Connect-time refusals after which the token is no good: back to the login form. */
 const SESSION_ERRORS = new Set(['unauthorized', 'bad_token', 'session_expired']);
-/** Roles that may create actions, send instructions and acknowledge alerts (dispatch.write). */
-const WRITE_ROLES = new Set(['operator', 'supervisor', 'admin']);
+/** A link down this long before the console dims (a blip of a reconnect is not worth a banner). */
+const LINK_DOWN_GRACE_MS = 1500;
 /** The session is re-checked at least this often, so a revoked token ends an idle console too. */
 const SESSION_CHECK_MS = 5 * 60 * 1000;
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
@@ -52,7 +55,11 @@ const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
 class ConsoleApp {
   constructor() {
+    applyTexts(document);
     this.api = new ApiClient((message) => this.showLogin(message));
+    /** @type {Set<string>} */
+    this.permissions = new Set();
+    this.linkDownTimer = null;
     /** @type {{patrol_interval_s: number, ice_servers: RTCIceServer[], map?: object}} */
     this.config = { patrol_interval_s: 10, ice_servers: [] };
     this.socket = null;
@@ -88,6 +95,7 @@ class ConsoleApp {
       onUnauthorized: (message) => this.api.unauthorized(message),
       units: this.roster.units,
       createTalkControl: (unitId) => this.talk.createControl(unitId),
+      canWatch: () => this.can('live.watch'),
     });
     this.patrol = new Patrol({
       panel: byId('patrol-panel'),
@@ -107,7 +115,7 @@ class ConsoleApp {
       wall: this.wall,
       units: this.roster.units,
       alarm: this.alarm,
-      canWrite: () => WRITE_ROLES.has(this.api.session?.role),
+      canWrite: () => this.can('dispatch.write'),
     });
 
     this.map = new UnitMap({
@@ -119,11 +127,24 @@ class ConsoleApp {
       api: this.api,
       openTile: (unitId) => this.wall.open(unitId),
       units: this.roster.units,
-      canWrite: () => WRITE_ROLES.has(this.api.session?.role),
+      canWrite: () => this.can('dispatch.write'),
     });
     this.playback = new Playback({ panel: byId('recordings-panel'), view: byId('playback-view') },
       { api: this.api, map: this.map });
     this.requests = new RequestsPanel(byId('requests-panel'), { api: this.api });
+    this.admin = new AdminView({ view: byId('admin-view'), body: byId('admin-body'), tabs: byId('admin-tabs') },
+      { api: this.api, can: (p) => this.can(p), me: () => this.api.session?.username || '',
+        config: () => this.config });
+    byId('admin-toggle').addEventListener('click', () => this.toggleAdmin());
+    byId('admin-back').addEventListener('click', () => this.toggleAdmin(false));
+    for (const button of document.querySelectorAll('.lang-btn')) {
+      button.addEventListener('click', () => {
+        setLanguage(language() === 'zh' ? 'en' : 'zh');
+        window.location.reload();
+      });
+    }
+    byId('help-btn').addEventListener('click', () => this.showHelp());
+    byId('side-toggle').addEventListener('click', () => this.toggleSide());
     this.dispatch.actions.addEventListener('change', () => this.map.setActions(this.dispatch.actions.actions));
     byId('side-panels').addEventListener('panelchange', (event) => {
       if (/** @type {CustomEvent} */ (event).detail.panel === 'map-panel') this.map.shown();
@@ -148,6 +169,16 @@ class ConsoleApp {
       map: this.map.hook,
       playback: this.playback.hook,
       requests: this.requests.hook,
+      admin: this.admin.hook,
+      get layout() {
+        return app.wall.layout;
+      },
+      get permissions() {
+        return app.permissions;
+      },
+      get socket() {
+        return app.socket;
+      },
     };
 
     byId('login-form').addEventListener('submit', (event) => {
@@ -168,13 +199,7 @@ class ConsoleApp {
     window.addEventListener('pageshow', (event) => {
       if (event.persisted) window.location.reload();
     });
-    document.addEventListener('keydown', (event) => {
-      const target = event.target;
-      if (!this.patrol.active || target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement ||
-        target instanceof HTMLSelectElement) return;
-      if (event.key === 'ArrowRight') this.patrol.next();
-      if (event.key === 'ArrowLeft') this.patrol.prev();
-    });
+    document.addEventListener('keydown', (event) => this.onKey(event));
   }
 
   /** Resume a stored session if the server still accepts it, else show the login form. */
@@ -189,7 +214,7 @@ class ConsoleApp {
       await this.start();
     } catch (exc) {
       // A 401 has already brought up the login form with the server's message.
-      if (!(exc instanceof ApiError && exc.status === 401)) this.showLogin(exc.message);
+      if (!(exc instanceof ApiError && exc.status === 401)) this.showLogin(errorText(exc));
     }
   }
 
@@ -204,7 +229,7 @@ class ConsoleApp {
       /** @type {HTMLInputElement} */ (byId('login-password')).value = '';
       await this.start();
     } catch (exc) {
-      this.setLoginError(exc.message || String(exc));
+      this.setLoginError(errorText(exc));
     } finally {
       submit.disabled = false;
     }
@@ -219,13 +244,15 @@ class ConsoleApp {
   async start() {
     this.config = { ...this.config, ...(await this.api.consoleConfig()) };
     if (!Array.isArray(this.config.ice_servers)) this.config.ice_servers = [];
+    if (typeof this.config.time_zone === 'string') setTimeZone(this.config.time_zone);
+    if (!Array.isArray(this.api.session.permissions)) Object.assign(this.api.session, await this.api.me());
     this.patrol.setInterval(this.config.patrol_interval_s);
     this.map.configure(this.config.map);
     const session = this.api.session;
     byId('user-name').textContent = session.username;
-    byId('user-role').textContent = ROLE_LABELS[session.role] || session.role;
+    byId('user-role').textContent = t(`role.${session.role}`);
     byId('user-role').dataset.role = session.role;
-    byId('app').dataset.canWrite = String(WRITE_ROLES.has(session.role));
+    this.applyPermissions(session.permissions);
     byId('login-view').hidden = true;
     byId('app').hidden = false;
     this.running = true;
@@ -249,6 +276,8 @@ class ConsoleApp {
       this.socket = null;
     }
     this.setConnection('idle', '');
+    this.setLinkDown(false);
+    this.toggleAdmin(false);
     clearTimeout(this.rosterTimer);
     this.rosterTimer = null;
     clearTimeout(this.dispatchRetryTimer);
@@ -279,7 +308,7 @@ class ConsoleApp {
 
   connectSocket() {
     if (typeof window.io !== 'function') {
-      this.setConnection('error', 'Socket.IO 客户端未加载 client script missing (/vendor/socket.io.min.js)');
+      this.setConnection('error', t('conn_no_client'));
       return;
     }
     const socket = window.io('/console', {
@@ -392,7 +421,7 @@ class ConsoleApp {
   /** @param {Error & {data?: {code?: string, message?: string}}} error */
   onConnectError(error) {
     const data = error && error.data && typeof error.data === 'object' ? error.data : {};
-    const message = data.message || error.message || String(error);
+    const message = data.code ? errorText(data) : errorText(error);
     if (data.code && SESSION_ERRORS.has(data.code)) {
       this.api.unauthorized(message);
       return;
@@ -418,19 +447,101 @@ class ConsoleApp {
     this.connection = state;
     const el = byId('conn-state');
     el.dataset.state = state;
-    const labels = {
-      idle: ['未连接', 'idle'],
-      connecting: ['连接中', 'connecting'],
-      connected: ['已连接', 'connected'],
-      disconnected: ['已断开，重连中', 'reconnecting'],
-      restarting: ['服务器重启中，稍后自动恢复', 'server restarting'],
-      error: ['连接被拒绝', 'refused'],
-    };
-    const [zh, en] = labels[state];
-    el.querySelector('.conn-label').textContent = zh;
-    el.querySelector('small').textContent = en;
+    el.querySelector('.conn-label').textContent = t(`conn_${state}`);
     el.title = detail || '';
     byId('roster-area').dataset.stale = String(state !== 'connected');
+    // The console's own link is down: say so once, for the whole console (not per tile).
+    clearTimeout(this.linkDownTimer);
+    if (state === 'connected' || state === 'idle') {
+      this.setLinkDown(false);
+    } else if (this.running) {
+      this.linkDownTimer = setTimeout(() => this.setLinkDown(true), LINK_DOWN_GRACE_MS);
+    }
+  }
+
+  /** @param {boolean} down whether the console cannot reach the server now */
+  setLinkDown(down) {
+    byId('app').dataset.link = down ? 'down' : 'up';
+    const banner = byId('link-banner');
+    banner.hidden = !down;
+    // A planned restart (server_restarting) reads as such, not as a lost link.
+    const restarting = this.connection === 'restarting';
+    banner.dataset.reason = restarting ? 'restarting' : 'down';
+    banner.querySelector('strong').textContent = t(restarting ? 'link_restarting_title' : 'link_down_title');
+    banner.querySelector('span').textContent = t(restarting ? 'link_restarting_body' : 'link_down_body');
+    this.wall.setLinkDown(down);
+  }
+
+  /** @param {string} permission @returns {boolean} */
+  can(permission) {
+    return this.permissions.has(permission);
+  }
+
+  /** Show only what the person may use: `data-perm="p"`, `data-perm-any="p q"`. */
+  applyPermissions(list) {
+    this.permissions = new Set(Array.isArray(list) ? list : []);
+    for (const node of document.querySelectorAll('[data-perm]')) {
+      node.hidden = !this.can(node.dataset.perm);
+    }
+    for (const node of document.querySelectorAll('[data-perm-any]')) {
+      node.hidden = !node.dataset.permAny.split(/\s+/).some((p) => this.can(p));
+    }
+    byId('app').dataset.canWrite = String(this.can('dispatch.write'));
+    this.dispatch.tabs.refresh();
+    this.admin.refreshTabs();
+  }
+
+  /** @param {boolean} [show] the administration screens instead of the dispatch workspace */
+  toggleAdmin(show) {
+    const open = show === undefined ? byId('admin-view').hidden : show;
+    byId('admin-view').hidden = !open;
+    byId('workspace').hidden = open;
+    byId('admin-toggle').setAttribute('aria-pressed', String(open));
+    if (open) this.admin.shown();
+  }
+
+  toggleSide() {
+    const ws = byId('workspace');
+    const collapsed = ws.dataset.side !== 'collapsed';
+    ws.dataset.side = collapsed ? 'collapsed' : 'open';
+    const button = byId('side-toggle');
+    button.setAttribute('aria-pressed', String(collapsed));
+    button.textContent = collapsed ? '⇤' : '⇥';
+    button.title = t(collapsed ? 'side_expand' : 'side_collapse');
+    this.wall.relayout();
+  }
+
+  showHelp() {
+    const dialog = /** @type {HTMLDialogElement} */ (byId('help-dialog'));
+    if (!dialog.open) dialog.showModal();
+  }
+
+  /** Keyboard shortcuts (listed in the help overlay). Not while typing in a field. */
+  onKey(event) {
+    const target = event.target;
+    if (target instanceof HTMLInputElement || target instanceof HTMLTextAreaElement ||
+      target instanceof HTMLSelectElement || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (!this.running || !byId('admin-view').hidden) return;
+    const layouts = { 0: 'auto', 1: 1, 2: 4, 3: 9, 4: 16 };
+    if (event.key in layouts) {
+      this.wall.setLayout(layouts[event.key]);
+    } else if (event.key === 'p' || event.key === 'P') {
+      if (this.can('live.watch')) byId('patrol-toggle').click();
+    } else if (event.key === 's' || event.key === 'S') {
+      this.toggleSide();
+    } else if (event.key === '?') {
+      this.showHelp();
+    } else if (this.patrol.active && event.key === 'ArrowRight') {
+      this.patrol.next();
+    } else if (this.patrol.active && event.key === 'ArrowLeft') {
+      this.patrol.prev();
+    } else if (this.patrol.active && event.key === ' ') {
+      event.preventDefault();
+      if (this.patrol.paused) this.patrol.resume();
+      else this.patrol.pause();
+    } else {
+      return;
+    }
   }
 
   /** Once a second: relative times, the wall's stats and the clock. */
@@ -439,7 +550,7 @@ class ConsoleApp {
     this.wall.tick();
     this.dispatch.tick();
     this.map.tick();
-    byId('clock').textContent = new Date().toLocaleTimeString('zh-CN', { hour12: false });
+    byId('clock').textContent = formatClock(Date.now());
   }
 
   /**

@@ -64,7 +64,7 @@ export class DispatchPanels {
       list: byId('instructions-list'),
       empty: byId('instructions-empty'),
       filter: byId('instructions-filter'),
-    }, { openTile, stills: this.stills });
+    }, { openTile, stills: this.stills, cancel: (id) => api.cancelInstruction(id), canWrite: ctx.canWrite });
     this.instructionForm = new InstructionForm({
       send: async (body) => {
         const created = await api.sendInstruction(body);

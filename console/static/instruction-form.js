@@ -9,10 +9,10 @@
  * `#instruction-ack-deadline` (seconds), `#instruction-send`,
  * `#instruction-error` (the server's refusal), `#instruction-result`.
  */
+import { errorText, t } from './console-texts.js';
 import { ACTION_STATES, labelOf } from './labels.js';
 import { unitStatus } from './roster.js';
 
-const STATUS_ZH = { publishing: '直播', online: '在线', offline: '离线' };
 
 const byId = (id) => /** @type {any} */ (document.getElementById(id));
 
@@ -43,7 +43,7 @@ export class InstructionForm {
     this.form.querySelector('.instr-goto').hidden = !goto;
     const text = byId('instruction-text');
     text.required = byId('instruction-type').value === 'text';
-    text.placeholder = text.required ? '指令内容 instruction text' : '附言（可选） note (optional)';
+    text.placeholder = text.required ? t('instr_text_placeholder') : t('instr_note_placeholder');
   }
 
   /** Address the form to a unit or an action's team and bring it into view. */
@@ -72,8 +72,8 @@ export class InstructionForm {
     const chosen = select.value;
     select.replaceChildren(...units.map((unit) => {
       const status = unitStatus(unit);
-      const option = new Option(`${unit.id} · ${STATUS_ZH[status]} ${status}${unit.case_number ? ` · ${unit.case_number}` : ''}`,
-        unit.id);
+      const label = t('instr_unit_option', { id: unit.name ? `${unit.id} ${unit.name}` : unit.id, status: t(`status.${status}`) });
+      const option = new Option(`${label}${unit.case_number ? ` · ${unit.case_number}` : ''}`, unit.id);
       option.dataset.status = status;
       return option;
     }));
@@ -90,8 +90,9 @@ export class InstructionForm {
     this.actionsSignature = signature;
     const select = byId('instruction-action');
     const chosen = select.value;
-    select.replaceChildren(...actions.map((a) => new Option(
-      `${a.case_number} ${a.title} · ${labelOf(ACTION_STATES, a.state)[0]} · ${a.units.length} 单位`, a.id)));
+    select.replaceChildren(...actions.map((a) => new Option(t('instr_action_option', {
+      case: a.case_number, title: a.title, state: labelOf(ACTION_STATES, a.state), n: a.units.length,
+    }), a.id)));
     if (actions.some((a) => a.id === chosen)) select.value = chosen;
   }
 
@@ -130,14 +131,13 @@ export class InstructionForm {
     const body = this.body();
     try {
       if (body.unit === '' || body.action === '') {
-        throw new Error(body.unit === '' ? '请选择单位 choose a unit' : '请选择行动 choose an action');
+        throw new Error(body.unit === '' ? t('instr_choose_unit') : t('instr_choose_action'));
       }
       const created = await this.ctx.send(body);
-      const count = created.ids ? created.ids.length : 1;
-      this.setResult(`已下发 ${count} 条 queued for ${count} unit${count === 1 ? '' : 's'}`);
+      this.setResult(...sentFeedback(created));
       byId('instruction-text').value = '';
     } catch (exc) {
-      this.setError(exc.message || String(exc));
+      this.setError(exc.code ? errorText(exc) : exc.message || String(exc));
     } finally {
       send.disabled = false;
     }
@@ -149,9 +149,27 @@ export class InstructionForm {
     error.hidden = !message;
   }
 
-  setResult(message) {
+  /** @param {string} message @param {'online' | 'offline' | 'mixed' | ''} [reach] */
+  setResult(message, reach = '') {
     const result = byId('instruction-result');
     result.textContent = message;
     result.hidden = !message;
+    result.dataset.reach = reach;
   }
+}
+
+/**
+ * What the create answer says about delivery: online targets get it now; offline ones when they
+ * come back (`online` lists the targets with an instruction link).
+ * @returns {[string, 'online' | 'offline' | 'mixed']}
+ */
+export function sentFeedback(created) {
+  const units = Array.isArray(created.units) ? created.units : [];
+  const online = new Set(Array.isArray(created.online) ? created.online : units);
+  const offline = units.filter((u) => !online.has(u));
+  const n = units.length || 1;
+  if (!offline.length) return [t('instr_sent_online', { n }), 'online'];
+  if (offline.length === units.length) return [t('instr_sent_offline'), 'offline'];
+  return [t('instr_sent_mixed', { n, online: units.length - offline.length, offline: offline.length,
+    units: offline.slice(0, 5).join('、') + (offline.length > 5 ? '…' : '') }), 'mixed'];
 }

@@ -10,6 +10,7 @@
  * once done, or of the `snapshot` push as soon as the still is archived)
  * shows a thumbnail of it (`button.still-thumb[data-snapshot-id]`).
  */
+import { codeText, errorText, formatLeft, formatTime, t } from './console-texts.js';
 import {
   INSTRUCTION_RANK, INSTRUCTION_STATES, INSTRUCTION_TYPES, PRIORITIES, el, formatClock, labelElement, labelOf,
 } from './labels.js';
@@ -20,7 +21,7 @@ const MAX_ROWS = 300;
 const KEEP_CLOSED = 1000;
 const ACTIVE = new Set(['queued', 'delivered', 'acknowledged']);
 /** The path an instruction can take, in order; only the steps it reached are shown. */
-const STEPS = ['queued', 'delivered', 'acknowledged', 'done', 'refused', 'expired'];
+const STEPS = ['queued', 'delivered', 'acknowledged', 'done', 'refused', 'expired', 'cancelled'];
 
 /** @returns {object | null} */
 export function parseInstruction(raw) {
@@ -41,7 +42,8 @@ export function describeInstruction(ins) {
 export class InstructionLog {
   /**
    * @param {{list: HTMLElement, empty: HTMLElement, filter: HTMLSelectElement}} elements
-   * @param {{openTile: (unitId: string) => void, stills: import('./stills.js').StillGallery}} ctx
+   * @param {{openTile: (unitId: string) => void, stills: import('./stills.js').StillGallery,
+   *   cancel: (id: string) => Promise<object>, canWrite: () => boolean}} ctx
    */
   constructor(elements, ctx) {
     this.el = elements;
@@ -52,6 +54,8 @@ export class InstructionLog {
     this.stills = new Map();
     /** @type {Map<string, HTMLLIElement>} */
     this.rows = new Map();
+    /** @type {Map<string, string>} instruction id -> why its cancel failed */
+    this.errors = new Map();
     this.el.filter.addEventListener('change', () => this.render());
     this.render();
   }
@@ -157,20 +161,14 @@ export class InstructionLog {
     const state = labelElement('span', `instr-state instr-state--${ins.state}`,
       INSTRUCTION_STATES[ins.state].label);
     head.append(state);
-    const [typeZh, typeEn] = labelOf(INSTRUCTION_TYPES, ins.type);
-    const type = el('span', 'instr-type', typeZh);
-    type.title = typeEn;
-    head.append(type);
+    head.append(el('span', 'instr-type', labelOf(INSTRUCTION_TYPES, ins.type)));
     const unit = el('button', 'link instr-unit', ins.unit_id);
     unit.type = 'button';
-    unit.title = '打开窗口 open tile';
+    unit.title = t('open_tile');
     unit.addEventListener('click', () => this.ctx.openTile(ins.unit_id));
     head.append(unit);
     if (ins.priority && ins.priority !== 'normal') {
-      const [zh, en] = labelOf(PRIORITIES, ins.priority);
-      const prio = el('span', `prio prio--${ins.priority}`, zh);
-      prio.title = `priority ${en}`;
-      head.append(prio);
+      head.append(el('span', `prio prio--${ins.priority}`, labelOf(PRIORITIES, ins.priority)));
     }
     if (ins.case_number) head.append(el('span', 'instr-case', ins.case_number));
     li.append(head);
@@ -186,7 +184,7 @@ export class InstructionLog {
       if (!at) continue;
       const item = el('li', 'step');
       item.dataset.step = step;
-      item.append(labelElement('span', 'step-label', step === 'queued' ? ['下发', 'queued'] :
+      item.append(labelElement('span', 'step-label', step === 'queued' ? t('instr_step_queued') :
         INSTRUCTION_STATES[step].label), el('time', 'step-time', formatClock(at)));
       item.lastChild.setAttribute('datetime', at);
       steps.append(item);
@@ -199,21 +197,41 @@ export class InstructionLog {
     li.append(steps);
 
     const foot = [];
-    if (ins.reason) foot.push(`原因 reason: ${ins.reason}`);
+    if (ins.reason) foot.push(t('instr_reason', { r: codeText('ins_reason', ins.reason) }));
     foot.push(`${ins.created_by || ''} · ${ins.id}`);
-    li.append(el('div', 'instr-meta', foot.join(' · ')));
-    li.title = `${ins.id} seq ${ins.seq} · 有效至 expires ${formatClock(ins.expires_at)}`;
+    const meta = el('div', 'instr-meta', foot.join(' · '));
+    if (ins.state === 'queued' && this.ctx.canWrite && this.ctx.canWrite()) {
+      const cancel = el('button', 'btn btn--small instr-cancel needs-write', t('instr_cancel'));
+      cancel.type = 'button';
+      cancel.title = t('instr_cancel_title');
+      cancel.addEventListener('click', () => this.cancel(ins));
+      meta.append(' ', cancel);
+    }
+    li.append(meta);
+    const error = this.errors.get(ins.id);
+    if (error) li.append(el('div', 'form-error', error));
+    li.title = t('instr_row_title', { id: ins.id, seq: ins.seq, t: formatTime(ins.expires_at) });
     return li;
+  }
+
+  /** Cancel a queued instruction (a refusal — it was delivered meanwhile — is said on its row). */
+  async cancel(ins) {
+    this.errors.delete(ins.id);
+    try {
+      this.upsert(await this.ctx.cancel(ins.id));
+    } catch (exc) {
+      this.errors.set(ins.id, errorText(exc));
+      const row = this.rows.get(ins.id);
+      if (row) row.dataset.version = '';
+      this.render();
+    }
   }
 
   /** Once a second: the countdown to expiry of queued instructions. */
   tick(now = Date.now()) {
     for (const item of this.el.list.querySelectorAll('.step--ttl')) {
       const left = Math.round((Date.parse(item.dataset.expiresAt) - now) / 1000);
-      const [zh, en] = left > 0 ? [`${formatLeft(left)} 后过期`, 'until expiry'] : ['即将过期', 'expiring'];
-      const small = document.createElement('small');
-      small.textContent = en;
-      item.replaceChildren(zh, ' ', small);
+      item.textContent = left > 0 ? t('instr_expires_in', { left: formatLeft(left) }) : t('instr_expiring');
     }
   }
 }
@@ -221,11 +239,5 @@ export class InstructionLog {
 /** What a row shows, to know when to rebuild it. */
 function version(ins, still) {
   return [ins.state, ins.delivered_at, ins.acknowledged_at, ins.done_at, ins.refused_at, ins.expired_at,
-    ins.reason, still].join('|');
-}
-
-function formatLeft(seconds) {
-  if (seconds < 120) return `${seconds} s`;
-  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
-  return `${Math.round(seconds / 3600)} h`;
+    ins.cancelled_at, ins.reason, still].join('|');
 }

@@ -19,6 +19,7 @@
  * `publishing` | `online` | `offline` | `stale`.
  */
 import { datum } from './gcj02.js';
+import { errorText, formatAgo, t } from './console-texts.js';
 import { el, formatClock, labelElement } from './labels.js';
 import { kindLabel, unitStatus } from './roster.js';
 
@@ -34,10 +35,10 @@ const FIT_MAX_ZOOM = 16;
 const EARTH_RADIUS_M = 6371008.8;
 
 export const MAP_STATUS = {
-  publishing: ['直播中', 'publishing'],
-  online: ['在线', 'online'],
-  offline: ['离线', 'offline'],
-  stale: ['定位过期', 'stale fix'],
+  publishing: t('status.publishing'),
+  online: t('status.online'),
+  offline: t('status.offline'),
+  stale: t('status.stale'),
 };
 const COLORS = { publishing: '#2ecc71', online: '#3b8eea', offline: '#7d8a9c', stale: '#f0ad3c' };
 const Z_ORDER = { publishing: 300, online: 200, stale: 100, offline: 0 };
@@ -67,18 +68,13 @@ export function distanceM(lat1, lon1, lat2, lon2) {
 /** "850 m", "1.24 km", "36 km" */
 export function formatDistance(metres) {
   if (!Number.isFinite(metres)) return '—';
-  if (metres < 1000) return `${Math.round(metres)} m`;
-  return metres < 10000 ? `${(metres / 1000).toFixed(2)} km` : `${Math.round(metres / 1000)} km`;
+  if (metres < 1000) return t('map_distance_m', { n: Math.round(metres) });
+  return t('map_distance_km', { n: metres < 10000 ? (metres / 1000).toFixed(2) : Math.round(metres / 1000) });
 }
 
-/** "12 s", "4 min", "3 h" for an age in seconds. */
-function formatAge(seconds) {
-  if (!Number.isFinite(seconds)) return '—';
-  const s = Math.max(0, Math.round(seconds));
-  if (s < 60) return `${s} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h`;
-  return `${Math.floor(s / 86400)} d`;
+/** "12 秒前" for an age in seconds. */
+function ageText(seconds) {
+  return Number.isFinite(seconds) ? formatAgo(Date.now() - seconds * 1000) : '—';
 }
 
 /** Epoch ms of a fix time (ISO text or epoch seconds), NaN when unknown. */
@@ -147,7 +143,7 @@ export class UnitMap {
     this.L = window.L;
     this.map = null;
     if (!this.L || typeof this.L.map !== 'function') {
-      this.setStatus('地图组件未加载 map library missing (/vendor/leaflet/leaflet.js)', 'error');
+      this.setStatus(t('map_missing'), 'error');
     } else {
       this.createMap();
     }
@@ -377,9 +373,8 @@ export class UnitMap {
       entry.line.setStyle({ color: COLORS[status] });
     }
     entry.body.dataset.action = unit.action_id ? 'true' : 'false';
-    const [zh, en] = MAP_STATUS[status];
-    const lines = [`${unit.id} · ${zh} ${en}`, `最后定位 last fix ${formatAge(this.fixAge(entry, now))} ago`];
-    if (unit.case_number) lines.push(`行动 ${unit.case_number}`);
+    const lines = [`${unit.id} · ${MAP_STATUS[status]}`, t('map_last_fix', { ago: ageText(this.fixAge(entry, now)) })];
+    if (unit.case_number) lines.push(t('roster_action', { case: unit.case_number }));
     const text = lines.join('\n');
     if (text !== entry.tipText) {
       entry.tipText = text;
@@ -394,7 +389,7 @@ export class UnitMap {
     box.dataset.unitId = unitId;
     box.append(el('div', 'map-pop-title', unitId), el('div', 'map-pop-status'), el('div', 'map-pop-fix'),
       el('div', 'map-pop-pos'), el('div', 'map-pop-case'));
-    const view = labelElement('button', 'btn btn--small map-pop-view', ['查看画面', 'view video']);
+    const view = labelElement('button', 'btn btn--small map-pop-view', t('map_view'));
     view.type = 'button';
     view.addEventListener('click', () => this.ctx.openTile(unitId));
     box.append(view);
@@ -410,20 +405,18 @@ export class UnitMap {
     const box = entry.popupBox;
     if (!box || !entry.unit) return;
     const unit = entry.unit;
-    const [kindZh] = kindLabel(unit.kind);
-    const [zh, en] = MAP_STATUS[entry.status] || MAP_STATUS.offline;
-    box.querySelector('.map-pop-title').textContent = `${unit.id} · ${kindZh}`;
+    box.querySelector('.map-pop-title').textContent = `${unit.id} · ${kindLabel(unit.kind)}`;
     const status = box.querySelector('.map-pop-status');
-    status.textContent = `${zh} ${en}`;
+    status.textContent = MAP_STATUS[entry.status] || MAP_STATUS.offline;
     status.dataset.status = entry.status;
     const iso = unit.position ? fixIso(unit.position.ts) : null;
     const age = this.fixAge(entry);
     box.querySelector('.map-pop-fix').textContent =
-      `最后定位 last fix ${iso ? formatClock(iso) : '—'} (${formatAge(age)} ago)`;
+      t('map_last_fix_at', { t: iso ? formatClock(iso) : '—', ago: ageText(age) });
     const [lat, lon] = entry.wgs[entry.wgs.length - 1] || [NaN, NaN];
     box.querySelector('.map-pop-pos').textContent = Number.isFinite(lat) ? `WGS-84 ${latLonText(lat, lon)}` : '';
     const kase = box.querySelector('.map-pop-case');
-    kase.textContent = unit.case_number ? `行动 action ${unit.case_number}` : '';
+    kase.textContent = unit.case_number ? t('roster_action', { case: unit.case_number }) : '';
     kase.hidden = !unit.case_number;
   }
 
@@ -555,15 +548,15 @@ export class UnitMap {
     box.dataset.lat = String(lat);
     box.dataset.lon = String(lon);
     box.dataset.state = 'idle';
-    box.append(labelElement('div', 'map-pop-title', ['派往此处', 'Dispatch here']));
+    box.append(labelElement('div', 'map-pop-title', t('map_dispatch_here')));
     box.append(el('div', 'map-pop-pos', `WGS-84 ${latLonText(lat, lon)}`));
     const list = el('ol', 'map-near');
     const message = el('div', 'map-dispatch-msg');
     message.setAttribute('role', 'status');
     if (!this.ctx.canWrite()) {
-      box.append(el('div', 'map-dispatch-msg muted', '只读角色不能派遣 read-only role: no dispatching'));
+      box.append(el('div', 'map-dispatch-msg muted', t('map_read_only')));
     } else {
-      const find = labelElement('button', 'btn btn--small btn--primary map-near-find', ['查找附近单位', 'nearest units']);
+      const find = labelElement('button', 'btn btn--small btn--primary map-near-find', t('map_find_near'));
       find.type = 'button';
       find.addEventListener('click', () => {
         find.hidden = true;
@@ -584,7 +577,7 @@ export class UnitMap {
   /** Ask the server for the nearest available units; without that route, work it out from the roster. */
   async findNearest(box, list, message, lat, lon) {
     box.dataset.state = 'searching';
-    message.textContent = '查找中… searching';
+    message.textContent = t('map_searching');
     message.className = 'map-dispatch-msg';
     list.replaceChildren();
     let units;
@@ -597,11 +590,10 @@ export class UnitMap {
       if (exc && (exc.status === 404 || exc.status === 405)) {
         // An older server: the same answer from the positions this console holds.
         units = this.localNearest(lat, lon);
-        note = '服务器不支持附近查询，按本台位置计算 nearest search not available on this server (HTTP 404): ' +
-          'computed from the positions shown here';
+        note = t('map_near_local');
       } else {
         box.dataset.state = 'error';
-        message.textContent = `查找失败 search failed: ${exc.message || exc}`;
+        message.textContent = t('map_search_failed', { e: errorText(exc) });
         message.className = 'map-dispatch-msg form-error';
         return;
       }
@@ -609,7 +601,7 @@ export class UnitMap {
     box.dataset.state = 'listed';
     const rows = units.filter((u) => u && typeof u.id === 'string').map((u) => this.nearRow(u, message, lat, lon));
     list.replaceChildren(...rows);
-    const none = rows.length ? '' : '附近无可用单位 no available unit with a position';
+    const none = rows.length ? '' : t('map_none_near');
     message.textContent = [note, none].filter(Boolean).join(' · ');
     message.className = note ? 'map-dispatch-msg muted' : 'map-dispatch-msg';
     this.dispatchPopup?.update();
@@ -638,11 +630,10 @@ export class UnitMap {
     const status = unit ? unitStatus(unit) : (near.publishing ? 'publishing' : 'offline');
     const pick = el('button', 'btn btn--small map-near-pick', near.id);
     pick.type = 'button';
-    pick.title = `派 ${near.id} 前往此处 send ${near.id} here`;
+    pick.title = t('map_send_here_title', { unit: near.id });
     pick.addEventListener('click', () => this.sendGoto(li, message, near.id, lat, lon));
     const dist = el('span', 'map-near-dist', formatDistance(Number(near.distance_m)));
-    const badge = el('span', `map-near-status map-near-status--${status}`, MAP_STATUS[status][0]);
-    badge.title = MAP_STATUS[status][1];
+    const badge = el('span', `map-near-status map-near-status--${status}`, MAP_STATUS[status]);
     li.append(pick, dist, badge);
     return li;
   }
@@ -650,19 +641,20 @@ export class UnitMap {
   async sendGoto(li, message, unitId, lat, lon) {
     const buttons = li.parentElement ? [...li.parentElement.querySelectorAll('button')] : [];
     for (const b of buttons) b.disabled = true;
-    message.textContent = `发送中… sending to ${unitId}`;
+    message.textContent = t('map_sending', { unit: unitId });
     message.className = 'map-dispatch-msg';
     try {
       const created = await this.ctx.api.sendInstruction({
-        unit: unitId, type: 'goto', lat: Number(lat.toFixed(7)), lon: Number(lon.toFixed(7)), note: '派往此处',
+        unit: unitId, type: 'goto', lat: Number(lat.toFixed(7)), lon: Number(lon.toFixed(7)), note: t('map_goto_note'),
       });
       li.dataset.sent = 'true';
       li.closest('.map-dispatch').dataset.state = 'sent';
-      message.textContent = `已派 ${unitId} 前往 sent · 指令 instruction ${created && created.id ? created.id : ''}`;
+      const offline = created && Array.isArray(created.online) && !created.online.includes(unitId);
+      message.textContent = t(offline ? 'map_sent_offline' : 'map_sent', { unit: unitId, id: created && created.id ? created.id : '' });
       message.className = 'map-dispatch-msg form-ok';
     } catch (exc) {
       li.closest('.map-dispatch').dataset.state = 'error';
-      message.textContent = `派遣失败 not sent: ${exc.message || exc}`;
+      message.textContent = t('map_not_sent', { e: errorText(exc) });
       message.className = 'map-dispatch-msg form-error';
       for (const b of buttons) b.disabled = false;
     }
@@ -673,8 +665,8 @@ export class UnitMap {
   renderStatus() {
     if (!this.map) return;
     const located = this.markers.size;
-    const base = this.config.tileUrl ? (this.config.crs === 'gcj02' ? '底图 GCJ-02' : '底图 WGS-84') : '无底图 no base map';
-    this.setStatus(`${located} 个单位有位置 located · ${base}`, '');
+    const base = this.config.tileUrl ? t(this.config.crs === 'gcj02' ? 'map_base_gcj' : 'map_base_wgs') : t('map_base_none');
+    this.setStatus(t('map_located', { n: located, base }), '');
   }
 
   setStatus(text, level) {

@@ -8,6 +8,7 @@
  * `current` (unit id or null) and `active` are read by tests through
  * `dispatchConsole.patrol`.
  */
+import { t } from './console-texts.js';
 import { kindLabel } from './roster.js';
 
 const UI_TICK_MS = 250;
@@ -158,8 +159,7 @@ export class Patrol {
     el.panel.dataset.current = this.current || '';
     el.toggle.setAttribute('aria-pressed', String(this.active));
     el.toggle.classList.toggle('is-on', this.active);
-    el.pause.querySelector('span').textContent = this.paused ? '继续' : '暂停';
-    el.pause.querySelector('small').textContent = this.paused ? 'resume' : 'pause';
+    el.pause.querySelector('span').textContent = this.paused ? t('patrol_resume') : t('patrol_pause');
     el.pause.setAttribute('aria-pressed', String(this.paused));
 
     const tile = this.current ? this.wall.tiles.get(this.current) : null;
@@ -174,13 +174,13 @@ export class Patrol {
     el.panel.dataset.state = state;
     const ids = this.candidates();
     el.name.textContent = this.current || '—';
-    el.kind.textContent = unit ? kindLabel(unit.kind).join(' ') : '';
+    el.kind.textContent = unit ? kindLabel(unit.kind) : '';
     const index = ids.indexOf(this.current);
     el.position.textContent = ids.length ? `${index === -1 ? '–' : index + 1} / ${ids.length}` : '0 / 0';
     let overlay = '';
-    if (!this.current) overlay = '暂无直播单位 · no unit is publishing';
-    else if (state === 'offline') overlay = '离线 · offline';
-    else if (state === 'connecting') overlay = '连接中… · connecting';
+    if (!this.current) overlay = t('patrol_empty');
+    else if (state === 'offline') overlay = t('patrol_offline');
+    else if (state === 'connecting') overlay = t('patrol_connecting');
     el.overlay.textContent = overlay;
     el.overlay.hidden = !overlay;
     this.renderCountdown();
@@ -188,6 +188,6 @@ export class Patrol {
 
   renderCountdown() {
     const seconds = Math.max(0, Math.ceil(this.remainingMs / 1000));
-    this.el.countdown.textContent = this.paused ? '已暂停 paused' : `${seconds} s`;
+    this.el.countdown.textContent = this.paused ? t('patrol_paused') : t('patrol_seconds', { s: seconds });
   }
 }

@@ -19,18 +19,8 @@
  * segments: [{seq, offset_s, duration_s}] (playable ones), position: [lat, lon] as displayed | null, error}`.
  */
 import { ApiError } from './api.js';
+import { codeText, errorText, t } from './console-texts.js';
 import { el, formatDateTime, fromLocalInput, labelElement } from './labels.js';
-
-const GAP_CAUSES = {
-  link_lost: ['信号中断', 'link lost'],
-  unit_stopped: ['单位停止', 'unit stopped'],
-  server_stopped: ['服务器重启', 'server restarted (planned)'],
-  server_shutdown: ['服务器重启', 'server restarted (planned)'],
-  server_fault: ['服务器故障', 'server fault'],
-  access_revoked: ['权限撤销', 'access revoked'],
-  disk_full: ['磁盘已满', 'disk full'],
-  recorder_overflow: ['录制拥塞', 'recorder overflow'],
-};
 /** Seconds before a segment's end that still count as inside it (the last frame's length). */
 const EDGE_S = 0.25;
 
@@ -104,14 +94,14 @@ export class Playback {
 
   buildPanel() {
     const head = el('div', 'panel-head');
-    head.append(labelElement('h2', '', ['录像', 'Recordings']));
+    head.append(labelElement('h2', '', t('recordings_title')));
     this.status = el('span', 'muted');
     head.append(this.status);
     const form = el('form', 'dform pb-search');
     form.noValidate = true;
-    const field = (zh, en, input) => {
+    const field = (key, input) => {
       const label = el('label');
-      label.append(labelElement('span', '', [zh, en]), input);
+      label.append(labelElement('span', '', t(key)), input);
       return label;
     };
     const input = (name, type = 'text', placeholder = '') => {
@@ -129,12 +119,12 @@ export class Playback {
       from: input('from', 'datetime-local'),
       to: input('to', 'datetime-local'),
     };
-    form.append(field('单位', 'unit', this.inputs.unit), field('执行人员', 'officer', this.inputs.officer));
-    const caseField = field('案号', 'case number', this.inputs.case);
+    form.append(field('rec_unit', this.inputs.unit), field('rec_officer', this.inputs.officer));
+    const caseField = field('rec_case', this.inputs.case);
     caseField.className = 'wide';
-    form.append(caseField, field('起', 'from', this.inputs.from), field('止', 'to', this.inputs.to));
+    form.append(caseField, field('rec_from', this.inputs.from), field('rec_to', this.inputs.to));
     const buttons = el('div', 'form-buttons wide');
-    const submit = labelElement('button', 'btn btn--primary', ['查询', 'search']);
+    const submit = labelElement('button', 'btn btn--primary', t('rec_search'));
     submit.setAttribute('type', 'submit');
     buttons.append(submit);
     this.formError = el('p', 'form-error wide');
@@ -145,7 +135,7 @@ export class Playback {
       this.search();
     });
     this.list = el('ul', 'cards pb-results');
-    this.empty = labelElement('p', 'empty', ['无录像', 'No recordings']);
+    this.empty = labelElement('p', 'empty', t('rec_empty'));
     const scroll = el('div', 'panel-scroll');
     scroll.append(form, this.list, this.empty);
     this.el.panel.append(head, scroll);
@@ -175,7 +165,7 @@ export class Playback {
       this.status.textContent = String((body.recordings || []).length);
     } catch (exc) {
       this.status.textContent = '';
-      this.formError.textContent = exc.message || String(exc);
+      this.formError.textContent = errorText(exc);
       this.formError.hidden = false;
     }
   }
@@ -188,9 +178,10 @@ export class Playback {
       title.type = 'button';
       title.addEventListener('click', () => this.open(r.id));
       const meta = el('div', 'muted', [r.case_number || '—', formatSpan(r.duration_s),
-        `${r.segment_count} 段 segments`, r.gap_count ? `${r.gap_count} 中断 gaps` : ''].filter(Boolean).join(' · '));
+        t('rec_segments', { n: r.segment_count }), r.gap_count ? t('rec_gaps', { n: r.gap_count }) : '']
+        .filter(Boolean).join(' · '));
       li.append(title, meta);
-      if (r.held) li.append(labelElement('span', 'pb-held', ['保全', 'legal hold']));
+      if (r.held) li.append(labelElement('span', 'pb-held', t('rec_held')));
       return li;
     }));
     this.empty.hidden = recordings.length > 0;
@@ -203,12 +194,12 @@ export class Playback {
     const bar = el('div', 'pb-bar');
     this.title = el('strong', 'pb-title');
     this.download = /** @type {HTMLAnchorElement} */ (el('a', 'btn btn--small pb-download'));
-    this.download.append(labelElement('span', '', ['下载本段', 'download segment']));
+    this.download.append(labelElement('span', '', t('rec_download')));
     this.download.hidden = true;
-    const close = labelElement('button', 'btn btn--small', ['关闭', 'close']);
+    const close = labelElement('button', 'btn btn--small', t('rec_close'));
     close.setAttribute('type', 'button');
     close.addEventListener('click', () => this.close());
-    bar.append(labelElement('span', 'pb-label', ['录像回放', 'playback']), this.title, el('div', 'spacer'),
+    bar.append(labelElement('span', 'pb-label', t('rec_playback')), this.title, el('div', 'spacer'),
       this.download, close);
 
     const stage = el('div', 'pb-stage');
@@ -257,7 +248,7 @@ export class Playback {
     this.time = 0;
     const first = this.segments[0];
     if (!first) {
-      this.showMessage('本录像无可播放片段 nothing left to play (deleted by retention)');
+      this.showMessage(t('rec_nothing'));
       this.render();
       return;
     }
@@ -274,7 +265,7 @@ export class Playback {
       this.total = Math.max(...ends);
       return rec;
     } catch (exc) {
-      this.error = exc instanceof ApiError ? exc.message : String(exc);
+      this.error = exc instanceof ApiError ? errorText(exc) : String(exc);
       this.el.view.hidden = false;
       this.showMessage(this.error);
       return null;
@@ -391,7 +382,7 @@ export class Playback {
   async onError() {
     if (!this.rec || !this.current || !this.video.getAttribute('src')) return;
     if (this.retried) {
-      this.error = `片段 ${this.current.seq} 无法播放 segment cannot be played`;
+      this.error = t('rec_segment_failed', { seq: this.current.seq });
       this.showMessage(this.error);
       return;
     }
@@ -421,17 +412,17 @@ export class Playback {
       block.style.left = pct(seg.offset_s);
       block.style.width = pct(seg.duration_s);
       block.dataset.seq = String(seg.seq);
-      block.title = `#${seg.seq} ${formatSpan(seg.offset_s)}–${formatSpan(seg.offset_s + seg.duration_s)}` +
-        (seg.deleted ? ' 已删除 deleted' : '');
+      block.title = t('rec_segment_title', { seq: seg.seq, start: formatSpan(seg.offset_s),
+        end: formatSpan(seg.offset_s + seg.duration_s) }) + (seg.deleted ? ` · ${t('rec_segment_deleted')}` : '');
       parts.push(block);
     }
     for (const gap of this.rec.gaps) {
-      const [zh, en] = GAP_CAUSES[gap.cause] || [gap.cause, gap.cause];
       const block = el('div', 'pb-gap');
       block.style.left = pct(gap.start_s);
       block.style.width = pct(Math.max(0, gap.end_s - gap.start_s));
       block.dataset.cause = gap.cause;
-      block.title = `中断 gap: ${zh} ${en}, ${Math.round(gap.seconds)} s (${formatSpan(gap.start_s)}–${formatSpan(gap.end_s)})`;
+      block.title = t('rec_gap_title', { cause: codeText('gap', gap.cause), s: Math.round(gap.seconds),
+        start: formatSpan(gap.start_s), end: formatSpan(gap.end_s) });
       parts.push(block);
     }
     this.timeline.replaceChildren(...parts, this.head);

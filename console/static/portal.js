@@ -6,22 +6,15 @@
  * session token lives in sessionStorage (a closed browser ends it: the party signs in again with
  * the same access code, as often as needed until it expires, to read decisions and download).
  * Requests are polled every two seconds while the page is open. Test hook: `window.portal`.
+ *
+ * Chinese by default, English after the switch (texts from console-texts.js); times in the
+ * court's time zone.
  */
+import { applyTexts, codeText, errorText, formatTime, language, setLanguage, t } from './console-texts.js';
 
 const SESSION_KEY = 'dispatch.portal.session';
 const POLL_MS = 2000;
 
-const STATE_LABELS = {
-  pending: '等待审批 · waiting for the court',
-  more_info: '需要补充说明 · the court asks for more information',
-  approved: '已批准，等待导出 · approved, export pending',
-  refused: '不予批准 · refused',
-  exporting: '正在导出 · preparing your copy',
-  review: '法院正在核对导出内容，放行后即可下载 · the court is checking your copy; you can download it once released',
-  ready: '可下载 · ready',
-  failed: '导出失败，法院将处理 · export failed, the court will look into it',
-  revoked: '已撤回 · withdrawn',
-};
 
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -48,12 +41,12 @@ class Portal {
     try {
       resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     } catch {
-      throw new PortalError('无法连接服务器 · the server cannot be reached', 0, 'offline');
+      throw new PortalError('the server cannot be reached', 0, 'network_error');
     }
     const data = await resp.json().catch(() => ({}));
     if (!resp.ok) {
       const err = (data && data.error) || {};
-      if (resp.status === 401 && path !== '/api/party/login') this.logout(err.message);
+      if (resp.status === 401 && path !== '/api/party/login') this.logout(errorText(err));
       throw new PortalError(err.message || `HTTP ${resp.status}`, resp.status, err.code || 'http_error');
     }
     return data;
@@ -72,7 +65,7 @@ class Portal {
       sessionStorage.setItem(SESSION_KEY, JSON.stringify(data));
       await this.enter();
     } catch (err) {
-      byId('login-error').textContent = err.message;
+      byId('login-error').textContent = errorText(err);
     }
   }
 
@@ -95,7 +88,8 @@ class Portal {
     select.replaceChildren(...actions.map((a) => {
       const opt = document.createElement('option');
       opt.value = a.id;
-      opt.textContent = `${a.title} (${a.type}, ${a.state})`;
+      opt.textContent = t('portal_action_option', { title: a.title, type: codeText('action_type', a.type),
+        state: codeText('action_state', a.state) });
       return opt;
     }));
     await this.refresh();
@@ -120,7 +114,7 @@ class Portal {
       /** @type {HTMLTextAreaElement} */ (byId('request-reason')).value = '';
       await this.refresh();
     } catch (err) {
-      byId('request-error').textContent = err.message;
+      byId('request-error').textContent = errorText(err);
     }
   }
 
@@ -146,14 +140,14 @@ class Portal {
     title.textContent = `${r.action_title || r.action_id} · ${r.id}`;
     const state = document.createElement('div');
     state.className = 'portal-state';
-    state.textContent = STATE_LABELS[r.state] || r.state;
+    state.textContent = codeText('pstate', r.state);
     li.append(title, state);
     const messages = document.createElement('ul');
     messages.className = 'portal-messages';
     for (const m of r.messages) {
       if (!m.message) continue;
       const item = document.createElement('li');
-      item.textContent = `${new Date(m.at * 1000).toLocaleString()} · ${m.message}`;
+      item.textContent = `${formatTime(m.at)} · ${m.message}`;
       messages.append(item);
     }
     li.append(messages);
@@ -170,7 +164,7 @@ class Portal {
       text.className = 'reply-text';
       const send = document.createElement('button');
       send.className = 'btn reply-send';
-      send.textContent = '补充说明 · Reply';
+      send.textContent = t('portal_reply');
       form.append(text, send);
       form.addEventListener('submit', async (event) => {
         event.preventDefault();
@@ -184,13 +178,13 @@ class Portal {
       const a = document.createElement('a');
       a.href = link.url;
       a.className = 'download-link';
-      a.textContent = '下载文件包 · Download package';
+      a.textContent = t('portal_download');
       const watch = document.createElement('button');
       watch.type = 'button';
       watch.className = 'btn watch-btn';
-      watch.textContent = '在线观看 · Watch';
+      watch.textContent = t('portal_watch');
       const until = document.createElement('small');
-      until.textContent = ` 有效期至 · valid until ${new Date(link.expires_at * 1000).toLocaleString()}`;
+      until.textContent = ` ${t('portal_valid_until', { t: formatTime(link.expires_at) })}`;
       p.append(a, ' ', watch, until);
       li.append(p);
       const show = () => {
@@ -212,10 +206,16 @@ class Portal {
     byId('login-form').addEventListener('submit', (e) => this.login(e));
     byId('request-form').addEventListener('submit', (e) => this.submitRequest(e));
     byId('logout').addEventListener('click', () => this.logout(''));
-    if (this.session) this.enter().catch((err) => this.logout(err.message));
+    if (this.session) this.enter().catch((err) => this.logout(errorText(err)));
   }
 }
 
+applyTexts(document);
+document.title = t('portal_title');
+byId('lang-btn').addEventListener('click', () => {
+  setLanguage(language() === 'zh' ? 'en' : 'zh');
+  window.location.reload();
+});
 const portal = new Portal();
 portal.start();
 window.portal = {

@@ -15,11 +15,7 @@
  * Test hook: `dispatchConsole.requests` {requests (Map), open(id), refresh(), regions()}.
  */
 
-const STATES = {
-  pending: '待审批 pending', more_info: '待补充 more info', approved: '已批准 approved', refused: '已驳回 refused',
-  exporting: '导出中 exporting', review: '待放行 review', ready: '已放行 released', failed: '失败 failed',
-  revoked: '已撤回 revoked',
-};
+import { codeText, errorText, formatTime, t as tx } from './console-texts.js';
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -33,7 +29,7 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-const when = (t) => (t ? new Date(t * 1000).toLocaleString() : '');
+const when = (t) => (t ? formatTime(t) : '');
 
 export class RequestsPanel {
   /**
@@ -53,13 +49,13 @@ export class RequestsPanel {
 
   build() {
     this.codeForm = el('form', { class: 'request-code-form' },
-      el('input', { id: 'code-case', placeholder: '执行案号 case number', required: true }),
-      el('input', { id: 'code-party', placeholder: '当事人姓名 party name', required: true }),
-      el('button', { class: 'btn', id: 'code-issue', type: 'submit' }, '发查询码 Issue access code'));
+      el('input', { id: 'code-case', placeholder: tx('req_code_case'), required: true }),
+      el('input', { id: 'code-party', placeholder: tx('req_code_party'), required: true }),
+      el('button', { class: 'btn', id: 'code-issue', type: 'submit' }, tx('req_code_issue')));
     this.codeOut = el('p', { id: 'code-out', class: 'request-code' });
     this.list = el('ol', { id: 'requests-list', class: 'requests-list' });
     this.detail = el('div', { id: 'request-detail', class: 'request-detail' });
-    this.panel.replaceChildren(el('h2', {}, '当事人申请 ', el('small', {}, 'Footage requests')),
+    this.panel.replaceChildren(el('h2', {}, tx('requests_title')),
       this.codeForm, this.codeOut, this.list, this.detail);
     this.codeForm.addEventListener('submit', (e) => { e.preventDefault(); this.issueCode(); });
   }
@@ -70,11 +66,11 @@ export class RequestsPanel {
         case_number: this.codeForm.querySelector('#code-case').value,
         party_name: this.codeForm.querySelector('#code-party').value,
       });
-      this.codeOut.textContent = `查询码 code: ${code.code} — ${code.party_name}, ${code.case_number}, ` +
-        `valid until ${when(code.expires_at)} (shown once)`;
+      this.codeOut.textContent = tx('req_code_out', { code: code.code, party: code.party_name,
+        case: code.case_number, until: when(code.expires_at) });
       this.codeOut.dataset.code = code.code;
     } catch (err) {
-      this.codeOut.textContent = err.message;
+      this.codeOut.textContent = errorText(err);
     }
   }
 
@@ -86,7 +82,7 @@ export class RequestsPanel {
       this.renderList();
       if (this.openId) await this.open(this.openId);
     } catch (err) {
-      this.list.replaceChildren(el('li', { class: 'request-error' }, err.message));
+      this.list.replaceChildren(el('li', { class: 'request-error' }, errorText(err)));
     }
   }
 
@@ -106,7 +102,7 @@ export class RequestsPanel {
     this.list.replaceChildren(...rows.map((r) => {
       const li = el('li', { class: 'request-row', dataset: { requestId: r.id, state: r.state } },
         el('strong', {}, `${r.party_name} · ${r.case_number}`), ' ',
-        el('span', { class: 'request-state' }, STATES[r.state] || r.state), ' ',
+        el('span', { class: 'request-state' }, codeText('req_state', r.state)), ' ',
         el('small', {}, `${r.action_title || r.action_id} · ${when(r.created_at)}`));
       li.addEventListener('click', () => this.open(r.id));
       return li;
@@ -127,21 +123,22 @@ export class RequestsPanel {
     d.dataset.requestId = doc.id;
     d.dataset.state = doc.state;
     const history = el('ul', { class: 'request-history' }, ...doc.history.map((h) =>
-      el('li', {}, `${when(h.at)} ${h.by}: ${h.what}${h.message ? ' — ' + h.message : ''}`)));
+      el('li', { dataset: { what: h.what } },
+        `${when(h.at)} ${h.by}: ${codeText('req_what', h.what)}${h.message ? ' — ' + h.message : ''}`)));
     const parts = [el('h3', {}, `${doc.id} · ${doc.party_name} · ${doc.case_number}`),
-      el('p', {}, `理由 reason: ${doc.reason}`), history];
+      el('p', {}, tx('req_reason', { r: doc.reason })), history];
     if (doc.state === 'pending' || doc.state === 'more_info') parts.push(this.decisionForm(doc, recordings));
     if (['approved', 'failed', 'review'].includes(doc.state)) parts.push(this.reviewPane(doc));
     if (doc.state === 'review') parts.push(this.releasePane(doc));
     if (doc.state === 'exporting') {
       parts.push(el('progress', { id: 'export-progress', max: 1, value: doc.export?.progress || 0 }));
     }
-    if (doc.state === 'failed') parts.push(el('p', { class: 'request-error' }, doc.export?.error || 'export failed'));
+    if (doc.state === 'failed') parts.push(el('p', { class: 'request-error' }, doc.export?.error || codeText('req_state', 'failed')));
     for (const link of doc.links || []) {
       const row = el('p', { class: 'request-link', dataset: { linkId: link.id } },
-        `链接 link ${link.id}, until ${when(link.expires_at)}`, link.revoked_at ? ' (revoked)' : '');
+        tx('req_link', { id: link.id, until: when(link.expires_at) }), link.revoked_at ? tx('req_link_revoked') : '');
       if (!link.revoked_at) {
-        const revoke = el('button', { class: 'btn btn--danger link-revoke', type: 'button' }, '撤销 Revoke');
+        const revoke = el('button', { class: 'btn btn--danger link-revoke', type: 'button' }, tx('req_link_revoke'));
         revoke.addEventListener('click', async () => {
           await this.api.request('POST', `/api/links/${link.id}/revoke`);
           await this.open(doc.id);
@@ -155,10 +152,10 @@ export class RequestsPanel {
 
   decisionForm(doc, recordings) {
     const rec = el('select', { id: 'decision-recording' }, ...recordings.map((r) =>
-      el('option', { value: r.recording_id }, `${r.unit_id} · ${r.recording_id} · ${r.segments} seg, ${r.gaps.length} gaps`)));
+      el('option', { value: r.recording_id }, tx('req_recording_option', { unit: r.unit_id, id: r.recording_id, segments: r.segments, gaps: r.gaps.length }))));
     const until = el('input', { id: 'decision-until', type: 'date' });
     const audio = el('input', { id: 'decision-audio', type: 'checkbox', checked: true });
-    const reason = el('textarea', { id: 'decision-reason', rows: 2, placeholder: '理由 reason (shown to the party)' });
+    const reason = el('textarea', { id: 'decision-reason', rows: 2, placeholder: tx('req_decision_reason') });
     const err = el('p', { class: 'request-error' });
     const send = async (decision) => {
       const body = { decision, reason: reason.value };
@@ -171,27 +168,27 @@ export class RequestsPanel {
         await this.api.request('POST', `/api/footage-requests/${doc.id}/decision`, body);
         await this.open(doc.id);
       } catch (e) {
-        err.textContent = e.message;
+        err.textContent = errorText(e);
       }
     };
-    const buttons = [['approve', '批准 Approve', 'btn btn--primary'], ['more_info', '要求补充 Ask for more', 'btn'],
-      ['refuse', '驳回 Refuse', 'btn btn--danger']].map(([d, label, cls]) => {
+    const buttons = [['approve', tx('req_approve'), 'btn btn--primary'], ['more_info', tx('req_more_info'), 'btn'],
+      ['refuse', tx('req_refuse'), 'btn btn--danger']].map(([d, label, cls]) => {
       const b = el('button', { type: 'button', class: `${cls} decision-${d}` }, label);
       b.addEventListener('click', () => send(d));
       return b;
     });
     return el('div', { class: 'decision-form' },
-      el('label', {}, '录像 recording ', rec), el('label', {}, '公开至 release until ', until),
-      el('label', {}, audio, ' 保留声音 keep audio'), reason, el('div', {}, ...buttons), err);
+      el('label', {}, `${tx('req_recording')} `, rec), el('label', {}, `${tx('req_release_until')} `, until),
+      el('label', {}, audio, ` ${tx('req_keep_audio')}`), reason, el('div', {}, ...buttons), err);
   }
 
   reviewPane(doc) {
     const t = el('input', { id: 'review-time', type: 'number', min: 0, step: 0.5, value: 0 });
-    const load = el('button', { type: 'button', class: 'btn', id: 'review-load' }, '查看关键帧 Review frame');
+    const load = el('button', { type: 'button', class: 'btn', id: 'review-load' }, tx('req_review_load'));
     const canvas = el('canvas', { id: 'review-canvas', class: 'review-canvas' });
     const info = el('p', { id: 'review-info' });
-    const save = el('button', { type: 'button', class: 'btn', id: 'regions-save' }, '保存区域 Save regions');
-    const exp = el('button', { type: 'button', class: 'btn btn--primary', id: 'export-start' }, '导出 Export');
+    const save = el('button', { type: 'button', class: 'btn', id: 'regions-save' }, tx('req_regions_save'));
+    const exp = el('button', { type: 'button', class: 'btn btn--primary', id: 'export-start' }, tx('req_export'));
     const err = el('p', { class: 'request-error', id: 'regions-error' });
     load.addEventListener('click', () => this.loadReview(doc.id, Number(t.value), canvas, info));
     const saveRegions = async () => {
@@ -200,12 +197,12 @@ export class RequestsPanel {
         await this.api.request('PUT', `/api/footage-requests/${doc.id}/regions`, { regions: this.regions });
         return true;
       } catch (e) {
-        err.textContent = e.message;  // e.g. a region outside the frame: nothing is exported
+        err.textContent = errorText(e);  // e.g. a region outside the frame: nothing is exported
         return false;
       }
     };
     save.addEventListener('click', async () => {
-      if (await saveRegions()) info.textContent = `${this.regions.length} region(s) saved`;
+      if (await saveRegions()) info.textContent = tx('req_regions_saved', { n: this.regions.length });
     });
     exp.addEventListener('click', async () => {
       if (!(await saveRegions())) return;
@@ -213,17 +210,17 @@ export class RequestsPanel {
         await this.api.request('POST', `/api/footage-requests/${doc.id}/export`);
         await this.open(doc.id);
       } catch (e) {
-        err.textContent = e.message;
+        err.textContent = errorText(e);
       }
     });
-    const clear = el('button', { type: 'button', class: 'btn', id: 'regions-clear' }, '清除区域 Clear regions');
+    const clear = el('button', { type: 'button', class: 'btn', id: 'regions-clear' }, tx('req_regions_clear'));
     clear.addEventListener('click', () => {
       this.regions = [];
       if (this.reviewImage) this.drawReview(canvas, this.reviewImage);
-      info.textContent = 'no regions';
+      info.textContent = tx('req_no_regions');
     });
     this.attachDrawing(canvas, t, info);
-    return el('div', { class: 'review-pane' }, el('label', {}, '时间 t (s) ', t), load,
+    return el('div', { class: 'review-pane' }, el('label', {}, `${tx('req_time')} `, t), load,
       el('div', { class: 'review-frame' }, canvas), info, err, save, clear, exp);
   }
 
@@ -232,7 +229,7 @@ export class RequestsPanel {
     const video = el('video', { id: 'export-preview', class: 'export-preview', controls: true, preload: 'metadata',
       src: doc.preview_url || '' });
     const release = el('button', { type: 'button', class: 'btn btn--primary', id: 'export-release', disabled: true },
-      '放行给当事人 Release to the party');
+      tx('req_release'));
     const err = el('p', { class: 'request-error' });
     // The server releases only to someone it served the export to; the button waits until it played here.
     video.addEventListener('loadeddata', () => { release.disabled = false; });
@@ -241,11 +238,11 @@ export class RequestsPanel {
         await this.api.request('POST', `/api/footage-requests/${doc.id}/release`);
         await this.open(doc.id);
       } catch (e) {
-        err.textContent = e.message;
+        err.textContent = errorText(e);
       }
     });
     return el('div', { class: 'release-pane' },
-      el('h4', {}, '导出预览 ', el('small', {}, 'Watch the export before releasing it')), video, release, err);
+      el('h4', {}, tx('req_preview'), ' ', el('small', {}, tx('req_preview_hint'))), video, release, err);
   }
 
   async loadReview(id, at, canvas, info) {
@@ -259,7 +256,7 @@ export class RequestsPanel {
       this.reviewImage = img;
     };
     img.src = frame.image;
-    info.textContent = `T+${frame.time_s.toFixed(2)} s: ${frame.blurred.length} box(es) blurred, ${frame.kept.length} kept`;
+    info.textContent = tx('req_frame_info', { t: frame.time_s.toFixed(2), blurred: frame.blurred.length, kept: frame.kept.length });
   }
 
   drawReview(canvas, img) {
@@ -301,7 +298,7 @@ export class RequestsPanel {
       }
       start = null;
       if (this.reviewImage) this.drawReview(canvas, this.reviewImage);
-      info.textContent = `${this.regions.length} region(s); save or export to apply`;
+      info.textContent = tx('req_regions_pending', { n: this.regions.length });
       timeInput.blur();
     });
   }

@@ -1,21 +1,14 @@
 /**
  * The unit roster: the live `Map(unitId -> unit)` fed by the `roster` and
  * `unit_status` Socket.IO events, and the table that shows it.
+ *
+ * Full unit ids are shown (they wrap rather than being cut, so two units never look the same);
+ * a row can be dragged onto a tile of the wall (`text/x-unit-id`) to watch that unit there.
  */
-
-const KIND_LABELS = {
-  body: ['执法记录仪', 'body cam'],
-  vehicle: ['车载', 'vehicle'],
-};
-
-const STATUS_LABELS = {
-  publishing: ['直播中', 'publishing'],
-  online: ['在线', 'online'],
-  offline: ['离线', 'offline'],
-};
+import { codeText, formatAgo as ago, formatTime, t } from './console-texts.js';
 
 /**
- * @typedef {{id: string, kind: string, online: boolean, publishing: boolean,
+ * @typedef {{id: string, kind: string, name?: string, online: boolean, publishing: boolean,
  *   last_seen: string | null, video_codec: string | null, audio_codec: string | null,
  *   position: {lat: number, lon: number, ts?: string} | null, node?: string,
  *   action_id: string | null, case_number: string | null}} Unit
@@ -28,21 +21,9 @@ export function unitStatus(unit) {
   return unit.online ? 'online' : 'offline';
 }
 
-/**
- * "12 s ago", "4 min ago", "3 h ago", "2 d ago"; "—" for never.
- * @param {string | null} iso ISO 8601 time
- * @param {number} [now] epoch milliseconds
- */
+/** "12 秒前" / "12 s ago"; "—" for never. @param {string | null} iso @param {number} [now] */
 export function formatAgo(iso, now = Date.now()) {
-  if (!iso) return '—';
-  const then = Date.parse(iso);
-  if (Number.isNaN(then)) return '—';
-  // A browser clock slightly behind the server's must not print negative ages.
-  const seconds = Math.max(0, Math.round((now - then) / 1000));
-  if (seconds < 60) return `${seconds} s ago`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
-  if (seconds < 86400) return `${Math.floor(seconds / 3600)} h ago`;
-  return `${Math.floor(seconds / 86400)} d ago`;
+  return ago(iso, now);
 }
 
 /** @param {Unit['position']} position */
@@ -51,16 +32,9 @@ export function formatPosition(position) {
   return `${position.lat.toFixed(5)}, ${position.lon.toFixed(5)}`;
 }
 
-/** Two-language label: the Chinese text, then the English in small type. */
-export function bilingual(element, [zh, en]) {
-  element.textContent = zh;
-  const small = document.createElement('small');
-  small.textContent = en;
-  element.append(' ', small);
-}
-
+/** @param {string} kind @returns {string} */
 export function kindLabel(kind) {
-  return KIND_LABELS[kind] || [kind || '?', kind || 'unknown'];
+  return codeText('kind', kind || 'body');
 }
 
 export class RosterTable {
@@ -127,7 +101,14 @@ export class RosterTable {
     row.dataset.unitId = unitId;
     for (let i = 0; i < 5; i += 1) row.insertCell();
     row.cells[0].className = 'roster-id';
+    row.draggable = true;
+    row.title = t('roster_drag_title');
     row.addEventListener('click', () => this.onSelect(unitId));
+    row.addEventListener('dragstart', (event) => {
+      event.dataTransfer.setData('text/x-unit-id', unitId);
+      event.dataTransfer.setData('text/plain', unitId);
+      event.dataTransfer.effectAllowed = 'copy';
+    });
     return row;
   }
 
@@ -142,29 +123,35 @@ export class RosterTable {
   fillRow(row, unit) {
     const status = unitStatus(unit);
     row.dataset.status = status;
-    row.cells[0].textContent = unit.id;
-    row.cells[0].title = [unit.node ? `node ${unit.node}` : '', unit.case_number ? `行动 action ${unit.case_number}` : '']
-      .filter(Boolean).join(' · ');
+    const idCell = row.cells[0];
+    idCell.replaceChildren(unit.id);
+    if (unit.name) {
+      const name = document.createElement('small');
+      name.className = 'roster-name';
+      name.textContent = unit.name;
+      idCell.append(name);
+    }
+    idCell.title = [unit.id, unit.name || '', unit.node ? t('roster_node', { node: unit.node }) : '',
+      unit.case_number ? t('roster_action', { case: unit.case_number }) : ''].filter(Boolean).join(' · ');
     if (unit.action_id) row.dataset.actionId = unit.action_id;
     else delete row.dataset.actionId;
-    // The table is narrow: Chinese in the cells, English in the tooltips and headers.
-    const [kindZh, kindEn] = kindLabel(unit.kind);
-    row.cells[1].textContent = kindZh;
-    row.cells[1].title = kindEn;
-    row.cells[2].replaceChildren(statusBadge(status, { compact: true }));
+    row.cells[1].textContent = kindLabel(unit.kind);
+    row.cells[2].replaceChildren(statusBadge(status));
     const codecs = [unit.video_codec, unit.audio_codec].filter(Boolean).join(' / ');
-    row.cells[2].title = codecs ? `${status} · ${codecs}` : status;
+    row.cells[2].title = codecs || '';
     row.cells[3].textContent = formatAgo(unit.last_seen);
-    row.cells[3].title = unit.last_seen || '';
+    row.cells[3].title = unit.last_seen ? formatTime(unit.last_seen) : '';
     row.cells[4].textContent = formatPosition(unit.position);
-    row.cells[4].title = unit.position && unit.position.ts ? `fix ${unit.position.ts}` : '';
+    row.cells[4].title = unit.position && unit.position.ts ? t('roster_fix', { t: formatTime(unit.position.ts) }) : '';
   }
 
   applyFilter() {
     const needle = this.el.filter.value.trim().toLowerCase();
     let visible = 0;
     for (const [id, row] of this.rows) {
-      const match = !needle || id.toLowerCase().includes(needle);
+      const unit = this.units.get(id);
+      const match = !needle || id.toLowerCase().includes(needle) ||
+        Boolean(unit && unit.name && unit.name.toLowerCase().includes(needle));
       row.hidden = !match;
       if (match) visible += 1;
     }
@@ -179,7 +166,7 @@ export class RosterTable {
         const item = document.createElement('span');
         item.className = `count count--${status}`;
         item.dataset.status = status;
-        item.textContent = `${STATUS_LABELS[status][0]} ${counts[status]}`;
+        item.textContent = `${t(`status.${status}`)} ${counts[status]}`;
         return item;
       }),
     );
@@ -188,18 +175,12 @@ export class RosterTable {
 
 /**
  * @param {'publishing' | 'online' | 'offline'} status
- * @param {{compact?: boolean}} [options] compact: Chinese only, English as the tooltip
  */
-export function statusBadge(status, { compact = false } = {}) {
+export function statusBadge(status) {
   const badge = document.createElement('span');
   badge.className = `badge badge--${status}`;
   badge.dataset.status = status;
-  if (compact) {
-    badge.textContent = STATUS_LABELS[status][0];
-    badge.title = STATUS_LABELS[status][1];
-  } else {
-    bilingual(badge, STATUS_LABELS[status]);
-  }
+  badge.textContent = t(`status.${status}`);
   return badge;
 }
 
@@ -215,6 +196,9 @@ export function parseUnit(raw) {
   return {
     id: raw.id,
     kind: typeof raw.kind === 'string' ? raw.kind : 'body',
+    name: typeof raw.name === 'string' ? raw.name : '',
+    disabled: Boolean(raw.disabled),
+    reachable: Boolean(raw.reachable),
     online: Boolean(raw.online),
     publishing: Boolean(raw.publishing),
     last_seen: typeof raw.last_seen === 'string' ? raw.last_seen : null,

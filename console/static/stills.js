@@ -7,6 +7,7 @@
  * is fetched once per console and kept as a blob URL, so a row that is
  * rebuilt does not fetch (and ledger) it again.
  */
+import { errorText, t } from './console-texts.js';
 import { el } from './labels.js';
 
 export class StillGallery {
@@ -35,15 +36,15 @@ export class StillGallery {
     const button = el('button', 'still-thumb');
     button.type = 'button';
     button.dataset.snapshotId = snapshotId;
-    button.title = `取证照片 still ${snapshotId} · 点击放大 click to enlarge`;
+    button.title = t('still_enlarge', { id: snapshotId });
     const img = /** @type {HTMLImageElement} */ (el('img', 'still-thumb-img'));
-    img.alt = '取证照片 still';
-    button.append(img, el('span', 'still-thumb-label', '取证照片'));
+    img.alt = t('still');
+    button.append(img, el('span', 'still-thumb-label', t('still')));
     this.url(snapshotId).then(
       (url) => { img.src = url; },
       (error) => {
         button.classList.add('still-thumb--failed');
-        button.title = `取证照片无法加载 the still cannot be loaded: ${error.message || error}`;
+        button.title = `${t('still_failed')}: ${errorText(error)}`;
       },
     );
     button.addEventListener('click', () => this.open(snapshotId, caption));
@@ -58,15 +59,15 @@ export class StillGallery {
       document.body.append(this.dialog);
     }
     const img = /** @type {HTMLImageElement} */ (el('img', 'still-viewer-img'));
-    img.alt = '取证照片 still';
-    const text = el('div', 'still-viewer-caption', `取证照片 ${caption} · ${snapshotId}`);
+    img.alt = t('still');
+    const text = el('div', 'still-viewer-caption', `${t('still')} ${caption} · ${snapshotId}`);
     this.dialog.dataset.snapshotId = snapshotId;
     this.dialog.replaceChildren(img, text);
     if (!this.dialog.open) this.dialog.showModal();
     try {
       img.src = await this.url(snapshotId);
     } catch (error) {
-      text.textContent = `取证照片无法加载 the still cannot be loaded: ${error.message || error}`;
+      text.textContent = `${t('still_failed')}: ${errorText(error)}`;
     }
   }
 

@@ -17,18 +17,14 @@
 import {
   SdpExchangeError, deleteSession, postOffer, sessionIdOf, waitForIceGathering,
 } from './sdp-exchange.js';
+import { errorText, t } from './console-texts.js';
 
 /** A press shorter than this latches talking on (tap to toggle); longer is push-to-talk. */
 const HOLD_MS = 350;
 /** How long an error stays on the tile. */
 const ERROR_SHOW_MS = 8000;
 
-const LABELS = {
-  idle: ['按住对讲', 'hold to talk'],
-  connecting: ['接通中…', 'connecting'],
-  live: ['对讲中', 'talking'],
-  error: ['按住对讲', 'hold to talk'],
-};
+const LABELS = { idle: 'talk_idle', connecting: 'talk_connecting', live: 'talk_live', error: 'talk_idle' };
 
 export class TalkBack extends EventTarget {
   /**
@@ -81,7 +77,7 @@ export class TalkBack extends EventTarget {
   /** @param {string} unitId @param {number} generation */
   async connect(unitId, generation) {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-      throw new Error('麦克风不可用（需要 HTTPS 或本机访问） microphone unavailable: the console needs HTTPS or localhost');
+      throw new Error(t('talk_no_mic_context'));
     }
     const mic = await navigator.mediaDevices.getUserMedia({ audio: true, video: false });
     if (generation !== this.generation) {
@@ -97,7 +93,7 @@ export class TalkBack extends EventTarget {
       if (pc.connectionState === 'connected') this.setState('live', null);
       if (pc.connectionState === 'failed' || pc.connectionState === 'closed') {
         this.release(true);
-        this.showError(unitId, '对讲连接中断 talk connection lost');
+        this.showError(unitId, t('talk_lost'));
       }
     });
     await pc.setLocalDescription(await pc.createOffer());
@@ -216,9 +212,8 @@ export class TalkBack extends EventTarget {
       box.dataset.talk = state;
       button.dataset.talk = state;
       button.setAttribute('aria-pressed', String(state === 'live' || state === 'connecting'));
-      const [zh, en] = LABELS[state];
-      button.textContent = zh;
-      button.title = `对讲 talk-back: ${en}（按住讲话，轻点切换 hold to talk, tap to toggle）`;
+      button.textContent = t(LABELS[state]);
+      button.title = t('talk_title', { state: t(LABELS[state]) });
       message.textContent = state === 'error' ? this.error || '' : '';
       message.hidden = state !== 'error';
     };
@@ -247,19 +242,15 @@ export class TalkBack extends EventTarget {
       if (event.detail === 0) this.toggle(unitId); // keyboard activation
     });
     button.addEventListener('keydown', (event) => event.stopPropagation());
+    button.addEventListener('dblclick', (event) => event.stopPropagation());
     return box;
   }
 }
 
 /** The operator-facing sentence for a failed start. */
 function describe(exc) {
-  if (exc instanceof SdpExchangeError) {
-    const prefix = { unit_offline: '单位不在线', talk_busy: '对讲占用' }[exc.code] || '对讲失败';
-    return `${prefix} ${exc.message}`;
-  }
-  if (exc && (exc.name === 'NotAllowedError' || exc.name === 'SecurityError')) {
-    return `麦克风被拒绝 microphone permission denied (${exc.message || exc.name})`;
-  }
-  if (exc && exc.name === 'NotFoundError') return '没有麦克风 no microphone found';
-  return `对讲失败 talk-back failed: ${exc && exc.message ? exc.message : exc}`;
+  if (exc instanceof SdpExchangeError) return errorText(exc);
+  if (exc && (exc.name === 'NotAllowedError' || exc.name === 'SecurityError')) return t('talk_denied');
+  if (exc && exc.name === 'NotFoundError') return t('talk_no_mic');
+  return exc && exc.message && !exc.name?.endsWith('Error') ? exc.message : t('talk_failed');
 }

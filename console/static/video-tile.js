@@ -11,13 +11,18 @@
  *                `data-stalled="true"`).
  * - "live"       frames are being decoded.
  *
+ * `data-presence` says what the operator learns about the unit: "publishing", "online" (connected,
+ * no video), "offline" (with the time it was last seen), or "unreachable" (the console's own
+ * link to the server is down: the console says so once, the tile says nothing about the unit).
+ *
  * When the peer connection fails, the server sends `viewer_closed`, or the
  * WHEP POST is answered 409 not_publishing, the tile opens a new viewer by
  * itself: at once when the unit next starts publishing, or after a capped,
  * jittered backoff while it is publishing.
  */
 import { Backoff } from './backoff.js';
-import { kindLabel, bilingual, formatPosition } from './roster.js';
+import { errorText, formatShort, t } from './console-texts.js';
+import { kindLabel, formatPosition } from './roster.js';
 import {
   SdpExchangeError, deleteSession, postOffer, sessionIdOf, waitForIceGathering,
 } from './sdp-exchange.js';
@@ -49,6 +54,8 @@ const BLOCKING_STATUSES = new Set([400, 403, 404, 413, 415]);
  * @property {(tile: VideoTile) => void} onCloseFull the operator clicked the tile's close button
  * @property {(message: string) => void} onUnauthorized the token was refused (HTTP 401)
  * @property {(unitId: string) => HTMLElement} [createTalkControl] the push-to-talk control (talk.js)
+ * @property {() => boolean} [linkDown] whether the console's own link to the server is down
+ * @property {(unitId: string, tile: VideoTile) => void} [onDropUnit] a unit was dragged onto this tile
  */
 
 export class VideoTile {
@@ -105,17 +112,18 @@ export class VideoTile {
     el.dataset.unitId = this.unitId;
     el.tabIndex = 0;
     el.innerHTML = `
-      <video muted autoplay playsinline disablepictureinpicture></video>
-      <div class="tile-overlay"><span class="tile-overlay-main"></span><small class="tile-overlay-detail"></small></div>
-      <div class="tile-bar tile-bar--top">
-        <span class="tile-id"></span><span class="tile-kind"></span>
-        <span class="tile-alarm">SOS</span><span class="tile-state"></span>
+      <div class="tile-stage">
+        <video muted autoplay playsinline disablepictureinpicture></video>
+        <div class="tile-overlay"><span class="tile-overlay-main"></span><small class="tile-overlay-detail"></small></div>
       </div>
-      <div class="tile-bar tile-bar--bottom">
+      <div class="tile-bar">
+        <span class="tile-alarm">SOS</span><span class="tile-id"></span><span class="tile-name"></span>
+        <span class="tile-kind"></span><span class="tile-state"></span>
         <span class="tile-stats"></span><span class="tile-pos"></span>
-        <button type="button" class="tile-unmute" title="声音 sound"></button>
-      </div>
-      <button type="button" class="tile-close">✕ 关闭 <small>close</small></button>`;
+        <button type="button" class="tile-unmute"></button>
+        <button type="button" class="tile-close"></button>
+      </div>`;
+    el.title = t('tile_full_title');
     this.element = el;
     /** @type {HTMLVideoElement} */
     this.video = el.querySelector('video');
@@ -124,6 +132,7 @@ export class VideoTile {
       overlayMain: el.querySelector('.tile-overlay-main'),
       overlayDetail: el.querySelector('.tile-overlay-detail'),
       id: el.querySelector('.tile-id'),
+      name: el.querySelector('.tile-name'),
       kind: el.querySelector('.tile-kind'),
       state: el.querySelector('.tile-state'),
       stats: el.querySelector('.tile-stats'),
@@ -141,10 +150,26 @@ export class VideoTile {
       event.stopPropagation();
       this.ctx.onCloseFull(this);
     });
-    el.addEventListener('click', () => this.ctx.onActivate(this));
+    // Double-click (or Enter on the focused tile) for full screen; a single click only selects.
+    el.addEventListener('dblclick', () => this.ctx.onActivate(this));
     el.addEventListener('keydown', (event) => {
-      if (event.key === 'Enter') this.ctx.onActivate(this);
+      if (event.key === 'Enter' && event.target === el) this.ctx.onActivate(this);
     });
+    el.addEventListener('dragover', (event) => {
+      if (!this.ctx.onDropUnit || !event.dataTransfer.types.includes('text/x-unit-id')) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = 'copy';
+      el.classList.add('tile--drop');
+    });
+    el.addEventListener('dragleave', () => el.classList.remove('tile--drop'));
+    el.addEventListener('drop', (event) => {
+      el.classList.remove('tile--drop');
+      const unitId = event.dataTransfer.getData('text/x-unit-id');
+      if (!unitId || !this.ctx.onDropUnit) return;
+      event.preventDefault();
+      this.ctx.onDropUnit(unitId, this);
+    });
+    this.video.addEventListener('loadedmetadata', () => this.ctx.onChange(this));
     this.render();
   }
 
@@ -244,7 +269,7 @@ export class VideoTile {
     this.waitingSince = performance.now();
     this.connectTimer = setTimeout(() => {
       if (this.pc === pc && pc.connectionState !== 'connected') {
-        this.fail('连接超时 connection timed out', true);
+        this.fail(t('tile_connect_timeout'), true);
       }
     }, CONNECT_TIMEOUT_MS);
     this.element.dataset.sessionId = this.sessionId || '';
@@ -254,10 +279,10 @@ export class VideoTile {
     const status = exc instanceof SdpExchangeError ? exc.status : 0;
     if (status === 401) {
       this.teardown(false);
-      this.ctx.onUnauthorized(exc.message);
+      this.ctx.onUnauthorized(errorText(exc));
       return;
     }
-    const message = exc instanceof SdpExchangeError ? exc.message : `WebRTC: ${exc.message || exc}`;
+    const message = exc instanceof SdpExchangeError ? errorText(exc) : t('tile_connect_failed');
     if (BLOCKING_STATUSES.has(status)) {
       this.teardown(false);
       this.blocked = true;
@@ -265,7 +290,7 @@ export class VideoTile {
       return;
     }
     const waiting = status === 409 && exc.code === 'not_publishing';
-    this.fail(waiting ? '等待推流 waiting for the unit to publish' : message, false);
+    this.fail(waiting ? t('err.not_publishing') : message, false);
   }
 
   /** @param {RTCPeerConnection} pc */
@@ -280,11 +305,11 @@ export class VideoTile {
     } else if (state === 'disconnected') {
       if (!this.disconnectTimer) {
         this.disconnectTimer = setTimeout(() => {
-          if (this.pc === pc) this.fail('连接中断 connection lost', true);
+          if (this.pc === pc) this.fail(t('tile_connection_lost'), true);
         }, DISCONNECTED_GRACE_MS);
       }
     } else if (state === 'failed') {
-      this.fail('连接失败 connection failed', true);
+      this.fail(t('tile_connect_failed'), true);
     }
     this.render();
   }
@@ -296,13 +321,13 @@ export class VideoTile {
    */
   revalidate() {
     if (this.pc && !this.opening && this.pc.connectionState !== 'connected') {
-      this.fail('服务器重连 server reconnected', true);
+      this.fail(t('tile_server_reconnected'), true);
     }
   }
 
   /** The server ended our viewing session (`viewer_closed`). */
   serverClosed(reason) {
-    this.fail(`服务器关闭了观看 viewer closed by server${reason ? `: ${reason}` : ''}`, false);
+    this.fail(reason ? t('tile_viewer_closed_reason', { r: reason }) : t('tile_viewer_closed'), false);
   }
 
   /**
@@ -445,46 +470,81 @@ export class VideoTile {
       this.stalled = true;
     }
     if (this.publishing && !this.live && !this.opening && now - this.waitingSince > NO_VIDEO_MS) {
-      this.fail('无画面 no video arriving', true);
+      this.fail(t('tile_no_video'), true);
       return;
     }
     this.render();
   }
 
+  /** "publishing" | "online" | "offline" | "unreachable": what the tile says about the unit. */
+  get presence() {
+    if (this.ctx.linkDown && this.ctx.linkDown()) return 'unreachable';
+    if (this.publishing) return 'publishing';
+    return this.unit.online ? 'online' : 'offline';
+  }
+
+  /** The picture's width / height (4:3 until the video says otherwise). */
+  get aspect() {
+    const { videoWidth, videoHeight } = this.video;
+    return videoWidth > 0 && videoHeight > 0 ? videoWidth / videoHeight : 4 / 3;
+  }
+
   render() {
     const el = this.element;
     const state = this.state;
-    const changed = el.dataset.state !== state;
+    const presence = this.presence;
+    const changed = el.dataset.state !== state || el.dataset.presence !== presence;
     el.dataset.state = state;
+    el.dataset.presence = presence;
     el.dataset.stalled = String(this.stalled);
     this.dom.id.textContent = this.unitId;
-    bilingual(this.dom.kind, kindLabel(this.unit.kind));
-    this.dom.state.textContent = { live: '● 直播', connecting: '◌ 连接中', offline: '○ 离线' }[state];
+    this.dom.name.textContent = this.unit.name || '';
+    this.dom.name.hidden = !this.unit.name;
+    this.dom.kind.textContent = kindLabel(this.unit.kind);
+    const since = this.unit.last_seen ? t('tile_offline_since', { t: formatShort(this.unit.last_seen) })
+      : t('tile_offline_never');
+    const label = {
+      publishing: state === 'live' ? `● ${t('tile_live')}` : `◌ ${t('tile_connecting')}`,
+      online: `○ ${t('tile_online')}`,
+      offline: `○ ${since}`,
+      unreachable: '—',
+    }[presence];
+    this.dom.state.textContent = label;
     this.dom.state.dataset.state = state;
+    this.dom.state.dataset.presence = presence;
     this.dom.pos.textContent = this.unit.position ? formatPosition(this.unit.position) : '';
 
     const codec = this.unit.video_codec || '';
     this.dom.stats.textContent = this.live
-      ? `${codec} ${Math.round(this.fps)} fps · ${Math.round(this.kbps)} kbps`.trim()
-      : codec;
+      ? `${codec} ${t('tile_fps', { fps: Math.round(this.fps), kbps: Math.round(this.kbps) })}`.trim()
+      : '';
 
     let main = '';
     let detail = '';
-    if (state === 'offline') {
-      main = '离线';
-      detail = 'offline — 设备未推流 unit not publishing';
+    if (presence === 'unreachable') {
+      // The console says it once for all tiles (the banner); the tile keeps quiet.
+    } else if (presence === 'offline') {
+      main = since;
+      detail = t('tile_offline_detail');
+    } else if (presence === 'online') {
+      main = t('tile_online');
+      detail = t('tile_online_detail');
     } else if (state === 'connecting') {
-      main = this.blocked ? '无法观看' : this.stalled ? '画面中断' : '连接中…';
-      detail = this.error || (this.stalled ? 'video interrupted — waiting for frames' : 'connecting');
-      if (this.retryAt) detail += ` · 重试 retry in ${Math.max(0, Math.ceil((this.retryAt - Date.now()) / 1000))} s`;
+      main = this.blocked ? t('tile_blocked') : this.stalled ? t('tile_stalled') : t('tile_connecting_main');
+      detail = this.error || (this.stalled ? t('tile_stalled_detail') : '');
+      if (this.retryAt) {
+        const seconds = Math.max(0, Math.ceil((this.retryAt - Date.now()) / 1000));
+        detail = [detail, t('tile_retry', { s: seconds })].filter(Boolean).join(' · ');
+      }
     }
     this.dom.overlayMain.textContent = main;
     this.dom.overlayDetail.textContent = detail;
     el.classList.toggle('tile--overlay', Boolean(main));
 
-    bilingual(this.dom.unmute, this.video.muted ? ['开声', 'unmute'] : ['静音', 'mute']);
+    this.dom.unmute.textContent = this.video.muted ? t('tile_unmute') : t('tile_mute');
     this.dom.unmute.setAttribute('aria-pressed', String(!this.video.muted));
-    this.dom.unmute.title = this.video.muted ? '打开声音 unmute' : '静音 mute';
+    this.dom.unmute.title = this.video.muted ? t('tile_unmute_title') : t('tile_mute_title');
+    this.dom.close.textContent = `✕ ${t('tile_close')}`;
     if (changed && this.ctx) this.ctx.onChange(this);
   }
 }

@@ -11,6 +11,7 @@
  * DOM: `#video-wall > .wall-group[data-action-id] > .wall-group-head + .wall-grid`;
  * `data-action-id` is "" for the units in no action.
  */
+import { t } from './console-texts.js';
 import { ACTION_TYPES, formatClock, labelOf } from './labels.js';
 import { statusBadge, unitStatus } from './roster.js';
 
@@ -143,7 +144,7 @@ export class WallGroups {
     group.signature = signature;
     head.replaceChildren();
     if (key === OTHERS) {
-      head.append(text('strong', 'wall-group-title', '未编组单位'), text('small', '', 'units in no action'));
+      head.append(text('strong', 'wall-group-title', t('wall_others')));
       head.append(text('span', 'wall-group-count', `${live} / ${tiles.length}`));
       return;
     }
@@ -151,18 +152,16 @@ export class WallGroups {
     const caseNumber = action ? action.case_number : sample?.case_number || key;
     head.append(text('span', 'wall-group-case', caseNumber));
     if (action) {
-      const [zh, en] = labelOf(ACTION_TYPES, action.type);
-      const kind = text('span', 'wall-group-type', zh);
-      kind.title = en;
+      const kind = text('span', 'wall-group-type', labelOf(ACTION_TYPES, action.type));
       head.append(kind, text('strong', 'wall-group-title', action.title));
       if (action.started_at) {
-        const since = text('small', 'wall-group-since', `${formatClock(action.started_at)} 起 since`);
+        const since = text('small', 'wall-group-since', t('wall_group_since', { t: formatClock(action.started_at) }));
         head.append(since);
       }
     }
     const team = action ? action.units : [...this.units.values()].filter((u) => u.action_id === key).map((u) => u.id);
     head.append(text('span', 'wall-group-count', `${live} / ${team.length}`));
-    head.lastChild.title = '直播 / 队员 live / team';
+    head.lastChild.title = t('wall_group_count_title');
     // Team members without a tile: a chip each, a click opens their tile.
     const shown = new Set(tiles.map((tile) => tile.unitId));
     for (const unitId of [...team].sort(byUnitId)) {
@@ -174,8 +173,8 @@ export class WallGroups {
       chip.className = 'chip wall-group-member';
       chip.dataset.unitId = unitId;
       chip.dataset.status = status;
-      chip.title = `${unitId}: 打开窗口 open tile`;
-      chip.append(text('span', 'chip-id', unitId), statusBadge(status, { compact: true }));
+      chip.title = `${unitId}: ${t('open_tile')}`;
+      chip.append(text('span', 'chip-id', unitId), statusBadge(status));
       chip.addEventListener('click', () => this.onMember(unitId));
       head.append(chip);
     }

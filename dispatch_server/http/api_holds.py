@@ -12,7 +12,7 @@ from recordings.ledger import LedgerError
 
 from ..appkeys import ALERTS, SETTINGS
 from ..errors import BadRequest, Conflict, NotFound, Unavailable
-from ..retention import halted_message
+from ..retention import halted_message, halted_params
 from .api_recordings import case_param, recording_id_of, text_param
 from .evidence_access import evidence_of, record_access, where
 from .request import person_of, read_json
@@ -106,7 +106,8 @@ async def retention_run(request: web.Request) -> web.Response:
     await evidence.sync()
     if result.halted and not dry_run:
         message = halted_message(result.plan.figures())
-        await request.app[ALERTS].raise_alert("retention_halted", "archive", message, actor=person.username)
+        await request.app[ALERTS].raise_alert("retention_halted", "archive", message, actor=person.username,
+                                              params=halted_params(result.plan.figures()))
         return web.json_response({"error": {"code": "retention_halted", "message": message}, **result.view()},
                                  status=409)
     return web.json_response(result.view())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import INSTRUCTIONS
+from ..appkeys import INSTRUCTIONS, ROSTER
 from .parse_instructions import parse_new_instruction
 from .request import int_param, person_of, read_json
 
@@ -16,11 +16,20 @@ async def create_instruction(request: web.Request) -> web.Response:
     person = await person_of(request, "dispatch.write")
     req = parse_new_instruction(await read_json(request))
     created = await request.app[INSTRUCTIONS].create(req, person)
+    # Which targets have an instruction link now (the rest get it when they come back online).
+    online = set(await request.app[ROSTER].reachable_units())
     return web.json_response(
         {"id": created[0].id, "ids": [i.id for i in created], "units": [i.unit_id for i in created],
-         "state": "queued"},
+         "online": [i.unit_id for i in created if i.unit_id in online], "state": "queued"},
         status=201,
     )
+
+
+@routes.post("/api/instructions/{id}/cancel")
+async def cancel_instruction(request: web.Request) -> web.Response:
+    """Cancel a queued instruction (409 not_cancellable once the unit received it)."""
+    person = await person_of(request, "dispatch.write")
+    return web.json_response((await request.app[INSTRUCTIONS].cancel(request.match_info["id"], person)).view())
 
 
 @routes.get("/api/instructions")

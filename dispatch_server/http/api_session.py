@@ -10,6 +10,7 @@ from aiohttp import web
 from utctime import iso_seconds
 
 from ..appkeys import ARCHIVE, AUTH, GUARD_STATS, HANDSHAKES, LIVE, POSITIONS, ROSTER, SETTINGS, SIO_WIRE, TELEMETRY
+from ..auth import permissions_of
 from ..errors import BadRequest
 from .request import client_ip, person_of, read_json
 
@@ -34,7 +35,7 @@ async def login(request: web.Request) -> web.Response:
                                                   _credential(body, "password", 1024), client_ip(request))
     return web.json_response(
         {"token": token, "username": person.username, "role": person.role,
-         "expires_at": iso_seconds(person.expires_at)}
+         "expires_at": iso_seconds(person.expires_at), "permissions": permissions_of(person.role)}
     )
 
 
@@ -49,7 +50,8 @@ async def logout(request: web.Request) -> web.Response:
 async def me(request: web.Request) -> web.Response:
     person = await person_of(request, "session.self")
     return web.json_response({"username": person.username, "role": person.role,
-                              "expires_at": iso_seconds(person.expires_at)})
+                              "expires_at": iso_seconds(person.expires_at),
+                              "permissions": permissions_of(person.role)})
 
 
 @routes.get("/api/units")
@@ -65,6 +67,10 @@ async def console_config(request: web.Request) -> web.Response:
     geo = settings.geo
     return web.json_response({
         "patrol_interval_s": settings.console.patrol_interval_s,
+        "time_zone": settings.console.time_zone,
+        "archive": {"enabled": settings.archive.enabled,
+                    "retention": [{"category": r.category, "keep_days": r.keep_days}
+                                  for r in settings.archive.retention]},
         "ice_servers": request.app[LIVE].ice_servers,
         "map": {"tile_url": geo.tile_url, "tile_crs": geo.tile_crs, "center": list(geo.center), "zoom": geo.zoom,
                 "stale_after_s": geo.stale_after_s},

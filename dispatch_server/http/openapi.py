@@ -67,6 +67,9 @@ INSTRUCTION = {"$ref": "#/components/schemas/Instruction"}
 ALERT = {"$ref": "#/components/schemas/Alert"}
 RECORDING = {"$ref": "#/components/schemas/Recording"}
 HOLD = {"$ref": "#/components/schemas/Hold"}
+UNIT_ADMIN = {"$ref": "#/components/schemas/UnitAdmin"}
+UNIT_TOKEN = {"$ref": "#/components/schemas/UnitToken"}
+USER = {"$ref": "#/components/schemas/User"}
 SNAPSHOT = {"$ref": "#/components/schemas/Snapshot"}
 JPEG = {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}
 
@@ -108,8 +111,44 @@ def document() -> dict[str, Any]:
         "/api/logout": {"post": _op("End this session", ok=204, errors=(401,))},
         "/api/me": {"get": _op("Who am I", result=OBJ, errors=(401,))},
         "/api/health": {"get": _op("This node's figures (admins): sessions, telemetry, archive", result=OBJ)},
-        "/api/units": {"get": _op("Roster of units with live state", result={"type": "object", "properties": {"units": {"type": "array", "items": UNIT}}})},
-        "/api/console-config": {"get": _op("Patrol interval and ICE servers for the console", result=OBJ)},
+        "/api/units": {"get": _op("Roster of units with live state", result={"type": "object", "properties": {"units": {"type": "array", "items": UNIT}}}),
+                       "post": _op("Register a unit (admins); the token is in this answer only (audit: unit.registered)", ok=201,
+                                   body={"type": "object", "required": ["id", "kind"],
+                                         "properties": {"id": {"type": "string"}, "kind": {"enum": ["body", "vehicle", "phone"]},
+                                                        "name": {"type": "string", "maxLength": 64}}},
+                                   result=UNIT_TOKEN, errors=(400, 401, 403, 409, 413))},
+        "/api/units/{unit_id}/rotate": {"parameters": _path_params("unit_id"),
+                                        "post": _op("A new token for a unit (admins); the old one stops working and its links close at once "
+                                                    "(audit: unit.token_rotated)", result=UNIT_TOKEN, errors=(400, 401, 403, 404))},
+        "/api/units/{unit_id}/disable": {"parameters": _path_params("unit_id"),
+                                         "post": _op("Disable a unit (admins): its links close at once, it is refused until enabled "
+                                                     "(audit: unit.disabled)", result=UNIT_ADMIN, errors=(400, 401, 403, 404))},
+        "/api/units/{unit_id}/enable": {"parameters": _path_params("unit_id"),
+                                        "post": _op("Enable a disabled unit (admins; audit: unit.enabled)", result=UNIT_ADMIN,
+                                                    errors=(400, 401, 403, 404))},
+        "/api/users": {
+            "get": _op("People with role, state and open sessions (admins)",
+                       result={"type": "object", "properties": {"users": {"type": "array", "items": USER}}}),
+            "post": _op("Create a person (admins; audit: user.created)", ok=201, result=USER, errors=(400, 401, 403, 409, 413),
+                        body={"type": "object", "required": ["username", "role", "password"],
+                              "properties": {"username": {"type": "string"}, "role": {"enum": ["operator", "supervisor", "auditor", "admin"]},
+                                             "password": {"type": "string"}}}),
+        },
+        "/api/users/{username}/password": {"parameters": _path_params("username"),
+                                           "post": _op("Set a new password (admins); every session of the person ends (audit: user.password_reset)",
+                                                       body={"type": "object", "required": ["password"], "properties": {"password": {"type": "string"}}},
+                                                       result=USER, errors=(400, 401, 403, 404, 413))},
+        "/api/users/{username}/role": {"parameters": _path_params("username"),
+                                       "post": _op("Change a person's role (admins; audit: user.role_changed); not one's own admin role",
+                                                   body={"type": "object", "required": ["role"], "properties": {"role": {"type": "string"}}},
+                                                   result=USER, errors=(400, 401, 403, 404, 409, 413))},
+        "/api/users/{username}/disable": {"parameters": _path_params("username"),
+                                          "post": _op("Disable a person (admins): sessions end, logins refused (audit: user.disabled)",
+                                                      result=USER, errors=(401, 403, 404, 409))},
+        "/api/users/{username}/enable": {"parameters": _path_params("username"),
+                                         "post": _op("Enable a disabled person (admins; audit: user.enabled)", result=USER,
+                                                     errors=(401, 403, 404))},
+        "/api/console-config": {"get": _op("Patrol interval, the court's time zone, ICE servers and the map for the console", result=OBJ)},
         "/api/actions": {
             "get": _op("List enforcement actions", params=("state",), result={"type": "object", "properties": {"actions": {"type": "array", "items": ACTION}}}),
             "post": _op("Create an enforcement action", ok=201, body=ACTION, result=ACTION, errors=(400, 401, 403, 404)),
@@ -129,11 +168,17 @@ def document() -> dict[str, Any]:
             "post": _op("Queue an instruction to a unit, an action's team or all online units", ok=201,
                         body={"$ref": "#/components/schemas/NewInstruction"},
                         result={"type": "object", "properties": {"id": {"type": "string"}, "ids": {"type": "array", "items": {"type": "string"}},
+                                                                 "units": {"type": "array", "items": {"type": "string"}},
+                                                                 "online": {"type": "array", "items": {"type": "string"}},
                                                                  "state": {"type": "string"}}},
                         errors=(400, 401, 403, 404, 409, 413)),
         },
         "/api/instructions/{id}": {"parameters": _path_params("id"),
                                    "get": _op("An instruction with the time of each state", result=INSTRUCTION, errors=(401, 403, 404))},
+        "/api/instructions/{id}/cancel": {"parameters": _path_params("id"),
+                                          "post": _op("Cancel a queued instruction: final state cancelled, never delivered (audit: "
+                                                      "instruction.cancelled); 409 not_cancellable once the unit received it",
+                                                      result=INSTRUCTION, errors=(401, 403, 404, 409))},
         "/api/alerts": {"get": _op("Alerts, newest first", params=("state",),
                                    result={"type": "object", "properties": {"alerts": {"type": "array", "items": ALERT}}})},
         "/api/alerts/{id}/ack": {"parameters": _path_params("id"),
@@ -149,7 +194,9 @@ def document() -> dict[str, Any]:
                                 "post": _op("Start talking to a unit (SDP offer, sendonly Opus)", sdp=True, errors=(400, 401, 403, 409, 415))},
         "/api/talk/{unit_id}/{talk_id}": {"parameters": _path_params("unit_id", "talk_id"),
                                           "delete": _op("Stop talking", errors=(401, 403, 404))},
-        "/api/audit": {"get": _op("Audit trail of dispatch", params=("subject", "limit"), result=OBJ)},
+        "/api/audit": {"get": _op("Audit trail, newest first: filters by person (actor), unit, case, action (a verb or its family) "
+                                  "and time (from, to); format=csv for a CSV file", params=("subject", "actor", "unit", "case", "action",
+                                                                                          "from", "to", "limit", "format"), result=OBJ)},
         "/api/recordings": {"get": _op("Search recordings by case, action, unit, officer, time overlap and place",
                                        params=("case", "action", "unit", "officer", "from", "to", "near", "within_m", "limit"),
                                        result={"type": "object", "properties": {"recordings": {"type": "array", "items": RECORDING}}},
@@ -280,8 +327,12 @@ def document() -> dict[str, Any]:
             "type": "object", "required": ["code", "message"],
             "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
         "Unit": {"type": "object", "properties": {k: {} for k in (
-            "id", "kind", "online", "publishing", "last_seen", "video_codec", "audio_codec", "position", "node",
-            "action_id", "case_number")}},
+            "id", "kind", "name", "disabled", "online", "publishing", "reachable", "last_seen", "video_codec",
+            "audio_codec", "position", "node", "action_id", "case_number")}},
+        "UnitAdmin": {"type": "object", "properties": {k: {} for k in ("id", "kind", "name", "disabled", "created_at")}},
+        "UnitToken": {"type": "object", "properties": {**{k: {} for k in ("id", "kind", "name", "disabled", "created_at")},
+                                                       "token": {"type": "string", "description": "shown once"}}},
+        "User": {"type": "object", "properties": {k: {} for k in ("username", "role", "disabled", "created_at", "sessions")}},
         "Action": {"type": "object", "properties": {
             "case_number": {"type": "string", "example": "（2026）冀0916执123号"},
             "title": {"type": "string"}, "type": {"enum": ["seizure", "search", "eviction", "service", "other"]},
@@ -299,8 +350,8 @@ def document() -> dict[str, Any]:
             "ack_deadline_s": {"type": "number", "minimum": 1, "maximum": 86400}}},
         "Instruction": {"type": "object", "properties": {k: {} for k in (
             "id", "seq", "unit_id", "action_id", "case_number", "type", "payload", "priority", "state", "created_by",
-            "created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at", "reason",
-            "result")}},
+            "created_at", "expires_at", "delivered_at", "acknowledged_at", "done_at", "refused_at", "expired_at",
+            "cancelled_at", "reason", "result")}},
         "Recording": {"type": "object", "properties": {k: {} for k in (
             "id", "unit_id", "action_id", "case_number", "officers", "category", "node", "codecs", "state", "opened_at",
             "closed_at", "close_reason", "end_cause", "segment_count", "deleted_segments", "bytes", "duration_s",
@@ -310,7 +361,7 @@ def document() -> dict[str, Any]:
             "received_at", "url", "image_url", "content_type", "held")}},
         "Hold": {"type": "object", "properties": {k: {} for k in ("case_number", "reason", "set_by", "set_at", "recordings")}},
         "Alert": {"type": "object", "properties": {k: {} for k in (
-            "id", "kind", "unit_id", "action_id", "case_number", "position", "message", "state", "escalated",
+            "id", "kind", "code", "params", "unit_id", "action_id", "case_number", "position", "message", "state", "escalated",
             "created_at", "acknowledged_by", "acknowledged_at", "instruction_id")}},
     }
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from . import (
+    api_accounts,
     api_actions,
     api_alerts,
     api_audit,
@@ -25,7 +26,7 @@ from . import (
 )
 
 ROUTES: tuple[web.RouteTableDef, ...] = (
-    api_session.routes, api_metrics.routes, api_whip.routes, api_telemetry.routes, api_geo.routes,
+    api_session.routes, api_accounts.routes, api_metrics.routes, api_whip.routes, api_telemetry.routes, api_geo.routes,
     api_actions.routes, api_instructions.routes, api_alerts.routes, api_talk.routes, api_audit.routes,
     api_recordings.routes, api_holds.routes, api_snapshots.routes, openapi.routes,
 )

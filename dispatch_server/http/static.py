@@ -1,5 +1,7 @@
 """The console's pages and files: ``/`` (operators), ``/field`` (field units in a browser),
-``/portal`` (parties), and the vendored browser libraries from ``console/node_modules``."""
+``/portal`` (parties), and the vendored browser libraries from ``console/node_modules``: the
+Socket.IO client, Leaflet, and the Noto Sans SC web font (``@fontsource/noto-sans-sc``: CSS
+with ``unicode-range`` subsets, so a page downloads only the glyphs it shows)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ CONSOLE_DIR = REPO_ROOT / "console"
 STATIC_DIR = CONSOLE_DIR / "static"
 SIO_CLIENT_JS = CONSOLE_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 LEAFLET_DIR = CONSOLE_DIR / "node_modules" / "leaflet" / "dist"
+FONT_DIR = CONSOLE_DIR / "node_modules" / "@fontsource" / "noto-sans-sc"
 
 PAGES = {"/": "index.html", "/field": "field.html", "/portal": "portal.html"}
 # The second verifier (docs/archive-format.md): one file, standard-library Python, for parties.
@@ -51,6 +54,10 @@ async def _leaflet_missing(request: web.Request) -> web.StreamResponse:
     raise _not_installed("the map library")
 
 
+async def _font_missing(request: web.Request) -> web.StreamResponse:
+    raise _not_installed("the Chinese web font")
+
+
 def add_static_routes(router: web.UrlDispatcher) -> None:
     for path, name in PAGES.items():
         router.add_get(path, _page(name))
@@ -60,4 +67,8 @@ def add_static_routes(router: web.UrlDispatcher) -> None:
         router.add_static("/vendor/leaflet/", LEAFLET_DIR, follow_symlinks=False)
     else:
         router.add_get("/vendor/leaflet/{path:.*}", _leaflet_missing)
+    if FONT_DIR.is_dir():
+        router.add_static("/vendor/fonts/noto-sans-sc/", FONT_DIR, follow_symlinks=False)
+    else:
+        router.add_get("/vendor/fonts/noto-sans-sc/{path:.*}", _font_missing)
     router.add_static("/static/", STATIC_DIR, follow_symlinks=False)

@@ -21,6 +21,7 @@ class UnitRecord:
     token_hash: str
     created_at: float
     disabled: bool
+    name: str = ""  # what people call it (车载3号), shown beside the id
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,16 @@ class SessionRecord:
     expires_at: float
 
 
+UNIT_COLUMNS = "id, kind, token_hash, created_at, disabled, COALESCE(name, '')"
+USER_COLUMNS = "username, role, password_hash, created_at, disabled"
+
+
 def _unit(row: tuple[Any, ...]) -> UnitRecord:
-    return UnitRecord(row[0], row[1], row[2], row[3], bool(row[4]))
+    return UnitRecord(row[0], row[1], row[2], row[3], bool(row[4]), row[5])
+
+
+def _user(row: tuple[Any, ...]) -> UserRecord:
+    return UserRecord(row[0], row[1], row[2], row[3], bool(row[4]))
 
 
 class Accounts:
@@ -52,11 +61,11 @@ class Accounts:
         self.db = db
 
     # units ---------------------------------------------------------------------------------
-    def add_unit(self, unit_id: str, kind: str, token_hash: str, now: float) -> None:
+    def add_unit(self, unit_id: str, kind: str, token_hash: str, now: float, name: str = "") -> None:
         """Create a unit; raises ``KeyError`` if it exists."""
         try:
-            self.db.execute("INSERT INTO units(id, kind, token_hash, created_at) VALUES (?,?,?,?)",
-                            (unit_id, kind, token_hash, now))
+            self.db.execute("INSERT INTO units(id, kind, token_hash, created_at, name) VALUES (?,?,?,?,?)",
+                            (unit_id, kind, token_hash, now, name))
         except sqlite3.IntegrityError:
             raise KeyError(unit_id) from None
 
@@ -67,11 +76,11 @@ class Accounts:
         return self.db.execute("UPDATE units SET disabled=? WHERE id=?", (int(disabled), unit_id)) == 1
 
     def get_unit(self, unit_id: str) -> UnitRecord | None:
-        rows = self.db.query("SELECT id, kind, token_hash, created_at, disabled FROM units WHERE id=?", (unit_id,))
+        rows = self.db.query(f"SELECT {UNIT_COLUMNS} FROM units WHERE id=?", (unit_id,))
         return _unit(rows[0]) if rows else None
 
     def list_units(self) -> list[UnitRecord]:
-        rows = self.db.query("SELECT id, kind, token_hash, created_at, disabled FROM units ORDER BY id")
+        rows = self.db.query(f"SELECT {UNIT_COLUMNS} FROM units ORDER BY id")
         return [_unit(r) for r in rows]
 
     # users ---------------------------------------------------------------------------------
@@ -101,9 +110,16 @@ class Accounts:
         return changed
 
     def get_user(self, username: str) -> UserRecord | None:
-        rows = self.db.query("SELECT username, role, password_hash, created_at, disabled FROM users WHERE username=?",
-                             (username,))
-        return UserRecord(rows[0][0], rows[0][1], rows[0][2], rows[0][3], bool(rows[0][4])) if rows else None
+        rows = self.db.query(f"SELECT {USER_COLUMNS} FROM users WHERE username=?", (username,))
+        return _user(rows[0]) if rows else None
+
+    def list_users(self) -> list[UserRecord]:
+        return [_user(r) for r in self.db.query(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")]
+
+    def count_sessions(self, now: float) -> dict[str, int]:
+        """Open sessions per person."""
+        rows = self.db.query("SELECT username, COUNT(*) FROM sessions WHERE expires_at > ? GROUP BY username", (now,))
+        return {r[0]: int(r[1]) for r in rows}
 
     def count_users(self) -> int:
         return int(self.db.query("SELECT COUNT(*) FROM users")[0][0])

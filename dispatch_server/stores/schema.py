@@ -10,7 +10,8 @@ CREATE TABLE IF NOT EXISTS units (
     kind TEXT NOT NULL,
     token_hash TEXT NOT NULL,
     created_at REAL NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0
+    disabled INTEGER NOT NULL DEFAULT 0,
+    name TEXT                       -- what people call it (ADDED_COLUMNS)
 );
 CREATE TABLE IF NOT EXISTS users (
     username TEXT PRIMARY KEY,
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS instructions (
     expires_at REAL NOT NULL,
     ack_deadline_s REAL NOT NULL,
     delivered_at REAL, acknowledged_at REAL, done_at REAL, refused_at REAL, expired_at REAL,
+    cancelled_at REAL,             -- (ADDED_COLUMNS)
     reason TEXT,
     result TEXT,                    -- JSON the unit reported with done/refused (ADDED_COLUMNS)
     overdue_alerted INTEGER NOT NULL DEFAULT 0,
@@ -104,6 +106,8 @@ CREATE TABLE IF NOT EXISTS party_links (
 ADDED_COLUMNS = (
     ("instructions", "result", "TEXT"),
     ("audit", "ledger_index", "INTEGER"),
+    ("instructions", "cancelled_at", "REAL"),
+    ("units", "name", "TEXT"),
 )
 
 # Indexes over added columns: created once the columns exist.

@@ -69,10 +69,18 @@ async def test_console_login_rejects_bad_password_and_serves_no_external_assets(
         await page.fill("#login-password", "wrong-password")
         await page.click("#login-submit")
         await page.wait_for_selector("#login-error:not([hidden])", timeout=10_000)
-        assert "wrong username or password" in await page.inner_text("#login-error")
+        assert await page.inner_text("#login-error") == "用户名或密码错误"  # the code's text, not the server's English
         await console_login(page, live.url, "op", OPERATOR_PASSWORD)
         external = [u for u in requests if not u.startswith(live.url) and not u.startswith(("data:", "blob:"))]
         assert not external, f"the console must work offline; it requested {external}"
+        # The Chinese web font comes from this server, a few unicode-range subsets of ~100 at a time.
+        await page.evaluate("() => document.fonts.ready")
+        subsets = {u for u in requests if "/vendor/fonts/noto-sans-sc/files/" in u and u.endswith(".woff2")}
+        assert 1 <= len(subsets) <= 40, sorted(subsets)
+        loaded = await page.evaluate(
+            "() => [...document.fonts].filter((f) => f.family.includes('Noto Sans SC') && f.status === 'loaded')"
+            ".length")
+        assert loaded >= 1
         assert await tile_frames(page, "nobody") == 0
 
 

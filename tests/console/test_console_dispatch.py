@@ -60,6 +60,7 @@ async def test_operator_runs_an_action_and_sees_instruction_states(live: LiveSer
         async with chromium() as browser:
             page = await browser.new_page(bypass_csp=True)  # wait_for_function evaluates strings
             await console_login(page, live.url, "op", OPERATOR_PASSWORD)
+            await page.click("#side-tabs [data-panel='actions-panel']")
             await page.click("#action-new")
             await page.fill("#action-case-number", "(2026)冀0916执99号")
             await page.fill("#action-title", "腾退 厂房")
@@ -73,7 +74,8 @@ async def test_operator_runs_an_action_and_sees_instruction_states(live: LiveSer
             await card.locator(".action-start").click()
             running_card = f"li.action-card[data-action-id='{action_id}'][data-state='running']"
             await page.wait_for_selector(running_card, timeout=10_000)
-            await page.wait_for_selector(f"tr[data-unit-id='bc-01'][data-action-id='{action_id}']", timeout=10_000)
+            await page.wait_for_selector(f"tr[data-unit-id='bc-01'][data-action-id='{action_id}']", state="attached",
+                                         timeout=10_000)
 
             await page.locator(f"li.action-card[data-action-id='{action_id}'] .action-instruct").click()
             await page.select_option("#instruction-type", "text")
@@ -93,11 +95,12 @@ async def test_operator_runs_an_action_and_sees_instruction_states(live: LiveSer
             await page.wait_for_selector(f"li.instr[data-instruction-id='{iid}'][data-state='done']", timeout=10_000)
 
             # A bad case number is refused with the server's reason, shown in the form.
+            await page.click("#side-tabs [data-panel='actions-panel']")
             await page.click("#action-new")
             await page.fill("#action-case-number", "2026-99")
             await page.fill("#action-title", "x")
             await page.click("#action-save")
             await page.wait_for_selector("#action-error:not([hidden])", timeout=10_000)
-            assert "does not parse" in await page.inner_text("#action-error")
+            assert "案号格式不正确" in await page.inner_text("#action-error")  # the refusal as a sentence
     finally:
         await unit.close()

@@ -105,7 +105,7 @@ async def test_stale_and_offline_markers(live: LiveServer) -> None:
         await page.wait_for_selector(".map-unit[data-unit-id='bc-22'][data-status='stale']", timeout=10_000)
         await page.hover(".map-unit[data-unit-id='bc-22']")
         tip = await page.inner_text(".leaflet-tooltip.map-tip")
-        assert "last fix" in tip and "min ago" in tip, tip
+        assert "最后定位" in tip and "分钟前" in tip, tip
         await unit.close()
         await page.wait_for_selector(".map-unit[data-unit-id='bc-22'][data-status='offline']", timeout=15_000)
 
@@ -132,7 +132,7 @@ async def test_dispatch_here_sends_the_nearest_unit_a_goto(make_live: Any) -> No
             await page.evaluate("window.dispatchConsole.map.dispatchAt(39.905, 116.41)")
             await page.wait_for_selector(".map-dispatch[data-state='listed']", timeout=10_000)
             row = page.locator(".map-near-row[data-unit-id='bc-23']")
-            assert "m" in await row.locator(".map-near-dist").inner_text()
+            assert (await row.locator(".map-near-dist").inner_text()).endswith(("米", "公里"))
             await row.locator(".map-near-pick").click()
             await page.wait_for_selector(".map-dispatch[data-state='sent']", timeout=10_000)
             assert not external(requests, live.url)

@@ -113,9 +113,9 @@ def test_test_hooks_are_exported() -> None:
         assert element in html, element
 
 
-def test_only_dependencies_are_the_socketio_client_v4_and_leaflet_1() -> None:
+def test_only_dependencies_are_the_socketio_client_v4_leaflet_1_and_the_font() -> None:
     package = json.loads((CONSOLE / "package.json").read_text(encoding="utf-8"))
-    assert sorted(package["dependencies"]) == ["leaflet", "socket.io-client"]
+    assert sorted(package["dependencies"]) == ["@fontsource/noto-sans-sc", "leaflet", "socket.io-client"]
     assert not package.get("devDependencies")
     lock = json.loads((CONSOLE / "package-lock.json").read_text(encoding="utf-8"))
     pinned = lock["packages"]["node_modules/socket.io-client"]["version"]
@@ -145,7 +145,8 @@ def test_dispatch_hooks_are_in_place() -> None:
         assert needle in alerts, needle
     instructions = (STATIC / "instructions.js").read_text(encoding="utf-8")
     assert "li.dataset.instructionId = ins.id" in instructions and "li.dataset.state = ins.state" in instructions
-    assert "'已过期', 'expired'" in (STATIC / "labels.js").read_text(encoding="utf-8")
+    texts = (STATIC / "console-texts.js").read_text(encoding="utf-8")
+    assert "'ins_state.expired': '已过期'" in texts and "'ins_state.expired': 'Expired'" in texts
     actions = (STATIC / "actions.js").read_text(encoding="utf-8")
     assert "li.dataset.actionId" in actions and "li.dataset.state" in actions
     groups = (STATIC / "wall-groups.js").read_text(encoding="utf-8")
@@ -160,7 +161,7 @@ def test_map_hooks_and_no_tiles_unless_configured() -> None:
     assert 'data-panel="map-panel"' in html and 'id="map-panel"' in html and 'id="map"' in html
     mapjs = (STATIC / "map.js").read_text(encoding="utf-8")
     for needle in ("leaflet: ", "markers: this.markers", "body.dataset.unitId", "entry.body.dataset.status",
-                   "/api/units/nearest?", "type: 'goto'", "note: '派往此处'", "invalidateSize("):
+                   "/api/units/nearest?", "type: 'goto'", "note: t('map_goto_note')", "invalidateSize("):
         assert needle in mapjs, needle
     # The only tile layer is the configured one; no marker images (Leaflet's default icon is a PNG).
     assert mapjs.count("L.tileLayer(") == 1 and "config.tileUrl" in mapjs

@@ -39,6 +39,7 @@ async def test_a_snapshot_instructions_still_shows_as_a_thumbnail_that_opens_ful
         async with chromium() as browser:
             page = await browser.new_page()
             await console_login(page, live.url, "op", OPERATOR_PASSWORD)
+            await page.click("#side-tabs [data-panel='instructions-panel']")
             status, created = await api(http, "POST", f"{live.url}/api/instructions", op,
                                         {"unit": "bc-01", "type": "snapshot"})
             assert status == 201, created

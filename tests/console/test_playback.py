@@ -91,7 +91,7 @@ async def test_recording_with_a_gap_plays_across_segments_seeks_and_moves_the_ma
         assert gap["cause"] == "link_lost" and 2.0 <= gap["end_s"] - gap["start_s"] <= 10.0, gap
         drawn = page.locator(".pb-gap[data-cause='link_lost']")
         assert await drawn.count() == 1
-        assert "link lost" in (await drawn.get_attribute("title") or "")
+        assert "信号中断" in (await drawn.get_attribute("title") or "")  # the cause's text, not its code
         box, line = await drawn.bounding_box(), await page.locator(".pb-timeline").bounding_box()
         assert box and line and box["width"] > 0 and line["x"] < box["x"] < line["x"] + line["width"]
         early = s["position"]

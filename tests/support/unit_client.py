@@ -14,6 +14,8 @@ class RawUnit:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.pending: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.events: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self.disconnected = asyncio.Event()
+        self.sio.on("disconnect", lambda *args: self.disconnected.set(), namespace="/unit")
         self.sio.on("instructions_pending", self.pending.put_nowait, namespace="/unit")
         for name in ("talk", "talk_end"):
             self.sio.on(name, lambda data, n=name: self.events.put_nowait((n, data)), namespace="/unit")
@@ -29,6 +31,10 @@ class RawUnit:
 
     async def close(self) -> None:
         await self.sio.disconnect()
+
+    async def until_disconnected(self, timeout: float = 5.0) -> None:
+        """Wait until the server closes this unit's link (a revoked token, a disabled unit)."""
+        await asyncio.wait_for(self.disconnected.wait(), timeout)
 
 
 def _each(queue: asyncio.Queue[dict[str, Any]], key: str) -> Callable[[dict[str, Any]], None]:
