@@ -78,9 +78,21 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/instructions"): staff("dispatch.write"),
     ("GET", "/api/instructions"): staff("dispatch.read"),
     ("GET", "/api/instructions/{id}"): staff("dispatch.read"),
+    ("POST", "/api/instructions/{id}/cancel"): staff("dispatch.write"),
     ("GET", "/api/alerts"): staff("dispatch.read"),
     ("POST", "/api/alerts/{id}/ack"): staff("alerts.ack"),
     ("GET", "/api/audit"): staff("audit.read"),
+    # administration: units and people
+    ("POST", "/api/units"): staff("accounts.admin"),
+    ("POST", "/api/units/{unit_id}/rotate"): staff("accounts.admin"),
+    ("POST", "/api/units/{unit_id}/disable"): staff("accounts.admin"),
+    ("POST", "/api/units/{unit_id}/enable"): staff("accounts.admin"),
+    ("GET", "/api/users"): staff("accounts.admin"),
+    ("POST", "/api/users"): staff("accounts.admin"),
+    ("POST", "/api/users/{username}/password"): staff("accounts.admin"),
+    ("POST", "/api/users/{username}/role"): staff("accounts.admin"),
+    ("POST", "/api/users/{username}/disable"): staff("accounts.admin"),
+    ("POST", "/api/users/{username}/enable"): staff("accounts.admin"),
     # the evidence archive
     ("GET", "/api/recordings"): staff("evidence.view"),
     ("GET", "/api/recordings/{id}"): staff("evidence.view"),
@@ -110,13 +122,15 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/footage-requests/{request_id}/release"): staff("requests.decide"),
     ("POST", "/api/links/{link_id}/revoke"): staff("requests.decide"),
 }
-STATIC_PREFIXES = ("/static/", "/vendor/leaflet/")  # files, not handlers
+STATIC_PREFIXES = ("/static/", "/vendor/leaflet/", "/vendor/fonts/noto-sans-sc/")  # files, not handlers
 
 # Path parameters filled in well-formed, so that a refusal is about who calls, not about the id.
 DUMMY = {"unit_id": "bc-01", "session_id": "s-0000", "talk_id": "t-0000", "id": "rec-0000", "seq": "0",
          "case": "(2026)冀0916执1号", "snapshot_id": "snap-20260101T000000Z-0000abcd", "request_id": "req-0000",
-         "link_id": "lnk-0000", "token": "0" * 43, "what": "package"}
+         "link_id": "lnk-0000", "username": "m-nobody", "token": "0" * 43, "what": "package"}
 CASE = "（2026）冀0916执123号"
+# Routes that change a unit's credentials get another unit: the table's own unit must keep its token.
+OTHER_UNIT = {"/api/units/{unit_id}/rotate", "/api/units/{unit_id}/disable", "/api/units/{unit_id}/enable"}
 
 
 def served_routes(live: LiveServer) -> set[tuple[str, str]]:
@@ -159,7 +173,8 @@ async def test_every_route_admits_exactly_the_callers_its_line_names(
     order = sorted(served, key=lambda mp: (mp[1] == "/api/logout", mp[1], mp[0]))
     for method, path in order:
         allowed = ROUTES[("GET" if method == "HEAD" else method, path)]
-        url = live.url + path.format(**{k: v for k, v in DUMMY.items() if "{" + k + "}" in path})
+        params = {**DUMMY, "unit_id": "bc-02"} if path in OTHER_UNIT else DUMMY
+        url = live.url + path.format(**{k: v for k, v in params.items() if "{" + k + "}" in path})
         for caller in CALLERS:
             headers = {"Content-Type": "application/json"}
             token = creds[caller]
