@@ -272,9 +272,11 @@ export class AdminView {
     let latest = 0;
     const search = async () => {
       const mine = ++latest;
+      const query = params();
       try {
-        const { entries } = await this.ctx.api.request('GET', `/api/audit?${params()}&limit=1000`);
+        const { entries } = await this.ctx.api.request('GET', `/api/audit?${query}&limit=1000`);
         if (mine !== latest) return; // a newer search is under way: its answer is the one to show
+        results.dataset.query = query.toString(); // what the rows shown answer
         results.replaceChildren(h('p', { class: 'muted', id: 'adm-audit-count', text: t('adm_audit_count', { n: entries.length }) }),
           table(['adm_audit_time', 'adm_audit_actor', 'adm_audit_action', 'adm_audit_subject', 'adm_audit_detail'],
             entries.map((e) => h('tr', { dataset: { verb: e.verb, n: String(e.n) } },

@@ -123,7 +123,8 @@ async def test_admin_screens_do_what_they_say(make_live: Any, http: aiohttp.Clie
         await page.fill("#adm-audit-actor", "root")
         await page.select_option("#adm-audit-action", "user")
         await page.click("#adm-audit-search")
-        await page.wait_for_selector("#adm-audit-results tr[data-verb='user.enabled']")
+        # the rows shown answer this search (not the unfiltered list the screen opened with)
+        await page.wait_for_selector("#adm-audit-results[data-query='actor=root&action=user'] tr[data-verb]")
         verbs = await page.locator("#adm-audit-results tr[data-verb]").evaluate_all(
             "(rows) => rows.map((r) => r.dataset.verb)")
         assert verbs == ["user.enabled", "user.disabled", "user.role_changed", "user.password_reset"], verbs
