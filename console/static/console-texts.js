@@ -67,6 +67,8 @@ export const TEXTS = {
     'status.offline': '离线',
     'status.stale': '定位过期',
     'status.disabled': '已停用',
+    'status.no_link': '无指令链路',
+    'status.no_link_title': '有视频，但单位的指令链路未连接：收不到指令，也听不到对讲',
     // SOS banner
     sos: '紧急求助',
     sos_escalated: '已升级',
@@ -805,6 +807,8 @@ export const TEXTS = {
     'status.offline': 'Offline',
     'status.stale': 'Stale fix',
     'status.disabled': 'Disabled',
+    'status.no_link': 'No instruction link',
+    'status.no_link_title': 'Video is up but the unit’s instruction link is not: it cannot get instructions or hear talk-back',
     sos: 'SOS',
     sos_escalated: 'Escalated',
     sos_view: 'View video',

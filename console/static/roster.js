@@ -11,8 +11,9 @@ import { codeText, formatAgo as ago, formatTime, t } from './console-texts.js';
  * @typedef {{id: string, kind: string, name?: string, online: boolean, publishing: boolean,
  *   last_seen: string | null, video_codec: string | null, audio_codec: string | null,
  *   position: {lat: number, lon: number, ts?: string} | null, node?: string,
- *   action_id: string | null, case_number: string | null}} Unit
+ *   action_id: string | null, case_number: string | null, reachable: boolean}} Unit
  *   action_id/case_number: the running enforcement action the unit is in, if any.
+ *   reachable: the unit's instruction link is up (it can get instructions and talk-back).
  */
 
 /** @param {Unit} unit @returns {'publishing' | 'online' | 'offline'} */
@@ -137,6 +138,10 @@ export class RosterTable {
     else delete row.dataset.actionId;
     row.cells[1].textContent = kindLabel(unit.kind);
     row.cells[2].replaceChildren(statusBadge(status));
+    // Video without the unit's instruction link: it cannot get instructions or talk-back.
+    const noLink = status !== 'offline' && !unit.reachable;
+    row.dataset.reachable = String(!noLink);
+    if (noLink) row.cells[2].append(' ', noLinkBadge());
     const codecs = [unit.video_codec, unit.audio_codec].filter(Boolean).join(' / ');
     row.cells[2].title = codecs || '';
     row.cells[3].textContent = formatAgo(unit.last_seen);
@@ -171,6 +176,16 @@ export class RosterTable {
       }),
     );
   }
+}
+
+/** A unit that shows online or live but has no instruction link (see `reachable` in docs/api.md). */
+export function noLinkBadge() {
+  const badge = document.createElement('span');
+  badge.className = 'badge badge--nolink';
+  badge.dataset.status = 'no_link';
+  badge.textContent = t('status.no_link');
+  badge.title = t('status.no_link_title');
+  return badge;
 }
 
 /**

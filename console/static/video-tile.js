@@ -509,7 +509,11 @@ export class VideoTile {
       offline: `○ ${since}`,
       unreachable: '—',
     }[presence];
-    this.dom.state.textContent = label;
+    // Video without the unit's instruction link: say it cannot hear instructions or talk-back.
+    const noLink = (presence === 'publishing' || presence === 'online') && !this.unit.reachable;
+    el.dataset.reachable = String(!noLink);
+    this.dom.state.textContent = noLink ? `${label} · ${t('status.no_link')}` : label;
+    this.dom.state.title = noLink ? t('status.no_link_title') : '';
     this.dom.state.dataset.state = state;
     this.dom.state.dataset.presence = presence;
     this.dom.pos.textContent = this.unit.position ? formatPosition(this.unit.position) : '';

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 from tests.conftest import OPERATOR_PASSWORD, LiveServer
 from tests.support.browser import chromium, console_login, tile_frames, wait_tile_frames
+from tests.support.peers import make_publisher, whip_publish
+from tests.support.unit_client import RawUnit
 
 
 async def test_field_page_publishes_and_console_shows_the_tile(live: LiveServer) -> None:
@@ -100,3 +105,34 @@ async def test_field_page_sos_button_alarms_operators(live: LiveServer) -> None:
     alert = await console.next("alert", lambda a: a["kind"] == "sos" and a["unit_id"] == "bc-09")
     assert alert["state"] == "open"
     await console.close()
+
+
+async def test_a_unit_with_video_but_no_instruction_link_says_it_cannot_hear(
+    live: LiveServer, vp8_loop: Any, opus_loop: Any
+) -> None:
+    """WHIP alone brings the picture, not the instruction link: the roster and the tile say the
+    unit cannot get instructions or talk-back, until its Socket.IO link comes up."""
+    token = live.add_unit("bc-31")
+    live.add_user("op31", "operator")
+    pub = await make_publisher(vp8_loop, opus_loop)
+    unit: RawUnit | None = None
+    try:
+        async with aiohttp.ClientSession() as http:
+            await whip_publish(http, live.url, "bc-31", token, pub)
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await console_login(page, live.url, "op31", OPERATOR_PASSWORD)
+            row = "#roster-body tr[data-unit-id='bc-31']"
+            await page.wait_for_selector(f"{row}[data-status='publishing'][data-reachable='false'] .badge--nolink",
+                                         timeout=20_000)
+            assert await page.locator(f"{row} .badge--nolink").inner_text() == "无指令链路"
+            await page.wait_for_selector(".tile[data-unit-id='bc-31'][data-reachable='false']", timeout=20_000)
+
+            unit = await RawUnit(live.url, "bc-31", token).connect()
+            await page.wait_for_selector(f"{row}[data-reachable='true']", timeout=20_000)
+            assert await page.locator(f"{row} .badge--nolink").count() == 0
+            await page.wait_for_selector(".tile[data-unit-id='bc-31'][data-reachable='true']", timeout=20_000)
+    finally:
+        if unit is not None:
+            await unit.close()
+        await pub.close()
