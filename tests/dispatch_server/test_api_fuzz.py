@@ -101,6 +101,8 @@ def campaign_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
 # is byte for byte what GET /api/openapi.json serves. (schemathesis' lazy from_fixture loader,
 # which would fetch it from the running server, does not work under pytest 9.)
 schema = schemathesis.openapi.from_dict(openapi.document())
+for _method, _path in sorted(SKIPPED):  # left out of the campaign, not skipped in it
+    schema = schema.exclude(method=_method, path=_path)
 schemathesis.serializer.alias("application/sdp", "text/plain")  # WHIP, WHEP and talk-back offers
 
 
@@ -118,8 +120,7 @@ def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any] | None
 @schema.parametrize()
 @settings(max_examples=EXAMPLES, suppress_health_check=list(HealthCheck), deadline=None)
 def test_no_input_reaches_a_5xx_and_every_status_is_documented(case: Any, campaign_server: tuple[str, str]) -> None:
-    if (case.method.upper(), case.path) in SKIPPED:
-        pytest.skip("not exercised by the campaign (see SKIPPED)")
+    assert (case.method.upper(), case.path) not in SKIPPED
     url, _ = campaign_server
     headers = {"Authorization": f"Bearer {token_for(case.method.upper(), case.path)}"}
     response = case.call(base_url=url, headers=headers, timeout=30)
