@@ -42,7 +42,7 @@ def user_view(rec: UserRecord, sessions: int = 0) -> dict[str, Any]:
 
 
 class AccountAdmin:
-    """Units and people, changed by an administrator (``accounts.admin``)."""
+    """Units (``units.admin``) and people (``accounts.admin``), changed by a supervisor or an administrator."""
 
     def __init__(self, accounts: Accounts, auth: Authenticator, audit: AuditTrail, revocation: Revocation,
                  announce: Announce, forget: Forget, min_password_length: int,

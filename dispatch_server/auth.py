@@ -52,8 +52,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "requests.decide": frozenset({"supervisor", "admin"}),
     # The node's own figures (/api/health): addresses, counts, free disk.
     "system.health": frozenset({"admin"}),
-    # Units and people: register a unit, issue or rotate its token, disable it; create people,
-    # reset passwords, change roles, disable them.
+    # Field units: register one, issue or rotate its token, disable it (a supervisor equips the
+    # officers of the day; issue #13).
+    "units.admin": frozenset({"supervisor", "admin"}),
+    # People: create them, reset passwords, change roles, disable them.
     "accounts.admin": frozenset({"admin"}),
 }
 

@@ -2,9 +2,9 @@
  * Administration (管理): units, users, the audit trail, legal holds and retention, each a screen
  * of `#admin-view` shown to those whose permissions allow it (`data-perm` on the tabs):
  *
- * - units (`accounts.admin`): register with kind and name (the token is shown once in
+ * - units (`units.admin`: supervisors and admins): register with kind and name (the token is shown once in
  *   `#adm-token`), issue a new token, disable (the unit is disconnected at once) or enable;
- * - users (`accounts.admin`): create, reset a password (their sessions end), change the role,
+ * - users (`accounts.admin`: admins): create, reset a password (their sessions end), change the role,
  *   disable or enable;
  * - audit (`audit.read`): filters by person, unit, case, action and time; export to CSV;
  * - holds (`evidence.hold`): set a legal hold with a reason, release it with a reason;

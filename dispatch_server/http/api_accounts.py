@@ -1,6 +1,7 @@
-"""HTTP API of administration (``accounts.admin``): register units and issue, rotate or revoke
-their tokens; create people, reset passwords, change roles, disable and enable. A token is in the
-answer once and never again (only its hash is stored)."""
+"""HTTP API of administration: register units and issue, rotate or revoke their tokens
+(``units.admin``: supervisors and admins); create people, reset passwords, change roles, disable
+and enable (``accounts.admin``: admins). A token is in the answer once and never again (only its
+hash is stored)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ routes = web.RouteTableDef()
 
 @routes.post("/api/units")
 async def register_unit(request: web.Request) -> web.Response:
-    person = await person_of(request, "accounts.admin")
+    person = await person_of(request, "units.admin")
     new = parse_new_unit(await read_json(request))
     unit, token = await request.app[ACCOUNT_ADMIN].register_unit(person, new.id, new.kind, new.name)
     return web.json_response({**unit, "token": token}, status=201)
@@ -23,21 +24,21 @@ async def register_unit(request: web.Request) -> web.Response:
 
 @routes.post("/api/units/{unit_id}/rotate")
 async def rotate_unit(request: web.Request) -> web.Response:
-    person = await person_of(request, "accounts.admin")
+    person = await person_of(request, "units.admin")
     unit, token = await request.app[ACCOUNT_ADMIN].rotate_unit(person, request.match_info["unit_id"])
     return web.json_response({**unit, "token": token})
 
 
 @routes.post("/api/units/{unit_id}/disable")
 async def disable_unit(request: web.Request) -> web.Response:
-    person = await person_of(request, "accounts.admin")
+    person = await person_of(request, "units.admin")
     return web.json_response(await request.app[ACCOUNT_ADMIN].set_unit_disabled(person, request.match_info["unit_id"],
                                                                                  True))
 
 
 @routes.post("/api/units/{unit_id}/enable")
 async def enable_unit(request: web.Request) -> web.Response:
-    person = await person_of(request, "accounts.admin")
+    person = await person_of(request, "units.admin")
     return web.json_response(await request.app[ACCOUNT_ADMIN].set_unit_disabled(person, request.match_info["unit_id"],
                                                                                  False))
 

@@ -1,6 +1,6 @@
 """A working day run from the console alone, in Chromium, with a real ``field-client`` process as
-the unit: the administrator registers the unit (its token shown once) and the supervisor's
-account; the supervisor plans and starts an action, watches and instructs the unit, ends the
+the unit: the administrator creates the supervisor's account; the supervisor registers the unit
+(its token shown once), plans and starts an action, watches and instructs the unit, ends the
 action, reviews the recording, issues a party's access code and decides the party's request, sets
 a legal hold, and reads the audit trail. Every step is done in the page and checked through the
 API; no terminal is used."""
@@ -45,9 +45,23 @@ async def test_a_supervisor_runs_a_working_day_from_the_console(
     client: Process | None = None
     async with chromium() as browser:
         try:
-            # -- morning: the administrator registers the unit and the supervisor's account ----------
+            # -- morning: the administrator creates the supervisor's account ---------------------------
             page = await (await browser.new_context(viewport={"width": 1920, "height": 1080})).new_page()
             await console_login(page, live.url, "root", OPERATOR_PASSWORD)
+            await show_admin(page, "users")
+            await page.fill("#adm-user-name", "zhang")
+            await page.select_option("#adm-user-role", "supervisor")
+            await page.fill("#adm-user-password", SUPERVISOR_PASSWORD)
+            await page.click("#adm-user-create")
+            await page.wait_for_selector("#adm-notice[data-kind='ok']")
+            status, users = await api(http, "GET", f"{live.url}/api/users", admin)
+            assert {"username": "zhang", "role": "supervisor"}.items() <= next(
+                u for u in users["users"] if u["username"] == "zhang").items()
+            await page.click("#logout-btn")
+
+            # -- the supervisor registers the unit of the day (its token shown once) ---------------------
+            await console_login(page, live.url, "zhang", SUPERVISOR_PASSWORD)
+            assert await page.locator("button[data-admin='users']").is_hidden()  # people are the admin's
             await show_admin(page, "units")
             await page.fill("#adm-unit-id", UNIT)
             await page.select_option("#adm-unit-kind", "body")
@@ -58,16 +72,6 @@ async def test_a_supervisor_runs_a_working_day_from_the_console(
             status, units = await api(http, "GET", f"{live.url}/api/units", admin)
             assert {"id": UNIT, "name": "一组记录仪", "kind": "body"}.items() <= next(
                 u for u in units["units"] if u["id"] == UNIT).items()
-
-            await show_admin(page, "users")
-            await page.fill("#adm-user-name", "zhang")
-            await page.select_option("#adm-user-role", "supervisor")
-            await page.fill("#adm-user-password", SUPERVISOR_PASSWORD)
-            await page.click("#adm-user-create")
-            await page.wait_for_selector("#adm-notice[data-kind='ok']")
-            status, users = await api(http, "GET", f"{live.url}/api/users", admin)
-            assert {"username": "zhang", "role": "supervisor"}.items() <= next(
-                u for u in users["users"] if u["username"] == "zhang").items()
             await page.click("#logout-btn")
 
             # The unit goes on duty with the token it was given.

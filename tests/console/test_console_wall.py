@@ -140,4 +140,4 @@ async def test_each_role_sees_only_what_it_may_use(
             await page.click("#admin-toggle")
             tabs: Any = await page.locator("#admin-tabs [data-admin]:not([hidden])").evaluate_all(
                 "(ts) => ts.map((t) => t.dataset.admin)")
-            assert tabs == {"auditor": ["audit"], "supervisor": ["audit", "holds"]}[role]
+            assert tabs == {"auditor": ["audit"], "supervisor": ["units", "audit", "holds"]}[role]

@@ -114,6 +114,16 @@ async def test_admin_manages_people_and_the_changes_take_effect(live: LiveServer
 
     status, body = await api(http, "POST", f"{live.url}/api/users/root/disable", admin)
     assert status == 409 and body["error"]["code"] == "own_account"
+    # A supervisor equips units (register, rotate, disable) but does not manage people.
+    live.add_user("sup", "supervisor")
+    sup = await live.login("sup", OPERATOR_PASSWORD)
+    status, unit = await api(http, "POST", f"{live.url}/api/units", sup, {"id": "bc-sup-01", "kind": "phone"})
+    assert status == 201 and unit["token"], unit
+    status, body = await api(http, "POST", f"{live.url}/api/units/bc-sup-01/disable", sup, {})
+    assert status == 200 and body["disabled"] is True, body
+    for method, path in (("GET", "/api/users"), ("POST", "/api/users/zhang.san/disable")):
+        status, body = await api(http, method, f"{live.url}{path}", sup, {} if method == "POST" else None)
+        assert status == 403 and body["error"]["code"] == "forbidden", path
     live.add_user("op", "operator")
     op = await live.login("op", OPERATOR_PASSWORD)
     for method, path in (("GET", "/api/users"), ("POST", "/api/users/zhang.san/disable"),
