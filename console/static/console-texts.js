@@ -67,6 +67,7 @@ export const TEXTS = {
     'status.offline': '离线',
     'status.stale': '定位过期',
     'status.disabled': '已停用',
+    roster_seen_now: '当前在线',
     'status.no_link': '无指令链路',
     'status.no_link_title': '有视频，但单位的指令链路未连接：收不到指令，也听不到对讲',
     // SOS banner
@@ -807,6 +808,7 @@ export const TEXTS = {
     'status.offline': 'Offline',
     'status.stale': 'Stale fix',
     'status.disabled': 'Disabled',
+    roster_seen_now: 'Now',
     'status.no_link': 'No instruction link',
     'status.no_link_title': 'Video is up but the unit’s instruction link is not: it cannot get instructions or hear talk-back',
     sos: 'SOS',

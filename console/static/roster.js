@@ -27,6 +27,12 @@ export function formatAgo(iso, now = Date.now()) {
   return ago(iso, now);
 }
 
+/** The "last seen" column: a connected unit is seen now (the server keeps its last_seen fresh
+ * without an event per second); an offline one shows how long ago. */
+export function seenText(unit, now = Date.now()) {
+  return unitStatus(unit) === 'offline' ? formatAgo(unit.last_seen, now) : t('roster_seen_now');
+}
+
 /** @param {Unit['position']} position */
 export function formatPosition(position) {
   if (!position || typeof position.lat !== 'number' || typeof position.lon !== 'number') return '—';
@@ -93,7 +99,7 @@ export class RosterTable {
   tick(now = Date.now()) {
     for (const [id, row] of this.rows) {
       const unit = this.units.get(id);
-      if (unit) row.cells[3].textContent = formatAgo(unit.last_seen, now);
+      if (unit) row.cells[3].textContent = seenText(unit, now);
     }
   }
 
@@ -144,7 +150,7 @@ export class RosterTable {
     if (noLink) row.cells[2].append(' ', noLinkBadge());
     const codecs = [unit.video_codec, unit.audio_codec].filter(Boolean).join(' / ');
     row.cells[2].title = codecs || '';
-    row.cells[3].textContent = formatAgo(unit.last_seen);
+    row.cells[3].textContent = seenText(unit);
     row.cells[3].title = unit.last_seen ? formatTime(unit.last_seen) : '';
     row.cells[4].textContent = formatPosition(unit.position);
     row.cells[4].title = unit.position && unit.position.ts ? t('roster_fix', { t: formatTime(unit.position.ts) }) : '';
