@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +293,17 @@ async def test_sos_without_gps_uses_the_last_known_fix_or_says_it_is_unknown(
     finally:
         await unit.stop()
         await console.close()
+
+
+async def test_a_second_signal_exits_at_once_without_a_traceback(live: LiveServer) -> None:
+    """An officer who presses Ctrl+C twice (or a supervisor process that signals twice) gets an
+    immediate exit, not tracebacks from what the closed event loop left behind."""
+    token = live.add_unit("bc-sig-01")
+    client = await field_client(live, "bc-sig-01", token)
+    await connected(client)
+    await client.line_with("publishing", timeout=60)
+    client.proc.send_signal(signal.SIGINT)
+    client.proc.send_signal(signal.SIGINT)
+    code = await client.stop(sig=signal.SIGINT)  # fails on a traceback in its output
+    assert "SIGINT again: exiting at once" in client.output(), client.output()
+    assert code == 1
