@@ -120,6 +120,41 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class ProcedureRule:
+    """流程预警: what the rules of procedure require of one action type (``[[procedure.rules]]``)."""
+
+    type: str  # an action type: seizure (查封), search (搜查), eviction (腾退), service, other
+    min_recorders: int = 2  # recorders (units of the action recording) that must run at once
+    record_before_start: bool = True  # recording must already run when the action starts
+    stay_in_area: bool = True  # each unit of the team stays inside the action's area while it runs
+    notice_within_s: float = 300.0  # the spoken notice (全程录音录像告知) within this long of start; 0: none
+
+
+# Seizure, search and eviction: at least two recorders throughout, the notice within 5 minutes.
+DEFAULT_PROCEDURE_RULES = (
+    ProcedureRule("seizure"),
+    ProcedureRule("search"),
+    ProcedureRule("eviction"),
+    ProcedureRule("service", min_recorders=1, record_before_start=False, stay_in_area=False, notice_within_s=0.0),
+    ProcedureRule("other", min_recorders=1, record_before_start=False, stay_in_area=False, notice_within_s=0.0),
+)
+
+
+@dataclass(frozen=True)
+class ProcedureConfig:
+    court_name: str = "人民法院执行指挥中心"  # shown in the header of reports and printed statistics
+    rules: tuple[ProcedureRule, ...] = DEFAULT_PROCEDURE_RULES
+
+    def rule_for(self, action_type: str) -> ProcedureRule:
+        """The rule of an action type; a type without a rule of its own gets one recorder and nothing else."""
+        for rule in self.rules:
+            if rule.type == action_type:
+                return rule
+        return ProcedureRule(action_type, min_recorders=1, record_before_start=False, stay_in_area=False,
+                             notice_within_s=0.0)
+
+
+@dataclass(frozen=True)
 class RetentionRule:
     """How long recordings of one category are kept (``[[archive.retention]]``)."""
 
@@ -211,6 +246,7 @@ class Settings:
     demo: DemoConfig = DemoConfig()
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
+    procedure: ProcedureConfig = ProcedureConfig()
     base_dir: str = "."  # folder of the config file; not settable from the file
 
     @property
@@ -379,6 +415,15 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"server.port: must be 0-65535, got {s.server.port}")
     if s.server.event_loop not in EVENT_LOOPS:
         raise ConfigError(f"server.event_loop: must be one of {', '.join(EVENT_LOOPS)}, got {s.server.event_loop!r}")
+    seen_types: set[str] = set()
+    for i, rule in enumerate(s.procedure.rules):
+        if rule.type in seen_types:
+            raise ConfigError(f"procedure.rules[{i}].type: {rule.type!r} has a rule already")
+        seen_types.add(rule.type)
+        if rule.min_recorders < 0:
+            raise ConfigError(f"procedure.rules[{i}].min_recorders: must be 0 or more, got {rule.min_recorders}")
+        if rule.notice_within_s < 0:
+            raise ConfigError(f"procedure.rules[{i}].notice_within_s: must be 0 (not required) or more")
     checks: list[tuple[str, float, float]] = [
         ("server.max_message_bytes", s.server.max_message_bytes, 1024),
         ("server.header_timeout_s", s.server.header_timeout_s, 0.1),
