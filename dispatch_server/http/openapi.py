@@ -162,6 +162,10 @@ def document() -> dict[str, Any]:
                                     "post": _op("Start a planned action", result=ACTION, errors=(401, 403, 404, 409))},
         "/api/actions/{id}/end": {"parameters": _path_params("id"),
                                   "post": _op("End a running action", result=ACTION, errors=(401, 403, 404, 409))},
+        "/api/actions/{id}/procedure": {"parameters": _path_params("id"),
+                                        "get": _op("The action's compliance with the rules of procedure (流程预警): "
+                                                   "open and past rule breaks, the notice, the rule",
+                                                   result=OBJ, errors=(401, 403, 404))},
         "/api/instructions": {
             "get": _op("List instructions, newest first", params=("unit", "action", "state", "limit"),
                        result={"type": "object", "properties": {"instructions": {"type": "array", "items": INSTRUCTION}}}),
