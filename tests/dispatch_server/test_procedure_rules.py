@@ -77,6 +77,7 @@ def test_a_break_reads_with_its_times_in_the_courts_zone() -> None:
     assert zh == "10:02:11–10:07:40 仅一台记录仪在录（要求至少 2 台）"
     assert en == "10:02:11–10:07:40 only one recorder running (at least 2 required)"
     zh, en = describe(ProcedureBreak("pb-2", "act-1", "stay_in_area", "bc-02", start, None, {}), zone)
-    assert zh == "10:02:11–（未结束） 单位 bc-02 不在行动区域内" and en.endswith("(ongoing) unit bc-02 outside the action's area")
+    assert zh == "10:02:11–（未结束） 单位 bc-02 不在行动区域内"
+    assert en == "10:02:11– (ongoing) unit bc-02 outside the action's area"
     zh, en = describe(ProcedureBreak("pb-3", "act-1", "notice", None, start, start + 60, {"within_s": 300.0}), zone)
     assert "5 分钟内未标记告知" in zh and "within 5 min" in en
