@@ -132,7 +132,7 @@ class ComplianceWatch:
         self._timers.pop("*settle", None)
         self._settled = True
         for action_id in list(self._known):
-            await self.check(action_id)
+            await self.check(action_id, push=True)
 
     # events ------------------------------------------------------------------------------
     async def action_changed(self, action: Action) -> None:
@@ -203,7 +203,7 @@ class ComplianceWatch:
             except Exception as exc:  # the notice stands in the database and the audit trail
                 logger.error("unit %s: notice of action %s not in the ledger: %r", unit_id, action.id, exc)
         logger.info("unit %s: notice of action %s marked by %s", unit_id, action.id, marked_by)
-        await self.check(action.id)
+        await self.check(action.id, push=True)
         return notice
 
     async def _arm_notice(self, action: Action) -> None:
@@ -241,8 +241,9 @@ class ComplianceWatch:
         return self._locks.setdefault(action_id, asyncio.Lock())
 
     async def check(self, action_id: str, *, starting: bool = False, action: Action | None = None,
-                    fixes: dict[str, tuple[float, float]] | None = None) -> None:
-        """Check every rule of a running action now: open what broke, close what holds again."""
+                    fixes: dict[str, tuple[float, float]] | None = None, push: bool = False) -> None:
+        """Check every rule of a running action now: open what broke, close what holds again;
+        consoles are told when that changed anything, at the start, or when ``push``."""
         if self._stopping.planned:
             return
         async with self._lock(action_id):
@@ -280,7 +281,7 @@ class ComplianceWatch:
                             at = team.started_at + rule.notice_within_s
                         is_open[key] = await self._open_break(action, key, at, detail)
                         changed = True
-            if changed or starting:
+            if changed or starting or push:
                 await self._push(action)
 
     def _records(self, unit_id: str, p: Presence | None) -> bool:
