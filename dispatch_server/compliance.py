@@ -342,6 +342,16 @@ class ComplianceWatch:
                          "record_before_start": rule.record_before_start, "stay_in_area": rule.stay_in_area,
                          "notice_within_s": rule.notice_within_s}}
 
+    async def markers(self, action_id: str | None, opened: float, end: float) -> list[dict[str, Any]]:
+        """What a recording's timeline marks (a recording of the action opened at ``opened`` and
+        running to ``end``): the spoken notice, at ``t`` seconds on the timeline, when it falls
+        within it."""
+        notice = await self.breaks.notice(action_id) if action_id else None
+        if notice is None or not opened <= notice.notice_at <= end:
+            return []
+        return [{"kind": "notice", "t": round(notice.notice_at - opened, 3), "at": iso_millis(notice.notice_at),
+                 "marked_by": notice.marked_by, "unit_id": notice.unit_id}]
+
     async def _push(self, action: Action) -> None:
         try:
             await self._emit(await self.compliance(action))

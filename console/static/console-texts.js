@@ -784,6 +784,7 @@ export const TEXTS = {
     'procedure_rule.record_before_start': '开始前未录像',
     'procedure_rule.stay_in_area': '离开区域',
     'procedure_rule.notice': '未告知',
+    'rec_marker_notice': '已告知 {at}（{by}）',
   },
   en: {
     page_title: 'Command Centre · Video dispatch',
@@ -1525,6 +1526,7 @@ export const TEXTS = {
     'procedure_rule.record_before_start': 'not recording at start',
     'procedure_rule.stay_in_area': 'outside the area',
     'procedure_rule.notice': 'no notice',
+    'rec_marker_notice': 'Notice given {at} ({by})',
   },
 };
 

@@ -359,7 +359,7 @@ def document() -> dict[str, Any]:
         "Recording": {"type": "object", "properties": {k: {} for k in (
             "id", "unit_id", "action_id", "case_number", "officers", "category", "node", "codecs", "state", "opened_at",
             "closed_at", "close_reason", "end_cause", "segment_count", "deleted_segments", "bytes", "duration_s",
-            "gap_count", "gap_s", "held", "segments", "gaps", "track")}},
+            "gap_count", "gap_s", "held", "segments", "gaps", "track", "markers")}},
         "Snapshot": {"type": "object", "properties": {k: {} for k in (
             "snapshot_id", "sha256", "bytes", "unit_id", "action_id", "case_number", "instruction_id", "taken_at",
             "received_at", "url", "image_url", "content_type", "held")}},

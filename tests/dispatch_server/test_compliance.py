@@ -153,9 +153,16 @@ async def test_one_recorder_where_two_are_required_is_alerted_at_once_recorded_a
               (live.settings.archive_dir / "ledger" / "entries.jsonl").read_text().splitlines()]
     noticed = [e for e in ledger if e["type"] == "notice_marked"]
     assert len(noticed) == 1 and noticed[0]["data"]["action_id"] == aid and noticed[0]["actor"] == "unit:bc-01"
+    # ... and a marker on the timeline of the recordings it falls in (bc-01 recorded throughout).
+    judge = await live.login("judge")
+    [rid] = [e["data"]["recording_id"] for e in ledger if e["type"] == "recording_opened"
+             and e["data"]["unit_id"] == "bc-01" and e["data"]["action_id"] == aid]
+    status, rec = await api(http, "GET", f"{live.url}/api/recordings/{rid}", judge)
+    assert status == 200, rec
+    [marker] = rec["markers"]
+    assert marker["kind"] == "notice" and marker["marked_by"] == "王法警" and 0 < marker["t"] < rec["duration_s"] + 1
 
     # The completeness statement of an export states each break with its times in the court's zone.
-    judge = await live.login("judge")
     _, code = await api(http, "POST", f"{live.url}/api/party/codes", judge, {"case_number": CASE, "party_name": "张三"})
     _, party = await party_login(http, live, code["code"], case=CASE)
     status, req = await api(http, "POST", f"{live.url}/api/party/requests", party["token"],
@@ -291,3 +298,25 @@ async def test_a_planned_stop_breaks_no_rule(make_live: Any, http: aiohttp.Clien
     finally:
         await pub.close()
         await console.close()
+
+
+async def test_the_officer_marks_the_notice_at_the_field_client_terminal(
+        make_live: Any, http: aiohttp.ClientSession) -> None:
+    live: LiveServer = await make_live(procedure=rules(notice_within_s=300))
+    token = live.add_unit("veh-01", "vehicle")
+    live.add_user("op", "operator")
+    op = await live.login("op")
+    unit = await field_client(live, "veh-01", token, "--video", "none", "--gps", "none", tty=True)
+    try:
+        await unit.line_with("link connected", timeout=60)
+        unit.type("n")
+        await unit.line_with("告知未标记 notice not marked")
+        assert "not_in_running_action" in await unit.line_with("告知未标记")
+        _, action = await api(http, "POST", f"{live.url}/api/actions", op, {**SEIZURE, "units": ["veh-01"]})
+        await api(http, "POST", f"{live.url}/api/actions/{action['id']}/start", op)
+        unit.type("n 李四")
+        await unit.line_with("已告知 notice marked")
+        notice = (await procedure(http, live, op, action["id"]))["notice"]
+        assert notice["marked_by"] == "李四" and notice["unit_id"] == "veh-01"
+    finally:
+        await unit.stop()
