@@ -184,8 +184,8 @@ async def test_one_recorder_where_two_are_required_is_alerted_at_once_recorded_a
         package.write_bytes(await r.read())
     assert verify_package(package).failures == []
     pem = live.settings.archive_dir / PUBLIC_KEY_FILE
-    second = second_verifier("package", str(package), "--public-key", str(pem))  # written from the spec alone
-    assert second.returncode == 0, second.stdout + second.stderr
+    verdict = second_verifier("package", str(package), "--public-key", str(pem))  # written from the spec alone
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
     with zipfile.ZipFile(package) as z:
         stated = json.loads(z.read("manifest.json"))["completeness"]
     zone = ZoneInfo("Asia/Shanghai")
