@@ -29,7 +29,8 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from utctime import iso_millis, parse_iso_millis
 
-from . import audit_catalog, still_catalog
+from . import audit_catalog, catalog_stats, still_catalog
+from .catalog_stats import ArchiveGrowth, GapRow, SegmentSpan
 from .still_catalog import StillQuery, StillRow
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ CREATE TABLE IF NOT EXISTS gaps (
 CREATE INDEX IF NOT EXISTS gaps_recording ON gaps(recording_id);
 CREATE TABLE IF NOT EXISTS holds (
     case_number TEXT PRIMARY KEY, reason TEXT, actor TEXT, set_at REAL, ledger_index INTEGER);
-""" + still_catalog.SCHEMA + audit_catalog.SCHEMA
+""" + still_catalog.SCHEMA + audit_catalog.SCHEMA + catalog_stats.SCHEMA
 TABLES = ("recordings", "recording_officers", "segments", "gaps", "holds", "snapshots", "operator_actions", "meta")
 # 2: stills; 3: operator actions. A catalog of another version is rebuilt from the ledger when opened.
 SCHEMA_VERSION = "3"
@@ -477,6 +478,21 @@ class Catalog:
 
     def last_operator_action_seq(self) -> int:
         return int(self._rows("SELECT COALESCE(MAX(seq), 0) FROM operator_actions")[0][0])
+
+    # -- statistics (recordings.catalog_stats) -------------------------------------------------------
+
+    def segments_between(self, since: float, until: float) -> list[SegmentSpan]:
+        """Every sealed segment overlapping ``[since, until)``, with its unit and action."""
+        rows = self._rows(catalog_stats.SEGMENTS_SQL, catalog_stats.segments_args(since, until))
+        return [SegmentSpan(*r) for r in rows]
+
+    def gaps_between(self, since: float, until: float) -> list[GapRow]:
+        """Every gap that began in ``[since, until)``, with its unit, action and cause."""
+        return [GapRow(*r) for r in self._rows(catalog_stats.GAPS_SQL, (since, until))]
+
+    def archive_growth(self, since: float, until: float) -> ArchiveGrowth:
+        """The archive's size now and what was sealed and deleted in ``[since, until)``."""
+        return ArchiveGrowth(*self._rows(catalog_stats.ARCHIVE_SQL, catalog_stats.archive_args(since, until))[0])
 
     # -- holds and retention ----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""HTTP API of enforcement actions: plan, edit, start and end them."""
+"""HTTP API of enforcement actions: plan, edit, start, end and cancel them."""
 
 from __future__ import annotations
 
@@ -50,3 +50,9 @@ async def start_action(request: web.Request) -> web.Response:
 async def end_action(request: web.Request) -> web.Response:
     person = await person_of(request, "dispatch.write")
     return web.json_response((await request.app[ACTIONS].end(request.match_info["id"], person)).view())
+
+
+@routes.post("/api/actions/{id}/cancel")
+async def cancel_action(request: web.Request) -> web.Response:
+    person = await person_of(request, "dispatch.write")
+    return web.json_response((await request.app[ACTIONS].cancel(request.match_info["id"], person)).view())
