@@ -106,7 +106,8 @@ def tables(stats: dict[str, Any]) -> list[Table]:
             _col("指令总数", lambda r: r["instructions"]["total"]),
             *[_col(f"类型·{INSTRUCTION_TYPES.get(t, t)}", _with(t, lambda r, t: r["instructions"]["by_type"].get(t, 0)))
               for t in ins_types],
-            *[_col(f"状态·{INSTRUCTION_STATES.get(s, s)}", _with(s, lambda r, s: r["instructions"]["by_state"].get(s, 0)))
+            *[_col(f"状态·{INSTRUCTION_STATES.get(s, s)}",
+                   _with(s, lambda r, s: r["instructions"]["by_state"].get(s, 0)))
               for s in ins_states],
             *pct("instructions", "delivery_s", "送达用时", ("p50", "p90", "p99", "max")),
             *pct("instructions", "ack_s", "确认用时", ("p50", "p90", "p99", "max")),
@@ -114,7 +115,8 @@ def tables(stats: dict[str, Any]) -> list[Table]:
             _col("已拒绝", lambda r: r["instructions"]["refused"])]),
         _table("告警", group, stats, [
             _col("告警总数", lambda r: r["alerts"]["total"]),
-            *[_col(f"类别·{ALERT_KINDS.get(k, k)}", _with(k, lambda r, k: r["alerts"]["by_kind"].get(k, 0))) for k in kinds],
+            *[_col(f"类别·{ALERT_KINDS.get(k, k)}", _with(k, lambda r, k: r["alerts"]["by_kind"].get(k, 0)))
+              for k in kinds],
             _col("紧急求助次数", lambda r: r["alerts"]["sos"]),
             *pct("alerts", "sos_ack_s", "求助确认用时", ("p50", "p90", "max")),
             _col("未确认", lambda r: r["alerts"]["unacknowledged"]),
