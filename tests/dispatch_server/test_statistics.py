@@ -542,7 +542,8 @@ def xlsx_tables(data: bytes) -> dict[str, list[dict[str, Any]]]:
     out = {}
     for sheet in book.worksheets:
         values = [list(r) for r in sheet.iter_rows(values_only=True)]
-        out[sheet.title] = [dict(zip(values[0], r, strict=True)) for r in values[1:]]
+        width = len(values[0])  # a reader may leave out empty cells at a row's end
+        out[sheet.title] = [dict(zip(values[0], [*r, *[None] * (width - len(r))], strict=True)) for r in values[1:]]
     return out
 
 
