@@ -26,16 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import math
 import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
-from recordings.catalog_stats import ArchiveGrowth, GapRow, SegmentSpan
+from recordings.catalog_stats import ArchiveGrowth, GapRow
 from utctime import iso_seconds
 
 from .actions import Action
@@ -57,7 +57,10 @@ FULL = 1.0 - 1e-9  # a coverage ratio at least this is full coverage (float sums
 class RecordingFacts(Protocol):
     """What statistics read of the evidence catalog (:class:`recordings.catalog.Catalog`); blocking."""
 
-    def segments_between(self, since: float, until: float) -> list[SegmentSpan]: ...
+    def recorded_between(self, since: float, until: float, keys: Sequence[tuple[str, str]] | None,
+                         by_unit: bool) -> dict[str, float]: ...
+
+    def unit_spans_between(self, since: float, until: float) -> dict[str, list[tuple[float, float]]]: ...
 
     def gaps_between(self, since: float, until: float) -> list[GapRow]: ...
 
@@ -166,12 +169,21 @@ def action_keys(action: Action, group: str) -> tuple[str, ...]:
     return ("+".join(sorted(set(action.units))),)
 
 
+def rounded(found: dict[str, Any] | None, points: Sequence[int] = (50, 90, 99)) -> dict[str, Any]:
+    """Percentiles picked in SQL (:mod:`dispatch_server.stores.stats_queries`) in the shape of :func:`percentiles`."""
+    found = found or {}
+    out: dict[str, Any] = {"n": found.get("n", 0)}
+    for p in (*(f"p{p}" for p in points), "max"):
+        out[p] = round(found[p], 3) if found.get(p) is not None else None
+    return out
+
+
 def percentiles(values: Iterable[float], points: Sequence[int] = (50, 90, 99)) -> dict[str, Any]:
     """``{"n", "p50", ..., "max"}`` in seconds (nearest rank); None for each when there are no values."""
     v = sorted(values)
     out: dict[str, Any] = {"n": len(v)}
     for p in points:
-        out[f"p{p}"] = round(v[max(0, math.ceil(p / 100 * len(v)) - 1)], 3) if v else None
+        out[f"p{p}"] = round(v[-(-p * len(v) // 100) - 1], 3) if v else None
     out["max"] = round(v[-1], 3) if v else None
     return out
 
@@ -191,10 +203,10 @@ class _Group:
     gaps: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     ins_types: Counter[str] = field(default_factory=Counter)
     ins_states: Counter[str] = field(default_factory=Counter)
-    delivery: list[float] = field(default_factory=list)
-    ack: list[float] = field(default_factory=list)
+    delivery: dict[str, Any] | None = None  # percentiles, from SQL
+    ack: dict[str, Any] | None = None
     alert_kinds: Counter[str] = field(default_factory=Counter)
-    sos_ack: list[float] = field(default_factory=list)
+    sos_ack: dict[str, Any] | None = None
     unacknowledged: int = 0
     escalated: int = 0
     received: int = 0
@@ -227,10 +239,10 @@ class _Group:
                                       for k, v in sorted(self.gaps.items())}}},
             "instructions": {"total": sum(self.ins_types.values()), "by_type": dict(sorted(self.ins_types.items())),
                              "by_state": dict(sorted(self.ins_states.items())),
-                             "delivery_s": percentiles(self.delivery), "ack_s": percentiles(self.ack),
+                             "delivery_s": rounded(self.delivery), "ack_s": rounded(self.ack),
                              "expired": self.ins_states["expired"], "refused": self.ins_states["refused"]},
             "alerts": {"total": sum(self.alert_kinds.values()), "by_kind": dict(sorted(self.alert_kinds.items())),
-                       "sos": self.alert_kinds["sos"], "sos_ack_s": percentiles(self.sos_ack, (50, 90)),
+                       "sos": self.alert_kinds["sos"], "sos_ack_s": rounded(self.sos_ack, (50, 90)),
                        "unacknowledged": self.unacknowledged, "escalated": self.escalated},
             "requests": {"received": self.received,
                          "decided": {k: self.outcomes[k] for k in ("approve", "refuse")},
@@ -249,6 +261,10 @@ class _Tally:
     def targets(self, keys: Iterable[str]) -> list[_Group]:
         return [self.groups[k] for k in dict.fromkeys(keys)] + [self.totals]
 
+    def group(self, key: str) -> _Group:
+        """A group by key; ``"*"`` is the totals."""
+        return self.totals if key == "*" else self.groups[key]
+
 
 @dataclass
 class _Data:
@@ -257,12 +273,16 @@ class _Data:
     actions: dict[str, Action]
     members: list[Action]  # the actions of the period
     coverage: dict[str, Coverage]
-    segments: list[SegmentSpan]
     gaps: list[GapRow]
-    instructions: list[q.InstructionRow]
-    alerts: list[q.AlertRow]
     requests: list[dict[str, Any]]
     links: list[q.LinkRow]
+
+
+def keyings(actions: Iterable[Action], group: str) -> tuple[q.Keying, q.Keying]:
+    """How instructions, alerts and recordings find their groups, and the totals' keying."""
+    if group == "unit":
+        return q.Keying(by_unit=True), q.Keying()
+    return q.Keying(tuple((a.id, k) for a in actions for k in action_keys(a, group))), q.Keying()
 
 
 class StatsService:
@@ -287,27 +307,48 @@ class StatsService:
         members = sorted((a for a in actions.values() if period.contains(reference_time(a))),
                          key=lambda a: (reference_time(a), a.id))
         started = [a for a in members if a.started_at is not None]
-        since = min([period.start, *(a.started_at or 0.0 for a in started)])
-        until = max([period.end, *((a.ended_at or now) for a in started)])
-        segments: list[SegmentSpan] = []
+        spans: dict[str, list[tuple[float, float]]] = {}
         gaps: list[GapRow] = []
         if self._evidence is not None:
             await self._evidence.sync()
-            segments = await asyncio.to_thread(self._evidence.facts.segments_between, since, until)
+            if started:
+                since = min(a.started_at or 0.0 for a in started)
+                until = max((a.ended_at or now) for a in started)
+                spans = await asyncio.to_thread(self._evidence.facts.unit_spans_between, since, until)
             gaps = await asyncio.to_thread(self._evidence.facts.gaps_between, period.start, period.end)
-        instructions = await self._db.run(q.instructions_between, self._db, period.start, period.end)
-        alerts = await self._db.run(q.alerts_between, self._db, period.start, period.end)
         requests = await self._db.run(q.requests_between, self._db, period.start, period.end)
         links = await self._db.run(q.links_of, self._db, [r["id"] for r in requests])
-        return _Data(period, group, actions, members, self._coverage(started, segments, now), segments, gaps,
-                     instructions, alerts, requests, links)
+        return _Data(period, group, actions, members, self._coverage(started, spans, now), gaps, requests, links)
 
-    def _coverage(self, started: list[Action], segments: list[SegmentSpan], now: float) -> dict[str, Coverage]:
-        by_unit: dict[str, list[tuple[float, float]]] = defaultdict(list)
-        for s in segments:
-            if s.unit_id is not None:
-                by_unit[s.unit_id].append((s.start, s.end))
-        merged = {u: merge(v) for u, v in by_unit.items()}
+    async def _counted(self, data: _Data, tally: _Tally) -> None:
+        """Instructions, alerts and recorded time, counted in SQL by group and for the totals."""
+        p, db = data.period, self._db
+        for keying in keyings(data.actions.values(), data.group):
+            found = await db.run(db.read, partial(q.counted, p.start, p.end, keying))
+            for key, typ, state, n in found.instructions:
+                g = tally.group(key)
+                g.ins_types[typ] += n
+                g.ins_states[state] += n
+            for key, pct in found.delivery.items():
+                tally.group(key).delivery = pct
+            for key, pct in found.ack.items():
+                tally.group(key).ack = pct
+            for key, kind, n, still_open, escalated in found.alerts:
+                g = tally.group(key)
+                g.alert_kinds[kind] += n
+                g.unacknowledged += still_open
+                g.escalated += escalated
+            for key, pct in found.sos_ack.items():
+                tally.group(key).sos_ack = pct
+            if self._evidence is not None:
+                recorded = await asyncio.to_thread(self._evidence.facts.recorded_between, p.start, p.end,
+                                                   keying.pairs, keying.by_unit)
+                for key, seconds in recorded.items():
+                    tally.group(key).recorded_s += seconds
+
+    def _coverage(self, started: list[Action], spans: dict[str, list[tuple[float, float]]],
+                  now: float) -> dict[str, Coverage]:
+        merged = {u: merge(v) for u, v in spans.items()}
         starts = {u: [s for s, _ in v] for u, v in merged.items()}
         out = {}
         for a in started:
@@ -315,10 +356,9 @@ class StatsService:
             begin, end = a.started_at, a.ended_at if a.ended_at is not None else max(now, a.started_at)
             team = {}
             for unit in set(a.units):
-                spans = merged.get(unit, [])
                 i = max(0, bisect.bisect_right(starts.get(unit, []), begin) - 1)
                 j = bisect.bisect_left(starts.get(unit, []), end)
-                team[unit] = spans[i:j]
+                team[unit] = merged.get(unit, [])[i:j]
             out[a.id] = coverage(team, begin, end, self._procedure.rule_for(a.type).min_recorders)
         return out
 
@@ -330,7 +370,6 @@ class StatsService:
 
     def _tally(self, data: _Data) -> _Tally:
         tally = _Tally()
-        period = data.period
         for a in data.members:
             for g in tally.targets(action_keys(a, data.group)):
                 g.planned += 1
@@ -342,29 +381,9 @@ class StatsService:
                     g.durations.append(a.ended_at - a.started_at)
                 if a.id in data.coverage:
                     g.coverages.append(data.coverage[a.id])
-        for s in data.segments:
-            seconds = min(s.end, period.end) - max(s.start, period.start)
-            if seconds > 0:
-                for g in tally.targets(self._item_keys(data, s.action_id, s.unit_id)):
-                    g.recorded_s += seconds
         for gap in data.gaps:
             for g in tally.targets(self._item_keys(data, gap.action_id, gap.unit_id)):
                 g.gaps[gap.cause or "unknown"].append(max(0.0, gap.seconds))
-        for i in data.instructions:
-            for g in tally.targets(self._item_keys(data, i.action_id, i.unit_id)):
-                g.ins_types[i.type] += 1
-                g.ins_states[i.state] += 1
-                if i.delivered_at is not None:
-                    g.delivery.append(max(0.0, i.delivered_at - i.created_at))
-                    if i.acknowledged_at is not None:
-                        g.ack.append(max(0.0, i.acknowledged_at - i.delivered_at))
-        for al in data.alerts:
-            for g in tally.targets(self._item_keys(data, al.action_id, al.unit_id)):
-                g.alert_kinds[al.kind] += 1
-                g.unacknowledged += al.state == "open"
-                g.escalated += al.escalated
-                if al.kind == "sos" and al.acknowledged_at is not None:
-                    g.sos_ack.append(max(0.0, al.acknowledged_at - al.created_at))
         links: dict[str, list[q.LinkRow]] = defaultdict(list)
         for link in data.links:
             links[link.request_id].append(link)
@@ -389,6 +408,7 @@ class StatsService:
         "evidence", "generated_at"}``; groups sorted by key."""
         data = await self._load(period, group)
         tally = self._tally(data)
+        await self._counted(data, tally)
         return {"period": period.view(), "group": group, "court_name": self._procedure.court_name,
                 "totals": tally.totals.view(),
                 "groups": [{"key": k, **tally.groups[k].view()} for k in sorted(tally.groups)],
@@ -416,13 +436,13 @@ class StatsService:
             for gap in data.gaps:
                 link(gap.action_id, gap.unit_id)
         elif figure in ("expired", "refused"):
-            for i in data.instructions:
-                if i.state == figure:
-                    link(i.action_id, i.unit_id)
+            for action_id, unit_id in await self._db.run(q.instruction_actions, self._db, period.start, period.end,
+                                                         figure):
+                link(action_id, unit_id)
         elif figure in ("sos", "unacknowledged"):
-            for al in data.alerts:
-                if al.kind == "sos" if figure == "sos" else al.state == "open":
-                    link(al.action_id, al.unit_id)
+            for action_id, unit_id in await self._db.run(q.alert_actions, self._db, period.start, period.end,
+                                                         figure == "sos"):
+                link(action_id, unit_id)
         elif figure == "requests":
             for r in data.requests:
                 link(r.get("action_id"), None)

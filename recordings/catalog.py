@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 from utctime import iso_millis, parse_iso_millis
 
 from . import audit_catalog, catalog_stats, still_catalog
-from .catalog_stats import ArchiveGrowth, GapRow, SegmentSpan
+from .catalog_stats import ArchiveGrowth, GapRow
 from .still_catalog import StillQuery, StillRow
 
 logger = logging.getLogger(__name__)
@@ -481,10 +481,25 @@ class Catalog:
 
     # -- statistics (recordings.catalog_stats) -------------------------------------------------------
 
-    def segments_between(self, since: float, until: float) -> list[SegmentSpan]:
-        """Every sealed segment overlapping ``[since, until)``, with its unit and action."""
-        rows = self._rows(catalog_stats.SEGMENTS_SQL, catalog_stats.segments_args(since, until))
-        return [SegmentSpan(*r) for r in rows]
+    def recorded_between(self, since: float, until: float, keys: Sequence[tuple[str, str]] | None,
+                         by_unit: bool) -> dict[str, float]:
+        """Seconds recorded inside ``[since, until)`` by group (see :mod:`recordings.catalog_stats`)."""
+        with self._lock:
+            c = self._conn
+            if keys is not None and not by_unit:
+                c.execute(catalog_stats.KEYS_TABLE)
+                c.execute("DELETE FROM temp.stats_keys")
+                c.executemany("INSERT OR IGNORE INTO temp.stats_keys(action_id, key) VALUES (?,?)", keys)
+            sql, args = catalog_stats.recorded_sql(since, until, keys is not None, by_unit)
+            return {k: float(v or 0.0) for k, v in c.execute(sql, args).fetchall()}
+
+    def unit_spans_between(self, since: float, until: float) -> dict[str, list[tuple[float, float]]]:
+        """What each unit recorded around ``[since, until)``: its sealed segments (deleted ones too:
+        they were recorded) joined into spans where they touch, oldest first."""
+        out: dict[str, list[tuple[float, float]]] = {}
+        for unit, start, end in self._rows(catalog_stats.SPANS_SQL, catalog_stats.span_args(since, until)):
+            out.setdefault(unit, []).append((start, end))
+        return out
 
     def gaps_between(self, since: float, until: float) -> list[GapRow]:
         """Every gap that began in ``[since, until)``, with its unit, action and cause."""
