@@ -57,8 +57,8 @@ FULL = 1.0 - 1e-9  # a coverage ratio at least this is full coverage (float sums
 class RecordingFacts(Protocol):
     """What statistics read of the evidence catalog (:class:`recordings.catalog.Catalog`); blocking."""
 
-    def recorded_between(self, since: float, until: float, keys: Sequence[tuple[str, str]] | None,
-                         by_unit: bool) -> dict[str, float]: ...
+    def recorded_between(self, since: float, until: float, table: str | None,
+                         pairs: Sequence[tuple[str, str]] | None, by_unit: bool) -> dict[str, float]: ...
 
     def unit_spans_between(self, since: float, until: float) -> dict[str, list[tuple[float, float]]]: ...
 
@@ -278,11 +278,13 @@ class _Data:
     links: list[q.LinkRow]
 
 
-def keyings(actions: Iterable[Action], group: str) -> tuple[q.Keying, q.Keying]:
-    """How instructions, alerts and recordings find their groups, and the totals' keying."""
+def keyings(actions: Iterable[Action], group: str, load: bool) -> tuple[q.Keying, q.Keying]:
+    """How instructions, alerts and recordings find their groups (their pairs when ``load``), and
+    the totals' keying."""
     if group == "unit":
         return q.Keying(by_unit=True), q.Keying()
-    return q.Keying(tuple((a.id, k) for a in actions for k in action_keys(a, group))), q.Keying()
+    pairs = tuple((a.id, k) for a in actions for k in action_keys(a, group)) if load else None
+    return q.Keying(f"stats_keys_{group}", pairs), q.Keying()
 
 
 class StatsService:
@@ -296,35 +298,66 @@ class StatsService:
         self.zone = zone
         self._evidence = evidence
         self._clock = clock
+        # The actions as last read, by the version of the actions table; and for which version each
+        # grouping's temporary key tables (database, catalog) were filled.
+        self._actions: tuple[tuple[Any, ...], dict[str, Action]] | None = None
+        self._keys_of: dict[str, tuple[Any, ...]] = {}
 
     def period(self, kind: str, day: str | None, first: str | None, last: str | None) -> Period:
         return make_period(kind, day, first, last, self.zone, self._clock())
 
     async def _load(self, period: Period, group: str) -> _Data:
         now = self._clock()
-        docs = await self._db.run(q.action_docs, self._db)
-        actions = {a.id: a for a in (Action.from_doc(d) for d in docs)}
+        actions = await self._all_actions()
         members = sorted((a for a in actions.values() if period.contains(reference_time(a))),
                          key=lambda a: (reference_time(a), a.id))
         started = [a for a in members if a.started_at is not None]
-        spans: dict[str, list[tuple[float, float]]] = {}
-        gaps: list[GapRow] = []
-        if self._evidence is not None:
-            await self._evidence.sync()
+        ev = self._evidence
+
+        async def from_catalog() -> tuple[dict[str, list[tuple[float, float]]], list[GapRow]]:
+            if ev is None:
+                return {}, []
+            await ev.sync()
+            spans: dict[str, list[tuple[float, float]]] = {}
             if started:
                 since = min(a.started_at or 0.0 for a in started)
                 until = max((a.ended_at or now) for a in started)
-                spans = await asyncio.to_thread(self._evidence.facts.unit_spans_between, since, until)
-            gaps = await asyncio.to_thread(self._evidence.facts.gaps_between, period.start, period.end)
-        requests = await self._db.run(q.requests_between, self._db, period.start, period.end)
-        links = await self._db.run(q.links_of, self._db, [r["id"] for r in requests])
+                spans = await asyncio.to_thread(ev.facts.unit_spans_between, since, until)
+            return spans, await asyncio.to_thread(ev.facts.gaps_between, period.start, period.end)
+
+        async def from_db() -> tuple[list[dict[str, Any]], list[q.LinkRow]]:
+            requests = await self._db.run(q.requests_between, self._db, period.start, period.end)
+            return requests, await self._db.run(q.links_of, self._db, [r["id"] for r in requests])
+
+        (spans, gaps), (requests, links) = await asyncio.gather(from_catalog(), from_db())
         return _Data(period, group, actions, members, self._coverage(started, spans, now), gaps, requests, links)
+
+    async def _all_actions(self) -> dict[str, Action]:
+        version = await self._db.run(q.actions_version, self._db)
+        if self._actions is None or self._actions[0] != version:
+            docs = await self._db.run(q.action_docs, self._db)
+            self._actions = (version, {a.id: a for a in (Action.from_doc(d) for d in docs)})
+        return self._actions[1]
 
     async def _counted(self, data: _Data, tally: _Tally) -> None:
         """Instructions, alerts and recorded time, counted in SQL by group and for the totals."""
         p, db = data.period, self._db
-        for keying in keyings(data.actions.values(), data.group):
-            found = await db.run(db.read, partial(q.counted, p.start, p.end, keying))
+        version = self._actions[0] if self._actions is not None else ()
+        load = self._keys_of.get(data.group) != version
+        keys = keyings(data.actions.values(), data.group, load)
+        ev = self._evidence
+
+        async def from_db() -> list[q.Counted]:
+            return [await db.run(db.read, partial(q.counted, p.start, p.end, k)) for k in keys]
+
+        async def from_catalog() -> list[dict[str, float]]:  # at the same time, on another thread
+            if ev is None:
+                return []
+            return [await asyncio.to_thread(ev.facts.recorded_between, p.start, p.end, k.table, k.pairs, k.by_unit)
+                    for k in keys]
+
+        counted, recorded = await asyncio.gather(from_db(), from_catalog())
+        for found in counted:
             for key, typ, state, n in found.instructions:
                 g = tally.group(key)
                 g.ins_types[typ] += n
@@ -340,11 +373,10 @@ class StatsService:
                 g.escalated += escalated
             for key, pct in found.sos_ack.items():
                 tally.group(key).sos_ack = pct
-            if self._evidence is not None:
-                recorded = await asyncio.to_thread(self._evidence.facts.recorded_between, p.start, p.end,
-                                                   keying.pairs, keying.by_unit)
-                for key, seconds in recorded.items():
-                    tally.group(key).recorded_s += seconds
+        for seconds_by_key in recorded:
+            for key, seconds in seconds_by_key.items():
+                tally.group(key).recorded_s += seconds
+        self._keys_of[data.group] = version
 
     def _coverage(self, started: list[Action], spans: dict[str, list[tuple[float, float]]],
                   now: float) -> dict[str, Coverage]:
@@ -408,11 +440,11 @@ class StatsService:
         "evidence", "generated_at"}``; groups sorted by key."""
         data = await self._load(period, group)
         tally = self._tally(data)
-        await self._counted(data, tally)
+        _, evidence = await asyncio.gather(self._counted(data, tally), self._evidence_view(period))
         return {"period": period.view(), "group": group, "court_name": self._procedure.court_name,
                 "totals": tally.totals.view(),
                 "groups": [{"key": k, **tally.groups[k].view()} for k in sorted(tally.groups)],
-                "evidence": await self._evidence_view(period), "generated_at": iso_seconds(self._clock())}
+                "evidence": evidence, "generated_at": iso_seconds(self._clock())}
 
     async def _evidence_view(self, period: Period) -> dict[str, Any] | None:
         if self._evidence is None:

@@ -481,24 +481,34 @@ class Catalog:
 
     # -- statistics (recordings.catalog_stats) -------------------------------------------------------
 
-    def recorded_between(self, since: float, until: float, keys: Sequence[tuple[str, str]] | None,
-                         by_unit: bool) -> dict[str, float]:
-        """Seconds recorded inside ``[since, until)`` by group (see :mod:`recordings.catalog_stats`)."""
+    def recorded_between(self, since: float, until: float, table: str | None,
+                         pairs: Sequence[tuple[str, str]] | None, by_unit: bool) -> dict[str, float]:
+        """Seconds recorded inside ``[since, until)`` by group (see :mod:`recordings.catalog_stats`):
+        through the temporary table ``table`` of ``(action_id, key)`` pairs (refilled with ``pairs``
+        when given), by unit, or all together (``table`` None)."""
         with self._lock:
             c = self._conn
-            if keys is not None and not by_unit:
-                c.execute(catalog_stats.KEYS_TABLE)
-                c.execute("DELETE FROM temp.stats_keys")
-                c.executemany("INSERT OR IGNORE INTO temp.stats_keys(action_id, key) VALUES (?,?)", keys)
-            sql, args = catalog_stats.recorded_sql(since, until, keys is not None, by_unit)
+            if table is not None and pairs is not None and not by_unit:
+                c.execute(catalog_stats.keys_table(table))
+                c.execute(f"DELETE FROM temp.{table}")
+                c.executemany(f"INSERT OR IGNORE INTO temp.{table}(action_id, key) VALUES (?,?)", pairs)
+            sql, args = catalog_stats.recorded_sql(since, until, None if by_unit else table, by_unit)
             return {k: float(v or 0.0) for k, v in c.execute(sql, args).fetchall()}
 
     def unit_spans_between(self, since: float, until: float) -> dict[str, list[tuple[float, float]]]:
         """What each unit recorded around ``[since, until)``: its sealed segments (deleted ones too:
-        they were recorded) joined into spans where they touch, oldest first."""
-        out: dict[str, list[tuple[float, float]]] = {}
+        they were recorded) joined into spans where they touch or overlap, oldest first."""
+        by_unit: dict[str, list[tuple[float, float]]] = {}
         for unit, start, end in self._rows(catalog_stats.SPANS_SQL, catalog_stats.span_args(since, until)):
-            out.setdefault(unit, []).append((start, end))
+            by_unit.setdefault(unit, []).append((start, end))
+        out: dict[str, list[tuple[float, float]]] = {}
+        for unit, spans in by_unit.items():
+            joined = out[unit] = []
+            for s, e in sorted(spans):
+                if joined and s <= joined[-1][1]:
+                    joined[-1] = (joined[-1][0], max(e, joined[-1][1]))
+                else:
+                    joined.append((s, e))
         return out
 
     def gaps_between(self, since: float, until: float) -> list[GapRow]:

@@ -22,15 +22,19 @@ from typing import Any, NamedTuple, Sequence
 from .database import Database
 
 POINTS = (50, 90, 99)
-KEYS_TABLE = ("CREATE TEMP TABLE IF NOT EXISTS stats_keys (action_id TEXT NOT NULL, key TEXT NOT NULL, "
-              "PRIMARY KEY (action_id, key)) WITHOUT ROWID")
+def keys_table(name: str) -> str:
+    return (f"CREATE TEMP TABLE IF NOT EXISTS {name} (action_id TEXT NOT NULL, key TEXT NOT NULL, "
+            "PRIMARY KEY (action_id, key)) WITHOUT ROWID")
 
 
 @dataclass(frozen=True)
 class Keying:
-    """How an item finds its groups: ``pairs`` ``(action_id, key)`` through its action (no action:
-    the group ``""``), or its own unit (``by_unit``), or neither: one group ``"*"`` (the totals)."""
+    """How an item finds its groups: through its action, by the temporary table ``table`` of
+    ``(action_id, key)`` pairs (no action: the group ``""``); or its own unit (``by_unit``); or
+    neither: one group ``"*"`` (the totals). ``pairs``, when given, replace the table's rows first
+    (the table outlives the query: it is reloaded only when the actions changed)."""
 
+    table: str | None = None
     pairs: tuple[tuple[str, str], ...] | None = None
     by_unit: bool = False
 
@@ -39,9 +43,17 @@ class Keying:
         ``action`` and ``unit``."""
         if self.by_unit:
             return f"COALESCE({unit}, '')", ""
-        if self.pairs is None:
+        if self.table is None:
             return "'*'", ""
-        return "COALESCE(k.key, '')", f"LEFT JOIN temp.stats_keys k ON k.action_id = {action}"
+        return "COALESCE(k.key, '')", f"LEFT JOIN temp.{self.table} k ON k.action_id = {action}"
+
+    def load(self, c: sqlite3.Connection) -> None:
+        """Put ``pairs`` into ``table`` when there are any to put (blocking, under the caller's lock)."""
+        if self.table is None or self.pairs is None or self.by_unit:
+            return
+        c.execute(keys_table(self.table))
+        c.execute(f"DELETE FROM temp.{self.table}")
+        c.executemany(f"INSERT OR IGNORE INTO temp.{self.table}(action_id, key) VALUES (?,?)", self.pairs)
 
 
 class LinkRow(NamedTuple):
@@ -53,6 +65,11 @@ class LinkRow(NamedTuple):
 def action_docs(db: Database) -> list[str]:
     """Every action's JSON document (:class:`dispatch_server.actions.Action`)."""
     return [r[0] for r in db.query("SELECT doc FROM actions")]
+
+
+def actions_version(db: Database) -> tuple[Any, ...]:
+    """Changes whenever an action is added or saved (every save stamps ``updated_at``)."""
+    return tuple(db.query("SELECT COUNT(*), MAX(updated_at), TOTAL(updated_at) FROM actions")[0])
 
 
 def _percentiles(rows: list[tuple[Any, ...]], points: Sequence[int]) -> dict[str, dict[str, Any]]:
@@ -138,10 +155,7 @@ class Counted(NamedTuple):
 def counted(since: float, until: float, keying: Keying, c: sqlite3.Connection) -> Counted:
     """Instructions and alerts of ``[since, until)`` counted by ``keying`` (run through
     :meth:`Database.read`: the temporary table and the queries in one piece)."""
-    if keying.pairs is not None and not keying.by_unit:
-        c.execute(KEYS_TABLE)
-        c.execute("DELETE FROM temp.stats_keys")
-        c.executemany("INSERT OR IGNORE INTO temp.stats_keys(action_id, key) VALUES (?,?)", keying.pairs)
+    keying.load(c)
     return Counted(instruction_counts(c, since, until, keying),
                    instruction_latencies(c, since, until, keying, "delivery"),
                    instruction_latencies(c, since, until, keying, "ack"),
