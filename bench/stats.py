@@ -94,8 +94,8 @@ def generate(data: Path, n_actions: int, n_instructions: int, n_recordings: int,
 
     conn.executemany(
         "INSERT INTO instructions(id, unit_id, seq, type, payload, priority, state, action_id, case_number, "
-        "created_by, created_at, expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, expired_at, "
-        "reason, result) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", instructions())
+        "created_by, created_at, expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, "
+        "expired_at, reason, result) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", instructions())
     alerts = []
     for n in range(len(ran) * 3):
         a = ran[n % len(ran)]
@@ -119,9 +119,10 @@ def generate(data: Path, n_actions: int, n_instructions: int, n_recordings: int,
             history.append({"at": created + 9000, "what": "exported"})
             links.append((f"ln-{n:08x}", f"h{n}", f"fr-{n:08x}", created + 9000, created + 30 * 86400,
                           None if rng.random() < 0.9 else created + 86400, rng.randint(0, 3)))
-        doc = {"id": f"fr-{n:08x}", "case_number": a.case_number, "action_id": a.id, "state": "ready",
-               "created_at": created, "history": history}
-        requests.append((doc["id"], a.case_number, "ready", json.dumps(doc, ensure_ascii=False), created, created))
+        request: dict[str, Any] = {"id": f"fr-{n:08x}", "case_number": a.case_number, "action_id": a.id,
+                                   "state": "ready", "created_at": created, "history": history}
+        requests.append((request["id"], a.case_number, "ready", json.dumps(request, ensure_ascii=False), created,
+                         created))
     conn.executemany("INSERT INTO footage_requests(id, case_number, state, doc, created_at, updated_at) "
                      "VALUES (?,?,?,?,?,?)", requests)
     conn.executemany("INSERT INTO party_links(id, token_hash, request_id, created_at, expires_at, revoked_at, uses) "

@@ -69,11 +69,14 @@ def test_periods_are_whole_days_of_the_courts_zone() -> None:
     assert make_period("month", "2026-02-10", None, None, ZONE, now).last == date(2026, 2, 28)
     custom = make_period("custom", None, "2026-01-01", "2026-01-01", ZONE, now)
     assert custom.end - custom.start == 86400
-    for args, name in ((("year", None, None, None), "period"), (("day", "2026-13-01", None, None), "date"),
-                       (("custom", None, "2026-01-02", None), "to"), (("custom", None, "x", "2026-01-01"), "from"),
-                       (("custom", None, "2026-01-02", "2026-01-01"), "to")):
+    cases: list[tuple[tuple[str, str | None, str | None, str | None], str]] = [
+        (("year", None, None, None), "period"), (("day", "2026-13-01", None, None), "date"),
+        (("custom", None, "2026-01-02", None), "to"), (("custom", None, "x", "2026-01-01"), "from"),
+        (("custom", None, "2026-01-02", "2026-01-01"), "to")]
+    for args, name in cases:
+        kind, day, first, last = args
         with pytest.raises(BadRequest) as err:
-            make_period(*args, ZONE, now)  # type: ignore[arg-type]
+            make_period(kind, day, first, last, ZONE, now)
         assert name in str(err.value), (args, str(err.value))
 
 
