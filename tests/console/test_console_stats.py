@@ -116,13 +116,20 @@ async def test_supervisor_charts_drills_down_downloads_and_prints_statistics(
         assert f"{first}—{last}" in squeezed and "汇总统计" in squeezed, text[:300]
         assert "合计" in squeezed
 
-        # an operator: no 统计 tab, and the API refuses
+        # an operator: no 统计 tab, and the API refuses; but a planned action is cancelled with its button
         operator = await (await browser.new_context()).new_page()
         await console_login(operator, live.url, "op", OPERATOR_PASSWORD)
         assert await operator.locator("[data-panel='stats-panel']").is_hidden()
         assert await operator.locator("[data-panel='requests-panel']").is_hidden()
-        status, _ = await api(http, "GET", f"{live.url}/api/stats", await live.login("op"))
+        op = await live.login("op")
+        status, _ = await api(http, "GET", f"{live.url}/api/stats", op)
         assert status == 403
+        await operator.click("[data-panel='actions-panel']")
+        card = operator.locator(f".action-card[data-action-id='{ids['eviction']}']")
+        await card.locator(".action-cancel").click()
+        await card.wait_for(state="detached", timeout=10_000)  # a cancelled action leaves the list, as an ended one
+        _, eviction = await api(http, "GET", f"{live.url}/api/actions/{ids['eviction']}", op)
+        assert eviction["state"] == "cancelled" and eviction["cancelled_at"]
         await context.close()
 
 
