@@ -1,7 +1,8 @@
 """Enforcement actions (执行行动): a case's field operation, its team, area and lifecycle.
 
-planned → running → ended. While an action runs, its units' instructions, alerts and talk are
-linked to it and its case number. A unit belongs to at most one running action.
+planned → running → ended, or planned → cancelled (called off before it starts). While an action
+runs, its units' instructions, alerts and talk are linked to it and its case number. A unit
+belongs to at most one running action.
 
 :class:`ActionStore` reads and writes the ``actions`` table; everything that only reads actions
 (the running-action map, the archive, instructions, positions) takes the store.
@@ -30,7 +31,7 @@ from .stores.database import Database
 logger = logging.getLogger(__name__)
 
 ACTION_TYPES = ("seizure", "search", "eviction", "service", "other")
-STATES = ("planned", "running", "ended")
+STATES = ("planned", "running", "ended", "cancelled")
 FIELDS = ("case_number", "title", "type", "address", "area", "planned_at", "units", "officers", "judge")
 
 
@@ -51,11 +52,12 @@ class Action:
     created_at: float
     started_at: float | None = None
     ended_at: float | None = None
+    cancelled_at: float | None = None
 
     def view(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["units"], d["officers"] = list(self.units), list(self.officers)
-        for k in ("planned_at", "created_at", "started_at", "ended_at"):
+        for k in ("planned_at", "created_at", "started_at", "ended_at", "cancelled_at"):
             d[k] = iso_seconds(d[k])
         return d
 
@@ -187,8 +189,8 @@ class ActionService:
     async def update(self, action_id: str, fields: ActionFields, person: Person) -> Action:
         changes = fields.changes()
         action = await self.get(action_id)
-        if action.state == "ended":
-            raise Conflict(f"action {action_id} has ended and can no longer be edited", code="action_ended")
+        if action.state in ("ended", "cancelled"):
+            raise Conflict(f"action {action_id} is {action.state} and can no longer be edited", code="action_ended")
         if "units" in changes:
             await self._check_units(fields.units)
             if action.state == "running":
@@ -212,3 +214,12 @@ class ActionService:
                            code="bad_transition")
         ended = dataclasses.replace(action, state="ended", ended_at=self._clock())
         return await self._commit(ended, person, "action.ended")
+
+    async def cancel(self, action_id: str, person: Person) -> Action:
+        """Call off a planned action (it never starts); 409 ``bad_transition`` once it runs."""
+        action = await self.get(action_id)
+        if action.state != "planned":
+            raise Conflict(f"action {action_id} is {action.state}; only a planned action can be cancelled",
+                           code="bad_transition")
+        cancelled = dataclasses.replace(action, state="cancelled", cancelled_at=self._clock())
+        return await self._commit(cancelled, person, "action.cancelled")

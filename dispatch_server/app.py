@@ -72,6 +72,7 @@ from .sio.server import NAMESPACES, SioLifetime, build_sio
 from .sio.unit_namespace import UnitNamespace
 from .snapshots import SnapshotService
 from .sos import SosService
+from .statistics import Evidence, StatsService
 from .stopping import Stopping
 from .stores.accounts import Accounts
 from .stores.database import Database
@@ -181,6 +182,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         lifetime(revocation.close, revocation.start),
     ]
     routes = list(ROUTES)
+    stats_evidence: Evidence | None = None
 
     if archive is not None:  # the evidence archive, its catalog, and party access to it
         evidence = EvidenceCatalog(Catalog(settings.data_dir / "catalog.sqlite3"), archive,
@@ -206,6 +208,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                      lifetime(denials.close, denials.start),
                      lifetime(exports.close, exports.start)]
         routes += ARCHIVE_ROUTES
+        stats_evidence = Evidence(evidence.catalog, evidence.sync, evidence.verification)
+    services[k.STATS] = StatsService(db, settings.procedure, ZoneInfo(settings.console.time_zone), stats_evidence,
+                                     clock)
 
     contexts += [lifetime(compliance.close, partial(compliance.start, archive)),  # after the archive it follows
                  lifetime(live.close, live.start), lifetime(talk.close), lifetime(figures.close, figures.start),

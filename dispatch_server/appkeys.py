@@ -39,6 +39,7 @@ from .sio.engineio_guard import EngineIOGuard
 from .sio.handshakes import Handshakes
 from .snapshots import SnapshotService
 from .sos import SosService
+from .statistics import StatsService
 from .stopping import Stopping
 from .stores.accounts import Accounts
 from .stores.database import Database
@@ -68,6 +69,7 @@ GUARD_STATS = web.AppKey("guard_stats", GuardStats)  # the connection guard's (h
 HANDSHAKES = web.AppKey("handshakes", Handshakes)
 SIO_WIRE = web.AppKey("sio_wire", EngineIOGuard)
 STOPPING = web.AppKey("stopping", Stopping)
+STATS = web.AppKey("stats", StatsService)
 # Present only when the evidence archive is enabled (archive.enabled):
 ARCHIVE = web.AppKey("archive", ArchiveService)
 EVIDENCE = web.AppKey("evidence", EvidenceCatalog)

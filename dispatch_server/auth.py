@@ -57,6 +57,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "units.admin": frozenset({"supervisor", "admin"}),
     # People: create them, reset passwords, change roles, disable them.
     "accounts.admin": frozenset({"admin"}),
+    # Statistics (汇总统计): the figures of a period, their exports and the actions behind them.
+    "stats.read": frozenset({"supervisor", "auditor", "admin"}),
 }
 
 

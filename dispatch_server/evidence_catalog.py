@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from recordings.archive import ArchiveService
 from recordings.catalog import Catalog
+from recordings.checkpoint import CheckpointError, read_checkpoint
 from recordings.retention import Policy, Retention
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,20 @@ class EvidenceCatalog:
             return
         async with self._sync_lock:
             await asyncio.to_thread(self.catalog.sync_from, self.archive.ledger)
+
+    def verification(self) -> dict[str, Any]:
+        """The ledger's last verification (blocking): when (the checkpoint's ``verified_at``: the
+        start-up check or the latest signed tree head), how many entries, and whether it passed."""
+        problems = list(self.archive.refused)
+        at, entries = None, None
+        path = self.archive.ledger.checkpoint_path
+        try:
+            checkpoint = read_checkpoint(path) if path is not None else None
+        except CheckpointError as exc:
+            checkpoint, problems = None, [*problems, str(exc)]
+        if checkpoint is not None:
+            at, entries = checkpoint.verified_at, checkpoint.entries
+        return {"at": at, "entries": entries, "ok": not problems, "problems": problems}
 
     def _on_archive(self, kind: str, detail: dict[str, Any]) -> None:
         if kind in ("sealed", "closed", "snapshot"):

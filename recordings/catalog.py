@@ -29,7 +29,8 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from utctime import iso_millis, parse_iso_millis
 
-from . import audit_catalog, still_catalog
+from . import audit_catalog, catalog_stats, still_catalog
+from .catalog_stats import ArchiveGrowth, GapRow
 from .still_catalog import StillQuery, StillRow
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ CREATE TABLE IF NOT EXISTS gaps (
 CREATE INDEX IF NOT EXISTS gaps_recording ON gaps(recording_id);
 CREATE TABLE IF NOT EXISTS holds (
     case_number TEXT PRIMARY KEY, reason TEXT, actor TEXT, set_at REAL, ledger_index INTEGER);
-""" + still_catalog.SCHEMA + audit_catalog.SCHEMA
+""" + still_catalog.SCHEMA + audit_catalog.SCHEMA + catalog_stats.SCHEMA
 TABLES = ("recordings", "recording_officers", "segments", "gaps", "holds", "snapshots", "operator_actions", "meta")
 # 2: stills; 3: operator actions. A catalog of another version is rebuilt from the ledger when opened.
 SCHEMA_VERSION = "3"
@@ -477,6 +478,46 @@ class Catalog:
 
     def last_operator_action_seq(self) -> int:
         return int(self._rows("SELECT COALESCE(MAX(seq), 0) FROM operator_actions")[0][0])
+
+    # -- statistics (recordings.catalog_stats) -------------------------------------------------------
+
+    def recorded_between(self, since: float, until: float, table: str | None,
+                         pairs: Sequence[tuple[str, str]] | None, by_unit: bool) -> dict[str, float]:
+        """Seconds recorded inside ``[since, until)`` by group (see :mod:`recordings.catalog_stats`):
+        through the temporary table ``table`` of ``(action_id, key)`` pairs (refilled with ``pairs``
+        when given), by unit, or all together (``table`` None)."""
+        with self._lock:
+            c = self._conn
+            if table is not None and pairs is not None and not by_unit:
+                c.execute(catalog_stats.keys_table(table))
+                c.execute(f"DELETE FROM temp.{table}")
+                c.executemany(f"INSERT OR IGNORE INTO temp.{table}(action_id, key) VALUES (?,?)", pairs)
+            sql, args = catalog_stats.recorded_sql(since, until, None if by_unit else table, by_unit)
+            return {k: float(v or 0.0) for k, v in c.execute(sql, args).fetchall()}
+
+    def unit_spans_between(self, since: float, until: float) -> dict[str, list[tuple[float, float]]]:
+        """What each unit recorded around ``[since, until)``: its sealed segments (deleted ones too:
+        they were recorded) joined into spans where they touch or overlap, oldest first."""
+        by_unit: dict[str, list[tuple[float, float]]] = {}
+        for unit, start, end in self._rows(catalog_stats.SPANS_SQL, catalog_stats.span_args(since, until)):
+            by_unit.setdefault(unit, []).append((start, end))
+        out: dict[str, list[tuple[float, float]]] = {}
+        for unit, spans in by_unit.items():
+            joined = out[unit] = []
+            for s, e in sorted(spans):
+                if joined and s <= joined[-1][1]:
+                    joined[-1] = (joined[-1][0], max(e, joined[-1][1]))
+                else:
+                    joined.append((s, e))
+        return out
+
+    def gaps_between(self, since: float, until: float) -> list[GapRow]:
+        """Every gap that began in ``[since, until)``, with its unit, action and cause."""
+        return [GapRow(*r) for r in self._rows(catalog_stats.GAPS_SQL, (since, until))]
+
+    def archive_growth(self, since: float, until: float) -> ArchiveGrowth:
+        """The archive's size now and what was sealed and deleted in ``[since, until)``."""
+        return ArchiveGrowth(*self._rows(catalog_stats.ARCHIVE_SQL, catalog_stats.archive_args(since, until))[0])
 
     # -- holds and retention ----------------------------------------------------------------------
 

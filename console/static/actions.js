@@ -4,7 +4,7 @@
  * action cards with their start / end / edit / instruct buttons.
  *
  * Cards: `li.action-card[data-action-id][data-state]` with buttons
- * `.action-start`, `.action-end`, `.action-edit`, `.action-instruct`, and the
+ * `.action-start`, `.action-end`, `.action-cancel` (a planned one), `.action-edit`, `.action-instruct`, and the
  * server's refusal in `.action-error`.
  */
 import { errorText, t } from './console-texts.js';
@@ -14,9 +14,9 @@ import {
 import { statusBadge, unitStatus } from './roster.js';
 
 /** Display order of the states: running first. */
-const STATE_ORDER = { running: 0, planned: 1, ended: 2 };
+const STATE_ORDER = { running: 0, planned: 1, ended: 2, cancelled: 3 };
 /** Lifecycle order: a copy of an action in an earlier state is out of date. */
-const STATE_RANK = { planned: 0, running: 1, ended: 2 };
+const STATE_RANK = { planned: 0, running: 1, ended: 2, cancelled: 2 };
 
 /** @returns {object | null} an action object with list fields made safe */
 export function parseAction(raw) {
@@ -42,7 +42,7 @@ export function describeArea(area) {
 export class ActionBook extends EventTarget {
   /**
    * @param {{list: HTMLElement, empty: HTMLElement, showEnded: HTMLInputElement, count: HTMLElement}} elements
-   * @param {{move: (id: string, verb: 'start' | 'end') => Promise<object>, edit: (action: object) => void,
+   * @param {{move: (id: string, verb: 'start' | 'end' | 'cancel') => Promise<object>, edit: (action: object) => void,
    *   instruct: (action: object) => void, openTile: (unitId: string) => void,
    *   units: Map<string, import('./roster.js').Unit>}} ctx
    */
@@ -90,7 +90,7 @@ export class ActionBook extends EventTarget {
     this.dispatchEvent(new CustomEvent('change'));
   }
 
-  /** @param {string} id @param {'start' | 'end'} verb */
+  /** @param {string} id @param {'start' | 'end' | 'cancel'} verb */
   async move(id, verb) {
     this.errors.delete(id);
     this.busy.add(id);
@@ -123,12 +123,12 @@ export class ActionBook extends EventTarget {
   sorted() {
     const time = (a) => Date.parse(a.started_at || a.planned_at || a.created_at || '') || 0;
     return [...this.actions.values()].sort((a, b) => STATE_ORDER[a.state] - STATE_ORDER[b.state] ||
-      (a.state === 'ended' ? Date.parse(b.ended_at || '') - Date.parse(a.ended_at || '') : time(a) - time(b)));
+      (a.state === 'ended' || a.state === 'cancelled' ? Date.parse(b.ended_at || b.cancelled_at || '') - Date.parse(a.ended_at || a.cancelled_at || '') : time(a) - time(b)));
   }
 
   render() {
     const showEnded = this.el.showEnded.checked;
-    const cards = this.sorted().filter((a) => showEnded || a.state !== 'ended').map((a) => this.card(a));
+    const cards = this.sorted().filter((a) => showEnded || (a.state !== 'ended' && a.state !== 'cancelled')).map((a) => this.card(a));
     this.el.list.replaceChildren(...cards);
     this.el.empty.hidden = cards.length > 0;
     const running = [...this.actions.values()].filter((a) => a.state === 'running').length;
@@ -156,6 +156,7 @@ export class ActionBook extends EventTarget {
     fact('planned', action.planned_at ? formatDateTime(action.planned_at) : '');
     fact('started', action.started_at ? formatDateTime(action.started_at) : '');
     fact('ended', action.ended_at ? formatDateTime(action.ended_at) : '');
+    fact('cancelled', action.cancelled_at ? formatDateTime(action.cancelled_at) : '');
     fact('officers', action.officers.join('、'));
     fact('judge', action.judge);
     li.append(facts);
@@ -188,7 +189,8 @@ export class ActionBook extends EventTarget {
     };
     if (action.state === 'planned') button('action-start', 'action_start', () => this.move(action.id, 'start'), 'btn--primary');
     if (action.state === 'running') button('action-end', 'action_end', () => this.move(action.id, 'end'), 'btn--danger');
-    if (action.state !== 'ended') {
+    if (action.state === 'planned') button('action-cancel', 'action_cancel', () => this.move(action.id, 'cancel'));
+    if (action.state === 'planned' || action.state === 'running') {
       button('action-edit', 'action_edit', () => this.ctx.edit(action));
       button('action-instruct', 'action_instruct', () => this.ctx.instruct(action));
     }

@@ -18,6 +18,7 @@
  *     map: {leaflet: L.Map | null, markers: Map(unitId -> {marker, latlng: [lat, lon] as displayed,
  *       track: [[lat, lon], ...]}), areas: Map(actionId -> layer), dispatchAt(lat, lon), fit()},
  *     requests: {requests: Map(requestId -> footage request), open(id), refresh(), regions()},
+ *     statistics: {data, charts: Map(view -> ECharts instance), load(), drill(figure, key)} (stats.js),
  *     playback: {open(recordingId), state() -> {recording, segment, time, gaps, position, ...}, seek(t), close()},
  *     admin: {show(tab), units(), users()},
  *     layout: the wall layout ("auto" | 1 | 4 | 9 | 16),
@@ -40,6 +41,7 @@ import { Patrol } from './patrol.js';
 import { Playback } from './playback.js';
 import { RequestsPanel } from './requests.js';
 import { RosterTable, parseUnit } from './roster.js';
+import { StatsPanel } from './stats.js';
 import { TalkBack } from './talk-back.js';
 import { VideoWall } from './video-wall.js';
 
@@ -132,6 +134,7 @@ class ConsoleApp {
     this.playback = new Playback({ panel: byId('recordings-panel'), view: byId('playback-view') },
       { api: this.api, map: this.map });
     this.requests = new RequestsPanel(byId('requests-panel'), { api: this.api });
+    this.statistics = new StatsPanel(byId('stats-panel'), { api: this.api });
     this.admin = new AdminView({ view: byId('admin-view'), body: byId('admin-body'), tabs: byId('admin-tabs') },
       { api: this.api, can: (p) => this.can(p), me: () => this.api.session?.username || '',
         config: () => this.config });
@@ -150,6 +153,7 @@ class ConsoleApp {
       if (/** @type {CustomEvent} */ (event).detail.panel === 'map-panel') this.map.shown();
       if (/** @type {CustomEvent} */ (event).detail.panel === 'recordings-panel') this.playback.shown();
       if (/** @type {CustomEvent} */ (event).detail.panel === 'requests-panel') this.requests.refresh();
+      if (/** @type {CustomEvent} */ (event).detail.panel === 'stats-panel') this.statistics.shown();
     });
 
     const app = this;
@@ -169,6 +173,7 @@ class ConsoleApp {
       map: this.map.hook,
       playback: this.playback.hook,
       requests: this.requests.hook,
+      statistics: this.statistics.hook,
       admin: this.admin.hook,
       get layout() {
         return app.wall.layout;

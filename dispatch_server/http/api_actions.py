@@ -1,4 +1,4 @@
-"""HTTP API of enforcement actions: plan, edit, start and end them."""
+"""HTTP API of enforcement actions: plan, edit, start, end and cancel them."""
 
 from __future__ import annotations
 
@@ -58,3 +58,9 @@ async def action_procedure(request: web.Request) -> web.Response:
     await person_of(request, "dispatch.read")
     action = await request.app[ACTIONS].get(request.match_info["id"])
     return web.json_response(await request.app[COMPLIANCE].compliance(action))
+
+
+@routes.post("/api/actions/{id}/cancel")
+async def cancel_action(request: web.Request) -> web.Response:
+    person = await person_of(request, "dispatch.write")
+    return web.json_response((await request.app[ACTIONS].cancel(request.match_info["id"], person)).view())

@@ -101,6 +101,23 @@ def _snapshot_image_op() -> dict[str, Any]:
     return op
 
 
+def _stats_op() -> dict[str, Any]:
+    """Statistics (汇总统计, docs/supervision.md): JSON, or every view as CSV or XLSX with Chinese column names."""
+    op = _op("Statistics of a period (day, week from Monday, month, custom from..to; in the court's time zone) by "
+             "a grouping (type, judge, officer, unit, team): actions, recording and coverage, instructions, alerts, "
+             "party requests, evidence; format=csv (UTF-8 with BOM) or xlsx for a file; 400 names a bad parameter",
+             params=("period", "date", "from", "to", "group", "format"), result={"$ref": "#/components/schemas/Stats"},
+             errors=(400, 401, 403))
+    for p in op["parameters"]:
+        p["schema"] = {"period": {"enum": ["day", "week", "month", "custom"]},
+                       "group": {"enum": ["type", "judge", "officer", "unit", "team"]},
+                       "format": {"enum": ["json", "csv", "xlsx"]}}.get(p["name"], {"type": "string", "format": "date"})
+    op["responses"]["200"]["content"] |= {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {"schema": {"type": "string", "format": "binary"}}}
+    return op
+
+
 def document() -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/login": {"post": _op("Log in; the token is accepted as Authorization: Bearer", public=True, errors=(400, 401, 413, 429, 503),
@@ -166,6 +183,9 @@ def document() -> dict[str, Any]:
                                         "get": _op("The action's compliance with the rules of procedure (流程预警): "
                                                    "open and past rule breaks, the notice, the rule",
                                                    result=OBJ, errors=(401, 403, 404))},
+        "/api/actions/{id}/cancel": {"parameters": _path_params("id"),
+                                     "post": _op("Cancel a planned action (audit: action.cancelled); 409 once it runs",
+                                                 result=ACTION, errors=(401, 403, 404, 409))},
         "/api/instructions": {
             "get": _op("List instructions, newest first", params=("unit", "action", "state", "limit"),
                        result={"type": "object", "properties": {"instructions": {"type": "array", "items": INSTRUCTION}}}),
@@ -309,6 +329,12 @@ def document() -> dict[str, Any]:
             "parameters": _path_params("link_id"),
             "post": _op("Revoke a party's download link (refused from the next request on; ledger: link_revoked)",
                         result=OBJ, errors=(401, 403, 404))},
+        "/api/stats": {"get": _stats_op()},
+        "/api/stats/actions": {"get": _op("The actions behind a figure of the statistics (figure: planned, started, ended, "
+                                          "cancelled, running, undercovered, gaps, expired, refused, sos, unacknowledged, "
+                                          "requests; key: the group, all when absent), each with its coverage and report_url",
+                                          params=("period", "date", "from", "to", "group", "figure", "key"), result=OBJ,
+                                          errors=(400, 401, 403))},
         "/api/openapi.json": {"get": _op("This document", public=True, result=OBJ, errors=())},
         "/whip/{unit_id}": {"parameters": _path_params("unit_id"),
                             "post": _op("WHIP ingest (RFC 9725); Bearer unit token", sdp=True, errors=(400, 401, 403, 404, 409, 413, 415))},
@@ -344,7 +370,7 @@ def document() -> dict[str, Any]:
             "planned_at": {"type": ["string", "null"], "format": "date-time"},
             "units": {"type": "array", "items": {"type": "string"}},
             "officers": {"type": "array", "items": {"type": "string"}}, "judge": {"type": "string"},
-            "state": {"enum": ["planned", "running", "ended"], "readOnly": True}}},
+            "state": {"enum": ["planned", "running", "ended", "cancelled"], "readOnly": True}}},
         "NewInstruction": {"type": "object", "required": ["type"], "properties": {
             "unit": {"type": "string"}, "action": {"type": "string"}, "all": {"type": "boolean"},
             "type": {"enum": ["text", "goto", "record_start", "record_stop", "snapshot", "callback", "end_action"]},
@@ -363,6 +389,24 @@ def document() -> dict[str, Any]:
         "Snapshot": {"type": "object", "properties": {k: {} for k in (
             "snapshot_id", "sha256", "bytes", "unit_id", "action_id", "case_number", "instruction_id", "taken_at",
             "received_at", "url", "image_url", "content_type", "held")}},
+        "Stats": {"type": "object", "properties": {
+            "period": {"type": "object", "properties": {k: {"type": "string"} for k in ("kind", "from", "to", "start", "end", "time_zone")}},
+            "group": {"enum": ["type", "judge", "officer", "unit", "team"]}, "court_name": {"type": "string"},
+            "totals": {"$ref": "#/components/schemas/StatsFigures"},
+            "groups": {"type": "array", "items": {"allOf": [{"$ref": "#/components/schemas/StatsFigures"},
+                                                            {"type": "object", "properties": {"key": {"type": "string"}}}]}},
+            "evidence": {"type": ["object", "null"], "properties": {k: {} for k in (
+                "archive_bytes", "segments_sealed", "sealed_bytes", "deleted_bytes", "growth_bytes", "last_verification")}},
+            "generated_at": {"type": "string"}}},
+        "StatsFigures": {"type": "object", "properties": {
+            "actions": {"type": "object", "properties": {k: {} for k in ("planned", "started", "ended", "cancelled", "running", "duration_s")}},
+            "recording": {"type": "object", "properties": {k: {} for k in ("recorded_s", "recorded_hours", "coverage", "gaps")}},
+            "instructions": {"type": "object", "properties": {k: {} for k in (
+                "total", "by_type", "by_state", "delivery_s", "ack_s", "expired", "refused")}},
+            "alerts": {"type": "object", "properties": {k: {} for k in (
+                "total", "by_kind", "sos", "sos_ack_s", "unacknowledged", "escalated")}},
+            "requests": {"type": "object", "properties": {k: {} for k in (
+                "received", "decided", "more_info", "decision_s", "exports", "downloads", "links_revoked")}}}},
         "Hold": {"type": "object", "properties": {k: {} for k in ("case_number", "reason", "set_by", "set_at", "recordings")}},
         "Alert": {"type": "object", "properties": {k: {} for k in (
             "id", "kind", "code", "params", "unit_id", "action_id", "case_number", "position", "message", "state", "escalated",

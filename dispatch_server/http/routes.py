@@ -19,6 +19,7 @@ from . import (
     api_requests,
     api_session,
     api_snapshots,
+    api_stats,
     api_talk,
     api_telemetry,
     api_whip,
@@ -29,6 +30,7 @@ ROUTES: tuple[web.RouteTableDef, ...] = (
     api_session.routes, api_accounts.routes, api_metrics.routes, api_whip.routes, api_telemetry.routes, api_geo.routes,
     api_actions.routes, api_instructions.routes, api_alerts.routes, api_talk.routes, api_audit.routes,
     api_recordings.routes, api_holds.routes, api_snapshots.routes, openapi.routes,
+    api_stats.routes,
 )
 # Party access needs the evidence archive (archive.enabled).
 ARCHIVE_ROUTES: tuple[web.RouteTableDef, ...] = (api_party.routes, api_requests.routes, api_downloads.routes)

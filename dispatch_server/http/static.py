@@ -1,7 +1,8 @@
 """The console's pages and files: ``/`` (operators), ``/field`` (field units in a browser),
-``/portal`` (parties), and the vendored browser libraries from ``console/node_modules``: the
-Socket.IO client, Leaflet, and the Noto Sans SC web font (``@fontsource/noto-sans-sc``: CSS
-with ``unicode-range`` subsets, so a page downloads only the glyphs it shows)."""
+``/portal`` (parties), ``/report/stats`` (printable statistics), and the vendored browser libraries
+from ``console/node_modules``: the Socket.IO client, Leaflet, ECharts (the statistics' charts), and
+the Noto Sans SC web font (``@fontsource/noto-sans-sc``: CSS with ``unicode-range`` subsets, so a
+page downloads only the glyphs it shows)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ CONSOLE_DIR = REPO_ROOT / "console"
 STATIC_DIR = CONSOLE_DIR / "static"
 SIO_CLIENT_JS = CONSOLE_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 LEAFLET_DIR = CONSOLE_DIR / "node_modules" / "leaflet" / "dist"
+ECHARTS_DIR = CONSOLE_DIR / "node_modules" / "echarts" / "dist"
 FONT_DIR = CONSOLE_DIR / "node_modules" / "@fontsource" / "noto-sans-sc"
 
 PAGES = {"/": "index.html", "/field": "field.html", "/portal": "portal.html"}
+PAGES["/report/stats"] = "report-stats.html"  # the printable statistics (A4)
 # The second verifier (docs/archive-format.md): one file, standard-library Python, for parties.
 VERIFIER = REPO_ROOT / "verifier" / "dispatch_verify.py"
 
@@ -54,6 +57,10 @@ async def _leaflet_missing(request: web.Request) -> web.StreamResponse:
     raise _not_installed("the map library")
 
 
+async def _echarts_missing(request: web.Request) -> web.StreamResponse:
+    raise _not_installed("the chart library")
+
+
 async def _font_missing(request: web.Request) -> web.StreamResponse:
     raise _not_installed("the Chinese web font")
 
@@ -67,6 +74,10 @@ def add_static_routes(router: web.UrlDispatcher) -> None:
         router.add_static("/vendor/leaflet/", LEAFLET_DIR, follow_symlinks=False)
     else:
         router.add_get("/vendor/leaflet/{path:.*}", _leaflet_missing)
+    if ECHARTS_DIR.is_dir():
+        router.add_static("/vendor/echarts/", ECHARTS_DIR, follow_symlinks=False)
+    else:
+        router.add_get("/vendor/echarts/{path:.*}", _echarts_missing)
     if FONT_DIR.is_dir():
         router.add_static("/vendor/fonts/noto-sans-sc/", FONT_DIR, follow_symlinks=False)
     else:

@@ -124,6 +124,12 @@ class Database:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` in one piece under the lock, outside any transaction (blocking: call it
+        through :meth:`run`): reads of several statements, such as those over a temporary table."""
+        with self._lock:
+            return fn(self._db)
+
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         """Run one statement in its own transaction; the number of rows it changed (blocking)."""
         with self._lock:

@@ -131,4 +131,10 @@ ADDED_COLUMNS = (
 # Indexes over added columns: created once the columns exist.
 AFTER_COLUMNS = """
 CREATE INDEX IF NOT EXISTS audit_unshipped ON audit(n) WHERE ledger_index IS NULL;
+-- statistics (stores/stats_queries.py) read by time
+CREATE INDEX IF NOT EXISTS instructions_stats
+    ON instructions(created_at, action_id, unit_id, type, state, delivered_at, acknowledged_at);
+CREATE INDEX IF NOT EXISTS alerts_created ON alerts(created_at);
+CREATE INDEX IF NOT EXISTS footage_requests_created ON footage_requests(created_at);
+CREATE INDEX IF NOT EXISTS party_links_request ON party_links(request_id);
 """

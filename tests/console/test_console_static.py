@@ -13,7 +13,8 @@ import pytest
 
 CONSOLE = Path(__file__).resolve().parents[2] / "console"
 STATIC = CONSOLE / "static"
-PAGES = {"index.html": "console.js", "field.html": "field.js", "portal.html": "portal.js"}
+PAGES = {"index.html": "console.js", "field.html": "field.js", "portal.html": "portal.js",
+         "report-stats.html": "report-stats.js"}
 
 
 def _static_files() -> list[Path]:
@@ -113,9 +114,9 @@ def test_test_hooks_are_exported() -> None:
         assert element in html, element
 
 
-def test_only_dependencies_are_the_socketio_client_v4_leaflet_1_and_the_font() -> None:
+def test_only_dependencies_are_the_socketio_client_v4_leaflet_1_the_font_and_echarts() -> None:
     package = json.loads((CONSOLE / "package.json").read_text(encoding="utf-8"))
-    assert sorted(package["dependencies"]) == ["@fontsource/noto-sans-sc", "leaflet", "socket.io-client"]
+    assert sorted(package["dependencies"]) == ["@fontsource/noto-sans-sc", "echarts", "leaflet", "socket.io-client"]
     assert not package.get("devDependencies")
     lock = json.loads((CONSOLE / "package-lock.json").read_text(encoding="utf-8"))
     pinned = lock["packages"]["node_modules/socket.io-client"]["version"]

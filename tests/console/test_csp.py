@@ -15,6 +15,7 @@ from tests.support.browser import chromium
     ("/", "#login-submit"),
     ("/field", "button"),
     ("/portal", "button"),
+    ("/report/stats", "#report[data-state='error']"),  # no session here: it says to log in first
 ])
 async def test_pages_run_under_the_content_security_policy(live: LiveServer, path: str, ready: str) -> None:
     violations: list[str] = []

@@ -76,6 +76,7 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/actions/{id}/start"): staff("dispatch.write"),
     ("POST", "/api/actions/{id}/end"): staff("dispatch.write"),
     ("GET", "/api/actions/{id}/procedure"): staff("dispatch.read"),
+    ("POST", "/api/actions/{id}/cancel"): staff("dispatch.write"),
     ("POST", "/api/instructions"): staff("dispatch.write"),
     ("GET", "/api/instructions"): staff("dispatch.read"),
     ("GET", "/api/instructions/{id}"): staff("dispatch.read"),
@@ -122,8 +123,13 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/footage-requests/{request_id}/preview"): staff("requests.decide"),
     ("POST", "/api/footage-requests/{request_id}/release"): staff("requests.decide"),
     ("POST", "/api/links/{link_id}/revoke"): staff("requests.decide"),
+    # statistics (汇总统计): the figures, their files, the actions behind a figure; the printable page
+    ("GET", "/api/stats"): staff("stats.read"),
+    ("GET", "/api/stats/actions"): staff("stats.read"),
+    ("GET", "/report/stats"): EVERYONE,  # a page: its figures come from /api/stats with the person's token
 }
-STATIC_PREFIXES = ("/static/", "/vendor/leaflet/", "/vendor/fonts/noto-sans-sc/")  # files, not handlers
+# files, not handlers
+STATIC_PREFIXES = ("/static/", "/vendor/leaflet/", "/vendor/fonts/noto-sans-sc/", "/vendor/echarts/")
 
 # Path parameters filled in well-formed, so that a refusal is about who calls, not about the id.
 DUMMY = {"unit_id": "bc-01", "session_id": "s-0000", "talk_id": "t-0000", "id": "rec-0000", "seq": "0",
