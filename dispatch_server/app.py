@@ -25,6 +25,7 @@ from recordings.catalog import Catalog
 
 from . import appkeys as k
 from .account_admin import AccountAdmin
+from .action_report import ActionReports
 from .actions import ActionService, ActionStore
 from .alerts import AlertService
 from .audit import AuditTrail
@@ -174,6 +175,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         lifetime(revocation.close, revocation.start),
     ]
     routes = list(ROUTES)
+    sources: ExportSources | None = None
 
     if archive is not None:  # the evidence archive, its catalog, and party access to it
         evidence = EvidenceCatalog(Catalog(settings.data_dir / "catalog.sqlite3"), archive,
@@ -182,7 +184,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         party = PartyAccess(db, settings.party, action_store, archive.record, clock)
         requests = FootageRequests(db, settings.party, party, archive.record, push.footage_request, clock)
         party_links = PartyLinks(db, settings.party, requests, archive.record, clock)
-        exports = ExportService(requests, party_links, archive, action_store, ExportSources(evidence, clock),
+        sources = ExportSources(evidence, clock)
+        exports = ExportService(requests, party_links, archive, action_store, sources,
                                 settings.archive_dir / "exports", settings.signing_key_path,
                                 load_link_secret(settings.data_dir / "keys" / "link-secret"),
                                 settings.party.export_workers, ZoneInfo(settings.party.time_zone), clock, metrics)
@@ -197,6 +200,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                      lifetime(denials.close, denials.start),
                      lifetime(exports.close, exports.start)]
         routes += ARCHIVE_ROUTES
+    services[k.REPORTS] = ActionReports(action_store, accounts, instructions, alerts, tracks, sources,
+                                        settings.procedure, settings.console.time_zone, clock)
 
     contexts += [lifetime(live.close, live.start), lifetime(talk.close), lifetime(figures.close, figures.start),
                  lifetime(metrics_listener.close, metrics_listener.start)]

@@ -11,6 +11,7 @@ from aiohttp import web
 from recordings.archive import ArchiveService
 
 from .account_admin import AccountAdmin
+from .action_report import ActionReports
 from .actions import ActionService
 from .alerts import AlertService
 from .audit import AuditTrail
@@ -67,6 +68,7 @@ GUARD_STATS = web.AppKey("guard_stats", GuardStats)  # the connection guard's (h
 HANDSHAKES = web.AppKey("handshakes", Handshakes)
 SIO_WIRE = web.AppKey("sio_wire", EngineIOGuard)
 STOPPING = web.AppKey("stopping", Stopping)
+REPORTS = web.AppKey("reports", ActionReports)
 # Present only when the evidence archive is enabled (archive.enabled):
 ARCHIVE = web.AppKey("archive", ArchiveService)
 EVIDENCE = web.AppKey("evidence", EvidenceCatalog)

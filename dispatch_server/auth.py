@@ -57,6 +57,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "units.admin": frozenset({"supervisor", "admin"}),
     # People: create them, reset passwords, change roles, disable them.
     "accounts.admin": frozenset({"admin"}),
+    # The per-action report (行动报告): it judges the action (coverage, rule breaks) and lists its
+    # evidence with hashes, for those who supervise the operators; operators run actions, not this.
+    "reports.read": frozenset({"supervisor", "auditor", "admin"}),
 }
 
 

@@ -16,6 +16,7 @@ from . import (
     api_metrics,
     api_party,
     api_recordings,
+    api_reports,
     api_requests,
     api_session,
     api_snapshots,
@@ -29,6 +30,7 @@ ROUTES: tuple[web.RouteTableDef, ...] = (
     api_session.routes, api_accounts.routes, api_metrics.routes, api_whip.routes, api_telemetry.routes, api_geo.routes,
     api_actions.routes, api_instructions.routes, api_alerts.routes, api_talk.routes, api_audit.routes,
     api_recordings.routes, api_holds.routes, api_snapshots.routes, openapi.routes,
+    api_reports.routes,
 )
 # Party access needs the evidence archive (archive.enabled).
 ARCHIVE_ROUTES: tuple[web.RouteTableDef, ...] = (api_party.routes, api_requests.routes, api_downloads.routes)
