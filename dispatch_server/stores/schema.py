@@ -99,6 +99,24 @@ CREATE TABLE IF NOT EXISTS party_links (
     created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked_at REAL, revoked_by TEXT,
     uses INTEGER NOT NULL DEFAULT 0
 );
+-- procedure_breaks.py (流程预警: rule breaks of running actions, and the spoken notices)
+CREATE TABLE IF NOT EXISTS procedure_breaks (
+    id TEXT PRIMARY KEY,
+    action_id TEXT NOT NULL,
+    rule TEXT NOT NULL,             -- min_recorders, record_before_start, stay_in_area, notice
+    unit_id TEXT,                   -- NULL for rules of the whole action
+    started_at REAL NOT NULL,
+    ended_at REAL,                  -- NULL while open
+    detail TEXT NOT NULL            -- JSON
+);
+CREATE INDEX IF NOT EXISTS procedure_breaks_action ON procedure_breaks(action_id, started_at);
+CREATE INDEX IF NOT EXISTS procedure_breaks_time ON procedure_breaks(started_at);
+CREATE TABLE IF NOT EXISTS procedure_notices (
+    action_id TEXT PRIMARY KEY,
+    notice_at REAL NOT NULL,
+    marked_by TEXT NOT NULL,        -- the officer as the unit named them, else "unit:<id>"
+    unit_id TEXT NOT NULL
+);
 """
 
 # Columns added after a table was first created: ``CREATE TABLE IF NOT EXISTS`` leaves an
