@@ -31,6 +31,7 @@ from .coverage import coverage
 from .errors import Conflict
 from .export_sources import recorded_intervals
 from .instructions import InstructionService
+from .procedure_breaks import ProcedureBreak, ProcedureBreakStore
 from .stores.accounts import Accounts
 
 MAX_TRACK_FIXES = 50_000  # fixes read per unit (a day at one a second is 86,400: the action is shorter)
@@ -57,13 +58,15 @@ class ActionReports:
 
     def __init__(self, actions: ActionStore, accounts: Accounts, instructions: InstructionService,
                  alerts: AlertService, tracks: TrackStore, recordings: ActionRecordings | None,
-                 procedure: ProcedureConfig, time_zone: str, clock: Callable[[], float] = time.time) -> None:
+                 breaks: ProcedureBreakStore, procedure: ProcedureConfig, time_zone: str,
+                 clock: Callable[[], float] = time.time) -> None:
         self._actions = actions
         self._accounts = accounts
         self._instructions = instructions
         self._alerts = alerts
         self._tracks = tracks
         self._recordings = recordings
+        self._breaks = breaks
         self._procedure = procedure
         self._zone = ZoneInfo(time_zone)
         self._time_zone = time_zone
@@ -88,6 +91,8 @@ class ActionReports:
         recordings = await self._recordings.recordings_of_action(action.id) if self._recordings else []
         instructions = await self._instructions.list(action=action.id, limit=MAX_ROWS)
         alerts = await self._alerts.for_action(action.id, MAX_ROWS)
+        breaks = await self._breaks.for_action(action.id)
+        notice = await self._breaks.notice(action.id)
         rule = self._procedure.rule_for(action.type)
         by_unit = {u: recorded_intervals([r for r in recordings if r["unit_id"] == u])
                    for u in dict.fromkeys([*action.units, *(r["unit_id"] for r in recordings if r["unit_id"])])}
@@ -114,6 +119,11 @@ class ActionReports:
             },
             "timeline": [self._unit_timeline(u, iv, recordings) for u, iv in by_unit.items()],
             "gaps": self._gaps(recordings),
+            "rule_breaks": [self._break(b, end) for b in breaks],
+            "notice": None if notice is None else {
+                **notice.view(), "local": self._local(notice.notice_at),
+                "after_start_s": round(notice.notice_at - start, 3),
+                "in_time": notice.notice_at - start <= rule.notice_within_s if rule.notice_within_s else None},
             "tracks": await self._unit_tracks(list(by_unit), start, end),
             "instructions": [self._instruction(i.view()) for i in reversed(instructions)],
             "instructions_truncated": len(instructions) >= MAX_ROWS,
@@ -139,6 +149,12 @@ class ActionReports:
             "local": {"planned_at": self._local(action.planned_at), "started_at": self._local(action.started_at),
                       "ended_at": self._local(action.ended_at), "until": self._local(end)},
         }
+
+    def _break(self, brk: ProcedureBreak, end: float) -> dict[str, Any]:
+        """A rule break; one still open runs to the report's end (``open`` says so)."""
+        return {**brk.view(), "open": brk.open,
+                "seconds": round((brk.ended_at if brk.ended_at is not None else end) - brk.started_at, 3),
+                "local_start": self._local(brk.started_at), "local_end": self._local(brk.ended_at)}
 
     @staticmethod
     def _unit_timeline(unit_id: str, intervals: list[list[str]], recordings: list[dict[str, Any]]) -> dict[str, Any]:

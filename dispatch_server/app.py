@@ -58,6 +58,7 @@ from .party_access import PartyAccess
 from .party_links import PartyLinks
 from .positions import PositionService
 from .procedure import ProcedureWatch
+from .procedure_breaks import ProcedureBreakStore
 from .retention import retention_policy
 from .revocation import Revocation
 from .roster import Roster
@@ -91,6 +92,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     presence: PresenceStore = RedisPresence(redis_url, node) if redis_url else MemoryPresence(node)
     index: PositionIndex = RedisPositionIndex(redis_url) if redis_url else MemoryPositionIndex()
     tracks = SqliteTrackStore(settings.data_dir / "tracks.sqlite3")
+    breaks = ProcedureBreakStore(db)
 
     # the edge the domain pushes through
     sio = build_sio(settings)
@@ -200,7 +202,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                      lifetime(denials.close, denials.start),
                      lifetime(exports.close, exports.start)]
         routes += ARCHIVE_ROUTES
-    services[k.REPORTS] = ActionReports(action_store, accounts, instructions, alerts, tracks, sources,
+    services[k.REPORTS] = ActionReports(action_store, accounts, instructions, alerts, tracks, sources, breaks,
                                         settings.procedure, settings.console.time_zone, clock)
 
     contexts += [lifetime(live.close, live.start), lifetime(talk.close), lifetime(figures.close, figures.start),

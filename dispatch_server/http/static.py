@@ -1,7 +1,8 @@
 """The console's pages and files: ``/`` (operators), ``/field`` (field units in a browser),
-``/portal`` (parties), and the vendored browser libraries from ``console/node_modules``: the
-Socket.IO client, Leaflet, and the Noto Sans SC web font (``@fontsource/noto-sans-sc``: CSS
-with ``unicode-range`` subsets, so a page downloads only the glyphs it shows)."""
+``/portal`` (parties), ``/report/action`` (an action's printable report), and the vendored
+browser libraries from ``console/node_modules``: the Socket.IO client, Leaflet, and the Noto Sans
+SC web font (``@fontsource/noto-sans-sc``: CSS with ``unicode-range`` subsets, so a page
+downloads only the glyphs it shows)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ SIO_CLIENT_JS = CONSOLE_DIR / "node_modules" / "socket.io-client" / "dist" / "so
 LEAFLET_DIR = CONSOLE_DIR / "node_modules" / "leaflet" / "dist"
 FONT_DIR = CONSOLE_DIR / "node_modules" / "@fontsource" / "noto-sans-sc"
 
-PAGES = {"/": "index.html", "/field": "field.html", "/portal": "portal.html"}
+PAGES = {"/": "index.html", "/field": "field.html", "/portal": "portal.html",
+         "/report/action": "report.html"}  # an action's report: ?id=<action id>
 # The second verifier (docs/archive-format.md): one file, standard-library Python, for parties.
 VERIFIER = REPO_ROOT / "verifier" / "dispatch_verify.py"
 

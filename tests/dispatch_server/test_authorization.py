@@ -43,6 +43,7 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/"): EVERYONE,
     ("GET", "/field"): EVERYONE,
     ("GET", "/portal"): EVERYONE,
+    ("GET", "/report/action"): EVERYONE,  # the page; its data comes from /api/actions/{id}/report
     ("GET", "/portal/court-public-key.pem"): EVERYONE,  # what a party verifies a package with
     ("GET", "/portal/dispatch_verify.py"): EVERYONE,  # the second verifier, for anyone to run
     ("GET", "/vendor/socket.io.min.js"): EVERYONE,
