@@ -111,6 +111,7 @@ class ActionReports:
                      "record_before_start": rule.record_before_start, "stay_in_area": rule.stay_in_area,
                      "notice_within_s": rule.notice_within_s},
             "coverage": {
+                "start": iso_millis(cover.start), "end": iso_millis(cover.end),
                 "required": cover.required, "ratio": round(cover.ratio, 4), "covered_s": round(cover.covered_s, 3),
                 "total_s": round(cover.total_s, 3),
                 "shortfalls": [{"start": iso_millis(s.start), "end": iso_millis(s.end), "seconds": round(s.seconds, 3),
