@@ -123,7 +123,8 @@ async def test_the_report_of_a_real_action_says_what_happened(
     try:
         await publishing(console, "bc-r1")
         await publishing(console, "veh-r2")
-        status, action = await api(http, "POST", f"{live.url}/api/actions", op, {**ACTION, "units": ["bc-r1", "veh-r2"]})
+        team = {**ACTION, "units": ["bc-r1", "veh-r2"]}
+        status, action = await api(http, "POST", f"{live.url}/api/actions", op, team)
         assert status == 201, action
         aid = action["id"]
         status, body = await api(http, "GET", f"{live.url}/api/actions/{aid}/report", sup)
