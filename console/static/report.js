@@ -9,7 +9,8 @@
  *
  * Exports: 打印 prints the page (and so "Save as PDF"); JSON saves the report as the server sent
  * it; each table has a CSV button (UTF-8 with a byte-order mark, Chinese column names, times in
- * the court's zone). `window.actionReport` is the test hook: `{state, data}`.
+ * the court's zone). `window.actionReport` is the test hook: `{state, data, error}`; the state
+ * (loading, login, ready, forbidden, error) is also `body[data-report]`.
  */
 import { ApiClient } from './api.js';
 import {
@@ -18,8 +19,14 @@ import {
 import { datum } from './gcj02.js';
 
 const COLORS = ['#1565c0', '#c62828', '#2e7d32', '#6a1b9a', '#ef6c00', '#00838f', '#ad1457', '#4e342e'];
-const hook = { state: 'loading', data: null };
+const hook = { state: 'loading', data: null, error: null };
 window.actionReport = hook;
+
+/** The page's state, also on `body[data-report]` (tests wait on it without evaluating script). */
+function setState(state) {
+  hook.state = state;
+  document.body.dataset.report = state;
+}
 
 const byId = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
 
@@ -38,9 +45,10 @@ function svg(tag, attrs) {
 
 const ms = (iso) => Date.parse(iso);
 
-/** "1 小时 02 分 03 秒" / "4 分 05 秒" / "7 秒" */
+/** "1 小时 02 分 03 秒" / "4 分 05 秒" / "7 秒" / "0.4 秒" (under 10 s: tenths, so a short stretch never reads 0) */
 export function formatDuration(seconds) {
   if (seconds === null || seconds === undefined || Number.isNaN(Number(seconds))) return t('none');
+  if (Number(seconds) < 10) return t('report_dur_s', { s: Math.max(0, Number(seconds)).toFixed(1) });
   const total = Math.max(0, Math.round(Number(seconds)));
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
@@ -185,9 +193,11 @@ function drawMap(r, config) {
   const bounds = [];
   const area = r.action.area;
   if (area && area.type === 'circle') {
-    const c = L.circle(at(area.lat, area.lon), { radius: area.radius_m, className: 'report-area', color: '#555',
-      weight: 1, dashArray: '4 3', fillOpacity: 0.06 }).addTo(map);
-    bounds.push(c.getBounds().getNorthEast(), c.getBounds().getSouthWest());
+    const center = L.latLng(at(area.lat, area.lon));
+    L.circle(center, { radius: area.radius_m, className: 'report-area', color: '#555', weight: 1, dashArray: '4 3',
+      fillOpacity: 0.06 }).addTo(map);
+    const around = center.toBounds(2 * area.radius_m);  // no view yet: the circle cannot measure itself
+    bounds.push(around.getNorthEast(), around.getSouthWest());
   } else if (area && area.type === 'polygon' && Array.isArray(area.points)) {
     const pts = area.points.map((p) => at(p.lat ?? p[0], p.lon ?? p[1]));
     L.polygon(pts, { className: 'report-area', color: '#555', weight: 1, dashArray: '4 3', fillOpacity: 0.06 })
@@ -200,7 +210,7 @@ function drawMap(r, config) {
     if (!track.points.length) continue;
     const color = colorOf(r, track.unit_id);
     const pts = track.points.map(([lat, lon]) => at(lat, lon));
-    L.polyline(pts, { color, weight: 3, opacity: 0.9, className: 'report-track' }).addTo(map);
+    L.polyline(pts, { color, weight: 3, opacity: 0.9, smoothFactor: 0, className: 'report-track' }).addTo(map);
     L.circleMarker(pts[0], { radius: 4, color, weight: 2, fillColor: '#fff', fillOpacity: 1, className: 'report-start' })
       .addTo(map);
     L.circleMarker(pts[pts.length - 1], { radius: 4, color, weight: 2, fillColor: color, fillOpacity: 1,
@@ -225,8 +235,10 @@ function drawMap(r, config) {
 
 /** Per-unit bars of what was recorded, the gaps, and a first row of the shortfalls. */
 function drawTimeline(r) {
-  const start = ms(r.times.started_at);
-  const end = ms(r.times.until);
+  const from = r.coverage.start;  // the action's own times to the millisecond (times.* are whole seconds)
+  const to = r.coverage.end;
+  const start = ms(from);
+  const end = ms(to);
   const span = Math.max(1, end - start);
   const W = 1000;
   const LABEL = 150;
@@ -249,14 +261,14 @@ function drawTimeline(r) {
   };
   // row 0: the coverage by the required number of recorders
   label(0, t('report_coverage_row', { n: r.coverage.required }));
-  bar(0, r.times.started_at, r.times.until, 'tl-covered');
+  bar(0, from, to, 'tl-covered');
   for (const s of r.coverage.shortfalls) {
     bar(0, s.start, s.end, 'tl-short', `${formatClock(s.start)}–${formatClock(s.end)} ${t('report_running_n', { n: s.running })}`);
   }
   r.timeline.forEach((unit, i) => {
     const row = i + 1;
     label(row, unit.unit_id);
-    bar(row, r.times.started_at, r.times.until, 'tl-track');
+    bar(row, from, to, 'tl-track');
     for (const [a, b] of unit.recorded) bar(row, a, b, 'tl-recorded', `${formatClock(a)}–${formatClock(b)}`);
     for (const g of unit.gaps) {
       if (g.start && g.end) bar(row, g.start, g.end, 'tl-gap', `${codeText('gap', g.cause)} ${formatClock(g.start)}–${formatClock(g.end)}`);
@@ -394,11 +406,11 @@ function evidence(r) {
   }
   byId('r-evidence').replaceChildren(table('evidence', [
     ['report_col_recording', ({ rec }) => rec.recording_id, 'mono'],
-    ['report_col_unit', ({ rec }) => rec.unit_id || ''],
+    ['report_col_unit', ({ rec }) => rec.unit_id || '', 'nowrap'],
     ['report_col_seq', ({ seg }) => (seg ? String(seg.seq) : t('none'))],
-    ['report_col_start', ({ seg }) => (seg ? formatTime(seg.start) : '')],
-    ['report_col_end', ({ seg }) => (seg ? formatClock(seg.end) : '')],
-    ['report_col_bytes', ({ seg }) => (seg ? formatBytes(seg.bytes) : '')],
+    ['report_col_start', ({ seg }) => (seg ? formatTime(seg.start) : ''), 'nowrap'],
+    ['report_col_end', ({ seg }) => (seg ? formatClock(seg.end) : ''), 'nowrap'],
+    ['report_col_bytes', ({ seg }) => (seg ? formatBytes(seg.bytes) : ''), 'nowrap'],
     ['report_col_sha256', ({ seg }) => (seg ? seg.sha256 : ''), 'mono hash'],
     ['report_col_ledger', ({ rec, seg }) => (seg ? String(seg.ledger_index) : String(rec.opened_index ?? ''))],
   ], rows, 'report_no_evidence'));
@@ -440,27 +452,27 @@ async function mapConfig(api) {
 
 async function load(api, id) {
   setMessage('report_loading');
-  hook.state = 'loading';
+  setState('loading');
   let data;
   try {
     data = await api.request('GET', `/api/actions/${encodeURIComponent(id)}/report`);
   } catch (exc) {
     if (exc.status === 401) return;  // the login form is showing
-    hook.state = exc.status === 403 ? 'forbidden' : 'error';
+    setState(exc.status === 403 ? 'forbidden' : 'error');
     hook.error = { status: exc.status, code: exc.code };
     setMessage('', exc.status === 403 ? t('report_forbidden') : errorText(exc));
     return;
   }
   hook.data = data;
   render(data, await mapConfig(api));
-  hook.state = 'ready';
+  setState('ready');
 }
 
 function showLogin(api, id, message) {
   const form = /** @type {HTMLFormElement} */ (byId('report-login'));
   form.hidden = false;
   setMessage('report_login_needed', message);
-  hook.state = 'login';
+  setState('login');
   form.onsubmit = async (event) => {
     event.preventDefault();
     try {
@@ -488,7 +500,7 @@ function main() {
     if (hook.data) download(`${fileBase()}.json`, 'application/json', `${JSON.stringify(hook.data, null, 2)}\n`);
   });
   if (!id) {
-    hook.state = 'error';
+    setState('error');
     setMessage('report_no_id');
     return;
   }

@@ -15,6 +15,7 @@ from tests.support.browser import chromium
     ("/", "#login-submit"),
     ("/field", "button"),
     ("/portal", "button"),
+    ("/report/action?id=act-000000000000", "#report-login:not([hidden])"),
 ])
 async def test_pages_run_under_the_content_security_policy(live: LiveServer, path: str, ready: str) -> None:
     violations: list[str] = []
