@@ -37,8 +37,9 @@ function el(tag, className = '', text = '') {
   return node;
 }
 
+/** An SVG element (in the namespace of the page's own timeline `<svg>`, which HTML parsing gave it). */
 function svg(tag, attrs) {
-  const node = document.createElementNS('http://www.w3.org/2000/svg', tag);
+  const node = document.createElementNS(byId('r-timeline-svg').namespaceURI, tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
   return node;
 }
@@ -246,7 +247,9 @@ function drawTimeline(r) {
   const rows = r.timeline.length + 1;
   const H = rows * ROW + 26;
   const x = (iso) => LABEL + ((Math.min(end, Math.max(start, ms(iso))) - start) / span) * (W - LABEL - 6);
-  const box = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'timeline-svg', role: 'img' });
+  const box = byId('r-timeline-svg');
+  box.replaceChildren();
+  box.setAttribute('viewBox', `0 0 ${W} ${H}`);
   const bar = (row, a, b, cls, title) => {
     const x1 = x(a);
     const w = Math.max(1.5, x(b) - x1);
@@ -293,7 +296,7 @@ function drawTimeline(r) {
     item.append(el('span', `swatch ${cls}`), document.createTextNode(t(key)));
     legend.append(item);
   }
-  byId('r-timeline').replaceChildren(box, legend);
+  byId('r-timeline-legend').replaceChildren(legend);
 }
 
 function coverage(r) {
