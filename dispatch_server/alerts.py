@@ -31,7 +31,9 @@ logger = logging.getLogger(__name__)
 # (the values that text names: unit_id, case_number, ...); ``message`` is the English sentence for
 # logs and API clients.
 KINDS = ("sos", "unit_offline", "stopped_publishing", "ack_overdue", "geofence_exit", "geofence_enter",
-         "recording_degraded", "recording_resumed", "retention_halted")
+         "recording_degraded", "recording_resumed", "retention_halted",
+         # 流程预警 (compliance.py): a rule of procedure broke in a running action
+         "procedure_min_recorders", "procedure_record_before_start", "procedure_stay_in_area", "procedure_notice")
 Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 

@@ -31,6 +31,7 @@ from .alerts import AlertService
 from .audit import AuditTrail
 from .audit_ledger import AuditLedger
 from .auth import Authenticator
+from .compliance import ComplianceWatch
 from .config import Settings
 from .denials import DenialLedger
 from .evidence import ArchiveActions, EvidencePorts
@@ -92,7 +93,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     presence: PresenceStore = RedisPresence(redis_url, node) if redis_url else MemoryPresence(node)
     index: PositionIndex = RedisPositionIndex(redis_url) if redis_url else MemoryPositionIndex()
     tracks = SqliteTrackStore(settings.data_dir / "tracks.sqlite3")
-    breaks = ProcedureBreakStore(db)
 
     # the edge the domain pushes through
     sio = build_sio(settings)
@@ -109,7 +109,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     alerts = AlertService(db, audit, push.operators, settings.alerts.escalate_after_s, metrics, clock)
     stopping = Stopping(push.server_restarting, clock)
     procedure = ProcedureWatch(action_store, alerts, stopping)
-    roster = Roster(accounts, presence, running, push.unit_status, watchers=[procedure.unit_changed],
+    procedure_breaks = ProcedureBreakStore(db)
+    compliance = ComplianceWatch(action_store, settings.procedure, procedure_breaks, alerts, audit, stopping,
+                                 presence, running, push.action_procedure, clock)
+    roster = Roster(accounts, presence, running, push.unit_status,
+                    watchers=[procedure.unit_changed, compliance.unit_changed],
                     stale_after_s=settings.geo.stale_after_s, clock=clock)
     links = UnitLinks()
     account_admin = AccountAdmin(accounts, auth, audit, revocation, roster.announce, roster.forget,
@@ -117,7 +121,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     instructions = InstructionService(db, accounts, audit, action_store, alerts, push.instructions_pending,
                                       push.instruction_update, roster.online_units, metrics, clock)
     positions = PositionService(tracks, roster, action_store, alerts, audit, running, settings.geo.stale_after_s,
-                                index, clock, push_positions=push.positions, metrics=metrics)
+                                index, clock, push_positions=push.positions, metrics=metrics, moved=compliance.moved)
     sos = SosService(alerts, action_store, presence, clock)
     relay = Relay(RelayConfig(pli_min_interval_s=settings.media.pli_min_interval_s,
                               keyframe_interval_s=settings.media.keyframe_interval_s,
@@ -135,7 +139,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                        revocation=revocation, stopping=stopping)
     talk = TalkService(relay, action_store, audit, push.unit, push.operators, live.ice_servers,
                        settings.media.publisher_timeout_s, links, clock)
-    action_listeners = [running.action_changed, push.action_update, roster.action_changed]
+    action_listeners = [running.action_changed, push.action_update, roster.action_changed, compliance.action_changed]
     if archive is not None:
         action_listeners.insert(2, ArchiveActions(archive).action_changed)
     actions = ActionService(action_store, accounts, audit, action_listeners, clock)
@@ -148,7 +152,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     handshakes = Handshakes(sio, NAMESPACES, settings.server)
     wire = EngineIOGuard(sio, read_body)  # what clients send, checked before Engine.IO and Socket.IO read it
     sio.register_namespace(UnitNamespace(auth, roster, links, live, instructions, sos, talk, positions,
-                                         revocation, settings.server))
+                                         revocation, settings.server, compliance))
     sio.register_namespace(ConsoleNamespace(auth, roster, live, revocation, settings.server))
 
     services: dict[web.AppKey[Any], Any] = {
@@ -159,7 +163,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry, k.METRICS: metrics,
         k.NODE_FIGURES: figures, k.METRICS_LISTENER: metrics_listener,
         k.GUARD_STATS: GuardStats(), k.HANDSHAKES: handshakes, k.SIO_WIRE: wire,
-        k.STOPPING: stopping,
+        k.STOPPING: stopping, k.COMPLIANCE: compliance,
     }
     contexts = [
         lifetime(metrics.close, metrics.start),
@@ -186,7 +190,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         party = PartyAccess(db, settings.party, action_store, archive.record, clock)
         requests = FootageRequests(db, settings.party, party, archive.record, push.footage_request, clock)
         party_links = PartyLinks(db, settings.party, requests, archive.record, clock)
-        sources = ExportSources(evidence, clock)
+        sources = ExportSources(evidence, clock, procedure_breaks, ZoneInfo(settings.console.time_zone))
         exports = ExportService(requests, party_links, archive, action_store, sources,
                                 settings.archive_dir / "exports", settings.signing_key_path,
                                 load_link_secret(settings.data_dir / "keys" / "link-secret"),
@@ -202,10 +206,12 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                      lifetime(denials.close, denials.start),
                      lifetime(exports.close, exports.start)]
         routes += ARCHIVE_ROUTES
-    services[k.REPORTS] = ActionReports(action_store, accounts, instructions, alerts, tracks, sources, breaks,
+    services[k.REPORTS] = ActionReports(action_store, accounts, instructions, alerts, tracks, sources,
+                                        procedure_breaks,
                                         settings.procedure, settings.console.time_zone, clock)
 
-    contexts += [lifetime(live.close, live.start), lifetime(talk.close), lifetime(figures.close, figures.start),
+    contexts += [lifetime(compliance.close, partial(compliance.start, archive)),  # after the archive it follows
+                 lifetime(live.close, live.start), lifetime(talk.close), lifetime(figures.close, figures.start),
                  lifetime(metrics_listener.close, metrics_listener.start)]
     for key, service in services.items():
         app[key] = service

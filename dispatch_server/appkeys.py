@@ -17,6 +17,7 @@ from .alerts import AlertService
 from .audit import AuditTrail
 from .audit_ledger import AuditLedger
 from .auth import Authenticator
+from .compliance import ComplianceWatch
 from .config import Settings
 from .denials import DenialLedger
 from .evidence_catalog import EvidenceCatalog
@@ -80,3 +81,4 @@ LINKS = web.AppKey("links", PartyLinks)
 EXPORTS = web.AppKey("exports", ExportService)
 SNAPSHOTS = web.AppKey("snapshots", SnapshotService)
 AUDIT_LEDGER = web.AppKey("audit_ledger", AuditLedger)
+COMPLIANCE = web.AppKey("compliance", ComplianceWatch)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any, Callable, Iterable, Mapping
+from zoneinfo import ZoneInfo
 
 from utctime import iso_millis, parse_iso
 
 from .actions import Action
 from .evidence_catalog import EvidenceCatalog
+from .procedure_breaks import ProcedureBreakStore, describe
 
 CONTIGUOUS_S = 1.5  # segments closer than this make one recorded interval
 
@@ -45,9 +47,12 @@ def recorded_intervals(recordings: Iterable[Mapping[str, Any]]) -> list[list[str
 
 
 class ExportSources:
-    def __init__(self, evidence: EvidenceCatalog, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, evidence: EvidenceCatalog, clock: Callable[[], float] = time.time,
+                 breaks: ProcedureBreakStore | None = None, zone: ZoneInfo | None = None) -> None:
         self._evidence = evidence
         self._clock = clock
+        self._breaks = breaks  # rule breaks of the rules of procedure (流程预警), stated with their times
+        self._zone = zone or ZoneInfo("Asia/Shanghai")
 
     async def recordings_of_action(self, action_id: str) -> list[dict[str, Any]]:
         """Every recording of the action, with its segments not deleted and its gaps."""
@@ -62,8 +67,9 @@ class ExportSources:
                     None)
 
     async def completeness(self, action: Action) -> dict[str, Any]:
-        """Every unit of the action, its recorded intervals and every gap with its cause, and how
-        each recording ended."""
+        """Every unit of the action, its recorded intervals and every gap with its cause, how
+        each recording ended, and (with a break store) the rule breaks of the rules of procedure
+        and the notice."""
         recs = await self.recordings_of_action(action.id)
         units = []
         for unit_id in action.units:
@@ -80,7 +86,25 @@ class ExportSources:
                 "gaps": [g for r in mine for g in r["gaps"]],
                 "statement": "; ".join([statement, *dict.fromkeys(endings)]),
             })
-        return {"case_number": action.case_number, "action_id": action.id, "action_title": action.title,
-                "action_started": iso_millis(action.started_at) if action.started_at else None,
-                "action_ended": iso_millis(action.ended_at) if action.ended_at else None,
-                "units": units, "stated_at": iso_millis(self._clock())}
+        stated = {"case_number": action.case_number, "action_id": action.id, "action_title": action.title,
+                  "action_started": iso_millis(action.started_at) if action.started_at else None,
+                  "action_ended": iso_millis(action.ended_at) if action.ended_at else None,
+                  "units": units, "stated_at": iso_millis(self._clock())}
+        if self._breaks is not None:
+            stated.update(await self._procedure(action))
+        return stated
+
+    async def _procedure(self, action: Action) -> dict[str, Any]:
+        """The rule breaks of the action, oldest first, each with a line in Chinese and in English
+        (times in the court's zone), and the notice."""
+        assert self._breaks is not None
+        breaks = []
+        for brk in await self._breaks.for_action(action.id):
+            zh, en = describe(brk, self._zone)
+            breaks.append({"rule": brk.rule, "unit_id": brk.unit_id, "start": iso_millis(brk.started_at),
+                           "end": iso_millis(brk.ended_at) if brk.ended_at is not None else None,
+                           "statement": zh, "statement_en": en})
+        notice = await self._breaks.notice(action.id)
+        return {"time_zone": self._zone.key, "procedure_breaks": breaks,
+                "notice": None if notice is None else {"notice_at": iso_millis(notice.notice_at),
+                                                       "marked_by": notice.marked_by, "unit_id": notice.unit_id}}

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from geo.fix import Fix, FixError, parse_fix
 from geo.geofence import Geofence, GeofenceError, GeofenceWatcher
@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 MAX_BATCH = 500
 STALE_SWEEP_S = 2.0
 ACTION_TTL_S = 1.0  # an action's area is re-read this often at most (the running-action map is as old)
+Moved = Callable[[str, str, Fix], Awaitable[None]]  # (unit, its running action, its newest fix)
 
 class PositionService:
     """Ingest of units' fixes and everything that follows from them (see the module docstring)."""
@@ -51,7 +52,7 @@ class PositionService:
     def __init__(self, tracks: TrackStore, roster: Roster, actions: ActionStore, alerts: AlertService,
                  audit: AuditTrail, unit_actions: RunningActions, stale_after_s: float, index: PositionIndex,
                  clock: Callable[[], float] = time.time, *, push_positions: PushPositions,
-                 metrics: Metrics | None = None,
+                 metrics: Metrics | None = None, moved: Moved | None = None,
                  commit_interval_s: float = DEFAULT_INTERVAL_S, feed_interval_s: float = FEED_INTERVAL_S) -> None:
         self.tracks = tracks
         self._writer = TrackWriter(tracks, commit_interval_s)
@@ -63,6 +64,7 @@ class PositionService:
         self._alerts = alerts
         self._audit = audit
         self._unit_actions = unit_actions
+        self._moved = moved  # told the newest fix of each batch of a unit in a running action (流程预警)
         self.stale_after_s = stale_after_s
         self._clock = clock
         self.index = index
@@ -100,6 +102,8 @@ class PositionService:
                 await self._move(unit_id, fixes[-1])
                 if link is not None:
                     await self._check_fence(unit_id, link[0], fixes)
+                    if self._moved is not None:
+                        await self._moved(unit_id, link[0], fixes[-1])
             except BaseException:
                 if stored is not None:  # still committed; its outcome is not this caller's news
                     stored.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -1,6 +1,8 @@
-"""流程预警: procedure rules checked live while an action runs, raised as alerts at once.
+"""流程预警: a unit of a running action that drops out, raised as an alert at once.
 
-Today's rule: a unit of a running action must stay connected and keep its video up. When it
+The rules of procedure of each action type (recorders at once, recording before the start, the
+area, the notice) are checked by :mod:`dispatch_server.compliance`; this watcher keeps the
+simplest rule: a unit of a running action must stay connected and keep its video up. When it
 goes offline (``unit_offline``) or stops publishing while still connected
 (``stopped_publishing``), the command room is alerted with the unit, the action and the last
 known position. Alerts of one kind are not repeated for a unit while one is open. A planned stop of

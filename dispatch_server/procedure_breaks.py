@@ -22,7 +22,9 @@ import json
 import secrets
 import sqlite3
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any, Callable
+from zoneinfo import ZoneInfo
 
 from utctime import iso_seconds
 
@@ -185,3 +187,40 @@ class ProcedureBreakStore:
                                   "FROM procedure_notices WHERE notice_at >= ? AND notice_at < ? ORDER BY notice_at",
                                   (start, end))
         return [Notice(*r) for r in rows]
+
+
+# How a break reads in a completeness statement and a report: (Chinese, English), by rule.
+def _min_recorders_text(detail: dict[str, Any]) -> tuple[str, str]:
+    running, required = int(detail.get("running", 0)), int(detail.get("required", 2))
+    if running == 0:
+        return f"无记录仪在录（要求至少 {required} 台）", f"no recorder running (at least {required} required)"
+    if running == 1:
+        return (f"仅一台记录仪在录（要求至少 {required} 台）",
+                f"only one recorder running (at least {required} required)")
+    return (f"仅 {running} 台记录仪在录（要求至少 {required} 台）",
+            f"only {running} recorders running (at least {required} required)")
+
+
+def describe(brk: ProcedureBreak, zone: ZoneInfo) -> tuple[str, str]:
+    """The break as a line of a completeness statement, times in the court's zone ``zone``:
+    ``("10:02:11–10:07:40 仅一台记录仪在录（要求至少 2 台）", "10:02:11–10:07:40 only one recorder
+    running (at least 2 required)")``; an open break reads ``10:02:11–（未结束）`` / ``10:02:11– (ongoing)``."""
+    unit = brk.unit_id or ""
+    if brk.rule == "min_recorders":
+        zh, en = _min_recorders_text(brk.detail)
+    elif brk.rule == "record_before_start":
+        zh, en = f"行动开始时单位 {unit} 未在录像", f"unit {unit} not recording when the action started"
+    elif brk.rule == "stay_in_area":
+        zh, en = f"单位 {unit} 不在行动区域内", f"unit {unit} outside the action's area"
+    else:
+        minutes = f"{float(brk.detail.get('within_s', 0)) / 60:g}"
+        zh, en = (f"开始后 {minutes} 分钟内未标记告知（全程录音录像告知）",
+                  f"spoken notice not marked within {minutes} min of the start")
+
+    def hms(ts: float) -> str:
+        return datetime.fromtimestamp(ts, zone).strftime("%H:%M:%S")
+
+    start = hms(brk.started_at)
+    if brk.ended_at is None:
+        return f"{start}–（未结束） {zh}", f"{start}– (ongoing) {en}"
+    return f"{start}–{hms(brk.ended_at)} {zh}", f"{start}–{hms(brk.ended_at)} {en}"

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "task done). Without it, an officer answers at this terminal when it is one")
     p.add_argument("--sos", metavar="NOTE", nargs="?", const="",
                    help="raise an SOS for --unit (with an optional note), print the alert id and exit")
+    p.add_argument("--notice", metavar="OFFICER", nargs="?", const="",
+                   help="mark the spoken notice (已告知) of --unit's running action, by OFFICER if named, "
+                        "print when it was marked and exit")
     p.add_argument("--applied-log", type=Path,
                    help="append applied instructions as JSON lines; ids already there are not "
                         "applied again (with --fleet: one file per unit, NAME.<unit>.EXT)")
@@ -98,7 +101,7 @@ def configs_from_args(args: argparse.Namespace) -> list[UnitConfig]:
     gps = args.gps if args.gps is not None else parse_gps_spec("none" if args.sos is not None else "sim")
     if args.auto_ack:
         answers = "auto-ack"
-    elif args.fleet is None and args.sos is None and sys.stdin.isatty():
+    elif args.fleet is None and args.sos is None and args.notice is None and sys.stdin.isatty():
         answers = "terminal"
     else:
         answers = "none"
@@ -216,6 +219,22 @@ async def raise_sos(cfg: UnitConfig, note: str) -> int:
     return 0
 
 
+async def mark_notice(cfg: UnitConfig, officer: str) -> int:
+    """One-shot: the officer gave the spoken notice (已告知) of the unit's running action."""
+    from .link import UnitLink
+
+    link = UnitLink(cfg.server, cfg.unit_id, cfg.token,
+                    connect_timeout_s=cfg.connect_timeout_s, ack_timeout_s=cfg.ack_timeout_s)
+    await link.connect()
+    try:
+        ack = await link.call("notice", {"officer": officer} if officer else {})
+    finally:
+        await link.close()
+    print(ack["notice_at"])
+    logger.warning("unit %s: notice of action %s marked by %s", cfg.unit_id, ack["action_id"], ack["marked_by"])
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -227,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.sos is not None:
             return asyncio.run(raise_sos(configs[0], args.sos))
+        if args.notice is not None:
+            return asyncio.run(mark_notice(configs[0], args.notice))
         return asyncio.run(run(configs))
     except FieldClientError as exc:
         logger.error("%s", exc)

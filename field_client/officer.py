@@ -7,6 +7,7 @@
       d [N]          完成 done
       r [N] REASON   拒绝 refuse, with the reason the command room will read
       l              列出 list the open orders
+      n [NAME]       已告知 the spoken notice (全程录音录像告知) was given, by NAME if named
 
   ``N`` is the instruction's number (``#N`` on screen); without it the oldest open order is meant.
 - :class:`AutoAck`: an unattended vehicle terminal (``--auto-ack``). It acknowledges that the
@@ -22,16 +23,19 @@ import asyncio
 import logging
 import os
 import sys
-from typing import Callable, Protocol, TextIO
+from typing import Any, Awaitable, Callable, Protocol, TextIO
 
 from geo.fix import Fix
 
 from .answers import Answer, AnswerOutbox
+from .errors import LinkError
 from .orders import Order, describe
 
 logger = logging.getLogger(__name__)
 
-HELP = "回复 Answer: a=确认 acknowledge   d=完成 done   r 原因=拒绝 refuse (reason)   l=列表 list   [+ #号 number]"
+HELP = ("回复 Answer: a=确认 acknowledge   d=完成 done   r 原因=拒绝 refuse (reason)   l=列表 list   [+ #号 number]"
+        "   n [姓名]=已告知 notice given")
+MarkNotice = Callable[[str | None], Awaitable[dict[str, Any]]]
 
 
 class Officer(Protocol):
@@ -47,9 +51,12 @@ class AutoAck:
 
 
 class TerminalOfficer:
-    def __init__(self, answers: AnswerOutbox, here: Callable[[], Fix | None], out: TextIO | None = None) -> None:
+    def __init__(self, answers: AnswerOutbox, here: Callable[[], Fix | None], out: TextIO | None = None,
+                 notice: MarkNotice | None = None) -> None:
         self._answers = answers
         self._here = here
+        self._notice = notice
+        self._sending: set[asyncio.Task[None]] = set()  # notices on their way; cancelled by run()'s end
         self._out = out or sys.stdout
         self._open: dict[int, Order] = {}  # by seq, oldest first
         self._acknowledged: set[str] = set()
@@ -71,6 +78,9 @@ class TerminalOfficer:
         key = words[0].lower()
         if key in ("l", "list", "列表"):
             self._list()
+            return
+        if key in ("n", "notice", "告知"):
+            self._mark_notice(" ".join(words[1:]).strip() or None)
             return
         if key not in ("a", "d", "r"):
             self._print(f"未知按键 unknown key {words[0]!r}", HELP)
@@ -105,6 +115,22 @@ class TerminalOfficer:
             self._acknowledged.add(order.id)
             self._answers.report(Answer(order.id, "acknowledged"))
 
+    def _mark_notice(self, officer: str | None) -> None:
+        if self._notice is None:
+            self._print("本终端不能标记告知 this terminal cannot mark the notice")
+            return
+        task = asyncio.get_running_loop().create_task(self._send_notice(self._notice, officer))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_notice(self, notice: MarkNotice, officer: str | None) -> None:
+        try:
+            ack = await notice(officer)
+        except LinkError as exc:
+            self._print(f"告知未标记 notice not marked: {exc}")
+            return
+        self._print(f"已告知 notice marked ({ack.get('notice_at')}, {ack.get('marked_by')})")
+
     def _list(self) -> None:
         if not self._open:
             self._print("没有待处理的指令 no open instructions")
@@ -130,3 +156,6 @@ class TerminalOfficer:
         finally:
             os.set_blocking(pipe.fileno(), was_blocking)
             transport.close()
+            for task in list(self._sending):
+                task.cancel()
+            await asyncio.gather(*self._sending, return_exceptions=True)

@@ -140,7 +140,7 @@ class FieldUnit:
         self.camera = StillCamera(cfg.codec)
         self.officer: Officer | None = None
         if cfg.answers == "terminal":
-            self.officer = TerminalOfficer(self.answers, self._here)
+            self.officer = TerminalOfficer(self.answers, self._here, notice=self.mark_notice)
         elif cfg.answers == "auto-ack":
             self.officer = AutoAck(self.answers)
         self.desk = OrderDesk(cfg.unit_id, MachineOrders(cfg.unit_id, self), self.answers, self.officer)
@@ -463,6 +463,14 @@ class FieldUnit:
         if link is None or link.lost.is_set():
             raise LinkError("not connected to the server: the call-back cannot be placed")
         await link.call("callback", {"instruction_id": order.id})
+
+    async def mark_notice(self, officer: str | None) -> dict[str, Any]:
+        """The officer gave the spoken notice (已告知): tell the server now, over the current link.
+        :class:`LinkError` when not connected or refused (``not_in_running_action``)."""
+        link = self._link
+        if link is None or link.lost.is_set():
+            raise LinkError("not connected to the server: the notice cannot be marked now")
+        return await link.call("notice", {"officer": officer} if officer else {})
 
     def _here(self) -> Fix | None:
         return self._last_fix

@@ -108,7 +108,7 @@ class ArchiveService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: list[Recording] = []
-        # ("sealed"|"gap"|"closed"|"snapshot"|..., detail), called on the event loop
+        # ("sealed"|"gap"|"closed"|"snapshot"|"disk_full"|"resumed"|..., detail), called on the event loop
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     # lifecycle ---------------------------------------------------------------------------
@@ -218,6 +218,13 @@ class ArchiveService:
         self._tap(active, channel)
         logger.info("unit %s: recording %s opened (action %s)", unit_id, info.recording_id, ctx.action_id)
         return recording
+
+    def recording_now(self, unit_id: str) -> bool:
+        """Whether the unit's frames are being recorded now: it publishes on this node into an
+        open recording that is not paused (disk full) and not waiting for the unit to come back."""
+        current = self.active.get(unit_id)
+        return (not self.refused and current is not None and bool(current.taps) and current.grace is None
+                and not current.recording.closed and current.recording.paused_cause is None)
 
     def publish_ended(self, unit_id: str, cause: str) -> None:
         """The unit's publisher is gone (``link_lost``, ``unit_stopped`` ...): keep the recording
@@ -376,11 +383,13 @@ class ArchiveService:
                 continue
             if not self.disk_full and free < self._min_free:
                 self._enter_disk_full(f"{free} bytes free, below {self._min_free}")
+                self._tell_listeners("disk_full", {"free_bytes": free})
             elif self.disk_full and free >= self._min_free * 1.25:
                 self.disk_full = False
                 logger.warning("archive: %d bytes free again; recording resumes", free)
                 for active in self.active.values():
                     active.recording.resume()
+                self._tell_listeners("resumed", {"free_bytes": free})
                 await self._alarm("recording_resumed", f"evidence archive has space again ({free} bytes free); "
                                   "recording resumed", {"free_bytes": free})
 

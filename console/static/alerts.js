@@ -60,6 +60,9 @@ export function alertMessage(alert) {
     const pct = (x) => `${Math.round(Number(x || 0) * 100)}%`;
     return t('alert_msg.retention_halted', { ...p, share: pct(p.share), max: pct(p.max_delete_share) });
   }
+  if (code === 'procedure_min_recorders') {
+    return t('alert_msg.procedure_min_recorders', { ...p, missing: (p.missing || []).join('、') || '—' });
+  }
   const key = `alert_msg.${code}`;
   return hasText(key) ? t(key, p) : codeText('alert', code);
 }

@@ -128,6 +128,11 @@ export class ApiClient {
     return this.request('POST', `/api/actions/${encodeURIComponent(id)}/${verb}`);
   }
 
+  /** @returns {Promise<object>} the action's compliance with the rules of procedure (流程预警) */
+  actionProcedure(id) {
+    return this.request('GET', `/api/actions/${encodeURIComponent(id)}/procedure`);
+  }
+
   /** @returns {Promise<{instructions: object[]}>} newest first */
   listInstructions(limit = 200) {
     return this.request('GET', `/api/instructions?limit=${limit}`);

@@ -110,6 +110,10 @@ export class DispatchPanels {
     ]);
     this.actions.load(actions.actions || []);
     this.instructions.load(instructions.instructions || []);
+    // The wall's compliance badges (流程预警) of the running actions; then kept by action_procedure.
+    const running = (actions.actions || []).filter((a) => a.state === 'running');
+    const compliance = await Promise.all(running.map((a) => this.ctx.api.actionProcedure(a.id).catch(() => null)));
+    for (const c of compliance) if (c) this.ctx.wall.setCompliance(c);
     const open = openAlerts.alerts || [];
     this.alerts.load(open);
     // Open here but not on the server: acknowledged while this console was away.
@@ -128,6 +132,7 @@ export class DispatchPanels {
     socket.on('snapshot', (still) => this.instructions.addStill(still));
     socket.on('alert', (alert) => this.alerts.upsert(alert));
     socket.on('alert_update', (alert) => this.alerts.upsert(alert));
+    socket.on('action_procedure', (compliance) => this.ctx.wall.setCompliance(compliance));
   }
 
   /** The roster changed: refresh what shows units (team chips, pickers). */

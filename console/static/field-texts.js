@@ -148,6 +148,14 @@ export const TEXTS = {
     sos_sending: '求助发送中…',
     sos_sent: '已求助 {t}',
     sos_failed: '求助失败',
+    // the spoken notice (流程预警)
+    notice_button: '已告知',
+    notice_hint: '已口头告知：为保护您的合法权益，本次执行全程录音录像',
+    notice_sending: '正在标记告知…',
+    notice_sent: '已标记告知 {t}',
+    notice_failed: '标记告知失败',
+    notice_not_in_action: '本设备不在进行中的行动中，无需标记告知',
+    notice_need_link: '未连接服务器，请开始后再标记告知',
   },
   en: {
     page_title: 'Field unit',
@@ -271,6 +279,13 @@ export const TEXTS = {
     sos_sending: 'Sending SOS…',
     sos_sent: 'SOS sent {t}',
     sos_failed: 'SOS failed',
+    notice_button: 'Notice given',
+    notice_hint: 'Told those present: for your rights, this enforcement is recorded in full',
+    notice_sending: 'Marking the notice…',
+    notice_sent: 'Notice marked {t}',
+    notice_failed: 'Notice not marked',
+    notice_not_in_action: 'This unit is in no running action: no notice to mark',
+    notice_need_link: 'Not connected: start first, then mark the notice',
   },
 };
 

@@ -11,6 +11,7 @@
  * - GPS fixes are sent in batches and back-filled after a link loss (field-gps.js);
  * - talk-back from the command room plays on the speaker (field-talk.js);
  * - the SOS button works over plain HTTP, with or without the link (field-sos.js).
+ * - 已告知 marks the spoken notice of the unit's running action over the link (field-notice.js).
  *
  * Texts: Simplified Chinese by default, English on request (field-texts.js, remembered).
  * The unit id and token are remembered in localStorage. `?unit=..&token=..` prefill the form and
@@ -29,6 +30,7 @@ import { FieldGps } from './field-gps.js';
 import { TalkListener } from './field-talk.js';
 import { Notifier } from './field-notify.js';
 import { FieldSos } from './field-sos.js';
+import { FieldNotice } from './field-notice.js';
 import {
   applyTexts, language, messageText, setLanguage, t,
 } from './field-texts.js';
@@ -73,6 +75,7 @@ class FieldApp {
     this.talk = new TalkListener(this.link, /** @type {HTMLAudioElement} */ (byId('talk-audio')),
       () => this.publisher.iceServers);
     this.sos = new FieldSos({ credentials: () => this.credentialsForSos(), lastFix: () => this.gps.last });
+    this.notice = new FieldNotice(this.link);
 
     this.publisher.addEventListener('change', () => this.render());
     this.link.addEventListener('state', () => this.render());
@@ -244,6 +247,7 @@ class FieldApp {
     byId('orders-empty').hidden = this.cards.cards.size > 0;
     this.cards.renderAll();
     this.sos.render();
+    this.notice.render();
   }
 }
 

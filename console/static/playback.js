@@ -5,7 +5,8 @@
  * and time range and lists what it finds. Opening one (`GET /api/recordings/{id}`) shows the
  * player (`#playback-view`, above the video wall): one `<video>` that plays the recording's
  * sealed segments one after another, a timeline over the whole recording with every segment at
- * its `offset_s` and every gap drawn as a marked region (its cause in the tooltip), and a small
+ * its `offset_s`, every gap drawn as a marked region (its cause in the tooltip) and every marker
+ * (`markers`: the spoken notice 已告知 of the action, 流程预警) as a tick at its `t`, and a small
  * Leaflet map on which a marker follows the unit's GPS track in step with the video.
  *
  * Times: `t` is seconds on the recording's timeline (0 = the recording opened). A segment file
@@ -15,7 +16,7 @@
  * one has expired the detail is fetched again once and playback resumes where it was.
  *
  * Test hook `dispatchConsole.playback = {open(recordingId), state(), seek(t), close()}`;
- * `state()` = `{recording, segment, time, duration, playing, gaps: [{start_s, end_s, cause}],
+ * `state()` = `{recording, segment, time, duration, playing, gaps: [{start_s, end_s, cause}], markers: [{kind, t}],
  * segments: [{seq, offset_s, duration_s}] (playable ones), position: [lat, lon] as displayed | null, error}`.
  */
 import { ApiError } from './api.js';
@@ -425,6 +426,13 @@ export class Playback {
         start: formatSpan(gap.start_s), end: formatSpan(gap.end_s) });
       parts.push(block);
     }
+    for (const marker of this.rec.markers || []) {
+      const tick = el('div', 'pb-marker');
+      tick.style.left = pct(marker.t);
+      tick.dataset.kind = marker.kind;
+      tick.title = t(`rec_marker_${marker.kind}`, { at: formatSpan(marker.t), by: marker.marked_by || '' });
+      parts.push(tick);
+    }
     this.timeline.replaceChildren(...parts, this.head);
   }
 
@@ -474,6 +482,7 @@ export class Playback {
       duration: this.total,
       playing: !this.video.paused && !this.video.ended,
       gaps: this.rec ? this.rec.gaps.map((g) => ({ start_s: g.start_s, end_s: g.end_s, cause: g.cause })) : [],
+      markers: this.rec ? (this.rec.markers || []).map((m) => ({ kind: m.kind, t: m.t })) : [],
       segments: this.segments.map((seg) => ({ seq: seg.seq, offset_s: seg.offset_s, duration_s: seg.duration_s })),
       position: this.position,
       error: this.error,

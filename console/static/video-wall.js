@@ -229,6 +229,12 @@ export class VideoWall extends EventTarget {
     if (tile) tile.setAlarm(alarm);
   }
 
+  /** A running action's compliance with the rules of procedure (流程预警): its badge on the wall. */
+  setCompliance(compliance) {
+    this.groups.setCompliance(compliance);
+    this.render();
+  }
+
   /** @param {Map<string, object>} actions all known actions; regroups the wall */
   setActions(actions) {
     this.groups.setActions(actions);

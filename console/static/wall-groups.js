@@ -10,6 +10,10 @@
  *
  * DOM: `#video-wall > .wall-group[data-action-id] > .wall-group-head + .wall-grid`;
  * `data-action-id` is "" for the units in no action.
+ *
+ * Each running action's header carries its compliance with the rules of procedure right now
+ * (流程预警, pushed as `action_procedure`): `.wall-group-compliance[data-compliant]` reading
+ * 合规, or 违规：<what> with every rule broken now.
  */
 import { t } from './console-texts.js';
 import { ACTION_TYPES, formatClock, labelOf } from './labels.js';
@@ -33,6 +37,17 @@ export class WallGroups {
     this.actions = new Map();
     /** @type {Map<string, {element: HTMLElement, head: HTMLElement, grid: HTMLElement, signature: string}>} */
     this.groups = new Map();
+    /** @type {Map<string, {compliant: boolean, open: {rule: string, unit_id: string | null}[]}>} by action id */
+    this.compliance = new Map();
+  }
+
+  /** An `action_procedure` event or `GET /api/actions/{id}/procedure`: the action's compliance now. */
+  setCompliance(compliance) {
+    if (!compliance || typeof compliance.action_id !== 'string') return;
+    this.compliance.set(compliance.action_id, {
+      compliant: Boolean(compliance.compliant),
+      open: Array.isArray(compliance.open) ? compliance.open : [],
+    });
   }
 
   /** @param {Map<string, object>} actions all known actions (any state) */
@@ -139,7 +154,7 @@ export class WallGroups {
     const action = this.actions.get(key);
     const statuses = [...this.units.values()].filter((u) => u.action_id === key || action?.units.includes(u.id))
       .map((u) => `${u.id}:${unitStatus(u)}:${u.case_number}`);
-    const signature = JSON.stringify([action, live, tiles.map((t) => t.unitId), statuses]);
+    const signature = JSON.stringify([action, live, tiles.map((t) => t.unitId), statuses, this.compliance.get(key)]);
     if (group.signature === signature) return;
     group.signature = signature;
     head.replaceChildren();
@@ -159,6 +174,8 @@ export class WallGroups {
         head.append(since);
       }
     }
+    const compliance = this.compliance.get(key);
+    if (compliance) head.append(complianceBadge(compliance));
     const team = action ? action.units : [...this.units.values()].filter((u) => u.action_id === key).map((u) => u.id);
     head.append(text('span', 'wall-group-count', `${live} / ${team.length}`));
     head.lastChild.title = t('wall_group_count_title');
@@ -184,6 +201,21 @@ export class WallGroups {
     for (const group of this.groups.values()) group.element.remove();
     this.groups.clear();
   }
+}
+
+/** 合规, or 违规：<each rule broken now, with its unit>. */
+function complianceBadge(compliance) {
+  const badge = text('span', 'wall-group-compliance', '');
+  badge.dataset.compliant = String(compliance.compliant);
+  if (compliance.compliant) {
+    badge.textContent = t('procedure.ok');
+    badge.title = t('procedure.ok_title');
+    return badge;
+  }
+  const what = compliance.open.map((b) => t(`procedure_rule.${b.rule}`) + (b.unit_id ? ` ${b.unit_id}` : ''));
+  badge.textContent = t('procedure.broken', { what: [...new Set(what)].join('、') });
+  badge.dataset.rules = [...new Set(compliance.open.map((b) => b.rule))].sort().join(' ');
+  return badge;
 }
 
 function text(tag, className, content) {

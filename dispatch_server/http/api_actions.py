@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..appkeys import ACTIONS
+from ..appkeys import ACTIONS, COMPLIANCE
 from .parse_actions import parse_action_fields
 from .request import person_of, read_json
 
@@ -50,3 +50,11 @@ async def start_action(request: web.Request) -> web.Response:
 async def end_action(request: web.Request) -> web.Response:
     person = await person_of(request, "dispatch.write")
     return web.json_response((await request.app[ACTIONS].end(request.match_info["id"], person)).view())
+
+
+@routes.get("/api/actions/{id}/procedure")
+async def action_procedure(request: web.Request) -> web.Response:
+    """流程预警: open and past rule breaks of the action, its notice and its rule."""
+    await person_of(request, "dispatch.read")
+    action = await request.app[ACTIONS].get(request.match_info["id"])
+    return web.json_response(await request.app[COMPLIANCE].compliance(action))

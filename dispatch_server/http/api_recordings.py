@@ -25,7 +25,7 @@ from aiohttp import web
 from recordings.catalog import Near, Query, SegmentRow
 from utctime import parse_iso
 
-from ..appkeys import POSITIONS, TICKETS
+from ..appkeys import COMPLIANCE, POSITIONS, TICKETS
 from ..auth import PERMISSIONS, check_unit_id
 from ..casenumber import CaseNumberError, parse_case_number
 from ..errors import BadRequest, NotFound
@@ -171,6 +171,8 @@ async def detail(request: web.Request) -> web.Response:
         points = await asyncio.to_thread(_tracks(request, TRACK_MARGIN_S), rec["unit_id"], opened, end)
         track = [{"t": round(ts - opened, 3), "lat": lat, "lon": lon} for ts, lat, lon in points]
     rec["track"] = track
+    end = closed if closed is not None else opened + rec["duration_s"]
+    rec["markers"] = await request.app[COMPLIANCE].markers(rec.get("action_id"), opened, end)
     return web.json_response(rec)
 
 

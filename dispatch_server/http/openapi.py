@@ -169,6 +169,10 @@ def document() -> dict[str, Any]:
                        "provisional while the action runs; 409 action_not_started while planned (ledger: viewed, "
                        "what report)", result={"$ref": "#/components/schemas/ActionReport"},
                        errors=(400, 401, 403, 404, 409, 503))},
+        "/api/actions/{id}/procedure": {"parameters": _path_params("id"),
+                                        "get": _op("The action's compliance with the rules of procedure (流程预警): "
+                                                   "open and past rule breaks, the notice, the rule",
+                                                   result=OBJ, errors=(401, 403, 404))},
         "/api/instructions": {
             "get": _op("List instructions, newest first", params=("unit", "action", "state", "limit"),
                        result={"type": "object", "properties": {"instructions": {"type": "array", "items": INSTRUCTION}}}),
@@ -362,7 +366,7 @@ def document() -> dict[str, Any]:
         "Recording": {"type": "object", "properties": {k: {} for k in (
             "id", "unit_id", "action_id", "case_number", "officers", "category", "node", "codecs", "state", "opened_at",
             "closed_at", "close_reason", "end_cause", "segment_count", "deleted_segments", "bytes", "duration_s",
-            "gap_count", "gap_s", "held", "segments", "gaps", "track")}},
+            "gap_count", "gap_s", "held", "segments", "gaps", "track", "markers")}},
         "Snapshot": {"type": "object", "properties": {k: {} for k in (
             "snapshot_id", "sha256", "bytes", "unit_id", "action_id", "case_number", "instruction_id", "taken_at",
             "received_at", "url", "image_url", "content_type", "held")}},

@@ -183,3 +183,24 @@ def parse_sos(data: Any) -> SosCall:
             raise _bad(f"sos: field {key!r} must be a finite number")
         numbers[key] = None if v is None else float(v)
     return SosCall(note, numbers["lat"], numbers["lon"], numbers["accuracy"])
+
+
+@dataclass(frozen=True)
+class NoticeMark:
+    officer: str | None = None  # who gave the notice, as the officer names themself; None: the unit
+
+
+MAX_OFFICER = 64
+
+
+def parse_notice(data: Any) -> NoticeMark:
+    """The spoken notice was given (已告知): ``{"officer"?: name}`` (also empty or absent)."""
+    if data is None:
+        return NoticeMark()
+    d = _obj(data, "notice")
+    officer = d.get("officer")
+    if officer is None or officer == "":
+        return NoticeMark()
+    if not isinstance(officer, str) or len(officer.strip()) == 0 or len(officer) > MAX_OFFICER:
+        raise _bad(f"notice: officer must be a name of 1..{MAX_OFFICER} characters")
+    return NoticeMark(officer.strip())

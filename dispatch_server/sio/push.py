@@ -32,6 +32,7 @@ EVENT_PERMISSION = {
     "instruction_updates": "dispatch.read",
     "footage_request": "requests.read",
     "snapshot": "evidence.view",
+    "action_procedure": "dispatch.read",
 }
 
 # Emits in flight at once when a broadcast tells many units of new instructions. python-socketio's
@@ -90,6 +91,10 @@ class Push:
         """To every console and every unit connected to this node: a planned stop has begun."""
         await self._sio.emit("server_restarting", notice, namespace="/console")
         await self._sio.emit("server_restarting", notice, namespace="/unit")
+
+    async def action_procedure(self, compliance: dict[str, Any]) -> None:
+        """A running action's compliance with the rules of procedure changed (流程预警)."""
+        await self.operators("action_procedure", compliance)
 
     async def snapshot(self, view: dict[str, Any]) -> None:
         """A still entered the evidence archive (the fields of the upload's 201 answer)."""

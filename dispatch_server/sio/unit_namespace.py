@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from ..auth import Authenticator
+from ..compliance import ComplianceWatch
 from ..config import ServerConfig
 from ..errors import BadRequest, DispatchError, Unauthorized
 from ..instructions import InstructionService
@@ -21,6 +22,7 @@ from .events import EdgeNamespace, event, refuse
 from .messages import (
     parse_callback,
     parse_instruction_state,
+    parse_notice,
     parse_publish,
     parse_received,
     parse_session_ref,
@@ -37,7 +39,7 @@ logger = logging.getLogger(__name__)
 class UnitNamespace(EdgeNamespace):
     def __init__(self, auth: Authenticator, roster: Roster, links: UnitLinks, live: LiveService,
                  instructions: InstructionService, sos: SosService, talk: TalkService, positions: PositionService,
-                 revocation: Revocation, limits: ServerConfig) -> None:
+                 revocation: Revocation, limits: ServerConfig, compliance: ComplianceWatch) -> None:
         super().__init__("/unit")
         self.revocation = revocation
         self._grants: dict[str, Grant] = {}  # by sid: what closes the link when the token is revoked
@@ -50,6 +52,7 @@ class UnitNamespace(EdgeNamespace):
         self.talk = talk
         self.positions = positions
         self.limits = limits
+        self.compliance = compliance
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
@@ -149,6 +152,13 @@ class UnitNamespace(EdgeNamespace):
         unit_id = await self._unit(sid)
         alert = await self.sos.raise_sos(unit_id, parse_sos(data))
         return {"ok": True, "alert_id": alert["id"]}
+
+    @event()
+    async def on_notice(self, sid: str, data: Any) -> dict[str, Any]:
+        """The officer gave the spoken notice of the unit's running action (已告知, 流程预警)."""
+        unit_id = await self._unit(sid)
+        notice = await self.compliance.mark_notice(unit_id, parse_notice(data).officer)
+        return {"ok": True, **notice.view()}
 
     @event("max_message_bytes")
     async def on_talk_join(self, sid: str, data: Any) -> dict[str, Any]:

@@ -100,7 +100,8 @@ async def test_action_lifecycle_and_roster_link(live: LiveServer, http: aiohttp.
     assert status == 404 and body["error"]["code"] == "unknown_action"
 
     status, trail = await api(http, "GET", f"{live.url}/api/audit?subject={aid}", aud)
-    assert [e["verb"] for e in reversed(trail["entries"])] == [
+    # (The seizure's rule breaks are in its trail too, as procedure.*: tests/dispatch_server/test_compliance.py.)
+    assert [e["verb"] for e in reversed(trail["entries"]) if e["verb"].startswith("action.")] == [
         "action.created", "action.updated", "action.started", "action.ended"]
 
 

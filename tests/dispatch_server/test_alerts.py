@@ -75,5 +75,7 @@ async def test_unit_leaving_a_running_action_and_overdue_ack_raise_alerts(
     offline = await console.next("alert", lambda a: a["kind"] == "unit_offline", timeout=5)
     assert offline["unit_id"] == "bc-01" and offline["case_number"] == action["case_number"]
     status, listed = await api(http, "GET", f"{live.url}/api/alerts?state=open", op)
-    assert {a["kind"] for a in listed["alerts"]} == {"ack_overdue", "unit_offline"}
+    # The seizure's rules of procedure raise procedure_* alerts of their own (test_compliance.py).
+    assert {a["kind"] for a in listed["alerts"] if not a["kind"].startswith("procedure_")} == {"ack_overdue",
+                                                                                             "unit_offline"}
     await console.close()

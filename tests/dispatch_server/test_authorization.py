@@ -77,6 +77,7 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/actions/{id}/start"): staff("dispatch.write"),
     ("POST", "/api/actions/{id}/end"): staff("dispatch.write"),
     ("GET", "/api/actions/{id}/report"): staff("reports.read"),
+    ("GET", "/api/actions/{id}/procedure"): staff("dispatch.read"),
     ("POST", "/api/instructions"): staff("dispatch.write"),
     ("GET", "/api/instructions"): staff("dispatch.read"),
     ("GET", "/api/instructions/{id}"): staff("dispatch.read"),

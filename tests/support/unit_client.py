@@ -55,7 +55,7 @@ class Console:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.queues: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         for name in ("unit_status", "instruction_update", "alert", "alert_update", "action_update", "unit_callback",
-                     "snapshot"):
+                     "snapshot", "action_procedure"):
             q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
             self.queues[name] = q
             self.sio.on(name, q.put_nowait, namespace="/console")
