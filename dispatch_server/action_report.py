@@ -31,7 +31,7 @@ from .coverage import coverage
 from .errors import Conflict
 from .export_sources import recorded_intervals
 from .instructions import InstructionService
-from .procedure_breaks import ProcedureBreak, ProcedureBreakStore
+from .procedure_breaks import ProcedureBreak, ProcedureBreakStore, describe
 from .stores.accounts import Accounts
 
 MAX_TRACK_FIXES = 50_000  # fixes read per unit (a day at one a second is 86,400: the action is shorter)
@@ -152,8 +152,10 @@ class ActionReports:
         }
 
     def _break(self, brk: ProcedureBreak, end: float) -> dict[str, Any]:
-        """A rule break; one still open runs to the report's end (``open`` says so)."""
-        return {**brk.view(), "open": brk.open,
+        """A rule break with its line of the completeness statement; one still open runs to the
+        report's end (``open`` says so)."""
+        zh, en = describe(brk, self._zone)
+        return {**brk.view(), "open": brk.open, "statement": zh, "statement_en": en,
                 "seconds": round((brk.ended_at if brk.ended_at is not None else end) - brk.started_at, 3),
                 "local_start": self._local(brk.started_at), "local_end": self._local(brk.ended_at)}
 

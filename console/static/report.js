@@ -324,12 +324,12 @@ function breaks(r) {
     notice.textContent = `${t('report_notice')}: ${t(r.rule.notice_within_s ? 'report_notice_none' : 'report_notice_not_required')}`;
   }
   byId('r-breaks').replaceChildren(table('rule-breaks', [
-    ['report_col_rule', (b) => codeText('report_rule', b.rule)],
+    ['report_col_rule', (b) => codeText('procedure_rule', b.rule)],
     ['report_col_unit', (b) => b.unit_id || t('report_whole_action')],
     ['report_col_start', (b) => formatTime(b.started_at)],
     ['report_col_end', (b) => (b.open ? t('report_open') : formatTime(b.ended_at))],
     ['report_col_seconds', (b) => formatDuration(b.seconds)],
-    ['report_col_detail', (b) => Object.entries(b.detail || {}).map(([k, v]) => `${k}=${v}`).join(' ')],
+    ['report_col_detail', (b) => (language() === 'en' ? b.statement_en : b.statement) || ''],
   ], r.rule_breaks, 'report_no_breaks'));
 }
 

@@ -145,6 +145,10 @@ async def test_the_report_page_shows_map_timeline_and_tables_and_prints_to_a4(
         assert sorted(h.strip() for h in hashes) == sorted(s["sha256"] for s in segments)
         assert await page.locator(".report-table--shortfalls tbody tr").count() == len(report["coverage"]["shortfalls"])
         assert "无录像中断" in await page.inner_text("#r-gaps")
+        # the live rule check's breaks (the vehicle never recorded), each with its statement
+        breaks = page.locator(".report-table--rule-breaks tbody tr")
+        assert report["rule_breaks"] and await breaks.count() == len(report["rule_breaks"])
+        assert report["rule_breaks"][0]["statement"] in await breaks.first.inner_text()
 
         await shoot(page, tmp_path, "report", keep=True, full_page=True)
         # CSV of a table: Chinese headings, the court's times

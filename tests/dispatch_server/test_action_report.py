@@ -1,8 +1,10 @@
 """The per-action report (行动报告) of a real action: a real server, real ``field-client``
 processes publishing video and GPS, a unit whose link drops mid-action and comes back (a gap),
 an instruction the officer answers at the terminal and one that expires while its unit is away,
-an SOS and the offline alert; then the report is checked against what the test did and against
-the archive itself (every segment's SHA-256 computed here from the file)."""
+the spoken notice marked at the terminal, an SOS and the offline alert, and the rule break the
+live rule check records while one recorder runs where two are required; then the report is
+checked against what the test did and against the archive itself (every segment's SHA-256
+computed here from the file)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from dispatch_server.appkeys import ACTIONS, DATABASE
 from dispatch_server.auth import PERMISSIONS
-from dispatch_server.procedure_breaks import Notice, ProcedureBreakStore
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import api
 from tests.recordings.archive_support import entries, of_type
@@ -149,6 +149,9 @@ async def test_the_report_of_a_real_action_says_what_happened(
         await state_of(console, answered["id"], "acknowledged")
         c1.type("d")
         await state_of(console, answered["id"], "done")
+        # The officer gives the spoken notice and marks it at the terminal (已告知).
+        c1.type("n 王法警")
+        await c1.line_with("已告知 notice marked")
 
         # SOS from the first unit, acknowledged by the operator.
         sos = await Process.start("-m", "field_client", "--server", live.url, "--unit", "bc-r1", "--token", t1,
@@ -176,14 +179,8 @@ async def test_the_report_of_a_real_action_says_what_happened(
         await until(lambda: {d["recording_id"] for k, d in events.seen if k == "closed"} >= action_rids(),
                     timeout=60, what="the action's recordings closed")
 
-        # A rule break and the notice as the procedure watch keeps them (the store of dispatch_server.procedure_breaks).
-        breaks = ProcedureBreakStore(live.app[DATABASE])
-        started = (await live.app[ACTIONS].get(aid)).started_at
-        assert started is not None
-        brk, _ = await breaks.open(aid, "min_recorders", None, started + 1.0, {"running": 1, "required": 2})
-        await breaks.close(brk.id, started + 3.0)
-        await breaks.mark_notice(Notice(aid, started + 2.0, "王法警", "bc-r1"))
-
+        status, procedure = await api(http, "GET", f"{live.url}/api/actions/{aid}/procedure", sup)
+        assert status == 200, procedure
         status, report = await api(http, "GET", f"{live.url}/api/actions/{aid}/report", sup)
         assert status == 200, report
     finally:
@@ -254,12 +251,18 @@ async def test_the_report_of_a_real_action_says_what_happened(
     assert any(parse_iso(s["start"]) <= gap_start + JOIN_S and parse_iso(s["end"]) >= gap_end - JOIN_S
                and s["running"] == 1 for s in cov["shortfalls"]), cov["shortfalls"]
 
-    # rule breaks and the notice
-    assert brk.id in {b["id"] for b in report["rule_breaks"]}
-    mine = next(b for b in report["rule_breaks"] if b["id"] == brk.id)
-    assert mine["rule"] == "min_recorders" and mine["open"] is False and mine["seconds"] == 2.0
-    assert report["notice"]["marked_by"] == "王法警" and report["notice"]["after_start_s"] == 2.0
-    assert report["notice"]["in_time"] is True
+    # rule breaks and the notice, as the live rule check recorded them
+    assert [b["id"] for b in report["rule_breaks"]] == [b["id"] for b in procedure["breaks"]]
+    drop = [b for b in report["rule_breaks"] if b["rule"] == "min_recorders" and b["ended_at"]
+            and parse_iso(b["started_at"]) <= gap_start + 3 and parse_iso(b["ended_at"]) >= gap_end - 3]
+    assert drop, ("the vehicle's absence is a min_recorders break", report["rule_breaks"], ledger_gaps)
+    assert drop[0]["open"] is False and drop[0]["statement"].endswith("仅一台记录仪在录（要求至少 2 台）")
+    assert drop[0]["seconds"] == pytest.approx(parse_iso(drop[0]["ended_at"]) - parse_iso(drop[0]["started_at"]),
+                                               abs=1.0)
+    notice = report["notice"]
+    assert (notice["marked_by"], notice["unit_id"]) == ("王法警", "bc-r1")
+    assert notice["notice_at"] == procedure["notice"]["notice_at"] and notice["in_time"] is True
+    assert 0 < notice["after_start_s"] < 120
 
     # tracks: each unit's GPS during the action
     tracks = {t["unit_id"]: t for t in report["tracks"]}
