@@ -106,7 +106,7 @@ class ComplianceWatch:
         if running and self._settle_s > 0:
             self._settled = False
             loop = asyncio.get_running_loop()
-            self._timers["*settle"] = loop.call_later(self._settle_s, self._spawn, self._settle())
+            self._timers["*settle"] = loop.call_later(self._settle_s, lambda: self._spawn(self._settle()))
 
     async def close(self) -> None:
         if self._archive is not None and self.archive_event in self._archive.listeners:
@@ -212,8 +212,9 @@ class ComplianceWatch:
             return
         # The loop's timers run on another clock than ``clock``: a little late rather than early.
         delay = max(0.0, due - self._clock()) + TIMER_SLACK_S
+        # The coroutine is made when the timer fires: a cancelled timer leaves none unawaited.
         self._timers[action.id] = asyncio.get_running_loop().call_later(
-            delay, self._spawn, self._notice_due(action.id))
+            delay, lambda: self._spawn(self._notice_due(action.id)))
 
     async def _notice_due(self, action_id: str) -> None:
         self._timers.pop(action_id, None)

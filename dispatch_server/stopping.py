@@ -3,8 +3,9 @@
 While a planned stop runs, units and consoles are told the server is restarting (``server_restarting``,
 so units reconnect by themselves and consoles show it instead of a wall of offline tiles), and
 the procedure rules raise no ``unit_offline``/``stopped_publishing`` alert for what the stop
-itself does (:mod:`dispatch_server.procedure`) and open no rule break (:mod:`dispatch_server.compliance`). A crash (``kill -9``) is not a planned stop:
-nothing is announced, and recovery at the next start records it as ``server_fault``.
+itself does (:mod:`dispatch_server.procedure`) and open no rule break
+(:mod:`dispatch_server.compliance`). A crash (``kill -9``) is not a planned stop: nothing is
+announced, and recovery at the next start records it as ``server_fault``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Playback of a recording in the console (headless Chromium, real server): a recording with a
 gap (the publisher drops for ~3 s and returns within the reconnect grace), its timeline showing
 the gap, playback carrying on across a segment boundary, seeking, and the map marker following
-the unit's GPS track in step with the video."""
+the unit's GPS track in step with the video; the spoken notice (已告知) as a timeline marker."""
 
 from __future__ import annotations
 
@@ -119,4 +119,51 @@ async def test_recording_with_a_gap_plays_across_segments_seeks_and_moves_the_ma
         marker = await page.evaluate(
             "(() => { const m = document.querySelector('.pb-map .leaflet-interactive'); return !!m; })()")
         assert marker, "the track and marker are drawn on the playback map"
+        assert errors == []
+
+
+async def test_the_spoken_notice_is_a_marker_on_the_timeline(
+        make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop) -> None:
+    from tests.dispatch_server.test_actions import api
+    from tests.dispatch_server.test_compliance import SEIZURE, rules
+    from tests.support.unit_client import RawUnit
+
+    live: LiveServer = await make_live(archive=FAST, procedure=rules(notice_within_s=300))
+    events = ArchiveEvents(live)
+    token = live.add_unit("bc-41")
+    live.add_user("op", "operator")
+    op = await live.login("op")
+    _, action = await api(http, "POST", f"{live.url}/api/actions", op, {**SEIZURE, "units": ["bc-41"]})
+    await api(http, "POST", f"{live.url}/api/actions/{action['id']}/start", op)
+    pub = await publish(http, live, "bc-41", token, vp8_loop, opus_loop)
+    unit = await RawUnit(live.url, "bc-41", token).connect()
+    try:
+        await events.wait("sealed", 1)
+        assert (await unit.call("notice", {"officer": "王法警"}))["ok"]
+        await events.wait("sealed", 2)
+    finally:
+        await unit.close()
+        await stop_sending(pub)
+        await unpublish(http, live, pub, token)
+        await pub.close()
+    rid = events.seen[0][1]["recording_id"]
+
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1400, "height": 900}, bypass_csp=True)  # see wait_state
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await console_login(page, live.url, "op", OPERATOR_PASSWORD)
+        await page.click("#side-tabs [data-panel='recordings-panel']")
+        item = page.locator(f".pb-item[data-recording-id='{rid}'] button")
+        await item.wait_for(timeout=10_000)
+        await item.click()
+        s = await wait_state(page, f"s.recording === '{rid}' && s.markers.length === 1")
+        [marker] = s["markers"]
+        assert marker["kind"] == "notice" and 0 < marker["t"] < s["duration"]
+        tick = page.locator(".pb-marker[data-kind='notice']")
+        assert await tick.count() == 1
+        assert (await tick.get_attribute("title") or "").startswith("已告知 ") and "王法警" in (
+            await tick.get_attribute("title") or "")
+        box, line = await tick.bounding_box(), await page.locator(".pb-timeline").bounding_box()
+        assert box and line and line["x"] < box["x"] < line["x"] + line["width"]
         assert errors == []

@@ -30,11 +30,14 @@ from tests.dispatch_server.test_party import party_login, wait_state, watch_and_
 from tests.recordings.test_recorder import FAST, unpublish
 from tests.support.peers import make_publisher, whip_publish
 from tests.support.processes import Process
+from tests.support.redis_server import free_port
+from tests.support.server import ServerProcess, add_unit, add_user, login, write_config
 from tests.support.unit_client import Console, RawUnit
 from utctime import parse_iso
 
 ALERT_WITHIN_S = 2.0  # issue #17: a broken rule is on the console within 2 s
 CASE = "（2026）冀0916执777号"
+PASSWORD = "operator-pass-1"
 AREA = {"type": "circle", "lat": 38.04, "lon": 114.51, "radius_m": 500}
 SEIZURE = {"case_number": CASE, "title": "查封 某公司 车辆", "type": "seizure", "address": "石家庄市 某路 1 号",
            "area": AREA, "units": ["bc-01", "bc-02"], "officers": ["王法警"], "judge": "李法官"}
@@ -320,3 +323,53 @@ async def test_the_officer_marks_the_notice_at_the_field_client_terminal(
         assert notice["marked_by"] == "李四" and notice["unit_id"] == "veh-01"
     finally:
         await unit.stop()
+
+
+@pytest.mark.timeout(240)
+async def test_a_planned_stop_and_the_restart_open_no_break(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """SIGTERM with a compliant seizure running and two real units publishing: the stop opens no
+    break and raises no alert, and neither do the units coming back after the restart (the check
+    waits SETTLE_S for them, then checks in full and tells the consoles)."""
+    cfg = write_config(tmp_path / "config.toml", tmp_path / "data",
+                       "[archive]\nsegment_s = 2.0\nreconnect_grace_s = 30.0\n")
+    cfg.write_text(cfg.read_text().replace("port = 0", f"port = {free_port()}"))
+    units = ["sim-01", "sim-02"]
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("".join(f"{u} {add_unit(cfg, u)}\n" for u in units))
+    add_user(cfg, "op", "operator", PASSWORD)
+    server = ServerProcess(cfg).start()
+    fleet = await Process.start("-m", "field_client", "--server", server.url, "--fleet", "2", "--token-file",
+                                str(tokens), "--size", "320x240", "--fps", "15", "--gps", "none", "--audio", "none")
+    console: Console | None = None
+    try:
+        op = await login(server.url, "op", PASSWORD)
+        console = await Console(server.url, op).connect()
+        for unit in units:
+            await publishing(console, unit, timeout=90)
+        _, action = await api(http, "POST", f"{server.url}/api/actions", op, {**SEIZURE, "units": units, "area": None})
+        aid = action["id"]
+        await api(http, "POST", f"{server.url}/api/actions/{aid}/start", op)
+        started = await console.next("action_procedure", lambda c: c["action_id"] == aid, timeout=10)
+        assert started["compliant"] and started["breaks"] == [], started
+        await console.close()
+        console = None
+
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(server.proc.wait, 30)
+        assert server.proc.returncode == 0
+        server.stop()
+        server = ServerProcess(cfg).start()
+        op = await login(server.url, "op", PASSWORD)
+        console = await Console(server.url, op).connect()
+        settled = await console.next("action_procedure", lambda c: c["action_id"] == aid, timeout=60)
+        assert settled["compliant"] and settled["breaks"] == [], settled
+        status, listed = await api(http, "GET", f"{server.url}/api/alerts", op)
+        assert status == 200 and not [a for a in listed["alerts"] if a["kind"].startswith("procedure_")], listed
+        status, record = await api(http, "GET", f"{server.url}/api/actions/{aid}/procedure", op)
+        assert status == 200 and record["breaks"] == [] and record["compliant"], record
+    finally:
+        if console is not None:
+            await console.close()
+        await fleet.stop()
+        server.stop()
