@@ -138,6 +138,9 @@ async def test_the_report_of_a_real_action_says_what_happened(
 
         await until(lambda: len(action_rids()) == 2, what="both units recording for the action")
         await until(lambda: sealed(events, action_rids("veh-r2")) >= 2, what="veh-r2 recorded 4 s")
+        status, running = await api(http, "GET", f"{live.url}/api/actions/{aid}/report", sup)
+        assert status == 200 and running["provisional"] is True and running["times"]["ended_at"] is None
+        assert running["times"]["until"] and running["evidence"]["segments"] >= 2
 
         # An order answered at the terminal: acknowledged, then done.
         status, answered = await api(http, "POST", f"{live.url}/api/instructions", op,
@@ -276,7 +279,28 @@ async def test_the_report_of_a_real_action_says_what_happened(
     assert status == 403, body
     viewed = [e for e in entries(archive) if e["type"] == "viewed" and e["data"].get("what") == "report"]
     assert [(e["actor"], e["outcome"], e["data"]["action_id"]) for e in viewed] == [
-        ("user:sup", "ok", aid), ("user:op", "denied", aid)]
+        ("user:sup", "ok", aid), ("user:sup", "ok", aid), ("user:op", "denied", aid)]
+
+
+async def test_without_the_archive_the_report_has_no_evidence_and_no_ledger(
+    make_live: Any, http: aiohttp.ClientSession
+) -> None:
+    live: LiveServer = await make_live(archive={"enabled": False})
+    live.add_unit("bc-n1")
+    live.add_user("op", "operator")
+    live.add_user("adm", "admin")
+    op, adm = await live.login("op"), await live.login("adm")
+    status, action = await api(http, "POST", f"{live.url}/api/actions", op, {**ACTION, "units": ["bc-n1"]})
+    assert status == 201, action
+    await api(http, "POST", f"{live.url}/api/actions/{action['id']}/start", op)
+    status, report = await api(http, "GET", f"{live.url}/api/actions/{action['id']}/report", adm)
+    assert status == 200, report
+    assert report["evidence"] == {"archive": False, "recordings": [], "segments": 0, "bytes": 0}
+    assert report["provisional"] is True and report["coverage"]["ratio"] == 0.0
+    assert [s["running"] for s in report["coverage"]["shortfalls"]] == [0]
+    status, body = await api(http, "GET", f"{live.url}/api/actions/{action['id']}/report", op)
+    assert status == 403, body
+    assert not (live.settings.archive_dir / "ledger").exists()
 
 
 async def test_unknown_and_malformed_action_ids(live: LiveServer, http: aiohttp.ClientSession) -> None:
