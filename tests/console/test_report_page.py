@@ -113,8 +113,18 @@ async def test_the_report_page_shows_map_timeline_and_tables_and_prints_to_a4(
         await link.wait_for(state="visible", timeout=10_000)
         assert await link.get_attribute("href") == f"/report/action?id={aid}"
         assert (await link.inner_text()).strip() == "行动报告"
-        await page.goto(live.url + f"/report/action?id={aid}")
+        # It opens a tab of its own that has the console's session (no login asked).
+        async with context.expect_page() as opened:
+            await link.click()
+        console_page = page
+        page = await opened.value
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.on("request", lambda r: requests.append(r.url))
         await report_state(page, "ready", problems)
+        assert page.url == f"{live.url}/report/action?id={aid}"
+        await page.set_viewport_size({"width": 1366, "height": 768})
+        await console_page.close()
 
         # header: the court, the case, times in the court's zone (UTC+8), never a UTC "Z"
         head = await page.inner_text(".sheet-head")
