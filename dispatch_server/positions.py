@@ -102,8 +102,8 @@ class PositionService:
                 await self._move(unit_id, fixes[-1])
                 if link is not None:
                     await self._check_fence(unit_id, link[0], fixes)
-                    if self._moved is not None:
-                        await self._moved(unit_id, link[0], fixes[-1])
+                    if self._moved is not None and self._latest.get(unit_id) is fixes[-1]:
+                        await self._moved(unit_id, link[0], fixes[-1])  # a live fix, not a back-filled one
             except BaseException:
                 if stored is not None:  # still committed; its outcome is not this caller's news
                     stored.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -23,11 +23,13 @@ import aiohttp
 import pytest
 
 from dispatch_server.appkeys import AUDIT, STOPPING
+from recordings.ledger import PUBLIC_KEY_FILE
 from recordings.package_verify import verify_package
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import api
 from tests.dispatch_server.test_party import party_login, wait_state, watch_and_release
 from tests.recordings.test_recorder import FAST, unpublish
+from tests.recordings.test_tamper_suite import second_verifier
 from tests.support.peers import make_publisher, whip_publish
 from tests.support.processes import Process
 from tests.support.redis_server import free_port
@@ -181,6 +183,9 @@ async def test_one_recorder_where_two_are_required_is_alerted_at_once_recorded_a
         package = tmp_path / "package.zip"
         package.write_bytes(await r.read())
     assert verify_package(package).failures == []
+    pem = live.settings.archive_dir / PUBLIC_KEY_FILE
+    verdict = second_verifier("package", str(package), "--public-key", str(pem))  # written from the spec alone
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
     with zipfile.ZipFile(package) as z:
         stated = json.loads(z.read("manifest.json"))["completeness"]
     zone = ZoneInfo("Asia/Shanghai")
