@@ -22,6 +22,7 @@ from media import passthrough
 from media.relay import Relay, RelayConfig
 from recordings.archive import ArchiveService
 from recordings.catalog import Catalog
+from recordings.watermark import find_cjk_font
 
 from . import appkeys as k
 from .account_admin import AccountAdmin
@@ -194,7 +195,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         exports = ExportService(requests, party_links, archive, action_store, sources,
                                 settings.archive_dir / "exports", settings.signing_key_path,
                                 load_link_secret(settings.data_dir / "keys" / "link-secret"),
-                                settings.party.export_workers, ZoneInfo(settings.party.time_zone), clock, metrics)
+                                settings.party.export_workers, ZoneInfo(settings.party.time_zone), clock, metrics,
+                                find_cjk_font(settings.watermark_font_path))
         snapshots = SnapshotService(archive.seal_snapshot, action_store, instructions, push.snapshot)
         audit_ledger = AuditLedger(db, evidence, ports.alarm)
         services |= {k.ARCHIVE: archive, k.EVIDENCE: evidence, k.DENIALS: denials, k.AUDIT_LEDGER: audit_ledger,

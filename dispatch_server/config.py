@@ -197,6 +197,9 @@ class PartyConfig:
     max_lockout_s: float = 3600.0  # a lockout never lasts longer, so nobody can lock a party out for good
     export_workers: int = 1  # exports running at once (each uses most of a core)
     time_zone: str = "Asia/Shanghai"  # the court's zone: times on the exports' watermark (IANA name)
+    # A font file with Chinese glyphs for the exports' watermark; empty: the first found on the machine
+    # (fonts-noto-cjk, fonts-wqy-*); with none, the watermark is drawn in English.
+    watermark_font: str = ""
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,14 @@ class Settings:
     def witness_targets(self) -> tuple[str, ...]:
         """``archive.witnesses`` with directories resolved like the other paths."""
         return tuple(witness_location(w, Path(self.base_dir)) for w in self.archive.witnesses)
+
+    @property
+    def watermark_font_path(self) -> str:
+        """``party.watermark_font`` resolved like the other paths; empty when not set."""
+        if not self.party.watermark_font:
+            return ""
+        p = Path(self.party.watermark_font).expanduser()
+        return str(p if p.is_absolute() else (Path(self.base_dir) / p).resolve())
 
     @property
     def signing_key_path(self) -> Path:
@@ -415,6 +426,9 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"server.port: must be 0-65535, got {s.server.port}")
     if s.server.event_loop not in EVENT_LOOPS:
         raise ConfigError(f"server.event_loop: must be one of {', '.join(EVENT_LOOPS)}, got {s.server.event_loop!r}")
+    if s.party.watermark_font and not Path(s.watermark_font_path).is_file():
+        raise ConfigError(f"party.watermark_font: {s.watermark_font_path} is not a file "
+                          "(a font with Chinese glyphs, e.g. /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc)")
     seen_types: set[str] = set()
     for i, rule in enumerate(s.procedure.rules):
         if rule.type in seen_types:

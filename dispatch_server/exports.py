@@ -74,8 +74,9 @@ class ExportService:
     def __init__(self, requests: FootageRequests, links: PartyLinks, archive: ArchiveService, actions: ActionStore,
                  sources: ExportSources, export_dir: Path, signing_key_path: Path, link_secret: bytes, workers: int,
                  time_zone: dt.tzinfo = dt.timezone.utc, clock: Callable[[], float] = time.time,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, watermark_font: str | None = None) -> None:
         self._metrics = metrics
+        self._font = watermark_font
         self._requests = requests
         self._links = links
         self._archive = archive
@@ -238,7 +239,7 @@ class ExportService:
             shutil.rmtree(out_dir)  # leftovers of an interrupted attempt
         out_dir.mkdir(parents=True)
         now = dt.datetime.fromtimestamp(self._clock(), dt.timezone.utc)
-        spec = WatermarkSpec(recipient=doc["party_name"], exported_at=now, tz=self._tz,
+        spec = WatermarkSpec(recipient=doc["party_name"], exported_at=now, tz=self._tz, font=self._font,
                              recorded_from=dt.datetime.fromtimestamp(origin, dt.timezone.utc))
         result = export_recording(segments, out_dir / "export.mp4", start_s=start_s, end_s=end_s,
                                   regions=_regions(doc), watermark=spec, include_audio=decision["include_audio"],

@@ -46,6 +46,10 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[server\n", {}, "config file"),
         ("[server]\nevent_loop = 'tokio'\n", {}, "server.event_loop"),
         ("", {"DISPATCH_GEO__TELEMETRY_HEARTBEAT_S": "0"}, "geo.telemetry_heartbeat_s"),
+        ("[party]\nwatermark_font = 'fonts/none.ttc'\n", {}, "party.watermark_font"),
+        ("[[procedure.rules]]\ntype = 'seizure'\n[[procedure.rules]]\ntype = 'seizure'\n", {},
+         "procedure.rules[1].type"),
+        ("[[procedure.rules]]\ntype = 'search'\nmin_recorders = -1\n", {}, "procedure.rules[0].min_recorders"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict[str, str], key: str) -> None:

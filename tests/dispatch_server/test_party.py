@@ -4,6 +4,7 @@ expiry, and path tricks against every download route."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import time
 import zipfile
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import av
 import pytest
 import yarl
 
@@ -18,11 +20,13 @@ from dispatch_server.appkeys import PARTY
 from dispatch_server.errors import TooManyAttempts, Unauthorized
 from dispatch_server.party_access import PartySignIn
 from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
+from recordings.watermark import Watermarker, WatermarkSpec, find_cjk_font
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import ACTION, api
 from tests.recordings.archive_support import entries, ffprobe, of_type
 from tests.recordings.test_recorder import FAST, ArchiveEvents, stop_sending, unpublish
 from tests.support.peers import make_publisher, whip_publish
+from tests.support.watermark import name_score
 
 CASE = "（2026）冀0916执123号"
 
@@ -164,6 +168,18 @@ async def test_request_approve_export_download_revoke_expire(
         video.write_bytes(await r.read())
     probe = ffprobe(video)
     assert {st["codec_name"] for st in probe["streams"]} == {"h264", "opus"}
+    # The watermark names the party as written, in Chinese (make test installs a CJK font).
+    font = find_cjk_font()
+    assert font
+    with av.open(str(video)) as container:
+        frame = next(container.decode(video=0))
+        luma = frame.to_ndarray(format="gray")
+    marker = Watermarker(WatermarkSpec("张三", dt.datetime.now(dt.timezone.utc), font=font), frame.width, frame.height)
+    assert marker.glyphs is not None
+    band = luma[marker.band_y:]
+    found = name_score(band, "张三", font, marker.glyphs.font_size)
+    other = name_score(band, "李四", font, marker.glyphs.font_size)
+    assert found > 0.5 and other < found - 0.15, (found, other)
     # The export spans the whole recording (over two segments), not just its first segment.
     sealed = of_type(live.settings.archive_dir, "segment_sealed")
     assert len(sealed) >= 2

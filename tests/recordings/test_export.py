@@ -29,7 +29,8 @@ import pytest
 
 from recordings.export import ExportCancelled, ExportResult, export_recording, review_keyframe
 from recordings.redaction import Region
-from recordings.watermark import Watermarker, WatermarkSpec, frame_time_text, recipient_label
+from recordings.watermark import Watermarker, WatermarkSpec, find_cjk_font, frame_time_text, recipient_label
+from tests.support.watermark import name_score
 
 FFPROBE = "/usr/bin/ffprobe"
 W, H, FPS = 640, 480, 30
@@ -292,3 +293,34 @@ def test_the_watermark_shows_the_court_time_zone_and_no_internal_id() -> None:
                          tz=ZoneInfo("Asia/Shanghai"))
     assert Watermarker(spec, 640, 480).header_text == "TO P-17 | EXPORTED 2026-11-28 05:40 +08:00"
     assert frame_time_text(spec, 83.45) == "REC 2026-11-27 17:01:23.450 +08:00  T+00:01:23.450"
+
+
+def _luma_of(marker: Watermarker, w: int, h: int) -> np.ndarray:
+    yuv = cv2.cvtColor(np.full((h, w, 3), (40, 120, 200), np.uint8), cv2.COLOR_BGR2YUV_I420)
+    marker.apply(yuv, 83.45)
+    return yuv[:h]
+
+
+def test_with_a_chinese_font_the_recipient_is_shown_as_written() -> None:
+    font = find_cjk_font()
+    assert font, "make test installs fonts-noto-cjk"
+    when = dt.datetime(2026, 11, 27, 21, 40, tzinfo=dt.timezone.utc)
+    tz = ZoneInfo("Asia/Shanghai")
+    zhang = Watermarker(WatermarkSpec("张三", when, recipient_id="P-17", tz=tz, font=font), 640, 480)
+    li = Watermarker(WatermarkSpec("李四", when, recipient_id="P-17", tz=tz, font=font), 640, 480)
+    assert zhang.header_text == "提供给 张三（P-17） | 导出于 2026-11-28 05:40 +08:00"
+    assert zhang.glyphs is not None and zhang.glyphs.width <= 640
+    # The name, drawn on its own at the size the watermark used, is found in the frame's band and not
+    # in the frame made for someone else.
+    band = slice(zhang.band_y, 480)
+    found = name_score(_luma_of(zhang, 640, 480)[band], "张三", font, zhang.glyphs.font_size)
+    other = name_score(_luma_of(li, 640, 480)[band], "张三", font, zhang.glyphs.font_size)
+    assert found > 0.65 and other < found - 0.2, (found, other)
+    # A small frame still gets the whole line.
+    small = Watermarker(WatermarkSpec("张三", when, tz=tz, font=font), 320, 240)
+    assert small.glyphs is not None and small.glyphs.width <= 320 - 2 * small.pad
+
+
+def test_a_configured_font_that_is_missing_is_refused() -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        find_cjk_font("/nonexistent/font.ttc")
