@@ -353,7 +353,10 @@ function content(ins) {
 
 function answer(ins) {
   if (ins.reason) return codeText('ins_reason', ins.reason);
-  if (ins.result && typeof ins.result === 'object') return JSON.stringify(ins.result);
+  if (ins.result && typeof ins.result === 'object') {
+    return Object.entries(ins.result)
+      .map(([k, v]) => `${k}: ${v !== null && typeof v === 'object' ? JSON.stringify(v) : v}`).join('; ');
+  }
   return '';
 }
 
