@@ -17,11 +17,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from dispatch_server.appkeys import ARCHIVE as ARCHIVE_SERVICE
 from dispatch_server.auth import PERMISSIONS
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import api
 from tests.recordings.archive_support import entries, of_type
-from tests.recordings.test_recorder import ArchiveEvents
+from tests.recordings.test_recorder import ArchiveEvents, verify_archive
 from tests.support.processes import Process
 from tests.support.unit_client import Console
 from utctime import parse_iso
@@ -292,6 +293,8 @@ async def test_the_report_of_a_real_action_says_what_happened(
     viewed = [e for e in entries(archive) if e["type"] == "viewed" and e["data"].get("what") == "report"]
     assert [(e["actor"], e["outcome"], e["data"]["action_id"]) for e in viewed] == [
         ("user:sup", "ok", aid), ("user:sup", "ok", aid), ("user:op", "denied", aid)]
+    await live.app[ARCHIVE_SERVICE].close()  # signs the final tree head
+    assert verify_archive(archive).failures == [], "the archive with its report reads still verifies"
 
 
 async def test_without_the_archive_the_report_has_no_evidence_and_no_ledger(
