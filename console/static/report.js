@@ -74,8 +74,11 @@ function setMessage(key, text) {
  * @param {[string, (row: any) => string, string?][]} columns text key of the heading, the cell, a class
  * @param {any[]} rows
  * @param {string} emptyKey text when there are no rows
+ * @param {{key: (row: any) => string, head: (row: any) => string, hide: number[]} | null} [group] rows of one
+ *   key under a heading row of their own; the `hide` columns (what the heading says) are left out on the page,
+ *   kept in the CSV
  */
-function table(name, columns, rows, emptyKey) {
+function table(name, columns, rows, emptyKey, group = null) {
   const wrap = el('div', 'table-wrap');
   wrap.dataset.table = name;
   if (!rows.length) {
@@ -88,14 +91,24 @@ function table(name, columns, rows, emptyKey) {
     `\ufeff${toCsv(columns, rows)}`));
   wrap.append(csv);
   const tbl = el('table', `report-table report-table--${name}`);
+  const shown = columns.filter((_, i) => !(group && group.hide.includes(i)));
   const head = el('tr');
-  for (const [key, , cls] of columns) head.append(el('th', cls || '', t(key)));
+  for (const [key, , cls] of shown) head.append(el('th', cls || '', t(key)));
   tbl.append(el('thead'));
   tbl.tHead.append(head);
   const body = el('tbody');
+  let last = null;
   for (const row of rows) {
+    if (group && group.key(row) !== last) {
+      last = group.key(row);
+      const tr = el('tr', 'group-row');
+      const td = el('td', '', group.head(row));
+      td.colSpan = shown.length;
+      tr.append(td);
+      body.append(tr);
+    }
     const tr = el('tr');
-    for (const [, cell, cls] of columns) tr.append(el('td', cls || '', cell(row)));
+    for (const [, cell, cls] of shown) tr.append(el('td', cls || '', cell(row)));
     body.append(tr);
   }
   tbl.append(body);
@@ -419,7 +432,15 @@ function evidence(r) {
     ['report_col_bytes', ({ seg }) => (seg ? formatBytes(seg.bytes) : ''), 'nowrap'],
     ['report_col_sha256', ({ seg }) => (seg ? seg.sha256 : ''), 'mono hash'],
     ['report_col_ledger', ({ rec, seg }) => (seg ? String(seg.ledger_index) : String(rec.opened_index ?? ''))],
-  ], rows, 'report_no_evidence'));
+  ], rows, 'report_no_evidence', {
+    key: ({ rec }) => rec.recording_id,
+    hide: [0, 1],
+    head: ({ rec }) => t('report_rec_head', {
+      id: rec.recording_id, unit: rec.unit_id || t('none'), opened: formatTime(rec.opened),
+      closed: rec.closed ? formatClock(rec.closed) : t('report_open'), index: rec.opened_index ?? t('none'),
+      cause: rec.end_cause ? t('report_rec_cause', { cause: codeText('gap', rec.end_cause) }) : '',
+    }),
+  }));
 }
 
 function render(r, config) {
