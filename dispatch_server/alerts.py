@@ -9,6 +9,7 @@ not bury the operator; SOS always raises a new alert.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import secrets
@@ -111,6 +112,12 @@ class AlertService:
         if state:
             sql, args = sql + " WHERE state=?", (state,)
         rows = await self._db.run(self._db.query, sql + " ORDER BY created_at DESC LIMIT ?", (*args, limit))
+        return [view(json.loads(r[0])) for r in rows]
+
+    async def for_action(self, action_id: str, limit: int = 1000) -> builtins.list[dict[str, Any]]:
+        """The alerts raised for an action (its ``action_id``), oldest first, at most ``limit``."""
+        rows = await self._db.run(self._db.query, "SELECT doc FROM alerts WHERE json_extract(doc, '$.action_id')=? "
+                                  "ORDER BY created_at LIMIT ?", (action_id, limit))
         return [view(json.loads(r[0])) for r in rows]
 
     async def ack(self, alert_id: str, person: Person) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from recordings.watermark import find_cjk_font
 
 from . import appkeys as k
 from .account_admin import AccountAdmin
+from .action_report import ActionReports
 from .actions import ActionService, ActionStore
 from .alerts import AlertService
 from .audit import AuditTrail
@@ -183,6 +184,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     ]
     routes = list(ROUTES)
     stats_evidence: Evidence | None = None
+    sources: ExportSources | None = None
 
     if archive is not None:  # the evidence archive, its catalog, and party access to it
         evidence = EvidenceCatalog(Catalog(settings.data_dir / "catalog.sqlite3"), archive,
@@ -211,6 +213,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         stats_evidence = Evidence(evidence.catalog, evidence.sync, evidence.verification)
     services[k.STATS] = StatsService(db, settings.procedure, ZoneInfo(settings.console.time_zone), stats_evidence,
                                      clock)
+    services[k.REPORTS] = ActionReports(action_store, accounts, instructions, alerts, tracks, sources,
+                                        procedure_breaks,
+                                        settings.procedure, settings.console.time_zone, clock)
 
     contexts += [lifetime(compliance.close, partial(compliance.start, archive)),  # after the archive it follows
                  lifetime(live.close, live.start), lifetime(talk.close), lifetime(figures.close, figures.start),

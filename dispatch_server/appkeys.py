@@ -11,6 +11,7 @@ from aiohttp import web
 from recordings.archive import ArchiveService
 
 from .account_admin import AccountAdmin
+from .action_report import ActionReports
 from .actions import ActionService
 from .alerts import AlertService
 from .audit import AuditTrail
@@ -70,6 +71,7 @@ HANDSHAKES = web.AppKey("handshakes", Handshakes)
 SIO_WIRE = web.AppKey("sio_wire", EngineIOGuard)
 STOPPING = web.AppKey("stopping", Stopping)
 STATS = web.AppKey("stats", StatsService)
+REPORTS = web.AppKey("reports", ActionReports)
 # Present only when the evidence archive is enabled (archive.enabled):
 ARCHIVE = web.AppKey("archive", ArchiveService)
 EVIDENCE = web.AppKey("evidence", EvidenceCatalog)

@@ -59,6 +59,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "accounts.admin": frozenset({"admin"}),
     # Statistics (汇总统计): the figures of a period, their exports and the actions behind them.
     "stats.read": frozenset({"supervisor", "auditor", "admin"}),
+    # The per-action report (行动报告): it judges the action (coverage, rule breaks) and lists its
+    # evidence with hashes, for those who supervise the operators; operators run actions, not this.
+    "reports.read": frozenset({"supervisor", "auditor", "admin"}),
 }
 
 

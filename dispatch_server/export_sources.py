@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
 
 from utctime import iso_millis, parse_iso
@@ -30,6 +30,20 @@ END_STATEMENTS = {
     "unit_stopped": "recording ended: the unit stopped sending (unit_stopped)",
     "access_revoked": "recording ended: the unit's access was revoked (access_revoked)",
 }
+
+
+def recorded_intervals(recordings: Iterable[Mapping[str, Any]]) -> list[list[str]]:
+    """What the recordings' sealed segments cover, as ``[start, end]`` ISO times in time order;
+    segments less than ``CONTIGUOUS_S`` apart make one interval (the completeness statement and
+    the per-action report's coverage read the same intervals)."""
+    intervals: list[list[str]] = []
+    segments = [s for r in recordings for s in r["segments"] if s["start"] is not None and s["end"] is not None]
+    for s in sorted(segments, key=lambda s: str(s["start"])):
+        if intervals and parse_iso(s["start"]) - parse_iso(intervals[-1][1]) <= CONTIGUOUS_S:
+            intervals[-1][1] = max(intervals[-1][1], s["end"])
+        else:
+            intervals.append([s["start"], s["end"]])
+    return intervals
 
 
 class ExportSources:
@@ -60,15 +74,7 @@ class ExportSources:
         units = []
         for unit_id in action.units:
             mine = [r for r in recs if r["unit_id"] == unit_id]
-            intervals: list[list[str]] = []
-            for r in mine:
-                for s in sorted(r["segments"], key=lambda s: s["start"] or ""):
-                    if s["start"] is None or s["end"] is None:
-                        continue
-                    if intervals and parse_iso(s["start"]) - parse_iso(intervals[-1][1]) <= CONTIGUOUS_S:
-                        intervals[-1][1] = max(intervals[-1][1], s["end"])
-                    else:
-                        intervals.append([s["start"], s["end"]])
+            intervals = recorded_intervals(mine)
             endings = [END_STATEMENTS[r["end_cause"]] for r in mine if r["end_cause"] in END_STATEMENTS]
             statement = "recorded" if intervals else "no recording of this unit for this action"
             units.append({

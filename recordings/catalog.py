@@ -386,9 +386,10 @@ class Catalog:
     def action_recordings(self, action_id: str) -> list[dict[str, Any]]:
         """Every recording of the action, oldest first, with its segments not deleted (by ``seq``:
         ``seq``, ``path``, ``sha256``, ``bytes``, ``start``, ``end``, ``offset_s`` and the
-        ``ledger_index`` of its ``segment_sealed`` entry), how many were deleted, and its gaps
-        (``start``, ``end``, ``cause``): what an export and a completeness statement need, without
-        reading the ledger."""
+        ``ledger_index`` of its ``segment_sealed`` entry), how many were deleted, its gaps
+        (``start``, ``end``, ``cause``) and the ledger indexes of its ``recording_opened`` and
+        ``recording_closed`` entries (``opened_index``, ``closed_index``): what an export, a
+        completeness statement and a per-action report need, without reading the ledger."""
         out = []
         for r in self._rows("SELECT * FROM recordings WHERE action_id=? ORDER BY opened_at, id", (action_id,)):
             segs = self._rows("SELECT * FROM segments WHERE recording_id=? ORDER BY seq", (r["id"],))
@@ -398,6 +399,7 @@ class Catalog:
                 "opened": iso_millis(r["opened_at"]) if r["opened_at"] is not None else None,
                 "closed": iso_millis(r["closed_at"]) if r["closed_at"] is not None else None,
                 "end_cause": r["end_cause"], "close_reason": r["close_reason"],
+                "opened_index": r["opened_index"], "closed_index": r["closed_index"],
                 "segments": [{"seq": s["seq"], "path": s["path"], "sha256": s["sha256"], "bytes": s["bytes"],
                               "start": iso_millis(s["start"]) if s["start"] is not None else None,
                               "end": iso_millis(s["end"]) if s["end"] is not None else None,

@@ -4,8 +4,8 @@
  * action cards with their start / end / edit / instruct buttons.
  *
  * Cards: `li.action-card[data-action-id][data-state]` with buttons
- * `.action-start`, `.action-end`, `.action-cancel` (a planned one), `.action-edit`, `.action-instruct`, and the
- * server's refusal in `.action-error`.
+ * `.action-start`, `.action-end`, `.action-cancel` (a planned one), `.action-edit`, `.action-instruct`, the
+ * link `.action-report` to the action's report once it has started, and the server's refusal in `.action-error`.
  */
 import { errorText, t } from './console-texts.js';
 import {
@@ -37,6 +37,22 @@ export function describeArea(area) {
   }
   if (area.type === 'polygon' && Array.isArray(area.points)) return t('area_polygon', { n: area.points.length });
   return '';
+}
+
+/**
+ * The link to the action's report (行动报告, `/report/action?id=`), for those who may read it
+ * (`.needs-report`: hidden without `reports.read`). It opens in a tab of its own that keeps
+ * this tab's session (`rel=opener`: the new tab gets a copy of sessionStorage).
+ */
+export function reportLink(action) {
+  const div = el('div', 'action-report-link needs-report');
+  const a = labelElement('a', 'btn btn--small action-report',
+    t(action.state === 'running' ? 'action_report_provisional' : 'action_report'));
+  a.href = `/report/action?id=${encodeURIComponent(action.id)}`;
+  a.target = '_blank';
+  a.rel = 'opener';
+  div.append(a);
+  return div;
 }
 
 export class ActionBook extends EventTarget {
@@ -195,6 +211,7 @@ export class ActionBook extends EventTarget {
       button('action-instruct', 'action_instruct', () => this.ctx.instruct(action));
     }
     if (buttons.childElementCount) li.append(buttons);
+    if (action.state !== 'planned') li.append(reportLink(action));
     const error = this.errors.get(action.id);
     if (error) {
       const p = el('p', 'form-error action-error', error);

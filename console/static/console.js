@@ -492,6 +492,7 @@ class ConsoleApp {
       node.hidden = !node.dataset.permAny.split(/\s+/).some((p) => this.can(p));
     }
     byId('app').dataset.canWrite = String(this.can('dispatch.write'));
+    byId('app').dataset.canReport = String(this.can('reports.read'));
     this.dispatch.tabs.refresh();
     this.admin.refreshTabs();
   }

@@ -179,6 +179,13 @@ def document() -> dict[str, Any]:
                                     "post": _op("Start a planned action", result=ACTION, errors=(401, 403, 404, 409))},
         "/api/actions/{id}/end": {"parameters": _path_params("id"),
                                   "post": _op("End a running action", result=ACTION, errors=(401, 403, 404, 409))},
+        "/api/actions/{id}/report": {
+            "parameters": _path_params("id"),
+            "get": _op("The action's report (行动报告; supervisors, auditors, admins): team, times, tracks, coverage "
+                       "by recorders, gaps, rule breaks, instructions, alerts and the evidence list with hashes; "
+                       "provisional while the action runs; 409 action_not_started while planned (ledger: viewed, "
+                       "what report)", result={"$ref": "#/components/schemas/ActionReport"},
+                       errors=(400, 401, 403, 404, 409, 503))},
         "/api/actions/{id}/procedure": {"parameters": _path_params("id"),
                                         "get": _op("The action's compliance with the rules of procedure (流程预警): "
                                                    "open and past rule breaks, the notice, the rule",
@@ -407,6 +414,10 @@ def document() -> dict[str, Any]:
                 "total", "by_kind", "sos", "sos_ack_s", "unacknowledged", "escalated")}},
             "requests": {"type": "object", "properties": {k: {} for k in (
                 "received", "decided", "more_info", "decision_s", "exports", "downloads", "links_revoked")}}}},
+        "ActionReport": {"type": "object", "properties": {k: {} for k in (
+            "court_name", "time_zone", "generated_at", "generated_local", "provisional", "action", "team", "times",
+            "rule", "coverage", "timeline", "gaps", "rule_breaks", "notice", "tracks", "instructions",
+            "instructions_truncated", "alerts", "alerts_truncated", "evidence")}},
         "Hold": {"type": "object", "properties": {k: {} for k in ("case_number", "reason", "set_by", "set_at", "recordings")}},
         "Alert": {"type": "object", "properties": {k: {} for k in (
             "id", "kind", "code", "params", "unit_id", "action_id", "case_number", "position", "message", "state", "escalated",

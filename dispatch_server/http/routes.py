@@ -16,6 +16,7 @@ from . import (
     api_metrics,
     api_party,
     api_recordings,
+    api_reports,
     api_requests,
     api_session,
     api_snapshots,
@@ -31,6 +32,7 @@ ROUTES: tuple[web.RouteTableDef, ...] = (
     api_actions.routes, api_instructions.routes, api_alerts.routes, api_talk.routes, api_audit.routes,
     api_recordings.routes, api_holds.routes, api_snapshots.routes, openapi.routes,
     api_stats.routes,
+    api_reports.routes,
 )
 # Party access needs the evidence archive (archive.enabled).
 ARCHIVE_ROUTES: tuple[web.RouteTableDef, ...] = (api_party.routes, api_requests.routes, api_downloads.routes)

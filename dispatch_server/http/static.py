@@ -1,8 +1,9 @@
 """The console's pages and files: ``/`` (operators), ``/field`` (field units in a browser),
-``/portal`` (parties), ``/report/stats`` (printable statistics), and the vendored browser libraries
-from ``console/node_modules``: the Socket.IO client, Leaflet, ECharts (the statistics' charts), and
-the Noto Sans SC web font (``@fontsource/noto-sans-sc``: CSS with ``unicode-range`` subsets, so a
-page downloads only the glyphs it shows)."""
+``/portal`` (parties), ``/report/stats`` (printable statistics), ``/report/action`` (an action's
+printable report), and the vendored browser libraries from ``console/node_modules``: the Socket.IO
+client, Leaflet, ECharts (the statistics' charts), and the Noto Sans SC web font
+(``@fontsource/noto-sans-sc``: CSS with ``unicode-range`` subsets, so a page downloads only the
+glyphs it shows)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ LEAFLET_DIR = CONSOLE_DIR / "node_modules" / "leaflet" / "dist"
 ECHARTS_DIR = CONSOLE_DIR / "node_modules" / "echarts" / "dist"
 FONT_DIR = CONSOLE_DIR / "node_modules" / "@fontsource" / "noto-sans-sc"
 
-PAGES = {"/": "index.html", "/field": "field.html", "/portal": "portal.html"}
-PAGES["/report/stats"] = "report-stats.html"  # the printable statistics (A4)
+PAGES = {"/": "index.html", "/field": "field.html", "/portal": "portal.html",
+         "/report/action": "report.html",  # an action's report: ?id=<action id>
+         "/report/stats": "report-stats.html"}  # the printable statistics (A4)
 # The second verifier (docs/archive-format.md): one file, standard-library Python, for parties.
 VERIFIER = REPO_ROOT / "verifier" / "dispatch_verify.py"
 

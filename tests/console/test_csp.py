@@ -16,6 +16,7 @@ from tests.support.browser import chromium
     ("/field", "button"),
     ("/portal", "button"),
     ("/report/stats", "#report[data-state='error']"),  # no session here: it says to log in first
+    ("/report/action?id=act-000000000000", "#report-login:not([hidden])"),
 ])
 async def test_pages_run_under_the_content_security_policy(live: LiveServer, path: str, ready: str) -> None:
     violations: list[str] = []

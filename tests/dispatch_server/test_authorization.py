@@ -43,6 +43,7 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/"): EVERYONE,
     ("GET", "/field"): EVERYONE,
     ("GET", "/portal"): EVERYONE,
+    ("GET", "/report/action"): EVERYONE,  # the page; its data comes from /api/actions/{id}/report
     ("GET", "/portal/court-public-key.pem"): EVERYONE,  # what a party verifies a package with
     ("GET", "/portal/dispatch_verify.py"): EVERYONE,  # the second verifier, for anyone to run
     ("GET", "/vendor/socket.io.min.js"): EVERYONE,
@@ -75,6 +76,7 @@ ROUTES: dict[tuple[str, str], frozenset[str]] = {
     ("PATCH", "/api/actions/{id}"): staff("dispatch.write"),
     ("POST", "/api/actions/{id}/start"): staff("dispatch.write"),
     ("POST", "/api/actions/{id}/end"): staff("dispatch.write"),
+    ("GET", "/api/actions/{id}/report"): staff("reports.read"),
     ("GET", "/api/actions/{id}/procedure"): staff("dispatch.read"),
     ("POST", "/api/actions/{id}/cancel"): staff("dispatch.write"),
     ("POST", "/api/instructions"): staff("dispatch.write"),

@@ -63,11 +63,11 @@ def foreign_words(text: str, language: str, data: tuple[str, ...] = ()) -> list[
     return sorted(set(CJK.findall(text)))
 
 
-async def shoot(page: Page, tmp: Path, name: str, *, keep: bool = False) -> Path:
-    """A screenshot under ``tmp``; with ``keep`` and ``UPDATE_SCREENSHOTS=1`` also
-    ``docs/screenshots/console-<name>.png``."""
+async def shoot(page: Page, tmp: Path, name: str, *, keep: bool = False, full_page: bool = False) -> Path:
+    """A screenshot under ``tmp`` (of the whole page with ``full_page``); with ``keep`` and
+    ``UPDATE_SCREENSHOTS=1`` also ``docs/screenshots/console-<name>.png``."""
     path = tmp / f"console-{name}.png"
-    await page.screenshot(path=str(path))
+    await page.screenshot(path=str(path), full_page=full_page)
     if keep and os.environ.get("UPDATE_SCREENSHOTS") == "1":
         DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, DOCS_SHOTS / path.name)
