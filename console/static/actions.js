@@ -205,7 +205,7 @@ export class ActionBook extends EventTarget {
     };
     if (action.state === 'planned') button('action-start', 'action_start', () => this.move(action.id, 'start'), 'btn--primary');
     if (action.state === 'running') button('action-end', 'action_end', () => this.move(action.id, 'end'), 'btn--danger');
-    if (action.state === 'planned') button('action-cancel', 'action_cancel', () => this.move(action.id, 'cancel'));
+    if (action.state === 'planned') button('action-cancel', 'action_call_off', () => this.move(action.id, 'cancel'));
     if (action.state === 'planned' || action.state === 'running') {
       button('action-edit', 'action_edit', () => this.ctx.edit(action));
       button('action-instruct', 'action_instruct', () => this.ctx.instruct(action));

@@ -35,7 +35,7 @@ async function main() {
     byId('report-title').textContent = `${t('stats_title')} · ${t(`stats_group.${stats.group}`)}`;
     byId('report-period').textContent = t('report_period', { period: periodText(stats.period),
       kind: t(`stats_period.${stats.period.kind}`) });
-    byId('report-generated').textContent = t('report_generated', { at: formatTime(stats.generated_at) });
+    byId('report-generated').textContent = t('stats_report_generated', { at: formatTime(stats.generated_at) });
     const views = byId('report-views');
     for (const view of statsViews(stats)) {
       const section = document.createElement('section');

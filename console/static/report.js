@@ -318,12 +318,21 @@ function coverage(r) {
     ratio: `${(c.ratio * 100).toFixed(1)}%`, covered: formatDuration(c.covered_s), total: formatDuration(c.total_s),
     n: c.required,
   });
-  byId('r-shortfalls').replaceChildren(table('shortfalls', [
+  // Shortfalls under the table's precision (a tenth of a second, where one segment ends and the
+  // next begins) are counted in the ratio above and summed up in a line, not listed as "0.0 s".
+  const shown = c.shortfalls.filter((s) => s.seconds >= 0.05);
+  const tiny = c.shortfalls.length - shown.length;
+  const rows = table('shortfalls', [
     ['report_col_start', (s) => formatTime(s.start)],
     ['report_col_end', (s) => formatTime(s.end)],
     ['report_col_seconds', (s) => formatDuration(s.seconds)],
     ['report_col_running', (s) => t('report_running_n', { n: s.running })],
-  ], c.shortfalls, 'report_no_shortfalls'));
+  ], shown, 'report_no_shortfalls');
+  const note = document.createElement('p');
+  note.className = 'muted report-tiny-shortfalls';
+  note.textContent = tiny ? t('report_tiny_shortfalls', { n: tiny }) : '';
+  note.hidden = !tiny;
+  byId('r-shortfalls').replaceChildren(rows, note);
 }
 
 function breaks(r) {

@@ -12,7 +12,7 @@
  * instance), load(), drill(figure, key)}.
  * ECharts is the global of /vendor/echarts/echarts.min.js (npm `echarts`, served locally).
  */
-import { errorText, t } from './console-texts.js';
+import { errorText, t, timeZone } from './console-texts.js';
 import { evidenceTable, groupLabel, periodText, statsViews, viewTable } from './stats-views.js';
 
 function el(tag, attrs = {}, ...children) {
@@ -55,6 +55,8 @@ export class StatsPanel {
     /** @type {Map<string, any>} */
     this.charts = new Map();
     this.build();
+    // The side column widens while this tab is open (console.css): the charts follow its width.
+    new ResizeObserver(() => this.resize()).observe(this.panel);
     const panelSelf = this;
     this.hook = {
       get data() { return panelSelf.data; },
@@ -115,6 +117,14 @@ export class StatsPanel {
 
   /** The tab was opened: load once. */
   shown() {
+    if (!this.date.value) {
+      // Today in the court's zone (the server's default too), so the picker shows the period counted.
+      const today = new Intl.DateTimeFormat('en-CA', { timeZone: timeZone(), year: 'numeric', month: '2-digit',
+        day: '2-digit' }).format(new Date());
+      this.date.value = today;
+      if (!this.from.value) this.from.value = today;
+      if (!this.to.value) this.to.value = today;
+    }
     if (!this.data) this.load();
   }
 

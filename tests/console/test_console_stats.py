@@ -60,11 +60,20 @@ async def test_supervisor_charts_drills_down_downloads_and_prints_statistics(
     first, last = str(today - timedelta(days=1)), str(today + timedelta(days=1))
     query = f"period=custom&from={first}&to={last}&group=type"
     async with chromium() as browser:
-        context = await browser.new_context(accept_downloads=True)
+        context = await browser.new_context(accept_downloads=True, viewport={"width": 1920, "height": 1080})
         page = await context.new_page()
         await console_login(page, live.url, "sup", OPERATOR_PASSWORD)
+        narrow = await page.evaluate("document.getElementById('side').getBoundingClientRect().width")
         await page.click("[data-panel='stats-panel']")
         await page.wait_for_selector(".stats-view[data-view='actions'] canvas", timeout=15_000)
+        # The figures get room: the side column widens while the tab is open, and the picker shows
+        # the day counted (today in the court's zone).
+        wide = await page.evaluate("document.getElementById('side').getBoundingClientRect().width")
+        assert wide > 1000 and wide > 2 * narrow, (narrow, wide)
+        assert await page.input_value("#stats-date") == str(today)
+        chart_w = await page.evaluate("document.querySelector(\".stats-view[data-view='actions'] .stats-chart "
+                                      "canvas\").getBoundingClientRect().width")
+        assert chart_w > 900, chart_w
         await page.select_option("#stats-period", "custom")
         await page.fill("#stats-from", first)
         await page.fill("#stats-to", last)

@@ -96,3 +96,23 @@ def test_no_console_module_writes_chinese_and_english_side_by_side() -> None:
             if code.strip().startswith(("*", "/*")) or "冀0916" in code:  # doc comments; the case-number example
                 continue
             assert not cjk.search(code), f"{path.name}:{n} has a literal text: {line.strip()}"
+
+
+def test_no_key_is_written_twice_in_one_language() -> None:
+    """A key written twice is silently the later text in JavaScript (two screens once shared
+    ``report_generated`` with different placeholders, and one lost its time)."""
+    key = re.compile(r"^\s{4}(?:'([^']+)'|(\w+)):", re.M)
+    block = re.compile(r"^  (zh|en): \{\n(.*?)^  \},?$", re.M | re.S)
+    checked = 0
+    for path in sorted(STATIC.glob("*texts*.js")):
+        for language, body in block.findall(path.read_text(encoding="utf-8")):
+            seen: set[str] = set()
+            twice = []
+            for m in key.finditer(body):
+                k = m.group(1) or m.group(2)
+                if k in seen:
+                    twice.append(k)
+                seen.add(k)
+            assert not twice, f"{path.name} {language}: written twice: {twice}"
+            checked += len(seen)
+    assert checked > 1000, "the catalogues were not found"
