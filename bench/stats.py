@@ -1,14 +1,16 @@
 """Statistics benchmark: ``GET /api/stats`` over a year of history, for every period kind and grouping.
 
     python -m bench.stats [--actions 10000] [--instructions 1000000] [--recordings 100000]
-                          [--repeat 7] [--out bench/results/stats.json]
+                          [--repeat 7] [--out bench/results/stats.json] [--data DIR]
 
 Generates a year of history straight into the stores (one transaction per table, ``executemany``):
 actions (ended, cancelled, planned; teams of 1-3 of 200 units, 60 officers, 20 judges) in the
 server's database, their instructions (every state, delivery and acknowledgement times), alerts
 (SOS among them), footage requests with links; and in the evidence catalog the recordings of the
-actions' units with ten sealed segments each and a gap in one recording of five. Then starts a real
-``dispatch-server serve`` on that data and times ``GET /api/stats`` through HTTP, ``--repeat``
+actions' units with ten sealed segments each and a gap in one recording of five (``--data DIR``
+keeps the history in DIR and uses it again next time). Then starts a real ``dispatch-server
+serve`` on that data, waits for it to sum up the past days in the background (the log line
+"statistics: N day summaries computed", timed), and times ``GET /api/stats`` through HTTP, ``--repeat``
 times for each period kind (a day, a week, a month, a custom quarter and a custom year, all in
 the middle of the history) and each grouping, with ``GET /api/me`` of the same session as the
 baseline of the same run. Medians and p95 per (period, grouping) go to ``--out``.
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import sqlite3
 import statistics
 import tempfile
@@ -89,22 +92,26 @@ def generate(data: Path, n_actions: int, n_instructions: int, n_recordings: int,
             state = rng.choices(states, weights)[0]
             delivered = None if state in ("expired", "cancelled") else created + rng.expovariate(1 / 0.4)
             acked = delivered + rng.expovariate(1 / 8.0) if state in ("done", "acknowledged") and delivered else None
+            # (one never acknowledged had its overdue alert long ago: the server does not raise it again)
             yield (f"in-{n:08x}", unit, n, rng.choice(INS_TYPES), "{}", "normal", state, a.id, a.case_number, "bench",
-                   created, created + 3600, 60.0, delivered, acked, None, None, None, None, None)
+                   created, created + 3600, 60.0, delivered, acked, None, None, None, None, None,
+                   int(state == "delivered"))
 
     conn.executemany(
         "INSERT INTO instructions(id, unit_id, seq, type, payload, priority, state, action_id, case_number, "
         "created_by, created_at, expires_at, ack_deadline_s, delivered_at, acknowledged_at, done_at, refused_at, "
-        "expired_at, reason, result) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", instructions())
+        "expired_at, reason, result, overdue_alerted) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        instructions())
     alerts = []
     for n in range(len(ran) * 3):
         a = ran[n % len(ran)]
         assert a.started_at is not None and a.ended_at is not None
         created = rng.uniform(a.started_at, a.ended_at)
         acked = rng.random() < 0.95
+        escalated = not acked or rng.random() < 0.1  # one left open was escalated long ago
         doc = {"id": f"al-{n:08x}", "kind": rng.choice(KINDS), "unit_id": a.units[0], "action_id": a.id,
                "case_number": a.case_number, "state": "acknowledged" if acked else "open",
-               "escalated": rng.random() < 0.1, "created_at": created,
+               "escalated": escalated, "escalated_at": created + 60 if escalated else None, "created_at": created,
                "acknowledged_at": created + rng.expovariate(1 / 20.0) if acked else None}
         alerts.append((doc["id"], json.dumps(doc, ensure_ascii=False), doc["state"], created))
     conn.executemany("INSERT INTO alerts(id, doc, state, created_at) VALUES (?,?,?,?)", alerts)
@@ -197,21 +204,44 @@ def main() -> None:
     parser.add_argument("--recordings", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--out", default="bench/results/stats.json")
+    parser.add_argument("--data", type=Path, help="keep the generated history here and use it again")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-stats-"))
-    data = work / "data"
-    sizes = generate(data, args.actions, args.instructions, args.recordings, random.Random(17))
-    print("generated", sizes, flush=True)
+    data = args.data or work / "data"
+    sizes_file = data / "bench-sizes.json"
+    if args.data is not None and sizes_file.exists():
+        sizes = json.loads(sizes_file.read_text())
+    else:
+        sizes = generate(data, args.actions, args.instructions, args.recordings, random.Random(17))
+        sizes_file.write_text(json.dumps(sizes))
+    print("history", sizes, flush=True)
     cfg = work / "config.toml"
     cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\n[metrics]\nport = -1\n')
-    log = (work / "server.log").open("w")
+    log_path = work / "server.log"
+    log = log_path.open("w")
+    t0 = time.monotonic()
     server, url = start_server(cfg, timeout=120, log=log)
     try:
+        warm_up = wait_for_warm_up(log_path, t0)
+        print("warm-up", warm_up, flush=True)
         figures = asyncio.run(measure(url, args.repeat))
     finally:
         stop(server)
         log.close()
-    write_result(args.out, {"sizes": sizes, "repeat": args.repeat, "work": str(work), **figures})
+    write_result(args.out, {"sizes": sizes, "repeat": args.repeat, "work": str(work), "warm_up": warm_up,
+                            **figures})
+
+
+def wait_for_warm_up(log: Path, t0: float, timeout: float = 600.0) -> dict[str, Any]:
+    """The server's background summing up of past days: how many, how long (its own log line)."""
+    pattern = re.compile(r"statistics: (\d+) day summaries computed in ([\d.]+) s")
+    while time.monotonic() - t0 < timeout:
+        found = pattern.search(log.read_text(errors="replace"))
+        if found:
+            return {"days": int(found.group(1)), "server_s": float(found.group(2)),
+                    "since_start_s": round(time.monotonic() - t0, 1)}
+        time.sleep(0.5)
+    raise SystemExit(f"the server did not report summing up past days within {timeout} s (see {log})")
 
 
 if __name__ == "__main__":

@@ -211,8 +211,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                      lifetime(exports.close, exports.start)]
         routes += ARCHIVE_ROUTES
         stats_evidence = Evidence(evidence.catalog, evidence.sync, evidence.verification)
-    services[k.STATS] = StatsService(db, settings.procedure, ZoneInfo(settings.console.time_zone), stats_evidence,
-                                     clock)
+    stats = services[k.STATS] = StatsService(db, settings.procedure, ZoneInfo(settings.console.time_zone),
+                                             stats_evidence, clock)
+    contexts.append(lifetime(stats.close, stats.start))
     services[k.REPORTS] = ActionReports(action_store, accounts, instructions, alerts, tracks, sources,
                                         procedure_breaks,
                                         settings.procedure, settings.console.time_zone, clock)

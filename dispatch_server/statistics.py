@@ -26,28 +26,36 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import logging
 import re
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import partial
 from typing import Any, Awaitable, Callable, Iterable, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
-from recordings.catalog_stats import ArchiveGrowth, GapRow
+import numpy as np
+
+from recordings import day_cache
+from recordings.catalog_stats import CatalogDay, GapRow
 from utctime import iso_seconds
 
+from . import stats_groups
 from .actions import Action
 from .config import ProcedureConfig
 from .coverage import Coverage, coverage, merge
 from .errors import BadRequest
+from .stores import stats_days
 from .stores import stats_queries as q
 from .stores.database import Database
 
 PERIOD_KINDS = ("day", "week", "month", "custom")
 GROUPINGS = ("type", "judge", "officer", "unit", "team")
+logger = logging.getLogger(__name__)
 MAX_CUSTOM_DAYS = 400
+CHUNK_DAYS = 31  # day summaries read (or computed) per call, so that other queries get their turn between
 # Drill-down: the figures whose actions can be listed (GET /api/stats/actions?figure=...).
 FIGURES = ("planned", "started", "ended", "cancelled", "running", "undercovered", "gaps", "expired", "refused",
            "sos", "unacknowledged", "requests")
@@ -57,14 +65,14 @@ FULL = 1.0 - 1e-9  # a coverage ratio at least this is full coverage (float sums
 class RecordingFacts(Protocol):
     """What statistics read of the evidence catalog (:class:`recordings.catalog.Catalog`); blocking."""
 
-    def recorded_between(self, since: float, until: float, table: str | None,
-                         pairs: Sequence[tuple[str, str]] | None, by_unit: bool) -> dict[str, float]: ...
+    def stats_days(self, days: Sequence[tuple[float, float]], now: float) -> list[CatalogDay]: ...
 
-    def unit_spans_between(self, since: float, until: float) -> dict[str, list[tuple[float, float]]]: ...
+    def warm_stats_days(self, days: Sequence[tuple[float, float]], now: float) -> int: ...
 
-    def gaps_between(self, since: float, until: float) -> list[GapRow]: ...
+    def earliest_segment(self) -> float | None: ...
 
-    def archive_growth(self, since: float, until: float) -> ArchiveGrowth: ...
+
+    def live_bytes(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -93,12 +101,29 @@ class Period:
         after = self.last + timedelta(days=1)
         return datetime(after.year, after.month, after.day, tzinfo=self.zone).timestamp()
 
+    def days(self) -> list[tuple[float, float]]:
+        """Each day of the period as ``[start, end)`` epoch seconds (midnight to midnight in its zone)."""
+        return days_between(self.first, self.last, self.zone)
+
     def contains(self, ts: float | None) -> bool:
         return ts is not None and self.start <= ts < self.end
 
     def view(self) -> dict[str, Any]:
         return {"kind": self.kind, "from": self.first.isoformat(), "to": self.last.isoformat(),
                 "start": iso_seconds(self.start), "end": iso_seconds(self.end), "time_zone": self.zone.key}
+
+
+def midnight(d: date, zone: ZoneInfo) -> float:
+    return datetime(d.year, d.month, d.day, tzinfo=zone).timestamp()
+
+
+def days_between(first: date, last: date, zone: ZoneInfo) -> list[tuple[float, float]]:
+    """Days ``first`` .. ``last`` (both included) as ``[start, end)`` epoch seconds in ``zone``."""
+    out, d = [], first
+    while d <= last:
+        out.append((midnight(d, zone), midnight(d + timedelta(days=1), zone)))
+        d += timedelta(days=1)
+    return out
 
 
 def _date(value: str | None, name: str) -> date | None:
@@ -138,6 +163,10 @@ def make_period(kind: str, day: str | None, first: str | None, last: str | None,
     return Period(kind, first_day, next_month - timedelta(days=1), zone)
 
 
+def _chunks(days: list[tuple[float, float]]) -> list[list[tuple[float, float]]]:
+    return [days[i:i + CHUNK_DAYS] for i in range(0, len(days), CHUNK_DAYS)]
+
+
 def check_group(group: str) -> str:
     if group not in GROUPINGS:
         raise BadRequest(f"group must be one of {', '.join(GROUPINGS)}, not {group[:40]!r}", code="bad_group")
@@ -170,12 +199,11 @@ def action_keys(action: Action, group: str) -> tuple[str, ...]:
 
 
 def rounded(found: dict[str, Any] | None, points: Sequence[int] = (50, 90, 99)) -> dict[str, Any]:
-    """Percentiles picked in SQL (:mod:`dispatch_server.stores.stats_queries`) in the shape of :func:`percentiles`."""
-    found = found or {}
-    out: dict[str, Any] = {"n": found.get("n", 0)}
-    for p in (*(f"p{p}" for p in points), "max"):
-        out[p] = round(found[p], 3) if found.get(p) is not None else None
-    return out
+    """Percentiles picked from the day summaries (:meth:`dispatch_server.stats_groups.Pile.percentiles`:
+    ``n``, each point, ``max``, none missing) in the shape of :func:`percentiles`."""
+    if not found:
+        return {"n": 0, **{f"p{p}": None for p in points}, "max": None}
+    return {k: v if k == "n" else round(v, 3) for k, v in found.items()}
 
 
 def percentiles(values: Iterable[float], points: Sequence[int] = (50, 90, 99)) -> dict[str, Any]:
@@ -200,17 +228,17 @@ class _Group:
     durations: list[float] = field(default_factory=list)
     recorded_s: float = 0.0
     coverages: list[Coverage] = field(default_factory=list)
-    gaps: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    ins_types: Counter[str] = field(default_factory=Counter)
-    ins_states: Counter[str] = field(default_factory=Counter)
+    gaps: dict[str, list[float]] = field(default_factory=dict)  # by cause
+    ins_types: dict[str, int] = field(default_factory=dict)
+    ins_states: dict[str, int] = field(default_factory=dict)
     delivery: dict[str, Any] | None = None  # percentiles, from SQL
     ack: dict[str, Any] | None = None
-    alert_kinds: Counter[str] = field(default_factory=Counter)
+    alert_kinds: dict[str, int] = field(default_factory=dict)
     sos_ack: dict[str, Any] | None = None
     unacknowledged: int = 0
     escalated: int = 0
     received: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
+    outcomes: dict[str, int] = field(default_factory=dict)
     decision_s: list[float] = field(default_factory=list)
     exports: int = 0
     downloads: int = 0
@@ -218,8 +246,17 @@ class _Group:
 
     def view(self) -> dict[str, Any]:
         d = self.durations
-        covered = sum(c.covered_s for c in self.coverages)
-        spent = sum(c.total_s for c in self.coverages)
+        covered: float = 0  # (sums in the order of the actions; 0 when there are none, as sum() says)
+        spent: float = 0
+        ratios: float = 0
+        full = 0
+        for c in self.coverages:
+            ratio = c.ratio
+            covered += c.covered_s
+            spent += c.total_s
+            ratios += ratio
+            full += ratio >= FULL
+        gaps = self.gaps
         return {
             "actions": {"planned": self.planned, "started": self.started, "ended": self.ended,
                         "cancelled": self.cancelled, "running": self.running,
@@ -227,26 +264,27 @@ class _Group:
                                        **percentiles(d, (50,))}},
             "recording": {
                 "recorded_s": round(self.recorded_s, 3), "recorded_hours": round(self.recorded_s / 3600, 3),
-                "coverage": {"actions": len(self.coverages),
-                             "full": sum(1 for c in self.coverages if c.ratio >= FULL),
-                             "mean_ratio": round(sum(c.ratio for c in self.coverages) / len(self.coverages), 4)
-                             if self.coverages else None,
+                "coverage": {"actions": len(self.coverages), "full": full,
+                             "mean_ratio": round(ratios / len(self.coverages), 4) if self.coverages else None,
                              "ratio": round(covered / spent, 4) if spent > 0 else None,
                              "covered_s": round(covered, 3), "action_s": round(spent, 3)},
-                "gaps": {"count": sum(len(v) for v in self.gaps.values()),
-                         "seconds": round(sum(sum(v) for v in self.gaps.values()), 3),
+                "gaps": {"count": sum(len(v) for v in gaps.values()),
+                         "seconds": round(sum(sum(v) for v in gaps.values()), 3),
                          "by_cause": {k: {"count": len(v), "seconds": round(sum(v), 3)}
-                                      for k, v in sorted(self.gaps.items())}}},
+                                      for k, v in sorted(gaps.items())}}
+                if gaps else {"count": 0, "seconds": 0, "by_cause": {}}},
             "instructions": {"total": sum(self.ins_types.values()), "by_type": dict(sorted(self.ins_types.items())),
                              "by_state": dict(sorted(self.ins_states.items())),
                              "delivery_s": rounded(self.delivery), "ack_s": rounded(self.ack),
-                             "expired": self.ins_states["expired"], "refused": self.ins_states["refused"]},
+                             "expired": self.ins_states.get("expired", 0),
+                             "refused": self.ins_states.get("refused", 0)},
             "alerts": {"total": sum(self.alert_kinds.values()), "by_kind": dict(sorted(self.alert_kinds.items())),
-                       "sos": self.alert_kinds["sos"], "sos_ack_s": rounded(self.sos_ack, (50, 90)),
+                       "sos": self.alert_kinds.get("sos", 0), "sos_ack_s": rounded(self.sos_ack, (50, 90)),
                        "unacknowledged": self.unacknowledged, "escalated": self.escalated},
             "requests": {"received": self.received,
-                         "decided": {k: self.outcomes[k] for k in ("approve", "refuse")},
-                         "more_info": self.outcomes["more_info"], "decision_s": percentiles(self.decision_s, (50, 90)),
+                         "decided": {k: self.outcomes.get(k, 0) for k in ("approve", "refuse")},
+                         "more_info": self.outcomes.get("more_info", 0),
+                         "decision_s": percentiles(self.decision_s, (50, 90)),
                          "exports": self.exports, "downloads": self.downloads, "links_revoked": self.links_revoked},
         }
 
@@ -273,23 +311,17 @@ class _Data:
     actions: dict[str, Action]
     members: list[Action]  # the actions of the period
     coverage: dict[str, Coverage]
+    recorded: list[CatalogDay]  # the catalog's summary of each day of the period
     gaps: list[GapRow]
     requests: list[dict[str, Any]]
     links: list[q.LinkRow]
 
 
-def keyings(actions: Iterable[Action], group: str, load: bool) -> tuple[q.Keying, q.Keying]:
-    """How instructions, alerts and recordings find their groups (their pairs when ``load``), and
-    the totals' keying."""
-    if group == "unit":
-        return q.Keying(by_unit=True), q.Keying()
-    pairs = tuple((a.id, k) for a in actions for k in action_keys(a, group)) if load else None
-    return q.Keying(f"stats_keys_{group}", pairs), q.Keying()
-
-
 class StatsService:
     """Computes statistics from the database, the evidence catalog (when the archive is on) and the
-    procedure rules. Every query runs off the event loop."""
+    procedure rules. Every query runs off the event loop; instructions, alerts and recordings are
+    read as day summaries (:mod:`dispatch_server.stores.stats_days`, :mod:`recordings.catalog_stats`),
+    kept between requests and redone only for the days whose items changed."""
 
     def __init__(self, db: Database, procedure: ProcedureConfig, zone: ZoneInfo, evidence: Evidence | None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -298,13 +330,59 @@ class StatsService:
         self.zone = zone
         self._evidence = evidence
         self._clock = clock
-        # The actions as last read, by the version of the actions table; and for which version each
-        # grouping's temporary key tables (database, catalog) were filled.
+        # The actions as last read, by the version of the actions table; and, for that version, the
+        # groups of each grouping, and each started action's coverage with what it was computed from.
         self._actions: tuple[tuple[Any, ...], dict[str, Action]] | None = None
-        self._keys_of: dict[str, tuple[Any, ...]] = {}
+        self._groups: dict[str, stats_groups.Groups] = {}
+        self._coverages: dict[str, tuple[Any, Coverage]] = {}
+        self._decoded = day_cache.Decoded(stats_days.DaySummary.read)
+        self._warming: asyncio.Task[None] | None = None
 
     def period(self, kind: str, day: str | None, first: str | None, last: str | None) -> Period:
         return make_period(kind, day, first, last, self.zone, self._clock())
+
+    async def start(self) -> None:
+        """Sum up, in the background, the days a request may ask for that are not summed up yet (after
+        an upgrade, or a night's changes), so that the first request for a long period is fast too."""
+        self._warming = asyncio.get_running_loop().create_task(self._warm(), name="stats-warm-up")
+
+    async def close(self) -> None:
+        if self._warming is not None:
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
+            self._warming = None
+
+    async def _warm(self) -> None:
+        try:
+            await self._warm_all()
+        except Exception:  # the requests compute what is missing: slower, still right
+            logger.exception("statistics: summing up past days in the background failed")
+
+    async def _warm_all(self) -> None:
+        t0, now = time.monotonic(), self._clock()
+        await self._all_actions()
+        today = datetime.fromtimestamp(now, self.zone).date()
+        earliest = await self._db.run(self._db.read, stats_days.earliest)
+        counted = await self._warm_days(earliest, today, now, lambda chunk: self._db.run(
+            self._db.read, partial(stats_days.warm, spans=chunk, now=now, decoded=self._decoded)))
+        ev = self._evidence
+        if ev is not None:
+            oldest = await asyncio.to_thread(ev.facts.earliest_segment)
+            earliest = oldest if earliest is None or (oldest is not None and oldest < earliest) else earliest
+            counted += await self._warm_days(oldest, today, now, lambda chunk: asyncio.to_thread(
+                ev.facts.warm_stats_days, chunk, now))
+        if earliest is not None:  # (said even when all were current: benchmarks wait for it)
+            logger.info("statistics: %d day summaries computed in %.1f s", counted, time.monotonic() - t0)
+
+    async def _warm_days(self, earliest: float | None, today: date, now: float,
+                         warm: Callable[[list[tuple[float, float]]], Awaitable[int]]) -> int:
+        if earliest is None:
+            return 0
+        first = max(datetime.fromtimestamp(earliest, self.zone).date(), today - timedelta(days=MAX_CUSTOM_DAYS))
+        counted = 0
+        for chunk in _chunks(days_between(first, today - timedelta(days=1), self.zone)):
+            counted += await warm(chunk)
+        return counted
 
     async def _load(self, period: Period, group: str) -> _Data:
         now = self._clock()
@@ -314,84 +392,122 @@ class StatsService:
         started = [a for a in members if a.started_at is not None]
         ev = self._evidence
 
-        async def from_catalog() -> tuple[dict[str, list[tuple[float, float]]], list[GapRow]]:
+        async def from_catalog() -> dict[float, CatalogDay]:
             if ev is None:
-                return {}, []
+                return {}
             await ev.sync()
-            spans: dict[str, list[tuple[float, float]]] = {}
-            if started:
-                since = min(a.started_at or 0.0 for a in started)
+            first, last = period.first, period.last
+            if started:  # the actions' own days too: one may run on past the period
+                first = min(first, datetime.fromtimestamp(min(a.started_at or 0.0 for a in started), self.zone).date())
                 until = max((a.ended_at or now) for a in started)
-                spans = await asyncio.to_thread(ev.facts.unit_spans_between, since, until)
-            return spans, await asyncio.to_thread(ev.facts.gaps_between, period.start, period.end)
+                last = max(last, datetime.fromtimestamp(until, self.zone).date())
+            spans = days_between(first, last, self.zone)
+            found = [d for chunk in _chunks(spans) for d in await asyncio.to_thread(ev.facts.stats_days, chunk, now)]
+            by_start = {s: d for (s, _), d in zip(spans, found, strict=True)}
+            return by_start
 
         async def from_db() -> tuple[list[dict[str, Any]], list[q.LinkRow]]:
             requests = await self._db.run(q.requests_between, self._db, period.start, period.end)
             return requests, await self._db.run(q.links_of, self._db, [r["id"] for r in requests])
 
-        (spans, gaps), (requests, links) = await asyncio.gather(from_catalog(), from_db())
-        return _Data(period, group, actions, members, self._coverage(started, spans, now), gaps, requests, links)
+        days, (requests, links) = await asyncio.gather(from_catalog(), from_db())
+        recorded = [days[s] for s, _ in period.days() if s in days]
+        gaps = [gap for d in recorded for gap in d.gaps]
+        return _Data(period, group, actions, members, self._coverage(started, days, now), recorded, gaps,
+                     requests, links)
 
     async def _all_actions(self) -> dict[str, Action]:
         version = await self._db.run(q.actions_version, self._db)
         if self._actions is None or self._actions[0] != version:
             docs = await self._db.run(q.action_docs, self._db)
             self._actions = (version, {a.id: a for a in (Action.from_doc(d) for d in docs)})
+            self._groups.clear()
         return self._actions[1]
 
+    def _grouping(self, data: _Data) -> stats_groups.Groups:
+        """The groups of ``data``'s grouping; a cell (an action id and a unit id, ``""`` for none) is
+        in its unit's group (``unit``) or in its action's groups."""
+        found = self._groups.get(data.group)
+        if found is not None:
+            return found
+        actions, group = data.actions, data.group
+
+        def keys(action_id: str, unit_id: str) -> tuple[str, ...]:
+            if group == "unit":
+                return (unit_id,)
+            action = actions.get(action_id) if action_id else None
+            return action_keys(action, group) if action is not None else ("",)
+        found = self._groups[group] = stats_groups.Groups(keys)
+        return found
+
     async def _counted(self, data: _Data, tally: _Tally) -> None:
-        """Instructions, alerts and recorded time, counted in SQL by group and for the totals."""
-        p, db = data.period, self._db
-        version = self._actions[0] if self._actions is not None else ()
-        load = self._keys_of.get(data.group) != version
-        keys = keyings(data.actions.values(), data.group, load)
-        ev = self._evidence
+        """Instructions, alerts and recorded time of the period's days, added up by group and for
+        the totals."""
+        now = self._clock()
+        days = [d for chunk in _chunks(data.period.days()) for d in await self._db.run(
+            self._db.read, partial(stats_days.days, spans=chunk, now=now, decoded=self._decoded))]
+        groups = self._grouping(data)
+        found = stats_groups.Counted(groups)
+        for day in days:
+            found.add(day)
+        found.finish()
+        names = found.groups.names
+        codes, per_group, totals = found.instructions.sums(names)
+        types = sorted({c[0] for c in codes})
+        states = sorted({c[1] for c in codes})
+        to_type = np.zeros((len(codes), len(types)))
+        to_state = np.zeros((len(codes), len(states)))
+        for i, (typ, state) in enumerate(codes):
+            to_type[i, types.index(typ)] = 1
+            to_state[i, states.index(state)] = 1
+        counts = np.vstack([per_group[:, :, 0], totals[None, :, 0]])
+        keys = [*names, stats_groups.TOTALS]
+        by_type, by_state = (counts @ to_type).astype(np.int64).tolist(), (counts @ to_state).astype(np.int64).tolist()
+        for i in np.nonzero(counts.any(axis=1))[0].tolist():
+            g = tally.group(keys[i])
+            g.ins_types = {t: n for t, n in zip(types, by_type[i], strict=True) if n}
+            g.ins_states = {s: n for s, n in zip(states, by_state[i], strict=True) if n}
+        for key, pct in found.delivery.percentiles(names, q.POINTS).items():
+            tally.group(key).delivery = pct
+        for key, pct in found.ack.percentiles(names, q.POINTS).items():
+            tally.group(key).ack = pct
+        kinds, per_group, totals = found.alerts.sums(names)
+        counts = np.concatenate([per_group, totals[None]]).astype(np.int64)
+        by_kind = counts[:, :, 0].tolist()
+        still_open, escalated = counts[:, :, 1].sum(axis=1), counts[:, :, 2].sum(axis=1)
+        for i in np.nonzero(counts[:, :, 0].any(axis=1))[0].tolist():
+            g = tally.group(keys[i])
+            g.alert_kinds = {k: n for (k,), n in zip(kinds, by_kind[i], strict=True) if n}
+            g.unacknowledged = int(still_open[i])
+            g.escalated = int(escalated[i])
+        for key, pct in found.sos.percentiles(names, (50, 90)).items():
+            tally.group(key).sos_ack = pct
+        recorded = [(d.cells, d.seconds, None if d.stamp is None else ("catalog", d.start, d.stamp))
+                    for d in data.recorded]
+        for key, seconds in stats_groups.recorded(recorded, groups).items():
+            tally.group(key).recorded_s += seconds
 
-        async def from_db() -> list[q.Counted]:
-            return [await db.run(db.read, partial(q.counted, p.start, p.end, k)) for k in keys]
-
-        async def from_catalog() -> list[dict[str, float]]:  # at the same time, on another thread
-            if ev is None:
-                return []
-            return [await asyncio.to_thread(ev.facts.recorded_between, p.start, p.end, k.table, k.pairs, k.by_unit)
-                    for k in keys]
-
-        counted, recorded = await asyncio.gather(from_db(), from_catalog())
-        for found in counted:
-            for key, typ, state, n in found.instructions:
-                g = tally.group(key)
-                g.ins_types[typ] += n
-                g.ins_states[state] += n
-            for key, pct in found.delivery.items():
-                tally.group(key).delivery = pct
-            for key, pct in found.ack.items():
-                tally.group(key).ack = pct
-            for key, kind, n, still_open, escalated in found.alerts:
-                g = tally.group(key)
-                g.alert_kinds[kind] += n
-                g.unacknowledged += still_open
-                g.escalated += escalated
-            for key, pct in found.sos_ack.items():
-                tally.group(key).sos_ack = pct
-        for seconds_by_key in recorded:
-            for key, seconds in seconds_by_key.items():
-                tally.group(key).recorded_s += seconds
-        self._keys_of[data.group] = version
-
-    def _coverage(self, started: list[Action], spans: dict[str, list[tuple[float, float]]],
-                  now: float) -> dict[str, Coverage]:
-        merged = {u: merge(v) for u, v in spans.items()}
-        starts = {u: [s for s, _ in v] for u, v in merged.items()}
+    def _coverage(self, started: list[Action], days: dict[float, CatalogDay], now: float) -> dict[str, Coverage]:
+        starts = sorted(days)
         out = {}
         for a in started:
             assert a.started_at is not None
             begin, end = a.started_at, a.ended_at if a.ended_at is not None else max(now, a.started_at)
+            touched = [days[s] for s in starts[max(0, bisect.bisect_right(starts, begin) - 1):
+                                               bisect.bisect_left(starts, end)]]
+            required = self._procedure.rule_for(a.type).min_recorders
+            made_of = (begin, end, tuple(sorted(set(a.units))), required, tuple((d.start, d.stamp) for d in touched))
+            kept = self._coverages.get(a.id)
+            if kept is not None and kept[0] == made_of:
+                out[a.id] = kept[1]
+                continue
             team = {}
             for unit in set(a.units):
-                i = max(0, bisect.bisect_right(starts.get(unit, []), begin) - 1)
-                j = bisect.bisect_left(starts.get(unit, []), end)
-                team[unit] = merged.get(unit, [])[i:j]
-            out[a.id] = coverage(team, begin, end, self._procedure.rule_for(a.type).min_recorders)
+                pieces = [d.spans[unit] for d in touched if unit in d.spans]
+                team[unit] = merge(map(tuple, np.concatenate(pieces).tolist())) if pieces else []
+            out[a.id] = coverage(team, begin, end, required)
+            if all(d.stamp is not None for d in touched):
+                self._coverages[a.id] = (made_of, out[a.id])
         return out
 
     def _item_keys(self, data: _Data, action_id: str | None, unit_id: str | None) -> tuple[str, ...]:
@@ -402,6 +518,14 @@ class StatsService:
 
     def _tally(self, data: _Data) -> _Tally:
         tally = _Tally()
+        known: dict[tuple[str | None, str | None], list[_Group]] = {}
+
+        def targets(action_id: str | None, unit_id: str | None) -> list[_Group]:
+            found = known.get((action_id, unit_id))
+            if found is None:
+                found = known[action_id, unit_id] = tally.targets(self._item_keys(data, action_id, unit_id))
+            return found
+
         for a in data.members:
             for g in tally.targets(action_keys(a, data.group)):
                 g.planned += 1
@@ -414,8 +538,8 @@ class StatsService:
                 if a.id in data.coverage:
                     g.coverages.append(data.coverage[a.id])
         for gap in data.gaps:
-            for g in tally.targets(self._item_keys(data, gap.action_id, gap.unit_id)):
-                g.gaps[gap.cause or "unknown"].append(max(0.0, gap.seconds))
+            for g in targets(gap.action_id, gap.unit_id):
+                g.gaps.setdefault(gap.cause or "unknown", []).append(max(0.0, gap.seconds))
         links: dict[str, list[q.LinkRow]] = defaultdict(list)
         for link in data.links:
             links[link.request_id].append(link)
@@ -424,12 +548,12 @@ class StatsService:
             decision = next((h for h in history if h.get("what") in ("approve", "refuse")), None)
             asked = any(h.get("what") == "more_info" for h in history)
             exported = sum(1 for h in history if h.get("what") == "exported")
-            for g in tally.targets(self._item_keys(data, r.get("action_id"), None)):
+            for g in targets(r.get("action_id"), None):
                 g.received += 1
                 if decision is not None:
-                    g.outcomes[decision["what"]] += 1
+                    g.outcomes[decision["what"]] = g.outcomes.get(decision["what"], 0) + 1
                     g.decision_s.append(max(0.0, float(decision["at"]) - float(r["created_at"])))
-                g.outcomes["more_info"] += asked
+                g.outcomes["more_info"] = g.outcomes.get("more_info", 0) + asked
                 g.exports += exported
                 g.downloads += sum(link.uses for link in links[r["id"]])
                 g.links_revoked += sum(1 for link in links[r["id"]] if link.revoked)
@@ -440,19 +564,20 @@ class StatsService:
         "evidence", "generated_at"}``; groups sorted by key."""
         data = await self._load(period, group)
         tally = self._tally(data)
-        _, evidence = await asyncio.gather(self._counted(data, tally), self._evidence_view(period))
+        _, evidence = await asyncio.gather(self._counted(data, tally), self._evidence_view(data))
         return {"period": period.view(), "group": group, "court_name": self._procedure.court_name,
                 "totals": tally.totals.view(),
                 "groups": [{"key": k, **tally.groups[k].view()} for k in sorted(tally.groups)],
                 "evidence": evidence, "generated_at": iso_seconds(self._clock())}
 
-    async def _evidence_view(self, period: Period) -> dict[str, Any] | None:
+    async def _evidence_view(self, data: _Data) -> dict[str, Any] | None:
         if self._evidence is None:
             return None
-        growth = await asyncio.to_thread(self._evidence.facts.archive_growth, period.start, period.end)
-        return {"archive_bytes": growth.bytes_now, "segments_sealed": growth.segments_sealed,
-                "sealed_bytes": growth.bytes_sealed, "deleted_bytes": growth.bytes_deleted,
-                "growth_bytes": growth.bytes_sealed - growth.bytes_deleted,
+        bytes_now = await asyncio.to_thread(self._evidence.facts.live_bytes)
+        sealed = sum(d.bytes_sealed for d in data.recorded)
+        deleted = sum(d.bytes_deleted for d in data.recorded)
+        return {"archive_bytes": bytes_now, "segments_sealed": sum(d.segments_sealed for d in data.recorded),
+                "sealed_bytes": sealed, "deleted_bytes": deleted, "growth_bytes": sealed - deleted,
                 "last_verification": await asyncio.to_thread(self._evidence.verification)}
 
     async def actions_behind(self, period: Period, group: str, figure: str, key: str | None) -> list[dict[str, Any]]:

@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from utctime import iso_millis, parse_iso_millis
 
-from . import audit_catalog, catalog_stats, still_catalog
-from .catalog_stats import ArchiveGrowth, GapRow
+from . import audit_catalog, catalog_stats, day_cache, still_catalog
+from .catalog_stats import CatalogDay
 from .still_catalog import StillQuery, StillRow
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ CREATE INDEX IF NOT EXISTS gaps_recording ON gaps(recording_id);
 CREATE TABLE IF NOT EXISTS holds (
     case_number TEXT PRIMARY KEY, reason TEXT, actor TEXT, set_at REAL, ledger_index INTEGER);
 """ + still_catalog.SCHEMA + audit_catalog.SCHEMA + catalog_stats.SCHEMA
-TABLES = ("recordings", "recording_officers", "segments", "gaps", "holds", "snapshots", "operator_actions", "meta")
+TABLES = ("recordings", "recording_officers", "segments", "gaps", "holds", "snapshots", "operator_actions", "meta",
+          *catalog_stats.TABLES)
 # 2: stills; 3: operator actions. A catalog of another version is rebuilt from the ledger when opened.
 SCHEMA_VERSION = "3"
 
@@ -187,6 +188,8 @@ class Catalog:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")  # a projection: a lost tail is re-synced
         self._conn.executescript(SCHEMA)
+        self._live_bytes: tuple[int, int] | None = None  # (change stamp, bytes)
+        self._stats_days = day_cache.Decoded(CatalogDay.read)
         self._next = int(self._meta("next_index") or 0)
         self._last_time = self._meta("last_time")
         if self._meta("schema") != SCHEMA_VERSION:
@@ -483,43 +486,30 @@ class Catalog:
 
     # -- statistics (recordings.catalog_stats) -------------------------------------------------------
 
-    def recorded_between(self, since: float, until: float, table: str | None,
-                         pairs: Sequence[tuple[str, str]] | None, by_unit: bool) -> dict[str, float]:
-        """Seconds recorded inside ``[since, until)`` by group (see :mod:`recordings.catalog_stats`):
-        through the temporary table ``table`` of ``(action_id, key)`` pairs (refilled with ``pairs``
-        when given), by unit, or all together (``table`` None)."""
+    def stats_days(self, days: Sequence[tuple[float, float]], now: float) -> list[CatalogDay]:
+        """What was recorded each of ``days`` (ascending ``[start, end)`` spans; see
+        :mod:`recordings.catalog_stats`), from the kept summaries where current."""
         with self._lock:
-            c = self._conn
-            if table is not None and pairs is not None and not by_unit:
-                c.execute(catalog_stats.keys_table(table))
-                c.execute(f"DELETE FROM temp.{table}")
-                c.executemany(f"INSERT OR IGNORE INTO temp.{table}(action_id, key) VALUES (?,?)", pairs)
-            sql, args = catalog_stats.recorded_sql(since, until, None if by_unit else table, by_unit)
-            return {k: float(v or 0.0) for k, v in c.execute(sql, args).fetchall()}
+            return catalog_stats.days(self._conn, list(days), now, self._stats_days)
 
-    def unit_spans_between(self, since: float, until: float) -> dict[str, list[tuple[float, float]]]:
-        """What each unit recorded around ``[since, until)``: its sealed segments (deleted ones too:
-        they were recorded) joined into spans where they touch or overlap, oldest first."""
-        by_unit: dict[str, list[tuple[float, float]]] = {}
-        for unit, start, end in self._rows(catalog_stats.SPANS_SQL, catalog_stats.span_args(since, until)):
-            by_unit.setdefault(unit, []).append((start, end))
-        out: dict[str, list[tuple[float, float]]] = {}
-        for unit, spans in by_unit.items():
-            joined = out[unit] = []
-            for s, e in sorted(spans):
-                if joined and s <= joined[-1][1]:
-                    joined[-1] = (joined[-1][0], max(e, joined[-1][1]))
-                else:
-                    joined.append((s, e))
-        return out
+    def warm_stats_days(self, days: Sequence[tuple[float, float]], now: float) -> int:
+        """Compute and keep the summaries of ``days`` not current yet (see :meth:`stats_days`); how many."""
+        with self._lock:
+            return catalog_stats.warm(self._conn, list(days), now, self._stats_days)
 
-    def gaps_between(self, since: float, until: float) -> list[GapRow]:
-        """Every gap that began in ``[since, until)``, with its unit, action and cause."""
-        return [GapRow(*r) for r in self._rows(catalog_stats.GAPS_SQL, (since, until))]
+    def earliest_segment(self) -> float | None:
+        """When the oldest segment began (None: no segment)."""
+        with self._lock:
+            found = self._conn.execute(catalog_stats.EARLIEST_SQL).fetchone()[0]
+            return None if found is None else float(found)
 
-    def archive_growth(self, since: float, until: float) -> ArchiveGrowth:
-        """The archive's size now and what was sealed and deleted in ``[since, until)``."""
-        return ArchiveGrowth(*self._rows(catalog_stats.ARCHIVE_SQL, catalog_stats.archive_args(since, until))[0])
+    def live_bytes(self) -> int:
+        """The size of the archive now: the segments not deleted (summed again only after a change)."""
+        with self._lock:
+            stamp = day_cache.latest_stamp(self._conn, catalog_stats.PREFIX)
+            if self._live_bytes is None or self._live_bytes[0] != stamp:
+                self._live_bytes = (stamp, int(self._conn.execute(catalog_stats.LIVE_BYTES_SQL).fetchone()[0]))
+            return self._live_bytes[1]
 
     # -- holds and retention ----------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 Each table belongs to one domain module, named in its comment; only that module reads or writes it.
 """
 
+from . import stats_days
+
 SCHEMA = """
 -- accounts (stores/accounts.py)
 CREATE TABLE IF NOT EXISTS units (
@@ -137,4 +139,4 @@ CREATE INDEX IF NOT EXISTS instructions_stats
 CREATE INDEX IF NOT EXISTS alerts_created ON alerts(created_at);
 CREATE INDEX IF NOT EXISTS footage_requests_created ON footage_requests(created_at);
 CREATE INDEX IF NOT EXISTS party_links_request ON party_links(request_id);
-"""
+""" + stats_days.SCHEMA  # statistics' day summaries and the triggers that mark what changed

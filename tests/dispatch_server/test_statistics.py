@@ -579,3 +579,63 @@ def check_files_match(stats: dict[str, Any], tables: dict[str, list[dict[str, An
     ev = tables["证据档案"][0]
     assert float(ev["本期封存片段"]) == stats["evidence"]["segments_sealed"]
     assert float(ev["档案总大小（字节）"]) == stats["evidence"]["archive_bytes"]
+
+
+async def test_a_past_days_figures_are_kept_and_follow_changes_made_to_it_later(
+        make_live: Any, http: aiohttp.ClientSession) -> None:
+    """Figures of ended days come from kept day summaries: an instruction cancelled and an SOS
+    acknowledged the next morning still change yesterday's figures, and a second node on the same
+    data reads the same."""
+    yesterday = datetime.now(ZONE).date() - timedelta(days=1)
+    clock = Clock(at(f"{yesterday} 10:00") - time.time())
+    live: LiveServer = await make_live(clock=clock, archive={"enabled": False})
+    token = live.add_unit("bc-01")
+    live.add_user("op", "operator")
+    live.add_user("sup", "supervisor")
+    op = await live.login("op")
+    _, action = await api(http, "POST", f"{live.url}/api/actions", op,
+                          {"case_number": CASE, "title": "查封", "type": "seizure", "units": ["bc-01"]})
+    assert (await api(http, "POST", f"{live.url}/api/actions/{action['id']}/start", op))[0] == 200
+    sent = [(await api(http, "POST", f"{live.url}/api/instructions", op,
+                       {"unit": "bc-01", "type": "text", "text": f"第{n}条", "ttl_s": 7 * 86400}))[1] for n in (1, 2)]
+    async with http.post(f"{live.url}/api/units/bc-01/sos", headers={"Authorization": f"Bearer {token}"},
+                         json={}) as r:
+        assert r.status == 201, await r.text()
+        sos = await r.json()
+    clock.offset += 3600
+    assert (await api(http, "POST", f"{live.url}/api/actions/{action['id']}/end", op))[0] == 200
+
+    clock.offset = 0.0  # the next day: yesterday has ended
+    op, sup = await live.login("op"), await live.login("sup")
+    query = f"{live.url}/api/stats?period=day&date={yesterday}&group=judge"
+
+    async def totals(url: str = query) -> dict[str, Any]:
+        status, body = await api(http, "GET", url, sup)
+        assert status == 200, body
+        return dict(body["totals"])
+
+    def counted() -> tuple[dict[str, int], int]:
+        states = Counter(s for (s,) in rows(live, "SELECT state FROM instructions"))
+        still_open = rows(live, "SELECT COUNT(*) FROM alerts WHERE state = 'open'")[0][0]
+        return dict(states), still_open
+
+    first = await totals()
+    assert first["instructions"]["by_state"] == counted()[0] == {"queued": 2}
+    assert first["alerts"]["sos"] == 1 and first["alerts"]["sos_ack_s"]["n"] == 0
+    day_start = at(f"{yesterday} 00:00")
+    assert rows(live, f"SELECT COUNT(*) FROM stats_days WHERE start = {day_start}")[0][0] == 1, "yesterday is kept"
+
+    assert (await api(http, "POST", f"{live.url}/api/instructions/{sent[0]['id']}/cancel", op))[0] == 200
+    assert (await api(http, "POST", f"{live.url}/api/alerts/{sos['id']}/ack", op))[0] == 200
+    later = await totals()
+    states, still_open = counted()
+    assert later["instructions"]["by_state"] == states == {"queued": 1, "cancelled": 1}
+    assert later["alerts"]["sos_ack_s"]["n"] == 1 and later["alerts"]["sos_ack_s"]["max"] > 3600
+    assert later["alerts"]["unacknowledged"] == still_open == first["alerts"]["unacknowledged"] - 1
+
+    other: LiveServer = await make_live(archive={"enabled": False})  # a second node on the same data
+    deadline = time.monotonic() + 30  # (the first node's sweep may escalate an open alert in between)
+    while (mine := await totals()) != (theirs := await totals(query.replace(live.url, other.url))):
+        assert time.monotonic() < deadline, (mine, theirs)
+        await asyncio.sleep(0.2)
+    assert mine["instructions"] == later["instructions"]
