@@ -205,7 +205,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--out", default="bench/results/stats.json")
     parser.add_argument("--data", type=Path, help="keep the generated history here and use it again")
+    parser.add_argument("--write-cost", action="store_true",
+                        help="only measure what the change triggers cost writing instructions (no server)")
     args = parser.parse_args()
+    if args.write_cost:
+        write_result(args.out.replace(".json", "-write-cost.json"), write_cost())
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-stats-"))
     data = args.data or work / "data"
     sizes_file = data / "bench-sizes.json"
@@ -230,6 +235,58 @@ def main() -> None:
         log.close()
     write_result(args.out, {"sizes": sizes, "repeat": args.repeat, "work": str(work), "warm_up": warm_up,
                             **figures})
+
+
+def write_cost(rounds: int = 5, batches: int = 15, n: int = 1000) -> dict[str, Any]:
+    """Inserting ``n`` instructions in one transaction, then marking them delivered in another, on
+    the server's schema with and without the triggers that mark changed hours for the day summaries
+    (``dispatch_server/stores/stats_days.py``); the two alternate, ``rounds`` times."""
+    from dispatch_server.stores import stats_days
+    from dispatch_server.stores.schema import ADDED_COLUMNS, AFTER_COLUMNS, SCHEMA
+
+    def database(triggers: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(Path(tempfile.mkdtemp(prefix="bench-stats-write-")) / "d.sqlite3", isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(SCHEMA)
+        for table, column, kind in ADDED_COLUMNS:
+            if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        conn.executescript(AFTER_COLUMNS if triggers else AFTER_COLUMNS.replace(stats_days.SCHEMA, ""))
+        return conn
+
+    def batch(conn: sqlite3.Connection, first: int) -> tuple[float, float]:
+        now = time.time()
+        t = time.perf_counter()
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO instructions(id, unit_id, seq, type, payload, priority, state, created_by, created_at, "
+            "expires_at, ack_deadline_s) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            [(f"i{first + i}", f"u{i}", first + i, "text", "{}", "normal", "queued", "op", now, now + 60, 60)
+             for i in range(n)])
+        conn.execute("COMMIT")
+        inserted = time.perf_counter() - t
+        t = time.perf_counter()
+        conn.execute("BEGIN")
+        conn.executemany("UPDATE instructions SET state='delivered', delivered_at=? WHERE id=?",
+                         [(now + 0.1, f"i{first + i}") for i in range(n)])
+        conn.execute("COMMIT")
+        return inserted, time.perf_counter() - t
+
+    times: dict[str, dict[str, list[float]]] = {k: {"insert": [], "update": []} for k in ("without", "with")}
+    conns = {"without": database(False), "with": database(True)}
+    for r in range(rounds):
+        for kind in (("without", "with") if r % 2 == 0 else ("with", "without")):
+            for b in range(batches):
+                ins, upd = batch(conns[kind], (r * batches + b) * n)
+                times[kind]["insert"].append(ins)
+                times[kind]["update"].append(upd)
+    out: dict[str, Any] = {"instructions_per_batch": n}
+    for kind, found in times.items():
+        out[kind] = {k: round(statistics.median(v) * 1000, 2) for k, v in found.items()}
+    out["ratio"] = {k: round(out["with"][k] / out["without"][k], 2) for k in ("insert", "update")}
+    print("write cost (ms per batch)", out, flush=True)
+    return out
 
 
 def wait_for_warm_up(log: Path, t0: float, timeout: float = 600.0) -> dict[str, Any]:
