@@ -240,19 +240,15 @@ def main() -> None:
 def write_cost(rounds: int = 5, batches: int = 15, n: int = 1000) -> dict[str, Any]:
     """Inserting ``n`` instructions in one transaction, then marking them delivered in another, on
     the server's schema with and without the triggers that mark changed hours for the day summaries
-    (``dispatch_server/stores/stats_days.py``); the two alternate, ``rounds`` times."""
-    from dispatch_server.stores import stats_days
-    from dispatch_server.stores.schema import ADDED_COLUMNS, AFTER_COLUMNS, SCHEMA
+    (``dispatch_server/stores/stats_days.py``, schema version 2); the two alternate, ``rounds`` times."""
+    from dispatch_server.stores import migrations
 
     def database(triggers: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(Path(tempfile.mkdtemp(prefix="bench-stats-write-")) / "d.sqlite3", isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(SCHEMA)
-        for table, column, kind in ADDED_COLUMNS:
-            if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        conn.executescript(AFTER_COLUMNS if triggers else AFTER_COLUMNS.replace(stats_days.SCHEMA, ""))
+        for step in (1, 2) if triggers else (1,):  # schema version 2 brought the triggers
+            migrations.STEPS[step][1](conn)
         return conn
 
     def batch(conn: sqlite3.Connection, first: int) -> tuple[float, float]:

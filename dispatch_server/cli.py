@@ -8,11 +8,13 @@
     dispatch-server [--config PATH] end-sessions NAME
     dispatch-server [--config PATH] list-units
     dispatch-server [--config PATH] retention-run [--dry-run]
+    dispatch-server [--config PATH] migrate [--check]
 
 ``add-unit`` prints the new token alone on the last line of standard output (it is shown once;
 only its hash is stored). ``add-user`` reads the password from standard input when that is not a
 terminal, and asks twice on a terminal; with ``--reset`` it sets a new password and the given
-role, and ends the person's sessions.
+role, and ends the person's sessions. ``migrate`` brings the database to this release's schema
+version (every command and every start does it first; a newer version is refused, exit 2).
 
 Changes take effect at once on a running server sharing the data directory: a rotated or
 disabled unit's open links, publish and telemetry channel close within a second, and so do the
@@ -26,6 +28,7 @@ import asyncio
 import getpass
 import logging
 import socket
+import sqlite3
 import sys
 import time
 from typing import Any, Sequence
@@ -36,6 +39,7 @@ from .errors import DispatchError
 from .instance import InstanceError, running_pid
 from .log_format import configure_logging
 from .node import node_id
+from .stores import migrations
 from .stores.accounts import Accounts
 from .stores.database import Database
 
@@ -74,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     es.add_argument("username")
 
     sub.add_parser("list-units", help="list registered units")
+
+    m = sub.add_parser("migrate", help="bring the database's schema to this release's version (every start does "
+                                       "it too); refuses a newer one")
+    m.add_argument("--check", action="store_true",
+                   help="only say whether it is needed (exit 0: up to date, 1: needed, 2: newer than this release)")
 
     r = sub.add_parser("retention-run", help="delete recordings past their keep time (while no server runs; "
                                              "POST /api/retention/run while one does)")
@@ -142,6 +151,33 @@ def add_user(settings: Settings, username: str, role: str, password: str, reset:
                 raise SystemExit(f"error: user {username!r} already exists (use --reset)") from None
     finally:
         db.close()
+
+
+def migrate(settings: Settings, check_only: bool) -> int:
+    """``migrate``: bring the database to this release's schema version, saying from which."""
+    path = settings.data_dir / "dispatch.sqlite3"
+    if not path.exists():
+        print(f"no database at {path} yet: the server makes one at schema version {migrations.LATEST}")
+        return 0
+    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+    try:
+        found = migrations.check(conn, path)  # SchemaTooNew: exit 2 with its message
+        if check_only:
+            if found == migrations.LATEST:
+                print(f"database {path}: schema version {found}, up to date")
+                return 0
+            print(f"database {path}: schema version {found}; this release uses {migrations.LATEST}: "
+                  "run dispatch-server migrate (or start the server)")
+            return 1
+        start, end = migrations.upgrade(conn, path)
+    finally:
+        conn.close()
+    if start == end:
+        print(f"database {path}: schema version {end}, up to date")
+    else:
+        steps = "; ".join(f"{v}: {migrations.STEPS[v][0]}" for v in range(start + 1, end + 1))
+        print(f"database {path}: schema version {start} → {end} ({steps})")
+    return 0
 
 
 def change_access(settings: Settings, command: str, args: argparse.Namespace) -> str:
@@ -244,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if command == "retention-run":
             return retention_run(settings, args.dry_run)
+        if command == "migrate":
+            return migrate(settings, args.check)
         if command == "list-units":
             db = Database(settings.data_dir)
             try:

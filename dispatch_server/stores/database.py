@@ -4,7 +4,9 @@ The same file is used by the CLI (``add-unit``, ``add-user``) and by the running
 mode is on and every write is a short transaction. Queries are blocking; the server runs them
 through :meth:`Database.run` on the database's own thread so the event loop never waits on disk,
 and durable writes through :meth:`Database.write`, which groups the writes of a moment into one
-commit. The tables and which module owns each are in :mod:`dispatch_server.stores.schema`.
+commit. The tables and which module owns each are in :mod:`dispatch_server.stores.schema`; opening
+the file brings its schema to the version this code knows (:mod:`dispatch_server.stores.migrations`),
+or refuses a newer one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from .schema import ADDED_COLUMNS, AFTER_COLUMNS, SCHEMA
+from . import migrations
 
 T = TypeVar("T")
 
@@ -32,11 +34,11 @@ class Database:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-        for table, column, kind in ADDED_COLUMNS:
-            if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        self._db.executescript(AFTER_COLUMNS)
+        try:
+            self.migrated = migrations.upgrade(self._db, self.path)  # (from, to) schema versions
+        except BaseException:
+            self._db.close()
+            raise
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         self._flushes: set[asyncio.Task[None]] = set()

@@ -1,9 +1,11 @@
 """The SQLite schema of the server's durable state (``<data_dir>/dispatch.sqlite3``).
 
 Each table belongs to one domain module, named in its comment; only that module reads or writes it.
-"""
 
-from . import stats_days
+This is version 1 of the schema, as releases before versioning made it; what came since is in the
+steps of :mod:`dispatch_server.stores.migrations` (statistics' day summaries: ``stores/stats_days.py``).
+A change to the schema is a new step there, not an edit here.
+"""
 
 SCHEMA = """
 -- accounts (stores/accounts.py)
@@ -139,4 +141,4 @@ CREATE INDEX IF NOT EXISTS instructions_stats
 CREATE INDEX IF NOT EXISTS alerts_created ON alerts(created_at);
 CREATE INDEX IF NOT EXISTS footage_requests_created ON footage_requests(created_at);
 CREATE INDEX IF NOT EXISTS party_links_request ON party_links(request_id);
-""" + stats_days.SCHEMA  # statistics' day summaries and the triggers that mark what changed
+"""
