@@ -9,6 +9,7 @@
     dispatch-server [--config PATH] list-units
     dispatch-server [--config PATH] retention-run [--dry-run]
     dispatch-server [--config PATH] migrate [--check]
+    dispatch-server [--config PATH] backup FOLDER
 
 ``add-unit`` prints the new token alone on the last line of standard output (it is shown once;
 only its hash is stored). ``add-user`` reads the password from standard input when that is not a
@@ -31,6 +32,7 @@ import socket
 import sqlite3
 import sys
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 from .auth import ROLES, UNIT_KINDS, USERNAME_RE, Authenticator, check_unit_id, hash_token, new_token
@@ -78,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     es.add_argument("username")
 
     sub.add_parser("list-units", help="list registered units")
+
+    b = sub.add_parser("backup", help="copy the databases and keys into a new folder, while the server runs "
+                                      "(restore: make it a fresh node's data directory)")
+    b.add_argument("folder", help="a new or empty folder")
 
     m = sub.add_parser("migrate", help="bring the database's schema to this release's version (every start does "
                                        "it too); refuses a newer one")
@@ -282,6 +288,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return retention_run(settings, args.dry_run)
         if command == "migrate":
             return migrate(settings, args.check)
+        if command == "backup":
+            from .backup import backup
+
+            made = backup(settings.data_dir, Path(args.folder))
+            for d in made["databases"]:
+                print(f"{d['file']}: {sum(d['rows'].values())} rows in {len(d['rows'])} tables, "
+                      f"schema version {d['schema_version']}, sha256 {d['sha256'][:16]}…")
+            print(f"{len(made['keys'])} key files; manifest {Path(args.folder) / 'backup.json'} "
+                  f"({made['seconds']} s)")
+            return 0
         if command == "list-units":
             db = Database(settings.data_dir)
             try:
