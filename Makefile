@@ -1,13 +1,13 @@
 # Two commands on a fresh machine:
 #   make run    set up and run the server with embedded defaults and 3 simulated units
-#   make test   set up, lint (ruff, mypy) and run the whole test suite (installs redis-server, chromium, ffmpeg,
+#   make test   set up, lint (ruff, mypy) and run the whole test suite (installs redis-server, postgresql, chromium, ffmpeg,
 #               fonts-noto-cjk, prometheus when root)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := redis-server chromium ffmpeg fonts-noto-cjk prometheus
+APT_PACKAGES := redis-server postgresql chromium ffmpeg fonts-noto-cjk prometheus
 PYTEST_ARGS ?=
 
 .PHONY: run test lint install system-deps bench clean
@@ -27,6 +27,7 @@ run: install
 system-deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \

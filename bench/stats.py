@@ -38,7 +38,7 @@ from bench.harness import PASSWORD, pct, start_server, stop, write_result
 from dispatch_server.actions import Action
 from dispatch_server.auth import Authenticator
 from dispatch_server.stores.accounts import Accounts
-from dispatch_server.stores.database import Database
+from dispatch_server.stores.database import SqliteDatabase
 from recordings.catalog import Catalog
 
 ZONE = ZoneInfo("Asia/Shanghai")
@@ -55,7 +55,7 @@ GROUPS = ("type", "judge", "officer", "unit", "team")
 
 def generate(data: Path, n_actions: int, n_instructions: int, n_recordings: int, rng: random.Random) -> dict[str, Any]:
     """The history, written straight into the stores; returns how many rows of each."""
-    db = Database(data)
+    db = SqliteDatabase(data)
     accounts = Accounts(db)
     accounts.add_user("bench-sup", "supervisor", Authenticator(accounts, 3600).hash_password(PASSWORD), time.time())
     db.close()

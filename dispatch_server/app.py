@@ -76,7 +76,7 @@ from .sos import SosService
 from .statistics import Evidence, StatsService
 from .stopping import Stopping
 from .stores.accounts import Accounts
-from .stores.database import Database
+from .stores.engines import open_database
 from .stores.position_index import MemoryPositionIndex, PositionIndex, RedisPositionIndex
 from .stores.presence import MemoryPresence, PresenceStore, RedisPresence
 from .talk import TalkService
@@ -90,7 +90,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     node, redis_url = node_id(settings), settings.redis.url
 
     # storage
-    db = Database(settings.data_dir)
+    db = open_database(settings.storage.url, settings.data_dir, settings.storage.pool_size)
     accounts = Accounts(db)
     presence: PresenceStore = RedisPresence(redis_url, node) if redis_url else MemoryPresence(node)
     index: PositionIndex = RedisPositionIndex(redis_url) if redis_url else MemoryPositionIndex()

@@ -43,7 +43,7 @@ from .log_format import configure_logging
 from .node import node_id
 from .stores import migrations
 from .stores.accounts import Accounts
-from .stores.database import Database
+from .stores.engines import open_database
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -123,7 +123,7 @@ def _read_password(min_len: int) -> str:
 def add_unit(settings: Settings, unit_id: str, kind: str, rotate: bool) -> str:
     check_unit_id(unit_id)
     token = new_token()
-    db = Database(settings.data_dir)
+    db = open_database(settings.storage.url, settings.data_dir, settings.storage.pool_size)
     accounts = Accounts(db)
     try:
         if rotate:
@@ -142,7 +142,7 @@ def add_unit(settings: Settings, unit_id: str, kind: str, rotate: bool) -> str:
 def add_user(settings: Settings, username: str, role: str, password: str, reset: bool) -> None:
     if not USERNAME_RE.match(username):
         raise SystemExit(f"error: user name {username!r} is not valid (letters, digits, . _ @ -)")
-    db = Database(settings.data_dir)
+    db = open_database(settings.storage.url, settings.data_dir, settings.storage.pool_size)
     accounts = Accounts(db)
     try:
         hashed = Authenticator(accounts, settings.auth.session_ttl_s).hash_password(password)
@@ -188,7 +188,7 @@ def migrate(settings: Settings, check_only: bool) -> int:
 
 def change_access(settings: Settings, command: str, args: argparse.Namespace) -> str:
     """``disable-unit``, ``disable-user``, ``end-sessions``: what was done, for the operator."""
-    db = Database(settings.data_dir)
+    db = open_database(settings.storage.url, settings.data_dir, settings.storage.pool_size)
     accounts = Accounts(db)
     try:
         if command == "disable-unit":
@@ -246,7 +246,7 @@ async def _alert(settings: Settings, kind: str, message: str, params: dict[str, 
     async def nobody(event: str, data: dict[str, Any]) -> None:
         pass
 
-    db = Database(settings.data_dir)
+    db = open_database(settings.storage.url, settings.data_dir, settings.storage.pool_size)
     try:
         alerts = AlertService(db, AuditTrail(db), nobody, settings.alerts.escalate_after_s)
         await alerts.raise_alert(kind, "archive", message, params=params)
@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({made['seconds']} s)")
             return 0
         if command == "list-units":
-            db = Database(settings.data_dir)
+            db = open_database(settings.storage.url, settings.data_dir, settings.storage.pool_size)
             try:
                 for u in Accounts(db).list_units():
                     print(f"{u.id}\t{u.kind}\t{'disabled' if u.disabled else 'active'}")

@@ -80,6 +80,10 @@ class ServerConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     data_dir: str = "data"  # relative paths are resolved against the config file's folder
+    # empty: the server's durable state in SQLite under data_dir (one node, or nodes sharing one host);
+    # postgresql://user:password@host:port/db: in PostgreSQL, shared by every node of a cluster (docs/cluster.md)
+    url: str = ""
+    pool_size: int = 4  # PostgreSQL connections (and database threads) per process
 
 
 @dataclass(frozen=True)
@@ -406,6 +410,11 @@ def load_settings(
 
 def validate(s: Settings) -> None:
     """Range checks that types alone cannot express; each error names its key."""
+    if s.storage.url and not s.storage.url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("storage.url: only PostgreSQL is supported (postgresql://user:password@host:port/database); "
+                          "leave it empty for SQLite under storage.data_dir")
+    if not 1 <= s.storage.pool_size <= 64:
+        raise ConfigError(f"storage.pool_size: {s.storage.pool_size} must be between 1 and 64")
     if not -1 <= s.metrics.port <= 65535:
         raise ConfigError(f"metrics.port: {s.metrics.port} is not a port (0 = any free one, -1 = no listener)")
     if s.metrics.token and len(s.metrics.token) < 16:

@@ -25,7 +25,10 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Generic, Sequence, TypeVar
 
+import psycopg
+
 HOUR = 3600
+BUSY = (sqlite3.OperationalError, psycopg.OperationalError)  # a store busy or read-only
 T = TypeVar("T")
 
 
@@ -35,8 +38,8 @@ def schema(prefix: str) -> str:
 CREATE TABLE IF NOT EXISTS {prefix}_changes (hour INTEGER PRIMARY KEY, stamp INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS {prefix}_changes_stamp ON {prefix}_changes(stamp);
 CREATE TABLE IF NOT EXISTS {prefix}_days (
-    start REAL NOT NULL, end REAL NOT NULL, stamp INTEGER NOT NULL, format INTEGER NOT NULL, body BLOB NOT NULL,
-    PRIMARY KEY (start, end));
+    start REAL NOT NULL, "end" REAL NOT NULL, stamp INTEGER NOT NULL, format INTEGER NOT NULL, body BLOB NOT NULL,
+    PRIMARY KEY (start, "end"));
 """
 
 
@@ -65,6 +68,36 @@ CREATE TRIGGER IF NOT EXISTS {name}_ins AFTER INSERT ON {table} BEGIN {marks("NE
 CREATE TRIGGER IF NOT EXISTS {name}_del AFTER DELETE ON {table} BEGIN {marks("OLD")} END;
 CREATE TRIGGER IF NOT EXISTS {name}_upd AFTER UPDATE OF {", ".join(columns)} ON {table}
 BEGIN {marks("OLD")} {marks("NEW")} END;
+"""
+
+
+def change_triggers_postgres(prefix: str, table: str, times: Sequence[str], columns: Sequence[str],
+                             lock: int) -> str:
+    """:func:`change_triggers` in PostgreSQL: one PL/pgSQL function marks an hour. It takes the
+    advisory lock ``lock`` of the store's single writer first, so stamps are handed out one
+    transaction at a time (a stamp committed later is always larger), as SQLite's writer lock does."""
+    name = f"{prefix}_{table}"
+
+    def marks(row: str) -> str:
+        return " ".join(f"PERFORM {prefix}_mark({t.replace('ROW.', f'{row}.')});" for t in times)
+
+    return f"""
+CREATE OR REPLACE FUNCTION {prefix}_mark(t DOUBLE PRECISION) RETURNS VOID LANGUAGE plpgsql AS $f$
+BEGIN
+    IF t IS NULL THEN RETURN; END IF;
+    PERFORM pg_advisory_xact_lock({lock});
+    INSERT INTO {prefix}_changes(hour, stamp)
+        VALUES (floor(t / {HOUR})::BIGINT, (SELECT COALESCE(MAX(stamp), 0) + 1 FROM {prefix}_changes))
+        ON CONFLICT (hour) DO UPDATE SET stamp = EXCLUDED.stamp;
+END $f$;
+CREATE OR REPLACE FUNCTION {name}_marks() RETURNS TRIGGER LANGUAGE plpgsql AS $f$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN {marks("OLD")} END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN {marks("NEW")} END IF;
+    RETURN NULL;
+END $f$;
+CREATE TRIGGER {name}_insdel AFTER INSERT OR DELETE ON {table} FOR EACH ROW EXECUTE FUNCTION {name}_marks();
+CREATE TRIGGER {name}_upd AFTER UPDATE OF {", ".join(columns)} ON {table} FOR EACH ROW EXECUTE FUNCTION {name}_marks();
 """
 
 
@@ -115,7 +148,7 @@ def summaries(conn: sqlite3.Connection, prefix: str, days: Sequence[tuple[float,
         changed = dict(conn.execute(f"SELECT hour, stamp FROM {prefix}_changes WHERE hour BETWEEN ? AND ?",
                                     (first, last)).fetchall())
         stored = {(s, e): st for s, e, st in conn.execute(
-            f"SELECT start, end, stamp FROM {prefix}_days WHERE start >= ? AND start < ? AND format = ?",
+            f'SELECT start, "end", stamp FROM {prefix}_days' f" WHERE start >= ? AND start < ? AND format = ?",
             (days[0][0], days[-1][1], compute.format))}
         for start, end in days:
             hours = range(int(start // HOUR), int(-(-end // HOUR)))
@@ -124,7 +157,7 @@ def summaries(conn: sqlite3.Connection, prefix: str, days: Sequence[tuple[float,
             if kept is not None and kept >= newest:
                 known = decoded.known(start, end, kept)
                 if known is None:
-                    body = conn.execute(f"SELECT body FROM {prefix}_days WHERE start = ? AND end = ?",
+                    body = conn.execute(f'SELECT body FROM {prefix}_days WHERE start = ? AND "end" = ?',
                                         (start, end)).fetchone()[0]
                     known = decoded.read(start, end, kept, body)
                 out.append(known)
@@ -140,16 +173,16 @@ def summaries(conn: sqlite3.Connection, prefix: str, days: Sequence[tuple[float,
     if fresh:
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError:  # busy or read-only: the summaries are computed again next time
+        except BUSY:  # busy or read-only: the summaries are computed again next time
             return out
         try:
             conn.executemany(
-                f"INSERT INTO {prefix}_days(start, end, stamp, format, body) VALUES (?,?,?,?,?) "
-                "ON CONFLICT(start, end) DO UPDATE SET stamp = excluded.stamp, format = excluded.format, "
+                f'INSERT INTO {prefix}_days(start, "end", stamp, format, body) VALUES (?,?,?,?,?) '
+                'ON CONFLICT(start, "end") DO UPDATE SET stamp = excluded.stamp, format = excluded.format, '
                 f"body = excluded.body WHERE excluded.stamp > {prefix}_days.stamp "
                 f"OR excluded.format != {prefix}_days.format", fresh)
             conn.execute("COMMIT")
-        except sqlite3.OperationalError:
+        except BUSY:
             conn.execute("ROLLBACK")
     return out
 

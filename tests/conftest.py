@@ -27,6 +27,7 @@ from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop, VideoLoopSp
 from media import passthrough
 from recordings.ledger import Ledger
 from tests.ledger_spec import archive_problems, problems_of
+from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
 from tests.support.secrets import SecretWatch, remember
 
@@ -78,9 +79,16 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
     return {"uvloop": uvloop.new_event_loop}
 
 
+# DISPATCH_TEST_STORAGE=postgresql runs every in-process server of the suite on PostgreSQL (a fresh
+# database each); by default they run on SQLite, and the tests that take ``engine`` run on both.
+_ALL_ON_POSTGRES: list[PostgresServer] = []
+
+
 def settings_for(tmp: Path, **sections: dict[str, Any]) -> Settings:
     overrides: dict[str, dict[str, Any]] = {"storage": {"data_dir": str(tmp / "data")}, "server": {"port": 0},
                                             "metrics": {"port": 0}}
+    if _ALL_ON_POSTGRES and "url" not in sections.get("storage", {}):
+        overrides["storage"]["url"] = _ALL_ON_POSTGRES[0].fresh_database()
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
     return load_settings(None, env={}, overrides=overrides)
@@ -91,6 +99,36 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server (Debian's ``initdb``/``pg_ctl``), for the whole session."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database of :func:`postgres_server`."""
+    return postgres_server.fresh_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Run a test on each storage engine: the ``storage`` settings section to pass on."""
+    if request.param == "sqlite":
+        return {}
+    return {"url": request.getfixturevalue("postgres_url")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _suite_on_postgres(request: pytest.FixtureRequest) -> Iterator[None]:
+    if os.environ.get("DISPATCH_TEST_STORAGE") == "postgresql":
+        _ALL_ON_POSTGRES.append(request.getfixturevalue("postgres_server"))
+    yield
+    _ALL_ON_POSTGRES.clear()
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ Only hashes are stored: SHA-256 of unit and session tokens, argon2id of password
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from .database import Database
+from .database import Database, IntegrityError
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ class Accounts:
         try:
             self.db.execute("INSERT INTO units(id, kind, token_hash, created_at, name) VALUES (?,?,?,?,?)",
                             (unit_id, kind, token_hash, now, name))
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise KeyError(unit_id) from None
 
     def set_unit_token(self, unit_id: str, token_hash: str) -> bool:
@@ -89,7 +88,7 @@ class Accounts:
         try:
             self.db.execute("INSERT INTO users(username, role, password_hash, created_at) VALUES (?,?,?,?)",
                             (username, role, password_hash, now))
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise KeyError(username) from None
 
     def set_user_password(self, username: str, password_hash: str) -> bool:

@@ -1,12 +1,19 @@
-"""The SQLite database under the data directory that holds the server's durable state.
+"""The database of the server's durable state, behind one interface with two engines.
 
-The same file is used by the CLI (``add-unit``, ``add-user``) and by the running server, so WAL
-mode is on and every write is a short transaction. Queries are blocking; the server runs them
-through :meth:`Database.run` on the database's own thread so the event loop never waits on disk,
-and durable writes through :meth:`Database.write`, which groups the writes of a moment into one
-commit. The tables and which module owns each are in :mod:`dispatch_server.stores.schema`; opening
-the file brings its schema to the version this code knows (:mod:`dispatch_server.stores.migrations`),
-or refuses a newer one.
+- :class:`SqliteDatabase` (the default, ``[storage] url`` empty): one SQLite file under the data
+  directory, ``dispatch.sqlite3``. The same file is used by the CLI (``add-unit``, ``add-user``) and
+  by the running server, so WAL mode is on and every write is a short transaction.
+- :class:`dispatch_server.stores.postgres.PostgresDatabase` (``[storage] url = "postgresql://…"``):
+  the same tables in PostgreSQL, shared by every node of a cluster.
+
+Both are used the same way, and the domain modules do not know which one they talk to: queries are
+blocking and run through :meth:`Database.run` on the database's own thread(s), so the event loop
+never waits on the database; durable writes go through :meth:`Database.write`, which groups the
+writes of a moment into one commit, each in its own savepoint. A write function gets a connection
+with ``execute(sql, params)``/``executemany`` in SQLite's dialect (``?`` parameters); the
+PostgreSQL engine translates it (:mod:`dispatch_server.stores.postgres`). The tables and which
+module owns each are in :mod:`dispatch_server.stores.schema`; opening a database brings its schema
+to the version this code knows (:mod:`dispatch_server.stores.migrations`), or refuses a newer one.
 """
 
 from __future__ import annotations
@@ -18,36 +25,34 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import psycopg
+
 from . import migrations
 
 T = TypeVar("T")
+# A row that breaks a constraint (a duplicate key), whichever the engine.
+IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
+Batch = list[tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]]
 
 
 class Database:
-    """The SQLite database of the server's durable state. ``close()`` is idempotent."""
+    """What the domain modules use of the durable store, whichever the engine. ``close()`` is idempotent."""
 
-    def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.path = data_dir / "dispatch.sqlite3"
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        try:
-            self.migrated = migrations.upgrade(self._db, self.path)  # (from, to) schema versions
-        except BaseException:
-            self._db.close()
-            raise
+    engine = "?"
+    path: Path | str  # what to call the database in messages (a file, or a URL without its password)
+    migrated: tuple[int, int]  # (from, to) schema versions at open
+    _threads = 1
+
+    def __init__(self) -> None:
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
         self._flushes: set[asyncio.Task[None]] = set()
-        self._batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._batch: Batch = []
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking function (a query, a repository method) on the database's own thread."""
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+            self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="store")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -62,35 +67,33 @@ class Database:
             asyncio.get_running_loop().call_soon(self._flush)
         return await future
 
+    def _commit(self, batch: Batch) -> list[tuple[bool, Any]]:
+        """Apply ``batch`` in one transaction, each write in its own savepoint (blocking)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _apply(conn: Any, batch: Batch) -> list[tuple[bool, Any]]:
+        results: list[tuple[bool, Any]] = []
+        for fn, _ in batch:
+            conn.execute("SAVEPOINT w")
+            try:
+                results.append((True, fn(conn)))
+                conn.execute("RELEASE w")
+            except Exception as exc:
+                conn.execute("ROLLBACK TO w")
+                conn.execute("RELEASE w")
+                results.append((False, exc))
+        return results
+
     def _flush(self) -> None:
         batch, self._batch = self._batch, []
         loop = asyncio.get_running_loop()
         if not batch:
             return
 
-        def commit() -> list[tuple[bool, Any]]:
-            results: list[tuple[bool, Any]] = []
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for fn, _ in batch:
-                        self._db.execute("SAVEPOINT w")
-                        try:
-                            results.append((True, fn(self._db)))
-                            self._db.execute("RELEASE w")
-                        except Exception as exc:
-                            self._db.execute("ROLLBACK TO w")
-                            self._db.execute("RELEASE w")
-                            results.append((False, exc))
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-            return results
-
         async def run() -> None:
             try:
-                results = await self.run(commit)
+                results = await self.run(self._commit, batch)
             except BaseException as exc:
                 for _, fut in batch:
                     if not fut.done():
@@ -119,20 +122,75 @@ class Database:
         self._closed = True
         if self._executor is not None:
             self._executor.shutdown(wait=True)
-        self._db.close()
+        self._close()
+
+    def _close(self) -> None:
+        raise NotImplementedError
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of one statement (blocking: call it through :meth:`run`)."""
+        raise NotImplementedError
+
+    def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn(connection)`` in one piece, outside any transaction (blocking: call it through
+        :meth:`run`): reads of several statements, which may open a read transaction of their own."""
+        raise NotImplementedError
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        """Run one statement in its own transaction; the number of rows it changed (blocking)."""
+        raise NotImplementedError
+
+    def versions(self) -> tuple[int, int]:
+        """``(found, latest)`` schema versions, without changing anything (blocking)."""
+        raise NotImplementedError
+
+
+class SqliteDatabase(Database):
+    """The SQLite file ``<data_dir>/dispatch.sqlite3``."""
+
+    engine = "sqlite"
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.path = data_dir / "dispatch.sqlite3"
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=10.0, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        try:
+            self.migrated = migrations.upgrade(self._db, self.path)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _commit(self, batch: Batch) -> list[tuple[bool, Any]]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                results = self._apply(self._db, batch)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return results
+
+    def _close(self) -> None:
+        self._db.close()
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn(connection)`` in one piece under the lock, outside any transaction (blocking: call it
-        through :meth:`run`): reads of several statements, such as those over a temporary table."""
         with self._lock:
             return fn(self._db)
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
-        """Run one statement in its own transaction; the number of rows it changed (blocking)."""
         with self._lock:
             return self._db.execute(sql, args).rowcount
+
+    def versions(self) -> tuple[int, int]:
+        with self._lock:
+            return migrations.version(self._db), migrations.LATEST

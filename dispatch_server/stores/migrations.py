@@ -13,6 +13,12 @@ not at all, and two processes opening the same file at once apply it once.
 - **2**: statistics' day summaries and the triggers that mark what changed
   (:data:`dispatch_server.stores.stats_days.SCHEMA`).
 
+**PostgreSQL** (:mod:`dispatch_server.stores.postgres`) has the same versions, with the same
+meaning: :data:`STEPS_POSTGRES` makes each in PostgreSQL's types (a new database goes straight to
+the tables as they are now, since there is no older PostgreSQL database to bring along). The version
+is the one row of ``schema_version``; each step runs in one transaction that holds the store's
+writer lock, so nodes starting together apply it once.
+
 A database of a newer version than this code knows is refused (:class:`SchemaTooNew`): the code
 cannot know what the newer release changed. A later change to the schema is a new step here, never
 an edit of an earlier one.
@@ -23,10 +29,10 @@ from __future__ import annotations
 import logging
 import sqlite3
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..errors import DispatchError
-from . import stats_days
+from . import dialect, stats_days
 from .schema import ADDED_COLUMNS, AFTER_COLUMNS, SCHEMA
 
 logger = logging.getLogger(__name__)
@@ -71,6 +77,19 @@ STEPS: dict[int, tuple[str, Callable[[sqlite3.Connection], None]]] = {
 LATEST = max(STEPS)
 
 
+def _run_postgres(script: str) -> Callable[[Any], None]:
+    def step(conn: Any) -> None:
+        conn.execute(script)  # a script of several statements: psycopg sends it whole
+    return step
+
+
+STEPS_POSTGRES: dict[int, Callable[[Any], None]] = {
+    1: _run_postgres(dialect.COMPAT + dialect.ddl(SCHEMA) + dialect.ddl(AFTER_COLUMNS)),
+    2: _run_postgres(stats_days.SCHEMA_POSTGRES),
+}
+assert STEPS_POSTGRES.keys() == STEPS.keys(), "every version has a step for each engine"
+
+
 def version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
@@ -105,3 +124,44 @@ def upgrade(conn: sqlite3.Connection, path: Path | str) -> tuple[int, int]:
         if start:  # (a new file goes through every step: not worth a line each)
             logger.info("database %s: schema version %d → %d: %s", path, target - 1, target, what)
     return start, LATEST
+
+
+def version_postgres(conn: Any) -> int:
+    """The version of a PostgreSQL database (``conn``: a :class:`PgConnection`); 0 when it has none."""
+    if conn.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def upgrade_postgres(conn: Any, where: str) -> tuple[int, int]:
+    """:func:`upgrade` for PostgreSQL (``conn``: a :class:`PgConnection` in autocommit mode)."""
+    start = check_postgres(conn, where)
+    for target in range(start + 1, LATEST + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            if version_postgres(conn) >= target:  # another node got there first
+                conn.execute("COMMIT")
+                continue
+            STEPS_POSTGRES[target](conn)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version(version) VALUES (?)", (target,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        if start:
+            logger.info("database %s: schema version %d → %d: %s", where, target - 1, target, STEPS[target][0])
+    return start, LATEST
+
+
+def check_postgres(conn: Any, where: str) -> int:
+    """:func:`check` for PostgreSQL."""
+    start = version_postgres(conn)
+    if start > LATEST:
+        raise SchemaTooNew(
+            f"the database {where} has schema version {start}, and this release knows versions up to {LATEST}: "
+            "it was used by a newer release. Run that release, or restore a backup taken for this one "
+            "(the database was not changed)")
+    return start

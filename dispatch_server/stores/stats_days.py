@@ -23,11 +23,16 @@ import numpy as np
 
 from recordings import day_cache
 
+from . import dialect
+
 PREFIX = "stats"
-SCHEMA = day_cache.schema(PREFIX) + day_cache.change_triggers(
-    PREFIX, "instructions", ("ROW.created_at",),
-    ("created_at", "action_id", "unit_id", "type", "state", "delivered_at", "acknowledged_at")
-) + day_cache.change_triggers(PREFIX, "alerts", ("ROW.created_at",), ("created_at", "doc", "state"))
+_MARKED = (("instructions", ("created_at", "action_id", "unit_id", "type", "state", "delivered_at", "acknowledged_at")),
+           ("alerts", ("created_at", "doc", "state")))
+SCHEMA = day_cache.schema(PREFIX) + "".join(
+    day_cache.change_triggers(PREFIX, table, ("ROW.created_at",), columns) for table, columns in _MARKED)
+SCHEMA_POSTGRES = dialect.ddl(day_cache.schema(PREFIX)) + "".join(
+    day_cache.change_triggers_postgres(PREFIX, table, ("ROW.created_at",), columns, dialect.WRITE_LOCK)
+    for table, columns in _MARKED)
 
 _INSTRUCTIONS = (
     "SELECT COALESCE(action_id, ''), COALESCE(unit_id, ''), type, state, "
@@ -41,6 +46,12 @@ _ALERTS = (
     "CASE WHEN json_extract(doc, '$.kind') = 'sos' AND json_extract(doc, '$.acknowledged_at') IS NOT NULL "
     "THEN MAX(0, json_extract(doc, '$.acknowledged_at') - created_at) END "
     "FROM alerts WHERE created_at >= ? AND created_at < ?")
+dialect.variant(_ALERTS, (  # typed JSON values: SQLite's json_extract gives numbers and 1 for true
+    "SELECT COALESCE(doc::jsonb->>'action_id', ''), COALESCE(doc::jsonb->>'unit_id', ''), doc::jsonb->>'kind', "
+    "(state = 'open')::INT, COALESCE(doc::jsonb->'escalated' IN ('true'::jsonb, '1'::jsonb), false)::INT, "
+    "CASE WHEN doc::jsonb->>'kind' = 'sos' AND jsonb_typeof(doc::jsonb->'acknowledged_at') = 'number' "
+    "THEN GREATEST(0, (doc::jsonb->>'acknowledged_at')::DOUBLE PRECISION - created_at) END "
+    "FROM alerts WHERE created_at >= ? AND created_at < ?"))
 
 
 def _values(by_cell: dict[int, list[float]], cells: int) -> dict[str, bytes]:

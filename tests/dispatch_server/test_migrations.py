@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from dispatch_server.stores import migrations
-from dispatch_server.stores.database import Database
+from dispatch_server.stores.database import SqliteDatabase
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import api
 from tests.support.server import cli, write_config
@@ -46,7 +46,7 @@ def test_a_database_made_before_versions_opens_with_every_row_kept(tmp_path: Pat
     path = copy(tmp_path / "data")
     before = contents(path)
     assert before["actions"] and before["instructions"] and before["alerts"] and before["users"], "a real fixture"
-    db = Database(tmp_path / "data")
+    db = SqliteDatabase(tmp_path / "data")
     assert db.migrated == (0, migrations.LATEST)
     db.close()
     after = contents(path)
@@ -58,7 +58,7 @@ def test_a_database_made_before_versions_opens_with_every_row_kept(tmp_path: Pat
     triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
     assert {"stats_instructions_ins", "stats_instructions_upd", "stats_alerts_del"} <= triggers
     conn.close()
-    again = Database(tmp_path / "data")
+    again = SqliteDatabase(tmp_path / "data")
     assert again.migrated == (migrations.LATEST, migrations.LATEST), "opened again: nothing to do"
     again.close()
 

@@ -19,7 +19,7 @@ import socketio
 from dispatch_server.auth import hash_token, new_token
 from dispatch_server.config import load_settings
 from dispatch_server.stores.accounts import Accounts
-from dispatch_server.stores.database import Database
+from dispatch_server.stores.database import SqliteDatabase
 from recordings.ledger import PUBLIC_KEY_FILE
 from recordings.verify import verify_archive
 from tests.field_client.console_watch import ConsoleWatch, publishing
@@ -53,7 +53,7 @@ class Console:
 
 def register_units(cfg: Path, tokens: Path) -> None:
     settings = load_settings(cfg, env={})
-    db = Database(settings.data_dir)
+    db = SqliteDatabase(settings.data_dir)
     lines = []
     try:
         accounts = Accounts(db)

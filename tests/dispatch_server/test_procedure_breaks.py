@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from dispatch_server.procedure_breaks import Notice, ProcedureBreak, ProcedureBreakStore
-from dispatch_server.stores.database import Database
+from dispatch_server.stores.database import SqliteDatabase
 
 
 async def test_a_break_opens_once_closes_once_and_is_found_by_action_and_time(tmp_path: Path) -> None:
-    db = Database(tmp_path)
+    db = SqliteDatabase(tmp_path)
     store = ProcedureBreakStore(db)
     brk, new = await store.open("act-1", "min_recorders", None, 100.0, {"running": 1, "required": 2})
     assert new and brk.open and brk.detail == {"running": 1, "required": 2}
@@ -35,7 +35,7 @@ async def test_a_break_opens_once_closes_once_and_is_found_by_action_and_time(tm
 
 
 async def test_the_first_notice_of_an_action_counts(tmp_path: Path) -> None:
-    db = Database(tmp_path)
+    db = SqliteDatabase(tmp_path)
     store = ProcedureBreakStore(db)
     first, new = await store.mark_notice(Notice("act-1", 120.0, "张三", "bc-01"))
     assert new

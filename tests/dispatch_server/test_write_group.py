@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatch_server.stores.database import Database
+from dispatch_server.stores.database import Database, SqliteDatabase
 from dispatch_server.stores.write_group import WriteGroup, WriteGroupClosed
 
 
@@ -39,7 +39,7 @@ class Notes:
 
 @pytest.fixture
 def notes(tmp_path: Path) -> Iterator[Notes]:
-    db = Database(tmp_path)
+    db = SqliteDatabase(tmp_path)
     yield Notes(db)
     db.close()
 

@@ -1,0 +1,167 @@
+"""The PostgreSQL engine of :class:`dispatch_server.stores.database.Database` (``[storage] url``).
+
+Every node of a cluster points at the same PostgreSQL database: units, people and sessions, actions,
+the instruction outbox, alerts, the audit trail, party requests and links, procedure breaks and the
+statistics' day summaries live there, so losing a node loses none of them.
+
+**Driver.** psycopg 3 with its connection pool (``psycopg_pool``). The domain modules' functions are
+blocking functions of a connection, as with SQLite; they run on the database's threads
+(:meth:`Database.run`), never on the event loop.
+
+**One writer at a time, across nodes.** The domain code was written for SQLite, where a write
+transaction (``BEGIN IMMEDIATE``) excludes every other writer, and relies on it: a unit's next ``seq``
+is read, then written. Here every write transaction first takes one transaction-level advisory lock
+(:data:`WRITE_LOCK`), so writes of all nodes are serialised exactly as SQLite serialises the writes of
+its processes, and a unit's ``seq`` stays gap-free and race-free with several nodes writing. Since
+:meth:`Database.write` groups the writes of a moment into one transaction, the lock is taken once per
+group commit, not once per write. Reads take no lock; a read of several statements that needs one
+snapshot (SQLite's deferred ``BEGIN``) runs in a ``REPEATABLE READ`` transaction.
+
+**Dialect.** The modules write SQLite's SQL; :func:`translate` turns a statement into PostgreSQL's
+(cached): ``?`` parameters, ``INSERT OR IGNORE``/``OR REPLACE``, ``IS ?``. What SQLite has built in
+and the modules use — ``json_extract``, the scalar ``MAX(a, b)``/``MIN(a, b)``, the ``TOTAL``
+aggregate — the schema defines as functions (:data:`COMPAT`). A statement that needs a different text
+altogether is registered with :func:`variant` by the module that owns it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterator, Sequence, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import psycopg_pool
+
+from .database import Batch, Database
+from .dialect import WRITE_LOCK, translate
+
+T = TypeVar("T")
+
+class PgCursor:
+    """The part of :class:`sqlite3.Cursor` the modules use."""
+
+    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
+        self._cur = cur
+        self.rowcount = cur.rowcount
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._cur.fetchall() if self._cur.description is not None else []
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self._cur.fetchone() if self._cur.description is not None else None
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """The part of :class:`sqlite3.Connection` the modules use, over a psycopg connection in
+    autocommit mode: statements in SQLite's dialect, and its transaction verbs (``BEGIN IMMEDIATE``:
+    a write transaction, which takes :data:`WRITE_LOCK`; ``BEGIN``: a read snapshot)."""
+
+    engine = "postgresql"
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> PgCursor:
+        verb = sql.strip().rstrip(";").upper()
+        if verb == "BEGIN IMMEDIATE":
+            self._conn.execute("BEGIN")
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            return PgCursor(self._conn.cursor())
+        if verb in ("BEGIN", "BEGIN DEFERRED"):
+            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            return PgCursor(self._conn.cursor())
+        if verb.startswith("PRAGMA"):
+            raise ValueError(f"PostgreSQL has no {sql.strip()!r}")
+        cur = self._conn.cursor()
+        cur.execute(translate(sql), tuple(args) if args else None)
+        return PgCursor(cur)
+
+    def executemany(self, sql: str, rows: Any) -> PgCursor:
+        cur = self._conn.cursor()
+        cur.executemany(translate(sql), [tuple(r) for r in rows])
+        return PgCursor(cur)
+
+
+def display(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresDatabase(Database):
+    """The server's durable state in the PostgreSQL database at ``url``."""
+
+    engine = "postgresql"
+
+    def __init__(self, url: str, pool_size: int = 4, connect_timeout_s: float = 30.0) -> None:
+        super().__init__()
+        from . import migrations
+
+        self.url = url
+        self.path = display(url)
+        self._threads = pool_size
+        self._pool = psycopg_pool.ConnectionPool(
+            url, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False,
+            name="dispatch", timeout=connect_timeout_s)
+        try:
+            self._pool.open(wait=True, timeout=connect_timeout_s)
+        except psycopg_pool.PoolTimeout:
+            self._pool.close()
+            raise ConnectionError(f"PostgreSQL at {self.path}: no connection within {connect_timeout_s:.0f} s") \
+                from None
+        self._write_lock = threading.Lock()
+        try:
+            with self._pool.connection() as conn:
+                self.migrated = migrations.upgrade_postgres(PgConnection(conn), self.path)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _commit(self, batch: Batch) -> list[tuple[bool, Any]]:
+        with self._write_lock, self._pool.connection() as raw:
+            conn = PgConnection(raw)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                results = self._apply(conn, batch)
+                raw.execute("COMMIT")
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+        return results
+
+    def _close(self) -> None:
+        self._pool.close()
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._pool.connection() as raw:
+            return PgConnection(raw).execute(sql, args).fetchall()
+
+    def read(self, fn: Callable[[Any], T]) -> T:
+        with self._pool.connection() as raw:
+            return fn(PgConnection(raw))
+
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._pool.connection() as raw:
+            conn = PgConnection(raw)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n = conn.execute(sql, args).rowcount
+                raw.execute("COMMIT")
+            except BaseException:
+                raw.execute("ROLLBACK")
+                raise
+            return n
+
+    def versions(self) -> tuple[int, int]:
+        from . import migrations
+
+        with self._pool.connection() as raw:
+            return migrations.version_postgres(PgConnection(raw)), migrations.LATEST
