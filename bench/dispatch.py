@@ -153,8 +153,10 @@ class Deliveries:
 class Gens:
     """The load generator processes; unit ``i`` belongs to generator ``i % len``."""
 
-    def __init__(self, url: str, work: Path, logs: Path, lines: list[str], count: int, auto_ack: bool,
+    def __init__(self, url: str | list[str], work: Path, logs: Path, lines: list[str], count: int, auto_ack: bool,
                  deliveries: Deliveries) -> None:
+        """``url``: the server, or the nodes of a cluster (each generator spreads its units over them)."""
+        servers = [url] if isinstance(url, str) else url
         self.procs: list[subprocess.Popen[str]] = []
         self._logs: list[IO[str]] = []
         self._answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -164,7 +166,8 @@ class Gens:
         for g in range(count):
             tokens = work / f"tokens{g}.txt"
             tokens.write_text("\n".join(lines[g::count]) + "\n")
-            cmd = [sys.executable, str(REPO / "bench" / "dispatch_units.py"), "--server", url, "--tokens", str(tokens)]
+            cmd = [sys.executable, str(REPO / "bench" / "dispatch_units.py"), "--tokens", str(tokens)]
+            cmd += [arg for server in servers for arg in ("--server", server)]
             self._logs.append((logs / f"loadgen{g}.log").open("w"))
             proc = subprocess.Popen(cmd + (["--auto-ack"] if auto_ack else []), stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=self._logs[-1], text=True, cwd=REPO)

@@ -1,6 +1,6 @@
 """Load generator for bench/dispatch.py: real field units, many on one event loop.
 
-    python bench/dispatch_units.py --server URL --tokens FILE [--auto-ack]
+    python bench/dispatch_units.py --server URL [--server URL2 ...] --tokens FILE [--auto-ack]
 
 Each unit is the field client's own instruction path, nothing else (no media, no GPS): a
 :class:`field_client.link.UnitLink` (its own python-socketio client and websocket) whose
@@ -10,6 +10,7 @@ confirmed as delivered to an :class:`field_client.desk.OrderDesk`. The desk has 
 order waits for nobody), or with ``--auto-ack`` an :class:`field_client.officer.AutoAck` whose
 ``acknowledged`` answers go out through the unit's :class:`field_client.answers.AnswerOutbox`,
 as an unattended terminal does. On connect each unit pulls its outbox once, as ``FieldUnit`` does.
+With several ``--server`` (the nodes of a cluster), the units are spread over them in turn.
 
 The measured point: the moment the desk receives a delivered order (``OrderDesk.arrived``), which
 the inbox calls right after the server's acknowledgement of ``received`` (the server committed the
@@ -140,7 +141,8 @@ def read_pairs(path: str) -> list[tuple[str, str]]:
 async def main(args: argparse.Namespace) -> None:
     pairs = read_pairs(args.tokens)
     reports = Reports()
-    units = [BenchUnit(args.server, u, t, args.auto_ack, reports) for u, t in pairs]
+    units = [BenchUnit(args.server[i % len(args.server)], u, t, args.auto_ack, reports)
+             for i, (u, t) in enumerate(pairs)]
     tried = 0  # units[:tried] have been started
     connected: list[BenchUnit] = []
     failed = 0
@@ -182,7 +184,7 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--server", required=True)
+    p.add_argument("--server", required=True, action="append", help="a node's URL; repeat for several nodes")
     p.add_argument("--tokens", required=True, help="file of 'unit_id token' lines")
     p.add_argument("--auto-ack", action="store_true", help="acknowledge each order as an unattended terminal")
     p.add_argument("--concurrency", type=int, default=50, help="units connecting at the same time")
