@@ -2,7 +2,7 @@
 
     python -m bench.outbox [--units 1000] [--repeats 3] [--setups sqlite,postgresql,postgresql-3]
                            [--broadcasts 5] [--rate 100] [--steady-s 10] [--burst 500] [--burst-concurrency 16]
-                           [--loadgens 2] [--quick] [--out FILE]
+                           [--loadgens 2] [--pg-waits] [--server-src DIR] [--quick] [--out FILE]
 
 Setups (``--setups``, in this order within a repeat, reversed in every other repeat):
 
@@ -47,12 +47,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import os
 import random
 import shutil
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,12 +95,53 @@ class CountedDeliveries(Deliveries):
         super().from_units(items)
 
 
+class PgWaits:
+    """``--pg-waits``: what the run's PostgreSQL backends were doing, sampled every 50 ms from
+    ``pg_stat_activity`` on a thread of its own between :meth:`start` and :meth:`read`: counts of
+    (state, wait event, the statement's first words), most frequent first."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._counts: collections.Counter[tuple[str, ...]] = collections.Counter()
+        self._samples = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self._url, autocommit=True) as conn:
+            while not self._stop.wait(0.05):
+                rows = conn.execute(
+                    "SELECT state, coalesce(wait_event_type || ':' || wait_event, 'cpu'), "
+                    "left(regexp_replace(query, '\\s+', ' ', 'g'), 48) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall()
+                self._counts.update(tuple(str(v) for v in row) for row in rows if row[0] != "idle")
+                self._samples += 1
+
+    def start(self) -> None:
+        self._counts.clear()
+        self._samples = 0
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="pg-waits", daemon=True)
+        self._thread.start()
+
+    def read(self) -> dict[str, Any]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        return {"samples": self._samples,
+                "busy": [[n, *key] for key, n in self._counts.most_common(12)]}
+
+
 class Meter:
     """CPU seconds of each group of processes between :meth:`start` and :meth:`read`; PostgreSQL's
     backends are found anew at each sample (the children of its postmaster)."""
 
-    def __init__(self, nodes: list[int], gens: list[int], postmaster: int | None, redis: int | None) -> None:
+    def __init__(self, nodes: list[int], gens: list[int], postmaster: int | None, redis: int | None,
+                 waits: PgWaits | None = None) -> None:
         self._nodes, self._gens, self._postmaster, self._redis = nodes, gens, postmaster, redis
+        self._waits = waits
 
     def _postgres(self) -> float:
         if self._postmaster is None:
@@ -121,9 +164,12 @@ class Meter:
 
     def start(self) -> None:
         self._s0 = self._sample()
+        if self._waits is not None:
+            self._waits.start()
 
     def read(self) -> dict[str, Any]:
         a, b = self._s0, self._sample()
+        waits = {} if self._waits is None else {"pg_waits": self._waits.read()}
         wall = max(1e-6, b["t"] - a["t"])
         nodes = [y - x for x, y in zip(a["nodes"], b["nodes"], strict=True)]
         used = {"nodes": sum(nodes)} | {k: b[k] - a[k] for k in ("postgres", "redis", "loadgens", "bench")}
@@ -132,7 +178,7 @@ class Meter:
         return {"wall_s": round(wall, 2), "cpu_s": {k: round(v, 3) for k, v in used.items()},
                 "node_cpu_s": [round(v, 3) for v in nodes],
                 "cpu_pct": {k: round(v / wall * 100, 1) for k, v in used.items()},
-                "others_pct": round(max(0.0, busy_cores * 100 - sum(used.values()) / wall * 100), 1)}
+                "others_pct": round(max(0.0, busy_cores * 100 - sum(used.values()) / wall * 100), 1)} | waits
 
 
 def postmaster_pid(pg: PostgresServer) -> int:
@@ -142,7 +188,7 @@ def postmaster_pid(pg: PostgresServer) -> int:
 class Cluster:
     """The nodes of one run: ``dispatch-server serve`` processes on one database (and Redis)."""
 
-    def __init__(self, setup: Setup, work: Path, logs: Path, url: str, redis_url: str) -> None:
+    def __init__(self, setup: Setup, work: Path, logs: Path, url: str, redis_url: str, source: Path = REPO) -> None:
         self.procs: list[subprocess.Popen[str]] = []
         self.urls: list[str] = []
         self._logs: list[IO[str]] = []
@@ -156,7 +202,7 @@ class Cluster:
                     text += f'[redis]\nurl = "{redis_url}"\n'
                 cfg.write_text(text)
                 self._logs.append((logs / f"node{n}.log").open("w"))
-                proc, base = start_server(cfg, timeout=60, log=self._logs[-1])
+                proc, base = start_server(cfg, timeout=60, log=self._logs[-1], source=source)
                 self.procs.append(proc)
                 self.urls.append(base)
         except BaseException:
@@ -272,7 +318,7 @@ async def run_one(args: argparse.Namespace, setup: Setup, repeat: int, pg: Postg
     started = time.time()
     lines = await asyncio.to_thread(seed, work / "data0", [f"u{i:04d}" for i in range(args.units)], url)
     cluster = await asyncio.to_thread(Cluster, setup, work, logs, url,
-                                      redis.url if redis is not None and setup.redis else "")
+                                      redis.url if redis is not None and setup.redis else "", args.server_src)
     deliveries = CountedDeliveries()
     console = socketio.AsyncClient(reconnection=False)
     gens: Gens | None = None
@@ -297,7 +343,8 @@ async def run_one(args: argparse.Namespace, setup: Setup, repeat: int, pg: Postg
             result["connect_s"] = round(time.monotonic() - t0, 2)
             meter = Meter([p.pid for p in cluster.procs], [p.pid for p in gens.procs],
                           postmaster_pid(pg) if setup.postgres and pg is not None else None,
-                          redis.proc.pid if setup.redis and redis is not None else None)
+                          redis.proc.pid if setup.redis and redis is not None else None,
+                          PgWaits(url) if args.pg_waits and url else None)
             # Warm-up, not counted: the first statements of each kind, the first emits.
             await broadcasts(http, head, auth, deliveries, meter, 1, args.units)
             await burst(http, head, auth, deliveries, meter, 10, 1, args.units, rng)
@@ -420,6 +467,11 @@ def main() -> None:
     p.add_argument("--burst-concurrency", type=int, default=16, help="operator requests in flight in the burst")
     p.add_argument("--loadgens", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--server-src", type=Path, default=REPO,
+                   help="run the dispatch_server package of this checkout (default: this one), e.g. a "
+                        "baseline: git archive COMMIT | tar -x -C DIR")
+    p.add_argument("--pg-waits", action="store_true",
+                   help="sample pg_stat_activity every 50 ms in each phase: where PostgreSQL's backends wait")
     p.add_argument("--quick", action="store_true",
                    help="smoke: 100 units, one repeat, 2 broadcasts, 3 s at 50/s, a burst of 100")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "outbox.json"))
