@@ -450,7 +450,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     print(table(summary_), flush=True)
     return {"started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
             "duration_s": round(time.time() - started, 1), "cpus": os.cpu_count(),
-            "args": {k: v for k, v in vars(args).items() if k != "out"}, "summary": summary_, "runs": runs,
+            "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "out"},
+            "summary": summary_, "runs": runs,
             "logs": str(logs)}
 
 
