@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Sequence
 
 from utctime import iso_seconds, parse_iso
 
@@ -108,9 +108,11 @@ class Roster:
     async def online_units(self) -> list[str]:
         return [u for u, p in (await self.presence.all()).items() if p.online]
 
-    async def reachable_units(self) -> list[str]:
-        """Units with an instruction link now (they hear of a new instruction at once)."""
-        return [u for u, p in (await self.presence.all()).items() if p.connected]
+    async def reachable_units(self, among: Iterable[str] | None = None) -> list[str]:
+        """Units with an instruction link now (they hear of a new instruction at once); with
+        ``among``, only those of these units (their presence alone is read)."""
+        found = await (self.presence.all() if among is None else self.presence.some(among))
+        return [u for u, p in found.items() if p.connected]
 
     def forget(self, unit_id: str) -> None:
         """The unit's record changed (registered, renamed, disabled): read it again next time."""

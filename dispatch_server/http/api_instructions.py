@@ -17,7 +17,7 @@ async def create_instruction(request: web.Request) -> web.Response:
     req = parse_new_instruction(await read_json(request))
     created = await request.app[INSTRUCTIONS].create(req, person)
     # Which targets have an instruction link now (the rest get it when they come back online).
-    online = set(await request.app[ROSTER].reachable_units())
+    online = set(await request.app[ROSTER].reachable_units(i.unit_id for i in created))
     return web.json_response(
         {"id": created[0].id, "ids": [i.id for i in created], "units": [i.unit_id for i in created],
          "online": [i.unit_id for i in created if i.unit_id in online], "state": "queued"},

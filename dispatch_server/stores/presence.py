@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Iterable, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class PresenceStore(Protocol):
     async def update(self, unit_id: str, **changes: Any) -> Presence: ...
     async def get(self, unit_id: str) -> Presence | None: ...
     async def all(self) -> dict[str, Presence]: ...
+    async def some(self, unit_ids: Iterable[str]) -> dict[str, Presence]: ...
     async def close(self) -> None: ...
 
 
@@ -73,6 +74,10 @@ class MemoryPresence:
 
     async def all(self) -> dict[str, Presence]:
         return dict(self._items)
+
+    async def some(self, unit_ids: Iterable[str]) -> dict[str, Presence]:
+        """The presence of those of ``unit_ids`` that have one."""
+        return {u: self._items[u] for u in unit_ids if u in self._items}
 
     async def close(self) -> None:
         self._items.clear()
@@ -120,6 +125,15 @@ class RedisPresence:
     async def all(self) -> dict[str, Presence]:
         raw = await self._redis.hgetall(HASH_KEY)
         return await self._alive({str(k): self._decode(v) for k, v in raw.items()})
+
+    async def some(self, unit_ids: Iterable[str]) -> dict[str, Presence]:
+        """The presence of those of ``unit_ids`` that have one: one ``HMGET``, and only their
+        entries decoded (:meth:`all` reads and decodes every unit's, about 15 ms of CPU at 1,000)."""
+        wanted = list(dict.fromkeys(unit_ids))
+        if not wanted:
+            return {}
+        raw = await self._redis.hmget(HASH_KEY, wanted)
+        return await self._alive({u: self._decode(v) for u, v in zip(wanted, raw, strict=True) if v})
 
     async def _alive(self, items: dict[str, Presence]) -> dict[str, Presence]:
         nodes = sorted({p.node for p in items.values() if p.node})

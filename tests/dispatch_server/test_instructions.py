@@ -215,3 +215,37 @@ async def test_queued_instruction_expires_after_its_ttl_and_is_never_delivered(
     assert final["state"] == "expired" and final["delivered_at"] is None
     await unit.close()
     await console.close()
+
+
+async def test_the_answer_names_the_targets_linked_now(
+    make_live: Any, mode: dict[str, Any], http: aiohttp.ClientSession
+) -> None:
+    """The 201's ``online``: of the instruction's targets, those with a link now (read from the
+    presence of the targets alone), in memory and in Redis mode."""
+    live: LiveServer = await make_live(**mode)
+    tokens = {u: live.add_unit(u) for u in ("bc-01", "bc-02", "bc-03", "veh-01")}
+    live.add_user("op", "operator")
+    op = await live.login("op")
+    linked = await RawUnit(live.url, "bc-01", tokens["bc-01"]).connect()
+    gone = await RawUnit(live.url, "bc-02", tokens["bc-02"]).connect()  # has a presence, then no link
+    await gone.close()
+    deadline = asyncio.get_running_loop().time() + 15
+    while True:
+        _, roster = await api(http, "GET", f"{live.url}/api/units", op)
+        online = {u["id"] for u in roster["units"] if u["online"]}
+        if online == {"bc-01"}:
+            break
+        assert asyncio.get_running_loop().time() < deadline, f"roster online: {online}"
+        await asyncio.sleep(0.05)
+    for unit, expected in (("bc-01", ["bc-01"]), ("bc-02", []), ("bc-03", [])):  # bc-03: never connected
+        status, body = await api(http, "POST", f"{live.url}/api/instructions", op,
+                                 {"unit": unit, "type": "text", "text": "x"})
+        assert status == 201 and body["units"] == [unit] and body["online"] == expected, body
+    _, action = await api(http, "POST", f"{live.url}/api/actions", op, ACTION)
+    await api(http, "POST", f"{live.url}/api/actions/{action['id']}/start", op)
+    status, body = await api(http, "POST", f"{live.url}/api/instructions", op,
+                             {"action": action["id"], "type": "text", "text": "集合"})
+    assert status == 201 and sorted(body["units"]) == ["bc-01", "veh-01"] and body["online"] == ["bc-01"], body
+    status, body = await api(http, "POST", f"{live.url}/api/instructions", op, {"all": True, "type": "text", "text": "收队"})
+    assert status == 201 and body["units"] == body["online"] == ["bc-01"], body
+    await linked.close()
