@@ -37,6 +37,9 @@ from .database import Batch, Database
 from .dialect import WRITE_LOCK, translate
 
 T = TypeVar("T")
+# A write transaction: BEGIN and the single writer's lock in one round trip (no parameters: psycopg
+# sends both statements as one simple query).
+BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 
 class PgCursor:
     """The part of :class:`sqlite3.Cursor` the modules use."""
@@ -66,16 +69,16 @@ class PgConnection:
         self._conn = conn
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> PgCursor:
-        verb = sql.strip().rstrip(";").upper()
-        if verb == "BEGIN IMMEDIATE":
-            self._conn.execute("BEGIN")
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-            return PgCursor(self._conn.cursor())
-        if verb in ("BEGIN", "BEGIN DEFERRED"):
-            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            return PgCursor(self._conn.cursor())
-        if verb.startswith("PRAGMA"):
-            raise ValueError(f"PostgreSQL has no {sql.strip()!r}")
+        if sql.lstrip()[:6].upper() in ("BEGIN", "BEGIN ", "PRAGMA"):  # not the whole of a long statement
+            verb = sql.strip().rstrip(";").upper()
+            if verb == "BEGIN IMMEDIATE":
+                self._conn.execute(BEGIN_WRITE)
+                return PgCursor(self._conn.cursor())
+            if verb in ("BEGIN", "BEGIN DEFERRED"):
+                self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                return PgCursor(self._conn.cursor())
+            if verb.startswith("PRAGMA"):
+                raise ValueError(f"PostgreSQL has no {sql.strip()!r}")
         cur = self._conn.cursor()
         cur.execute(translate(sql), tuple(args) if args else None)
         return PgCursor(cur)
@@ -126,11 +129,22 @@ class PostgresDatabase(Database):
             raise
 
     def _commit(self, batch: Batch) -> list[tuple[bool, Any]]:
+        """Like SQLite's, with fewer round trips while :data:`WRITE_LOCK` is held (every node's
+        writes wait for it, and each round trip also waits for this process's GIL): the lock is
+        taken with ``BEGIN``, and a lone write runs without a savepoint (if it fails, the whole
+        transaction is rolled back, which is the same)."""
         with self._write_lock, self._pool.connection() as raw:
             conn = PgConnection(raw)
-            conn.execute("BEGIN IMMEDIATE")
+            raw.execute(BEGIN_WRITE)
             try:
-                results = self._apply(conn, batch)
+                if len(batch) == 1:
+                    try:
+                        results: list[tuple[bool, Any]] = [(True, batch[0][0](conn))]  # type: ignore[arg-type]
+                    except Exception as exc:
+                        raw.execute("ROLLBACK")
+                        return [(False, exc)]
+                else:
+                    results = self._apply(conn, batch)
                 raw.execute("COMMIT")
             except BaseException:
                 raw.execute("ROLLBACK")
