@@ -10,12 +10,18 @@
     dispatch-server [--config PATH] retention-run [--dry-run]
     dispatch-server [--config PATH] migrate [--check]
     dispatch-server [--config PATH] backup FOLDER
+    dispatch-server [--config PATH] export-state FILE
+    dispatch-server [--config PATH] import-state FILE
+    dispatch-server [--config PATH] migrate --to postgresql://…
 
 ``add-unit`` prints the new token alone on the last line of standard output (it is shown once;
 only its hash is stored). ``add-user`` reads the password from standard input when that is not a
 terminal, and asks twice on a terminal; with ``--reset`` it sets a new password and the given
 role, and ends the person's sessions. ``migrate`` brings the database to this release's schema
 version (every command and every start does it first; a newer version is refused, exit 2).
+``export-state``/``import-state`` move the durable state between databases (either engine), checked
+by row counts and checksums; ``migrate --to URL`` does both at once, from the configured database
+into an empty PostgreSQL one (:mod:`dispatch_server.state_transfer`, docs/cluster.md).
 
 Changes take effect at once on a running server sharing the data directory: a rotated or
 disabled unit's open links, publish and telemetry channel close within a second, and so do the
@@ -89,6 +95,15 @@ def _parser() -> argparse.ArgumentParser:
                                        "it too); refuses a newer one")
     m.add_argument("--check", action="store_true",
                    help="only say whether it is needed (exit 0: up to date, 1: needed, 2: newer than this release)")
+    m.add_argument("--to", metavar="URL", help="move the state of the configured database into this empty "
+                                               "PostgreSQL database (postgresql://…), checked; no server may run")
+
+    ex = sub.add_parser("export-state", help="write every table of the database into a new file (a snapshot, "
+                                             "while the server runs), with row counts and checksums")
+    ex.add_argument("file")
+    im = sub.add_parser("import-state", help="load a file of export-state into the configured database, which "
+                                             "must be empty; checked against the file's counts and checksums")
+    im.add_argument("file")
 
     r = sub.add_parser("retention-run", help="delete recordings past their keep time (while no server runs; "
                                              "POST /api/retention/run while one does)")
@@ -183,6 +198,46 @@ def migrate(settings: Settings, check_only: bool) -> int:
     else:
         steps = "; ".join(f"{v}: {migrations.STEPS[v][0]}" for v in range(start + 1, end + 1))
         print(f"database {path}: schema version {start} → {end} ({steps})")
+    return 0
+
+
+def move_state(settings: Settings, command: str, where: str) -> int:
+    """``export-state FILE``, ``import-state FILE``, ``migrate --to URL``: what was moved, per table."""
+    from . import state_transfer
+
+    if command == "migrate":
+        if not where.startswith(("postgresql://", "postgres://")):
+            raise SystemExit("error: --to: a PostgreSQL URL (postgresql://user:password@host:port/database)")
+        pid = running_pid(settings.data_dir, settings.archive_dir)
+        if pid is not None:  # what it wrote after the copy would be left behind
+            raise SystemExit(f"error: dispatch-server pid {pid} runs on {settings.data_dir}: stop every node first")
+    db = open_database(settings.storage.url, settings.data_dir, settings.storage.pool_size)
+    try:
+        if command == "export-state":
+            figures = state_transfer.export_state(db, Path(where))
+            verb = f"exported {db.engine} database {db.path} into {where}"
+        elif command == "import-state":
+            figures = state_transfer.import_state(db, Path(where))
+            verb = f"imported {where} into {db.engine} database {db.path}; read back and checked"
+        else:
+            from .stores.postgres import PostgresDatabase
+
+            try:
+                target = PostgresDatabase(where, pool_size=2)
+            except ConnectionError as exc:
+                raise SystemExit(f"error: --to: {exc}") from None
+            try:
+                figures = state_transfer.move(db, target, settings.data_dir)
+                verb = (f"moved {db.engine} database {db.path} into {target.path}; read back and checked. "
+                        f"Set [storage] url to it on every node")
+            finally:
+                target.close()
+    finally:
+        db.close()
+    for line in state_transfer.report(figures):
+        print(line)
+    print(f"{verb}: {sum(f.rows for f in figures.values())} rows in {len(figures)} tables "
+          f"({', '.join(state_transfer.RECOMPUTED)} are summed up again from them)")
     return 0
 
 
@@ -286,8 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if command == "retention-run":
             return retention_run(settings, args.dry_run)
+        if command == "migrate" and args.to:
+            return move_state(settings, "migrate", args.to)
         if command == "migrate":
             return migrate(settings, args.check)
+        if command in ("export-state", "import-state"):
+            return move_state(settings, command, args.file)
         if command == "backup":
             from .backup import backup
 
