@@ -87,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list-units", help="list registered units")
 
-    b = sub.add_parser("backup", help="copy the databases and keys into a new folder, while the server runs "
-                                      "(restore: make it a fresh node's data directory)")
+    b = sub.add_parser("backup", help="copy the databases (pg_dump with [storage] url) and keys into a new folder, "
+                                      "while the server runs (restore: docs/cluster.md)")
     b.add_argument("folder", help="a new or empty folder")
 
     m = sub.add_parser("migrate", help="bring the database's schema to this release's version (every start does "
@@ -350,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if command == "backup":
             from .backup import backup
 
-            made = backup(settings.data_dir, Path(args.folder))
+            made = backup(settings.data_dir, Path(args.folder), settings.storage.url)
             for d in made["databases"]:
                 print(f"{d['file']}: {sum(d['rows'].values())} rows in {len(d['rows'])} tables, "
                       f"schema version {d['schema_version']}, sha256 {d['sha256'][:16]}…")
