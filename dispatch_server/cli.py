@@ -207,10 +207,11 @@ def move_state(settings: Settings, command: str, where: str) -> int:
 
     if command == "migrate":
         if not where.startswith(("postgresql://", "postgres://")):
-            raise SystemExit("error: --to: a PostgreSQL URL (postgresql://user:password@host:port/database)")
+            raise state_transfer.StateTransferError("--to: a PostgreSQL URL (postgresql://user:password@host:port/database)")
         pid = running_pid(settings.data_dir, settings.archive_dir)
         if pid is not None:  # what it wrote after the copy would be left behind
-            raise SystemExit(f"error: dispatch-server pid {pid} runs on {settings.data_dir}: stop every node first")
+            raise state_transfer.StateTransferError(f"dispatch-server pid {pid} runs on {settings.data_dir}: "
+                                                    "stop every node first")
     db = open_database(settings.storage.url, settings.data_dir, settings.storage.pool_size)
     try:
         if command == "export-state":
@@ -225,7 +226,7 @@ def move_state(settings: Settings, command: str, where: str) -> int:
             try:
                 target = PostgresDatabase(where, pool_size=2)
             except ConnectionError as exc:
-                raise SystemExit(f"error: --to: {exc}") from None
+                raise state_transfer.StateTransferError(f"--to: {exc}") from None
             try:
                 figures = state_transfer.move(db, target, settings.data_dir)
                 verb = (f"moved {db.engine} database {db.path} into {target.path}; read back and checked. "

@@ -309,6 +309,7 @@ def import_state(db: Database, path: Path) -> dict[str, Figures]:
 def move(source: Database, target: Database, work_dir: Path) -> dict[str, Figures]:
     """``migrate --to``: export ``source`` into a file under ``work_dir``, import it into ``target``
     (checked), remove the file (blocking)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / f"state-{int(time.time() * 1000)}.jsonl"
     try:
         exported = export_state(source, path)

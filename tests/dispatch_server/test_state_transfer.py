@@ -7,6 +7,7 @@ non-empty database is refused before anything is written."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from dispatch_server.stores.postgres import PostgresDatabase
 from tests.conftest import OPERATOR_PASSWORD, LiveServer
 from tests.dispatch_server.test_actions import api
 from tests.dispatch_server.test_migrations import copy
-from tests.support.server import cli, write_config
+from tests.support.processes import assert_clean
+from tests.support.server import ServerProcess, cli, write_config
 from tests.support.unit_client import RawUnit
 
 CASE = "（2026）冀0916执52号"
@@ -42,6 +44,13 @@ def config_for(path: Path, data_dir: Path, url: str = "") -> Path:
         path.write_text(path.read_text(encoding="utf-8").replace("[storage]\n", f'[storage]\nurl = "{url}"\n', 1),
                         encoding="utf-8")
     return path
+
+
+def run(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dispatch-server ARGS``; what it printed must be clean (no traceback), whatever its exit status."""
+    out = cli(config, *args)
+    assert_clean(out.stdout + out.stderr, f"dispatch-server {args[0]}")
+    return out
 
 
 def reported(stdout: str) -> dict[str, tuple[int, str]]:
@@ -79,9 +88,8 @@ def postgres_rows(url: str) -> dict[str, set[tuple[Any, ...]]]:
 def test_yesterdays_database_moves_into_postgresql_with_every_row(tmp_path: Path, postgres_url: str) -> None:
     path = copy(tmp_path / "data")
     config = config_for(tmp_path / "node.toml", tmp_path / "data")
-    out = cli(config, "migrate", "--to", postgres_url)
-    assert out.returncode == 0, out.stderr
-    assert "read back and checked" in out.stdout and "Traceback" not in out.stderr, out
+    out = run(config, "migrate", "--to", postgres_url)
+    assert out.returncode == 0 and "read back and checked" in out.stdout, out
     assert set(reported(out.stdout)) == set(TABLES)
     before, after = sqlite_rows(path), postgres_rows(postgres_url)
     assert before["actions"] and before["instructions"] and before["alerts"] and before["audit"], "a real fixture"
@@ -89,8 +97,8 @@ def test_yesterdays_database_moves_into_postgresql_with_every_row(tmp_path: Path
         assert after[table] == before[table], f"{table} differs"
     assert not list((tmp_path / "data").glob("state-*")), "the one-step move leaves no file behind"
 
-    again = cli(config, "migrate", "--to", postgres_url)
-    assert again.returncode == 2 and "already holds state" in again.stderr and "Traceback" not in again.stderr, again
+    again = run(config, "migrate", "--to", postgres_url)
+    assert again.returncode == 2 and "already holds state" in again.stderr, again
     assert postgres_rows(postgres_url) == after, "refused: nothing written"
 
 
@@ -100,18 +108,18 @@ def test_an_export_is_the_same_from_either_engine_and_back(tmp_path: Path, postg
     first = export_state(a, tmp_path / "a.jsonl")
     a.close()
     config = config_for(tmp_path / "pg.toml", tmp_path / "pg-data", postgres_url)
-    out = cli(config, "import-state", str(tmp_path / "a.jsonl"))
+    out = run(config, "import-state", str(tmp_path / "a.jsonl"))
     assert out.returncode == 0 and "read back and checked" in out.stdout, out
     assert reported(out.stdout) == {t: (f.rows, f.sha256) for t, f in first.items()}, "what was read back"
-    out = cli(config, "export-state", str(tmp_path / "pg.jsonl"))
+    out = run(config, "export-state", str(tmp_path / "pg.jsonl"))
     assert out.returncode == 0, out.stderr
     assert check_file(tmp_path / "pg.jsonl")[1] == first, "the same rows, the same checksums, from PostgreSQL"
     back = config_for(tmp_path / "back.toml", tmp_path / "back")
-    out = cli(back, "import-state", str(tmp_path / "pg.jsonl"))
+    out = run(back, "import-state", str(tmp_path / "pg.jsonl"))
     assert out.returncode == 0, out.stderr
     assert sqlite_rows(tmp_path / "back" / "dispatch.sqlite3") == sqlite_rows(tmp_path / "a" / "dispatch.sqlite3")
 
-    out = cli(back, "export-state", str(tmp_path / "pg.jsonl"))
+    out = run(back, "export-state", str(tmp_path / "pg.jsonl"))
     assert out.returncode == 2 and "exists" in out.stderr, "an export never overwrites a file"
 
 
@@ -216,8 +224,8 @@ async def test_a_court_moved_into_postgresql_is_served_as_it_was(
     conn.close()
 
     config = config_for(tmp_path / "node.toml", old.settings.data_dir)
-    out = cli(config, "migrate", "--to", postgres_url)
-    assert out.returncode == 0 and "Traceback" not in out.stderr, out
+    out = run(config, "migrate", "--to", postgres_url)
+    assert out.returncode == 0, out
     assert "read back and checked" in out.stdout
 
     new: LiveServer = await make_live(storage={"url": postgres_url, "data_dir": str(tmp_path / "node-on-pg")})
@@ -250,3 +258,19 @@ async def test_a_court_moved_into_postgresql_is_served_as_it_was(
     with psycopg.connect(postgres_url) as pg:
         [(n,)] = pg.execute("SELECT n FROM audit WHERE subject = %s", (body["id"],)).fetchall()
     assert n > last_audit, "the audit trail numbers on after the moved rows"
+
+
+def test_a_move_is_refused_while_a_server_runs_on_the_data_directory(tmp_path: Path, postgres_url: str) -> None:
+    """What the server wrote after the copy would be left behind."""
+    copy(tmp_path / "data")
+    config = config_for(tmp_path / "node.toml", tmp_path / "data")
+    server = ServerProcess(config).start()
+    try:
+        out = run(config, "migrate", "--to", postgres_url)
+        assert out.returncode == 2 and "stop every node first" in out.stderr, out
+    finally:
+        assert server.stop() == 0
+    with psycopg.connect(postgres_url) as pg:
+        assert pg.execute("SELECT to_regclass('units')").fetchone() == (None,), "refused before touching it"
+    out = run(config, "migrate", "--to", postgres_url)
+    assert out.returncode == 0, out
