@@ -21,7 +21,8 @@ file without its manifest (cut short) or whose rows do not match it is refused b
 written.
 
 **Export** reads every table in one read transaction (SQLite's snapshot; PostgreSQL's
-``REPEATABLE READ``), so a running server may go on writing: the file is the state of one moment.
+``REPEATABLE READ``), so a running server may go on writing: the file is the state of one moment
+(from PostgreSQL, one table's rows are held in memory at a time: psycopg fetches a result whole).
 **Import** writes into a database of this release's schema that holds no row of :data:`TABLES`, in
 one transaction, which also brings PostgreSQL's identity sequences (``audit.n``) past the imported
 rows and reads every table back to check its count and checksum against the manifest: a mismatch
@@ -242,7 +243,6 @@ def check_file(path: Path) -> tuple[dict[str, Any], dict[str, Figures]]:
 def _load(conn: Any, engine: str, path: Path, manifest: dict[str, Figures], where: str) -> dict[str, Figures]:
     """Write the file's rows, continue the identity sequences, read back and compare (in the caller's
     transaction)."""
-    _check_known(conn, engine, where)
     held = {t: n for t in TABLES if (n := int(conn.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0]))}
     if held:
         raise StateTransferError(f"{where} already holds state ({', '.join(f'{t}: {n} rows' for t, n in held.items())}"
