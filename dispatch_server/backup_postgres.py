@@ -75,6 +75,8 @@ def dump(url: str, target: Path) -> dict[str, Any]:
             conn.execute("COMMIT")
     except psycopg.Error as exc:
         raise BackupError(f"PostgreSQL at {display(url)}: {exc}") from exc
+    except subprocess.TimeoutExpired:
+        raise BackupError(f"pg_dump of {display(url)} took more than {TIMEOUT_S:.0f} s: stopped") from None
     if made.returncode != 0:
         raise BackupError(f"pg_dump of {display(url)} failed ({made.returncode}): {made.stderr.strip()[-2000:]}")
     listed = subprocess.run([pg_binary("pg_restore"), "--list", str(target)], capture_output=True, text=True,
