@@ -176,6 +176,8 @@ def add_user(settings: Settings, username: str, role: str, password: str, reset:
 
 def migrate(settings: Settings, check_only: bool) -> int:
     """``migrate``: bring the database to this release's schema version, saying from which."""
+    if settings.storage.url:
+        return migrate_postgres(settings.storage.url, check_only)
     path = settings.data_dir / "dispatch.sqlite3"
     if not path.exists():
         print(f"no database at {path} yet: the server makes one at schema version {migrations.LATEST}")
@@ -201,13 +203,45 @@ def migrate(settings: Settings, check_only: bool) -> int:
     return 0
 
 
+def migrate_postgres(url: str, check_only: bool) -> int:
+    """``migrate`` on PostgreSQL (``[storage] url``)."""
+    import psycopg
+
+    from .stores.postgres import PgConnection, PostgresDatabase, display
+
+    where = display(url)
+    if check_only:
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=30) as raw:
+                found = migrations.check_postgres(PgConnection(raw), where)
+        except psycopg.OperationalError as exc:
+            print(f"error: PostgreSQL at {where}: {str(exc).strip()}", file=sys.stderr)
+            return 2
+        if found == migrations.LATEST:
+            print(f"database {where}: schema version {found}, up to date")
+            return 0
+        print(f"database {where}: schema version {found}; this release uses {migrations.LATEST}: "
+              "run dispatch-server migrate (or start the server)")
+        return 1
+    db = PostgresDatabase(url)
+    start, end = db.migrated
+    db.close()
+    if start == end:
+        print(f"database {where}: schema version {end}, up to date")
+    else:
+        steps = "; ".join(f"{v}: {migrations.STEPS[v][0]}" for v in range(start + 1, end + 1))
+        print(f"database {where}: schema version {start} → {end} ({steps})")
+    return 0
+
+
 def move_state(settings: Settings, command: str, where: str) -> int:
     """``export-state FILE``, ``import-state FILE``, ``migrate --to URL``: what was moved, per table."""
     from . import state_transfer
 
     if command == "migrate":
         if not where.startswith(("postgresql://", "postgres://")):
-            raise state_transfer.StateTransferError("--to: a PostgreSQL URL (postgresql://user:password@host:port/database)")
+            raise state_transfer.StateTransferError("--to: a PostgreSQL URL "
+                                                    "(postgresql://user:password@host:port/database)")
         pid = running_pid(settings.data_dir, settings.archive_dir)
         if pid is not None:  # what it wrote after the copy would be left behind
             raise state_transfer.StateTransferError(f"dispatch-server pid {pid} runs on {settings.data_dir}: "
@@ -368,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ConnectionError as exc:  # the database named by [storage] url cannot be reached
+        print(f"dispatch-server: {exc}", file=sys.stderr)
         return 2
     except InstanceError as exc:
         print(f"dispatch-server: {exc}", file=sys.stderr)
