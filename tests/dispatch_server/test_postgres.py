@@ -88,8 +88,9 @@ def test_a_newer_schema_is_refused_and_left_alone(postgres_url: str) -> None:
 
 
 def test_an_unreachable_server_is_named_without_its_password() -> None:
-    with pytest.raises(ConnectionError, match=r"postgresql://court:\*\*\*@127.0.0.1:1/x: no connection within 1 s"):
+    with pytest.raises(ConnectionError, match=r"PostgreSQL at postgresql://court:\*\*\*@127.0.0.1:1/x: .*refused") as e:
         PostgresDatabase("postgresql://court:hunter2@127.0.0.1:1/x", connect_timeout_s=1.0)
+    assert "hunter2" not in str(e.value)
 
 
 def test_duplicate_keys_raise_the_engine_neutral_integrity_error(postgres_url: str) -> None:
