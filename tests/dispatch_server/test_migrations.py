@@ -108,3 +108,16 @@ def test_a_newer_schema_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
         assert f"schema version {migrations.LATEST + 7}" in out.stderr and "newer release" in out.stderr, out.stderr
         assert "Traceback" not in out.stderr, out.stderr
     assert digest(path) == before, "refused: the file is untouched"
+
+
+def test_a_newer_track_store_stops_the_server_with_a_message_naming_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    tracks = data / "tracks.sqlite3"
+    conn = sqlite3.connect(tracks)
+    conn.execute("PRAGMA user_version = 9")
+    conn.close()
+    out = cli(write_config(tmp_path / "config.toml", data), "serve")
+    assert out.returncode == 2, out
+    assert f"GPS tracks in {tracks} have schema version 9" in out.stderr and "newer release" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
