@@ -374,6 +374,7 @@ def _upgrade(conn: sqlite3.Connection, path: Path) -> None:
         found = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if found > SCHEMA_VERSION:
             raise too_new(str(path), found)
+        existing = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'fixes'").fetchone() is not None
         if found < 1:
             conn.execute(_SCHEMA)
         if found < SCHEMA_VERSION:
@@ -382,6 +383,8 @@ def _upgrade(conn: sqlite3.Connection, path: Path) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    if existing and found < SCHEMA_VERSION:  # (a new file goes straight to the version: not worth a line)
+        logger.info("track store %s: schema version %d → %d", path, found, SCHEMA_VERSION)
 
 
 def check_limit(limit: int | None) -> None:

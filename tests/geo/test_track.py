@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import sqlite3
 import time
@@ -212,11 +213,14 @@ def user_version(path: Path) -> int:
         conn.close()
 
 
-def test_a_file_from_before_versions_opens_with_its_rows_and_gets_the_version(tmp_path: Path) -> None:
+def test_a_file_from_before_versions_opens_with_its_rows_and_gets_the_version(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = Path(shutil.copyfile(FIXTURE, tmp_path / "tracks.sqlite3"))
     before = rows(path)
     assert user_version(path) == 0 and len(before) == 50
-    store = SqliteTrackStore(path)
+    with caplog.at_level(logging.INFO, logger="geo.track"):
+        store = SqliteTrackStore(path)
+    assert f"track store {path}: schema version 0 → 1" in caplog.text
     try:
         track = store.query("bc-01")
         assert [p.fix.ts for p in track] == [FIXTURE_T0 + i * 1.25 for i in range(40)]
@@ -229,9 +233,12 @@ def test_a_file_from_before_versions_opens_with_its_rows_and_gets_the_version(tm
         store.close()
     assert user_version(path) == SCHEMA_VERSION == 1
     assert [r for r in rows(path) if r[1] != FIXTURE_T0 + 100] == before, "nothing lost, nothing changed"
+    caplog.clear()
     new = tmp_path / "new.sqlite3"
-    SqliteTrackStore(new).close()
-    assert user_version(new) == SCHEMA_VERSION
+    with caplog.at_level(logging.INFO, logger="geo.track"):
+        SqliteTrackStore(new).close()
+        SqliteTrackStore(path).close()
+    assert user_version(new) == SCHEMA_VERSION and caplog.text == ""
 
 
 def test_a_file_of_a_newer_version_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
