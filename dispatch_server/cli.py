@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from geo.track import TrackSchemaTooNew
+
 from .auth import ROLES, UNIT_KINDS, USERNAME_RE, Authenticator, check_unit_id, hash_token, new_token
 from .config import ConfigError, Settings, load_settings
 from .errors import DispatchError
@@ -411,6 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except DispatchError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except TrackSchemaTooNew as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1  # pragma: no cover - argparse rejects unknown commands
 

@@ -142,3 +142,16 @@ async def test_a_whole_data_directory_of_the_previous_release_is_served(
     status, track = await api(http, "GET", f"{live.url}/api/units/sim-01/track?from={since}&to={until}", token)
     assert status == 200, track
     assert len(track["features"][0]["geometry"]["coordinates"]) == fixes
+
+
+def test_a_newer_track_store_stops_the_server_with_a_message_naming_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    tracks = data / "tracks.sqlite3"
+    conn = sqlite3.connect(tracks)
+    conn.execute("PRAGMA user_version = 9")
+    conn.close()
+    out = cli(write_config(tmp_path / "config.toml", data), "serve")
+    assert out.returncode == 2, out
+    assert f"GPS tracks in {tracks} have schema version 9" in out.stderr and "newer release" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
