@@ -265,6 +265,9 @@ def move_state(settings: Settings, command: str, where: str) -> int:
                 raise state_transfer.StateTransferError(f"--to: {exc}") from None
             try:
                 figures = state_transfer.move(db, target, settings.data_dir)
+                units, fixes, already = state_transfer.move_tracks(settings.data_dir / "tracks.sqlite3", where)
+                print(f"GPS tracks: {fixes} fixes of {units} units moved from {settings.data_dir / 'tracks.sqlite3'}"
+                      + (f" ({already} were there already)" if already else "") + "; counted back per unit")
                 verb = (f"moved {db.engine} database {db.path} into {target.path}; read back and checked. "
                         f"Set [storage] url to it on every node")
             finally:

@@ -321,6 +321,37 @@ def move(source: Database, target: Database, work_dir: Path) -> dict[str, Figure
     return imported
 
 
+def move_tracks(source: Path, url: str, chunk: int = 5000) -> tuple[int, int, int]:
+    """``migrate --to``: every GPS fix of the SQLite track file ``source`` into the PostgreSQL track
+    store at ``url``; ``(units, fixes, already there)``. A fix already in the target (a second run)
+    is a duplicate, not an error; each unit's count in the target is checked against the file's."""
+    from geo.track import SqliteTrackStore
+    from geo.track_postgres import PostgresTrackStore
+
+    if not source.exists():
+        return 0, 0, 0
+    src = SqliteTrackStore(source)
+    try:
+        dst = PostgresTrackStore(url)
+        try:
+            units, fixes, duplicates = 0, 0, 0
+            for unit in src.units():
+                points = src.query(unit)
+                for i in range(0, len(points), chunk):
+                    (done,) = dst.insert_batches([points[i:i + chunk]])
+                    duplicates += done.duplicates
+                stored = len(dst.query(unit, None, None))
+                if stored < len(points):
+                    raise StateTransferError(f"GPS track of {unit}: {len(points)} fixes in {source}, "
+                                             f"{stored} in the target after the move")
+                units, fixes = units + 1, fixes + len(points)
+            return units, fixes, duplicates
+        finally:
+            dst.close()
+    finally:
+        src.close()
+
+
 def report(figures: dict[str, Figures]) -> list[str]:
     """One line per table: rows and checksum."""
     width = max(map(len, figures), default=0)

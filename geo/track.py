@@ -324,6 +324,11 @@ class SqliteTrackStore:
         self._insert(conn, new_rows, ignore=False)
         return results
 
+    def units(self) -> list[str]:
+        """Every unit with a stored point (moving the tracks to another store)."""
+        with self._lock:
+            return [r[0] for r in self._open_conn().execute("SELECT DISTINCT unit_id FROM fixes ORDER BY unit_id")]
+
     def query(
         self, unit_id: str, since: float | None = None, until: float | None = None, limit: int | None = None
     ) -> list[TrackPoint]:

@@ -274,3 +274,31 @@ def test_a_move_is_refused_while_a_server_runs_on_the_data_directory(tmp_path: P
         assert pg.execute("SELECT to_regclass('units')").fetchone() == (None,), "refused before touching it"
     out = run(config, "migrate", "--to", postgres_url)
     assert out.returncode == 0, out
+
+
+async def test_todays_court_moves_with_its_gps_tracks(tmp_path: Path, postgres_url: str, make_live: Any,
+                                                      http: aiohttp.ClientSession) -> None:
+    """``migrate --to`` moves the GPS tracks too (a node on PostgreSQL never reads tracks.sqlite3):
+    today's data directory moved, a node on PostgreSQL serves the unit's whole track."""
+    import shutil
+
+    from tests.dispatch_server.test_migrations import COURT
+    from tests.support.secrets import remember
+    from utctime import iso_millis
+
+    data = tmp_path / "data"
+    shutil.copytree(COURT, data)
+    conn = sqlite3.connect(data / "tracks.sqlite3")
+    times = sorted(r[0] for r in conn.execute("SELECT ts FROM fixes WHERE unit_id = 'sim-01'"))
+    conn.close()
+    assert times, "a real fixture"
+    out = run(config_for(tmp_path / "node.toml", data), "migrate", "--to", postgres_url)
+    assert out.returncode == 0, out
+    assert f"GPS tracks: {len(times)} fixes of 1 units moved" in out.stdout, out.stdout
+    (data / "tracks.sqlite3").unlink()  # the node below can only have them from PostgreSQL
+    live: LiveServer = await make_live(storage={"url": postgres_url})
+    token = await live.login("admin", remember((data / "initial-admin-password").read_text().strip()))
+    since, until = (iso_millis(t).replace("+", "%2B") for t in (times[0] - 1, times[-1] + 1))
+    status, track = await api(http, "GET", f"{live.url}/api/units/sim-01/track?from={since}&to={until}", token)
+    assert status == 200, track
+    assert len(track["features"][0]["geometry"]["coordinates"]) == len(times)
