@@ -22,8 +22,8 @@ PASSWORD = "bench-password-1"
 
 
 def seed(data: Path, unit_ids: list[str], url: str = "") -> list[str]:
-    """Register units and the operator ``bench``; return ``"unit_id token"`` lines. ``url``: the
-    ``[storage] url`` to seed (empty: the SQLite file under ``data``)."""
+    """Register units and the operator ``bench`` (in PostgreSQL when ``url`` is given, as
+    ``[storage] url``); return ``"unit_id token"`` lines."""
     db = open_database(url, data)
     accounts = Accounts(db)
     lines = []

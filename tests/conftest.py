@@ -123,6 +123,23 @@ def engine(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"url": request.getfixturevalue("postgres_url")}
 
 
+@pytest.fixture
+def storage_engine(request: pytest.FixtureRequest) -> str:
+    """The engine of a test marked ``both_engines`` (parametrized by :func:`pytest_generate_tests`):
+    ``make_live`` starts its servers on it."""
+    return str(request.param)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test marked ``both_engines`` (a module's ``pytestmark`` or the test's own) runs once on
+    SQLite and once on PostgreSQL: every server ``make_live``/``live`` starts for it uses that engine."""
+    if metafunc.definition.get_closest_marker("both_engines") is None:
+        return
+    if "storage_engine" not in metafunc.fixturenames:
+        metafunc.fixturenames.append("storage_engine")
+    metafunc.parametrize("storage_engine", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _suite_on_postgres(request: pytest.FixtureRequest) -> Iterator[None]:
     if os.environ.get("DISPATCH_TEST_STORAGE") == "postgresql":
@@ -171,10 +188,16 @@ async def guarded_server() -> AsyncIterator[Callable[[web.Application], Awaitabl
 
 @pytest.fixture
 def make_live(guarded_server: Callable[[web.Application], Awaitable[GuardedTestServer]],
-              tmp_path: Path) -> Callable[..., Any]:
-    """``await make_live(media={...})`` → a :class:`LiveServer` on a free port."""
+              tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``await make_live(media={...})`` → a :class:`LiveServer` on a free port (on PostgreSQL in
+    the PostgreSQL run of a ``both_engines`` test: every server of the test shares one database)."""
+    on_postgres: list[str] = []
+    if "storage_engine" in request.fixturenames and request.getfixturevalue("storage_engine") == "postgresql":
+        on_postgres.append(request.getfixturevalue("postgres_url"))
 
     async def make(clock: Callable[[], float] = time.time, **sections: dict[str, Any]) -> LiveServer:
+        if on_postgres and "url" not in sections.get("storage", {}):
+            sections = {**sections, "storage": {**sections.get("storage", {}), "url": on_postgres[0]}}
         settings = settings_for(tmp_path, **sections)
         app = create_app(settings, clock=clock)
         server = await guarded_server(app)

@@ -6,10 +6,13 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import ACTION, api
 from tests.support.unit_client import Console, RawUnit
+
+pytestmark = pytest.mark.both_engines  # the outbox, actions, alerts... on SQLite and on PostgreSQL
 
 
 async def test_instruction_flows_queued_delivered_acknowledged_done(
@@ -246,6 +249,7 @@ async def test_the_answer_names_the_targets_linked_now(
     status, body = await api(http, "POST", f"{live.url}/api/instructions", op,
                              {"action": action["id"], "type": "text", "text": "集合"})
     assert status == 201 and sorted(body["units"]) == ["bc-01", "veh-01"] and body["online"] == ["bc-01"], body
-    status, body = await api(http, "POST", f"{live.url}/api/instructions", op, {"all": True, "type": "text", "text": "收队"})
+    status, body = await api(http, "POST", f"{live.url}/api/instructions", op,
+                             {"all": True, "type": "text", "text": "收队"})
     assert status == 201 and body["units"] == body["online"] == ["bc-01"], body
     await linked.close()
