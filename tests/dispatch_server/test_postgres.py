@@ -119,6 +119,31 @@ async def test_group_commit_rolls_back_only_the_write_that_failed(postgres_url: 
         db.close()
 
 
+async def test_a_lone_write_that_fails_leaves_nothing_and_holds_no_lock(postgres_url: str) -> None:
+    """A write alone in its commit runs without a savepoint: when it fails after writing, all it
+    wrote is rolled back, its caller gets the error, and the single-writer lock is free for the
+    next write of this node and of another."""
+    one, two = PostgresDatabase(postgres_url), PostgresDatabase(postgres_url)
+    try:
+        def half(conn: Any) -> None:
+            conn.execute("INSERT INTO units(id, kind, token_hash, created_at) VALUES ('half', 'body', 'h', 1.0)")
+            conn.execute("INSERT INTO units(id, kind, token_hash, created_at) VALUES ('half', 'body', 'h', 1.0)")
+
+        with pytest.raises(psycopg.IntegrityError):
+            await one.write(half)
+        assert await asyncio.wait_for(two.write(lambda c: c.execute(
+            "INSERT INTO units(id, kind, token_hash, created_at) VALUES ('b', 'body', 'h', 1.0)").rowcount), 10) == 1
+        with pytest.raises(ZeroDivisionError):
+            await one.write(lambda c: c.execute("DELETE FROM units") and 1 / 0)
+        assert await one.write(lambda c: c.execute(
+            "INSERT INTO units(id, kind, token_hash, created_at) VALUES ('a', 'body', 'h', 1.0)").rowcount) == 1
+        assert sorted(r[0] for r in one.query("SELECT id FROM units")) == ["a", "b"]
+        assert one.query("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")[0][0] == 0
+    finally:
+        one.close()
+        two.close()
+
+
 async def test_writers_of_two_nodes_are_serialised(postgres_url: str) -> None:
     """Two databases (two nodes) read-then-write the same counter in many write groups at once: with
     the single-writer lock no increment is lost, as with SQLite's BEGIN IMMEDIATE."""
