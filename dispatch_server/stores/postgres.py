@@ -38,10 +38,6 @@ from .database import Batch, Database
 from .dialect import WRITE_LOCK, translate
 
 T = TypeVar("T")
-# A write transaction: BEGIN and the single writer's lock in one round trip (no parameters: psycopg
-# sends both statements as one simple query).
-BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
-
 UNREACHABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
 
 
@@ -51,7 +47,6 @@ class StorageUnavailable(DispatchError):
 
     status = 503
     code = "storage_unavailable"
-
 
 class PgCursor:
     """The part of :class:`sqlite3.Cursor` the modules use."""
@@ -81,16 +76,16 @@ class PgConnection:
         self._conn = conn
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> PgCursor:
-        if sql.lstrip()[:6].upper() in ("BEGIN", "BEGIN ", "PRAGMA"):  # not the whole of a long statement
-            verb = sql.strip().rstrip(";").upper()
-            if verb == "BEGIN IMMEDIATE":
-                self._conn.execute(BEGIN_WRITE)
-                return PgCursor(self._conn.cursor())
-            if verb in ("BEGIN", "BEGIN DEFERRED"):
-                self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-                return PgCursor(self._conn.cursor())
-            if verb.startswith("PRAGMA"):
-                raise ValueError(f"PostgreSQL has no {sql.strip()!r}")
+        verb = sql.strip().rstrip(";").upper()
+        if verb == "BEGIN IMMEDIATE":
+            self._conn.execute("BEGIN")
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+            return PgCursor(self._conn.cursor())
+        if verb in ("BEGIN", "BEGIN DEFERRED"):
+            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            return PgCursor(self._conn.cursor())
+        if verb.startswith("PRAGMA"):
+            raise ValueError(f"PostgreSQL has no {sql.strip()!r}")
         cur = self._conn.cursor()
         cur.execute(translate(sql), tuple(args) if args else None)
         return PgCursor(cur)
@@ -139,6 +134,8 @@ class PostgresDatabase(Database):
             raise ConnectionError(f"PostgreSQL at {self.path}: no connection within {connect_timeout_s:.0f} s") \
                 from None
         self._write_lock = threading.Lock()
+        self._roles: dict[int, tuple[psycopg.Connection[Any], bool]] = {}  # key -> (session, held)
+        self._roles_lock = threading.Lock()
         try:
             with self._pool.connection() as conn:
                 self.migrated = migrations.upgrade_postgres(PgConnection(conn), self.path)
@@ -155,29 +152,44 @@ class PostgresDatabase(Database):
                                      "the request was not completed, try again") from None
 
     def _commit(self, batch: Batch) -> list[tuple[bool, Any]]:
-        """Like SQLite's, with fewer round trips while :data:`WRITE_LOCK` is held (every node's
-        writes wait for it, and each round trip also waits for this process's GIL): the lock is
-        taken with ``BEGIN``, and a lone write runs without a savepoint (if it fails, the whole
-        transaction is rolled back, which is the same)."""
         with self._write_lock, self._pool.connection() as raw:
             conn = PgConnection(raw)
-            raw.execute(BEGIN_WRITE)
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                if len(batch) == 1:
-                    try:
-                        results: list[tuple[bool, Any]] = [(True, batch[0][0](conn))]  # type: ignore[arg-type]
-                    except Exception as exc:
-                        raw.execute("ROLLBACK")
-                        return [(False, exc)]
-                else:
-                    results = self._apply(conn, batch)
+                results = self._apply(conn, batch)
                 raw.execute("COMMIT")
             except BaseException:
                 raw.execute("ROLLBACK")
                 raise
         return results
 
+    def hold(self, key: int) -> bool:
+        """A session advisory lock on a connection of its own, kept while the process lives: when the
+        holder dies its connection ends and the lock is free for the next process that asks."""
+        with self._roles_lock:
+            session, held = self._roles.get(key, (None, False))
+            try:
+                if session is None or session.closed:
+                    session = psycopg.connect(self.url, autocommit=True, connect_timeout=5,
+                                              application_name=f"dispatch role {key}")
+                    held = False
+                if held:
+                    session.execute("SELECT 1")  # still connected: still held
+                else:
+                    held = bool(session.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])  # type: ignore[index]
+                self._roles[key] = (session, held)
+                return held
+            except psycopg.Error:
+                if session is not None:
+                    session.close()
+                self._roles.pop(key, None)
+                return False
+
     def _close(self) -> None:
+        with self._roles_lock:
+            for session, _ in self._roles.values():
+                session.close()
+            self._roles.clear()
         self._pool.close()
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -120,9 +120,9 @@ async def test_group_commit_rolls_back_only_the_write_that_failed(postgres_url: 
 
 
 async def test_a_lone_write_that_fails_leaves_nothing_and_holds_no_lock(postgres_url: str) -> None:
-    """A write alone in its commit runs without a savepoint: when it fails after writing, all it
-    wrote is rolled back, its caller gets the error, and the single-writer lock is free for the
-    next write of this node and of another."""
+    """A write alone in its commit that fails after writing: all it wrote is rolled back, its
+    caller gets the error, and the single-writer lock is free for the next write of this node and
+    of another."""
     one, two = PostgresDatabase(postgres_url), PostgresDatabase(postgres_url)
     try:
         def half(conn: Any) -> None:
