@@ -13,6 +13,8 @@ from typing import Callable, Protocol, cast
 from geo.distance import haversine_m
 from geo.nearest import NearestIndex
 
+from .redis_pool import redis_client
+
 GEO_KEY = "dispatch:geo"
 SEARCH_RADIUS_KM = 20_000  # the whole Earth: ask for the k nearest, not the ones within a radius
 
@@ -46,9 +48,7 @@ class MemoryPositionIndex:
 
 class RedisPositionIndex:
     def __init__(self, url: str) -> None:
-        import redis.asyncio as aioredis
-
-        self._redis = aioredis.from_url(url, decode_responses=True)
+        self._redis = redis_client(url)
 
     async def update(self, unit_id: str, lat: float, lon: float) -> None:
         await self._redis.geoadd(GEO_KEY, (lon, lat, unit_id))

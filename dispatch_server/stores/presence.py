@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 
+from .redis_pool import redis_client
+
 logger = logging.getLogger(__name__)
 
 HASH_KEY = "dispatch:presence"
@@ -87,10 +89,8 @@ class RedisPresence:
     """Presence shared by every node through one Redis hash."""
 
     def __init__(self, url: str, node: str) -> None:
-        import redis.asyncio as aioredis
-
         self.node = node
-        self._redis = aioredis.from_url(url, decode_responses=True)
+        self._redis = redis_client(url)
         self._heartbeat: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
