@@ -412,9 +412,11 @@ class Catalog:
         ``ledger_index`` of its ``segment_sealed`` entry), how many were deleted, its gaps
         (``start``, ``end``, ``cause``) and the ledger indexes of its ``recording_opened`` and
         ``recording_closed`` entries (``opened_index``, ``closed_index``): what an export, a
-        completeness statement and a per-action report need, without reading the ledger."""
+        completeness statement and a per-action report need, without reading the ledger. Only this
+        node's archive: its files and ledger indexes are what an export packages and proves."""
         out = []
-        for r in self._rows("SELECT * FROM recordings WHERE action_id=? ORDER BY opened_at, id", (action_id,)):
+        for r in self._rows(f"SELECT * FROM recordings WHERE action_id=?{self._own_and} ORDER BY opened_at, id",
+                            (action_id,)):
             segs = self._rows("SELECT * FROM segments WHERE recording_id=? ORDER BY seq", (r["id"],))
             gaps = self._rows("SELECT * FROM gaps WHERE recording_id=? ORDER BY start", (r["id"],))
             out.append({
