@@ -15,8 +15,9 @@ database. The node of a connection is the setting ``evidence.node``; a row inser
 **Dialect.** The catalog's statements are written once, in SQLite's dialect; :func:`translate`
 turns one into PostgreSQL's (cached): ``?`` parameters, ``INSERT OR IGNORE``/``OR REPLACE``
 (:data:`REPLACE_KEYS`), and the column ``end``, a reserved word, quoted. SQLite's scalar
-``MAX(a, b)``/``MIN(a, b)`` are functions of the schema. Times are ``DOUBLE PRECISION`` (PostgreSQL's
-``REAL`` is 4 bytes), sums come back as ``int`` or ``float`` (not ``Decimal``).
+``MAX(a, b)``/``MIN(a, b)`` and ``json_extract`` (the audit trail's filters) are functions of the
+schema. Times are ``DOUBLE PRECISION`` (PostgreSQL's ``REAL`` is 4 bytes), sums come back as
+``int`` or ``float`` (not ``Decimal``).
 
 **One writer at a time.** A write transaction (``BEGIN IMMEDIATE``) first takes the advisory lock
 :data:`WRITE_LOCK` (its own, not the dispatch database's), so the syncs of all nodes, the day
@@ -55,6 +56,8 @@ CREATE FUNCTION max(a DOUBLE PRECISION, b DOUBLE PRECISION) RETURNS DOUBLE PRECI
     LANGUAGE SQL IMMUTABLE PARALLEL SAFE AS $$ SELECT GREATEST(a, b) $$;
 CREATE FUNCTION min(a DOUBLE PRECISION, b DOUBLE PRECISION) RETURNS DOUBLE PRECISION
     LANGUAGE SQL IMMUTABLE PARALLEL SAFE AS $$ SELECT LEAST(a, b) $$;
+CREATE FUNCTION json_extract(doc TEXT, path TEXT) RETURNS TEXT
+    LANGUAGE SQL IMMUTABLE PARALLEL SAFE AS $$ SELECT doc::jsonb #>> string_to_array(substr(path, 3), '.') $$;
 CREATE TABLE meta ({_NODE}, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (ledger_node, key));
 CREATE TABLE recordings (
     id TEXT PRIMARY KEY, {_NODE}, unit_id TEXT, action_id TEXT, case_number TEXT, officers TEXT NOT NULL DEFAULT '[]',

@@ -55,7 +55,8 @@ def test_every_node_finds_every_nodes_recordings_and_plays_only_its_own(nodes: t
                         opened=T0 + 60)
     for node in (a, b):
         node.archive.append("operator_action", {"seq": 1, "at": "2026-09-21T12:00:00.000Z", "verb": "action.created",
-                                                "subject": node.name, "detail": {}}, actor="user:op")
+                                                "subject": node.name, "detail": {"unit_id": f"bc-{node.name}"}},
+                            actor="user:op")
     assert a.sync() == a.archive.ledger.size and b.sync() == b.archive.ledger.size
 
     for node in (a, b):
@@ -82,6 +83,9 @@ def test_every_node_finds_every_nodes_recordings_and_plays_only_its_own(nodes: t
     assert a.catalog.operator_action_seqs(-1) == [(1, last)] and a.catalog.last_operator_action_seq() == 1
     trail = a.catalog.operator_actions()
     assert sorted(r["subject"] for r in trail) == ["node-a", "node-b"], "the audit trail of every node"
+    by_unit = b.catalog.operator_actions(["json_extract(detail, '$.unit_id') = ?", "verb LIKE ? ESCAPE '\\'"],
+                                         ["bc-node-a", "action.%"])
+    assert [r["subject"] for r in by_unit] == ["node-a"]
 
     # Statistics cover every node: both units' segments are in the day.
     [day] = a.catalog.stats_days([(MIDNIGHT - DAY, MIDNIGHT)], MIDNIGHT + 5 * DAY)
