@@ -27,6 +27,7 @@ transaction at a time, as SQLite's writer lock does for the file.
 
 from __future__ import annotations
 
+import logging
 import re
 from decimal import Decimal
 from functools import lru_cache
@@ -36,6 +37,8 @@ import psycopg
 from psycopg.adapt import Loader
 
 from . import catalog_stats, day_cache
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_NAME = "evidence_catalog"
 WRITE_LOCK = 0x65766361  # pg_advisory_xact_lock key of the catalog's writer ("evca")
@@ -203,7 +206,10 @@ class Connection:
     """The part of :class:`sqlite3.Connection` the catalog uses, on PostgreSQL, for the node
     ``node``: statements in SQLite's dialect and its transaction verbs (``BEGIN IMMEDIATE``: a write
     transaction, which takes :data:`WRITE_LOCK`; ``BEGIN``: a read snapshot). A connection lost
-    between transactions is opened again at the next statement."""
+    between transactions (the server restarted, an administrator ended it) is opened again, and a
+    statement outside a transaction that met the loss runs again once on the new connection; in a
+    transaction the error is raised (the caller rolls back, as on SQLite). The connection shows as
+    ``evidence_catalog <node>`` (``application_name``) in ``pg_stat_activity``."""
 
     engine = "postgresql"
 
@@ -215,7 +221,7 @@ class Connection:
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(self._timeout)),
-                               row_factory=_row_factory)
+                               row_factory=_row_factory, application_name=f"{SCHEMA_NAME} {self.node}"[:63])
         try:
             conn.adapters.register_loader("numeric", _NumberLoader)
             conn.execute("SELECT set_config('evidence.node', %s, false)", (self.node,))
@@ -243,6 +249,17 @@ class Connection:
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor:
         conn = self._ready()
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            return self._execute(conn, sql, args)
+        try:
+            return self._execute(conn, sql, args)
+        except psycopg.OperationalError:
+            if not conn.closed:
+                raise
+            logger.warning("evidence catalog (node %s): connection to PostgreSQL lost; connecting again", self.node)
+            return self._execute(self._ready(), sql, args)
+
+    def _execute(self, conn: psycopg.Connection[Any], sql: str, args: Sequence[Any]) -> Cursor:
         verb = sql.strip().rstrip(";").upper()
         if verb == "BEGIN IMMEDIATE":
             conn.execute("BEGIN")

@@ -8,10 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+import psycopg
 import pytest
 
 from recordings.catalog import Catalog, Query
 from recordings.catalog_postgres import Connection
+from recordings.still_catalog import StillQuery
 from tests.recordings.test_catalog import T0, FakeArchive
 
 CASE = "（2026）冀0916执7号"
@@ -57,6 +59,8 @@ def test_every_node_finds_every_nodes_recordings_and_plays_only_its_own(nodes: t
         node.archive.append("operator_action", {"seq": 1, "at": "2026-09-21T12:00:00.000Z", "verb": "action.created",
                                                 "subject": node.name, "detail": {"unit_id": f"bc-{node.name}"}},
                             actor="user:op")
+    b.archive.append("snapshot_sealed", {"snapshot_id": "snap-b", "path": "snapshots/snap-b.jpg", "sha256": "0" * 64,
+                                         "bytes": 10, "unit_id": "bc-02", "received_at": "2026-09-21T12:00:00.000Z"})
     assert a.sync() == a.archive.ledger.size and b.sync() == b.archive.ledger.size
 
     for node in (a, b):
@@ -74,6 +78,9 @@ def test_every_node_finds_every_nodes_recordings_and_plays_only_its_own(nodes: t
     assert there is not None and there.elsewhere == "node-b" and there.path == "recordings/rec-b/000001.webm"
     other = b.catalog.segment("rec-a", 2)
     assert other is not None and other.elsewhere == "node-a"
+    still, own = a.catalog.snapshot("snap-b"), b.catalog.snapshot("snap-b")
+    assert still is not None and still.elsewhere == "node-b" and own is not None and own.elsewhere is None
+    assert [s["snapshot_id"] for s in a.catalog.snapshots(StillQuery(unit_id="bc-02"))] == ["snap-b"]
 
     # What acts on the node's own files and ledger reads only its own part.
     recs, live = a.catalog.retention_view()
@@ -145,3 +152,16 @@ def test_a_hold_set_on_one_node_holds_on_every_node(nodes: tuple[Node, Node]) ->
 def test_a_node_without_a_name_is_refused(postgres_url: str) -> None:
     with pytest.raises(ValueError):
         Connection(postgres_url, "")
+
+
+def test_a_lost_connection_is_opened_again(nodes: tuple[Node, Node], postgres_url: str) -> None:
+    a, b = nodes
+    a.archive.recording("rec-a")
+    a.sync()
+    with psycopg.connect(postgres_url, autocommit=True) as admin:  # an administrator ends node-a's session
+        ended = admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              "WHERE application_name = 'evidence_catalog node-a'").fetchall()
+        assert ended == [(True,)]
+    assert ids(a.catalog) == ["rec-a"], "the search meets the loss, connects again and runs"
+    a.archive.recording("rec-a2", opened=T0 + 60)
+    assert a.sync() > 0 and ids(b.catalog) == ["rec-a2", "rec-a"]
