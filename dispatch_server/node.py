@@ -14,6 +14,7 @@ def node_id(settings: Settings) -> str:
 
 def archive_node(settings: Settings) -> str:
     """The name of this node's archive in a catalog every node shares (PostgreSQL): ``[server]
-    node_id``, else the host name, which stays the same across restarts (unlike ``node_id``'s
-    default): a node's part of the catalog is found again by it."""
-    return settings.server.node_id or socket.gethostname()
+    node_id``, else ``<hostname>:<archive dir>``, which stays the same across restarts (unlike
+    ``node_id``'s default) and differs between nodes on one host: a node's part of the catalog is
+    found again by it, and never taken for another's."""
+    return settings.server.node_id or f"{socket.gethostname()}:{settings.archive_dir}"

@@ -11,7 +11,8 @@ from typing import Any
 import aiohttp
 
 from dispatch_server.appkeys import ARCHIVE, EVIDENCE
-from tests.conftest import LiveServer
+from dispatch_server.node import archive_node
+from tests.conftest import LiveServer, settings_for
 from tests.dispatch_server.test_api_recordings import get, ledger
 from utctime import iso_millis
 
@@ -72,3 +73,10 @@ async def test_each_node_finds_both_nodes_recordings_and_plays_its_own(
     assert status == 200 and body == blobs["rec-b"]
     played = [(e["data"]["recording_id"], e["outcome"], e["data"].get("reason")) for e in ledger(a, "played")]
     assert played == [("rec-a", "ok", None), ("rec-b", "failed", "on node node-b")]
+
+
+def test_a_node_without_a_node_id_is_named_by_its_host_and_archive(tmp_path: Path) -> None:
+    one, other = settings_for(tmp_path / "one"), settings_for(tmp_path / "other")
+    assert archive_node(one) == archive_node(settings_for(tmp_path / "one")), "the same after a restart"
+    assert archive_node(one) != archive_node(other) and archive_node(one).endswith(str(one.archive_dir))
+    assert archive_node(settings_for(tmp_path / "one", server={"node_id": "node-a"})) == "node-a"
