@@ -1,7 +1,7 @@
 """Geo benchmark: N units at 1 Hz into one server; fix-to-console latency, server CPU, nearest query.
 
     python -m bench.geo [--units 5000] [--transport telemetry|socketio] [--event-loop uvloop|asyncio]
-                        [--loadgens 2] [--warmup 10] [--window 20] [--floor] [--out FILE]
+                        [--loadgens 2] [--warmup 10] [--window 20] [--floor] [--storage-url URL] [--out FILE]
 
 Starts ``dispatch-server serve`` and ``--loadgens`` load generator processes (``bench/geo_units.py``,
 wire protocols written by hand, cheap enough to leave the CPU to the server) sharing the units.
@@ -18,7 +18,8 @@ of the load generators (100% = one core). Then times ``GET /api/units/nearest`` 
 and the in-process ``geo.nearest.NearestIndex`` over the same number of units. ``--floor`` puts
 the Socket.IO load on a bare python-socketio server whose handler only acknowledges: the part of
 the server's CPU per fix that the Socket.IO stack takes whatever the application does. Only
-127.0.0.1 traffic; bounded waits.
+127.0.0.1 traffic; bounded waits. ``--storage-url postgresql://…`` runs the server on PostgreSQL
+(``[storage] url``: its state and the tracks; an empty database, which the run fills).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-geo-"))
     data = work / "data"
     unit_ids = [f"g{i:05d}" for i in range(args.units)]
-    lines = [f"{u} -" for u in unit_ids] if args.floor else seed(data, unit_ids)
+    lines = [f"{u} -" for u in unit_ids] if args.floor else seed(data, unit_ids, args.storage_url)
     per = (len(lines) + args.loadgens - 1) // args.loadgens
     token_files = []
     for g in range(args.loadgens):
@@ -114,7 +115,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         token_files.append(f)
     cfg = work / "config.toml"
     # Every simulated unit connects from 127.0.0.1: lift the per-address connection cap.
-    cfg.write_text(f'[storage]\ndata_dir = "{data}"\n[server]\nport = 0\nmax_message_bytes = 65536\n'
+    cfg.write_text(f'[storage]\ndata_dir = "{data}"\nurl = "{args.storage_url}"\n'
+                   '[server]\nport = 0\nmax_message_bytes = 65536\n'
                    f'event_loop = "{args.event_loop}"\nmax_connections_per_address = 1000000\n[metrics]\nport = -1\n')
     server, url = start_floor() if args.floor else start_server(cfg)
     gens: list[subprocess.Popen[str]] = []
@@ -236,7 +238,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "nearest_in_process_ms": None if args.floor else nearest_in_process(args.units),
             "server": "bare python-socketio (--floor)" if args.floor else "dispatch-server",
             "transport": "socketio" if args.floor else args.transport,
-            "event_loop": args.event_loop,
+            "event_loop": args.event_loop, "storage": "postgresql" if args.storage_url else "sqlite",
         }
     finally:
         try:
@@ -269,6 +271,7 @@ def main() -> None:
                    help="the server's server.event_loop (default: uvloop, the server's default)")
     p.add_argument("--floor", action="store_true",
                    help="load a bare python-socketio server instead (the Socket.IO stack's own cost per fix)")
+    p.add_argument("--storage-url", default="", help="[storage] url of the server (default: SQLite files)")
     p.add_argument("--serve-floor", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", default=None, help="default bench/results/geo.json (geo-floor.json with --floor)")
     args = p.parse_args()

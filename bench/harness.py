@@ -16,14 +16,15 @@ sys.path.insert(0, str(REPO))
 
 from dispatch_server.auth import Authenticator, hash_token, new_token  # noqa: E402
 from dispatch_server.stores.accounts import Accounts  # noqa: E402
-from dispatch_server.stores.database import SqliteDatabase  # noqa: E402
+from dispatch_server.stores.engines import open_database  # noqa: E402
 
 PASSWORD = "bench-password-1"
 
 
-def seed(data: Path, unit_ids: list[str]) -> list[str]:
-    """Register units and the operator ``bench``; return ``"unit_id token"`` lines."""
-    db = SqliteDatabase(data)
+def seed(data: Path, unit_ids: list[str], url: str = "") -> list[str]:
+    """Register units and the operator ``bench`` (in PostgreSQL when ``url`` is given, as
+    ``[storage] url``); return ``"unit_id token"`` lines."""
+    db = open_database(url, data)
     accounts = Accounts(db)
     lines = []
     for unit_id in unit_ids:

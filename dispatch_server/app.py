@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from geo.track import SqliteTrackStore
+from geo.track import SqliteTrackStore, TrackStore
+from geo.track_postgres import PostgresTrackStore
 from media import passthrough
 from media.relay import Relay, RelayConfig
 from recordings.archive import ArchiveService
@@ -94,7 +95,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     accounts = Accounts(db)
     presence: PresenceStore = RedisPresence(redis_url, node) if redis_url else MemoryPresence(node)
     index: PositionIndex = RedisPositionIndex(redis_url) if redis_url else MemoryPositionIndex()
-    tracks = SqliteTrackStore(settings.data_dir / "tracks.sqlite3")
+    tracks: TrackStore = (PostgresTrackStore(settings.storage.url) if settings.storage.url
+                          else SqliteTrackStore(settings.data_dir / "tracks.sqlite3"))
 
     # the edge the domain pushes through
     sio = build_sio(settings)

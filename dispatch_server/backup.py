@@ -1,15 +1,22 @@
-"""An online backup of a node's durable state: its SQLite databases and its keys.
+"""An online backup of a node's durable state: its databases and its keys.
 
-``dispatch-server backup DIR`` copies, while the server keeps running, each database of the data
-directory with SQLite's online backup API (a consistent snapshot, taken page by page under a read
-lock, so writers wait only for a step), and the ``keys`` folder (the ledger's signing key, the
+``dispatch-server backup DIR`` copies, while the server keeps running, each SQLite database of the
+data directory with SQLite's online backup API (a consistent snapshot, taken page by page under a
+read lock, so writers wait only for a step), and the ``keys`` folder (the ledger's signing key, the
 party links' secret). It writes ``backup.json``: what was copied, each file's SHA-256 and each
 database's row counts per table, checked against the copy itself (``PRAGMA integrity_check``).
 
-To restore, make ``DIR`` (or a copy of it) the data directory of a fresh node: it serves the same
-units, people, actions, instructions, alerts and requests. The evidence archive (recordings and
-ledger, ``archive.dir``) is files that only grow; copy it with the tools for files and check it
-with ``dispatch-audit verify``: the catalog is rebuilt from it.
+With ``[storage] url`` set, the server's state is in PostgreSQL: it is dumped with ``pg_dump``
+(:mod:`dispatch_server.backup_postgres`, ``dispatch.pgdump``), and of the SQLite files only the
+node's own (GPS tracks, recordings catalog) are copied; a ``dispatch.sqlite3`` left in the data
+directory from before a move to PostgreSQL is not the state, and is left out.
+
+To restore SQLite, make ``DIR`` (or a copy of it) the data directory of a fresh node: it serves the
+same units, people, actions, instructions, alerts and requests. For PostgreSQL, ``pg_restore
+--no-owner -d URL DIR/dispatch.pgdump`` into a fresh, empty database, the rest of ``DIR`` as the
+node's data directory, ``[storage] url`` naming the new database (docs/cluster.md). The evidence
+archive (recordings and ledger, ``archive.dir``) is files that only grow; copy it with the tools
+for files and check it with ``dispatch-audit verify``: the catalog is rebuilt from it.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ class BackupError(DispatchError):
     code = "backup_failed"
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -57,22 +64,30 @@ def _copy_database(source: Path, target: Path) -> dict[str, Any]:
     finally:
         dst.close()
         src.close()
-    return {"file": target.name, "rows": rows, "schema_version": version, "sha256": _sha256(target)}
+    return {"file": target.name, "engine": "sqlite", "rows": rows, "schema_version": version,
+            "sha256": sha256_of(target)}
 
 
-def backup(data_dir: Path, target: Path) -> dict[str, Any]:
-    """Copy the node's databases and keys into ``target`` (a new or empty folder); the manifest."""
+def backup(data_dir: Path, target: Path, url: str = "") -> dict[str, Any]:
+    """Copy the node's databases and keys into ``target`` (a new or empty folder); the manifest.
+    ``url``: the server's PostgreSQL database (``[storage] url``), dumped with ``pg_dump``."""
     if target.resolve() == data_dir.resolve():
         raise BackupError("the backup folder must not be the data directory")
     if target.exists() and any(target.iterdir()):
         raise BackupError(f"{target} is not empty: back up into a new folder")
-    if not (data_dir / "dispatch.sqlite3").exists():
+    if not url and not (data_dir / "dispatch.sqlite3").exists():
         raise BackupError(f"no database in {data_dir}: nothing to back up")
     target.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     manifest: dict[str, Any] = {"made_at": iso_seconds(time.time()), "data_dir": str(data_dir),
                                 "databases": [], "keys": []}
+    if url:
+        from .backup_postgres import DUMP_FILE, dump
+
+        manifest["databases"].append(dump(url, target / DUMP_FILE))
     for name in DATABASES:
+        if url and name == "dispatch.sqlite3":
+            continue
         if (data_dir / name).exists():
             manifest["databases"].append(_copy_database(data_dir / name, target / name))
     keys = data_dir / "keys"
@@ -80,7 +95,7 @@ def backup(data_dir: Path, target: Path) -> dict[str, Any]:
         shutil.copytree(keys, target / "keys")
         for path in sorted(p for p in (target / "keys").rglob("*") if p.is_file()):
             path.chmod(0o600)
-            manifest["keys"].append({"file": str(path.relative_to(target)), "sha256": _sha256(path)})
+            manifest["keys"].append({"file": str(path.relative_to(target)), "sha256": sha256_of(path)})
     manifest["seconds"] = round(time.monotonic() - t0, 3)
     (target / "backup.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return manifest

@@ -10,12 +10,18 @@
     dispatch-server [--config PATH] retention-run [--dry-run]
     dispatch-server [--config PATH] migrate [--check]
     dispatch-server [--config PATH] backup FOLDER
+    dispatch-server [--config PATH] export-state FILE
+    dispatch-server [--config PATH] import-state FILE
+    dispatch-server [--config PATH] migrate --to postgresql://…
 
 ``add-unit`` prints the new token alone on the last line of standard output (it is shown once;
 only its hash is stored). ``add-user`` reads the password from standard input when that is not a
 terminal, and asks twice on a terminal; with ``--reset`` it sets a new password and the given
 role, and ends the person's sessions. ``migrate`` brings the database to this release's schema
 version (every command and every start does it first; a newer version is refused, exit 2).
+``export-state``/``import-state`` move the durable state between databases (either engine), checked
+by row counts and checksums; ``migrate --to URL`` does both at once, from the configured database
+into an empty PostgreSQL one (:mod:`dispatch_server.state_transfer`, docs/cluster.md).
 
 Changes take effect at once on a running server sharing the data directory: a rotated or
 disabled unit's open links, publish and telemetry channel close within a second, and so do the
@@ -34,6 +40,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+from geo.track import TrackSchemaTooNew
 
 from .auth import ROLES, UNIT_KINDS, USERNAME_RE, Authenticator, check_unit_id, hash_token, new_token
 from .config import ConfigError, Settings, load_settings
@@ -81,14 +89,23 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list-units", help="list registered units")
 
-    b = sub.add_parser("backup", help="copy the databases and keys into a new folder, while the server runs "
-                                      "(restore: make it a fresh node's data directory)")
+    b = sub.add_parser("backup", help="copy the databases (pg_dump with [storage] url) and keys into a new folder, "
+                                      "while the server runs (restore: docs/cluster.md)")
     b.add_argument("folder", help="a new or empty folder")
 
     m = sub.add_parser("migrate", help="bring the database's schema to this release's version (every start does "
                                        "it too); refuses a newer one")
     m.add_argument("--check", action="store_true",
                    help="only say whether it is needed (exit 0: up to date, 1: needed, 2: newer than this release)")
+    m.add_argument("--to", metavar="URL", help="move the state of the configured database into this empty "
+                                               "PostgreSQL database (postgresql://…), checked; no server may run")
+
+    ex = sub.add_parser("export-state", help="write every table of the database into a new file (a snapshot, "
+                                             "while the server runs), with row counts and checksums")
+    ex.add_argument("file")
+    im = sub.add_parser("import-state", help="load a file of export-state into the configured database, which "
+                                             "must be empty; checked against the file's counts and checksums")
+    im.add_argument("file")
 
     r = sub.add_parser("retention-run", help="delete recordings past their keep time (while no server runs; "
                                              "POST /api/retention/run while one does)")
@@ -161,6 +178,8 @@ def add_user(settings: Settings, username: str, role: str, password: str, reset:
 
 def migrate(settings: Settings, check_only: bool) -> int:
     """``migrate``: bring the database to this release's schema version, saying from which."""
+    if settings.storage.url:
+        return migrate_postgres(settings.storage.url, check_only)
     path = settings.data_dir / "dispatch.sqlite3"
     if not path.exists():
         print(f"no database at {path} yet: the server makes one at schema version {migrations.LATEST}")
@@ -183,6 +202,82 @@ def migrate(settings: Settings, check_only: bool) -> int:
     else:
         steps = "; ".join(f"{v}: {migrations.STEPS[v][0]}" for v in range(start + 1, end + 1))
         print(f"database {path}: schema version {start} → {end} ({steps})")
+    return 0
+
+
+def migrate_postgres(url: str, check_only: bool) -> int:
+    """``migrate`` on PostgreSQL (``[storage] url``)."""
+    import psycopg
+
+    from .stores.postgres import PgConnection, PostgresDatabase, display
+
+    where = display(url)
+    if check_only:
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=30) as raw:
+                found = migrations.check_postgres(PgConnection(raw), where)
+        except psycopg.OperationalError as exc:
+            print(f"error: PostgreSQL at {where}: {str(exc).strip()}", file=sys.stderr)
+            return 2
+        if found == migrations.LATEST:
+            print(f"database {where}: schema version {found}, up to date")
+            return 0
+        print(f"database {where}: schema version {found}; this release uses {migrations.LATEST}: "
+              "run dispatch-server migrate (or start the server)")
+        return 1
+    db = PostgresDatabase(url)
+    start, end = db.migrated
+    db.close()
+    if start == end:
+        print(f"database {where}: schema version {end}, up to date")
+    else:
+        steps = "; ".join(f"{v}: {migrations.STEPS[v][0]}" for v in range(start + 1, end + 1))
+        print(f"database {where}: schema version {start} → {end} ({steps})")
+    return 0
+
+
+def move_state(settings: Settings, command: str, where: str) -> int:
+    """``export-state FILE``, ``import-state FILE``, ``migrate --to URL``: what was moved, per table."""
+    from . import state_transfer
+
+    if command == "migrate":
+        if not where.startswith(("postgresql://", "postgres://")):
+            raise state_transfer.StateTransferError("--to: a PostgreSQL URL "
+                                                    "(postgresql://user:password@host:port/database)")
+        pid = running_pid(settings.data_dir, settings.archive_dir)
+        if pid is not None:  # what it wrote after the copy would be left behind
+            raise state_transfer.StateTransferError(f"dispatch-server pid {pid} runs on {settings.data_dir}: "
+                                                    "stop every node first")
+    db = open_database(settings.storage.url, settings.data_dir, settings.storage.pool_size)
+    try:
+        if command == "export-state":
+            figures = state_transfer.export_state(db, Path(where))
+            verb = f"exported {db.engine} database {db.path} into {where}"
+        elif command == "import-state":
+            figures = state_transfer.import_state(db, Path(where))
+            verb = f"imported {where} into {db.engine} database {db.path}; read back and checked"
+        else:
+            from .stores.postgres import PostgresDatabase
+
+            try:
+                target = PostgresDatabase(where, pool_size=2)
+            except ConnectionError as exc:
+                raise state_transfer.StateTransferError(f"--to: {exc}") from None
+            try:
+                figures = state_transfer.move(db, target, settings.data_dir)
+                units, fixes, already = state_transfer.move_tracks(settings.data_dir / "tracks.sqlite3", where)
+                print(f"GPS tracks: {fixes} fixes of {units} units moved from {settings.data_dir / 'tracks.sqlite3'}"
+                      + (f" ({already} were there already)" if already else "") + "; counted back per unit")
+                verb = (f"moved {db.engine} database {db.path} into {target.path}; read back and checked. "
+                        f"Set [storage] url to it on every node")
+            finally:
+                target.close()
+    finally:
+        db.close()
+    for line in state_transfer.report(figures):
+        print(line)
+    print(f"{verb}: {sum(f.rows for f in figures.values())} rows in {len(figures)} tables "
+          f"({', '.join(state_transfer.RECOMPUTED)} are summed up again from them)")
     return 0
 
 
@@ -287,12 +382,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if command == "retention-run":
             return retention_run(settings, args.dry_run)
+        if command == "migrate" and args.to:
+            return move_state(settings, "migrate", args.to)
         if command == "migrate":
             return migrate(settings, args.check)
+        if command in ("export-state", "import-state"):
+            return move_state(settings, command, args.file)
         if command == "backup":
             from .backup import backup
 
-            made = backup(settings.data_dir, Path(args.folder))
+            made = backup(settings.data_dir, Path(args.folder), settings.storage.url)
             for d in made["databases"]:
                 print(f"{d['file']}: {sum(d['rows'].values())} rows in {len(d['rows'])} tables, "
                       f"schema version {d['schema_version']}, sha256 {d['sha256'][:16]}…")
@@ -310,11 +409,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except ConnectionError as exc:  # the database named by [storage] url cannot be reached
+        print(f"dispatch-server: {exc}", file=sys.stderr)
+        return 2
     except InstanceError as exc:
         print(f"dispatch-server: {exc}", file=sys.stderr)
         return 2
     except DispatchError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except TrackSchemaTooNew as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1  # pragma: no cover - argparse rejects unknown commands
 

@@ -15,12 +15,19 @@ Two implementations of :class:`TrackStore`, chosen at the composition root:
   points)``, or through :class:`geo.track_writer.TrackWriter`, which puts the batches of many
   callers into one transaction. One connection is shared under a lock, so calls from several
   threads serialise.
+* :class:`geo.track_postgres.PostgresTrackStore` -- durable, in the PostgreSQL database of a
+  cluster (``[storage] url``), shared by every node. Blocking like the SQLite store.
 * :class:`MemoryTrackStore` -- for tests and single-process demos; not persistent, unbounded.
 
 Limits: range queries are half-open ``since <= ts < until`` (either bound may be None), ordered
 by ``ts`` ascending, optionally capped by ``limit``. Float ``ts`` values are compared exactly, so
 a resend must carry the same ``ts`` to be recognised as a duplicate (JSON round trips of a float
 preserve it).
+
+Schema versions: the durable stores record the version of their table (:data:`SCHEMA_VERSION`),
+bring an older one up to it when they open, and refuse a newer one (:class:`TrackSchemaTooNew`):
+a newer release made it, and this code cannot know what it changed. Version 1 is the ``fixes``
+table as it was before versions existed, so a file of that time opens with every row.
 """
 
 from __future__ import annotations
@@ -85,6 +92,21 @@ class TrackStoreClosed(RuntimeError):
     """The store was used after close()."""
 
 
+class TrackSchemaTooNew(RuntimeError):
+    """The stored tracks have a schema version newer than :data:`SCHEMA_VERSION` (nothing was changed)."""
+
+
+SCHEMA_VERSION = 1  # of the stored tracks, on either engine; a change of the table is a new version
+
+
+def too_new(where: str, found: int) -> TrackSchemaTooNew:
+    """The error for tracks at ``where`` (a file, a database) of schema version ``found``."""
+    return TrackSchemaTooNew(
+        f"the GPS tracks in {where} have schema version {found}, and this release knows versions up to "
+        f"{SCHEMA_VERSION}: they were stored by a newer release. Run that release, or restore a backup taken "
+        "for this one (nothing was changed)")
+
+
 class MemoryTrackStore:
     """:class:`TrackStore` in process memory: a sorted ``ts`` list and a dict per unit."""
 
@@ -119,7 +141,7 @@ class MemoryTrackStore:
     def query(
         self, unit_id: str, since: float | None = None, until: float | None = None, limit: int | None = None
     ) -> list[TrackPoint]:
-        _check_limit(limit)
+        check_limit(limit)
         with self._lock:
             self._check_open()
             times = self._times.get(unit_id, [])
@@ -198,12 +220,12 @@ class SqliteTrackStore:
             self.path, check_same_thread=False, isolation_level=None
         )
         try:
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            _upgrade(self._conn, self.path)  # before anything else changes the file
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
             self._conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: the pages of thousands of units' tracks
-            self._conn.execute(_SCHEMA)
         except BaseException:
             self._conn.close()
             raise
@@ -302,10 +324,15 @@ class SqliteTrackStore:
         self._insert(conn, new_rows, ignore=False)
         return results
 
+    def units(self) -> list[str]:
+        """Every unit with a stored point (moving the tracks to another store)."""
+        with self._lock:
+            return [r[0] for r in self._open_conn().execute("SELECT DISTINCT unit_id FROM fixes ORDER BY unit_id")]
+
     def query(
         self, unit_id: str, since: float | None = None, until: float | None = None, limit: int | None = None
     ) -> list[TrackPoint]:
-        _check_limit(limit)
+        check_limit(limit)
         sql = f"SELECT {_COLUMNS} FROM fixes WHERE unit_id = ?"
         args: list[object] = [unit_id]
         if since is not None:
@@ -344,6 +371,27 @@ class SqliteTrackStore:
         return self._conn
 
 
-def _check_limit(limit: int | None) -> None:
+def _upgrade(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the file (``PRAGMA user_version``) to :data:`SCHEMA_VERSION` in one transaction that
+    excludes other processes opening it; version 0 is a new file or one made before versions."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise too_new(str(path), found)
+        existing = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'fixes'").fetchone() is not None
+        if found < 1:
+            conn.execute(_SCHEMA)
+        if found < SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    if existing and found < SCHEMA_VERSION:  # (a new file goes straight to the version: not worth a line)
+        logger.info("track store %s: schema version %d → %d", path, found, SCHEMA_VERSION)
+
+
+def check_limit(limit: int | None) -> None:
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")

@@ -33,10 +33,20 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import psycopg_pool
 
+from ..errors import DispatchError
 from .database import Batch, Database
 from .dialect import WRITE_LOCK, translate
 
 T = TypeVar("T")
+UNREACHABLE = (psycopg.OperationalError, psycopg_pool.PoolTimeout)
+
+
+class StorageUnavailable(DispatchError):
+    """PostgreSQL did not answer (down, restarting, the network): the request is answered 503 and
+    the other requests go on; the pool reconnects by itself when the server is back."""
+
+    status = 503
+    code = "storage_unavailable"
 
 class PgCursor:
     """The part of :class:`sqlite3.Cursor` the modules use."""
@@ -108,9 +118,15 @@ class PostgresDatabase(Database):
         self.url = url
         self.path = display(url)
         self._threads = pool_size
+        try:  # one plain connection first: its error says why (refused, password, no such database)
+            psycopg.connect(url, connect_timeout=max(1, int(connect_timeout_s))).close()
+        except psycopg.OperationalError as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise ConnectionError(f"PostgreSQL at {self.path}: {reason}") from None
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=pool_size, kwargs={"autocommit": True}, open=False,
-            name="dispatch", timeout=connect_timeout_s)
+            name="dispatch", timeout=min(connect_timeout_s, 5.0), reconnect_timeout=24 * 3600.0,
+            check=psycopg_pool.ConnectionPool.check_connection)
         try:
             self._pool.open(wait=True, timeout=connect_timeout_s)
         except psycopg_pool.PoolTimeout:
@@ -124,6 +140,14 @@ class PostgresDatabase(Database):
         except BaseException:
             self._pool.close()
             raise
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await super().run(fn, *args)
+        except UNREACHABLE as exc:
+            raise StorageUnavailable(f"the database ({self.path}) cannot be reached: "
+                                     f"{' '.join(str(exc).split()) or type(exc).__name__}; "
+                                     "the request was not completed, try again") from None
 
     def _commit(self, batch: Batch) -> list[tuple[bool, Any]]:
         with self._write_lock, self._pool.connection() as raw:

@@ -7,6 +7,7 @@ import csv
 import io
 
 import aiohttp
+import pytest
 import socketio
 
 from dispatch_server.auth import PERMISSIONS
@@ -14,6 +15,8 @@ from tests.conftest import OPERATOR_PASSWORD, LiveServer
 from tests.dispatch_server.test_actions import api
 from tests.support.secrets import remember
 from tests.support.unit_client import RawUnit
+
+pytestmark = pytest.mark.both_engines  # the outbox, actions, alerts... on SQLite and on PostgreSQL
 
 
 async def test_me_lists_the_permissions_of_the_role(live: LiveServer, http: aiohttp.ClientSession) -> None:

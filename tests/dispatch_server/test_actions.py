@@ -13,6 +13,8 @@ from dispatch_server.casenumber import CaseNumberError, parse_case_number
 from dispatch_server.running_actions import RunningActions
 from tests.conftest import LiveServer
 
+pytestmark = pytest.mark.both_engines  # the outbox, actions, alerts... on SQLite and on PostgreSQL
+
 
 @pytest.mark.parametrize(
     ("text", "normal"),

@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 
 import aiohttp
+import pytest
 
 from tests.dispatch_server.test_actions import ACTION, api
 from tests.support.unit_client import Console, RawUnit
+
+pytestmark = pytest.mark.both_engines  # the outbox, actions, alerts... on SQLite and on PostgreSQL
 
 
 async def test_sos_reaches_operators_with_position_and_escalates(

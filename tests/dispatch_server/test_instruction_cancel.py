@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import api
 from tests.support.unit_client import Console, RawUnit
+
+pytestmark = pytest.mark.both_engines  # the outbox, actions, alerts... on SQLite and on PostgreSQL
 
 
 async def test_a_cancelled_instruction_is_never_delivered(live: LiveServer, http: aiohttp.ClientSession) -> None:

@@ -6,10 +6,13 @@ import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import ACTION, api
 from tests.support.unit_client import Console, RawUnit
+
+pytestmark = pytest.mark.both_engines  # the outbox, actions, alerts... on SQLite and on PostgreSQL
 
 
 async def test_instruction_flows_queued_delivered_acknowledged_done(

@@ -16,7 +16,9 @@ from dispatch_server.stores import migrations
 from dispatch_server.stores.database import SqliteDatabase
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import api
+from tests.support.secrets import remember
 from tests.support.server import cli, write_config
+from utctime import iso_millis
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dispatch-2026-12-02.sqlite3"
 # What the fixture holds (made through the API of the release of 2026-12-02, archive off).
@@ -108,3 +110,48 @@ def test_a_newer_schema_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
         assert f"schema version {migrations.LATEST + 7}" in out.stderr and "newer release" in out.stderr, out.stderr
         assert "Traceback" not in out.stderr, out.stderr
     assert digest(path) == before, "refused: the file is untouched"
+
+
+COURT = Path(__file__).resolve().parents[1] / "fixtures" / "court-2026-12-03"
+# A whole data directory of the release of 2026-12-03 (before PostgreSQL), made by `dispatch-server serve
+# --demo 1` with 2-second segments and stopped with SIGTERM: the database, the archive (ledger, one
+# recording of three segments), its catalog, the GPS tracks and the keys.
+COURT_RECORDING = "rec-20261203T065429Z-66000fce"
+
+
+async def test_a_whole_data_directory_of_the_previous_release_is_served(
+        tmp_path: Path, make_live: Any, http: aiohttp.ClientSession) -> None:
+    """Today's archive catalog and tracks file open in this code: the recording is found with its
+    segments and the close the ledger holds, and the unit's whole track is there."""
+    data = tmp_path / "data"
+    shutil.copytree(COURT, data)
+    catalog_before = contents(data / "catalog.sqlite3")
+    tracks_before = contents(data / "tracks.sqlite3")
+    assert catalog_before["segments"] and tracks_before["fixes"], "a real fixture"
+    live: LiveServer = await make_live()
+    password = remember((data / "initial-admin-password").read_text().strip())
+    token = await live.login("admin", password)
+    status, found = await api(http, "GET", f"{live.url}/api/recordings?unit_id=sim-01", token)
+    assert status == 200, found
+    (rec,) = [r for r in found["recordings"] if r["id"] == COURT_RECORDING]
+    assert rec["unit_id"] == "sim-01" and rec["segment_count"] == len(catalog_before["segments"]) == 3
+    assert rec["state"] == "closed" and rec["end_cause"] == "server_stopped", rec  # synced from the ledger
+    fixes = len(tracks_before["fixes"])
+    times = sorted(r[1] for r in tracks_before["fixes"])
+    since, until = iso_millis(times[0] - 1).replace("+", "%2B"), iso_millis(times[-1] + 1).replace("+", "%2B")
+    status, track = await api(http, "GET", f"{live.url}/api/units/sim-01/track?from={since}&to={until}", token)
+    assert status == 200, track
+    assert len(track["features"][0]["geometry"]["coordinates"]) == fixes
+
+
+def test_a_newer_track_store_stops_the_server_with_a_message_naming_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    tracks = data / "tracks.sqlite3"
+    conn = sqlite3.connect(tracks)
+    conn.execute("PRAGMA user_version = 9")
+    conn.close()
+    out = cli(write_config(tmp_path / "config.toml", data), "serve")
+    assert out.returncode == 2, out
+    assert f"GPS tracks in {tracks} have schema version 9" in out.stderr and "newer release" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr

@@ -28,6 +28,8 @@ from tests.recordings.test_recorder import FAST, ArchiveEvents, stop_sending, un
 from tests.support.peers import make_publisher, whip_publish
 from tests.support.watermark import name_score
 
+pytestmark = pytest.mark.both_engines  # the outbox, actions, alerts... on SQLite and on PostgreSQL
+
 CASE = "（2026）冀0916执123号"
 
 

@@ -6,10 +6,12 @@ import asyncio
 import random
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
 import msgpack
+import psycopg
 
 from dispatch_server.position_feed import PositionFeed
 from geo.distance import haversine_m
@@ -222,3 +224,40 @@ async def test_nearest_units_match_brute_force(
     assert first["id"] != "u00"
     for _, _, unit in list(units.values())[1:]:
         await unit.close()
+
+
+async def test_tracks_on_postgresql_are_served_by_every_node(
+    make_live: Any, postgres_url: str, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """``[storage] url`` puts the tracks in PostgreSQL: a node with another data directory on the
+    same database serves the track a unit sent through the first one."""
+    first: LiveServer = await make_live(storage={"url": postgres_url})
+    token = first.add_unit("bc-01")
+    first.add_user("op", "operator")
+    unit = await RawUnit(first.url, "bc-01", token).connect()
+    t0 = time.time() - 120
+    fixes = [{"lat": 38.04 + i * 1e-4, "lon": 114.51, "ts": t0 + i + 0.25, "speed": 1.2} for i in range(60)]
+    assert await unit.call("positions", msgpack.packb(fixes)) == {"ok": True, "accepted": 60, "duplicates": 0,
+                                                                  "rejected": []}
+    ack = await unit.call("positions", msgpack.packb(fixes[50:] + [{"lat": 38.1, "lon": 114.6, "ts": t0 + 70}]))
+    assert ack["accepted"] == 1 and ack["duplicates"] == 10  # a resend is recognised in PostgreSQL too
+    await unit.close()
+    assert not (first.settings.data_dir / "tracks.sqlite3").exists()
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM track_fixes WHERE unit_id = 'bc-01'").fetchone() == (61,)
+
+    second: LiveServer = await make_live(storage={"url": postgres_url, "data_dir": str(tmp_path / "second")})
+    assert second.settings.data_dir != first.settings.data_dir
+    frm = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 - 1))
+    docs = []
+    for node in (first, second):
+        auth = {"Authorization": f"Bearer {await node.login('op')}"}
+        async with http.get(f"{node.url}/api/units/bc-01/track?from={frm}", headers=auth) as r:
+            assert r.status == 200, await r.text()
+            docs.append(await r.json())
+    for doc in docs:
+        assert doc["properties"]["count"] == 61
+        points = [f for f in doc["features"] if f["geometry"]["type"] == "Point"]
+        assert [p["geometry"]["coordinates"] for p in points] == [[114.51, 38.04 + i * 1e-4] for i in range(60)] + [
+            [114.6, 38.1]]
+    assert docs[0]["features"] == docs[1]["features"]

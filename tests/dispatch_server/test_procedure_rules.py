@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from dispatch_server.config import ProcedureRule
 from dispatch_server.procedure_breaks import ProcedureBreak, describe
 from dispatch_server.procedure_rules import TeamState, breaches, notice_due
 from geo.geofence import Geofence
+
+pytestmark = pytest.mark.both_engines  # the outbox, actions, alerts... on SQLite and on PostgreSQL
 
 SEIZURE = ProcedureRule("seizure")  # 2 recorders, recording before start, stay in area, notice in 300 s
 AREA = Geofence.from_area({"type": "circle", "lat": 38.04, "lon": 114.51, "radius_m": 200})

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import socketio
 from aiortc import RTCSessionDescription
 
 from tests.support.peers import make_publisher, make_viewer, whep_view
 from tests.support.server import ServerProcess, add_unit, add_user, login, write_config
+
+pytestmark = pytest.mark.both_engines  # the outbox, actions, alerts... on SQLite and on PostgreSQL
 
 
 async def test_unit_on_one_node_is_live_for_a_console_on_the_other(

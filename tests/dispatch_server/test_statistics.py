@@ -36,6 +36,8 @@ from tests.support.peers import make_publisher, whip_publish
 from tests.support.unit_client import RawUnit
 from utctime import parse_iso
 
+pytestmark = pytest.mark.both_engines  # the outbox, actions, alerts... on SQLite and on PostgreSQL
+
 ZONE = ZoneInfo("Asia/Shanghai")
 CASE = "（2026）冀0916执123号"
 GROUPINGS = ("type", "judge", "officer", "unit", "team")

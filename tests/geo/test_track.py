@@ -1,8 +1,11 @@
-"""TrackStore contract, run against the SQLite and the in-memory implementation."""
+"""TrackStore contract, run against the in-memory, the SQLite and the PostgreSQL implementation
+(a real server, tests/support/postgres_server.py); then what is particular to the SQLite file."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -13,13 +16,16 @@ import pytest
 
 from geo.fix import Fix
 from geo.track import (
+    SCHEMA_VERSION,
     InsertResult,
     MemoryTrackStore,
     SqliteTrackStore,
     TrackPoint,
+    TrackSchemaTooNew,
     TrackStore,
     TrackStoreClosed,
 )
+from geo.track_postgres import PostgresTrackStore
 
 T0 = 1_790_000_000.0
 NOT_A_POINT = cast(TrackPoint, "not a point")  # what a caller with a bug might pass
@@ -31,9 +37,15 @@ def point(
     return TrackPoint(unit, Fix(lat, 21.0, ts, alt=110.5, accuracy=4.0, speed=1.5, heading=270.0), action, case)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TrackStore]:
-    s: TrackStore = MemoryTrackStore() if request.param == "memory" else SqliteTrackStore(tmp_path / "tracks.db")
+    s: TrackStore
+    if request.param == "memory":
+        s = MemoryTrackStore()
+    elif request.param == "sqlite":
+        s = SqliteTrackStore(tmp_path / "tracks.db")
+    else:
+        s = PostgresTrackStore(request.getfixturevalue("postgres_url"))
     yield s
     s.close()
 
@@ -51,6 +63,15 @@ def test_all_fields_survive_including_missing_ones(store: TrackStore) -> None:
     store.insert_many([bare, point("u1", T0 + 1, action=None, case=None)])
     got = store.query("u1")
     assert got == [bare, point("u1", T0 + 1, action=None, case=None)]
+
+
+def test_fix_times_and_positions_come_back_bit_for_bit(store: TrackStore) -> None:
+    # Epoch seconds with microseconds need float64: a float32 column would round them to ~100 s.
+    exact = [TrackPoint("u1", Fix(38.041234567891, 114.512345678912, T0 + k / 7, alt=0.1 + k)) for k in range(5)]
+    assert store.insert_many(exact) == InsertResult(5, 0)
+    assert store.query("u1") == exact
+    assert store.insert_many(exact[2:]) == InsertResult(0, 3)  # a resend is recognised
+    assert store.query("u1", since=exact[1].fix.ts, until=exact[3].fix.ts) == exact[1:3]
 
 
 def test_duplicates_are_ignored_and_counted(store: TrackStore) -> None:
@@ -168,3 +189,66 @@ def test_checkpoints_run_off_the_commit_path_and_close_empties_the_wal(tmp_path:
         assert len(reopened.query("u199")) == 20
     finally:
         reopened.close()
+
+
+# A track file the release of 2026-12-02 wrote (before versions: user_version 0): two units' fixes,
+# the first 20 of bc-01 with an action and case, every other one with an altitude.
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tracks-2026-12-02.sqlite3"
+FIXTURE_T0 = 1_796_198_400.0  # 2026-12-02T08:00:00Z
+
+
+def rows(path: Path) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT * FROM fixes ORDER BY unit_id, ts").fetchall()
+    finally:
+        conn.close()
+
+
+def user_version(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_file_from_before_versions_opens_with_its_rows_and_gets_the_version(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = Path(shutil.copyfile(FIXTURE, tmp_path / "tracks.sqlite3"))
+    before = rows(path)
+    assert user_version(path) == 0 and len(before) == 50
+    with caplog.at_level(logging.INFO, logger="geo.track"):
+        store = SqliteTrackStore(path)
+    assert f"track store {path}: schema version 0 → 1" in caplog.text
+    try:
+        track = store.query("bc-01")
+        assert [p.fix.ts for p in track] == [FIXTURE_T0 + i * 1.25 for i in range(40)]
+        fix = Fix(38.04 + 1e-4, 114.51 + 1e-5, FIXTURE_T0 + 1.25, alt=80.5, accuracy=4.0, speed=1.2, heading=90.0)
+        assert track[1] == TrackPoint("bc-01", fix, "act-0d759b599944", "（2026）冀0916执31号")
+        assert track[20].action_id is None and track[20].fix.alt is None
+        assert [p.fix.ts for p in store.query("car-02")] == [FIXTURE_T0 + i + 0.123456 for i in range(10)]
+        assert store.insert_many([track[-1], point("bc-01", FIXTURE_T0 + 100)]) == InsertResult(1, 1)
+    finally:
+        store.close()
+    assert user_version(path) == SCHEMA_VERSION == 1
+    assert [r for r in rows(path) if r[1] != FIXTURE_T0 + 100] == before, "nothing lost, nothing changed"
+    caplog.clear()
+    new = tmp_path / "new.sqlite3"
+    with caplog.at_level(logging.INFO, logger="geo.track"):
+        SqliteTrackStore(new).close()
+        SqliteTrackStore(path).close()
+    assert user_version(new) == SCHEMA_VERSION and caplog.text == ""
+
+
+def test_a_file_of_a_newer_version_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    path = Path(shutil.copyfile(FIXTURE, tmp_path / "tracks.sqlite3"))
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(TrackSchemaTooNew, match=f"{path}.*version {SCHEMA_VERSION + 1}.*newer release"):
+        SqliteTrackStore(path)
+    assert path.read_bytes() == before
+    assert not (tmp_path / "tracks.sqlite3-wal").exists()

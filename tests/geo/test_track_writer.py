@@ -1,4 +1,5 @@
-"""Group commit: many callers' batches in one transaction, each caller answered after the commit."""
+"""Group commit: many callers' batches in one transaction, each caller answered after the commit;
+on the SQLite and on the PostgreSQL store."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import cast
 import pytest
 
 from geo.fix import Fix
-from geo.track import InsertResult, SqliteTrackStore, TrackPoint, TrackStoreClosed
+from geo.track import InsertResult, SqliteTrackStore, TrackPoint, TrackStore, TrackStoreClosed
+from geo.track_postgres import PostgresTrackStore
 from geo.track_writer import TrackWriter
 
 T0 = 1_790_000_000.0
@@ -20,21 +22,33 @@ def point(unit: str, ts: float) -> TrackPoint:
     return TrackPoint(unit, Fix(38.04, 114.51, ts))
 
 
-class CountingStore(SqliteTrackStore):
-    """The SQLite store, recording the batches of every transaction."""
+class CountingStore:
+    """A durable store, recording the batches of every transaction."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, store: TrackStore) -> None:
+        self.store = store
         self.transactions: list[int] = []  # batches per insert_batches call
+
+    def insert_many(self, points: Iterable[TrackPoint]) -> InsertResult:
+        return self.store.insert_many(points)
 
     def insert_batches(self, batches: Sequence[Iterable[TrackPoint]]) -> list[InsertResult]:
         self.transactions.append(len(batches))
-        return super().insert_batches(batches)
+        return self.store.insert_batches(batches)
+
+    def query(self, unit_id: str, since: float | None = None, until: float | None = None,
+              limit: int | None = None) -> list[TrackPoint]:
+        return self.store.query(unit_id, since, until, limit)
+
+    def close(self) -> None:
+        self.store.close()
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[CountingStore]:
-    s = CountingStore(tmp_path / "tracks.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CountingStore]:
+    durable: TrackStore = (SqliteTrackStore(tmp_path / "tracks.db") if request.param == "sqlite"
+                           else PostgresTrackStore(request.getfixturevalue("postgres_url")))
+    s = CountingStore(durable)
     yield s
     s.close()
 

@@ -70,9 +70,20 @@ class PostgresServer:
                    "-c max_connections=300 -c shared_buffers=64MB")
         self.log = self.dir / "server.log"
         self._pg_ctl = [binary("pg_ctl"), "-D", str(data), "-l", str(self.log), "-o", options]
+        self._env = env
+        self.start()
+
+    def start(self) -> None:
+        """Start (again) the server, and wait until it accepts connections."""
         subprocess.run([*self._pg_ctl, "-w", "-t", "120", "start"], check=True, stdout=subprocess.DEVNULL,
-                       preexec_fn=_as_user(self.uid, self.gid), env=env, cwd=self.dir, timeout=150)
+                       preexec_fn=_as_user(self.uid, self.gid), env=self._env, cwd=self.dir, timeout=150)
         self._wait_ready()
+
+    def halt(self) -> None:
+        """Stop the server at once (``pg_ctl -m immediate``: connections cut, no shutdown checkpoint), keeping
+        its data: as a crash or a lost network looks to its clients."""
+        subprocess.run([*self._pg_ctl, "-m", "immediate", "-w", "stop"], check=True, stdout=subprocess.DEVNULL,
+                       preexec_fn=_as_user(self.uid, self.gid), cwd=self.dir, timeout=60)
 
     def _wait_ready(self) -> None:
         import psycopg
