@@ -134,6 +134,8 @@ class PostgresDatabase(Database):
             raise ConnectionError(f"PostgreSQL at {self.path}: no connection within {connect_timeout_s:.0f} s") \
                 from None
         self._write_lock = threading.Lock()
+        self._roles: dict[int, tuple[psycopg.Connection[Any], bool]] = {}  # key -> (session, held)
+        self._roles_lock = threading.Lock()
         try:
             with self._pool.connection() as conn:
                 self.migrated = migrations.upgrade_postgres(PgConnection(conn), self.path)
@@ -161,7 +163,33 @@ class PostgresDatabase(Database):
                 raise
         return results
 
+    def hold(self, key: int) -> bool:
+        """A session advisory lock on a connection of its own, kept while the process lives: when the
+        holder dies its connection ends and the lock is free for the next process that asks."""
+        with self._roles_lock:
+            session, held = self._roles.get(key, (None, False))
+            try:
+                if session is None or session.closed:
+                    session = psycopg.connect(self.url, autocommit=True, connect_timeout=5,
+                                              application_name=f"dispatch role {key}")
+                    held = False
+                if held:
+                    session.execute("SELECT 1")  # still connected: still held
+                else:
+                    held = bool(session.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])  # type: ignore[index]
+                self._roles[key] = (session, held)
+                return held
+            except psycopg.Error:
+                if session is not None:
+                    session.close()
+                self._roles.pop(key, None)
+                return False
+
     def _close(self) -> None:
+        with self._roles_lock:
+            for session, _ in self._roles.values():
+                session.close()
+            self._roles.clear()
         self._pool.close()
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
