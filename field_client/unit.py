@@ -465,8 +465,8 @@ class FieldUnit:
         if self._http is None:
             self._http = aiohttp.ClientSession()
         c = self.cfg
-        stored = await upload_snapshot(self._http, self.nodes.current, c.unit_id, c.token, jpeg, order.id, self._clock(),
-                                       timeout_s=max(10.0, c.connect_timeout_s))
+        stored = await upload_snapshot(self._http, self.nodes.current, c.unit_id, c.token, jpeg, order.id,
+                                       self._clock(), timeout_s=max(10.0, c.connect_timeout_s))
         self._log(logging.INFO, "snapshot %s stored (%d bytes, sha256 %s)", stored.get("snapshot_id"), len(jpeg),
                   str(stored.get("sha256", ""))[:12])
         return {k: stored[k] for k in ("snapshot_id", "sha256", "bytes") if k in stored}
