@@ -14,10 +14,14 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 import psycopg
 import pytest
+import socketio
+from aiortc import RTCSessionDescription
 
+from field_client.encoded_loop import EncodedLoop
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import api
 from tests.dispatch_server.test_delivery_processes import applied_lines
+from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view
 from tests.support.processes import Process
 from tests.support.server import ServerProcess, add_unit, add_user, login, write_config
 
@@ -214,6 +218,7 @@ async def test_a_unit_publishing_over_whip_publishes_on_the_node_its_link_moved_
     add_user(cfgs[0], "op", "operator", "operator-pass-1")
     a, b = (ServerProcess(cfg).start() for cfg in cfgs)
     unit: Process | None = None
+    viewer: Viewer | None = None
     try:
         op = await login(b.url, "op", "operator-pass-1")
 
@@ -228,13 +233,67 @@ async def test_a_unit_publishing_over_whip_publishes_on_the_node_its_link_moved_
             "--gps", "none")
         await wait_for("publishing on node A", lambda: published_on("node-a"), timeout=60)
         await asyncio.to_thread(a.kill, signal.SIGKILL)
-        await unit.line_with(f"link connected to {b.url}", timeout=60)
-        await wait_for("publishing on node B", lambda: published_on("node-b"), timeout=90)
-        # The WHIP session followed the link at once, not after its peer connection timed out.
-        assert unit.count(f"WHIP session ends: the link moved to {b.url}") == 1
-        assert unit.count(f"WHIP POST {b.url}/whip/bc-01") >= 1
+        after = len(unit.lines)
+        await unit.line_with(f"link connected to {b.url}", timeout=60, after=after)
+        # The WHIP session follows the link at once, not after its peer connection times out.
+        await unit.line_with(f"WHIP session ends: the link moved to {b.url}", timeout=30, after=after)
+        post = unit.lines.index(await unit.line_with(f"WHIP POST {b.url}/whip/bc-01", timeout=60, after=after))
+        await unit.line_with("publishing via WHIP", timeout=60, after=post)
+        await wait_for("publishing on node B", lambda: published_on("node-b"), timeout=30)
+        viewer = await make_viewer(audio=False)
+        await whep_view(http, b.url, "bc-01", op, viewer)  # node B relays the unit's video now
+        await viewer.wait_frames(10, timeout=30)
     finally:
+        if viewer is not None:
+            await viewer.close()
         if unit is not None:
             await unit.stop()
         b.stop()
         a.kill()
+
+
+@pytest.mark.timeout(120)
+async def test_a_unit_linked_to_another_node_after_a_crash_is_not_shown_publishing_there(
+    tmp_path: Path, postgres_url: str, redis_url: str, http: aiohttp.ClientSession, vp8_loop: EncodedLoop
+) -> None:
+    cfgs = [node_config(tmp_path, name, postgres_url, redis_url) for name in ("node-a", "node-b")]
+    token = add_unit(cfgs[0], "bc-01")
+    add_user(cfgs[0], "op", "operator", "operator-pass-1")
+    a, b = (ServerProcess(cfg).start() for cfg in cfgs)
+    auth = {"unit_id": "bc-01", "token": token}
+    on_a, on_b = socketio.AsyncClient(reconnection=False), socketio.AsyncClient(reconnection=False)
+    pub = await make_publisher(vp8_loop)
+    try:
+        op = await login(b.url, "op", "operator-pass-1")
+
+        async def bc01() -> dict[str, Any]:
+            status, body = await api(http, "GET", f"{b.url}/api/units", op)
+            [unit] = body["units"]
+            return dict(unit)
+
+        await on_a.connect(a.url, namespaces=["/unit"], auth=auth, transports=["websocket"])
+        ack = await on_a.call("publish", {"sdp": pub.pc.localDescription.sdp}, namespace="/unit", timeout=10)
+        assert ack["ok"], ack
+        await pub.pc.setRemoteDescription(RTCSessionDescription(sdp=ack["sdp"], type="answer"))
+        assert (await bc01())["publishing"]
+        await asyncio.to_thread(a.kill, signal.SIGKILL)  # nothing tells anyone the publish ended
+        await on_a.disconnect()
+
+        # The unit links to node B and does not publish there (its camera is off now).
+        await on_b.connect(b.url, namespaces=["/unit"], auth=auth, transports=["websocket"])
+        unit = await bc01()
+        assert unit["online"] and unit["reachable"] and unit["node"] == "node-b", unit
+        assert not unit["publishing"], "node A's publish is not shown as node B's"
+        await on_b.disconnect()
+        await wait_for("the unit offline", lambda: _offline(bc01), timeout=30)
+    finally:
+        await pub.close()
+        for client in (on_a, on_b):
+            if client.connected:
+                await client.disconnect()
+        b.stop()
+        a.kill()
+
+
+async def _offline(unit: Callable[[], Awaitable[dict[str, Any]]]) -> bool:
+    return not (await unit())["online"]
