@@ -158,6 +158,7 @@ async def test_killing_the_node_a_unit_talks_to_loses_no_instruction_alert_actio
         status, units = await api(http, "GET", f"{c.url}/api/units", op)
         [veh] = units["units"]
         assert veh["online"] and veh["node"] == "node-b", veh
+        await unit.line_with(f"applied (#{INSTRUCTIONS} ", timeout=30)  # its log may trail the applied log
         assert unit.count("applied (#") == INSTRUCTIONS, "no instruction applied twice"
     finally:
         if sender is not None:
