@@ -37,7 +37,7 @@ from .compliance import ComplianceWatch
 from .config import Settings
 from .denials import DenialLedger
 from .evidence import ArchiveActions, EvidencePorts
-from .evidence_catalog import EvidenceCatalog
+from .evidence_catalog import EvidenceCatalog, catalog_location
 from .export_sources import ExportSources
 from .exports import ExportService, load_link_secret
 from .footage_requests import FootageRequests
@@ -189,7 +189,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     sources: ExportSources | None = None
 
     if archive is not None:  # the evidence archive, its catalog, and party access to it
-        evidence = EvidenceCatalog(Catalog(settings.data_dir / "catalog.sqlite3"), archive,
+        evidence = EvidenceCatalog(Catalog(catalog_location(settings)), archive,
                                    retention_policy(settings.archive), clock)
         denials = DenialLedger(archive.record, clock=clock)
         party = PartyAccess(db, settings.party, action_store, archive.record, clock)

@@ -10,6 +10,12 @@ start from the catalog (the ledger's projection), so no row is written twice. A 
 the database before it reached the ledger leaves a hole in the sequence: an ``audit_gap`` entry
 records it and operators are alarmed.
 
+Several nodes on one PostgreSQL database share the table: one of them ships it
+(:meth:`Database.hold`, a session advisory lock), and when it dies the next takes over from the last
+row any node shipped, so a row reaches one ledger once and the interleaved rows of the nodes are no
+hole. (A shipper killed between its append and its note leaves those rows to be shipped again by
+the next one: in two ledgers, never in none.)
+
 ``/api/audit`` answers from the ledger's projection (:meth:`recordings.catalog.Catalog.operator_actions`),
 plus the few rows not shipped yet (``ledger_index`` null): editing or deleting rows in the
 database changes nothing it shows, and ``dispatch-audit verify`` checks every entry.
@@ -34,6 +40,7 @@ logger = logging.getLogger(__name__)
 SHIP_INTERVAL_S = 0.2  # an audit row reaches the ledger this soon after its transaction
 BATCH = 500  # rows per ledger write
 ENTRY_TYPE = "operator_action"
+SHIPPER = 0x61756474  # Database.hold key: the one node of a cluster that ships the trail ("audt")
 GAP_TYPE = "audit_gap"
 
 Alarm = Callable[[str, str, dict[str, Any]], Awaitable[None]]
@@ -62,13 +69,15 @@ class AuditLedger:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._last_seq = 0
+        self._shipper = False  # this node ships the trail (Database.hold); in a cluster one node does
 
     async def start(self) -> None:
         """Note the rows a crash shipped without noting them, ship what is pending, then follow."""
         await self._evidence.sync()
         catalog = self._evidence.catalog
         shipped = await self._db.run(self._db.query, "SELECT COALESCE(MAX(ledger_index), -1) FROM audit")
-        after = int(shipped[0][0])
+        # On a shared database ledger indexes are of several nodes' ledgers: look at all of this one's.
+        after = int(shipped[0][0]) if self._db.engine == "sqlite" else -1
         found = await asyncio.to_thread(catalog.operator_action_seqs, after)
         if found:
             await self._db.write(lambda c: c.executemany(
@@ -103,6 +112,13 @@ class AuditLedger:
             return 0
         total = 0
         async with self._lock:
+            if not await self._db.run(self._db.hold, SHIPPER):
+                self._shipper = False  # another node ships: both shipping would write rows twice
+                return 0
+            if not self._shipper:  # (again) the shipper: go on after what any node shipped
+                done = await self._db.run(self._db.query,
+                                          "SELECT COALESCE(MAX(n), 0) FROM audit WHERE ledger_index IS NOT NULL")
+                self._last_seq, self._shipper = max(self._last_seq, int(done[0][0])), True
             while True:
                 rows = await self._db.run(self._db.query, "SELECT n, ts, actor, verb, subject, detail FROM audit "
                                           "WHERE ledger_index IS NULL ORDER BY n LIMIT ?", (BATCH,))

@@ -86,8 +86,8 @@ def backup(data_dir: Path, target: Path, url: str = "") -> dict[str, Any]:
 
         manifest["databases"].append(dump(url, target / DUMP_FILE))
     for name in DATABASES:
-        if url and name == "dispatch.sqlite3":
-            continue
+        if url:  # the server database, the tracks and the catalog all live in PostgreSQL: in the dump
+            break
         if (data_dir / name).exists():
             manifest["databases"].append(_copy_database(data_dir / name, target / name))
     keys = data_dir / "keys"

@@ -303,6 +303,7 @@ def change_access(settings: Settings, command: str, args: argparse.Namespace) ->
 
 def retention_run(settings: Settings, dry_run: bool) -> int:
     """Exit status 0 when done (or nothing to do), 3 when halted by archive.max_delete_share."""
+    from .evidence_catalog import catalog_location
     from .retention import halted_message, halted_params, retention_policy, run_retention_offline
 
     if not (settings.archive_dir / "ledger" / "entries.jsonl").is_file():
@@ -314,7 +315,7 @@ def retention_run(settings: Settings, dry_run: bool) -> int:
                          "POST /api/retention/run")
     where = f"cli:{getpass.getuser()}@{socket.gethostname()}"
     result = run_retention_offline(settings.archive_dir, settings.signing_key_path,
-                                   settings.data_dir / "catalog.sqlite3",
+                                   catalog_location(settings),
                                    retention_policy(settings.archive), dry_run=dry_run, where=where,
                                    checkpoint=settings.checkpoint_path)
     for d in result.plan.listing():

@@ -1,9 +1,10 @@
 """This node's catalog of the evidence archive, kept in step with the archive's ledger, and the
 lock under which legal holds and retention runs change what may be deleted.
 
-The catalog (``recordings.catalog.Catalog``, ``<data_dir>/catalog.sqlite3``) indexes the ledger
-for search; it starts after the archive (its ledger open and recovered) and follows every sealed
-segment, closed recording and sealed still.
+The catalog (``recordings.catalog.Catalog``, ``<data_dir>/catalog.sqlite3``; with ``[storage] url``
+this node's part of the catalog every node shares in PostgreSQL, :func:`catalog_location`) indexes
+the ledger for search; it starts after the archive (its ledger open and recovered) and follows every
+sealed segment, closed recording and sealed still.
 """
 
 from __future__ import annotations
@@ -11,14 +12,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from recordings.archive import ArchiveService
 from recordings.catalog import Catalog
+from recordings.catalog_postgres import Connection
 from recordings.checkpoint import CheckpointError, read_checkpoint
 from recordings.retention import Policy, Retention
 
+from .config import Settings
+from .node import archive_node
+
 logger = logging.getLogger(__name__)
+
+
+def catalog_location(settings: Settings) -> Path | Connection:
+    """Where this node's catalog lives: ``<data_dir>/catalog.sqlite3``, or with ``[storage] url``
+    its part (named by :func:`archive_node`) of the catalog in that PostgreSQL database (connects)."""
+    if settings.storage.url:
+        return Connection(settings.storage.url, archive_node(settings))
+    return settings.data_dir / "catalog.sqlite3"
 
 
 class EvidenceCatalog:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from recordings.catalog import Catalog
+from recordings.catalog_postgres import Connection
 from recordings.ledger import Ledger
 from recordings.retention import Policy, Retention, RunResult
 
@@ -31,7 +32,7 @@ def halted_params(f: dict[str, Any]) -> dict[str, Any]:
             "max_delete_share": f["max_delete_share"]}
 
 
-def run_retention_offline(archive_dir: Path, signing_key: Path, catalog_path: Path, policy: Policy, *,
+def run_retention_offline(archive_dir: Path, signing_key: Path, catalog_path: Path | Connection, policy: Policy, *,
                           dry_run: bool, where: str, clock: Callable[[], float] = time.time,
                           checkpoint: Path | None = None) -> RunResult:
     """``dispatch-server retention-run``: the same run on an archive no server has open (its

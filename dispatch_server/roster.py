@@ -118,6 +118,19 @@ class Roster:
         """The unit's record changed (registered, renamed, disabled): read it again next time."""
         self._records.pop(unit_id, None)
 
+    async def link_opened(self, unit_id: str) -> None:
+        """The unit's link opened on this node. If another node was the last to write the unit, its
+        media state is not carried over: that node may have died (``kill -9``: nothing marked the
+        publish ended) and this node would show its publish as its own for ever. A publish the unit
+        makes here sets it again."""
+        changes: dict[str, Any] = {"connected": True}
+        before = await self.presence.get(unit_id)
+        if before is not None and before.publishing and before.node != self.presence.node:
+            changes.update(publishing=False, video_codec=None, audio_codec=None)
+            logger.info("unit %s: linked here after node %s; its publish there is not carried over",
+                        unit_id, before.node)
+        await self.mark(unit_id, **changes)
+
     async def disconnected(self, links: UnitLinks) -> None:
         """At shutdown: the units still linked to this node are no longer connected to it."""
         for unit_id in links.units():

@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
 from .config import SIGNALLING, UnitConfig
-from .errors import FieldClientError
+from .errors import FieldClientError, LinkError
 from .fleet import fleet_configs, read_token_file, run_fleet
 from .gps import parse_gps_spec
+from .link import UnitLink
 from .sources import parse_audio_source, parse_video_source
 from .unit import run_unit
 
@@ -55,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="field-client",
         description="Publish a field unit's video, audio and GPS to the dispatch server.",
     )
-    p.add_argument("--server", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
+    p.add_argument("--server", required=True, action="append", metavar="URL",
+                   help="server base URL, e.g. http://127.0.0.1:8080. Repeat it for each node of a cluster: "
+                        "the unit starts with the first and, when a node cannot be reached, moves on to the "
+                        "next (round robin)")
     p.add_argument("--unit", help="unit id (with --fleet: ignored, ids come from --token-file)")
     p.add_argument("--token", help="unit token")
     p.add_argument("--token-file", type=Path,
@@ -106,7 +110,8 @@ def configs_from_args(args: argparse.Namespace) -> list[UnitConfig]:
     else:
         answers = "none"
     common = dict(
-        server=args.server, video=args.video, audio=args.audio, codec=args.codec, gps=gps, answers=answers,
+        server=args.server[0], other_servers=tuple(args.server[1:]), video=args.video, audio=args.audio,
+        codec=args.codec, gps=gps, answers=answers,
         signalling=args.signalling, applied_log=args.applied_log, width=args.size[0],
         height=args.size[1], fps=args.fps, ice_servers=tuple(args.ice_server),
         position_interval_s=args.position_interval, position_buffer_size=args.position_buffer,
@@ -191,11 +196,28 @@ async def run(configs: Sequence[UnitConfig]) -> int:
     return 0
 
 
+async def connect_any(cfg: UnitConfig) -> UnitLink:
+    """A link to the first of the unit's servers that takes it (a one-shot command must not fail
+    because one node of the cluster is down); the last node's :class:`LinkError` when none does."""
+    for server in cfg.servers:
+        link = UnitLink(server, cfg.unit_id, cfg.token,
+                        connect_timeout_s=cfg.connect_timeout_s, ack_timeout_s=cfg.ack_timeout_s)
+        try:
+            await link.connect()
+        except LinkError as exc:
+            if server == cfg.servers[-1]:
+                raise
+            logger.warning("unit %s: %s; trying the next server", cfg.unit_id, exc)
+        else:
+            return link
+    raise AssertionError("unreachable: cfg.servers is never empty")
+
+
 async def raise_sos(cfg: UnitConfig, note: str) -> int:
     """One-shot SOS (一键求助) over the unit's link, with a fix only from a GPS named with --gps;
     without one the server uses the unit's last known fix (and says how old it is)."""
     from .gps import open_position_source
-    from .link import UnitLink, position_message
+    from .link import position_message
 
     data: dict[str, object] = {"note": note}
     try:
@@ -207,9 +229,7 @@ async def raise_sos(cfg: UnitConfig, note: str) -> int:
         fix = position_message(position)
         data.update(lat=fix["lat"], lon=fix["lon"])
 
-    link = UnitLink(cfg.server, cfg.unit_id, cfg.token,
-                    connect_timeout_s=cfg.connect_timeout_s, ack_timeout_s=cfg.ack_timeout_s)
-    await link.connect()
+    link = await connect_any(cfg)
     try:
         ack = await link.call("sos", data)
     finally:
@@ -221,11 +241,7 @@ async def raise_sos(cfg: UnitConfig, note: str) -> int:
 
 async def mark_notice(cfg: UnitConfig, officer: str) -> int:
     """One-shot: the officer gave the spoken notice (已告知) of the unit's running action."""
-    from .link import UnitLink
-
-    link = UnitLink(cfg.server, cfg.unit_id, cfg.token,
-                    connect_timeout_s=cfg.connect_timeout_s, ack_timeout_s=cfg.ack_timeout_s)
-    await link.connect()
+    link = await connect_any(cfg)
     try:
         ack = await link.call("notice", {"officer": officer} if officer else {})
     finally:

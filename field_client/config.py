@@ -20,7 +20,9 @@ class UnitConfig:
     """Everything :func:`field_client.run_unit` needs for one unit. Times are in seconds.
 
     ``server`` is the base URL (``http://host:port``); Socket.IO lives at ``/socket.io`` and
-    WHIP at ``/whip/{unit_id}`` under it. ``token`` never appears in ``repr``.
+    WHIP at ``/whip/{unit_id}`` under it. ``other_servers`` are the other nodes of the same
+    cluster, tried in turn when ``server`` cannot be reached (:mod:`field_client.nodes`).
+    ``token`` never appears in ``repr``.
     """
 
     server: str
@@ -49,17 +51,21 @@ class UnitConfig:
     ack_timeout_s: float = 10.0  # Socket.IO acknowledgements
     ice_connect_timeout_s: float = 20.0  # publish answered but media never flows: retry
     ice_servers: tuple[str, ...] = ()  # none by default: aiortc would otherwise try Google STUN
+    other_servers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        url = urlsplit(self.server)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise ValueError(f"server must be an http(s) URL like http://host:8080, got {self.server!r}")
+        for server in (self.server, *self.other_servers):
+            url = urlsplit(server)
+            if url.scheme not in ("http", "https") or not url.netloc:
+                raise ValueError(f"server must be an http(s) URL like http://host:8080, got {server!r}")
         if not self.unit_id or "/" in self.unit_id:
             raise ValueError(f"unit_id must be non-empty and contain no '/', got {self.unit_id!r}")
         if not self.token:
             raise ValueError(f"unit {self.unit_id}: token must not be empty")
         object.__setattr__(self, "codec", normalize_codec(self.codec))
         object.__setattr__(self, "server", self.server.rstrip("/"))
+        others = tuple(dict.fromkeys(u.rstrip("/") for u in self.other_servers if u.rstrip("/") != self.server))
+        object.__setattr__(self, "other_servers", others)
         if self.answers not in ANSWERS:
             raise ValueError(f"answers must be one of {', '.join(ANSWERS)}, got {self.answers!r}")
         if self.signalling not in SIGNALLING:
@@ -74,6 +80,11 @@ class UnitConfig:
             raise ValueError(f"position_batch_max must be 1..{MAX_POSITIONS_BATCH}, got {self.position_batch_max}")
         if self.backoff_cap_s < self.backoff_base_s:
             raise ValueError("backoff_cap_s must not be below backoff_base_s")
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """Every node the unit knows, ``server`` first."""
+        return (self.server, *self.other_servers)
 
     @property
     def publishes_media(self) -> bool:

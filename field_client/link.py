@@ -129,8 +129,24 @@ class UnitLink:
             raise LinkError(f"cannot connect to {self.server}: {exc or type(exc).__name__}") from exc
 
     async def _call(self, event: str, data: dict[str, Any] | bytes) -> Any:
+        """The acknowledgement of ``event``. A link lost meanwhile fails the call at once (python-socketio
+        would wait out the whole timeout): whatever waits on it, such as the instruction inbox, is free
+        for the next link, which may be to another node, within the reconnect delay."""
+        if self.lost.is_set():
+            raise LinkError(f"{event!r} not sent: the link is down")
+        call = asyncio.ensure_future(self._sio.call(event, data, namespace=NAMESPACE, timeout=self._ack_timeout_s))
+        lost = asyncio.ensure_future(self.lost.wait())
         try:
-            return await self._sio.call(event, data, namespace=NAMESPACE, timeout=self._ack_timeout_s)
+            await asyncio.wait({call, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not call.done():
+                call.cancel()
+            await asyncio.wait({call, lost})
+        if call.cancelled():
+            raise LinkError(f"link lost before {event!r} was acknowledged")
+        try:
+            return call.result()
         except socketio.exceptions.TimeoutError as exc:
             raise LinkError(f"no acknowledgement for {event!r} within {self._ack_timeout_s:g} s",
                             ACK_TIMEOUT) from exc

@@ -37,6 +37,7 @@ from .inbox import InstructionInbox
 from .link import UnitLink
 from .loop_cache import LoopCache
 from .machine_orders import MachineOrders
+from .nodes import ServerNodes
 from .officer import AutoAck, Officer, TerminalOfficer
 from .orders import Order
 from .publisher import MediaPublisher
@@ -154,6 +155,8 @@ class FieldUnit:
         self._media = asyncio.Condition()
         self._media_changed = asyncio.Event()
         self._link: UnitLink | None = None  # the link of the current attempt, for callbacks
+        # The cluster's nodes: the link stays with one until connecting to it fails (nodes.py).
+        self.nodes = ServerNodes(cfg.unit_id, cfg.servers)
         self._last_fix: Fix | None = None
 
     def _log(self, level: int, message: str, *args: Any) -> None:
@@ -247,7 +250,8 @@ class FieldUnit:
         c = self.cfg
         inbox = self.inbox
         assert inbox is not None
-        link = UnitLink(c.server, c.unit_id, c.token,
+        server = self.nodes.current
+        link = UnitLink(server, c.unit_id, c.token,
                         connect_timeout_s=c.connect_timeout_s, ack_timeout_s=c.ack_timeout_s,
                         handlers={
                             "instructions_pending": inbox.on_pending,
@@ -256,14 +260,18 @@ class FieldUnit:
                             "server_restarting": self._on_restarting,
                         })
         s.link = link
-        self._log(logging.INFO, "connecting to %s", c.server)
-        await link.connect()
-        self._log(logging.INFO, "link connected")
+        self._log(logging.INFO, "connecting to %s", server)
+        try:
+            await link.connect()
+        except LinkError:
+            self.nodes.unreachable(server)
+            raise
+        self._log(logging.INFO, "link connected to %s", server)
         self._link = link
         s.inbox = asyncio.create_task(self._pull_instructions(link), name=f"{c.unit_id}-instructions")
         s.answers = asyncio.create_task(self._send_answers(link), name=f"{c.unit_id}-answers")
         if self._uploader is not None:
-            s.telemetry = await self._open_telemetry()
+            s.telemetry = await self._open_telemetry(server)
             s.positions = asyncio.create_task(self._send_positions(s.telemetry or s.link, self._uploader),
                                               name=f"{c.unit_id}-positions")
 
@@ -274,11 +282,12 @@ class FieldUnit:
         reason = data.get("reason") if isinstance(data, dict) else None
         self._log(logging.INFO, "server restarting (%s); reconnecting when it is back", reason)
 
-    async def _open_telemetry(self) -> TelemetryLink | None:
-        """The telemetry channel for positions; None when the server has none (positions then
-        go over the Socket.IO link). Any other failure ends the attempt, which is retried."""
+    async def _open_telemetry(self, server: str) -> TelemetryLink | None:
+        """The telemetry channel for positions, to the link's node; None when the server has none
+        (positions then go over the Socket.IO link). Any other failure ends the attempt, which is
+        retried."""
         c = self.cfg
-        telemetry = TelemetryLink(c.server, c.unit_id, c.token, connect_timeout_s=c.connect_timeout_s,
+        telemetry = TelemetryLink(server, c.unit_id, c.token, connect_timeout_s=c.connect_timeout_s,
                                   ack_timeout_s=c.ack_timeout_s)
         try:
             await telemetry.connect()
@@ -382,8 +391,9 @@ class FieldUnit:
         self._log(logging.INFO, "publishing via WHIP (session %s, %s)", s.whip.session_id, self.cfg.codec)
 
     async def _whip_attempt(self, stop: asyncio.Event) -> bool:
-        """One WHIP session while media is switched on, until its peer connection ends or the
-        switch goes off; ``DELETE`` on the way out."""
+        """One WHIP session while media is switched on, to the node the link uses, until its peer
+        connection ends, the switch goes off or the link moves to another node; ``DELETE`` on the
+        way out."""
         assert self._http is not None
         c = self.cfg
         while not self._media_on:
@@ -391,15 +401,18 @@ class FieldUnit:
             await wait_first(stop, self._media_changed)
             if stop.is_set():
                 raise Stopped
-        whip = WhipClient(self._http, c.server, c.unit_id, c.token, c.connect_timeout_s)
+        self.nodes.moved.clear()
+        whip = WhipClient(self._http, self.nodes.current, c.unit_id, c.token, c.connect_timeout_s)
         s = _Session()
         try:
             self._media_changed.clear()
             await until_stopped(stop, self._whip_setup(s, whip))
             assert s.publisher is not None
-            await wait_first(stop, s.publisher.ended, self._media_changed)
+            await wait_first(stop, s.publisher.ended, self._media_changed, self.nodes.moved)
             if not stop.is_set() and s.publisher.ended.is_set():
                 self._log(logging.INFO, "WHIP session ended: peer connection %s", s.publisher.state)
+            elif not stop.is_set() and self.nodes.moved.is_set():
+                self._log(logging.INFO, "WHIP session ends: the link moved to %s", self.nodes.current)
             return True
         finally:
             if s.whip is not None:
@@ -452,8 +465,8 @@ class FieldUnit:
         if self._http is None:
             self._http = aiohttp.ClientSession()
         c = self.cfg
-        stored = await upload_snapshot(self._http, c.server, c.unit_id, c.token, jpeg, order.id, self._clock(),
-                                       timeout_s=max(10.0, c.connect_timeout_s))
+        stored = await upload_snapshot(self._http, self.nodes.current, c.unit_id, c.token, jpeg, order.id,
+                                       self._clock(), timeout_s=max(10.0, c.connect_timeout_s))
         self._log(logging.INFO, "snapshot %s stored (%d bytes, sha256 %s)", stored.get("snapshot_id"), len(jpeg),
                   str(stored.get("sha256", ""))[:12])
         return {k: stored[k] for k in ("snapshot_id", "sha256", "bytes") if k in stored}

@@ -14,10 +14,16 @@ segment sits at ``offset_s`` on it, a gap from ``start - opened`` to ``end - ope
 Place search needs the units' GPS tracks, which live outside this package: callers pass a
 :data:`TrackSource`. All methods block on SQLite (milliseconds); async callers use a thread. One
 connection is shared under a lock, so calls from several threads serialise.
+
+The same catalog, the same statements, can live in PostgreSQL instead of the file
+(:mod:`recordings.catalog_postgres`): there every node of a cluster syncs its own part from its
+own ledger, searches and statistics cover every node's archive, and what touches this node's
+files (retention, deleted paths, the audit trail's ledger indexes) reads only its part.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -29,7 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from utctime import iso_millis, parse_iso_millis
 
-from . import audit_catalog, catalog_stats, day_cache, still_catalog
+from . import audit_catalog, catalog_postgres, catalog_stats, day_cache, still_catalog
 from .catalog_stats import CatalogDay
 from .still_catalog import StillQuery, StillRow
 
@@ -121,6 +127,7 @@ class SegmentRow:
     offset_s: float
     duration_s: float
     deleted: bool
+    elsewhere: str | None = None  # the node whose archive holds the file, when it is not this one
 
 
 def _time(text: Any) -> float | None:
@@ -178,16 +185,27 @@ def track_passes_near(points: Sequence[tuple[float, float, float]], near: Near) 
 
 
 class Catalog:
-    """The catalog file at ``path`` (created, WAL mode). See the module docstring."""
+    """The catalog file at ``path`` (created, WAL mode), or this node's part of the catalog in
+    PostgreSQL (``path`` a :class:`recordings.catalog_postgres.Connection`). See the module docstring."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path | catalog_postgres.Connection) -> None:
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")  # a projection: a lost tail is re-synced
-        self._conn.executescript(SCHEMA)
+        self._node: str | None = None  # on PostgreSQL: this node's name (its part)
+        self._own_and = self._own_where = ""  # the SQL that keeps to this node's rows
+        self._begin_write = "BEGIN"
+        self._conn: Any
+        if isinstance(path, catalog_postgres.Connection):
+            self.path: Path | str = f"{catalog_postgres.SCHEMA_NAME} (PostgreSQL), node {path.node}"
+            self._conn, self._node = path, path.node
+            self._own_and, self._own_where = f" AND {catalog_postgres.OWN}", f" WHERE {catalog_postgres.OWN}"
+            self._begin_write = "BEGIN IMMEDIATE"  # the catalog's writer lock before anything is read
+        else:
+            self.path = Path(path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")  # a projection: a lost tail is re-synced
+            self._conn.executescript(SCHEMA)
         self._live_bytes: tuple[int, int] | None = None  # (change stamp, bytes)
         self._stats_days = day_cache.Decoded(CatalogDay.read)
         self._next = int(self._meta("next_index") or 0)
@@ -211,7 +229,7 @@ class Catalog:
             n = self._next
             last_time = self._last_time
             applied = 0
-            self._conn.execute("BEGIN")
+            self._conn.execute(self._begin_write)
             try:
                 for e in entries:
                     index = e.get("index")
@@ -251,11 +269,12 @@ class Catalog:
         return bool(last) and str(last[0].get("time", "")) == (self._last_time or "")
 
     def reset(self) -> None:
-        """Forget everything: the next sync starts from ledger entry 0."""
+        """Forget everything (on PostgreSQL: this node's rows): the next sync starts from ledger entry 0."""
         with self._lock:
-            self._conn.execute("BEGIN")
+            self._conn.execute(self._begin_write)
             for table in TABLES:
-                self._conn.execute(f"DELETE FROM {table}")
+                own = self._own_where if table not in catalog_stats.TABLES else ""
+                self._conn.execute(f"DELETE FROM {table}{own}")
             self._set_meta("schema", SCHEMA_VERSION)
             self._conn.execute("COMMIT")
             self._next, self._last_time = 0, None
@@ -315,7 +334,7 @@ class Catalog:
             logger.warning("catalog: ledger entry %d (%s) not applied: %r", index, kind, exc)
 
     def _meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        row = self._conn.execute(f"SELECT value FROM meta WHERE key=?{self._own_and}", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def _set_meta(self, key: str, value: str) -> None:
@@ -327,7 +346,8 @@ class Catalog:
         with self._lock:
             cur = self._conn.execute(sql, tuple(args))
             cur.row_factory = sqlite3.Row
-            return cur.fetchall()
+            rows: list[sqlite3.Row] = cur.fetchall()
+            return rows
 
     _SUMMARY = (
         "SELECT r.*, "
@@ -392,9 +412,11 @@ class Catalog:
         ``ledger_index`` of its ``segment_sealed`` entry), how many were deleted, its gaps
         (``start``, ``end``, ``cause``) and the ledger indexes of its ``recording_opened`` and
         ``recording_closed`` entries (``opened_index``, ``closed_index``): what an export, a
-        completeness statement and a per-action report need, without reading the ledger."""
+        completeness statement and a per-action report need, without reading the ledger. Only this
+        node's archive: its files and ledger indexes are what an export packages and proves."""
         out = []
-        for r in self._rows("SELECT * FROM recordings WHERE action_id=? ORDER BY opened_at, id", (action_id,)):
+        for r in self._rows(f"SELECT * FROM recordings WHERE action_id=?{self._own_and} ORDER BY opened_at, id",
+                            (action_id,)):
             segs = self._rows("SELECT * FROM segments WHERE recording_id=? ORDER BY seq", (r["id"],))
             gaps = self._rows("SELECT * FROM gaps WHERE recording_id=? ORDER BY start", (r["id"],))
             out.append({
@@ -421,7 +443,11 @@ class Catalog:
             return None
         s = rows[0]
         return SegmentRow(s["recording_id"], s["seq"], s["path"], s["sha256"] or "", s["bytes"] or 0,
-                          s["offset_s"] or 0.0, s["duration_s"] or 0.0, bool(s["deleted"]))
+                          s["offset_s"] or 0.0, s["duration_s"] or 0.0, bool(s["deleted"]), self._elsewhere(s))
+
+    def _elsewhere(self, row: Any) -> str | None:
+        """The node whose archive holds the file of ``row``, unless it is this one."""
+        return None if self._node is None or row["ledger_node"] == self._node else str(row["ledger_node"])
 
     def search(self, query: Query, tracks: TrackSource | None = None) -> list[dict[str, Any]]:
         """Recordings matching ``query``, newest first, at most ``query.limit``. A place criterion
@@ -465,7 +491,9 @@ class Catalog:
         return still_catalog.views(self._rows(*still_catalog.search_sql(query)))
 
     def snapshot(self, snapshot_id: str) -> StillRow | None:
-        return still_catalog.still_row(self._rows(*still_catalog.one_sql(snapshot_id)))
+        rows = self._rows(*still_catalog.one_sql(snapshot_id))
+        found = still_catalog.still_row(rows)
+        return found if found is None else dataclasses.replace(found, elsewhere=self._elsewhere(rows[0]))
 
     # -- the operators' audit trail -----------------------------------------------------------------
 
@@ -476,13 +504,15 @@ class Catalog:
         return [audit_catalog.view(r) for r in self._rows(*audit_catalog.search_sql(where, args, limit))]
 
     def operator_action_seqs(self, after_index: int) -> list[tuple[int, int]]:
-        """``(seq, ledger_index)`` of every operator action after ledger index ``after_index``."""
+        """``(seq, ledger_index)`` of every operator action after ledger index ``after_index`` (of this
+        node's ledger)."""
         return [(r[0], r[1]) for r in self._rows(
-            "SELECT seq, ledger_index FROM operator_actions WHERE ledger_index > ? ORDER BY ledger_index",
-            (after_index,))]
+            f"SELECT seq, ledger_index FROM operator_actions WHERE ledger_index > ?{self._own_and} "
+            "ORDER BY ledger_index", (after_index,))]
 
     def last_operator_action_seq(self) -> int:
-        return int(self._rows("SELECT COALESCE(MAX(seq), 0) FROM operator_actions")[0][0])
+        """The last ``seq`` this node's ledger holds (0: none)."""
+        return int(self._rows(f"SELECT COALESCE(MAX(seq), 0) FROM operator_actions{self._own_where}")[0][0])
 
     # -- statistics (recordings.catalog_stats) -------------------------------------------------------
 
@@ -524,28 +554,29 @@ class Catalog:
         return {r[0] for r in self._rows("SELECT case_number FROM holds")}
 
     def retention_view(self) -> tuple[list[dict[str, Any]], int]:
-        """Closed recordings that still have segments (id, category, case_number, closed_at,
-        segments: [{seq, path, sha256, bytes}]) and the number of segments not deleted archive-wide."""
+        """Closed recordings of this node's archive that still have segments (id, category,
+        case_number, closed_at, segments: [{seq, path, sha256, bytes}]) and the number of segments
+        not deleted archive-wide."""
         recs: dict[str, dict[str, Any]] = {}
         for r in self._rows("SELECT id, category, case_number, closed_at FROM recordings WHERE state='closed' "
-                            "AND closed_at IS NOT NULL ORDER BY closed_at"):
+                            f"AND closed_at IS NOT NULL{self._own_and} ORDER BY closed_at"):
             recs[r["id"]] = {"id": r["id"], "category": r["category"], "case_number": r["case_number"],
                              "closed_at": r["closed_at"], "segments": []}
-        for s in self._rows("SELECT recording_id, seq, path, sha256, bytes FROM segments WHERE deleted=0 "
-                            "ORDER BY recording_id, seq"):
+        for s in self._rows("SELECT recording_id, seq, path, sha256, bytes FROM segments "
+                            f"WHERE deleted=0{self._own_and} ORDER BY recording_id, seq"):
             if s["recording_id"] in recs:
                 recs[s["recording_id"]]["segments"].append(
                     {"seq": s["seq"], "path": s["path"], "sha256": s["sha256"], "bytes": s["bytes"] or 0})
-        live = self._rows("SELECT COUNT(*) FROM segments WHERE deleted=0")[0][0]
+        live = self._rows(f"SELECT COUNT(*) FROM segments WHERE deleted=0{self._own_and}")[0][0]
         return [r for r in recs.values() if r["segments"]], int(live)
 
     def deleted_paths(self) -> list[str]:
-        """Archive-relative paths of every segment the ledger records as deleted."""
-        return [r[0] for r in self._rows("SELECT path FROM segments WHERE deleted=1")]
+        """Archive-relative paths of every segment this node's ledger records as deleted."""
+        return [r[0] for r in self._rows(f"SELECT path FROM segments WHERE deleted=1{self._own_and}")]
 
     def close(self) -> None:
         """Idempotent."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
-                self._conn = None  # type: ignore[assignment]
+                self._conn = None

@@ -43,6 +43,7 @@ class StillRow:
 
     view: dict[str, Any]
     path: str  # archive-relative, from the ledger
+    elsewhere: str | None = None  # the node whose archive holds the file, when it is not this one
 
 
 def _time(text: Any) -> float | None:

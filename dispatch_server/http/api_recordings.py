@@ -28,7 +28,7 @@ from utctime import parse_iso
 from ..appkeys import COMPLIANCE, POSITIONS, TICKETS
 from ..auth import PERMISSIONS, check_unit_id
 from ..casenumber import CaseNumberError, parse_case_number
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, Conflict, NotFound
 from ..evidence_catalog import EvidenceCatalog
 from .evidence_access import SealedFile, authorise, evidence_of, record_access
 from .request import person_of
@@ -205,6 +205,11 @@ async def segment(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"recording {rid!r} has no segment {seq}", code="unknown_segment")
     if seg.deleted:
         raise NotFound(f"segment {seq} of {rid} was deleted by retention", code="segment_deleted")
+    if seg.elsewhere is not None:  # a catalog every node shares: the file is on that node's disk
+        await record_access(evidence, request, kind, actor, "failed",
+                            {**data, "status": 409, "reason": f"on node {seg.elsewhere}"})
+        raise Conflict(f"segment {seq} of {rid} is in the archive of node {seg.elsewhere!r}; play it there",
+                       code="segment_elsewhere")
     path = _segment_path(evidence, seg)
     if path is None or not await asyncio.to_thread(path.is_file):
         await record_access(evidence, request, kind, actor, "failed", {**data, "status": 404, "reason": "file missing"})

@@ -24,7 +24,7 @@ from recordings.still_catalog import StillQuery, StillRow
 
 from ..appkeys import AUTH, SETTINGS, SNAPSHOTS, TICKETS
 from ..auth import bearer, check_unit_id
-from ..errors import BadRequest, NotFound, Unavailable, UnsupportedMediaType
+from ..errors import BadRequest, Conflict, NotFound, Unavailable, UnsupportedMediaType
 from ..evidence_catalog import EvidenceCatalog
 from ..snapshots import NewSnapshot, snapshot_url
 from .api_recordings import case_param, iso_time_param, text_param
@@ -105,6 +105,11 @@ async def image(request: web.Request) -> web.StreamResponse:
     actor = f"user:{person.username}"
     if row is None:
         raise NotFound(f"unknown still {sid!r}", code="unknown_snapshot")
+    if row.elsewhere is not None:  # a catalog every node shares: the file is on that node's disk
+        await record_access(evidence, request, "viewed", actor, "failed",
+                            {**data, "status": 409, "reason": f"on node {row.elsewhere}"})
+        raise Conflict(f"still {sid} is in the archive of node {row.elsewhere!r}; view it there",
+                       code="snapshot_elsewhere")
     path = _file_of(evidence, row)
     if path is None or not await asyncio.to_thread(path.is_file):
         await record_access(evidence, request, "viewed", actor, "failed", {**data, "status": 404,

@@ -68,7 +68,7 @@ class UnitNamespace(EdgeNamespace):
         self._grants[sid] = self.revocation.unit_opened(unit.id, unit.token_hash, "socket.io link",
                                                         functools.partial(self._revoked, sid))
         logger.info("unit %s: connected (sid %s)", unit.id, sid)
-        await self.roster.mark(unit.id, connected=True)
+        await self.roster.link_opened(unit.id)
 
     async def on_disconnect(self, sid: str, reason: Any = None) -> None:
         self.revocation.released(self._grants.pop(sid, None))

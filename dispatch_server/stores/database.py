@@ -144,6 +144,13 @@ class Database:
         """``(found, latest)`` schema versions, without changing anything (blocking)."""
         raise NotImplementedError
 
+    def hold(self, key: int) -> bool:
+        """Whether this process holds (or now takes) the cluster-wide role ``key``: one process of
+        all that share the database does a job (shipping the audit trail to a ledger). It is held
+        until the process ends or loses its database; then another takes it (blocking). SQLite:
+        always (one node, or nodes on one host that coordinate otherwise)."""
+        return True
+
 
 class SqliteDatabase(Database):
     """The SQLite file ``<data_dir>/dispatch.sqlite3``."""

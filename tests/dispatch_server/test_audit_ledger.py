@@ -127,3 +127,57 @@ async def test_rows_a_crash_left_behind_are_shipped_once_and_a_vanished_row_is_r
     server.app[ARCHIVE].ledger.sign_tree_head()
     report = verify_archive(settings.archive_dir, server.app[ARCHIVE].ledger.public_key_pem())
     assert report.failures == [] and "audit_gap" in [w.kind for w in report.warnings]
+
+
+async def test_nodes_on_one_database_ship_each_row_to_one_ledger_once_and_the_next_takes_over(
+        guarded_server: Any, tmp_path: Path, postgres_url: str, http: aiohttp.ClientSession) -> None:
+    """Two nodes on one PostgreSQL database write audit rows in turn: one node ships the whole trail
+    (each row in one ledger, once; their interleaved rows are no hole, so no ``audit_gap``). When that
+    node stops, the other ships what comes next, after what was shipped."""
+    import asyncio
+
+    from dispatch_server.appkeys import DATABASE
+
+    servers: dict[str, Any] = {}
+    for name in ("node-a", "node-b"):
+        settings = settings_for(tmp_path / name, storage={"url": postgres_url}, server={"node_id": name})
+        app = create_app(settings)
+        servers[name] = (await guarded_server(app), settings)
+    a_app = servers["node-a"][0].app
+    add_user(a_app, "op", "operator")
+    add_units(a_app)
+    urls = {name: str(s.make_url("")).rstrip("/") for name, (s, _) in servers.items()}
+
+    async def act(name: str, n: int) -> None:
+        token = await login(http, urls[name], "op")
+        status, body = await api(http, "POST", f"{urls[name]}/api/actions", token, {**ACTION, "title": f"第{n}次"})
+        assert status == 201, body
+
+    async def all_shipped(name: str) -> list[int]:
+        db = servers[name][0].app[DATABASE]
+        deadline = time.monotonic() + 60
+        while await db.run(db.query, "SELECT COUNT(*) FROM audit WHERE ledger_index IS NULL") != [(0,)]:
+            assert time.monotonic() < deadline, "audit rows not shipped"
+            await asyncio.sleep(0.1)
+        return sorted(r[0] for r in await db.run(db.query, "SELECT n FROM audit"))
+
+    def shipped_by(name: str) -> list[int]:
+        found = entries(servers[name][1].archive_dir)
+        assert not [e for e in found if e["type"] == "audit_gap"], f"{name}: a hole that is none"
+        return [e["data"]["seq"] for e in found if e["type"] == "operator_action"]
+
+    for n in range(6):
+        await act(("node-a", "node-b")[n % 2], n)
+    rows = await all_shipped("node-a")
+    a_seqs, b_seqs = shipped_by("node-a"), shipped_by("node-b")
+    assert sorted(a_seqs + b_seqs) == rows, "each row in one ledger, once"
+    shipper = "node-a" if a_seqs else "node-b"
+    other = "node-b" if shipper == "node-a" else "node-a"
+    assert not (a_seqs and b_seqs), "one node ships"
+
+    await servers[shipper][0].close()  # the shipper stops; its session (and its role) ends
+    for n in range(6, 10):
+        await act(other, n)
+    later = await all_shipped(other)
+    assert sorted(shipped_by(other)) == sorted(set(later) - set(rows)), "the other node took over after it"
+    assert sorted(shipped_by(shipper)) == rows

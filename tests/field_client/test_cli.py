@@ -98,6 +98,22 @@ def test_server_must_be_an_http_url(capsys: pytest.CaptureFixture[str]) -> None:
     assert "http(s) URL" in capsys.readouterr().err
 
 
+def test_server_repeated_names_every_node_of_a_cluster_in_order(tmp_path: Path) -> None:
+    [cfg] = configs("--server", "http://10.0.0.2:8080/", "--server", "http://10.0.0.3:8080", "--server", SERVER,
+                    "--unit", "u", "--token", "t")
+    assert cfg.servers == (SERVER, "http://10.0.0.2:8080", "http://10.0.0.3:8080")  # the same node once
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("sim-1 aaa\nsim-2 bbb\n", encoding="utf-8")
+    fleet = configs("--server", "http://10.0.0.2:8080", "--fleet", "2", "--token-file", str(tokens))
+    assert [c.servers for c in fleet] == [(SERVER, "http://10.0.0.2:8080")] * 2
+
+
+def test_every_server_must_be_an_http_url(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--server", SERVER, "--server", "10.0.0.2:8080", "--unit", "u", "--token", "t"])
+    assert "'10.0.0.2:8080'" in capsys.readouterr().err
+
+
 def test_token_never_appears_in_repr() -> None:
     [cfg] = configs("--unit", "u", "--token", "very-secret-token")
     assert "very-secret-token" not in repr(cfg)

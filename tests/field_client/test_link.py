@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -15,7 +17,9 @@ import socketio
 from aiohttp import web
 
 from field_client.config import UnitConfig
+from field_client.errors import LinkError
 from field_client.gps import GpsSpec
+from field_client.link import UnitLink
 from field_client.sources import SourceSpec
 from field_client.unit import run_unit
 
@@ -130,3 +134,52 @@ async def test_refused_unit_keeps_retrying_with_backoff_until_stopped(
     assert any("unit bc-01: link: server refused the connection: unauthorized" in m for m in messages)
     assert any("unit bc-01: link: reconnecting in" in m for m in messages)
     assert messages[-1] == "unit bc-01: stopped"
+
+
+def unused_url() -> str:
+    """The URL of a port nothing listens on (a node that died)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.timeout(60)
+async def test_unit_moves_on_to_the_next_server_when_its_node_cannot_be_reached(
+    stand_in: StandInServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stop = asyncio.Event()
+    dead = unused_url()
+    caplog.set_level("INFO", logger="field_client")
+    unit = asyncio.create_task(run_unit(control_only(dead, tmp_path, other_servers=(stand_in.url,)), stop))
+    try:
+        async with asyncio.timeout(30):
+            await stand_in.connects.get()
+    finally:
+        stop.set()
+        async with asyncio.timeout(10):
+            await unit
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("field_client")]
+    order = [f"unit bc-01: connecting to {dead}", f"unit bc-01: {dead} unreachable; trying {stand_in.url} next",
+             f"unit bc-01: connecting to {stand_in.url}"]
+    assert [m for m in messages if m in order][:3] == order
+
+
+@pytest.mark.timeout(60)
+async def test_a_call_fails_as_soon_as_the_link_drops_not_after_its_timeout(stand_in: StandInServer) -> None:
+    async def sync(sid: str, data: Any) -> dict[str, Any]:
+        await stand_in.sio.disconnect(sid, namespace="/unit")  # the node goes before it answers
+        return {"ok": True, "instructions": []}
+
+    stand_in.sio.on("sync", sync, namespace="/unit")
+    link = UnitLink(stand_in.url, "bc-01", TOKEN, ack_timeout_s=30)
+    await link.connect()
+    try:
+        started = time.monotonic()
+        with pytest.raises(LinkError, match="link lost before 'sync' was acknowledged"):
+            await link.call("sync", {"after_seq": 0})
+        assert time.monotonic() - started < 10
+        with pytest.raises(LinkError, match="not sent: the link is down"):
+            await link.call("sync", {"after_seq": 0})
+    finally:
+        await link.close()

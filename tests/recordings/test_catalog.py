@@ -10,8 +10,9 @@ from typing import Any, Iterator, Sequence
 
 import pytest
 
-from recordings.catalog import Catalog, CatalogError, Near, Query, distance_m, track_passes_near
+from recordings.catalog import CatalogError, Near, Query, distance_m, track_passes_near
 from recordings.ledger import Ledger
+from tests.recordings.conftest import OpenCatalog
 from utctime import iso_millis
 
 T0 = 1_790_000_000.0  # 2026-09-21
@@ -82,9 +83,10 @@ def archive(tmp_path: Path) -> Iterator[FakeArchive]:
     a.ledger.close()
 
 
-def test_sync_is_incremental_idempotent_and_keeps_its_place(archive: FakeArchive, tmp_path: Path) -> None:
+def test_sync_is_incremental_idempotent_and_keeps_its_place(
+        archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     archive.recording("rec-a", case="（2026）冀0916执1号", officers=["王法警", "李法警"], gap=(3.0, 8.0), segments=3)
-    catalog = Catalog(tmp_path / "catalog.sqlite3")
+    catalog = open_catalog(tmp_path / "catalog.sqlite3")
     applied = catalog.sync_from(archive.ledger)
     assert applied == archive.ledger.size and catalog.next_index == archive.ledger.size
     assert catalog.sync_from(archive.ledger) == 0
@@ -102,7 +104,7 @@ def test_sync_is_incremental_idempotent_and_keeps_its_place(archive: FakeArchive
     # A new entry arrives: only it is applied; a restart reads the stored place.
     archive.recording("rec-b", unit="bc-02", opened=T0 + 100)
     catalog.close()
-    again = Catalog(tmp_path / "catalog.sqlite3")
+    again = open_catalog(tmp_path / "catalog.sqlite3")
     before = again.next_index
     assert again.sync_from(archive.ledger) == archive.ledger.size - before
     assert {r["id"] for r in again.search(Query())} == {"rec-a", "rec-b"}
@@ -111,14 +113,15 @@ def test_sync_is_incremental_idempotent_and_keeps_its_place(archive: FakeArchive
     again.close()
 
 
-def test_catalog_is_rebuilt_from_the_ledger_alone(archive: FakeArchive, tmp_path: Path) -> None:
+def test_catalog_is_rebuilt_from_the_ledger_alone(
+        archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     archive.recording("rec-a")
-    first = Catalog(tmp_path / "one.sqlite3")
+    first = open_catalog(tmp_path / "one.sqlite3")
     first.sync_from(archive.ledger)
     view = first.recording("rec-a")
     first.close()
     (tmp_path / "one.sqlite3").unlink()
-    rebuilt = Catalog(tmp_path / "one.sqlite3")
+    rebuilt = open_catalog(tmp_path / "one.sqlite3")
     rebuilt.sync_from(archive.ledger)
     assert rebuilt.recording("rec-a") == view
     rebuilt.close()
@@ -127,7 +130,7 @@ def test_catalog_is_rebuilt_from_the_ledger_alone(archive: FakeArchive, tmp_path
     other = FakeArchive(tmp_path / "other")
     for i in range(3):
         other.recording(f"rec-x{i}", opened=T0 + i * 100)
-    stale = Catalog(tmp_path / "stale.sqlite3")
+    stale = open_catalog(tmp_path / "stale.sqlite3")
     stale.sync_from(other.ledger)
     stale.sync_from(archive.ledger)
     assert [r["id"] for r in stale.search(Query())] == ["rec-a"]
@@ -135,13 +138,14 @@ def test_catalog_is_rebuilt_from_the_ledger_alone(archive: FakeArchive, tmp_path
     other.ledger.close()
 
 
-def test_search_by_case_action_unit_officer_and_time_overlap(archive: FakeArchive, tmp_path: Path) -> None:
+def test_search_by_case_action_unit_officer_and_time_overlap(
+        archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     archive.recording("rec-1", unit="bc-01", case="（2026）冀0916执1号", action="act-1", officers=["王"], opened=T0)
     archive.recording("rec-2", unit="bc-02", case="（2026）冀0916执1号", action="act-1", officers=["李"], opened=T0 + 5)
     archive.recording("rec-3", unit="bc-01", case="（2026）冀0916执2号", action="act-2", officers=["王", "李"],
                       opened=T0 + 1000)
     archive.recording("rec-open", unit="bc-03", opened=T0 + 2000, close=False)
-    catalog = Catalog(tmp_path / "c.sqlite3")
+    catalog = open_catalog(tmp_path / "c.sqlite3")
     catalog.sync_from(archive.ledger)
 
     def ids(**kw: Any) -> list[str]:
@@ -163,7 +167,8 @@ def test_search_by_case_action_unit_officer_and_time_overlap(archive: FakeArchiv
     catalog.close()
 
 
-def test_place_search_follows_the_units_track_during_the_recording(archive: FakeArchive, tmp_path: Path) -> None:
+def test_place_search_follows_the_units_track_during_the_recording(
+        archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     archive.recording("rec-1", unit="bc-01", opened=T0)  # T0 .. T0+7
     archive.recording("rec-2", unit="bc-02", opened=T0)
     archive.recording("rec-3", unit="bc-01", opened=T0 + 1000)
@@ -180,7 +185,7 @@ def test_place_search_follows_the_units_track_during_the_recording(archive: Fake
         # The store keeps every fix; the catalog asks for the recording's span with a margin.
         return [p for p in tracks.get(unit, []) if since - 60 <= p[0] <= (until or 1e18) + 60]
 
-    catalog = Catalog(tmp_path / "c.sqlite3")
+    catalog = open_catalog(tmp_path / "c.sqlite3")
     catalog.sync_from(archive.ledger)
     near = Near(38.0, 114.5, 50.0)
     assert [r["id"] for r in catalog.search(Query(near=near), source)] == ["rec-1"]
@@ -204,12 +209,12 @@ def test_track_geometry() -> None:
     assert not track_passes_near([], near)
 
 
-def test_holds_and_deletions_are_projected(archive: FakeArchive, tmp_path: Path) -> None:
+def test_holds_and_deletions_are_projected(archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     archive.recording("rec-1", case="（2026）冀0916执1号")
     archive.append("hold_set", {"case_number": "（2026）冀0916执1号", "reason": "appeal"}, actor="user:sup")
     archive.append("segment_deleted", {"recording_id": "rec-1", "seq": 1, "path": "recordings/rec-1/000001.webm",
                                        "sha256": "0" * 64, "reason": "retention: standard keep_days=1"})
-    catalog = Catalog(tmp_path / "c.sqlite3")
+    catalog = open_catalog(tmp_path / "c.sqlite3")
     catalog.sync_from(archive.ledger)
     [hold] = catalog.holds()
     assert hold["case_number"] == "（2026）冀0916执1号" and hold["set_by"] == "user:sup" and hold["recordings"] == 1

@@ -8,8 +8,8 @@ from typing import Iterator
 
 import pytest
 
-from recordings.catalog import Catalog
 from recordings.catalog_stats import CatalogDay
+from tests.recordings.conftest import OpenCatalog
 from tests.recordings.test_catalog import FakeArchive
 
 DAY = 86400.0
@@ -40,12 +40,13 @@ def spans(days: list[CatalogDay], unit: str) -> list[tuple[float, float]]:
     return out
 
 
-def test_a_day_holds_what_was_recorded_inside_it_by_action_and_unit(archive: FakeArchive, tmp_path: Path) -> None:
+def test_a_day_holds_what_was_recorded_inside_it_by_action_and_unit(
+        archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     # bc-01 records across midnight for action act-1: 4 segments of 10 s from 23:59:40; bc-02 (no
     # action) records 2 segments on the first day with a gap between them.
     archive.recording("rec-a", unit="bc-01", action="act-1", opened=MIDNIGHT - 20, segments=4, segment_s=10.0)
     archive.recording("rec-b", unit="bc-02", opened=MIDNIGHT - 3600, segments=3, segment_s=10.0, gap=(10.0, 25.0))
-    catalog = Catalog(tmp_path / "c.sqlite3")
+    catalog = open_catalog(tmp_path / "c.sqlite3")
     catalog.sync_from(archive.ledger)
     first, second = catalog.stats_days(DAYS, LATER)
 
@@ -61,9 +62,10 @@ def test_a_day_holds_what_was_recorded_inside_it_by_action_and_unit(archive: Fak
     catalog.close()
 
 
-def test_a_segment_sealed_or_deleted_later_redoes_only_its_days(archive: FakeArchive, tmp_path: Path) -> None:
+def test_a_segment_sealed_or_deleted_later_redoes_only_its_days(
+        archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     archive.recording("rec-a", unit="bc-01", action="act-1", opened=MIDNIGHT - 7200, segments=2, segment_s=10.0)
-    catalog = Catalog(tmp_path / "c.sqlite3")
+    catalog = open_catalog(tmp_path / "c.sqlite3")
     catalog.sync_from(archive.ledger)
     first, second = catalog.stats_days(DAYS, LATER)
     assert by_cell(first) == {("act-1", "bc-01"): 20.0} and by_cell(second) == {}

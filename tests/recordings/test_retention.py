@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from recordings.catalog import Catalog
 from recordings.retention import DAY_S, Policy, Retention, plan_retention
 from recordings.verify import verify_archive
+from tests.recordings.conftest import OpenCatalog
 from tests.recordings.test_catalog import T0, Clock, FakeArchive
 
 CASE = "（2026）冀0916执7号"
@@ -51,7 +51,7 @@ def test_plan_is_pure_and_follows_categories_holds_and_the_share() -> None:
 
 
 def test_run_deletes_due_segments_as_ledger_entries_and_the_archive_still_verifies(
-        archive: FakeArchive, tmp_path: Path) -> None:
+        archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     archive.recording("rec-old", opened=T0)
     archive.recording("rec-held", opened=T0 + 10, case=CASE)
     archive.recording("rec-incident", opened=T0 + 20, category="incident")
@@ -59,7 +59,7 @@ def test_run_deletes_due_segments_as_ledger_entries_and_the_archive_still_verifi
     archive.recording("rec-open", opened=T0 + 40 * DAY_S, close=False)
     archive.append("hold_set", {"case_number": CASE, "reason": "appeal pending"}, actor="user:sup")
     clock = Clock(T0 + 35 * DAY_S)
-    catalog = Catalog(tmp_path / "catalog.sqlite3")
+    catalog = open_catalog(tmp_path / "catalog.sqlite3")
     retention = Retention(catalog, archive.ledger, archive.root, POLICY, clock)
 
     dry = retention.run(dry_run=True, actor="user:admin", where="http:127.0.0.1")
@@ -95,10 +95,11 @@ def test_run_deletes_due_segments_as_ledger_entries_and_the_archive_still_verifi
     catalog.close()
 
 
-def test_run_above_the_share_deletes_nothing_and_is_recorded_as_failed(archive: FakeArchive, tmp_path: Path) -> None:
+def test_run_above_the_share_deletes_nothing_and_is_recorded_as_failed(
+        archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     archive.recording("rec-1", opened=T0, segments=3)
     archive.recording("rec-2", opened=T0 + 100, segments=1)
-    catalog = Catalog(tmp_path / "catalog.sqlite3")
+    catalog = open_catalog(tmp_path / "catalog.sqlite3")
     # A clock a year ahead (or keep_days set too short) makes everything due.
     retention = Retention(catalog, archive.ledger, archive.root, POLICY, Clock(T0 + 365 * DAY_S))
     result = retention.run(dry_run=False, actor="system", where="cli")
@@ -112,7 +113,7 @@ def test_run_above_the_share_deletes_nothing_and_is_recorded_as_failed(archive: 
 
 
 def test_leftover_file_of_an_interrupted_run_is_removed_and_paths_stay_inside(
-        archive: FakeArchive, tmp_path: Path) -> None:
+        archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     archive.recording("rec-1", opened=T0, segments=1)
     archive.recording("rec-2", opened=T0 + 50 * DAY_S, segments=4)
     leftover = archive.root / "recordings/rec-1/000001.webm"
@@ -126,7 +127,7 @@ def test_leftover_file_of_an_interrupted_run_is_removed_and_paths_stay_inside(
     archive.append("segment_sealed", {"recording_id": "rec-1", "seq": 2, "path": "recordings/../../precious.txt",
                                       "sha256": "b" * 64, "bytes": 7, "start": "2026-09-21T14:13:20.000Z",
                                       "end": "2026-09-21T14:13:21.000Z", "offset_s": 3.0})
-    catalog = Catalog(tmp_path / "catalog.sqlite3")
+    catalog = open_catalog(tmp_path / "catalog.sqlite3")
     retention = Retention(catalog, archive.ledger, archive.root, Policy({"standard": 30.0}, "standard", 0.5),
                           Clock(T0 + 40 * DAY_S))
     result = retention.run(dry_run=False, actor="system", where="cli")

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from recordings.archive import ActionContext, ArchiveService
-from recordings.catalog import Catalog
 from recordings.ledger import Ledger, LedgerWriteError
 from recordings.retention import DAY_S, Policy, Retention
 from recordings.snapshots import SnapshotError, StillInfo, seal_snapshot
 from recordings.still_catalog import StillQuery
 from recordings.verify import Report, verify_archive
+from tests.recordings.conftest import OpenCatalog
 from tests.recordings.test_catalog import T0, Clock, FakeArchive
 from utctime import iso_millis
 
@@ -190,14 +190,15 @@ async def test_a_crash_between_the_ledger_append_and_the_rename_is_completed_at_
     assert after.failures == [] and after.warnings == [] and after.snapshots_proven == 1
 
 
-def test_the_catalog_finds_stills_newest_first_by_unit_case_and_action(archive: FakeArchive, tmp_path: Path) -> None:
+def test_the_catalog_finds_stills_newest_first_by_unit_case_and_action(
+        archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     sealed = []
     for n, (unit, case, action) in enumerate([("bc-01", CASE, "act-1"), ("bc-02", None, None),
                                               ("bc-01", CASE, "act-2"), ("bc-02", CASE, "act-1")]):
         archive.clock.now = T0 + n
         sealed.append(seal(archive, jpeg(n), info(unit=unit, case=case, action=action)))
     archive.append("hold_set", {"case_number": CASE, "reason": "appeal"}, actor="user:sup")
-    catalog = Catalog(tmp_path / "catalog.sqlite3")
+    catalog = open_catalog(tmp_path / "catalog.sqlite3")
     catalog.sync_from(archive.ledger)
     ids = [s["snapshot_id"] for s in sealed]
 
@@ -224,13 +225,14 @@ def test_the_catalog_finds_stills_newest_first_by_unit_case_and_action(archive: 
     catalog.close()
 
 
-def test_retention_runs_leave_stills_of_held_and_free_cases_alone(archive: FakeArchive, tmp_path: Path) -> None:
+def test_retention_runs_leave_stills_of_held_and_free_cases_alone(
+        archive: FakeArchive, tmp_path: Path, open_catalog: OpenCatalog) -> None:
     archive.recording("rec-old", opened=T0, case=CASE)
     archive.recording("rec-free", opened=T0 + 5)
     held = seal(archive, jpeg(1), info(case=CASE))
     free = seal(archive, jpeg(2), info(case="（2026）冀0916执8号", action="act-2"))
     archive.append("hold_set", {"case_number": CASE, "reason": "appeal"}, actor="user:sup")
-    catalog = Catalog(tmp_path / "catalog.sqlite3")
+    catalog = open_catalog(tmp_path / "catalog.sqlite3")
     policy = Policy({"standard": 30.0}, "standard", 1.0)
     result = Retention(catalog, archive.ledger, archive.root, policy, Clock(T0 + 400 * DAY_S)).run(
         dry_run=False, actor="user:admin", where=WHERE)
