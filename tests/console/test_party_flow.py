@@ -55,6 +55,24 @@ async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
         await portal.fill("#request-reason", "核实查封过程")
         await portal.click("#request-submit")
         await portal.wait_for_selector(".portal-request[data-state='pending']")
+        phone = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
+                                          bypass_csp=True)
+        on_phone = await phone.new_page()  # the party's phone: the form and the list fit, no sideways scrolling
+        await on_phone.goto(f"{live.url}/portal")
+        await on_phone.fill("#case-number", CASE)
+        await on_phone.fill("#access-code", code)
+        await on_phone.fill("#party-name", "张三")
+        await on_phone.click("#login-submit")
+        await on_phone.wait_for_selector(".portal-request[data-state='pending']")
+        await on_phone.evaluate("document.querySelector('#request-action').add(new Option("  # a court's long titles
+                                "'查封被执行人名下位于某市某区某路的厂房、车辆及生产设备（查封扣押，已结束）', 'long'), 0)")
+        cut = await on_phone.evaluate(  # (the body hides what overflows sideways: look at each element's edge)
+            "[...document.querySelectorAll('.portal *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)"
+            ".map(e => e.tagName + '#' + e.id)")
+        assert cut == [], f"cut off at the right edge of a 390 px phone: {cut}"
+        scrolled = await on_phone.evaluate("() => { window.scrollTo(0, 1e6); return scrollY; }")
+        assert scrolled > 0, "the page scrolls as a document on a phone (the last card can be reached)"
+        await phone.close()
 
         await court.wait_for_selector(".request-row[data-state='pending']", timeout=10_000)
         await court.click(".request-row[data-state='pending']")
