@@ -64,7 +64,8 @@ async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
         await on_phone.fill("#party-name", "张三")
         await on_phone.click("#login-submit")
         await on_phone.wait_for_selector(".portal-request[data-state='pending']")
-        long_title = "查封被执行人名下位于某市某区某路的厂房、车辆及生产设备（查封扣押，已结束）"  # a court's titles are long
+        # a court's action titles can be long
+        long_title = "查封被执行人名下位于某市某区某路的厂房、车辆及生产设备（查封扣押，已结束）"
         await on_phone.evaluate(f"document.querySelector('#request-action').add(new Option('{long_title}', 'long'), 0)")
         cut = await on_phone.evaluate(  # (the body hides what overflows sideways: look at each element's edge)
             "[...document.querySelectorAll('.portal *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)"
