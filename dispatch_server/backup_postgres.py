@@ -24,8 +24,9 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from sqlcompat import display
+
 from .backup import BackupError, sha256_of
-from .stores.postgres import display
 
 DUMP_FILE = "dispatch.pgdump"
 TIMEOUT_S = 3600.0  # a dump that takes longer than this is stopped

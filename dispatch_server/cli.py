@@ -188,20 +188,30 @@ def migrate(settings: Settings, check_only: bool) -> int:
     try:
         found = migrations.check(conn, path)  # SchemaTooNew: exit 2 with its message
         if check_only:
-            if found == migrations.LATEST:
-                print(f"database {path}: schema version {found}, up to date")
-                return 0
-            print(f"database {path}: schema version {found}; this release uses {migrations.LATEST}: "
-                  "run dispatch-server migrate (or start the server)")
-            return 1
+            return _checked(path, found)
         start, end = migrations.upgrade(conn, path)
     finally:
         conn.close()
+    return _migrated(path, start, end)
+
+
+def _checked(where: object, found: int) -> int:
+    """``migrate --check``: say whether the database at ``where`` (of version ``found``) is up to date."""
+    if found == migrations.LATEST:
+        print(f"database {where}: schema version {found}, up to date")
+        return 0
+    print(f"database {where}: schema version {found}; this release uses {migrations.LATEST}: "
+          "run dispatch-server migrate (or start the server)")
+    return 1
+
+
+def _migrated(where: object, start: int, end: int) -> int:
+    """``migrate``: say from which version to which the database at ``where`` was brought."""
     if start == end:
-        print(f"database {path}: schema version {end}, up to date")
+        print(f"database {where}: schema version {end}, up to date")
     else:
         steps = "; ".join(f"{v}: {migrations.STEPS[v][0]}" for v in range(start + 1, end + 1))
-        print(f"database {path}: schema version {start} → {end} ({steps})")
+        print(f"database {where}: schema version {start} → {end} ({steps})")
     return 0
 
 
@@ -209,7 +219,9 @@ def migrate_postgres(url: str, check_only: bool) -> int:
     """``migrate`` on PostgreSQL (``[storage] url``)."""
     import psycopg
 
-    from .stores.postgres import PgConnection, PostgresDatabase, display
+    from sqlcompat import display
+
+    from .stores.postgres import PgConnection, PostgresDatabase
 
     where = display(url)
     if check_only:
@@ -219,21 +231,11 @@ def migrate_postgres(url: str, check_only: bool) -> int:
         except psycopg.OperationalError as exc:
             print(f"error: PostgreSQL at {where}: {str(exc).strip()}", file=sys.stderr)
             return 2
-        if found == migrations.LATEST:
-            print(f"database {where}: schema version {found}, up to date")
-            return 0
-        print(f"database {where}: schema version {found}; this release uses {migrations.LATEST}: "
-              "run dispatch-server migrate (or start the server)")
-        return 1
+        return _checked(where, found)
     db = PostgresDatabase(url)
     start, end = db.migrated
     db.close()
-    if start == end:
-        print(f"database {where}: schema version {end}, up to date")
-    else:
-        steps = "; ".join(f"{v}: {migrations.STEPS[v][0]}" for v in range(start + 1, end + 1))
-        print(f"database {where}: schema version {start} → {end} ({steps})")
-    return 0
+    return _migrated(where, start, end)
 
 
 def move_state(settings: Settings, command: str, where: str) -> int:

@@ -23,13 +23,13 @@ import functools
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg_pool
 
 from geo.fix import Fix
 from geo.track import SCHEMA_VERSION, InsertResult, TrackPoint, TrackStoreClosed, check_limit, too_new
+from sqlcompat import display
 
 SCHEMA_LOCK = 0x74726B73  # pg_advisory_xact_lock key of the tracks' schema changes ("trks")
 
@@ -62,15 +62,6 @@ def _insert_sql(rows: int) -> str:
     values = ",".join(["(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"] * rows)
     return (f"INSERT INTO track_fixes ({_COLUMNS}) VALUES {values}"
             " ON CONFLICT (unit_id, ts) DO NOTHING RETURNING unit_id, ts")
-
-
-def display(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class PostgresTrackStore:

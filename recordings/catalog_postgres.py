@@ -12,12 +12,12 @@ connection puts first on its ``search_path``: the catalog's SQL names its tables
 database. The node of a connection is the setting ``evidence.node``; a row inserted without a
 ``ledger_node`` gets it by default, and :data:`OWN` selects the node's own rows.
 
-**Dialect.** The catalog's statements are written once, in SQLite's dialect; :func:`translate`
-turns one into PostgreSQL's (cached): ``?`` parameters, ``INSERT OR IGNORE``/``OR REPLACE``
-(:data:`REPLACE_KEYS`), and the column ``end``, a reserved word, quoted. SQLite's scalar
-``MAX(a, b)``/``MIN(a, b)`` and ``json_extract`` (the audit trail's filters) are functions of the
-schema. Times are ``DOUBLE PRECISION`` (PostgreSQL's ``REAL`` is 4 bytes), sums come back as
-``int`` or ``float`` (not ``Decimal``).
+**Dialect.** The catalog's statements are written once, in SQLite's dialect; :data:`DIALECT`
+(:mod:`sqlcompat`, as for the server database) turns one into PostgreSQL's: ``?`` parameters,
+``INSERT OR IGNORE``/``OR REPLACE`` (:data:`REPLACE_KEYS`), and the column ``end``, a reserved word,
+quoted. SQLite's scalar ``MAX(a, b)``/``MIN(a, b)`` and ``json_extract`` (the audit trail's filters)
+are functions of the schema (:data:`sqlcompat.COMPAT`). Times are ``DOUBLE PRECISION`` (PostgreSQL's
+``REAL`` is 4 bytes), sums come back as ``int`` or ``float`` (not ``Decimal``).
 
 **One writer at a time.** A write transaction (``BEGIN IMMEDIATE``) first takes the advisory lock
 :data:`WRITE_LOCK` (its own, not the dispatch database's), so the syncs of all nodes, the day
@@ -28,13 +28,13 @@ transaction at a time, as SQLite's writer lock does for the file.
 from __future__ import annotations
 
 import logging
-import re
 from decimal import Decimal
-from functools import lru_cache
 from typing import Any, Iterator, Sequence
 
 import psycopg
 from psycopg.adapt import Loader
+
+from sqlcompat import COMPAT, Dialect, begin, ddl
 
 from . import catalog_stats, day_cache
 
@@ -55,12 +55,7 @@ P = catalog_stats.PREFIX
 DDL = f"""
 CREATE TABLE layout (version INTEGER NOT NULL);
 INSERT INTO layout VALUES ({LAYOUT});
-CREATE FUNCTION max(a DOUBLE PRECISION, b DOUBLE PRECISION) RETURNS DOUBLE PRECISION
-    LANGUAGE SQL IMMUTABLE PARALLEL SAFE AS $$ SELECT GREATEST(a, b) $$;
-CREATE FUNCTION min(a DOUBLE PRECISION, b DOUBLE PRECISION) RETURNS DOUBLE PRECISION
-    LANGUAGE SQL IMMUTABLE PARALLEL SAFE AS $$ SELECT LEAST(a, b) $$;
-CREATE FUNCTION json_extract(doc TEXT, path TEXT) RETURNS TEXT
-    LANGUAGE SQL IMMUTABLE PARALLEL SAFE AS $$ SELECT doc::jsonb #>> string_to_array(substr(path, 3), '.') $$;
+{COMPAT}
 CREATE TABLE meta ({_NODE}, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (ledger_node, key));
 CREATE TABLE recordings (
     id TEXT PRIMARY KEY, {_NODE}, unit_id TEXT, action_id TEXT, case_number TEXT, officers TEXT NOT NULL DEFAULT '[]',
@@ -107,8 +102,7 @@ CREATE INDEX segments_span ON segments(start, "end", recording_id, bytes);
 CREATE INDEX segments_deleted_at ON segments(deleted_at) WHERE deleted=1;
 CREATE INDEX segments_live_bytes ON segments(bytes) WHERE deleted=0;
 CREATE INDEX gaps_start ON gaps(start);
-""" + day_cache.schema(P).replace(" IF NOT EXISTS", "").replace(" REAL ", " DOUBLE PRECISION ").replace(
-    "INTEGER", "BIGINT").replace("BLOB", "BYTEA") + day_cache.change_triggers_postgres(
+""" + ddl(day_cache.schema(P)) + day_cache.change_triggers_postgres(
     P, "segments", ("ROW.start", 'ROW."end"', "ROW.deleted_at"),
     ("start", '"end"', "recording_id", "bytes", "deleted", "deleted_at"), WRITE_LOCK) + \
     day_cache.change_triggers_postgres(
@@ -129,27 +123,8 @@ REPLACE_KEYS = {"meta": ("ledger_node", "key"), "recordings": ("id",), "segments
                 "gaps": ("ledger_node", "ledger_index"), "holds": ("case_number",), "snapshots": ("id",),
                 "operator_actions": ("ledger_node", "ledger_index")}
 
-_QUOTED = re.compile(r"('(?:[^']|'')*'|\"[^\"]*\")")
-_INSERT_OR = re.compile(r"^\s*INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+(\w+)\s*\(([^)]*)\)", re.I | re.S)
-
-
-@lru_cache(maxsize=512)
-def translate(sql: str) -> str:
-    """``sql`` (SQLite's dialect, ``?`` parameters) as PostgreSQL runs it through psycopg (``%s``)."""
-    parts = _QUOTED.split(sql)
-    for i in range(0, len(parts), 2):  # outside string literals and quoted names
-        parts[i] = re.sub(r"\bend\b", '"end"', parts[i].replace("%", "%%").replace("?", "%s"))
-    out = "".join(parts)
-    m = _INSERT_OR.match(out)
-    if not m:
-        return out
-    how, table, columns = m.group(1).upper(), m.group(2), [c.strip() for c in m.group(3).split(",")]
-    out = f"INSERT INTO {table}({m.group(3)})" + out[m.end():]
-    if how == "IGNORE":
-        return out + " ON CONFLICT DO NOTHING"
-    key = REPLACE_KEYS[table]
-    sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c not in key)
-    return out + f" ON CONFLICT ({', '.join(key)}) " + (f"DO UPDATE SET {sets}" if sets else "DO NOTHING")
+DIALECT = Dialect(REPLACE_KEYS, reserved=("end",))
+translate = DIALECT.translate
 
 
 class Row(tuple[Any, ...]):
@@ -260,16 +235,8 @@ class Connection:
             return self._execute(self._ready(), sql, args)
 
     def _execute(self, conn: psycopg.Connection[Any], sql: str, args: Sequence[Any]) -> Cursor:
-        verb = sql.strip().rstrip(";").upper()
-        if verb == "BEGIN IMMEDIATE":
-            conn.execute("BEGIN")
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        if begin(conn, sql, WRITE_LOCK):
             return Cursor(None)
-        if verb in ("BEGIN", "BEGIN DEFERRED"):
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            return Cursor(None)
-        if verb.startswith("PRAGMA"):
-            raise ValueError(f"PostgreSQL has no {sql.strip()!r}")
         return Cursor(conn.execute(translate(sql), tuple(args)))
 
     def executemany(self, sql: str, rows: Any) -> Cursor:

@@ -1,7 +1,7 @@
 """Layering: who may import whom.
 
-Packages: ``utctime`` (bottom) < ``media``, ``geo``, ``recordings`` (libraries, sealed from each
-other) < ``field_client`` (a program of its own) and ``dispatch_server`` (the server).
+Packages: ``utctime`` and ``sqlcompat`` (bottom) < ``media``, ``geo``, ``recordings`` (libraries,
+sealed from each other) < ``field_client`` (a program of its own) and ``dispatch_server`` (the server).
 
 Inside ``dispatch_server``: ``stores/`` (storage) < the domain services (the package's top-level
 modules) < the edges ``http/`` and ``sio/`` (and ``appkeys``) < the root (``app``, ``server``, ``cli``,
@@ -18,16 +18,17 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-OURS = {"dispatch_server", "field_client", "media", "geo", "recordings", "utctime"}
+OURS = {"dispatch_server", "field_client", "media", "geo", "recordings", "utctime", "sqlcompat"}
 
 # Top-level package -> the top-level packages of ours it may import.
 ALLOWED = {
     "utctime": set(),
+    "sqlcompat": set(),
     "media": {"utctime"},
-    "geo": {"utctime"},
-    "recordings": {"utctime"},
+    "geo": {"utctime", "sqlcompat"},
+    "recordings": {"utctime", "sqlcompat"},
     "field_client": {"utctime", "media", "geo"},
-    "dispatch_server": {"utctime", "media", "geo", "recordings"},
+    "dispatch_server": {"utctime", "sqlcompat", "media", "geo", "recordings"},
 }
 
 SERVER_ROOT = {"app", "server", "cli", "__main__"}

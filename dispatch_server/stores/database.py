@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -35,7 +36,7 @@ IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.I
 Batch = list[tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]"]]
 
 
-class Database:
+class Database(ABC):
     """What the domain modules use of the durable store, whichever the engine. ``close()`` is idempotent."""
 
     engine = "?"
@@ -67,9 +68,9 @@ class Database:
             asyncio.get_running_loop().call_soon(self._flush)
         return await future
 
+    @abstractmethod
     def _commit(self, batch: Batch) -> list[tuple[bool, Any]]:
         """Apply ``batch`` in one transaction, each write in its own savepoint (blocking)."""
-        raise NotImplementedError
 
     @staticmethod
     def _apply(conn: Any, batch: Batch) -> list[tuple[bool, Any]]:
@@ -124,25 +125,26 @@ class Database:
             self._executor.shutdown(wait=True)
         self._close()
 
+    @abstractmethod
     def _close(self) -> None:
-        raise NotImplementedError
+        """Release the engine's connections (once, from :meth:`close`)."""
 
+    @abstractmethod
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of one statement (blocking: call it through :meth:`run`)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn(connection)`` in one piece, outside any transaction (blocking: call it through
         :meth:`run`): reads of several statements, which may open a read transaction of their own."""
-        raise NotImplementedError
 
+    @abstractmethod
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> int:
         """Run one statement in its own transaction; the number of rows it changed (blocking)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def versions(self) -> tuple[int, int]:
         """``(found, latest)`` schema versions, without changing anything (blocking)."""
-        raise NotImplementedError
 
     def hold(self, key: int) -> bool:
         """Whether this process holds (or now takes) the cluster-wide role ``key``: one process of

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import threading
 from typing import Any, Callable, Iterator, Sequence, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import psycopg_pool
+
+from sqlcompat import begin, display
 
 from ..errors import DispatchError
 from .database import Batch, Database
@@ -76,16 +77,8 @@ class PgConnection:
         self._conn = conn
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> PgCursor:
-        verb = sql.strip().rstrip(";").upper()
-        if verb == "BEGIN IMMEDIATE":
-            self._conn.execute("BEGIN")
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        if begin(self._conn, sql, WRITE_LOCK):
             return PgCursor(self._conn.cursor())
-        if verb in ("BEGIN", "BEGIN DEFERRED"):
-            self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-            return PgCursor(self._conn.cursor())
-        if verb.startswith("PRAGMA"):
-            raise ValueError(f"PostgreSQL has no {sql.strip()!r}")
         cur = self._conn.cursor()
         cur.execute(translate(sql), tuple(args) if args else None)
         return PgCursor(cur)
@@ -94,16 +87,6 @@ class PgConnection:
         cur = self._conn.cursor()
         cur.executemany(translate(sql), [tuple(r) for r in rows])
         return PgCursor(cur)
-
-
-def display(url: str) -> str:
-    """``url`` without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class PostgresDatabase(Database):

@@ -17,7 +17,7 @@ from playwright.async_api import Page
 from tests.conftest import OPERATOR_PASSWORD, LiveServer
 from tests.dispatch_server.test_actions import api
 from tests.recordings.test_recorder import FAST
-from tests.support.browser import chromium, console_login, wait_tile_frames
+from tests.support.browser import chromium, console_login, portal_login, wait_tile_frames
 from tests.support.console_page import shoot, show_admin, show_side_tab
 from tests.support.processes import Process
 from tests.support.secrets import remember
@@ -140,12 +140,7 @@ async def test_a_supervisor_runs_a_working_day_from_the_console(
             await page.wait_for_selector("#code-out[data-code]")
             code = remember(str(await page.get_attribute("#code-out", "data-code")))
             portal = await (await browser.new_context()).new_page()
-            await portal.goto(f"{live.url}/portal")
-            await portal.fill("#case-number", CASE)
-            await portal.fill("#access-code", code)
-            await portal.fill("#party-name", "李四")
-            await portal.click("#login-submit")
-            await portal.wait_for_selector("#portal-app:not([hidden])")
+            await portal_login(portal, live.url, CASE, code, "李四")
             await portal.select_option("#request-action", action["id"])
             await portal.fill("#request-reason", "核实查封过程")
             await portal.click("#request-submit")

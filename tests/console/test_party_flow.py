@@ -18,7 +18,7 @@ from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from tests.conftest import OPERATOR_PASSWORD, LiveServer
 from tests.dispatch_server.test_party import CASE, record_action
 from tests.recordings.test_recorder import FAST
-from tests.support.browser import chromium, console_login
+from tests.support.browser import chromium, console_login, portal_login
 
 AUDIT = str(Path(sys.executable).parent / "dispatch-audit")
 
@@ -45,12 +45,8 @@ async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
 
         ctx = await browser.new_context(accept_downloads=True, bypass_csp=True)
         portal = await ctx.new_page()
-        await portal.goto(f"{live.url}/portal")
-        await portal.fill("#case-number", "(2026)冀0916执123号")  # ASCII brackets are fine
-        await portal.fill("#access-code", code.lower())  # and case does not matter
-        await portal.fill("#party-name", " 张三 ")
-        await portal.click("#login-submit")
-        await portal.wait_for_selector("#portal-app:not([hidden])")
+        # ASCII brackets are fine, the code's case does not matter, spaces around the name neither
+        await portal_login(portal, live.url, "(2026)冀0916执123号", code.lower(), " 张三 ")
         await portal.select_option("#request-action", action_id)
         await portal.fill("#request-reason", "核实查封过程")
         await portal.click("#request-submit")
@@ -58,11 +54,7 @@ async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
         phone = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True,
                                           bypass_csp=True)
         on_phone = await phone.new_page()  # the party's phone: the form and the list fit, no sideways scrolling
-        await on_phone.goto(f"{live.url}/portal")
-        await on_phone.fill("#case-number", CASE)
-        await on_phone.fill("#access-code", code)
-        await on_phone.fill("#party-name", "张三")
-        await on_phone.click("#login-submit")
+        await portal_login(on_phone, live.url, CASE, code, "张三")
         await on_phone.wait_for_selector(".portal-request[data-state='pending']")
         # a court's action titles can be long
         long_title = "查封被执行人名下位于某市某区某路的厂房、车辆及生产设备（查封扣押，已结束）"
@@ -115,12 +107,7 @@ async def test_party_requests_supervisor_approves_party_downloads_and_verifies(
         await ctx.close()
         ctx = await browser.new_context(accept_downloads=True, bypass_csp=True)
         portal = await ctx.new_page()
-        await portal.goto(f"{live.url}/portal")
-        await portal.fill("#case-number", CASE)
-        await portal.fill("#access-code", code)
-        await portal.fill("#party-name", "张三")
-        await portal.click("#login-submit")
-        await portal.wait_for_selector("#portal-app:not([hidden])")
+        await portal_login(portal, live.url, CASE, code, "张三")
         await portal.wait_for_selector(".portal-request[data-state='ready'] .download-link", timeout=10_000)
         async with portal.expect_download() as info:
             await portal.click(".download-link")

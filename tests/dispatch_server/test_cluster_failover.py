@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -24,6 +23,7 @@ from tests.dispatch_server.test_delivery_processes import applied_lines
 from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view
 from tests.support.processes import Process
 from tests.support.server import ServerProcess, add_unit, add_user, login, write_config
+from tests.support.waits import until
 
 CASE = "（2026）冀0916执777号"
 INSTRUCTIONS = 200
@@ -40,15 +40,6 @@ def node_config(tmp_path: Path, name: str, postgres_url: str, redis_url: str) ->
     return cfg
 
 
-async def wait_for(what: str, check: Callable[[], bool | Awaitable[bool]], timeout: float) -> None:
-    """Poll ``check`` (cheap: a file, one query) until it holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ok = check()
-        if ok if isinstance(ok, bool) else await ok:
-            return
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 async def outbox(postgres_url: str, unit_id: str) -> list[tuple[int, str, str]]:
@@ -119,9 +110,9 @@ async def test_killing_the_node_a_unit_talks_to_loses_no_instruction_alert_actio
         # The operator on node B queues instructions; the unit applies the first through A while
         # the rest are still being queued, and A dies in the middle of it.
         await send(0, 20)
-        await wait_for("the unit applying through node A", lambda: len(applied_lines(applied)) >= 5, timeout=60)
+        await until(lambda: len(applied_lines(applied)) >= 5, 60, "the unit applying through node A", interval=0.1)
         sender = asyncio.create_task(send(20, INSTRUCTIONS))
-        await wait_for("more instructions queued", lambda: len(ids) >= 30, timeout=60)
+        await until(lambda: len(ids) >= 30, 60, "more instructions queued", interval=0.1)
         await asyncio.to_thread(a.kill, signal.SIGKILL)
         queued_at_kill, applied_at_kill = len(ids), len(applied_lines(applied))
         assert queued_at_kill < INSTRUCTIONS and applied_at_kill < INSTRUCTIONS, "the kill came too late to test"
@@ -131,7 +122,7 @@ async def test_killing_the_node_a_unit_talks_to_loses_no_instruction_alert_actio
         # By itself the unit tries A again, then moves on to B, and catches up there.
         await unit.line_with(f"link connected to {b.url}", timeout=60)
         await asyncio.wait_for(sender, timeout=120)
-        await wait_for(f"{INSTRUCTIONS} applied", lambda: len(applied_lines(applied)) >= INSTRUCTIONS, timeout=120)
+        await until(lambda: len(applied_lines(applied)) >= INSTRUCTIONS, 120, f"{INSTRUCTIONS} applied", interval=0.1)
         lines = applied_lines(applied)
         assert [line["id"] for line in lines] == ids, "every instruction applied exactly once, in order"
         assert [line["seq"] for line in lines] == list(range(1, INSTRUCTIONS + 1))
@@ -140,7 +131,7 @@ async def test_killing_the_node_a_unit_talks_to_loses_no_instruction_alert_actio
             rows = await outbox(postgres_url, "veh-01")
             return len(rows) == INSTRUCTIONS and all(state == "acknowledged" for _, _, state in rows)
 
-        await wait_for("every instruction acknowledged in PostgreSQL", all_acknowledged, timeout=60)
+        await until(all_acknowledged, 60, "every instruction acknowledged in PostgreSQL", interval=0.1)
         assert [(seq, iid) for seq, iid, _ in await outbox(postgres_url, "veh-01")] == list(
             zip(range(1, INSTRUCTIONS + 1), ids, strict=True))
         status, listed = await api(http, "GET", f"{c.url}/api/instructions?unit=veh-01&limit=1000", op)
@@ -232,7 +223,7 @@ async def test_a_unit_publishing_over_whip_publishes_on_the_node_its_link_moved_
             "-m", "field_client", "--server", a.url, "--server", b.url, "--unit", "bc-01", "--token", token,
             "--signalling", "whip", "--video", "test-pattern", "--audio", "none", "--size", "160x120", "--fps", "10",
             "--gps", "none")
-        await wait_for("publishing on node A", lambda: published_on("node-a"), timeout=60)
+        await until(lambda: published_on("node-a"), 60, "publishing on node A", interval=0.1)
         await asyncio.to_thread(a.kill, signal.SIGKILL)
         after = len(unit.lines)
         await unit.line_with(f"link connected to {b.url}", timeout=60, after=after)
@@ -240,7 +231,7 @@ async def test_a_unit_publishing_over_whip_publishes_on_the_node_its_link_moved_
         await unit.line_with(f"WHIP session ends: the link moved to {b.url}", timeout=30, after=after)
         post = unit.lines.index(await unit.line_with(f"WHIP POST {b.url}/whip/bc-01", timeout=60, after=after))
         await unit.line_with("publishing via WHIP", timeout=60, after=post)
-        await wait_for("publishing on node B", lambda: published_on("node-b"), timeout=30)
+        await until(lambda: published_on("node-b"), 30, "publishing on node B", interval=0.1)
         viewer = await make_viewer(audio=False)
         await whep_view(http, b.url, "bc-01", op, viewer)  # node B relays the unit's video now
         await viewer.wait_frames(10, timeout=30)
@@ -286,7 +277,7 @@ async def test_a_unit_linked_to_another_node_after_a_crash_is_not_shown_publishi
         assert unit["online"] and unit["reachable"] and unit["node"] == "node-b", unit
         assert not unit["publishing"], "node A's publish is not shown as node B's"
         await on_b.disconnect()
-        await wait_for("the unit offline", lambda: _offline(bc01), timeout=30)
+        await until(lambda: _offline(bc01), 30, "the unit offline", interval=0.1)
     finally:
         await pub.close()
         for client in (on_a, on_b):

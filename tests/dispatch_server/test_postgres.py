@@ -14,8 +14,9 @@ from dispatch_server.stores import migrations
 from dispatch_server.stores.accounts import Accounts
 from dispatch_server.stores.dialect import translate
 from dispatch_server.stores.migrations import SchemaTooNew
-from dispatch_server.stores.postgres import PostgresDatabase, display
+from dispatch_server.stores.postgres import PostgresDatabase
 from dispatch_server.stores.write_group import WriteGroup
+from sqlcompat import display
 from tests.support.postgres_server import PostgresServer
 
 
@@ -28,7 +29,7 @@ def test_translation_of_sqlite_statements() -> None:
         "INSERT INTO t(a, b) VALUES (%s,%s) ON CONFLICT DO NOTHING"
     assert translate("INSERT OR IGNORE INTO t(a) VALUES (?) RETURNING a") == \
         "INSERT INTO t(a) VALUES (%s) ON CONFLICT DO NOTHING RETURNING a"
-    with pytest.raises(ValueError, match="no key registered"):
+    with pytest.raises(ValueError, match="its key is not known"):
         translate("INSERT OR REPLACE INTO nowhere(a) VALUES (?)")
 
 

@@ -62,6 +62,16 @@ async def console_login(page: Page, base: str, username: str, password: str) -> 
     await page.wait_for_function("window.dispatchConsole && window.dispatchConsole.roster", timeout=10_000)
 
 
+async def portal_login(page: Page, base: str, case: str, code: str, party: str) -> None:
+    """A party signs in to ``/portal`` with the case number and the access code the court gave them."""
+    await page.goto(f"{base}/portal")
+    await page.fill("#case-number", case)
+    await page.fill("#access-code", code)
+    await page.fill("#party-name", party)
+    await page.click("#login-submit")
+    await page.wait_for_selector("#portal-app:not([hidden])")
+
+
 async def tile_frames(page: Page, unit_id: str) -> int:
     stats: Any = await page.evaluate(
         "async (u) => window.dispatchConsole.tiles.has(u) ? await window.dispatchConsole.stats(u) : null", unit_id
