@@ -16,7 +16,7 @@ import pytest
 from yarl import URL
 
 from dispatch_server import cli
-from dispatch_server.appkeys import ARCHIVE, DENIALS, POSITIONS
+from dispatch_server.appkeys import ARCHIVE, AUDIT_LEDGER, DENIALS, POSITIONS
 from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from geo.fix import Fix
 from geo.track import TrackPoint
@@ -275,6 +275,7 @@ async def test_search_playback_holds_and_retention(
     status, dry = await api(http, "POST", f"{live.url}/api/retention/run?dry_run=1", adm)
     assert status == 200 and dry["due"] == [], dry
 
+    await live.app[AUDIT_LEDGER].close()  # ships the last audit rows, then stops (as a server stopping does)
     await live.app[ARCHIVE].close()  # signs the final tree head
     report = verify_archive(live.settings.archive_dir, allow_unanchored=True)
     assert report.failures == [], report.failures
