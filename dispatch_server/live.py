@@ -22,6 +22,7 @@ from media.session import PublisherSession, ViewerSession
 from .auth import Person
 from .config import MediaConfig
 from .errors import BadSdp, Conflict, Forbidden, NotFound, Unavailable
+from .pulls import Pulls
 from .revocation import Grant, Revocation
 from .roster import Roster
 from .stopping import Stopping
@@ -63,8 +64,9 @@ TOUCH_INTERVAL_S = 5.0
 class LiveService:
     def __init__(self, accounts: Accounts, relay: Relay, roster: Roster, config: MediaConfig, node_id: str,
                  on_viewer_closed: ViewerClosed, recorder: Recorder | None, revocation: Revocation,
-                 stopping: Stopping | None = None) -> None:
+                 stopping: Stopping | None = None, pulls: Pulls | None = None) -> None:
         self._stopping = stopping
+        self._pulls = pulls
         self._accounts = accounts
         self._revocation = revocation
         self._grants: dict[str, Grant] = {}  # by session id: what ends a session when its credential goes
@@ -115,6 +117,8 @@ class LiveService:
             raise Unavailable("server is shutting down; retry on another node or later", code="shutting_down")
         lock = self._locks.setdefault(unit_id, asyncio.Lock())
         async with lock:
+            if self._pulls is not None:
+                await self._pulls.stop(unit_id)  # the unit publishes here now: its media comes from here
             current = self.publishers.get(unit_id)
             if current is not None and current.ended_reason is None:
                 silent = current.media_silence_s()
@@ -172,18 +176,41 @@ class LiveService:
 
     # viewing -----------------------------------------------------------------------------
     async def watch(self, unit_id: str, offer_sdp: str, person: Person) -> tuple[str, str]:
+        """A person watches a unit: from this node's channel, fed by the unit's publisher here or
+        by a pull from the node it publishes on (:mod:`dispatch_server.pulls`)."""
         person.require("live.watch")
         if not self.accepting:
             raise Unavailable("server is shutting down", code="shutting_down")
         await self._require_unit(unit_id)
-        if unit_id not in self.publishers:
+        if unit_id not in self.publishers and not (self._pulls is not None and self._pulls.running(unit_id)):
             presence = await self.roster.presence.get(unit_id)
             if presence is not None and presence.publishing and presence.node != self.node_id:
-                raise Conflict(
-                    f"unit {unit_id!r} publishes on node {presence.node!r}; watch it there",
-                    code="publishing_elsewhere",
-                )
-            raise Conflict(f"unit {unit_id!r} is not publishing", code="not_publishing")
+                if self._pulls is None:
+                    raise Conflict(
+                        f"unit {unit_id!r} publishes on node {presence.node!r}; watch it there",
+                        code="publishing_elsewhere",
+                    )
+                await self._pulls.ensure(unit_id, presence.node)
+            else:
+                raise Conflict(f"unit {unit_id!r} is not publishing", code="not_publishing")
+        session, answer = await self._attach_viewer(unit_id, offer_sdp, person.username)
+        self._grants[session.id] = self._revocation.person_opened(person.token_hash, person.role, "viewer",
+                                                                  session.close)
+        return session.id, answer
+
+    async def watch_for_node(self, unit_id: str, offer_sdp: str, node: str) -> tuple[str, str]:
+        """Another node (authenticated by a node token at the edge) pulls a unit publishing here.
+        Only the unit's own publisher here is served: a node never passes on what it pulled, so
+        pulls cannot chain or loop."""
+        if not self.accepting:
+            raise Unavailable("server is shutting down", code="shutting_down")
+        if unit_id not in self.publishers:
+            raise Conflict(f"unit {unit_id!r} is not publishing on node {self.node_id!r}", code="not_publishing")
+        session, answer = await self._attach_viewer(unit_id, offer_sdp, f"node:{node}")
+        logger.info("unit %s: node %s pulls it, session %s", unit_id, node, session.id)
+        return session.id, answer
+
+    async def _attach_viewer(self, unit_id: str, offer_sdp: str, viewer: str) -> tuple[ViewerSession, str]:
         try:
             session, answer = await ViewerSession.accept(
                 unit_id=unit_id,
@@ -191,14 +218,12 @@ class LiveService:
                 channel=self.relay.channel(unit_id),
                 ice_servers=self.ice_servers,
                 on_end=self._viewer_ended,
-                viewer=person.username,
+                viewer=viewer,
             )
         except (SdpError, CodecMismatch) as exc:
             raise BadSdp(str(exc)) from exc
         self.viewers[session.id] = session
-        self._grants[session.id] = self._revocation.person_opened(person.token_hash, person.role, "viewer",
-                                                                  session.close)
-        return session.id, answer
+        return session, answer
 
     def _viewer_ended(self, session: ViewerSession, reason: str) -> None:
         self._revocation.released(self._grants.pop(session.id, None))
@@ -215,6 +240,13 @@ class LiveService:
             raise Forbidden("that viewing session belongs to someone else")
         await session.close("ended by the viewer")
 
+    async def unwatch_for_node(self, unit_id: str, session_id: str, node: str) -> None:
+        """A node ends its pull (its last viewer left)."""
+        session = self.viewers.get(session_id)
+        if session is None or session.unit_id != unit_id or session.viewer != f"node:{node}":
+            raise NotFound(f"no pull session {session_id!r} of node {node!r}", code="unknown_session")
+        await session.close(f"pull of node {node} ended")
+
     # lifecycle ---------------------------------------------------------------------------
     async def close(self) -> None:
         """Drain: refuse new sessions, end every session, stop the relay. Idempotent."""
@@ -223,6 +255,8 @@ class LiveService:
             self._toucher.cancel()
             await asyncio.gather(self._toucher, return_exceptions=True)
             self._toucher = None
+        if self._pulls is not None:
+            await self._pulls.close()
         sessions: list[Any] = [*self.viewers.values(), *self.publishers.values()]
         await asyncio.gather(*(s.close("server shutting down") for s in sessions), return_exceptions=True)
         await self.relay.close()
