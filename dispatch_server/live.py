@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Awaitable, Callable, Protocol
 
 from media.errors import CodecMismatch, SdpError
@@ -37,7 +38,7 @@ class Recorder(Protocol):
     """What the live path tells the evidence archive (``recordings.archive.ArchiveService``)."""
 
     async def publish_started(self, unit_id: str, channel: Channel, video_codec: str | None,
-                              audio_codec: str | None) -> Any: ...
+                              audio_codec: str | None, failover: tuple[str, float] | None = None) -> Any: ...
 
     def publish_ended(self, unit_id: str, cause: str) -> None: ...
 
@@ -144,10 +145,11 @@ class LiveService:
             self._grants[session.id] = self._revocation.unit_opened(unit_id, credential, f"{via} publish",
                                                                     session.close)
         logger.info("unit %s: publishing via %s, session %s", unit_id, via, session.id)
+        failover = await self._failover(unit_id)
         if self._recorder is not None:
             try:
                 await self._recorder.publish_started(unit_id, session.channel, _codec_name(session.codecs.get("video")),
-                                                    _codec_name(session.codecs.get("audio")))
+                                                    _codec_name(session.codecs.get("audio")), failover)
             except Exception:  # live view goes on; the archive raises its own alarm
                 logger.exception("unit %s: recording could not start", unit_id)
         await self.roster.mark(
@@ -155,8 +157,30 @@ class LiveService:
             publishing=True,
             video_codec=_codec_name(session.codecs.get("video")),
             audio_codec=_codec_name(session.codecs.get("audio")),
+            lost_publish_node="",
+            lost_publish_at=None,
         )
         return session.id, answer
+
+    async def _failover(self, unit_id: str) -> tuple[str, float] | None:
+        """``(node, since)`` when the unit's last publish, on another node, was never ended there:
+        that node is gone (presence reads its publish as lost), or the unit linked here first
+        (:meth:`Roster.link_opened` noted it), or presence still shows it publishing there."""
+        try:
+            p = await self.roster.presence.get(unit_id)
+        except Exception as exc:  # Redis hiccup: the recording starts without the fail-over gap
+            logger.warning("unit %s: presence read failed: %s", unit_id, exc)
+            return None
+        if p is None:
+            return None
+        if p.lost_publish_node and p.lost_publish_node != self.node_id:
+            node, since = p.lost_publish_node, p.lost_publish_at
+        elif p.publishing and p.node != self.node_id:  # that node looks alive still, but the unit is here
+            node, since = p.node, p.last_seen
+        else:
+            return None
+        logger.info("unit %s: fail-over from node %s", unit_id, node)
+        return node, since or time.time()
 
     def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
         self._revocation.released(self._grants.pop(session.id, None))

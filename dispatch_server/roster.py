@@ -126,7 +126,8 @@ class Roster:
         changes: dict[str, Any] = {"connected": True}
         before = await self.presence.get(unit_id)
         if before is not None and before.publishing and before.node != self.presence.node:
-            changes.update(publishing=False, video_codec=None, audio_codec=None)
+            changes.update(publishing=False, video_codec=None, audio_codec=None, lost_publish_node=before.node,
+                           lost_publish_at=before.last_seen)
             logger.info("unit %s: linked here after node %s; its publish there is not carried over",
                         unit_id, before.node)
         await self.mark(unit_id, **changes)

@@ -36,6 +36,10 @@ class Presence:
     audio_codec: str | None = None
     position: dict[str, Any] | None = None
     node: str = ""
+    # A publish on another node that was never ended there (that node died): the node, and the
+    # unit's last sign of life there (epoch seconds). The next publish records a fail-over gap.
+    lost_publish_node: str = ""
+    lost_publish_at: float | None = None
 
     @property
     def online(self) -> bool:
@@ -45,6 +49,13 @@ class Presence:
         """A copy with ``changes`` (``dataclasses.replace``, without its per-call introspection:
         this runs for every GPS fix)."""
         return Presence(**{**self.__dict__, **changes})
+
+
+def _on_dead_node(p: Presence) -> Presence:
+    """How a unit last written by a node that is gone reads: offline, and a publish there lost."""
+    if p.publishing:
+        return p.changed(connected=False, publishing=False, lost_publish_node=p.node, lost_publish_at=p.last_seen)
+    return p.changed(connected=False)
 
 
 class PresenceStore(Protocol):
@@ -161,10 +172,7 @@ class RedisPresence:
         if nodes:
             beats = await self._redis.mget([NODE_KEY.format(n) for n in nodes])
             alive = {n for n, b in zip(nodes, beats, strict=True) if b is not None}
-        return {
-            k: p if p.node in alive else dataclasses.replace(p, connected=False, publishing=False)
-            for k, p in items.items()
-        }
+        return {k: p if p.node in alive else _on_dead_node(p) for k, p in items.items()}
 
     async def close(self) -> None:
         if self._heartbeat is not None:
