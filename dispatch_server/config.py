@@ -222,7 +222,7 @@ class ClusterConfig:
     secret: str = field(default="", repr=False)  # shared by every node; empty: no pulling (409 names the owner)
     advertise_url: str = ""  # how other nodes reach this one, e.g. "http://10.0.0.5:8080"; empty: the bound address
     token_ttl_s: float = 30.0  # a node token is good this long after it was signed
-    pull_linger_s: float = 5.0  # a pull with no viewer left ends after this long
+    pull_linger_s: float = 5.0  # a pull with no viewer left ends after this long (at least 1 s)
     pull_retry_max_s: float = 5.0  # a pull that lost its source retries with backoff up to this interval
     pull_connect_timeout_s: float = 15.0  # the first viewer of a pull waits this long for the owner's media
 
@@ -500,7 +500,7 @@ def validate(s: Settings) -> None:
         ("party.max_lockout_s", s.party.max_lockout_s, 1.0),
         ("party.export_workers", s.party.export_workers, 1),
         ("cluster.token_ttl_s", s.cluster.token_ttl_s, 1.0),
-        ("cluster.pull_linger_s", s.cluster.pull_linger_s, 0.0),
+        ("cluster.pull_linger_s", s.cluster.pull_linger_s, 1.0),
         ("cluster.pull_retry_max_s", s.cluster.pull_retry_max_s, 0.1),
         ("cluster.pull_connect_timeout_s", s.cluster.pull_connect_timeout_s, 1.0),
     ]
