@@ -488,6 +488,7 @@ export const TEXTS = {
     'gap.server_fault': '服务器故障',
     'gap.disk_full': '磁盘已满',
     'gap.recorder_overflow': '录制拥塞',
+    'gap.node_failover': '服务器故障切换（单位转到另一台服务器）',
     // party requests
     requests_title: '当事人申请',
     req_code_case: '执行案号',
@@ -1450,6 +1451,7 @@ export const TEXTS = {
     'gap.server_fault': 'Server fault',
     'gap.disk_full': 'Disk full',
     'gap.recorder_overflow': 'Recorder overflow',
+    'gap.node_failover': 'Server fail-over (the unit moved to another node)',
     requests_title: 'Footage requests',
     req_code_case: 'Case number',
     req_code_party: 'Party name',
