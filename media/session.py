@@ -51,6 +51,45 @@ def _negotiated_codecs(sdp: str) -> dict[str, Any]:
     return out
 
 
+def attach_sources(channel: Channel, owner_id: str, pc: RTCPeerConnection, tracks: list[MediaStreamTrack],
+                   codecs: dict[str, Any]) -> tuple[dict[str, str], list[Any]]:
+    """Make the remote ``tracks`` of ``pc`` the sources of ``channel``'s fanouts, owned by
+    ``owner_id``: a publisher's media, or a stream pulled from another node. ``codecs`` is the
+    negotiated codec per kind (:func:`_negotiated_codecs`). Answers ``(mime type per attached
+    kind, the receivers of every remote track)``. A track of a codec the relay cannot forward is
+    drained (a remote track nobody reads grows without bound, aiortc#554) and not attached;
+    keyframe requests of the channel's viewers become PLIs on the track's receiver."""
+    attached: dict[str, str] = {}
+    receivers: list[Any] = []
+    for track in tracks:
+        receiver = next(r for r in pc.getReceivers() if r.track is track)
+        receivers.append(receiver)
+        if track.kind == "video":
+            passthrough.shorten_jitter_buffer(receiver)
+        codec = codecs.get(track.kind)
+        if codec is None or codec.mimeType.lower() not in passthrough.SUPPORTED_MIME_TYPES:
+            _drain(pc, track)
+            continue
+        attached[track.kind] = codec.mimeType
+        channel.fanout(track.kind).attach_source(
+            owner_id, track, codec, functools.partial(passthrough.send_pli, receiver)
+        )
+    return attached, receivers
+
+
+def _drain(pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+    """Read ``track`` until it ends; the task is cancelled when ``pc`` closes."""
+    async def drain() -> None:
+        try:
+            while True:
+                await track.recv()
+        except Exception:
+            return
+
+    task = asyncio.get_running_loop().create_task(drain())
+    pc.on("connectionstatechange", lambda: task.cancel() if pc.connectionState == "closed" else None)
+
+
 class _Session(abc.ABC):
     role = "session"
 
@@ -140,38 +179,15 @@ class PublisherSession(_Session):
         except Exception as exc:  # aiortc raises assorted errors on offers it cannot take
             await _close_refused(pc)
             raise SdpError(f"offer rejected: {exc.__class__.__name__}: {exc}") from exc
-        codecs = _negotiated_codecs(pc.localDescription.sdp)
-        for track in remote:
-            receiver = next(r for r in pc.getReceivers() if r.track is track)
-            session.receivers.append(receiver)
-            if track.kind == "video":
-                passthrough.shorten_jitter_buffer(receiver)
-            codec = codecs.get(track.kind)
-            if codec is None or codec.mimeType.lower() not in passthrough.SUPPORTED_MIME_TYPES:
-                # Nobody forwards it, but a remote track nobody reads grows without bound (aiortc#554).
-                session._drain(track)
-                continue
-            session.codecs[track.kind] = codec.mimeType
-            channel.fanout(track.kind).attach_source(
-                session.id, track, codec, functools.partial(passthrough.send_pli, receiver)
-            )
+        session.codecs, session.receivers = attach_sources(
+            channel, session.id, pc, remote, _negotiated_codecs(pc.localDescription.sdp)
+        )
         if not session.codecs:
             await _close_refused(pc)
             raise SdpError("offer has no audio or video the relay can forward")
         session._start_watch()
         logger.info("unit %s: publisher %s accepted (%s)", unit_id, session.id, session.codecs)
         return session, pc.localDescription.sdp
-
-    def _drain(self, track: MediaStreamTrack) -> None:
-        async def drain() -> None:
-            try:
-                while True:
-                    await track.recv()
-            except Exception:
-                return
-
-        task = asyncio.get_running_loop().create_task(drain())
-        self.pc.on("connectionstatechange", lambda: task.cancel() if self.pc.connectionState == "closed" else None)
 
     def _check(self) -> str | None:
         reason = super()._check()
