@@ -116,6 +116,30 @@ class Viewer:
 
 
 async def make_viewer(video: bool = True, audio: bool = True) -> Viewer:
+    viewer = _recording_viewer()
+    if video:
+        viewer.pc.addTransceiver("video", direction="recvonly")
+    if audio:
+        viewer.pc.addTransceiver("audio", direction="recvonly")
+    await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
+    return viewer
+
+
+async def make_answering_viewer(offer_sdp: str) -> Viewer:
+    """A viewer of a server that makes the offer (Janus's VideoRoom): the answer is its local description."""
+    from aiortc.sdp import SessionDescription
+
+    viewer = _recording_viewer()
+    for media in SessionDescription.parse(offer_sdp).media:
+        if media.kind == "video" and media.rtp.codecs:
+            viewer.mime = media.rtp.codecs[0].mimeType
+    await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+    await viewer.pc.setLocalDescription(await viewer.pc.createAnswer())
+    return viewer
+
+
+def _recording_viewer() -> Viewer:
+    """A peer whose remote tracks are read into :class:`Viewer`'s frame log."""
     passthrough.install()  # viewers record encoded frames (idempotent)
     pc = RTCPeerConnection()
     viewer = Viewer(pc)
@@ -140,11 +164,6 @@ async def make_viewer(video: bool = True, audio: bool = True) -> Viewer:
             return
 
     pc.on("track", lambda track: viewer.tasks.append(asyncio.ensure_future(consume(track))))
-    if video:
-        pc.addTransceiver("video", direction="recvonly")
-    if audio:
-        pc.addTransceiver("audio", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
     return viewer
 
 
