@@ -38,11 +38,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiortc import RTCSessionDescription
 
-from field_client.encoded_loop import VideoLoopSpec
+from bench import janus_client
+from bench.janus_client import JanusError, JanusSession
+from field_client.encoded_loop import AudioLoopSpec, VideoLoopSpec
 from field_client.loop_cache import LoopCache
 from media import passthrough
-from tests.support.peers import Publisher, Viewer, make_publisher, make_viewer, whep_view, whip_publish
+from tests.support.peers import (
+    Publisher,
+    Viewer,
+    make_answering_viewer,
+    make_publisher,
+    make_viewer,
+    whep_view,
+    whip_publish,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +66,8 @@ HTTP_TIMEOUT_S = 30.0  # any WHIP/WHEP request
 # A frame counts as delivered when it reaches the viewer within this long after it was sent.
 DELIVERY_DEADLINE_S = 1.0
 KEEP_FRAMES_S = 60.0  # frame tables forget frames sent longer ago than this
+AUDIO_SPEC = AudioLoopSpec(frequency_hz=440.0, duration_s=4.0)  # 200 Opus packets of 20 ms, replayed
+CONNECT_ERRORS = (asyncio.TimeoutError, AssertionError, aiohttp.ClientError, OSError, JanusError)
 
 
 @dataclass
@@ -62,7 +75,9 @@ class ViewerLog:
     """Which publisher frames one viewer received, and how late."""
 
     viewer: Viewer
+    janus_handle: int = 0  # its VideoRoom subscriber handle (Janus only)
     received_total: int = 0
+    audio_total: int = 0  # audio frames (Opus packets) received
     unmatched_total: int = 0  # frames that are no frame the publisher sent (a re-encoding server)
     last_n: int = -1
     latency: dict[int, float] = field(default_factory=dict)  # publisher frame number -> seconds
@@ -88,6 +103,11 @@ class UnitLoad:
     viewers: list[ViewerLog] = field(default_factory=list)
     send_times: list[float] = field(default_factory=list)  # aligned with publisher.sent
     sent_total: int = 0
+    audio_sent_total: int = 0
+    janus: JanusSession | None = None  # set when the unit publishes into a Janus VideoRoom
+    janus_handle: int = 0
+    room: int = 0
+    feed: int = 0
     sent_at: dict[int, float] = field(default_factory=dict)  # frame number -> send time
     by_digest: dict[str, list[int]] = field(default_factory=dict)  # digest -> frame numbers, ascending
 
@@ -112,7 +132,10 @@ class UnitLoad:
             self.by_digest.setdefault(digest, []).append(n)
         self.publisher.sent.clear()
         self.send_times.clear()
+        self.audio_sent_total += len(self.publisher.sent_audio)
+        self.publisher.sent_audio.clear()
         for log in self.viewers:
+            log.audio_total = log.viewer.audio_frames
             frames = log.viewer.frames
             log.gaps = [b[0] - a[0] for a, b in itertools.pairwise(frames)]
             for arrived, digest, _ in frames:
@@ -147,9 +170,10 @@ class UnitLoad:
     def window(self, start: float, end: float, deadline_s: float) -> dict[str, Any]:
         """Frames sent in [start, end) and, per viewer, how many arrived within ``deadline_s``."""
         sent = [n for n, t in self.sent_at.items() if start <= t < end]
-        out: dict[str, Any] = {"sent": len(sent), "viewers": []}
+        out: dict[str, Any] = {"sent": len(sent), "viewers": [], "latencies": []}
         for log in self.viewers:
             latencies = sorted(log.latency[n] for n in sent if n in log.latency)
+            out["latencies"] += [round(v, 4) for v in latencies]
             out["viewers"].append({
                 "received": len(latencies),
                 "on_time": sum(v <= deadline_s for v in latencies),
@@ -167,6 +191,17 @@ class LoadGenerator:
         self.spec = spec
         self.units: dict[str, UnitLoad] = {}
         self._gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+        self.janus: dict[str, JanusSession] = {}  # Janus API URL -> this process's session there
+        self._janus_lock = asyncio.Lock()
+
+    async def _janus_session(self, url: str) -> JanusSession:
+        async with self._janus_lock:
+            session = self.janus.get(url)
+            if session is None:
+                session = JanusSession(self.http, url)
+                await session.create()
+                self.janus[url] = session
+            return session
 
     async def _delete(self, base: str, location: str, token: str) -> None:
         if not location:
@@ -184,28 +219,56 @@ class LoadGenerator:
         await self._delete(base, viewer.location, person_token)
         await viewer.close()
 
-    async def _connect(self, base: str, person_token: str, unit: str, token: str, viewers: int) -> None:
+    async def _connect(self, base: str, person_token: str, unit: str, token: str, viewers: int, kind: str) -> None:
         loop = await self.loops.video(self.spec)
+        audio = await self.loops.audio(AUDIO_SPEC)
         async with self._gate:
-            pub = await make_publisher(loop)
+            pub = await make_publisher(loop, audio)
             load = UnitLoad(unit, token, base, person_token, pub)
             load.record_send_times()
             self.units[unit] = load  # registered first so that _end() also ends a half-built unit
-            await whip_publish(self.http, base, unit, token, pub)
-            for _ in range(viewers):
-                viewer = await make_viewer(video=True, audio=False)
-                load.viewers.append(ViewerLog(viewer))
-                await whep_view(self.http, base, unit, person_token, viewer)
+            if kind == "janus":
+                await self._janus_publish(load)
+                for _ in range(viewers):
+                    await self._janus_view(load)
+            else:
+                await whip_publish(self.http, base, unit, token, pub)
+                for _ in range(viewers):
+                    viewer = await make_viewer(video=True, audio=True)
+                    load.viewers.append(ViewerLog(viewer))
+                    await whep_view(self.http, base, unit, person_token, viewer)
         await asyncio.gather(*(v.viewer.wait_frames(1, FIRST_FRAME_TIMEOUT_S) for v in load.viewers))
 
-    async def _add_one(self, base: str, person_token: str, unit: str, token: str, viewers: int) -> list[str]:
+    async def _janus_publish(self, load: UnitLoad) -> None:
+        """A VideoRoom of its own for the unit, its publisher joined, its PeerConnection up."""
+        session = load.janus = await self._janus_session(load.base)
+        load.janus_handle = await session.attach()
+        load.room = await janus_client.create_room(session, load.janus_handle, load.unit)
+        load.feed, answer = await janus_client.publish(session, load.janus_handle, load.room,
+                                                       load.publisher.pc.localDescription.sdp, load.unit)
+        await load.publisher.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        await session.wait_up(load.janus_handle)
+
+    async def _janus_view(self, load: UnitLoad) -> ViewerLog:
+        """A subscriber of the unit's feed; its ``answered_at`` is when Janus took its answer."""
+        assert load.janus is not None
+        handle = await load.janus.attach()
+        offer = await janus_client.subscribe(load.janus, handle, load.room, load.feed)
+        log = ViewerLog(await make_answering_viewer(offer), janus_handle=handle)
+        load.viewers.append(log)
+        await janus_client.start(load.janus, handle, load.room, log.viewer.pc.localDescription.sdp)
+        log.viewer.answered_at = time.monotonic()
+        return log
+
+    async def _add_one(self, base: str, person_token: str, unit: str, token: str, viewers: int,
+                       kind: str) -> list[str]:
         """Connect a unit and its viewers; one retry, as a field client would. Answers the errors seen."""
         errors: list[str] = []
         for attempt in range(CONNECT_ATTEMPTS):
             try:
-                await self._connect(base, person_token, unit, token, viewers)
+                await self._connect(base, person_token, unit, token, viewers, kind)
                 return errors
-            except (asyncio.TimeoutError, AssertionError, aiohttp.ClientError, OSError) as exc:
+            except CONNECT_ERRORS as exc:
                 errors.append(f"{unit} attempt {attempt + 1}: {type(exc).__name__}: {exc}")
                 load = self.units.pop(unit, None)
                 if load is not None:
@@ -217,7 +280,8 @@ class LoadGenerator:
         started = time.monotonic()
         units = [(u, t) for u, t in cmd["units"] if u not in self.units]
         results = await asyncio.gather(
-            *(self._add_one(cmd["base"], cmd["person_token"], u, t, int(cmd.get("viewers", 2))) for u, t in units)
+            *(self._add_one(cmd["base"], cmd["person_token"], u, t, int(cmd.get("viewers", 2)),
+                            str(cmd.get("kind", "whip"))) for u, t in units)
         )
         errors = [e for r in results for e in r]
         failed = [u for u, _ in units if u not in self.units]
@@ -229,7 +293,7 @@ class LoadGenerator:
         the frames sent between ``since`` and ``DELIVERY_DEADLINE_S`` before now."""
         now = time.monotonic()
         answer: dict[str, Any] = {"ok": True, "t": now, "sent": {}, "received": {}, "unmatched": {},
-                                  "deadline_s": DELIVERY_DEADLINE_S}
+                                  "audio_sent": {}, "audio_received": {}, "deadline_s": DELIVERY_DEADLINE_S}
         since = cmd.get("since")
         if since is not None:
             answer["window"] = {}
@@ -238,6 +302,8 @@ class LoadGenerator:
             answer["sent"][unit] = load.sent_total
             answer["received"][unit] = [v.received_total for v in load.viewers]
             answer["unmatched"][unit] = [v.unmatched_total for v in load.viewers]
+            answer["audio_sent"][unit] = load.audio_sent_total
+            answer["audio_received"][unit] = [v.audio_total for v in load.viewers]
             if since is not None:
                 answer["window"][unit] = load.window(float(since), now - DELIVERY_DEADLINE_S, DELIVERY_DEADLINE_S)
             load.trim(now - KEEP_FRAMES_S)
@@ -247,8 +313,12 @@ class LoadGenerator:
         """Viewers joining a running publisher one at a time: seconds to their first frame."""
         rng = random.Random(7)
         trials: list[dict[str, Any]] = []
+        janus = cmd.get("kind") == "janus"
         for _ in range(int(cmd.get("trials", 20))):
             await asyncio.sleep(rng.uniform(0.2, 0.8))  # land at different points of the stream
+            if janus:
+                trials.append(await self._late_janus(self.units[cmd["unit"]], float(cmd.get("timeout_s", 5.0))))
+                continue
             viewer = await make_viewer(video=True, audio=False)
             posted = time.monotonic()
             try:
@@ -263,7 +333,74 @@ class LoadGenerator:
                 await self._close_viewer(cmd["base"], cmd["person_token"], viewer)
         return {"ok": True, "trials": trials}
 
+    async def _late_janus(self, load: UnitLoad, timeout_s: float) -> dict[str, Any]:
+        """One late subscriber of a unit published into Janus (from "answer": Janus took its answer)."""
+        posted = time.monotonic()
+        log: ViewerLog | None = None
+        try:
+            log = await self._janus_view(load)
+            load.viewers.remove(log)  # not one of the unit's measured viewers
+            await log.viewer.wait_frames(1, timeout_s)
+            first_at, _, keyframe = log.viewer.frames[0]
+            return {"from_answer_s": round(first_at - log.viewer.answered_at, 4),
+                    "from_post_s": round(first_at - posted, 4), "keyframe": keyframe}
+        except CONNECT_ERRORS as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            if log is not None:
+                if log in load.viewers:
+                    load.viewers.remove(log)
+                await self._close_janus_viewer(load, log)
+
+    async def _close_janus_viewer(self, load: UnitLoad, log: ViewerLog) -> None:
+        if load.janus is not None and log.janus_handle:
+            try:
+                await load.janus.detach(log.janus_handle)
+            except JanusError as exc:
+                logger.warning("detach %s failed: %s", log.janus_handle, exc)
+        await log.viewer.close()
+
+    async def direct(self, cmd: dict[str, Any]) -> dict[str, Any]:
+        """The path without a server: one publisher connected straight to one viewer in this
+        process for ``seconds``; the latency of its frames (send -> arrival) is the floor that the
+        server-added latency is measured against."""
+        loop = await self.loops.video(self.spec)
+        pub = await make_publisher(loop, await self.loops.audio(AUDIO_SPEC))
+        load = UnitLoad("direct", "", "", "", pub)
+        load.record_send_times()
+        viewer: Viewer | None = None
+        try:
+            viewer = await make_answering_viewer(pub.pc.localDescription.sdp)
+            load.viewers.append(ViewerLog(viewer))
+            await pub.pc.setRemoteDescription(viewer.pc.localDescription)
+            await viewer.wait_frames(1, FIRST_FRAME_TIMEOUT_S)
+            started = time.monotonic()
+            await asyncio.sleep(float(cmd.get("seconds", 5.0)) + DELIVERY_DEADLINE_S)
+            load.ingest()
+            window = load.window(started, time.monotonic() - DELIVERY_DEADLINE_S, DELIVERY_DEADLINE_S)
+        finally:
+            if viewer is not None:
+                await viewer.close()
+            await pub.close()
+        latencies = sorted(window["latencies"])
+        if not latencies:
+            return {"ok": False, "error": "no frame crossed the direct connection"}
+        return {"ok": True, "frames": len(latencies), "sent": window["sent"],
+                "latency_p50_s": latencies[len(latencies) // 2],
+                "latency_p95_s": latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]}
+
     async def _end(self, load: UnitLoad) -> None:
+        if load.janus is not None:
+            await asyncio.gather(*(self._close_janus_viewer(load, v) for v in load.viewers))
+            try:
+                if load.janus_handle:
+                    await load.janus.detach(load.janus_handle)
+                    if load.room:
+                        await janus_client.destroy_room(load.janus, await load.janus.attach(), load.room)
+            except JanusError as exc:
+                logger.warning("janus teardown of %s failed: %s", load.unit, exc)
+            await load.publisher.close()
+            return
         await asyncio.gather(*(self._close_viewer(load.base, load.person_token, v.viewer) for v in load.viewers))
         await self._delete(load.base, load.publisher.location, load.token)
         await load.publisher.close()
@@ -290,6 +427,7 @@ async def run() -> None:
     spec = VideoLoopSpec(codec="vp8", width=640, height=480, fps=30, bitrate=1_000_000)
     loops = LoopCache()
     encoded = await loops.video(spec)  # built before "ready", so it does not land in a measurement
+    await loops.audio(AUDIO_SPEC)
     reader = await _stdin_lines()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as http:
         gen = LoadGenerator(http, loops, spec)
@@ -305,6 +443,8 @@ async def run() -> None:
                         _reply(gen.mark(cmd))
                     elif name == "late":
                         _reply(await gen.late(cmd))
+                    elif name == "direct":
+                        _reply(await gen.direct(cmd))
                     elif name == "clear":
                         _reply(await gen.clear())
                     elif name == "stop":
@@ -317,6 +457,8 @@ async def run() -> None:
                     _reply({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
         finally:
             await gen.clear()
+            for session in gen.janus.values():
+                await session.close()
 
 
 def main() -> int:
