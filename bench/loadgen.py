@@ -1,23 +1,32 @@
-"""Load generator for ``bench.relay``: publishers of pre-encoded video and the viewers watching them.
+"""Load generator for ``bench.relay``: publishers of pre-encoded video and audio and the viewers watching them.
 
 Runs as a subprocess driven by one JSON command per line on stdin; answers one JSON line per
 command on stdout (logs go to stderr). Nothing is encoded or decoded here: publishers replay one
-shared :class:`field_client.encoded_loop.EncodedLoop` (VP8 640x480@30, ~1 Mbit/s) and viewers run with the
-pass-through decoder installed, so they count encoded frames (re-encoded VP8 when the server is
-the ``MediaRelay`` baseline). Commands, handled one at a time:
+shared :class:`field_client.encoded_loop.EncodedLoop` (VP8 640x480@30, ~1 Mbit/s) and one
+:class:`~field_client.encoded_loop.EncodedAudioLoop` (Opus, :data:`AUDIO_SPEC`), and viewers run
+with the pass-through decoder installed, so they count encoded frames (re-encoded VP8 and Opus
+when the server is the ``MediaRelay`` baseline). Commands, handled one at a time:
 
-- ``{"cmd": "add", "base": URL, "person_token": T, "units": [[id, unit_token], ...], "viewers": 2}``
-  publishes each unit over WHIP, attaches the viewers over WHEP and waits for every viewer's first
-  frame, retrying a unit once (ended cleanly first) as a field client would; answers
-  ``{"ok", "added", "failed": [units not connected], "errors": [every error seen], "connect_s"}``.
+- ``{"cmd": "add", "base": URL, "person_token": T, "units": [[id, unit_token], ...], "viewers": 2,
+  "kind": "whip"}`` publishes each unit over WHIP, attaches the viewers over WHEP and waits for
+  every viewer's first frame, retrying a unit once (ended cleanly first) as a field client would;
+  answers ``{"ok", "added", "failed": [units not connected], "errors": [every error seen],
+  "connect_s"}``. With ``"kind": "janus"`` the base is a Janus API URL and each unit gets a
+  VideoRoom of its own (:mod:`bench.janus_client`: publisher ``joinandconfigure``, subscribers
+  ``join`` + ``start``), through one Janus session per load generator.
 - ``{"cmd": "mark", "since": T?}`` answers cumulative counters ``{"t", "sent": {unit: frames},
   "received": {unit: [frames per viewer]}, "unmatched": {unit: [...]}}`` and, with ``since`` (the
   ``t`` of an earlier mark), ``"window": {unit: {"sent", "viewers": [{"received", "on_time",
-  "latency_p95_s", "max_gap_s"}]}}`` for the frames sent from ``since`` until 1 s before now:
-  each viewer frame is matched to the publisher frame it is (see :class:`UnitLoad`).
+  "latency_p95_s", "max_gap_s"}], "latencies": [every matched frame's latency]}}`` for the frames
+  sent from ``since`` until 1 s before now: each viewer frame is matched to the publisher frame it
+  is (see :class:`UnitLoad`); also ``"audio_sent": {unit: packets}, "audio_received": {unit:
+  [packets per viewer]}``, cumulative.
 - ``{"cmd": "late", "base", "person_token", "unit", "trials", "timeout_s"}`` runs viewers that join
   the running publisher of ``unit`` one after another and answers the seconds from WHEP answer
-  (and from the POST) to their first frame, and whether that frame was a keyframe.
+  (and from the POST) to their first keyframe, to their first frame, and whether that frame was a
+  keyframe (``"kind": "janus"``: from Janus taking the subscriber's answer, and from the ``join``).
+- ``{"cmd": "direct", "seconds": S}`` connects one publisher straight to one viewer (no server)
+  and answers the p50 and p95 latency of its frames: the floor of the path.
 - ``{"cmd": "clear"}`` ends every session (WHEP/WHIP DELETE, then close); ``{"cmd": "stop"}`` also exits.
 
 Every wait is bounded; only the URLs given in commands are contacted.
@@ -38,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from aiortc import RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bench import janus_client
 from bench.janus_client import JanusError, JanusSession
@@ -104,6 +113,7 @@ class UnitLoad:
     send_times: list[float] = field(default_factory=list)  # aligned with publisher.sent
     sent_total: int = 0
     audio_sent_total: int = 0
+    ending: bool = False
     janus: JanusSession | None = None  # set when the unit publishes into a Janus VideoRoom
     janus_handle: int = 0
     room: int = 0
@@ -226,6 +236,7 @@ class LoadGenerator:
             pub = await make_publisher(loop, audio)
             load = UnitLoad(unit, token, base, person_token, pub)
             load.record_send_times()
+            self._watch(load, pub.pc, "publisher")
             self.units[unit] = load  # registered first so that _end() also ends a half-built unit
             if kind == "janus":
                 await self._janus_publish(load)
@@ -235,9 +246,21 @@ class LoadGenerator:
                 await whip_publish(self.http, base, unit, token, pub)
                 for _ in range(viewers):
                     viewer = await make_viewer(video=True, audio=True)
+                    self._watch(load, viewer.pc, "viewer")
                     load.viewers.append(ViewerLog(viewer))
                     await whep_view(self.http, base, unit, person_token, viewer)
         await asyncio.gather(*(v.viewer.wait_frames(1, FIRST_FRAME_TIMEOUT_S) for v in load.viewers))
+
+    def _watch(self, load: UnitLoad, pc: RTCPeerConnection, role: str) -> None:
+        """Log a peer of a running unit that fails or closes before the unit is ended."""
+        async def changed() -> None:
+            ours = pc is load.publisher.pc or any(pc is v.viewer.pc for v in load.viewers)
+            if pc.connectionState in ("failed", "closed") and ours and self.units.get(load.unit) is load \
+                    and not load.ending:
+                logger.warning("unit %s: a %s's connection is %s while the unit runs", load.unit, role,
+                               pc.connectionState)
+
+        pc.on("connectionstatechange", changed)
 
     async def _janus_publish(self, load: UnitLoad) -> None:
         """A VideoRoom of its own for the unit, its publisher joined, its PeerConnection up."""
@@ -255,6 +278,7 @@ class LoadGenerator:
         handle = await load.janus.attach()
         offer = await janus_client.subscribe(load.janus, handle, load.room, load.feed)
         log = ViewerLog(await make_answering_viewer(offer), janus_handle=handle)
+        self._watch(load, log.viewer.pc, "viewer")
         load.viewers.append(log)
         await janus_client.start(load.janus, handle, load.room, log.viewer.pc.localDescription.sdp)
         log.viewer.answered_at = time.monotonic()
@@ -324,9 +348,8 @@ class LoadGenerator:
             try:
                 await whep_view(self.http, cmd["base"], cmd["unit"], cmd["person_token"], viewer)
                 await viewer.wait_frames(1, float(cmd.get("timeout_s", 5.0)))
-                first_at, _, keyframe = viewer.frames[0]
-                trials.append({"from_answer_s": round(first_at - viewer.answered_at, 4),
-                               "from_post_s": round(first_at - posted, 4), "keyframe": keyframe})
+                await _first_keyframe(viewer, float(cmd.get("timeout_s", 5.0)))
+                trials.append(_late_trial(viewer, posted))
             except (asyncio.TimeoutError, AssertionError, aiohttp.ClientError) as exc:
                 trials.append({"error": f"{type(exc).__name__}: {exc}"})
             finally:
@@ -341,9 +364,8 @@ class LoadGenerator:
             log = await self._janus_view(load)
             load.viewers.remove(log)  # not one of the unit's measured viewers
             await log.viewer.wait_frames(1, timeout_s)
-            first_at, _, keyframe = log.viewer.frames[0]
-            return {"from_answer_s": round(first_at - log.viewer.answered_at, 4),
-                    "from_post_s": round(first_at - posted, 4), "keyframe": keyframe}
+            await _first_keyframe(log.viewer, timeout_s)
+            return _late_trial(log.viewer, posted)
         except CONNECT_ERRORS as exc:
             return {"error": f"{type(exc).__name__}: {exc}"}
         finally:
@@ -390,6 +412,7 @@ class LoadGenerator:
                 "latency_p95_s": latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]}
 
     async def _end(self, load: UnitLoad) -> None:
+        load.ending = True
         if load.janus is not None:
             await asyncio.gather(*(self._close_janus_viewer(load, v) for v in load.viewers))
             try:
@@ -408,7 +431,24 @@ class LoadGenerator:
     async def clear(self) -> dict[str, Any]:
         units, self.units = list(self.units.values()), {}
         await asyncio.gather(*(self._end(u) for u in units), return_exceptions=True)
+        sessions, self.janus = list(self.janus.values()), {}  # a restarted Janus gets new ones
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         return {"ok": True, "cleared": len(units)}
+
+
+async def _first_keyframe(viewer: Viewer, timeout_s: float) -> None:
+    """Until the viewer has a keyframe: the first picture it can show (Janus forwards from
+    wherever the stream is, so its first frame may be a delta frame that cannot be decoded)."""
+    async with asyncio.timeout(timeout_s):
+        while not any(keyframe for _, _, keyframe in viewer.frames):
+            await viewer.wait_frames(len(viewer.frames) + 1, timeout_s)
+
+
+def _late_trial(viewer: Viewer, posted: float) -> dict[str, Any]:
+    first_at, _, keyframe = viewer.frames[0]
+    key_at = next(at for at, _, key in viewer.frames if key)
+    return {"from_answer_s": round(key_at - viewer.answered_at, 4), "from_post_s": round(key_at - posted, 4),
+            "first_frame_from_answer_s": round(first_at - viewer.answered_at, 4), "keyframe": keyframe}
 
 
 async def _stdin_lines() -> asyncio.StreamReader:

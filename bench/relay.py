@@ -1,32 +1,56 @@
-"""Live-path benchmark: the forwarding relay against aiortc's ``MediaRelay``, on this machine, in one run.
+"""Live-path benchmark: this server beside Janus's VideoRoom and aiortc's ``MediaRelay``, in one run.
 
-    python -m bench.relay [--quick] [--max-units 60] [--out bench/results/relay.json]
+    python -m bench.relay [--quick] [--rounds 3] [--engine packets|frames] [--workers N] [--recording]
+                          [--without janus|mediarelay] [--ramp [--max-units 60]] [--out bench/results/relay.json]
 
-Three measurements (docs/benchmarks.md has the method in full and the latest figures):
+Servers, each a subprocess on 127.0.0.1 pinned to the first usable core (the load generators get
+the others; with one core both share it and the output says so):
 
-1. **Server CPU per unit** (1 publisher, 2 viewers), in rounds that alternate the order of three
-   servers: ``dispatch_server`` ("forward": the relay under test), ``bench.baseline_server``
-   ("baseline": ``MediaRelay``, decode once and encode per viewer, the normal aiortc way) and
-   ``bench.baseline_server --passthrough`` ("floor": ``MediaRelay`` handing the same encoded
-   packet to every viewer, the least work aiortc can do). Each round measures the server idle,
-   then with 1 and with 4 units (floor: 4 only); per unit = (CPU with N units - idle CPU) / N in %
-   of one core, from ``/proc/<pid>/stat`` (all threads) over a steady-state window after a
-   warm-up. Medians over the rounds and their ratios are reported.
-2. **Largest number of units** the forwarding server carries: units are added in steps (4, 6, ...,
-   16, 20, 30, ...) until, in a window, some viewer gets fewer than 99% of the frames its publisher
-   sent within 1 s of sending them (frames are matched one by one, so a viewer catching up on a
-   backlog cannot hide a loss), a unit cannot connect, or a publisher cannot keep 30 fps. A failing
-   step gets one more window, which decides (noisy neighbours).
-3. **First frame for a late viewer**: viewers join a running publisher one at a time, while
-   ``LATE_BACKGROUND_UNITS`` units run; seconds from the WHEP answer to their first frame.
+- ``forward``: ``dispatch_server serve`` (the product), recording off unless ``--recording``;
+  ``--engine`` sets ``DISPATCH_MEDIA__ENGINE`` when the server has that setting (else the output
+  says "not available" and what it ran); ``--workers N`` adds ``forward-workers``, the same server
+  with ``DISPATCH_MEDIA__WORKERS=N``, when it has that setting (issue #16 item 3; "not available"
+  otherwise). Its CPU and memory are those of the whole process tree.
+- ``janus``: Janus 1.1 (Debian ``janus``) with a generated configuration (:mod:`bench.janus_server`):
+  the VideoRoom plugin over the HTTP API only, one room per unit (:mod:`bench.janus_client`).
+- ``mediarelay``: :mod:`bench.baseline_server`, aiortc's ``MediaRelay`` (decode once, encode per
+  viewer). It saturates its core at about 4 units, so it runs 1 and 4 units only (quick: 1).
 
-Load comes from two ``bench.loadgen`` subprocesses that replay pre-encoded VP8 and count encoded
-frames, so they neither encode nor decode. Their CPU, the CPU of everything else on the machine,
-steal time and UDP receive-buffer drops per process are reported next to the server's, because
-on 2 cores they all compete. HTTP goes to 127.0.0.1; media flows between ICE host candidates on
-this machine's own addresses (aioice never offers 127.0.0.1), so nothing leaves the machine.
-Every child process is stopped on exit and on error, and is killed by the kernel
-(PR_SET_PDEATHSIG) if this process dies.
+A unit is one publisher of pre-encoded VP8 640x480@30 (~1 Mbit/s) and Opus (a 4 s loop of 20 ms
+packets), with 2 viewers receiving both. Load comes from two ``bench.loadgen`` subprocesses that
+replay the encoded media and count what arrives, so they neither encode nor decode.
+
+Measurements, in rounds (3; quick: 1) that alternate the order of the servers:
+
+1. Per server, in a fresh process (restarted for its turn in every round): an idle window, then
+   1, 8 and 24 units (quick: 1 and 4), a warm-up and a window each. **CPU per unit** = (server
+   CPU with N units - idle CPU) / N, % of one core, from ``/proc/<pid>/stat``. **RSS per unit**
+   = (RSS at N - RSS idle) / N, MB, and the RSS at N. **Frames on time**: of the frames a
+   publisher sent in the window (up to 1 s before its end), the share each viewer received within
+   1 s of sending (frames matched one by one); lowest and median viewer. **Audio**: Opus packets
+   received over sent per viewer, lowest and median. Medians over the rounds, and the forward
+   server's ratios to Janus and to MediaRelay.
+2. **Latency the server adds**, p95: every matched video frame's time from the publisher's
+   ``RTCRtpSender`` taking it (send time) to the viewer's track handing it on (receive time), over
+   all viewers in the window, 95th percentile; minus the same percentile of the **direct path**:
+   one publisher connected straight to one viewer inside a load generator, no server, measured
+   once before the rounds with nothing else running (aiortc's pacing, jitter buffer and the
+   loopback network: ~35 ms here). Load-generator queueing at high unit counts therefore counts as
+   server-added latency; the load generators' CPU is reported next to it.
+3. **First frame for a late viewer**: while 6 units run, viewers join one running publisher one at
+   a time (forward and Janus; not MediaRelay): seconds from the answer (WHEP 201, or Janus taking
+   the subscriber's answer with ``start``) to the first keyframe, the first picture a decoder can
+   show (this server starts every viewer at a keyframe; Janus forwards from wherever the stream
+   is and asks the publisher for a keyframe); p50 and p95.
+4. With ``--ramp``, afterwards, the forward server's unit ramp (4, 6, ..., 16, 20, 30, ...) until a
+   step fails (a viewer below 99% on time, a unit not connecting, a publisher below 29.1 fps).
+
+The CPU of the load generators, of everything else on the machine, steal time and UDP receive
+drops are reported beside the server's, because on 2 cores they all compete. HTTP goes to
+127.0.0.1; media flows between ICE host candidates on this machine's own addresses, so nothing
+leaves the machine. Every child process is stopped on exit and on error, and is killed by the
+kernel (PR_SET_PDEATHSIG) if this process dies. Janus missing: the run stops with the command that
+installs it (``make bench`` installs it as a system dependency).
 """
 
 from __future__ import annotations
@@ -737,6 +761,18 @@ class SideBySideBench(Bench):
     def clear(self) -> None:
         _all(self.loadgens, [{"cmd": "clear"}] * len(self.loadgens), timeout=120)
 
+    def restart(self, label: str) -> ServerChild:
+        """A fresh process for each server's turn: its idle CPU and RSS are those of a server that
+        has carried nothing yet (memory that a process keeps after its units left would otherwise
+        inflate the next round's idle RSS and hide the per-unit cost). Janus gets a new port, so
+        the load generators open new sessions instead of reusing ones of the old process."""
+        self.servers[label].stop()
+        if label == "janus":
+            self.janus_config = janus_server.JanusConfig(port=janus_server.free_port())
+            janus_server.write_config(self.work / "janus", self.janus_config)
+        self.servers[label] = self.server_child(label, self.server_argv()[label]).start()
+        return self.servers[label]
+
     def direct_floor(self, seconds: float = 5.0) -> dict[str, Any]:
         """Latency of the path without a server (publisher straight to viewer, in a load generator)."""
         answer = self.loadgens[0].request({"cmd": "direct", "seconds": seconds}, timeout=60 + seconds)
@@ -750,8 +786,8 @@ class SideBySideBench(Bench):
             order = list(self.labels) if r % 2 == 0 else list(reversed(self.labels))
             for label in order:
                 self.check_deadline()
-                server = self.servers[label]
                 self.clear()
+                server = self.restart(label)
                 time.sleep(SETTLE_S)
                 idle = measure(server, self.loadgens, self.plan.idle_s)
                 entry: dict[str, Any] = {"round": r + 1, "server": label, "idle_cpu_pct": idle.server_cpu_pct,
@@ -917,7 +953,7 @@ def main(argv: list[str] | None = None) -> int:
     if "summary" not in result and "rounds" in result:
         result["summary"] = side_by_side.summarize(result["rounds"], None)
     result["targets"] = side_by_side.verdicts(result.get("summary", {}), result.get("late_viewer", {}), setup,
-                                              args.recording)
+                                              args.recording, len(pinning.load))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     print("\n".join(side_by_side.table(result.get("summary", {}), labels)))
@@ -927,7 +963,8 @@ def main(argv: list[str] | None = None) -> int:
     print(setup.multi_worker_line())
     for name, verdict in result["targets"].items():
         state = {True: "met", False: "MISSED", None: "not measured"}[verdict["pass"]]
-        print(f"target {name}: {verdict['target']}: measured {verdict['measured']} -> {state}")
+        print(f"target {name}: {verdict['target']}: measured {verdict['measured']} -> {state}"
+              + (f" ({verdict['note']})" if verdict.get("note") else ""))
     print(f"elapsed {result['elapsed_s']} s; results written to {out}")
     return status
 
