@@ -9,8 +9,11 @@
 - ``janus.transport.http.jcfg``: the Janus API on ``http://127.0.0.1:PORT/janus``, no HTTPS, no
   admin API.
 
-ICE candidates are host candidates of this machine's interfaces (libnice skips loopback), which
-is what aiortc offers as well, so media never leaves the machine. Nothing here starts a process:
+ICE candidates are host candidates on this machine's primary address only (``ice_enforce_list``,
+:func:`primary_address`), which is where the load generator's peers are as well, so media never
+leaves the machine. Other interfaces are left out because on a shared machine they come and go
+(other test suites create network namespaces with veth pairs): a session whose ICE pair used one
+lost its media when it vanished. Nothing here starts a process:
 :func:`command` is the argv, :data:`READY_TEXT` the log line that says Janus accepts requests.
 """
 
@@ -31,6 +34,17 @@ def installed() -> bool:
     return shutil.which("janus") is not None or Path(JANUS_BIN).exists()
 
 
+def primary_address() -> str:
+    """This machine's IPv4 address toward its default route (found without sending a packet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("198.51.100.1", 9))  # TEST-NET-2: only the route is looked up
+        except OSError as exc:
+            raise RuntimeError(f"no default route to find this machine's address by: {exc}") from exc
+        address: str = s.getsockname()[0]
+    return address
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (Janus takes its port from its config file)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -45,6 +59,7 @@ class JanusConfig:
     rtp_ports: tuple[int, int] = (20000, 40000)
     debug_level: int = 4  # 4 = info: prints READY_TEXT; above that Janus logs per packet
     session_timeout_s: int = 60  # a session without a request or long poll this long is destroyed
+    host_address: str = ""  # the only address Janus gathers candidates on; "" = every interface
 
     @property
     def url(self) -> str:
@@ -65,6 +80,7 @@ def write_config(folder: Path, config: JanusConfig) -> Path:
     """Write the three configuration files into ``folder`` (created if needed); returns ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     lo, hi = config.rtp_ports
+    enforce = f"\n    ice_enforce_list = {_quote(config.host_address)}" if config.host_address else ""
     (folder / "janus.jcfg").write_text(f"""general: {{
     configs_folder = {_quote(str(folder))}
     plugins_folder = {_quote(str(LIBDIR / "plugins"))}
@@ -89,7 +105,7 @@ nat: {{
     ice_tcp = false
     full_trickle = false
     ignore_mdns = true
-    ice_ignore_list = "vmnet"
+    ice_ignore_list = "vmnet"{enforce}
 }}
 plugins: {{
     disable = {_quote(_others("plugins", "libjanus_videoroom.so"))}

@@ -49,7 +49,7 @@ from typing import Any
 import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from bench import janus_client
+from bench import janus_client, janus_server
 from bench.janus_client import JanusError, JanusSession
 from field_client.encoded_loop import AudioLoopSpec, VideoLoopSpec
 from field_client.loop_cache import LoopCache
@@ -195,8 +195,9 @@ class UnitLoad:
 
 
 class LoadGenerator:
-    def __init__(self, http: aiohttp.ClientSession, loops: LoopCache, spec: VideoLoopSpec) -> None:
+    def __init__(self, http: aiohttp.ClientSession, loops: LoopCache, spec: VideoLoopSpec, host: str = "") -> None:
         self.http = http
+        self.host = host  # with it, ICE uses this address only (see pin_ice_address)
         self.loops = loops
         self.spec = spec
         self.units: dict[str, UnitLoad] = {}
@@ -243,13 +244,20 @@ class LoadGenerator:
                 for _ in range(viewers):
                     await self._janus_view(load)
             else:
-                await whip_publish(self.http, base, unit, token, pub)
+                await whip_publish(self.http, base, unit, token, pub, self.only_host)
                 for _ in range(viewers):
                     viewer = await make_viewer(video=True, audio=True)
                     self._watch(load, viewer.pc, "viewer")
                     load.viewers.append(ViewerLog(viewer))
-                    await whep_view(self.http, base, unit, person_token, viewer)
+                    await whep_view(self.http, base, unit, person_token, viewer, self.only_host)
         await asyncio.gather(*(v.viewer.wait_frames(1, FIRST_FRAME_TIMEOUT_S) for v in load.viewers))
+
+    def only_host(self, sdp: str) -> str:
+        """A server's SDP without candidates on other addresses than ``host``."""
+        if not self.host:
+            return sdp
+        return "\r\n".join(line for line in sdp.splitlines()
+                           if not line.startswith("a=candidate:") or line.split()[4] == self.host) + "\r\n"
 
     def _watch(self, load: UnitLoad, pc: RTCPeerConnection, role: str) -> None:
         """Log a peer of a running unit that fails or closes before the unit is ended."""
@@ -346,7 +354,7 @@ class LoadGenerator:
             viewer = await make_viewer(video=True, audio=False)
             posted = time.monotonic()
             try:
-                await whep_view(self.http, cmd["base"], cmd["unit"], cmd["person_token"], viewer)
+                await whep_view(self.http, cmd["base"], cmd["unit"], cmd["person_token"], viewer, self.only_host)
                 await viewer.wait_frames(1, float(cmd.get("timeout_s", 5.0)))
                 await _first_keyframe(viewer, float(cmd.get("timeout_s", 5.0)))
                 trials.append(_late_trial(viewer, posted))
@@ -462,15 +470,36 @@ def _reply(obj: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def pin_ice_address(address: str) -> None:
+    """Make this process's ICE agents (aioice) gather host candidates on ``address`` only.
+
+    The machine is shared with test suites that create network namespaces and veth pairs; aioice
+    gathers on every interface, and a session whose ICE pair used a veth address lost its media
+    when the other suite removed it (seen as a Janus unit going silent seconds after connecting).
+    This patches the load generator only, never a server under test; the servers' candidates on
+    other addresses are dropped from their SDP by :meth:`LoadGenerator.only_host`."""
+    import aioice.ice
+
+    if not callable(getattr(aioice.ice, "get_host_addresses", None)):
+        raise RuntimeError("aioice.ice.get_host_addresses is gone (aioice changed): update pin_ice_address")
+
+    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [address] if use_ipv4 else []
+
+    aioice.ice.get_host_addresses = host_addresses
+
+
 async def run() -> None:
     passthrough.install()  # viewers count encoded frames and decode nothing
+    host = janus_server.primary_address()
+    pin_ice_address(host)
     spec = VideoLoopSpec(codec="vp8", width=640, height=480, fps=30, bitrate=1_000_000)
     loops = LoopCache()
     encoded = await loops.video(spec)  # built before "ready", so it does not land in a measurement
     await loops.audio(AUDIO_SPEC)
     reader = await _stdin_lines()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as http:
-        gen = LoadGenerator(http, loops, spec)
+        gen = LoadGenerator(http, loops, spec, host)
         _reply({"ok": True, "ready": True, "bitrate": round(encoded.bitrate)})
         try:
             while line := await reader.readline():

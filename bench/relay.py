@@ -254,6 +254,7 @@ class ServerChild:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.fixed_url = url
+        self.stopped = False  # stopped on purpose: not a crash
         self.log: deque[str] = deque(maxlen=300)
 
     def start(self, timeout: float = 60.0) -> "ServerChild":
@@ -293,6 +294,7 @@ class ServerChild:
         return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
+        self.stopped = True
         _terminate(self.proc)
 
 
@@ -586,6 +588,8 @@ class Bench:
 
     def _servers_alive(self) -> None:
         for server in self.servers.values():
+            if server.stopped:
+                continue
             if not server.alive():
                 raise RuntimeError(f"{server.name} server exited:\n" + "\n".join(list(server.log)[-40:]))
 
@@ -729,7 +733,8 @@ class SideBySideBench(Bench):
         archive = (f'[archive]\nenabled = true\ndir = "{self.work / "archive"}"\nsegment_s = 10.0\nmin_free_bytes = 0\n'
                    if self.recording else "[archive]\nenabled = false\n")
         self.config = write_config(self.work / "config.toml", self.work / "data", archive)
-        self.janus_config = janus_server.JanusConfig(port=janus_server.free_port())
+        self.janus_config = janus_server.JanusConfig(port=janus_server.free_port(),
+                                                     host_address=janus_server.primary_address())
         janus_server.write_config(self.work / "janus", self.janus_config)
 
     def server_argv(self) -> dict[str, list[str]]:
@@ -764,11 +769,14 @@ class SideBySideBench(Bench):
     def restart(self, label: str) -> ServerChild:
         """A fresh process for each server's turn: its idle CPU and RSS are those of a server that
         has carried nothing yet (memory that a process keeps after its units left would otherwise
-        inflate the next round's idle RSS and hide the per-unit cost). Janus gets a new port, so
-        the load generators open new sessions instead of reusing ones of the old process."""
+        inflate the next round's idle RSS and hide the per-unit cost), and no other server runs
+        meanwhile (in an earlier version, the first Janus unit after a MediaRelay turn lost its
+        media within seconds in every run, with the MediaRelay process still up). Janus gets a new
+        port, so the load generators open new sessions instead of reusing ones of the old process."""
         self.servers[label].stop()
         if label == "janus":
-            self.janus_config = janus_server.JanusConfig(port=janus_server.free_port())
+            self.janus_config = janus_server.JanusConfig(port=janus_server.free_port(),
+                                                         host_address=janus_server.primary_address())
             janus_server.write_config(self.work / "janus", self.janus_config)
         self.servers[label] = self.server_child(label, self.server_argv()[label]).start()
         return self.servers[label]
@@ -803,7 +811,8 @@ class SideBySideBench(Bench):
                     entry["steps"].append(step)
                     self._servers_alive()
                 rounds.append(entry)
-        self.clear()
+                self.clear()
+                server.stop()  # only the server whose turn it is runs (see restart())
         return rounds
 
     def _side_step(self, label: str, n: int, idle: Window, win: Window, added: dict[str, Any]) -> dict[str, Any]:
@@ -828,13 +837,14 @@ class SideBySideBench(Bench):
         for label in [s for s in self.labels if s != "mediarelay"]:
             self.check_deadline()
             self.clear()
-            added = self._add(self.servers[label], _late_units(), self.loadgens, _kind(label))
+            added = self._add(self.restart(label), _late_units(), self.loadgens, _kind(label))
             if _late_units()[0] in added["failed"]:
                 out[label] = {"error": f"the late viewers' unit did not connect: {added['errors']}"}
                 continue
             time.sleep(self.plan.warmup_s)
             out[label] = self.late_viewers(len(_late_units()) - len(added["failed"]), label, _late_units()[0])
-        self.clear()
+            self.clear()
+            self.servers[label].stop()
         return out
 
 
@@ -939,6 +949,7 @@ def main(argv: list[str] | None = None) -> int:
             result["summary"] = side_by_side.summarize(rounds, result["direct_path"]["latency_p95_s"])
             result["late_viewer"] = bench.late_all()
             if args.ramp:
+                bench.restart(bench.ramp_label)
                 steps, stop_reason, late = bench.ramp()
                 passing = [s["windows"][-1]["units"] for s in steps if s["passed"]]
                 result["ramp"] = {"steps": steps, "max_units_passing": max(passing, default=0),

@@ -28,7 +28,7 @@ class Janus:
 async def janus(tmp_path: Path) -> AsyncIterator[Janus]:
     """A Janus process with the benchmark's generated configuration; it must log no error the
     test did not provoke."""
-    config = janus_server.JanusConfig(port=janus_server.free_port())
+    config = janus_server.JanusConfig(port=janus_server.free_port(), host_address=janus_server.primary_address())
     folder = janus_server.write_config(tmp_path / "janus", config)
     proc = await asyncio.create_subprocess_exec(
         *janus_server.command(folder), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -68,6 +68,9 @@ async def test_publisher_and_subscriber_exchange_vp8_and_opus_through_a_videoroo
         feed, answer = await janus_client.publish(session, pub_handle, room, publisher.pc.localDescription.sdp)
         await publisher.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         await session.wait_up(pub_handle)
+        # Janus gathers on the enforced address only (other interfaces of a shared machine come and go).
+        candidates = {line.split()[4] for line in answer.splitlines() if line.startswith("a=candidate:")}
+        assert candidates == {janus_server.primary_address()}
 
         sub_handle = await session.attach()
         offer = await janus_client.subscribe(session, sub_handle, room, feed)

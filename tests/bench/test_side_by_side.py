@@ -97,3 +97,17 @@ def test_medians_over_rounds_ratios_and_targets() -> None:
     assert targets["two_workers"]["pass"] is None and "not available" in targets["two_workers"]["note"]
     lines = table(summary, ["forward", "janus"])
     assert any("forward/janus 2.0x" in line for line in lines) and len(lines) == 4
+
+
+def test_steps_where_the_load_generators_saturate_are_flagged_and_latency_judged_below_them() -> None:
+    rounds = [{"server": "forward", "steps": [_step(8, 3.0, 1.0, 0.040), _step(24, 3.0, 0.0, 6.0)]}]
+    rounds[0]["steps"][1]["loadgen_cpu_pct"] = [50.0, 49.0]  # type: ignore[index]
+    targets = verdicts(summarize(rounds, floor_p95_s=0.035), {}, ForwardSetup.make(None, None, known=set()),
+                       recording=True, load_cores=1)
+    on_time = targets["units_24_on_time"]
+    assert on_time["pass"] is False and "99.0% of their 1 core" in on_time["note"]
+    latency = targets["added_latency_p95"]
+    assert latency["at_units"] == 8 and latency["pass"] is True and latency["at_largest"] == pytest.approx(5.965)
+    assert "judged at 8 units" in latency["note"]
+    assert targets["late_viewer_p95"]["pass"] is None  # no late viewers measured
+    assert targets["cpu_per_unit"]["target"].endswith("(recording on)")

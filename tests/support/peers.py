@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import av
@@ -69,7 +69,8 @@ async def make_publisher(
     return pub
 
 
-async def whip_publish(http: aiohttp.ClientSession, base: str, unit: str, token: str, pub: Publisher) -> None:
+async def whip_publish(http: aiohttp.ClientSession, base: str, unit: str, token: str, pub: Publisher,
+                       answer_filter: Callable[[str], str] | None = None) -> None:
     async with http.post(
         f"{base}/whip/{unit}", data=pub.pc.localDescription.sdp,
         headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
@@ -77,6 +78,8 @@ async def whip_publish(http: aiohttp.ClientSession, base: str, unit: str, token:
         body = await resp.text()
         assert resp.status == 201, f"WHIP answered {resp.status}: {body}"
         pub.location = resp.headers["Location"]
+    if answer_filter is not None:
+        body = answer_filter(body)
     await pub.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
 
 
@@ -167,7 +170,8 @@ def _recording_viewer() -> Viewer:
     return viewer
 
 
-async def whep_view(http: aiohttp.ClientSession, base: str, unit: str, token: str, viewer: Viewer) -> None:
+async def whep_view(http: aiohttp.ClientSession, base: str, unit: str, token: str, viewer: Viewer,
+                    answer_filter: Callable[[str], str] | None = None) -> None:
     async with http.post(
         f"{base}/whep/{unit}", data=viewer.pc.localDescription.sdp,
         headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
@@ -175,6 +179,8 @@ async def whep_view(http: aiohttp.ClientSession, base: str, unit: str, token: st
         body = await resp.text()
         assert resp.status == 201, f"WHEP answered {resp.status}: {body}"
         viewer.location = resp.headers["Location"]
+    if answer_filter is not None:
+        body = answer_filter(body)
     from aiortc.sdp import SessionDescription
 
     for media in SessionDescription.parse(body).media:
