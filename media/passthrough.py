@@ -15,7 +15,15 @@ Four hooks make aiortc forward encoded media instead of decoding and re-encoding
    frame on only when the first packet of the next frame arrives, so every frame waits one frame
    interval and a publisher's last frame is never delivered (nor recorded); the swapped-in
    :class:`MarkerJitterBuffer` completes a frame at its RTP marker bit (RFC 7741 §4.1, RFC 6184
-   §5.1: set on the last packet of a frame).
+   §5.1: set on the last packet of a frame). When aiortc's buffer gives up on a loss (overflow, or
+   a retransmission ``MAX_MISORDER`` late resets it) it starts again at whatever packet comes
+   next, often in the middle of a frame, and hands on that frame's tail as a frame: on lossy links
+   with reordering that put a corrupt "keyframe" into recordings (ffprobe: "Invalid sync code").
+   The buffer tags each frame with whether frames before it were skipped and whether its first
+   packet starts a frame; :class:`PassthroughDecoder` drops a frame that does not start a frame,
+   and every frame after a skip until the next keyframe (no decoder could show them), and asks for
+   a keyframe the way a failing decoder does in aiortc (``decoder_worker`` sets its decode-error
+   event on ``av.FFmpegError``, and the receiver then sends PLI).
 4. Keyframes: a viewer's PLI/FIR ends in ``RTCRtpSender._send_keyframe``, which only sets a flag the
    pack path ignores; :func:`on_keyframe_request` replaces it per sender instance. Asking a publisher
    for a keyframe uses ``RTCRtpReceiver._send_rtcp_pli(ssrc)`` (:func:`send_pli`).
@@ -34,24 +42,75 @@ from aiortc.codecs.base import Decoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from .keyframes import is_keyframe
+
 logger = logging.getLogger(__name__)
 
 SUPPORTED_MIME_TYPES = frozenset({"video/vp8", "video/h264", "audio/opus"})
 
 
+class FrameLost(av.InvalidDataError):
+    """Raised (once per loss) by :class:`PassthroughDecoder`: aiortc's decoder thread then asks the
+    publisher for a keyframe (PLI), as for a frame a real decoder failed on."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(1094995529, what)  # AVERROR_INVALIDDATA
+
+
+def starts_frame(mime_type: str, payload: bytes) -> bool:
+    """Whether an RTP payload (with its payload descriptor) is the first packet of a frame: VP8
+    (RFC 7741 §4.2) S bit set and partition index 0; H.264 (RFC 6184 §5.8) not the middle or end of
+    a fragmented NAL unit. Other codecs: every packet starts a frame."""
+    if not payload:
+        return False
+    if mime_type == "video/vp8":
+        return bool(payload[0] & 0x10) and (payload[0] & 0x07) == 0
+    if mime_type == "video/h264":
+        if payload[0] & 0x1F in (28, 29):  # FU-A, FU-B
+            return len(payload) > 1 and bool(payload[1] & 0x80)
+    return True
+
+
 class PassthroughDecoder(Decoder):
-    """Hands each encoded frame on as an ``av.Packet`` on the codec's RTP clock."""
+    """Hands each encoded frame on as an ``av.Packet`` on the codec's RTP clock.
+
+    Video frames a decoder could not show are dropped: a frame that is only the tail of one (its
+    first packet was lost for good), and every frame after skipped frames until a keyframe. The
+    first drop of each such run raises :class:`FrameLost`, so the publisher is asked for a keyframe.
+    The first video frame must be a keyframe too (the first packets may be the ones lost).
+    Frames from a buffer other than :class:`MarkerJitterBuffer` carry no tags and all pass.
+    """
 
     def __init__(self, codec: RTCRtpCodecParameters) -> None:
         self.mime_type = codec.mimeType.lower()
         self.time_base = fractions.Fraction(1, codec.clockRate)
+        self._video = self.mime_type.startswith("video/")
+        self._broken = self._video  # no keyframe yet, or frames were lost since the last one
+        self._asked = False  # a keyframe was asked for since the run of drops began
 
     def decode(self, encoded_frame: Any) -> list[Any]:
+        if self._video:
+            head = getattr(encoded_frame, "first_payload", None)
+            if head is not None and not starts_frame(self.mime_type, head):
+                self._broken = True
+                return self._drop("the tail of a frame whose first packet was lost")
+            if getattr(encoded_frame, "after_gap", False):
+                self._broken = True
+            if self._broken:
+                if not is_keyframe(self.mime_type, encoded_frame.data):
+                    return self._drop("a frame after lost frames, before a keyframe")
+                self._broken = self._asked = False
         packet = av.Packet(encoded_frame.data)
         packet.pts = encoded_frame.timestamp
         packet.dts = encoded_frame.timestamp
         packet.time_base = self.time_base
         return [packet]
+
+    def _drop(self, what: str) -> list[Any]:
+        if not self._asked:
+            self._asked = True
+            raise FrameLost(f"dropped {what}; asking for a keyframe")
+        return []
 
 
 def _passthrough_get_decoder(codec: RTCRtpCodecParameters) -> Decoder:
@@ -93,8 +152,20 @@ class MarkerJitterBuffer(JitterBuffer):
     """aiortc's video jitter buffer, but a frame is complete at its marker bit.
 
     Without the marker (lost last packet) a frame still completes, as in aiortc, when a packet of
-    the next frame follows it contiguously.
+    the next frame follows it contiguously. Each frame handed on carries ``first_payload`` (the
+    RTP payload of its first packet, descriptor included) and ``after_gap`` (packets between it and
+    the frame before were skipped), for :class:`PassthroughDecoder`.
     """
+
+    _next_seq: int | None = None  # the sequence number after the last frame handed on
+
+    def _frame(self, packets: list[Any], timestamp: int) -> JitterFrame:
+        frame = JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+        first = packets[0].sequence_number
+        frame.first_payload = bytes(packets[0].payload[:2])  # type: ignore[attr-defined]
+        frame.after_gap = self._next_seq is not None and first != self._next_seq  # type: ignore[attr-defined]
+        self._next_seq = (packets[-1].sequence_number + 1) & 0xFFFF
+        return frame
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
         origin = self._origin
@@ -110,11 +181,11 @@ class MarkerJitterBuffer(JitterBuffer):
                 timestamp = packet.timestamp
             elif packet.timestamp != timestamp:
                 self.remove(count)
-                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+                return self._frame(packets, timestamp)
             packets.append(packet)
             if packet.marker:
                 self.remove(count + 1)
-                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+                return self._frame(packets, timestamp)
         return None
 
 
