@@ -91,9 +91,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # marker, dropping frames it could not decode and asking for a keyframe), not with aiortc's
     # default 512-packet buffer, which stalls ~3.5 s on one packet lost for good and hands on the
     # tail of a frame as a frame: the test measures the server, not that.
-    for receiver in viewer.pc.getReceivers():
-        if receiver.track is not None and receiver.track.kind == "video":
-            passthrough.shorten_jitter_buffer(receiver)
+    for transceiver in viewer.pc.getTransceivers():
+        if transceiver.kind == "video":
+            passthrough.shorten_jitter_buffer(transceiver.receiver)
     base = args.base
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)) as http:
         try:
