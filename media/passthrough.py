@@ -71,6 +71,16 @@ def starts_frame(mime_type: str, payload: bytes) -> bool:
     return True
 
 
+class TaggedFrame(JitterFrame):
+    """A frame from :class:`MarkerJitterBuffer`: the RTP payload head of its first packet
+    (descriptor included) and whether frames before it were skipped."""
+
+    def __init__(self, data: bytes, timestamp: int, first_payload: bytes, after_gap: bool) -> None:
+        super().__init__(data, timestamp)
+        self.first_payload = first_payload
+        self.after_gap = after_gap
+
+
 class PassthroughDecoder(Decoder):
     """Hands each encoded frame on as an ``av.Packet`` on the codec's RTP clock.
 
@@ -78,7 +88,8 @@ class PassthroughDecoder(Decoder):
     first packet was lost for good), and every frame after skipped frames until a keyframe. The
     first drop of each such run raises :class:`FrameLost`, so the publisher is asked for a keyframe.
     The first video frame must be a keyframe too (the first packets may be the ones lost).
-    Frames from a buffer other than :class:`MarkerJitterBuffer` carry no tags and all pass.
+    Frames from a buffer other than :class:`MarkerJitterBuffer` (not :class:`TaggedFrame`) carry no
+    tags: only the keyframe rule applies to them.
     """
 
     def __init__(self, codec: RTCRtpCodecParameters) -> None:
@@ -90,12 +101,12 @@ class PassthroughDecoder(Decoder):
 
     def decode(self, encoded_frame: Any) -> list[Any]:
         if self._video:
-            head = getattr(encoded_frame, "first_payload", None)
-            if head is not None and not starts_frame(self.mime_type, head):
-                self._broken = True
-                return self._drop("the tail of a frame whose first packet was lost")
-            if getattr(encoded_frame, "after_gap", False):
-                self._broken = True
+            if isinstance(encoded_frame, TaggedFrame):
+                if not starts_frame(self.mime_type, encoded_frame.first_payload):
+                    self._broken = True
+                    return self._drop("the tail of a frame whose first packet was lost")
+                if encoded_frame.after_gap:
+                    self._broken = True
             if self._broken:
                 if not is_keyframe(self.mime_type, encoded_frame.data):
                     return self._drop("a frame after lost frames, before a keyframe")
@@ -152,18 +163,16 @@ class MarkerJitterBuffer(JitterBuffer):
     """aiortc's video jitter buffer, but a frame is complete at its marker bit.
 
     Without the marker (lost last packet) a frame still completes, as in aiortc, when a packet of
-    the next frame follows it contiguously. Each frame handed on carries ``first_payload`` (the
-    RTP payload of its first packet, descriptor included) and ``after_gap`` (packets between it and
-    the frame before were skipped), for :class:`PassthroughDecoder`.
+    the next frame follows it contiguously. Frames are handed on as :class:`TaggedFrame` for
+    :class:`PassthroughDecoder`.
     """
 
     _next_seq: int | None = None  # the sequence number after the last frame handed on
 
-    def _frame(self, packets: list[Any], timestamp: int) -> JitterFrame:
-        frame = JitterFrame(data=b"".join(p._data for p in packets), timestamp=timestamp)
+    def _frame(self, packets: list[Any], timestamp: int) -> TaggedFrame:
         first = packets[0].sequence_number
-        frame.first_payload = bytes(packets[0].payload[:2])  # type: ignore[attr-defined]
-        frame.after_gap = self._next_seq is not None and first != self._next_seq  # type: ignore[attr-defined]
+        frame = TaggedFrame(b"".join(p._data for p in packets), timestamp, bytes(packets[0].payload[:2]),
+                            after_gap=self._next_seq is not None and first != self._next_seq)
         self._next_seq = (packets[-1].sequence_number + 1) & 0xFFFF
         return frame
 

@@ -78,9 +78,8 @@ async def _scenario(tmp: Path, media_engine: str) -> Outcome:
                                  "--seconds", str(RUN_S), "--report", str(tmp / "report.json"),
                                  env={"LOSSY_UNIT_TOKEN": unit_token, "LOSSY_PERSON_TOKEN": person_token})
             await peer.line_with("READY", timeout=120)
-            ready_at = time.monotonic()
             # The clean stretch (target a) is the peer's own run time, not a wait on the server.
-            await asyncio.sleep(CLEAN_S)  # noqa: ASYNC110
+            await asyncio.sleep(CLEAN_S)
             clean_until = time.monotonic()
             drops: list[dict[str, Any]] = []
             not_before = clean_until

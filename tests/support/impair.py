@@ -79,10 +79,11 @@ def remove_stale_namespaces() -> list[str]:
             continue
         try:
             pid = int(name[len(NS_PREFIX):].split("-")[0])
+        except ValueError:
+            continue  # not one of ours
+        try:
             os.kill(pid, 0)
             continue  # its creator still runs
-        except ValueError:
-            pass
         except ProcessLookupError:
             pass
         _ip("netns", "delete", name, check=False)

@@ -2,10 +2,11 @@
 :class:`tests.support.impair.LossyNetwork` namespace), and the frame matching its report needs.
 
 The process publishes pre-encoded VP8 640x480@30 (~1 Mbit/s) and Opus over WHIP, watches the same
-unit over WHEP, takes its tokens from ``LOSSY_UNIT_TOKEN`` and ``LOSSY_PERSON_TOKEN``, prints ``READY`` once the viewer has its first frame, runs ``--seconds`` more,
-prints ``REPORT {json}`` (every video frame sent: send time, digest, keyframe; every frame the
-viewer got: arrival time, digest, keyframe; times on this machine's monotonic clock, which the
-test process shares), ends both sessions with DELETE and exits. Nothing is encoded or decoded.
+unit over WHEP (tokens from ``LOSSY_UNIT_TOKEN`` and ``LOSSY_PERSON_TOKEN``), prints ``READY``
+once the viewer has its first frame, runs ``--seconds`` more, ends both sessions with DELETE,
+writes a JSON report to ``--report`` (every video frame sent: send time, digest, keyframe; every
+frame the viewer got: arrival time, digest, keyframe; times on this machine's monotonic clock,
+which the test process shares), prints ``REPORTED`` and exits. Nothing is encoded or decoded.
 """
 
 from __future__ import annotations
