@@ -277,6 +277,7 @@ class Direction:
         self.drop_order: int | None = None  # min_packets of the next frame to drop whole
         self.drop_not_before = 0.0  # ... whose first packet arrived at or after this (monotonic)
         self._max_released = 0
+        self._dropped_timestamps: dict[int, dict[str, Any]] = {}
         self._pruned = time.monotonic()
         self._loop = asyncio.get_running_loop()
 
@@ -287,10 +288,16 @@ class Direction:
             except BlockingIOError:
                 return
             self.stats.packets += 1
-            if self.rng.random() < self.imp.loss:
+            key = rtp_frame_key(packet)
+            lost = self.rng.random() < self.imp.loss
+            if key is not None and key[1] in self._dropped_timestamps:
+                # A retransmission of a frame dropped on purpose (RTX keeps the RTP timestamp).
+                self._dropped_timestamps[key[1]]["later"].append(
+                    [round(time.monotonic() - self._dropped_timestamps[key[1]]["dropped_at"], 4), lost])
+            if lost:
                 self.stats.lost += 1
                 continue
-            entry = _Queued(packet, self.stats.packets, rtp_frame_key(packet))
+            entry = _Queued(packet, self.stats.packets, key)
             if entry.key is not None:
                 frame = self.frames.get(entry.key)
                 if frame is None:
@@ -312,8 +319,11 @@ class Direction:
                 e.alive = False
             assert entry.key is not None
             self.stats.keyframe_dropped += len(doomed)
-            self.stats.keyframes.append({"ssrc": entry.key[0], "timestamp": entry.key[1], "packets": len(doomed),
-                                         "first_arrival": frame.first_arrival, "dropped_at": time.monotonic()})
+            dropped = {"ssrc": entry.key[0], "timestamp": entry.key[1], "packets": len(doomed),
+                       "first_arrival": frame.first_arrival, "dropped_at": time.monotonic(),
+                       "later": []}  # [seconds after the drop, lost] of each later packet of that frame
+            self.stats.keyframes.append(dropped)
+            self._dropped_timestamps[entry.key[1]] = dropped
             self.drop_order = None
             return
         if frame is not None:
