@@ -11,8 +11,9 @@ The wire process (``python -m tests.support.impair``) owns both TUN devices. It 
 packet leaving one side and writes it to the other after applying, per direction and seeded:
 random loss, a delay drawn uniformly from ``delay ± jitter`` (so packets overtake each other, as
 with netem's jitter) and, when told to, the loss of every packet of one keyframe (the next RTP
-frame of at least ``min_packets`` packets; its packets are all queued by the time the first one is
-due, because the smallest delay exceeds the time a burst takes to send). It counts what it did.
+frame of at least ``min_packets`` packets on the busiest SSRC, the video; its packets are all
+queued by the time the first one is due, because the smallest delay exceeds the time a burst takes
+to send). It counts what it did, and what later crossed of a frame it dropped (retransmissions).
 The namespace's default route is the TUN device, so everything a process in it sends to any
 address of this machine (ICE host candidates included) crosses the wire.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import fcntl
 import json
@@ -243,6 +245,7 @@ class _Queued:
     packet: bytes
     index: int  # arrival order in its direction
     key: tuple[int, int] | None
+    arrived: float
     alive: bool = True
 
 
@@ -261,6 +264,10 @@ class DirectionStats:
     reordered: int = 0  # delivered after a packet that arrived later than it
     keyframe_dropped: int = 0  # packets dropped on purpose
     keyframes: list[dict[str, Any]] = field(default_factory=list)  # the frames dropped on purpose
+    # Seconds delivered packets spent in the wire, as measured (the event loop's lateness included).
+    delay_min_s: float | None = None
+    delay_median_s: float | None = None
+    delay_max_s: float | None = None
 
 
 class Direction:
@@ -278,6 +285,8 @@ class Direction:
         self.drop_not_before = 0.0  # ... whose first packet arrived at or after this (monotonic)
         self._max_released = 0
         self._dropped_timestamps: dict[int, dict[str, Any]] = {}
+        self._delays: list[float] = []
+        self._per_ssrc: collections.Counter[int] = collections.Counter()
         self._pruned = time.monotonic()
         self._loop = asyncio.get_running_loop()
 
@@ -294,10 +303,12 @@ class Direction:
                 # A retransmission of a frame dropped on purpose (RTX keeps the RTP timestamp).
                 self._dropped_timestamps[key[1]]["later"].append(
                     [round(time.monotonic() - self._dropped_timestamps[key[1]]["dropped_at"], 4), lost])
+            if key is not None:
+                self._per_ssrc[key[0]] += 1
             if lost:
                 self.stats.lost += 1
                 continue
-            entry = _Queued(packet, self.stats.packets, key)
+            entry = _Queued(packet, self.stats.packets, key, time.monotonic())
             if entry.key is not None:
                 frame = self.frames.get(entry.key)
                 if frame is None:
@@ -313,7 +324,8 @@ class Direction:
         if not entry.alive:
             return
         if frame is not None and self.drop_order is not None and frame.released == 0 \
-                and len(frame.queued) + 1 >= self.drop_order and frame.first_arrival >= self.drop_not_before:
+                and len(frame.queued) + 1 >= self.drop_order and frame.first_arrival >= self.drop_not_before \
+                and self._is_video(entry.key):
             doomed = [entry, *frame.queued]
             for e in doomed:
                 e.alive = False
@@ -333,11 +345,25 @@ class Direction:
         except OSError:
             return  # the other side is down (interface not up yet, or going away)
         self.stats.delivered += 1
+        self._delays.append(time.monotonic() - entry.arrived)
         if entry.index < self._max_released:
             self.stats.reordered += 1
         else:
             self._max_released = entry.index
         self._prune()
+
+    def _is_video(self, key: tuple[int, int] | None) -> bool:
+        """The stream with the most packets is the video (audio has fewer, and so has RTX, whose
+        bursts of retransmissions share a frame's timestamp and must not pass for a frame)."""
+        return key is not None and bool(self._per_ssrc) and self._per_ssrc.most_common(1)[0][0] == key[0]
+
+    def report(self) -> dict[str, Any]:
+        if self._delays:
+            delays = sorted(self._delays)
+            self.stats.delay_min_s = round(delays[0], 4)
+            self.stats.delay_median_s = round(delays[len(delays) // 2], 4)
+            self.stats.delay_max_s = round(delays[-1], 4)
+        return asdict(self.stats)
 
     def _prune(self) -> None:
         now = time.monotonic()
@@ -375,7 +401,7 @@ async def _serve(args: argparse.Namespace) -> None:
     while line := await reader.readline():
         cmd = json.loads(line)
         if cmd.get("cmd") == "stats":
-            reply({"ok": True, **{name: asdict(d.stats) for name, d in directions.items()}})
+            reply({"ok": True, **{name: d.report() for name, d in directions.items()}})
         elif cmd.get("cmd") == "drop_keyframe" and cmd.get("direction") in directions:
             direction = directions[cmd["direction"]]
             direction.drop_order = int(cmd.get("min_packets", 10))
