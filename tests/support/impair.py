@@ -11,9 +11,10 @@ The wire process (``python -m tests.support.impair``) owns both TUN devices. It 
 packet leaving one side and writes it to the other after applying, per direction and seeded:
 random loss, a delay drawn uniformly from ``delay ± jitter`` (so packets overtake each other, as
 with netem's jitter) and, when told to, the loss of every packet of one keyframe (the next RTP
-frame of at least ``min_packets`` packets on the busiest SSRC, the video; its packets are all
-queued by the time the first one is due, because the smallest delay exceeds the time a burst takes
-to send). It counts what it did, and what later crossed of a frame it dropped (retransmissions).
+frame of at least ``min_packets`` packets sent for the first time, not a burst of retransmissions;
+its packets are all queued by the time the first one is due, because the smallest delay exceeds
+the time a burst takes to send). It counts what it did, and what later crossed of a frame it
+dropped (retransmissions).
 The namespace's default route is the TUN device, so everything a process in it sends to any
 address of this machine (ICE host candidates included) crosses the wire.
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import fcntl
 import json
@@ -286,7 +286,7 @@ class Direction:
         self._max_released = 0
         self._dropped_timestamps: dict[int, dict[str, Any]] = {}
         self._delays: list[float] = []
-        self._per_ssrc: collections.Counter[int] = collections.Counter()
+        self._ts_first: dict[int, tuple[int, float]] = {}  # RTP timestamp -> (SSRC, time) first seen
         self._pruned = time.monotonic()
         self._loop = asyncio.get_running_loop()
 
@@ -303,8 +303,8 @@ class Direction:
                 # A retransmission of a frame dropped on purpose (RTX keeps the RTP timestamp).
                 self._dropped_timestamps[key[1]]["later"].append(
                     [round(time.monotonic() - self._dropped_timestamps[key[1]]["dropped_at"], 4), lost])
-            if key is not None:
-                self._per_ssrc[key[0]] += 1
+            if key is not None and key[1] not in self._ts_first:
+                self._ts_first[key[1]] = (key[0], time.monotonic())
             if lost:
                 self.stats.lost += 1
                 continue
@@ -325,7 +325,7 @@ class Direction:
             return
         if frame is not None and self.drop_order is not None and frame.released == 0 \
                 and len(frame.queued) + 1 >= self.drop_order and frame.first_arrival >= self.drop_not_before \
-                and self._is_video(entry.key):
+                and self._is_original(entry.key):
             doomed = [entry, *frame.queued]
             for e in doomed:
                 e.alive = False
@@ -352,10 +352,10 @@ class Direction:
             self._max_released = entry.index
         self._prune()
 
-    def _is_video(self, key: tuple[int, int] | None) -> bool:
-        """The stream with the most packets is the video (audio has fewer, and so has RTX, whose
-        bursts of retransmissions share a frame's timestamp and must not pass for a frame)."""
-        return key is not None and bool(self._per_ssrc) and self._per_ssrc.most_common(1)[0][0] == key[0]
+    def _is_original(self, key: tuple[int, int] | None) -> bool:
+        """Whether a frame is sent for the first time: its timestamp was new on its own SSRC. A
+        burst of RTX retransmissions shares an earlier frame's timestamp and is no frame."""
+        return key is not None and self._ts_first.get(key[1], (None, 0.0))[0] == key[0]
 
     def report(self) -> dict[str, Any]:
         if self._delays:
@@ -372,6 +372,8 @@ class Direction:
         self._pruned = now
         for key in [k for k, f in self.frames.items() if not f.queued and now - f.first_arrival > 2.0]:
             del self.frames[key]
+        for ts in [t for t, (_, seen) in self._ts_first.items() if now - seen > 10.0]:
+            del self._ts_first[ts]
 
 
 async def _serve(args: argparse.Namespace) -> None:
