@@ -49,6 +49,9 @@ logger = logging.getLogger(__name__)
 SUPPORTED_MIME_TYPES = frozenset({"video/vp8", "video/h264", "audio/opus"})
 
 
+REASK_FRAMES = 10  # while frames are dropped, ask for a keyframe again every this many (~0.3 s at 30 fps)
+
+
 class FrameLost(av.InvalidDataError):
     """Raised (once per loss) by :class:`PassthroughDecoder`: aiortc's decoder thread then asks the
     publisher for a keyframe (PLI), as for a frame a real decoder failed on."""
@@ -86,7 +89,8 @@ class PassthroughDecoder(Decoder):
 
     Video frames a decoder could not show are dropped: a frame that is only the tail of one (its
     first packet was lost for good), and every frame after skipped frames until a keyframe. The
-    first drop of each such run raises :class:`FrameLost`, so the publisher is asked for a keyframe.
+    first drop of each such run, and every ``REASK_FRAMES``-th after it, raises :class:`FrameLost`,
+    so the publisher is asked for a keyframe.
     The first video frame must be a keyframe too (the first packets may be the ones lost).
     Frames from a buffer other than :class:`MarkerJitterBuffer` (not :class:`TaggedFrame`) carry no
     tags: only the keyframe rule applies to them.
@@ -97,7 +101,7 @@ class PassthroughDecoder(Decoder):
         self.time_base = fractions.Fraction(1, codec.clockRate)
         self._video = self.mime_type.startswith("video/")
         self._broken = self._video  # no keyframe yet, or frames were lost since the last one
-        self._asked = False  # a keyframe was asked for since the run of drops began
+        self._dropped = 0  # frames dropped since the last keyframe
 
     def decode(self, encoded_frame: Any) -> list[Any]:
         if self._video:
@@ -110,7 +114,8 @@ class PassthroughDecoder(Decoder):
             if self._broken:
                 if not is_keyframe(self.mime_type, encoded_frame.data):
                     return self._drop("a frame after lost frames, before a keyframe")
-                self._broken = self._asked = False
+                self._broken = False
+                self._dropped = 0
         packet = av.Packet(encoded_frame.data)
         packet.pts = encoded_frame.timestamp
         packet.dts = encoded_frame.timestamp
@@ -118,9 +123,12 @@ class PassthroughDecoder(Decoder):
         return [packet]
 
     def _drop(self, what: str) -> list[Any]:
-        if not self._asked:
-            self._asked = True
+        # Asked again every REASK_FRAMES drops: a PLI is one RTCP packet, and a lost one would
+        # otherwise leave the picture frozen until the publisher's next keyframe of its own.
+        if self._dropped % REASK_FRAMES == 0:
+            self._dropped += 1
             raise FrameLost(f"dropped {what}; asking for a keyframe")
+        self._dropped += 1
         return []
 
 
