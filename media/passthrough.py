@@ -53,8 +53,9 @@ REASK_FRAMES = 10  # while frames are dropped, ask for a keyframe again every th
 
 
 class FrameLost(av.InvalidDataError):
-    """Raised (once per loss) by :class:`PassthroughDecoder`: aiortc's decoder thread then asks the
-    publisher for a keyframe (PLI), as for a frame a real decoder failed on."""
+    """Raised by :class:`PassthroughDecoder` at the first frame it drops and every
+    :data:`REASK_FRAMES`-th after it: aiortc's decoder thread logs a warning and the receiver then
+    asks the publisher for a keyframe (PLI), as for a frame a real decoder failed on."""
 
     def __init__(self, what: str) -> None:
         super().__init__(1094995529, what)  # AVERROR_INVALIDDATA
