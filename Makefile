@@ -30,6 +30,7 @@ system-deps:
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v janus >/dev/null || missing="$$missing janus"; \
