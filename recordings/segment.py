@@ -127,13 +127,22 @@ class SegmentWriter:
             raise SegmentError(f"cannot open segment {self.part_path.name}: {exc}",
                                disk_full=is_disk_full(exc)) from exc
 
-    def write(self, kind: str, data: bytes, pts: int, keyframe: bool) -> None:
+    def write(self, kind: str, data: bytes, pts: int, keyframe: bool) -> bool:
         """``pts`` on the recording's timeline (90 kHz video, 48 kHz audio); the file counts from
-        its own first frame, so every segment plays from 0 (``offset_s`` says where it sits)."""
+        its own first frame, so every segment plays from 0 (``offset_s`` says where it sits).
+
+        False when the frame is not written: a kind the segment does not hold, or audio that
+        belongs before the segment's start or before audio already written (late or reordered
+        on a lossy link). Moved up to fit, its sound would overlap the sound written before it.
+        """
         stream = self._video if kind == "video" else self._audio
         if stream is None:
-            return
+            return False
         rate = 90_000 if kind == "video" else 48_000
+        if kind == "audio" and self.offset_s is not None:
+            last_audio = self.last_pts.get("audio")
+            if pts < round(self.offset_s * rate) or (last_audio is not None and pts <= last_audio):
+                return False
         if self.offset_s is None:
             self.offset_s = pts / rate
             # The header is written with the first packet: the offset goes in as a tag, so a
@@ -159,6 +168,7 @@ class SegmentWriter:
         self.first_pts.setdefault(kind, pts)
         self.last_pts[kind] = pts
         self.frames[kind] += 1
+        return True
 
     def close_container(self) -> None:
         """Write the trailer (cheap, no fsync): the muxing thread can move on to the next segment."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .gaps import Gaps
+from .gaps import Gaps, gap_entry
 from .metadata import recording_metadata
 from .recording_info import RecordingInfo, RecordingStats
 from .sealer import OnEvent, Sealer
@@ -26,6 +26,7 @@ from .timeline import Timeline
 logger = logging.getLogger(__name__)
 
 KEYFRAME_ASK_S = 0.5  # while a segment waits for a keyframe, ask the publisher this often
+AUDIO_TAIL_S = 1.0  # after a cut, late audio still goes to the previous segment for this long
 
 
 @dataclass
@@ -62,12 +63,28 @@ class Segmenter:
         self._last_wall: float | None = None  # server time of the last frame written
         self._size: tuple[int, int] | None = None
         self._keyframe_asked = float("-inf")
+        # The segment before the last cut, kept open for audio that arrives after the video
+        # keyframe that cut it but belongs before it (audio waits out losses in its own jitter
+        # buffer, or is reordered on the way): its wall times (start, last frame) and deadline.
+        self._tail: SegmentWriter | None = None
+        self._tail_walls = (0.0, 0.0)
+        self._tail_until = 0.0
 
     def frame(self, frame: Frame) -> None:
         if self.paused_cause is not None:
             self._stats.dropped += 1
             return
         has_video = self._info.video_codec is not None
+        pts: int | None = None
+        if self._tail is not None:
+            if frame.kind == "audio":
+                pts = self._timeline.pts("audio", frame.pts, frame.wall)
+                if self._belongs_to_tail(pts):
+                    self._write_tail(frame, pts)
+                    return
+                self._seal_tail()
+            elif frame.wall >= self._tail_until:
+                self._seal_tail()
         if self._writer is None:
             if has_video and not (frame.kind == "video" and frame.keyframe):
                 self._stats.dropped += 1  # a segment starts on a keyframe
@@ -79,22 +96,77 @@ class Segmenter:
                 return
         elif frame.wall - self._seg_started_wall >= self._segment_s:
             if (frame.kind == "video" or not has_video) and frame.keyframe:
-                self._seal()
+                self._cut_here(frame.wall)
                 if not self._open_segment(frame):
                     return
             elif frame.kind == "video":
                 self._ask_keyframe(frame.wall)  # the segment is due: cut it at the next keyframe
         try:
             assert self._writer is not None
-            self._writer.write(frame.kind, frame.data, self._timeline.pts(frame.kind, frame.pts, frame.wall),
-                               frame.keyframe)
-            self._stats.frames[frame.kind] += 1
+            if pts is None:
+                pts = self._timeline.pts(frame.kind, frame.pts, frame.wall)
+            if self._writer.write(frame.kind, frame.data, pts, frame.keyframe):
+                self._stats.frames[frame.kind] += 1
+            else:
+                self._stats.dropped += 1
             self._last_wall = frame.wall
         except SegmentError as exc:
             self._segment_failed(exc, frame.wall)
 
+    def _cut_here(self, now: float) -> None:
+        """Seal the open segment at a keyframe; with audio and video, keep it open a little
+        longer as the tail for late audio."""
+        self._seal_tail()
+        if self._info.video_codec is None or self._info.audio_codec is None or self._writer is None:
+            self._seal()
+            return
+        self._tail, self._writer = self._writer, None
+        self._tail_walls = (self._seg_started_wall, self._last_wall or self._seg_started_wall)
+        self._tail_until = now + AUDIO_TAIL_S
+
+    def _belongs_to_tail(self, pts: int) -> bool:
+        writer = self._writer
+        if writer is None or writer.offset_s is None:
+            return True  # the next segment has not started yet
+        return pts < round(writer.offset_s * 48_000)
+
+    def _write_tail(self, frame: Frame, pts: int) -> None:
+        tail = self._tail
+        assert tail is not None
+        try:
+            if tail.write("audio", frame.data, pts, frame.keyframe):
+                self._stats.frames["audio"] += 1
+                self._tail_walls = (self._tail_walls[0], frame.wall)
+            else:
+                self._stats.dropped += 1
+        except SegmentError as exc:
+            self._tail = None
+            tail.abort()
+            self._tail_failed(exc, frame.wall)
+
+    def _seal_tail(self) -> None:
+        tail, self._tail = self._tail, None
+        if tail is None:
+            return
+        try:
+            tail.close_container()
+        except SegmentError as exc:
+            self._tail_failed(exc, self._tail_walls[0])
+            return
+        self._sealer.seal(tail, *self._tail_walls)
+
+    def _tail_failed(self, exc: SegmentError, at: float) -> None:
+        """The segment before the cut could not be completed. It is dropped whole; the frames it
+        held are lost, a gap says so."""
+        cause = "disk_full" if exc.disk_full else "server_fault"
+        logger.error("recording %s: %s (%s)", self._info.recording_id, exc, cause)
+        self._ledger_gap(gap_entry(self._info.recording_id, *self._tail_walls, cause))
+        self._on_event("disk_full" if exc.disk_full else "error",
+                       {"recording_id": self._info.recording_id, "message": str(exc)})
+
     def cut(self, cause: str, at: float) -> None:
         """Frames stop for ``cause``: seal the open segment and open a gap."""
+        self._seal_tail()
         self._seal()
         self._gaps.begin(self._last_wall or at, cause)
 
@@ -111,6 +183,7 @@ class Segmenter:
 
     def close(self, reason: str, at: float, extra: Mapping[str, Any]) -> None:
         """Seal what is open, settle the gap, write ``recording.json`` and ``recording_closed``."""
+        self._seal_tail()
         self._seal()
         end_cause, gap = self._gaps.at_close(at, self._last_wall is not None)
         if gap is not None:
