@@ -39,7 +39,7 @@ def _payloads(mime: str, frame: bytes) -> list[bytes]:
     from aiortc.codecs import get_encoder
     from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-    params = {"packetization-mode": "1"} if mime == "video/H264" else {}
+    params: dict[str, int | str | None] = {"packetization-mode": "1"} if mime == "video/H264" else {}
     codec = RTCRtpCodecParameters(mimeType=mime, clockRate=90000, payloadType=96, parameters=params)
     packet = av.Packet(frame)
     packet.pts = 0
