@@ -15,7 +15,6 @@ from field_client.encoded_loop import EncodedLoop
 from media.assembly import FrameAssembler
 from tests.support.peers import frame_digest
 
-
 Packet = tuple[int, int, bool, bytes]  # (seq, ts, marker, payload)
 
 
