@@ -59,11 +59,12 @@ class NackTracker:
         self._missing.clear()
         self._highest = None
 
-    def seen(self, seq: int, now: float) -> bool:
-        """Record an arrival; False if it is a duplicate or too old to use."""
+    def seen(self, seq: int, now: float) -> None:
+        """Record an arrival: a jump forward leaves its skipped numbers missing; a late arrival is
+        no longer missing (whether or not it was still being NACKed)."""
         if self._highest is None:
             self._highest = seq
-            return True
+            return
         d = seq_delta(seq, self._highest)
         if d > 0:
             if 1 < d <= self.MAX_GAP:
@@ -72,13 +73,8 @@ class NackTracker:
             elif d > self.MAX_GAP:
                 self._missing.clear()
             self._highest = seq
-            return True
-        if d == 0:
-            return False
-        if self._missing.pop(seq, None) is not None:
+        elif d < 0 and self._missing.pop(seq, None) is not None:
             self.recovered += 1
-            return True
-        return False  # a duplicate, or later than we waited for
 
     def due(self, now: float) -> list[int]:
         """The sequence numbers to NACK now (and count them as tried)."""

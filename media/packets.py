@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+LATE_LIMIT = 400  # packets: a late packet older than this (the cache holds 512) is dropped
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 
 
@@ -81,7 +82,7 @@ class PacketStream:
         self.last_seq: int | None = None  # highest forwarded sequence number
         self.last_ts: int | None = None
         self.last_at: float | None = None
-        self._last_key_ts: int | None = None
+        self._prev_ts: int | None = None  # timestamp of the previous packet (in arrival order)
         self.sender_report: tuple[int, int] | None = None  # (NTP, forwarded RTP timestamp) of the publisher's last SR
 
     def start_source(self, codec: Any) -> None:
@@ -113,10 +114,14 @@ class PacketStream:
                 self._seq_off = (self.last_seq + 1 - seq) & 0xFFFF
                 self._ts_off = (self.last_ts + gap - ts) & 0xFFFFFFFF
             self.last_seq = None
-        if not self.nacks.seen(seq, now):
-            return
+        self.nacks.seen(seq, now)
         out_seq = (seq + self._seq_off) & 0xFFFF
         out_ts = (ts + self._ts_off) & 0xFFFFFFFF
+        if self.last_seq is not None and seq_delta(out_seq, self.last_seq) <= 0:
+            # Late (a retransmission, or reordered): forwarded unless it is a duplicate or older
+            # than the cache, even after the NACK tracker gave up on it.
+            if seq_delta(out_seq, self.last_seq) <= -LATE_LIMIT or self.cache.get(out_seq) is not None:
+                return
         if self.last_seq is None or seq_delta(out_seq, self.last_seq) > 0:
             self.last_seq = out_seq
             self.last_ts = out_ts
@@ -124,14 +129,18 @@ class PacketStream:
         fanout = self.fanout
         fanout.last_packet_at = now
         fanout.bytes_in += len(payload)
-        starts = payload_starts_keyframe(self._mime, payload) if self._video else True
         if self._video:
+            # A viewer may start here only if this packet opens its frame: in H.264 the IDR's own
+            # first fragment follows the SPS/PPS packet of the same frame, and starting there
+            # would lose them.
+            starts = out_ts != self._prev_ts and payload_starts_keyframe(self._mime, payload)
+            self._prev_ts = out_ts
             if marker:
                 fanout.frames_in += 1
-            if starts and out_ts != self._last_key_ts:
-                self._last_key_ts = out_ts
+            if starts:
                 fanout.keyframes_in += 1
         else:
+            starts = True
             fanout.frames_in += 1
         self.cache.put(CachedPacket(out_seq, out_ts, marker, payload))
         for viewer in tuple(self.viewers):
