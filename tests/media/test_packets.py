@@ -21,6 +21,7 @@ from aiortc.rtp import (
 )
 from aiortc.sdp import SessionDescription
 
+from dispatch_server.appkeys import LIVE
 from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from media import rtp_hooks
 from media.rtpwire import RtpView, parse_rtp, seq_delta
@@ -111,6 +112,7 @@ async def test_viewer_numbering_stays_continuous_across_a_reconnect_and_its_nack
             if osn in originals:
                 assert v.payload[2:] == originals[osn].payload and v.timestamp == originals[osn].timestamp
         assert_contiguous(pub.sent, viewer.frames)
+        assert live.app[LIVE].relay.channel("bc-01").video.stream.viewers, "the packet engine forwards"
 
         gap_started = time.monotonic()
         await pub.close()  # the unit goes without a DELETE
