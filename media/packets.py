@@ -207,8 +207,12 @@ class PacketViewer:
             self._epoch = out_seq
         elif self._epoch is None:
             self._epoch = out_seq
-        elif seq_delta(out_seq, self._epoch) < 0:
-            return  # older than this viewer's start
+        else:
+            since = seq_delta(out_seq, self._epoch)
+            if since < 0:
+                return  # older than this viewer's start
+            if since > 0x4000:  # keep the start within half the 16-bit range of what is sent
+                self._epoch = (out_seq - LATE_LIMIT) & 0xFFFF
         seq = (out_seq + self._delta) & 0xFFFF
         try:
             await self._send(build_rtp(self.payload_type, marker, seq, ts, self.ssrc, payload))
