@@ -192,6 +192,7 @@ class PacketViewer:
         self.octets = 0
         self.frames = 0
         self.retransmitted = 0
+        self.nack_misses = 0  # NACKed packets the cache did not have (lost upstream, or too old)
 
     async def forward(self, out_seq: int, ts: int, marker: bool, payload: bytes, starts: bool) -> None:
         if self.waiting:
@@ -237,6 +238,7 @@ class PacketViewer:
             return
         cached = self.stream.cache.get(out_seq)
         if cached is None:
+            self.nack_misses += 1
             return
         if self.rtx_payload_type is not None:  # RFC 4588: original sequence number, then payload
             data = build_rtp(self.rtx_payload_type, cached.marker, self._rtx_seq, cached.timestamp, self.rtx_ssrc,
