@@ -76,7 +76,7 @@ class AttachedSources:
 
 
 def attach_sources(channel: Channel, owner_id: str, pc: RTCPeerConnection, codecs: dict[str, Any],
-                   remote: list[MediaStreamTrack], clock: Callable[[], float] = time.monotonic) -> AttachedSources:
+                   remote: list[MediaStreamTrack]) -> AttachedSources:
     """Feed ``channel`` from the media ``pc`` receives (``remote``: its remote tracks, ``codecs``:
     the negotiated codec per kind). The one way received media enters a channel, whichever engine.
 
@@ -97,11 +97,10 @@ def attach_sources(channel: Channel, owner_id: str, pc: RTCPeerConnection, codec
         out.codecs[track.kind] = codec.mimeType
         fanout = channel.fanout(track.kind)
         if channel.engine == "packets":
-            if ingress is None:
-                transceiver = next(t for t in pc.getTransceivers() if t.receiver is receiver)
-                ingress = PublisherIngress(channel.unit_id, rtp_hooks.sender_ssrcs(transceiver.sender)[0],
-                                           channel.config.publisher_max_bitrate, clock)
             transceiver = next(t for t in pc.getTransceivers() if t.receiver is receiver)
+            if ingress is None:
+                ingress = PublisherIngress(channel.unit_id, rtp_hooks.sender_ssrcs(transceiver.sender)[0],
+                                           channel.config.publisher_max_bitrate, fanout.stream.clock)
             stream = fanout.attach_packets(owner_id, codec, functools.partial(ingress.request_keyframe, track.kind))
             ingress.add(track.kind, stream, codec, _rtx_payload_types(sdp, transceiver.mid, codec.payloadType),
                         receiver.transport)
