@@ -1,13 +1,13 @@
 # Two commands on a fresh machine:
 #   make run    set up and run the server with embedded defaults and 3 simulated units
 #   make test   set up, lint (ruff, mypy) and run the whole test suite (installs redis-server, postgresql, chromium, ffmpeg,
-#               fonts-noto-cjk, prometheus when root)
+#               fonts-noto-cjk, prometheus, janus when root)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-APT_PACKAGES := redis-server postgresql chromium ffmpeg fonts-noto-cjk prometheus
+APT_PACKAGES := redis-server postgresql chromium ffmpeg fonts-noto-cjk prometheus janus
 PYTEST_ARGS ?=
 
 .PHONY: run test lint install system-deps bench clean
@@ -30,8 +30,10 @@ system-deps:
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v janus >/dev/null || missing="$$missing janus"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -49,7 +51,7 @@ lint: install
 test: system-deps install lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: install
+bench: system-deps install
 	$(PY) -m bench.relay
 
 clean:

@@ -1,9 +1,10 @@
 """Baseline for ``bench.relay``: WHIP in, WHEP out, the ordinary aiortc way.
 
-Every published video track is decoded once and handed to ``aiortc.contrib.media.MediaRelay``;
-every viewer gets a relay subscription, so its ``RTCRtpSender`` encodes VP8 again. This is what
+Every published track (VP8 video, Opus audio) is decoded once and handed to
+``aiortc.contrib.media.MediaRelay``; every viewer gets a relay subscription per track, so its
+``RTCRtpSender`` encodes VP8 and Opus again. This is what
 ``media/relay.py`` avoids; the process exists only to be measured against it. No authentication
-(any bearer is accepted), video only, no trickle ICE, 127.0.0.1 only.
+(any bearer is accepted), no trickle ICE, 127.0.0.1 only.
 
 With ``--passthrough`` the process installs :mod:`media.passthrough` first, so ``MediaRelay``
 hands the same encoded ``av.Packet`` to every viewer's sender, which only packetizes it: the
@@ -37,7 +38,7 @@ SDP_TYPE = "application/sdp"
 @dataclass
 class BaselineState:
     relay: MediaRelay = field(default_factory=MediaRelay)
-    sources: dict[str, MediaStreamTrack] = field(default_factory=dict)  # unit id -> decoded remote track
+    sources: dict[tuple[str, str], MediaStreamTrack] = field(default_factory=dict)  # (unit, kind) -> remote track
     pcs: dict[str, RTCPeerConnection] = field(default_factory=dict)  # resource path -> peer
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -71,11 +72,8 @@ async def whip(request: web.Request) -> web.Response:
     path = f"/whip/{unit}/{id(pc):x}"
 
     def on_track(track: MediaStreamTrack) -> None:
-        if track.kind != "video":
-            task = asyncio.ensure_future(_drain(track))
-        else:
-            state.sources[unit] = track
-            task = asyncio.ensure_future(_drain(state.relay.subscribe(track, buffered=False)))
+        state.sources[(unit, track.kind)] = track
+        task = asyncio.ensure_future(_drain(state.relay.subscribe(track, buffered=False)))
         state.tasks.add(task)
         task.add_done_callback(state.tasks.discard)
 
@@ -89,7 +87,7 @@ async def whip(request: web.Request) -> web.Response:
 async def whep(request: web.Request) -> web.Response:
     state = request.app[STATE]
     unit = request.match_info["unit_id"]
-    source = state.sources.get(unit)
+    source = state.sources.get((unit, "video"))
     if source is None or source.readyState != "live":
         error = {"code": "not_publishing", "message": f"unit {unit} is not publishing"}
         return web.json_response({"error": error}, status=409)
@@ -97,6 +95,9 @@ async def whep(request: web.Request) -> web.Response:
     path = f"/whep/{unit}/{id(pc):x}"
     await pc.setRemoteDescription(RTCSessionDescription(sdp=await request.text(), type="offer"))
     pc.addTrack(state.relay.subscribe(source))  # decoded frames; this sender encodes them again
+    audio = state.sources.get((unit, "audio"))
+    if audio is not None and audio.readyState == "live":
+        pc.addTrack(state.relay.subscribe(audio))
     await pc.setLocalDescription(await pc.createAnswer())
     _own(state, pc, path)
     return web.Response(status=201, text=pc.localDescription.sdp, content_type=SDP_TYPE, headers={"Location": path})

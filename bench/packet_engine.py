@@ -2,7 +2,9 @@
 
     python -m bench.packet_engine [--quick] [--record] [--out bench/results/packet_engine.json]
 
-Reuses the machinery of :mod:`bench.relay` (the same load generators: pre-encoded VP8
+``python -m bench.relay --engine packets|frames`` measures one engine against Janus and
+``MediaRelay``; this measures the two engines against each other. Reuses the machinery of
+:mod:`bench.relay` (the same load generators: pre-encoded VP8
 640x480@30, no audio, 2 viewers per unit; the same CPU windows from ``/proc/<pid>/stat``), with
 two ``dispatch_server`` processes that differ only in ``[media] engine``, each with its own data
 directory. Rounds alternate their order. Per unit = (server CPU with N units - idle) / N, in % of
@@ -80,10 +82,11 @@ class EngineBench(Bench):
             lg.wait_ready()
         self.say(", ".join(f"{k} {v.url}" for k, v in self.servers.items()))
 
-    def _add(self, server: ServerChild, units: list[str], loadgens: list[LoadgenChild]) -> dict[str, Any]:
+    def _add(self, server: ServerChild, units: list[str], loadgens: list[LoadgenChild],
+             kind: str = "whip") -> dict[str, Any]:
         person = asyncio.run(login(server.url, PERSON, PASSWORD))
         tokens = self.tokens[server.name]
-        cmds = [{"cmd": "add", "base": server.url, "person_token": person, "viewers": 2,
+        cmds = [{"cmd": "add", "base": server.url, "person_token": person, "viewers": 2, "kind": kind,
                  "units": [[u, tokens[u]] for u in units[k::len(loadgens)]]}
                 for k in range(len(loadgens))]
         answers = _all(loadgens, cmds, timeout=60 + 5 * len(units))

@@ -53,15 +53,17 @@ from .http.tickets import PlaybackTickets
 from .instructions import InstructionService
 from .lifetime import lifetime
 from .links import UnitLinks
-from .live import LiveService
+from .live import LiveService, ice_servers
 from .login_throttle import LoginThrottle
 from .metrics import Metrics
 from .node import node_id
+from .node_tokens import NodeTokens
 from .party_access import PartyAccess
 from .party_links import PartyLinks
 from .positions import PositionService
 from .procedure import ProcedureWatch
 from .procedure_breaks import ProcedureBreakStore
+from .pulls import Pulls
 from .retention import retention_policy
 from .revocation import Revocation
 from .roster import Roster
@@ -93,7 +95,8 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     # storage
     db = open_database(settings.storage.url, settings.data_dir, settings.storage.pool_size)
     accounts = Accounts(db)
-    presence: PresenceStore = RedisPresence(redis_url, node) if redis_url else MemoryPresence(node)
+    presence: PresenceStore = (RedisPresence(redis_url, node, settings.cluster.advertise_url) if redis_url
+                               else MemoryPresence(node))
     index: PositionIndex = RedisPositionIndex(redis_url) if redis_url else MemoryPositionIndex()
     tracks: TrackStore = (PostgresTrackStore(settings.storage.url) if settings.storage.url
                           else SqliteTrackStore(settings.data_dir / "tracks.sqlite3"))
@@ -141,8 +144,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                                  sign_interval_s=a.sign_interval_s, min_free_bytes=a.min_free_bytes,
                                  action_for=ports.action_for, alarm=ports.alarm, describe=ports.describe, clock=clock,
                                  checkpoint=settings.checkpoint_path, witnesses=settings.witness_targets)
+    node_tokens = NodeTokens(settings.cluster.secret, node, settings.cluster.token_ttl_s, audit, clock)
+    pulls = Pulls(relay, presence, node_tokens, settings.cluster, ice_servers(settings.media),
+                  settings.media.publisher_timeout_s)
     live = LiveService(accounts, relay, roster, settings.media, node, push.viewer_closed, recorder=archive,
-                       revocation=revocation, stopping=stopping)
+                       revocation=revocation, stopping=stopping, pulls=pulls)
     talk = TalkService(relay, action_store, audit, push.unit, push.operators, live.ice_servers,
                        settings.media.publisher_timeout_s, links, clock)
     action_listeners = [running.action_changed, push.action_update, roster.action_changed, compliance.action_changed]
@@ -169,7 +175,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         k.LIVE: live, k.TALK: talk, k.ACTIONS: actions, k.TELEMETRY: telemetry, k.METRICS: metrics,
         k.NODE_FIGURES: figures, k.METRICS_LISTENER: metrics_listener,
         k.GUARD_STATS: GuardStats(), k.HANDSHAKES: handshakes, k.SIO_WIRE: wire,
-        k.STOPPING: stopping, k.COMPLIANCE: compliance,
+        k.STOPPING: stopping, k.COMPLIANCE: compliance, k.NODE_TOKENS: node_tokens,
     }
     contexts = [
         lifetime(metrics.close, metrics.start),

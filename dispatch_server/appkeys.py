@@ -31,6 +31,7 @@ from .http.tickets import PlaybackTickets
 from .instructions import InstructionService
 from .live import LiveService
 from .metrics import Metrics
+from .node_tokens import NodeTokens
 from .party_access import PartyAccess
 from .party_links import PartyLinks
 from .positions import PositionService
@@ -54,6 +55,7 @@ AUTH = web.AppKey("auth", Authenticator)
 REVOCATION = web.AppKey("revocation", Revocation)
 ROSTER = web.AppKey("roster", Roster)
 LIVE = web.AppKey("live", LiveService)
+NODE_TOKENS = web.AppKey("node_tokens", NodeTokens)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 AUDIT = web.AppKey("audit", AuditTrail)
 ACTIONS = web.AppKey("actions", ActionService)

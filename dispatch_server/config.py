@@ -217,6 +217,24 @@ class RedisConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Viewers on any node (docs/cluster.md): a node pulls a unit's stream from the node it
+    publishes on, authenticated with short-lived tokens signed with ``secret``."""
+
+    secret: str = field(default="", repr=False)  # shared by every node; empty: no pulling (409 names the owner)
+    advertise_url: str = ""  # how other nodes reach this one, e.g. "http://10.0.0.5:8080"; empty: the bound address
+    token_ttl_s: float = 30.0  # a node token is good this long after it was signed
+    pull_linger_s: float = 5.0  # a pull with no viewer left ends after this long (at least 1 s)
+    pull_retry_max_s: float = 5.0  # a pull that lost its source retries with backoff up to this interval
+    pull_connect_timeout_s: float = 15.0  # the first viewer of a pull waits this long for the owner's media
+
+    def __repr__(self) -> str:
+        return (f"ClusterConfig(secret={'***' if self.secret else ''!r}, advertise_url={self.advertise_url!r}, "
+                f"token_ttl_s={self.token_ttl_s}, pull_linger_s={self.pull_linger_s}, "
+                f"pull_retry_max_s={self.pull_retry_max_s}, pull_connect_timeout_s={self.pull_connect_timeout_s})")
+
+
+@dataclass(frozen=True)
 class DemoConfig:
     simulated_units: int = 0  # units run inside the server process (make run starts 3)
     unit_prefix: str = "sim"
@@ -252,6 +270,7 @@ class Settings:
     archive: ArchiveConfig = ArchiveConfig()
     party: PartyConfig = PartyConfig()
     redis: RedisConfig = RedisConfig()
+    cluster: ClusterConfig = ClusterConfig()
     demo: DemoConfig = DemoConfig()
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
@@ -483,6 +502,10 @@ def validate(s: Settings) -> None:
         ("party.lockout_s", s.party.lockout_s, 1.0),
         ("party.max_lockout_s", s.party.max_lockout_s, 1.0),
         ("party.export_workers", s.party.export_workers, 1),
+        ("cluster.token_ttl_s", s.cluster.token_ttl_s, 1.0),
+        ("cluster.pull_linger_s", s.cluster.pull_linger_s, 1.0),
+        ("cluster.pull_retry_max_s", s.cluster.pull_retry_max_s, 0.1),
+        ("cluster.pull_connect_timeout_s", s.cluster.pull_connect_timeout_s, 1.0),
     ]
     for key, value, minimum in checks:
         if value < minimum:
@@ -526,6 +549,11 @@ def validate(s: Settings) -> None:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"party.time_zone: {s.party.time_zone!r} is not an IANA time zone "
                           "(e.g. Asia/Shanghai)") from None
+    if s.cluster.secret and len(s.cluster.secret) < 32:
+        raise ConfigError("cluster.secret: use at least 32 characters (it signs node-to-node tokens)")
+    if s.cluster.advertise_url and not re.match(r"^https?://[^/]+$", s.cluster.advertise_url):
+        raise ConfigError(f"cluster.advertise_url: {s.cluster.advertise_url!r} is not a base URL "
+                          "like http://10.0.0.5:8080")
     if s.redis.url and not re.match(r"^(redis|rediss|unix)://", s.redis.url):
         raise ConfigError(f"redis.url: {redact_url(s.redis.url)!r} is not a redis:// URL")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Awaitable, Callable, Protocol
 
 from media.errors import CodecMismatch, SdpError
@@ -22,6 +23,7 @@ from media.session import PublisherSession, ViewerSession
 from .auth import Person
 from .config import MediaConfig
 from .errors import BadSdp, Conflict, Forbidden, NotFound, Unavailable
+from .pulls import Pulls
 from .revocation import Grant, Revocation
 from .roster import Roster
 from .stopping import Stopping
@@ -36,7 +38,7 @@ class Recorder(Protocol):
     """What the live path tells the evidence archive (``recordings.archive.ArchiveService``)."""
 
     async def publish_started(self, unit_id: str, channel: Channel, video_codec: str | None,
-                              audio_codec: str | None) -> Any: ...
+                              audio_codec: str | None, failover: tuple[str, float] | None = None) -> Any: ...
 
     def publish_ended(self, unit_id: str, cause: str) -> None: ...
 
@@ -63,8 +65,9 @@ TOUCH_INTERVAL_S = 5.0
 class LiveService:
     def __init__(self, accounts: Accounts, relay: Relay, roster: Roster, config: MediaConfig, node_id: str,
                  on_viewer_closed: ViewerClosed, recorder: Recorder | None, revocation: Revocation,
-                 stopping: Stopping | None = None) -> None:
+                 stopping: Stopping | None = None, pulls: Pulls | None = None) -> None:
         self._stopping = stopping
+        self._pulls = pulls
         self._accounts = accounts
         self._revocation = revocation
         self._grants: dict[str, Grant] = {}  # by session id: what ends a session when its credential goes
@@ -115,6 +118,8 @@ class LiveService:
             raise Unavailable("server is shutting down; retry on another node or later", code="shutting_down")
         lock = self._locks.setdefault(unit_id, asyncio.Lock())
         async with lock:
+            if self._pulls is not None:
+                await self._pulls.stop(unit_id)  # the unit publishes here now: its media comes from here
             current = self.publishers.get(unit_id)
             if current is not None and current.ended_reason is None:
                 silent = current.media_silence_s()
@@ -140,10 +145,11 @@ class LiveService:
             self._grants[session.id] = self._revocation.unit_opened(unit_id, credential, f"{via} publish",
                                                                     session.close)
         logger.info("unit %s: publishing via %s, session %s", unit_id, via, session.id)
+        failover = await self._failover(unit_id)
         if self._recorder is not None:
             try:
                 await self._recorder.publish_started(unit_id, session.channel, _codec_name(session.codecs.get("video")),
-                                                    _codec_name(session.codecs.get("audio")))
+                                                    _codec_name(session.codecs.get("audio")), failover)
             except Exception:  # live view goes on; the archive raises its own alarm
                 logger.exception("unit %s: recording could not start", unit_id)
         await self.roster.mark(
@@ -151,8 +157,30 @@ class LiveService:
             publishing=True,
             video_codec=_codec_name(session.codecs.get("video")),
             audio_codec=_codec_name(session.codecs.get("audio")),
+            lost_publish_node="",
+            lost_publish_at=None,
         )
         return session.id, answer
+
+    async def _failover(self, unit_id: str) -> tuple[str, float] | None:
+        """``(node, since)`` when the unit's last publish, on another node, was never ended there:
+        that node is gone (presence reads its publish as lost), or the unit linked here first
+        (:meth:`Roster.link_opened` noted it), or presence still shows it publishing there."""
+        try:
+            p = await self.roster.presence.get(unit_id)
+        except Exception as exc:  # Redis hiccup: the recording starts without the fail-over gap
+            logger.warning("unit %s: presence read failed: %s", unit_id, exc)
+            return None
+        if p is None:
+            return None
+        if p.lost_publish_node and p.lost_publish_node != self.node_id:
+            node, since = p.lost_publish_node, p.lost_publish_at
+        elif p.publishing and p.node != self.node_id:  # that node looks alive still, but the unit is here
+            node, since = p.node, p.last_seen
+        else:
+            return None
+        logger.info("unit %s: fail-over from node %s", unit_id, node)
+        return node, since or time.time()
 
     def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
         self._revocation.released(self._grants.pop(session.id, None))
@@ -172,18 +200,41 @@ class LiveService:
 
     # viewing -----------------------------------------------------------------------------
     async def watch(self, unit_id: str, offer_sdp: str, person: Person) -> tuple[str, str]:
+        """A person watches a unit: from this node's channel, fed by the unit's publisher here or
+        by a pull from the node it publishes on (:mod:`dispatch_server.pulls`)."""
         person.require("live.watch")
         if not self.accepting:
             raise Unavailable("server is shutting down", code="shutting_down")
         await self._require_unit(unit_id)
-        if unit_id not in self.publishers:
+        if unit_id not in self.publishers and not (self._pulls is not None and self._pulls.running(unit_id)):
             presence = await self.roster.presence.get(unit_id)
             if presence is not None and presence.publishing and presence.node != self.node_id:
-                raise Conflict(
-                    f"unit {unit_id!r} publishes on node {presence.node!r}; watch it there",
-                    code="publishing_elsewhere",
-                )
-            raise Conflict(f"unit {unit_id!r} is not publishing", code="not_publishing")
+                if self._pulls is None:
+                    raise Conflict(
+                        f"unit {unit_id!r} publishes on node {presence.node!r}; watch it there",
+                        code="publishing_elsewhere",
+                    )
+                await self._pulls.ensure(unit_id, presence.node)
+            else:
+                raise Conflict(f"unit {unit_id!r} is not publishing", code="not_publishing")
+        session, answer = await self._attach_viewer(unit_id, offer_sdp, person.username)
+        self._grants[session.id] = self._revocation.person_opened(person.token_hash, person.role, "viewer",
+                                                                  session.close)
+        return session.id, answer
+
+    async def watch_for_node(self, unit_id: str, offer_sdp: str, node: str) -> tuple[str, str]:
+        """Another node (authenticated by a node token at the edge) pulls a unit publishing here.
+        Only the unit's own publisher here is served: a node never passes on what it pulled, so
+        pulls cannot chain or loop."""
+        if not self.accepting:
+            raise Unavailable("server is shutting down", code="shutting_down")
+        if unit_id not in self.publishers:
+            raise Conflict(f"unit {unit_id!r} is not publishing on node {self.node_id!r}", code="not_publishing")
+        session, answer = await self._attach_viewer(unit_id, offer_sdp, f"node:{node}")
+        logger.info("unit %s: node %s pulls it, session %s", unit_id, node, session.id)
+        return session.id, answer
+
+    async def _attach_viewer(self, unit_id: str, offer_sdp: str, viewer: str) -> tuple[ViewerSession, str]:
         try:
             session, answer = await ViewerSession.accept(
                 unit_id=unit_id,
@@ -191,14 +242,12 @@ class LiveService:
                 channel=self.relay.channel(unit_id),
                 ice_servers=self.ice_servers,
                 on_end=self._viewer_ended,
-                viewer=person.username,
+                viewer=viewer,
             )
         except (SdpError, CodecMismatch) as exc:
             raise BadSdp(str(exc)) from exc
         self.viewers[session.id] = session
-        self._grants[session.id] = self._revocation.person_opened(person.token_hash, person.role, "viewer",
-                                                                  session.close)
-        return session.id, answer
+        return session, answer
 
     def _viewer_ended(self, session: ViewerSession, reason: str) -> None:
         self._revocation.released(self._grants.pop(session.id, None))
@@ -215,6 +264,13 @@ class LiveService:
             raise Forbidden("that viewing session belongs to someone else")
         await session.close("ended by the viewer")
 
+    async def unwatch_for_node(self, unit_id: str, session_id: str, node: str) -> None:
+        """A node ends its pull (its last viewer left)."""
+        session = self.viewers.get(session_id)
+        if session is None or session.unit_id != unit_id or session.viewer != f"node:{node}":
+            raise NotFound(f"no pull session {session_id!r} of node {node!r}", code="unknown_session")
+        await session.close(f"pull of node {node} ended")
+
     # lifecycle ---------------------------------------------------------------------------
     async def close(self) -> None:
         """Drain: refuse new sessions, end every session, stop the relay. Idempotent."""
@@ -223,6 +279,8 @@ class LiveService:
             self._toucher.cancel()
             await asyncio.gather(self._toucher, return_exceptions=True)
             self._toucher = None
+        if self._pulls is not None:
+            await self._pulls.close()
         sessions: list[Any] = [*self.viewers.values(), *self.publishers.values()]
         await asyncio.gather(*(s.close("server shutting down") for s in sessions), return_exceptions=True)
         await self.relay.close()

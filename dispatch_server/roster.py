@@ -125,8 +125,12 @@ class Roster:
         makes here sets it again."""
         changes: dict[str, Any] = {"connected": True}
         before = await self.presence.get(unit_id)
-        if before is not None and before.publishing and before.node != self.presence.node:
-            changes.update(publishing=False, video_codec=None, audio_codec=None)
+        if before is not None and before.node != self.presence.node and (before.publishing or before.lost_publish_node):
+            # ``lost_publish_node``: presence already reads that node as dead; the publish there is lost
+            # all the same (and the raw entry, which this update starts from, still says publishing).
+            lost = before.lost_publish_node or before.node
+            changes.update(publishing=False, video_codec=None, audio_codec=None, lost_publish_node=lost,
+                           lost_publish_at=before.lost_publish_at if before.lost_publish_node else before.last_seen)
             logger.info("unit %s: linked here after node %s; its publish there is not carried over",
                         unit_id, before.node)
         await self.mark(unit_id, **changes)

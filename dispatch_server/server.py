@@ -20,6 +20,7 @@ from .config import Settings, describe
 from .demo import DemoUnits
 from .http.connection_guard import GuardedRunner
 from .instance import Instance
+from .node import advertised
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ async def serve(settings: Settings, instance: Instance) -> int:
     # units, in pauses of 200-700 ms. Collecting young objects less often cut that to a fraction
     # (docs/benchmarks.md, Geo).
     gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
+    settings = advertised(settings, instance.sock.getsockname())
     app = create_app(settings)
     # After the shutdown hooks closed every websocket, aiohttp waits this long for request
     # handlers still running (a download, a closing handshake) before it cancels them and closes

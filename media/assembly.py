@@ -62,11 +62,21 @@ class FrameAssembler:
             self._frame(ts, [payload])
             return
         if self._next is None:
+            # Waiting for the first packet of a keyframe; keep what arrives meanwhile, since on
+            # a jittery link the rest of that keyframe may well arrive before its first packet.
+            if len(self._pending) >= self.MAX_PENDING:
+                self._pending.clear()
+            self._pending[seq] = (ts, marker, payload)
             if not payload_starts_keyframe(self._mime, payload):
                 return
             self._next = seq
+            for s in [s for s in self._pending if seq_delta(s, seq) < 0]:
+                del self._pending[s]
         elif seq_delta(seq, self._next) < 0:
-            return  # its frame was emitted or dropped already
+            first = self._pending.get(self._next)
+            if not (first is not None and first[0] == ts and payload_starts_keyframe(self._mime, payload)):
+                return  # its frame was emitted or dropped already
+            self._next = seq  # an earlier start of the same keyframe (H.264: SPS/PPS before the IDR)
         self._pending[seq] = (ts, marker, payload)
         self._drain(now)
 

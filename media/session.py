@@ -66,33 +66,36 @@ def _rtx_payload_types(sdp: str, mid: str | None, payload_type: int) -> list[int
 
 @dataclass
 class AttachedSources:
-    """What :func:`attach_sources` attached: mime type per kind, the receivers, and the packet
-    engine's ingress (None in the frame engine)."""
+    """What :func:`attach_sources` attached: mime type per kind, the receivers of every remote
+    track, and the packet engine's ingress (None in the frame engine)."""
 
     codecs: dict[str, str] = field(default_factory=dict)
     receivers: list[Any] = field(default_factory=list)
     ingress: PublisherIngress | None = None
-    drained: list[MediaStreamTrack] = field(default_factory=list)  # remote tracks nobody forwards
 
 
-def attach_sources(channel: Channel, owner_id: str, pc: RTCPeerConnection, codecs: dict[str, Any],
-                   remote: list[MediaStreamTrack]) -> AttachedSources:
-    """Feed ``channel`` from the media ``pc`` receives (``remote``: its remote tracks, ``codecs``:
-    the negotiated codec per kind). The one way received media enters a channel, whichever engine.
+def attach_sources(channel: Channel, owner_id: str, pc: RTCPeerConnection, tracks: list[MediaStreamTrack],
+                   codecs: dict[str, Any]) -> AttachedSources:
+    """Make the remote ``tracks`` of ``pc`` the sources of ``channel``'s fanouts, owned by
+    ``owner_id``: a publisher's media, or a stream pulled from another node. ``codecs`` is the
+    negotiated codec per kind (:func:`_negotiated_codecs`). A track of a codec the relay cannot
+    forward is drained (a remote track nobody reads grows without bound, aiortc#554) and not
+    attached; keyframe requests of the channel's viewers become PLIs to the sender.
 
-    Call right after the local description is set, before media flows. Frame engine: each remote
-    track feeds its kind's fanout (``media.passthrough``). Packet engine: the peer's RTP is taken
-    off its DTLS transport (``media.ingress``) and its receivers never see a packet.
+    Call once both descriptions are set, before media flows. Frame engine: each remote track
+    feeds its kind's fanout (``media.passthrough``). Packet engine (``channel.engine``): the
+    peer's RTP is taken off its DTLS transport (``media.ingress``) and its receivers never see a
+    packet.
     """
     out = AttachedSources()
     ingress: PublisherIngress | None = None
-    sdp = pc.localDescription.sdp
-    for track in remote:
+    sdp = pc.localDescription.sdp  # an offer or an answer: either carries the negotiated payload types
+    for track in tracks:
         receiver = next(r for r in pc.getReceivers() if r.track is track)
         out.receivers.append(receiver)
         codec = codecs.get(track.kind)
         if codec is None or codec.mimeType.lower() not in passthrough.SUPPORTED_MIME_TYPES:
-            out.drained.append(track)  # a remote track nobody reads grows without bound (aiortc#554)
+            _drain(pc, track)
             continue
         out.codecs[track.kind] = codec.mimeType
         fanout = channel.fanout(track.kind)
@@ -110,6 +113,19 @@ def attach_sources(channel: Channel, owner_id: str, pc: RTCPeerConnection, codec
             fanout.attach_source(owner_id, track, codec, functools.partial(passthrough.send_pli, receiver))
     out.ingress = ingress
     return out
+
+
+def _drain(pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+    """Read ``track`` until it ends; the task is cancelled when ``pc`` closes."""
+    async def drain() -> None:
+        try:
+            while True:
+                await track.recv()
+        except Exception:
+            return
+
+    task = asyncio.get_running_loop().create_task(drain())
+    pc.on("connectionstatechange", lambda: task.cancel() if pc.connectionState == "closed" else None)
 
 
 class _Session(abc.ABC):
@@ -202,29 +218,14 @@ class PublisherSession(_Session):
         except Exception as exc:  # aiortc raises assorted errors on offers it cannot take
             await _close_refused(pc)
             raise SdpError(f"offer rejected: {exc.__class__.__name__}: {exc}") from exc
-        attached = attach_sources(channel, session.id, pc, _negotiated_codecs(pc.localDescription.sdp), remote)
-        session.codecs = attached.codecs
-        session.receivers = attached.receivers
-        session.ingress = attached.ingress
-        for track in attached.drained:
-            session._drain(track)
+        attached = attach_sources(channel, session.id, pc, remote, _negotiated_codecs(pc.localDescription.sdp))
+        session.codecs, session.receivers, session.ingress = attached.codecs, attached.receivers, attached.ingress
         if not session.codecs:
             await _close_refused(pc)
             raise SdpError("offer has no audio or video the relay can forward")
         session._start_watch()
         logger.info("unit %s: publisher %s accepted (%s)", unit_id, session.id, session.codecs)
         return session, pc.localDescription.sdp
-
-    def _drain(self, track: MediaStreamTrack) -> None:
-        async def drain() -> None:
-            try:
-                while True:
-                    await track.recv()
-            except Exception:
-                return
-
-        task = asyncio.get_running_loop().create_task(drain())
-        self.pc.on("connectionstatechange", lambda: task.cancel() if self.pc.connectionState == "closed" else None)
 
     def _check(self) -> str | None:
         reason = super()._check()

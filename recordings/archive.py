@@ -172,9 +172,23 @@ class ArchiveService:
 
     # publishers --------------------------------------------------------------------------
     async def publish_started(self, unit_id: str, channel: FrameSource, video_codec: str | None,
-                              audio_codec: str | None) -> Recording | None:
+                              audio_codec: str | None, failover: tuple[str, float] | None = None) -> Recording | None:
         """A unit publishes on this node: continue its recording (a reconnect) or open one; None
-        when the ledger is refused (nothing is recorded)."""
+        when the ledger is refused (nothing is recorded). ``failover``: ``(node, since)`` when
+        the unit published on another node until about ``since`` (epoch seconds) and that publish
+        was never ended there (the node died): the recording here begins with a ``node_failover``
+        gap from then, naming that node, if the unit came back within ``reconnect_grace_s`` (as a
+        reconnect on one node continues its recording)."""
+        recording = await self._publish_started(unit_id, channel, video_codec, audio_codec)
+        if recording is not None and failover is not None and self._clock() - failover[1] <= self._grace_s:
+            node, since = failover
+            recording.carry("node_failover", min(since, self._clock()),
+                            f"node {node} stopped publishing the unit without ending it (the node died or "
+                            "lost it); it publishes on this node now")
+        return recording
+
+    async def _publish_started(self, unit_id: str, channel: FrameSource, video_codec: str | None,
+                               audio_codec: str | None) -> Recording | None:
         if self.refused:
             logger.error("unit %s: not recorded: the evidence ledger failed its start-up check", unit_id)
             return None

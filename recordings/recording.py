@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class _Control:
-    op: str  # "cut", "resume", "close"
+    op: str  # "cut", "carry", "resume", "close"
     cause: str = ""  # the cut's cause, the close's reason
     at: float = 0.0
     done: threading.Event | None = None
@@ -97,6 +97,11 @@ class Recording:
         """Frames stop for ``cause``: seal the open segment and open a gap."""
         self._control(_Control("cut", cause, self._clock()))
 
+    def carry(self, cause: str, since: float, detail: str) -> None:
+        """The unit's frames stopped at ``since`` on another node: the recording begins (or goes on)
+        with a gap of ``cause`` from then, ``detail`` naming the other node."""
+        self._control(_Control("carry", cause, since, extra={"detail": detail}), force=True)
+
     def resume(self) -> None:
         """Write again (disk space is back), from the next keyframe."""
         self._control(_Control("resume", "", self._clock()))
@@ -146,6 +151,8 @@ class Recording:
                     segmenter.frame(item)
                 elif item.op == "cut":
                     segmenter.cut(item.cause, item.at)
+                elif item.op == "carry":
+                    segmenter.carry(item.cause, item.at, str(item.extra.get("detail", "")))
                 elif item.op == "resume":
                     segmenter.resume()
                 elif item.op == "close":

@@ -19,7 +19,6 @@ import fractions
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import av
 from av.container import InputContainer
@@ -30,9 +29,9 @@ VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
 AUDIO_TIME_BASE = fractions.Fraction(1, 48_000)
 OFFSET_TAG = "DISPATCH_OFFSET_S"  # Matroska tag: seconds from the recording's start to the segment's time 0
 
-# video codec -> (container format, file extension, the encoder whose parameters the stream takes)
-_FORMATS: dict[str, tuple[str, str, Literal["libvpx", "libx264"]]] = {
-    "vp8": ("webm", ".webm", "libvpx"), "h264": ("matroska", ".mkv", "libx264")}
+# video codec -> (container format, file extension, the codec the stream is labelled with)
+_FORMATS: dict[str, tuple[str, str, str]] = {
+    "vp8": ("webm", ".webm", "vp8"), "h264": ("matroska", ".mkv", "h264")}
 
 
 class SegmentError(Exception):
@@ -114,10 +113,10 @@ class SegmentWriter:
             self._video = None
             self._audio = None
             if self.video_codec is not None:
-                self._video = self._container.add_stream(fmt[2], rate=30)
+                # A stream without a codec context: an encoder stream (libvpx, libx264) would be
+                # opened with the container, ~8 MB of encoder state per recording for nothing.
                 width, height = self.size or (640, 480)
-                self._video.width, self._video.height = width, height
-                self._video.pix_fmt = "yuv420p"
+                self._video = self._container.add_mux_stream(fmt[2], rate=30, width=width, height=height)
                 self._video.time_base = VIDEO_TIME_BASE
             if self.audio:
                 self._audio = self._container.add_stream("libopus", rate=48_000)

@@ -98,6 +98,11 @@ class Segmenter:
         self._seal()
         self._gaps.begin(self._last_wall or at, cause)
 
+    def carry(self, cause: str, at: float, detail: str) -> None:
+        """The unit's frames stopped at ``at`` on another node (``node_failover``): a gap from
+        then, written when the first frame arrives here (:meth:`Gaps.carry`)."""
+        self._gaps.carry(at, cause, detail)
+
     def resume(self) -> None:
         """Space is back: write again from the next keyframe."""
         self.paused_cause = None

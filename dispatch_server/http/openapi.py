@@ -352,7 +352,8 @@ def document() -> dict[str, Any]:
         },
         "/telemetry/{unit_id}": {"parameters": _path_params("unit_id"), "get": _telemetry_op()},
         "/whep/{unit_id}": {"parameters": _path_params("unit_id"),
-                            "post": _op("WHEP playback; Bearer person token", sdp=True, errors=(400, 401, 403, 404, 409, 413, 415))},
+                            "post": _op("WHEP playback; Bearer person token (or a node token: another node pulling "
+                                        "the unit)", sdp=True, errors=(400, 401, 403, 404, 409, 413, 415, 503))},
         "/whep/{unit_id}/{session_id}": {
             "parameters": _path_params("unit_id", "session_id"),
             "delete": _op("End the viewing session", errors=(401, 403, 404)),

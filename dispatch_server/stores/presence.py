@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 HASH_KEY = "dispatch:presence"
 NODE_KEY = "dispatch:node:{}"
+NODE_URL_KEY = "dispatch:node-url:{}"  # the base URL other nodes reach the node at (pulling a stream)
 HEARTBEAT_S = 2.0
 NODE_TTL_S = 8
 
@@ -35,6 +36,10 @@ class Presence:
     audio_codec: str | None = None
     position: dict[str, Any] | None = None
     node: str = ""
+    # A publish on another node that was never ended there (that node died): the node, and the
+    # unit's last sign of life there (epoch seconds). The next publish records a fail-over gap.
+    lost_publish_node: str = ""
+    lost_publish_at: float | None = None
 
     @property
     def online(self) -> bool:
@@ -46,6 +51,13 @@ class Presence:
         return Presence(**{**self.__dict__, **changes})
 
 
+def _on_dead_node(p: Presence) -> Presence:
+    """How a unit last written by a node that is gone reads: offline, and a publish there lost."""
+    if p.publishing:
+        return p.changed(connected=False, publishing=False, lost_publish_node=p.node, lost_publish_at=p.last_seen)
+    return p.changed(connected=False)
+
+
 class PresenceStore(Protocol):
     node: str  # the node this store writes as
 
@@ -54,6 +66,7 @@ class PresenceStore(Protocol):
     async def get(self, unit_id: str) -> Presence | None: ...
     async def all(self) -> dict[str, Presence]: ...
     async def some(self, unit_ids: Iterable[str]) -> dict[str, Presence]: ...
+    async def node_url(self, node: str) -> str | None: ...
     async def close(self) -> None: ...
 
 
@@ -83,6 +96,10 @@ class MemoryPresence:
         """The presence of those of ``unit_ids`` that have one."""
         return {u: self._items[u] for u in unit_ids if u in self._items}
 
+    async def node_url(self, node: str) -> str | None:
+        """A single node has no other node to reach."""
+        return None
+
     async def close(self) -> None:
         self._items.clear()
 
@@ -90,20 +107,27 @@ class MemoryPresence:
 class RedisPresence:
     """Presence shared by every node through one Redis hash."""
 
-    def __init__(self, url: str, node: str) -> None:
+    def __init__(self, url: str, node: str, advertise_url: str = "") -> None:
         self.node = node
+        self._advertise_url = advertise_url
         self._redis = redis_client(url)
         self._heartbeat: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def _announce(self) -> None:
+        """The heartbeat, and the URL other nodes reach this one at, both expiring together."""
         await self._redis.set(NODE_KEY.format(self.node), str(time.time()), ex=NODE_TTL_S)
+        if self._advertise_url:
+            await self._redis.set(NODE_URL_KEY.format(self.node), self._advertise_url, ex=NODE_TTL_S)
+
+    async def start(self) -> None:
+        await self._announce()
         self._heartbeat = asyncio.get_running_loop().create_task(self._beat(), name="presence-heartbeat")
 
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             try:
-                await self._redis.set(NODE_KEY.format(self.node), str(time.time()), ex=NODE_TTL_S)
+                await self._announce()
             except Exception as exc:  # Redis down: keep serving, presence goes stale elsewhere
                 logger.warning("node %s: presence heartbeat failed: %s", self.node, exc)
 
@@ -137,16 +161,18 @@ class RedisPresence:
         raw = await self._redis.hmget(HASH_KEY, wanted)
         return await self._alive({u: self._decode(v) for u, v in zip(wanted, raw, strict=True) if v})
 
+    async def node_url(self, node: str) -> str | None:
+        """The base URL ``node`` advertises, while it is alive."""
+        raw = await self._redis.get(NODE_URL_KEY.format(node))
+        return raw.decode() if isinstance(raw, bytes) else raw
+
     async def _alive(self, items: dict[str, Presence]) -> dict[str, Presence]:
         nodes = sorted({p.node for p in items.values() if p.node})
         alive = set()
         if nodes:
             beats = await self._redis.mget([NODE_KEY.format(n) for n in nodes])
             alive = {n for n, b in zip(nodes, beats, strict=True) if b is not None}
-        return {
-            k: p if p.node in alive else dataclasses.replace(p, connected=False, publishing=False)
-            for k, p in items.items()
-        }
+        return {k: p if p.node in alive else _on_dead_node(p) for k, p in items.items()}
 
     async def close(self) -> None:
         if self._heartbeat is not None:
@@ -154,7 +180,7 @@ class RedisPresence:
             await asyncio.gather(self._heartbeat, return_exceptions=True)
             self._heartbeat = None
             try:
-                await self._redis.delete(NODE_KEY.format(self.node))
+                await self._redis.delete(NODE_KEY.format(self.node), NODE_URL_KEY.format(self.node))
             except Exception:
                 pass
         await self._redis.aclose()

@@ -43,6 +43,9 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[[media.ice_servers]]\nurls = ['http://x']\n", {}, "media.ice_servers[0].urls"),
         ("[[media.ice_servers]]\nurls = ['turn:t.example:3478']\n", {}, "media.ice_servers[0]"),
         ("[redis]\nurl = 'http://x'\n", {}, "redis.url"),
+        ("[cluster]\nsecret = 'short'\n", {}, "cluster.secret"),
+        ("[cluster]\nadvertise_url = '10.0.0.5:8080'\n", {}, "cluster.advertise_url"),
+        ("", {"DISPATCH_CLUSTER__PULL_LINGER_S": "0"}, "cluster.pull_linger_s"),
         ("[server\n", {}, "config file"),
         ("[server]\nevent_loop = 'tokio'\n", {}, "server.event_loop"),
         ("", {"DISPATCH_GEO__TELEMETRY_HEARTBEAT_S": "0"}, "geo.telemetry_heartbeat_s"),
@@ -64,11 +67,12 @@ def test_secrets_print_as_stars(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text(
         "[redis]\nurl = 'redis://u:hunter2@127.0.0.1:6379/0'\n"
+        "[cluster]\nsecret = 'cluster-secret-of-thirty-two-chars!'\n"
         "[[media.ice_servers]]\nurls = ['turn:t.example:3478']\nusername = 'u'\ncredential = 's3cret'\n"
     )
     s = load_settings(cfg, env={})
     text = repr(s)
-    assert "hunter2" not in text and "s3cret" not in text
+    assert "hunter2" not in text and "s3cret" not in text and "cluster-secret" not in text
     assert "***" in text
     assert s.media.ice_servers[0].as_rtc_dict()["credential"] == "s3cret"
 

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import aiortc
 import av
+import pytest
 from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpreceiver
 from aiortc.codecs import get_encoder
 from aiortc.codecs.base import Decoder
@@ -100,3 +101,65 @@ def test_marker_jitter_buffer_completes_a_frame_at_its_marker_bit() -> None:
     assert jb.add(_rtp(14, 9000, b"c1", False))[1] is None
     _, frame = jb.add(_rtp(15, 12000, b"d1", False))
     assert frame is not None and frame.data == b"c1" and frame.timestamp == 9000
+
+
+def test_a_decoder_error_makes_the_receiver_ask_for_a_keyframe() -> None:
+    """What PassthroughDecoder's FrameLost relies on: the decoder thread survives an FFmpegError
+    and flags it, and the receiver sends PLI for a flagged video error."""
+    worker = inspect.getsource(rtcrtpreceiver.decoder_worker)
+    assert "except av.FFmpegError" in worker and "decode_error.set()" in worker and "continue" in worker
+    handler = inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    assert "self.__decoder_error.is_set()" in handler and "pli_flag = True" in handler
+    assert isinstance(passthrough.FrameLost("x"), av.FFmpegError)
+
+
+def _vp8(seq: int, ts: int, data: bytes, marker: bool, start: bool) -> Any:
+    """A VP8 RTP packet: payload descriptor (S bit = ``start``, partition 0) then ``data``."""
+    p = _rtp(seq, ts, data, marker)
+    p.payload = bytes([0x10 if start else 0x00]) + data
+    return p
+
+
+KEY, DELTA = b"\x10\x02\x00key", b"\x11\x02\x00delta"  # VP8 frame tags: bit 0 is 0 for a keyframe
+
+
+def test_marker_jitter_buffer_tags_skipped_frames_and_frame_starts() -> None:
+    jb = passthrough.MarkerJitterBuffer(capacity=16, is_video=True)
+    _, frame = jb.add(_vp8(100, 3000, KEY, True, True))
+    assert isinstance(frame, passthrough.TaggedFrame) and frame.first_payload[0] & 0x10 and not frame.after_gap
+    _, frame = jb.add(_vp8(101, 6000, DELTA, True, True))
+    assert isinstance(frame, passthrough.TaggedFrame) and not frame.after_gap
+    # Two-packet frames from 102 on; 102 is lost for good. The buffer overflows and starts again
+    # at 103, the second packet of that frame: handed on, tagged as a skip and not a frame start.
+    for seq in range(103, 103 + 16):
+        _, frame = jb.add(_vp8(seq, 9000 + 3000 * ((seq - 102) // 2), DELTA, seq % 2 == 1, seq % 2 == 0))
+        if frame is not None:
+            break
+    assert isinstance(frame, passthrough.TaggedFrame) and frame.after_gap
+    assert not passthrough.starts_frame("video/vp8", frame.first_payload)
+
+
+def test_passthrough_decoder_drops_frames_no_decoder_could_show() -> None:
+    decoder = passthrough.PassthroughDecoder(RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000,
+                                                                   payloadType=96))
+
+    def frame(data: bytes, ts: int, start: bool = True, after_gap: bool = False) -> passthrough.TaggedFrame:
+        return passthrough.TaggedFrame(data, ts, bytes([0x10 if start else 0x00]) + data[:1], after_gap)
+
+    with pytest.raises(passthrough.FrameLost):  # no keyframe yet: ask for one
+        decoder.decode(frame(DELTA, 0))
+    for k in range(1, passthrough.REASK_FRAMES):
+        assert decoder.decode(frame(DELTA, 3000 * k)) == []  # asked already
+    with pytest.raises(passthrough.FrameLost):  # still none: ask again (the PLI may have been lost)
+        decoder.decode(frame(DELTA, 3000 * passthrough.REASK_FRAMES))
+    assert bytes(decoder.decode(frame(KEY, 6000))[0]) == KEY
+    assert bytes(decoder.decode(frame(DELTA, 9000))[0]) == DELTA
+    with pytest.raises(passthrough.FrameLost):  # the tail of a frame
+        decoder.decode(frame(KEY, 12000, start=False))
+    assert decoder.decode(frame(DELTA, 15000)) == []  # it referenced the lost frame
+    assert bytes(decoder.decode(frame(KEY, 18000, after_gap=True))[0]) == KEY  # a keyframe after a skip shows
+    with pytest.raises(passthrough.FrameLost):  # a delta after a skip does not
+        decoder.decode(frame(DELTA, 21000, after_gap=True))
+    opus = passthrough.PassthroughDecoder(RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000,
+                                                                channels=2, payloadType=111))
+    assert len(opus.decode(frame(b"x", 960, start=False, after_gap=True))) == 1  # audio is never held back

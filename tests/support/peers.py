@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 import av
@@ -69,7 +69,8 @@ async def make_publisher(
     return pub
 
 
-async def whip_publish(http: aiohttp.ClientSession, base: str, unit: str, token: str, pub: Publisher) -> None:
+async def whip_publish(http: aiohttp.ClientSession, base: str, unit: str, token: str, pub: Publisher,
+                       answer_filter: Callable[[str], str] | None = None) -> None:
     async with http.post(
         f"{base}/whip/{unit}", data=pub.pc.localDescription.sdp,
         headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
@@ -77,6 +78,8 @@ async def whip_publish(http: aiohttp.ClientSession, base: str, unit: str, token:
         body = await resp.text()
         assert resp.status == 201, f"WHIP answered {resp.status}: {body}"
         pub.location = resp.headers["Location"]
+    if answer_filter is not None:
+        body = answer_filter(body)
     await pub.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
 
 
@@ -116,6 +119,30 @@ class Viewer:
 
 
 async def make_viewer(video: bool = True, audio: bool = True) -> Viewer:
+    viewer = _recording_viewer()
+    if video:
+        viewer.pc.addTransceiver("video", direction="recvonly")
+    if audio:
+        viewer.pc.addTransceiver("audio", direction="recvonly")
+    await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
+    return viewer
+
+
+async def make_answering_viewer(offer_sdp: str) -> Viewer:
+    """A viewer of a server that makes the offer (Janus's VideoRoom): the answer is its local description."""
+    from aiortc.sdp import SessionDescription
+
+    viewer = _recording_viewer()
+    for media in SessionDescription.parse(offer_sdp).media:
+        if media.kind == "video" and media.rtp.codecs:
+            viewer.mime = media.rtp.codecs[0].mimeType
+    await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+    await viewer.pc.setLocalDescription(await viewer.pc.createAnswer())
+    return viewer
+
+
+def _recording_viewer() -> Viewer:
+    """A peer whose remote tracks are read into :class:`Viewer`'s frame log."""
     passthrough.install()  # viewers record encoded frames (idempotent)
     pc = RTCPeerConnection()
     viewer = Viewer(pc)
@@ -140,15 +167,11 @@ async def make_viewer(video: bool = True, audio: bool = True) -> Viewer:
             return
 
     pc.on("track", lambda track: viewer.tasks.append(asyncio.ensure_future(consume(track))))
-    if video:
-        pc.addTransceiver("video", direction="recvonly")
-    if audio:
-        pc.addTransceiver("audio", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
     return viewer
 
 
-async def whep_view(http: aiohttp.ClientSession, base: str, unit: str, token: str, viewer: Viewer) -> None:
+async def whep_view(http: aiohttp.ClientSession, base: str, unit: str, token: str, viewer: Viewer,
+                    answer_filter: Callable[[str], str] | None = None) -> None:
     async with http.post(
         f"{base}/whep/{unit}", data=viewer.pc.localDescription.sdp,
         headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
@@ -156,6 +179,8 @@ async def whep_view(http: aiohttp.ClientSession, base: str, unit: str, token: st
         body = await resp.text()
         assert resp.status == 201, f"WHEP answered {resp.status}: {body}"
         viewer.location = resp.headers["Location"]
+    if answer_filter is not None:
+        body = answer_filter(body)
     from aiortc.sdp import SessionDescription
 
     for media in SessionDescription.parse(body).media:

@@ -1,0 +1,230 @@
+"""Lossy 4G, for real: a publisher and a viewer behind 5% loss, 80 ± 40 ms delay and reordering
+each way (:mod:`tests.support.impair`; this kernel has no netem), against a real
+``dispatch-server`` process.
+
+One run per media engine feeds every test of the module (about 40 s): the publisher and viewer
+(:mod:`tests.support.lossy_peer`) run in a namespace whose only route to the server crosses the
+impaired wire. After a clean stretch the wire drops every packet of one keyframe towards the server,
+then (1.5 s later) of one keyframe towards the viewer. Then the server is stopped and its recording
+read back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import av
+import pytest
+
+from tests.recordings.archive_support import FFPROBE, of_type
+from tests.support.impair import NS_PREFIX, Impairment, LossyNetwork, remove_stale_namespaces
+from tests.support.lossy_peer import Got, Sent, match
+from tests.support.peers import frame_digest
+from tests.support.server import ServerProcess, add_unit, add_user, login, write_config
+from tests.support.waits import until
+
+ENGINES = ("frames",)  # [media] engine; "frames" is today's (and the only) one on this branch
+UNIT, PERSON, PASSWORD = "bc-lossy", "watcher", "lossy-pass-12345"
+CLEAN_S = 8.0  # undisturbed stretch after the viewer's first frame (target a)
+RUN_S = 20.0  # the peer's whole run after its first frame
+WARMUP_S = 1.0  # target (a) counts frames sent from this long after the viewer's first frame
+DEADLINE_S = 1.0  # a frame is on time when it reaches the viewer within this long after it was sent
+ON_TIME_TARGET = 0.95
+RECOVERY_TARGET_S = 1.0
+IMPAIRMENT = Impairment(loss=0.05, delay_s=0.080, jitter_s=0.040, seed=16)  # each way
+# The loop's delta frames take at most 5 RTP packets, its keyframes 8-13 (13 at each loop start).
+KEYFRAME_MIN_PACKETS = 9
+FFMPEG = "/usr/bin/ffmpeg"
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@dataclass
+class Drop:
+    direction: str
+    dropped: dict[str, Any]  # what the wire reports of the frame it dropped
+    keyframe: int  # the publisher frame it was
+
+
+@dataclass
+class Outcome:
+    sent: list[Sent]
+    got: list[Got]
+    first_frame_at: float
+    clean_until: float
+    drops: list[Drop]
+    wire: dict[str, Any]
+    archive: Path
+    audio_frames: int
+
+
+async def _scenario(tmp: Path, media_engine: str) -> Outcome:
+    config = write_config(tmp / "config.toml", tmp / "data")
+    add_user(config, PERSON, "operator", PASSWORD)
+    unit_token = add_unit(config, UNIT)
+    async with LossyNetwork(IMPAIRMENT) as net:
+        env = {"DISPATCH_SERVER__HOST": net.host_ip}  # HTTP on the wire's root end only
+        if media_engine != "frames":
+            env["DISPATCH_MEDIA__ENGINE"] = media_engine
+        server = ServerProcess(config, env=env).start(timeout=60)
+        try:
+            person_token = await login(server.url, PERSON, PASSWORD)
+            peer = await net.run("-m", "tests.support.lossy_peer", "--base", server.url, "--unit", UNIT,
+                                 "--seconds", str(RUN_S), "--report", str(tmp / "report.json"),
+                                 env={"LOSSY_UNIT_TOKEN": unit_token, "LOSSY_PERSON_TOKEN": person_token})
+            await peer.line_with("READY", timeout=120)
+            # The clean stretch (target a) is the peer's own run time, not a wait on the server.
+            await asyncio.sleep(CLEAN_S)
+            clean_until = time.monotonic()
+            drops: list[dict[str, Any]] = []
+            not_before = clean_until
+            for direction in ("up", "down"):
+                await net.command({"cmd": "drop_keyframe", "direction": direction,
+                                   "min_packets": KEYFRAME_MIN_PACKETS, "not_before": not_before})
+
+                async def dropped(direction: str = direction) -> bool:
+                    return bool((await net.stats())[direction]["keyframes"])
+
+                await until(dropped, timeout=8, what=f"a keyframe dropped on the way {direction}")
+                drops.append({"direction": direction, **(await net.stats())[direction]["keyframes"][0]})
+                not_before = drops[-1]["first_arrival"] + 1.5  # the next drop does not overlap this recovery
+            await peer.line_with("REPORTED", timeout=RUN_S + 60)
+            assert await peer.finished(timeout=60) == 0
+            wire = await net.stats()
+        finally:
+            try:
+                server.stop()
+            finally:
+                (tmp / "server.log").write_text(server.output(), encoding="utf-8")
+    report = json.loads((tmp / "report.json").read_text(encoding="utf-8"))
+    sent = [Sent(t, d, k) for t, d, k in report["sent"]]
+    got = match(sent, [(t, d, k) for t, d, k in report["received"]])
+    return Outcome(
+        sent=sent, got=got, first_frame_at=min(g.at for g in got), clean_until=clean_until,
+        drops=[Drop(d["direction"], final, _keyframe_before(sent, d["first_arrival"]))
+               for d in drops for final in wire[d["direction"]]["keyframes"][:1]],  # with what came after
+        wire=wire, archive=tmp / "data" / "archive", audio_frames=int(report["audio_frames"]),
+    )
+
+
+def _keyframe_before(sent: list[Sent], t: float) -> int:
+    """The publisher's last keyframe sent before ``t``: the one the wire saw at ``t``."""
+    n = max(i for i, s in enumerate(sent) if s.keyframe and s.at <= t)
+    assert t - sent[n].at < 1.0, f"no keyframe was sent shortly before the dropped frame ({t - sent[n].at:.2f} s)"
+    return n
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def lossy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Outcome]:
+    """The whole lossy run for one media engine, shared by the module's tests."""
+    yield asyncio.run(_scenario(tmp_path_factory.mktemp("lossy"), str(request.param)))
+
+
+def test_the_wire_loses_delays_and_reorders_each_way(lossy: Outcome) -> None:
+    for direction in ("up", "down"):
+        d = lossy.wire[direction]
+        loss = d["lost"] / d["packets"]
+        print(f"wire {direction}: {d['packets']} packets, {loss:.2%} lost, {d['reordered']} reordered, delay "
+              f"min/median/max {d['delay_min_s']}/{d['delay_median_s']}/{d['delay_max_s']} s")
+        assert d["packets"] > 2000, d  # the run's media went through the wire
+        assert 0.035 < loss < 0.065, (direction, loss)
+        assert d["reordered"] > 0.05 * d["delivered"], (direction, d["reordered"], d["delivered"])
+        # What packets really spent in the wire (the event loop's lateness included).
+        assert 0.040 <= d["delay_min_s"] and 0.070 <= d["delay_median_s"] <= 0.110, d
+
+
+def test_viewer_gets_95_percent_of_frames_on_time_after_the_first_second(lossy: Outcome) -> None:
+    start, end = lossy.first_frame_at + WARMUP_S, lossy.clean_until
+    window = [n for n, s in enumerate(lossy.sent) if start <= s.at < end]
+    arrived = {g.n: g for g in lossy.got if g.n is not None}
+    on_time = [n for n in window if n in arrived and arrived[n].at - lossy.sent[n].at <= DEADLINE_S]
+    shown = [n for n in on_time if arrived[n].decodable]
+    share = len(on_time) / len(window)
+    print(f"clean stretch: {len(on_time)}/{len(window)} frames on time ({share:.1%}), {len(shown)} decodable, "
+          f"{sum(n in arrived for n in window)} arrived at all")
+    assert len(window) > 0.9 * 30 * (end - start), "the publisher did not keep 30 fps"
+    assert share >= ON_TIME_TARGET, (
+        f"{len(on_time)}/{len(window)} frames on time ({share:.1%}), {len(shown)} of them decodable; "
+        f"{sum(n in arrived for n in window)} arrived at all"
+    )
+    assert len(shown) >= ON_TIME_TARGET * len(window), f"only {len(shown)}/{len(window)} on-time frames decodable"
+    assert lossy.audio_frames > 0
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+def test_a_lost_keyframe_is_recovered_within_a_second(lossy: Outcome, direction: str) -> None:
+    [drop] = [d for d in lossy.drops if d.direction == direction]
+    assert drop.dropped["packets"] >= KEYFRAME_MIN_PACKETS
+    k = drop.keyframe
+    recovered = [g for g in lossy.got if g.n is not None and g.n >= k and g.decodable]
+    assert recovered, f"the viewer never showed a frame again after keyframe {k} was dropped {direction}"
+    first = min(recovered, key=lambda g: g.at)
+    took = first.at - lossy.sent[k].at
+    later = drop.dropped["later"]
+    print(f"keyframe {k} ({drop.dropped['packets']} packets) dropped {direction}: next decodable frame "
+          f"#{first.n} {took:.3f} s after it was sent; {len(later)} packets of it crossed the wire later "
+          f"(retransmissions), the first {later[0][0] if later else None} s after the drop")
+    assert took <= RECOVERY_TARGET_S, (
+        f"keyframe {k} dropped on the way {direction}: next decodable frame (#{first.n}) "
+        f"{took:.2f} s after it was sent"
+    )
+
+
+def _recorded_video(lossy: Outcome) -> tuple[list[Path], list[tuple[float, str, bool]]]:
+    segments = sorted(of_type(lossy.archive, "segment_sealed"), key=lambda s: s["seq"])
+    assert segments, "nothing was recorded"
+    paths = [lossy.archive / seg["path"] for seg in segments]
+    recorded: list[tuple[float, str, bool]] = []
+    for path in paths:
+        with av.open(str(path)) as container:
+            for packet in container.demux(video=0):
+                if packet.size:
+                    recorded.append((float("inf"), frame_digest("video/VP8", bytes(packet)), bool(packet.is_keyframe)))
+    return paths, recorded
+
+
+def test_the_recording_plays_without_a_complaint(lossy: Outcome) -> None:
+    """ffprobe and a full decode (``ffmpeg -v error ... -f null -``) of every segment print nothing."""
+    paths, _ = _recorded_video(lossy)
+    complaints: list[str] = []
+    for path in paths:
+        for argv in ([FFPROBE, "-v", "error", "-count_packets", "-show_entries", "stream=nb_read_packets", str(path)],
+                     [FFMPEG, "-v", "error", "-i", str(path), "-f", "null", "-"]):
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+            if out.returncode or out.stderr.strip():
+                complaints.append(f"{Path(argv[0]).name} {path.name}: rc={out.returncode} {out.stderr.strip()[:400]}")
+    assert not complaints, complaints
+
+
+def test_the_recorded_video_holds_every_frame_in_order(lossy: Outcome) -> None:
+    """Every recorded video frame is a frame the publisher sent, in order, decodable (a keyframe or
+    the frame right after the one before it); from the first recorded frame to the publisher's last,
+    hardly any is missing."""
+    paths, recorded = _recorded_video(lossy)
+    frames = match(lossy.sent, recorded)
+    broken = [i for i, f in enumerate(frames) if not f.decodable]
+    unknown = [i for i, f in enumerate(frames) if f.n is None]
+    first = next((f.n for f in frames if f.n is not None), 0)
+    span = len(lossy.sent) - first
+    print(f"recording: {len(frames)} video frames of the {span} sent since the first recorded one, {len(broken)} "
+          f"not decodable ({len(unknown)} not a frame the publisher sent), {len(paths)} segment(s)")
+    assert not broken, f"{len(broken)} of {len(frames)} recorded frames cannot be decoded (first at {broken[0]})"
+    assert ON_TIME_TARGET * span <= len(frames) <= span, (len(frames), span)
+
+
+def test_a_namespace_left_by_a_crashed_run_is_removed() -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid now belongs to no process: the namespace's creator "crashed"
+    name = f"{NS_PREFIX}{gone.pid}-1"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
+    try:
+        assert name in remove_stale_namespaces()
+        assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
