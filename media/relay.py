@@ -182,6 +182,11 @@ class Fanout:
         return True
 
     @property
+    def viewer_count(self) -> int:
+        """Viewers subscribed now, in either engine."""
+        return len(self.viewers) + len(self.stream.viewers)
+
+    @property
     def active(self) -> bool:
         return self._packet_source or (self._pump is not None and not self._pump.done())
 

@@ -29,7 +29,7 @@ from tests.support.peers import frame_digest
 from tests.support.server import ServerProcess, add_unit, add_user, login, write_config
 from tests.support.waits import until
 
-ENGINES = ("frames", "packets")  # [media] engine
+ENGINES = ("frames",)  # [media] engine; "frames" is today's (and the only) one on this branch
 UNIT, PERSON, PASSWORD = "bc-lossy", "watcher", "lossy-pass-12345"
 CLEAN_S = 8.0  # undisturbed stretch after the viewer's first frame (target a)
 RUN_S = 20.0  # the peer's whole run after its first frame
@@ -70,7 +70,8 @@ async def _scenario(tmp: Path, media_engine: str) -> Outcome:
     unit_token = add_unit(config, UNIT)
     async with LossyNetwork(IMPAIRMENT) as net:
         env = {"DISPATCH_SERVER__HOST": net.host_ip}  # HTTP on the wire's root end only
-        env["DISPATCH_MEDIA__ENGINE"] = media_engine
+        if media_engine != "frames":
+            env["DISPATCH_MEDIA__ENGINE"] = media_engine
         server = ServerProcess(config, env=env).start(timeout=60)
         try:
             person_token = await login(server.url, PERSON, PASSWORD)
