@@ -132,7 +132,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     sos = SosService(alerts, action_store, presence, clock)
     relay = Relay(RelayConfig(pli_min_interval_s=settings.media.pli_min_interval_s,
                               keyframe_interval_s=settings.media.keyframe_interval_s,
-                              viewer_queue_frames=settings.media.viewer_queue_frames))
+                              viewer_queue_frames=settings.media.viewer_queue_frames,
+                              engine=settings.media.engine,
+                              publisher_max_bitrate=settings.media.publisher_max_bitrate))
     archive: ArchiveService | None = None
     if settings.archive.enabled:
         a = settings.archive

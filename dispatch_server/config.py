@@ -98,6 +98,8 @@ class MediaConfig:
     pli_min_interval_s: float = 0.3  # keyframe requests to a publisher are coalesced to this rate
     keyframe_interval_s: float = 4.0  # periodic keyframe request to every publisher; 0 disables
     viewer_queue_frames: int = 30  # ~1 s at 30 fps; a viewer further behind restarts at the next keyframe
+    engine: str = "frames"  # "packets": forward RTP packets (SFU fast path); "frames": encoded frames via aiortc
+    publisher_max_bitrate: int = 2_500_000  # packet engine: REMB sent to every publisher (bit/s)
     ice_servers: tuple[IceServer, ...] = ()
 
 
@@ -480,6 +482,7 @@ def validate(s: Settings) -> None:
         ("media.pli_min_interval_s", s.media.pli_min_interval_s, 0.0),
         ("media.keyframe_interval_s", s.media.keyframe_interval_s, 0.0),
         ("media.viewer_queue_frames", s.media.viewer_queue_frames, 2),
+        ("media.publisher_max_bitrate", s.media.publisher_max_bitrate, 50_000),
         ("console.patrol_interval_s", s.console.patrol_interval_s, 1.0),
         ("alerts.escalate_after_s", s.alerts.escalate_after_s, 1.0),
         ("alerts.sweep_interval_s", s.alerts.sweep_interval_s, 0.05),
@@ -507,6 +510,8 @@ def validate(s: Settings) -> None:
     for key, value, minimum in checks:
         if value < minimum:
             raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+    if s.media.engine not in ("packets", "frames"):
+        raise ConfigError(f"media.engine: must be 'packets' or 'frames', got {s.media.engine!r}")
     for i, ice in enumerate(s.media.ice_servers):
         for url in ice.urls:
             if not re.match(r"^(stun|stuns|turn|turns):", url):

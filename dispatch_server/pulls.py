@@ -162,7 +162,7 @@ class Pulls:
 
     def _idle(self, pull: Pull) -> bool:
         """No viewer of the unit for ``pull_linger_s`` (checked once per call)."""
-        viewers = sum(len(f.viewers) for f in pull.channel.fanouts)
+        viewers = sum(f.viewer_count for f in pull.channel.fanouts)
         now = time.monotonic()
         if viewers:
             pull.no_viewers_since = None

@@ -33,3 +33,60 @@ def is_keyframe(mime_type: str, data: bytes) -> bool:
     if mime == "video/h264":
         return is_h264_keyframe(data)
     return True
+
+
+# RTP payloads: does this packet start a keyframe? (the packet engine gates viewers on these)
+
+def vp8_payload_starts_keyframe(payload: bytes) -> bool:
+    """RFC 7741 §4.2: the packet starts partition 0 of a frame (S=1, PID=0) and that frame's tag
+    says key frame (RFC 6386 §9.1: bit 0 of the first byte is 0)."""
+    n = len(payload)
+    if n < 2:
+        return False
+    b0 = payload[0]
+    if not b0 & 0x10 or b0 & 0x07:  # S bit unset or partition id not 0
+        return False
+    i = 1
+    if b0 & 0x80:  # X: extension byte with I, L, T, K
+        x = payload[1]
+        i = 2
+        if x & 0x80:  # I: picture id, 7 or 15 bits
+            if i >= n:
+                return False
+            i += 2 if payload[i] & 0x80 else 1
+        if x & 0x40:  # L: TL0PICIDX
+            i += 1
+        if x & 0x30:  # T or K: TID/KEYIDX byte
+            i += 1
+    return i < n and (payload[i] & 0x01) == 0
+
+
+def h264_payload_starts_keyframe(payload: bytes) -> bool:
+    """RFC 6184 §5: a single NAL unit of type 5 (IDR) or 7 (SPS), a STAP-A (24) holding one, or
+    the first fragment (FU-A, 28, S bit) of one."""
+    if not payload:
+        return False
+    nal = payload[0] & 0x1F
+    if nal in (5, 7):
+        return True
+    if nal == 24:
+        i, n = 1, len(payload)
+        while i + 2 < n:
+            size = int.from_bytes(payload[i : i + 2], "big")
+            if payload[i + 2] & 0x1F in (5, 7):
+                return True
+            i += 2 + size
+        return False
+    if nal == 28:
+        return len(payload) > 1 and bool(payload[1] & 0x80) and (payload[1] & 0x1F) in (5, 7)
+    return False
+
+
+def payload_starts_keyframe(mime_type: str, payload: bytes) -> bool:
+    """``mime_type`` like ``video/VP8``; every packet of a non-video stream counts as a start."""
+    mime = mime_type.lower()
+    if mime == "video/vp8":
+        return vp8_payload_starts_keyframe(payload)
+    if mime == "video/h264":
+        return h264_payload_starts_keyframe(payload)
+    return True

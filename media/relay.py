@@ -26,6 +26,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.stream import Stream
 
 from .keyframes import is_keyframe
+from .packets import PacketStream
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class RelayConfig:
     pli_min_interval_s: float = 0.3
     keyframe_interval_s: float = 4.0
     viewer_queue_frames: int = 30
+    engine: str = "frames"  # "packets": forward RTP packets (media.packets); "frames": encoded frames
+    publisher_max_bitrate: int = 2_500_000  # packet engine: the REMB every publisher gets (bit/s)
 
 
 class ForwardTrack(MediaStreamTrack):
@@ -128,6 +131,8 @@ class Fanout:
         self._offset = 0
         self._rebase = False
         self._clock_rate = 90000
+        self.stream = PacketStream(self, clock)  # the packet engine's side of this fanout
+        self._packet_source = False
 
     # source ------------------------------------------------------------------------------
     def attach_source(
@@ -150,18 +155,40 @@ class Fanout:
         if self.kind == "video":
             self.request_keyframe("new publisher")
 
+    def attach_packets(self, owner: str, codec: Any, request_keyframe: KeyframeRequester) -> PacketStream:
+        """Packet engine: feed this fanout from RTP packets pushed into the returned stream,
+        replacing any previous source."""
+        self._stop_pump()
+        self.owner = owner
+        self.codec = codec
+        self.mime_type = codec.mimeType
+        self._clock_rate = codec.clockRate
+        self._requester = request_keyframe
+        self.source_attached_at = self._clock()
+        self._packet_source = True
+        self.stream.start_source(codec)
+        if self.kind == "video":
+            self.request_keyframe("new publisher")
+        return self.stream
+
     def detach_source(self, owner: str) -> bool:
         """Stop reading the source if ``owner`` still owns it. Viewers stay subscribed."""
         if self.owner != owner:
             return False
         self._stop_pump()
+        self._packet_source = False
         self.owner = None
         self._requester = None
         return True
 
     @property
+    def viewer_count(self) -> int:
+        """Viewers subscribed now, in either engine."""
+        return len(self.viewers) + len(self.stream.viewers)
+
+    @property
     def active(self) -> bool:
-        return self._pump is not None and not self._pump.done()
+        return self._packet_source or (self._pump is not None and not self._pump.done())
 
     def silence_s(self) -> float:
         """Seconds since the last packet (or since the source was attached, if none yet)."""
@@ -256,6 +283,8 @@ class Fanout:
         await asyncio.gather(*self._pli_tasks, return_exceptions=True)
         for viewer in list(self.viewers):
             viewer.stop()
+        self.stream.viewers.clear()
+        self._packet_source = False
 
 
 class Channel:
@@ -263,6 +292,8 @@ class Channel:
 
     def __init__(self, unit_id: str, config: RelayConfig, clock: Callable[[], float]) -> None:
         self.unit_id = unit_id
+        self.engine = config.engine
+        self.config = config
         self.video = Fanout(unit_id, "video", config, clock)
         self.audio = Fanout(unit_id, "audio", config, clock)
 

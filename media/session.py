@@ -14,6 +14,7 @@ import functools
 import logging
 import secrets
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from aiortc import (
@@ -27,8 +28,10 @@ from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
-from . import passthrough
+from . import passthrough, rtp_hooks
 from .errors import CodecMismatch, SdpError
+from .ingress import PublisherIngress
+from .packets import IdleTrack, PacketViewer
 from .relay import Channel, Fanout
 from .sdp import check_offer
 
@@ -51,30 +54,65 @@ def _negotiated_codecs(sdp: str) -> dict[str, Any]:
     return out
 
 
+def _rtx_payload_types(sdp: str, mid: str | None, payload_type: int) -> list[int]:
+    """RTX payload types (RFC 4588) that repair ``payload_type`` in the media section ``mid``."""
+    for media in SessionDescription.parse(sdp).media:
+        if mid is not None and media.rtp.muxId != mid:
+            continue
+        return [c.payloadType for c in media.rtp.codecs if c.payloadType is not None
+                and c.mimeType.lower().endswith("/rtx") and str(c.parameters.get("apt")) == str(payload_type)]
+    return []
+
+
+@dataclass
+class AttachedSources:
+    """What :func:`attach_sources` attached: mime type per kind, the receivers of every remote
+    track, and the packet engine's ingress (None in the frame engine)."""
+
+    codecs: dict[str, str] = field(default_factory=dict)
+    receivers: list[Any] = field(default_factory=list)
+    ingress: PublisherIngress | None = None
+
+
 def attach_sources(channel: Channel, owner_id: str, pc: RTCPeerConnection, tracks: list[MediaStreamTrack],
-                   codecs: dict[str, Any]) -> tuple[dict[str, str], list[Any]]:
+                   codecs: dict[str, Any]) -> AttachedSources:
     """Make the remote ``tracks`` of ``pc`` the sources of ``channel``'s fanouts, owned by
     ``owner_id``: a publisher's media, or a stream pulled from another node. ``codecs`` is the
-    negotiated codec per kind (:func:`_negotiated_codecs`). Answers ``(mime type per attached
-    kind, the receivers of every remote track)``. A track of a codec the relay cannot forward is
-    drained (a remote track nobody reads grows without bound, aiortc#554) and not attached;
-    keyframe requests of the channel's viewers become PLIs on the track's receiver."""
-    attached: dict[str, str] = {}
-    receivers: list[Any] = []
+    negotiated codec per kind (:func:`_negotiated_codecs`). A track of a codec the relay cannot
+    forward is drained (a remote track nobody reads grows without bound, aiortc#554) and not
+    attached; keyframe requests of the channel's viewers become PLIs to the sender.
+
+    Call once both descriptions are set, before media flows. Frame engine: each remote track
+    feeds its kind's fanout (``media.passthrough``). Packet engine (``channel.engine``): the
+    peer's RTP is taken off its DTLS transport (``media.ingress``) and its receivers never see a
+    packet.
+    """
+    out = AttachedSources()
+    ingress: PublisherIngress | None = None
+    sdp = pc.localDescription.sdp  # an offer or an answer: either carries the negotiated payload types
     for track in tracks:
         receiver = next(r for r in pc.getReceivers() if r.track is track)
-        receivers.append(receiver)
-        if track.kind == "video":
-            passthrough.shorten_jitter_buffer(receiver)
+        out.receivers.append(receiver)
         codec = codecs.get(track.kind)
         if codec is None or codec.mimeType.lower() not in passthrough.SUPPORTED_MIME_TYPES:
             _drain(pc, track)
             continue
-        attached[track.kind] = codec.mimeType
-        channel.fanout(track.kind).attach_source(
-            owner_id, track, codec, functools.partial(passthrough.send_pli, receiver)
-        )
-    return attached, receivers
+        out.codecs[track.kind] = codec.mimeType
+        fanout = channel.fanout(track.kind)
+        if channel.engine == "packets":
+            transceiver = next(t for t in pc.getTransceivers() if t.receiver is receiver)
+            if ingress is None:
+                ingress = PublisherIngress(channel.unit_id, rtp_hooks.sender_ssrcs(transceiver.sender)[0],
+                                           channel.config.publisher_max_bitrate, fanout.stream.clock)
+            stream = fanout.attach_packets(owner_id, codec, functools.partial(ingress.request_keyframe, track.kind))
+            ingress.add(track.kind, stream, codec, _rtx_payload_types(sdp, transceiver.mid, codec.payloadType),
+                        receiver.transport)
+        else:
+            if track.kind == "video":
+                passthrough.shorten_jitter_buffer(receiver)
+            fanout.attach_source(owner_id, track, codec, functools.partial(passthrough.send_pli, receiver))
+    out.ingress = ingress
+    return out
 
 
 def _drain(pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
@@ -156,6 +194,7 @@ class PublisherSession(_Session):
         self.timeout_s = timeout_s
         self.codecs: dict[str, str] = {}  # kind -> mime type
         self.receivers: list[Any] = []
+        self.ingress: PublisherIngress | None = None
 
     @classmethod
     async def accept(
@@ -179,9 +218,8 @@ class PublisherSession(_Session):
         except Exception as exc:  # aiortc raises assorted errors on offers it cannot take
             await _close_refused(pc)
             raise SdpError(f"offer rejected: {exc.__class__.__name__}: {exc}") from exc
-        session.codecs, session.receivers = attach_sources(
-            channel, session.id, pc, remote, _negotiated_codecs(pc.localDescription.sdp)
-        )
+        attached = attach_sources(channel, session.id, pc, remote, _negotiated_codecs(pc.localDescription.sdp))
+        session.codecs, session.receivers, session.ingress = attached.codecs, attached.receivers, attached.ingress
         if not session.codecs:
             await _close_refused(pc)
             raise SdpError("offer has no audio or video the relay can forward")
@@ -201,7 +239,10 @@ class PublisherSession(_Session):
     def media_silence_s(self) -> float:
         """Seconds without RTP packets; before the first one, time since the answer minus a
         connection grace of ``CONNECT_GRACE_S`` (ICE and DTLS through TURN over 4G take a while)."""
-        silence = passthrough.packet_silence_s(self.receivers)
+        if self.ingress is not None:
+            silence = self.ingress.silence_s()
+        else:
+            silence = passthrough.packet_silence_s(self.receivers)
         if silence is None:
             return max(0.0, time.time() - self.started_at - CONNECT_GRACE_S)
         return silence
@@ -221,6 +262,7 @@ class ViewerSession(_Session):
         super().__init__(unit_id, pc, on_end)
         self.viewer = viewer
         self.tracks: list[MediaStreamTrack] = []
+        self.packet_viewers: list[PacketViewer] = []
 
     @classmethod
     async def accept(
@@ -236,21 +278,27 @@ class ViewerSession(_Session):
         summary = check_offer(offer_sdp, "view")
         pc = RTCPeerConnection(_rtc_config(ice_servers))
         session = cls(unit_id, pc, on_end, viewer)
+        by_packets: list[tuple[Fanout, Any]] = []
         try:
             for media in summary.media:
                 fanout = channel.fanout(media.kind)
                 if fanout.codec is None or media.direction not in ("recvonly", "sendrecv"):
                     pc.addTransceiver(media.kind, direction="inactive")
                     continue
-                track = fanout.subscribe()
+                packets = channel.engine == "packets"
+                track = IdleTrack(media.kind) if packets else fanout.subscribe()
                 session.tracks.append(track)
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 transceiver.setCodecPreferences(_preferences_for(fanout))
                 passthrough.on_keyframe_request(
                     transceiver.sender, functools.partial(fanout.request_keyframe, "viewer PLI/FIR")
                 )
+                if packets:
+                    by_packets.append((fanout, transceiver))
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
+            for fanout, transceiver in by_packets:
+                session._subscribe_packets(fanout, transceiver)
         except OperationError as exc:
             session._release()
             await _close_refused(pc)
@@ -264,7 +312,35 @@ class ViewerSession(_Session):
         logger.info("unit %s: viewer %s (%s) attached", unit_id, session.id, viewer or "anonymous")
         return session, pc.localDescription.sdp
 
+    def _subscribe_packets(self, fanout: Fanout, transceiver: Any) -> None:
+        """Packet engine: this viewer's sender gets ``fanout``'s packets, rewritten for it."""
+        sender = transceiver.sender
+        section = next(m for m in SessionDescription.parse(self.pc.localDescription.sdp).media
+                       if m.rtp.muxId == transceiver.mid)
+        payload_type = section.rtp.codecs[0].payloadType
+        if payload_type is None:
+            raise SdpError("the answer has no payload type for its codec")
+        rtx = _rtx_payload_types(self.pc.localDescription.sdp, transceiver.mid, payload_type)
+        ssrc, rtx_ssrc = rtp_hooks.sender_ssrcs(sender)
+        transport = sender.transport
+
+        def connected() -> bool:
+            return bool(transport.state == "connected")
+
+        viewer = PacketViewer(fanout.stream, rtp_hooks.rtp_sender_of(transport), connected, ssrc=ssrc,
+                              payload_type=payload_type, rtx_ssrc=rtx_ssrc, rtx_payload_type=rtx[0] if rtx else None)
+        rtp_hooks.on_retransmit(sender, viewer.retransmit)
+        rtp_hooks.on_sender_report(sender, viewer.sender_info)
+        fanout.stream.subscribe(viewer)
+        self.packet_viewers.append(viewer)
+        if fanout.kind == "video":
+            fanout.request_keyframe("new viewer")
+
     def _release(self) -> None:
+        for viewer in self.packet_viewers:
+            viewer.stream.unsubscribe(viewer)
+            logger.info("unit %s: viewer %s %s: %d packets, %d retransmitted, %d NACKed packets not in the cache",
+                        self.unit_id, self.id, viewer.kind, viewer.packets, viewer.retransmitted, viewer.nack_misses)
         for track in self.tracks:
             track.stop()
 

@@ -58,9 +58,8 @@ class UpstreamSession(PublisherSession):
         except BaseException:
             await _close_refused(pc)
             raise
-        session.codecs, session.receivers = attach_sources(
-            channel, session.id, pc, remote, _negotiated_codecs(answer)
-        )
+        attached = attach_sources(channel, session.id, pc, remote, _negotiated_codecs(answer))
+        session.codecs, session.receivers, session.ingress = attached.codecs, attached.receivers, attached.ingress
         if not session.codecs:
             await session.close("the owner's answer has no media the relay can forward")
             raise SdpError("the owner's answer has no audio or video the relay can forward")

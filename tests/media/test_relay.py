@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from dispatch_server.appkeys import LIVE
 from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from tests.conftest import LiveServer
 from tests.support.peers import make_publisher, make_viewer, whep_view, whip_publish
@@ -108,3 +109,27 @@ async def test_viewer_stays_attached_when_publisher_returns(
         await pub2.close()
     finally:
         await viewer.close()
+
+
+async def test_frame_engine_still_forwards_the_publishers_frames_unchanged(
+    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop
+) -> None:
+    """``[media] engine = "frames"`` (aiortc receives and re-packetises) stays usable."""
+    live: LiveServer = await make_live(media={"engine": "frames"})
+    assert live.app is not None and live.settings.media.engine == "frames"
+    token = live.add_unit("bc-03")
+    live.add_user("op", "operator")
+    op = await live.login("op")
+    pub = await make_publisher(vp8_loop, opus_loop)
+    await whip_publish(http, live.url, "bc-03", token, pub)
+    viewer = await make_viewer()
+    try:
+        await whep_view(http, live.url, "bc-03", op, viewer)
+        await viewer.wait_frames(30, timeout=20)
+        await viewer.wait_audio(10, timeout=10)
+        assert_forwarded_unchanged(pub.sent, viewer.frames)
+        video = live.app[LIVE].relay.channel("bc-03").video
+        assert video.viewers and not video.stream.viewers, "frames went through ForwardTracks, not packets"
+    finally:
+        await viewer.close()
+        await pub.close()

@@ -1,0 +1,205 @@
+"""A publisher's RTP taken off its DTLS transport, before aiortc's receive pipeline, into the
+packet engine; and the RTCP that publisher needs back.
+
+Packets are told apart by payload type (the publisher's, as negotiated): media payload types go
+to their kind's :class:`~media.packets.PacketStream`, RTX payload types (RFC 4588) are unwrapped
+to the original sequence number first (padding-only RTX probes are dropped). Everything runs as
+packets arrive, without tasks of its own:
+
+- gaps are NACKed upstream through the stream's :class:`~media.loss.NackTracker`;
+- about once a second the publisher gets a receiver report (loss, highest sequence number,
+  LSR/DLSR; jitter 0) and a REMB of ``max_bitrate``: aiortc estimates nothing here, and Chromium
+  stays at its start bitrate without feedback;
+- keyframe requests (PLI) go to the stream's SSRC as soon as one is known.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from aiortc import RTCDtlsTransport
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    pack_remb_fci,
+)
+
+from . import rtp_hooks
+from .packets import PacketStream
+from .rtpwire import parse_rtp, seq_delta, unwrap_rtx_payload
+
+logger = logging.getLogger(__name__)
+
+REPORT_INTERVAL_S = 1.0
+_SR_HEAD = struct.Struct("!BBHIQI")  # V/P/RC, PT=200, length, SSRC, NTP, RTP timestamp
+
+
+@dataclass
+class _Route:
+    kind: str
+    stream: PacketStream
+    codec: Any
+    send: rtp_hooks.RtpSend
+    ssrc: int | None = None
+    pli_pending: bool = False
+    # RFC 3550 A.3 reception statistics
+    base_seq: int = 0
+    max_seq: int = 0
+    cycles: int = 0
+    received: int = 0
+    expected_prior: int = 0
+    received_prior: int = 0
+    lsr: int = 0  # middle 32 bits of the NTP time of the publisher's last SR
+    lsr_at: float | None = None
+
+    def count(self, seq: int) -> None:
+        if self.received == 0:
+            self.base_seq = self.max_seq = seq
+        else:
+            d = seq_delta(seq, self.max_seq)
+            if d > 0:
+                if seq < self.max_seq:
+                    self.cycles += 1 << 16
+                self.max_seq = seq
+        self.received += 1
+
+    def report(self, now: float) -> RtcpReceiverInfo:
+        extended = self.cycles + self.max_seq
+        expected = extended - self.base_seq + 1
+        expected_interval = expected - self.expected_prior
+        received_interval = self.received - self.received_prior
+        self.expected_prior, self.received_prior = expected, self.received
+        lost_interval = expected_interval - received_interval
+        fraction = (lost_interval << 8) // expected_interval if expected_interval > 0 and lost_interval > 0 else 0
+        dlsr = int((now - self.lsr_at) * 65536) if self.lsr_at is not None else 0
+        return RtcpReceiverInfo(
+            ssrc=self.ssrc or 0, fraction_lost=min(fraction, 255),
+            packets_lost=max(-(1 << 23), min(expected - self.received, (1 << 23) - 1)),
+            highest_sequence=extended & 0xFFFFFFFF, jitter=0, lsr=self.lsr, dlsr=dlsr,
+        )
+
+
+class PublisherIngress:
+    """All media of one publisher's peer connection, routed into packet streams."""
+
+    def __init__(self, unit_id: str, rtcp_ssrc: int, max_bitrate: int, clock: Callable[[], float]) -> None:
+        self.unit_id = unit_id
+        self._rtcp_ssrc = rtcp_ssrc
+        self._max_bitrate = max_bitrate
+        self._clock = clock
+        self._by_pt: dict[int, _Route] = {}
+        self._rtx_pt: dict[int, _Route] = {}
+        self._routes: dict[str, _Route] = {}
+        self._transports: list[RTCDtlsTransport] = []
+        self._next_report = 0.0
+        self.last_arrival: float | None = None
+        self.reports_sent = 0
+        self.nacks_sent = 0
+
+    def add(self, kind: str, stream: PacketStream, codec: Any, rtx_payload_types: list[int],
+            transport: RTCDtlsTransport) -> None:
+        """Route ``codec.payloadType`` (and its RTX payload types) of ``transport`` to ``stream``."""
+        route = _Route(kind, stream, codec, rtp_hooks.rtp_sender_of(transport))
+        self._routes[kind] = route
+        self._by_pt[codec.payloadType] = route
+        for pt in rtx_payload_types:
+            self._rtx_pt[pt] = route
+        if transport not in self._transports:
+            self._transports.append(transport)
+            rtp_hooks.intercept_rtp(transport, self._on_rtp)
+            rtp_hooks.observe_rtcp(transport, self._on_rtcp)
+
+    async def request_keyframe(self, kind: str = "video") -> bool:
+        """PLI to the publisher's ``kind`` stream; sent at its first packet if no SSRC is known yet."""
+        route = self._routes.get(kind)
+        if route is None:
+            return False
+        if route.ssrc is None:
+            route.pli_pending = True
+            return False
+        await self._send_rtcp(route, bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc,
+                                                           media_ssrc=route.ssrc)))
+        return True
+
+    def silence_s(self) -> float | None:
+        """Seconds since the last RTP packet; None before the first."""
+        return None if self.last_arrival is None else self._clock() - self.last_arrival
+
+    async def _on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        view = parse_rtp(data)
+        if view is None:
+            return
+        route = self._by_pt.get(view.payload_type)
+        seq, payload = view.sequence_number, view.payload
+        if route is None:
+            route = self._rtx_pt.get(view.payload_type)
+            if route is None:
+                return
+            original = unwrap_rtx_payload(payload)
+            if original is None:
+                return
+            seq, payload = original
+        elif route.ssrc != view.ssrc:
+            if route.ssrc is not None:  # the publisher restarted its stream: a new source
+                logger.info("unit %s: %s SSRC changed", self.unit_id, route.kind)
+                route.stream.start_source(route.codec)
+                route.received = 0
+            route.ssrc = view.ssrc
+        now = self._clock()
+        self.last_arrival = now
+        route.count(seq)
+        stream = route.stream
+        if payload:
+            await stream.on_packet(seq, view.timestamp, view.marker, payload, now)
+        lost = stream.nacks.due(now)
+        if lost and route.ssrc is not None:
+            nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=route.ssrc)
+            nack.lost = sorted(lost)
+            self.nacks_sent += 1
+            await self._send_rtcp(route, bytes(nack))
+        if route.pli_pending:
+            route.pli_pending = False
+            await self.request_keyframe(route.kind)
+        if now >= self._next_report:
+            self._next_report = now + REPORT_INTERVAL_S
+            await self._send_reports(now)
+
+    def _on_rtcp(self, data: bytes) -> None:
+        """Take the publisher's sender reports (NTP ↔ RTP mapping, LSR) from a compound packet."""
+        i, n = 0, len(data)
+        while i + 4 <= n:
+            length = (int.from_bytes(data[i + 2 : i + 4], "big") + 1) * 4
+            if data[i + 1] == 200 and i + _SR_HEAD.size <= n:
+                _, _, _, ssrc, ntp, rtp_ts = _SR_HEAD.unpack_from(data, i)
+                for route in self._routes.values():
+                    if route.ssrc == ssrc:
+                        route.lsr = (ntp >> 16) & 0xFFFFFFFF
+                        route.lsr_at = self._clock()
+                        route.stream.on_sender_report(ntp, rtp_ts)
+            i += length
+
+    async def _send_reports(self, now: float) -> None:
+        by_send: dict[Any, list[_Route]] = {}
+        for route in self._routes.values():
+            if route.ssrc is not None and route.received:
+                by_send.setdefault(route.send, []).append(route)
+        for routes in by_send.values():
+            rr = RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=[r.report(now) for r in routes])
+            remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self._rtcp_ssrc, media_ssrc=0,
+                                  fci=pack_remb_fci(self._max_bitrate, [r.ssrc for r in routes if r.ssrc is not None]))
+            self.reports_sent += 1
+            await self._send_rtcp(routes[0], bytes(rr) + bytes(remb))
+
+    async def _send_rtcp(self, route: _Route, data: bytes) -> None:
+        try:
+            await route.send(data)
+        except ConnectionError:
+            pass

@@ -1,0 +1,268 @@
+"""The packet engine's fan-out: one publisher stream's RTP packets rewritten for each viewer.
+
+A :class:`PacketStream` belongs to one :class:`~media.relay.Fanout` (one kind of one unit) and
+lives as long as it. Packets reach it from :mod:`media.ingress` with the publisher's sequence
+numbers and timestamps; it gives them continuous ones (``out``) that carry on across publisher
+reconnects: a new source's first packet follows the last forwarded sequence number, and its
+timestamp the last one plus the wall-clock time in between. Each packet is cached for viewers'
+NACKs, handed to each :class:`PacketViewer` (new viewers and every viewer after a source change
+start at the first packet of a keyframe), and assembled into frames for the fanout's taps (the
+recorder) only while there are taps.
+
+A :class:`PacketViewer` rewrites the header for its viewer (that sender's SSRC and payload type,
+its own sequence numbers: continuous even when it skips packets while waiting for a keyframe; no
+CSRCs or header extensions) and sends it on the viewer's transport. The viewer's
+``RTCRtpSender`` stays for SDP and RTCP and reads an :class:`IdleTrack`, so its RTP loop idles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any, Callable
+
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtcpSenderInfo
+
+from .assembly import FrameAssembler
+from .keyframes import payload_starts_keyframe
+from .loss import CachedPacket, NackTracker, PacketCache
+from .rtp_hooks import RtpSend
+from .rtpwire import build_rtp, seq_delta
+
+if TYPE_CHECKING:
+    from .relay import Fanout
+
+logger = logging.getLogger(__name__)
+
+LATE_LIMIT = 400  # packets: a late packet older than this (the cache holds 512) is dropped
+NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+
+
+def ntp_now() -> int:
+    """Wall clock as a 64-bit NTP timestamp (RFC 3550 §4)."""
+    t = time.time() + NTP_EPOCH_OFFSET
+    return (int(t) << 32) | int((t % 1) * (1 << 32))
+
+
+class IdleTrack(MediaStreamTrack):
+    """What a viewer's ``RTCRtpSender`` reads in the packet engine: nothing, until stopped."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._stopped = asyncio.Event()
+
+    async def recv(self) -> Any:
+        await self._stopped.wait()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        self._stopped.set()
+        super().stop()
+
+
+class PacketStream:
+    def __init__(self, fanout: Fanout, clock: Callable[[], float]) -> None:
+        self.fanout = fanout
+        self.clock = clock
+        self.viewers: set[PacketViewer] = set()
+        self.cache = PacketCache()
+        self.nacks = NackTracker()
+        self.assembler: FrameAssembler | None = None
+        self._assembling = False
+        self._mime = ""
+        self._video = fanout.kind == "video"
+        self._clock_rate = 90000
+        self._fresh = True
+        self._seq_off = 0
+        self._ts_off = 0
+        self.last_seq: int | None = None  # highest forwarded sequence number
+        self.last_ts: int | None = None
+        self.last_at: float | None = None
+        self._prev_ts: int | None = None  # timestamp of the previous packet (in arrival order)
+        self.sender_report: tuple[int, int] | None = None  # (NTP, forwarded RTP timestamp) of the publisher's last SR
+
+    def start_source(self, codec: Any) -> None:
+        """A new publisher (or the same one again) feeds this stream from its next packet on."""
+        self._fresh = True
+        self.nacks.reset()
+        self.sender_report = None
+        self._mime = codec.mimeType.lower()
+        self._clock_rate = codec.clockRate
+        if self.assembler is None or self.assembler.codec_key != (self._mime, codec.clockRate):
+            self.assembler = FrameAssembler(codec, self._emit, self._frame_lost)
+        else:
+            self.assembler.restart()
+        for viewer in self.viewers:
+            viewer.waiting = self._video
+
+    def on_sender_report(self, ntp: int, rtp_timestamp: int) -> None:
+        if not self._fresh:
+            self.sender_report = (ntp, (rtp_timestamp + self._ts_off) & 0xFFFFFFFF)
+
+    async def on_packet(self, seq: int, ts: int, marker: bool, payload: bytes, now: float) -> None:
+        """One packet of the current source (sequence number and timestamp as the publisher sent them)."""
+        if self._fresh:
+            self._fresh = False
+            if self.last_seq is None or self.last_ts is None or self.last_at is None:
+                self._seq_off = self._ts_off = 0
+            else:
+                gap = max(1, int((now - self.last_at) * self._clock_rate))
+                self._seq_off = (self.last_seq + 1 - seq) & 0xFFFF
+                self._ts_off = (self.last_ts + gap - ts) & 0xFFFFFFFF
+            self.last_seq = None
+        self.nacks.seen(seq, now)
+        out_seq = (seq + self._seq_off) & 0xFFFF
+        out_ts = (ts + self._ts_off) & 0xFFFFFFFF
+        if self.last_seq is not None and seq_delta(out_seq, self.last_seq) <= 0:
+            # Late (a retransmission, or reordered): forwarded unless it is a duplicate or older
+            # than the cache, even after the NACK tracker gave up on it.
+            if seq_delta(out_seq, self.last_seq) <= -LATE_LIMIT or self.cache.get(out_seq) is not None:
+                return
+        if self.last_seq is None or seq_delta(out_seq, self.last_seq) > 0:
+            self.last_seq = out_seq
+            self.last_ts = out_ts
+        self.last_at = now
+        fanout = self.fanout
+        fanout.last_packet_at = now
+        fanout.bytes_in += len(payload)
+        if self._video:
+            # A viewer may start here only if this packet opens its frame: in H.264 the IDR's own
+            # first fragment follows the SPS/PPS packet of the same frame, and starting there
+            # would lose them.
+            starts = out_ts != self._prev_ts and payload_starts_keyframe(self._mime, payload)
+            self._prev_ts = out_ts
+            if marker:
+                fanout.frames_in += 1
+            if starts:
+                fanout.keyframes_in += 1
+        else:
+            starts = True
+            fanout.frames_in += 1
+        self.cache.put(CachedPacket(out_seq, out_ts, marker, payload))
+        for viewer in tuple(self.viewers):
+            await viewer.forward(out_seq, out_ts, marker, payload, starts)
+        if fanout.taps and self.assembler is not None:
+            if not self._assembling:
+                self._assembling = True
+                self.assembler.restart()
+            self.assembler.push(out_seq, out_ts, marker, payload, now)
+        else:
+            self._assembling = False
+
+    def _emit(self, packet: Any, keyframe: bool) -> None:
+        for tap in tuple(self.fanout.taps):
+            tap(packet, keyframe)
+
+    def _frame_lost(self) -> None:
+        self.fanout.request_keyframe("recording frame lost")
+
+    # viewers -----------------------------------------------------------------------------
+    def subscribe(self, viewer: PacketViewer) -> None:
+        self.viewers.add(viewer)
+
+    def unsubscribe(self, viewer: PacketViewer) -> None:
+        self.viewers.discard(viewer)
+
+
+class PacketViewer:
+    """One viewer of one stream: header rewrite, send, and retransmission from the cache."""
+
+    def __init__(self, stream: PacketStream, send: RtpSend, connected: Callable[[], bool], *, ssrc: int,
+                 payload_type: int, rtx_ssrc: int, rtx_payload_type: int | None) -> None:
+        self.stream = stream
+        self._send = send
+        self._connected = connected
+        self.ssrc = ssrc
+        self.payload_type = payload_type
+        self.rtx_ssrc = rtx_ssrc
+        self.rtx_payload_type = rtx_payload_type
+        self.kind = stream.fanout.kind
+        self.waiting = self.kind == "video"  # for the first packet of a keyframe
+        self._asked = False
+        self._delta = 0  # viewer sequence number = stream sequence number + delta
+        self._epoch: int | None = None  # stream sequence number this viewer (re)started at
+        self._next_seq: int | None = None
+        self._rtx_seq = random.randint(0, 0xFFFF)
+        self._created = time.monotonic()
+        self.packets = 0
+        self.octets = 0
+        self.frames = 0
+        self.retransmitted = 0
+        self.nack_misses = 0  # NACKed packets the cache did not have (lost upstream, or too old)
+
+    async def forward(self, out_seq: int, ts: int, marker: bool, payload: bytes, starts: bool) -> None:
+        if self.waiting:
+            if not self._connected():
+                return
+            if not self._asked:  # a keyframe that passed before DTLS was up is lost to this viewer
+                self._asked = True
+                self.stream.fanout.request_keyframe("viewer connected")
+            if not starts:
+                return
+            self.waiting = False
+            self._delta = 0 if self._next_seq is None else (self._next_seq - out_seq) & 0xFFFF
+            self._epoch = out_seq
+        elif self._epoch is None:
+            self._epoch = out_seq
+        else:
+            since = seq_delta(out_seq, self._epoch)
+            if since < 0:
+                return  # older than this viewer's start
+            if since > 0x4000:  # keep the start within half the 16-bit range of what is sent
+                self._epoch = (out_seq - LATE_LIMIT) & 0xFFFF
+        seq = (out_seq + self._delta) & 0xFFFF
+        try:
+            await self._send(build_rtp(self.payload_type, marker, seq, ts, self.ssrc, payload))
+        except ConnectionError:
+            return
+        if self._next_seq is None or seq_delta(seq, self._next_seq) >= 0:
+            self._next_seq = (seq + 1) & 0xFFFF
+        self.packets += 1
+        self.octets += len(payload)
+        if marker or self.kind != "video":
+            self.frames += 1
+            self.stream.fanout.frames_out += 1
+            if self.frames == 1:
+                self.stream.fanout.first_frames.append(time.monotonic() - self._created)
+
+    async def retransmit(self, seq: int) -> None:
+        """Answer the viewer's NACK of ``seq`` (its own numbering) from the stream's cache."""
+        if self._epoch is None:
+            return
+        out_seq = (seq - self._delta) & 0xFFFF
+        if seq_delta(out_seq, self._epoch) < 0:
+            return
+        cached = self.stream.cache.get(out_seq)
+        if cached is None:
+            self.nack_misses += 1
+            return
+        if self.rtx_payload_type is not None:  # RFC 4588: original sequence number, then payload
+            data = build_rtp(self.rtx_payload_type, cached.marker, self._rtx_seq, cached.timestamp, self.rtx_ssrc,
+                             seq.to_bytes(2, "big") + cached.payload)
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        else:
+            data = build_rtp(self.payload_type, cached.marker, seq, cached.timestamp, self.ssrc, cached.payload)
+        try:
+            await self._send(data)
+        except ConnectionError:
+            return
+        self.retransmitted += 1
+
+    def sender_info(self) -> RtcpSenderInfo | None:
+        """This viewer's SR: the publisher's NTP ↔ RTP mapping (lip sync) when one arrived since
+        the source started, else the wall clock of the newest packet and its timestamp."""
+        stream = self.stream
+        if stream.sender_report is not None:
+            ntp, rtp = stream.sender_report
+        elif stream.last_ts is not None and stream.last_at is not None:
+            age = max(0.0, stream.clock() - stream.last_at)
+            ntp = ntp_now() - int(age * (1 << 32))
+            rtp = stream.last_ts
+        else:
+            return None
+        return RtcpSenderInfo(ntp_timestamp=ntp, rtp_timestamp=rtp, packet_count=self.packets & 0xFFFFFFFF,
+                              octet_count=self.octets & 0xFFFFFFFF)

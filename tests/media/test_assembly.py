@@ -1,0 +1,73 @@
+"""Frames assembled from RTP packets are the frames that were packetised, or nothing."""
+
+from __future__ import annotations
+
+import fractions
+import random
+from typing import Any
+
+import av
+import pytest
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from field_client.encoded_loop import EncodedLoop
+from media.assembly import FrameAssembler
+from tests.support.peers import frame_digest
+
+Packet = tuple[int, int, bool, bytes]  # (seq, ts, marker, payload)
+
+
+def packetise(loop: EncodedLoop, codec: RTCRtpCodecParameters, count: int) -> tuple[list[bytes], list[list[Packet]]]:
+    """(frames, each frame's packets) of ``count`` frames, a keyframe every 30."""
+    encoder = get_encoder(codec)
+    frames: list[bytes] = []
+    packets: list[list[Packet]] = []
+    seq = 65500  # wraps
+    for i in range(count):
+        delta, key = loop.frames[i % len(loop.frames)]
+        data = key if i % 30 == 0 else delta
+        frames.append(data)
+        p = av.Packet(data)
+        p.pts = i * 3000
+        p.time_base = fractions.Fraction(1, 90000)
+        payloads, ts = encoder.pack(p)
+        packets.append([])
+        for k, payload in enumerate(payloads):
+            packets[-1].append((seq & 0xFFFF, (ts + 0xFFFF0000) & 0xFFFFFFFF, k == len(payloads) - 1, payload))
+            seq += 1
+    return frames, packets
+
+
+@pytest.mark.parametrize("name", ["vp8", "h264"])
+def test_reordered_packets_give_identical_frames_and_a_loss_waits_for_a_keyframe(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    loop: EncodedLoop = request.getfixturevalue(f"{name}_loop")
+    params: dict[str, Any] = {"packetization-mode": "1"} if name == "h264" else {}
+    codec = RTCRtpCodecParameters(mimeType=loop.mime_type, clockRate=90000, payloadType=96, parameters=params)
+    frames, per_frame = packetise(loop, codec, 75)
+    # Lose the last packet of frame 40 for good: frames 40..59 are dropped, 60 is the next keyframe.
+    lost = per_frame[40][-1]
+    # Reorder within small windows, as a jittery network and retransmissions do; the first
+    # keyframe's first packet arrives after others of it.
+    rng = random.Random(7)
+    rest = [p for frame in per_frame for p in frame]
+    rest[0], rest[2] = rest[2], rest[0]
+    shuffled: list[Packet] = []
+    for i in range(0, len(rest), 4):
+        chunk = rest[i : i + 4]
+        rng.shuffle(chunk)
+        shuffled.extend(chunk)
+    got: list[tuple[int, bytes, bool]] = []
+    losses: list[int] = []
+    asm = FrameAssembler(codec, lambda p, k: got.append((p.pts, bytes(p), k)), lambda: losses.append(1), wait_s=0.5)
+    for n, (seq, ts, marker, payload) in enumerate(shuffled):
+        if seq == lost[0]:
+            continue
+        asm.push(seq, ts, marker, payload, now=n * 0.01)
+    mime = loop.mime_type
+    expected = list(range(40)) + list(range(60, 75))
+    assert [frame_digest(mime, d) for _, d, _ in got] == [frame_digest(mime, frames[i]) for i in expected]
+    assert [pts for pts, _, _ in got] == [i * 3000 for i in expected]
+    assert got[0][2] and got[40][2] and losses == [1]

@@ -1,0 +1,194 @@
+"""The packet engine end to end: aiortc publisher → real server ([media] engine = "packets") →
+aiortc viewers, with packets watched (and dropped on purpose) on the peers' own DTLS transports."""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable
+
+import aiohttp
+from aiortc import RTCDtlsTransport
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    is_rtcp,
+    unpack_remb_fci,
+)
+from aiortc.sdp import SessionDescription
+
+from dispatch_server.appkeys import LIVE
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
+from media import rtp_hooks
+from media.rtpwire import RtpView, parse_rtp, seq_delta
+from tests.conftest import LiveServer
+from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view, whip_publish
+from tests.support.waits import until
+
+MAX_BITRATE = 1_234_000
+
+
+class ViewerWire:
+    """Every RTP packet that reaches a viewer's DTLS transport; ``drop`` decides which never get
+    past it (the first time)."""
+
+    def __init__(self, transport: RTCDtlsTransport, drop: Callable[[RtpView, int], bool]) -> None:
+        self.seen: list[RtpView] = []
+        self.dropped: list[RtpView] = []
+        original = transport._handle_rtp_data
+
+        async def handle(data: bytes, arrival_time_ms: int) -> None:
+            view = parse_rtp(data)
+            assert view is not None
+            self.seen.append(view)
+            if drop(view, len(self.seen)):
+                self.dropped.append(view)
+                return
+            await original(data, arrival_time_ms=arrival_time_ms)
+
+        rtp_hooks.intercept_rtp(transport, handle)
+
+
+def video_payload_types(viewer: Viewer) -> tuple[int, int]:
+    """(media, RTX) payload types the server answered for the viewer's video."""
+    section = next(m for m in SessionDescription.parse(viewer.pc.remoteDescription.sdp).media if m.kind == "video")
+    pt = section.rtp.codecs[0].payloadType
+    rtx = next(c.payloadType for c in section.rtp.codecs if c.mimeType.lower() == "video/rtx"
+               and str(c.parameters.get("apt")) == str(pt))
+    assert pt is not None and rtx is not None
+    return pt, rtx
+
+
+def assert_contiguous(sent: list[tuple[str, bool]], frames: list[tuple[float, str, bool]]) -> None:
+    """The viewer got an unbroken run of the publisher's frames (a frame lost for good breaks it)."""
+    got = [d for _, d, _ in frames]
+    sent_digests = [d for d, _ in sent]
+    starts = [i for i, d in enumerate(sent_digests) if d == got[0]]
+    assert any(sent_digests[i : i + len(got)] == got for i in starts), "a frame is missing or altered"
+
+
+async def not_publishing(http: aiohttp.ClientSession, live: LiveServer, op: str) -> bool:
+    async with http.get(f"{live.url}/api/units", headers={"Authorization": f"Bearer {op}"}) as r:
+        return not (await r.json())["units"][0]["publishing"]
+
+
+async def test_viewer_numbering_stays_continuous_across_a_reconnect_and_its_nacks_are_answered(
+    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop
+) -> None:
+    live: LiveServer = await make_live(media={"engine": "packets", "publisher_timeout_s": 1.0})
+    token = live.add_unit("bc-01")
+    live.add_user("op", "operator")
+    op = await live.login("op")
+    pub = await make_publisher(vp8_loop, opus_loop)
+    await whip_publish(http, live.url, "bc-01", token, pub)
+    viewer = await make_viewer()
+    pub2 = None
+    try:
+        await whep_view(http, live.url, "bc-01", op, viewer)
+        pt, rtx_pt = video_payload_types(viewer)
+        video_seen = [0]
+
+        def drop(view: RtpView, _: int) -> bool:
+            if view.payload_type != pt:
+                return False
+            video_seen[0] += 1
+            return video_seen[0] in (60, 61, 62)  # three packets in a row, once
+
+        wire = ViewerWire(viewer.pc.getReceivers()[0].transport, drop)
+        await viewer.wait_frames(60, timeout=20)
+        await until(lambda: len(wire.dropped) == 3, timeout=10, what="three video packets dropped at the viewer")
+        # The server answered the viewer's NACKs from its cache, as RTX (RFC 4588).
+        lost = {v.sequence_number for v in wire.dropped}
+        await until(lambda: lost <= {int.from_bytes(v.payload[:2], "big") for v in wire.seen
+                                     if v.payload_type == rtx_pt}, timeout=10, what="RTX for each dropped packet")
+        rtx = [v for v in wire.seen if v.payload_type == rtx_pt]
+        originals = {v.sequence_number: v for v in wire.dropped}
+        for v in rtx:
+            osn = int.from_bytes(v.payload[:2], "big")
+            if osn in originals:
+                assert v.payload[2:] == originals[osn].payload and v.timestamp == originals[osn].timestamp
+        assert_contiguous(pub.sent, viewer.frames)
+        assert live.app[LIVE].relay.channel("bc-01").video.stream.viewers, "the packet engine forwards"
+
+        gap_started = time.monotonic()
+        await pub.close()  # the unit goes without a DELETE
+        await until(functools.partial(not_publishing, http, live, op), timeout=15, what="publisher gone")
+        before = len(viewer.frames)
+        pub2 = await make_publisher(vp8_loop, opus_loop)
+        await whip_publish(http, live.url, "bc-01", token, pub2)
+        await viewer.wait_frames(before + 30, timeout=15)
+        gap_s = time.monotonic() - gap_started
+
+        media = [v for v in wire.seen if v.payload_type == pt]
+        assert len({v.ssrc for v in media}) == 1, "one SSRC for the viewer whoever publishes"
+        steps = [seq_delta(b.sequence_number, a.sequence_number) for a, b in zip(media, media[1:], strict=False)]
+        assert set(steps) == {1}, f"sequence numbers jump: {sorted(set(steps))}"
+        ts_steps = [(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in zip(media, media[1:], strict=False)]
+        assert all(step < 0x80000000 for step in ts_steps), "timestamps went backwards"
+        biggest = max(ts_steps)
+        # The new publisher's timestamps follow on after the wall-clock time without media.
+        assert 90000 * 0.05 < biggest < 90000 * (gap_s + 1), f"the reconnect gap is {biggest / 90000:.2f} s of RTP time"
+        audio = [v for v in wire.seen if v.payload_type not in (pt, rtx_pt)]
+        assert audio
+        assert {seq_delta(b.sequence_number, a.sequence_number) for a, b in zip(audio, audio[1:], strict=False)} == {1}
+    finally:
+        await viewer.close()
+        await pub.close()
+        if pub2 is not None:
+            await pub2.close()
+
+
+async def test_publisher_gets_nacks_for_its_lost_packets_and_receiver_reports_with_remb(
+    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop
+) -> None:
+    live: LiveServer = await make_live(media={"engine": "packets", "publisher_max_bitrate": MAX_BITRATE})
+    token = live.add_unit("bc-02")
+    live.add_user("op", "operator")
+    op = await live.login("op")
+    pub = await make_publisher(vp8_loop)
+    rtcp: list[Any] = []
+    dropped: list[int] = []
+    transport = pub.pc.getSenders()[0].transport
+    original_send = transport._send_rtp
+    video_sent = [0]
+
+    async def lossy_send(data: bytes) -> None:
+        # The network loses three of the publisher's packets on their first way out.
+        if not is_rtcp(data):
+            view = parse_rtp(data)
+            assert view is not None
+            if view.payload_type == pub_pt[0]:
+                video_sent[0] += 1
+                if video_sent[0] in (80, 81, 90):
+                    dropped.append(view.sequence_number)
+                    return
+        await original_send(data)
+
+    pub_pt = [-1]
+    setattr(transport, "_send_rtp", lossy_send)  # noqa: B010 - this test's own network, on the publisher's transport
+    rtp_hooks.observe_rtcp(transport, lambda data: rtcp.extend(RtcpPacket.parse(data)))
+    viewer = await make_viewer(audio=False)
+    try:
+        await whip_publish(http, live.url, "bc-02", token, pub)
+        pub_pt[0] = SessionDescription.parse(pub.pc.remoteDescription.sdp).media[0].rtp.codecs[0].payloadType or -1
+        await whep_view(http, live.url, "bc-02", op, viewer)
+        await until(lambda: len(dropped) == 3, timeout=20, what="three publisher packets lost")
+        await viewer.wait_frames(len(viewer.frames) + 60, timeout=20)
+
+        nacked = {seq for p in rtcp if isinstance(p, RtcpRtpfbPacket) and p.fmt == RTCP_RTPFB_NACK for seq in p.lost}
+        assert set(dropped) <= nacked, f"lost {dropped}, NACKed {sorted(nacked)[:10]}"
+        remb = [unpack_remb_fci(p.fci) for p in rtcp if isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_APP]
+        ssrc = pub.pc.getSenders()[0]._ssrc
+        assert remb and all(bitrate == MAX_BITRATE and ssrc in ssrcs for bitrate, ssrcs in remb)
+        reports = [r for p in rtcp if isinstance(p, RtcpRrPacket) for r in p.reports if r.ssrc == ssrc]
+        assert reports and reports[-1].highest_sequence & 0xFFFF != 0
+        assert max(r.highest_sequence for r in reports) >= max(dropped)
+        # The publisher's retransmissions filled the gaps: the viewer lost no frame.
+        assert_contiguous(pub.sent, viewer.frames)
+    finally:
+        await viewer.close()
+        await pub.close()
