@@ -25,8 +25,9 @@ def test_server_gets_the_first_usable_core_and_load_generators_the_rest() -> Non
 def test_a_child_runs_only_on_the_cores_it_was_given_and_is_measured_with_its_children() -> None:
     core = min(os.sched_getaffinity(0))
     script = ("import os, subprocess, sys; print(sorted(os.sched_getaffinity(0)), flush=True); "
-              "child = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'], "
-              "stdin=subprocess.PIPE); print(child.pid, flush=True); sys.stdin.read(); child.stdin.close(); "
+              "child = subprocess.Popen([sys.executable, '-c', 'import sys; print(1, flush=True); sys.stdin.read()'], "
+              "stdin=subprocess.PIPE, stdout=subprocess.PIPE); child.stdout.readline(); "  # its interpreter is up
+              "print(child.pid, flush=True); sys.stdin.read(); child.stdin.close(); "
               "child.wait()")
     proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                             preexec_fn=relay._child_setup(frozenset({core})))
