@@ -33,9 +33,9 @@ from bench.relay import (
     LoadgenChild,
     Plan,
     ServerChild,
-    _all,
     _cpu_unit,
     _signals_raise,
+    add_units,
     machine_info,
     measure,
 )
@@ -85,14 +85,7 @@ class EngineBench(Bench):
     def _add(self, server: ServerChild, units: list[str], loadgens: list[LoadgenChild],
              kind: str = "whip") -> dict[str, Any]:
         person = asyncio.run(login(server.url, PERSON, PASSWORD))
-        tokens = self.tokens[server.name]
-        cmds = [{"cmd": "add", "base": server.url, "person_token": person, "viewers": 2, "kind": kind,
-                 "units": [[u, tokens[u]] for u in units[k::len(loadgens)]]}
-                for k in range(len(loadgens))]
-        answers = _all(loadgens, cmds, timeout=60 + 5 * len(units))
-        return {"connect_s": max(a["connect_s"] for a in answers),
-                "failed": [f for a in answers for f in a["failed"]],
-                "errors": [e for a in answers for e in a["errors"]]}
+        return add_units(loadgens, server.url, person, self.tokens[server.name], units, kind)
 
     def rounds(self) -> list[dict[str, Any]]:
         lg = self.loadgens[:1]

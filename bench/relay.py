@@ -388,6 +388,18 @@ def _all(loadgens: list[LoadgenChild], cmds: list[dict[str, Any]], timeout: floa
     return [lg.receive(timeout) for lg in loadgens]
 
 
+def add_units(loadgens: list[LoadgenChild], base: str, person_token: str, tokens: dict[str, str],
+              units: list[str], kind: str = "whip") -> dict[str, Any]:
+    """Publish ``units`` (2 viewers each) on the server at ``base``, spread over ``loadgens``."""
+    cmds = [{"cmd": "add", "base": base, "person_token": person_token, "viewers": 2, "kind": kind,
+             "units": [[u, tokens[u]] for u in units[k::len(loadgens)]]}
+            for k in range(len(loadgens))]
+    answers = _all(loadgens, cmds, timeout=60 + 5 * len(units))
+    return {"connect_s": max(a["connect_s"] for a in answers),
+            "failed": [f for a in answers for f in a["failed"]],
+            "errors": [e for a in answers for e in a["errors"]]}
+
+
 # --- one measurement window ------------------------------------------------------------------
 
 @dataclass
@@ -595,13 +607,8 @@ class Bench:
 
     def _add(self, server: ServerChild, units: list[str], loadgens: list[LoadgenChild],
              kind: str = "whip") -> dict[str, Any]:
-        cmds = [{"cmd": "add", "base": server.url, "person_token": self.person_token, "viewers": 2, "kind": kind,
-                 "units": [[u, self.unit_tokens.get(u, "any")] for u in units[k::len(loadgens)]]}
-                for k in range(len(loadgens))]
-        answers = _all(loadgens, cmds, timeout=60 + 5 * len(units))
-        return {"connect_s": max(a["connect_s"] for a in answers),
-                "failed": [f for a in answers for f in a["failed"]],
-                "errors": [e for a in answers for e in a["errors"]]}
+        return add_units(loadgens, server.url, self.person_token,
+                         {u: self.unit_tokens.get(u, "any") for u in units}, units, kind)
 
     # 1. CPU per unit -----------------------------------------------------------------------
     def cpu_rounds(self) -> list[dict[str, Any]]:

@@ -139,14 +139,8 @@ class Fanout:
         self, owner: str, track: MediaStreamTrack, codec: Any, request_keyframe: KeyframeRequester
     ) -> None:
         """Feed this fanout from ``track`` (yielding ``av.Packet``), replacing any previous source."""
-        self._stop_pump()
-        self.owner = owner
-        self.codec = codec
-        self.mime_type = codec.mimeType
-        self._clock_rate = codec.clockRate
-        self._requester = request_keyframe
+        self._take_source(owner, codec, request_keyframe, packets=False)
         self._rebase = True
-        self.source_attached_at = self._clock()
         for viewer in self.viewers:
             viewer.need_keyframe = self.kind == "video"
         self._pump = asyncio.get_running_loop().create_task(
@@ -158,18 +152,22 @@ class Fanout:
     def attach_packets(self, owner: str, codec: Any, request_keyframe: KeyframeRequester) -> PacketStream:
         """Packet engine: feed this fanout from RTP packets pushed into the returned stream,
         replacing any previous source."""
+        self._take_source(owner, codec, request_keyframe, packets=True)
+        self.stream.start_source(codec)
+        if self.kind == "video":
+            self.request_keyframe("new publisher")
+        return self.stream
+
+    def _take_source(self, owner: str, codec: Any, request_keyframe: KeyframeRequester, *, packets: bool) -> None:
+        """What either engine's source takes over from the previous one."""
         self._stop_pump()
         self.owner = owner
         self.codec = codec
         self.mime_type = codec.mimeType
         self._clock_rate = codec.clockRate
         self._requester = request_keyframe
+        self._packet_source = packets
         self.source_attached_at = self._clock()
-        self._packet_source = True
-        self.stream.start_source(codec)
-        if self.kind == "video":
-            self.request_keyframe("new publisher")
-        return self.stream
 
     def detach_source(self, owner: str) -> bool:
         """Stop reading the source if ``owner`` still owns it. Viewers stay subscribed."""
