@@ -489,6 +489,7 @@ export const TEXTS = {
     'gap.disk_full': '磁盘已满',
     'gap.recorder_overflow': '录制拥塞',
     'gap.node_failover': '服务器故障切换（单位转到另一台服务器）',
+    'gap.worker_restarted': '媒体进程重启（单位已自动重连）',
     // party requests
     requests_title: '当事人申请',
     req_code_case: '执行案号',
@@ -1452,6 +1453,7 @@ export const TEXTS = {
     'gap.disk_full': 'Disk full',
     'gap.recorder_overflow': 'Recorder overflow',
     'gap.node_failover': 'Server fail-over (the unit moved to another node)',
+    'gap.worker_restarted': 'Media worker restarted (the unit reconnected by itself)',
     requests_title: 'Footage requests',
     req_code_case: 'Case number',
     req_code_party: 'Party name',
