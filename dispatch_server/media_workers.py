@@ -308,7 +308,7 @@ class MediaWorkers:
             worker._http = self._http
             worker._outbox = asyncio.Queue()
             worker.ready.set()
-            logger.info("media worker %d (pid %d) listening on %s", worker.index, proc.pid, worker.base_url)
+            logger.info("media worker %d (pid %d) ready at %s", worker.index, proc.pid, worker.base_url)
 
             async def send() -> None:
                 while True:
