@@ -64,6 +64,7 @@ import math
 import os
 import platform
 import queue
+import re
 import signal
 import statistics
 import subprocess
@@ -192,6 +193,30 @@ def tree_cpu_s(pid: int) -> float:
         with contextlib.suppress(OSError):
             total += process_cpu_s(p)
     return total
+
+
+def worker_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds of each media worker process (``dispatch-server media-worker``) under ``pid``."""
+    out: dict[int, float] = {}
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{p}/cmdline", "rb") as f:
+            if b"media-worker" in f.read().split(b"\0"):
+                out[p] = process_cpu_s(p)
+    return out
+
+
+def units_by_worker(log_path: Path) -> dict[int, int]:
+    """Units per media worker pid, from the front's log: where each unit's latest publish went."""
+    where: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            m = re.search(r"unit (\S+): publishing session \w+ on media worker \d+ \(pid (\d+)\)", line)
+            if m:
+                where[m[1]] = int(m[2])
+    counts: dict[int, int] = {}
+    for pid in where.values():
+        counts[pid] = counts.get(pid, 0) + 1
+    return counts
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -432,6 +457,7 @@ class Window:
     audio_received_min: float | None = None
     audio_received_median: float | None = None
     latency_all_p95_s: float | None = None  # 95th percentile of every matched frame's latency, all viewers
+    worker_cpu_pct: dict[str, float] = field(default_factory=dict)  # by media worker pid (str), % of one core
 
 
 def measure(server: ServerChild, loadgens: list[LoadgenChild], seconds: float) -> Window:
@@ -446,12 +472,14 @@ def measure(server: ServerChild, loadgens: list[LoadgenChild], seconds: float) -
     d0 = drops()
     for lg in loadgens:
         lg.send({"cmd": "mark"})
+    w0 = worker_cpu_s(server.pid)
     t0, s0, l0, m0 = sample()
     first = [lg.receive(30) for lg in loadgens]
     time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
     for lg, mark in zip(loadgens, first, strict=True):
         lg.send({"cmd": "mark", "since": mark["t"]})
     t1, s1, l1, m1 = sample()
+    w1 = worker_cpu_s(server.pid)
     second = [lg.receive(30) for lg in loadgens]
     d1 = drops()
     wall = t1 - t0
@@ -468,6 +496,7 @@ def measure(server: ServerChild, loadgens: list[LoadgenChild], seconds: float) -
         server_udp_drops=max(0, d1[0] - d0[0]),
         loadgen_udp_drops=max(0, d1[1] - d0[1]),
         server_rss_mb=tree_rss_mb(server.pid),
+        worker_cpu_pct={str(p): round(100 * (w1[p] - w0[p]) / wall, 2) for p in w1 if p in w0},
     )
     pub_fps: list[float] = []
     view_fps: list[float] = []
@@ -518,6 +547,17 @@ def measure(server: ServerChild, loadgens: list[LoadgenChild], seconds: float) -
         win.audio_received_min = round(min(audio), 4)
         win.audio_received_median = round(statistics.median(audio), 4)
     return win
+
+
+def per_worker(win: Window, idle: Window, units: dict[int, int]) -> list[dict[str, Any]]:
+    """Each media worker's CPU per unit in ``win`` (its CPU less its idle CPU, over its units)."""
+    out = []
+    for pid, cpu in sorted(win.worker_cpu_pct.items()):
+        n = units.get(int(pid), 0)
+        base = idle.worker_cpu_pct.get(pid, 0.0)
+        out.append({"pid": int(pid), "units": n, "cpu_pct": cpu, "idle_cpu_pct": base,
+                    "per_unit_cpu_pct": round((cpu - base) / n, 2) if n else None})
+    return out
 
 
 # --- the benchmark ---------------------------------------------------------------------------
@@ -634,8 +674,14 @@ class Bench:
                     time.sleep(self.plan.warmup_s)
                     win = measure(server, lg, self.plan.window_s)
                     per_unit = (win.server_cpu_pct - idle.server_cpu_pct) / n
+                    workers = per_worker(win, idle, units_by_worker(server.log_path))
                     entry["steps"].append({**asdict(win), "per_unit_cpu_pct": round(per_unit, 2),
-                                           "connect_errors": added["errors"]})
+                                           "connect_errors": added["errors"], "workers": workers})
+                    if workers:
+                        self.say(f"round {r + 1} {label} {n} unit(s): " + "; ".join(
+                            f"worker pid {w['pid']}: {w['units']} unit(s), {w['cpu_pct']:.1f}% (idle "
+                            f"{w['idle_cpu_pct']:.1f}%) -> {w['per_unit_cpu_pct']}%/unit" for w in workers)
+                            + f"; front {win.server_cpu_pct - sum(win.worker_cpu_pct.values()):.1f}%")
                     self.say(f"round {r + 1} {label:8s} {n} unit(s): server {win.server_cpu_pct:5.1f}% "
                              f"(idle {idle.server_cpu_pct:.1f}%) -> {per_unit:5.2f}%/unit; loadgen "
                              f"{win.loadgen_cpu_pct[0]:.0f}%, others {win.others_cpu_pct:.0f}%, steal "

@@ -19,7 +19,8 @@ from utctime import iso_millis
 
 # ``server_shutdown``: what earlier versions wrote for ``server_stopped``.
 CAUSES = ("link_lost", "unit_stopped", "access_revoked", "server_stopped", "server_shutdown", "disk_full",
-          "recorder_overflow", "server_fault", "node_failover", "worker_restarted")  # every cause a gap (or a recording's end) can have
+          "recorder_overflow", "server_fault", "node_failover",
+          "worker_restarted")  # every cause a gap (or a recording's end) can have
 END_CAUSES = frozenset({"link_lost", "unit_stopped", "access_revoked", "server_stopped", "server_shutdown",
                         "worker_restarted"})
 

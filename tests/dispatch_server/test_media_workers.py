@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from aiortc import RTCSessionDescription
 
-from field_client.encoded_loop import EncodedLoop
+from field_client.encoded_loop import EncodedAudioLoop
 from tests.recordings.archive_support import ffprobe, of_type, segment_paths
 from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view
 from tests.support.processes import Process
@@ -38,7 +38,7 @@ def placements(server: ServerProcess) -> list[tuple[str, int, int]]:
 
 @pytest.mark.timeout(240)
 async def test_units_spread_over_workers_and_a_killed_worker_is_restarted_with_a_gap(
-    tmp_path: Path, http: aiohttp.ClientSession, opus_loop: EncodedLoop
+    tmp_path: Path, http: aiohttp.ClientSession, opus_loop: EncodedAudioLoop
 ) -> None:
     cfg = write_config(tmp_path / "workers.toml", tmp_path / "data",
                        "[media]\nworkers = 2\n[archive]\nsegment_s = 2.0\nreconnect_grace_s = 60.0\n")
