@@ -157,7 +157,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         media = MediaWorkers(settings.media.workers, [sys.executable, "-m", "dispatch_server", "media-worker"], boot,
                              local_media)
     live = LiveService(accounts, media, roster, settings.media, node, push.viewer_closed, recorder=archive,
-                       revocation=revocation, stopping=stopping, pulls=pulls)
+                       revocation=revocation, stopping=stopping, pulls=pulls, on_media_lost=push.media_lost)
     talk = TalkService(media, action_store, audit, push.unit, push.operators,
                        settings.media.publisher_timeout_s, links, clock)
     action_listeners = [running.action_changed, push.action_update, roster.action_changed, compliance.action_changed]

@@ -32,6 +32,7 @@ from .stores.accounts import Accounts
 logger = logging.getLogger(__name__)
 
 ViewerClosed = Callable[[dict[str, Any]], Awaitable[None]]
+MediaLost = Callable[[str, str], Awaitable[None]]
 
 
 class Recorder(Protocol):
@@ -68,7 +69,9 @@ WORKER_DIED = "media worker died"  # how a session ends when its media worker pr
 class LiveService:
     def __init__(self, accounts: Accounts, media: MediaHost, roster: Roster, config: MediaConfig, node_id: str,
                  on_viewer_closed: ViewerClosed, recorder: Recorder | None, revocation: Revocation,
-                 stopping: Stopping | None = None, pulls: Pulls | None = None) -> None:
+                 stopping: Stopping | None = None, pulls: Pulls | None = None,
+                 on_media_lost: MediaLost | None = None) -> None:
+        self._on_media_lost = on_media_lost  # the unit is told to publish again (its media worker died)
         self._stopping = stopping
         self._pulls = pulls
         self._accounts = accounts
@@ -188,6 +191,8 @@ class LiveService:
                 planned = self._stopping is not None and self._stopping.planned
                 self._recorder.publish_ended(session.unit_id, "server_stopped" if planned else gap_cause(reason))
             self._spawn(self.roster.mark(session.unit_id, publishing=False))
+            if reason.startswith(WORKER_DIED) and self._on_media_lost is not None:
+                self._spawn(self._on_media_lost(session.unit_id, reason))
 
     async def unpublish(self, unit_id: str, session_id: str) -> None:
         session = self.publishers.get(unit_id)

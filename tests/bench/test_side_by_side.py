@@ -118,14 +118,14 @@ def test_steps_where_the_load_generators_saturate_are_flagged_and_latency_judged
 def test_two_workers_are_judged_by_the_busiest_workers_cpu_per_unit() -> None:
     rounds = [{"server": "forward", "steps": [_step(8, 1.0, 1.0, 0.040)]}]
     multi = _step(8, 1.3, 1.0, 0.040)  # the whole tree, front included
-    multi["workers"] = [{"pid": 11, "units": 4, "per_unit_cpu_pct": 1.05},
-                        {"pid": 12, "units": 4, "per_unit_cpu_pct": 1.08}]
+    workers = [{"pid": 11, "units": 4, "per_unit_cpu_pct": 1.05}, {"pid": 12, "units": 4, "per_unit_cpu_pct": 1.08}]
+    multi["workers"] = workers
     rounds.append({"server": "forward-workers", "steps": [multi]})
     summary = summarize(rounds, floor_p95_s=0.035)
     assert summary["units_8"]["forward-workers"]["worker_cpu_per_unit_pct"] == 1.08
     setup = ForwardSetup.make(None, 2, known={"workers"})
     two = verdicts(summary, {}, setup, recording=False)["two_workers"]
     assert two["pass"] is True and two["measured"] == pytest.approx(0.08) and two["tree_cpu_per_unit_pct"] == 1.3
-    multi["workers"][1]["per_unit_cpu_pct"] = 1.2
+    workers[1]["per_unit_cpu_pct"] = 1.2
     two = verdicts(summarize(rounds, floor_p95_s=0.035), {}, setup, recording=False)["two_workers"]
     assert two["pass"] is False and two["measured"] == pytest.approx(0.2)

@@ -1,7 +1,8 @@
 """Media workers (``[media] workers``, docs/architecture.md): a real ``dispatch-server serve`` with two
 worker processes, real ``field-client`` units publishing over WHIP, real aiortc viewers over WHEP.
 Units spread over both workers; viewers, talk-back and recording work whichever worker a unit is
-on; a worker killed with SIGKILL is restarted, its unit publishes again by itself, and the
+on; a worker killed with SIGKILL is restarted, its unit publishes again by itself (told over its
+link that its media was lost), and the
 recording shows a ``worker_restarted`` gap while the unit on the other worker never stopped."""
 
 from __future__ import annotations
@@ -95,8 +96,11 @@ async def test_units_spread_over_workers_and_a_killed_worker_is_restarted_with_a
         os.kill(pid, signal.SIGKILL)
         await until(lambda: any(f"media worker {worker} died" in line for line in server.log), 30, "death seen",
                     interval=0.1)
+        await units["bc-01"].line_with("the server lost our media", timeout=30)  # told over its link
         await until(lambda: len(placements(server)) == 3, 90, "bc-01 publishing again", interval=0.1)
         republished = time.monotonic() - killed_at
+        # Told at once, the unit need not wait for ICE consent to fail (~30 s in aiortc).
+        assert republished < 20, f"bc-01 published again only {republished:.1f} s after its worker died"
         assert placements(server)[-1][0] == "bc-01"
         await until(lambda: sum(f"media worker {worker} (pid" in line and "ready at" in line
                                 for line in server.log) == 2, 30, "the worker restarted", interval=0.1)
