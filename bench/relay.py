@@ -65,6 +65,7 @@ import os
 import platform
 import queue
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -573,6 +574,7 @@ class Bench:
     loadgens: list[LoadgenChild] = field(default_factory=list)
     unit_tokens: dict[str, str] = field(default_factory=dict)
     person_token: str = ""
+    person_tokens: dict[str, str] = field(default_factory=dict)  # a server with a data directory of its own
     started: float = field(default_factory=time.monotonic)
     labels: tuple[str, ...] = SERVERS  # servers measured in the CPU rounds, in alternating order
     ramp_label: str = "forward"  # the server the unit ramp and late viewers run against
@@ -609,6 +611,7 @@ class Bench:
                          for k in range(self.plan.loadgens)]
         add_user(self.config, PERSON, "operator", PASSWORD)
         self.register_units([_cpu_unit(r, k) for r in range(self.plan.rounds) for k in range(max(self.plan.cpu_units))])
+        self.before_servers()
         for name, args in self.server_argv().items():
             self.servers[name] = self.server_child(name, args).start()
         self.person_token = asyncio.run(login(self.forward.url, PERSON, PASSWORD))
@@ -616,6 +619,9 @@ class Bench:
             lg.wait_ready()
         self.say(", ".join(f"{k} {v.url}" for k, v in self.servers.items())
                  + f"; video loop {self.loadgens[0].bitrate / 1000:.0f} kbit/s")
+
+    def before_servers(self) -> None:
+        """Last preparations while no server runs (units and people are registered)."""
 
     def server_child(self, name: str, argv: list[str]) -> ServerChild:
         return ServerChild(name, argv, self.logs / f"{name}-server.log", self.pinning.server if self.pinning else None)
@@ -647,7 +653,7 @@ class Bench:
 
     def _add(self, server: ServerChild, units: list[str], loadgens: list[LoadgenChild],
              kind: str = "whip") -> dict[str, Any]:
-        return add_units(loadgens, server.url, self.person_token,
+        return add_units(loadgens, server.url, self.person_tokens.get(server.name, self.person_token),
                          {u: self.unit_tokens.get(u, "any") for u in units}, units, kind)
 
     # 1. CPU per unit -----------------------------------------------------------------------
@@ -780,19 +786,25 @@ class SideBySideBench(Bench):
     forward_setup: ForwardSetup = field(default_factory=lambda: ForwardSetup.make(None, None))
     recording: bool = False
     units_by_server: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    workers_config: Path = Path()
     janus_config: janus_server.JanusConfig = field(default_factory=lambda: janus_server.JanusConfig(port=0))
 
     def write_configs(self) -> None:
         archive = (f'[archive]\nenabled = true\ndir = "{self.work / "archive"}"\nsegment_s = 10.0\nmin_free_bytes = 0\n'
                    if self.recording else "[archive]\nenabled = false\n")
         self.config = write_config(self.work / "config.toml", self.work / "data", archive)
+        # The multi-worker server runs beside the single-process one: its own data directory (a
+        # copy, made before either starts, so the same units and people) and archive.
+        own_archive = archive.replace(str(self.work / "archive"), str(self.work / "archive-workers"))
+        self.workers_config = write_config(self.work / "config-workers.toml", self.work / "data-workers", own_archive)
         self.janus_config = janus_server.JanusConfig(port=janus_server.free_port(),
                                                      host_address=janus_server.primary_address())
         janus_server.write_config(self.work / "janus", self.janus_config)
 
     def server_argv(self) -> dict[str, list[str]]:
         forward = [PYTHON, "-m", "dispatch_server", "--config", str(self.config), "serve"]
-        argv = {"forward": forward, "forward-workers": forward, "janus": janus_server.command(self.work / "janus"),
+        workers = [PYTHON, "-m", "dispatch_server", "--config", str(self.workers_config), "serve"]
+        argv = {"forward": forward, "forward-workers": workers, "janus": janus_server.command(self.work / "janus"),
                 "mediarelay": [PYTHON, "-m", "bench.baseline_server"]}
         return {name: argv[name] for name in self.labels}
 
@@ -804,9 +816,16 @@ class SideBySideBench(Bench):
         env = {"forward": self.forward_setup.env, "forward-workers": self.forward_setup.worker_env()}.get(name, {})
         return ServerChild(name, argv, log, cores, env=env)
 
+    def before_servers(self) -> None:
+        self.register_units(_late_units())
+        if "forward-workers" in self.labels:
+            shutil.copytree(self.work / "data", self.work / "data-workers")
+
     def setup(self) -> None:
         super().setup()
-        self.register_units(_late_units())
+        if "forward-workers" in self.servers:
+            self.person_tokens["forward-workers"] = asyncio.run(login(self.servers["forward-workers"].url, PERSON,
+                                                                      PASSWORD))
         if self.pinning:
             children: list[tuple[str, int, frozenset[int]]] = [
                 *((c.name, c.pid, self.pinning.server) for c in self.servers.values()),
@@ -879,7 +898,13 @@ class SideBySideBench(Bench):
                  f"pub {win.publisher_fps_min:.1f} fps; loadgens {'+'.join(f'{c:.0f}' for c in win.loadgen_cpu_pct)}%"
                  f", others {win.others_cpu_pct:.0f}%, steal {win.machine_steal_pct:.0f}%"
                  + (f"; {len(added['failed'])} unit(s) failed to connect" if added["failed"] else ""))
-        return {**asdict(win), "target_units": n,
+        workers = per_worker(win, idle, units_by_worker(self.servers[label].log_path))
+        if workers:
+            self.say(f"{label:15s} {n:2d} unit(s): " + "; ".join(
+                f"worker pid {w['pid']} {w['units']} unit(s) {w['cpu_pct']:.1f}% (idle {w['idle_cpu_pct']:.1f}%)"
+                f" -> {w['per_unit_cpu_pct'] if w['per_unit_cpu_pct'] is not None else '-'}%/unit" for w in workers)
+                + f"; front {win.server_cpu_pct - sum(win.worker_cpu_pct.values()):.1f}%")
+        return {**asdict(win), "target_units": n, "workers": workers,
                 "per_unit_cpu_pct": None if per_unit is None else round(per_unit, 3),
                 "rss_per_unit_mb": None if rss_per_unit is None else round(rss_per_unit, 2),
                 "connect_s": added["connect_s"], "connect_failed": added["failed"], "connect_errors": added["errors"]}
