@@ -208,16 +208,19 @@ class MediaWorkers:
     async def publish(self, unit_id: str, channel_id: str, offer_sdp: str, timeout_s: float,
                       on_end: OnEnd) -> tuple[RemoteSession, str]:
         worker = self._worker_for(unit_id)
-        out = await worker.post("/publish", {"unit": unit_id, "channel": channel_id, "offer": offer_sdp,
-                                             "timeout_s": timeout_s})
+        try:
+            out = await worker.post("/publish", {"unit": unit_id, "channel": channel_id, "offer": offer_sdp,
+                                                 "timeout_s": timeout_s})
+        except BaseException:
+            self.release(unit_id, worker)
+            raise
         channel = None
         if channel_id == unit_id:
             channel = self.channels.setdefault(unit_id, RemoteChannel(unit_id))
             channel.moved_to(worker)
-        session = RemoteSession(worker, str(out["session"]), unit_id, on_end, codecs=dict(out["codecs"]),
-                                channel=channel)
+        session = RemoteSession(worker, str(out["session"]), unit_id, self._ended(on_end),
+                                codecs=dict(out["codecs"]), channel=channel)
         worker.sessions[session.id] = session
-        self._assigned[unit_id] = worker
         logger.info("unit %s: %s session %s on media worker %d (pid %s)", unit_id,
                     "publishing" if channel is not None else f"{channel_id} publisher", session.id, worker.index,
                     worker.pid)
@@ -230,23 +233,45 @@ class MediaWorkers:
             if channel_id == unit_id:  # no worker has the unit: a pull from another node feeds this process
                 return await self._local.watch(unit_id, channel_id, offer_sdp, on_end, viewer)
             worker = self._worker_for(unit_id)
-        out = await worker.post("/watch", {"unit": unit_id, "channel": channel_id, "offer": offer_sdp,
-                                           "viewer": viewer})
-        session = RemoteSession(worker, str(out["session"]), unit_id, on_end, viewer=viewer)
+        try:
+            out = await worker.post("/watch", {"unit": unit_id, "channel": channel_id, "offer": offer_sdp,
+                                               "viewer": viewer})
+        except BaseException:
+            self.release(unit_id, worker)
+            raise
+        session = RemoteSession(worker, str(out["session"]), unit_id, self._ended(on_end), viewer=viewer)
         worker.sessions[session.id] = session
         return session, str(out["answer"])
 
     def _worker_for(self, unit_id: str) -> WorkerProcess:
-        """The unit's worker: where it has sessions now, else the running worker with fewest units."""
+        """The unit's worker: the one it is assigned to (it has sessions there, or one is being
+        opened), else the running worker with fewest units, which it is assigned to now."""
         current = self._assigned.get(unit_id)
-        if current is not None and current.ready.is_set() and unit_id in current.units():
+        if current is not None and current.ready.is_set():
             return current
         running = [w for w in self.workers if w.ready.is_set()]
         if not running:
             raise Unavailable("no media worker is running; try again", code="media_worker_down")
-        chosen = min(running, key=lambda w: (len(w.units()), w.index))
+        load = {w.index: 0 for w in running}
+        for w in self._assigned.values():
+            if w.index in load:
+                load[w.index] += 1
+        chosen = min(running, key=lambda w: (load[w.index], w.index))
         self._assigned[unit_id] = chosen
         return chosen
+
+    def release(self, unit_id: str, worker: WorkerProcess) -> None:
+        """The unit has no session on ``worker`` any more (or its first one failed): unassign it."""
+        if self._assigned.get(unit_id) is worker and unit_id not in worker.units():
+            del self._assigned[unit_id]
+
+    def _ended(self, on_end: OnEnd) -> OnEnd:
+        """``on_end`` after releasing the unit's assignment when this was its last session there."""
+        def ended(session: RemoteSession, reason: str) -> None:
+            self.release(session.unit_id, session.worker)
+            on_end(session, reason)
+
+        return ended
 
     # lifetime ----------------------------------------------------------------------------
     async def start(self) -> None:

@@ -59,6 +59,9 @@ async def test_units_spread_over_workers_and_a_killed_worker_is_restarted_with_a
         await until(lambda: len(placements(server)) == 2, 60, "both units publishing", interval=0.1)
         placed = {u: (w, pid) for u, w, pid in placements(server)}
         assert {w for w, _ in placed.values()} == {0, 1}, f"one unit per worker: {placed}"
+        [worker_url, *_] = [line.rsplit(" ", 1)[1] for line in server.log if " ready at http" in line]
+        async with http.post(f"{worker_url}/publish", json={}, headers={"X-Worker-Secret": "guess"}) as r:
+            assert r.status == 403, "a worker serves only its front"
 
         # Talk-back reaches the unit: its listening session is on the unit's worker, and it hears
         # the operator while the viewers below connect.
