@@ -451,7 +451,7 @@ class Window:
     viewers_below_target: int = 0
     latency_p95_max_s: float | None = None  # worst viewer's 95th percentile frame latency
     max_gap_s: float = 0.0  # longest pause between two frames at any viewer
-    server_udp_drops: int = 0  # datagrams lost to full receive buffers of the server's sockets
+    server_udp_drops: int = 0  # datagrams lost to full receive buffers of the server's sockets (workers' too)
     loadgen_udp_drops: int = 0
     server_rss_mb: float = 0.0  # at the end of the window, the server's process tree
     # Audio (Opus packets) received over sent in the window, lowest and median over viewers.
@@ -468,7 +468,7 @@ def measure(server: ServerChild, loadgens: list[LoadgenChild], seconds: float) -
                 machine_jiffies())
 
     def drops() -> tuple[int, int]:
-        return udp_drops(server.pid), sum(udp_drops(lg.pid) for lg in loadgens)
+        return sum(udp_drops(p) for p in process_tree(server.pid)), sum(udp_drops(lg.pid) for lg in loadgens)
 
     d0 = drops()
     for lg in loadgens:
@@ -755,7 +755,8 @@ class Bench:
     def late_viewers(self, running_units: int, label: str = "", unit: str = "u000") -> dict[str, Any]:
         server = self.servers[label] if label else self.forward
         answer = self.loadgens[0].request({
-            "cmd": "late", "base": server.url, "person_token": self.person_token, "unit": unit,
+            "cmd": "late", "base": server.url, "person_token": self.person_tokens.get(server.name, self.person_token),
+            "unit": unit,
             "kind": "janus" if label == "janus" else "whip",
             "trials": self.plan.late_trials, "timeout_s": LATE_TIMEOUT_S,
         }, timeout=30 + (LATE_TIMEOUT_S + 3) * self.plan.late_trials)

@@ -22,6 +22,7 @@ unit pulled from another node, :mod:`dispatch_server.pulls`) stay in the front's
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -48,6 +49,7 @@ MAX_RESTART_S = 5.0
 STABLE_S = 30.0  # a worker that ran this long restarts at once again after its next death
 REQUEST_TIMEOUT_S = 30.0
 SECRET_HEADER = "X-Worker-Secret"
+EARLY_ENDS_KEPT = 256
 
 
 @dataclass(frozen=True)
@@ -157,11 +159,25 @@ class WorkerProcess:
         self.ready = asyncio.Event()
         self.sessions: dict[str, RemoteSession] = {}
         self.starts = 0
+        # Sessions the worker ended before the front knew them (the event overtook the answer).
+        self.early_ends: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._http: aiohttp.ClientSession | None = None
 
     def units(self) -> set[str]:
         return {s.unit_id for s in self.sessions.values()}
+
+    def adopt(self, session: RemoteSession, incarnation: int) -> None:
+        """Register a session the worker answered. :class:`Unavailable` if the worker died meanwhile
+        (``incarnation``: its ``starts`` when the request went out) or has already ended it."""
+        if self.starts != incarnation or not self.ready.is_set():
+            raise Unavailable(f"media worker {self.index} died while answering; try again",
+                              code="media_worker_down")
+        early = self.early_ends.pop(session.id, None)
+        if early is not None:
+            raise Unavailable(f"the session ended at once on media worker {self.index}: {early}",
+                              code="media_worker_down")
+        self.sessions[session.id] = session
 
     def send(self, message: dict[str, Any]) -> None:
         if self.ready.is_set():
@@ -208,19 +224,19 @@ class MediaWorkers:
     async def publish(self, unit_id: str, channel_id: str, offer_sdp: str, timeout_s: float,
                       on_end: OnEnd) -> tuple[RemoteSession, str]:
         worker = self._worker_for(unit_id)
+        incarnation = worker.starts
+        channel = self.channels.setdefault(unit_id, RemoteChannel(unit_id)) if channel_id == unit_id else None
         try:
             out = await worker.post("/publish", {"unit": unit_id, "channel": channel_id, "offer": offer_sdp,
                                                  "timeout_s": timeout_s})
+            session = RemoteSession(worker, str(out["session"]), unit_id, self._ended(on_end),
+                                    codecs=dict(out["codecs"]), channel=channel)
+            worker.adopt(session, incarnation)
         except BaseException:
             self.release(unit_id, worker)
             raise
-        channel = None
-        if channel_id == unit_id:
-            channel = self.channels.setdefault(unit_id, RemoteChannel(unit_id))
+        if channel is not None:
             channel.moved_to(worker)
-        session = RemoteSession(worker, str(out["session"]), unit_id, self._ended(on_end),
-                                codecs=dict(out["codecs"]), channel=channel)
-        worker.sessions[session.id] = session
         logger.info("unit %s: %s session %s on media worker %d (pid %s)", unit_id,
                     "publishing" if channel is not None else f"{channel_id} publisher", session.id, worker.index,
                     worker.pid)
@@ -233,14 +249,15 @@ class MediaWorkers:
             if channel_id == unit_id:  # no worker has the unit: a pull from another node feeds this process
                 return await self._local.watch(unit_id, channel_id, offer_sdp, on_end, viewer)
             worker = self._worker_for(unit_id)
+        incarnation = worker.starts
         try:
             out = await worker.post("/watch", {"unit": unit_id, "channel": channel_id, "offer": offer_sdp,
                                                "viewer": viewer})
+            session = RemoteSession(worker, str(out["session"]), unit_id, self._ended(on_end), viewer=viewer)
+            worker.adopt(session, incarnation)
         except BaseException:
             self.release(unit_id, worker)
             raise
-        session = RemoteSession(worker, str(out["session"]), unit_id, self._ended(on_end), viewer=viewer)
-        worker.sessions[session.id] = session
         return session, str(out["answer"])
 
     def _worker_for(self, unit_id: str) -> WorkerProcess:
@@ -373,6 +390,10 @@ class MediaWorkers:
             session = worker.sessions.get(event["session"])
             if session is not None:
                 session.ended(str(event["reason"]))
+            else:
+                worker.early_ends[str(event["session"])] = str(event["reason"])
+                while len(worker.early_ends) > EARLY_ENDS_KEPT:
+                    worker.early_ends.popitem(last=False)
 
     def _died(self, worker: WorkerProcess) -> None:
         """End every session of a worker that is gone (its media went with it)."""

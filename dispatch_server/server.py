@@ -160,6 +160,7 @@ async def serve_media_worker(boot: dict[str, Any]) -> int:
     """One media worker (:mod:`dispatch_server.media_workers` starts it): listen on 127.0.0.1,
     say where on standard output, and run until the front closes our standard input."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole group: the front drains us
+    gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])  # as the front's (see serve)
     index = int(boot["index"])
     app = create_worker_app(section(MediaConfig, boot["media"], "media"), str(boot["secret"]), index)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
