@@ -92,6 +92,13 @@ class LiveService:
         self._recorder = recorder
         self.ice_servers = ice_servers(config)
 
+    def relay_counters(self) -> dict[str, dict[str, int]]:
+        """The relay counters of every process that carries this node's media (``Relay.counters``)."""
+        return self._media.counters()
+
+    def take_first_frames(self) -> list[float]:
+        return self._media.take_first_frames()
+
     def start(self) -> None:
         self._toucher = asyncio.get_running_loop().create_task(self._touch_loop(), name="live-touch")
 

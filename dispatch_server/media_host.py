@@ -66,6 +66,14 @@ class MediaHost(Protocol):
         """Raises :class:`media.errors.SdpError` or :class:`media.errors.CodecMismatch`."""
         ...
 
+    def counters(self) -> dict[str, dict[str, int]]:
+        """Cumulative relay counters by kind (``media.relay.Relay.counters``), over every process."""
+        ...
+
+    def take_first_frames(self) -> list[float]:
+        """Viewers' first-frame delays since the last call (``Relay.take_first_frames``)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -88,6 +96,12 @@ class LocalMediaHost:
                     viewer: str) -> tuple[ViewerSession, str]:
         return await ViewerSession.accept(unit_id=unit_id, offer_sdp=offer_sdp, channel=self.relay.channel(channel_id),
                                           ice_servers=self._ice_servers, on_end=on_end, viewer=viewer)
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        return self.relay.counters()
+
+    def take_first_frames(self) -> list[float]:
+        return self.relay.take_first_frames()
 
     async def start(self) -> None:
         self.relay.start()

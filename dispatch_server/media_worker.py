@@ -7,7 +7,8 @@ close requests (``http/worker_api.py``), and tells the front over one event stre
 must know, in order:
 
 - ``{"t": "ended", "session", "reason"}``: a session ended by itself (silence, failed connection);
-- ``{"t": "silence", "s": {session: seconds}}`` twice a second: each publisher's media silence;
+- ``{"t": "silence", "s": {session: seconds}}`` twice a second: each publisher's media silence,
+  and ``{"t": "counters", "c", "ff"}``: the relay's cumulative counters and new first-frame delays;
 - ``{"t": "f", "u", "k", "p", "key", "d"}``: a frame (unit, kind, pts, keyframe, bytes) of a unit
   the front taps, so that the front's archive stays the one writer of recordings and the ledger.
 
@@ -110,6 +111,8 @@ class MediaWorker:
                         for sid in self.publishers if sid in self.sessions}
             if silences:
                 self.events.put_nowait({"t": "silence", "s": silences})
+            relay = self.host.relay
+            self.events.put_nowait({"t": "counters", "c": relay.counters(), "ff": relay.take_first_frames()})
 
     async def close(self) -> None:
         """End every session, then the relay. Idempotent."""

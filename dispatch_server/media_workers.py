@@ -163,6 +163,9 @@ class WorkerProcess:
         self.early_ends: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._http: aiohttp.ClientSession | None = None
+        # Relay counters: this incarnation's as last reported, plus those of incarnations that died.
+        self.counters: dict[str, dict[str, int]] = {}
+        self.carried: dict[str, dict[str, int]] = {}
 
     def units(self) -> set[str]:
         return {s.unit_id for s in self.sessions.values()}
@@ -219,6 +222,17 @@ class MediaWorkers:
         self._http: aiohttp.ClientSession | None = None
         self._closing = False
         self.restarts = 0
+        self._first_frames: list[float] = []
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        total = self.relay.counters()
+        for worker in self.workers:
+            total = _add(_add(total, worker.carried), worker.counters)
+        return total
+
+    def take_first_frames(self) -> list[float]:
+        out, self._first_frames = self._first_frames + self.relay.take_first_frames(), []
+        return out
 
     # the host interface ------------------------------------------------------------------
     async def publish(self, unit_id: str, channel_id: str, offer_sdp: str, timeout_s: float,
@@ -381,6 +395,9 @@ class MediaWorkers:
             channel = self.channels.get(event["u"])
             if channel is not None and channel.worker is worker:
                 channel.deliver(event["k"], event["p"], event["key"], event["d"])
+        elif kind == "counters":
+            worker.counters = event["c"]
+            self._first_frames.extend(float(x) for x in event["ff"])
         elif kind == "silence":
             for session_id, seconds in event["s"].items():
                 session = worker.sessions.get(session_id)
@@ -406,6 +423,8 @@ class MediaWorkers:
         for session in sessions:
             session.ended(f"{WORKER_DIED} (worker {worker.index})" if not self._closing else "server shutting down")
         worker.sessions.clear()
+        worker.carried = _add(worker.carried, worker.counters)  # counters stay cumulative across restarts
+        worker.counters = {}
 
     async def close(self) -> None:
         """Stop every worker (each ends its own sessions), then the front's own relay. Idempotent."""
@@ -418,3 +437,13 @@ class MediaWorkers:
             await self._http.close()
             self._http = None
         await self._local.close()
+
+
+def _add(a: dict[str, dict[str, int]], b: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Counters by kind and name, summed."""
+    out = {kind: dict(names) for kind, names in a.items()}
+    for kind, names in b.items():
+        row = out.setdefault(kind, {})
+        for name, value in names.items():
+            row[name] = row.get(name, 0) + int(value)
+    return out

@@ -87,7 +87,7 @@ class NodeFigures(Collector):
 
     async def refresh(self) -> None:
         self._db_figures = await self._db.run(self._read_db)
-        for delay in self._live.relay.take_first_frames():
+        for delay in self._live.take_first_frames():
             self._metrics.first_frame_seconds.observe(delay)
         await self._sample_loss()
         team = {u for action in await self._actions.list("running") for u in action.units}
@@ -121,7 +121,7 @@ class NodeFigures(Collector):
         yield _gauge("dispatch_viewers", "Viewing sessions on this node", len(live.viewers))
         yield _gauge("dispatch_connected_units", "Units with a Socket.IO link to this node", len(self._links.units()))
         yield _gauge("dispatch_telemetry_channels", "Open telemetry channels", self._telemetry.stats.channels)
-        counters = live.relay.counters()
+        counters = live.relay_counters()
         for name, help_text in (("frames_in", "Encoded frames received from publishers"),
                                 ("bytes_in", "Bytes of encoded frames received from publishers"),
                                 ("frames_out", "Frames handed to viewers"),

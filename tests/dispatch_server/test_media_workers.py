@@ -18,6 +18,7 @@ import pytest
 from aiortc import RTCSessionDescription
 
 from field_client.encoded_loop import EncodedAudioLoop
+from tests.dispatch_server.test_pulls import METRICS_TOKEN, metric
 from tests.recordings.archive_support import ffprobe, of_type, segment_paths
 from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view
 from tests.support.processes import Process
@@ -43,6 +44,7 @@ async def test_units_spread_over_workers_and_a_killed_worker_is_restarted_with_a
 ) -> None:
     cfg = write_config(tmp_path / "workers.toml", tmp_path / "data",
                        "[media]\nworkers = 2\n[archive]\nsegment_s = 2.0\nreconnect_grace_s = 60.0\n")
+    cfg.write_text(cfg.read_text().replace("[metrics]\n", f'[metrics]\ntoken = "{METRICS_TOKEN}"\n', 1))
     tokens = {u: add_unit(cfg, u) for u in UNITS}
     add_user(cfg, "op", "operator", "operator-pass-1")
     server = ServerProcess(cfg).start()
@@ -83,6 +85,8 @@ async def test_units_spread_over_workers_and_a_killed_worker_is_restarted_with_a
             await viewer.wait_frames(10, timeout=60)
             assert viewer.frames[0][2], "a viewer starts at a keyframe"
         other_viewer = viewers[1]
+        frames_in = 'dispatch_relay_frames_in_total{kind="video"}'
+        assert await metric(http, server, frames_in) > 0, "/metrics counts the workers' relays"
 
         async with http.delete(f"{server.url}{talk_location}", headers={"Authorization": f"Bearer {op}"}) as r:
             assert r.status == 200
@@ -112,6 +116,8 @@ async def test_units_spread_over_workers_and_a_killed_worker_is_restarted_with_a
         await whep_view(http, server.url, "bc-01", op, again)
         await again.wait_frames(10, timeout=60)
         await other_viewer.wait_frames(other_frames + 15 * 5, timeout=30)
+        counted = await metric(http, server, frames_in)
+        await until(lambda: _more(http, server, frames_in, counted), 10, "counters growing after the restart")
         assert not any("bc-02" in line and "ended" in line for line in server.log), "bc-02 never stopped"
         print(f"bc-01 published again {republished:.1f} s after its worker was killed")
 
@@ -131,3 +137,7 @@ async def test_units_spread_over_workers_and_a_killed_worker_is_restarted_with_a
         for unit in units.values():
             await unit.stop()
         server.stop()  # fails on a traceback or an unawaited coroutine in its output (workers' included)
+
+
+async def _more(http: aiohttp.ClientSession, server: ServerProcess, name: str, than: float) -> bool:
+    return await metric(http, server, name) > than
