@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiortc.exceptions import InvalidStateError
 
 from .app import create_app, create_worker_app
 from .appkeys import ACCOUNTS, AUTH, STOPPING
@@ -162,6 +163,7 @@ async def serve_media_worker(boot: dict[str, Any]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole group: the front drains us
     gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])  # as the front's (see serve)
     index = int(boot["index"])
+    asyncio.get_running_loop().set_exception_handler(_closed_while_connecting)
     app = create_worker_app(section(MediaConfig, boot["media"], "media"), str(boot["secret"]), index)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -177,6 +179,17 @@ async def serve_media_worker(boot: dict[str, Any]) -> int:
     finally:
         await runner.cleanup()
     return 0
+
+
+def _closed_while_connecting(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """aiortc's connect task of a peer connection closed while ICE was starting raises
+    ``InvalidStateError("RTCIceTransport is closed")`` that nobody retrieves (a worker draining
+    sessions that were still connecting): not a fault, so not a traceback in the log."""
+    exc = context.get("exception")
+    if isinstance(exc, InvalidStateError) and "is closed" in str(exc):
+        logger.debug("a peer connection closed while it connected: %s", exc)
+        return
+    loop.default_exception_handler(context)
 
 
 def run_media_worker() -> int:
