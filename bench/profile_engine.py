@@ -11,7 +11,7 @@ the server's CPU (% of one core, whole process tree) and RSS, per unit. Then, op
 - ``--py-spy OUT``: ``py-spy record --native --format raw`` on the server for ``--window`` seconds
   (collapsed stacks, one per line; ``py-spy`` must be installed in this environment);
 - ``--perf OUT``: ``perf record -g`` then ``perf report --no-children`` (self time per symbol);
-- ``--tracemalloc OUT``: the server runs under :func:`serve_traced` (tracemalloc on, 25 frames; a
+- ``--tracemalloc OUT``: the server runs under :func:`serve_traced` (tracemalloc on, 8 frames; a
   SIGUSR2 writes a snapshot); snapshots at idle and with the units running, and the top
   differences per unit, by line and by traceback, are written to OUT.
 
@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.relay import CLK_TCK, PYTHON, Bench, Plan, measure
+from bench.relay import CLK_TCK, PYTHON, Bench, Plan, ServerChild, measure
 from bench.side_by_side import Pinning
 from tests.support.server import write_config
 
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", dest="py_spy")
     parser.add_argument("--perf")
     parser.add_argument("--tracemalloc")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra environment for the server (e.g. DISPATCH_SERVER__MALLOC_ARENA_MAX=0)")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--serve-traced"]:
         return serve_traced(Path(argv[1]), argv[2:])
@@ -105,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
             bench, "config", write_config(work / "config.toml", work / "data", extra))
         wrap = ["-m", "bench.profile_engine", "--serve-traced", str(work)] if args.tracemalloc else ["-m",
                                                                                                      "dispatch_server"]
+        server_env = dict(item.split("=", 1) for item in args.env)
+        bench.server_child = lambda name, argv: ServerChild(  # type: ignore[method-assign]
+            name, argv, bench.logs / f"{name}-server.log", bench.pinning.server if bench.pinning else None,
+            env=server_env)
         bench.server_argv = lambda: {  # type: ignore[method-assign]
             "forward": [PYTHON, *wrap, "--config", str(bench.config), "serve"]}
         try:
@@ -166,7 +172,7 @@ def serve_traced(folder: Path, server_args: list[str]) -> int:
 
     from dispatch_server.cli import main as serve
 
-    tracemalloc.start(25)
+    tracemalloc.start(8)
     taken = [0]
 
     def dump(signum: int, frame: object) -> None:

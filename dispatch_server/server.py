@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from . import malloc_arenas
 from .app import create_app
 from .appkeys import ACCOUNTS, AUTH, STOPPING
 from .config import Settings, describe
@@ -143,6 +144,7 @@ def run(settings: Settings) -> int:
     """
     instance = Instance.claim(settings.data_dir, settings.server.host, settings.server.port,  # InstanceError
                               settings.archive_dir if settings.archive.enabled else None)
+    malloc_arenas.limit(settings.server.malloc_arena_max)  # before any thread starts
     try:
         if settings.server.event_loop == "uvloop":
             import uvloop
