@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LATE_LIMIT = 400  # packets: a late packet older than this (the cache holds 512) is dropped
+CACHE_AGE_S = 1.5  # the packet cache answers NACKs for this long (a round trip or a few), not longer
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 
 
@@ -74,7 +75,7 @@ class PacketStream:
         self.fanout = fanout
         self.clock = clock
         self.viewers: set[PacketViewer] = set()
-        self.cache = PacketCache()
+        self.cache = PacketCache(max_age_s=CACHE_AGE_S)
         self.nacks = NackTracker()
         self.assembler: FrameAssembler | None = None
         self._assembling = False
@@ -153,7 +154,7 @@ class PacketStream:
         else:
             starts = True
             fanout.frames_in += 1
-        self.cache.put(CachedPacket(out_seq, out_ts, marker, payload))
+        self.cache.put(CachedPacket(out_seq, out_ts, marker, payload), now)
         if self.viewers:
             blocks: dict[ExtensionPlan, bytes] = {}
             send_time = b""

@@ -23,6 +23,9 @@ coroutine chain per packet and a task switch per datagram cost more than the for
   ``RTCDtlsTransport._send_rtp`` does (state check, ``_tx_srtp.protect``/``protect_rtcp``, send
   on the ICE connection's nominated pair, the transport's byte and packet counts for its stats)
   without a coroutine.
+- Receivers that never see a packet in the packet engine (a publisher's, intercepted above, and
+  those of viewers' send-only transceivers) drop their ``RTCRtpReceiver.__remote_bitrate_estimator``
+  (:func:`drop_bandwidth_estimator`: ~50 KB of rate buckets each; aiortc skips a None one).
 - Viewer senders: ``RTCRtpSender._ssrc`` / ``_rtx_ssrc`` (the SSRCs announced in the answer),
   ``RTCRtpSender._retransmit(seq)`` (called for each NACKed sequence number; replaced per instance
   by :func:`on_retransmit`) and ``RTCRtpSender._send_rtcp(packets)`` (its periodic SR and SDES; the
@@ -35,7 +38,7 @@ import logging
 from typing import Any, Callable
 
 import pylibsrtp
-from aiortc import RTCDtlsTransport, RTCRtpSender
+from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import State
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
@@ -163,6 +166,15 @@ def rtcp_sender_of(transport: RTCDtlsTransport) -> RtpSend:
     """Like :func:`rtp_sender_of`, for one RTCP compound packet."""
     _require_callable(transport, "_send_rtp", "RTCDtlsTransport._send_rtp")
     return _sender(transport, "protect_rtcp")
+
+
+def drop_bandwidth_estimator(receiver: RTCRtpReceiver) -> None:
+    """Free ``receiver``'s receive-side bandwidth estimator (a video receiver's; an audio one has
+    none): for receivers that get no RTP."""
+    name = "_RTCRtpReceiver__remote_bitrate_estimator"
+    if not hasattr(receiver, name):
+        raise RuntimeError("RTCRtpReceiver.__remote_bitrate_estimator is gone: media/rtp_hooks.py needs updating")
+    setattr(receiver, name, None)
 
 
 def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:

@@ -107,6 +107,7 @@ def attach_sources(channel: Channel, owner_id: str, pc: RTCPeerConnection, track
         fanout = channel.fanout(track.kind)
         if channel.engine == "packets":
             transceiver = next(t for t in pc.getTransceivers() if t.receiver is receiver)
+            rtp_hooks.drop_bandwidth_estimator(receiver)
             if ingress is None:
                 ingress = PublisherIngress(channel.unit_id, rtp_hooks.sender_ssrcs(transceiver.sender)[0],
                                            channel.config.publisher_max_bitrate, fanout.stream.clock)
@@ -325,6 +326,7 @@ class ViewerSession(_Session):
     def _subscribe_packets(self, fanout: Fanout, transceiver: Any) -> None:
         """Packet engine: this viewer's sender gets ``fanout``'s packets, rewritten for it."""
         sender = transceiver.sender
+        rtp_hooks.drop_bandwidth_estimator(transceiver.receiver)  # a send-only transceiver's: never used
         section = _section(self.pc.localDescription.sdp, transceiver.mid)
         if section is None:
             raise SdpError(f"the answer has no media section {transceiver.mid}")

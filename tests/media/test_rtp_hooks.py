@@ -9,7 +9,7 @@ import inspect
 
 import pytest
 from aioice import ice
-from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpSender
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket
 
 from media import rtp_hooks
@@ -51,6 +51,17 @@ def test_sender_routes_nacks_and_reports_through_the_hooked_methods() -> None:
     assert "self._ssrc = random32()" in init and "self._rtx_ssrc = random32()" in init
 
 
+def test_a_receiver_without_its_bandwidth_estimator_still_takes_packets() -> None:
+    assert "if self.__remote_bitrate_estimator is not None:" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    class Transport:
+        state = "new"
+
+    receiver = RTCRtpReceiver("video", transport=Transport())  # type: ignore[arg-type]
+    assert receiver._RTCRtpReceiver__remote_bitrate_estimator is not None  # type: ignore[attr-defined]
+    rtp_hooks.drop_bandwidth_estimator(receiver)
+    assert receiver._RTCRtpReceiver__remote_bitrate_estimator is None  # type: ignore[attr-defined]
+
+
 async def test_hooks_shadow_one_instance_and_refuse_objects_without_the_internals() -> None:
     class Transport:
         state = "new"
@@ -77,6 +88,8 @@ async def test_hooks_shadow_one_instance_and_refuse_objects_without_the_internal
         rtp_hooks.on_sender_report(Bare(), lambda: None)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="media/rtp_hooks.py"):
         rtp_hooks.sender_ssrcs(Bare())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="media/rtp_hooks.py"):
+        rtp_hooks.drop_bandwidth_estimator(Bare())  # type: ignore[arg-type]
 
 
 async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_are_counted() -> None:
