@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--py-spy", dest="py_spy")
     parser.add_argument("--perf")
     parser.add_argument("--tracemalloc")
+    parser.add_argument("--logs", help="keep the server's and load generators' logs in this folder")
+    parser.add_argument("--code", help="run the server from this checkout instead (an A/B against another commit: "
+                                       "git worktree add --detach DIR COMMIT)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the server (e.g. DISPATCH_SERVER__MALLOC_ARENA_MAX=0)")
     argv = sys.argv[1:] if argv is None else argv
@@ -100,13 +103,19 @@ def main(argv: list[str] | None = None) -> int:
                 ramp=(), ramp_warmup_s=0, ramp_window_s=0, late_trials=0)
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         work = Path(tmp)
-        bench = Bench(plan, work, work / "logs", args.units, labels=("forward",), pinning=Pinning.plan())
+        logs = Path(args.logs) if args.logs else work / "logs"
+        bench = Bench(plan, work, logs, args.units, labels=("forward",), pinning=Pinning.plan())
         extra = (f'[archive]\nenabled = {"true" if args.recording else "false"}\n'
                  f'[media]\nengine = "{args.engine}"\n')
         bench.write_configs = lambda: setattr(  # type: ignore[method-assign]
             bench, "config", write_config(work / "config.toml", work / "data", extra))
-        wrap = ["-m", "bench.profile_engine", "--serve-traced", str(work)] if args.tracemalloc else ["-m",
-                                                                                                     "dispatch_server"]
+        if args.tracemalloc:
+            wrap = ["-m", "bench.profile_engine", "--serve-traced", str(work)]
+        elif args.code:
+            wrap = ["-c", f"import sys; sys.path.insert(0, {args.code!r}); from dispatch_server.cli import main; "
+                    "sys.exit(main())"]
+        else:
+            wrap = ["-m", "dispatch_server"]
         server_env = dict(item.split("=", 1) for item in args.env)
         bench.server_child = lambda name, argv: ServerChild(  # type: ignore[method-assign]
             name, argv, bench.logs / f"{name}-server.log", bench.pinning.server if bench.pinning else None,
