@@ -4,9 +4,8 @@ The relay calls :meth:`Recording.offer` from the event loop for every forwarded 
 the bytes goes into a bounded queue, nothing else happens there, so live viewers never wait on
 disk). The recording's writer thread takes frames and controls off that queue in order and
 hands them to its :class:`~recordings.segmenter.Segmenter`, which muxes segments. Frames do not
-wake the writer: it takes what has queued every ``WRITER_WAKE_S`` (a thread woken per frame cost
-about 40% of the packet engine's CPU at 8 units: a futex wake and a GIL hand-off per frame);
-controls wake it at once. A second thread, the :class:`~recordings.sealer.Sealer`, makes
+wake the writer: it takes what has queued every ``WRITER_WAKE_S`` instead of a futex wake and a
+GIL hand-off per frame (80 a second per unit); controls wake it at once. A second thread, the :class:`~recordings.sealer.Sealer`, makes
 segments durable and ledgers them. Media
 timestamps count from the recording's start on the server's clock
 (:mod:`recordings.timeline`); stretches without frames are gaps (:mod:`recordings.gaps`).
