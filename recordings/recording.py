@@ -5,9 +5,9 @@ the bytes goes into a bounded queue, nothing else happens there, so live viewers
 disk). The recording's writer thread takes frames and controls off that queue in order and
 hands them to its :class:`~recordings.segmenter.Segmenter`, which muxes segments. Frames do not
 wake the writer: it takes what has queued every ``WRITER_WAKE_S`` instead of a futex wake and a
-GIL hand-off per frame (80 a second per unit); controls wake it at once. A second thread, the :class:`~recordings.sealer.Sealer`, makes
-segments durable and ledgers them. Media
-timestamps count from the recording's start on the server's clock
+GIL hand-off per frame (80 a second per unit); controls wake it at once. A second thread, the
+:class:`~recordings.sealer.Sealer`, makes segments durable and ledgers them. Media timestamps
+count from the recording's start on the server's clock
 (:mod:`recordings.timeline`); stretches without frames are gaps (:mod:`recordings.gaps`).
 """
 
