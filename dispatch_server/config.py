@@ -65,6 +65,9 @@ class ServerConfig:
     max_sdp_bytes: int = 32 * 1024  # largest SDP offer accepted by WHIP/WHEP
     shutdown_grace_s: float = 5.0  # first signal drains for this long, a second one forces
     event_loop: str = "uvloop"  # "uvloop" (libuv; ~15% less CPU per message, docs/benchmarks.md "Geo") or "asyncio"
+    # glibc malloc arenas (M_ARENA_MAX; 0: glibc's default of 8 per core): every recording thread
+    # kept its own, ~1.3 MB per recorded unit (dispatch_server/malloc_arenas.py).
+    malloc_arena_max: int = 2
     # Reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; from any
     # other peer the header is ignored (lockouts and the ledger use the peer's own address).
     trusted_proxies: tuple[str, ...] = ()
@@ -485,6 +488,7 @@ def validate(s: Settings) -> None:
         ("server.max_connections_per_address", s.server.max_connections_per_address, 1),
         ("server.handshake_timeout_s", s.server.handshake_timeout_s, 0.1),
         ("server.max_sdp_bytes", s.server.max_sdp_bytes, 1024),
+        ("server.malloc_arena_max", s.server.malloc_arena_max, 0),
         ("auth.session_ttl_s", s.auth.session_ttl_s, 1),
         ("auth.min_password_length", s.auth.min_password_length, 1),
         ("media.publisher_timeout_s", s.media.publisher_timeout_s, 0.5),

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from aiortc.exceptions import InvalidStateError
 
+from . import malloc_arenas
 from .app import create_app, create_worker_app
 from .appkeys import ACCOUNTS, AUTH, STOPPING
 from .config import LogConfig, MediaConfig, Settings, describe, section
@@ -147,6 +148,7 @@ def run(settings: Settings) -> int:
     """
     instance = Instance.claim(settings.data_dir, settings.server.host, settings.server.port,  # InstanceError
                               settings.archive_dir if settings.archive.enabled else None)
+    malloc_arenas.limit(settings.server.malloc_arena_max)  # before any thread starts
     try:
         if settings.server.event_loop == "uvloop":
             import uvloop

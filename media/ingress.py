@@ -4,7 +4,8 @@ packet engine; and the RTCP that publisher needs back.
 Packets are told apart by payload type (the publisher's, as negotiated): media payload types go
 to their kind's :class:`~media.packets.PacketStream`, RTX payload types (RFC 4588) are unwrapped
 to the original sequence number first (padding-only RTX probes are dropped). Everything runs as
-packets arrive, without tasks of its own:
+packets arrive, synchronously in the datagram callback (:func:`media.rtp_hooks.intercept_rtp`),
+without tasks of its own:
 
 - gaps are NACKed upstream through the stream's :class:`~media.loss.NackTracker`;
 - about once a second the publisher gets a receiver report (loss, highest sequence number,
@@ -47,7 +48,8 @@ class _Route:
     kind: str
     stream: PacketStream
     codec: Any
-    send: rtp_hooks.RtpSend
+    send: rtp_hooks.RtpSend  # RTCP to the publisher
+    audio_level_id: int | None = None  # the publisher's ssrc-audio-level extension id
     ssrc: int | None = None
     pli_pending: bool = False
     # RFC 3550 A.3 reception statistics
@@ -105,9 +107,9 @@ class PublisherIngress:
         self.nacks_sent = 0
 
     def add(self, kind: str, stream: PacketStream, codec: Any, rtx_payload_types: list[int],
-            transport: RTCDtlsTransport) -> None:
+            transport: RTCDtlsTransport, audio_level_id: int | None = None) -> None:
         """Route ``codec.payloadType`` (and its RTX payload types) of ``transport`` to ``stream``."""
-        route = _Route(kind, stream, codec, rtp_hooks.rtp_sender_of(transport))
+        route = _Route(kind, stream, codec, rtp_hooks.rtcp_sender_of(transport), audio_level_id)
         self._routes[kind] = route
         self._by_pt[codec.payloadType] = route
         for pt in rtx_payload_types:
@@ -118,22 +120,26 @@ class PublisherIngress:
             rtp_hooks.observe_rtcp(transport, self._on_rtcp)
 
     async def request_keyframe(self, kind: str = "video") -> bool:
-        """PLI to the publisher's ``kind`` stream; sent at its first packet if no SSRC is known yet."""
+        """PLI to the publisher's ``kind`` stream; sent at its first packet if no SSRC is known yet.
+        (A coroutine for the relay's keyframe requester; the work is :meth:`send_pli`.)"""
+        return self.send_pli(kind)
+
+    def send_pli(self, kind: str) -> bool:
         route = self._routes.get(kind)
         if route is None:
             return False
         if route.ssrc is None:
             route.pli_pending = True
             return False
-        await self._send_rtcp(route, bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc,
-                                                           media_ssrc=route.ssrc)))
+        self._send_rtcp(route, bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc,
+                                                     media_ssrc=route.ssrc)))
         return True
 
     def silence_s(self) -> float | None:
         """Seconds since the last RTP packet; None before the first."""
         return None if self.last_arrival is None else self._clock() - self.last_arrival
 
-    async def _on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+    def _on_rtp(self, data: bytes) -> None:
         view = parse_rtp(data)
         if view is None:
             return
@@ -150,7 +156,7 @@ class PublisherIngress:
         elif route.ssrc != view.ssrc:
             if route.ssrc is not None:  # the publisher restarted its stream: a new source
                 logger.info("unit %s: %s SSRC changed", self.unit_id, route.kind)
-                route.stream.start_source(route.codec)
+                route.stream.start_source(route.codec, route.audio_level_id)
                 route.received = 0
             route.ssrc = view.ssrc
         now = self._clock()
@@ -158,19 +164,19 @@ class PublisherIngress:
         route.count(seq)
         stream = route.stream
         if payload:
-            await stream.on_packet(seq, view.timestamp, view.marker, payload, now)
+            stream.on_packet(seq, view.timestamp, view.marker, payload, now, view.extension_profile, view.extension)
         lost = stream.nacks.due(now)
         if lost and route.ssrc is not None:
             nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=route.ssrc)
             nack.lost = sorted(lost)
             self.nacks_sent += 1
-            await self._send_rtcp(route, bytes(nack))
+            self._send_rtcp(route, bytes(nack))
         if route.pli_pending:
             route.pli_pending = False
-            await self.request_keyframe(route.kind)
+            self.send_pli(route.kind)
         if now >= self._next_report:
             self._next_report = now + REPORT_INTERVAL_S
-            await self._send_reports(now)
+            self._send_reports(now)
 
     def _on_rtcp(self, data: bytes) -> None:
         """Take the publisher's sender reports (NTP ↔ RTP mapping, LSR) from a compound packet."""
@@ -186,7 +192,7 @@ class PublisherIngress:
                         route.stream.on_sender_report(ntp, rtp_ts)
             i += length
 
-    async def _send_reports(self, now: float) -> None:
+    def _send_reports(self, now: float) -> None:
         by_send: dict[Any, list[_Route]] = {}
         for route in self._routes.values():
             if route.ssrc is not None and route.received:
@@ -196,10 +202,10 @@ class PublisherIngress:
             remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=self._rtcp_ssrc, media_ssrc=0,
                                   fci=pack_remb_fci(self._max_bitrate, [r.ssrc for r in routes if r.ssrc is not None]))
             self.reports_sent += 1
-            await self._send_rtcp(routes[0], bytes(rr) + bytes(remb))
+            self._send_rtcp(routes[0], bytes(rr) + bytes(remb))
 
-    async def _send_rtcp(self, route: _Route, data: bytes) -> None:
+    def _send_rtcp(self, route: _Route, data: bytes) -> None:
         try:
-            await route.send(data)
+            route.send(data)
         except ConnectionError:
             pass

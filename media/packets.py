@@ -11,8 +11,12 @@ recorder) only while there are taps.
 
 A :class:`PacketViewer` rewrites the header for its viewer (that sender's SSRC and payload type,
 its own sequence numbers: continuous even when it skips packets while waiting for a keyframe; no
-CSRCs or header extensions) and sends it on the viewer's transport. The viewer's
-``RTCRtpSender`` stays for SDP and RTCP and reads an :class:`IdleTrack`, so its RTP loop idles.
+CSRCs; the header extensions it negotiated, :mod:`media.rtpext`) and sends it on the viewer's
+transport. The viewer's ``RTCRtpSender`` stays for SDP and RTCP and reads an :class:`IdleTrack`,
+so its RTP loop idles.
+
+All of it runs synchronously in the publisher's datagram callback (:mod:`media.rtp_hooks`): no
+coroutine or task per packet.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .assembly import FrameAssembler
 from .keyframes import payload_starts_keyframe
 from .loss import CachedPacket, NackTracker, PacketCache
 from .rtp_hooks import RtpSend
+from .rtpext import ExtensionPlan, abs_send_time, find_extension, intern
 from .rtpwire import build_rtp, seq_delta
 
 if TYPE_CHECKING:
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LATE_LIMIT = 400  # packets: a late packet older than this (the cache holds 512) is dropped
+CACHE_AGE_S = 1.5  # the packet cache answers NACKs for this long (a round trip or a few), not longer
 NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 
 
@@ -69,7 +75,7 @@ class PacketStream:
         self.fanout = fanout
         self.clock = clock
         self.viewers: set[PacketViewer] = set()
-        self.cache = PacketCache()
+        self.cache = PacketCache(max_age_s=CACHE_AGE_S)
         self.nacks = NackTracker()
         self.assembler: FrameAssembler | None = None
         self._assembling = False
@@ -84,10 +90,14 @@ class PacketStream:
         self.last_at: float | None = None
         self._prev_ts: int | None = None  # timestamp of the previous packet (in arrival order)
         self.sender_report: tuple[int, int] | None = None  # (NTP, forwarded RTP timestamp) of the publisher's last SR
+        self.plans: dict[tuple[Any, ...], ExtensionPlan] = {}  # the viewers' header extension plans, one per kind
+        self._audio_level_id: int | None = None  # the publisher's ssrc-audio-level id, if it negotiated one
 
-    def start_source(self, codec: Any) -> None:
-        """A new publisher (or the same one again) feeds this stream from its next packet on."""
+    def start_source(self, codec: Any, audio_level_id: int | None = None) -> None:
+        """A new publisher (or the same one again) feeds this stream from its next packet on;
+        ``audio_level_id``: the ssrc-audio-level extension id it negotiated (None: none)."""
         self._fresh = True
+        self._audio_level_id = audio_level_id
         self.nacks.reset()
         self.sender_report = None
         self._mime = codec.mimeType.lower()
@@ -103,8 +113,10 @@ class PacketStream:
         if not self._fresh:
             self.sender_report = (ntp, (rtp_timestamp + self._ts_off) & 0xFFFFFFFF)
 
-    async def on_packet(self, seq: int, ts: int, marker: bool, payload: bytes, now: float) -> None:
-        """One packet of the current source (sequence number and timestamp as the publisher sent them)."""
+    def on_packet(self, seq: int, ts: int, marker: bool, payload: bytes, now: float, ext_profile: int = 0,
+                  ext: bytes = b"") -> None:
+        """One packet of the current source (sequence number and timestamp as the publisher sent
+        them; ``ext_profile``/``ext``: its header extension block, if any)."""
         if self._fresh:
             self._fresh = False
             if self.last_seq is None or self.last_ts is None or self.last_at is None:
@@ -142,9 +154,24 @@ class PacketStream:
         else:
             starts = True
             fanout.frames_in += 1
-        self.cache.put(CachedPacket(out_seq, out_ts, marker, payload))
-        for viewer in tuple(self.viewers):
-            await viewer.forward(out_seq, out_ts, marker, payload, starts)
+        self.cache.put(CachedPacket(out_seq, out_ts, marker, payload), now)
+        if self.viewers:
+            blocks: dict[ExtensionPlan, bytes] = {}
+            send_time = b""
+            level: bytes | None = None
+            for viewer in tuple(self.viewers):
+                plan = viewer.plan
+                if plan is None:
+                    viewer.forward(out_seq, out_ts, marker, payload, starts, b"")
+                    continue
+                block = blocks.get(plan)
+                if block is None:
+                    if not send_time:
+                        send_time = abs_send_time()
+                        if ext and self._audio_level_id is not None:
+                            level = find_extension(ext_profile, ext, self._audio_level_id)
+                    block = blocks[plan] = plan.block(send_time, level)
+                viewer.forward(out_seq, out_ts, marker, payload, starts, block)
         if fanout.taps and self.assembler is not None:
             if not self._assembling:
                 self._assembling = True
@@ -162,6 +189,7 @@ class PacketStream:
 
     # viewers -----------------------------------------------------------------------------
     def subscribe(self, viewer: PacketViewer) -> None:
+        viewer.plan = intern(self.plans, viewer.plan)
         self.viewers.add(viewer)
 
     def unsubscribe(self, viewer: PacketViewer) -> None:
@@ -172,8 +200,10 @@ class PacketViewer:
     """One viewer of one stream: header rewrite, send, and retransmission from the cache."""
 
     def __init__(self, stream: PacketStream, send: RtpSend, connected: Callable[[], bool], *, ssrc: int,
-                 payload_type: int, rtx_ssrc: int, rtx_payload_type: int | None) -> None:
+                 payload_type: int, rtx_ssrc: int, rtx_payload_type: int | None,
+                 plan: ExtensionPlan | None = None) -> None:
         self.stream = stream
+        self.plan = plan  # header extensions this viewer negotiated (None: none are written)
         self._send = send
         self._connected = connected
         self.ssrc = ssrc
@@ -194,7 +224,8 @@ class PacketViewer:
         self.retransmitted = 0
         self.nack_misses = 0  # NACKed packets the cache did not have (lost upstream, or too old)
 
-    async def forward(self, out_seq: int, ts: int, marker: bool, payload: bytes, starts: bool) -> None:
+    def forward(self, out_seq: int, ts: int, marker: bool, payload: bytes, starts: bool, ext: bytes) -> None:
+        """Send one packet of the stream (its continuous numbering) with the extension block ``ext``."""
         if self.waiting:
             if not self._connected():
                 return
@@ -216,7 +247,7 @@ class PacketViewer:
                 self._epoch = (out_seq - LATE_LIMIT) & 0xFFFF
         seq = (out_seq + self._delta) & 0xFFFF
         try:
-            await self._send(build_rtp(self.payload_type, marker, seq, ts, self.ssrc, payload))
+            self._send(build_rtp(self.payload_type, marker, seq, ts, self.ssrc, payload, ext))
         except ConnectionError:
             return
         if self._next_seq is None or seq_delta(seq, self._next_seq) >= 0:
@@ -229,7 +260,7 @@ class PacketViewer:
             if self.frames == 1:
                 self.stream.fanout.first_frames.append(time.monotonic() - self._created)
 
-    async def retransmit(self, seq: int) -> None:
+    def retransmit(self, seq: int) -> None:
         """Answer the viewer's NACK of ``seq`` (its own numbering) from the stream's cache."""
         if self._epoch is None:
             return
@@ -240,14 +271,15 @@ class PacketViewer:
         if cached is None:
             self.nack_misses += 1
             return
+        ext = self.plan.block(abs_send_time(), None) if self.plan is not None else b""
         if self.rtx_payload_type is not None:  # RFC 4588: original sequence number, then payload
             data = build_rtp(self.rtx_payload_type, cached.marker, self._rtx_seq, cached.timestamp, self.rtx_ssrc,
-                             seq.to_bytes(2, "big") + cached.payload)
+                             seq.to_bytes(2, "big") + cached.payload, ext)
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
         else:
-            data = build_rtp(self.payload_type, cached.marker, seq, cached.timestamp, self.ssrc, cached.payload)
+            data = build_rtp(self.payload_type, cached.marker, seq, cached.timestamp, self.ssrc, cached.payload, ext)
         try:
-            await self._send(data)
+            self._send(data)
         except ConnectionError:
             return
         self.retransmitted += 1

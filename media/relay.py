@@ -149,11 +149,13 @@ class Fanout:
         if self.kind == "video":
             self.request_keyframe("new publisher")
 
-    def attach_packets(self, owner: str, codec: Any, request_keyframe: KeyframeRequester) -> PacketStream:
+    def attach_packets(self, owner: str, codec: Any, request_keyframe: KeyframeRequester,
+                       audio_level_id: int | None = None) -> PacketStream:
         """Packet engine: feed this fanout from RTP packets pushed into the returned stream,
-        replacing any previous source."""
+        replacing any previous source (``audio_level_id``: the source's ssrc-audio-level
+        extension id, if it negotiated one)."""
         self._take_source(owner, codec, request_keyframe, packets=True)
-        self.stream.start_source(codec)
+        self.stream.start_source(codec, audio_level_id)
         if self.kind == "video":
             self.request_keyframe("new publisher")
         return self.stream

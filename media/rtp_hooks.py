@@ -1,17 +1,31 @@
 """The packet engine's reliance on aiortc internals, all of it (pinned by tests/media/test_rtp_hooks.py).
 
 Beside :mod:`media.passthrough` (the frame engine's hooks), this is the only module of the packet
-engine that touches aiortc beyond its public API. Each hook checks that what it replaces or
-calls is still there and raises a ``RuntimeError`` naming this module otherwise.
+engine that touches aiortc (and aioice) beyond their public API. Each hook checks that what it
+replaces or calls is still there and raises a ``RuntimeError`` naming this module otherwise.
 
-- Ingress: ``RTCDtlsTransport._handle_rtp_data(data, arrival_time_ms)`` receives every unprotected
-  RTP packet of a transport before aiortc parses it; :func:`intercept_rtp` replaces it on one
-  transport instance, so a publisher's packets never reach ``RTCRtpReceiver`` (no bandwidth
-  estimator, statistics, NACK generator, jitter buffer or decoder thread).
-  ``RTCDtlsTransport._handle_rtcp_data(data)`` is wrapped by :func:`observe_rtcp` (the publisher's
-  sender reports), and aiortc still routes the RTCP as before.
-- Egress: ``RTCDtlsTransport._send_rtp(data)`` protects (SRTP or SRTCP) and sends one packet;
-  :func:`rtp_sender_of` hands out the bound method, used for RTP to viewers and RTCP to publishers.
+The packet engine's media path is synchronous, from the datagram to the viewers' sockets: a
+coroutine chain per packet and a task switch per datagram cost more than the forwarding itself
+(docs/benchmarks.md, "Packet engine: CPU and memory").
+
+- Ingress: aioice's ``Connection.data_received(data, component)`` is where every datagram of a
+  transport's nominated pair arrives (from the socket's ``datagram_received``); aiortc's
+  ``RTCDtlsTransport`` then takes it off an ``asyncio.Queue`` in its own task, unprotects it
+  (``_rx_srtp``) and hands it to ``_handle_rtp_data(data, arrival_time_ms)``.
+  :func:`intercept_rtp` shadows both on one transport: SRTP datagrams are unprotected with the
+  transport's ``_rx_srtp`` and handed to ``handler(data)`` as they arrive; DTLS, SRTCP and packets
+  that arrive before SRTP keys exist go the usual way, and RTP among them still reaches
+  ``handler`` through ``_handle_rtp_data``. A publisher's RTP never reaches ``RTCRtpReceiver``
+  (no bandwidth estimator, statistics, NACK generator, jitter buffer or decoder thread).
+  ``RTCDtlsTransport._handle_rtcp_data(data)`` is wrapped by :func:`observe_rtcp` (the
+  publisher's sender reports), and aiortc still routes the RTCP as before.
+- Egress: :func:`rtp_sender_of` / :func:`rtcp_sender_of` return ``send(data)``, which does what
+  ``RTCDtlsTransport._send_rtp`` does (state check, ``_tx_srtp.protect``/``protect_rtcp``, send
+  on the ICE connection's nominated pair, the transport's byte and packet counts for its stats)
+  without a coroutine.
+- Receivers that never see a packet in the packet engine (a publisher's, intercepted above, and
+  those of viewers' send-only transceivers) drop their ``RTCRtpReceiver.__remote_bitrate_estimator``
+  (:func:`drop_bandwidth_estimator`: ~50 KB of rate buckets each; aiortc skips a None one).
 - Viewer senders: ``RTCRtpSender._ssrc`` / ``_rtx_ssrc`` (the SSRCs announced in the answer),
   ``RTCRtpSender._retransmit(seq)`` (called for each NACKed sequence number; replaced per instance
   by :func:`on_retransmit`) and ``RTCRtpSender._send_rtcp(packets)`` (its periodic SR and SDES; the
@@ -20,12 +34,21 @@ calls is still there and raises a ``RuntimeError`` naming this module otherwise.
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+import logging
+from typing import Any, Callable
 
-from aiortc import RTCDtlsTransport, RTCRtpSender
+import pylibsrtp
+from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcdtlstransport import State
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
 
-RtpSend = Callable[[bytes], Awaitable[None]]
+logger = logging.getLogger(__name__)
+
+RtpSend = Callable[[bytes], None]
+"""``send(data)``: protect one packet and send it now; ``ConnectionError`` while not connected."""
+
+_RX_BYTES, _RX_PACKETS = "_RTCDtlsTransport__rx_bytes", "_RTCDtlsTransport__rx_packets"
+_TX_BYTES, _TX_PACKETS = "_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets"
 
 
 def _require(obj: object, name: str, what: str) -> Any:
@@ -35,25 +58,72 @@ def _require(obj: object, name: str, what: str) -> Any:
     return attr
 
 
+def _require_callable(obj: object, name: str, what: str) -> Any:
+    attr = _require(obj, name, what)
+    if not callable(attr):
+        raise RuntimeError(f"{what} is not callable: media/rtp_hooks.py needs updating")
+    return attr
+
+
 def _replace(obj: object, name: str, value: object) -> None:
     """Shadow method ``name`` on this one instance."""
     setattr(obj, name, value)
 
 
-def intercept_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes, int], Awaitable[None]]) -> None:
-    """Hand every unprotected RTP packet of ``transport`` to ``handler(data, arrival_time_ms)``
-    instead of aiortc's receivers (this instance only)."""
-    if not callable(_require(transport, "_handle_rtp_data", "RTCDtlsTransport._handle_rtp_data")):
-        raise RuntimeError("RTCDtlsTransport._handle_rtp_data is not callable: media/rtp_hooks.py needs updating")
-    _replace(transport, "_handle_rtp_data", handler)
+def _ice_connection(transport: RTCDtlsTransport) -> Any:
+    """The aioice ``Connection`` under ``transport``, checked for what this module uses."""
+    ice = _require(transport, "transport", "RTCDtlsTransport.transport")
+    connection = _require(ice, "_connection", "RTCIceTransport._connection")
+    _require_callable(connection, "data_received", "aioice Connection.data_received")
+    if not isinstance(getattr(connection, "_nominated", None), dict):
+        raise RuntimeError("aioice Connection._nominated is gone: media/rtp_hooks.py needs updating")
+    for name in (_RX_BYTES, _RX_PACKETS, _TX_BYTES, _TX_PACKETS, "_state"):
+        if not hasattr(transport, name):
+            raise RuntimeError(f"RTCDtlsTransport.{name} is gone: media/rtp_hooks.py needs updating")
+    if not hasattr(transport, "_rx_srtp") or not hasattr(transport, "_tx_srtp"):
+        raise RuntimeError("RTCDtlsTransport SRTP sessions are gone: media/rtp_hooks.py needs updating")
+    return connection
+
+
+def intercept_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes], None]) -> None:
+    """Hand every unprotected RTP packet of ``transport`` to ``handler(data)`` instead of aiortc's
+    receivers (this instance only), synchronously as its datagram arrives. An exception from
+    ``handler`` is logged and the packet dropped: it must not close the socket under it."""
+    connection = _ice_connection(transport)
+    original_datagram = connection.data_received
+    _require_callable(transport, "_handle_rtp_data", "RTCDtlsTransport._handle_rtp_data")
+
+    def deliver(data: bytes) -> None:
+        try:
+            handler(data)
+        except Exception:
+            logger.exception("packet engine: an RTP packet could not be handled")
+
+    def data_received(data: bytes, component: int) -> None:
+        # RFC 7983: 128..191 is RTP or RTCP; RTCP packet types are 192..223 (aiortc: 192..208).
+        srtp = transport._rx_srtp
+        if srtp is not None and len(data) > 1 and 127 < data[0] < 192 and not 191 < data[1] < 224:
+            try:
+                plain = srtp.unprotect(data)
+            except pylibsrtp.Error:
+                return
+            setattr(transport, _RX_BYTES, getattr(transport, _RX_BYTES) + len(data))
+            setattr(transport, _RX_PACKETS, getattr(transport, _RX_PACKETS) + 1)
+            deliver(plain)
+            return
+        original_datagram(data, component)
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        deliver(data)
+
+    _replace(connection, "data_received", data_received)
+    _replace(transport, "_handle_rtp_data", handle_rtp_data)
 
 
 def observe_rtcp(transport: RTCDtlsTransport, observer: Callable[[bytes], None]) -> None:
     """Show every unprotected RTCP compound packet of ``transport`` to ``observer`` first; aiortc
     then handles it as before."""
-    original = _require(transport, "_handle_rtcp_data", "RTCDtlsTransport._handle_rtcp_data")
-    if not callable(original):
-        raise RuntimeError("RTCDtlsTransport._handle_rtcp_data is not callable: media/rtp_hooks.py needs updating")
+    original = _require_callable(transport, "_handle_rtcp_data", "RTCDtlsTransport._handle_rtcp_data")
 
     async def handle(data: bytes) -> None:
         observer(data)
@@ -62,13 +132,49 @@ def observe_rtcp(transport: RTCDtlsTransport, observer: Callable[[bytes], None])
     _replace(transport, "_handle_rtcp_data", handle)
 
 
+def _sender(transport: RTCDtlsTransport, protect_name: str) -> RtpSend:
+    connection = _ice_connection(transport)
+    nominated: dict[int, Any] = connection._nominated
+    cached: list[Any] = [None, None, None, None, None]  # pair, sendto, address, SRTP session, protect
+
+    def send(data: bytes) -> None:
+        if transport._state is not State.CONNECTED:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        pair = nominated.get(1)
+        if pair is None:
+            raise ConnectionError("Cannot send data, not connected")
+        if pair is not cached[0] or transport._tx_srtp is not cached[3]:
+            cached[:] = [pair, pair.protocol.transport.sendto, pair.remote_addr, transport._tx_srtp,
+                         getattr(transport._tx_srtp, protect_name)]
+        data = cached[4](data)
+        cached[1](data, cached[2])
+        setattr(transport, _TX_BYTES, getattr(transport, _TX_BYTES) + len(data))
+        setattr(transport, _TX_PACKETS, getattr(transport, _TX_PACKETS) + 1)
+
+    return send
+
+
 def rtp_sender_of(transport: RTCDtlsTransport) -> RtpSend:
-    """``send(data)``: protect one RTP or RTCP packet and send it on ``transport``; raises
-    ``ConnectionError`` while the transport is not connected."""
-    send = _require(transport, "_send_rtp", "RTCDtlsTransport._send_rtp")
-    if not callable(send):
-        raise RuntimeError("RTCDtlsTransport._send_rtp is not callable: media/rtp_hooks.py needs updating")
-    return send  # type: ignore[no-any-return]
+    """``send(data)``: protect one RTP packet and send it on ``transport`` now (what
+    ``RTCDtlsTransport._send_rtp`` does, without a coroutine); ``ConnectionError`` while the
+    transport is not connected."""
+    _require_callable(transport, "_send_rtp", "RTCDtlsTransport._send_rtp")
+    return _sender(transport, "protect")
+
+
+def rtcp_sender_of(transport: RTCDtlsTransport) -> RtpSend:
+    """Like :func:`rtp_sender_of`, for one RTCP compound packet."""
+    _require_callable(transport, "_send_rtp", "RTCDtlsTransport._send_rtp")
+    return _sender(transport, "protect_rtcp")
+
+
+def drop_bandwidth_estimator(receiver: RTCRtpReceiver) -> None:
+    """Free ``receiver``'s receive-side bandwidth estimator (a video receiver's; an audio one has
+    none): for receivers that get no RTP."""
+    name = "_RTCRtpReceiver__remote_bitrate_estimator"
+    if not hasattr(receiver, name):
+        raise RuntimeError("RTCRtpReceiver.__remote_bitrate_estimator is gone: media/rtp_hooks.py needs updating")
+    setattr(receiver, name, None)
 
 
 def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
@@ -80,18 +186,19 @@ def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
     return ssrc, rtx
 
 
-def on_retransmit(sender: RTCRtpSender, callback: Callable[[int], Awaitable[None]]) -> None:
-    """``await callback(seq)`` for each sequence number the viewer of ``sender`` NACKs."""
-    if not callable(_require(sender, "_retransmit", "RTCRtpSender._retransmit")):
-        raise RuntimeError("RTCRtpSender._retransmit is not callable: media/rtp_hooks.py needs updating")
-    _replace(sender, "_retransmit", callback)
+def on_retransmit(sender: RTCRtpSender, callback: Callable[[int], None]) -> None:
+    """``callback(seq)`` for each sequence number the viewer of ``sender`` NACKs."""
+    _require_callable(sender, "_retransmit", "RTCRtpSender._retransmit")
+
+    async def retransmit(seq: int) -> None:
+        callback(seq)
+
+    _replace(sender, "_retransmit", retransmit)
 
 
 def on_sender_report(sender: RTCRtpSender, sender_info: Callable[[], RtcpSenderInfo | None]) -> None:
     """Replace the sender info of each SR that ``sender`` sends by ``sender_info()`` (unless None)."""
-    original = _require(sender, "_send_rtcp", "RTCRtpSender._send_rtcp")
-    if not callable(original):
-        raise RuntimeError("RTCRtpSender._send_rtcp is not callable: media/rtp_hooks.py needs updating")
+    original = _require_callable(sender, "_send_rtcp", "RTCRtpSender._send_rtcp")
 
     async def send_rtcp(packets: list[Any]) -> None:
         for packet in packets:

@@ -33,6 +33,7 @@ from .errors import CodecMismatch, SdpError
 from .ingress import PublisherIngress
 from .packets import IdleTrack, PacketViewer
 from .relay import Channel, Fanout
+from .rtpext import AUDIO_LEVEL, ExtensionPlan
 from .sdp import check_offer
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,11 @@ def _negotiated_codecs(sdp: str) -> dict[str, Any]:
         if media.kind in ("audio", "video") and media.rtp.codecs and media.kind not in out:
             out[media.kind] = media.rtp.codecs[0]
     return out
+
+
+def _section(sdp: str, mid: str | None) -> Any:
+    """The media section ``mid`` of ``sdp`` (aiortc's ``MediaDescription``), or None."""
+    return next((m for m in SessionDescription.parse(sdp).media if m.rtp.muxId == mid), None)
 
 
 def _rtx_payload_types(sdp: str, mid: str | None, payload_type: int) -> list[int]:
@@ -101,12 +107,17 @@ def attach_sources(channel: Channel, owner_id: str, pc: RTCPeerConnection, track
         fanout = channel.fanout(track.kind)
         if channel.engine == "packets":
             transceiver = next(t for t in pc.getTransceivers() if t.receiver is receiver)
+            rtp_hooks.drop_bandwidth_estimator(receiver)
             if ingress is None:
                 ingress = PublisherIngress(channel.unit_id, rtp_hooks.sender_ssrcs(transceiver.sender)[0],
                                            channel.config.publisher_max_bitrate, fanout.stream.clock)
-            stream = fanout.attach_packets(owner_id, codec, functools.partial(ingress.request_keyframe, track.kind))
+            section = _section(sdp, transceiver.mid)
+            level_id = next((e.id for e in section.rtp.headerExtensions if e.uri == AUDIO_LEVEL), None) \
+                if section is not None else None
+            stream = fanout.attach_packets(owner_id, codec, functools.partial(ingress.request_keyframe, track.kind),
+                                           level_id)
             ingress.add(track.kind, stream, codec, _rtx_payload_types(sdp, transceiver.mid, codec.payloadType),
-                        receiver.transport)
+                        receiver.transport, level_id)
         else:
             if track.kind == "video":
                 passthrough.shorten_jitter_buffer(receiver)
@@ -315,8 +326,10 @@ class ViewerSession(_Session):
     def _subscribe_packets(self, fanout: Fanout, transceiver: Any) -> None:
         """Packet engine: this viewer's sender gets ``fanout``'s packets, rewritten for it."""
         sender = transceiver.sender
-        section = next(m for m in SessionDescription.parse(self.pc.localDescription.sdp).media
-                       if m.rtp.muxId == transceiver.mid)
+        rtp_hooks.drop_bandwidth_estimator(transceiver.receiver)  # a send-only transceiver's: never used
+        section = _section(self.pc.localDescription.sdp, transceiver.mid)
+        if section is None:
+            raise SdpError(f"the answer has no media section {transceiver.mid}")
         payload_type = section.rtp.codecs[0].payloadType
         if payload_type is None:
             raise SdpError("the answer has no payload type for its codec")
@@ -328,7 +341,8 @@ class ViewerSession(_Session):
             return bool(transport.state == "connected")
 
         viewer = PacketViewer(fanout.stream, rtp_hooks.rtp_sender_of(transport), connected, ssrc=ssrc,
-                              payload_type=payload_type, rtx_ssrc=rtx_ssrc, rtx_payload_type=rtx[0] if rtx else None)
+                              payload_type=payload_type, rtx_ssrc=rtx_ssrc, rtx_payload_type=rtx[0] if rtx else None,
+                              plan=ExtensionPlan.negotiated(section.rtp.headerExtensions, transceiver.mid))
         rtp_hooks.on_retransmit(sender, viewer.retransmit)
         rtp_hooks.on_sender_report(sender, viewer.sender_info)
         fanout.stream.subscribe(viewer)

@@ -30,3 +30,15 @@ def test_gaps_are_nacked_without_duplicates_and_given_up() -> None:
     assert t.recovered == 1 and t.nacked == 4
     t.seen(2 + 1000, 0.8)  # a jump beyond MAX_GAP is a restart, not a loss
     assert t.due(0.8) == []
+
+
+def test_cache_lets_packets_older_than_its_age_go() -> None:
+    cache = PacketCache(size=512, max_age_s=1.0)
+    for k in range(300):  # 128 packets a second (times exact in binary)
+        cache.put(CachedPacket(k, 0, False, b"p"), now=k / 128)
+    held = [k for k in range(300) if cache.get(k) is not None]
+    assert held == list(range(299 - 128, 300))  # the last second (and the one put exactly 1 s before)
+    cache.clear()
+    assert cache.get(299) is None
+    cache.put(CachedPacket(5, 0, False, b"p"), now=100.0)
+    assert cache.get(5) is not None

@@ -4,6 +4,7 @@ aiortc viewers, with packets watched (and dropped on purpose) on the peers' own 
 from __future__ import annotations
 
 import functools
+import statistics
 import time
 from typing import Any, Callable
 
@@ -16,6 +17,7 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     is_rtcp,
     unpack_remb_fci,
 )
@@ -50,7 +52,7 @@ class ViewerWire:
                 return
             await original(data, arrival_time_ms=arrival_time_ms)
 
-        rtp_hooks.intercept_rtp(transport, handle)
+        setattr(transport, "_handle_rtp_data", handle)  # noqa: B010 - this test's own tap, on the viewer's transport
 
 
 def video_payload_types(viewer: Viewer) -> tuple[int, int]:
@@ -191,4 +193,86 @@ async def test_publisher_gets_nacks_for_its_lost_packets_and_receiver_reports_wi
         assert_contiguous(pub.sent, viewer.frames)
     finally:
         await viewer.close()
+        await pub.close()
+
+
+def _ntp_to_unix(ntp: int) -> float:
+    return (ntp >> 32) - 2208988800 + (ntp & 0xFFFFFFFF) / (1 << 32)
+
+
+async def test_viewer_sender_reports_map_forwarded_timestamps_to_the_wall_clock_for_lip_sync(
+    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop
+) -> None:
+    """The SRs a real viewer gets carry the publisher's NTP ↔ RTP mapping in the forwarded
+    numbering: a packet's timestamp projects through them to about when it was sent, for video and
+    audio alike (lip sync), and their packet and octet counts are what the viewer was sent."""
+    live: LiveServer = await make_live(media={"engine": "packets"})
+    token = live.add_unit("bc-sr")
+    live.add_user("op", "operator")
+    op = await live.login("op")
+    first = await make_publisher(vp8_loop, opus_loop)
+    pub = await make_publisher(vp8_loop, opus_loop)
+    viewer = await make_viewer()
+    try:
+        # A first publisher, then a second one with its own timestamps: the viewer's numbering
+        # carries on, so the second's SRs must be moved by the same offset as its packets.
+        await whip_publish(http, live.url, "bc-sr", token, first)
+        await whep_view(http, live.url, "bc-sr", op, viewer)
+        transport = viewer.pc.getReceivers()[0].transport
+        packets: list[tuple[float, RtpView]] = []
+        reports: list[tuple[float, RtcpSrPacket]] = []
+        original = transport._handle_rtp_data
+
+        async def handle(data: bytes, arrival_time_ms: int) -> None:
+            view = parse_rtp(data)
+            assert view is not None
+            packets.append((time.time(), view))
+            await original(data, arrival_time_ms=arrival_time_ms)
+
+        setattr(transport, "_handle_rtp_data", handle)  # noqa: B010 - this test's own tap, on the viewer's transport
+        rtp_hooks.observe_rtcp(transport, lambda data: reports.extend(
+            (time.time(), p) for p in RtcpPacket.parse(data) if isinstance(p, RtcpSrPacket)))
+        await viewer.wait_frames(10, timeout=20)
+        async with http.delete(f"{live.url}{first.location}", headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status in (200, 204), await resp.text()
+        await first.close()
+        await whip_publish(http, live.url, "bc-sr", token, pub)
+        second_at = time.time()
+        answer = {m.kind: m for m in SessionDescription.parse(viewer.pc.remoteDescription.sdp).media}
+        rates = {m.rtp.codecs[0].payloadType: (kind, m.rtp.codecs[0].clockRate) for kind, m in answer.items()}
+        ssrc_kind: dict[int, str] = {}
+
+        def settled() -> bool:
+            for _, view in packets:
+                if view.payload_type in rates:
+                    ssrc_kind[view.ssrc] = rates[view.payload_type][0]
+            # The publisher's own SRs (about one a second) must have reached the server first.
+            kinds = [ssrc_kind.get(sr.ssrc) for at, sr in reports if at > second_at + 3]
+            return kinds.count("video") >= 2 and kinds.count("audio") >= 2
+
+        await until(settled, timeout=30, what="two sender reports per kind at the viewer")
+        offsets: dict[str, list[float]] = {"video": [], "audio": []}
+        for at, sr in reports:
+            kind = ssrc_kind.get(sr.ssrc)
+            if kind is None or at <= second_at + 3:
+                continue
+            rate = 90000 if kind == "video" else 48000
+            ntp_s = _ntp_to_unix(sr.sender_info.ntp_timestamp)
+            mine = [(t, v) for t, v in packets if v.ssrc == sr.ssrc and v.payload_type in rates]
+            for t, v in mine:
+                if abs(t - at) < 1.0:
+                    delta = ((v.timestamp - sr.sender_info.rtp_timestamp + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+                    offsets[kind].append(t - (ntp_s + delta / rate))  # arrival minus projected send time
+            # Counts: every packet of this SSRC the viewer had before the SR (minus any in flight).
+            before = [v for t, v in mine if t <= at]
+            assert len(before) - 40 <= sr.sender_info.packet_count <= len(before) + 40
+            octets = sum(len(v.payload) for v in before)
+            assert octets * 0.9 - 20000 <= sr.sender_info.octet_count <= octets * 1.1 + 20000
+        medians = {kind: statistics.median(values) for kind, values in offsets.items()}
+        for kind, median in medians.items():
+            assert -0.05 < median < 0.3, f"{kind}: packets arrive {median:.3f} s after their projected send time"
+        assert abs(medians["video"] - medians["audio"]) < 0.05, f"audio and video apart: {medians}"
+    finally:
+        await viewer.close()
+        await first.close()
         await pub.close()

@@ -1,24 +1,45 @@
-"""Pins the aiortc internals media/rtp_hooks.py relies on: an aiortc upgrade that changes any of
-them fails here, before the packet engine silently stops receiving, retransmitting or reporting."""
+"""Pins the aiortc (and aioice) internals media/rtp_hooks.py relies on: an upgrade that changes any
+of them fails here, before the packet engine silently stops receiving, sending, retransmitting or
+reporting."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 
 import pytest
-from aiortc import RTCDtlsTransport, RTCRtpSender
+from aioice import ice
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.rtp import RtcpPacket, RtcpPsfbPacket
 
 from media import rtp_hooks
+from media.packets import IdleTrack
+from media.rtpwire import build_rtp, parse_rtp
+from tests.support.waits import until
 
 
 def test_dtls_transport_hands_unprotected_packets_to_the_hooked_methods() -> None:
     src = inspect.getsource(RTCDtlsTransport._recv_next)
+    assert "data = await self.transport._recv()" in src
     assert "self._rx_srtp.unprotect(data)" in src
     assert "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)" in src
     assert "await self._handle_rtcp_data(data)" in src
+    assert "self.__rx_bytes += len(data)" in src and "self.__rx_packets += 1" in src
     send = inspect.getsource(RTCDtlsTransport._send_rtp)
     assert "protect_rtcp(data)" in send and "self._tx_srtp.protect(data)" in send
-    assert "ConnectionError" in send
+    assert "self._state != State.CONNECTED" in send and "ConnectionError" in send
+    assert "await self.transport._send(data)" in send
+    assert "self.__tx_bytes += len(data)" in send and "self.__tx_packets += 1" in send
+
+
+def test_aioice_delivers_datagrams_and_sends_through_the_nominated_pair() -> None:
+    received = inspect.getsource(ice.StunProtocol.datagram_received)
+    assert "self.receiver.data_received(data, self.local_candidate.component)" in received
+    assert "self._queue.put_nowait((data, component))" in inspect.getsource(ice.Connection.data_received)
+    sendto = inspect.getsource(ice.Connection.sendto)
+    assert "self._nominated.get(component)" in sendto
+    assert "active_pair.protocol.send_data(data, active_pair.remote_addr)" in sendto
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(ice.StunProtocol.send_data)
 
 
 def test_sender_routes_nacks_and_reports_through_the_hooked_methods() -> None:
@@ -30,18 +51,27 @@ def test_sender_routes_nacks_and_reports_through_the_hooked_methods() -> None:
     assert "self._ssrc = random32()" in init and "self._rtx_ssrc = random32()" in init
 
 
+def test_a_receiver_without_its_bandwidth_estimator_still_takes_packets() -> None:
+    assert "if self.__remote_bitrate_estimator is not None:" in inspect.getsource(RTCRtpReceiver._handle_rtp_packet)
+    class Transport:
+        state = "new"
+
+    receiver = RTCRtpReceiver("video", transport=Transport())  # type: ignore[arg-type]
+    assert receiver._RTCRtpReceiver__remote_bitrate_estimator is not None  # type: ignore[attr-defined]
+    rtp_hooks.drop_bandwidth_estimator(receiver)
+    assert receiver._RTCRtpReceiver__remote_bitrate_estimator is None  # type: ignore[attr-defined]
+
+
 async def test_hooks_shadow_one_instance_and_refuse_objects_without_the_internals() -> None:
     class Transport:
         state = "new"
 
     sender = RTCRtpSender("video", transport=Transport())  # type: ignore[arg-type]
-
-    async def retransmit(seq: int) -> None:
-        return None
-
-    rtp_hooks.on_retransmit(sender, retransmit)
-    assert sender._retransmit is retransmit
-    assert vars(RTCRtpSender)["_retransmit"] is not retransmit  # the class is untouched
+    asked: list[int] = []
+    rtp_hooks.on_retransmit(sender, asked.append)
+    await sender._retransmit(7)
+    assert asked == [7]
+    assert "_retransmit" in vars(sender) and vars(RTCRtpSender)["_retransmit"] is not vars(sender)["_retransmit"]
     ssrc, rtx = rtp_hooks.sender_ssrcs(sender)
     assert ssrc == sender._ssrc and rtx == sender._rtx_ssrc
 
@@ -49,10 +79,69 @@ async def test_hooks_shadow_one_instance_and_refuse_objects_without_the_internal
         pass
 
     with pytest.raises(RuntimeError, match="media/rtp_hooks.py"):
-        rtp_hooks.intercept_rtp(Bare(), retransmit)  # type: ignore[arg-type]
+        rtp_hooks.intercept_rtp(Bare(), asked.append)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="media/rtp_hooks.py"):
         rtp_hooks.rtp_sender_of(Bare())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="media/rtp_hooks.py"):
+        rtp_hooks.rtcp_sender_of(Bare())  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="media/rtp_hooks.py"):
         rtp_hooks.on_sender_report(Bare(), lambda: None)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="media/rtp_hooks.py"):
         rtp_hooks.sender_ssrcs(Bare())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="media/rtp_hooks.py"):
+        rtp_hooks.drop_bandwidth_estimator(Bare())  # type: ignore[arg-type]
+
+
+async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_are_counted() -> None:
+    """Two real peers: RTP and RTCP sent with the hooks' synchronous senders are unprotected by the
+    other side and reach its handler (RTP, as sent) or aiortc (RTCP, seen by the observer); the
+    transports' statistics count them as aiortc's own send path does."""
+    sending, receiving = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        sending.addTransceiver(IdleTrack("video"), direction="sendonly")
+        await sending.setLocalDescription(await sending.createOffer())
+        await receiving.setRemoteDescription(sending.localDescription)
+        await receiving.setLocalDescription(await receiving.createAnswer())
+        out = sending.getSenders()[0].transport
+        inbound = receiving.getReceivers()[0].transport
+        got: list[bytes] = []
+        rtcp: list[bytes] = []
+        rtp_hooks.intercept_rtp(inbound, got.append)
+        rtp_hooks.observe_rtcp(inbound, rtcp.append)
+        send_rtp, send_rtcp = rtp_hooks.rtp_sender_of(out), rtp_hooks.rtcp_sender_of(out)
+        with pytest.raises(ConnectionError):
+            send_rtp(build_rtp(96, True, 1, 1, 1, b"x"))  # not connected yet
+        await sending.setRemoteDescription(receiving.localDescription)
+        await until(lambda: out.state == "connected" and inbound.state == "connected", timeout=20,
+                    what="DTLS up on both sides")
+        before = out._get_stats()
+        sent = [build_rtp(96, k % 2 == 0, 1000 + k, 90 * k, 0x1234, bytes([k]) * (100 + k)) for k in range(20)]
+        for packet in sent:
+            send_rtp(packet)
+        pli = bytes(RtcpPsfbPacket(fmt=1, ssrc=1, media_ssrc=0x1234))
+        send_rtcp(pli)
+        await until(lambda: len(got) == len(sent) and rtcp, timeout=10, what="RTP and RTCP at the other peer")
+        assert got == sent  # in order, byte for byte
+        assert parse_rtp(got[0]) is not None
+        assert isinstance(RtcpPacket.parse(rtcp[0])[0], RtcpPsfbPacket)
+        after = out._get_stats()
+        (b,), (a,) = before.values(), after.values()
+        assert a.packetsSent - b.packetsSent == len(sent) + 1
+        assert a.bytesSent - b.bytesSent > sum(len(p) for p in sent)  # SRTP adds its tag
+        assert list(inbound._get_stats().values())[0].packetsReceived >= len(sent)
+        # A handler that raises loses its packet, not the socket.
+        broken = [0]
+
+        def fail(data: bytes) -> None:
+            broken[0] += 1
+            raise ValueError("a bug in the handler")
+
+        more = [build_rtp(96, True, 2000 + k, 0, 0x1234, b"y") for k in range(2)]  # SRTP drops replays
+        rtp_hooks.intercept_rtp(inbound, fail)
+        send_rtp(more[0])
+        await until(lambda: broken[0] == 1, timeout=10, what="the failing handler called")
+        rtp_hooks.intercept_rtp(inbound, got.append)
+        send_rtp(more[1])
+        await until(lambda: got[-1] == more[1], timeout=10, what="packets still arriving after the failure")
+    finally:
+        await asyncio.gather(sending.close(), receiving.close())

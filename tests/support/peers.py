@@ -171,9 +171,11 @@ def _recording_viewer() -> Viewer:
 
 
 async def whep_view(http: aiohttp.ClientSession, base: str, unit: str, token: str, viewer: Viewer,
-                    answer_filter: Callable[[str], str] | None = None) -> None:
+                    answer_filter: Callable[[str], str] | None = None,
+                    offer_filter: Callable[[str], str] | None = None) -> None:
+    offer = viewer.pc.localDescription.sdp
     async with http.post(
-        f"{base}/whep/{unit}", data=viewer.pc.localDescription.sdp,
+        f"{base}/whep/{unit}", data=offer_filter(offer) if offer_filter is not None else offer,
         headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
     ) as resp:
         body = await resp.text()
