@@ -228,3 +228,19 @@ def test_a_namespace_left_by_a_crashed_run_is_removed() -> None:
         assert name not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=30).stdout
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
+
+
+def test_frames_are_matched_to_the_live_frames_with_their_bytes() -> None:
+    """The loop repeats its bytes every few seconds: a late viewer's first frame is the latest
+    frame sent with those bytes, not the first ever sent (that made every frame after it look
+    undecodable until the next keyframe: 161 of 210 in one run); a recording's frames follow on."""
+    loop = [("key", True), ("d1", False), ("d2", False)]
+    sent = [Sent(at=float(n), digest=loop[n % 3][0], keyframe=loop[n % 3][1]) for n in range(9)]
+    viewer = [(6.1, "key", True), (7.2, "d1", False), (8.1, "d2", False)]
+    assert [(g.n, g.decodable) for g in match(sent, viewer)] == [(6, True), (7, True), (8, True)]
+    assert [g.n for g in match(sent, [(3.5, "d2", False), (8.5, "key", True)])] == [2, 6]  # after a freeze
+    unknown = [(6.1, "key", True), (6.2, "nope", False), (7.3, "d1", False)]
+    assert [(g.n, g.decodable) for g in match(sent, unknown)] == [(6, True), (None, False), (7, False)]
+    inf = float("inf")
+    recording = [(inf, "key", True), (inf, "d1", False), (inf, "key", True), (inf, "d2", False)]
+    assert [(g.n, g.decodable) for g in match(sent, recording)] == [(0, True), (1, True), (3, True), (5, False)]

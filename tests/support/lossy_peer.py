@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import bisect
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -50,18 +51,27 @@ class Got:
 
 
 def match(sent: list[Sent], received: list[tuple[float, str, bool]]) -> list[Got]:
-    """Each received frame is the first publisher frame with its bytes after the one matched before
-    it, sent before it arrived (the loop repeats, so bytes alone are ambiguous), as bench.loadgen does."""
+    """Which publisher frame each received frame is. The loop repeats, so bytes alone are ambiguous:
+    a frame with a receive time is the publisher's *latest* frame with its bytes sent before it
+    arrived (a viewer gets live frames, never one a whole loop old; the first frame of a late
+    viewer would otherwise be taken for the first frame ever sent, and every frame after it for
+    the wrong one until the next keyframe); a frame without one (``at`` infinite: a recording) is
+    the first with its bytes after the one matched before it. Either way it comes after the frame
+    matched before it."""
     by_digest: dict[str, list[int]] = {}
     for n, s in enumerate(sent):
         by_digest.setdefault(s.digest, []).append(n)
+    times = {digest: [sent[n].at for n in numbers] for digest, numbers in by_digest.items()}
     out: list[Got] = []
     last_n = -1
     shown: int | None = None  # the last frame a decoder could show
     for at, digest, keyframe in received:
         numbers = by_digest.get(digest, [])
-        k = bisect.bisect_right(numbers, last_n)
-        if k == len(numbers) or sent[numbers[k]].at > at:
+        if math.isinf(at):
+            k = bisect.bisect_right(numbers, last_n)
+        else:
+            k = bisect.bisect_right(times.get(digest, []), at) - 1
+        if k < 0 or k == len(numbers) or numbers[k] <= last_n or sent[numbers[k]].at > at:
             out.append(Got(at, None, keyframe, False))
             shown = None
             continue
