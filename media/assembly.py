@@ -155,10 +155,11 @@ class FrameAssembler:
         self._lost()
 
     def _lost(self) -> None:
+        # Every loss asks (the fanout coalesces requests): one after the first would be needed
+        # anyway when the keyframe asked for was itself lost.
         self.dropped += 1
-        if not self._need_keyframe:
-            self._need_keyframe = True
-            self._on_loss()
+        self._need_keyframe = True
+        self._on_loss()
 
     def _frame(self, ts: int, parts: list[bytes]) -> None:
         codec = self._codec

@@ -6,7 +6,9 @@ to their kind's :class:`~media.packets.PacketStream`, RTX payload types (RFC 458
 to the original sequence number first (padding-only RTX probes are dropped). Everything runs as
 packets arrive, without tasks of its own:
 
-- gaps are NACKed upstream through the stream's :class:`~media.loss.NackTracker`;
+- gaps are NACKed upstream through the stream's :class:`~media.loss.NackTracker` (if NACK was
+  negotiated for the codec, RFC 4585), and a video packet it gives up on makes the fanout ask the
+  publisher for a keyframe at once: the frames after it cannot be decoded until one arrives;
 - about once a second the publisher gets a receiver report (loss, highest sequence number,
   LSR/DLSR; jitter 0) and a REMB of ``max_bitrate``: aiortc estimates nothing here, and Chromium
   stays at its start bitrate without feedback;
@@ -48,8 +50,11 @@ class _Route:
     stream: PacketStream
     codec: Any
     send: rtp_hooks.RtpSend
+    nack: bool = True  # NACK negotiated (``a=rtcp-fb:PT nack``)
     ssrc: int | None = None
     pli_pending: bool = False
+    nacked: int = 0  # sequence numbers NACKed (tries included)
+    lost: int = 0  # given up on: lost for good
     # RFC 3550 A.3 reception statistics
     base_seq: int = 0
     max_seq: int = 0
@@ -107,7 +112,9 @@ class PublisherIngress:
     def add(self, kind: str, stream: PacketStream, codec: Any, rtx_payload_types: list[int],
             transport: RTCDtlsTransport) -> None:
         """Route ``codec.payloadType`` (and its RTX payload types) of ``transport`` to ``stream``."""
-        route = _Route(kind, stream, codec, rtp_hooks.rtp_sender_of(transport))
+        route = _Route(kind, stream, codec, rtp_hooks.rtp_sender_of(transport),
+                       nack=any(fb.type == "nack" and not fb.parameter for fb in codec.rtcpFeedback))
+        stream.nacks.active = route.nack
         self._routes[kind] = route
         self._by_pt[codec.payloadType] = route
         for pt in rtx_payload_types:
@@ -159,18 +166,33 @@ class PublisherIngress:
         stream = route.stream
         if payload:
             await stream.on_packet(seq, view.timestamp, view.marker, payload, now)
-        lost = stream.nacks.due(now)
-        if lost and route.ssrc is not None:
-            nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=route.ssrc)
-            nack.lost = sorted(lost)
-            self.nacks_sent += 1
-            await self._send_rtcp(route, bytes(nack))
+        if route.nack and stream.nacks.waiting:
+            await self._recover(route, stream, now)
         if route.pli_pending:
             route.pli_pending = False
             await self.request_keyframe(route.kind)
         if now >= self._next_report:
             self._next_report = now + REPORT_INTERVAL_S
             await self._send_reports(now)
+
+    async def _recover(self, route: _Route, stream: PacketStream, now: float) -> None:
+        """NACK what is due; ask for a keyframe if a packet is lost for good."""
+        missing = stream.nacks.due(now)
+        if missing and route.ssrc is not None:
+            nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=route.ssrc)
+            nack.lost = sorted(missing)
+            self.nacks_sent += 1
+            route.nacked += len(missing)
+            await self._send_rtcp(route, bytes(nack))
+        lost = stream.nacks.take_lost()
+        if lost:
+            route.lost += len(lost)
+            stream.fanout.request_keyframe("packet lost for good upstream")
+
+    def summary(self) -> str:
+        """Loss recovery so far, per kind, for the log."""
+        return ", ".join(f"{kind}: {r.received} packets, {r.nacked} NACKed, {r.lost} lost for good"
+                         if r.nack else f"{kind}: {r.received} packets (no NACK)" for kind, r in self._routes.items())
 
     def _on_rtcp(self, data: bytes) -> None:
         """Take the publisher's sender reports (NTP ↔ RTP mapping, LSR) from a compound packet."""

@@ -250,6 +250,8 @@ class PublisherSession(_Session):
     def _release(self) -> None:
         for fanout in self.channel.fanouts:
             fanout.detach_source(self.id)
+        if self.ingress is not None:
+            logger.info("unit %s: publisher %s: %s", self.unit_id, self.id, self.ingress.summary())
 
 
 class ViewerSession(_Session):
