@@ -3,10 +3,11 @@
 
 The process publishes pre-encoded VP8 640x480@30 (~1 Mbit/s) and Opus over WHIP, watches the same
 unit over WHEP (tokens from ``LOSSY_UNIT_TOKEN`` and ``LOSSY_PERSON_TOKEN``), prints ``READY``
-once the viewer has its first frame, runs ``--seconds`` more, ends both sessions with DELETE,
-writes a JSON report to ``--report`` (every video frame sent: send time, digest, keyframe; every
-frame the viewer got: arrival time, digest, keyframe; times on this machine's monotonic clock,
-which the test process shares), prints ``REPORTED`` and exits. Nothing is encoded or decoded.
+once the viewer has its first frame, runs ``--seconds`` more (less if it gets SIGUSR1), ends both
+sessions with DELETE, writes a JSON report to ``--report`` (every video frame sent: send time,
+digest, keyframe; every frame the viewer got: arrival time, digest, keyframe; times on this
+machine's monotonic clock, which the test process shares), prints ``REPORTED`` and exits. Nothing
+is encoded or decoded.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +86,8 @@ def match(sent: list[Sent], received: list[tuple[float, str, bool]]) -> list[Got
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stop.set)
     loops = LoopCache()
     video = await loops.video(VideoLoopSpec(codec="vp8", width=640, height=480, fps=30, bitrate=1_000_000))
     audio = await loops.audio()
@@ -112,7 +117,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await whep_view(http, base, args.unit, args.person_token, viewer)
             await viewer.wait_frames(1, FIRST_FRAME_TIMEOUT_S)
             print("READY", flush=True)
-            await asyncio.sleep(args.seconds)  # the measured run: the test watches, the wire impairs
+            with contextlib.suppress(TimeoutError):  # the measured run: the test watches, the wire impairs
+                await asyncio.wait_for(stop.wait(), args.seconds)
         finally:
             for location, token in ((viewer.location, args.person_token), (pub.location, args.unit_token)):
                 if location:
