@@ -32,7 +32,7 @@ from tests.support.peers import frame_digest
 from tests.support.server import ServerProcess, add_unit, add_user, login, write_config
 from tests.support.waits import until
 
-ENGINES = ("packets",)
+ENGINES = ("frames", "packets")  # [media] engine
 UNIT, PERSON, PASSWORD = "bc-lossy", "watcher", "lossy-pass-12345"
 CLEAN_S = 8.0  # undisturbed stretch after the viewer's first frame (target a)
 RUN_S = 40.0  # the peer's run after its first frame at most: the test ends it TAIL_S after the second drop

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiortc import RTCConfiguration
 
 from field_client.encoded_loop import VideoLoopSpec
 from field_client.loop_cache import LoopCache
@@ -91,7 +92,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     loops = LoopCache()
     video = await loops.video(VideoLoopSpec(codec="vp8", width=640, height=480, fps=30, bitrate=1_000_000))
     audio = await loops.audio()
-    pub = await make_publisher(video, audio)
+    no_stun = RTCConfiguration(iceServers=[])  # host candidates only: nothing to look up in the namespace
+    pub = await make_publisher(video, audio, config=no_stun)
     send_times: list[float] = []
     assert pub.video is not None
     inner = pub.video.on_packet
@@ -102,7 +104,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         send_times.append(time.monotonic())
 
     pub.video.on_packet = on_packet
-    viewer = await make_viewer(video=True, audio=True)
+    viewer = await make_viewer(video=True, audio=True, config=no_stun)
     # The viewer reassembles frames as the server does (a 128-packet buffer completing frames at the
     # marker, dropping frames it could not decode and asking for a keyframe), not with aiortc's
     # default 512-packet buffer, which stalls ~3.5 s on one packet lost for good and hands on the
