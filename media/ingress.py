@@ -189,6 +189,17 @@ class PublisherIngress:
             route.lost += len(lost)
             stream.fanout.request_keyframe("packet lost for good upstream")
 
+    def packet_counts(self) -> tuple[int, int]:
+        """(lost, received) RTP packets of every stream so far, as a receiver report counts them
+        (RFC 3550 A.3: lost = expected - received, duplicates and retransmissions received too);
+        a stream's counts start again when its SSRC changes."""
+        lost = received = 0
+        for r in self._routes.values():
+            if r.received:
+                lost += max(0, r.cycles + r.max_seq - r.base_seq + 1 - r.received)
+                received += r.received
+        return lost, received
+
     def summary(self) -> str:
         """Loss recovery so far, per kind, for the log."""
         return ", ".join(f"{kind}: {r.received} packets, {r.nacked} NACKed, {r.lost} lost for good"
