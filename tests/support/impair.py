@@ -37,6 +37,7 @@ import random
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -129,6 +130,17 @@ class LossyNetwork:
         _instances += 1
         remove_stale_namespaces()
         self.name = f"{NS_PREFIX}{os.getpid()}-{_instances}"
+        # Test processes running side by side (several suites on one machine) must not pick the same
+        # free subnet: the choice is locked until this wire has put its addresses on its devices.
+        lock = os.open(os.path.join(tempfile.gettempdir(), "lossy-network-subnets.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+            await self._start_wire()
+        finally:
+            os.close(lock)  # and with it the lock
+        return self
+
+    async def _start_wire(self) -> None:
         n = _free_subnet()
         self.host_ip, self.peer_ip = f"{SUBNET_PREFIX}.{n}.1", f"{SUBNET_PREFIX}.{n}.2"
         tun = f"lsy{os.getpid() % 100000}{_instances % 100}"
@@ -149,7 +161,6 @@ class LossyNetwork:
         except BaseException:
             await self.close()
             raise
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
