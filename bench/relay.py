@@ -64,6 +64,8 @@ import math
 import os
 import platform
 import queue
+import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -192,6 +194,30 @@ def tree_cpu_s(pid: int) -> float:
         with contextlib.suppress(OSError):
             total += process_cpu_s(p)
     return total
+
+
+def worker_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds of each media worker process (``dispatch-server media-worker``) under ``pid``."""
+    out: dict[int, float] = {}
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError), open(f"/proc/{p}/cmdline", "rb") as f:
+            if b"media-worker" in f.read().split(b"\0"):
+                out[p] = process_cpu_s(p)
+    return out
+
+
+def units_by_worker(log_path: Path) -> dict[int, int]:
+    """Units per media worker pid, from the front's log: where each unit's latest publish went."""
+    where: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in log_path.read_text(encoding="utf-8", errors="replace").splitlines():
+            m = re.search(r"unit (\S+): publishing session \w+ on media worker \d+ \(pid (\d+)\)", line)
+            if m:
+                where[m[1]] = int(m[2])
+    counts: dict[int, int] = {}
+    for pid in where.values():
+        counts[pid] = counts.get(pid, 0) + 1
+    return counts
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -425,13 +451,14 @@ class Window:
     viewers_below_target: int = 0
     latency_p95_max_s: float | None = None  # worst viewer's 95th percentile frame latency
     max_gap_s: float = 0.0  # longest pause between two frames at any viewer
-    server_udp_drops: int = 0  # datagrams lost to full receive buffers of the server's sockets
+    server_udp_drops: int = 0  # datagrams lost to full receive buffers of the server's sockets (workers' too)
     loadgen_udp_drops: int = 0
     server_rss_mb: float = 0.0  # at the end of the window, the server's process tree
     # Audio (Opus packets) received over sent in the window, lowest and median over viewers.
     audio_received_min: float | None = None
     audio_received_median: float | None = None
     latency_all_p95_s: float | None = None  # 95th percentile of every matched frame's latency, all viewers
+    worker_cpu_pct: dict[str, float] = field(default_factory=dict)  # by media worker pid (str), % of one core
 
 
 def measure(server: ServerChild, loadgens: list[LoadgenChild], seconds: float) -> Window:
@@ -441,17 +468,19 @@ def measure(server: ServerChild, loadgens: list[LoadgenChild], seconds: float) -
                 machine_jiffies())
 
     def drops() -> tuple[int, int]:
-        return udp_drops(server.pid), sum(udp_drops(lg.pid) for lg in loadgens)
+        return sum(udp_drops(p) for p in process_tree(server.pid)), sum(udp_drops(lg.pid) for lg in loadgens)
 
     d0 = drops()
     for lg in loadgens:
         lg.send({"cmd": "mark"})
+    w0 = worker_cpu_s(server.pid)
     t0, s0, l0, m0 = sample()
     first = [lg.receive(30) for lg in loadgens]
     time.sleep(max(0.0, seconds - (time.monotonic() - t0)))
     for lg, mark in zip(loadgens, first, strict=True):
         lg.send({"cmd": "mark", "since": mark["t"]})
     t1, s1, l1, m1 = sample()
+    w1 = worker_cpu_s(server.pid)
     second = [lg.receive(30) for lg in loadgens]
     d1 = drops()
     wall = t1 - t0
@@ -468,6 +497,7 @@ def measure(server: ServerChild, loadgens: list[LoadgenChild], seconds: float) -
         server_udp_drops=max(0, d1[0] - d0[0]),
         loadgen_udp_drops=max(0, d1[1] - d0[1]),
         server_rss_mb=tree_rss_mb(server.pid),
+        worker_cpu_pct={str(p): round(100 * (w1[p] - w0[p]) / wall, 2) for p in w1 if p in w0},
     )
     pub_fps: list[float] = []
     view_fps: list[float] = []
@@ -520,6 +550,17 @@ def measure(server: ServerChild, loadgens: list[LoadgenChild], seconds: float) -
     return win
 
 
+def per_worker(win: Window, idle: Window, units: dict[int, int]) -> list[dict[str, Any]]:
+    """Each media worker's CPU per unit in ``win`` (its CPU less its idle CPU, over its units)."""
+    out = []
+    for pid, cpu in sorted(win.worker_cpu_pct.items()):
+        n = units.get(int(pid), 0)
+        base = idle.worker_cpu_pct.get(pid, 0.0)
+        out.append({"pid": int(pid), "units": n, "cpu_pct": cpu, "idle_cpu_pct": base,
+                    "per_unit_cpu_pct": round((cpu - base) / n, 2) if n else None})
+    return out
+
+
 # --- the benchmark ---------------------------------------------------------------------------
 
 @dataclass
@@ -533,6 +574,7 @@ class Bench:
     loadgens: list[LoadgenChild] = field(default_factory=list)
     unit_tokens: dict[str, str] = field(default_factory=dict)
     person_token: str = ""
+    person_tokens: dict[str, str] = field(default_factory=dict)  # a server with a data directory of its own
     started: float = field(default_factory=time.monotonic)
     labels: tuple[str, ...] = SERVERS  # servers measured in the CPU rounds, in alternating order
     ramp_label: str = "forward"  # the server the unit ramp and late viewers run against
@@ -569,6 +611,7 @@ class Bench:
                          for k in range(self.plan.loadgens)]
         add_user(self.config, PERSON, "operator", PASSWORD)
         self.register_units([_cpu_unit(r, k) for r in range(self.plan.rounds) for k in range(max(self.plan.cpu_units))])
+        self.before_servers()
         for name, args in self.server_argv().items():
             self.servers[name] = self.server_child(name, args).start()
         self.person_token = asyncio.run(login(self.forward.url, PERSON, PASSWORD))
@@ -576,6 +619,9 @@ class Bench:
             lg.wait_ready()
         self.say(", ".join(f"{k} {v.url}" for k, v in self.servers.items())
                  + f"; video loop {self.loadgens[0].bitrate / 1000:.0f} kbit/s")
+
+    def before_servers(self) -> None:
+        """Last preparations while no server runs (units and people are registered)."""
 
     def server_child(self, name: str, argv: list[str]) -> ServerChild:
         return ServerChild(name, argv, self.logs / f"{name}-server.log", self.pinning.server if self.pinning else None)
@@ -607,7 +653,7 @@ class Bench:
 
     def _add(self, server: ServerChild, units: list[str], loadgens: list[LoadgenChild],
              kind: str = "whip") -> dict[str, Any]:
-        return add_units(loadgens, server.url, self.person_token,
+        return add_units(loadgens, server.url, self.person_tokens.get(server.name, self.person_token),
                          {u: self.unit_tokens.get(u, "any") for u in units}, units, kind)
 
     # 1. CPU per unit -----------------------------------------------------------------------
@@ -634,8 +680,14 @@ class Bench:
                     time.sleep(self.plan.warmup_s)
                     win = measure(server, lg, self.plan.window_s)
                     per_unit = (win.server_cpu_pct - idle.server_cpu_pct) / n
+                    workers = per_worker(win, idle, units_by_worker(server.log_path))
                     entry["steps"].append({**asdict(win), "per_unit_cpu_pct": round(per_unit, 2),
-                                           "connect_errors": added["errors"]})
+                                           "connect_errors": added["errors"], "workers": workers})
+                    if workers:
+                        self.say(f"round {r + 1} {label} {n} unit(s): " + "; ".join(
+                            f"worker pid {w['pid']}: {w['units']} unit(s), {w['cpu_pct']:.1f}% (idle "
+                            f"{w['idle_cpu_pct']:.1f}%) -> {w['per_unit_cpu_pct']}%/unit" for w in workers)
+                            + f"; front {win.server_cpu_pct - sum(win.worker_cpu_pct.values()):.1f}%")
                     self.say(f"round {r + 1} {label:8s} {n} unit(s): server {win.server_cpu_pct:5.1f}% "
                              f"(idle {idle.server_cpu_pct:.1f}%) -> {per_unit:5.2f}%/unit; loadgen "
                              f"{win.loadgen_cpu_pct[0]:.0f}%, others {win.others_cpu_pct:.0f}%, steal "
@@ -703,7 +755,8 @@ class Bench:
     def late_viewers(self, running_units: int, label: str = "", unit: str = "u000") -> dict[str, Any]:
         server = self.servers[label] if label else self.forward
         answer = self.loadgens[0].request({
-            "cmd": "late", "base": server.url, "person_token": self.person_token, "unit": unit,
+            "cmd": "late", "base": server.url, "person_token": self.person_tokens.get(server.name, self.person_token),
+            "unit": unit,
             "kind": "janus" if label == "janus" else "whip",
             "trials": self.plan.late_trials, "timeout_s": LATE_TIMEOUT_S,
         }, timeout=30 + (LATE_TIMEOUT_S + 3) * self.plan.late_trials)
@@ -734,19 +787,25 @@ class SideBySideBench(Bench):
     forward_setup: ForwardSetup = field(default_factory=lambda: ForwardSetup.make(None, None))
     recording: bool = False
     units_by_server: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    workers_config: Path = Path()
     janus_config: janus_server.JanusConfig = field(default_factory=lambda: janus_server.JanusConfig(port=0))
 
     def write_configs(self) -> None:
         archive = (f'[archive]\nenabled = true\ndir = "{self.work / "archive"}"\nsegment_s = 10.0\nmin_free_bytes = 0\n'
                    if self.recording else "[archive]\nenabled = false\n")
         self.config = write_config(self.work / "config.toml", self.work / "data", archive)
+        # The multi-worker server runs beside the single-process one: its own data directory (a
+        # copy, made before either starts, so the same units and people) and archive.
+        own_archive = archive.replace(str(self.work / "archive"), str(self.work / "archive-workers"))
+        self.workers_config = write_config(self.work / "config-workers.toml", self.work / "data-workers", own_archive)
         self.janus_config = janus_server.JanusConfig(port=janus_server.free_port(),
                                                      host_address=janus_server.primary_address())
         janus_server.write_config(self.work / "janus", self.janus_config)
 
     def server_argv(self) -> dict[str, list[str]]:
         forward = [PYTHON, "-m", "dispatch_server", "--config", str(self.config), "serve"]
-        argv = {"forward": forward, "forward-workers": forward, "janus": janus_server.command(self.work / "janus"),
+        workers = [PYTHON, "-m", "dispatch_server", "--config", str(self.workers_config), "serve"]
+        argv = {"forward": forward, "forward-workers": workers, "janus": janus_server.command(self.work / "janus"),
                 "mediarelay": [PYTHON, "-m", "bench.baseline_server"]}
         return {name: argv[name] for name in self.labels}
 
@@ -758,9 +817,16 @@ class SideBySideBench(Bench):
         env = {"forward": self.forward_setup.env, "forward-workers": self.forward_setup.worker_env()}.get(name, {})
         return ServerChild(name, argv, log, cores, env=env)
 
+    def before_servers(self) -> None:
+        self.register_units(_late_units())
+        if "forward-workers" in self.labels:
+            shutil.copytree(self.work / "data", self.work / "data-workers")
+
     def setup(self) -> None:
         super().setup()
-        self.register_units(_late_units())
+        if "forward-workers" in self.servers:
+            self.person_tokens["forward-workers"] = asyncio.run(login(self.servers["forward-workers"].url, PERSON,
+                                                                      PASSWORD))
         if self.pinning:
             children: list[tuple[str, int, frozenset[int]]] = [
                 *((c.name, c.pid, self.pinning.server) for c in self.servers.values()),
@@ -833,7 +899,13 @@ class SideBySideBench(Bench):
                  f"pub {win.publisher_fps_min:.1f} fps; loadgens {'+'.join(f'{c:.0f}' for c in win.loadgen_cpu_pct)}%"
                  f", others {win.others_cpu_pct:.0f}%, steal {win.machine_steal_pct:.0f}%"
                  + (f"; {len(added['failed'])} unit(s) failed to connect" if added["failed"] else ""))
-        return {**asdict(win), "target_units": n,
+        workers = per_worker(win, idle, units_by_worker(self.servers[label].log_path))
+        if workers:
+            self.say(f"{label:15s} {n:2d} unit(s): " + "; ".join(
+                f"worker pid {w['pid']} {w['units']} unit(s) {w['cpu_pct']:.1f}% (idle {w['idle_cpu_pct']:.1f}%)"
+                f" -> {w['per_unit_cpu_pct'] if w['per_unit_cpu_pct'] is not None else '-'}%/unit" for w in workers)
+                + f"; front {win.server_cpu_pct - sum(win.worker_cpu_pct.values()):.1f}%")
+        return {**asdict(win), "target_units": n, "workers": workers,
                 "per_unit_cpu_pct": None if per_unit is None else round(per_unit, 3),
                 "rss_per_unit_mb": None if rss_per_unit is None else round(rss_per_unit, 2),
                 "connect_s": added["connect_s"], "connect_failed": added["failed"], "connect_errors": added["errors"]}

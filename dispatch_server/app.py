@@ -10,6 +10,8 @@ recordings they feed), then the archive, the services it reads from, and storage
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 import time
 from functools import partial
 from typing import Any, Callable
@@ -34,13 +36,14 @@ from .audit import AuditTrail
 from .audit_ledger import AuditLedger
 from .auth import Authenticator
 from .compliance import ComplianceWatch
-from .config import Settings
+from .config import MediaConfig, Settings
 from .denials import DenialLedger
 from .evidence import ArchiveActions, EvidencePorts
 from .evidence_catalog import EvidenceCatalog, catalog_location
 from .export_sources import ExportSources
 from .exports import ExportService, load_link_secret
 from .footage_requests import FootageRequests
+from .http import worker_api
 from .http.guard_stats import GuardStats
 from .http.metrics_listener import MetricsListener
 from .http.middleware import errors_middleware, headers_middleware
@@ -55,6 +58,9 @@ from .lifetime import lifetime
 from .links import UnitLinks
 from .live import LiveService, ice_servers
 from .login_throttle import LoginThrottle
+from .media_host import LocalMediaHost, MediaHost
+from .media_worker import MediaWorker
+from .media_workers import MediaWorkers
 from .metrics import Metrics
 from .node import node_id
 from .node_tokens import NodeTokens
@@ -130,11 +136,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     positions = PositionService(tracks, roster, action_store, alerts, audit, running, settings.geo.stale_after_s,
                                 index, clock, push_positions=push.positions, metrics=metrics, moved=compliance.moved)
     sos = SosService(alerts, action_store, presence, clock)
-    relay = Relay(RelayConfig(pli_min_interval_s=settings.media.pli_min_interval_s,
-                              keyframe_interval_s=settings.media.keyframe_interval_s,
-                              viewer_queue_frames=settings.media.viewer_queue_frames,
-                              engine=settings.media.engine,
-                              publisher_max_bitrate=settings.media.publisher_max_bitrate))
+    relay = _relay(settings.media)
     archive: ArchiveService | None = None
     if settings.archive.enabled:
         a = settings.archive
@@ -147,9 +149,16 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     node_tokens = NodeTokens(settings.cluster.secret, node, settings.cluster.token_ttl_s, audit, clock)
     pulls = Pulls(relay, presence, node_tokens, settings.cluster, ice_servers(settings.media),
                   settings.media.publisher_timeout_s)
-    live = LiveService(accounts, relay, roster, settings.media, node, push.viewer_closed, recorder=archive,
-                       revocation=revocation, stopping=stopping, pulls=pulls)
-    talk = TalkService(relay, action_store, audit, push.unit, push.operators, live.ice_servers,
+    local_media = LocalMediaHost(relay, ice_servers(settings.media))
+    media: MediaHost = local_media
+    if settings.media.workers > 0:  # one unit's media per worker process; this process keeps pulled units
+        boot = {"media": dataclasses.asdict(settings.media), "log": dataclasses.asdict(settings.log), "node": node,
+                "event_loop": settings.server.event_loop}
+        media = MediaWorkers(settings.media.workers, [sys.executable, "-m", "dispatch_server", "media-worker"], boot,
+                             local_media)
+    live = LiveService(accounts, media, roster, settings.media, node, push.viewer_closed, recorder=archive,
+                       revocation=revocation, stopping=stopping, pulls=pulls, on_media_lost=push.media_lost)
+    talk = TalkService(media, action_store, audit, push.unit, push.operators,
                        settings.media.publisher_timeout_s, links, clock)
     action_listeners = [running.action_changed, push.action_update, roster.action_changed, compliance.action_changed]
     if archive is not None:
@@ -229,6 +238,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                                         settings.procedure, settings.console.time_zone, clock)
 
     contexts += [lifetime(compliance.close, partial(compliance.start, archive)),  # after the archive it follows
+                 lifetime(media.close, media.start),  # workers start before, and stop after, the sessions
                  lifetime(live.close, live.start), lifetime(talk.close), lifetime(figures.close, figures.start),
                  lifetime(metrics_listener.close, metrics_listener.start)]
     for key, service in services.items():
@@ -239,3 +249,22 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
         app.router.add_routes(table)
     add_static_routes(app.router)
     return app
+
+
+def create_worker_app(media: MediaConfig, secret: str, index: int) -> web.Application:
+    """A media worker's app (``dispatch-server media-worker``): its sessions and relay behind the
+    internal API its front calls (:mod:`dispatch_server.http.worker_api`)."""
+    passthrough.install()
+    worker = MediaWorker(LocalMediaHost(_relay(media), ice_servers(media)), index)
+    app = web.Application(client_max_size=4 * 1024 * 1024)
+    app[k.WORKER] = worker
+    app[k.WORKER_SECRET] = secret
+    app.cleanup_ctx.append(lifetime(worker.close, worker.start))
+    app.router.add_routes(worker_api.routes)
+    return app
+
+
+def _relay(media: MediaConfig) -> Relay:
+    return Relay(RelayConfig(pli_min_interval_s=media.pli_min_interval_s, keyframe_interval_s=media.keyframe_interval_s,
+                             viewer_queue_frames=media.viewer_queue_frames, engine=media.engine,
+                             publisher_max_bitrate=media.publisher_max_bitrate))

@@ -30,6 +30,7 @@ from .http.telemetry_frames import TelemetryHub
 from .http.tickets import PlaybackTickets
 from .instructions import InstructionService
 from .live import LiveService
+from .media_worker import MediaWorker
 from .metrics import Metrics
 from .node_tokens import NodeTokens
 from .party_access import PartyAccess
@@ -86,3 +87,6 @@ EXPORTS = web.AppKey("exports", ExportService)
 SNAPSHOTS = web.AppKey("snapshots", SnapshotService)
 AUDIT_LEDGER = web.AppKey("audit_ledger", AuditLedger)
 COMPLIANCE = web.AppKey("compliance", ComplianceWatch)
+# Only on a media worker's own app (``create_worker_app``):
+WORKER = web.AppKey("worker", MediaWorker)
+WORKER_SECRET = web.AppKey("worker_secret", str)

@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     es.add_argument("username")
 
     sub.add_parser("list-units", help="list registered units")
+    sub.add_parser("media-worker", help="internal: one media worker process, started by serve ([media] workers)")
 
     b = sub.add_parser("backup", help="copy the databases (pg_dump with [storage] url) and keys into a new folder, "
                                       "while the server runs (restore: docs/cluster.md)")
@@ -361,6 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("aioice", "aiortc", "engineio", "socketio", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not args.verbose else logging.DEBUG)
+    if args.command == "media-worker":  # its front hands it its settings on standard input
+        from .server import run_media_worker
+
+        return run_media_worker()
     try:
         settings = _settings(args)
         configure_logging(settings.log, node_id(settings), args.verbose)

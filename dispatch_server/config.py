@@ -17,13 +17,14 @@ import typing
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from recordings.archive_config import witness_location
 from recordings.checkpoint import default_checkpoint_path
 
 ENV_PREFIX = "DISPATCH_"
 EVENT_LOOPS = ("uvloop", "asyncio")
+T = TypeVar("T")
 
 
 def redact_url(url: str) -> str:
@@ -101,6 +102,7 @@ class MediaConfig:
     engine: str = "packets"  # "packets": forward RTP packets (SFU fast path); "frames": encoded frames via aiortc
     publisher_max_bitrate: int = 2_500_000  # packet engine: REMB sent to every publisher (bit/s)
     ice_servers: tuple[IceServer, ...] = ()
+    workers: int = 0  # media worker processes (dispatch_server.media_workers); 0: media in the server's own process
 
 
 @dataclass(frozen=True)
@@ -373,6 +375,13 @@ def _build(cls: Any, raw: Mapping[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
+def section(cls: type[T], raw: Mapping[str, Any], prefix: str) -> T:
+    """One section (``cls``, a config dataclass) from a plain mapping, checked like a file's: how a
+    media worker receives its front's ``[media]`` and ``[log]``."""
+    built: T = _build(cls, raw, prefix)
+    return built
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for name, value in env.items():
@@ -483,6 +492,7 @@ def validate(s: Settings) -> None:
         ("media.keyframe_interval_s", s.media.keyframe_interval_s, 0.0),
         ("media.viewer_queue_frames", s.media.viewer_queue_frames, 2),
         ("media.publisher_max_bitrate", s.media.publisher_max_bitrate, 50_000),
+        ("media.workers", s.media.workers, 0),
         ("console.patrol_interval_s", s.console.patrol_interval_s, 1.0),
         ("alerts.escalate_after_s", s.alerts.escalate_after_s, 1.0),
         ("alerts.sweep_interval_s", s.alerts.sweep_interval_s, 0.05),

@@ -29,6 +29,8 @@ END_STATEMENTS = {
     "link_lost": "recording ended: the unit's link was lost and it did not come back (link_lost)",
     "unit_stopped": "recording ended: the unit stopped sending (unit_stopped)",
     "access_revoked": "recording ended: the unit's access was revoked (access_revoked)",
+    "worker_restarted": "recording ended: the server's media worker died and the unit did not come back "
+                        "(worker_restarted)",
 }
 
 

@@ -17,12 +17,12 @@ import time
 from typing import Any, Awaitable, Callable, Protocol
 
 from media.errors import CodecMismatch, SdpError
-from media.relay import Channel, Relay
-from media.session import PublisherSession, ViewerSession
+from recordings.source import FrameSource
 
 from .auth import Person
 from .config import MediaConfig
 from .errors import BadSdp, Conflict, Forbidden, NotFound, Unavailable
+from .media_host import HostedPublisher, HostedViewer, MediaHost
 from .pulls import Pulls
 from .revocation import Grant, Revocation
 from .roster import Roster
@@ -32,12 +32,13 @@ from .stores.accounts import Accounts
 logger = logging.getLogger(__name__)
 
 ViewerClosed = Callable[[dict[str, Any]], Awaitable[None]]
+MediaLost = Callable[[str, str], Awaitable[None]]
 
 
 class Recorder(Protocol):
     """What the live path tells the evidence archive (``recordings.archive.ArchiveService``)."""
 
-    async def publish_started(self, unit_id: str, channel: Channel, video_codec: str | None,
+    async def publish_started(self, unit_id: str, channel: FrameSource, video_codec: str | None,
                               audio_codec: str | None, failover: tuple[str, float] | None = None) -> Any: ...
 
     def publish_ended(self, unit_id: str, cause: str) -> None: ...
@@ -56,28 +57,34 @@ def gap_cause(reason: str) -> str:
         return "server_stopped"
     if reason.startswith("credentials revoked"):
         return "access_revoked"
+    if reason.startswith(WORKER_DIED):
+        return "worker_restarted"
     return "link_lost"  # silence, failed connection, replaced after silence
 
 
 TOUCH_INTERVAL_S = 5.0
+WORKER_DIED = "media worker died"  # how a session ends when its media worker process dies (media_workers)
 
 
 class LiveService:
-    def __init__(self, accounts: Accounts, relay: Relay, roster: Roster, config: MediaConfig, node_id: str,
+    def __init__(self, accounts: Accounts, media: MediaHost, roster: Roster, config: MediaConfig, node_id: str,
                  on_viewer_closed: ViewerClosed, recorder: Recorder | None, revocation: Revocation,
-                 stopping: Stopping | None = None, pulls: Pulls | None = None) -> None:
+                 stopping: Stopping | None = None, pulls: Pulls | None = None,
+                 on_media_lost: MediaLost | None = None) -> None:
+        self._on_media_lost = on_media_lost  # the unit is told to publish again (its media worker died)
         self._stopping = stopping
         self._pulls = pulls
         self._accounts = accounts
         self._revocation = revocation
         self._grants: dict[str, Grant] = {}  # by session id: what ends a session when its credential goes
-        self.relay = relay
+        self._media = media
+        self.relay = media.relay  # this process's own channels (pulled units; every unit without workers)
         self.roster = roster
         self._config = config
         self.node_id = node_id
         self._on_viewer_closed = on_viewer_closed
-        self.publishers: dict[str, PublisherSession] = {}
-        self.viewers: dict[str, ViewerSession] = {}
+        self.publishers: dict[str, HostedPublisher] = {}
+        self.viewers: dict[str, HostedViewer] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._toucher: asyncio.Task[None] | None = None
@@ -85,8 +92,14 @@ class LiveService:
         self._recorder = recorder
         self.ice_servers = ice_servers(config)
 
+    def relay_counters(self) -> dict[str, dict[str, int]]:
+        """The relay counters of every process that carries this node's media (``Relay.counters``)."""
+        return self._media.counters()
+
+    def take_first_frames(self) -> list[float]:
+        return self._media.take_first_frames()
+
     def start(self) -> None:
-        self.relay.start()
         self._toucher = asyncio.get_running_loop().create_task(self._touch_loop(), name="live-touch")
 
     async def _touch_loop(self) -> None:
@@ -131,14 +144,8 @@ class LiveService:
                     )
                 await current.close(f"replaced by a new publisher after {silent:.1f} s of silence")
             try:
-                session, answer = await PublisherSession.accept(
-                    unit_id=unit_id,
-                    offer_sdp=offer_sdp,
-                    channel=self.relay.channel(unit_id),
-                    ice_servers=self.ice_servers,
-                    timeout_s=self._config.publisher_timeout_s,
-                    on_end=self._publisher_ended,
-                )
+                session, answer = await self._media.publish(unit_id, unit_id, offer_sdp,
+                                                            self._config.publisher_timeout_s, self._publisher_ended)
             except SdpError as exc:
                 raise BadSdp(str(exc)) from exc
             self.publishers[unit_id] = session
@@ -182,7 +189,7 @@ class LiveService:
         logger.info("unit %s: fail-over from node %s", unit_id, node)
         return node, since or time.time()
 
-    def _publisher_ended(self, session: PublisherSession, reason: str) -> None:
+    def _publisher_ended(self, session: HostedPublisher, reason: str) -> None:
         self._revocation.released(self._grants.pop(session.id, None))
         if self.publishers.get(session.unit_id) is session:
             del self.publishers[session.unit_id]
@@ -191,6 +198,8 @@ class LiveService:
                 planned = self._stopping is not None and self._stopping.planned
                 self._recorder.publish_ended(session.unit_id, "server_stopped" if planned else gap_cause(reason))
             self._spawn(self.roster.mark(session.unit_id, publishing=False))
+            if reason.startswith(WORKER_DIED) and self._on_media_lost is not None:
+                self._spawn(self._on_media_lost(session.unit_id, reason))
 
     async def unpublish(self, unit_id: str, session_id: str) -> None:
         session = self.publishers.get(unit_id)
@@ -234,22 +243,15 @@ class LiveService:
         logger.info("unit %s: node %s pulls it, session %s", unit_id, node, session.id)
         return session.id, answer
 
-    async def _attach_viewer(self, unit_id: str, offer_sdp: str, viewer: str) -> tuple[ViewerSession, str]:
+    async def _attach_viewer(self, unit_id: str, offer_sdp: str, viewer: str) -> tuple[HostedViewer, str]:
         try:
-            session, answer = await ViewerSession.accept(
-                unit_id=unit_id,
-                offer_sdp=offer_sdp,
-                channel=self.relay.channel(unit_id),
-                ice_servers=self.ice_servers,
-                on_end=self._viewer_ended,
-                viewer=viewer,
-            )
+            session, answer = await self._media.watch(unit_id, unit_id, offer_sdp, self._viewer_ended, viewer)
         except (SdpError, CodecMismatch) as exc:
             raise BadSdp(str(exc)) from exc
         self.viewers[session.id] = session
         return session, answer
 
-    def _viewer_ended(self, session: ViewerSession, reason: str) -> None:
+    def _viewer_ended(self, session: HostedViewer, reason: str) -> None:
         self._revocation.released(self._grants.pop(session.id, None))
         if self.viewers.pop(session.id, None) is not None:
             self._spawn(
@@ -273,7 +275,7 @@ class LiveService:
 
     # lifecycle ---------------------------------------------------------------------------
     async def close(self) -> None:
-        """Drain: refuse new sessions, end every session, stop the relay. Idempotent."""
+        """Drain: refuse new sessions, end every session (the media host closes after). Idempotent."""
         self.accepting = False
         if self._toucher is not None:
             self._toucher.cancel()
@@ -283,7 +285,6 @@ class LiveService:
             await self._pulls.close()
         sessions: list[Any] = [*self.viewers.values(), *self.publishers.values()]
         await asyncio.gather(*(s.close("server shutting down") for s in sessions), return_exceptions=True)
-        await self.relay.close()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=2.0)
         for task in list(self._tasks):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import secrets
@@ -11,15 +12,18 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
+from aiortc.exceptions import InvalidStateError
 
-from .app import create_app
+from .app import create_app, create_worker_app
 from .appkeys import ACCOUNTS, AUTH, STOPPING
-from .config import Settings, describe
+from .config import LogConfig, MediaConfig, Settings, describe, section
 from .demo import DemoUnits
 from .http.connection_guard import GuardedRunner
 from .instance import Instance
+from .log_format import configure_logging
 from .node import advertised
 
 logger = logging.getLogger(__name__)
@@ -151,3 +155,50 @@ def run(settings: Settings) -> int:
         return asyncio.run(serve(settings, instance))
     finally:
         instance.release()
+
+
+async def serve_media_worker(boot: dict[str, Any]) -> int:
+    """One media worker (:mod:`dispatch_server.media_workers` starts it): listen on 127.0.0.1,
+    say where on standard output, and run until the front closes our standard input."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the whole group: the front drains us
+    gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])  # as the front's (see serve)
+    index = int(boot["index"])
+    asyncio.get_running_loop().set_exception_handler(_closed_while_connecting)
+    app = create_worker_app(section(MediaConfig, boot["media"], "media"), str(boot["secret"]), index)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        print(f"media-worker {index} listening on http://127.0.0.1:{port}", flush=True)
+        loop = asyncio.get_running_loop()
+        stdin = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), sys.stdin)
+        await stdin.read()  # EOF: the front is stopping us, or is gone
+    finally:
+        await runner.cleanup()
+    return 0
+
+
+def _closed_while_connecting(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """aiortc's connect task of a peer connection closed while ICE was starting raises
+    ``InvalidStateError("RTCIceTransport is closed")`` that nobody retrieves (a worker draining
+    sessions that were still connecting): not a fault, so not a traceback in the log."""
+    exc = context.get("exception")
+    if isinstance(exc, InvalidStateError) and "is closed" in str(exc):
+        logger.debug("a peer connection closed while it connected: %s", exc)
+        return
+    loop.default_exception_handler(context)
+
+
+def run_media_worker() -> int:
+    """``dispatch-server media-worker``: the front writes one JSON line (``media``, ``log``,
+    ``node``, ``event_loop``, ``secret``, ``index``) on our standard input and keeps it open."""
+    boot = json.loads(sys.stdin.readline())
+    configure_logging(section(LogConfig, boot["log"], "log"), str(boot["node"]))
+    if boot.get("event_loop") == "uvloop":
+        import uvloop
+
+        return uvloop.run(serve_media_worker(boot))
+    return asyncio.run(serve_media_worker(boot))

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from media.errors import CodecMismatch, SdpError
-from media.relay import Relay
-from media.session import PublisherSession, ViewerSession
 from utctime import iso_seconds
 
 from .actions import ActionStore
@@ -23,11 +21,16 @@ from .audit import AuditTrail
 from .auth import Person
 from .errors import BadSdp, Conflict, Forbidden, NotFound
 from .links import UnitLinks
+from .media_host import HostedPublisher, HostedViewer, MediaHost
 
 logger = logging.getLogger(__name__)
 
 EmitUnit = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 EmitOperators = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def _listener_ended(session: HostedViewer, reason: str) -> None:
+    """A unit's listening session ends with its talk (or its link): nothing to do."""
 
 
 @dataclass
@@ -37,20 +40,19 @@ class Talk:
     operator: str
     action_id: str | None
     started_at: float
-    publisher: PublisherSession
-    listeners: list[ViewerSession]
+    publisher: HostedPublisher
+    listeners: list[HostedViewer]
 
 
 class TalkService:
-    def __init__(self, relay: Relay, actions: ActionStore, audit: AuditTrail, emit_unit: EmitUnit,
-                 emit_operators: EmitOperators, ice_servers: list[dict[str, Any]], timeout_s: float,
+    def __init__(self, media: MediaHost, actions: ActionStore, audit: AuditTrail, emit_unit: EmitUnit,
+                 emit_operators: EmitOperators, timeout_s: float,
                  links: UnitLinks, clock: Callable[[], float] = time.time) -> None:
-        self._relay = relay
+        self._media = media
         self._actions = actions
         self._audit = audit
         self._emit_unit = emit_unit
         self._emit_operators = emit_operators
-        self._ice = ice_servers
         self._timeout_s = timeout_s
         self._links = links
         self._clock = clock
@@ -69,10 +71,8 @@ class TalkService:
             if talk.unit_id == unit_id:
                 raise Conflict(f"{talk.operator} is already talking to unit {unit_id}", code="talk_busy")
         try:
-            session, answer = await PublisherSession.accept(
-                unit_id=unit_id, offer_sdp=offer_sdp, channel=self._relay.channel(self.channel_id(unit_id)),
-                ice_servers=self._ice, timeout_s=self._timeout_s, on_end=self._ended,
-            )
+            session, answer = await self._media.publish(unit_id, self.channel_id(unit_id), offer_sdp, self._timeout_s,
+                                                        self._ended)
         except SdpError as exc:
             raise BadSdp(str(exc)) from exc
         if "audio" not in session.codecs:
@@ -91,11 +91,8 @@ class TalkService:
         if talk is None or talk.unit_id != unit_id:
             raise NotFound(f"no talk {talk_id!r} for unit {unit_id!r}", code="unknown_talk")
         try:
-            viewer, answer = await ViewerSession.accept(
-                unit_id=self.channel_id(unit_id), offer_sdp=offer_sdp,
-                channel=self._relay.channel(self.channel_id(unit_id)), ice_servers=self._ice,
-                on_end=lambda s, r: None, viewer=f"unit:{unit_id}",
-            )
+            viewer, answer = await self._media.watch(unit_id, self.channel_id(unit_id), offer_sdp, _listener_ended,
+                                                     f"unit:{unit_id}")
         except (SdpError, CodecMismatch) as exc:
             raise BadSdp(str(exc)) from exc
         talk.listeners.append(viewer)
@@ -120,7 +117,7 @@ class TalkService:
             raise Forbidden("that talk session belongs to someone else")
         await talk.publisher.close("ended by the operator")
 
-    def _ended(self, session: PublisherSession, reason: str) -> None:
+    def _ended(self, session: HostedPublisher, reason: str) -> None:
         talk = self.talks.pop(session.id, None)
         if talk is None:
             return

@@ -137,6 +137,7 @@ class FieldUnit:
         self._http: aiohttp.ClientSession | None = None
         self.inbox: InstructionInbox | None = None
         self.talk = TalkListener(cfg.unit_id)
+        self._publisher: MediaPublisher | None = None  # the publish in progress, if any
         self.answers = AnswerOutbox(cfg.unit_id)
         self.camera = StillCamera(cfg.codec)
         self.officer: Officer | None = None
@@ -258,6 +259,7 @@ class FieldUnit:
                             "talk": self.talk.on_talk,
                             "talk_end": self.talk.on_talk_end,
                             "server_restarting": self._on_restarting,
+                            "media_lost": self._on_media_lost,
                         })
         s.link = link
         self._log(logging.INFO, "connecting to %s", server)
@@ -282,6 +284,15 @@ class FieldUnit:
         reason = data.get("reason") if isinstance(data, dict) else None
         self._log(logging.INFO, "server restarting (%s); reconnecting when it is back", reason)
 
+    async def _on_media_lost(self, link: UnitLink, data: Any) -> None:
+        """The server lost this unit's media (its media worker died): end the publish now and
+        publish again, instead of waiting ~30 s for the peer connection to notice."""
+        reason = data.get("reason") if isinstance(data, dict) else None
+        publisher = self._publisher
+        if publisher is not None and not publisher.ended.is_set():
+            self._log(logging.INFO, "the server lost our media (%s); publishing again", reason)
+            publisher.ended.set()
+
     async def _open_telemetry(self, server: str) -> TelemetryLink | None:
         """The telemetry channel for positions, to the link's node; None when the server has none
         (positions then go over the Socket.IO link). Any other failure ends the attempt, which is
@@ -301,7 +312,8 @@ class FieldUnit:
         c = self.cfg
         sources = await open_sources(c.video, c.audio, self.pattern, self.loops, rng=self._rng,
                                      on_video_packet=self.camera.on_packet, on_video_frame=self.camera.on_frame)
-        s.publisher = MediaPublisher(c.unit_id, sources, c.codec, c.ice_servers, c.ice_connect_timeout_s)
+        s.publisher = self._publisher = MediaPublisher(c.unit_id, sources, c.codec, c.ice_servers,
+                                                       c.ice_connect_timeout_s)
         return await s.publisher.create_offer()
 
     async def _close_publisher(self, s: _Session, link: UnitLink | None, stopping: bool) -> None:
@@ -312,6 +324,8 @@ class FieldUnit:
             self._log(logging.INFO, "unpublished session %s", s.session_id)
         s.session_id = None
         if s.publisher is not None:
+            if self._publisher is s.publisher:
+                self._publisher = None
             await s.publisher.close()
             s.publisher = None
         await self._set_publishing(False)

@@ -4,7 +4,8 @@ A gap opens when frames stop for a known cause (``link_lost``, ``unit_stopped``,
 ``access_revoked``, ``server_stopped`` (a planned stop), ``disk_full``, ``recorder_overflow``,
 ``server_fault`` (a crash, found by recovery at the next start), ``node_failover`` (the unit
 published on another node that died or lost it, and publishes on this one now: the recording here
-begins with that gap, its ``detail`` naming the other node)) and is written to the ledger as a
+begins with that gap, its ``detail`` naming the other node), ``worker_restarted`` (the media worker
+process the unit published through died and was restarted)) and is written to the ledger as a
 ``gap`` entry when frames resume or the recording closes. A unit that does not
 come back before the recording closes has not left a gap: that is where the recording ends
 (its cause becomes the ``end_cause`` of ``recording_closed``).
@@ -18,8 +19,10 @@ from utctime import iso_millis
 
 # ``server_shutdown``: what earlier versions wrote for ``server_stopped``.
 CAUSES = ("link_lost", "unit_stopped", "access_revoked", "server_stopped", "server_shutdown", "disk_full",
-          "recorder_overflow", "server_fault", "node_failover")  # every cause a gap (or a recording's end) can have
-END_CAUSES = frozenset({"link_lost", "unit_stopped", "access_revoked", "server_stopped", "server_shutdown"})
+          "recorder_overflow", "server_fault", "node_failover",
+          "worker_restarted")  # every cause a gap (or a recording's end) can have
+END_CAUSES = frozenset({"link_lost", "unit_stopped", "access_revoked", "server_stopped", "server_shutdown",
+                        "worker_restarted"})
 
 
 def gap_entry(recording_id: str, start: float, end: float, cause: str, detail: str = "") -> dict[str, Any]:

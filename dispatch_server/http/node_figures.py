@@ -87,7 +87,7 @@ class NodeFigures(Collector):
 
     async def refresh(self) -> None:
         self._db_figures = await self._db.run(self._read_db)
-        for delay in self._live.relay.take_first_frames():
+        for delay in self._live.take_first_frames():
             self._metrics.first_frame_seconds.observe(delay)
         await self._sample_loss()
         team = {u for action in await self._actions.list("running") for u in action.units}
@@ -95,23 +95,13 @@ class NodeFigures(Collector):
         self._action_units = (len(team), sum(1 for u in team if not (presence.get(u) and presence[u].online)))
 
     async def _sample_loss(self) -> None:
-        """Each publisher's packet loss since the last scrape, from its receivers' RTP statistics
-        (the packet engine's ingress: aiortc's receivers see no packet there)."""
+        """Each publisher's packet loss since the last scrape, from its RTP reception statistics."""
         seen: dict[str, tuple[int, int]] = {}
         for session in list(self._live.publishers.values()):
-            lost = received = 0
-            if session.ingress is not None:
-                lost, received = session.ingress.packet_counts()
-            else:
-                try:
-                    report = await session.pc.getStats()
-                except Exception:  # the session ended while we asked
-                    continue
-                for stat in report.values():
-                    if getattr(stat, "type", "") == "inbound-rtp":
-                        lost += int(getattr(stat, "packetsLost", 0) or 0)
-                        received += int(getattr(stat, "packetsReceived", 0) or 0)
-            seen[session.id] = (lost, received)
+            counts = await session.packet_counts()
+            if counts is None:
+                continue
+            lost, received = seen[session.id] = counts
             before = self._received.get(session.id, (0, 0))
             new_lost, new_received = max(0, lost - before[0]), max(0, received - before[1])
             if new_lost + new_received:
@@ -125,7 +115,7 @@ class NodeFigures(Collector):
         yield _gauge("dispatch_viewers", "Viewing sessions on this node", len(live.viewers))
         yield _gauge("dispatch_connected_units", "Units with a Socket.IO link to this node", len(self._links.units()))
         yield _gauge("dispatch_telemetry_channels", "Open telemetry channels", self._telemetry.stats.channels)
-        counters = live.relay.counters()
+        counters = live.relay_counters()
         for name, help_text in (("frames_in", "Encoded frames received from publishers"),
                                 ("bytes_in", "Bytes of encoded frames received from publishers"),
                                 ("frames_out", "Frames handed to viewers"),

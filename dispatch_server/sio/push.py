@@ -87,6 +87,11 @@ class Push:
         else:
             await self.operators("instruction_updates", TextOnly(instructions=batch))
 
+    async def media_lost(self, unit_id: str, reason: str) -> None:
+        """To a unit whose publish the server lost (its media worker died): publish again now,
+        rather than when the peer connection times out."""
+        await self.unit(unit_id, "media_lost", {"reason": reason})
+
     async def server_restarting(self, notice: dict[str, Any]) -> None:
         """To every console and every unit connected to this node: a planned stop has begun."""
         await self._sio.emit("server_restarting", notice, namespace="/console")

@@ -95,7 +95,8 @@ def test_medians_over_rounds_ratios_and_targets() -> None:
     assert targets["units_24_on_time"]["pass"] is True
     assert targets["late_viewer_p95"]["pass"] is False
     assert targets["added_latency_p95"]["pass"] is True
-    assert targets["two_workers"]["pass"] is None and "not available" in targets["two_workers"]["note"]
+    assert targets["two_workers"]["pass"] is None
+    assert ("not available" in targets["two_workers"]["note"]) == ("workers" not in media_settings())
     lines = table(summary, ["forward", "janus"])
     assert any("forward/janus 2.0x" in line for line in lines) and len(lines) == 4
 
@@ -112,3 +113,19 @@ def test_steps_where_the_load_generators_saturate_are_flagged_and_latency_judged
     assert "judged at 8 units" in latency["note"]
     assert targets["late_viewer_p95"]["pass"] is None  # no late viewers measured
     assert targets["cpu_per_unit"]["target"].endswith("(recording on)")
+
+
+def test_two_workers_are_judged_by_the_busiest_workers_cpu_per_unit() -> None:
+    rounds = [{"server": "forward", "steps": [_step(8, 1.0, 1.0, 0.040)]}]
+    multi = _step(8, 1.3, 1.0, 0.040)  # the whole tree, front included
+    workers = [{"pid": 11, "units": 4, "per_unit_cpu_pct": 1.05}, {"pid": 12, "units": 4, "per_unit_cpu_pct": 1.08}]
+    multi["workers"] = workers
+    rounds.append({"server": "forward-workers", "steps": [multi]})
+    summary = summarize(rounds, floor_p95_s=0.035)
+    assert summary["units_8"]["forward-workers"]["worker_cpu_per_unit_pct"] == 1.08
+    setup = ForwardSetup.make(None, 2, known={"workers"})
+    two = verdicts(summary, {}, setup, recording=False)["two_workers"]
+    assert two["pass"] is True and two["measured"] == pytest.approx(0.08) and two["tree_cpu_per_unit_pct"] == 1.3
+    workers[1]["per_unit_cpu_pct"] = 1.2
+    two = verdicts(summarize(rounds, floor_p95_s=0.035), {}, setup, recording=False)["two_workers"]
+    assert two["pass"] is False and two["measured"] == pytest.approx(0.2)

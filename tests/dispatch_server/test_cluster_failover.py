@@ -20,26 +20,14 @@ from field_client.encoded_loop import EncodedLoop
 from tests.conftest import LiveServer
 from tests.dispatch_server.test_actions import api
 from tests.dispatch_server.test_delivery_processes import applied_lines
+from tests.support.cluster import node_config, published_on, start_whip_unit
 from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view
 from tests.support.processes import Process
-from tests.support.server import ServerProcess, add_unit, add_user, login, write_config
+from tests.support.server import ServerProcess, add_unit, add_user, login
 from tests.support.waits import until
 
 CASE = "（2026）冀0916执777号"
 INSTRUCTIONS = 200
-
-
-def node_config(tmp_path: Path, name: str, postgres_url: str, redis_url: str) -> Path:
-    """One node of the cluster: the shared database and Redis, its own data directory (archive,
-    ledger, catalog stay per node) and its own ``node_id``."""
-    cfg = write_config(tmp_path / f"{name}.toml", tmp_path / f"data-{name}", f'[redis]\nurl = "{redis_url}"\n')
-    text = cfg.read_text(encoding="utf-8")
-    text = text.replace("[storage]\n", f'[storage]\nurl = "{postgres_url}"\n', 1)
-    text = text.replace("port = 0\n", f'port = 0\nnode_id = "{name}"\n', 1)
-    cfg.write_text(text, encoding="utf-8")
-    return cfg
-
-
 
 
 async def outbox(postgres_url: str, unit_id: str) -> list[tuple[int, str, str]]:
@@ -214,16 +202,8 @@ async def test_a_unit_publishing_over_whip_publishes_on_the_node_its_link_moved_
     try:
         op = await login(b.url, "op", "operator-pass-1")
 
-        async def published_on(node: str) -> bool:
-            status, body = await api(http, "GET", f"{b.url}/api/units", op)
-            [bc] = body["units"]
-            return bool(bc["publishing"]) and bc["node"] == node
-
-        unit = await Process.start(
-            "-m", "field_client", "--server", a.url, "--server", b.url, "--unit", "bc-01", "--token", token,
-            "--signalling", "whip", "--video", "test-pattern", "--audio", "none", "--size", "160x120", "--fps", "10",
-            "--gps", "none")
-        await until(lambda: published_on("node-a"), 60, "publishing on node A", interval=0.1)
+        unit = await start_whip_unit([a.url, b.url], "bc-01", token)
+        await until(lambda: published_on(http, b.url, op, "bc-01", "node-a"), 60, "publishing on node A", interval=0.1)
         await asyncio.to_thread(a.kill, signal.SIGKILL)
         after = len(unit.lines)
         await unit.line_with(f"link connected to {b.url}", timeout=60, after=after)
@@ -231,7 +211,7 @@ async def test_a_unit_publishing_over_whip_publishes_on_the_node_its_link_moved_
         await unit.line_with(f"WHIP session ends: the link moved to {b.url}", timeout=30, after=after)
         post = unit.lines.index(await unit.line_with(f"WHIP POST {b.url}/whip/bc-01", timeout=60, after=after))
         await unit.line_with("publishing via WHIP", timeout=60, after=post)
-        await until(lambda: published_on("node-b"), 30, "publishing on node B", interval=0.1)
+        await until(lambda: published_on(http, b.url, op, "bc-01", "node-b"), 30, "publishing on node B", interval=0.1)
         viewer = await make_viewer(audio=False)
         await whep_view(http, b.url, "bc-01", op, viewer)  # node B relays the unit's video now
         await viewer.wait_frames(10, timeout=30)

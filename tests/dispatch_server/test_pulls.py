@@ -19,9 +19,8 @@ from dispatch_server.appkeys import AUDIT
 from dispatch_server.node_tokens import NodeTokens
 from field_client.encoded_loop import EncodedLoop
 from tests.conftest import LiveServer
-from tests.dispatch_server.test_actions import api
-from tests.dispatch_server.test_cluster_failover import node_config
 from tests.recordings.archive_support import ffprobe, of_type
+from tests.support.cluster import node_config, published_on, start_whip_unit
 from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view, whip_publish
 from tests.support.processes import Process
 from tests.support.server import ServerProcess, add_unit, add_user, login
@@ -64,16 +63,8 @@ async def test_viewers_on_another_node_share_one_pull_and_follow_the_unit_when_i
     try:
         op = await login(b.url, "op", "operator-pass-1")
 
-        async def published_on(node: str) -> bool:
-            status, body = await api(http, "GET", f"{b.url}/api/units", op)
-            [bc] = body["units"]
-            return bool(bc["publishing"]) and bc["node"] == node
-
-        unit = await Process.start(
-            "-m", "field_client", "--server", a.url, "--server", c.url, "--unit", "bc-01", "--token", token,
-            "--signalling", "whip", "--video", "test-pattern", "--audio", "none", "--size", "160x120", "--fps", "10",
-            "--gps", "none")
-        await until(lambda: published_on("node-a"), 60, "publishing on node A", interval=0.1)
+        unit = await start_whip_unit([a.url, c.url], "bc-01", token)
+        await until(lambda: published_on(http, b.url, op, "bc-01", "node-a"), 60, "publishing on node A", interval=0.1)
 
         # Two viewers on node B: B pulls from A once and both get frames. The second one's keyframe
         # request reaches the unit through B's pull and A (no periodic request runs).
@@ -98,7 +89,7 @@ async def test_viewers_on_another_node_share_one_pull_and_follow_the_unit_when_i
         counts = [len(v.frames) for v in viewers]
         after = len(unit.lines)
         await unit.line_with(f"link connected to {c.url}", timeout=60, after=after)
-        await until(lambda: published_on("node-c"), 60, "publishing on node C", interval=0.1)
+        await until(lambda: published_on(http, b.url, op, "bc-01", "node-c"), 60, "publishing on node C", interval=0.1)
         await until(lambda: any("pulling from node node-c" in line for line in b.log), 60, "B pulling from C",
                     interval=0.1)
         for viewer, before in zip(viewers, counts, strict=True):
@@ -113,9 +104,7 @@ async def test_viewers_on_another_node_share_one_pull_and_follow_the_unit_when_i
                     "B seeing the source end", interval=0.1)
         assert all(v.pc.connectionState == "connected" for v in viewers)
         counts = [len(v.frames) for v in viewers]
-        unit = await Process.start(
-            "-m", "field_client", "--server", c.url, "--unit", "bc-01", "--token", token, "--signalling", "whip",
-            "--video", "test-pattern", "--audio", "none", "--size", "160x120", "--fps", "10", "--gps", "none")
+        unit = await start_whip_unit([c.url], "bc-01", token)
         for viewer, before in zip(viewers, counts, strict=True):
             await viewer.wait_frames(before + 10, timeout=60)
 
