@@ -102,7 +102,7 @@ class MediaConfig:
     pli_min_interval_s: float = 0.3  # keyframe requests to a publisher are coalesced to this rate
     keyframe_interval_s: float = 4.0  # periodic keyframe request to every publisher; 0 disables
     viewer_queue_frames: int = 30  # ~1 s at 30 fps; a viewer further behind restarts at the next keyframe
-    engine: str = "frames"  # "packets": forward RTP packets (SFU fast path); "frames": encoded frames via aiortc
+    engine: str = "packets"  # "packets": forward RTP packets (SFU fast path); "frames": encoded frames via aiortc
     publisher_max_bitrate: int = 2_500_000  # packet engine: REMB sent to every publisher (bit/s)
     ice_servers: tuple[IceServer, ...] = ()
     workers: int = 0  # media worker processes (dispatch_server.media_workers); 0: media in the server's own process

@@ -45,6 +45,8 @@ class HostedPublisher(HostedSession, Protocol):
 
     def media_silence_s(self) -> float: ...
 
+    async def packet_counts(self) -> tuple[int, int] | None: ...  # (lost, received) RTP packets; None: unknown here
+
 
 class HostedViewer(HostedSession, Protocol):
     @property

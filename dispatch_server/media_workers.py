@@ -125,6 +125,9 @@ class RemoteSession:
     def media_silence_s(self) -> float:
         return self.silence_s
 
+    async def packet_counts(self) -> tuple[int, int] | None:
+        return None  # not reported by workers (yet)
+
     async def close(self, reason: str = "closed") -> None:
         """End the session in its worker (if the worker still runs), then tell the owner. Idempotent."""
         if self.ended_reason is not None:

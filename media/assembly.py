@@ -4,7 +4,9 @@ A video frame is the run of contiguous sequence numbers after the previous frame
 up to the packet with the marker bit (RFC 7741 §4.1, RFC 6184 §5.1), all with one timestamp.
 Packets may arrive out of order (the publisher's retransmissions); a frame whose packets are
 still missing after ``wait_s`` is dropped, and so is every frame after it until a keyframe, so a
-tap never sees a broken frame. An audio packet is a frame. Depayloading uses aiortc's public
+tap never sees a broken frame. An audio packet is a frame; audio packets are handed on in sequence
+order, a reordered one waiting up to ``audio_wait_s`` for those before it (audio is not NACKed: a
+missing one is skipped then). Depayloading uses aiortc's public
 ``aiortc.codecs.depayload``, the code its own receivers use, so the frames are byte-identical to
 those the frame engine produced.
 
@@ -28,8 +30,10 @@ Emit = Callable[[Any, bool], None]  # (av.Packet, keyframe)
 
 class FrameAssembler:
     MAX_PENDING = 1024
+    AUDIO_MAX_PENDING = 32  # packets (0.64 s of 20 ms Opus)
 
-    def __init__(self, codec: Any, emit: Emit, on_loss: Callable[[], None], wait_s: float = 1.0) -> None:
+    def __init__(self, codec: Any, emit: Emit, on_loss: Callable[[], None], wait_s: float = 1.0,
+                 audio_wait_s: float = 0.15) -> None:
         self._codec = codec
         self._mime = codec.mimeType.lower()
         self.codec_key = (self._mime, codec.clockRate)
@@ -38,6 +42,7 @@ class FrameAssembler:
         self._emit = emit
         self._on_loss = on_loss
         self._wait_s = wait_s
+        self._audio_wait_s = audio_wait_s
         self._pending: dict[int, tuple[int, bool, bytes]] = {}
         self._next: int | None = None  # first sequence number of the next frame
         self._stalled_since: float | None = None
@@ -57,9 +62,7 @@ class FrameAssembler:
 
     def push(self, seq: int, ts: int, marker: bool, payload: bytes, now: float) -> None:
         if not self._video:
-            if self._last_ts is not None and ((ts - self._last_ts) & 0xFFFFFFFF) >= 0x80000000:
-                return  # a late packet: its frame time is past
-            self._frame(ts, [payload])
+            self._push_audio(seq, ts, payload, now)
             return
         if self._next is None:
             # Waiting for the first packet of a keyframe; keep what arrives meanwhile, since on
@@ -79,6 +82,31 @@ class FrameAssembler:
             self._next = seq  # an earlier start of the same keyframe (H.264: SPS/PPS before the IDR)
         self._pending[seq] = (ts, marker, payload)
         self._drain(now)
+
+    def _push_audio(self, seq: int, ts: int, payload: bytes, now: float) -> None:
+        pending = self._pending
+        if self._next is None:
+            self._next = seq
+        elif seq_delta(seq, self._next) < 0:
+            return  # late: its time is past (a packet skipped, or a duplicate)
+        pending[seq] = (ts, True, payload)
+        while self._next is not None:
+            entry = pending.pop(self._next, None)
+            if entry is not None:
+                self._frame(entry[0], [entry[2]])
+                self._next = (self._next + 1) & 0xFFFF
+                self._stalled_since = None
+                continue
+            if not pending:
+                break
+            if self._stalled_since is None:
+                self._stalled_since = now
+            if now - self._stalled_since <= self._audio_wait_s and len(pending) <= self.AUDIO_MAX_PENDING:
+                break
+            resume = min(pending, key=lambda s: seq_delta(s, self._next or 0))
+            self.dropped += seq_delta(resume, self._next)  # lost: go on with the next that arrived
+            self._next = resume
+            self._stalled_since = None
 
     def _drain(self, now: float) -> None:
         pending = self._pending
@@ -134,11 +162,14 @@ class FrameAssembler:
 
     def _skip_gap(self) -> None:
         """Give up on the frame at ``_next``: resume at the first packet after a marker, or at a
-        keyframe start, among those that arrived."""
+        keyframe start, among those that arrived after its first packet (never at that packet: a
+        keyframe that lost a packet for good would be waited for again, for ever)."""
         assert self._next is not None
         candidates = sorted(self._pending, key=lambda s: seq_delta(s, self._next or 0))
         resume = None
         for s in candidates:
+            if s == self._next:
+                continue
             prev = self._pending.get((s - 1) & 0xFFFF)
             if (prev is not None and prev[1]) or payload_starts_keyframe(self._mime, self._pending[s][2]):
                 resume = s
@@ -155,10 +186,11 @@ class FrameAssembler:
         self._lost()
 
     def _lost(self) -> None:
+        # Every loss asks (the fanout coalesces requests): one after the first would be needed
+        # anyway when the keyframe asked for was itself lost.
         self.dropped += 1
-        if not self._need_keyframe:
-            self._need_keyframe = True
-            self._on_loss()
+        self._need_keyframe = True
+        self._on_loss()
 
     def _frame(self, ts: int, parts: list[bytes]) -> None:
         codec = self._codec

@@ -7,7 +7,9 @@ to the original sequence number first (padding-only RTX probes are dropped). Eve
 packets arrive, synchronously in the datagram callback (:func:`media.rtp_hooks.intercept_rtp`),
 without tasks of its own:
 
-- gaps are NACKed upstream through the stream's :class:`~media.loss.NackTracker`;
+- gaps are NACKed upstream through the stream's :class:`~media.loss.NackTracker` (if NACK was
+  negotiated for the codec, RFC 4585), and a video packet it gives up on makes the fanout ask the
+  publisher for a keyframe at once: the frames after it cannot be decoded until one arrives;
 - about once a second the publisher gets a receiver report (loss, highest sequence number,
   LSR/DLSR; jitter 0) and a REMB of ``max_bitrate``: aiortc estimates nothing here, and Chromium
   stays at its start bitrate without feedback;
@@ -50,6 +52,9 @@ class _Route:
     codec: Any
     send: rtp_hooks.RtpSend  # RTCP to the publisher
     audio_level_id: int | None = None  # the publisher's ssrc-audio-level extension id
+    nack: bool = True  # NACK negotiated (``a=rtcp-fb:PT nack``)
+    nacked: int = 0  # sequence numbers NACKed (tries included)
+    lost: int = 0  # given up on: lost for good
     ssrc: int | None = None
     pli_pending: bool = False
     # RFC 3550 A.3 reception statistics
@@ -109,7 +114,9 @@ class PublisherIngress:
     def add(self, kind: str, stream: PacketStream, codec: Any, rtx_payload_types: list[int],
             transport: RTCDtlsTransport, audio_level_id: int | None = None) -> None:
         """Route ``codec.payloadType`` (and its RTX payload types) of ``transport`` to ``stream``."""
-        route = _Route(kind, stream, codec, rtp_hooks.rtcp_sender_of(transport), audio_level_id)
+        route = _Route(kind, stream, codec, rtp_hooks.rtcp_sender_of(transport), audio_level_id,
+                       nack=any(fb.type == "nack" and not fb.parameter for fb in codec.rtcpFeedback))
+        stream.nacks.active = route.nack
         self._routes[kind] = route
         self._by_pt[codec.payloadType] = route
         for pt in rtx_payload_types:
@@ -165,18 +172,44 @@ class PublisherIngress:
         stream = route.stream
         if payload:
             stream.on_packet(seq, view.timestamp, view.marker, payload, now, view.extension_profile, view.extension)
-        lost = stream.nacks.due(now)
-        if lost and route.ssrc is not None:
-            nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=route.ssrc)
-            nack.lost = sorted(lost)
-            self.nacks_sent += 1
-            self._send_rtcp(route, bytes(nack))
+        if route.nack and stream.nacks.waiting:
+            self._recover(route, stream, now)
         if route.pli_pending:
             route.pli_pending = False
             self.send_pli(route.kind)
         if now >= self._next_report:
             self._next_report = now + REPORT_INTERVAL_S
             self._send_reports(now)
+
+    def _recover(self, route: _Route, stream: PacketStream, now: float) -> None:
+        """NACK what is due; ask for a keyframe if a packet is lost for good."""
+        missing = stream.nacks.due(now)
+        if missing and route.ssrc is not None:
+            nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc, media_ssrc=route.ssrc)
+            nack.lost = sorted(missing)
+            self.nacks_sent += 1
+            route.nacked += len(missing)
+            self._send_rtcp(route, bytes(nack))
+        lost = stream.nacks.take_lost()
+        if lost:
+            route.lost += len(lost)
+            stream.fanout.request_keyframe("packet lost for good upstream")
+
+    def packet_counts(self) -> tuple[int, int]:
+        """(lost, received) RTP packets of every stream so far, as a receiver report counts them
+        (RFC 3550 A.3: lost = expected - received, duplicates and retransmissions received too);
+        a stream's counts start again when its SSRC changes."""
+        lost = received = 0
+        for r in self._routes.values():
+            if r.received:
+                lost += max(0, r.cycles + r.max_seq - r.base_seq + 1 - r.received)
+                received += r.received
+        return lost, received
+
+    def summary(self) -> str:
+        """Loss recovery so far, per kind, for the log."""
+        return ", ".join(f"{kind}: {r.received} packets, {r.nacked} NACKed, {r.lost} lost for good"
+                         if r.nack else f"{kind}: {r.received} packets (no NACK)" for kind, r in self._routes.items())
 
     def _on_rtcp(self, data: bytes) -> None:
         """Take the publisher's sender reports (NTP ↔ RTP mapping, LSR) from a compound packet."""

@@ -150,7 +150,9 @@ class PacketStream:
             if marker:
                 fanout.frames_in += 1
             if starts:
-                fanout.keyframes_in += 1
+                fanout.keyframe_arrived()
+            elif fanout.keyframe_awaited:
+                fanout.keyframe_overdue(now)
         else:
             starts = True
             fanout.frames_in += 1

@@ -9,7 +9,9 @@ reconnects, and offers each to every :class:`ForwardTrack` (one per viewer and k
 A viewer never slows anyone else down: its queue is bounded; when it overflows the viewer's
 queue is emptied and it waits for the next keyframe (which is requested from the publisher).
 Keyframe requests from viewers, new subscriptions and the periodic timer are coalesced to at
-most one PLI per ``pli_min_interval_s``, and none is ever lost, only delayed.
+most one PLI per ``pli_min_interval_s``, and none is ever lost, only delayed. A PLI is one RTCP
+packet and a lossy link may drop it, or the keyframe it brings: until a keyframe arrives, the
+request is sent again every ``KEYFRAME_RETRY_S`` (checked as media arrives, so without a task).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .packets import PacketStream
 logger = logging.getLogger(__name__)
 
 KeyframeRequester = Callable[[], Awaitable[Any]]
+KEYFRAME_RETRY_S = 0.5  # a PLI not answered by a keyframe within this is sent again (~2 round trips on 4G)
 Tap = Callable[["av.Packet[Stream]", bool], None]
 
 
@@ -126,6 +129,8 @@ class Fanout:
         self._requester: KeyframeRequester | None = None
         self._last_pli_at = float("-inf")
         self._pli_pending: asyncio.TimerHandle | None = None
+        # A PLI was sent and no keyframe arrived since: checked by keyframe_overdue() as media arrives.
+        self.keyframe_awaited = False
         self._pli_tasks: set[asyncio.Future[Any]] = set()
         self._out_last_pts: int | None = None
         self._offset = 0
@@ -226,7 +231,9 @@ class Fanout:
                 self.frames_in += 1
                 self.bytes_in += packet.size
                 if keyframe and video:
-                    self.keyframes_in += 1
+                    self.keyframe_arrived()
+                elif self.keyframe_awaited:
+                    self.keyframe_overdue(now)
                 for tap in self.taps:
                     tap(packet, keyframe)
                 for viewer in tuple(self.viewers):
@@ -267,11 +274,23 @@ class Fanout:
         if requester is None:
             return  # no publisher now; a new one gets a request when it attaches
         self._last_pli_at = self._clock()
+        self.keyframe_awaited = True
         self.plis_sent += 1
         logger.debug("unit %s: keyframe requested (%s)", self.unit_id, reason)
         task = asyncio.ensure_future(requester())
         self._pli_tasks.add(task)
         task.add_done_callback(self._pli_tasks.discard)
+
+    def keyframe_arrived(self) -> None:
+        """A keyframe (its first packet, in the packet engine) came from the publisher."""
+        self.keyframes_in += 1
+        self.keyframe_awaited = False
+
+    def keyframe_overdue(self, now: float) -> None:
+        """Media arrived while a keyframe is awaited: ask again if the last PLI is
+        ``KEYFRAME_RETRY_S`` old (it, or the keyframe, was lost on the way)."""
+        if self._pli_pending is None and now - self._last_pli_at >= KEYFRAME_RETRY_S:
+            self._send_pli("no keyframe since the last request")
 
     async def close(self) -> None:
         self._stop_pump()

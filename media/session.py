@@ -258,9 +258,27 @@ class PublisherSession(_Session):
             return max(0.0, time.time() - self.started_at - CONNECT_GRACE_S)
         return silence
 
+    async def packet_counts(self) -> tuple[int, int] | None:
+        """(lost, received) RTP packets so far, as receiver reports count them: from the packet
+        engine's ingress, else from aiortc's receivers; None if the session ended meanwhile."""
+        if self.ingress is not None:
+            return self.ingress.packet_counts()
+        try:
+            report = await self.pc.getStats()
+        except Exception:  # the session ended while we asked
+            return None
+        lost = received = 0
+        for stat in report.values():
+            if getattr(stat, "type", "") == "inbound-rtp":
+                lost += int(getattr(stat, "packetsLost", 0) or 0)
+                received += int(getattr(stat, "packetsReceived", 0) or 0)
+        return lost, received
+
     def _release(self) -> None:
         for fanout in self.channel.fanouts:
             fanout.detach_source(self.id)
+        if self.ingress is not None:
+            logger.info("unit %s: publisher %s: %s", self.unit_id, self.id, self.ingress.summary())
 
 
 class ViewerSession(_Session):

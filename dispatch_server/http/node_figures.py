@@ -95,19 +95,13 @@ class NodeFigures(Collector):
         self._action_units = (len(team), sum(1 for u in team if not (presence.get(u) and presence[u].online)))
 
     async def _sample_loss(self) -> None:
-        """Each publisher's packet loss since the last scrape, from its receivers' RTP statistics."""
+        """Each publisher's packet loss since the last scrape, from its RTP reception statistics."""
         seen: dict[str, tuple[int, int]] = {}
         for session in list(self._live.publishers.values()):
-            try:
-                report = await session.pc.getStats()
-            except Exception:  # the session ended while we asked
+            counts = await session.packet_counts()
+            if counts is None:
                 continue
-            lost = received = 0
-            for stat in report.values():
-                if getattr(stat, "type", "") == "inbound-rtp":
-                    lost += int(getattr(stat, "packetsLost", 0) or 0)
-                    received += int(getattr(stat, "packetsReceived", 0) or 0)
-            seen[session.id] = (lost, received)
+            lost, received = seen[session.id] = counts
             before = self._received.get(session.id, (0, 0))
             new_lost, new_received = max(0, lost - before[0]), max(0, received - before[1])
             if new_lost + new_received:

@@ -4,7 +4,7 @@ Each offer is a real aiortc offer with one to four mutations (lines dropped, dou
 inserted, m= lines and attributes replaced, numbers blown up, cut short), or plain random text.
 ``media/sdp.py check_offer`` must refuse it (400, or 413/415 at the edge) or aiortc must accept
 it (201) — never a 5xx, never an error in the server's log — and a refusal leaves nothing
-subscribed: the relay channel's ``fanouts[*].viewers`` and the sessions are what they were.
+subscribed: the relay channel's ``fanouts[*].viewer_count`` and the sessions are what they were.
 Accepted offers are ended again with ``DELETE`` on their ``Location``.
 """
 
@@ -90,7 +90,7 @@ class Stage:
     base_view: list[str]
 
     def subscribed(self) -> list[int]:
-        return [len(f.viewers) for f in self.live.app[LIVE].relay.channel("bc-01").fanouts]
+        return [f.viewer_count for f in self.live.app[LIVE].relay.channel("bc-01").fanouts]
 
     def sessions(self) -> tuple[int, int]:
         live = self.live.app[LIVE]

@@ -244,14 +244,14 @@ async def test_an_offer_without_setup_is_400_and_leaves_nothing_subscribed(
                         if not line.startswith("a=setup:")) + "\r\n"
     op = await live.admin()
     fanouts = live.app[LIVE].relay.channel("bc-01").fanouts
-    subscribed = [len(f.viewers) for f in fanouts]
+    subscribed = [f.viewer_count for f in fanouts]
     for path, token_ in (("/whep/bc-01", op), ("/whip/bc-01", token)):
         async with http.post(f"{live.url}{path}", data=offer,
                              headers={"Authorization": f"Bearer {token_}", "Content-Type": "application/sdp"}) as r:
             assert r.status in (400, 409), (path, r.status)
             if r.status == 400:
                 assert "a=setup" in (await r.json())["error"]["message"]
-    assert [len(f.viewers) for f in fanouts] == subscribed
+    assert [f.viewer_count for f in fanouts] == subscribed
     await viewer.close()
     await pub.close()
 

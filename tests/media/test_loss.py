@@ -1,4 +1,5 @@
-"""The packet cache answers by exact sequence number; the NACK tracker asks again, a few times."""
+"""The packet cache answers by exact sequence number; the NACK tracker asks again at growing
+intervals, a few times, then gives up (and says so)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ def test_cache_returns_only_the_packet_with_that_number() -> None:
     assert hit is not None and hit.payload == b"65538"
 
 
-def test_gaps_are_nacked_without_duplicates_and_given_up() -> None:
-    t = NackTracker(retry_s=0.1, max_tries=3, give_up_s=1.0)
+def test_gaps_are_nacked_without_duplicates_at_growing_intervals_then_given_up() -> None:
+    t = NackTracker(retry_s=0.1, max_tries=4, give_up_s=1.0)
     t.seen(65534, 0.0)
     t.seen(65535, 0.0)
     t.seen(2, 0.0)  # 0 and 1 are missing (across the wrap)
@@ -23,13 +24,33 @@ def test_gaps_are_nacked_without_duplicates_and_given_up() -> None:
     assert t.due(0.05) == []  # not again before retry_s
     t.seen(0, 0.06)  # recovered
     t.seen(0, 0.07)  # a duplicate changes nothing
-    assert t.due(0.21) == [1]
-    assert t.due(0.32) == [1]
-    assert t.due(0.43) == [] and t.due(0.6) == []  # three tries, then given up
-    t.seen(1, 0.7)  # too late to count as recovered
-    assert t.recovered == 1 and t.nacked == 4
+    tries = [now for now in (0.1, 0.2, 0.26, 0.4, 0.47, 0.6, 0.7) if t.due(now) == [1]]
+    assert tries == [0.1, 0.26, 0.47]  # at least 0.1, 0.15, 0.2 s apart: four tries in all
+    assert t.take_lost() == []
+    assert t.due(0.73) == []  # the fifth try would be due: lost for good
+    assert t.take_lost() == [1] and t.take_lost() == []
+    t.seen(1, 0.8)  # too late to count as recovered
+    assert t.recovered == 1 and t.nacked == 5 and t.given_up == 1
     t.seen(2 + 1000, 0.8)  # a jump beyond MAX_GAP is a restart, not a loss
-    assert t.due(0.8) == []
+    assert t.due(0.8) == [] and not t.waiting
+
+
+def test_a_packet_missing_too_long_is_given_up_whatever_its_tries() -> None:
+    """``give_up_s`` bounds the wait when packets arrive too seldom for the tries to happen."""
+    t = NackTracker(retry_s=0.1, max_tries=4, give_up_s=1.0)
+    t.seen(10, 0.0)
+    t.seen(12, 0.0)
+    assert t.due(0.0) == [11]
+    assert t.due(1.0) == [] and t.take_lost() == [11]
+
+
+def test_an_inactive_tracker_keeps_nothing() -> None:
+    """A codec without NACK feedback: losses are neither NACKed nor remembered."""
+    t = NackTracker()
+    t.active = False
+    t.seen(1, 0.0)
+    t.seen(50, 0.0)
+    assert not t.waiting and t.due(5.0) == [] and t.take_lost() == []
 
 
 def test_cache_lets_packets_older_than_its_age_go() -> None:

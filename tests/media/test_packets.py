@@ -275,4 +275,63 @@ async def test_viewer_sender_reports_map_forwarded_timestamps_to_the_wall_clock_
     finally:
         await viewer.close()
         await first.close()
+
+
+async def test_a_packet_lost_for_good_upstream_is_nacked_a_few_times_then_a_keyframe_is_asked_for(
+    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop
+) -> None:
+    """A packet whose every retransmission is lost too: the server stops NACKing it after a few
+    tries and asks the publisher for a keyframe, since nothing after it can be decoded. Nobody
+    else asks here: no viewer, no recording, no periodic request. Lost audio is not NACKed: the
+    publisher did not offer NACK for Opus."""
+    live: LiveServer = await make_live(media={"engine": "packets", "keyframe_interval_s": 0},
+                                       archive={"enabled": False})
+    token = live.add_unit("bc-03")
+    pub = await make_publisher(vp8_loop, opus_loop)
+    assert pub.video is not None
+    sender = pub.pc.getSenders()[0]
+    transport = sender.transport
+    original_send = transport._send_rtp
+    video_pt: list[int] = []  # the publisher's video payload type, once answered
+    lost: list[int] = []
+    retransmitted = [0]
+    video_sent = [0]
+    audio_sent = [0]
+
+    async def lossy_send(data: bytes) -> None:
+        if video_pt and not is_rtcp(data):
+            view = parse_rtp(data)
+            assert view is not None
+            if view.payload_type != video_pt[0]:
+                audio_sent[0] += 1
+                if audio_sent[0] in (40, 41):
+                    return
+            else:  # video; no RTX here: a retransmission is the packet again
+                if lost and view.sequence_number == lost[0]:
+                    retransmitted[0] += 1
+                    return  # every retransmission of it is lost as well
+                video_sent[0] += 1
+                if video_sent[0] == 100:
+                    lost.append(view.sequence_number)
+                    return
+        await original_send(data)
+
+    setattr(transport, "_send_rtp", lossy_send)  # noqa: B010 - this test's own network, on the publisher's transport
+    rtcp: list[Any] = []
+    rtp_hooks.observe_rtcp(transport, lambda data: rtcp.extend(RtcpPacket.parse(data)))
+    try:
+        await whip_publish(http, live.url, "bc-03", token, pub)
+        section = next(m for m in SessionDescription.parse(pub.pc.remoteDescription.sdp).media if m.kind == "video")
+        assert not [c for c in section.rtp.codecs if c.mimeType.lower() == "video/rtx"]
+        video_pt.append(section.rtp.codecs[0].payloadType or -1)
+        await until(lambda: lost, timeout=20, what="a publisher packet lost")
+        asked_before = pub.video.keyframe_requests  # the new publisher's request
+        await until(lambda: pub.video is not None and pub.video.keyframe_requests > asked_before, timeout=10,
+                    what="a keyframe asked for after the packet was lost for good")
+        tries = sum(lost[0] in p.lost for p in rtcp if isinstance(p, RtcpRtpfbPacket) and p.fmt == RTCP_RTPFB_NACK)
+        assert 2 <= tries <= 4 and retransmitted[0] == tries, (tries, retransmitted[0])
+        assert audio_sent[0] > 41
+        audio_ssrc = pub.pc.getSenders()[1]._ssrc
+        assert not [p for p in rtcp if isinstance(p, RtcpRtpfbPacket) and p.media_ssrc == audio_ssrc]
+    finally:
         await pub.close()

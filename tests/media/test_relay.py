@@ -8,9 +8,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from dispatch_server.appkeys import LIVE
 from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
+from media.relay import Fanout, RelayConfig
 from tests.conftest import LiveServer
 from tests.support.peers import make_publisher, make_viewer, whep_view, whip_publish
 
@@ -133,3 +135,36 @@ async def test_frame_engine_still_forwards_the_publishers_frames_unchanged(
     finally:
         await viewer.close()
         await pub.close()
+
+
+async def test_a_keyframe_request_is_sent_again_until_a_keyframe_arrives() -> None:
+    """A PLI, or the keyframe it brings, may be lost on the way: while media arrives without a
+    keyframe, the request goes out again every KEYFRAME_RETRY_S, and stops once one arrives."""
+    now = [100.0]
+    fanout = Fanout("bc-01", "video", RelayConfig(pli_min_interval_s=0.3), lambda: now[0])
+    sent: list[float] = []
+
+    async def pli() -> None:
+        sent.append(now[0])
+
+    fanout.attach_packets("pub-1", RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96), pli)
+    try:
+        assert sent == [] and fanout.keyframe_awaited  # the new publisher's request went out at once
+        await asyncio.sleep(0)
+        assert sent == [100.0]
+        for t in (100.2, 100.4, 100.49):
+            now[0] = t
+            fanout.keyframe_overdue(t)
+        now[0] = 100.5
+        fanout.keyframe_overdue(100.5)
+        await asyncio.sleep(0)
+        assert sent == [100.0, 100.5]
+        fanout.keyframe_arrived()
+        for t in (101.0, 102.0):
+            now[0] = t
+            if fanout.keyframe_awaited:
+                fanout.keyframe_overdue(t)
+        await asyncio.sleep(0)
+        assert sent == [100.0, 100.5] and fanout.keyframes_in == 1
+    finally:
+        await fanout.close()

@@ -14,7 +14,9 @@ with netem's jitter) and, when told to, the loss of every packet of one keyframe
 frame of at least ``min_packets`` packets sent for the first time, not a burst of retransmissions;
 its packets are all queued by the time the first one is due, because the smallest delay exceeds
 the time a burst takes to send). It counts what it did, and what later crossed of a frame it
-dropped (retransmissions).
+dropped (retransmissions). With ``lossless_start`` it loses nothing (but still delays) until
+:meth:`LossyNetwork.start_loss`, and counts from then on: connection set-up (TCP, ICE, DTLS, whose
+retransmission timers back off to seconds) is then quick, when a test measures only the media.
 The namespace's default route is the TUN device, so everything a process in it sends to any
 address of this machine (ICE host candidates included) crosses the wire.
 
@@ -35,6 +37,7 @@ import random
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -113,6 +116,7 @@ class LossyNetwork:
     """
 
     impairment: Impairment = field(default_factory=Impairment)
+    lossless_start: bool = False
     name: str = ""
     host_ip: str = ""
     peer_ip: str = ""
@@ -126,6 +130,17 @@ class LossyNetwork:
         _instances += 1
         remove_stale_namespaces()
         self.name = f"{NS_PREFIX}{os.getpid()}-{_instances}"
+        # Test processes running side by side (several suites on one machine) must not pick the same
+        # free subnet: the choice is locked until this wire has put its addresses on its devices.
+        lock = os.open(os.path.join(tempfile.gettempdir(), "lossy-network-subnets.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+            await self._start_wire()
+        finally:
+            os.close(lock)  # and with it the lock
+        return self
+
+    async def _start_wire(self) -> None:
         n = _free_subnet()
         self.host_ip, self.peer_ip = f"{SUBNET_PREFIX}.{n}.1", f"{SUBNET_PREFIX}.{n}.2"
         tun = f"lsy{os.getpid() % 100000}{_instances % 100}"
@@ -136,6 +151,7 @@ class LossyNetwork:
                 sys.executable, "-m", "tests.support.impair", "--ns", self.name, "--tun", tun,
                 "--host-ip", self.host_ip, "--peer-ip", self.peer_ip, "--loss", str(imp.loss),
                 "--delay", str(imp.delay_s), "--jitter", str(imp.jitter_s), "--seed", str(imp.seed),
+                *(["--lossless-start"] if self.lossless_start else []),
                 cwd=REPO, env=clean_env(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, preexec_fn=die_with_suite(),
             )
@@ -145,7 +161,6 @@ class LossyNetwork:
         except BaseException:
             await self.close()
             raise
-        return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
@@ -165,7 +180,7 @@ class LossyNetwork:
         return answer
 
     async def command(self, cmd: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
-        """Send the wire a command: ``{"cmd": "stats"}``, or ``{"cmd": "drop_keyframe",
+        """Send the wire a command: ``{"cmd": "stats"}``, ``{"cmd": "start_loss"}``, or ``{"cmd": "drop_keyframe",
         "direction": "up"|"down", "min_packets": N, "not_before": T}`` (answered at once; the drop
         shows in stats; T: the frame's first packet arrives at or after monotonic time T)."""
         assert self._wire is not None and self._wire.stdin is not None
@@ -175,6 +190,11 @@ class LossyNetwork:
 
     async def stats(self) -> dict[str, Any]:
         return await self.command({"cmd": "stats"})
+
+    async def start_loss(self) -> None:
+        """After a lossless start: lose packets from now on, and count from now on."""
+        answer = await self.command({"cmd": "start_loss"})
+        assert answer.get("ok"), answer
 
     async def run(self, *args: str, env: dict[str, str] | None = None) -> Process:
         """``python ARGS...`` inside the namespace (its output collected and checked as any
@@ -273,8 +293,9 @@ class DirectionStats:
 class Direction:
     """One direction of the wire: reads from ``src``, writes to ``dst``."""
 
-    def __init__(self, name: str, src: int, dst: int, imp: Impairment, seed: int) -> None:
+    def __init__(self, name: str, src: int, dst: int, imp: Impairment, seed: int, losing: bool = True) -> None:
         self.name = name
+        self.losing = losing
         self.src = src
         self.dst = dst
         self.imp = imp
@@ -283,6 +304,7 @@ class Direction:
         self.frames: dict[tuple[int, int], _Frame] = {}
         self.drop_order: int | None = None  # min_packets of the next frame to drop whole
         self.drop_not_before = 0.0  # ... whose first packet arrived at or after this (monotonic)
+        self._arrivals = 0
         self._max_released = 0
         self._dropped_timestamps: dict[int, dict[str, Any]] = {}
         self._delays: list[float] = []
@@ -297,8 +319,9 @@ class Direction:
             except BlockingIOError:
                 return
             self.stats.packets += 1
+            self._arrivals += 1
             key = rtp_frame_key(packet)
-            lost = self.rng.random() < self.imp.loss
+            lost = self.rng.random() < self.imp.loss and self.losing
             if key is not None and key[1] in self._dropped_timestamps:
                 # A retransmission of a frame dropped on purpose (RTX keeps the RTP timestamp).
                 self._dropped_timestamps[key[1]]["later"].append(
@@ -308,7 +331,7 @@ class Direction:
             if lost:
                 self.stats.lost += 1
                 continue
-            entry = _Queued(packet, self.stats.packets, key, time.monotonic())
+            entry = _Queued(packet, self._arrivals, key, time.monotonic())
             if entry.key is not None:
                 frame = self.frames.get(entry.key)
                 if frame is None:
@@ -357,6 +380,12 @@ class Direction:
         burst of RTX retransmissions shares an earlier frame's timestamp and is no frame."""
         return key is not None and self._ts_first.get(key[1], (None, 0.0))[0] == key[0]
 
+    def start_loss(self) -> None:
+        """Lose packets from now on; the statistics start again."""
+        self.losing = True
+        self.stats = DirectionStats()
+        self._delays.clear()
+
     def report(self) -> dict[str, Any]:
         if self._delays:
             delays = sorted(self._delays)
@@ -388,8 +417,9 @@ async def _serve(args: argparse.Namespace) -> None:
     _ip("link", "set", peer_tun, "up", ns=args.ns)
     _ip("route", "add", "default", "dev", peer_tun, ns=args.ns)
     loop = asyncio.get_running_loop()
-    directions = {"up": Direction("up", peer_fd, host_fd, imp, args.seed * 2),
-                  "down": Direction("down", host_fd, peer_fd, imp, args.seed * 2 + 1)}
+    losing = not args.lossless_start
+    directions = {"up": Direction("up", peer_fd, host_fd, imp, args.seed * 2, losing),
+                  "down": Direction("down", host_fd, peer_fd, imp, args.seed * 2 + 1, losing)}
     for d in directions.values():
         loop.add_reader(d.src, d.readable)
     reader = asyncio.StreamReader()
@@ -404,6 +434,10 @@ async def _serve(args: argparse.Namespace) -> None:
         cmd = json.loads(line)
         if cmd.get("cmd") == "stats":
             reply({"ok": True, **{name: d.report() for name, d in directions.items()}})
+        elif cmd.get("cmd") == "start_loss":
+            for d in directions.values():
+                d.start_loss()
+            reply({"ok": True})
         elif cmd.get("cmd") == "drop_keyframe" and cmd.get("direction") in directions:
             direction = directions[cmd["direction"]]
             direction.drop_order = int(cmd.get("min_packets", 10))
@@ -427,6 +461,7 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.080)
     parser.add_argument("--jitter", type=float, default=0.040)
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--lossless-start", action="store_true", help="lose nothing until the start_loss command")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))

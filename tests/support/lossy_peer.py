@@ -3,10 +3,11 @@
 
 The process publishes pre-encoded VP8 640x480@30 (~1 Mbit/s) and Opus over WHIP, watches the same
 unit over WHEP (tokens from ``LOSSY_UNIT_TOKEN`` and ``LOSSY_PERSON_TOKEN``), prints ``READY``
-once the viewer has its first frame, runs ``--seconds`` more, ends both sessions with DELETE,
-writes a JSON report to ``--report`` (every video frame sent: send time, digest, keyframe; every
-frame the viewer got: arrival time, digest, keyframe; times on this machine's monotonic clock,
-which the test process shares), prints ``REPORTED`` and exits. Nothing is encoded or decoded.
+once the viewer has its first frame, runs ``--seconds`` more (less if it gets SIGUSR1), ends both
+sessions with DELETE, writes a JSON report to ``--report`` (every video frame sent: send time,
+digest, keyframe; every frame the viewer got: arrival time, digest, keyframe; times on this
+machine's monotonic clock, which the test process shares), prints ``REPORTED`` and exits. Nothing
+is encoded or decoded.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import json
+import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiortc import RTCConfiguration
 
 from field_client.encoded_loop import VideoLoopSpec
 from field_client.loop_cache import LoopCache
@@ -50,18 +55,27 @@ class Got:
 
 
 def match(sent: list[Sent], received: list[tuple[float, str, bool]]) -> list[Got]:
-    """Each received frame is the first publisher frame with its bytes after the one matched before
-    it, sent before it arrived (the loop repeats, so bytes alone are ambiguous), as bench.loadgen does."""
+    """Which publisher frame each received frame is. The loop repeats, so bytes alone are ambiguous:
+    a frame with a receive time is the publisher's *latest* frame with its bytes sent before it
+    arrived (a viewer gets live frames, never one a whole loop old; the first frame of a late
+    viewer would otherwise be taken for the first frame ever sent, and every frame after it for
+    the wrong one until the next keyframe); a frame without one (``at`` infinite: a recording) is
+    the first with its bytes after the one matched before it. Either way it comes after the frame
+    matched before it."""
     by_digest: dict[str, list[int]] = {}
     for n, s in enumerate(sent):
         by_digest.setdefault(s.digest, []).append(n)
+    times = {digest: [sent[n].at for n in numbers] for digest, numbers in by_digest.items()}
     out: list[Got] = []
     last_n = -1
     shown: int | None = None  # the last frame a decoder could show
     for at, digest, keyframe in received:
         numbers = by_digest.get(digest, [])
-        k = bisect.bisect_right(numbers, last_n)
-        if k == len(numbers) or sent[numbers[k]].at > at:
+        if math.isinf(at):
+            k = bisect.bisect_right(numbers, last_n)
+        else:
+            k = bisect.bisect_right(times.get(digest, []), at) - 1
+        if k < 0 or k == len(numbers) or numbers[k] <= last_n or sent[numbers[k]].at > at:
             out.append(Got(at, None, keyframe, False))
             shown = None
             continue
@@ -73,10 +87,13 @@ def match(sent: list[Sent], received: list[tuple[float, str, bool]]) -> list[Got
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, stop.set)
     loops = LoopCache()
     video = await loops.video(VideoLoopSpec(codec="vp8", width=640, height=480, fps=30, bitrate=1_000_000))
     audio = await loops.audio()
-    pub = await make_publisher(video, audio)
+    no_stun = RTCConfiguration(iceServers=[])  # host candidates only: nothing to look up in the namespace
+    pub = await make_publisher(video, audio, config=no_stun)
     send_times: list[float] = []
     assert pub.video is not None
     inner = pub.video.on_packet
@@ -87,7 +104,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         send_times.append(time.monotonic())
 
     pub.video.on_packet = on_packet
-    viewer = await make_viewer(video=True, audio=True)
+    viewer = await make_viewer(video=True, audio=True, config=no_stun)
     # The viewer reassembles frames as the server does (a 128-packet buffer completing frames at the
     # marker, dropping frames it could not decode and asking for a keyframe), not with aiortc's
     # default 512-packet buffer, which stalls ~3.5 s on one packet lost for good and hands on the
@@ -102,7 +119,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await whep_view(http, base, args.unit, args.person_token, viewer)
             await viewer.wait_frames(1, FIRST_FRAME_TIMEOUT_S)
             print("READY", flush=True)
-            await asyncio.sleep(args.seconds)  # the measured run: the test watches, the wire impairs
+            with contextlib.suppress(TimeoutError):  # the measured run: the test watches, the wire impairs
+                await asyncio.wait_for(stop.wait(), args.seconds)
         finally:
             for location, token in ((viewer.location, args.person_token), (pub.location, args.unit_token)):
                 if location:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import aiohttp
 import av
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
@@ -49,9 +49,12 @@ def codec_preferences(kind: str, codec: str) -> list[Any]:
 
 
 async def make_publisher(
-    loop: EncodedLoop | None, audio_loop: EncodedAudioLoop | None = None, codec: str = "vp8"
+    loop: EncodedLoop | None, audio_loop: EncodedAudioLoop | None = None, codec: str = "vp8",
+    config: RTCConfiguration | None = None,
 ) -> Publisher:
-    pc = RTCPeerConnection()
+    """``config``: aiortc's default asks a public STUN server during ICE gathering (~5 s where DNS
+    times out, as in a network namespace); ``RTCConfiguration(iceServers=[])`` does not."""
+    pc = RTCPeerConnection(config)
     mime = f"video/{codec.upper()}"
     pub = Publisher(pc, None, None, mime)
     if loop is not None:
@@ -118,8 +121,9 @@ class Viewer:
         await self.pc.close()
 
 
-async def make_viewer(video: bool = True, audio: bool = True) -> Viewer:
-    viewer = _recording_viewer()
+async def make_viewer(video: bool = True, audio: bool = True, config: RTCConfiguration | None = None) -> Viewer:
+    """``config`` as for :func:`make_publisher`."""
+    viewer = _recording_viewer(config)
     if video:
         viewer.pc.addTransceiver("video", direction="recvonly")
     if audio:
@@ -141,10 +145,10 @@ async def make_answering_viewer(offer_sdp: str) -> Viewer:
     return viewer
 
 
-def _recording_viewer() -> Viewer:
+def _recording_viewer(config: RTCConfiguration | None = None) -> Viewer:
     """A peer whose remote tracks are read into :class:`Viewer`'s frame log."""
     passthrough.install()  # viewers record encoded frames (idempotent)
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(config)
     viewer = Viewer(pc)
 
     async def consume(track: MediaStreamTrack) -> None:
