@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from typing import Any
+from typing import Any, Awaitable
 
 import msgpack
 from aiohttp import WSMsgType, web
@@ -47,27 +47,28 @@ def _refused(code: str, exc: Exception) -> web.Response:
     return web.json_response({"error": {"code": code, "message": str(exc)}}, status=400)
 
 
+async def _answered(answering: Awaitable[Any]) -> web.Response:
+    """A session's answer as JSON, or the offer refused (400 with the code the front maps back)."""
+    try:
+        return web.json_response(await answering)
+    except CodecMismatch as exc:
+        return _refused("codec_mismatch", exc)
+    except SdpError as exc:
+        return _refused("bad_sdp", exc)
+
+
 @routes.post("/publish")
 async def publish(request: web.Request) -> web.Response:
     b = await _body(request)
-    try:
-        out = await request.app[WORKER].publish(str(b["unit"]), str(b["channel"]), str(b["offer"]),
-                                                float(b["timeout_s"]))
-    except SdpError as exc:
-        return _refused("bad_sdp", exc)
-    return web.json_response(out)
+    return await _answered(request.app[WORKER].publish(str(b["unit"]), str(b["channel"]), str(b["offer"]),
+                                                       float(b["timeout_s"])))
 
 
 @routes.post("/watch")
 async def watch(request: web.Request) -> web.Response:
     b = await _body(request)
-    try:
-        out = await request.app[WORKER].watch(str(b["unit"]), str(b["channel"]), str(b["offer"]), str(b["viewer"]))
-    except CodecMismatch as exc:
-        return _refused("codec_mismatch", exc)
-    except SdpError as exc:
-        return _refused("bad_sdp", exc)
-    return web.json_response(out)
+    return await _answered(request.app[WORKER].watch(str(b["unit"]), str(b["channel"]), str(b["offer"]),
+                                                     str(b["viewer"])))
 
 
 @routes.post("/close")
