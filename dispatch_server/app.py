@@ -151,11 +151,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
                   settings.media.publisher_timeout_s)
     local_media = LocalMediaHost(relay, ice_servers(settings.media))
     media: MediaHost = local_media
-    if settings.media.workers > 0:  # one unit's media per worker process; this process keeps pulled units
+    if settings.media.worker_count > 0:  # one unit's media per worker process; this process keeps pulled units
         boot = {"media": dataclasses.asdict(settings.media), "log": dataclasses.asdict(settings.log), "node": node,
-                "event_loop": settings.server.event_loop}
-        media = MediaWorkers(settings.media.workers, [sys.executable, "-m", "dispatch_server", "media-worker"], boot,
-                             local_media)
+                "event_loop": settings.server.event_loop, "malloc_arena_max": settings.server.malloc_arena_max}
+        media = MediaWorkers(settings.media.worker_count, [sys.executable, "-m", "dispatch_server", "media-worker"],
+                             boot, local_media)
     live = LiveService(accounts, media, roster, settings.media, node, push.viewer_closed, recorder=archive,
                        revocation=revocation, stopping=stopping, pulls=pulls, on_media_lost=push.media_lost)
     talk = TalkService(media, action_store, audit, push.unit, push.operators,

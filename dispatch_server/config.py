@@ -105,7 +105,19 @@ class MediaConfig:
     engine: str = "packets"  # "packets": forward RTP packets (SFU fast path); "frames": encoded frames via aiortc
     publisher_max_bitrate: int = 2_500_000  # packet engine: REMB sent to every publisher (bit/s)
     ice_servers: tuple[IceServer, ...] = ()
-    workers: int = 0  # media worker processes (dispatch_server.media_workers); 0: media in the server's own process
+    # media worker processes (dispatch_server.media_workers): -1 one per core this process may run on,
+    # 0 media in the server's own process, N that many
+    workers: int = -1
+
+    @property
+    def worker_count(self) -> int:
+        """How many media worker processes ``workers`` means on this machine (0: none)."""
+        if self.workers >= 0:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -496,7 +508,7 @@ def validate(s: Settings) -> None:
         ("media.keyframe_interval_s", s.media.keyframe_interval_s, 0.0),
         ("media.viewer_queue_frames", s.media.viewer_queue_frames, 2),
         ("media.publisher_max_bitrate", s.media.publisher_max_bitrate, 50_000),
-        ("media.workers", s.media.workers, 0),
+        ("media.workers", s.media.workers, -1),
         ("console.patrol_interval_s", s.console.patrol_interval_s, 1.0),
         ("alerts.escalate_after_s", s.alerts.escalate_after_s, 1.0),
         ("alerts.sweep_interval_s", s.alerts.sweep_interval_s, 0.05),

@@ -7,7 +7,8 @@ close requests (``http/worker_api.py``), and tells the front over one event stre
 must know, in order:
 
 - ``{"t": "ended", "session", "reason"}``: a session ended by itself (silence, failed connection);
-- ``{"t": "silence", "s": {session: seconds}}`` twice a second: each publisher's media silence,
+- ``{"t": "silence", "s": {session: seconds}, "pc": {session: [lost, received]}}`` twice a second:
+  each publisher's media silence and its RTP packet counts (``/metrics``' loss ratio),
   and ``{"t": "counters", "c", "ff"}``: the relay's cumulative counters and new first-frame delays;
 - ``{"t": "f", "u", "k", "p", "key", "d"}``: a frame (unit, kind, pts, keyframe, bytes) of a unit
   the front taps, so that the front's archive stays the one writer of recordings and the ledger.
@@ -107,10 +108,12 @@ class MediaWorker:
     async def _report_silence(self) -> None:
         while True:
             await asyncio.sleep(SILENCE_INTERVAL_S)
-            silences = {sid: round(self.sessions[sid].media_silence_s(), 3)
-                        for sid in self.publishers if sid in self.sessions}
-            if silences:
-                self.events.put_nowait({"t": "silence", "s": silences})
+            publishers = [self.sessions[sid] for sid in self.publishers if sid in self.sessions]
+            if publishers:
+                counts = await asyncio.gather(*(s.packet_counts() for s in publishers))
+                self.events.put_nowait({
+                    "t": "silence", "s": {s.id: round(s.media_silence_s(), 3) for s in publishers},
+                    "pc": {s.id: list(c) for s, c in zip(publishers, counts, strict=True) if c is not None}})
             relay = self.host.relay
             self.events.put_nowait({"t": "counters", "c": relay.counters(), "ff": relay.take_first_frames()})
 

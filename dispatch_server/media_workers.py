@@ -120,13 +120,14 @@ class RemoteSession:
         self.channel = channel if channel is not None else RemoteChannel(unit_id)
         self.ended_reason: str | None = None
         self.silence_s = 0.0  # as the worker last reported it
+        self.counts: tuple[int, int] | None = None  # (lost, received) RTP packets, as the worker last reported them
         self._on_end = on_end
 
     def media_silence_s(self) -> float:
         return self.silence_s
 
     async def packet_counts(self) -> tuple[int, int] | None:
-        return None  # not reported by workers (yet)
+        return self.counts
 
     async def close(self, reason: str = "closed") -> None:
         """End the session in its worker (if the worker still runs), then tell the owner. Idempotent."""
@@ -221,6 +222,7 @@ class MediaWorkers:
         self.workers = [WorkerProcess(i) for i in range(count)]
         self.channels: dict[str, RemoteChannel] = {}
         self._assigned: dict[str, WorkerProcess] = {}  # unit -> the worker its sessions live on
+        self._opening: dict[str, int] = {}  # unit -> requests opening a session of it now
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self._closing = False
@@ -243,15 +245,15 @@ class MediaWorkers:
         worker = self._worker_for(unit_id)
         incarnation = worker.starts
         channel = self.channels.setdefault(unit_id, RemoteChannel(unit_id)) if channel_id == unit_id else None
+        self._opening[unit_id] = self._opening.get(unit_id, 0) + 1
         try:
             out = await worker.post("/publish", {"unit": unit_id, "channel": channel_id, "offer": offer_sdp,
                                                  "timeout_s": timeout_s})
             session = RemoteSession(worker, str(out["session"]), unit_id, self._ended(on_end),
                                     codecs=dict(out["codecs"]), channel=channel)
             worker.adopt(session, incarnation)
-        except BaseException:
-            self.release(unit_id, worker)
-            raise
+        finally:
+            self._opened(unit_id, worker)
         if channel is not None:
             channel.moved_to(worker)
         logger.info("unit %s: %s session %s on media worker %d (pid %s)", unit_id,
@@ -262,19 +264,19 @@ class MediaWorkers:
     async def watch(self, unit_id: str, channel_id: str, offer_sdp: str, on_end: OnEnd,
                     viewer: str) -> tuple[Any, str]:
         worker = self._assigned.get(unit_id)
-        if worker is None or unit_id not in worker.units():
+        if worker is None or (unit_id not in worker.units() and unit_id not in self._opening):
             if channel_id == unit_id:  # no worker has the unit: a pull from another node feeds this process
                 return await self._local.watch(unit_id, channel_id, offer_sdp, on_end, viewer)
             worker = self._worker_for(unit_id)
         incarnation = worker.starts
+        self._opening[unit_id] = self._opening.get(unit_id, 0) + 1
         try:
             out = await worker.post("/watch", {"unit": unit_id, "channel": channel_id, "offer": offer_sdp,
                                                "viewer": viewer})
             session = RemoteSession(worker, str(out["session"]), unit_id, self._ended(on_end), viewer=viewer)
             worker.adopt(session, incarnation)
-        except BaseException:
-            self.release(unit_id, worker)
-            raise
+        finally:
+            self._opened(unit_id, worker)
         return session, str(out["answer"])
 
     def _worker_for(self, unit_id: str) -> WorkerProcess:
@@ -294,9 +296,21 @@ class MediaWorkers:
         self._assigned[unit_id] = chosen
         return chosen
 
+    def _opened(self, unit_id: str, worker: WorkerProcess) -> None:
+        """A request opening a session of the unit on ``worker`` is over (adopted, or failed)."""
+        left = self._opening.get(unit_id, 0) - 1
+        if left > 0:
+            self._opening[unit_id] = left
+        else:
+            self._opening.pop(unit_id, None)
+        self.release(unit_id, worker)
+
     def release(self, unit_id: str, worker: WorkerProcess) -> None:
-        """The unit has no session on ``worker`` any more (or its first one failed): unassign it."""
-        if self._assigned.get(unit_id) is worker and unit_id not in worker.units():
+        """The unit has no session on ``worker`` any more, nor one being opened (its first one
+        failed, say): unassign it. A request still in flight keeps the assignment, so that a
+        publish that fails while a viewer's request is under way does not let the next publish
+        land on another worker than that viewer."""
+        if self._assigned.get(unit_id) is worker and unit_id not in worker.units() and unit_id not in self._opening:
             del self._assigned[unit_id]
 
     def _ended(self, on_end: OnEnd) -> OnEnd:
@@ -406,6 +420,10 @@ class MediaWorkers:
                 session = worker.sessions.get(session_id)
                 if session is not None:
                     session.silence_s = float(seconds)
+            for session_id, (lost, received) in event.get("pc", {}).items():
+                session = worker.sessions.get(session_id)
+                if session is not None:
+                    session.counts = (int(lost), int(received))
         elif kind == "ended":
             session = worker.sessions.get(event["session"])
             if session is not None:

@@ -196,8 +196,10 @@ def _closed_while_connecting(loop: asyncio.AbstractEventLoop, context: dict[str,
 
 def run_media_worker() -> int:
     """``dispatch-server media-worker``: the front writes one JSON line (``media``, ``log``,
-    ``node``, ``event_loop``, ``secret``, ``index``) on our standard input and keeps it open."""
+    ``node``, ``event_loop``, ``malloc_arena_max``, ``secret``, ``index``) on our standard input
+    and keeps it open."""
     boot = json.loads(sys.stdin.readline())
+    malloc_arenas.limit(int(boot.get("malloc_arena_max", 0)))  # as the front's, before any thread starts
     configure_logging(section(LogConfig, boot["log"], "log"), str(boot["node"]))
     if boot.get("event_loop") == "uvloop":
         import uvloop

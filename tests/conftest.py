@@ -85,8 +85,10 @@ _ALL_ON_POSTGRES: list[PostgresServer] = []
 
 
 def settings_for(tmp: Path, **sections: dict[str, Any]) -> Settings:
+    # In-process servers run media in their own process (media workers are children: tested with
+    # real ``serve`` processes, tests/dispatch_server/test_media_workers.py and test_demo.py).
     overrides: dict[str, dict[str, Any]] = {"storage": {"data_dir": str(tmp / "data")}, "server": {"port": 0},
-                                            "metrics": {"port": 0}}
+                                            "metrics": {"port": 0}, "media": {"workers": 0}}
     if _ALL_ON_POSTGRES and "url" not in sections.get("storage", {}):
         overrides["storage"]["url"] = _ALL_ON_POSTGRES[0].fresh_database()
     for name, values in sections.items():

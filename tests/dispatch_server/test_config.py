@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import urllib.request
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("", {"DISPATCH_CLUSTER__PULL_LINGER_S": "0"}, "cluster.pull_linger_s"),
         ("[server\n", {}, "config file"),
         ("[server]\nevent_loop = 'tokio'\n", {}, "server.event_loop"),
+        ("[media]\nworkers = -2\n", {}, "media.workers"),
         ("", {"DISPATCH_GEO__TELEMETRY_HEARTBEAT_S": "0"}, "geo.telemetry_heartbeat_s"),
         ("[party]\nwatermark_font = 'fonts/none.ttc'\n", {}, "party.watermark_font"),
         ("[[procedure.rules]]\ntype = 'seizure'\n[[procedure.rules]]\ntype = 'seizure'\n", {},
@@ -61,6 +63,20 @@ def test_bad_values_name_the_key(tmp_path: Path, text: str, env: dict[str, str],
     with pytest.raises(ConfigError) as err:
         load_settings(cfg, env=env)
     assert str(err.value).startswith(key)
+
+
+def test_media_workers_default_to_one_per_core(tmp_path: Path) -> None:
+    assert load_settings(None, env={}).media.worker_count == len(os.sched_getaffinity(0))
+    assert load_settings(None, env={"DISPATCH_MEDIA__WORKERS": "0"}).media.worker_count == 0
+    assert load_settings(None, env={"DISPATCH_MEDIA__WORKERS": "3"}).media.worker_count == 3
+    # The suite's config files keep media in the server's process unless a test asks otherwise.
+    assert load_settings(write_config(tmp_path / "a.toml", tmp_path), env={}).media.worker_count == 0
+    cfg = write_config(tmp_path / "b.toml", tmp_path, "[media]\nengine = \"frames\"\n")
+    assert load_settings(cfg, env={}).media.worker_count == 0
+    cfg = write_config(tmp_path / "c.toml", tmp_path, "[media]\nworkers = 2\n")
+    assert load_settings(cfg, env={}).media.worker_count == 2
+    cfg = write_config(tmp_path / "d.toml", tmp_path, media_workers=None)
+    assert load_settings(cfg, env={}).media.workers == -1
 
 
 def test_secrets_print_as_stars(tmp_path: Path) -> None:

@@ -56,6 +56,14 @@ class Demo:
 
     def fleet_pid(self) -> int:
         """The ``field-client --fleet`` process the server started."""
+        pids = self.children(b"field_client")
+        if pids:
+            return pids[0]
+        raise AssertionError(f"no field-client child of the server:\n{self.output()[-3000:]}")
+
+    def children(self, mark: bytes) -> list[int]:
+        """The server's child processes with ``mark`` in their command line."""
+        found = []
         for entry in os.listdir("/proc"):
             if not entry.isdigit():
                 continue
@@ -65,9 +73,9 @@ class Demo:
             except OSError:
                 continue
             ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == self.proc.pid and b"field_client" in cmdline:
-                return int(entry)
-        raise AssertionError(f"no field-client child of the server:\n{self.output()[-3000:]}")
+            if ppid == self.proc.pid and any(mark in part for part in cmdline):
+                found.append(int(entry))
+        return found
 
 
 def gone(pid: int) -> bool:
@@ -101,16 +109,19 @@ async def publishing(url: str, token: str, want: int, timeout: float = 90.0) -> 
 
 
 async def test_ctrl_c_stops_the_server_and_its_simulated_units_once_and_cleanly(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "config.toml", tmp_path / "data")
+    config = write_config(tmp_path / "config.toml", tmp_path / "data", media_workers=None)  # as make run: per core
     add_user(config, "op", "operator", PASSWORD)
     demo = Demo(config, 2)
     token = await login(demo.url, "op", PASSWORD)
     await publishing(demo.url, token, 2)
     fleet = demo.fleet_pid()
+    workers = demo.children(b"media-worker")
+    assert len(workers) == len(os.sched_getaffinity(0)), demo.output()[-3000:]
 
     os.killpg(demo.proc.pid, signal.SIGINT)  # what Ctrl+C in the terminal does
     assert demo.proc.wait(timeout=60) == 0
     wait_for(lambda: gone(fleet), 30, "the fleet ends with the server")
+    wait_for(lambda: all(gone(w) for w in workers), 30, "the media workers end with the server")
     out = demo.output()
     assert_clean(out, "dispatch-server --demo")
     assert "stopped in" in out
@@ -119,14 +130,17 @@ async def test_ctrl_c_stops_the_server_and_its_simulated_units_once_and_cleanly(
 
 
 async def test_a_killed_server_leaves_no_simulated_units_behind(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "config.toml", tmp_path / "data")
+    config = write_config(tmp_path / "config.toml", tmp_path / "data", media_workers=None)  # as make run: per core
     add_user(config, "op", "operator", PASSWORD)
     demo = Demo(config, 1)
     token = await login(demo.url, "op", PASSWORD)
     await publishing(demo.url, token, 1)
     fleet = demo.fleet_pid()
+    workers = demo.children(b"media-worker")
+    assert workers, demo.output()[-3000:]
 
     demo.proc.kill()
     demo.proc.wait(timeout=30)
     wait_for(lambda: gone(fleet), 30, "the fleet ends when its server is killed")
+    wait_for(lambda: all(gone(w) for w in workers), 30, "the media workers end when their server is killed")
     assert_clean(demo.output(), "dispatch-server --demo")

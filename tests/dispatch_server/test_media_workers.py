@@ -17,6 +17,10 @@ import aiohttp
 import pytest
 from aiortc import RTCSessionDescription
 
+from dispatch_server.app import _relay
+from dispatch_server.config import MediaConfig
+from dispatch_server.media_host import LocalMediaHost
+from dispatch_server.media_workers import MediaWorkers, RemoteSession, WorkerProcess
 from field_client.encoded_loop import EncodedAudioLoop
 from tests.dispatch_server.test_pulls import METRICS_TOKEN, metric
 from tests.recordings.archive_support import ffprobe, of_type, segment_paths
@@ -87,6 +91,11 @@ async def test_units_spread_over_workers_and_a_killed_worker_is_restarted_with_a
         other_viewer = viewers[1]
         frames_in = 'dispatch_relay_frames_in_total{kind="video"}'
         assert await metric(http, server, frames_in) > 0, "/metrics counts the workers' relays"
+        # Each scrape samples every publisher's loss since the last one, workers' publishers too.
+        loss_samples = "dispatch_publisher_packet_loss_ratio_count"
+        first = await metric(http, server, loss_samples)
+        await until(lambda: _more(http, server, loss_samples, first + 1), 60, "loss ratio of both workers' publishers",
+                    interval=0.2)
 
         async with http.delete(f"{server.url}{talk_location}", headers={"Authorization": f"Bearer {op}"}) as r:
             assert r.status == 200
@@ -141,3 +150,37 @@ async def test_units_spread_over_workers_and_a_killed_worker_is_restarted_with_a
 
 async def _more(http: aiohttp.ClientSession, server: ServerProcess, name: str, than: float) -> bool:
     return await metric(http, server, name) > than
+
+
+async def test_a_session_being_opened_keeps_its_unit_on_its_worker() -> None:
+    """Placement alone (no processes: the workers only marked ready). A unit's publisher ends while
+    a viewer's request for it is still in flight on its worker; meanwhile another unit arrives.
+    The unit's next publish must go where that viewer is about to live, not to the worker that
+    is least loaded by then."""
+    workers = MediaWorkers(2, ["unused"], {}, LocalMediaHost(_relay(MediaConfig()), []))
+    for w in workers.workers:
+        w.ready.set()
+
+    def open_on(unit: str, worker: WorkerProcess, session_id: str) -> RemoteSession:
+        session = RemoteSession(worker, session_id, unit, lambda s, r: None)
+        worker.adopt(session, worker.starts)
+        return session
+
+    assert workers._worker_for("b").index == 0
+    open_on("b", workers.workers[0], "b-pub")
+    w1 = workers._worker_for("u")
+    assert w1.index == 1
+    publisher = open_on("u", w1, "u-pub")
+
+    workers._opening["u"] = 1  # a viewer's watch request for "u" is in flight on w1 (as watch() counts it)
+    del w1.sessions[publisher.id]  # the publisher ends (as RemoteSession.ended does) ...
+    workers.release("u", w1)  # ... and releases its unit
+    assert workers._worker_for("c").index == 0, "w1 keeps u while its viewer is being opened"
+    open_on("c", workers.workers[0], "c-pub")
+    open_on("u", w1, "u-viewer")  # the viewer's answer arrives
+    workers._opened("u", w1)
+    assert workers._worker_for("u") is w1, "u's next publish joins its viewer"
+
+    del w1.sessions["u-viewer"]  # and once nothing of u is left or opening there, u is free again
+    workers.release("u", w1)
+    assert "u" not in workers._assigned

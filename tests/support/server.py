@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,7 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 
-def write_config(path: Path, data_dir: Path, extra: str = "") -> Path:
+def write_config(path: Path, data_dir: Path, extra: str = "", *, media_workers: int | None = 0) -> Path:
+    """A server's config file: ``extra`` (TOML sections) after the suite's basics. Media runs in the
+    server's own process (``[media] workers = 0``) unless ``extra`` sets ``workers`` or
+    ``media_workers`` says otherwise (None: the product's default, one worker per core)."""
+    if media_workers is not None and not re.search(r"(?m)^workers\s*=", extra):
+        line = f"workers = {media_workers}\n"
+        extra = extra.replace("[media]\n", "[media]\n" + line, 1) if "[media]\n" in extra else \
+            extra + ("" if not extra or extra.endswith("\n") else "\n") + "[media]\n" + line
     path.write_text(
         f'[storage]\ndata_dir = "{data_dir}"\n'
         "[metrics]\nport = -1\n"  # no metrics listener unless a test asks for one
