@@ -99,10 +99,13 @@ class UnitLoad:
     """One published unit and its viewers; matches every frame a viewer gets to the frame sent.
 
     The publisher's frames are numbered in send order. A viewer frame is the publisher frame with
-    the same bytes (the loop repeats every few seconds, so: the first such frame after the one the
-    viewer got before, sent before it arrived). That gives per frame whether and how late it
-    arrived, which counts alone cannot: a viewer catching up on a backlog receives more frames in
-    a window than were sent in it.
+    the same bytes; the loop repeats every few seconds, so: a viewer's first frame is the latest
+    such frame sent before it arrived (a viewer joins live: the first such frame ever sent made
+    every frame of a viewer whose first frame came after the loop had come round look a loop or
+    more late), and each later one the first such frame after the one matched before it, sent
+    before it arrived. That gives per frame whether and how late it arrived, which counts alone
+    cannot: a viewer catching up on a backlog receives more frames in a window than were sent in
+    it.
     """
 
     unit: str
@@ -152,8 +155,11 @@ class UnitLoad:
             for arrived, digest, _ in frames:
                 log.received_total += 1
                 numbers = self.by_digest.get(digest, [])
-                k = bisect.bisect_right(numbers, log.last_n)
-                if k == len(numbers) or self.sent_at[numbers[k]] > arrived:
+                if log.last_n < 0:  # its first matched frame: the latest sent before it arrived
+                    k = bisect.bisect_right(numbers, arrived, key=self.sent_at.__getitem__) - 1
+                else:
+                    k = bisect.bisect_right(numbers, log.last_n)
+                if k < 0 or k == len(numbers) or self.sent_at[numbers[k]] > arrived:
                     log.unmatched_total += 1
                     continue
                 n = numbers[k]

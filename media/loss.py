@@ -1,5 +1,6 @@
-"""Loss recovery of the packet engine: the packet cache that answers viewers' NACKs, and the NACK
-tracker that asks a publisher again for the packets it lost."""
+"""Loss recovery of the packet engine: the packet cache that answers viewers' NACKs, the limit on
+how much of that one viewer gets, and the NACK tracker that asks a publisher again for the packets
+it lost."""
 
 from __future__ import annotations
 
@@ -7,6 +8,27 @@ from collections import deque
 from typing import NamedTuple
 
 from .rtpwire import seq_delta
+
+# What one viewer's NACKs may cost (RetransmitLimit). aiortc viewers NACK every packet still
+# missing again each time a new gap appears; answered in full that was ~1.4 retransmissions per
+# forwarded packet on a 5%-loss link.
+# Copies of one packet per viewer: three lost copies in a row (~0.3 s) mean a link that loses
+# most of them, and the frame is due by then; the viewer's PLI gets a keyframe.
+RTX_MAX_TRIES = 3
+# Not again within about a round trip: an earlier copy may still be on its way. A constant: the
+# packet engine rewrites the viewers' SRs, so aiortc's LSR/DLSR round trip never matches; 4G
+# round trips are ~50-150 ms, and mediasoup assumes 100 ms as long as it knows none.
+RTX_MIN_INTERVAL_S = 0.1
+# Retransmitted bytes per viewer at most this share of the bytes forwarded to it over the last
+# window: a lost 4G burst of a few hundred ms is still repaired; a broken viewer cannot cost more
+# than half again its forwarding.
+RTX_BUDGET_SHARE = 0.5
+RTX_BUDGET_WINDOW_S = 1.0
+# ... but always this much per window (two full-size video packets): a viewer that has just
+# started has had little forwarded yet and its first losses are still repaired.
+RTX_BUDGET_FLOOR_BYTES = 2400
+RTX_FORGET_S = 2.0  # a packet's tries are kept this long: longer than the cache holds it (1.5 s)
+_MARK_EVERY_S = 0.1  # the forwarded byte count is noted at most this often (≤ 11 marks per window)
 
 
 class CachedPacket(NamedTuple):
@@ -141,3 +163,80 @@ class NackTracker:
         """Sequence numbers given up on since the last call."""
         lost, self._lost = self._lost, []
         return lost
+
+
+class RetransmitLimit:
+    """Which of one viewer's NACKs are answered. A packet goes to the viewer again at most
+    ``max_tries`` times, not twice within ``min_interval_s``; and the bytes retransmitted over the
+    last ``window_s`` stay within ``share`` of those forwarded to it (at least ``floor_bytes``).
+    Other NACKs are suppressed and counted: ``repeats`` (a packet too soon or too often),
+    ``over_budget`` (the budget spent).
+
+    Lives only on the NACK path: the bytes forwarded come from the viewer's own running count
+    (``forwarded``), noted here as NACKs arrive; over a stretch without NACKs longer than the
+    window, the window's share of them is taken at their average rate. Sequence numbers are the
+    viewer's own; times are seconds on any one clock.
+    """
+
+    def __init__(self, now: float, *, max_tries: int = RTX_MAX_TRIES, min_interval_s: float = RTX_MIN_INTERVAL_S,
+                 share: float = RTX_BUDGET_SHARE, window_s: float = RTX_BUDGET_WINDOW_S,
+                 floor_bytes: int = RTX_BUDGET_FLOOR_BYTES) -> None:
+        self._max_tries = max_tries
+        self._min_interval_s = min_interval_s
+        self._share = share
+        self._window_s = window_s
+        self._floor = floor_bytes
+        self._tries: dict[int, list[float]] = {}  # seq -> [first sent at, last sent at, times], oldest first
+        self._sent: deque[tuple[float, int]] = deque()  # (time, bytes) retransmitted within the window
+        self._sent_bytes = 0
+        self._marks: deque[tuple[float, int]] = deque([(now, 0)])  # (time, bytes forwarded by then)
+        self.repeats = 0
+        self.over_budget = 0
+
+    @property
+    def suppressed(self) -> int:
+        """NACKed packets not sent again, either way."""
+        return self.repeats + self.over_budget
+
+    def admit(self, seq: int, size: int, forwarded: int, now: float) -> bool:
+        """Whether to send ``seq`` (``size`` bytes) again now; ``forwarded``: bytes forwarded to
+        this viewer so far. True counts as sent."""
+        tries = self._tries
+        while tries:
+            oldest = next(iter(tries))
+            if tries[oldest][0] > now - RTX_FORGET_S:
+                break
+            del tries[oldest]
+        state = tries.get(seq)
+        if state is not None and (state[2] >= self._max_tries or now - state[1] < self._min_interval_s):
+            self.repeats += 1
+            return False
+        if self._sent_bytes + size > self._allowance(forwarded, now):
+            self.over_budget += 1
+            return False
+        if state is None:
+            tries[seq] = [now, now, 1.0]
+        else:
+            state[1] = now
+            state[2] += 1
+        self._sent.append((now, size))
+        self._sent_bytes += size
+        return True
+
+    def _allowance(self, forwarded: int, now: float) -> float:
+        """Bytes that may be retransmitted in the window ending now (those already sent in it
+        included)."""
+        start = now - self._window_s
+        sent = self._sent
+        while sent and sent[0][0] <= start:
+            self._sent_bytes -= sent.popleft()[1]
+        marks = self._marks
+        if now - marks[-1][0] >= _MARK_EVERY_S:
+            marks.append((now, forwarded))
+        while len(marks) > 1 and marks[1][0] <= start:
+            marks.popleft()
+        since, base = marks[0]  # the last mark at or before the window's start, if any
+        recent = float(forwarded - base)
+        if now - since > self._window_s:
+            recent *= self._window_s / (now - since)
+        return max(self._share * recent, self._floor)

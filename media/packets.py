@@ -32,7 +32,7 @@ from aiortc.rtp import RtcpSenderInfo
 
 from .assembly import FrameAssembler
 from .keyframes import payload_starts_keyframe
-from .loss import CachedPacket, NackTracker, PacketCache
+from .loss import CachedPacket, NackTracker, PacketCache, RetransmitLimit
 from .rtp_hooks import RtpSend
 from .rtpext import ExtensionPlan, abs_send_time, find_extension, intern
 from .rtpwire import build_rtp, seq_delta
@@ -225,6 +225,7 @@ class PacketViewer:
         self.frames = 0
         self.retransmitted = 0
         self.nack_misses = 0  # NACKed packets the cache did not have (lost upstream, or too old)
+        self.limit = RetransmitLimit(stream.clock())  # what its NACKs may cost; counts those suppressed
 
     def forward(self, out_seq: int, ts: int, marker: bool, payload: bytes, starts: bool, ext: bytes) -> None:
         """Send one packet of the stream (its continuous numbering) with the extension block ``ext``."""
@@ -263,7 +264,8 @@ class PacketViewer:
                 self.stream.fanout.first_frames.append(time.monotonic() - self._created)
 
     def retransmit(self, seq: int) -> None:
-        """Answer the viewer's NACK of ``seq`` (its own numbering) from the stream's cache."""
+        """Answer the viewer's NACK of ``seq`` (its own numbering) from the stream's cache, within
+        :class:`~media.loss.RetransmitLimit` (a suppressed NACK is counted there)."""
         if self._epoch is None:
             return
         out_seq = (seq - self._delta) & 0xFFFF
@@ -272,6 +274,8 @@ class PacketViewer:
         cached = self.stream.cache.get(out_seq)
         if cached is None:
             self.nack_misses += 1
+            return
+        if not self.limit.admit(seq, len(cached.payload), self.octets, self.stream.clock()):
             return
         ext = self.plan.block(abs_send_time(), None) if self.plan is not None else b""
         if self.rtx_payload_type is not None:  # RFC 4588: original sequence number, then payload

@@ -371,8 +371,10 @@ class ViewerSession(_Session):
     def _release(self) -> None:
         for viewer in self.packet_viewers:
             viewer.stream.unsubscribe(viewer)
-            logger.info("unit %s: viewer %s %s: %d packets, %d retransmitted, %d NACKed packets not in the cache",
-                        self.unit_id, self.id, viewer.kind, viewer.packets, viewer.retransmitted, viewer.nack_misses)
+            logger.info("unit %s: viewer %s %s: %d packets, %d retransmitted, %d NACKs suppressed (%d repeated, "
+                        "%d over budget), %d NACKed packets not in the cache", self.unit_id, self.id, viewer.kind,
+                        viewer.packets, viewer.retransmitted, viewer.limit.suppressed, viewer.limit.repeats,
+                        viewer.limit.over_budget, viewer.nack_misses)
         for track in self.tracks:
             track.stop()
 

@@ -1,9 +1,10 @@
 """The packet cache answers by exact sequence number; the NACK tracker asks again at growing
-intervals, a few times, then gives up (and says so)."""
+intervals, a few times, then gives up (and says so); a viewer's retransmissions stay within their
+limits (more in tests/media/test_packets.py, on a real stream)."""
 
 from __future__ import annotations
 
-from media.loss import CachedPacket, NackTracker, PacketCache
+from media.loss import RTX_BUDGET_FLOOR_BYTES, RTX_FORGET_S, CachedPacket, NackTracker, PacketCache, RetransmitLimit
 
 
 def test_cache_returns_only_the_packet_with_that_number() -> None:
@@ -63,3 +64,26 @@ def test_cache_lets_packets_older_than_its_age_go() -> None:
     assert cache.get(299) is None
     cache.put(CachedPacket(5, 0, False, b"p"), now=100.0)
     assert cache.get(5) is not None
+
+
+def test_retransmit_budget_after_a_quiet_stretch_is_one_window_at_the_average_rate() -> None:
+    """No NACK for 5 s at 100 kB/s forwarded: a burst of NACKs then gets half of one second's
+    bytes, not of five; a second later the window has moved on and the next half is there."""
+    limit = RetransmitLimit(0.0, share=0.5, window_s=1.0)
+    assert sum(limit.admit(seq, 1000, 500_000, 5.0) for seq in range(200)) == 50
+    assert limit.over_budget == 150 and limit.repeats == 0
+    assert sum(limit.admit(seq, 1000, 600_000, 6.0) for seq in range(200, 400)) == 50
+
+
+def test_a_viewer_that_just_started_still_gets_its_first_losses_repaired() -> None:
+    limit = RetransmitLimit(0.0)
+    admitted = sum(limit.admit(seq, 1000, 1000, 0.01) for seq in range(10))
+    assert admitted == RTX_BUDGET_FLOOR_BYTES // 1000
+
+
+def test_a_packets_tries_are_forgotten_after_the_cache_has_let_it_go() -> None:
+    """The per-packet state stays small: after RTX_FORGET_S a sequence number is new again (the
+    16-bit numbers come round, and the cache no longer holds the old packet)."""
+    limit = RetransmitLimit(0.0, max_tries=3, min_interval_s=0.1)
+    assert [limit.admit(7, 100, 10**6, t) for t in (0.0, 0.1, 0.2, 0.3)] == [True, True, True, False]
+    assert limit.admit(7, 100, 10**6, RTX_FORGET_S + 0.01)

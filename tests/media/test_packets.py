@@ -1,5 +1,6 @@
 """The packet engine end to end: aiortc publisher → real server ([media] engine = "packets") →
-aiortc viewers, with packets watched (and dropped on purpose) on the peers' own DTLS transports."""
+aiortc viewers, with packets watched (and dropped on purpose) on the peers' own DTLS transports;
+and a viewer's NACKs answered within their limits, on a real fanout's stream with a clock of our own."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any, Callable
 
 import aiohttp
 from aiortc import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_RTPFB_NACK,
@@ -26,6 +28,9 @@ from aiortc.sdp import SessionDescription
 from dispatch_server.appkeys import LIVE
 from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from media import rtp_hooks
+from media.loss import RTX_BUDGET_SHARE, RTX_MAX_TRIES, RTX_MIN_INTERVAL_S
+from media.packets import PacketViewer
+from media.relay import Fanout, RelayConfig
 from media.rtpwire import RtpView, parse_rtp, seq_delta
 from tests.conftest import LiveServer
 from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view, whip_publish
@@ -335,3 +340,144 @@ async def test_a_packet_lost_for_good_upstream_is_nacked_a_few_times_then_a_keyf
         assert not [p for p in rtcp if isinstance(p, RtcpRtpfbPacket) and p.media_ssrc == audio_ssrc]
     finally:
         await pub.close()
+
+
+# A viewer's NACKs on a real fanout's packet stream ------------------------------------------------
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+PACKET_BYTES = 1000
+RATE = 100  # packets a second: 100 kB/s forwarded
+
+
+class NackBench:
+    """A fanout fed ``RATE`` packets a second of ``PACKET_BYTES`` (the first a keyframe) on a clock
+    of our own, and viewers whose packets land in lists."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.fanout = Fanout("bc-nack", "video", RelayConfig(), lambda: self.now)
+        self.seq = 1000
+        self.wires: dict[PacketViewer, list[RtpView]] = {}
+
+    async def start(self) -> None:
+        async def pli() -> None:
+            pass
+
+        self.fanout.attach_packets("pub-1", VP8, pli)
+
+    def viewer(self) -> PacketViewer:
+        wire: list[RtpView] = []
+
+        def send(data: bytes) -> None:
+            view = parse_rtp(data)
+            assert view is not None
+            wire.append(view)
+
+        viewer = PacketViewer(self.fanout.stream, send, lambda: True, ssrc=1111, payload_type=96, rtx_ssrc=2222,
+                              rtx_payload_type=97)
+        self.fanout.stream.subscribe(viewer)
+        self.wires[viewer] = wire
+        return viewer
+
+    def forward(self, seconds: float) -> list[int]:
+        """Packets for ``seconds`` on the clock; answers their sequence numbers."""
+        out = []
+        for _ in range(round(seconds * RATE)):
+            self.now += 1 / RATE
+            head = b"\x10\x00" if self.seq == 1000 else b"\x10\x01"  # VP8: a keyframe's start, then deltas
+            self.fanout.stream.on_packet(self.seq, self.seq * 3000, True, head + bytes(PACKET_BYTES - 2), self.now)
+            out.append(self.seq)
+            self.seq += 1
+        return out
+
+    def resent(self, viewer: PacketViewer) -> list[int]:
+        """Original sequence numbers of the RTX packets ``viewer`` got, in order."""
+        return [int.from_bytes(v.payload[:2], "big") for v in self.wires[viewer] if v.payload_type == 97]
+
+
+async def nack_bench() -> NackBench:
+    bench = NackBench()
+    await bench.start()
+    return bench
+
+
+async def test_a_packet_nacked_over_and_over_is_sent_again_at_most_three_times_a_round_trip_apart() -> None:
+    bench = await nack_bench()
+    try:
+        viewer = bench.viewer()
+        seqs = bench.forward(0.3)
+        lost = seqs[10]
+        for _ in range(10):  # ten NACKs of it within 50 ms: one copy
+            viewer.retransmit(lost)
+            bench.now += 0.005
+        assert bench.resent(viewer) == [lost] and viewer.limit.repeats == 9
+        bench.now += RTX_MIN_INTERVAL_S  # a round trip after the first copy: once more
+        viewer.retransmit(lost)
+        viewer.retransmit(lost)
+        assert bench.resent(viewer) == [lost] * 2 and viewer.limit.repeats == 10
+        for _ in range(5):  # and then at most RTX_MAX_TRIES in all, however far apart
+            bench.now += 2 * RTX_MIN_INTERVAL_S
+            viewer.retransmit(lost)
+        assert bench.resent(viewer) == [lost] * RTX_MAX_TRIES
+        assert viewer.retransmitted == RTX_MAX_TRIES and viewer.limit.suppressed == 10 + 5 - 1
+        assert viewer.limit.over_budget == 0 and viewer.nack_misses == 0
+        # Every copy is the packet as forwarded, in RTX (RFC 4588).
+        original = next(v for v in bench.wires[viewer] if v.sequence_number == lost and v.payload_type == 96)
+        assert all(v.payload[2:] == original.payload and v.timestamp == original.timestamp
+                   for v in bench.wires[viewer] if v.payload_type == 97)
+    finally:
+        await bench.fanout.close()
+
+
+async def test_each_lost_packet_nacked_once_is_sent_again_even_a_lost_burst() -> None:
+    """The normal case: 5% loss, each lost packet NACKed once about a round trip later, and a
+    burst of 0.2 s lost at once (a 4G handover): every one is answered, nothing suppressed."""
+    bench = await nack_bench()
+    try:
+        viewer = bench.viewer()
+        lost: list[int] = []
+        for _ in range(300):
+            seqs = bench.forward(1 / RATE)
+            if seqs[0] % 20 == 7:
+                lost.append(seqs[0])
+            if lost and seqs[0] - lost[-1] == 10:  # 0.1 s later
+                viewer.retransmit(lost[-1])
+        burst = bench.forward(0.2)
+        bench.forward(0.1)
+        for seq in burst:
+            viewer.retransmit(seq)
+        assert bench.resent(viewer) == lost + burst
+        assert viewer.retransmitted == len(lost) + len(burst) and viewer.limit.suppressed == 0
+    finally:
+        await bench.fanout.close()
+
+
+async def test_a_nack_storm_beyond_the_budget_is_suppressed_and_counted_and_other_viewers_are_answered() -> None:
+    """A broken viewer NACKs everything the cache holds every 0.1 s: what it gets again over any
+    second stays within RTX_BUDGET_SHARE of what was forwarded to it (the budget is used, not
+    more); the rest is counted as suppressed. Another viewer of the stream is answered as usual."""
+    bench = await nack_bench()
+    try:
+        broken = bench.viewer()
+        other = bench.viewer()
+        seqs = bench.forward(2.0)
+        nacks = 0
+        sent_at: list[tuple[float, int]] = []
+        for _ in range(30):  # 3 s of storm
+            seqs += bench.forward(0.1)
+            before = broken.retransmitted
+            for seq in seqs[-150:]:  # the last 1.5 s: all in the cache
+                broken.retransmit(seq)
+                nacks += 1
+            sent_at += [(bench.now, broken.retransmitted - before)]
+        other.retransmit(seqs[-5])
+        assert bench.resent(other) == [seqs[-5]]
+        assert broken.nack_misses == 0 and broken.retransmitted + broken.limit.suppressed == nacks
+        assert broken.limit.over_budget > nacks * 0.8
+        per_second = RATE  # packets forwarded per second
+        for end, _ in sent_at:
+            in_window = sum(n for t, n in sent_at if end - 1.0 < t <= end)
+            assert in_window <= RTX_BUDGET_SHARE * per_second * 1.1, (end, in_window)
+        busiest = max(sum(n for t, n in sent_at if end - 1.0 < t <= end) for end, _ in sent_at)
+        assert busiest >= RTX_BUDGET_SHARE * per_second * 0.9
+    finally:
+        await bench.fanout.close()
