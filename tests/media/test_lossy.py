@@ -74,11 +74,11 @@ async def _scenario(tmp: Path, media_engine: str) -> Outcome:
     add_user(config, PERSON, "operator", PASSWORD)
     unit_token = add_unit(config, UNIT)
     async with LossyNetwork(IMPAIRMENT, lossless_start=True) as net:
-        env = {"DISPATCH_SERVER__HOST": net.host_ip}  # HTTP on the wire's root end only
-        if media_engine != "frames":
-            env["DISPATCH_MEDIA__ENGINE"] = media_engine
+        # HTTP on the wire's root end only; the engine named, whichever is the default
+        env = {"DISPATCH_SERVER__HOST": net.host_ip, "DISPATCH_MEDIA__ENGINE": media_engine}
         server = ServerProcess(config, env=env).start(timeout=60)
         try:
+            assert any(f"engine='{media_engine}'" in line for line in server.log), server.output()
             person_token = await login(server.url, PERSON, PASSWORD)
             peer = await net.run("-m", "tests.support.lossy_peer", "--base", server.url, "--unit", UNIT,
                                  "--seconds", str(RUN_S), "--report", str(tmp / "report.json"),
