@@ -13,7 +13,12 @@ must know, in order:
 - ``{"t": "f", "u", "k", "p", "key", "d"}``: a frame (unit, kind, pts, keyframe, bytes) of a unit
   the front taps, so that the front's archive stays the one writer of recordings and the ledger.
 
-The front sends ``{"t": "tap", "u", "on"}`` and ``{"t": "kf", "u", "reason"}``.
+Events travel in batches (:meth:`MediaWorker.next_batch`): one msgpack array per websocket
+message, whatever queued within ``EVENT_BATCH_S`` of the first. A recorded unit sends ~80 frames a
+second; a message, a task wake-up and a write each cost the worker and the front more than the
+frame's bytes (docs/benchmarks.md, "Media workers").
+
+The front sends ``{"t": "tap", "u", "on"}`` and ``{"t": "kf", "u", "reason"}``, one per message.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from .media_host import LocalMediaHost
 logger = logging.getLogger(__name__)
 
 SILENCE_INTERVAL_S = 0.5
+EVENT_BATCH_S = 0.02  # events wait this long for others to share their message (recording takes frames every 0.1 s)
 MAX_QUEUED_FRAMES = 2000  # ~10 s of one unit; frames beyond are dropped (control events never are)
 
 
@@ -104,6 +110,15 @@ class MediaWorker:
             channel.add_tap(kind, tap)
             taps.append((channel, kind, tap))
         self._taps[unit_id] = taps
+
+    async def next_batch(self) -> list[dict[str, Any]]:
+        """The next events for the front, in order: the first to come and all queued with it
+        within ``EVENT_BATCH_S``."""
+        batch = [await self.events.get()]
+        await asyncio.sleep(EVENT_BATCH_S)
+        while not self.events.empty():
+            batch.append(self.events.get_nowait())
+        return batch
 
     async def _report_silence(self) -> None:
         while True:

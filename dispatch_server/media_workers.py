@@ -390,7 +390,8 @@ class MediaWorkers:
             sender = asyncio.get_running_loop().create_task(send(), name=f"media-worker-{worker.index}-send")
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.BINARY:
-                    self._event(worker, msgpack.unpackb(msg.data))
+                    for event in msgpack.unpackb(msg.data):  # a batch (media_worker.MediaWorker.next_batch)
+                        self._event(worker, event)
             return f"its event stream closed (exit code {proc.returncode})"
         finally:
             worker.ready.clear()

@@ -88,8 +88,7 @@ async def events(request: web.Request) -> web.WebSocketResponse:
 
     async def send() -> None:
         while True:
-            event = await worker.events.get()
-            await ws.send_bytes(msgpack.packb(event))
+            await ws.send_bytes(msgpack.packb(await worker.next_batch()))
 
     sender = asyncio.get_running_loop().create_task(send(), name="worker-events")
     try:
