@@ -49,15 +49,20 @@ from typing import Any
 
 import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+from aiortc.sdp import SessionDescription
 
 from bench import janus_client, janus_server
 from bench.janus_client import JanusError, JanusSession
 from field_client.encoded_loop import AudioLoopSpec, VideoLoopSpec
 from field_client.loop_cache import LoopCache
 from media import passthrough, rtp_hooks
+from media.assembly import FrameAssembler
+from media.rtpwire import parse_rtp
 from tests.support.peers import (
     Publisher,
     Viewer,
+    frame_digest,
     make_answering_viewer,
     make_publisher,
     make_viewer,
@@ -452,13 +457,99 @@ class LoadGenerator:
 
 
 def _light(viewer: Viewer) -> Viewer:
-    """A load generator's viewer without aiortc's receive-side bandwidth estimator: it ran per
-    video packet once a server sent abs-send-time (this server's packet engine does since it
-    forwards header extensions; Janus does), and the load generators' core saturated at 24 units
-    on it. Its REMB feedback is not what the benchmark measures; the servers' work is unchanged."""
+    """A load generator's viewer that reads its RTP off its transport (:class:`PacketReader`)
+    instead of aiortc's receivers. Their per-packet work (statistics, NACK generator, jitter
+    buffer, depayloading, a thread hop per frame, and the receive-side bandwidth estimator once a
+    server sends abs-send-time) saturated the load generators' core at 24 units, for this server
+    and for Janus alike, and the on-time figure then measured them rather than the server. The
+    servers' work is the same: they get the viewer's PLIs (on a lost packet), no NACKs and no
+    receiver reports, from every viewer of either server."""
+    reader = PacketReader(viewer)
+    transports = {id(r.transport): r.transport for r in viewer.pc.getReceivers() if r.transport is not None}
     for receiver in viewer.pc.getReceivers():
         rtp_hooks.drop_bandwidth_estimator(receiver)
+    for transport in transports.values():  # one with BUNDLE; each until the answer says so
+        rtp_hooks.intercept_rtp(transport, reader.packet)
+    reader.transports = list(transports.values())
+    viewer.reader = reader  # type: ignore[attr-defined]
     return viewer
+
+
+class PacketReader:
+    """A viewer's frames from its RTP packets: video assembled by the recorder's
+    :class:`~media.assembly.FrameAssembler` (the encoded frame the publisher sent, byte for byte,
+    from a keyframe on), audio counted per packet (one Opus frame each). Payload types come from
+    the remote description; RTX and unknown ones are ignored. A frame missing a packet for
+    ``LOSS_WAIT_S`` is dropped and a PLI sent (at most every ``PLI_INTERVAL_S``): what a viewer
+    without NACK does."""
+
+    LOSS_WAIT_S = 0.1  # no reordering on loopback: a packet this late is lost
+    PLI_INTERVAL_S = 0.3
+
+    def __init__(self, viewer: Viewer) -> None:
+        self.viewer = viewer
+        self.transports: list[Any] = []
+        self._routes: dict[int, FrameAssembler | None] = {}  # payload type -> video assembler, None: audio
+        self._ignored: set[int] = set()
+        self._media_ssrc = 0
+        self._own_ssrc = random.getrandbits(32)
+        self._pli_at = 0.0
+
+    def packet(self, data: bytes) -> None:
+        rtp = parse_rtp(data)
+        if rtp is None or rtp.payload_type in self._ignored:
+            return
+        if rtp.payload_type not in self._routes and not self._route(rtp.payload_type):
+            return
+        assembler = self._routes[rtp.payload_type]
+        viewer = self.viewer
+        if assembler is None:
+            viewer.audio_frames += 1
+            if viewer.audio_frames >= viewer.want_audio:
+                viewer.got_audio.set()
+            return
+        self._media_ssrc = rtp.ssrc
+        assembler.push(rtp.sequence_number, rtp.timestamp, rtp.marker, rtp.payload, time.monotonic())
+
+    def _route(self, payload_type: int) -> bool:
+        description = self.viewer.pc.remoteDescription
+        if description is None:
+            return False  # media before the answer: not counted
+        for media in SessionDescription.parse(description.sdp).media:
+            for codec in media.rtp.codecs:
+                if codec.payloadType != payload_type:
+                    continue
+                mime = codec.mimeType.lower()
+                if mime.startswith("audio/"):
+                    self._routes[payload_type] = None
+                elif mime in ("video/vp8", "video/h264"):
+                    self._routes[payload_type] = FrameAssembler(codec, self._frame, self._lost,
+                                                                wait_s=self.LOSS_WAIT_S)
+                else:
+                    self._ignored.add(payload_type)  # RTX, RED, ...
+                    return False
+                return True
+        self._ignored.add(payload_type)
+        return False
+
+    def _frame(self, packet: Any, keyframe: bool) -> None:
+        viewer = self.viewer
+        viewer.frames.append((time.monotonic(), frame_digest(viewer.mime, bytes(packet)), keyframe))
+        if len(viewer.frames) >= viewer.want:
+            viewer.got_frames.set()
+
+    def _lost(self) -> None:
+        now = time.monotonic()
+        if now - self._pli_at < self.PLI_INTERVAL_S or not self._media_ssrc:
+            return
+        self._pli_at = now
+        pli = bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._own_ssrc, media_ssrc=self._media_ssrc))
+        for transport in self.transports:
+            try:
+                rtp_hooks.rtcp_sender_of(transport)(pli)
+                return
+            except ConnectionError:
+                continue  # not the bundle's transport
 
 
 async def _first_keyframe(viewer: Viewer, timeout_s: float) -> None:
