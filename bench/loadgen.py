@@ -3,10 +3,10 @@
 Runs as a subprocess driven by one JSON command per line on stdin; answers one JSON line per
 command on stdout (logs go to stderr). Nothing is encoded or decoded here: publishers replay one
 shared :class:`field_client.encoded_loop.EncodedLoop` (VP8 640x480@30, ~1 Mbit/s) and one
-:class:`~field_client.encoded_loop.EncodedAudioLoop` (Opus, :data:`AUDIO_SPEC`), and viewers run
-with the pass-through decoder installed, so they count encoded frames (re-encoded VP8 and Opus
-when the server is the ``MediaRelay`` baseline), and without aiortc's receive-side bandwidth
-estimator (:func:`_light`). Commands, handled one at a time:
+:class:`~field_client.encoded_loop.EncodedAudioLoop` (Opus, :data:`AUDIO_SPEC`), and viewers read
+their RTP straight off their transport (:func:`_light`, :class:`PacketReader`): encoded frames
+assembled from packets (re-encoded VP8 when the server is the ``MediaRelay`` baseline), Opus
+packets counted, a PLI on a lost packet, no aiortc receiver work. Commands, handled one at a time:
 
 - ``{"cmd": "add", "base": URL, "person_token": T, "units": [[id, unit_token], ...], "viewers": 2,
   "kind": "whip"}`` publishes each unit over WHIP, attaches the viewers over WHEP and waits for
