@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import random
@@ -48,6 +49,7 @@ FIRST_RESTART_S = 0.25
 MAX_RESTART_S = 5.0
 STABLE_S = 30.0  # a worker that ran this long restarts at once again after its next death
 REQUEST_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 3.0  # a stopping worker has this long to close its event stream, and again to exit
 SECRET_HEADER = "X-Worker-Secret"
 EARLY_ENDS_KEPT = 256
 
@@ -367,6 +369,7 @@ class MediaWorkers:
         worker.pid = proc.pid
         worker.starts += 1
         sender: asyncio.Task[None] | None = None
+        ws: aiohttp.ClientWebSocketResponse | None = None
         try:
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write(json.dumps({**self._boot, "secret": worker.secret, "index": worker.index}).encode()
@@ -398,12 +401,18 @@ class MediaWorkers:
             if sender is not None:
                 sender.cancel()
                 await asyncio.gather(sender, return_exceptions=True)
+            if ws is not None and not ws.closed:
+                # First the event stream: the worker's web server waits for it before it exits.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(ws.close(), STOP_TIMEOUT_S)
             if proc.returncode is None:
                 if proc.stdin is not None:
                     proc.stdin.close()  # a worker ends when its front's pipe closes
                 try:
-                    await asyncio.wait_for(proc.wait(), 2.0)
+                    await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
                 except TimeoutError:
+                    logger.warning("media worker %d (pid %s) did not stop within %g s; killed", worker.index,
+                                   proc.pid, STOP_TIMEOUT_S)
                     proc.kill()
                     await proc.wait()
 

@@ -126,6 +126,7 @@ async def test_ctrl_c_stops_the_server_and_its_simulated_units_once_and_cleanly(
     assert_clean(out, "dispatch-server --demo")
     assert "stopped in" in out
     assert "forcing" not in out, out[-3000:]  # one signal each: nothing had to be forced
+    assert "did not stop" not in out, out[-3000:]  # the media workers exit by themselves, not killed
     assert out.count("unpublished session") == 2, out[-3000:]
 
 
