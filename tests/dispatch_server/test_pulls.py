@@ -35,8 +35,10 @@ def pulling_node(tmp_path: Path, name: str, postgres_url: str, redis_url: str) -
     keyframe request: a keyframe a new viewer gets comes from its own request."""
     cfg = node_config(tmp_path, name, postgres_url, redis_url)
     text = cfg.read_text(encoding="utf-8").replace("[metrics]\n", f'[metrics]\ntoken = "{METRICS_TOKEN}"\n', 1)
-    text += (f'[cluster]\nsecret = "{SECRET}"\npull_linger_s = 1.0\npull_retry_max_s = 1.0\n'
-             "[media]\nkeyframe_interval_s = 0\n")
+    text += f'[cluster]\nsecret = "{SECRET}"\npull_linger_s = 1.0\npull_retry_max_s = 1.0\n'
+    # into write_config's [media] section (it keeps media in the node's process): a second one is an error
+    assert "[media]\n" in text, text
+    text = text.replace("[media]\n", "[media]\nkeyframe_interval_s = 0\n", 1)
     cfg.write_text(text, encoding="utf-8")
     return cfg
 
