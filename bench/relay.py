@@ -6,11 +6,13 @@
 Servers, each a subprocess on 127.0.0.1 pinned to the first usable core (the load generators get
 the others; with one core both share it and the output says so):
 
-- ``forward``: ``dispatch_server serve`` (the product), recording off unless ``--recording``;
-  ``--engine`` sets ``DISPATCH_MEDIA__ENGINE`` when the server has that setting (else the output
-  says "not available" and what it ran); ``--workers N`` adds ``forward-workers``, the same server
-  with ``DISPATCH_MEDIA__WORKERS=N``, when it has that setting (issue #16 item 3; "not available"
-  otherwise). Its CPU and memory are those of the whole process tree.
+- ``forward``: ``dispatch_server serve`` (the product) with media in its own process
+  (``[media] workers = 0``), recording off unless ``--recording``; ``--engine`` sets
+  ``DISPATCH_MEDIA__ENGINE`` when the server has that setting (else the output says "not
+  available" and what it ran); ``--workers N`` adds ``forward-workers``, the same server with
+  ``DISPATCH_MEDIA__WORKERS=N``, when it has that setting (issue #16 item 3; "not available"
+  otherwise), and measures ``forward`` also at each worker's share of the units (e.g. 12 of 24),
+  which each worker is compared with. Its CPU and memory are those of the whole process tree.
 - ``janus``: Janus 1.1 (Debian ``janus``) with a generated configuration (:mod:`bench.janus_server`):
   the VideoRoom plugin over the HTTP API only, one room per unit (:mod:`bench.janus_client`).
 - ``mediarelay``: :mod:`bench.baseline_server`, aiortc's ``MediaRelay`` (decode once, encode per
@@ -993,6 +995,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = ["forward", *(["forward-workers"] if setup.workers else []),
               *(s for s in ("janus", "mediarelay") if s not in without)]
     units_by_server = {label: mediarelay_units if label == "mediarelay" else units for label in labels}
+    if "forward-workers" in labels:  # the single process also at each worker's share (the workers' verdict)
+        units_by_server["forward"] = side_by_side.with_worker_shares(units, setup.workers)
     out = Path(args.out)
     if not out.is_absolute():
         out = REPO / out

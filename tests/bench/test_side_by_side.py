@@ -9,7 +9,16 @@ import sys
 import pytest
 
 from bench import relay
-from bench.side_by_side import ForwardSetup, Pinning, media_settings, parse_args, summarize, table, verdicts
+from bench.side_by_side import (
+    ForwardSetup,
+    Pinning,
+    media_settings,
+    parse_args,
+    summarize,
+    table,
+    verdicts,
+    with_worker_shares,
+)
 
 
 def test_server_gets_the_first_usable_core_and_load_generators_the_rest() -> None:
@@ -129,3 +138,15 @@ def test_two_workers_are_judged_by_the_busiest_workers_cpu_per_unit() -> None:
     workers[1]["per_unit_cpu_pct"] = 1.2
     two = verdicts(summarize(rounds, floor_p95_s=0.035), {}, setup, recording=False)["two_workers"]
     assert two["pass"] is False and two["measured"] == pytest.approx(0.2)
+
+    # With the single process also measured at a worker's share (4 of 8 units), the worker is
+    # compared with it: the same units per process; the all-units figure stays beside it.
+    rounds[0] = {"server": "forward", "steps": [_step(4, 1.15, 1.0, 0.040), _step(8, 1.0, 1.0, 0.040)]}
+    two = verdicts(summarize(rounds, floor_p95_s=0.035), {}, setup, recording=False)["two_workers"]
+    assert two["compared_with"] == "one process with 4 units" and two["single_cpu_per_unit_pct"] == 1.15
+    assert two["pass"] is True and two["measured"] == pytest.approx(1.2 / 1.15 - 1, abs=1e-3)
+    assert two["drift_against_all_units"] == pytest.approx(0.2) and "+20.0%" in two["note"]
+    assert with_worker_shares((1, 8, 24), 2) == (1, 4, 8, 12, 24)
+    workers[1]["per_unit_cpu_pct"] = 1.3
+    two = verdicts(summarize(rounds, floor_p95_s=0.035), {}, setup, recording=False)["two_workers"]
+    assert two["pass"] is False
