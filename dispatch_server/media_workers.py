@@ -30,7 +30,7 @@ import random
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import aiohttp
 import msgpack
@@ -224,7 +224,7 @@ class MediaWorkers:
         self.workers = [WorkerProcess(i) for i in range(count)]
         self.channels: dict[str, RemoteChannel] = {}
         self._assigned: dict[str, WorkerProcess] = {}  # unit -> the worker its sessions live on
-        self._opening: dict[str, int] = {}  # unit -> requests opening a session of it now
+        self._opening: collections.Counter[str] = collections.Counter()  # unit -> requests opening a session
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self._closing = False
@@ -247,15 +247,12 @@ class MediaWorkers:
         worker = self._worker_for(unit_id)
         incarnation = worker.starts
         channel = self.channels.setdefault(unit_id, RemoteChannel(unit_id)) if channel_id == unit_id else None
-        self._opening[unit_id] = self._opening.get(unit_id, 0) + 1
-        try:
+        with self._opening_on(unit_id, worker):
             out = await worker.post("/publish", {"unit": unit_id, "channel": channel_id, "offer": offer_sdp,
                                                  "timeout_s": timeout_s})
             session = RemoteSession(worker, str(out["session"]), unit_id, self._ended(on_end),
                                     codecs=dict(out["codecs"]), channel=channel)
             worker.adopt(session, incarnation)
-        finally:
-            self._opened(unit_id, worker)
         if channel is not None:
             channel.moved_to(worker)
         logger.info("unit %s: %s session %s on media worker %d (pid %s)", unit_id,
@@ -271,14 +268,11 @@ class MediaWorkers:
                 return await self._local.watch(unit_id, channel_id, offer_sdp, on_end, viewer)
             worker = self._worker_for(unit_id)
         incarnation = worker.starts
-        self._opening[unit_id] = self._opening.get(unit_id, 0) + 1
-        try:
+        with self._opening_on(unit_id, worker):
             out = await worker.post("/watch", {"unit": unit_id, "channel": channel_id, "offer": offer_sdp,
                                                "viewer": viewer})
             session = RemoteSession(worker, str(out["session"]), unit_id, self._ended(on_end), viewer=viewer)
             worker.adopt(session, incarnation)
-        finally:
-            self._opened(unit_id, worker)
         return session, str(out["answer"])
 
     def _worker_for(self, unit_id: str) -> WorkerProcess:
@@ -298,14 +292,18 @@ class MediaWorkers:
         self._assigned[unit_id] = chosen
         return chosen
 
-    def _opened(self, unit_id: str, worker: WorkerProcess) -> None:
-        """A request opening a session of the unit on ``worker`` is over (adopted, or failed)."""
-        left = self._opening.get(unit_id, 0) - 1
-        if left > 0:
-            self._opening[unit_id] = left
-        else:
-            self._opening.pop(unit_id, None)
-        self.release(unit_id, worker)
+    @contextlib.contextmanager
+    def _opening_on(self, unit_id: str, worker: WorkerProcess) -> Iterator[None]:
+        """While a request opens a session of the unit on ``worker``; afterwards (adopted, or
+        failed) the unit is released unless it has sessions or other requests there."""
+        self._opening[unit_id] += 1
+        try:
+            yield
+        finally:
+            self._opening[unit_id] -= 1
+            if not self._opening[unit_id]:
+                del self._opening[unit_id]
+            self.release(unit_id, worker)
 
     def release(self, unit_id: str, worker: WorkerProcess) -> None:
         """The unit has no session on ``worker`` any more, nor one being opened (its first one

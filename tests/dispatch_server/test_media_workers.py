@@ -172,13 +172,12 @@ async def test_a_session_being_opened_keeps_its_unit_on_its_worker() -> None:
     assert w1.index == 1
     publisher = open_on("u", w1, "u-pub")
 
-    workers._opening["u"] = 1  # a viewer's watch request for "u" is in flight on w1 (as watch() counts it)
-    del w1.sessions[publisher.id]  # the publisher ends (as RemoteSession.ended does) ...
-    workers.release("u", w1)  # ... and releases its unit
-    assert workers._worker_for("c").index == 0, "w1 keeps u while its viewer is being opened"
-    open_on("c", workers.workers[0], "c-pub")
-    open_on("u", w1, "u-viewer")  # the viewer's answer arrives
-    workers._opened("u", w1)
+    with workers._opening_on("u", w1):  # a viewer's watch request for "u" is in flight on w1 (as in watch())
+        del w1.sessions[publisher.id]  # the publisher ends (as RemoteSession.ended does) ...
+        workers.release("u", w1)  # ... and releases its unit
+        assert workers._worker_for("c").index == 0, "w1 keeps u while its viewer is being opened"
+        open_on("c", workers.workers[0], "c-pub")
+        open_on("u", w1, "u-viewer")  # the viewer's answer arrives
     assert workers._worker_for("u") is w1, "u's next publish joins its viewer"
 
     del w1.sessions["u-viewer"]  # and once nothing of u is left or opening there, u is free again
