@@ -172,7 +172,7 @@ class PublisherIngress:
         stream = route.stream
         if payload:
             stream.on_packet(seq, view.timestamp, view.marker, payload, now, view.extension_profile, view.extension)
-        if route.nack and stream.nacks.waiting:
+        if route.nack and stream.nacks.has_work(now):
             self._recover(route, stream, now)
         if route.pli_pending:
             route.pli_pending = False

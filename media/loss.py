@@ -4,6 +4,7 @@ it lost."""
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import NamedTuple
 
@@ -100,6 +101,7 @@ class NackTracker:
         self._missing: dict[int, list[float]] = {}  # seq -> [first missed at, last NACKed at, tries]
         self._highest: int | None = None
         self._lost: list[int] = []  # given up since the last take_lost()
+        self._due_at = math.inf  # no entry is due before this (due() does nothing until then)
         self.active = True  # False: the codec has no NACK (RFC 4585 feedback not negotiated)
         self.nacked = 0  # sequence numbers sent in NACKs, cumulative
         self.recovered = 0  # missing ones that arrived (after a NACK, or just late)
@@ -109,6 +111,7 @@ class NackTracker:
         self._missing.clear()
         self._highest = None
         self._lost.clear()
+        self._due_at = math.inf
 
     def seen(self, seq: int, now: float) -> None:
         """Record an arrival: a jump forward leaves its skipped numbers missing; a late arrival is
@@ -123,6 +126,7 @@ class NackTracker:
             if 1 < d <= self.MAX_GAP:
                 for k in range(1, d):
                     self._missing[(self._highest + k) & 0xFFFF] = [now, float("-inf"), 0.0]
+                self._due_at = min(self._due_at, now)
             elif d > self.MAX_GAP:
                 self._missing.clear()
             self._highest = seq
@@ -131,8 +135,18 @@ class NackTracker:
 
     @property
     def waiting(self) -> bool:
-        """Whether anything is missing or newly given up (:meth:`due` has work)."""
+        """Whether anything is missing or newly given up."""
         return bool(self._missing or self._lost)
+
+    @property
+    def due_at(self) -> float:
+        """When :meth:`due` next has something to NACK or give up (inf: nothing is missing)."""
+        return self._due_at if self._missing else math.inf
+
+    def has_work(self, now: float) -> bool:
+        """Whether :meth:`due` or :meth:`take_lost` would return anything at ``now``: the check
+        made per packet, constant time however many packets are missing."""
+        return bool(self._lost) or (bool(self._missing) and now >= self._due_at)
 
     def _interval(self, tries: float) -> float:
         """Seconds from try number ``tries`` to the next."""
@@ -141,21 +155,28 @@ class NackTracker:
     def due(self, now: float) -> list[int]:
         """The sequence numbers to NACK now (and count them as tried); those given up on go to
         :meth:`take_lost`."""
-        if not self._missing:
+        if not self._missing or now < self._due_at:
             return []
         out: list[int] = []
+        next_at = math.inf
+        give_up_s = self._give_up_s
         for seq, state in list(self._missing.items()):
             first, last, tries = state
-            if tries and now - last < self._interval(tries) and now - first < self._give_up_s:
-                continue
-            if tries >= self._max_tries or now - first >= self._give_up_s:
+            if tries:
+                interval = self._interval(tries)
+                if now - last < interval and now - first < give_up_s:
+                    next_at = min(next_at, last + interval, first + give_up_s)
+                    continue
+            if tries >= self._max_tries or now - first >= give_up_s:
                 del self._missing[seq]
                 self._lost.append(seq)
                 self.given_up += 1
                 continue
             state[1] = now
             state[2] = tries + 1
+            next_at = min(next_at, now + self._interval(tries + 1), first + give_up_s)
             out.append(seq)
+        self._due_at = next_at
         self.nacked += len(out)
         return out
 

@@ -37,6 +37,8 @@ export class FieldPublisher extends EventTarget {
     /** @type {'idle' | 'connecting' | 'live' | 'error'} */
     this.state = 'idle';
     this.message = null;
+    /** Times the server said it lost our media (`mediaLost`). */
+    this.mediaLosses = 0;
     this.location = null;
     /** Whether publishing is switched on (attempts go on until it is switched off). */
     this.running = false;
@@ -180,9 +182,12 @@ export class FieldPublisher extends EventTarget {
     }
   }
 
-  /** Drop the attempt and schedule the next one. */
-  fail(message) {
-    this.teardown(true);
+  /**
+   * Drop the attempt and schedule the next one; `deleteRemote` false when the server no longer
+   * has the session (nothing to end there).
+   */
+  fail(message, deleteRemote = true) {
+    this.teardown(deleteRemote);
     if (!this.running) return;
     const delay = this.backoff.next();
     this.setState('error', { ...message, retryS: Math.ceil(delay / 1000) });
@@ -195,6 +200,17 @@ export class FieldPublisher extends EventTarget {
   clearRetry() {
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
+  }
+
+  /**
+   * The server says it lost this unit's media (the media worker holding it died): publish again
+   * now rather than wait for the browser to notice the silent peer connection (ICE consent takes
+   * seconds to fail). Nothing to do when not publishing.
+   */
+  mediaLost(reason) {
+    if (!this.running || !this.pc) return;
+    this.mediaLosses += 1;
+    this.fail({ key: 'msg_media_lost', detail: reason ? String(reason) : undefined }, false);
   }
 
   /** A camera or microphone track ended by itself: publishing cannot go on. */

@@ -77,6 +77,7 @@ class FieldApp {
     this.sos = new FieldSos({ credentials: () => this.credentialsForSos(), lastFix: () => this.gps.last });
     this.notice = new FieldNotice(this.link);
 
+    this.link.on('media_lost', (data) => this.publisher.mediaLost(data && data.reason));
     this.publisher.addEventListener('change', () => this.render());
     this.link.addEventListener('state', () => this.render());
     this.gps.addEventListener('change', () => {
@@ -254,6 +255,7 @@ class FieldApp {
 const app = new FieldApp();
 /**
  * Test hook. `pc`/`state`/`message`: the WHIP publisher (state as in `#field-state`);
+ * `mediaLosses`: how often the server said it lost our media (its media worker died);
  * `link`: the Socket.IO link's state; `orders()`: the cards, newest first; `talk`: talk-back;
  * `gps`: the GPS state, newest fix and how many fixes wait to be sent.
  */
@@ -263,6 +265,9 @@ window.fieldPage = {
   },
   get state() {
     return app.publisher.state;
+  },
+  get mediaLosses() {
+    return app.publisher.mediaLosses;
   },
   get message() {
     return messageText(app.message || app.publisher.message);

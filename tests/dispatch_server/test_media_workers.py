@@ -24,6 +24,8 @@ from dispatch_server.media_workers import MediaWorkers, RemoteSession, WorkerPro
 from field_client.encoded_loop import EncodedAudioLoop
 from tests.dispatch_server.test_pulls import METRICS_TOKEN, metric
 from tests.recordings.archive_support import ffprobe, of_type, segment_paths
+from tests.support.browser import chromium
+from tests.support.field_page import FieldPage
 from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view
 from tests.support.processes import Process
 from tests.support.server import ServerProcess, add_unit, add_user, login, write_config
@@ -150,6 +152,45 @@ async def test_units_spread_over_workers_and_a_killed_worker_is_restarted_with_a
 
 async def _more(http: aiohttp.ClientSession, server: ServerProcess, name: str, than: float) -> bool:
     return await metric(http, server, name) > than
+
+
+@pytest.mark.timeout(240)
+async def test_the_field_page_publishes_again_as_soon_as_its_worker_dies(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """An officer on the /field page (Chromium) whose media worker is killed: the server tells the
+    page over its link, and the page publishes again at once (not after ICE consent fails), says
+    why, and the command room sees the unit's video again; the link itself never dropped."""
+    cfg = write_config(tmp_path / "workers.toml", tmp_path / "data", "[media]\nworkers = 2\n")
+    token = add_unit(cfg, "ph-01", "phone")
+    add_user(cfg, "op", "operator", "operator-pass-1")
+    server = ServerProcess(cfg).start()
+    viewer: Viewer | None = None
+    try:
+        op = await login(server.url, "op", "operator-pass-1")
+        async with chromium() as browser:
+            fp = await FieldPage.open(browser, server.url, "ph-01", token)
+            await fp.start()
+            await until(lambda: len(placements(server)) == 1, 60, "the page publishing", interval=0.1)
+            [(_, worker, pid)] = placements(server)
+            links = await fp.page.evaluate("window.fieldPage.linkConnects")
+            os.kill(pid, signal.SIGKILL)
+            await until(lambda: any(f"media worker {worker} died" in line for line in server.log), 30, "death seen",
+                        interval=0.1)
+            await fp.wait_until("() => window.fieldPage.mediaLosses === 1")
+            await until(lambda: len(placements(server)) == 2, 60, "the page publishing again", interval=0.1)
+            await fp.wait_until("() => window.fieldPage.state === 'live'", timeout_s=60)
+            assert await fp.page.evaluate("window.fieldPage.linkConnects") == links, "the link never dropped"
+            viewer = await make_viewer(audio=False)
+            await whep_view(http, server.url, "ph-01", op, viewer)
+            await viewer.wait_frames(10, timeout=60)
+            fp.assert_no_js_errors()
+            await fp.close()
+        server.stop()
+    finally:
+        if viewer is not None:
+            await viewer.close()
+        server.stop()  # fails on a traceback or an unawaited coroutine in its output (workers' included)
 
 
 async def test_a_session_being_opened_keeps_its_unit_on_its_worker() -> None:

@@ -87,3 +87,50 @@ def test_a_packets_tries_are_forgotten_after_the_cache_has_let_it_go() -> None:
     limit = RetransmitLimit(0.0, max_tries=3, min_interval_s=0.1)
     assert [limit.admit(7, 100, 10**6, t) for t in (0.0, 0.1, 0.2, 0.3)] == [True, True, True, False]
     assert limit.admit(7, 100, 10**6, RTX_FORGET_S + 0.01)
+
+
+def test_between_tries_the_per_packet_check_does_no_work() -> None:
+    """With many packets missing (a burst on 4G), the check made for every arriving packet is
+    constant time: ``due`` is called only when something is due, at ``due_at``."""
+    t = NackTracker(retry_s=0.1, max_tries=4, give_up_s=1.0)
+    t.seen(0, 0.0)
+    t.seen(201, 0.0)  # 200 missing
+    assert t.has_work(0.0) and len(t.due(0.0)) == 200
+    assert t.due_at == 0.1 and not t.has_work(0.05) and t.due(0.05) == []
+    t.seen(5, 0.06)  # one arrives late: recovered, the rest still due at 0.1
+    assert t.has_work(0.1) and len(t.due(0.1)) == 199
+    assert abs(t.due_at - 0.25) < 1e-9  # the second retry is 0.15 s after the first
+    t.seen(202, 0.12)
+    t.seen(204, 0.12)  # a new gap is due at once
+    assert t.has_work(0.12) and t.due(0.12) == [203]
+
+
+class _Reference(NackTracker):
+    """The tracker without its ``due_at`` shortcut: every call scans every missing packet."""
+
+    def has_work(self, now: float) -> bool:
+        return self.waiting
+
+    def due(self, now: float) -> list[int]:
+        self._due_at = float("-inf")
+        return super().due(now)
+
+
+def test_the_shortcut_changes_nothing_the_tracker_decides() -> None:
+    """Random arrivals (loss, reordering, late retransmissions) at random times: the tracker with
+    its shortcut NACKs and gives up exactly what one that scans every time does."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(50):
+        fast, slow = NackTracker(), _Reference()
+        now, seq = 0.0, rng.randrange(65536)
+        for _ in range(400):
+            now += rng.choice((0.0, 0.001, 0.01, 0.03, 0.12))
+            seq = (seq + rng.choice((1, 1, 1, 2, 3, 5, -1, -4))) & 0xFFFF
+            for t in (fast, slow):
+                t.seen(seq, now)
+            got = sorted(fast.due(now)) if fast.has_work(now) else []
+            assert got == sorted(slow.due(now)), now
+            assert fast.take_lost() == slow.take_lost()
+        assert (fast.nacked, fast.given_up, fast.recovered) == (slow.nacked, slow.given_up, slow.recovered)
