@@ -4,6 +4,7 @@ limits (more in tests/media/test_packets.py, on a real stream)."""
 
 from __future__ import annotations
 
+from bench.nack_tracker import ScanEveryPacket
 from media.loss import RTX_BUDGET_FLOOR_BYTES, RTX_FORGET_S, CachedPacket, NackTracker, PacketCache, RetransmitLimit
 
 
@@ -105,17 +106,6 @@ def test_between_tries_the_per_packet_check_does_no_work() -> None:
     assert t.has_work(0.12) and t.due(0.12) == [203]
 
 
-class _Reference(NackTracker):
-    """The tracker without its ``due_at`` shortcut: every call scans every missing packet."""
-
-    def has_work(self, now: float) -> bool:
-        return self.waiting
-
-    def due(self, now: float) -> list[int]:
-        self._due_at = float("-inf")
-        return super().due(now)
-
-
 def test_the_shortcut_changes_nothing_the_tracker_decides() -> None:
     """Random arrivals (loss, reordering, late retransmissions) at random times: the tracker with
     its shortcut NACKs and gives up exactly what one that scans every time does."""
@@ -123,7 +113,7 @@ def test_the_shortcut_changes_nothing_the_tracker_decides() -> None:
 
     rng = random.Random(7)
     for _ in range(50):
-        fast, slow = NackTracker(), _Reference()
+        fast, slow = NackTracker(), ScanEveryPacket()
         now, seq = 0.0, rng.randrange(65536)
         for _ in range(400):
             now += rng.choice((0.0, 0.001, 0.01, 0.03, 0.12))
