@@ -184,13 +184,13 @@ export class FieldPublisher extends EventTarget {
 
   /**
    * Drop the attempt and schedule the next one; `deleteRemote` false when the server no longer
-   * has the session (nothing to end there).
+   * has the session (nothing to end there); `state` what to show until then.
    */
-  fail(message, deleteRemote = true) {
+  fail(message, deleteRemote = true, state = 'error') {
     this.teardown(deleteRemote);
     if (!this.running) return;
     const delay = this.backoff.next();
-    this.setState('error', { ...message, retryS: Math.ceil(delay / 1000) });
+    this.setState(state, { ...message, retryS: Math.ceil(delay / 1000) });
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       if (this.running) this.connect();
@@ -210,7 +210,8 @@ export class FieldPublisher extends EventTarget {
   mediaLost(reason) {
     if (!this.running || !this.pc) return;
     this.mediaLosses += 1;
-    this.fail({ key: 'msg_media_lost', detail: reason ? String(reason) : undefined }, false);
+    // Not an error of this phone's: shown as connecting (连接中…), with why and when.
+    this.fail({ key: 'msg_media_lost', detail: reason ? String(reason) : undefined }, false, 'connecting');
   }
 
   /** A camera or microphone track ended by itself: publishing cannot go on. */
