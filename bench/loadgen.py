@@ -471,7 +471,7 @@ def _light(viewer: Viewer) -> Viewer:
     for transport in transports.values():  # one with BUNDLE; each until the answer says so
         rtp_hooks.intercept_rtp(transport, reader.packet)
     reader.transports = list(transports.values())
-    viewer.reader = reader  # type: ignore[attr-defined]
+    viewer.reader = reader
     return viewer
 
 

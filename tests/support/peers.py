@@ -99,6 +99,7 @@ class Viewer:
     want: int = 1
     want_audio: int = 1
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    reader: Any = None  # what reads its RTP instead of aiortc's receivers, if anything (bench.loadgen)
 
     async def wait_frames(self, n: int, timeout: float) -> None:
         self.want = n
