@@ -62,6 +62,7 @@ async def serve(settings: Settings, instance: Instance) -> int:
     # units, in pauses of 200-700 ms. Collecting young objects less often cut that to a fraction
     # (docs/benchmarks.md, Geo).
     gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
+    asyncio.get_running_loop().set_exception_handler(_closed_while_connecting)  # media may live here too
     settings = advertised(settings, instance.sock.getsockname())
     app = create_app(settings)
     # After the shutdown hooks closed every websocket, aiohttp waits this long for request
@@ -185,8 +186,10 @@ async def serve_media_worker(boot: dict[str, Any]) -> int:
 
 def _closed_while_connecting(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """aiortc's connect task of a peer connection closed while ICE was starting raises
-    ``InvalidStateError("RTCIceTransport is closed")`` that nobody retrieves (a worker draining
-    sessions that were still connecting): not a fault, so not a traceback in the log."""
+    ``InvalidStateError("RTCIceTransport is closed")`` that nobody retrieves (a unit that ends its
+    publish while it still connects, a worker draining sessions that were still connecting): not
+    a fault, so not a traceback in the log. Installed in the front (media in-process with
+    ``[media] workers = 0``) and in every media worker."""
     exc = context.get("exception")
     if isinstance(exc, InvalidStateError) and "is closed" in str(exc):
         logger.debug("a peer connection closed while it connected: %s", exc)

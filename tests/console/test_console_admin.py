@@ -26,8 +26,13 @@ from tests.support.unit_client import RawUnit
 CASE = "（2026）冀0916执55号"
 
 
-async def notice(page: Page, kind: str = "ok") -> str:
-    await page.wait_for_selector(f"#adm-notice[data-kind='{kind}']:not([hidden])", timeout=10_000)
+async def notice(page: Page, kind: str = "ok", saying: str = "") -> str:
+    """The admin screen's notice of ``kind``; with ``saying``, the one that contains it (a notice
+    of the same kind from the previous action may still show until this action's arrives)."""
+    selector = f"#adm-notice[data-kind='{kind}']:not([hidden])"
+    if saying:
+        selector += f":has-text('{saying}')"
+    await page.wait_for_selector(selector, timeout=10_000)
     return await page.inner_text("#adm-notice")
 
 
@@ -64,7 +69,7 @@ async def test_admin_screens_do_what_they_say(make_live: Any, http: aiohttp.Clie
         assert next(u for u in units["units"] if u["id"] == "bc-adm-01")["disabled"] is True
         await page.wait_for_selector("tr[data-unit-id='bc-adm-01'][data-disabled='true'] .adm-enable")
         await page.locator("tr[data-unit-id='bc-adm-01'] .adm-enable").click()
-        await notice(page)
+        await notice(page, saying="已启用")  # the screen is redrawn by then: the form below is the new one
         unit = await RawUnit(live.url, "bc-adm-01", new_token).connect()
         await unit.close()
         # A refusal is a sentence, never a code.
@@ -83,7 +88,7 @@ async def test_admin_screens_do_what_they_say(make_live: Any, http: aiohttp.Clie
         assert (await api(http, "GET", f"{live.url}/api/me", li_session))[0] == 401
         li_session = await live.login("li", "li-new-pass-7")
         await page.locator("tr[data-username='li'] select.adm-role").select_option("auditor")
-        await notice(page)
+        await notice(page, saying="角色已改为")
         status, me = await api(http, "GET", f"{live.url}/api/me", li_session)
         assert me["role"] == "auditor"
         await page.locator("tr[data-username='li'] .adm-disable").click()
