@@ -27,11 +27,15 @@ async def _connect_task_dies_on_a_closed_transport() -> None:
         await offerer.setLocalDescription(await offerer.createOffer())
         await answerer.setRemoteDescription(offerer.localDescription)
         await answerer.setLocalDescription(await answerer.createAnswer())
+        before = asyncio.all_tasks()
         await offerer.setRemoteDescription(answerer.localDescription)  # schedules the connect task
+        [connect] = [t for t in asyncio.all_tasks() - before
+                     if "__connect" in getattr(t.get_coro(), "__qualname__", "")]
         ice = offerer.getTransceivers()[0].receiver.transport.transport
         await ice.stop()  # marks it closed before its first await: the task then finds it closed
-        for _ in range(20):  # let the task run and fail
-            await asyncio.sleep(0)
+        await asyncio.wait({connect}, timeout=30)  # it fails; nobody retrieves its exception
+        assert connect.done(), "aiortc's connect task did not end"
+        del connect
     finally:
         await offerer.close()
         await answerer.close()
