@@ -9,7 +9,10 @@ without tasks of its own:
 
 - gaps are NACKed upstream through the stream's :class:`~media.loss.NackTracker` (if NACK was
   negotiated for the codec, RFC 4585), and a video packet it gives up on makes the fanout ask the
-  publisher for a keyframe at once: the frames after it cannot be decoded until one arrives;
+  publisher for a keyframe at once: the frames after it cannot be decoded until one arrives. The
+  tracker's tries are made as packets arrive; while something is missing, one timer per stream
+  also makes them when none arrives (the last packets before a publisher goes quiet, a stall),
+  so they are not left to a single NACK;
 - about once a second the publisher gets a receiver report (loss, highest sequence number,
   LSR/DLSR; jitter 0) and a REMB of ``max_bitrate``: aiortc estimates nothing here, and Chromium
   stays at its start bitrate without feedback;
@@ -18,6 +21,7 @@ without tasks of its own:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from dataclasses import dataclass
@@ -57,6 +61,7 @@ class _Route:
     lost: int = 0  # given up on: lost for good
     ssrc: int | None = None
     pli_pending: bool = False
+    retry: asyncio.TimerHandle | None = None  # the NACK tracker's next due time, while something is missing
     # RFC 3550 A.3 reception statistics
     base_seq: int = 0
     max_seq: int = 0
@@ -110,6 +115,7 @@ class PublisherIngress:
         self.last_arrival: float | None = None
         self.reports_sent = 0
         self.nacks_sent = 0
+        self._closed = False
 
     def add(self, kind: str, stream: PacketStream, codec: Any, rtx_payload_types: list[int],
             transport: RTCDtlsTransport, audio_level_id: int | None = None) -> None:
@@ -172,14 +178,42 @@ class PublisherIngress:
         stream = route.stream
         if payload:
             stream.on_packet(seq, view.timestamp, view.marker, payload, now, view.extension_profile, view.extension)
-        if route.nack and stream.nacks.has_work(now):
-            self._recover(route, stream, now)
+        if route.nack:
+            nacks = stream.nacks
+            if nacks.has_work(now):
+                self._recover(route, stream, now)
+            if route.retry is None and nacks.waiting:
+                self._arm_retry(route, now)
         if route.pli_pending:
             route.pli_pending = False
             self.send_pli(route.kind)
         if now >= self._next_report:
             self._next_report = now + REPORT_INTERVAL_S
             self._send_reports(now)
+
+    def _arm_retry(self, route: _Route, now: float) -> None:
+        """Make the tracker's next try when it is due, whether or not a packet arrives by then."""
+        delay = max(0.0, min(route.stream.nacks.due_at - now, REPORT_INTERVAL_S))
+        route.retry = asyncio.get_running_loop().call_later(delay, self._retry, route)
+
+    def _retry(self, route: _Route) -> None:
+        route.retry = None
+        if self._closed:
+            return
+        now = self._clock()
+        nacks = route.stream.nacks
+        if nacks.has_work(now):
+            self._recover(route, route.stream, now)
+        if nacks.waiting:
+            self._arm_retry(route, now)
+
+    def close(self) -> None:
+        """No more tries: the publisher's session ended."""
+        self._closed = True
+        for route in self._routes.values():
+            if route.retry is not None:
+                route.retry.cancel()
+                route.retry = None
 
     def _recover(self, route: _Route, stream: PacketStream, now: float) -> None:
         """NACK what is due; ask for a keyframe if a packet is lost for good."""

@@ -88,7 +88,7 @@ class PacketStream:
         self.last_seq: int | None = None  # highest forwarded sequence number
         self.last_ts: int | None = None
         self.last_at: float | None = None
-        self._prev_ts: int | None = None  # timestamp of the previous packet (in arrival order)
+        self._keyframe_ts: int | None = None  # timestamp of the last frame a keyframe start was seen in
         self.sender_report: tuple[int, int] | None = None  # (NTP, forwarded RTP timestamp) of the publisher's last SR
         self.plans: dict[tuple[Any, ...], ExtensionPlan] = {}  # the viewers' header extension plans, one per kind
         self._audio_level_id: int | None = None  # the publisher's ssrc-audio-level id, if it negotiated one
@@ -142,11 +142,14 @@ class PacketStream:
         fanout.last_packet_at = now
         fanout.bytes_in += len(payload)
         if self._video:
-            # A viewer may start here only if this packet opens its frame: in H.264 the IDR's own
-            # first fragment follows the SPS/PPS packet of the same frame, and starting there
-            # would lose them.
-            starts = out_ts != self._prev_ts and payload_starts_keyframe(self._mime, payload)
-            self._prev_ts = out_ts
+            # A viewer may start here only if this packet opens its keyframe, once per frame: in
+            # H.264 the IDR's own first fragment follows the SPS/PPS packet of the same frame, and
+            # starting there would lose them. Judged by the payload, not by the packet before it:
+            # the packets of a burst arrive in any order on a reordering link, and the opening one
+            # after others of its frame is still the start (a waiting viewer NACKs the rest).
+            starts = out_ts != self._keyframe_ts and payload_starts_keyframe(self._mime, payload)
+            if starts:
+                self._keyframe_ts = out_ts
             if marker:
                 fanout.frames_in += 1
             if starts:

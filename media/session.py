@@ -278,6 +278,7 @@ class PublisherSession(_Session):
         for fanout in self.channel.fanouts:
             fanout.detach_source(self.id)
         if self.ingress is not None:
+            self.ingress.close()
             logger.info("unit %s: publisher %s: %s", self.unit_id, self.id, self.ingress.summary())
 
 

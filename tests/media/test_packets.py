@@ -342,6 +342,58 @@ async def test_a_packet_lost_for_good_upstream_is_nacked_a_few_times_then_a_keyf
         await pub.close()
 
 
+async def test_a_lost_packet_is_nacked_again_while_no_other_packet_arrives(
+    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop
+) -> None:
+    """The last packets before a publisher goes quiet (an officer stopping the camera, a video
+    stall) are recovered like any other: the NACK tracker's retries do not wait for the next
+    packet. Packet 100 and its first retransmission are lost; from packet 106 on no new video
+    packet reaches the server, only retransmissions, and packet 100 is asked for again and
+    arrives."""
+    live: LiveServer = await make_live(media={"engine": "packets", "keyframe_interval_s": 0},
+                                       archive={"enabled": False})
+    token = live.add_unit("bc-04")
+    pub = await make_publisher(vp8_loop)
+    assert pub.video is not None
+    transport = pub.pc.getSenders()[0].transport
+    original_send = transport._send_rtp
+    video_sent = [0]
+    lost: list[int] = []
+    tries = [0]  # retransmissions of the lost packet
+
+    async def lossy_send(data: bytes) -> None:
+        if not is_rtcp(data):
+            view = parse_rtp(data)
+            assert view is not None
+            if lost and view.sequence_number == lost[0]:
+                tries[0] += 1
+                if tries[0] == 1:
+                    return  # the first retransmission is lost too
+            else:
+                video_sent[0] += 1
+                if video_sent[0] == 100:
+                    lost.append(view.sequence_number)
+                    return
+                if video_sent[0] > 105:
+                    return  # quiet: nothing new reaches the server
+        await original_send(data)
+
+    setattr(transport, "_send_rtp", lossy_send)  # noqa: B010 - this test's own network, on the publisher's transport
+    rtcp: list[Any] = []
+    rtp_hooks.observe_rtcp(transport, lambda data: rtcp.extend(RtcpPacket.parse(data)))
+    try:
+        await whip_publish(http, live.url, "bc-04", token, pub)
+        await until(lambda: tries[0] >= 2, timeout=20,
+                    what="the lost packet asked for again after its first retransmission was lost")
+        nacks = sum(lost[0] in p.lost for p in rtcp if isinstance(p, RtcpRtpfbPacket) and p.fmt == RTCP_RTPFB_NACK)
+        assert nacks == tries[0] >= 2, (nacks, tries[0])
+        await until(lambda: not live.app[LIVE].relay.channel("bc-04").video.stream.nacks.waiting, timeout=10,
+                    what="the server no longer missing anything")
+        assert live.app[LIVE].relay.channel("bc-04").video.stream.nacks.given_up == 0
+    finally:
+        await pub.close()
+
+
 # A viewer's NACKs on a real fanout's packet stream ------------------------------------------------
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
 PACKET_BYTES = 1000
@@ -479,5 +531,43 @@ async def test_a_nack_storm_beyond_the_budget_is_suppressed_and_counted_and_othe
             assert in_window <= RTX_BUDGET_SHARE * per_second * 1.1, (end, in_window)
         busiest = max(sum(n for t, n in sent_at if end - 1.0 < t <= end) for end, _ in sent_at)
         assert busiest >= RTX_BUDGET_SHARE * per_second * 0.9
+    finally:
+        await bench.fanout.close()
+
+
+async def test_a_keyframe_whose_opening_packet_arrives_after_the_rest_of_its_frame_still_starts_a_viewer() -> None:
+    """On a reordering link the packets of a keyframe's burst arrive in any order. The one that
+    opens it (VP8: S=1, partition 0, key frame) is the start even when others of its frame came
+    first: the keyframe counts as arrived (no more PLIs for it) and a waiting viewer starts there,
+    once per frame. Judged by the packet before it, this keyframe went unseen, and on the lossy
+    link a run of keyframes in a row did (the server asked again every 0.5 s for 3 s)."""
+    bench = await nack_bench()
+    try:
+        bench.forward(0.5)
+        fanout = bench.fanout
+        viewer = bench.viewer()
+        assert viewer.waiting
+        keyframes_before = fanout.keyframes_in
+        fanout.request_keyframe("test")
+        assert fanout.keyframe_awaited
+        ts = bench.seq * 3000
+        first = bench.seq
+        rest = b"\x00\x00" + bytes(PACKET_BYTES - 2)  # VP8: a continuation of partition 0
+        for seq in (first + 2, first + 1, first + 4, first, first + 3):  # the opening packet arrives fourth
+            bench.now += 1 / RATE
+            payload = b"\x10\x00" + bytes(PACKET_BYTES - 2) if seq == first else rest
+            fanout.stream.on_packet(seq, ts, seq == first + 4, payload, bench.now)
+        bench.seq = first + 5
+        assert fanout.keyframes_in == keyframes_before + 1
+        assert not fanout.keyframe_awaited
+        assert not viewer.waiting
+        wire = bench.wires[viewer]
+        assert [v.payload[:2] for v in wire][:1] == [b"\x10\x00"], "the viewer did not start at the keyframe"
+        assert len(wire) == 2  # the opening packet and the one after it that arrived later
+        # The same frame's opening packet again (a retransmission) is no second keyframe.
+        fanout.stream.on_packet(first, ts, False, b"\x10\x00" + bytes(PACKET_BYTES - 2), bench.now)
+        assert fanout.keyframes_in == keyframes_before + 1
+        bench.forward(0.1)
+        assert fanout.keyframes_in == keyframes_before + 1
     finally:
         await bench.fanout.close()
