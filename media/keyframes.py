@@ -82,6 +82,22 @@ def h264_payload_starts_keyframe(payload: bytes) -> bool:
     return False
 
 
+def h264_payload_has_sps(payload: bytes) -> bool:
+    """RFC 6184 §5: a single SPS NAL unit (7), or a STAP-A (24) holding one."""
+    if not payload:
+        return False
+    nal = payload[0] & 0x1F
+    if nal == 7:
+        return True
+    if nal == 24:
+        i, n = 1, len(payload)
+        while i + 2 < n:
+            if payload[i + 2] & 0x1F == 7:
+                return True
+            i += 2 + int.from_bytes(payload[i : i + 2], "big")
+    return False
+
+
 def payload_starts_keyframe(mime_type: str, payload: bytes) -> bool:
     """``mime_type`` like ``video/VP8``; every packet of a non-video stream counts as a start."""
     mime = mime_type.lower()

@@ -31,7 +31,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtcpSenderInfo
 
 from .assembly import FrameAssembler
-from .keyframes import payload_starts_keyframe
+from .keyframes import h264_payload_has_sps, payload_starts_keyframe
 from .loss import CachedPacket, NackTracker, PacketCache, RetransmitLimit
 from .rtp_hooks import RtpSend
 from .rtpext import ExtensionPlan, abs_send_time, find_extension, intern
@@ -89,6 +89,8 @@ class PacketStream:
         self.last_ts: int | None = None
         self.last_at: float | None = None
         self._keyframe_ts: int | None = None  # timestamp of the last frame a keyframe start was seen in
+        self._h264 = False
+        self._sps_in_band = False  # H.264: the publisher's keyframes open with their SPS
         self.sender_report: tuple[int, int] | None = None  # (NTP, forwarded RTP timestamp) of the publisher's last SR
         self.plans: dict[tuple[Any, ...], ExtensionPlan] = {}  # the viewers' header extension plans, one per kind
         self._audio_level_id: int | None = None  # the publisher's ssrc-audio-level id, if it negotiated one
@@ -101,6 +103,8 @@ class PacketStream:
         self.nacks.reset()
         self.sender_report = None
         self._mime = codec.mimeType.lower()
+        self._h264 = self._mime == "video/h264"
+        self._sps_in_band = False
         self._clock_rate = codec.clockRate
         if self.assembler is None or self.assembler.codec_key != (self._mime, codec.clockRate):
             self.assembler = FrameAssembler(codec, self._emit, self._frame_lost)
@@ -147,7 +151,15 @@ class PacketStream:
             # starting there would lose them. Judged by the payload, not by the packet before it:
             # the packets of a burst arrive in any order on a reordering link, and the opening one
             # after others of its frame is still the start (a waiting viewer NACKs the rest).
+            # An H.264 publisher that sends its SPS in band (Chromium: a STAP-A before each IDR)
+            # starts a keyframe only there: an IDR fragment that overtook it is no start, or a
+            # viewer starting at it would go without the SPS/PPS (older than its start).
             starts = out_ts != self._keyframe_ts and payload_starts_keyframe(self._mime, payload)
+            if starts and self._h264:
+                if h264_payload_has_sps(payload):
+                    self._sps_in_band = True
+                elif self._sps_in_band:
+                    starts = False
             if starts:
                 self._keyframe_ts = out_ts
             if marker:
@@ -228,7 +240,8 @@ class PacketViewer:
         self.frames = 0
         self.retransmitted = 0
         self.nack_misses = 0  # NACKed packets the cache did not have (lost upstream, or too old)
-        self.limit = RetransmitLimit(stream.clock())  # what its NACKs may cost; counts those suppressed
+        # what its NACKs may cost; counts those suppressed
+        self.limit = RetransmitLimit(stream.clock(), share=stream.fanout.config.viewer_rtx_share)
 
     def forward(self, out_seq: int, ts: int, marker: bool, payload: bytes, starts: bool, ext: bytes) -> None:
         """Send one packet of the stream (its continuous numbering) with the extension block ``ext``."""

@@ -28,6 +28,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.stream import Stream
 
 from .keyframes import is_keyframe
+from .loss import RTX_BUDGET_SHARE
 from .packets import PacketStream
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class RelayConfig:
     viewer_queue_frames: int = 30
     engine: str = "frames"  # "packets": forward RTP packets (media.packets); "frames": encoded frames
     publisher_max_bitrate: int = 2_500_000  # packet engine: the REMB every publisher gets (bit/s)
+    # packet engine: a viewer's retransmissions cost at most this share of what it is forwarded
+    viewer_rtx_share: float = RTX_BUDGET_SHARE
 
 
 class ForwardTrack(MediaStreamTrack):
@@ -105,7 +108,7 @@ class Fanout:
     def __init__(self, unit_id: str, kind: str, config: RelayConfig, clock: Callable[[], float]) -> None:
         self.unit_id = unit_id
         self.kind = kind
-        self._config = config
+        self.config = config
         self._clock = clock
         self.mime_type: str | None = None  # e.g. "video/VP8" of the current (or last) source
         self.codec: Any = None  # RTCRtpCodecParameters negotiated with the publisher
@@ -247,7 +250,7 @@ class Fanout:
 
     # viewers -----------------------------------------------------------------------------
     def subscribe(self) -> ForwardTrack:
-        track = ForwardTrack(self, self._config.viewer_queue_frames)
+        track = ForwardTrack(self, self.config.viewer_queue_frames)
         self.viewers.add(track)
         if self.kind == "video":
             self.request_keyframe("new viewer")
@@ -262,7 +265,7 @@ class Fanout:
         if self.kind != "video" or self._pli_pending is not None:
             return
         loop = asyncio.get_running_loop()
-        wait = self._last_pli_at + self._config.pli_min_interval_s - self._clock()
+        wait = self._last_pli_at + self.config.pli_min_interval_s - self._clock()
         if wait <= 0:
             self._send_pli(reason)
         else:

@@ -50,6 +50,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[server\n", {}, "config file"),
         ("[server]\nevent_loop = 'tokio'\n", {}, "server.event_loop"),
         ("[media]\nworkers = -2\n", {}, "media.workers"),
+        ("[media]\nviewer_rtx_share = -0.5\n", {}, "media.viewer_rtx_share"),
         ("", {"DISPATCH_GEO__TELEMETRY_HEARTBEAT_S": "0"}, "geo.telemetry_heartbeat_s"),
         ("[party]\nwatermark_font = 'fonts/none.ttc'\n", {}, "party.watermark_font"),
         ("[[procedure.rules]]\ntype = 'seizure'\n[[procedure.rules]]\ntype = 'seizure'\n", {},

@@ -6,6 +6,7 @@ import pytest
 
 from media.keyframes import (
     h264_nal_types,
+    h264_payload_has_sps,
     h264_payload_starts_keyframe,
     is_keyframe,
     payload_starts_keyframe,
@@ -76,3 +77,14 @@ def test_keyframe_starts_in_stap_a_fu_a_and_vp8_extended_descriptors() -> None:
     assert not vp8_payload_starts_keyframe(bytes([0x90, 0xF0, 0x80, 0x01, 0x00, 0x00, 0x11, 0x02]))
     assert not vp8_payload_starts_keyframe(bytes([0x80, 0x00, 0x10]))  # S bit unset
     assert payload_starts_keyframe("audio/opus", b"\x01")
+
+
+def test_an_h264_payload_holding_an_sps_is_told_apart() -> None:
+    sps, pps, idr = b"\x67\x42\xc0\x1f", b"\x68\xce\x3c", b"\x65\x88"
+    assert h264_payload_has_sps(sps)
+    assert h264_payload_has_sps(b"\x18" + len(sps).to_bytes(2, "big") + sps + len(pps).to_bytes(2, "big") + pps)
+    assert h264_payload_has_sps(b"\x18" + len(pps).to_bytes(2, "big") + pps + len(sps).to_bytes(2, "big") + sps)
+    assert not h264_payload_has_sps(b"\x18" + len(pps).to_bytes(2, "big") + pps)
+    assert not h264_payload_has_sps(idr)
+    assert not h264_payload_has_sps(b"\x7c\x85\x00")  # FU-A start of an IDR
+    assert not h264_payload_has_sps(b"")

@@ -115,7 +115,8 @@ class Outcome:
 _SERVER_LOG_WORDS = ("keyframe requested", "publisher", "viewer", "WARNING", "ERROR", "lost", "Traceback")
 
 
-async def _scenario(tmp: Path, media_engine: str) -> Outcome:
+async def _scenario(tmp: Path, media_engine: str, server_env: dict[str, str] | None = None) -> Outcome:
+    """One run (``server_env``: more of the server's environment, for ``bench.lossy``)."""
     config = write_config(tmp / "config.toml", tmp / "data")
     add_user(config, PERSON, "operator", PASSWORD)
     unit_token = add_unit(config, UNIT)
@@ -123,7 +124,7 @@ async def _scenario(tmp: Path, media_engine: str) -> Outcome:
         # HTTP on the wire's root end only; the engine named, whichever is the default; the log at
         # DEBUG for its keyframe requests (the diagnosis of a failure)
         env = {"DISPATCH_SERVER__HOST": net.host_ip, "DISPATCH_MEDIA__ENGINE": media_engine,
-               "DISPATCH_LOG__LEVEL": "DEBUG"}
+               "DISPATCH_LOG__LEVEL": "DEBUG", **(server_env or {})}
         wall_minus_mono = time.time() - time.monotonic()
         server = ServerProcess(config, env=env).start(timeout=60)
         try:

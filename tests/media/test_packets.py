@@ -404,9 +404,9 @@ class NackBench:
     """A fanout fed ``RATE`` packets a second of ``PACKET_BYTES`` (the first a keyframe) on a clock
     of our own, and viewers whose packets land in lists."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: RelayConfig | None = None) -> None:
         self.now = 100.0
-        self.fanout = Fanout("bc-nack", "video", RelayConfig(), lambda: self.now)
+        self.fanout = Fanout("bc-nack", "video", config or RelayConfig(), lambda: self.now)
         self.seq = 1000
         self.wires: dict[PacketViewer, list[RtpView]] = {}
 
@@ -503,6 +503,22 @@ async def test_each_lost_packet_nacked_once_is_sent_again_even_a_lost_burst() ->
         await bench.fanout.close()
 
 
+async def test_the_retransmission_budget_is_the_configured_share() -> None:
+    """``[media] viewer_rtx_share`` reaches each viewer's limit: at 0.25 a storm gets a quarter of
+    what was forwarded again over a second, at the default (1.0) all it asks for here."""
+    for share, expected in ((0.25, RATE // 4), (RelayConfig().viewer_rtx_share, RATE)):
+        bench = NackBench(RelayConfig(viewer_rtx_share=share))
+        await bench.start()
+        try:
+            viewer = bench.viewer()
+            seqs = bench.forward(2.0)
+            for seq in seqs[-RATE:]:  # the last second, once each
+                viewer.retransmit(seq)
+            assert 0.9 * expected <= viewer.retransmitted <= expected, (share, viewer.retransmitted)
+        finally:
+            await bench.fanout.close()
+
+
 async def test_a_nack_storm_beyond_the_budget_is_suppressed_and_counted_and_other_viewers_are_answered() -> None:
     """A broken viewer NACKs everything the cache holds every 0.1 s: what it gets again over any
     second stays within RTX_BUDGET_SHARE of what was forwarded to it (the budget is used, not
@@ -571,3 +587,52 @@ async def test_a_keyframe_whose_opening_packet_arrives_after_the_rest_of_its_fra
         assert fanout.keyframes_in == keyframes_before + 1
     finally:
         await bench.fanout.close()
+
+
+H264 = RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102,
+                             parameters={"packetization-mode": "1"})
+STAP_A_SPS_PPS = b"\x18" + b"\x00\x04" + b"\x67\x42\xc0\x1f" + b"\x00\x03" + b"\x68\xce\x3c"  # SPS, PPS
+FU_A_IDR_START = b"\x7c\x85" + bytes(500)  # FU indicator (NRI 3, type 28), FU header S=1 type 5 (IDR)
+FU_A_IDR_END = b"\x7c\x45" + bytes(500)  # E=1
+
+
+async def test_an_h264_keyframe_starts_at_its_sps_even_when_an_idr_fragment_overtook_it() -> None:
+    """A publisher that sends SPS/PPS in band (a STAP-A before each IDR, as Chromium does): when
+    the IDR's first fragment arrives before the STAP-A, a waiting viewer still starts at the
+    STAP-A, and gets it: starting at the fragment would leave it without SPS/PPS, which are then
+    older than its start. The keyframe counts once."""
+    now = [100.0]
+    fanout = Fanout("bc-h264", "video", RelayConfig(), lambda: now[0])
+
+    async def pli() -> None:
+        pass
+
+    fanout.attach_packets("pub-1", H264, pli)
+    stream = fanout.stream
+    try:
+        def keyframe(first: int, order: tuple[int, ...]) -> None:
+            ts = first * 3000
+            frame = {first: (STAP_A_SPS_PPS, False), first + 1: (FU_A_IDR_START, False),
+                     first + 2: (FU_A_IDR_END, True)}
+            for seq in order:
+                now[0] += 0.001
+                payload, marker = frame[seq]
+                stream.on_packet(seq, ts, marker, payload, now[0])
+
+        keyframe(1000, (1000, 1001, 1002))  # in order: the stream's SPS is in band
+        assert fanout.keyframes_in == 1
+        wire: list[RtpView] = []
+
+        def send(data: bytes) -> None:
+            view = parse_rtp(data)
+            assert view is not None
+            wire.append(view)
+
+        viewer = PacketViewer(stream, send, lambda: True, ssrc=1111, payload_type=102, rtx_ssrc=2222,
+                              rtx_payload_type=103)
+        stream.subscribe(viewer)
+        keyframe(1003, (1004, 1003, 1005))  # the IDR's first fragment overtakes the STAP-A
+        assert fanout.keyframes_in == 2
+        assert [v.payload for v in wire] == [STAP_A_SPS_PPS, FU_A_IDR_END], "the viewer did not start at the SPS"
+    finally:
+        await fanout.close()
