@@ -17,6 +17,7 @@ import time
 from typing import Any, Awaitable, Callable, Protocol
 
 from media.errors import CodecMismatch, SdpError
+from media.session import END_SETTLE_S
 from recordings.source import FrameSource
 
 from .auth import Person
@@ -205,7 +206,9 @@ class LiveService:
         session = self.publishers.get(unit_id)
         if session is None or session.id != session_id:
             raise NotFound(f"no publishing session {session_id!r} for unit {unit_id!r}", code="unknown_session")
-        await session.close("ended by the publisher")
+        # Its last frames may still be being recovered: the WHIP client keeps its peer connection
+        # until the DELETE is answered, and answers NACKs meanwhile.
+        await session.close("ended by the publisher", settle_s=END_SETTLE_S)
 
     # viewing -----------------------------------------------------------------------------
     async def watch(self, unit_id: str, offer_sdp: str, person: Person) -> tuple[str, str]:

@@ -30,7 +30,7 @@ class HostedSession(Protocol):
     @property
     def ended_reason(self) -> str | None: ...
 
-    async def close(self, reason: str = "closed") -> None: ...
+    async def close(self, reason: str = "closed", settle_s: float = 0.0) -> None: ...  # settle_s: see PublisherSession
 
 
 class HostedPublisher(HostedSession, Protocol):

@@ -66,11 +66,11 @@ class MediaWorker:
         self.sessions[session.id] = session
         return {"session": session.id, "answer": answer}
 
-    async def close_session(self, session_id: str, reason: str) -> bool:
+    async def close_session(self, session_id: str, reason: str, settle_s: float = 0.0) -> bool:
         session = self.sessions.get(session_id)
         if session is None:
             return False
-        await session.close(reason)
+        await session.close(reason, settle_s)
         return True
 
     def _ended(self, session: Any, reason: str) -> None:

@@ -131,14 +131,15 @@ class RemoteSession:
     async def packet_counts(self) -> tuple[int, int] | None:
         return self.counts
 
-    async def close(self, reason: str = "closed") -> None:
-        """End the session in its worker (if the worker still runs), then tell the owner. Idempotent."""
+    async def close(self, reason: str = "closed", settle_s: float = 0.0) -> None:
+        """End the session in its worker (if the worker still runs), then tell the owner. Idempotent.
+        ``settle_s``: as :meth:`media.session.PublisherSession.close`, in the worker."""
         if self.ended_reason is not None:
             return
         self.ended_reason = reason
         self.worker.sessions.pop(self.id, None)
         try:
-            await self.worker.post("/close", {"session": self.id, "reason": reason})
+            await self.worker.post("/close", {"session": self.id, "reason": reason, "settle_s": settle_s})
         except Unavailable as exc:  # the worker is gone, and the session with it
             logger.info("unit %s: session %s: %s", self.unit_id, self.id, exc.message)
         self._on_end(self, reason)

@@ -116,6 +116,7 @@ class PublisherIngress:
         self.reports_sent = 0
         self.nacks_sent = 0
         self._closed = False
+        self._recovered: asyncio.Event | None = None  # set when nothing is missing, while awaited
 
     def add(self, kind: str, stream: PacketStream, codec: Any, rtx_payload_types: list[int],
             transport: RTCDtlsTransport, audio_level_id: int | None = None) -> None:
@@ -147,6 +148,29 @@ class PublisherIngress:
         self._send_rtcp(route, bytes(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=self._rtcp_ssrc,
                                                      media_ssrc=route.ssrc)))
         return True
+
+    @property
+    def recovering(self) -> bool:
+        """Whether a packet is still missing (NACKed, not yet arrived or given up)."""
+        return any(r.nack and r.stream.nacks.waiting for r in self._routes.values())
+
+    async def wait_recovered(self, timeout_s: float) -> bool:
+        """Wait until nothing is missing (arrived or given up), at most ``timeout_s``; whether it
+        came to that."""
+        if not self.recovering:
+            return True
+        self._recovered = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._recovered.wait(), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._recovered = None
+
+    def _check_recovered(self) -> None:
+        if self._recovered is not None and not self.recovering:
+            self._recovered.set()
 
     def silence_s(self) -> float | None:
         """Seconds since the last RTP packet; None before the first."""
@@ -190,6 +214,8 @@ class PublisherIngress:
         if now >= self._next_report:
             self._next_report = now + REPORT_INTERVAL_S
             self._send_reports(now)
+        if self._recovered is not None:
+            self._check_recovered()
 
     def _arm_retry(self, route: _Route, now: float) -> None:
         """Make the tracker's next try when it is due, whether or not a packet arrives by then."""
@@ -206,6 +232,8 @@ class PublisherIngress:
             self._recover(route, route.stream, now)
         if nacks.waiting:
             self._arm_retry(route, now)
+        if self._recovered is not None:
+            self._check_recovered()
 
     def close(self) -> None:
         """No more tries: the publisher's session ended."""

@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 0.25
 CONNECT_GRACE_S = 10.0  # a new publisher may take this long to connect before silence counts
+# A publisher's WHIP DELETE waits this long at most for the packets the server is still recovering
+# (its last frames, on a lossy link: the NACK tracker gives up after 1 s).
+END_SETTLE_S = 1.0
 
 
 def _rtc_config(ice_servers: list[dict[str, Any]]) -> RTCConfiguration:
@@ -172,9 +175,15 @@ class _Session(abc.ABC):
         if self._closing is None:
             self._closing = asyncio.get_running_loop().create_task(self.close(reason))
 
-    async def close(self, reason: str = "closed") -> None:
+    async def close(self, reason: str = "closed", settle_s: float = 0.0) -> None:
+        """End the session; ``settle_s``: first wait up to this long for what it still recovers
+        (a publisher's packets it NACKed: the last frames before a WHIP ``DELETE``)."""
         if self.ended_reason is not None:
             return
+        if settle_s > 0:
+            await self._settle(settle_s)
+            if self.ended_reason is not None:  # closed meanwhile
+                return
         self.ended_reason = reason
         logger.info("unit %s: %s %s ended: %s", self.unit_id, self.role, self.id, reason)
         current = asyncio.current_task()
@@ -191,6 +200,10 @@ class _Session(abc.ABC):
     @abc.abstractmethod
     def _release(self) -> None:
         """Give back what the session holds in the relay (sources or subscriptions)."""
+
+    @abc.abstractmethod
+    async def _settle(self, max_s: float) -> None:
+        """Wait (at most ``max_s``) until nothing the session receives is still being recovered."""
 
 
 class PublisherSession(_Session):
@@ -273,6 +286,10 @@ class PublisherSession(_Session):
                 lost += int(getattr(stat, "packetsLost", 0) or 0)
                 received += int(getattr(stat, "packetsReceived", 0) or 0)
         return lost, received
+
+    async def _settle(self, max_s: float) -> None:
+        if self.ingress is not None:  # None in the frame engine: aiortc's receivers recover on their own
+            await self.ingress.wait_recovered(max_s)
 
     def _release(self) -> None:
         for fanout in self.channel.fanouts:
@@ -368,6 +385,9 @@ class ViewerSession(_Session):
         self.packet_viewers.append(viewer)
         if fanout.kind == "video":
             fanout.request_keyframe("new viewer")
+
+    async def _settle(self, max_s: float) -> None:
+        return  # a viewer recovers nothing: it is sent to
 
     def _release(self) -> None:
         for viewer in self.packet_viewers:

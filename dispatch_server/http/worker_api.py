@@ -17,6 +17,7 @@ import msgpack
 from aiohttp import WSMsgType, web
 
 from media.errors import CodecMismatch, SdpError
+from media.session import END_SETTLE_S
 
 from ..appkeys import WORKER, WORKER_SECRET
 
@@ -74,7 +75,8 @@ async def watch(request: web.Request) -> web.Response:
 @routes.post("/close")
 async def close(request: web.Request) -> web.Response:
     b = await _body(request)
-    found = await request.app[WORKER].close_session(str(b["session"]), str(b["reason"]))
+    found = await request.app[WORKER].close_session(str(b["session"]), str(b["reason"]),
+                                                    min(float(b.get("settle_s", 0.0)), END_SETTLE_S))
     return web.json_response({"closed": found})
 
 

@@ -7,6 +7,7 @@ recording shows a ``worker_restarted`` gap while the unit on the other worker ne
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -21,13 +22,14 @@ from dispatch_server.app import _relay
 from dispatch_server.config import MediaConfig
 from dispatch_server.media_host import LocalMediaHost
 from dispatch_server.media_workers import MediaWorkers, RemoteSession, WorkerProcess
-from field_client.encoded_loop import EncodedAudioLoop
+from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from tests.dispatch_server.test_pulls import METRICS_TOKEN, metric
 from tests.recordings.archive_support import ffprobe, of_type, segment_paths
 from tests.support.browser import chromium
 from tests.support.field_page import FieldPage
-from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view
-from tests.support.processes import Process
+from tests.support.lose_one_packet import LoseOnePacket
+from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view, whip_publish
+from tests.support.processes import Process, assert_clean
 from tests.support.server import ServerProcess, add_unit, add_user, login, write_config
 from tests.support.waits import until
 
@@ -226,3 +228,33 @@ async def test_a_session_being_opened_keeps_its_unit_on_its_worker() -> None:
     del w1.sessions["u-viewer"]  # and once nothing of u is left or opening there, u is free again
     workers.release("u", w1)
     assert "u" not in workers._assigned
+
+
+@pytest.mark.timeout(180)
+async def test_a_whip_delete_waits_in_the_worker_for_the_packets_still_being_recovered(
+    tmp_path: Path, http: aiohttp.ClientSession, vp8_loop: EncodedLoop
+) -> None:
+    """As ``tests/media/test_packets.py`` checks in one process, with the unit's media on a worker:
+    the front hands the DELETE to the worker, which answers once the packet being recovered
+    arrived; the worker logs nothing lost for good."""
+    cfg = write_config(tmp_path / "workers.toml", tmp_path / "data", "[media]\nworkers = 1\nkeyframe_interval_s = 0\n")
+    token = add_unit(cfg, "bc-07")
+    server = ServerProcess(cfg).start()
+    pub = await make_publisher(vp8_loop)
+    net = LoseOnePacket(pub.pc.getSenders()[0], nth=100)
+    try:
+        await whip_publish(http, server.url, "bc-07", token, pub)
+        assert any("bc-07: publishing session" in line and "media worker 0" in line for line in server.log)
+        await asyncio.wait_for(net.first_retransmission_lost.wait(), 30)
+        assert pub.location
+        async with http.delete(server.url + pub.location, headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 200, await resp.text()
+        assert net.tries >= 2, "the DELETE was answered before the lost packet was asked for again"
+        await until(lambda: any(re.search(r"bc-07: publisher \w+: video: \d+ packets", line) for line in server.log),
+                    30, "the worker's summary of the publisher")
+        summary = next(line for line in server.log if re.search(r"bc-07: publisher \w+: video:", line))
+        assert ", 0 lost for good" in summary, summary
+    finally:
+        await pub.close()
+        server.stop()
+    assert_clean(server.output(), "dispatch-server")

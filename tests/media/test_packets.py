@@ -4,6 +4,7 @@ and a viewer's NACKs answered within their limits, on a real fanout's stream wit
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import statistics
 import time
@@ -33,6 +34,7 @@ from media.packets import PacketViewer
 from media.relay import Fanout, RelayConfig
 from media.rtpwire import RtpView, parse_rtp, seq_delta
 from tests.conftest import LiveServer
+from tests.support.lose_one_packet import LoseOnePacket
 from tests.support.peers import Viewer, make_publisher, make_viewer, whep_view, whip_publish
 from tests.support.waits import until
 
@@ -354,42 +356,43 @@ async def test_a_lost_packet_is_nacked_again_while_no_other_packet_arrives(
                                        archive={"enabled": False})
     token = live.add_unit("bc-04")
     pub = await make_publisher(vp8_loop)
-    assert pub.video is not None
-    transport = pub.pc.getSenders()[0].transport
-    original_send = transport._send_rtp
-    video_sent = [0]
-    lost: list[int] = []
-    tries = [0]  # retransmissions of the lost packet
-
-    async def lossy_send(data: bytes) -> None:
-        if not is_rtcp(data):
-            view = parse_rtp(data)
-            assert view is not None
-            if lost and view.sequence_number == lost[0]:
-                tries[0] += 1
-                if tries[0] == 1:
-                    return  # the first retransmission is lost too
-            else:
-                video_sent[0] += 1
-                if video_sent[0] == 100:
-                    lost.append(view.sequence_number)
-                    return
-                if video_sent[0] > 105:
-                    return  # quiet: nothing new reaches the server
-        await original_send(data)
-
-    setattr(transport, "_send_rtp", lossy_send)  # noqa: B010 - this test's own network, on the publisher's transport
+    net = LoseOnePacket(pub.pc.getSenders()[0], nth=100, quiet_after=105)
     rtcp: list[Any] = []
-    rtp_hooks.observe_rtcp(transport, lambda data: rtcp.extend(RtcpPacket.parse(data)))
+    rtp_hooks.observe_rtcp(pub.pc.getSenders()[0].transport, lambda data: rtcp.extend(RtcpPacket.parse(data)))
     try:
         await whip_publish(http, live.url, "bc-04", token, pub)
-        await until(lambda: tries[0] >= 2, timeout=20,
+        await until(lambda: net.tries >= 2, timeout=20,
                     what="the lost packet asked for again after its first retransmission was lost")
-        nacks = sum(lost[0] in p.lost for p in rtcp if isinstance(p, RtcpRtpfbPacket) and p.fmt == RTCP_RTPFB_NACK)
-        assert nacks == tries[0] >= 2, (nacks, tries[0])
-        await until(lambda: not live.app[LIVE].relay.channel("bc-04").video.stream.nacks.waiting, timeout=10,
-                    what="the server no longer missing anything")
-        assert live.app[LIVE].relay.channel("bc-04").video.stream.nacks.given_up == 0
+        nacks = sum(net.lost in p.lost for p in rtcp if isinstance(p, RtcpRtpfbPacket) and p.fmt == RTCP_RTPFB_NACK)
+        assert nacks == net.tries >= 2, (nacks, net.tries)
+        stream = live.app[LIVE].relay.channel("bc-04").video.stream
+        await until(lambda: not stream.nacks.waiting, timeout=10, what="the server no longer missing anything")
+        assert stream.nacks.given_up == 0
+    finally:
+        await pub.close()
+
+
+async def test_a_whip_delete_waits_for_the_packets_still_being_recovered(
+    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop
+) -> None:
+    """An officer stops the camera on a lossy link: the WHIP DELETE arrives while the server is
+    still recovering a packet (it and its first retransmission were lost). The server answers
+    the DELETE once the packet arrived (at most END_SETTLE_S later), so the publisher, which keeps
+    its connection until then, is asked again and the recording loses nothing."""
+    live: LiveServer = await make_live(media={"engine": "packets", "keyframe_interval_s": 0},
+                                       archive={"enabled": False})
+    token = live.add_unit("bc-05")
+    pub = await make_publisher(vp8_loop)
+    net = LoseOnePacket(pub.pc.getSenders()[0], nth=100)
+    try:
+        await whip_publish(http, live.url, "bc-05", token, pub)
+        await asyncio.wait_for(net.first_retransmission_lost.wait(), 20)
+        assert pub.location
+        async with http.delete(live.url + pub.location, headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert resp.status == 200, await resp.text()
+        assert net.tries >= 2, "the DELETE was answered before the lost packet was asked for again"
+        nacks = live.app[LIVE].relay.channel("bc-05").video.stream.nacks
+        assert nacks.given_up == 0 and not nacks.waiting
     finally:
         await pub.close()
 
