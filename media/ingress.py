@@ -203,11 +203,7 @@ class PublisherIngress:
         if payload:
             stream.on_packet(seq, view.timestamp, view.marker, payload, now, view.extension_profile, view.extension)
         if route.nack:
-            nacks = stream.nacks
-            if nacks.has_work(now):
-                self._recover(route, stream, now)
-            if route.retry is None and nacks.waiting:
-                self._arm_retry(route, now)
+            self._tend(route, now)
         if route.pli_pending:
             route.pli_pending = False
             self.send_pli(route.kind)
@@ -217,21 +213,20 @@ class PublisherIngress:
         if self._recovered is not None:
             self._check_recovered()
 
-    def _arm_retry(self, route: _Route, now: float) -> None:
-        """Make the tracker's next try when it is due, whether or not a packet arrives by then."""
-        delay = max(0.0, min(route.stream.nacks.due_at - now, REPORT_INTERVAL_S))
-        route.retry = asyncio.get_running_loop().call_later(delay, self._retry, route)
-
-    def _retry(self, route: _Route) -> None:
-        route.retry = None
-        if self._closed:
-            return
-        now = self._clock()
+    def _tend(self, route: _Route, now: float) -> None:
+        """The NACK tracker's due tries (as a packet arrives, or on its timer); while something is
+        still missing, a timer makes the next try when it is due, whether or not a packet arrives
+        by then."""
         nacks = route.stream.nacks
         if nacks.has_work(now):
             self._recover(route, route.stream, now)
-        if nacks.waiting:
-            self._arm_retry(route, now)
+        if route.retry is None and nacks.waiting and not self._closed:
+            delay = max(0.0, min(nacks.due_at - now, REPORT_INTERVAL_S))
+            route.retry = asyncio.get_running_loop().call_later(delay, self._retry, route)
+
+    def _retry(self, route: _Route) -> None:
+        route.retry = None
+        self._tend(route, self._clock())
         if self._recovered is not None:
             self._check_recovered()
 

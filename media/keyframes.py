@@ -61,41 +61,33 @@ def vp8_payload_starts_keyframe(payload: bytes) -> bool:
     return i < n and (payload[i] & 0x01) == 0
 
 
+def _h264_payload_holds(payload: bytes, types: tuple[int, ...]) -> bool:
+    """RFC 6184 §5: a single NAL unit of one of ``types``, or a STAP-A (24) holding one."""
+    nal = payload[0] & 0x1F
+    if nal in types:
+        return True
+    if nal == 24:
+        i, n = 1, len(payload)
+        while i + 2 < n:
+            if payload[i + 2] & 0x1F in types:
+                return True
+            i += 2 + int.from_bytes(payload[i : i + 2], "big")
+    return False
+
+
 def h264_payload_starts_keyframe(payload: bytes) -> bool:
     """RFC 6184 §5: a single NAL unit of type 5 (IDR) or 7 (SPS), a STAP-A (24) holding one, or
     the first fragment (FU-A, 28, S bit) of one."""
     if not payload:
         return False
-    nal = payload[0] & 0x1F
-    if nal in (5, 7):
-        return True
-    if nal == 24:
-        i, n = 1, len(payload)
-        while i + 2 < n:
-            size = int.from_bytes(payload[i : i + 2], "big")
-            if payload[i + 2] & 0x1F in (5, 7):
-                return True
-            i += 2 + size
-        return False
-    if nal == 28:
+    if payload[0] & 0x1F == 28:
         return len(payload) > 1 and bool(payload[1] & 0x80) and (payload[1] & 0x1F) in (5, 7)
-    return False
+    return _h264_payload_holds(payload, (5, 7))
 
 
 def h264_payload_has_sps(payload: bytes) -> bool:
     """RFC 6184 §5: a single SPS NAL unit (7), or a STAP-A (24) holding one."""
-    if not payload:
-        return False
-    nal = payload[0] & 0x1F
-    if nal == 7:
-        return True
-    if nal == 24:
-        i, n = 1, len(payload)
-        while i + 2 < n:
-            if payload[i + 2] & 0x1F == 7:
-                return True
-            i += 2 + int.from_bytes(payload[i : i + 2], "big")
-    return False
+    return bool(payload) and _h264_payload_holds(payload, (7,))
 
 
 def payload_starts_keyframe(mime_type: str, payload: bytes) -> bool:

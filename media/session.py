@@ -176,14 +176,9 @@ class _Session(abc.ABC):
             self._closing = asyncio.get_running_loop().create_task(self.close(reason))
 
     async def close(self, reason: str = "closed", settle_s: float = 0.0) -> None:
-        """End the session; ``settle_s``: first wait up to this long for what it still recovers
-        (a publisher's packets it NACKed: the last frames before a WHIP ``DELETE``)."""
+        """End the session (``settle_s``: see :meth:`PublisherSession.close`; nothing else waits)."""
         if self.ended_reason is not None:
             return
-        if settle_s > 0:
-            await self._settle(settle_s)
-            if self.ended_reason is not None:  # closed meanwhile
-                return
         self.ended_reason = reason
         logger.info("unit %s: %s %s ended: %s", self.unit_id, self.role, self.id, reason)
         current = asyncio.current_task()
@@ -200,10 +195,6 @@ class _Session(abc.ABC):
     @abc.abstractmethod
     def _release(self) -> None:
         """Give back what the session holds in the relay (sources or subscriptions)."""
-
-    @abc.abstractmethod
-    async def _settle(self, max_s: float) -> None:
-        """Wait (at most ``max_s``) until nothing the session receives is still being recovered."""
 
 
 class PublisherSession(_Session):
@@ -287,9 +278,13 @@ class PublisherSession(_Session):
                 received += int(getattr(stat, "packetsReceived", 0) or 0)
         return lost, received
 
-    async def _settle(self, max_s: float) -> None:
-        if self.ingress is not None:  # None in the frame engine: aiortc's receivers recover on their own
-            await self.ingress.wait_recovered(max_s)
+    async def close(self, reason: str = "closed", settle_s: float = 0.0) -> None:
+        """End the session; ``settle_s``: first wait up to this long until no packet it NACKed is
+        still missing (the last frames before a WHIP ``DELETE``). The frame engine has no ingress:
+        aiortc's receivers recover on their own."""
+        if settle_s > 0 and self.ended_reason is None and self.ingress is not None:
+            await self.ingress.wait_recovered(settle_s)
+        await super().close(reason)
 
     def _release(self) -> None:
         for fanout in self.channel.fanouts:
@@ -387,9 +382,6 @@ class ViewerSession(_Session):
         # before the viewer can take it; the PacketViewer asks when its first packet finds it
         # connected. Asked here as well, that request held the one that counts back by the
         # coalescing interval (pli_min_interval_s): a late viewer's first frame took p50 0.15 s.
-
-    async def _settle(self, max_s: float) -> None:
-        return  # a viewer recovers nothing: it is sent to
 
     def _release(self) -> None:
         for viewer in self.packet_viewers:
