@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: run test lint install system-deps bench clean
 
-$(STAMP): pyproject.toml console/package-lock.json
+$(STAMP): pyproject.toml setup.py media/_dataplane.c console/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
@@ -31,6 +31,8 @@ system-deps:
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	command -v ffprobe >/dev/null || missing="$$missing ffmpeg"; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v cc >/dev/null || missing="$$missing gcc"; \
+	test -f "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" || missing="$$missing python3-dev"; \
 	fc-list :lang=zh 2>/dev/null | grep -q . || missing="$$missing fonts-noto-cjk"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v janus >/dev/null || missing="$$missing janus"; \

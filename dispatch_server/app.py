@@ -268,4 +268,4 @@ def _relay(media: MediaConfig) -> Relay:
     return Relay(RelayConfig(pli_min_interval_s=media.pli_min_interval_s, keyframe_interval_s=media.keyframe_interval_s,
                              viewer_queue_frames=media.viewer_queue_frames, engine=media.engine,
                              publisher_max_bitrate=media.publisher_max_bitrate,
-                             viewer_rtx_share=media.viewer_rtx_share))
+                             viewer_rtx_share=media.viewer_rtx_share, native_dataplane=media.native_dataplane))

@@ -107,6 +107,8 @@ class MediaConfig:
     # packet engine: the bytes retransmitted to a viewer over a second are at most this share of
     # those forwarded to it (with reordering links NACK every overtaken packet: ~0.8 on 5% loss, 80 ± 40 ms)
     viewer_rtx_share: float = 1.0
+    # packet engine: per-packet SRTP, header build and send in C (media._dataplane); false: the Python reference
+    native_dataplane: bool = True
     ice_servers: tuple[IceServer, ...] = ()
     # media worker processes (dispatch_server.media_workers): -1 one per core this process may run on,
     # 0 media in the server's own process, N that many

@@ -102,8 +102,10 @@ class _Route:
 class PublisherIngress:
     """All media of one publisher's peer connection, routed into packet streams."""
 
-    def __init__(self, unit_id: str, rtcp_ssrc: int, max_bitrate: int, clock: Callable[[], float]) -> None:
+    def __init__(self, unit_id: str, rtcp_ssrc: int, max_bitrate: int, clock: Callable[[], float], *,
+                 native: bool = True) -> None:
         self.unit_id = unit_id
+        self._native = native  # media._dataplane's hooks (else rtp_hooks' Python reference)
         self._rtcp_ssrc = rtcp_ssrc
         self._max_bitrate = max_bitrate
         self._clock = clock
@@ -121,7 +123,7 @@ class PublisherIngress:
     def add(self, kind: str, stream: PacketStream, codec: Any, rtx_payload_types: list[int],
             transport: RTCDtlsTransport, audio_level_id: int | None = None) -> None:
         """Route ``codec.payloadType`` (and its RTX payload types) of ``transport`` to ``stream``."""
-        route = _Route(kind, stream, codec, rtp_hooks.rtcp_sender_of(transport), audio_level_id,
+        route = _Route(kind, stream, codec, rtp_hooks.rtcp_sender_of(transport, self._native), audio_level_id,
                        nack=any(fb.type == "nack" and not fb.parameter for fb in codec.rtcpFeedback))
         stream.nacks.active = route.nack
         self._routes[kind] = route
@@ -130,7 +132,7 @@ class PublisherIngress:
             self._rtx_pt[pt] = route
         if transport not in self._transports:
             self._transports.append(transport)
-            rtp_hooks.intercept_rtp(transport, self._on_rtp)
+            rtp_hooks.intercept_rtp(transport, self._on_rtp, self._native)
             rtp_hooks.observe_rtcp(transport, self._on_rtcp)
 
     async def request_keyframe(self, kind: str = "video") -> bool:

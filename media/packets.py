@@ -35,7 +35,7 @@ from .keyframes import h264_payload_has_sps, payload_starts_keyframe
 from .loss import CachedPacket, NackTracker, PacketCache, RetransmitLimit
 from .rtp_hooks import RtpSend
 from .rtpext import ExtensionPlan, abs_send_time, find_extension, intern
-from .rtpwire import build_rtp, seq_delta
+from .rtpwire import seq_delta
 
 if TYPE_CHECKING:
     from .relay import Fanout
@@ -222,6 +222,7 @@ class PacketViewer:
         self.stream = stream
         self.plan = plan  # header extensions this viewer negotiated (None: none are written)
         self._send = send
+        self._send_rtp = send.rtp
         self._connected = connected
         self.ssrc = ssrc
         self.payload_type = payload_type
@@ -266,7 +267,7 @@ class PacketViewer:
                 self._epoch = (out_seq - LATE_LIMIT) & 0xFFFF
         seq = (out_seq + self._delta) & 0xFFFF
         try:
-            self._send(build_rtp(self.payload_type, marker, seq, ts, self.ssrc, payload, ext))
+            self._send_rtp(self.payload_type, marker, seq, ts, self.ssrc, payload, ext)
         except ConnectionError:
             return
         if self._next_seq is None or seq_delta(seq, self._next_seq) >= 0:
@@ -294,14 +295,13 @@ class PacketViewer:
         if not self.limit.admit(seq, len(cached.payload), self.octets, self.stream.clock()):
             return
         ext = self.plan.block(abs_send_time(), None) if self.plan is not None else b""
-        if self.rtx_payload_type is not None:  # RFC 4588: original sequence number, then payload
-            data = build_rtp(self.rtx_payload_type, cached.marker, self._rtx_seq, cached.timestamp, self.rtx_ssrc,
-                             seq.to_bytes(2, "big") + cached.payload, ext)
-            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-        else:
-            data = build_rtp(self.payload_type, cached.marker, seq, cached.timestamp, self.ssrc, cached.payload, ext)
         try:
-            self._send(data)
+            if self.rtx_payload_type is not None:  # RFC 4588: original sequence number, then payload
+                rtx_seq, self._rtx_seq = self._rtx_seq, (self._rtx_seq + 1) & 0xFFFF
+                self._send.rtp(self.rtx_payload_type, cached.marker, rtx_seq, cached.timestamp, self.rtx_ssrc,
+                               seq.to_bytes(2, "big") + cached.payload, ext)
+            else:
+                self._send.rtp(self.payload_type, cached.marker, seq, cached.timestamp, self.ssrc, cached.payload, ext)
         except ConnectionError:
             return
         self.retransmitted += 1

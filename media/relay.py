@@ -47,6 +47,8 @@ class RelayConfig:
     publisher_max_bitrate: int = 2_500_000  # packet engine: the REMB every publisher gets (bit/s)
     # packet engine: a viewer's retransmissions cost at most this share of what it is forwarded
     viewer_rtx_share: float = RTX_BUDGET_SHARE
+    # packet engine: SRTP, header build and send per packet in C (media._dataplane); False: in Python
+    native_dataplane: bool = True
 
 
 class ForwardTrack(MediaStreamTrack):

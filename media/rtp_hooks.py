@@ -26,6 +26,11 @@ coroutine chain per packet and a task switch per datagram cost more than the for
 - Receivers that never see a packet in the packet engine (a publisher's, intercepted above, and
   those of viewers' send-only transceivers) drop their ``RTCRtpReceiver.__remote_bitrate_estimator``
   (:func:`drop_bandwidth_estimator`: ~50 KB of rate buckets each; aiortc skips a None one).
+- Native: with ``native=True`` (the default, ``[media] native_dataplane``) the ingress hook and
+  the senders are :mod:`media._dataplane` objects doing the same in C: the same transports,
+  counters and pairs, and pylibsrtp's own sessions, called through the libsrtp functions pylibsrtp
+  loaded (``pylibsrtp._binding``; a ``Session``'s ``srtp_t`` is its ``_srtp[0]``). The Python
+  closures here are the reference; tests/media/test_rtp_hooks.py checks both give the same bytes.
 - Viewer senders: ``RTCRtpSender._ssrc`` / ``_rtx_ssrc`` (the SSRCs announced in the answer),
   ``RTCRtpSender._retransmit(seq)`` (called for each NACKed sequence number; replaced per instance
   by :func:`on_retransmit`) and ``RTCRtpSender._send_rtcp(packets)`` (its periodic SR and SDES; the
@@ -34,18 +39,31 @@ coroutine chain per packet and a task switch per datagram cost more than the for
 
 from __future__ import annotations
 
+import functools
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import pylibsrtp
 from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import State
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
+from pylibsrtp import _binding as _srtp_binding
+
+from . import _dataplane
+from .rtpwire import build_rtp
 
 logger = logging.getLogger(__name__)
 
-RtpSend = Callable[[bytes], None]
-"""``send(data)``: protect one packet and send it now; ``ConnectionError`` while not connected."""
+
+class RtpSend(Protocol):
+    """``send(data)``: protect one packet and send it now; ``ConnectionError`` while not connected.
+    ``send.rtp(payload_type, marker, sequence_number, timestamp, ssrc, payload, extension)``:
+    the same for the packet :func:`media.rtpwire.build_rtp` builds of these."""
+
+    def __call__(self, data: bytes, /) -> None: ...
+
+    def rtp(self, payload_type: int, marker: bool, sequence_number: int, timestamp: int, ssrc: int, payload: bytes,
+            extension: bytes, /) -> None: ...
 
 _RX_BYTES, _RX_PACKETS = "_RTCDtlsTransport__rx_bytes", "_RTCDtlsTransport__rx_packets"
 _TX_BYTES, _TX_PACKETS = "_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets"
@@ -85,10 +103,41 @@ def _ice_connection(transport: RTCDtlsTransport) -> Any:
     return connection
 
 
-def intercept_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes], None]) -> None:
+def _srtp_context(session: pylibsrtp.Session) -> int:
+    """The address of the ``srtp_t`` inside a pylibsrtp ``Session`` (for :mod:`media._dataplane`)."""
+    return int(_srtp_binding.ffi.cast("uintptr_t", session._srtp[0]))
+
+
+@functools.cache
+def _bind_native() -> None:
+    """Give :mod:`media._dataplane` the libsrtp functions pylibsrtp loaded (checked, idempotent)."""
+    ffi, lib = _srtp_binding.ffi, _srtp_binding.lib
+    if not isinstance(getattr(pylibsrtp, "ERRORS", None), list) or not hasattr(pylibsrtp.Session(), "_srtp"):
+        raise RuntimeError("pylibsrtp's ERRORS or Session._srtp is gone: media/rtp_hooks.py needs updating")
+    for name, signature in (("srtp_protect", "int(*)(void *, void *, int *)"),
+                            ("srtp_unprotect", "int(*)(void *, void *, int *)"),
+                            ("srtp_protect_rtcp", "int(*)(void *, void *, int *)"),
+                            ("srtp_unprotect_rtcp", "int(*)(void *, void *, int *)")):
+        # libsrtp 2's (srtp_t, void *header, int *len_ptr); libsrtp 3 changed it (and pylibsrtp with it)
+        declared = ffi.getctype(ffi.typeof(ffi.addressof(lib, name)))
+        if declared.replace("struct srtp_ctx_t_ *", "void *").replace("srtp_err_status_t", "int") != signature:
+            raise RuntimeError(f"pylibsrtp's {name} is {declared}: media/_dataplane.c needs updating")
+    protect, unprotect, protect_rtcp, unprotect_rtcp = (
+        int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
+        for name in ("srtp_protect", "srtp_unprotect", "srtp_protect_rtcp", "srtp_unprotect_rtcp"))
+    _dataplane.bind(protect, unprotect, protect_rtcp, unprotect_rtcp, pylibsrtp.SRTP_MAX_TRAILER_LEN, pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN, pylibsrtp.Error,
+                    pylibsrtp.ERRORS, State.CONNECTED)
+
+
+def _log_handler_error(exc: BaseException) -> None:
+    logger.error("packet engine: an RTP packet could not be handled", exc_info=exc)
+
+
+def intercept_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes], None], native: bool = True) -> None:
     """Hand every unprotected RTP packet of ``transport`` to ``handler(data)`` instead of aiortc's
     receivers (this instance only), synchronously as its datagram arrives. An exception from
-    ``handler`` is logged and the packet dropped: it must not close the socket under it."""
+    ``handler`` is logged and the packet dropped: it must not close the socket under it.
+    ``native``: the datagram hook is a :class:`media._dataplane.Inbound` (else the Python below)."""
     connection = _ice_connection(transport)
     original_datagram = connection.data_received
     _require_callable(transport, "_handle_rtp_data", "RTCDtlsTransport._handle_rtp_data")
@@ -96,8 +145,8 @@ def intercept_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes], None])
     def deliver(data: bytes) -> None:
         try:
             handler(data)
-        except Exception:
-            logger.exception("packet engine: an RTP packet could not be handled")
+        except Exception as exc:
+            _log_handler_error(exc)
 
     def data_received(data: bytes, component: int) -> None:
         # RFC 7983: 128..191 is RTP or RTCP; RTCP packet types are 192..223 (aiortc: 192..208).
@@ -105,7 +154,7 @@ def intercept_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes], None])
         if srtp is not None and len(data) > 1 and 127 < data[0] < 192 and not 191 < data[1] < 224:
             try:
                 plain = srtp.unprotect(data)
-            except pylibsrtp.Error:
+            except (pylibsrtp.Error, ValueError):  # not ours, replayed, or longer than any packet of ours
                 return
             setattr(transport, _RX_BYTES, getattr(transport, _RX_BYTES) + len(data))
             setattr(transport, _RX_PACKETS, getattr(transport, _RX_PACKETS) + 1)
@@ -113,10 +162,17 @@ def intercept_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes], None])
             return
         original_datagram(data, component)
 
+    if native:
+        _bind_native()
+        hook: Callable[[bytes, int], None] = _dataplane.Inbound(transport, original_datagram, handler,
+                                                                _log_handler_error, _srtp_context)
+    else:
+        hook = data_received
+
     async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
         deliver(data)
 
-    _replace(connection, "data_received", data_received)
+    _replace(connection, "data_received", hook)
     _replace(transport, "_handle_rtp_data", handle_rtp_data)
 
 
@@ -132,9 +188,28 @@ def observe_rtcp(transport: RTCDtlsTransport, observer: Callable[[bytes], None])
     _replace(transport, "_handle_rtcp_data", handle)
 
 
-def _sender(transport: RTCDtlsTransport, protect_name: str) -> RtpSend:
+class FunctionSend:
+    """An :class:`RtpSend` around a ``send(data)`` function: the reference sender (what
+    :class:`media._dataplane.Outbound` does, in Python) and the tests' stand-in for one."""
+
+    def __init__(self, send: Callable[[bytes], None]) -> None:
+        self._send = send
+
+    def __call__(self, data: bytes, /) -> None:
+        self._send(data)
+
+    def rtp(self, payload_type: int, marker: bool, sequence_number: int, timestamp: int, ssrc: int, payload: bytes,
+            extension: bytes, /) -> None:
+        self._send(build_rtp(payload_type, marker, sequence_number, timestamp, ssrc, payload, extension))
+
+
+def _sender(transport: RTCDtlsTransport, protect_name: str, native: bool) -> RtpSend:
     connection = _ice_connection(transport)
     nominated: dict[int, Any] = connection._nominated
+    if native:
+        _bind_native()
+        sender: RtpSend = _dataplane.Outbound(transport, nominated, _srtp_context, protect_name == "protect_rtcp")
+        return sender
     cached: list[Any] = [None, None, None, None, None]  # pair, sendto, address, SRTP session, protect
 
     def send(data: bytes) -> None:
@@ -151,21 +226,21 @@ def _sender(transport: RTCDtlsTransport, protect_name: str) -> RtpSend:
         setattr(transport, _TX_BYTES, getattr(transport, _TX_BYTES) + len(data))
         setattr(transport, _TX_PACKETS, getattr(transport, _TX_PACKETS) + 1)
 
-    return send
+    return FunctionSend(send)
 
 
-def rtp_sender_of(transport: RTCDtlsTransport) -> RtpSend:
+def rtp_sender_of(transport: RTCDtlsTransport, native: bool = True) -> RtpSend:
     """``send(data)``: protect one RTP packet and send it on ``transport`` now (what
     ``RTCDtlsTransport._send_rtp`` does, without a coroutine); ``ConnectionError`` while the
-    transport is not connected."""
+    transport is not connected. ``native``: a :class:`media._dataplane.Outbound` (else Python)."""
     _require_callable(transport, "_send_rtp", "RTCDtlsTransport._send_rtp")
-    return _sender(transport, "protect")
+    return _sender(transport, "protect", native)
 
 
-def rtcp_sender_of(transport: RTCDtlsTransport) -> RtpSend:
+def rtcp_sender_of(transport: RTCDtlsTransport, native: bool = True) -> RtpSend:
     """Like :func:`rtp_sender_of`, for one RTCP compound packet."""
     _require_callable(transport, "_send_rtp", "RTCDtlsTransport._send_rtp")
-    return _sender(transport, "protect_rtcp")
+    return _sender(transport, "protect_rtcp", native)
 
 
 def drop_bandwidth_estimator(receiver: RTCRtpReceiver) -> None:

@@ -113,7 +113,8 @@ def attach_sources(channel: Channel, owner_id: str, pc: RTCPeerConnection, track
             rtp_hooks.drop_bandwidth_estimator(receiver)
             if ingress is None:
                 ingress = PublisherIngress(channel.unit_id, rtp_hooks.sender_ssrcs(transceiver.sender)[0],
-                                           channel.config.publisher_max_bitrate, fanout.stream.clock)
+                                           channel.config.publisher_max_bitrate, fanout.stream.clock,
+                                           native=channel.config.native_dataplane)
             section = _section(sdp, transceiver.mid)
             level_id = next((e.id for e in section.rtp.headerExtensions if e.uri == AUDIO_LEVEL), None) \
                 if section is not None else None
@@ -371,7 +372,8 @@ class ViewerSession(_Session):
         def connected() -> bool:
             return bool(transport.state == "connected")
 
-        viewer = PacketViewer(fanout.stream, rtp_hooks.rtp_sender_of(transport), connected, ssrc=ssrc,
+        viewer = PacketViewer(fanout.stream, rtp_hooks.rtp_sender_of(transport, fanout.config.native_dataplane),
+                              connected, ssrc=ssrc,
                               payload_type=payload_type, rtx_ssrc=rtx_ssrc, rtx_payload_type=rtx[0] if rtx else None,
                               plan=ExtensionPlan.negotiated(section.rtp.headerExtensions, transceiver.mid))
         rtp_hooks.on_retransmit(sender, viewer.retransmit)

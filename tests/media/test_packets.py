@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable
 
 import aiohttp
+import pytest
 from aiortc import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import (
@@ -85,10 +86,13 @@ async def not_publishing(http: aiohttp.ClientSession, live: LiveServer, op: str)
         return not (await r.json())["units"][0]["publishing"]
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
 async def test_viewer_numbering_stays_continuous_across_a_reconnect_and_its_nacks_are_answered(
-    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop
+    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop, native: bool
 ) -> None:
-    live: LiveServer = await make_live(media={"engine": "packets", "publisher_timeout_s": 1.0})
+    """On the native data plane (the default) and on the Python reference."""
+    live: LiveServer = await make_live(media={"engine": "packets", "publisher_timeout_s": 1.0,
+                                              "native_dataplane": native})
     token = live.add_unit("bc-01")
     live.add_user("op", "operator")
     op = await live.login("op")
@@ -151,10 +155,12 @@ async def test_viewer_numbering_stays_continuous_across_a_reconnect_and_its_nack
             await pub2.close()
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
 async def test_publisher_gets_nacks_for_its_lost_packets_and_receiver_reports_with_remb(
-    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop
+    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, native: bool
 ) -> None:
-    live: LiveServer = await make_live(media={"engine": "packets", "publisher_max_bitrate": MAX_BITRATE})
+    live: LiveServer = await make_live(media={"engine": "packets", "publisher_max_bitrate": MAX_BITRATE,
+                                              "native_dataplane": native})
     token = live.add_unit("bc-02")
     live.add_user("op", "operator")
     op = await live.login("op")
@@ -427,8 +433,8 @@ class NackBench:
             assert view is not None
             wire.append(view)
 
-        viewer = PacketViewer(self.fanout.stream, send, lambda: True, ssrc=1111, payload_type=96, rtx_ssrc=2222,
-                              rtx_payload_type=97)
+        viewer = PacketViewer(self.fanout.stream, rtp_hooks.FunctionSend(send), lambda: True, ssrc=1111,
+                              payload_type=96, rtx_ssrc=2222, rtx_payload_type=97)
         self.fanout.stream.subscribe(viewer)
         self.wires[viewer] = wire
         return viewer
@@ -631,8 +637,8 @@ async def test_an_h264_keyframe_starts_at_its_sps_even_when_an_idr_fragment_over
             assert view is not None
             wire.append(view)
 
-        viewer = PacketViewer(stream, send, lambda: True, ssrc=1111, payload_type=102, rtx_ssrc=2222,
-                              rtx_payload_type=103)
+        viewer = PacketViewer(stream, rtp_hooks.FunctionSend(send), lambda: True, ssrc=1111, payload_type=102,
+                              rtx_ssrc=2222, rtx_payload_type=103)
         stream.subscribe(viewer)
         keyframe(1003, (1004, 1003, 1005))  # the IDR's first fragment overtakes the STAP-A
         assert fanout.keyframes_in == 2

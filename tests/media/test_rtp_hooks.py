@@ -92,10 +92,12 @@ async def test_hooks_shadow_one_instance_and_refuse_objects_without_the_internal
         rtp_hooks.drop_bandwidth_estimator(Bare())  # type: ignore[arg-type]
 
 
-async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_are_counted() -> None:
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_are_counted(native: bool) -> None:
     """Two real peers: RTP and RTCP sent with the hooks' synchronous senders are unprotected by the
     other side and reach its handler (RTP, as sent) or aiortc (RTCP, seen by the observer); the
-    transports' statistics count them as aiortc's own send path does."""
+    transports' statistics count them as aiortc's own send path does. Both the native data plane
+    (media._dataplane) and the Python reference."""
     sending, receiving = RTCPeerConnection(), RTCPeerConnection()
     try:
         sending.addTransceiver(IdleTrack("video"), direction="sendonly")
@@ -106,9 +108,9 @@ async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_ar
         inbound = receiving.getReceivers()[0].transport
         got: list[bytes] = []
         rtcp: list[bytes] = []
-        rtp_hooks.intercept_rtp(inbound, got.append)
+        rtp_hooks.intercept_rtp(inbound, got.append, native)
         rtp_hooks.observe_rtcp(inbound, rtcp.append)
-        send_rtp, send_rtcp = rtp_hooks.rtp_sender_of(out), rtp_hooks.rtcp_sender_of(out)
+        send_rtp, send_rtcp = rtp_hooks.rtp_sender_of(out, native), rtp_hooks.rtcp_sender_of(out, native)
         with pytest.raises(ConnectionError):
             send_rtp(build_rtp(96, True, 1, 1, 1, b"x"))  # not connected yet
         await sending.setRemoteDescription(receiving.localDescription)
@@ -116,8 +118,10 @@ async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_ar
                     what="DTLS up on both sides")
         before = out._get_stats()
         sent = [build_rtp(96, k % 2 == 0, 1000 + k, 90 * k, 0x1234, bytes([k]) * (100 + k)) for k in range(20)]
-        for packet in sent:
+        for packet in sent[:10]:
             send_rtp(packet)
+        for k in range(10, 20):  # built by the sender: the same packets
+            send_rtp.rtp(96, k % 2 == 0, 1000 + k, 90 * k, 0x1234, bytes([k]) * (100 + k), b"")
         pli = bytes(RtcpPsfbPacket(fmt=1, ssrc=1, media_ssrc=0x1234))
         send_rtcp(pli)
         await until(lambda: len(got) == len(sent) and rtcp, timeout=10, what="RTP and RTCP at the other peer")
@@ -137,10 +141,10 @@ async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_ar
             raise ValueError("a bug in the handler")
 
         more = [build_rtp(96, True, 2000 + k, 0, 0x1234, b"y") for k in range(2)]  # SRTP drops replays
-        rtp_hooks.intercept_rtp(inbound, fail)
+        rtp_hooks.intercept_rtp(inbound, fail, native)
         send_rtp(more[0])
         await until(lambda: broken[0] == 1, timeout=10, what="the failing handler called")
-        rtp_hooks.intercept_rtp(inbound, got.append)
+        rtp_hooks.intercept_rtp(inbound, got.append, native)
         send_rtp(more[1])
         await until(lambda: got[-1] == more[1], timeout=10, what="packets still arriving after the failure")
     finally:

@@ -1,0 +1,249 @@
+"""media/_dataplane.c against its reference, the Python hooks of media/rtp_hooks.py: the same
+SRTP bytes, counters, routing and errors, packet for packet.
+
+Each side gets its own pylibsrtp session with the same key, so identical inputs must give
+identical ciphertext (SRTP is deterministic per key, SSRC and index). The DTLS transport, ICE
+connection and socket around them are stand-ins that record what is sent and passed on; the real
+aiortc peers are in tests/media/test_rtp_hooks.py (both paths) and the whole packet engine runs on
+the native path in tests/media/test_packets.py and tests/media/test_lossy.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pylibsrtp
+import pytest
+from aiortc.rtcdtlstransport import State
+
+from media import _dataplane, rtp_hooks
+from media.rtpext import ExtensionPlan, abs_send_time
+from media.rtpwire import build_rtp
+
+PROFILES = {
+    "aes128-cm-sha1-80": (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 30),
+    "aead-aes128-gcm": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 28),
+}
+
+
+def _session(profile: str, direction: int) -> pylibsrtp.Session:
+    srtp_profile, key_len = PROFILES[profile]
+    return pylibsrtp.Session(pylibsrtp.Policy(key=bytes(range(7, 7 + key_len)), ssrc_type=direction,
+                                              srtp_profile=srtp_profile))
+
+
+class Udp:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, Any]] = []
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        self.sent.append((data, addr))
+
+
+class Protocol:
+    def __init__(self) -> None:
+        self.transport = Udp()
+
+
+class Pair:
+    def __init__(self, addr: tuple[str, int]) -> None:
+        self.protocol = Protocol()
+        self.remote_addr = addr
+
+
+class Connection:
+    def __init__(self) -> None:
+        self._nominated: dict[int, Pair] = {1: Pair(("192.0.2.7", 5004))}
+        self.passed_on: list[tuple[bytes, int]] = []
+
+    def data_received(self, data: bytes, component: int) -> None:
+        self.passed_on.append((data, component))
+
+
+class Ice:
+    def __init__(self) -> None:
+        self._connection = Connection()
+
+
+class Dtls:
+    """The parts of aiortc's RTCDtlsTransport the hooks use."""
+
+    def __init__(self, profile: str) -> None:
+        self.transport = Ice()
+        self._state = State.CONNECTED
+        self._tx_srtp: pylibsrtp.Session | None = _session(profile, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        self._rx_srtp: pylibsrtp.Session | None = _session(profile, pylibsrtp.Policy.SSRC_ANY_INBOUND)
+        self._RTCDtlsTransport__rx_bytes = 0
+        self._RTCDtlsTransport__rx_packets = 0
+        self._RTCDtlsTransport__tx_bytes = 0
+        self._RTCDtlsTransport__tx_packets = 0
+
+    async def _send_rtp(self, data: bytes) -> None:
+        raise AssertionError("the hooks send without aiortc's coroutine")
+
+    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        raise AssertionError("RTP is taken at the datagram")
+
+    @property
+    def sent(self) -> list[tuple[bytes, Any]]:
+        return self.transport._connection._nominated[1].protocol.transport.sent
+
+    def counters(self) -> tuple[int, int, int, int]:
+        return (self._RTCDtlsTransport__rx_bytes, self._RTCDtlsTransport__rx_packets,
+                self._RTCDtlsTransport__tx_bytes, self._RTCDtlsTransport__tx_packets)
+
+
+def _packets() -> list[tuple[int, bool, int, int, int, bytes, bytes]]:
+    plan = ExtensionPlan("0", 1, 3, 2)
+    out = []
+    for k in range(40):
+        ext = plan.block(abs_send_time(1_700_000_000 + k / 30), b"\x8a" if k % 3 else None) if k % 2 else b""
+        out.append((96 + k % 3, k % 4 == 3, (65530 + k) & 0xFFFF, (4_294_967_000 + 3000 * k) & 0xFFFFFFFF,
+                    0x1234_5678 + k % 2, bytes([k]) * (1 + 29 * k), ext))
+    return out
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_the_native_sender_sends_the_bytes_the_python_reference_sends(profile: str) -> None:
+    native, python = Dtls(profile), Dtls(profile)
+    send_n, send_p = rtp_hooks.rtp_sender_of(native, True), rtp_hooks.rtp_sender_of(python, False)  # type: ignore[arg-type]
+    assert isinstance(send_n, _dataplane.Outbound) and not isinstance(send_p, _dataplane.Outbound)
+    for args in _packets():
+        send_n.rtp(*args)
+        send_p.rtp(*args)
+    for args in _packets()[:5]:  # whole packets too (retransmissions of the same index are new SRTP packets)
+        packet = build_rtp(*args[:5], args[5], args[6])
+        packet = packet[:2] + ((int.from_bytes(packet[2:4], "big") + 100) & 0xFFFF).to_bytes(2, "big") + packet[4:]
+        send_n(packet)
+        send_p(packet)
+    assert len(native.sent) == 45
+    assert native.sent == python.sent
+    assert native.counters() == python.counters()
+    assert native.counters()[3] == 45
+    rx = _session(profile, pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    first = _packets()[1]
+    assert rx.unprotect(native.sent[1][0]) == build_rtp(*first[:5], first[5], first[6])
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_the_native_rtcp_sender_matches_the_python_reference(profile: str) -> None:
+    native, python = Dtls(profile), Dtls(profile)
+    send_n, send_p = rtp_hooks.rtcp_sender_of(native, True), rtp_hooks.rtcp_sender_of(python, False)  # type: ignore[arg-type]
+    pli = bytes([0x81, 206, 0, 2]) + (1).to_bytes(4, "big") + (0x1234).to_bytes(4, "big")
+    for _ in range(3):
+        send_n(pli)
+        send_p(pli)
+    assert native.sent == python.sent and len(native.sent) == 3
+    assert native.counters() == python.counters()
+
+
+def test_both_senders_refuse_the_same_way() -> None:
+    for native in (True, False):
+        dtls = Dtls("aead-aes128-gcm")
+        send = rtp_hooks.rtp_sender_of(dtls, native)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="packet is too long"):
+            send(bytes([0x80, 96]) + bytes(1500 - 144 - 1))
+        with pytest.raises(ValueError, match="packet is too long"):
+            send.rtp(96, False, 1, 1, 1, bytes(1500 - 144 - 11), b"")
+        send.rtp(96, False, 1, 1, 1, bytes(1500 - 144 - 12), b"")  # the longest that fits
+        with pytest.raises(TypeError):
+            send("not bytes")  # type: ignore[arg-type]
+        dtls._state = State.CLOSED
+        with pytest.raises(ConnectionError, match="not connected"):
+            send.rtp(96, False, 2, 1, 1, b"x", b"")
+        dtls._state = State.CONNECTED
+        pair = dtls.transport._connection._nominated.pop(1)
+        with pytest.raises(ConnectionError, match="not connected"):
+            send.rtp(96, False, 3, 1, 1, b"x", b"")
+        # a new pair and new keys (ICE restart, a new DTLS session) are picked up at once
+        moved = Pair(("198.51.100.9", 6000))
+        dtls.transport._connection._nominated[1] = moved
+        dtls._tx_srtp = _session("aes128-cm-sha1-80", pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        send.rtp(96, True, 4, 1, 1, b"moved", b"")
+        assert [addr for _, addr in moved.protocol.transport.sent] == [("198.51.100.9", 6000)]
+        plain = _session("aes128-cm-sha1-80", pylibsrtp.Policy.SSRC_ANY_INBOUND).unprotect(
+            moved.protocol.transport.sent[0][0])
+        assert plain == build_rtp(96, True, 4, 1, 1, b"moved")
+        assert len(pair.protocol.transport.sent) == 1
+        assert dtls.counters()[3] == 2, native
+
+
+def _datagrams(profile: str) -> list[bytes]:
+    """What arrives on a publisher's socket: SRTP, RTCP, STUN, DTLS, garbage in the RTP range, a
+    replay, one too long for any packet of ours."""
+    tx = _session(profile, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    srtp = [tx.protect(build_rtp(*args[:5], args[5][:1200], args[6])) for args in _packets()]
+    return [
+        srtp[0], srtp[1],
+        bytes([0x80, 200]) + bytes(30),  # RTCP (SR): aiortc's path
+        bytes([0x00, 0x01, 0x00, 0x00]) + bytes(16),  # STUN binding request
+        bytes([22, 254, 253]) + bytes(20),  # DTLS record
+        bytes([0x80, 96]) + bytes(40),  # RTP-range garbage: not authentic
+        srtp[1],  # a replay
+        bytes([0x80, 96]) + bytes(1600),  # too long
+        b"\x80",  # too short to tell
+        *srtp[2:],
+    ]
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_the_native_ingress_passes_on_what_the_python_reference_passes_on(profile: str) -> None:
+    got: dict[bool, list[bytes]] = {True: [], False: []}
+    dtls = {native: Dtls(profile) for native in (True, False)}
+    for native, transport in dtls.items():
+        rtp_hooks.intercept_rtp(transport, got[native].append, native)  # type: ignore[arg-type]
+        hook = transport.transport._connection.data_received
+        assert isinstance(hook, _dataplane.Inbound) == native
+        for data in _datagrams(profile):
+            hook(data, 1)
+    assert len(got[True]) == len(_packets())
+    assert got[True] == got[False]
+    assert got[True][0] == build_rtp(*_packets()[0][:5], _packets()[0][5][:1200], _packets()[0][6])
+    passed = {native: t.transport._connection.passed_on for native, t in dtls.items()}
+    assert passed[True] == passed[False]
+    assert [d[:2] for d, _ in passed[True]] == [bytes([0x80, 200]), bytes([0x00, 0x01]), bytes([22, 254]), b"\x80"]
+    assert dtls[True].counters() == dtls[False].counters()
+    assert dtls[True].counters()[1] == len(_packets())
+
+
+def test_before_the_keys_exist_every_datagram_goes_the_usual_way() -> None:
+    for native in (True, False):
+        dtls = Dtls("aead-aes128-gcm")
+        dtls._rx_srtp = None
+        got: list[bytes] = []
+        rtp_hooks.intercept_rtp(dtls, got.append, native)  # type: ignore[arg-type]
+        datagrams = _datagrams("aead-aes128-gcm")
+        for data in datagrams:
+            dtls.transport._connection.data_received(data, 1)
+        assert got == []
+        assert [d for d, _ in dtls.transport._connection.passed_on] == datagrams
+
+
+def test_a_failing_handler_is_logged_and_the_next_packet_still_arrives(caplog: pytest.LogCaptureFixture) -> None:
+    for native in (True, False):
+        caplog.clear()
+        dtls = Dtls("aead-aes128-gcm")
+        seen: list[bytes] = []
+
+        def handler(data: bytes, seen: list[bytes] = seen) -> None:
+            seen.append(data)
+            if len(seen) == 1:
+                raise KeyError("a bug in the handler")
+
+        rtp_hooks.intercept_rtp(dtls, handler, native)  # type: ignore[arg-type]
+        tx = _session("aead-aes128-gcm", pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        with caplog.at_level(logging.ERROR, logger="media.rtp_hooks"):
+            for seq in (1, 2):
+                dtls.transport._connection.data_received(tx.protect(build_rtp(96, False, seq, 0, 5, b"p")), 1)
+        assert len(seen) == 2
+        records = [r for r in caplog.records if "could not be handled" in r.getMessage()]
+        assert len(records) == 1 and records[0].exc_info is not None
+        assert records[0].exc_info[0] is KeyError
+
+
+def test_the_native_plane_is_bound_to_the_libsrtp_pylibsrtp_loaded() -> None:
+    rtp_hooks._bind_native()
+    rtp_hooks._bind_native()  # idempotent
+    with pytest.raises(RuntimeError, match="another libsrtp"):
+        _dataplane.bind(1, 2, 3, 4, 144, 148, pylibsrtp.Error, pylibsrtp.ERRORS, State.CONNECTED)
