@@ -29,8 +29,10 @@ coroutine chain per packet and a task switch per datagram cost more than the for
 - Native: with ``native=True`` (the default, ``[media] native_dataplane``) the ingress hook and
   the senders are :mod:`media._dataplane` objects doing the same in C: the same transports,
   counters and pairs, and pylibsrtp's own sessions, called through the libsrtp functions pylibsrtp
-  loaded (``pylibsrtp._binding``; a ``Session``'s ``srtp_t`` is its ``_srtp[0]``). The Python
-  closures here are the reference; tests/media/test_rtp_hooks.py checks both give the same bytes.
+  loaded (``pylibsrtp._binding``; a ``Session``'s ``srtp_t`` is its ``_srtp[0]``). The ingress
+  hook also shadows ``datagram_received`` of the connection's aioice ``StunProtocol`` objects
+  (uvloop looks it up per datagram). The Python closures here are the reference;
+  tests/media/test_dataplane.py checks both give the same bytes, counters and errors.
 - Viewer senders: ``RTCRtpSender._ssrc`` / ``_rtx_ssrc`` (the SSRCs announced in the answer),
   ``RTCRtpSender._retransmit(seq)`` (called for each NACKed sequence number; replaced per instance
   by :func:`on_retransmit`) and ``RTCRtpSender._send_rtcp(packets)`` (its periodic SR and SDES; the
@@ -44,6 +46,7 @@ import logging
 from typing import Any, Callable, Protocol
 
 import pylibsrtp
+from aioice import ice
 from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import State
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket
@@ -108,6 +111,15 @@ def _srtp_context(session: pylibsrtp.Session) -> int:
     return int(_srtp_binding.ffi.cast("uintptr_t", session._srtp[0]))
 
 
+def _stun_protocols(connection: Any) -> list[Any]:
+    """aioice's protocols (one per local socket) of ``connection`` that hand it their non-STUN
+    datagrams; TURN relays' protocols are left alone (their data reaches ``data_received``)."""
+    protocols = getattr(connection, "_protocols", None)
+    if not isinstance(protocols, list):
+        raise RuntimeError("aioice Connection._protocols is gone: media/rtp_hooks.py needs updating")
+    return [p for p in protocols if type(p) is ice.StunProtocol]
+
+
 @functools.cache
 def _bind_native() -> None:
     """Give :mod:`media._dataplane` the libsrtp functions pylibsrtp loaded (checked, idempotent)."""
@@ -125,8 +137,8 @@ def _bind_native() -> None:
     protect, unprotect, protect_rtcp, unprotect_rtcp = (
         int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
         for name in ("srtp_protect", "srtp_unprotect", "srtp_protect_rtcp", "srtp_unprotect_rtcp"))
-    _dataplane.bind(protect, unprotect, protect_rtcp, unprotect_rtcp, pylibsrtp.SRTP_MAX_TRAILER_LEN, pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN, pylibsrtp.Error,
-                    pylibsrtp.ERRORS, State.CONNECTED)
+    _dataplane.bind(protect, unprotect, protect_rtcp, unprotect_rtcp, pylibsrtp.SRTP_MAX_TRAILER_LEN,
+                    pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN, pylibsrtp.Error, pylibsrtp.ERRORS, State.CONNECTED)
 
 
 def _log_handler_error(exc: BaseException) -> None:
@@ -166,6 +178,13 @@ def intercept_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes], None],
         _bind_native()
         hook: Callable[[bytes, int], None] = _dataplane.Inbound(transport, original_datagram, handler,
                                                                 _log_handler_error, _srtp_context)
+        # One step earlier still: the sockets' own protocols, so an RTP datagram skips aioice's
+        # ``StunProtocol.datagram_received`` (a Python frame and a STUN parse attempt that raises).
+        # It passes every datagram that is not STUN to ``data_received`` whatever its sender, as
+        # this does with what is not SRTP (RTCP, DTLS, STUN, and all before the keys exist).
+        for protocol in _stun_protocols(connection):
+            _replace(protocol, "datagram_received", _dataplane.Inbound(
+                transport, protocol.datagram_received, handler, _log_handler_error, _srtp_context))
     else:
         hook = data_received
 

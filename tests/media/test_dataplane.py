@@ -56,6 +56,7 @@ class Connection:
     def __init__(self) -> None:
         self._nominated: dict[int, Pair] = {1: Pair(("192.0.2.7", 5004))}
         self.passed_on: list[tuple[bytes, int]] = []
+        self._protocols: list[Any] = []  # aioice's StunProtocol objects: see test_rtp_hooks.py
 
     def data_received(self, data: bytes, component: int) -> None:
         self.passed_on.append((data, component))

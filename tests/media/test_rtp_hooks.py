@@ -12,7 +12,7 @@ from aioice import ice
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtp import RtcpPacket, RtcpPsfbPacket
 
-from media import rtp_hooks
+from media import _dataplane, rtp_hooks
 from media.packets import IdleTrack
 from media.rtpwire import build_rtp, parse_rtp
 from tests.support.waits import until
@@ -110,6 +110,19 @@ async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_ar
         rtcp: list[bytes] = []
         rtp_hooks.intercept_rtp(inbound, got.append, native)
         rtp_hooks.observe_rtcp(inbound, rtcp.append)
+        connection = inbound.transport._connection
+        srtp_below: list[bytes] = []  # SRTP that reached aioice's Connection.data_received
+        if native:  # the native hook takes SRTP at the sockets' protocols, before aioice's Python
+            protocols = [p for p in connection._protocols if type(p) is ice.StunProtocol]
+            assert protocols and all(isinstance(vars(p)["datagram_received"], _dataplane.Inbound) for p in protocols)
+            below = connection.data_received
+
+            def spy(data: bytes, component: int) -> None:
+                if len(data) > 1 and 127 < data[0] < 192 and not 191 < data[1] < 224:
+                    srtp_below.append(data)
+                below(data, component)
+
+            connection.data_received = spy
         send_rtp, send_rtcp = rtp_hooks.rtp_sender_of(out, native), rtp_hooks.rtcp_sender_of(out, native)
         with pytest.raises(ConnectionError):
             send_rtp(build_rtp(96, True, 1, 1, 1, b"x"))  # not connected yet
@@ -126,6 +139,7 @@ async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_ar
         send_rtcp(pli)
         await until(lambda: len(got) == len(sent) and rtcp, timeout=10, what="RTP and RTCP at the other peer")
         assert got == sent  # in order, byte for byte
+        assert srtp_below == []
         assert parse_rtp(got[0]) is not None
         assert isinstance(RtcpPacket.parse(rtcp[0])[0], RtcpPsfbPacket)
         after = out._get_stats()
@@ -149,3 +163,11 @@ async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_ar
         await until(lambda: got[-1] == more[1], timeout=10, what="packets still arriving after the failure")
     finally:
         await asyncio.gather(sending.close(), receiving.close())
+
+
+def test_the_native_ingress_takes_datagrams_at_aioices_protocols() -> None:
+    """Where the native hook sits: uvloop (and asyncio) look ``datagram_received`` up on the
+    protocol for each datagram, and aioice's passes every non-STUN one to ``data_received``."""
+    received = inspect.getsource(ice.StunProtocol.datagram_received)
+    assert "stun.parse_message(data)" in received and "except ValueError:" in received
+    assert "self._protocols: list[StunProtocol] = []" in inspect.getsource(ice.Connection.__init__)
