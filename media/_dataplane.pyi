@@ -16,3 +16,27 @@ class Inbound:
     def __init__(self, transport: Any, original: Callable[[bytes, int], None], handler: Callable[[bytes], None],
                  on_error: Callable[[BaseException], None], resolve: Callable[[Any], int]) -> None: ...
     def __call__(self, data: bytes, component: int, /) -> None: ...
+
+LATE_LIMIT: int
+
+class ViewerCore:
+    """The per-packet state of media.packets.PacketViewer, in C fields."""
+
+    plan: Any
+    fanout: Any
+    packets: int
+    octets: int
+    frames: int
+    _delta: int
+    payload_type: int
+    ssrc: int
+    waiting: bool
+    video: bool
+    _epoch: int | None
+    _next_seq: int | None
+    _send: Any
+    @property
+    def _send_rtp(self) -> Callable[[int, bool, int, int, int, bytes, bytes], None]: ...
+
+def fan_out(viewers: tuple[Any, ...], out_seq: int, out_ts: int, marker: bool, payload: bytes, starts: bool,
+            level: bytes | None, send_time: bytes | None = None, /) -> None: ...

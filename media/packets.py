@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtcpSenderInfo
 
+from . import _dataplane
 from .assembly import FrameAssembler
 from .keyframes import h264_payload_has_sps, payload_starts_keyframe
 from .loss import CachedPacket, NackTracker, PacketCache, RetransmitLimit
@@ -75,6 +76,9 @@ class PacketStream:
         self.fanout = fanout
         self.clock = clock
         self.viewers: set[PacketViewer] = set()
+        self._fan: tuple[PacketViewer, ...] = ()  # the viewers, as fan_out takes them
+        # the native data plane's fan-out (media._dataplane), or the Python reference
+        self._fan_out = _dataplane.fan_out if fanout.config.native_dataplane else fan_out
         self.cache = PacketCache(max_age_s=CACHE_AGE_S)
         self.nacks = NackTracker()
         self.assembler: FrameAssembler | None = None
@@ -172,23 +176,11 @@ class PacketStream:
             starts = True
             fanout.frames_in += 1
         self.cache.put(CachedPacket(out_seq, out_ts, marker, payload), now)
-        if self.viewers:
-            blocks: dict[ExtensionPlan, bytes] = {}
-            send_time = b""
-            level: bytes | None = None
-            for viewer in tuple(self.viewers):
-                plan = viewer.plan
-                if plan is None:
-                    viewer.forward(out_seq, out_ts, marker, payload, starts, b"")
-                    continue
-                block = blocks.get(plan)
-                if block is None:
-                    if not send_time:
-                        send_time = abs_send_time()
-                        if ext and self._audio_level_id is not None:
-                            level = find_extension(ext_profile, ext, self._audio_level_id)
-                    block = blocks[plan] = plan.block(send_time, level)
-                viewer.forward(out_seq, out_ts, marker, payload, starts, block)
+        if self._fan:
+            level = None
+            if ext and self._audio_level_id is not None:
+                level = find_extension(ext_profile, ext, self._audio_level_id)
+            self._fan_out(self._fan, out_seq, out_ts, marker, payload, starts, level)
         if fanout.taps and self.assembler is not None:
             if not self._assembling:
                 self._assembling = True
@@ -208,32 +200,64 @@ class PacketStream:
     def subscribe(self, viewer: PacketViewer) -> None:
         viewer.plan = intern(self.plans, viewer.plan)
         self.viewers.add(viewer)
+        self._fan = tuple(self.viewers)
 
     def unsubscribe(self, viewer: PacketViewer) -> None:
         self.viewers.discard(viewer)
+        self._fan = tuple(self.viewers)
+
+    def drop_viewers(self) -> None:
+        self.viewers.clear()
+        self._fan = ()
 
 
-class PacketViewer:
-    """One viewer of one stream: header rewrite, send, and retransmission from the cache."""
+def fan_out(viewers: tuple[PacketViewer, ...], out_seq: int, out_ts: int, marker: bool, payload: bytes,
+            starts: bool, level: bytes | None, send_time: bytes | None = None) -> None:
+    """One packet of a stream (its continuous numbering) to each viewer, with the header extension
+    block of each viewer's plan, built once per plan (``send_time``: abs-send-time's value; None:
+    now). The reference of :func:`media._dataplane.fan_out`, the native data plane's."""
+    blocks: dict[ExtensionPlan, bytes] = {}
+    for viewer in viewers:
+        plan = viewer.plan
+        if plan is None:
+            viewer.forward(out_seq, out_ts, marker, payload, starts, b"")
+            continue
+        block = blocks.get(plan)
+        if block is None:
+            if send_time is None:
+                send_time = abs_send_time()
+            block = blocks[plan] = plan.block(send_time, level)
+        viewer.forward(out_seq, out_ts, marker, payload, starts, block)
+
+
+class PacketViewer(_dataplane.ViewerCore):
+    """One viewer of one stream: header rewrite, send, and retransmission from the cache.
+
+    What :meth:`forward` uses per packet lives in the C fields of :class:`media._dataplane.ViewerCore`
+    (attributes here as anywhere): the native :func:`media._dataplane.fan_out` forwards with them
+    without calling :meth:`forward`, its reference, and calls :meth:`_begin` and
+    :meth:`_first_frame` as this does."""
 
     def __init__(self, stream: PacketStream, send: RtpSend, connected: Callable[[], bool], *, ssrc: int,
                  payload_type: int, rtx_ssrc: int, rtx_payload_type: int | None,
                  plan: ExtensionPlan | None = None) -> None:
+        super().__init__()
         self.stream = stream
+        self.fanout = stream.fanout
         self.plan = plan  # header extensions this viewer negotiated (None: none are written)
-        self._send = send
-        self._send_rtp = send.rtp
+        self._send = send  # and _send_rtp = send.rtp
         self._connected = connected
         self.ssrc = ssrc
         self.payload_type = payload_type
         self.rtx_ssrc = rtx_ssrc
         self.rtx_payload_type = rtx_payload_type
         self.kind = stream.fanout.kind
-        self.waiting = self.kind == "video"  # for the first packet of a keyframe
+        self.video = self.kind == "video"
+        self.waiting = self.video  # for the first packet of a keyframe
         self._asked = False
         self._delta = 0  # viewer sequence number = stream sequence number + delta
-        self._epoch: int | None = None  # stream sequence number this viewer (re)started at
-        self._next_seq: int | None = None
+        self._epoch = None  # stream sequence number this viewer (re)started at
+        self._next_seq = None
         self._rtx_seq = random.randint(0, 0xFFFF)
         self._created = time.monotonic()
         self.packets = 0
@@ -246,19 +270,9 @@ class PacketViewer:
 
     def forward(self, out_seq: int, ts: int, marker: bool, payload: bytes, starts: bool, ext: bytes) -> None:
         """Send one packet of the stream (its continuous numbering) with the extension block ``ext``."""
-        if self.waiting:
-            if not self._connected():
+        if self.waiting or self._epoch is None:
+            if not self._begin(out_seq, starts):
                 return
-            if not self._asked:  # a keyframe that passed before DTLS was up is lost to this viewer
-                self._asked = True
-                self.stream.fanout.request_keyframe("viewer connected")
-            if not starts:
-                return
-            self.waiting = False
-            self._delta = 0 if self._next_seq is None else (self._next_seq - out_seq) & 0xFFFF
-            self._epoch = out_seq
-        elif self._epoch is None:
-            self._epoch = out_seq
         else:
             since = seq_delta(out_seq, self._epoch)
             if since < 0:
@@ -274,11 +288,30 @@ class PacketViewer:
             self._next_seq = (seq + 1) & 0xFFFF
         self.packets += 1
         self.octets += len(payload)
-        if marker or self.kind != "video":
+        if marker or not self.video:
             self.frames += 1
-            self.stream.fanout.frames_out += 1
+            self.fanout.frames_out += 1
             if self.frames == 1:
-                self.stream.fanout.first_frames.append(time.monotonic() - self._created)
+                self._first_frame()
+
+    def _begin(self, out_seq: int, starts: bool) -> bool:
+        """The viewer's first packet, or the first since it began to wait for a keyframe: whether
+        it is sent. A waiting viewer starts at the first packet of a keyframe once connected."""
+        if self.waiting:
+            if not self._connected():
+                return False
+            if not self._asked:  # a keyframe that passed before DTLS was up is lost to this viewer
+                self._asked = True
+                self.fanout.request_keyframe("viewer connected")
+            if not starts:
+                return False
+            self.waiting = False
+            self._delta = 0 if self._next_seq is None else (self._next_seq - out_seq) & 0xFFFF
+        self._epoch = out_seq
+        return True
+
+    def _first_frame(self) -> None:
+        self.fanout.first_frames.append(time.monotonic() - self._created)
 
     def retransmit(self, seq: int) -> None:
         """Answer the viewer's NACK of ``seq`` (its own numbering) from the stream's cache, within

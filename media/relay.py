@@ -307,7 +307,7 @@ class Fanout:
         await asyncio.gather(*self._pli_tasks, return_exceptions=True)
         for viewer in list(self.viewers):
             viewer.stop()
-        self.stream.viewers.clear()
+        self.stream.drop_viewers()
         self._packet_source = False
 
 

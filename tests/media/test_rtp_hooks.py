@@ -122,7 +122,7 @@ async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_ar
                     srtp_below.append(data)
                 below(data, component)
 
-            connection.data_received = spy
+            connection.data_received = spy  # type: ignore[method-assign]
         send_rtp, send_rtcp = rtp_hooks.rtp_sender_of(out, native), rtp_hooks.rtcp_sender_of(out, native)
         with pytest.raises(ConnectionError):
             send_rtp(build_rtp(96, True, 1, 1, 1, b"x"))  # not connected yet
