@@ -804,6 +804,10 @@ static PyObject *plane_fan_out(PyObject *module, PyObject *const *args, Py_ssize
     int marker = PyObject_IsTrue(args[3]), starts = PyObject_IsTrue(args[5]);
     if (marker < 0 || starts < 0) return NULL;
     PyObject *send_time = nargs == 8 && args[7] != Py_None ? args[7] : NULL;
+    if (send_time != NULL && (!PyBytes_Check(send_time) || PyBytes_GET_SIZE(send_time) != 3)) {
+        PyErr_SetString(PyExc_TypeError, "send_time must be 3 bytes (abs-send-time) or None");
+        return NULL;
+    }
     if (send_time != NULL) Py_INCREF(send_time);
     PyObject *plans[PLANS_CACHED], *blocks[PLANS_CACHED];
     int cached = 0, failed = 0;
