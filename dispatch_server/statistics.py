@@ -124,12 +124,19 @@ def days_between(first: date, last: date, zone: ZoneInfo) -> list[tuple[float, f
     return out
 
 
+FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(9998, 12, 31)  # a period's days and its end stay datetimes
+
+
 def _date(value: str | None, name: str) -> date | None:
     if value is None or value == "":
         return None
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            return date.fromisoformat(value)
+            d = date.fromisoformat(value)
+            if not FIRST_DATE <= d <= LAST_DATE:
+                raise BadRequest(f"{name} must be between {FIRST_DATE} and {LAST_DATE}, not {value}",
+                                 code="bad_period")
+            return d
     except ValueError:
         pass
     raise BadRequest(f"{name} must be a date YYYY-MM-DD, not {value[:40]!r}", code="bad_period")

@@ -75,7 +75,10 @@ def test_periods_are_whole_days_of_the_courts_zone() -> None:
     cases: list[tuple[tuple[str, str | None, str | None, str | None], str]] = [
         (("year", None, None, None), "period"), (("day", "2026-13-01", None, None), "date"),
         (("custom", None, "2026-01-02", None), "to"), (("custom", None, "x", "2026-01-01"), "from"),
-        (("custom", None, "2026-01-02", "2026-01-01"), "to")]
+        (("custom", None, "2026-01-02", "2026-01-01"), "to"),
+        # at the ends of the calendar, midnight in the court's zone is no datetime (found by the API fuzz campaign)
+        (("month", "0001-01-01", None, None), "date"), (("week", "9999-12-31", None, None), "date"),
+        (("custom", None, "0001-01-01", "0001-01-02"), "from"), (("custom", None, "9998-12-30", "9999-12-31"), "to")]
     for args, name in cases:
         kind, day, first, last = args
         with pytest.raises(BadRequest) as err:
@@ -123,6 +126,7 @@ async def test_bad_parameters_are_400_naming_the_parameter_and_only_supervisors_
     tokens = {n: await live.login(n) for n in ("op", "sup", "aud", "adm")}
     for query, name in (("period=year", "period"), ("group=court", "group"), ("date=2026-02-30", "date"),
                         ("period=custom&from=2026-01-01", "to"), ("period=custom&from=1&to=2026-01-01", "from"),
+                        ("date=0001-01-01", "date"), ("period=week&date=9999-12-31", "date"),
                         ("format=pdf", "format")):
         status, body = await api(http, "GET", f"{live.url}/api/stats?{query}", tokens["sup"])
         assert status == 400 and name in body["error"]["message"], (query, body)
