@@ -404,4 +404,4 @@ def test_viewer_fields_take_only_what_they_can_hold() -> None:
     with pytest.raises(TypeError, match="ViewerCore"):
         _dataplane.fan_out((object(),), 1, 1, False, b"x", True, None)
     with pytest.raises(TypeError, match="send_time"):
-        _dataplane.fan_out((), 1, 1, False, b"x", True, None, "now")
+        _dataplane.fan_out((), 1, 1, False, b"x", True, None, "now")  # type: ignore[arg-type]
