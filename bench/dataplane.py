@@ -36,7 +36,7 @@ from media.packets import PacketViewer, fan_out
 from media.relay import Fanout, RelayConfig
 from media.rtpext import ExtensionPlan
 from media.rtpwire import build_rtp
-from tests.media.test_dataplane import Dtls, _session
+from tests.support.dtls_standin import Dtls, srtp_session
 
 PACKETS = 20_000
 PAYLOAD = 1100  # bytes: a full video packet of ~1 Mbit/s VP8
@@ -63,14 +63,9 @@ async def _ingress_us(native: bool) -> float:
     ingress = PublisherIngress("bench", 1234, 2_000_000, time.monotonic, native=native)
     stream = fanout.attach_packets("pub", codec, ingress.request_keyframe)
     publisher = Dtls("aead-aes128-gcm")
-
-    async def rtcp(data: bytes) -> None:
-        pass
-
-    publisher._handle_rtcp_data = rtcp  # type: ignore[attr-defined]
     ingress.add("video", stream, codec, [], publisher)  # type: ignore[arg-type]
     wires = _viewers(stream, native)
-    tx = _session("aead-aes128-gcm", pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    tx = srtp_session("aead-aes128-gcm", pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
     datagrams = [tx.protect(build_rtp(96, n % 3 == 2, n & 0xFFFF, (n // 3) * 3000, 77,
                                       bytes([0x10 if n % 3 == 0 else 0]) + bytes(PAYLOAD - 1))) for n in range(PACKETS)]
     hook = publisher.transport._connection.data_received

@@ -27,7 +27,7 @@ typedef int (*srtp_fn)(void *ctx, void *hdr, int *len);
 #define BUFFER_LEN 1500 /* pylibsrtp's own buffer: a longer packet is refused the same way */
 
 typedef struct {
-    srtp_fn protect, unprotect, protect_rtcp, unprotect_rtcp;
+    srtp_fn protect, unprotect, protect_rtcp; /* incoming RTCP stays with aiortc (pylibsrtp) */
     int rtp_trailer, rtcp_trailer;
     PyObject *error_class; /* pylibsrtp.Error */
     PyObject *messages;    /* pylibsrtp.ERRORS: a message per status */
@@ -873,18 +873,18 @@ static PyObject *plane_fan_out(PyObject *module, PyObject *const *args, Py_ssize
 }
 
 /* ---------------------------------------------------------------------------------------------
- * bind(protect, unprotect, protect_rtcp, unprotect_rtcp, rtp_trailer, rtcp_trailer, error_class,
- *      messages, connected): the libsrtp functions (addresses) and what the objects above compare
+ * bind(protect, unprotect, protect_rtcp, rtp_trailer, rtcp_trailer, error_class, messages,
+ *      connected): the libsrtp functions (addresses) and what the objects above compare
  *      against. Once per process; a second call must name the same functions.
  */
 static PyObject *plane_bind(PyObject *module, PyObject *args) {
-    unsigned long long f[4];
+    unsigned long long f[3];
     int rtp_trailer, rtcp_trailer;
     PyObject *error_class, *messages, *connected;
-    if (!PyArg_ParseTuple(args, "KKKKiiOO!O:bind", &f[0], &f[1], &f[2], &f[3], &rtp_trailer, &rtcp_trailer,
-                          &error_class, &PyList_Type, &messages, &connected))
+    if (!PyArg_ParseTuple(args, "KKKiiOO!O:bind", &f[0], &f[1], &f[2], &rtp_trailer, &rtcp_trailer, &error_class,
+                          &PyList_Type, &messages, &connected))
         return NULL;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 3; i++)
         if (f[i] == 0) {
             PyErr_SetString(PyExc_ValueError, "a libsrtp function address is 0");
             return NULL;
@@ -899,7 +899,6 @@ static PyObject *plane_bind(PyObject *module, PyObject *args) {
     plane.protect = (srtp_fn)(uintptr_t)f[0];
     plane.unprotect = (srtp_fn)(uintptr_t)f[1];
     plane.protect_rtcp = (srtp_fn)(uintptr_t)f[2];
-    plane.unprotect_rtcp = (srtp_fn)(uintptr_t)f[3];
     plane.rtp_trailer = rtp_trailer;
     plane.rtcp_trailer = rtcp_trailer;
     Py_INCREF(error_class);

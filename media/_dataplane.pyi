@@ -2,7 +2,7 @@
 
 from typing import Any, Callable
 
-def bind(protect: int, unprotect: int, protect_rtcp: int, unprotect_rtcp: int, rtp_trailer: int, rtcp_trailer: int,
+def bind(protect: int, unprotect: int, protect_rtcp: int, rtp_trailer: int, rtcp_trailer: int,
          error_class: type[Exception], messages: list[str], connected: Any, /) -> None: ...
 
 class Outbound:

@@ -126,18 +126,15 @@ def _bind_native() -> None:
     ffi, lib = _srtp_binding.ffi, _srtp_binding.lib
     if not isinstance(getattr(pylibsrtp, "ERRORS", None), list) or not hasattr(pylibsrtp.Session(), "_srtp"):
         raise RuntimeError("pylibsrtp's ERRORS or Session._srtp is gone: media/rtp_hooks.py needs updating")
-    for name, signature in (("srtp_protect", "int(*)(void *, void *, int *)"),
-                            ("srtp_unprotect", "int(*)(void *, void *, int *)"),
-                            ("srtp_protect_rtcp", "int(*)(void *, void *, int *)"),
-                            ("srtp_unprotect_rtcp", "int(*)(void *, void *, int *)")):
+    names = ("srtp_protect", "srtp_unprotect", "srtp_protect_rtcp")
+    for name in names:
         # libsrtp 2's (srtp_t, void *header, int *len_ptr); libsrtp 3 changed it (and pylibsrtp with it)
         declared = ffi.getctype(ffi.typeof(ffi.addressof(lib, name)))
-        if declared.replace("struct srtp_ctx_t_ *", "void *").replace("srtp_err_status_t", "int") != signature:
+        if declared.replace("struct srtp_ctx_t_ *", "void *").replace("srtp_err_status_t", "int") != \
+                "int(*)(void *, void *, int *)":
             raise RuntimeError(f"pylibsrtp's {name} is {declared}: media/_dataplane.c needs updating")
-    protect, unprotect, protect_rtcp, unprotect_rtcp = (
-        int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
-        for name in ("srtp_protect", "srtp_unprotect", "srtp_protect_rtcp", "srtp_unprotect_rtcp"))
-    _dataplane.bind(protect, unprotect, protect_rtcp, unprotect_rtcp, pylibsrtp.SRTP_MAX_TRAILER_LEN,
+    protect, unprotect, protect_rtcp = (int(ffi.cast("uintptr_t", ffi.addressof(lib, name))) for name in names)
+    _dataplane.bind(protect, unprotect, protect_rtcp, pylibsrtp.SRTP_MAX_TRAILER_LEN,
                     pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN, pylibsrtp.Error, pylibsrtp.ERRORS, State.CONNECTED)
 
 

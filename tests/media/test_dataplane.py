@@ -23,79 +23,7 @@ from media.packets import LATE_LIMIT, PacketViewer, fan_out
 from media.relay import Fanout, RelayConfig
 from media.rtpext import ExtensionPlan, abs_send_time
 from media.rtpwire import build_rtp
-
-PROFILES = {
-    "aes128-cm-sha1-80": (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 30),
-    "aead-aes128-gcm": (pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 28),
-}
-
-
-def _session(profile: str, direction: int) -> pylibsrtp.Session:
-    srtp_profile, key_len = PROFILES[profile]
-    return pylibsrtp.Session(pylibsrtp.Policy(key=bytes(range(7, 7 + key_len)), ssrc_type=direction,
-                                              srtp_profile=srtp_profile))
-
-
-class Udp:
-    def __init__(self) -> None:
-        self.sent: list[tuple[bytes, Any]] = []
-
-    def sendto(self, data: bytes, addr: Any) -> None:
-        self.sent.append((data, addr))
-
-
-class Protocol:
-    def __init__(self) -> None:
-        self.transport = Udp()
-
-
-class Pair:
-    def __init__(self, addr: tuple[str, int]) -> None:
-        self.protocol = Protocol()
-        self.remote_addr = addr
-
-
-class Connection:
-    def __init__(self) -> None:
-        self._nominated: dict[int, Pair] = {1: Pair(("192.0.2.7", 5004))}
-        self.passed_on: list[tuple[bytes, int]] = []
-        self._protocols: list[Any] = []  # aioice's StunProtocol objects: see test_rtp_hooks.py
-
-    def data_received(self, data: bytes, component: int) -> None:
-        self.passed_on.append((data, component))
-
-
-class Ice:
-    def __init__(self) -> None:
-        self._connection = Connection()
-
-
-class Dtls:
-    """The parts of aiortc's RTCDtlsTransport the hooks use."""
-
-    def __init__(self, profile: str) -> None:
-        self.transport = Ice()
-        self._state = State.CONNECTED
-        self._tx_srtp: pylibsrtp.Session | None = _session(profile, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
-        self._rx_srtp: pylibsrtp.Session | None = _session(profile, pylibsrtp.Policy.SSRC_ANY_INBOUND)
-        self._RTCDtlsTransport__rx_bytes = 0
-        self._RTCDtlsTransport__rx_packets = 0
-        self._RTCDtlsTransport__tx_bytes = 0
-        self._RTCDtlsTransport__tx_packets = 0
-
-    async def _send_rtp(self, data: bytes) -> None:
-        raise AssertionError("the hooks send without aiortc's coroutine")
-
-    async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
-        raise AssertionError("RTP is taken at the datagram")
-
-    @property
-    def sent(self) -> list[tuple[bytes, Any]]:
-        return self.transport._connection._nominated[1].protocol.transport.sent
-
-    def counters(self) -> tuple[int, int, int, int]:
-        return (self._RTCDtlsTransport__rx_bytes, self._RTCDtlsTransport__rx_packets,
-                self._RTCDtlsTransport__tx_bytes, self._RTCDtlsTransport__tx_packets)
+from tests.support.dtls_standin import PROFILES, Dtls, Pair, srtp_session
 
 
 def _packets() -> list[tuple[int, bool, int, int, int, bytes, bytes]]:
@@ -125,7 +53,7 @@ def test_the_native_sender_sends_the_bytes_the_python_reference_sends(profile: s
     assert native.sent == python.sent
     assert native.counters() == python.counters()
     assert native.counters()[3] == 45
-    rx = _session(profile, pylibsrtp.Policy.SSRC_ANY_INBOUND)
+    rx = srtp_session(profile, pylibsrtp.Policy.SSRC_ANY_INBOUND)
     first = _packets()[1]
     assert rx.unprotect(native.sent[1][0]) == build_rtp(*first[:5], first[5], first[6])
 
@@ -163,10 +91,10 @@ def test_both_senders_refuse_the_same_way() -> None:
         # a new pair and new keys (ICE restart, a new DTLS session) are picked up at once
         moved = Pair(("198.51.100.9", 6000))
         dtls.transport._connection._nominated[1] = moved
-        dtls._tx_srtp = _session("aes128-cm-sha1-80", pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        dtls._tx_srtp = srtp_session("aes128-cm-sha1-80", pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
         send.rtp(96, True, 4, 1, 1, b"moved", b"")
         assert [addr for _, addr in moved.protocol.transport.sent] == [("198.51.100.9", 6000)]
-        plain = _session("aes128-cm-sha1-80", pylibsrtp.Policy.SSRC_ANY_INBOUND).unprotect(
+        plain = srtp_session("aes128-cm-sha1-80", pylibsrtp.Policy.SSRC_ANY_INBOUND).unprotect(
             moved.protocol.transport.sent[0][0])
         assert plain == build_rtp(96, True, 4, 1, 1, b"moved")
         assert len(pair.protocol.transport.sent) == 1
@@ -176,7 +104,7 @@ def test_both_senders_refuse_the_same_way() -> None:
 def _datagrams(profile: str) -> list[bytes]:
     """What arrives on a publisher's socket: SRTP, RTCP, STUN, DTLS, garbage in the RTP range, a
     replay, one too long for any packet of ours."""
-    tx = _session(profile, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    tx = srtp_session(profile, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
     srtp = [tx.protect(build_rtp(*args[:5], args[5][:1200], args[6])) for args in _packets()]
     return [
         srtp[0], srtp[1],
@@ -236,7 +164,7 @@ def test_a_failing_handler_is_logged_and_the_next_packet_still_arrives(caplog: p
                 raise KeyError("a bug in the handler")
 
         rtp_hooks.intercept_rtp(dtls, handler, native)  # type: ignore[arg-type]
-        tx = _session("aead-aes128-gcm", pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        tx = srtp_session("aead-aes128-gcm", pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
         with caplog.at_level(logging.ERROR, logger="media.rtp_hooks"):
             for seq in (1, 2):
                 dtls.transport._connection.data_received(tx.protect(build_rtp(96, False, seq, 0, 5, b"p")), 1)
@@ -250,7 +178,7 @@ def test_the_native_plane_is_bound_to_the_libsrtp_pylibsrtp_loaded() -> None:
     rtp_hooks._bind_native()
     rtp_hooks._bind_native()  # idempotent
     with pytest.raises(RuntimeError, match="another libsrtp"):
-        _dataplane.bind(1, 2, 3, 4, 144, 148, pylibsrtp.Error, pylibsrtp.ERRORS, State.CONNECTED)
+        _dataplane.bind(1, 2, 3, 144, 148, pylibsrtp.Error, pylibsrtp.ERRORS, State.CONNECTED)
 
 
 def test_the_native_plane_holds_no_memory_per_packet_on_any_path() -> None:
@@ -271,7 +199,7 @@ def test_the_native_plane_holds_no_memory_per_packet_on_any_path() -> None:
 
     rtp_hooks.intercept_rtp(dtls, handler, True)  # type: ignore[arg-type]
     hook = dtls.transport._connection.data_received
-    tx = _session("aead-aes128-gcm", pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    tx = srtp_session("aead-aes128-gcm", pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
     logger = logging.getLogger("media.rtp_hooks")
     logger.disabled = True  # the failing handler's log lines are not what is measured
 
