@@ -57,7 +57,7 @@ from bench.janus_client import JanusError, JanusSession
 from field_client.encoded_loop import AudioLoopSpec, VideoLoopSpec
 from field_client.loop_cache import LoopCache
 from media import passthrough, rtp_hooks
-from media.assembly import FrameAssembler
+from media.assembly import Assembler, frame_assembler
 from media.rtpwire import parse_rtp
 from tests.support.peers import (
     Publisher,
@@ -489,7 +489,7 @@ class PacketReader:
     def __init__(self, viewer: Viewer) -> None:
         self.viewer = viewer
         self.transports: list[Any] = []
-        self._routes: dict[int, FrameAssembler | None] = {}  # payload type -> video assembler, None: audio
+        self._routes: dict[int, Assembler | None] = {}  # payload type -> video assembler, None: audio
         self._ignored: set[int] = set()
         self._media_ssrc = 0
         self._own_ssrc = random.getrandbits(32)
@@ -523,7 +523,7 @@ class PacketReader:
                 if mime.startswith("audio/"):
                     self._routes[payload_type] = None
                 elif mime in ("video/vp8", "video/h264"):
-                    self._routes[payload_type] = FrameAssembler(codec, self._frame, self._lost,
+                    self._routes[payload_type] = frame_assembler(codec, self._frame, self._lost, native=True,
                                                                 wait_s=self.LOSS_WAIT_S)
                 else:
                     self._ignored.add(payload_type)  # RTX, RED, ...

@@ -8,28 +8,66 @@ tap never sees a broken frame. An audio packet is a frame; audio packets are han
 order, a reordered one waiting up to ``audio_wait_s`` for those before it (audio is not NACKed: a
 missing one is skipped then). Depayloading uses aiortc's public
 ``aiortc.codecs.depayload``, the code its own receivers use, so the frames are byte-identical to
-those the frame engine produced.
+those the frame engine produced. Frames go to ``emit`` as :class:`media._assembly.Frame` (bytes
+and pts: :class:`recordings.source.EncodedFrame`).
 
 Runs on the event loop, synchronously, as packets arrive: a hand-off to a thread per frame costs
-more than assembling it (DESIGN.md: ~31 µs of CPU per hop).
+more than assembling it (DESIGN.md: ~31 µs of CPU per hop). :func:`frame_assembler` gives the
+native one (:class:`media._assembly.Assembler`, media/_assembly.c) with the native data plane;
+:class:`FrameAssembler` is its reference, held to it by tests/media/test_assembly.py.
 """
 
 from __future__ import annotations
 
-import fractions
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-import av
 from aiortc.codecs import depayload
 
+from . import _assembly
+from ._assembly import Frame
 from .keyframes import is_keyframe, payload_starts_keyframe
 from .rtpwire import seq_delta
 
-Emit = Callable[[Any, bool], None]  # (av.Packet, keyframe)
+Emit = Callable[[Frame, bool], None]  # (frame, keyframe)
+
+PendingState = tuple[int | None, float | None, bool, tuple[tuple[int, int, bool, bytes], ...]]
+
+
+class Assembler(Protocol):
+    """What :class:`FrameAssembler` and :class:`media._assembly.Assembler` both are."""
+
+    codec_key: tuple[str, int]
+    frames: int
+    dropped: int
+
+    def push(self, seq: int, ts: int, marker: bool, payload: bytes, now: float, /) -> None: ...
+
+    def restart(self) -> None: ...
+
+    def state(self) -> PendingState: ...
+
+
+def codec_kind(mime: str) -> int:
+    """The native assembler's kind for a (lower-case) mime type."""
+    if mime == "video/vp8":
+        return _assembly.KIND_VP8
+    if mime == "video/h264":
+        return _assembly.KIND_H264
+    return _assembly.KIND_VIDEO if mime.startswith("video/") else _assembly.KIND_AUDIO
+
+
+def frame_assembler(codec: Any, emit: Emit, on_loss: Callable[[], None], *, native: bool, wait_s: float = 1.0,
+                    audio_wait_s: float = 0.15) -> Assembler:
+    """The native assembler, or (``native`` false) the reference."""
+    if not native:
+        return FrameAssembler(codec, emit, on_loss, wait_s, audio_wait_s)
+    mime = codec.mimeType.lower()
+    return _assembly.Assembler(codec_kind(mime), (mime, codec.clockRate), emit, on_loss,
+                               wait_s, audio_wait_s)
 
 
 class FrameAssembler:
-    MAX_PENDING = 1024
+    MAX_PENDING = 1024  # media/_assembly.c has the same limits (pinned by a test)
     AUDIO_MAX_PENDING = 32  # packets (0.64 s of 20 ms Opus)
 
     def __init__(self, codec: Any, emit: Emit, on_loss: Callable[[], None], wait_s: float = 1.0,
@@ -38,7 +76,6 @@ class FrameAssembler:
         self._mime = codec.mimeType.lower()
         self.codec_key = (self._mime, codec.clockRate)
         self._video = self._mime.startswith("video/")
-        self._time_base = fractions.Fraction(1, codec.clockRate)
         self._emit = emit
         self._on_loss = on_loss
         self._wait_s = wait_s
@@ -59,6 +96,12 @@ class FrameAssembler:
         self._next = None
         self._stalled_since = None
         self._need_keyframe = True
+
+    def state(self) -> PendingState:
+        """(first sequence number of the next frame, stalled since, waiting for a keyframe, the
+        pending packets in numeric order): what tests compare with the native assembler's."""
+        pending = tuple((seq, *self._pending[seq]) for seq in sorted(self._pending))
+        return self._next, self._stalled_since, self._need_keyframe, pending
 
     def push(self, seq: int, ts: int, marker: bool, payload: bytes, now: float) -> None:
         if not self._video:
@@ -203,9 +246,6 @@ class FrameAssembler:
         if self._last_ts is not None:
             self._pts += (ts - self._last_ts) & 0xFFFFFFFF
         self._last_ts = ts
-        packet = av.Packet(data)
-        packet.pts = self._pts
-        packet.dts = self._pts
-        packet.time_base = self._time_base
+        frame = Frame(data, self._pts)
         self.frames += 1
-        self._emit(packet, keyframe)
+        self._emit(frame, keyframe)

@@ -31,7 +31,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtcpSenderInfo
 
 from . import _dataplane
-from .assembly import FrameAssembler
+from .assembly import Assembler, frame_assembler
 from .keyframes import h264_payload_has_sps, payload_starts_keyframe
 from .loss import CachedPacket, NackTracker, PacketCache, RetransmitLimit
 from .rtp_hooks import RtpSend
@@ -81,7 +81,7 @@ class PacketStream:
         self._fan_out = _dataplane.fan_out if fanout.config.native_dataplane else fan_out
         self.cache = PacketCache(max_age_s=CACHE_AGE_S)
         self.nacks = NackTracker()
-        self.assembler: FrameAssembler | None = None
+        self.assembler: Assembler | None = None
         self._assembling = False
         self._mime = ""
         self._video = fanout.kind == "video"
@@ -111,7 +111,8 @@ class PacketStream:
         self._sps_in_band = False
         self._clock_rate = codec.clockRate
         if self.assembler is None or self.assembler.codec_key != (self._mime, codec.clockRate):
-            self.assembler = FrameAssembler(codec, self._emit, self._frame_lost)
+            self.assembler = frame_assembler(codec, self._emit, self._frame_lost,
+                                             native=self.fanout.config.native_dataplane)
         else:
             self.assembler.restart()
         for viewer in self.viewers:
