@@ -198,12 +198,16 @@ def _plugin_data(body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]
 
 # --- VideoRoom ----------------------------------------------------------------------------------
 
-async def create_room(session: JanusSession, handle: int, description: str = "bench") -> int:
-    """A VideoRoom for one publisher (VP8 and Opus, no bitrate cap, not saved); its id."""
-    data = await session.request(handle, {
+async def create_room(session: JanusSession, handle: int, description: str = "bench", record_dir: str = "") -> int:
+    """A VideoRoom for one publisher (VP8 and Opus, no bitrate cap, not saved); its id.
+    ``record_dir``: the room records its publisher there (``.mjr`` files)."""
+    body: dict[str, Any] = {
         "request": "create", "description": description, "publishers": 1, "videocodec": "vp8",
         "audiocodec": "opus", "bitrate": 0, "notify_joining": False, "permanent": False,
-    })
+    }
+    if record_dir:
+        body.update(record=True, rec_dir=record_dir)
+    data = await session.request(handle, body)
     return int(data["room"])
 
 

@@ -216,6 +216,7 @@ class LoadGenerator:
         self._gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
         self.janus: dict[str, JanusSession] = {}  # Janus API URL -> this process's session there
         self._janus_lock = asyncio.Lock()
+        self.janus_record_dir = ""  # Janus rooms record there ("" = not at all); set by each "add"
 
     async def _janus_session(self, url: str) -> JanusSession:
         async with self._janus_lock:
@@ -286,7 +287,7 @@ class LoadGenerator:
         """A VideoRoom of its own for the unit, its publisher joined, its PeerConnection up."""
         session = load.janus = await self._janus_session(load.base)
         load.janus_handle = await session.attach()
-        load.room = await janus_client.create_room(session, load.janus_handle, load.unit)
+        load.room = await janus_client.create_room(session, load.janus_handle, load.unit, self.janus_record_dir)
         load.feed, answer = await janus_client.publish(session, load.janus_handle, load.room,
                                                        load.publisher.pc.localDescription.sdp, load.unit)
         await load.publisher.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
@@ -322,6 +323,7 @@ class LoadGenerator:
 
     async def add(self, cmd: dict[str, Any]) -> dict[str, Any]:
         started = time.monotonic()
+        self.janus_record_dir = str(cmd.get("record_dir") or "")
         units = [(u, t) for u, t in cmd["units"] if u not in self.units]
         results = await asyncio.gather(
             *(self._add_one(cmd["base"], cmd["person_token"], u, t, int(cmd.get("viewers", 2)),

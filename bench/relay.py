@@ -1,6 +1,7 @@
 """Live-path benchmark: this server beside Janus's VideoRoom and aiortc's ``MediaRelay``, in one run.
 
     python -m bench.relay [--quick] [--rounds 3] [--engine packets|frames] [--workers N] [--recording]
+                          [--janus-records]
                           [--without janus|mediarelay] [--ramp [--max-units 60]] [--out bench/results/relay.json]
 
 Servers, each a subprocess on 127.0.0.1 pinned to the first usable core (the load generators get
@@ -15,6 +16,9 @@ the others; with one core both share it and the output says so):
   which each worker is compared with. Its CPU and memory are those of the whole process tree.
 - ``janus``: Janus 1.1 (Debian ``janus``) with a generated configuration (:mod:`bench.janus_server`):
   the VideoRoom plugin over the HTTP API only, one room per unit (:mod:`bench.janus_client`).
+  It records nothing unless ``--janus-records``: then each room records its publisher (VideoRoom
+  ``record``: raw RTP packets to ``.mjr`` files, Janus's own recorder), which is the nearest Janus
+  comes to ``--recording``. The issue's targets compare with Janus not recording.
 - ``mediarelay``: :mod:`bench.baseline_server`, aiortc's ``MediaRelay`` (decode once, encode per
   viewer). It saturates its core at about 4 units, so it runs 1 and 4 units only (quick: 1).
 
@@ -417,10 +421,11 @@ def _all(loadgens: list[LoadgenChild], cmds: list[dict[str, Any]], timeout: floa
 
 
 def add_units(loadgens: list[LoadgenChild], base: str, person_token: str, tokens: dict[str, str],
-              units: list[str], kind: str = "whip") -> dict[str, Any]:
-    """Publish ``units`` (2 viewers each) on the server at ``base``, spread over ``loadgens``."""
+              units: list[str], kind: str = "whip", record_dir: str = "") -> dict[str, Any]:
+    """Publish ``units`` (2 viewers each) on the server at ``base``, spread over ``loadgens``;
+    ``record_dir``: Janus records each unit's room there (VideoRoom ``record``)."""
     cmds = [{"cmd": "add", "base": base, "person_token": person_token, "viewers": 2, "kind": kind,
-             "units": [[u, tokens[u]] for u in units[k::len(loadgens)]]}
+             "record_dir": record_dir, "units": [[u, tokens[u]] for u in units[k::len(loadgens)]]}
             for k in range(len(loadgens))]
     answers = _all(loadgens, cmds, timeout=60 + 5 * len(units))
     return {"connect_s": max(a["connect_s"] for a in answers),
@@ -788,9 +793,19 @@ class SideBySideBench(Bench):
 
     forward_setup: ForwardSetup = field(default_factory=lambda: ForwardSetup.make(None, None))
     recording: bool = False
+    janus_records: bool = False  # Janus records its rooms too (VideoRoom .mjr files)
     units_by_server: dict[str, tuple[int, ...]] = field(default_factory=dict)
     workers_config: Path = Path()
     janus_config: janus_server.JanusConfig = field(default_factory=lambda: janus_server.JanusConfig(port=0))
+
+    def _add(self, server: ServerChild, units: list[str], loadgens: list[LoadgenChild],
+             kind: str = "whip") -> dict[str, Any]:
+        if kind != "janus" or not self.janus_records:
+            return super()._add(server, units, loadgens, kind)
+        record_dir = self.work / "janus-recordings"
+        record_dir.mkdir(exist_ok=True)
+        return add_units(loadgens, server.url, self.person_tokens.get(server.name, self.person_token),
+                         {u: self.unit_tokens.get(u, "any") for u in units}, units, kind, str(record_dir))
 
     def write_configs(self) -> None:
         archive = (f'[archive]\nenabled = true\ndir = "{self.work / "archive"}"\nsegment_s = 10.0\nmin_free_bytes = 0\n'
@@ -1007,6 +1022,7 @@ def main(argv: list[str] | None = None) -> int:
         "units_by_server": units_by_server,
         "forward_server": {"engine": setup.engine, "env": setup.env, "workers": setup.workers,
                            "recording": args.recording, "notes": list(setup.notes)},
+        "janus_records": args.janus_records,
         "load": {"video": "VP8 640x480@30 pre-encoded loop (field_client.encoded_loop.EncodedLoop)",
                  "audio": f"Opus 20 ms packets, {AUDIO_SPEC.duration_s:g} s pre-encoded loop, "
                           f"{AUDIO_SPEC.bitrate} bit/s",
@@ -1021,7 +1037,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-relay-") as tmp, _signals_raise():
         bench = SideBySideBench(plan, Path(tmp), out.parent / f"{out.stem}-logs", args.max_units,
                                 labels=tuple(labels), pinning=pinning, forward_setup=setup,
-                                recording=args.recording, units_by_server=units_by_server)
+                                recording=args.recording, janus_records=args.janus_records,
+                                units_by_server=units_by_server)
         status = 0
         try:
             bench.setup()

@@ -116,6 +116,8 @@ def parse_args(argv: list[str] | None, description: str) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None,
                         help="also measure the forward server with DISPATCH_MEDIA__WORKERS=N (if it has that setting)")
     parser.add_argument("--recording", action="store_true", help="the forward server records every unit")
+    parser.add_argument("--janus-records", action="store_true",
+                        help="Janus records every unit too (VideoRoom record: .mjr files of raw RTP)")
     parser.add_argument("--without", action="append", default=[], choices=SERVERS[1:],
                         help="leave a reference server out (repeatable)")
     parser.add_argument("--ramp", action="store_true",

@@ -101,3 +101,33 @@ async def test_publisher_and_subscriber_exchange_vp8_and_opus_through_a_videoroo
         await session.close()  # idempotent
         with pytest.raises(janus_client.JanusError, match="Janus error 458"):  # no such session
             await janus_client.JanusSession(http, janus.url)._post(f"/{session.id}", {"janus": "keepalive"})
+
+
+async def test_a_recording_room_writes_the_publishers_audio_and_video(
+    janus: Janus, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop, tmp_path: Path
+) -> None:
+    """bench.relay --janus-records: each room records its publisher (Janus's .mjr files)."""
+    record_dir = tmp_path / "rec"
+    record_dir.mkdir()
+    async with aiohttp.ClientSession() as http, janus_client.JanusSession(http, janus.url) as session:
+        handle = await session.attach()
+        room = await janus_client.create_room(session, handle, "recorded", str(record_dir))
+        publisher = await make_publisher(vp8_loop, opus_loop)
+        try:
+            feed, answer = await janus_client.publish(session, handle, room, publisher.pc.localDescription.sdp)
+            await publisher.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            await session.wait_up(handle)
+
+            def sizes() -> dict[str, int]:
+                return {p.name: p.stat().st_size for p in record_dir.glob("*.mjr")}
+
+            deadline = asyncio.get_running_loop().time() + 30
+            while not (len(sizes()) >= 2 and all(size > 20_000 for size in sizes().values())):
+                assert asyncio.get_running_loop().time() < deadline, f"Janus recorded {sizes()}"
+                await asyncio.sleep(0.2)
+            names = sorted(sizes())
+            assert any("video" in n for n in names) and any("audio" in n for n in names), names
+            await janus_client.destroy_room(session, handle, room)
+        finally:
+            await publisher.close()
+        await session.close()
