@@ -14,4 +14,6 @@ def test_the_in_process_comparison_reports_both_paths(monkeypatch: pytest.Monkey
     out = capsys.readouterr().out
     assert "in process, datagram to two viewers: native" in out
     assert "in process, fan-out to two viewers: native" in out
+    assert "in process, recorder's assembly, VP8: native" in out and "µs/frame" in out
+    assert "in process, recorder's assembly, Opus: native" in out
     assert "native/python" in out and "server" not in out
