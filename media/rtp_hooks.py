@@ -35,8 +35,9 @@ coroutine chain per packet and a task switch per datagram cost more than the for
   tests/media/test_dataplane.py checks both give the same bytes, counters and errors.
 - Viewer senders: ``RTCRtpSender._ssrc`` / ``_rtx_ssrc`` (the SSRCs announced in the answer),
   ``RTCRtpSender._retransmit(seq)`` (called for each NACKed sequence number; replaced per instance
-  by :func:`on_retransmit`) and ``RTCRtpSender._send_rtcp(packets)`` (its periodic SR and SDES; the
-  SR's sender info is rewritten per instance by :func:`on_sender_report`).
+  by :func:`on_retransmit`) and ``RTCRtpSender._send_rtcp(packets)`` (its periodic SR and SDES, and
+  the BYE at its end; replaced per instance by :func:`on_sender_report`, which rewrites the SR's
+  sender info and sends through :func:`rtcp_sender_of`).
 """
 
 from __future__ import annotations
@@ -287,8 +288,11 @@ def on_retransmit(sender: RTCRtpSender, callback: Callable[[int], None]) -> None
     _replace(sender, "_retransmit", retransmit)
 
 
-def on_sender_report(sender: RTCRtpSender, sender_info: Callable[[], RtcpSenderInfo | None]) -> None:
-    """Replace the sender info of each SR that ``sender`` sends by ``sender_info()`` (unless None)."""
+def on_sender_report(sender: RTCRtpSender, sender_info: Callable[[], RtcpSenderInfo | None],
+                     send: RtpSend | None = None) -> None:
+    """Replace the sender info of each SR that ``sender`` sends by ``sender_info()`` (unless None).
+    ``send``: the compound packet goes out through it (:func:`rtcp_sender_of` the sender's
+    transport) instead of aiortc's coroutine chain; None: through aiortc's own ``_send_rtcp``."""
     original = _require_callable(sender, "_send_rtcp", "RTCRtpSender._send_rtcp")
 
     async def send_rtcp(packets: list[Any]) -> None:
@@ -297,6 +301,12 @@ def on_sender_report(sender: RTCRtpSender, sender_info: Callable[[], RtcpSenderI
                 info = sender_info()
                 if info is not None:
                     packet.sender_info = info
-        await original(packets)
+        if send is None:
+            await original(packets)
+            return
+        try:
+            send(b"".join(bytes(packet) for packet in packets))
+        except ConnectionError:
+            pass  # as aiortc's: not connected (yet, or any more)
 
     _replace(sender, "_send_rtcp", send_rtcp)

@@ -372,12 +372,13 @@ class ViewerSession(_Session):
         def connected() -> bool:
             return bool(transport.state == "connected")
 
-        viewer = PacketViewer(fanout.stream, rtp_hooks.rtp_sender_of(transport, fanout.config.native_dataplane),
+        native = fanout.config.native_dataplane
+        viewer = PacketViewer(fanout.stream, rtp_hooks.rtp_sender_of(transport, native),
                               connected, ssrc=ssrc,
                               payload_type=payload_type, rtx_ssrc=rtx_ssrc, rtx_payload_type=rtx[0] if rtx else None,
                               plan=ExtensionPlan.negotiated(section.rtp.headerExtensions, transceiver.mid))
         rtp_hooks.on_retransmit(sender, viewer.retransmit)
-        rtp_hooks.on_sender_report(sender, viewer.sender_info)
+        rtp_hooks.on_sender_report(sender, viewer.sender_info, rtp_hooks.rtcp_sender_of(transport, native))
         fanout.stream.subscribe(viewer)
         self.packet_viewers.append(viewer)
         # No keyframe request here: ICE and DTLS are not up yet, and a keyframe now would pass

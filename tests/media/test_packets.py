@@ -213,13 +213,15 @@ def _ntp_to_unix(ntp: int) -> float:
     return (ntp >> 32) - 2208988800 + (ntp & 0xFFFFFFFF) / (1 << 32)
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
 async def test_viewer_sender_reports_map_forwarded_timestamps_to_the_wall_clock_for_lip_sync(
-    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop
+    make_live: Any, http: aiohttp.ClientSession, vp8_loop: EncodedLoop, opus_loop: EncodedAudioLoop, native: bool
 ) -> None:
     """The SRs a real viewer gets carry the publisher's NTP ↔ RTP mapping in the forwarded
     numbering: a packet's timestamp projects through them to about when it was sent, for video and
-    audio alike (lip sync), and their packet and octet counts are what the viewer was sent."""
-    live: LiveServer = await make_live(media={"engine": "packets"})
+    audio alike (lip sync), and their packet and octet counts are what the viewer was sent. Sent
+    through the native RTCP sender, and through aiortc's own send path (the Python reference)."""
+    live: LiveServer = await make_live(media={"engine": "packets", "native_dataplane": native})
     token = live.add_unit("bc-sr")
     live.add_user("op", "operator")
     op = await live.login("op")

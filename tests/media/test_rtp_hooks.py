@@ -10,7 +10,7 @@ import inspect
 import pytest
 from aioice import ice
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.rtp import RtcpPacket, RtcpPsfbPacket
+from aiortc.rtp import RtcpByePacket, RtcpPacket, RtcpPsfbPacket, RtcpSenderInfo, RtcpSrPacket
 
 from media import _dataplane, rtp_hooks
 from media.packets import IdleTrack
@@ -171,3 +171,30 @@ def test_the_native_ingress_takes_datagrams_at_aioices_protocols() -> None:
     received = inspect.getsource(ice.StunProtocol.datagram_received)
     assert "stun.parse_message(data)" in received and "except ValueError:" in received
     assert "self._protocols: list[StunProtocol] = []" in inspect.getsource(ice.Connection.__init__)
+
+
+async def test_sender_reports_go_through_the_given_sender_with_their_info_replaced() -> None:
+    """on_sender_report with a sender: the SR's info is the viewer's, the compound packet goes out
+    in one call, and a sender that is not connected (ConnectionError) is no error, as in aiortc."""
+
+    class Sender:
+        _ssrc = 1234
+
+        async def _send_rtcp(self, packets: list[object]) -> None:
+            raise AssertionError("aiortc's own path is not taken")
+
+    sent: list[bytes] = []
+    info = RtcpSenderInfo(ntp_timestamp=1 << 40, rtp_timestamp=9000, packet_count=7, octet_count=700)
+    sender = Sender()
+    rtp_hooks.on_sender_report(sender, lambda: info, sent.append)  # type: ignore[arg-type]
+    stale = RtcpSenderInfo(ntp_timestamp=1, rtp_timestamp=2, packet_count=3, octet_count=4)
+    await sender._send_rtcp([RtcpSrPacket(ssrc=1234, sender_info=stale), RtcpByePacket(sources=[1234])])
+    (packet,) = sent
+    sr, bye = RtcpPacket.parse(packet)
+    assert isinstance(sr, RtcpSrPacket) and sr.sender_info == info and isinstance(bye, RtcpByePacket)
+
+    def not_connected(data: bytes) -> None:
+        raise ConnectionError("Cannot send encrypted RTCP, not connected")
+
+    rtp_hooks.on_sender_report(sender, lambda: None, not_connected)  # type: ignore[arg-type]
+    await sender._send_rtcp([RtcpByePacket(sources=[1234])])
