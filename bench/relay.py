@@ -1064,7 +1064,7 @@ def main(argv: list[str] | None = None) -> int:
     if "summary" not in result and "rounds" in result:
         result["summary"] = side_by_side.summarize(result["rounds"], None)
     result["targets"] = side_by_side.verdicts(result.get("summary", {}), result.get("late_viewer", {}), setup,
-                                              args.recording, len(pinning.load))
+                                              args.recording, len(pinning.load), args.janus_records)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     print("\n".join(side_by_side.table(result.get("summary", {}), labels)))

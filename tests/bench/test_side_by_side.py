@@ -101,6 +101,10 @@ def test_medians_over_rounds_ratios_and_targets() -> None:
     targets = verdicts(summary, late, ForwardSetup.make(None, None, known=set()), recording=False)
     assert targets["cpu_per_unit"]["pass"] is True and "recording off" in targets["cpu_per_unit"]["target"]
     assert targets["cpu_per_unit_vs_janus"]["pass"] is False
+    assert "Janus not recording" in targets["cpu_per_unit_vs_janus"]["target"]
+    recording = verdicts(summary, late, ForwardSetup.make(None, None, known=set()), recording=True,
+                         janus_records=True)["cpu_per_unit_vs_janus"]["target"]
+    assert "like with like, not the issue's condition" in recording
     assert targets["units_24_on_time"]["pass"] is True
     assert targets["late_viewer_p95"]["pass"] is False
     assert targets["added_latency_p95"]["pass"] is True
