@@ -661,7 +661,11 @@ class Bench:
     def _add(self, server: ServerChild, units: list[str], loadgens: list[LoadgenChild],
              kind: str = "whip") -> dict[str, Any]:
         return add_units(loadgens, server.url, self.person_tokens.get(server.name, self.person_token),
-                         {u: self.unit_tokens.get(u, "any") for u in units}, units, kind)
+                         {u: self.unit_tokens.get(u, "any") for u in units}, units, kind, self._record_dir(kind))
+
+    def _record_dir(self, kind: str) -> str:
+        """Where a reference server of ``kind`` records ("" = it does not)."""
+        return ""
 
     # 1. CPU per unit -----------------------------------------------------------------------
     def cpu_rounds(self) -> list[dict[str, Any]]:
@@ -798,14 +802,12 @@ class SideBySideBench(Bench):
     workers_config: Path = Path()
     janus_config: janus_server.JanusConfig = field(default_factory=lambda: janus_server.JanusConfig(port=0))
 
-    def _add(self, server: ServerChild, units: list[str], loadgens: list[LoadgenChild],
-             kind: str = "whip") -> dict[str, Any]:
+    def _record_dir(self, kind: str) -> str:
         if kind != "janus" or not self.janus_records:
-            return super()._add(server, units, loadgens, kind)
+            return ""
         record_dir = self.work / "janus-recordings"
         record_dir.mkdir(exist_ok=True)
-        return add_units(loadgens, server.url, self.person_tokens.get(server.name, self.person_token),
-                         {u: self.unit_tokens.get(u, "any") for u in units}, units, kind, str(record_dir))
+        return str(record_dir)
 
     def write_configs(self) -> None:
         archive = (f'[archive]\nenabled = true\ndir = "{self.work / "archive"}"\nsegment_s = 10.0\nmin_free_bytes = 0\n'

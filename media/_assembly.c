@@ -157,26 +157,15 @@ static int starts_keyframe(int kind, PyObject *payload) {
 static int is_keyframe(int kind, const unsigned char *d, Py_ssize_t n) {
     if (kind == KIND_VP8)
         return n > 0 && (d[0] & 0x01) == 0;
-    if (kind == KIND_H264) {
-        Py_ssize_t i = 0;
-        for (;;) {
-            const unsigned char *hit = NULL;
-            for (Py_ssize_t k = i; k + 2 < n; k++) {
-                if (d[k] == 0 && d[k + 1] == 0 && d[k + 2] == 1) {
-                    hit = d + k;
-                    break;
-                }
-            }
-            if (hit == NULL)
-                return 0;
-            i = hit - d;
-            if (i + 3 >= n)
-                return 0;
-            int t = d[i + 3] & 0x1F;
+    if (kind == KIND_H264) { /* the type after each start code 00 00 01 */
+        const unsigned char *at = d, *end = d + n;
+        while ((at = memmem(at, end - at, "\0\0\1", 3)) != NULL && at + 3 < end) {
+            int t = at[3] & 0x1F;
             if (t == 5 || t == 7)
                 return 1;
-            i += 3;
+            at += 3;
         }
+        return 0;
     }
     return 1;
 }
@@ -658,6 +647,7 @@ static PyObject *assembler_push(Assembler *a, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_ValueError, "push(): sequence number or timestamp out of range");
         return NULL;
     }
+    int kept = 0; /* the packet is in the table already */
     if (a->kind == KIND_AUDIO) {
         if (push_audio(a, seq, (uint32_t)ts, payload, now) < 0)
             return NULL;
@@ -669,6 +659,7 @@ static PyObject *assembler_push(Assembler *a, PyObject *const *args, Py_ssize_t 
             table_clear(a);
         if (table_put(a, seq, (uint32_t)ts, marker, payload) < 0)
             return NULL;
+        kept = 1;
         if (!starts_keyframe(a->kind, payload))
             Py_RETURN_NONE;
         a->next = seq;
@@ -686,7 +677,7 @@ static PyObject *assembler_push(Assembler *a, PyObject *const *args, Py_ssize_t 
             Py_RETURN_NONE; /* its frame was emitted or dropped already */
         a->next = seq;       /* an earlier start of the same keyframe */
     }
-    if (table_put(a, seq, (uint32_t)ts, marker, payload) < 0 || drain(a, now) < 0)
+    if ((!kept && table_put(a, seq, (uint32_t)ts, marker, payload) < 0) || drain(a, now) < 0)
         return NULL;
     Py_RETURN_NONE;
 }

@@ -118,12 +118,13 @@ class FrameAssembler:
             self._next = seq
             for s in [s for s in self._pending if seq_delta(s, seq) < 0]:
                 del self._pending[s]
-        elif seq_delta(seq, self._next) < 0:
-            first = self._pending.get(self._next)
-            if not (first is not None and first[0] == ts and payload_starts_keyframe(self._mime, payload)):
-                return  # its frame was emitted or dropped already
-            self._next = seq  # an earlier start of the same keyframe (H.264: SPS/PPS before the IDR)
-        self._pending[seq] = (ts, marker, payload)
+        else:
+            if seq_delta(seq, self._next) < 0:
+                first = self._pending.get(self._next)
+                if not (first is not None and first[0] == ts and payload_starts_keyframe(self._mime, payload)):
+                    return  # its frame was emitted or dropped already
+                self._next = seq  # an earlier start of the same keyframe (H.264: SPS/PPS before the IDR)
+            self._pending[seq] = (ts, marker, payload)
         self._drain(now)
 
     def _push_audio(self, seq: int, ts: int, payload: bytes, now: float) -> None:

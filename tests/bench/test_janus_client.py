@@ -16,6 +16,7 @@ from field_client.encoded_loop import EncodedAudioLoop, EncodedLoop
 from tests.support.orphans import die_with_suite
 from tests.support.peers import make_answering_viewer, make_publisher
 from tests.support.processes import Process
+from tests.support.waits import until
 
 
 @dataclass
@@ -121,10 +122,8 @@ async def test_a_recording_room_writes_the_publishers_audio_and_video(
             def sizes() -> dict[str, int]:
                 return {p.name: p.stat().st_size for p in record_dir.glob("*.mjr")}
 
-            deadline = asyncio.get_running_loop().time() + 30
-            while not (len(sizes()) >= 2 and all(size > 20_000 for size in sizes().values())):
-                assert asyncio.get_running_loop().time() < deadline, f"Janus recorded {sizes()}"
-                await asyncio.sleep(0.2)
+            await until(lambda: len(sizes()) >= 2 and all(size > 20_000 for size in sizes().values()), 30,
+                        "Janus records the publisher's audio and video")
             names = sorted(sizes())
             assert any("video" in n for n in names) and any("audio" in n for n in names), names
             await janus_client.destroy_room(session, handle, room)

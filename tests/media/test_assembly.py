@@ -402,6 +402,12 @@ def _payload_corpus(loops: list[EncodedLoop]) -> list[bytes]:
         corpus.append(b"\x18\x00\x02" + bytes([t, 0x11]) + b"\x00\x01\x09")
         corpus.append(b"\x18\x00\x02\x09\x00\x00\x02" + bytes([t, 0x11]))
         corpus.append(bytes([0x7C, 0x80 | t]) + b"\x01\x02")
+        # Annex-B frames (is_keyframe): one NAL unit, one after an overlapping start code, one after
+        # another NAL unit, and a start code with nothing after it
+        corpus.append(b"\x00\x00\x00\x01" + bytes([0x60 | t, 0x11]))
+        corpus.append(b"\x00\x00\x01\x00\x00\x01" + bytes([t]))
+        corpus.append(b"\x00\x00\x01\x09\x10\x00\x00\x01" + bytes([t, 0x22]))
+        corpus.append(bytes([t]) + b"\x00\x00\x01")
     corpus.extend(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40))) for _ in range(3000))
     return corpus
 
