@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: run test lint install system-deps bench clean
 
-$(STAMP): pyproject.toml setup.py media/_dataplane.c media/_assembly.c console/package-lock.json
+$(STAMP): pyproject.toml setup.py media/_dataplane.c media/_ingress.c media/_dataplane.h media/_codec_rules.h media/_assembly.c console/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

@@ -15,35 +15,18 @@
  * path. Its scratch buffer is filled only after the last call that may run Python code and copied
  * out before the next.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
-#include <string.h>
-#include <structmember.h>
 #include <time.h>
 
-typedef int (*srtp_fn)(void *ctx, void *hdr, int *len);
+#include "_dataplane.h"
 
-#define BUFFER_LEN 1500 /* pylibsrtp's own buffer: a longer packet is refused the same way */
+plane_t dp_plane;
+#define plane dp_plane
 
-typedef struct {
-    srtp_fn protect, unprotect, protect_rtcp; /* incoming RTCP stays with aiortc (pylibsrtp) */
-    int rtp_trailer, rtcp_trailer;
-    PyObject *error_class; /* pylibsrtp.Error */
-    PyObject *messages;    /* pylibsrtp.ERRORS: a message per status */
-    PyObject *connected;   /* aiortc.rtcdtlstransport.State.CONNECTED */
-    PyObject *str_state, *str_rx_srtp, *str_tx_srtp, *str_protocol, *str_transport, *str_sendto,
-        *str_remote_addr, *str_rx_bytes, *str_rx_packets, *str_tx_bytes, *str_tx_packets, *one;
-    int bound;
-    unsigned char scratch[BUFFER_LEN + 16];
-} plane_t;
-
-static plane_t plane;
-
-static int intern(PyObject **slot, const char *s) {
+int dp_intern(PyObject **slot, const char *s) {
     *slot = PyUnicode_InternFromString(s);
     return *slot == NULL ? -1 : 0;
 }
+#define intern dp_intern
 
 static PyObject *srtp_error(int status) {
     if (status > 0 && status < PyList_GET_SIZE(plane.messages))
@@ -53,7 +36,7 @@ static PyObject *srtp_error(int status) {
     return NULL;
 }
 
-static int add_to_counter(PyObject *owner, PyObject *name, long long amount) {
+int dp_add_to_counter(PyObject *owner, PyObject *name, long long amount) {
     PyObject *value = PyObject_GetAttr(owner, name);
     if (value == NULL) return -1;
     long long current = PyLong_AsLongLong(value);
@@ -208,8 +191,8 @@ static PyObject *outbound_send(Outbound *self, int len) {
     Py_DECREF(data);
     if (sent == NULL) return NULL;
     Py_DECREF(sent);
-    if (add_to_counter(self->transport, plane.str_tx_bytes, n) < 0 ||
-        add_to_counter(self->transport, plane.str_tx_packets, 1) < 0)
+    if (dp_add_to_counter(self->transport, plane.str_tx_bytes, n) < 0 ||
+        dp_add_to_counter(self->transport, plane.str_tx_packets, 1) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -409,19 +392,32 @@ static PyObject *inbound_call(Inbound *self, PyObject *args, PyObject *kwds) {
     memcpy(plane.scratch, d, len);
     int n = (int)len;
     if (plane.unprotect(self->ctx, plane.scratch, &n) != 0) Py_RETURN_NONE;
-    PyObject *plain = PyBytes_FromStringAndSize((const char *)plane.scratch, n);
-    if (plain == NULL) return NULL;
-    if (add_to_counter(self->transport, plane.str_rx_bytes, len) < 0 ||
-        add_to_counter(self->transport, plane.str_rx_packets, 1) < 0) {
-        Py_DECREF(plain);
-        return NULL;
-    }
-    PyObject *handler = self->handler, *on_error = self->on_error;
+    PyObject *handler = self->handler, *on_error = self->on_error, *handled;
     Py_INCREF(handler);
     Py_INCREF(on_error);
-    PyObject *handled = PyObject_CallOneArg(handler, plain);
+    if (PyObject_TypeCheck(handler, &IngressCoreType)) { /* read from the scratch buffer, no bytes object */
+        unsigned char packet[BUFFER_LEN + 16];
+        memcpy(packet, plane.scratch, n); /* the counters below may run Python code */
+        if (dp_add_to_counter(self->transport, plane.str_rx_bytes, len) < 0 ||
+            dp_add_to_counter(self->transport, plane.str_rx_packets, 1) < 0) {
+            Py_DECREF(handler);
+            Py_DECREF(on_error);
+            return NULL;
+        }
+        handled = ingress_rtp(handler, packet, n) < 0 ? NULL : Py_NewRef(Py_None);
+    } else {
+        PyObject *plain = PyBytes_FromStringAndSize((const char *)plane.scratch, n);
+        if (plain == NULL || dp_add_to_counter(self->transport, plane.str_rx_bytes, len) < 0 ||
+            dp_add_to_counter(self->transport, plane.str_rx_packets, 1) < 0) {
+            Py_XDECREF(plain);
+            Py_DECREF(handler);
+            Py_DECREF(on_error);
+            return NULL;
+        }
+        handled = PyObject_CallOneArg(handler, plain);
+        Py_DECREF(plain);
+    }
     Py_DECREF(handler);
-    Py_DECREF(plain);
     if (handled != NULL) {
         Py_DECREF(on_error);
         Py_DECREF(handled);
@@ -464,7 +460,6 @@ static PyTypeObject InboundType = {
  * extension block built once. The references: media.packets.fan_out, PacketViewer.forward and
  * media.rtpext.ExtensionPlan.block (tests/media/test_dataplane.py compares them packet for packet).
  */
-#define LATE_LIMIT 400 /* media.packets.LATE_LIMIT (pinned by a test) */
 #define NTP_EPOCH_OFFSET 2208988800.0
 #define PLANS_CACHED 8
 
@@ -478,8 +473,8 @@ typedef struct {
     PyObject *fanout;
     long long packets, octets, frames;
     long delta;    /* viewer sequence number = stream sequence number + delta (mod 2^16) */
-    long epoch;    /* stream sequence number this viewer (re)started at; -1: None */
-    long next_seq; /* -1: None */
+    long long epoch; /* stream sequence number this viewer (re)started at; -1: None */
+    long long next_seq; /* -1: None */
     long payload_type;
     unsigned long ssrc;
     char waiting, video;
@@ -525,14 +520,15 @@ static PyObject *viewer_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     return (PyObject *)self;
 }
 
-static long seq_delta(long a, long b) { return ((a - b + 0x8000) & 0xFFFF) - 0x8000; }
+#define seq_delta dp_seq_delta
 
-static PyObject *get_optional(long value) {
+PyObject *dp_get_optional(long long value) {
     if (value < 0) Py_RETURN_NONE;
-    return PyLong_FromLong(value);
+    return PyLong_FromLongLong(value);
 }
 
-static int set_optional(long *slot, PyObject *value, const char *name) {
+/* an int in 0..max, or None (-1) */
+int dp_set_optional(long long *slot, PyObject *value, const char *name, long long max) {
     if (value == NULL) {
         PyErr_Format(PyExc_AttributeError, "%s cannot be deleted", name);
         return -1;
@@ -541,17 +537,17 @@ static int set_optional(long *slot, PyObject *value, const char *name) {
         *slot = -1;
         return 0;
     }
-    long v = PyLong_AsLong(value);
+    long long v = PyLong_AsLongLong(value);
     if (v == -1 && PyErr_Occurred()) return -1;
-    if (v < 0 || v > 0xFFFF) {
-        PyErr_Format(PyExc_ValueError, "%s must be a 16-bit sequence number or None", name);
+    if (v < 0 || v > max) {
+        PyErr_Format(PyExc_ValueError, "%s must be an int in 0..%lld or None", name, max);
         return -1;
     }
     *slot = v;
     return 0;
 }
 
-static int set_flag(char *slot, PyObject *value, const char *name) {
+int dp_set_flag(char *slot, PyObject *value, const char *name) {
     if (value == NULL) {
         PyErr_Format(PyExc_AttributeError, "%s cannot be deleted", name);
         return -1;
@@ -562,16 +558,16 @@ static int set_flag(char *slot, PyObject *value, const char *name) {
     return 0;
 }
 
-static PyObject *viewer_get_epoch(ViewerCore *self, void *c) { return get_optional(self->epoch); }
-static int viewer_set_epoch(ViewerCore *self, PyObject *v, void *c) { return set_optional(&self->epoch, v, "_epoch"); }
-static PyObject *viewer_get_next_seq(ViewerCore *self, void *c) { return get_optional(self->next_seq); }
+static PyObject *viewer_get_epoch(ViewerCore *self, void *c) { return dp_get_optional(self->epoch); }
+static int viewer_set_epoch(ViewerCore *self, PyObject *v, void *c) { return dp_set_optional(&self->epoch, v, "_epoch", 0xFFFF); }
+static PyObject *viewer_get_next_seq(ViewerCore *self, void *c) { return dp_get_optional(self->next_seq); }
 static int viewer_set_next_seq(ViewerCore *self, PyObject *v, void *c) {
-    return set_optional(&self->next_seq, v, "_next_seq");
+    return dp_set_optional(&self->next_seq, v, "_next_seq", 0xFFFF);
 }
 static PyObject *viewer_get_waiting(ViewerCore *self, void *c) { return PyBool_FromLong(self->waiting); }
-static int viewer_set_waiting(ViewerCore *self, PyObject *v, void *c) { return set_flag(&self->waiting, v, "waiting"); }
+static int viewer_set_waiting(ViewerCore *self, PyObject *v, void *c) { return dp_set_flag(&self->waiting, v, "waiting"); }
 static PyObject *viewer_get_video(ViewerCore *self, void *c) { return PyBool_FromLong(self->video); }
-static int viewer_set_video(ViewerCore *self, PyObject *v, void *c) { return set_flag(&self->video, v, "video"); }
+static int viewer_set_video(ViewerCore *self, PyObject *v, void *c) { return dp_set_flag(&self->video, v, "video"); }
 
 static PyObject *viewer_get_send(ViewerCore *self, void *c) {
     if (self->send == NULL) Py_RETURN_NONE;
@@ -682,7 +678,7 @@ static int viewer_forward(ViewerCore *v, long out_seq, unsigned long ts, int mar
     v->octets += PyBytes_GET_SIZE(payload);
     if (marker || !v->video) {
         v->frames += 1;
-        if (add_to_counter(v->fanout, str_frames_out, 1) < 0) return -1;
+        if (dp_add_to_counter(v->fanout, str_frames_out, 1) < 0) return -1;
         if (v->frames == 1) {
             PyObject *r = PyObject_CallMethodNoArgs((PyObject *)v, str_first_frame);
             if (r == NULL) return -1;
@@ -808,6 +804,13 @@ static PyObject *plane_fan_out(PyObject *module, PyObject *const *args, Py_ssize
         PyErr_SetString(PyExc_TypeError, "send_time must be 3 bytes (abs-send-time) or None");
         return NULL;
     }
+    if (dp_fan_out(viewers, out_seq, out_ts, marker, payload, starts, level, send_time) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* viewers: a tuple; payload: bytes; level: bytes or None; send_time: 3 bytes or NULL (now) */
+int dp_fan_out(PyObject *viewers, long out_seq, unsigned long out_ts, int marker, PyObject *payload, int starts,
+               PyObject *level, PyObject *send_time) {
     if (send_time != NULL) Py_INCREF(send_time);
     PyObject *plans[PLANS_CACHED], *blocks[PLANS_CACHED];
     int cached = 0, failed = 0;
@@ -868,8 +871,7 @@ static PyObject *plane_fan_out(PyObject *module, PyObject *const *args, Py_ssize
     }
     Py_XDECREF(send_time);
     Py_DECREF(viewers);
-    if (failed) return NULL;
-    Py_RETURN_NONE;
+    return failed ? -1 : 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -947,7 +949,7 @@ PyMODINIT_FUNC PyInit__dataplane(void) {
     if (PyModule_AddObjectRef(m, "Outbound", (PyObject *)&OutboundType) < 0 ||
         PyModule_AddObjectRef(m, "Inbound", (PyObject *)&InboundType) < 0 ||
         PyModule_AddObjectRef(m, "ViewerCore", (PyObject *)&ViewerCoreType) < 0 ||
-        PyModule_AddIntConstant(m, "LATE_LIMIT", LATE_LIMIT) < 0) {
+        PyModule_AddIntConstant(m, "LATE_LIMIT", LATE_LIMIT) < 0 || ingress_ready(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from aiortc import RTCDtlsTransport
@@ -39,7 +38,7 @@ from aiortc.rtp import (
     pack_remb_fci,
 )
 
-from . import rtp_hooks
+from . import _dataplane, rtp_hooks
 from .packets import PacketStream
 from .rtpwire import parse_rtp, seq_delta, unwrap_rtx_payload
 
@@ -49,28 +48,34 @@ REPORT_INTERVAL_S = 1.0
 _SR_HEAD = struct.Struct("!BBHIQI")  # V/P/RC, PT=200, length, SSRC, NTP, RTP timestamp
 
 
-@dataclass
-class _Route:
-    kind: str
-    stream: PacketStream
-    codec: Any
-    send: rtp_hooks.RtpSend  # RTCP to the publisher
-    audio_level_id: int | None = None  # the publisher's ssrc-audio-level extension id
-    nack: bool = True  # NACK negotiated (``a=rtcp-fb:PT nack``)
-    nacked: int = 0  # sequence numbers NACKed (tries included)
-    lost: int = 0  # given up on: lost for good
-    ssrc: int | None = None
-    pli_pending: bool = False
-    retry: asyncio.TimerHandle | None = None  # the NACK tracker's next due time, while something is missing
-    # RFC 3550 A.3 reception statistics
-    base_seq: int = 0
-    max_seq: int = 0
-    cycles: int = 0
-    received: int = 0
-    expected_prior: int = 0
-    received_prior: int = 0
-    lsr: int = 0  # middle 32 bits of the NTP time of the publisher's last SR
-    lsr_at: float | None = None
+class _Route(_dataplane.RouteCore):
+    """One stream of a publisher. What the packet path uses (``stream``, ``ssrc``, ``nack``,
+    ``pli_pending``, ``retry`` and the reception statistics) lives in the C fields of
+    :class:`media._dataplane.RouteCore`; :meth:`count` is the reference of the native one."""
+
+    def __init__(self, kind: str, stream: PacketStream, codec: Any, send: rtp_hooks.RtpSend,
+                 audio_level_id: int | None = None, nack: bool = True) -> None:
+        super().__init__()
+        self.kind = kind
+        self.stream = stream
+        self.codec = codec
+        self.send = send  # RTCP to the publisher
+        self.audio_level_id = audio_level_id  # the publisher's ssrc-audio-level extension id
+        self.nack = nack  # NACK negotiated (``a=rtcp-fb:PT nack``)
+        self.nacked = 0  # sequence numbers NACKed (tries included)
+        self.lost = 0  # given up on: lost for good
+        self.ssrc: int | None = None
+        self.pli_pending = False
+        self.retry: asyncio.TimerHandle | None = None  # the NACK tracker's next due time, while something is missing
+        # RFC 3550 A.3 reception statistics
+        self.base_seq = 0
+        self.max_seq = 0
+        self.cycles = 0
+        self.received = 0
+        self.expected_prior = 0
+        self.received_prior = 0
+        self.lsr = 0  # middle 32 bits of the NTP time of the publisher's last SR
+        self.lsr_at: float | None = None
 
     def count(self, seq: int) -> None:
         if self.received == 0:
@@ -99,11 +104,16 @@ class _Route:
         )
 
 
-class PublisherIngress:
-    """All media of one publisher's peer connection, routed into packet streams."""
+class PublisherIngress(_dataplane.IngressCore):
+    """All media of one publisher's peer connection, routed into packet streams.
+
+    What :meth:`_on_rtp` uses lives in the C fields of :class:`media._dataplane.IngressCore`
+    (attributes here as anywhere). On the native data plane the ingress itself is the datagram
+    hook's handler: calling it is ``_on_rtp`` in C, the method below its reference."""
 
     def __init__(self, unit_id: str, rtcp_ssrc: int, max_bitrate: int, clock: Callable[[], float], *,
                  native: bool = True) -> None:
+        super().__init__()
         self.unit_id = unit_id
         self._native = native  # media._dataplane's hooks (else rtp_hooks' Python reference)
         self._rtcp_ssrc = rtcp_ssrc
@@ -132,7 +142,7 @@ class PublisherIngress:
             self._rtx_pt[pt] = route
         if transport not in self._transports:
             self._transports.append(transport)
-            rtp_hooks.intercept_rtp(transport, self._on_rtp, self._native)
+            rtp_hooks.intercept_rtp(transport, self if self._native else self._on_rtp, self._native)
             rtp_hooks.observe_rtcp(transport, self._on_rtcp)
 
     async def request_keyframe(self, kind: str = "video") -> bool:
@@ -193,10 +203,8 @@ class PublisherIngress:
                 return
             seq, payload = original
         elif route.ssrc != view.ssrc:
-            if route.ssrc is not None:  # the publisher restarted its stream: a new source
-                logger.info("unit %s: %s SSRC changed", self.unit_id, route.kind)
-                route.stream.start_source(route.codec, route.audio_level_id)
-                route.received = 0
+            if route.ssrc is not None:
+                self._source_changed(route)
             route.ssrc = view.ssrc
         now = self._clock()
         self.last_arrival = now
@@ -214,6 +222,12 @@ class PublisherIngress:
             self._send_reports(now)
         if self._recovered is not None:
             self._check_recovered()
+
+    def _source_changed(self, route: _Route) -> None:
+        """The publisher restarted its stream: a new source."""
+        logger.info("unit %s: %s SSRC changed", self.unit_id, route.kind)
+        route.stream.start_source(route.codec, route.audio_level_id)
+        route.received = 0
 
     def _tend(self, route: _Route, now: float) -> None:
         """The NACK tracker's due tries (as a packet arrives, or on its timer); while something is

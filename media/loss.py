@@ -8,6 +8,7 @@ import math
 from collections import deque
 from typing import NamedTuple
 
+from . import _dataplane
 from .rtpwire import seq_delta
 
 # What one viewer's NACKs may cost (RetransmitLimit). aiortc viewers NACK every packet still
@@ -43,10 +44,14 @@ class CachedPacket(NamedTuple):
     payload: bytes
 
 
+_dataplane.use_cached_packet(CachedPacket)  # what the native cache's get() returns
+
+
 class PacketCache:
     """The last ``size`` forwarded packets of one stream, by sequence number (512 ≈ 5 s of
     1 Mbit/s video), and with ``max_age_s`` none older than that: a NACK comes within a round
-    trip, and 512 packets of video held ~0.6 MB per stream."""
+    trip, and 512 packets of video held ~0.6 MB per stream. The reference of
+    :class:`media._dataplane.PacketCache`, the native data plane's (the same in C arrays)."""
 
     def __init__(self, size: int = 512, max_age_s: float | None = None) -> None:
         self._size = size
@@ -80,7 +85,7 @@ class PacketCache:
         self._puts.clear()
 
 
-class NackTracker:
+class NackTracker(_dataplane.NackCore):
     """Sequence numbers missing from a publisher's stream: each is NACKed at once, then again at
     growing intervals (``retry_s``, 1.5 × ``retry_s``, 2 × ``retry_s`` ...) up to ``max_tries``
     times, and given up as lost for good when the next try would be due (0.7 s with the defaults)
@@ -95,11 +100,15 @@ class NackTracker:
     Sequence numbers here are the publisher's own (16-bit). Runs without a task: :meth:`due` is
     called as packets arrive, and by the ingress's timer at :attr:`due_at` while something is
     missing and no packet comes (the last packets before a publisher goes quiet).
+
+    Its fields live in :class:`media._dataplane.NackCore` (attributes here as anywhere); the native
+    data plane does :meth:`seen`, the reference, in C on them.
     """
 
     MAX_GAP = 256  # a jump further than this is a restart or a burst beyond the cache: not NACKed
 
     def __init__(self, retry_s: float = 0.1, max_tries: int = 4, give_up_s: float = 1.0) -> None:
+        super().__init__()
         self._retry_s = retry_s
         self._max_tries = max_tries
         self._give_up_s = give_up_s

@@ -71,16 +71,24 @@ class IdleTrack(MediaStreamTrack):
         super().stop()
 
 
-class PacketStream:
+class PacketStream(_dataplane.StreamCore):
+    """What :meth:`on_packet` uses lives in the C fields of :class:`media._dataplane.StreamCore`
+    (attributes here as anywhere). On the native data plane ``on_packet`` is its C twin, which the
+    native ingress also calls without a Python frame; the method below is the reference."""
+
     def __init__(self, fanout: Fanout, clock: Callable[[], float]) -> None:
+        super().__init__()
+        native = fanout.config.native_dataplane
         self.fanout = fanout
         self.clock = clock
         self.viewers: set[PacketViewer] = set()
         self._fan: tuple[PacketViewer, ...] = ()  # the viewers, as fan_out takes them
         # the native data plane's fan-out (media._dataplane), or the Python reference
-        self._fan_out = _dataplane.fan_out if fanout.config.native_dataplane else fan_out
-        self.cache = PacketCache(max_age_s=CACHE_AGE_S)
+        self._fan_out = _dataplane.fan_out if native else fan_out
+        self.cache = _dataplane.PacketCache(max_age_s=CACHE_AGE_S) if native else PacketCache(max_age_s=CACHE_AGE_S)
         self.nacks = NackTracker()
+        if native:
+            self.on_packet = self._on_packet_native  # type: ignore[method-assign,assignment]
         self.assembler: Assembler | None = None
         self._assembling = False
         self._mime = ""
