@@ -300,7 +300,7 @@ static PyTypeObject OutboundType = {
  */
 typedef struct {
     PyObject_HEAD
-    PyObject *transport, *original, *handler, *on_error, *resolve;
+    PyObject *transport, *original, *handler, *rtcp, *on_error, *resolve; /* handler, rtcp: or None */
     PyObject *session;
     void *ctx;
 } Inbound;
@@ -309,6 +309,7 @@ static int inbound_traverse(Inbound *self, visitproc visit, void *arg) {
     Py_VISIT(self->transport);
     Py_VISIT(self->original);
     Py_VISIT(self->handler);
+    Py_VISIT(self->rtcp);
     Py_VISIT(self->on_error);
     Py_VISIT(self->resolve);
     Py_VISIT(self->session);
@@ -319,6 +320,7 @@ static int inbound_clear(Inbound *self) {
     Py_CLEAR(self->transport);
     Py_CLEAR(self->original);
     Py_CLEAR(self->handler);
+    Py_CLEAR(self->rtcp);
     Py_CLEAR(self->on_error);
     Py_CLEAR(self->resolve);
     Py_CLEAR(self->session);
@@ -333,26 +335,22 @@ static void inbound_dealloc(Inbound *self) {
 }
 
 static int inbound_init(Inbound *self, PyObject *args, PyObject *kwds) {
-    static char *names[] = {"transport", "original", "handler", "on_error", "resolve", NULL};
-    PyObject *transport, *original, *handler, *on_error, *resolve;
+    static char *names[] = {"transport", "original", "handler", "on_error", "resolve", "rtcp", NULL};
+    PyObject *transport, *original, *handler, *on_error, *resolve, *rtcp = Py_None;
     if (!plane.bound) {
         PyErr_SetString(PyExc_RuntimeError, "media._dataplane.bind() was not called");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO", names, &transport, &original, &handler, &on_error,
-                                     &resolve))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|O", names, &transport, &original, &handler, &on_error,
+                                     &resolve, &rtcp))
         return -1;
     inbound_clear(self);
-    Py_INCREF(transport);
-    self->transport = transport;
-    Py_INCREF(original);
-    self->original = original;
-    Py_INCREF(handler);
-    self->handler = handler;
-    Py_INCREF(on_error);
-    self->on_error = on_error;
-    Py_INCREF(resolve);
-    self->resolve = resolve;
+    self->transport = Py_NewRef(transport);
+    self->original = Py_NewRef(original);
+    self->handler = Py_NewRef(handler);
+    self->rtcp = Py_NewRef(rtcp);
+    self->on_error = Py_NewRef(on_error);
+    self->resolve = Py_NewRef(resolve);
     return 0;
 }
 
@@ -369,7 +367,8 @@ static PyObject *inbound_call(Inbound *self, PyObject *args, PyObject *kwds) {
     Py_ssize_t len = PyBytes_Check(data) ? PyBytes_GET_SIZE(data) : 0;
     const unsigned char *d = len ? (const unsigned char *)PyBytes_AS_STRING(data) : NULL;
     /* RFC 7983: 128..191 is RTP or RTCP; RTCP packet types are 192..223 */
-    if (session == Py_None || len < 2 || d[0] < 128 || d[0] > 191 || (d[1] > 191 && d[1] < 224)) {
+    int srtp = len >= 2 && d[0] >= 128 && d[0] <= 191, rtcp = srtp && d[1] > 191 && d[1] < 224;
+    if (session == Py_None || !srtp || (rtcp ? self->rtcp : self->handler) == Py_None) {
         Py_DECREF(session);
         PyObject *call[2] = {data, component}, *original = self->original;
         Py_INCREF(original); /* it may re-hook the connection and drop this object */
@@ -391,11 +390,11 @@ static PyObject *inbound_call(Inbound *self, PyObject *args, PyObject *kwds) {
     if (len > BUFFER_LEN) Py_RETURN_NONE; /* no SRTP packet of ours: dropped, as an unprotect error is */
     memcpy(plane.scratch, d, len);
     int n = (int)len;
-    if (plane.unprotect(self->ctx, plane.scratch, &n) != 0) Py_RETURN_NONE;
-    PyObject *handler = self->handler, *on_error = self->on_error, *handled;
+    if ((rtcp ? plane.unprotect_rtcp : plane.unprotect)(self->ctx, plane.scratch, &n) != 0) Py_RETURN_NONE;
+    PyObject *handler = rtcp ? self->rtcp : self->handler, *on_error = self->on_error, *handled;
     Py_INCREF(handler);
     Py_INCREF(on_error);
-    if (PyObject_TypeCheck(handler, &IngressCoreType)) { /* read from the scratch buffer, no bytes object */
+    if (!rtcp && PyObject_TypeCheck(handler, &IngressCoreType)) { /* read from the scratch buffer, no bytes object */
         unsigned char packet[BUFFER_LEN + 16];
         memcpy(packet, plane.scratch, n); /* the counters below may run Python code */
         if (dp_add_to_counter(self->transport, plane.str_rx_bytes, len) < 0 ||
@@ -445,7 +444,7 @@ static PyTypeObject InboundType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "media._dataplane.Inbound",
     .tp_basicsize = sizeof(Inbound),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "Inbound(transport, original, handler, on_error, resolve): data_received(data, component)",
+    .tp_doc = "Inbound(transport, original, handler, on_error, resolve, rtcp=None): data_received(data, component)",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)inbound_init,
     .tp_dealloc = (destructor)inbound_dealloc,
@@ -875,18 +874,18 @@ int dp_fan_out(PyObject *viewers, long out_seq, unsigned long out_ts, int marker
 }
 
 /* ---------------------------------------------------------------------------------------------
- * bind(protect, unprotect, protect_rtcp, rtp_trailer, rtcp_trailer, error_class, messages,
- *      connected): the libsrtp functions (addresses) and what the objects above compare
+ * bind(protect, unprotect, protect_rtcp, unprotect_rtcp, rtp_trailer, rtcp_trailer, error_class,
+ *      messages, connected): the libsrtp functions (addresses) and what the objects above compare
  *      against. Once per process; a second call must name the same functions.
  */
 static PyObject *plane_bind(PyObject *module, PyObject *args) {
-    unsigned long long f[3];
+    unsigned long long f[4];
     int rtp_trailer, rtcp_trailer;
     PyObject *error_class, *messages, *connected;
-    if (!PyArg_ParseTuple(args, "KKKiiOO!O:bind", &f[0], &f[1], &f[2], &rtp_trailer, &rtcp_trailer, &error_class,
-                          &PyList_Type, &messages, &connected))
+    if (!PyArg_ParseTuple(args, "KKKKiiOO!O:bind", &f[0], &f[1], &f[2], &f[3], &rtp_trailer, &rtcp_trailer,
+                          &error_class, &PyList_Type, &messages, &connected))
         return NULL;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (f[i] == 0) {
             PyErr_SetString(PyExc_ValueError, "a libsrtp function address is 0");
             return NULL;
@@ -901,6 +900,7 @@ static PyObject *plane_bind(PyObject *module, PyObject *args) {
     plane.protect = (srtp_fn)(uintptr_t)f[0];
     plane.unprotect = (srtp_fn)(uintptr_t)f[1];
     plane.protect_rtcp = (srtp_fn)(uintptr_t)f[2];
+    plane.unprotect_rtcp = (srtp_fn)(uintptr_t)f[3];
     plane.rtp_trailer = rtp_trailer;
     plane.rtcp_trailer = rtcp_trailer;
     Py_INCREF(error_class);

@@ -15,7 +15,7 @@ typedef int (*srtp_fn)(void *ctx, void *hdr, int *len);
 #define LATE_LIMIT 400  /* media.packets.LATE_LIMIT (pinned by a test) */
 
 typedef struct {
-    srtp_fn protect, unprotect, protect_rtcp; /* incoming RTCP stays with aiortc (pylibsrtp) */
+    srtp_fn protect, unprotect, protect_rtcp, unprotect_rtcp;
     int rtp_trailer, rtcp_trailer;
     PyObject *error_class; /* pylibsrtp.Error */
     PyObject *messages;    /* pylibsrtp.ERRORS: a message per status */

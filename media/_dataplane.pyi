@@ -2,7 +2,7 @@
 
 from typing import Any, Callable
 
-def bind(protect: int, unprotect: int, protect_rtcp: int, rtp_trailer: int, rtcp_trailer: int,
+def bind(protect: int, unprotect: int, protect_rtcp: int, unprotect_rtcp: int, rtp_trailer: int, rtcp_trailer: int,
          error_class: type[Exception], messages: list[str], connected: Any, /) -> None: ...
 
 class Outbound:
@@ -13,8 +13,9 @@ class Outbound:
             extension: bytes, /) -> None: ...
 
 class Inbound:
-    def __init__(self, transport: Any, original: Callable[[bytes, int], None], handler: Callable[[bytes], None],
-                 on_error: Callable[[BaseException], None], resolve: Callable[[Any], int]) -> None: ...
+    def __init__(self, transport: Any, original: Callable[[bytes, int], None], handler: Callable[[bytes], None] | None,
+                 on_error: Callable[[BaseException], None], resolve: Callable[[Any], int],
+                 rtcp: Callable[[bytes], None] | None = None) -> None: ...
     def __call__(self, data: bytes, component: int, /) -> None: ...
 
 LATE_LIMIT: int

@@ -13,12 +13,14 @@ coroutine chain per packet and a task switch per datagram cost more than the for
   ``RTCDtlsTransport`` then takes it off an ``asyncio.Queue`` in its own task, unprotects it
   (``_rx_srtp``) and hands it to ``_handle_rtp_data(data, arrival_time_ms)``.
   :func:`intercept_rtp` shadows both on one transport: SRTP datagrams are unprotected with the
-  transport's ``_rx_srtp`` and handed to ``handler(data)`` as they arrive; DTLS, SRTCP and packets
-  that arrive before SRTP keys exist go the usual way, and RTP among them still reaches
-  ``handler`` through ``_handle_rtp_data``. A publisher's RTP never reaches ``RTCRtpReceiver``
-  (no bandwidth estimator, statistics, NACK generator, jitter buffer or decoder thread).
-  ``RTCDtlsTransport._handle_rtcp_data(data)`` is wrapped by :func:`observe_rtcp` (the
-  publisher's sender reports), and aiortc still routes the RTCP as before.
+  transport's ``_rx_srtp`` and handed to ``handler(data)`` as they arrive; SRTCP is unprotected
+  the same way and handed to the transport's own ``_handle_rtcp_data(data)``, run to its end at
+  once (:func:`run_now`); DTLS and packets that arrive before SRTP keys exist go the usual way,
+  and RTP among them still reaches ``handler`` through ``_handle_rtp_data``. A publisher's RTP
+  never reaches ``RTCRtpReceiver`` (no bandwidth estimator, statistics, NACK generator, jitter
+  buffer or decoder thread). ``RTCDtlsTransport._handle_rtcp_data(data)`` is wrapped by
+  :func:`observe_rtcp` (the publisher's sender reports), and aiortc still routes the RTCP as
+  before: viewers' transports are hooked for their RTCP alone.
 - Egress: :func:`rtp_sender_of` / :func:`rtcp_sender_of` return ``send(data)``, which does what
   ``RTCDtlsTransport._send_rtp`` does (state check, ``_tx_srtp.protect``/``protect_rtcp``, send
   on the ICE connection's nominated pair, the transport's byte and packet counts for its stats)
@@ -42,9 +44,10 @@ coroutine chain per packet and a task switch per datagram cost more than the for
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Coroutine, Generator, Protocol
 
 import pylibsrtp
 from aioice import ice
@@ -127,62 +130,117 @@ def _bind_native() -> None:
     ffi, lib = _srtp_binding.ffi, _srtp_binding.lib
     if not isinstance(getattr(pylibsrtp, "ERRORS", None), list) or not hasattr(pylibsrtp.Session(), "_srtp"):
         raise RuntimeError("pylibsrtp's ERRORS or Session._srtp is gone: media/rtp_hooks.py needs updating")
-    names = ("srtp_protect", "srtp_unprotect", "srtp_protect_rtcp")
+    names = ("srtp_protect", "srtp_unprotect", "srtp_protect_rtcp", "srtp_unprotect_rtcp")
     for name in names:
         # libsrtp 2's (srtp_t, void *header, int *len_ptr); libsrtp 3 changed it (and pylibsrtp with it)
         declared = ffi.getctype(ffi.typeof(ffi.addressof(lib, name)))
         if declared.replace("struct srtp_ctx_t_ *", "void *").replace("srtp_err_status_t", "int") != \
                 "int(*)(void *, void *, int *)":
             raise RuntimeError(f"pylibsrtp's {name} is {declared}: media/_dataplane.c needs updating")
-    protect, unprotect, protect_rtcp = (int(ffi.cast("uintptr_t", ffi.addressof(lib, name))) for name in names)
-    _dataplane.bind(protect, unprotect, protect_rtcp, pylibsrtp.SRTP_MAX_TRAILER_LEN,
+    protect, unprotect, protect_rtcp, unprotect_rtcp = (int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
+                                                        for name in names)
+    _dataplane.bind(protect, unprotect, protect_rtcp, unprotect_rtcp, pylibsrtp.SRTP_MAX_TRAILER_LEN,
                     pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN, pylibsrtp.Error, pylibsrtp.ERRORS, State.CONNECTED)
 
 
 def _log_handler_error(exc: BaseException) -> None:
-    logger.error("packet engine: an RTP packet could not be handled", exc_info=exc)
+    logger.error("packet engine: an RTP or RTCP packet could not be handled", exc_info=exc)
 
 
-def intercept_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes], None], native: bool = True) -> None:
+_finishing: set[asyncio.Task[None]] = set()
+
+
+class _Rest:
+    """Awaitable: the future a started coroutine suspended on, then the rest of that coroutine."""
+
+    def __init__(self, coro: Coroutine[Any, Any, None], pending: Any) -> None:
+        self._coro = coro
+        self._pending = pending
+
+    def __await__(self) -> Generator[Any, None, None]:
+        yield self._pending  # the task resumes this once the future is done ...
+        yield from self._coro.__await__()  # ... and the coroutine then reads its result, as if never moved
+
+
+async def _finish(coro: Coroutine[Any, Any, None], pending: Any) -> None:
+    try:
+        await _Rest(coro, pending)
+    except Exception as exc:
+        _log_handler_error(exc)
+
+
+def run_now(coro: Coroutine[Any, Any, None]) -> None:
+    """Run ``coro`` (aiortc's RTCP handling, which never waits in the packet engine) to its end
+    now, in the caller's frame, without a task; should it wait after all, a task takes it from
+    there. An exception is logged (either way): it must not reach the socket's callback."""
+    try:
+        pending = coro.send(None)
+    except StopIteration:
+        return
+    except Exception as exc:
+        _log_handler_error(exc)
+        return
+    task = asyncio.get_running_loop().create_task(_finish(coro, pending))
+    _finishing.add(task)
+    task.add_done_callback(_finishing.discard)
+
+
+def intercept_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes], None] | None, native: bool = True) -> None:
     """Hand every unprotected RTP packet of ``transport`` to ``handler(data)`` instead of aiortc's
     receivers (this instance only), synchronously as its datagram arrives. An exception from
     ``handler`` is logged and the packet dropped: it must not close the socket under it.
+    ``handler`` None: RTP goes aiortc's way (a viewer's transport, which gets none).
+
+    SRTCP is taken as it arrives too: unprotected and handed to the transport's own
+    ``_handle_rtcp_data`` at once (:func:`run_now`), not through aioice's queue and the
+    transport's receive task; aiortc then routes it to its senders and receivers as before
+    (viewers' NACKs, PLIs and reports, publishers' SRs).
     ``native``: the datagram hook is a :class:`media._dataplane.Inbound` (else the Python below)."""
     connection = _ice_connection(transport)
     original_datagram = connection.data_received
     _require_callable(transport, "_handle_rtp_data", "RTCDtlsTransport._handle_rtp_data")
+    _require_callable(transport, "_handle_rtcp_data", "RTCDtlsTransport._handle_rtcp_data")
 
     def deliver(data: bytes) -> None:
+        assert handler is not None
         try:
             handler(data)
         except Exception as exc:
             _log_handler_error(exc)
 
+    def rtcp(data: bytes) -> None:
+        run_now(transport._handle_rtcp_data(data))
+
     def data_received(data: bytes, component: int) -> None:
         # RFC 7983: 128..191 is RTP or RTCP; RTCP packet types are 192..223 (aiortc: 192..208).
         srtp = transport._rx_srtp
-        if srtp is not None and len(data) > 1 and 127 < data[0] < 192 and not 191 < data[1] < 224:
-            try:
-                plain = srtp.unprotect(data)
-            except (pylibsrtp.Error, ValueError):  # not ours, replayed, or longer than any packet of ours
+        if srtp is not None and len(data) > 1 and 127 < data[0] < 192:
+            is_rtcp = 191 < data[1] < 224
+            if is_rtcp or handler is not None:
+                try:
+                    plain = srtp.unprotect_rtcp(data) if is_rtcp else srtp.unprotect(data)
+                except (pylibsrtp.Error, ValueError):  # not ours, replayed, or longer than any packet of ours
+                    return
+                setattr(transport, _RX_BYTES, getattr(transport, _RX_BYTES) + len(data))
+                setattr(transport, _RX_PACKETS, getattr(transport, _RX_PACKETS) + 1)
+                if is_rtcp:
+                    rtcp(plain)
+                else:
+                    deliver(plain)
                 return
-            setattr(transport, _RX_BYTES, getattr(transport, _RX_BYTES) + len(data))
-            setattr(transport, _RX_PACKETS, getattr(transport, _RX_PACKETS) + 1)
-            deliver(plain)
-            return
         original_datagram(data, component)
 
     if native:
         _bind_native()
         hook: Callable[[bytes, int], None] = _dataplane.Inbound(transport, original_datagram, handler,
-                                                                _log_handler_error, _srtp_context)
+                                                                _log_handler_error, _srtp_context, rtcp)
         # One step earlier still: the sockets' own protocols, so an RTP datagram skips aioice's
         # ``StunProtocol.datagram_received`` (a Python frame and a STUN parse attempt that raises).
         # It passes every datagram that is not STUN to ``data_received`` whatever its sender, as
-        # this does with what is not SRTP (RTCP, DTLS, STUN, and all before the keys exist).
+        # this does with what is not SRTP (DTLS, STUN, and all before the keys exist).
         for protocol in _stun_protocols(connection):
             _replace(protocol, "datagram_received", _dataplane.Inbound(
-                transport, protocol.datagram_received, handler, _log_handler_error, _srtp_context))
+                transport, protocol.datagram_received, handler, _log_handler_error, _srtp_context, rtcp))
     else:
         hook = data_received
 
@@ -190,7 +248,8 @@ def intercept_rtp(transport: RTCDtlsTransport, handler: Callable[[bytes], None],
         deliver(data)
 
     _replace(connection, "data_received", hook)
-    _replace(transport, "_handle_rtp_data", handle_rtp_data)
+    if handler is not None:
+        _replace(transport, "_handle_rtp_data", handle_rtp_data)
 
 
 def observe_rtcp(transport: RTCDtlsTransport, observer: Callable[[bytes], None]) -> None:

@@ -306,6 +306,7 @@ class ViewerSession(_Session):
         self.viewer = viewer
         self.tracks: list[MediaStreamTrack] = []
         self.packet_viewers: list[PacketViewer] = []
+        self._rtcp_taken: list[Any] = []  # transports whose SRTCP is taken as it arrives (rtp_hooks.intercept_rtp)
 
     @classmethod
     async def accept(
@@ -377,6 +378,9 @@ class ViewerSession(_Session):
                               connected, ssrc=ssrc,
                               payload_type=payload_type, rtx_ssrc=rtx_ssrc, rtx_payload_type=rtx[0] if rtx else None,
                               plan=ExtensionPlan.negotiated(section.rtp.headerExtensions, transceiver.mid))
+        if transport not in self._rtcp_taken:  # its NACKs, PLIs and reports, as they arrive
+            self._rtcp_taken.append(transport)
+            rtp_hooks.intercept_rtp(transport, None, native)
         rtp_hooks.on_retransmit(sender, viewer.retransmit)
         rtp_hooks.on_sender_report(sender, viewer.sender_info, rtp_hooks.rtcp_sender_of(transport, native))
         fanout.stream.subscribe(viewer)

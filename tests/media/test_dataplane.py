@@ -101,14 +101,19 @@ def test_both_senders_refuse_the_same_way() -> None:
         assert dtls.counters()[3] == 2, native
 
 
+RTCP_SR = bytes([0x80, 200, 0, 6]) + bytes(range(24))
+RTCP_PLI = bytes([0x81, 206, 0, 2]) + (1).to_bytes(4, "big") + (0x1234).to_bytes(4, "big")
+
+
 def _datagrams(profile: str) -> list[bytes]:
-    """What arrives on a publisher's socket: SRTP, RTCP, STUN, DTLS, garbage in the RTP range, a
-    replay, one too long for any packet of ours."""
+    """What arrives on a publisher's socket: SRTP, SRTCP, STUN, DTLS, garbage in the RTP and RTCP
+    ranges, a replay, one too long for any packet of ours."""
     tx = srtp_session(profile, pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
     srtp = [tx.protect(build_rtp(*args[:5], args[5][:1200], args[6])) for args in _packets()]
     return [
         srtp[0], srtp[1],
-        bytes([0x80, 200]) + bytes(30),  # RTCP (SR): aiortc's path
+        tx.protect_rtcp(RTCP_SR), tx.protect_rtcp(RTCP_PLI),
+        bytes([0x80, 200]) + bytes(30),  # RTCP-range garbage: not authentic
         bytes([0x00, 0x01, 0x00, 0x00]) + bytes(16),  # STUN binding request
         bytes([22, 254, 253]) + bytes(20),  # DTLS record
         bytes([0x80, 96]) + bytes(40),  # RTP-range garbage: not authentic
@@ -134,9 +139,10 @@ def test_the_native_ingress_passes_on_what_the_python_reference_passes_on(profil
     assert got[True][0] == build_rtp(*_packets()[0][:5], _packets()[0][5][:1200], _packets()[0][6])
     passed = {native: t.transport._connection.passed_on for native, t in dtls.items()}
     assert passed[True] == passed[False]
-    assert [d[:2] for d, _ in passed[True]] == [bytes([0x80, 200]), bytes([0x00, 0x01]), bytes([22, 254]), b"\x80"]
+    assert [d[:2] for d, _ in passed[True]] == [bytes([0x00, 0x01]), bytes([22, 254]), b"\x80"]
+    assert dtls[True].rtcp == dtls[False].rtcp == [RTCP_SR, RTCP_PLI]  # to aiortc's handling, at once
     assert dtls[True].counters() == dtls[False].counters()
-    assert dtls[True].counters()[1] == len(_packets())
+    assert dtls[True].counters()[1] == len(_packets()) + 2
 
 
 def test_before_the_keys_exist_every_datagram_goes_the_usual_way() -> None:
@@ -178,7 +184,7 @@ def test_the_native_plane_is_bound_to_the_libsrtp_pylibsrtp_loaded() -> None:
     rtp_hooks._bind_native()
     rtp_hooks._bind_native()  # idempotent
     with pytest.raises(RuntimeError, match="another libsrtp"):
-        _dataplane.bind(1, 2, 3, 144, 148, pylibsrtp.Error, pylibsrtp.ERRORS, State.CONNECTED)
+        _dataplane.bind(1, 2, 3, 4, 144, 148, pylibsrtp.Error, pylibsrtp.ERRORS, State.CONNECTED)
 
 
 def test_the_native_plane_holds_no_memory_per_packet_on_any_path() -> None:
@@ -333,3 +339,18 @@ def test_viewer_fields_take_only_what_they_can_hold() -> None:
         _dataplane.fan_out((object(),), 1, 1, False, b"x", True, None)
     with pytest.raises(TypeError, match="send_time"):
         _dataplane.fan_out((), 1, 1, False, b"x", True, None, "now")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_a_viewers_transport_gives_up_its_srtcp_alone(native: bool) -> None:
+    """No RTP handler (a viewer's transport): its SRTCP is taken as it arrives and handed to
+    aiortc's handling at once; everything else, RTP included, goes the usual way."""
+    dtls = Dtls("aead-aes128-gcm")
+    rtp_hooks.intercept_rtp(dtls, None, native)  # type: ignore[arg-type]
+    datagrams = _datagrams("aead-aes128-gcm")
+    for data in datagrams:
+        dtls.transport._connection.data_received(data, 1)
+    assert dtls.rtcp == [RTCP_SR, RTCP_PLI]
+    taken = set(datagrams[2:5])  # the two SRTCP packets, and the unauthentic one dropped
+    assert [d for d, _ in dtls.transport._connection.passed_on] == [d for d in datagrams if d not in taken]
+    assert dtls.counters()[1] == 2

@@ -10,7 +10,15 @@ import inspect
 import pytest
 from aioice import ice
 from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.rtp import RtcpByePacket, RtcpPacket, RtcpPsfbPacket, RtcpSenderInfo, RtcpSrPacket
+from aiortc.rtp import (
+    RTCP_RTPFB_NACK,
+    RtcpByePacket,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtcpRtpfbPacket,
+    RtcpSenderInfo,
+    RtcpSrPacket,
+)
 
 from media import _dataplane, rtp_hooks
 from media.packets import IdleTrack
@@ -198,3 +206,80 @@ async def test_sender_reports_go_through_the_given_sender_with_their_info_replac
 
     rtp_hooks.on_sender_report(sender, lambda: None, not_connected)  # type: ignore[arg-type]
     await sender._send_rtcp([RtcpByePacket(sources=[1234])])
+
+
+async def test_run_now_runs_a_coroutine_that_never_waits_in_the_callers_frame_and_a_task_finishes_one_that_does(
+        caplog: pytest.LogCaptureFixture) -> None:
+    steps: list[str] = []
+
+    async def quick() -> None:
+        steps.append("quick")
+
+    async def slow() -> None:
+        steps.append("slow: before")
+        await asyncio.sleep(0.01)
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, fut.set_result, "result")
+        steps.append(f"slow: {await fut}")
+
+    async def broken() -> None:
+        raise KeyError("a bug")
+
+    async def broken_later() -> None:
+        await asyncio.sleep(0)
+        raise KeyError("a later bug")
+
+    rtp_hooks.run_now(quick())
+    assert steps == ["quick"]
+    rtp_hooks.run_now(slow())
+    assert steps == ["quick", "slow: before"]
+    await until(lambda: steps[-1] == "slow: result", timeout=10, what="the task finishing the coroutine")
+    with caplog.at_level("ERROR", logger="media.rtp_hooks"):
+        rtp_hooks.run_now(broken())
+    assert any(r.exc_info and r.exc_info[0] is KeyError for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("ERROR", logger="media.rtp_hooks"):
+        rtp_hooks.run_now(broken_later())
+        await until(lambda: not rtp_hooks._finishing, timeout=10, what="the tasks done")
+    assert [str(r.exc_info[1]) for r in caplog.records if r.exc_info] == ["'a later bug'"]
+
+
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+async def test_srtcp_reaches_aiortcs_handling_as_it_arrives_not_through_its_receive_task(native: bool) -> None:
+    """Two real peers, the receiving side hooked for its RTCP alone (a viewer's transport): a PLI
+    and a NACK reach aiortc's ``_handle_rtcp_data`` from the datagram callback (no task is
+    running), and the sender's handlers act on them; RTP still goes aiortc's way."""
+    sending, receiving = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        sending.addTransceiver(IdleTrack("video"), direction="sendonly")
+        await sending.setLocalDescription(await sending.createOffer())
+        await receiving.setRemoteDescription(sending.localDescription)
+        await receiving.setLocalDescription(await receiving.createAnswer())
+        await sending.setRemoteDescription(receiving.localDescription)
+        out = sending.getSenders()[0].transport
+        sender = sending.getSenders()[0]
+        await until(lambda: out.state == "connected", timeout=20, what="DTLS up")
+        rtp_hooks.intercept_rtp(out, None, native)
+        in_task: list[bool] = []
+        original = out._handle_rtcp_data
+
+        async def spy(data: bytes) -> None:
+            in_task.append(asyncio.current_task() is not None)
+            await original(data)
+
+        out._handle_rtcp_data = spy  # type: ignore[method-assign]
+        nacked: list[int] = []
+        rtp_hooks.on_retransmit(sender, nacked.append)
+        keyframes = [0]
+        sender._send_keyframe = lambda: keyframes.__setitem__(0, keyframes[0] + 1)  # type: ignore[method-assign]
+        back = rtp_hooks.rtcp_sender_of(receiving.getReceivers()[0].transport, native)
+        ssrc = rtp_hooks.sender_ssrcs(sender)[0]
+        back(bytes(RtcpPsfbPacket(fmt=1, ssrc=1, media_ssrc=ssrc)))
+        nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=ssrc)
+        nack.lost = [7, 9]
+        back(bytes(nack))
+        await until(lambda: keyframes[0] == 1 and nacked == [7, 9], timeout=10, what="the PLI and the NACK handled")
+        assert in_task and not any(in_task), in_task
+    finally:
+        await asyncio.gather(sending.close(), receiving.close())
+

@@ -68,6 +68,7 @@ class Dtls:
         self._RTCDtlsTransport__rx_packets = 0
         self._RTCDtlsTransport__tx_bytes = 0
         self._RTCDtlsTransport__tx_packets = 0
+        self.rtcp: list[bytes] = []  # unprotected RTCP handed to aiortc's handling
 
     async def _send_rtp(self, data: bytes) -> None:
         raise AssertionError("the hooks send without aiortc's coroutine")
@@ -76,7 +77,7 @@ class Dtls:
         raise AssertionError("RTP is taken at the datagram")
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
-        pass  # aiortc's RTCP routing: nothing to route to here
+        self.rtcp.append(data)  # aiortc's RTCP routing: nothing to route to here
 
     @property
     def sent(self) -> list[tuple[bytes, Any]]:
