@@ -939,23 +939,25 @@ static int ingress_route_packet(IngressCore *self, RouteCore *route, int rtx, lo
         PyErr_SetString(PyExc_TypeError, "an ingress route's stream must be built on media._dataplane.StreamCore");
         return -1;
     }
-    StreamCore *stream = (StreamCore *)route->stream;
+    StreamCore *stream = (StreamCore *)Py_NewRef(route->stream); /* held: the callbacks may replace it */
+    int rc = 0;
     if (payload_len) {
         PyObject *data = PyBytes_FromStringAndSize((const char *)payload, payload_len);
-        if (data == NULL) return -1;
-        int rc = stream_packet(stream, seq, ts, marker, data, now, ext_profile, ext, ext_len);
-        Py_DECREF(data);
-        if (rc < 0) return -1;
+        rc = data == NULL ? -1 : stream_packet(stream, seq, ts, marker, data, now, ext_profile, ext, ext_len);
+        Py_XDECREF(data);
     }
-    if (route->nack) {
+    if (rc == 0 && route->nack) {
         if (!PyObject_TypeCheck(stream->nacks, &NackCoreType) || nack_checked((NackCore *)stream->nacks) < 0) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "the stream's NACK tracker is not a NackTracker");
-            return -1;
+            rc = -1;
+        } else {
+            NackCore *nacks = (NackCore *)stream->nacks;
+            if (nack_has_work(nacks, now) || (route->retry == Py_None && nack_waiting(nacks) && !self->closed))
+                rc = call_method_now(me, s_tend, (PyObject *)route, now);
         }
-        NackCore *nacks = (NackCore *)stream->nacks;
-        if (nack_has_work(nacks, now) || (route->retry == Py_None && nack_waiting(nacks) && !self->closed))
-            if (call_method_now(me, s_tend, (PyObject *)route, now) < 0) return -1;
     }
+    Py_DECREF(stream);
+    if (rc < 0) return -1;
     if (route->pli_pending) {
         route->pli_pending = 0;
         PyObject *kind = PyObject_GetAttr((PyObject *)route, s_kind);

@@ -100,6 +100,15 @@ async def test_hooks_shadow_one_instance_and_refuse_objects_without_the_internal
         rtp_hooks.drop_bandwidth_estimator(Bare())  # type: ignore[arg-type]
 
 
+async def _offer_video(sending: RTCPeerConnection, receiving: RTCPeerConnection) -> None:
+    """A send-only video offer from ``sending`` and ``receiving``'s answer, set on ``receiving``
+    (``sending`` still has to take the answer)."""
+    sending.addTransceiver(IdleTrack("video"), direction="sendonly")
+    await sending.setLocalDescription(await sending.createOffer())
+    await receiving.setRemoteDescription(sending.localDescription)
+    await receiving.setLocalDescription(await receiving.createAnswer())
+
+
 @pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
 async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_are_counted(native: bool) -> None:
     """Two real peers: RTP and RTCP sent with the hooks' synchronous senders are unprotected by the
@@ -108,10 +117,7 @@ async def test_packets_sent_synchronously_arrive_at_the_intercepting_peer_and_ar
     (media._dataplane) and the Python reference."""
     sending, receiving = RTCPeerConnection(), RTCPeerConnection()
     try:
-        sending.addTransceiver(IdleTrack("video"), direction="sendonly")
-        await sending.setLocalDescription(await sending.createOffer())
-        await receiving.setRemoteDescription(sending.localDescription)
-        await receiving.setLocalDescription(await receiving.createAnswer())
+        await _offer_video(sending, receiving)
         out = sending.getSenders()[0].transport
         inbound = receiving.getReceivers()[0].transport
         got: list[bytes] = []
@@ -251,10 +257,7 @@ async def test_srtcp_reaches_aiortcs_handling_as_it_arrives_not_through_its_rece
     running), and the sender's handlers act on them; RTP still goes aiortc's way."""
     sending, receiving = RTCPeerConnection(), RTCPeerConnection()
     try:
-        sending.addTransceiver(IdleTrack("video"), direction="sendonly")
-        await sending.setLocalDescription(await sending.createOffer())
-        await receiving.setRemoteDescription(sending.localDescription)
-        await receiving.setLocalDescription(await receiving.createAnswer())
+        await _offer_video(sending, receiving)
         await sending.setRemoteDescription(receiving.localDescription)
         out = sending.getSenders()[0].transport
         sender = sending.getSenders()[0]
