@@ -85,7 +85,8 @@ class StreamCore:
     _audio_level_id: int | None
     _fresh: bool
     _video: bool
-    _h264: bool
+    @property
+    def _h264(self) -> bool: ...
     _sps_in_band: bool
     _assembling: bool
     _mime: str

@@ -418,7 +418,7 @@ typedef struct {
     long long seq_off, ts_off, clock_rate;
     long long last_seq, last_ts, keyframe_ts, audio_level_id; /* -1: None */
     double last_at;
-    char has_last_at, fresh, video, h264, sps_in_band, assembling;
+    char has_last_at, fresh, video, sps_in_band, assembling;
     int kind; /* KIND_*, of mime */
 } StreamCore;
 
@@ -477,7 +477,7 @@ OPTIONAL(StreamCore, keyframe_ts, "_keyframe_ts", 0xFFFFFFFFLL)
 OPTIONAL(StreamCore, audio_level_id, "_audio_level_id", 255)
 FLAG(StreamCore, fresh, "_fresh")
 FLAG(StreamCore, video, "_video")
-FLAG(StreamCore, h264, "_h264")
+static PyObject *StreamCore_get_h264(StreamCore *self, void *c) { return PyBool_FromLong(self->kind == KIND_H264); }
 FLAG(StreamCore, sps_in_band, "_sps_in_band")
 FLAG(StreamCore, assembling, "_assembling")
 
@@ -511,7 +511,7 @@ static PyGetSetDef stream_getset[] = {
     GETSET(StreamCore, audio_level_id, "_audio_level_id", "the publisher's ssrc-audio-level id"),
     GETSET(StreamCore, fresh, "_fresh", "the next packet is a new source's first"),
     GETSET(StreamCore, video, "_video", "a video stream"),
-    GETSET(StreamCore, h264, "_h264", "an H.264 stream"),
+    {"_h264", (getter)StreamCore_get_h264, NULL, "an H.264 stream (of _mime)", NULL},
     GETSET(StreamCore, sps_in_band, "_sps_in_band", "the publisher's keyframes open with their SPS"),
     GETSET(StreamCore, assembling, "_assembling", "the assembler has been fed since it restarted"),
     GETSET(StreamCore, mime, "_mime", "the source codec's mime type, lower-case"),
@@ -573,10 +573,6 @@ static int stream_checked(StreamCore *s) {
     return 0;
 }
 
-static int fanout_add(PyObject *fanout, PyObject *name, long long amount) {
-    return dp_add_to_counter(fanout, name, amount);
-}
-
 /* PacketStream.on_packet; ext: the extension block's elements (ext_len bytes), valid throughout */
 static int stream_packet(StreamCore *s, long seq, unsigned long ts, int marker, PyObject *payload, double now,
                          int ext_profile, const unsigned char *ext, Py_ssize_t ext_len) {
@@ -611,7 +607,7 @@ static int stream_packet(StreamCore *s, long seq, unsigned long ts, int marker, 
     PyObject *t = PyFloat_FromDouble(now);
     if (t == NULL) goto done;
     int failed = PyObject_SetAttr(fanout, s_last_packet_at, t) < 0 ||
-                 fanout_add(fanout, s_bytes_in, PyBytes_GET_SIZE(payload)) < 0;
+                 dp_add_to_counter(fanout, s_bytes_in, PyBytes_GET_SIZE(payload)) < 0;
     Py_DECREF(t);
     if (failed) goto done;
     if (s->video) {
@@ -619,14 +615,14 @@ static int stream_packet(StreamCore *s, long seq, unsigned long ts, int marker, 
         Py_ssize_t n = PyBytes_GET_SIZE(payload);
         starts = (s->keyframe_ts < 0 || (long long)out_ts != s->keyframe_ts) &&
                  (s->kind == KIND_VP8 ? vp8_starts_keyframe(p, n) : s->kind == KIND_H264 ? h264_starts_keyframe(p, n) : 1);
-        if (starts && s->h264) {
+        if (starts && s->kind == KIND_H264) {
             if (h264_has_sps(p, n))
                 s->sps_in_band = 1;
             else if (s->sps_in_band)
                 starts = 0;
         }
         if (starts) s->keyframe_ts = out_ts;
-        if (marker && fanout_add(fanout, s_frames_in, 1) < 0) goto done;
+        if (marker && dp_add_to_counter(fanout, s_frames_in, 1) < 0) goto done;
         if (starts) {
             if (call_method(fanout, s_keyframe_arrived, NULL, NULL) < 0) goto done;
         } else {
@@ -635,7 +631,7 @@ static int stream_packet(StreamCore *s, long seq, unsigned long ts, int marker, 
             Py_XDECREF(awaited);
             if (truth < 0 || (truth && call_method_now(fanout, s_keyframe_overdue, NULL, now) < 0)) goto done;
         }
-    } else if (fanout_add(fanout, s_frames_in, 1) < 0) {
+    } else if (dp_add_to_counter(fanout, s_frames_in, 1) < 0) {
         goto done;
     }
     if (stream_checked(s) < 0 || cache_store((PacketCache *)s->cache, out_seq, out_ts, marker, payload, now, 1) < 0)

@@ -101,7 +101,6 @@ class PacketStream(_dataplane.StreamCore):
         self.last_ts: int | None = None
         self.last_at: float | None = None
         self._keyframe_ts: int | None = None  # timestamp of the last frame a keyframe start was seen in
-        self._h264 = False
         self._sps_in_band = False  # H.264: the publisher's keyframes open with their SPS
         self.sender_report: tuple[int, int] | None = None  # (NTP, forwarded RTP timestamp) of the publisher's last SR
         self.plans: dict[tuple[Any, ...], ExtensionPlan] = {}  # the viewers' header extension plans, one per kind
@@ -115,7 +114,6 @@ class PacketStream(_dataplane.StreamCore):
         self.nacks.reset()
         self.sender_report = None
         self._mime = codec.mimeType.lower()
-        self._h264 = self._mime == "video/h264"
         self._sps_in_band = False
         self._clock_rate = codec.clockRate
         if self.assembler is None or self.assembler.codec_key != (self._mime, codec.clockRate):

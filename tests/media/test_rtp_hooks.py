@@ -223,16 +223,17 @@ async def test_run_now_runs_a_coroutine_that_never_waits_in_the_callers_frame_an
 
     async def slow() -> None:
         steps.append("slow: before")
-        await asyncio.sleep(0.01)
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        asyncio.get_running_loop().call_later(0.01, fut.set_result, "result")
+        asyncio.get_running_loop().call_soon(fut.set_result, "result")
         steps.append(f"slow: {await fut}")
 
     async def broken() -> None:
         raise KeyError("a bug")
 
     async def broken_later() -> None:
-        await asyncio.sleep(0)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(fut.set_result, None)
+        await fut
         raise KeyError("a later bug")
 
     rtp_hooks.run_now(quick())
